@@ -1,0 +1,106 @@
+"""``nsys-doctor stats``: nsys's ``stats`` reports and ``analyze`` rules, with the same numbers, without nsys."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ..report.nsys_format import FORMATS, Units, render
+from ..stats import REGISTRY, ReportContext, load_all, parse_report_arg, run_report
+from ..trace import Trace
+from ..units import DISPLAY_MEM_UNITS, parse_timeunit
+from .common import event_filter
+
+DEFAULT_REPORTS = ("nvtx_sum", "osrt_sum", "cuda_api_sum", "cuda_gpu_kern_sum", "cuda_gpu_mem_time_sum",
+                   "cuda_gpu_mem_size_sum")
+EXTENSIONS = {"csv": "csv", "json": "json", "column": "txt", "table": "txt"}
+
+
+def _report_list() -> str:
+    load_all()
+    lines = []
+    for kind, title in (("stats", "Reports (nsys stats)"), ("rule", "Rules (nsys analyze)")):
+        lines.append(title + ":")
+        for name, spec in sorted(REGISTRY.items()):
+            if spec.kind == kind:
+                args = sorted(spec.flags) + [f"{o}=" for o in sorted(spec.options)]
+                suffix = f"  [:{'|:'.join(args)}]" if args else ""
+                lines.append(f"  {name}{suffix}  {spec.doc.splitlines()[0] if spec.doc else spec.title}")
+    return "\n".join(lines)
+
+
+def _help_reports(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_report_list())
+        ctx.exit(0)
+
+
+@click.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
+@click.option("-r", "--report", "reports", multiple=True, metavar="REPORT[:ARGS]",
+              help="Report or rule, with nsys arguments, e.g. cuda_gpu_kern_sum:base or gpu_gaps:gap=1. "
+                   "Repeat for several. Default: nsys's default summary set.")
+@click.option("-f", "--format", "formats", default="column", show_default=True,
+              help="column, table, csv or json; a comma list gives one per report.")
+@click.option("--timeunit", default="ns", show_default=True, help="Time unit for durations: ns, us, ms, sec.")
+@click.option("--memunit", default="MB", show_default=True, help="Unit for bytes: B, KB, KiB, MB, MiB, GB, GiB.")
+@click.option("--filter-time", metavar="[START]/[END]", help="Keep events overlapping [START, END), e.g. 10s/20s.")
+@click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]",
+              help="Keep events inside the N-th NVTX range of that name (first by default); wins over --filter-time.")
+@click.option("-o", "--output", metavar="FILE|-",
+              help="'-' for standard output (default). A path ending in .csv/.json/.txt with one report is "
+                   "written as is; otherwise BASE_<report>.<ext> per report, as nsys does.")
+@click.option("--help-reports", is_flag=True, expose_value=False, is_eager=True, callback=_help_reports,
+              help="List the reports and rules, with their arguments.")
+def stats(trace_path: Path, reports: tuple[str, ...], formats: str, timeunit: str, memunit: str,
+          filter_time: str | None, filter_nvtx: str | None, output: str | None) -> None:
+    """Reproduce `nsys stats` reports and `nsys analyze` rules on TRACE.
+
+    \b
+    Examples:
+      nsys-doctor stats trace.sqlite -r cuda_gpu_kern_sum:base
+      nsys-doctor stats trace.sqlite -r cuda_api_sum --filter-nvtx decode_step --format csv
+      nsys-doctor stats trace.sqlite -r gpu_gaps:gap=1 --timeunit usec -o -
+    """
+    requests = [parse_report_arg(r) for r in (reports or DEFAULT_REPORTS)]
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    for f in fmts:
+        if f not in FORMATS:
+            raise UsageError(f"unknown format '{f}'", f"use one of {', '.join(FORMATS)}")
+    if len(fmts) > 1 and len(fmts) != len(requests):
+        raise UsageError(f"{len(fmts)} formats for {len(requests)} reports", "give one format, or one per report")
+    if memunit not in DISPLAY_MEM_UNITS:
+        raise UsageError(f"unknown memory unit '{memunit}'", f"use one of {', '.join(DISPLAY_MEM_UNITS)}")
+    units = Units(time=parse_timeunit(timeunit), mem=memunit)
+    with Trace.open(trace_path) as trace:
+        flt = event_filter(trace, filter_time, filter_nvtx)
+        to_stdout = output in (None, "-")
+        for i, req in enumerate(requests):
+            fmt = fmts[i] if len(fmts) > 1 else fmts[0]
+            table = run_report(ReportContext(trace, flt), req)
+            body = render(table, fmt, units)
+            if not table.rows:
+                why = table.skipped or "no matching events" + (f" in {flt.label}" if flt.label else "")
+                click.echo(f"SKIPPED: {trace.path} {req.text}: {why}", err=True)
+            if to_stdout:
+                if fmt in ("column", "table"):
+                    if body:
+                        click.echo(f"\n ** {table.title} ({req.name}):\n")
+                        sys.stdout.write(body)
+                elif body:
+                    sys.stdout.write(body)
+                continue
+            dest = _destination(output or "", req.text, fmt, len(requests))
+            dest.write_text(body, encoding="utf-8")
+            click.echo(f"wrote {dest}", err=True)
+
+
+def _destination(output: str, report_text: str, fmt: str, n_reports: int) -> Path:
+    p = Path(output)
+    if n_reports == 1 and p.suffix.lower() in (".csv", ".json", ".txt"):
+        return p
+    tag = report_text.replace(":", "_").replace("=", "_").replace("/", "_")
+    return p.parent / f"{p.name}_{tag}.{EXTENSIONS[fmt]}"

@@ -1,0 +1,51 @@
+"""CUDA API summary: ``cuda_api_sum``."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from ..trace import schema as S
+from ..trace.tables import load, resolve_names
+from .aggregate import grouped_stats, share, stat_cells
+from .core import Column, ReportContext, StatsTable, report
+
+_NSYS_SUFFIX = re.compile(r"_v\d{4}$")
+
+
+def nsys_api_name(name: str) -> str:
+    """nsys display name: drop the last 6 characters iff they are ``_v`` + 4 characters (``_v7000``)."""
+    return name[:-6] if len(name) >= 6 and name[-6:-4] == "_v" else name
+
+
+def api_name_expr(col: str = "api") -> pl.Expr:
+    """Vectorized ``nsys_api_name``."""
+    c = pl.col(col)
+    return pl.when(c.str.len_chars() >= 6).then(
+        pl.when(c.str.slice(-6, 2) == "_v").then(c.str.slice(0, c.str.len_chars() - 6)).otherwise(c)
+    ).otherwise(c)
+
+
+def api_calls(ctx: ReportContext, extra: list[str] | None = None) -> pl.DataFrame:
+    """Filtered runtime+driver API rows with ``dur``, ``nameId`` and the raw name ``api``."""
+    df = load(ctx.trace, S.RUNTIME, ["start", "end", "nameId", *(extra or [])], ctx.flt)
+    df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+    return resolve_names(df, ctx.trace, "nameId", "api")
+
+
+@report("cuda_api_sum", "CUDA API Summary")
+def cuda_api_sum(ctx: ReportContext) -> StatsTable:
+    """Time in each CUDA runtime and driver API function (host side)."""
+    df = api_calls(ctx)
+    stats = grouped_stats(df, ["nameId", "api"], "dur")
+    grand = stats["total"].sum() if stats.height else 0
+    rows = []
+    for r in stats.sort(["total", "api"], descending=[True, False]).iter_rows(named=True):
+        rows.append((share(r["total"], grand), r["total"], r["n"],
+                     *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+                     nsys_api_name(r["api"])))
+    cols = (Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Num Calls"), Column("Avg", "dur_ns"),
+            Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
+            Column("Name"))
+    return StatsTable("cuda_api_sum", "CUDA API Summary", cols, rows)

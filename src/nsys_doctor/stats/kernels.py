@@ -1,0 +1,67 @@
+"""Kernel summaries: ``cuda_gpu_kern_sum`` and ``cuda_gpu_kern_gb_sum``."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..trace import schema as S
+from ..trace.tables import load, resolve_names
+from .aggregate import grouped_stats, share, stat_cells
+from .core import Column, ReportContext, StatsTable, kernel_name_column, report
+
+DUR_COLUMNS = (
+    Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Instances"), Column("Avg", "dur_ns"),
+    Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
+)
+GRID = ("gridX", "gridY", "gridZ")
+BLOCK = ("blockX", "blockY", "blockZ")
+
+
+def kernels_with_names(ctx: ReportContext, extra: list[str]) -> pl.DataFrame:
+    """Kernel rows (filtered) with ``dur`` and ``name`` (the variant selected by base/mangled)."""
+    name_col = kernel_name_column(ctx)
+    cols = ["start", "end", name_col, *extra]
+    if name_col == "mangledName":
+        cols.append("demangledName")
+    df = load(ctx.trace, S.KERNEL, list(dict.fromkeys(cols)), ctx.flt)
+    if name_col == "mangledName":
+        df = df.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
+    df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+    return resolve_names(df, ctx.trace, name_col, "name")
+
+
+def summary_rows(stats: pl.DataFrame, keys: list[str]) -> list[tuple]:
+    """Rows ``Time%, Total, n, Avg, Med, Min, Max, StdDev, *keys`` sorted as nsys: Total desc, n asc, keys asc."""
+    grand = stats["total"].sum() if stats.height else 0
+    ordered = stats.sort(["total", "n", *keys], descending=[True, False, *([False] * len(keys))])
+    out = []
+    for r in ordered.iter_rows(named=True):
+        out.append(
+            (share(r["total"], grand), r["total"], r["n"],
+             *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+             *(r[k] for k in keys))
+        )
+    return out
+
+
+@report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))
+def cuda_gpu_kern_sum(ctx: ReportContext) -> StatsTable:
+    """Kernel time per kernel name: total, instances, avg, median, min, max, stdev."""
+    df = kernels_with_names(ctx, [])
+    stats = grouped_stats(df, ["name"], "dur")
+    return StatsTable("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", (*DUR_COLUMNS, Column("Name")),
+                      summary_rows(stats, ["name"]))
+
+
+@report("cuda_gpu_kern_gb_sum", "CUDA GPU Kernel/Grid/Block Summary", flags=("base", "mangled"))
+def cuda_gpu_kern_gb_sum(ctx: ReportContext) -> StatsTable:
+    """Kernel time per kernel name and launch geometry (grid and block dimensions)."""
+    df = kernels_with_names(ctx, [*GRID, *BLOCK])
+    keys = ["name", *GRID, *BLOCK]
+    stats = grouped_stats(df, keys, "dur")
+    rows = []
+    for row in summary_rows(stats, keys):
+        *head, name, gx, gy, gz, bx, by, bz = row
+        rows.append((*head, f"{gx:4d} {gy:4d} {gz:4d}", f"{bx:4d} {by:4d} {bz:4d}", name))
+    return StatsTable("cuda_gpu_kern_gb_sum", "CUDA GPU Kernel/Grid/Block Summary",
+                      (*DUR_COLUMNS, Column("GridXYZ"), Column("BlockXYZ"), Column("Name")), rows)

@@ -1,0 +1,157 @@
+"""The one place that knows how nsys export schemas differ across versions.
+
+Detection order: ``META_DATA_EXPORT`` (2022.2+), ``EXPORT_META_DATA`` (2021-2022), then table and column probes.
+Everything else in the package asks this module (``Schema.has``, ``Schema.has_column``, ``Schema.enum_labels``)
+instead of probing SQLite itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
+RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
+MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
+MEMSET = "CUPTI_ACTIVITY_KIND_MEMSET"
+SYNC = "CUPTI_ACTIVITY_KIND_SYNCHRONIZATION"
+GRAPH_TRACE = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE"
+CUDA_EVENT = "CUPTI_ACTIVITY_KIND_CUDA_EVENT"
+NVTX = "NVTX_EVENTS"
+OSRT = "OSRT_API"
+STRINGS = "StringIds"
+PROFILER_OVERHEAD = "PROFILER_OVERHEAD"
+DIAGNOSTIC = "DIAGNOSTIC_EVENT"
+GPU_MEMORY_USAGE = "CUDA_GPU_MEMORY_USAGE_EVENTS"
+GPU_METRICS = "GPU_METRICS"
+
+# Tables whose presence marks a file as an nsys export (any one of them, together with StringIds).
+NSYS_MARKER_TABLES = frozenset(
+    {
+        "TARGET_INFO_SESSION_START_TIME", "ANALYSIS_DETAILS", "META_DATA_EXPORT", "EXPORT_META_DATA",
+        "TARGET_INFO_GPU", "TARGET_INFO_CUDA_GPU", KERNEL, RUNTIME, NVTX, "ThreadNames",
+    }
+)
+
+ACTIVITY_TABLES = (KERNEL, RUNTIME, MEMCPY, MEMSET, SYNC, GRAPH_TRACE, NVTX, OSRT)
+
+# Labels used when a (pre-2022) export has no ENUM_* tables. Values match ENUM_* of schema 3.20.
+FALLBACK_ENUMS: dict[str, dict[int, str]] = {
+    "ENUM_CUDA_MEMCPY_OPER": {
+        0: "Unknown", 1: "Host-to-Device", 2: "Device-to-Host", 3: "Host-to-Array", 4: "Array-to-Host",
+        5: "Array-to-Array", 6: "Array-to-Device", 7: "Device-to-Array", 8: "Device-to-Device",
+        9: "Host-to-Host", 10: "Peer-to-Peer", 11: "Unified Host-to-Device", 12: "Unified Device-to-Host",
+        13: "Unified Device-to-Device",
+    },
+    "ENUM_CUDA_MEM_KIND": {
+        0: "Pageable", 1: "Pinned", 2: "Device", 3: "Array", 4: "Managed", 5: "Device Static",
+        6: "Managed Static", 7: "Unknown",
+    },
+    "ENUM_CUPTI_SYNC_TYPE": {
+        0: "Unknown", 1: "Event sync", 2: "Stream wait event", 3: "Stream sync", 4: "Context sync",
+    },
+}
+
+
+def _version_tuple(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    out = []
+    for part in text.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+@dataclass
+class Schema:
+    """What a given export contains, and how its tables are spelled."""
+
+    tables: frozenset[str]
+    export_meta: dict[str, str]
+    _columns: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _con: sqlite3.Connection | None = field(default=None, repr=False)
+    _enums: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def detect(cls, con: sqlite3.Connection) -> Schema:
+        tables = frozenset(
+            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
+        )
+        meta: dict[str, str] = {}
+        for meta_table in ("META_DATA_EXPORT", "EXPORT_META_DATA"):
+            if meta_table in tables:
+                meta = {str(k): str(v) for k, v in con.execute(f"SELECT name, value FROM {meta_table}")}
+                break
+        return cls(tables=tables, export_meta=meta, _con=con)
+
+    # ---- versions
+    @property
+    def product_version(self) -> str | None:
+        return self.export_meta.get("EXPORT_PRODUCT_VERSION")
+
+    @property
+    def schema_version(self) -> str | None:
+        return self.export_meta.get("EXPORT_SCHEMA_VERSION")
+
+    @property
+    def schema_tuple(self) -> tuple[int, ...]:
+        return _version_tuple(self.schema_version)
+
+    @property
+    def era(self) -> str:
+        """'current' for 2023+ exports (schema 3.x), 'legacy' for older ones or ones without metadata."""
+        v = self.schema_tuple
+        return "current" if v and v[0] >= 3 else "legacy"
+
+    # ---- probes
+    def has(self, table: str) -> bool:
+        return table in self.tables
+
+    def columns(self, table: str) -> tuple[str, ...]:
+        if table not in self.tables:
+            return ()
+        if table not in self._columns:
+            assert self._con is not None
+            self._columns[table] = tuple(r[1] for r in self._con.execute(f"PRAGMA table_info('{table}')"))
+        return self._columns[table]
+
+    def has_column(self, table: str, column: str) -> bool:
+        return column in self.columns(table)
+
+    def is_nsys_export(self) -> bool:
+        return STRINGS in self.tables and bool(self.tables & NSYS_MARKER_TABLES)
+
+    def enum_labels(self, enum_table: str) -> dict[int, str]:
+        """id -> label of an ENUM_* table; built-in labels for exports that predate ENUM tables."""
+        if enum_table not in self._enums:
+            labels: dict[int, str] = {}
+            if enum_table in self.tables and self._con is not None:
+                labels = {int(i): str(lbl) for i, lbl in self._con.execute(f"SELECT id, label FROM {enum_table}")}
+            if not labels:
+                labels = dict(FALLBACK_ENUMS.get(enum_table, {}))
+            self._enums[enum_table] = labels
+        return self._enums[enum_table]
+
+    @property
+    def gpu_table(self) -> tuple[str, str] | None:
+        """(table, device-id column) of the GPU description table in this export."""
+        if self.has_column("TARGET_INFO_GPU", "id") and self.has_column("TARGET_INFO_GPU", "smCount"):
+            return ("TARGET_INFO_GPU", "id")
+        if self.has("TARGET_INFO_CUDA_GPU"):
+            return ("TARGET_INFO_CUDA_GPU", "deviceId")
+        if self.has_column("TARGET_INFO_GPU", "deviceId"):
+            return ("TARGET_INFO_GPU", "deviceId")
+        if self.has_column("TARGET_INFO_GPU", "id"):
+            return ("TARGET_INFO_GPU", "id")
+        return None
+
+    @property
+    def kernel_name_columns(self) -> dict[str, str]:
+        """Variant -> column for kernel names: default (demangled), base (short), mangled (when recorded)."""
+        cols = {"default": "demangledName", "base": "shortName"}
+        if self.has_column(KERNEL, "mangledName"):
+            cols["mangled"] = "mangledName"
+        return cols

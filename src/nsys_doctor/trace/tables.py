@@ -1,0 +1,112 @@
+"""Loaders: activity tables as typed polars frames, with an optional EventFilter pushed into SQL.
+
+Columns missing from an older export come back as nulls of the right type, so analyses never probe SQLite.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from . import schema as S
+from .open import Trace
+from .window import EventFilter
+
+I64 = pl.Int64
+STR = pl.Utf8
+
+COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
+    S.KERNEL: {
+        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "greenContextId": I64, "streamId": I64,
+        "correlationId": I64, "globalPid": I64, "demangledName": I64, "shortName": I64, "mangledName": I64,
+        "gridX": I64, "gridY": I64, "gridZ": I64, "blockX": I64, "blockY": I64, "blockZ": I64,
+        "registersPerThread": I64, "staticSharedMemory": I64, "dynamicSharedMemory": I64,
+        "graphNodeId": I64, "launchType": I64,
+    },
+    S.RUNTIME: {
+        "start": I64, "end": I64, "eventClass": I64, "globalTid": I64, "correlationId": I64, "nameId": I64,
+        "returnValue": I64,
+    },
+    S.MEMCPY: {
+        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "greenContextId": I64, "streamId": I64,
+        "correlationId": I64, "globalPid": I64, "bytes": I64, "copyKind": I64, "srcKind": I64, "dstKind": I64,
+        "srcDeviceId": I64, "dstDeviceId": I64, "graphNodeId": I64,
+    },
+    S.MEMSET: {
+        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "greenContextId": I64, "streamId": I64,
+        "correlationId": I64, "globalPid": I64, "bytes": I64, "memKind": I64, "value": I64, "graphNodeId": I64,
+    },
+    S.SYNC: {
+        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "streamId": I64, "correlationId": I64,
+        "globalPid": I64, "syncType": I64,
+    },
+    S.GRAPH_TRACE: {
+        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "streamId": I64, "correlationId": I64,
+        "globalPid": I64, "graphId": I64, "graphExecId": I64,
+    },
+    S.NVTX: {
+        "start": I64, "end": I64, "eventType": I64, "rangeId": I64, "globalTid": I64, "endGlobalTid": I64,
+        "textId": I64, "text": STR, "domainId": I64,
+    },
+    S.OSRT: {"start": I64, "end": I64, "eventClass": I64, "globalTid": I64, "nameId": I64},
+    S.PROFILER_OVERHEAD: {"start": I64, "end": I64, "globalTid": I64, "nameId": I64},
+}
+
+
+def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None = None) -> pl.DataFrame:
+    """The named columns of ``table`` (rows passing ``flt``), in table order; absent columns are nulls."""
+    types = COLUMN_TYPES[table]
+    present = trace.schema.columns(table)
+    read = {c: types[c] for c in columns if c in present}
+    where = flt.sql_where(present) if flt is not None else ""
+    df = trace.read_table(table, read, where) if read else pl.DataFrame()
+    missing = [c for c in columns if c not in read]
+    if missing:
+        height = df.height if read else (trace.count(table) if not where else 0)
+        df = df.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in missing) if read else pl.DataFrame(
+            {c: pl.Series(c, [None] * height, dtype=types[c]) for c in missing}
+        )
+    return df.select(columns)
+
+
+def strings(trace: Trace) -> pl.DataFrame:
+    return trace.string_frame()
+
+
+def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str) -> pl.DataFrame:
+    """Replace a StringIds id column by its text (new column ``out``)."""
+    mapping = trace.strings
+    ids = df[id_col].unique().drop_nulls().to_list()
+    small = pl.DataFrame(
+        {id_col: ids, out: [mapping.get(int(i), "") for i in ids]}, schema={id_col: pl.Int64, out: pl.Utf8}
+    )
+    return df.join(small, on=id_col, how="left", maintain_order="left")
+
+
+NVTX_RANGE_TYPES = (59, 60, 70, 71)
+NVTX_DOMAIN_CREATE = 75
+
+
+def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = False) -> pl.DataFrame:
+    """NVTX push/pop and start/end ranges with resolved ``text`` and ``domain`` (None for the default domain).
+
+    Columns: start, end, eventType, globalTid, endGlobalTid, domainId, text, domain.
+    """
+    cols = ["start", "end", "eventType", "globalTid", "endGlobalTid", "textId", "text", "domainId"]
+    all_nvtx = load(trace, S.NVTX, cols, None if S_all else flt)
+    domains = (
+        all_nvtx.filter(pl.col("eventType") == NVTX_DOMAIN_CREATE)
+        .select(
+            pl.col("domainId"),
+            ((pl.col("globalTid") // (1 << 24)) % (1 << 24)).alias("_pid"),
+            pl.col("text").alias("domain"),
+        )
+        .unique(subset=["domainId", "_pid"], keep="first", maintain_order=True)
+    )
+    rng = all_nvtx.filter(pl.col("eventType").is_in(NVTX_RANGE_TYPES))
+    rng = resolve_names(rng.with_columns(pl.col("textId").fill_null(-1)), trace, "textId", "_registered")
+    rng = rng.with_columns(
+        pl.coalesce(pl.col("text"), pl.when(pl.col("textId") >= 0).then(pl.col("_registered"))).alias("text"),
+        ((pl.col("globalTid") // (1 << 24)) % (1 << 24)).alias("_pid"),
+    )
+    rng = rng.join(domains, on=["domainId", "_pid"], how="left", maintain_order="left")
+    return rng.select("start", "end", "eventType", "globalTid", "endGlobalTid", "domainId", "text", "domain")

@@ -1,0 +1,116 @@
+"""Units and rounding: the single place that turns integer nanoseconds and bytes into text.
+
+nsys rounds with SQLite's ``round(x, n)``, which rounds the exact binary value half away from zero.
+Python's ``round`` rounds half to even, so ``round_half_up`` reproduces SQLite here.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
+
+from .errors import UsageError
+
+_QUANTA = {n: Decimal(1).scaleb(-n) for n in range(0, 10)}
+
+
+def round_half_up(x: float | int | None, ndigits: int = 1) -> float | None:
+    """SQLite 3.46 ``round(x, ndigits)``: exact binary value, ties away from zero; always a float."""
+    if x is None:
+        return None
+    d = Decimal(x)  # exact binary value of a float
+    return float(d.quantize(_QUANTA[ndigits], rounding=ROUND_HALF_UP))
+
+
+# Time units accepted by --timeunit and in --filter-time values, in nanoseconds.
+TIME_UNITS_NS: dict[str, int] = {
+    "ns": 1, "nsec": 1,
+    "us": 1_000, "usec": 1_000,
+    "ms": 1_000_000, "msec": 1_000_000,
+    "s": 1_000_000_000, "sec": 1_000_000_000,
+    "m": 60_000_000_000, "min": 60_000_000_000,
+    "h": 3_600_000_000_000, "hour": 3_600_000_000_000,
+}
+
+# Display units of nsys formatters: name -> (divisor, decimals).
+DISPLAY_TIME_UNITS: dict[str, tuple[int, int]] = {
+    "ns": (1, 0),
+    "us": (1_000, 3),
+    "ms": (1_000_000, 4),
+    "sec": (1_000_000_000, 4),
+}
+DISPLAY_MEM_UNITS: dict[str, tuple[int, int]] = {
+    "B": (1, 0),
+    "KB": (1_000, 2),
+    "KiB": (1_024, 2),
+    "MB": (1_000_000, 3),
+    "MiB": (1_048_576, 3),
+    "GB": (1_000_000_000, 3),
+    "GiB": (1_073_741_824, 3),
+}
+
+
+def parse_timeunit(text: str) -> str:
+    """Prefix-match a display time unit the way nsys does (``u``, ``usec``, ``milli`` ...)."""
+    t = text.strip().lower()
+    aliases = {
+        "ns": "ns", "nsec": "ns", "nanoseconds": "ns",
+        "us": "us", "usec": "us", "microseconds": "us",
+        "ms": "ms", "msec": "ms", "milliseconds": "ms",
+        "s": "sec", "sec": "sec", "seconds": "sec",
+    }
+    if t in aliases:
+        return aliases[t]
+    matches = {v for k, v in aliases.items() if len(t) >= 1 and k.startswith(t)}
+    if len(matches) == 1:
+        return matches.pop()
+    raise UsageError(f"unknown time unit '{text}'", "use one of ns, us, ms, sec")
+
+
+_TIME_TOKEN = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)")
+
+
+def parse_duration_ns(text: str) -> int:
+    """Parse nsys time syntax into integer ns: ``1500``, ``1.5s``, ``1s2ms3us4ns``, ``-2e3us``."""
+    s = text.strip()
+    if not s:
+        raise UsageError("empty time value", "write a time such as 10s, 1500ms or 1s200ms")
+    pos = 0
+    total = Decimal(0)
+    while pos < len(s):
+        m = _TIME_TOKEN.match(s, pos)
+        if not m or m.end() == pos:
+            raise UsageError(
+                f"bad time value '{text}'", "write a time such as 10s, 1500ms, 1s2ms3us4ns (units: ns us ms s m h)"
+            )
+        unit = m.group(2).lower() or "ns"
+        if unit not in TIME_UNITS_NS:
+            raise UsageError(
+                f"bad time unit '{m.group(2)}' in '{text}'", "use ns, us, ms, s, m or h (e.g. 10s or 1s500ms)"
+            )
+        total += Decimal(m.group(1)) * TIME_UNITS_NS[unit]
+        pos = m.end()
+    return int(total.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def format_ns(ns: float | int | None) -> str:
+    """Human-readable duration for reports (not nsys parity): 12.3 us, 4.56 ms, 1.234 s."""
+    if ns is None:
+        return "-"
+    a = abs(ns)
+    if a < 1_000:
+        return f"{ns:.0f} ns"
+    if a < 1_000_000:
+        return f"{ns / 1_000:.1f} us"
+    if a < 1_000_000_000:
+        return f"{ns / 1_000_000:.2f} ms"
+    return f"{ns / 1_000_000_000:.3f} s"
+
+
+def format_bytes(n: float | int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:.0f} B"
