@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from nsys_doctor.cli.main import _register, cli
 from nsys_doctor.report.nsys_format import Units, render
 from nsys_doctor.stats import ReportContext, parse_report_arg, run_report
 from nsys_doctor.trace.window import EventFilter, resolve_nvtx_filter
@@ -49,16 +51,14 @@ def _ours(trace_path: Path, golden: Path) -> tuple[str, str]:
     units = Units()
     flt = EventFilter()
     fmt = "csv"
-    if name == "table_usec.txt":
-        units = Units(time="us")
-        parts = []
+    if name == "table_usec.txt":  # the console output of the CLI, minus nsys's "Processing [...]" lines
+        args = ["stats", str(trace_path), "--format", "table", "--timeunit", "usec"]
         for text in TABLE_REPORTS:
-            req = parse_report_arg(text)
-            table = run_report(ReportContext(trace, flt), req)
-            parts.append(f" ** {table.title} ({req.name}):\n\n" + render(table, "table", units))
-        body = "\n".join(parts)
-        expected = "\n".join(line for line in expected.splitlines() if not line.startswith("Processing ")).strip("\n")
-        return body.strip("\n"), expected.strip("\n")
+            args += ["-r", text]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        expected = "\n".join(line for line in expected.splitlines() if not line.startswith("Processing "))
+        return result.stdout.strip("\n"), expected.strip("\n")
     if m := re.fullmatch(r"(stats|analyze)_(.+?)\.csv(\.gz)?", name):
         report = _report_text(m.group(2))
     elif m := re.fullmatch(r"ftime_(.+)_start=(\d+)_end=(\d+)\.csv", name):
@@ -77,6 +77,7 @@ def _ours(trace_path: Path, golden: Path) -> tuple[str, str]:
 
 
 CASES = _cases()
+_register()
 
 
 @pytest.mark.skipif(not CASES, reason="../shared/traces/golden is not present")

@@ -88,8 +88,7 @@ def stats(trace_path: Path, reports: tuple[str, ...], formats: str, timeunit: st
             if to_stdout:
                 if fmt in ("column", "table"):
                     if body:
-                        click.echo(f"\n ** {table.title} ({req.name}):\n")
-                        sys.stdout.write(body)
+                        sys.stdout.write(f"\n ** {table.title} ({req.name}):\n\n{body}\n")
                 elif body:
                     sys.stdout.write(body)
                 continue

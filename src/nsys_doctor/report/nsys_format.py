@@ -47,7 +47,9 @@ def _convert(value: object, col: Column, units: Units) -> tuple[object, int | No
         return value, None
     if div == 1:
         return value, None
-    return float(value) / div, dec  # type: ignore[arg-type]
+    # nsys multiplies by the reciprocal in double precision, then prints with printf rounding:
+    # 19645.5 ns * 0.001 = 19.645500000000002 -> 19.646 us, while 1766.5 ns * 0.001 = 1.7665 -> 1.766 us
+    return float(value) * (1.0 / div), dec  # type: ignore[arg-type]
 
 
 def plain_cell(value: object, col: Column, units: Units) -> str:

@@ -7,7 +7,7 @@ from .core import REGISTRY, ReportContext, ReportRequest, StatsTable, parse_repo
 
 def load_all() -> None:
     """Import every report module so that each registers itself."""
-    from . import api, exec, gputrace, kernels, memops, nvtx, osrt, rules  # noqa: F401
+    from . import api, combined, exec, gputrace, kernels, memops, nvtx, osrt, rules  # noqa: F401
 
 
 def run_report(ctx: ReportContext, request: ReportRequest) -> StatsTable:

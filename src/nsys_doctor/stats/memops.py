@@ -1,1 +1,66 @@
-"""(filled in below)"""
+"""GPU memory operations: ``cuda_gpu_mem_time_sum`` and ``cuda_gpu_mem_size_sum``."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..trace import Trace
+from ..trace import schema as S
+from ..trace.tables import load
+from ..trace.window import EventFilter
+from .aggregate import grouped_stats, share, stat_cells, stdev
+from .core import Column, ReportContext, StatsTable, report
+
+MEMSET_NAME = "[CUDA memset]"
+
+
+def memcpy_name_expr(trace: Trace) -> pl.Expr:
+    """``[CUDA memcpy <copy kind label>]`` as nsys names copies."""
+    labels = trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+    return pl.concat_str(
+        pl.lit("[CUDA memcpy "),
+        pl.col("copyKind").replace_strict(labels, default="Unknown", return_dtype=pl.Utf8),
+        pl.lit("]"),
+    )
+
+
+def memory_ops(trace: Trace, flt: EventFilter | None, extra: list[str] | None = None) -> pl.DataFrame:
+    """Memcpy and memset rows, filtered, with ``name``, ``dur`` and ``bytes`` (+ extra common columns)."""
+    common = ["start", "end", "bytes", *(extra or [])]
+    cp = load(trace, S.MEMCPY, [*common, "copyKind"], flt)
+    cp = cp.with_columns(memcpy_name_expr(trace).alias("name")).drop("copyKind")
+    ms = load(trace, S.MEMSET, common, flt).with_columns(pl.lit(MEMSET_NAME).alias("name"))
+    df = pl.concat([cp, ms], how="vertical")
+    return df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+
+
+@report("cuda_gpu_mem_time_sum", "CUDA GPU MemOps Summary (by Time)")
+def cuda_gpu_mem_time_sum(ctx: ReportContext) -> StatsTable:
+    """Time in GPU memory copies and memsets, per kind of operation."""
+    stats = grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], "dur")
+    grand = stats["total"].sum() if stats.height else 0
+    rows = [
+        (share(r["total"], grand), r["total"], r["n"],
+         *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]), r["name"])
+        for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True)
+    ]
+    cols = (Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Count"), Column("Avg", "dur_ns"),
+            Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
+            Column("Operation"))
+    skipped = "" if rows else "does not contain GPU memory operations (memcpy/memset)"
+    return StatsTable("cuda_gpu_mem_time_sum", "CUDA GPU MemOps Summary (by Time)", cols, rows, skipped)
+
+
+@report("cuda_gpu_mem_size_sum", "CUDA GPU MemOps Summary (by Size)")
+def cuda_gpu_mem_size_sum(ctx: ReportContext) -> StatsTable:
+    """Bytes moved by GPU memory copies and memsets, per kind of operation (not rounded, as in nsys)."""
+    stats = grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], "bytes")
+    rows = []
+    for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True):
+        n = r["n"]
+        rows.append((r["total"], n, float(r["total"]) / n if n else None, r["med"], r["min"], r["max"],
+                     stdev(r["std"], n), r["name"]))
+    cols = (Column("Total", "mem_B"), Column("Count"), Column("Avg", "mem_B"), Column("Med", "mem_B"),
+            Column("Min", "mem_B"), Column("Max", "mem_B"), Column("StdDev", "mem_B"), Column("Operation"))
+    skipped = "" if rows else "does not contain GPU memory operations (memcpy/memset)"
+    return StatsTable("cuda_gpu_mem_size_sum", "CUDA GPU MemOps Summary (by Size)", cols, rows, skipped)

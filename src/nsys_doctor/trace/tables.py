@@ -110,3 +110,38 @@ def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = Fals
     )
     rng = rng.join(domains, on=["domainId", "_pid"], how="left", maintain_order="left")
     return rng.select("start", "end", "eventType", "globalTid", "endGlobalTid", "domainId", "text", "domain")
+
+
+GPU_COLUMNS = {
+    "deviceId": pl.Int64, "name": pl.Utf8, "chipName": pl.Utf8, "busLocation": pl.Utf8, "smCount": pl.Int64,
+    "totalMemory": pl.Int64, "memoryBandwidth": pl.Int64, "clockRate": pl.Int64, "l2CacheSize": pl.Int64,
+    "computeMajor": pl.Int64, "computeMinor": pl.Int64,
+}
+
+
+def gpus(trace: Trace) -> pl.DataFrame:
+    """One row per GPU: deviceId, name, chipName, busLocation, smCount, totalMemory (B), memoryBandwidth (B/s),
+    clockRate (Hz), l2CacheSize (B), computeMajor, computeMinor. Unknown values are null."""
+    sch = trace.schema
+    rows: dict[int, dict[str, object]] = {}
+    if sch.has_column("TARGET_INFO_GPU", "id"):
+        want = [c for c in GPU_COLUMNS if c != "deviceId" and sch.has_column("TARGET_INFO_GPU", c)]
+        for rec in trace.rows(f"SELECT id, {', '.join(want)} FROM TARGET_INFO_GPU"):
+            rows.setdefault(int(rec[0]), {"deviceId": int(rec[0]), **dict(zip(want, rec[1:], strict=True))})
+    elif sch.has_column("TARGET_INFO_GPU", "deviceId"):
+        for dev, name, bus in trace.rows("SELECT deviceId, name, busLocation FROM TARGET_INFO_GPU"):
+            rows.setdefault(int(dev), {"deviceId": int(dev), "name": name, "busLocation": bus})
+    if sch.has("TARGET_INFO_CUDA_GPU"):  # 2021-era: bandwidth in kB/s, clock in kHz
+        q = (
+            "SELECT deviceId, name, numMultiprocessors, globalMemorySize, globalMemoryBandwidth, coreClockRate, "
+            "l2CacheSize, computeCapabilityMajor, computeCapabilityMinor FROM TARGET_INFO_CUDA_GPU"
+        )
+        for dev, name, sms, mem, bw, clk, l2, cmaj, cmin in trace.rows(q):
+            r = rows.setdefault(int(dev), {"deviceId": int(dev), "name": name})
+            r.update(
+                smCount=sms, totalMemory=mem, memoryBandwidth=None if bw is None else int(bw) * 1000,
+                clockRate=None if clk is None else int(clk) * 1000, l2CacheSize=l2, computeMajor=cmaj,
+                computeMinor=cmin,
+            )
+    data = [{c: r.get(c) for c in GPU_COLUMNS} for _, r in sorted(rows.items())]
+    return pl.DataFrame(data, schema=GPU_COLUMNS, orient="row") if data else pl.DataFrame(schema=GPU_COLUMNS)

@@ -1,0 +1,56 @@
+"""Summaries over several activity kinds: ``cuda_api_gpu_sum`` and ``cuda_gpu_sum``."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .aggregate import grouped_stats, share, stat_cells
+from .api import api_calls, api_name_expr
+from .core import Column, ReportContext, StatsTable, report
+from .kernels import kernels_with_names
+from .memops import memory_ops
+
+COLUMNS = (
+    Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Instances"), Column("Avg", "dur_ns"),
+    Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
+    Column("Category"), Column("Operation"),
+)
+
+
+def _summary(parts: list[pl.DataFrame]) -> list[tuple]:
+    """Group by display name only (category: the first seen), Time% over everything, Total desc."""
+    df = pl.concat([p.select("name", "category", "dur") for p in parts], how="vertical")
+    stats = grouped_stats(df, ["name"], "dur").join(
+        df.group_by("name", maintain_order=True).agg(pl.col("category").first()), on="name", how="left"
+    )
+    grand = stats["total"].sum() if stats.height else 0
+    return [
+        (share(r["total"], grand), r["total"], r["n"],
+         *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]), r["category"], r["name"])
+        for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True)
+    ]
+
+
+def _kernels(ctx: ReportContext) -> pl.DataFrame:
+    return kernels_with_names(ctx, []).with_columns(pl.lit("CUDA_KERNEL").alias("category"))
+
+
+def _memops(ctx: ReportContext) -> pl.DataFrame:
+    return memory_ops(ctx.trace, ctx.flt).with_columns(pl.lit("MEMORY_OPER").alias("category"))
+
+
+@report("cuda_api_gpu_sum", "CUDA Summary (API/Kernels/MemOps)", flags=("base", "mangled"))
+def cuda_api_gpu_sum(ctx: ReportContext) -> StatsTable:
+    """API calls, kernels and memory operations in one table, grouped by name."""
+    api = api_calls(ctx).with_columns(api_name_expr("api").alias("name"), pl.lit("CUDA_API").alias("category"))
+    rows = _summary([api, _kernels(ctx), _memops(ctx)])
+    return StatsTable("cuda_api_gpu_sum", "CUDA Summary (API/Kernels/MemOps)", COLUMNS, rows,
+                      "" if rows else "does not contain CUDA API or GPU activity")
+
+
+@report("cuda_gpu_sum", "GPU Summary (Kernels/MemOps)", flags=("base", "mangled"))
+def cuda_gpu_sum(ctx: ReportContext) -> StatsTable:
+    """Kernels and memory operations in one table, grouped by name."""
+    rows = _summary([_kernels(ctx), _memops(ctx)])
+    return StatsTable("cuda_gpu_sum", "GPU Summary (Kernels/MemOps)", COLUMNS, rows,
+                      "" if rows else "does not contain CUDA kernels or memory operations")
