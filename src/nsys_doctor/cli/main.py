@@ -20,10 +20,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import info, stats
+    from . import info, sample, stats
 
-    cli.add_command(stats.stats)
-    cli.add_command(info.info)
+    for command in (stats.stats, info.info, sample.sample):
+        if command.name not in cli.commands:
+            cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

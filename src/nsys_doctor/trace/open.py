@@ -108,6 +108,7 @@ class Trace:
         _check_file(p)
         try:
             con = sqlite3.connect(_uri(p), uri=True, timeout=0.5, check_same_thread=False)
+            con.text_factory = lambda b: b.decode("utf-8", "replace")  # Windows exports carry other encodings
             schema = Schema.detect(con)
         except sqlite3.OperationalError as exc:
             raise _sqlite_error(p, exc) from exc

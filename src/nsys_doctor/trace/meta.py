@@ -1,0 +1,156 @@
+"""What a trace holds: versions, GPUs, session, row counts, capture settings, and what is missing.
+
+``describe(trace)`` returns a ``TraceInfo``; renderers turn it into text or JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import schema as S
+from .open import Trace
+from .tables import gpus
+
+COUNTED_TABLES = (
+    S.KERNEL, S.RUNTIME, S.MEMCPY, S.MEMSET, S.SYNC, S.GRAPH_TRACE, S.NVTX, S.OSRT, S.CUDA_EVENT,
+    S.GPU_MEMORY_USAGE, S.GPU_METRICS, S.PROFILER_OVERHEAD, S.DIAGNOSTIC,
+)
+FRIENDLY = {
+    S.KERNEL: "kernels", S.RUNTIME: "CUDA API calls", S.MEMCPY: "memcpys", S.MEMSET: "memsets",
+    S.SYNC: "synchronizations", S.GRAPH_TRACE: "graph launches (graph-level)", S.NVTX: "NVTX events",
+    S.OSRT: "OS runtime calls", S.CUDA_EVENT: "CUDA events", S.GPU_MEMORY_USAGE: "GPU memory usage events",
+    S.GPU_METRICS: "GPU metrics samples", S.PROFILER_OVERHEAD: "profiler overhead ranges",
+    S.DIAGNOSTIC: "diagnostic messages",
+}
+
+
+@dataclass
+class TraceInfo:
+    path: str
+    size_bytes: int
+    product_version: str | None
+    schema_version: str | None
+    era: str
+    session_start_utc: str | None
+    duration_ns: int | None
+    gpus: list[dict[str, object]]
+    counts: dict[str, int]
+    capture: dict[str, object]
+    system: dict[str, str]
+    diagnostics: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path, "size_bytes": self.size_bytes, "nsys_version": self.product_version,
+            "schema_version": self.schema_version, "schema_era": self.era,
+            "session_start_utc": self.session_start_utc, "duration_ns": self.duration_ns, "gpus": self.gpus,
+            "counts": self.counts, "capture": self.capture, "system": self.system,
+            "diagnostics": self.diagnostics, "missing": self.missing,
+        }
+
+
+def capture_settings(trace: Trace) -> dict[str, object]:
+    """Capture configuration from META_DATA_CAPTURE (nsys 2023+) and what the data itself shows."""
+    sch = trace.schema
+    meta: list[tuple[str, str]] = []
+    if sch.has("META_DATA_CAPTURE"):
+        rows = trace.rows("SELECT name, value FROM META_DATA_CAPTURE")
+        meta = [(str(k), "" if v is None else str(v)) for k, v in rows]
+    kv: dict[str, str] = {}
+    for k, v in meta:
+        kv.setdefault(k, v)
+    out: dict[str, object] = {}
+    graph_mode = kv.get("PROCESS_0:CUDA_GRAPH_TRACE_OPTIONS:MODE")
+    if graph_mode is None and sch.has(S.GRAPH_TRACE):
+        graph_mode = "Graph"
+    out["cuda_graph_trace"] = graph_mode.lower() if graph_mode else None
+    traced = [v for k, v in meta if k == "CAPTURE_EVENT_TYPE"]
+    collects = sorted(
+        k.split(":", 1)[1][len("COLLECT_"):-len("_TRACE")].lower()
+        for k, v in kv.items()
+        if k.startswith("PROCESS_0:COLLECT_") and k.endswith("_TRACE") and v == "true"
+    )
+    out["traced"] = sorted(set(traced)) or None
+    out["collect"] = collects or None
+    args = sorted(
+        ((int(k.rsplit("_", 1)[1]), v) for k, v in kv.items() if k.startswith("PROCESS_0:ARGUMENT_")),
+    )
+    command = kv.get("PROCESS_0:COMMAND")
+    out["command"] = " ".join([command, *(a for _, a in args)]) if command else None
+    out["working_dir"] = kv.get("PROCESS_0:WORKING_DIR")
+    out["start_trigger"] = kv.get("START_TRIGGER")
+    out["start_delay_ms"] = int(kv["START_DELAY_MS"]) if kv.get("START_DELAY_MS", "").isdigit() else None
+    out["run_duration_ms"] = int(kv["RUN_DURATION_MS"]) if kv.get("RUN_DURATION_MS", "").isdigit() else None
+    out["gpu_memory_usage"] = kv.get("PROCESS_0:COLLECT_GPU_MEMORY_USAGE") == "true" or sch.has(S.GPU_MEMORY_USAGE)
+    out["gpu_metrics"] = sch.has(S.GPU_METRICS)
+    out["nvtx_domain_filter"] = kv.get("NVTX_OPTIONS:NVTX_DOMAIN_FILTER_STRING") or None
+    # A cudaProfilerApi capture range shows as profiler start/stop calls in the API table.
+    starts = 0
+    if sch.has(S.RUNTIME):
+        starts = int(trace.rows(
+            f"SELECT count(*) FROM {S.RUNTIME} r JOIN StringIds s ON s.id = r.nameId "
+            "WHERE s.value LIKE 'cuProfilerStart%' OR s.value LIKE 'cudaProfilerStart%'"
+        )[0][0])
+    out["capture_range"] = "cudaProfilerApi" if starts else "none (whole run)"
+    return out
+
+
+def describe(trace: Trace) -> TraceInfo:
+    sch = trace.schema
+    counts = {t: trace.count(t) for t in COUNTED_TABLES if sch.has(t)}
+    start_utc = None
+    if sch.has("TARGET_INFO_SESSION_START_TIME"):
+        r = trace.rows("SELECT utcTime FROM TARGET_INFO_SESSION_START_TIME LIMIT 1")
+        start_utc = str(r[0][0]) if r else None
+    duration = None
+    if sch.has_column("ANALYSIS_DETAILS", "duration"):
+        r = trace.rows("SELECT duration FROM ANALYSIS_DETAILS LIMIT 1")
+        duration = int(r[0][0]) if r and r[0][0] is not None else None
+    system: dict[str, str] = {}
+    if sch.has("TARGET_INFO_SYSTEM_ENV"):
+        wanted = ("NvDriverVersion", "CudaDriverVersion", "Hostname", "OsDescription", "CpuDescription", "CpuCores",
+                  "LinuxParanoidLevel")
+        for name, value in trace.rows(
+            f"SELECT name, value FROM TARGET_INFO_SYSTEM_ENV WHERE name IN ({','.join('?' * len(wanted))})", wanted
+        ):
+            system.setdefault(str(name), str(value))
+    diagnostics: list[str] = []
+    if sch.has_column(S.DIAGNOSTIC, "severity"):
+        diagnostics = [str(t) for (t,) in trace.rows(f"SELECT text FROM {S.DIAGNOSTIC} WHERE severity >= 2")]
+    capture = capture_settings(trace) if sch.is_nsys_export() else {}
+    info = TraceInfo(
+        path=str(trace.path), size_bytes=trace.path.stat().st_size, product_version=sch.product_version,
+        schema_version=sch.schema_version, era=sch.era, session_start_utc=start_utc, duration_ns=duration,
+        gpus=gpus(trace).to_dicts(), counts=counts, capture=capture, system=system, diagnostics=diagnostics,
+    )
+    info.missing = missing_features(info, sch)
+    return info
+
+
+def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
+    """What the trace lacks for a full analysis, each with the capture flag that would add it."""
+    out = []
+    c = info.counts
+    if not c.get(S.KERNEL):
+        if c.get(S.GRAPH_TRACE):
+            out.append("no per-kernel rows: CUDA graphs were traced as whole launches; "
+                       "recapture with --cuda-graph-trace=node")
+        else:
+            out.append("no CUDA kernels: capture with --trace=cuda (and check the capture range was hit)")
+    elif info.capture.get("cuda_graph_trace") == "graph" or c.get(S.GRAPH_TRACE):
+        out.append(
+            "graph-level capture: kernels inside CUDA graphs are missing; recapture with --cuda-graph-trace=node"
+        )
+    if not c.get(S.NVTX):
+        out.append("no NVTX ranges: step and request boundaries must be inferred (annotate with NVTX, --trace=nvtx)")
+    if not sch.has(S.OSRT):
+        out.append("no OS runtime trace (add --trace=osrt to see host-side blocking calls)")
+    if sch.era == "legacy":
+        out.append(f"old export schema ({sch.schema_version or 'unknown version'}): some reports use fallback "
+                   "labels; re-export with a recent nsys for full detail")
+    if not info.gpus:
+        out.append("no GPU description table: peak bandwidth and SM count are unknown")
+    if any("might have been collected" in d or "dropped" in d.lower() for d in info.diagnostics):
+        out.append("profiler reported possibly dropped events (see diagnostics)")
+    return out
