@@ -115,13 +115,16 @@ def test_unknown_report_argument(capsys):
 
 @pytest.mark.parametrize("value", ["10s", "abc/2s", "1parsec/", "20s/10s"])
 def test_bad_filter_time(capsys, value):
-    _one_line_error(*_run(capsys, "stats", str(SAMPLE), "--filter-time", value), "filter-time" if "/" not in value
-                    or value == "20s/10s" else "time")
+    _one_line_error(
+        *_run(capsys, "stats", str(SAMPLE), "--filter-time", value),
+        "filter-time" if "/" not in value or value == "20s/10s" else "time",
+    )
 
 
 def test_missing_nvtx_range(capsys):
-    _one_line_error(*_run(capsys, "stats", str(SAMPLE), "--filter-nvtx", "no_such_range"), "could not be found",
-                    "decode_step")
+    _one_line_error(
+        *_run(capsys, "stats", str(SAMPLE), "--filter-nvtx", "no_such_range"), "could not be found", "decode_step"
+    )
 
 
 def test_bad_format_and_units(capsys):

@@ -24,8 +24,23 @@ def test_sample_kernel_summary_csv(capsys):
 
 def test_output_file_naming(tmp_path, capsys):
     base = tmp_path / "out"
-    assert main(["stats", str(SAMPLE), "-r", "cuda_api_sum", "-r", "cuda_gpu_kern_sum:base", "--format", "csv",
-                 "-o", str(base)]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                str(SAMPLE),
+                "-r",
+                "cuda_api_sum",
+                "-r",
+                "cuda_gpu_kern_sum:base",
+                "--format",
+                "csv",
+                "-o",
+                str(base),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out_cuda_api_sum.csv").read_text().startswith("Time (%)")
     assert (tmp_path / "out_cuda_gpu_kern_sum_base.csv").exists()
     single = tmp_path / "k.json"
@@ -35,8 +50,23 @@ def test_output_file_naming(tmp_path, capsys):
 
 
 def test_one_format_per_report(capsys):
-    assert main(["stats", str(SAMPLE), "-r", "cuda_api_sum", "-r", "cuda_gpu_kern_sum", "--format", "csv,json",
-                 "--timeunit", "ms"]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                str(SAMPLE),
+                "-r",
+                "cuda_api_sum",
+                "-r",
+                "cuda_gpu_kern_sum",
+                "--format",
+                "csv,json",
+                "--timeunit",
+                "ms",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("Time (%),Total Time (ms)")
     assert '"Total Time (ms)":' in out
@@ -51,8 +81,7 @@ def test_help_reports_lists_everything(capsys):
 
 
 def test_filter_nvtx_restricts_to_one_step(capsys):
-    assert main(["stats", str(SAMPLE), "-r", "cuda_api_sum", "--filter-nvtx", "decode_step/2", "--format",
-                 "csv"]) == 0
+    assert main(["stats", str(SAMPLE), "-r", "cuda_api_sum", "--filter-nvtx", "decode_step/2", "--format", "csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     names = {r[-1]: int(r[2]) for r in rows[1:]}
     assert names["cudaGraphLaunch_v10000"] == 1

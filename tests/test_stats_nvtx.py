@@ -36,13 +36,23 @@ def tiny(tmp_path: Path):
         CREATE TABLE CUPTI_ACTIVITY_KIND_RUNTIME (start INT, end INT, globalTid INT, correlationId INT, nameId INT);
         INSERT INTO StringIds VALUES (0, 'void k1<int>()'), (1, 'k2'), (2, 'cudaLaunchKernel'), (3, 'k1');
     """)
-    con.executemany("INSERT INTO NVTX_EVENTS VALUES (?,?,?,?,NULL,NULL,?,NULL)", [
-        (0, 1000, 59, G, "outer"), (100, 400, 59, G, "inner"), (50, None, 60, G, "se"), (2000, None, 34, G, "m"),
-    ])
-    con.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?,?,?,?,2)",
-                    [(150, 160, G, 1), (500, 510, G, 2), (1500, 1510, G, 3)])
-    con.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,0,?,?,?,?)",
-                    [(200, 300, 1, P, 0, 3), (600, 650, 2, P, 1, 1), (1600, 1620, 3, P, 0, 3), (0, 5, 9, P, 1, 1)])
+    con.executemany(
+        "INSERT INTO NVTX_EVENTS VALUES (?,?,?,?,NULL,NULL,?,NULL)",
+        [
+            (0, 1000, 59, G, "outer"),
+            (100, 400, 59, G, "inner"),
+            (50, None, 60, G, "se"),
+            (2000, None, 34, G, "m"),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?,?,?,?,2)",
+        [(150, 160, G, 1), (500, 510, G, 2), (1500, 1510, G, 3)],
+    )
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,0,?,?,?,?)",
+        [(200, 300, 1, P, 0, 3), (600, 650, 2, P, 1, 1), (1600, 1620, 3, P, 0, 3), (0, 5, 9, P, 1, 1)],
+    )
     con.commit()
     con.close()
     trace = Trace.open(path)
@@ -103,9 +113,19 @@ def test_containing_matches_brute_force() -> None:
 
 def test_levels_roots_chains_and_cycles() -> None:
     ranges = pl.DataFrame(
-        [(0, 1, 0, 100), (1, 1, 10, 90), (2, 1, 20, 30), (3, 1, 40, 50), (4, 1, 41, 49), (5, 2, 0, 5),
-         (6, 1, 200, 300), (7, 1, 200, 300), (8, 1, 210, 220)],
-        schema=["rid", "tid", "rs", "re"], orient="row",
+        [
+            (0, 1, 0, 100),
+            (1, 1, 10, 90),
+            (2, 1, 20, 30),
+            (3, 1, 40, 50),
+            (4, 1, 41, 49),
+            (5, 2, 0, 5),
+            (6, 1, 200, 300),
+            (7, 1, 200, 300),
+            (8, 1, 210, 220),
+        ],
+        schema=["rid", "tid", "rs", "re"],
+        orient="row",
     )
     parents = dict(_parents(ranges).iter_rows())
     assert parents == {0: None, 1: 0, 2: 1, 3: 1, 4: 3, 5: None, 6: 7, 7: 6, 8: 6}

@@ -13,8 +13,10 @@ from nsys_doctor.trace.window import MAX_TS, parse_filter_nvtx, parse_filter_tim
 
 from .conftest import SAMPLE, TRACES, needs_shared, open_trace
 
-ALL_TRACES = sorted(TRACES.glob("*.sqlite")) + sorted(TRACES.glob("multigpu/*.sqlite")) + sorted(
-    TRACES.glob("external/*/*.sqlite")
+ALL_TRACES = (
+    sorted(TRACES.glob("*.sqlite"))
+    + sorted(TRACES.glob("multigpu/*.sqlite"))
+    + sorted(TRACES.glob("external/*/*.sqlite"))
 )
 
 

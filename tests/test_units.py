@@ -10,8 +10,16 @@ from nsys_doctor.units import parse_duration_ns, parse_timeunit, round_half_up
 
 @pytest.mark.parametrize(
     ("text", "ns"),
-    [("1500", 1500), ("10s", 10_000_000_000), ("1s2ms3us4ns", 1_002_003_004), ("1.5ms", 1_500_000),
-     ("-2e3us", -2_000_000), ("2min", 120_000_000_000), ("1h", 3_600_000_000_000), ("250usec", 250_000)],
+    [
+        ("1500", 1500),
+        ("10s", 10_000_000_000),
+        ("1s2ms3us4ns", 1_002_003_004),
+        ("1.5ms", 1_500_000),
+        ("-2e3us", -2_000_000),
+        ("2min", 120_000_000_000),
+        ("1h", 3_600_000_000_000),
+        ("250usec", 250_000),
+    ],
 )
 def test_duration_syntax(text, ns):
     assert parse_duration_ns(text) == ns
@@ -29,8 +37,15 @@ def test_bad_duration(text):
 @pytest.mark.parametrize(
     ("x", "nd", "want"),
     # SQLite 3.46 round(): exact binary value, ties away from zero (Python's round would give 2.2 and 0.12)
-    [(2.25, 1, 2.3), (-2.25, 1, -2.3), (0.125, 2, 0.13), (2.675, 2, 2.67), (0.35, 1, 0.3),
-     (1234567.25, 1, 1234567.3), (8672, 1, 8672.0)],
+    [
+        (2.25, 1, 2.3),
+        (-2.25, 1, -2.3),
+        (0.125, 2, 0.13),
+        (2.675, 2, 2.67),
+        (0.35, 1, 0.3),
+        (1234567.25, 1, 1234567.3),
+        (8672, 1, 8672.0),
+    ],
 )
 def test_round_half_up_matches_sqlite(x, nd, want):
     assert round_half_up(x, nd) == want

@@ -24,12 +24,18 @@ def round_half_up(x: float | int | None, ndigits: int = 1) -> float | None:
 
 # Time units accepted by --timeunit and in --filter-time values, in nanoseconds.
 TIME_UNITS_NS: dict[str, int] = {
-    "ns": 1, "nsec": 1,
-    "us": 1_000, "usec": 1_000,
-    "ms": 1_000_000, "msec": 1_000_000,
-    "s": 1_000_000_000, "sec": 1_000_000_000,
-    "m": 60_000_000_000, "min": 60_000_000_000,
-    "h": 3_600_000_000_000, "hour": 3_600_000_000_000,
+    "ns": 1,
+    "nsec": 1,
+    "us": 1_000,
+    "usec": 1_000,
+    "ms": 1_000_000,
+    "msec": 1_000_000,
+    "s": 1_000_000_000,
+    "sec": 1_000_000_000,
+    "m": 60_000_000_000,
+    "min": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "hour": 3_600_000_000_000,
 }
 
 # Display units of nsys formatters: name -> (divisor, decimals).
@@ -54,10 +60,18 @@ def parse_timeunit(text: str) -> str:
     """Prefix-match a display time unit the way nsys does (``u``, ``usec``, ``milli`` ...)."""
     t = text.strip().lower()
     aliases = {
-        "ns": "ns", "nsec": "ns", "nanoseconds": "ns",
-        "us": "us", "usec": "us", "microseconds": "us",
-        "ms": "ms", "msec": "ms", "milliseconds": "ms",
-        "s": "sec", "sec": "sec", "seconds": "sec",
+        "ns": "ns",
+        "nsec": "ns",
+        "nanoseconds": "ns",
+        "us": "us",
+        "usec": "us",
+        "microseconds": "us",
+        "ms": "ms",
+        "msec": "ms",
+        "milliseconds": "ms",
+        "s": "sec",
+        "sec": "sec",
+        "seconds": "sec",
     }
     if t in aliases:
         return aliases[t]

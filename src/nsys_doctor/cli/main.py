@@ -20,9 +20,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import info, sample, stats
+    from . import info, report, sample, stats
 
-    for command in (stats.stats, info.info, sample.sample):
+    for command in (report.report, stats.stats, info.info, sample.sample):
         if command.name not in cli.commands:
             cli.add_command(command)
 

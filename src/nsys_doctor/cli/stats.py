@@ -14,8 +14,14 @@ from ..trace import Trace
 from ..units import DISPLAY_MEM_UNITS, parse_timeunit
 from .common import event_filter
 
-DEFAULT_REPORTS = ("nvtx_sum", "osrt_sum", "cuda_api_sum", "cuda_gpu_kern_sum", "cuda_gpu_mem_time_sum",
-                   "cuda_gpu_mem_size_sum")
+DEFAULT_REPORTS = (
+    "nvtx_sum",
+    "osrt_sum",
+    "cuda_api_sum",
+    "cuda_gpu_kern_sum",
+    "cuda_gpu_mem_time_sum",
+    "cuda_gpu_mem_size_sum",
+)
 EXTENSIONS = {"csv": "csv", "json": "json", "column": "txt", "table": "txt"}
 
 
@@ -40,23 +46,56 @@ def _help_reports(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 @click.command()
 @click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
-@click.option("-r", "--report", "reports", multiple=True, metavar="REPORT[:ARGS]",
-              help="Report or rule, with nsys arguments, e.g. cuda_gpu_kern_sum:base or gpu_gaps:gap=1. "
-                   "Repeat for several. Default: nsys's default summary set.")
-@click.option("-f", "--format", "formats", default="column", show_default=True,
-              help="column, table, csv or json; a comma list gives one per report.")
+@click.option(
+    "-r",
+    "--report",
+    "reports",
+    multiple=True,
+    metavar="REPORT[:ARGS]",
+    help="Report or rule, with nsys arguments, e.g. cuda_gpu_kern_sum:base or gpu_gaps:gap=1. "
+    "Repeat for several. Default: nsys's default summary set.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    default="column",
+    show_default=True,
+    help="column, table, csv or json; a comma list gives one per report.",
+)
 @click.option("--timeunit", default="ns", show_default=True, help="Time unit for durations: ns, us, ms, sec.")
 @click.option("--memunit", default="MB", show_default=True, help="Unit for bytes: B, KB, KiB, MB, MiB, GB, GiB.")
 @click.option("--filter-time", metavar="[START]/[END]", help="Keep events overlapping [START, END), e.g. 10s/20s.")
-@click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]",
-              help="Keep events inside the N-th NVTX range of that name (first by default); wins over --filter-time.")
-@click.option("-o", "--output", metavar="FILE|-",
-              help="'-' for standard output (default). A path ending in .csv/.json/.txt with one report is "
-                   "written as is; otherwise BASE_<report>.<ext> per report, as nsys does.")
-@click.option("--help-reports", is_flag=True, expose_value=False, is_eager=True, callback=_help_reports,
-              help="List the reports and rules, with their arguments.")
-def stats(trace_path: Path, reports: tuple[str, ...], formats: str, timeunit: str, memunit: str,
-          filter_time: str | None, filter_nvtx: str | None, output: str | None) -> None:
+@click.option(
+    "--filter-nvtx",
+    metavar="RANGE[@DOMAIN][/N]",
+    help="Keep events inside the N-th NVTX range of that name (first by default); wins over --filter-time.",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE|-",
+    help="'-' for standard output (default). A path ending in .csv/.json/.txt with one report is "
+    "written as is; otherwise BASE_<report>.<ext> per report, as nsys does.",
+)
+@click.option(
+    "--help-reports",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_help_reports,
+    help="List the reports and rules, with their arguments.",
+)
+def stats(
+    trace_path: Path,
+    reports: tuple[str, ...],
+    formats: str,
+    timeunit: str,
+    memunit: str,
+    filter_time: str | None,
+    filter_nvtx: str | None,
+    output: str | None,
+) -> None:
     """Reproduce `nsys stats` reports and `nsys analyze` rules on TRACE.
 
     \b

@@ -8,8 +8,9 @@ from ..units import format_bytes, format_ns
 
 def render_info(info: TraceInfo) -> str:
     lines = [f"Trace     {info.path} ({format_bytes(info.size_bytes)})"]
-    lines.append(f"nsys      {info.product_version or 'unknown'} (export schema {info.schema_version or 'unknown'}, "
-                 f"{info.era})")
+    lines.append(
+        f"nsys      {info.product_version or 'unknown'} (export schema {info.schema_version or 'unknown'}, {info.era})"
+    )
     if info.session_start_utc or info.duration_ns is not None:
         lines.append(f"Session   started {info.session_start_utc or '?'} UTC, lasted {format_ns(info.duration_ns)}")
     for g in info.gpus:
@@ -25,12 +26,17 @@ def render_info(info: TraceInfo) -> str:
         lines.append(", ".join(parts))
     if info.system:
         s = info.system
-        drv = ", ".join(x for x in (
-            f"driver {s['NvDriverVersion']}" if "NvDriverVersion" in s else "",
-            f"CUDA {int(s['CudaDriverVersion']) // 1000}.{int(s['CudaDriverVersion']) % 1000 // 10}"
-            if s.get("CudaDriverVersion", "").isdigit() else "",
-            s.get("OsDescription", ""),
-        ) if x)
+        drv = ", ".join(
+            x
+            for x in (
+                f"driver {s['NvDriverVersion']}" if "NvDriverVersion" in s else "",
+                f"CUDA {int(s['CudaDriverVersion']) // 1000}.{int(s['CudaDriverVersion']) % 1000 // 10}"
+                if s.get("CudaDriverVersion", "").isdigit()
+                else "",
+                s.get("OsDescription", ""),
+            )
+            if x
+        )
         if drv:
             lines.append(f"System    {drv}")
     lines.append("Counts")

@@ -141,9 +141,11 @@ def render_table(table: StatsTable, units: Units) -> str:
     lines = [rule, "|" + "|".join(" " + _center(h, w) + " " for h, w in zip(heads, widths, strict=True)) + "|", rule]
     for r in cells:
         lines.append(
-            "|" + "|".join(
+            "|"
+            + "|".join(
                 " " + (c.rjust(w) if rt else c.ljust(w)) + " " for c, w, rt in zip(r, widths, right, strict=True)
-            ) + "|"
+            )
+            + "|"
         )
     lines.append(rule)
     return "\n".join(lines) + "\n"
@@ -151,8 +153,10 @@ def render_table(table: StatsTable, units: Units) -> str:
 
 def render_column(table: StatsTable, units: Units) -> str:
     heads, cells, widths, right = _grid(table, units)
-    lines = [" " + "  ".join(_center(h, w) for h, w in zip(heads, widths, strict=True)),
-             " " + "  ".join("-" * w for w in widths)]
+    lines = [
+        " " + "  ".join(_center(h, w) for h, w in zip(heads, widths, strict=True)),
+        " " + "  ".join("-" * w for w in widths),
+    ]
     for r in cells:
         cells_text = (c.rjust(w) if rt else c.ljust(w) for c, w, rt in zip(r, widths, right, strict=True))
         lines.append(" " + "  ".join(cells_text))

@@ -55,7 +55,8 @@ def share(total: int | float, grand: int | float) -> float | None:
     return r1(float(total) * 100.0 / float(grand))
 
 
-def stat_cells(n: int, total: int | None, med: float | None, mn: int | None, mx: int | None, std: float | None
-               ) -> tuple[float | None, float | None, int | None, int | None, float]:
+def stat_cells(
+    n: int, total: int | None, med: float | None, mn: int | None, mx: int | None, std: float | None
+) -> tuple[float | None, float | None, int | None, int | None, float]:
     """(Avg, Med, Min, Max, StdDev) cells as nsys prints them."""
     return (r1(avg(total, n)), r1(med) if n else None, mn, mx, r1(stdev(std, n)))  # type: ignore[return-value]

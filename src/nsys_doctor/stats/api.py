@@ -22,9 +22,11 @@ def nsys_api_name(name: str) -> str:
 def api_name_expr(col: str = "api") -> pl.Expr:
     """Vectorized ``nsys_api_name``."""
     c = pl.col(col)
-    return pl.when(c.str.len_chars() >= 6).then(
-        pl.when(c.str.slice(-6, 2) == "_v").then(c.str.slice(0, c.str.len_chars() - 6)).otherwise(c)
-    ).otherwise(c)
+    return (
+        pl.when(c.str.len_chars() >= 6)
+        .then(pl.when(c.str.slice(-6, 2) == "_v").then(c.str.slice(0, c.str.len_chars() - 6)).otherwise(c))
+        .otherwise(c)
+    )
 
 
 def api_calls(ctx: ReportContext, extra: list[str] | None = None) -> pl.DataFrame:
@@ -42,10 +44,24 @@ def cuda_api_sum(ctx: ReportContext) -> StatsTable:
     grand = stats["total"].sum() if stats.height else 0
     rows = []
     for r in stats.sort(["total", "api"], descending=[True, False]).iter_rows(named=True):
-        rows.append((share(r["total"], grand), r["total"], r["n"],
-                     *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-                     nsys_api_name(r["api"])))
-    cols = (Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Num Calls"), Column("Avg", "dur_ns"),
-            Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
-            Column("Name"))
+        rows.append(
+            (
+                share(r["total"], grand),
+                r["total"],
+                r["n"],
+                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+                nsys_api_name(r["api"]),
+            )
+        )
+    cols = (
+        Column("Time", "ratio_%"),
+        Column("Total Time", "dur_ns"),
+        Column("Num Calls"),
+        Column("Avg", "dur_ns"),
+        Column("Med", "dur_ns"),
+        Column("Min", "dur_ns"),
+        Column("Max", "dur_ns"),
+        Column("StdDev", "dur_ns"),
+        Column("Name"),
+    )
     return StatsTable("cuda_api_sum", "CUDA API Summary", cols, rows)

@@ -11,9 +11,16 @@ from .kernels import kernels_with_names
 from .memops import memory_ops
 
 COLUMNS = (
-    Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Instances"), Column("Avg", "dur_ns"),
-    Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
-    Column("Category"), Column("Operation"),
+    Column("Time", "ratio_%"),
+    Column("Total Time", "dur_ns"),
+    Column("Instances"),
+    Column("Avg", "dur_ns"),
+    Column("Med", "dur_ns"),
+    Column("Min", "dur_ns"),
+    Column("Max", "dur_ns"),
+    Column("StdDev", "dur_ns"),
+    Column("Category"),
+    Column("Operation"),
 )
 
 
@@ -25,8 +32,14 @@ def _summary(parts: list[pl.DataFrame]) -> list[tuple]:
     )
     grand = stats["total"].sum() if stats.height else 0
     return [
-        (share(r["total"], grand), r["total"], r["n"],
-         *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]), r["category"], r["name"])
+        (
+            share(r["total"], grand),
+            r["total"],
+            r["n"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            r["category"],
+            r["name"],
+        )
         for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True)
     ]
 
@@ -44,13 +57,23 @@ def cuda_api_gpu_sum(ctx: ReportContext) -> StatsTable:
     """API calls, kernels and memory operations in one table, grouped by name."""
     api = api_calls(ctx).with_columns(api_name_expr("api").alias("name"), pl.lit("CUDA_API").alias("category"))
     rows = _summary([api, _kernels(ctx), _memops(ctx)])
-    return StatsTable("cuda_api_gpu_sum", "CUDA Summary (API/Kernels/MemOps)", COLUMNS, rows,
-                      "" if rows else "does not contain CUDA API or GPU activity")
+    return StatsTable(
+        "cuda_api_gpu_sum",
+        "CUDA Summary (API/Kernels/MemOps)",
+        COLUMNS,
+        rows,
+        "" if rows else "does not contain CUDA API or GPU activity",
+    )
 
 
 @report("cuda_gpu_sum", "GPU Summary (Kernels/MemOps)", flags=("base", "mangled"))
 def cuda_gpu_sum(ctx: ReportContext) -> StatsTable:
     """Kernels and memory operations in one table, grouped by name."""
     rows = _summary([_kernels(ctx), _memops(ctx)])
-    return StatsTable("cuda_gpu_sum", "GPU Summary (Kernels/MemOps)", COLUMNS, rows,
-                      "" if rows else "does not contain CUDA kernels or memory operations")
+    return StatsTable(
+        "cuda_gpu_sum",
+        "GPU Summary (Kernels/MemOps)",
+        COLUMNS,
+        rows,
+        "" if rows else "does not contain CUDA kernels or memory operations",
+    )

@@ -59,8 +59,9 @@ def cuda_kern_exec_sum(ctx: ReportContext) -> StatsTable:
     for r in stats.iter_rows(named=True):
         cells: list[object] = [r["pid"], r["tid"], r["deviceId"], r["T_n"], r["Q_n"]]
         for v in "TAQK":
-            cells.extend(stat_cells(r[f"{v}_n"], r[f"{v}_total"], r[f"{v}_med"], r[f"{v}_min"], r[f"{v}_max"],
-                                    r[f"{v}_std"]))
+            cells.extend(
+                stat_cells(r[f"{v}_n"], r[f"{v}_total"], r[f"{v}_med"], r[f"{v}_min"], r[f"{v}_max"], r[f"{v}_std"])
+            )
         cells.extend([r["api"], r["kname"]])
         rows.append(tuple(cells))
     rows.sort(key=lambda row: (-(row[5] or 0.0), row[0], row[1], row[2], row[-2], row[-1]))

@@ -10,8 +10,26 @@ from .core import Column, ReportContext, StatsTable, kernel_name_column, report
 from .memops import MEMSET_NAME, memcpy_name_expr
 
 OUT = [
-    "start", "dur", "correlationId", "gridX", "gridY", "gridZ", "blockX", "blockY", "blockZ", "registersPerThread",
-    "staticSharedMemory", "dynamicSharedMemory", "bytes", "thru", "src", "dst", "device", "ctx", "green", "strm",
+    "start",
+    "dur",
+    "correlationId",
+    "gridX",
+    "gridY",
+    "gridZ",
+    "blockX",
+    "blockY",
+    "blockZ",
+    "registersPerThread",
+    "staticSharedMemory",
+    "dynamicSharedMemory",
+    "bytes",
+    "thru",
+    "src",
+    "dst",
+    "device",
+    "ctx",
+    "green",
+    "strm",
     "name",
 ]
 COMMON = ["start", "end", "deviceId", "contextId", "greenContextId", "streamId", "correlationId"]
@@ -22,15 +40,27 @@ def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
     """Every kernel, memcpy and memset with launch geometry, bytes, throughput, device, context and stream."""
     trace = ctx.trace
     name_col = kernel_name_column(ctx)
-    kextra = ["gridX", "gridY", "gridZ", "blockX", "blockY", "blockZ", "registersPerThread", "staticSharedMemory",
-              "dynamicSharedMemory", name_col]
+    kextra = [
+        "gridX",
+        "gridY",
+        "gridZ",
+        "blockX",
+        "blockY",
+        "blockZ",
+        "registersPerThread",
+        "staticSharedMemory",
+        "dynamicSharedMemory",
+        name_col,
+    ]
     if name_col == "mangledName":
         kextra.append("demangledName")
     k = load(trace, S.KERNEL, list(dict.fromkeys(COMMON + kextra)), ctx.flt)
     if name_col == "mangledName":
         k = k.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
     k = resolve_names(k, trace, name_col, "name").with_columns(
-        pl.lit(None, pl.Int64).alias("bytes"), pl.lit(None, pl.Utf8).alias("src"), pl.lit(None, pl.Utf8).alias("dst"),
+        pl.lit(None, pl.Int64).alias("bytes"),
+        pl.lit(None, pl.Utf8).alias("src"),
+        pl.lit(None, pl.Utf8).alias("dst"),
         pl.lit(0, pl.Int8).alias("_kind"),
     )
     mem_kinds = trace.schema.enum_labels("ENUM_CUDA_MEM_KIND")
@@ -39,32 +69,59 @@ def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
         return pl.col(col).replace_strict(mem_kinds, default=None, return_dtype=pl.Utf8)
 
     cp = load(trace, S.MEMCPY, [*COMMON, "bytes", "copyKind", "srcKind", "dstKind"], ctx.flt)
-    cp = cp.with_columns(memcpy_name_expr(trace).alias("name"), kind("srcKind").alias("src"),
-                         kind("dstKind").alias("dst"), pl.lit(1, pl.Int8).alias("_kind"))
+    cp = cp.with_columns(
+        memcpy_name_expr(trace).alias("name"),
+        kind("srcKind").alias("src"),
+        kind("dstKind").alias("dst"),
+        pl.lit(1, pl.Int8).alias("_kind"),
+    )
     ms = load(trace, S.MEMSET, [*COMMON, "bytes", "memKind"], ctx.flt)
-    ms = ms.with_columns(pl.lit(MEMSET_NAME).alias("name"), kind("memKind").alias("src"),
-                         pl.lit(None, pl.Utf8).alias("dst"), pl.lit(2, pl.Int8).alias("_kind"))
+    ms = ms.with_columns(
+        pl.lit(MEMSET_NAME).alias("name"),
+        kind("memKind").alias("src"),
+        pl.lit(None, pl.Utf8).alias("dst"),
+        pl.lit(2, pl.Int8).alias("_kind"),
+    )
     df = pl.concat([k, cp, ms], how="diagonal_relaxed")
     dev_names = dict(zip(*gpus(trace).select("deviceId", "name").to_dict(as_series=False).values(), strict=True))
     dur = pl.col("end") - pl.col("start")
     df = df.with_columns(
         dur.alias("dur"),
-        pl.when(pl.col("bytes").is_not_null() & (dur > 0))
-        .then(pl.col("bytes") * (1_000_000_000 // dur))
-        .alias("thru"),
+        pl.when(pl.col("bytes").is_not_null() & (dur > 0)).then(pl.col("bytes") * (1_000_000_000 // dur)).alias("thru"),
         pl.concat_str(
             pl.col("deviceId").replace_strict(dev_names, default="", return_dtype=pl.Utf8),
-            pl.lit(" ("), pl.col("deviceId").cast(pl.Utf8), pl.lit(")"),
+            pl.lit(" ("),
+            pl.col("deviceId").cast(pl.Utf8),
+            pl.lit(")"),
         ).alias("device"),
-        *(pl.when(pl.col(c) != 0).then(pl.col(c)).alias(a)
-          for c, a in (("contextId", "ctx"), ("greenContextId", "green"), ("streamId", "strm"))),
+        *(
+            pl.when(pl.col(c) != 0).then(pl.col(c)).alias(a)
+            for c, a in (("contextId", "ctx"), ("greenContextId", "green"), ("streamId", "strm"))
+        ),
     )
     df = df.sort(["start", "_kind"], maintain_order=True).select(OUT)
     cols = (
-        Column("Start", "ts_ns"), Column("Duration", "dur_ns"), Column("CorrId"), Column("GrdX"), Column("GrdY"),
-        Column("GrdZ"), Column("BlkX"), Column("BlkY"), Column("BlkZ"), Column("Reg/Trd"), Column("StcSMem", "mem_B"),
-        Column("DymSMem", "mem_B"), Column("Bytes", "mem_B"), Column("Throughput", "thru_B"), Column("SrcMemKd"),
-        Column("DstMemKd"), Column("Device"), Column("Ctx"), Column("GreenCtx"), Column("Strm"), Column("Name"),
+        Column("Start", "ts_ns"),
+        Column("Duration", "dur_ns"),
+        Column("CorrId"),
+        Column("GrdX"),
+        Column("GrdY"),
+        Column("GrdZ"),
+        Column("BlkX"),
+        Column("BlkY"),
+        Column("BlkZ"),
+        Column("Reg/Trd"),
+        Column("StcSMem", "mem_B"),
+        Column("DymSMem", "mem_B"),
+        Column("Bytes", "mem_B"),
+        Column("Throughput", "thru_B"),
+        Column("SrcMemKd"),
+        Column("DstMemKd"),
+        Column("Device"),
+        Column("Ctx"),
+        Column("GreenCtx"),
+        Column("Strm"),
+        Column("Name"),
     )
     rows = df.rows()
     skipped = "" if rows else "does not contain CUDA kernels or memory operations"

@@ -10,8 +10,14 @@ from .aggregate import grouped_stats, share, stat_cells
 from .core import Column, ReportContext, StatsTable, kernel_name_column, report
 
 DUR_COLUMNS = (
-    Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Instances"), Column("Avg", "dur_ns"),
-    Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
+    Column("Time", "ratio_%"),
+    Column("Total Time", "dur_ns"),
+    Column("Instances"),
+    Column("Avg", "dur_ns"),
+    Column("Med", "dur_ns"),
+    Column("Min", "dur_ns"),
+    Column("Max", "dur_ns"),
+    Column("StdDev", "dur_ns"),
 )
 GRID = ("gridX", "gridY", "gridZ")
 BLOCK = ("blockX", "blockY", "blockZ")
@@ -37,9 +43,13 @@ def summary_rows(stats: pl.DataFrame, keys: list[str]) -> list[tuple]:
     out = []
     for r in ordered.iter_rows(named=True):
         out.append(
-            (share(r["total"], grand), r["total"], r["n"],
-             *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-             *(r[k] for k in keys))
+            (
+                share(r["total"], grand),
+                r["total"],
+                r["n"],
+                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+                *(r[k] for k in keys),
+            )
         )
     return out
 
@@ -49,8 +59,9 @@ def cuda_gpu_kern_sum(ctx: ReportContext) -> StatsTable:
     """Kernel time per kernel name: total, instances, avg, median, min, max, stdev."""
     df = kernels_with_names(ctx, [])
     stats = grouped_stats(df, ["name"], "dur")
-    return StatsTable("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", (*DUR_COLUMNS, Column("Name")),
-                      summary_rows(stats, ["name"]))
+    return StatsTable(
+        "cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", (*DUR_COLUMNS, Column("Name")), summary_rows(stats, ["name"])
+    )
 
 
 @report("cuda_gpu_kern_gb_sum", "CUDA GPU Kernel/Grid/Block Summary", flags=("base", "mangled"))
@@ -63,5 +74,9 @@ def cuda_gpu_kern_gb_sum(ctx: ReportContext) -> StatsTable:
     for row in summary_rows(stats, keys):
         *head, name, gx, gy, gz, bx, by, bz = row
         rows.append((*head, f"{gx:4d} {gy:4d} {gz:4d}", f"{bx:4d} {by:4d} {bz:4d}", name))
-    return StatsTable("cuda_gpu_kern_gb_sum", "CUDA GPU Kernel/Grid/Block Summary",
-                      (*DUR_COLUMNS, Column("GridXYZ"), Column("BlockXYZ"), Column("Name")), rows)
+    return StatsTable(
+        "cuda_gpu_kern_gb_sum",
+        "CUDA GPU Kernel/Grid/Block Summary",
+        (*DUR_COLUMNS, Column("GridXYZ"), Column("BlockXYZ"), Column("Name")),
+        rows,
+    )

@@ -40,13 +40,26 @@ def cuda_gpu_mem_time_sum(ctx: ReportContext) -> StatsTable:
     stats = grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], "dur")
     grand = stats["total"].sum() if stats.height else 0
     rows = [
-        (share(r["total"], grand), r["total"], r["n"],
-         *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]), r["name"])
+        (
+            share(r["total"], grand),
+            r["total"],
+            r["n"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            r["name"],
+        )
         for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True)
     ]
-    cols = (Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Count"), Column("Avg", "dur_ns"),
-            Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
-            Column("Operation"))
+    cols = (
+        Column("Time", "ratio_%"),
+        Column("Total Time", "dur_ns"),
+        Column("Count"),
+        Column("Avg", "dur_ns"),
+        Column("Med", "dur_ns"),
+        Column("Min", "dur_ns"),
+        Column("Max", "dur_ns"),
+        Column("StdDev", "dur_ns"),
+        Column("Operation"),
+    )
     skipped = "" if rows else "does not contain GPU memory operations (memcpy/memset)"
     return StatsTable("cuda_gpu_mem_time_sum", "CUDA GPU MemOps Summary (by Time)", cols, rows, skipped)
 
@@ -58,9 +71,27 @@ def cuda_gpu_mem_size_sum(ctx: ReportContext) -> StatsTable:
     rows = []
     for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True):
         n = r["n"]
-        rows.append((r["total"], n, float(r["total"]) / n if n else None, r["med"], r["min"], r["max"],
-                     stdev(r["std"], n), r["name"]))
-    cols = (Column("Total", "mem_B"), Column("Count"), Column("Avg", "mem_B"), Column("Med", "mem_B"),
-            Column("Min", "mem_B"), Column("Max", "mem_B"), Column("StdDev", "mem_B"), Column("Operation"))
+        rows.append(
+            (
+                r["total"],
+                n,
+                float(r["total"]) / n if n else None,
+                r["med"],
+                r["min"],
+                r["max"],
+                stdev(r["std"], n),
+                r["name"],
+            )
+        )
+    cols = (
+        Column("Total", "mem_B"),
+        Column("Count"),
+        Column("Avg", "mem_B"),
+        Column("Med", "mem_B"),
+        Column("Min", "mem_B"),
+        Column("Max", "mem_B"),
+        Column("StdDev", "mem_B"),
+        Column("Operation"),
+    )
     skipped = "" if rows else "does not contain GPU memory operations (memcpy/memset)"
     return StatsTable("cuda_gpu_mem_size_sum", "CUDA GPU MemOps Summary (by Size)", cols, rows, skipped)

@@ -41,8 +41,9 @@ def _nvtx_events(ctx: ReportContext) -> pl.DataFrame:
     df = load(ctx.trace, S.NVTX, cols, ctx.flt).with_row_index("rid")
     mapping = ctx.trace.strings
     ids = df["textId"].unique().drop_nulls().to_list()
-    sid = pl.DataFrame({"textId": ids, "_sid": [mapping.get(int(i)) for i in ids]},
-                       schema={"textId": pl.Int64, "_sid": pl.Utf8})
+    sid = pl.DataFrame(
+        {"textId": ids, "_sid": [mapping.get(int(i)) for i in ids]}, schema={"textId": pl.Int64, "_sid": pl.Utf8}
+    )
     df = df.join(sid, on="textId", how="left", maintain_order="left")
     return df.with_columns(pl.coalesce("_sid", "text").alias("label")).drop("_sid", "textId", "text")
 
@@ -63,7 +64,9 @@ def _named_ranges(events: pl.DataFrame) -> pl.DataFrame:
     rng = rng.join(domains, on=["domainId", "_pk"], how="left", maintain_order="left")
     return rng.with_columns(
         pl.concat_str(pl.col("_domain").fill_null(""), pl.lit(":"), pl.col("label").fill_null("")).alias("name"),
-        pl.when(pl.col("eventType").is_in(PUSHPOP_TYPES)).then(pl.lit("PushPop")).otherwise(pl.lit("StartEnd"))
+        pl.when(pl.col("eventType").is_in(PUSHPOP_TYPES))
+        .then(pl.lit("PushPop"))
+        .otherwise(pl.lit("StartEnd"))
         .alias("style"),
     ).drop("_pk", "_domain", "label")
 
@@ -77,8 +80,12 @@ def _indexed_ranges(events: pl.DataFrame) -> pl.DataFrame:
     maxts = _sql_max(rtypes["start"].max(), rtypes["end"].max()) if rtypes.height else None  # type: ignore[arg-type]
     rng = _named_ranges(events).filter(pl.col("endGlobalTid").is_null())
     return rng.select(
-        "rid", pl.col("globalTid").alias("tid"), pl.col("start").alias("rs"),
-        pl.coalesce(pl.col("end"), pl.lit(maxts, dtype=pl.Int64)).alias("re"), "name", "style",
+        "rid",
+        pl.col("globalTid").alias("tid"),
+        pl.col("start").alias("rs"),
+        pl.coalesce(pl.col("end"), pl.lit(maxts, dtype=pl.Int64)).alias("re"),
+        "name",
+        "style",
     )
 
 
@@ -96,7 +103,10 @@ def containing(queries: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
         return empty
     bounds = (
         pl.concat([rng.select("tid", pl.col("rs").alias("b")), rng.select("tid", pl.col("re").alias("b"))])
-        .unique().sort("tid", "b").with_row_index("bi").with_columns(pl.col("bi").cast(pl.Int64))
+        .unique()
+        .sort("tid", "b")
+        .with_row_index("bi")
+        .with_columns(pl.col("bi").cast(pl.Int64))
     )
     spans = (
         rng.join(bounds.rename({"b": "rs", "bi": "i0"}), on=["tid", "rs"])
@@ -108,7 +118,8 @@ def containing(queries: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
         bounds.sort("b"), left_on="s", right_on="b", by="tid", strategy="backward", check_sortedness=False
     )
     return (
-        at.drop_nulls("bi").join(spans, on="bi")
+        at.drop_nulls("bi")
+        .join(spans, on="bi")
         .filter((pl.col("rs") <= pl.col("s")) & (pl.col("re") >= pl.col("e")))
         .select("qid", "rid")
     )
@@ -118,8 +129,11 @@ def _api_calls(ctx: ReportContext) -> pl.DataFrame:
     """Filtered runtime/driver API rows: correlationId, globalPid (process of the call), globalTid, r_start, r_end."""
     r = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], ctx.flt)
     return r.select(
-        "correlationId", (pl.col("globalTid") // PID_UNIT * PID_UNIT).alias("globalPid"), "globalTid",
-        pl.col("start").alias("r_start"), pl.col("end").alias("r_end"),
+        "correlationId",
+        (pl.col("globalTid") // PID_UNIT * PID_UNIT).alias("globalPid"),
+        "globalTid",
+        pl.col("start").alias("r_start"),
+        pl.col("end").alias("r_end"),
     )
 
 
@@ -135,9 +149,18 @@ def _calls_in_ranges(calls: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
 @report("nvtx_sum", "NVTX Range Summary")
 def nvtx_sum(ctx: ReportContext) -> StatsTable:
     """Time spent in each NVTX range (push/pop and start/end), per range name and style."""
-    cols = (Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Instances"), Column("Avg", "dur_ns"),
-            Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"),
-            Column("StdDev", "dur_ns"), Column("Style"), Column("Range"))
+    cols = (
+        Column("Time", "ratio_%"),
+        Column("Total Time", "dur_ns"),
+        Column("Instances"),
+        Column("Avg", "dur_ns"),
+        Column("Med", "dur_ns"),
+        Column("Min", "dur_ns"),
+        Column("Max", "dur_ns"),
+        Column("StdDev", "dur_ns"),
+        Column("Style"),
+        Column("Range"),
+    )
     if not ctx.trace.schema.has(S.NVTX):
         return StatsTable("nvtx_sum", "NVTX Range Summary", cols, [], NO_NVTX)
     events = _nvtx_events(ctx)
@@ -152,20 +175,42 @@ def nvtx_sum(ctx: ReportContext) -> StatsTable:
     grand = stats["total"].sum() if stats.height else 0
     rows = []
     for r in stats.sort(["total", "name", "style"], descending=[True, False, False]).iter_rows(named=True):
-        rows.append((share(r["total"] or 0, grand), r["total"], r["inst"],
-                     *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-                     r["style"], r["name"]))
+        rows.append(
+            (
+                share(r["total"] or 0, grand),
+                r["total"],
+                r["inst"],
+                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+                r["style"],
+                r["name"],
+            )
+        )
     return StatsTable("nvtx_sum", "NVTX Range Summary", cols, rows, "" if rows else "no NVTX ranges")
 
 
 @report("nvtx_kern_sum", "NVTX Range Kernel Summary", flags=("base", "mangled"))
 def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     """Kernels per enclosing NVTX range (every range containing the launch call), per process and thread."""
-    cols = (Column("NVTX Range"), Column("Style"), Column("PID"), Column("TID"), Column("NVTX Inst"),
-            Column("Kern Inst"), Column("Total Time", "dur_ns"), Column("Avg", "dur_ns"), Column("Med", "dur_ns"),
-            Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"), Column("Kernel Name"))
-    for table, why in ((S.NVTX, NO_NVTX), (S.KERNEL, "does not contain CUDA kernel data"),
-                       (S.RUNTIME, "does not contain CUDA API data")):
+    cols = (
+        Column("NVTX Range"),
+        Column("Style"),
+        Column("PID"),
+        Column("TID"),
+        Column("NVTX Inst"),
+        Column("Kern Inst"),
+        Column("Total Time", "dur_ns"),
+        Column("Avg", "dur_ns"),
+        Column("Med", "dur_ns"),
+        Column("Min", "dur_ns"),
+        Column("Max", "dur_ns"),
+        Column("StdDev", "dur_ns"),
+        Column("Kernel Name"),
+    )
+    for table, why in (
+        (S.NVTX, NO_NVTX),
+        (S.KERNEL, "does not contain CUDA kernel data"),
+        (S.RUNTIME, "does not contain CUDA API data"),
+    ):
         if not ctx.trace.schema.has(table):
             return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, [], why)
     ranges = _indexed_ranges(_nvtx_events(ctx))
@@ -183,8 +228,17 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     order = ["name", "pid", "tid", "total", "style", "kname"]
     stats = stats.sort(order, descending=[False, False, False, True, False, False], nulls_last=False)
     rows = [
-        (r["name"], r["style"], r["pid"], r["tid"], r["nvtx_inst"], r["kern_inst"], r["total"],
-         *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]), r["kname"])
+        (
+            r["name"],
+            r["style"],
+            r["pid"],
+            r["tid"],
+            r["nvtx_inst"],
+            r["kern_inst"],
+            r["total"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            r["kname"],
+        )
         for r in stats.iter_rows(named=True)
     ]
     return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, rows, "" if rows else "no CUDA kernels")
@@ -196,16 +250,19 @@ def _parents(ranges: pl.DataFrame) -> pl.DataFrame:
     pairs = containing(q, ranges.select("rid", "tid", "rs", "re")).filter(pl.col("qid") != pl.col("rid"))
     dur = ranges.select("rid", (pl.col("re") - pl.col("rs")).alias("d"))
     best = (
-        pairs.join(dur, on="rid").sort("d", "rid")  # tightness = parent duration - child duration
-        .unique(subset="qid", keep="first").select(pl.col("qid").alias("rid"), pl.col("rid").alias("parent"))
+        pairs.join(dur, on="rid")
+        .sort("d", "rid")  # tightness = parent duration - child duration
+        .unique(subset="qid", keep="first")
+        .select(pl.col("qid").alias("rid"), pl.col("rid").alias("parent"))
     )
     return ranges.select("rid").join(best, on="rid", how="left")
 
 
 def _levels(parents: pl.DataFrame) -> pl.DataFrame:
     """rid -> level (0 for roots) by pointer jumping; None for ranges on a parent cycle (never reached)."""
-    df = parents.select("rid", pl.col("parent").alias("jump"),
-                        pl.when(pl.col("parent").is_null()).then(0).otherwise(1).alias("dist"))
+    df = parents.select(
+        "rid", pl.col("parent").alias("jump"), pl.when(pl.col("parent").is_null()).then(0).otherwise(1).alias("dist")
+    )
     open_ = df["jump"].null_count()
     for _ in range(MAX_JUMPS):
         if df["jump"].null_count() == df.height:
@@ -226,16 +283,29 @@ def _levels(parents: pl.DataFrame) -> pl.DataFrame:
 @report("nvtx_gpu_proj_sum", "NVTX GPU Projection Summary")
 def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     """NVTX ranges projected onto the GPU: span of the GPU ops launched inside each range, per name and style."""
-    cols = (Column("Range"), Column("Style"), Column("Total Proj Time", "dur_ns"),
-            Column("Total Range Time", "dur_ns"), Column("Range Instances"), Column("Proj Avg", "dur_ns"),
-            Column("Proj Med", "dur_ns"), Column("Proj Min", "dur_ns"), Column("Proj Max", "dur_ns"),
-            Column("Proj StdDev", "dur_ns"), Column("Total GPU Ops"), Column("Avg GPU Ops"),
-            Column("Avg Range Lvl"), Column("Avg Num Child"))
+    cols = (
+        Column("Range"),
+        Column("Style"),
+        Column("Total Proj Time", "dur_ns"),
+        Column("Total Range Time", "dur_ns"),
+        Column("Range Instances"),
+        Column("Proj Avg", "dur_ns"),
+        Column("Proj Med", "dur_ns"),
+        Column("Proj Min", "dur_ns"),
+        Column("Proj Max", "dur_ns"),
+        Column("Proj StdDev", "dur_ns"),
+        Column("Total GPU Ops"),
+        Column("Avg GPU Ops"),
+        Column("Avg Range Lvl"),
+        Column("Avg Num Child"),
+    )
     title = "NVTX GPU Projection Summary"
     op_tables = [t for t in (S.KERNEL, S.MEMCPY, S.MEMSET) if ctx.trace.schema.has(t)]
-    for ok, why in ((ctx.trace.schema.has(S.NVTX), NO_NVTX),
-                    (ctx.trace.schema.has(S.RUNTIME), "does not contain CUDA API data"),
-                    (bool(op_tables), "does not contain GPU operation data")):
+    for ok, why in (
+        (ctx.trace.schema.has(S.NVTX), NO_NVTX),
+        (ctx.trace.schema.has(S.RUNTIME), "does not contain CUDA API data"),
+        (bool(op_tables), "does not contain GPU operation data"),
+    ):
         if not ok:
             return StatsTable("nvtx_gpu_proj_sum", title, cols, [], why)
     ranges = _indexed_ranges(_nvtx_events(ctx))
@@ -245,33 +315,52 @@ def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     calls = ops.join(_api_calls(ctx), on=["correlationId", "globalPid"], how="inner")
     inside = _calls_in_ranges(calls, ranges.select("rid", "tid", "rs", "re")).drop_nulls("rid")
     proj = inside.group_by("rid").agg(
-        pl.col("start").min().alias("p_start"), pl.col("end").max().alias("p_end"),
+        pl.col("start").min().alias("p_start"),
+        pl.col("end").max().alias("p_end"),
         pl.col("correlationId").n_unique().alias("ops"),
     )
     parents = _parents(ranges)
     children = (
-        parents.drop_nulls("parent").join(proj.select("rid"), on="rid", how="semi")
-        .group_by("parent").agg(pl.len().alias("nchild")).rename({"parent": "rid"})
+        parents.drop_nulls("parent")
+        .join(proj.select("rid"), on="rid", how="semi")
+        .group_by("parent")
+        .agg(pl.len().alias("nchild"))
+        .rename({"parent": "rid"})
     )
     proj = (
         proj.join(ranges, on="rid", how="left")
         .join(_levels(parents), on="rid", how="left")
         .join(children, on="rid", how="left")
         .with_columns(
-            (pl.col("p_end") - pl.col("p_start")).alias("pdur"), (pl.col("re") - pl.col("rs")).alias("rdur"),
+            (pl.col("p_end") - pl.col("p_start")).alias("pdur"),
+            (pl.col("re") - pl.col("rs")).alias("rdur"),
             pl.col("nchild").fill_null(0),
         )
     )
     keys = ["name", "style"]
     extra = proj.group_by(keys).agg(
-        pl.col("rdur").sum().alias("rtotal"), pl.len().alias("inst"), pl.col("ops").sum().alias("ops"),
-        pl.col("ops").mean().alias("avg_ops"), pl.col("level").mean().alias("avg_lvl"),
+        pl.col("rdur").sum().alias("rtotal"),
+        pl.len().alias("inst"),
+        pl.col("ops").sum().alias("ops"),
+        pl.col("ops").mean().alias("avg_ops"),
+        pl.col("level").mean().alias("avg_lvl"),
         pl.col("nchild").mean().alias("avg_child"),
     )
     stats = grouped_stats(proj, keys, "pdur").join(extra, on=keys, how="left", nulls_equal=True)
     rows = []
     for r in stats.sort(["total", "name", "style"], descending=[True, False, False]).iter_rows(named=True):
-        rows.append((r["name"], r["style"], r["total"], r["rtotal"], r["inst"],
-                     *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-                     r["ops"], r1(r["avg_ops"]), r1(r["avg_lvl"]), r1(r["avg_child"])))
+        rows.append(
+            (
+                r["name"],
+                r["style"],
+                r["total"],
+                r["rtotal"],
+                r["inst"],
+                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+                r["ops"],
+                r1(r["avg_ops"]),
+                r1(r["avg_lvl"]),
+                r1(r["avg_child"]),
+            )
+        )
     return StatsTable("nvtx_gpu_proj_sum", title, cols, rows, "" if rows else "no GPU operations inside NVTX ranges")

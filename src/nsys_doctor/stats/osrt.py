@@ -15,12 +15,21 @@ OSRT_EVENT_CLASS = 27
 @report("osrt_sum", "OS Runtime Summary")
 def osrt_sum(ctx: ReportContext) -> StatsTable:
     """Time in each OS runtime function (names not shortened)."""
-    cols = (Column("Time", "ratio_%"), Column("Total Time", "dur_ns"), Column("Num Calls"), Column("Avg", "dur_ns"),
-            Column("Med", "dur_ns"), Column("Min", "dur_ns"), Column("Max", "dur_ns"), Column("StdDev", "dur_ns"),
-            Column("Name"))
+    cols = (
+        Column("Time", "ratio_%"),
+        Column("Total Time", "dur_ns"),
+        Column("Num Calls"),
+        Column("Avg", "dur_ns"),
+        Column("Med", "dur_ns"),
+        Column("Min", "dur_ns"),
+        Column("Max", "dur_ns"),
+        Column("StdDev", "dur_ns"),
+        Column("Name"),
+    )
     if not ctx.trace.schema.has(S.OSRT):
-        return StatsTable("osrt_sum", "OS Runtime Summary", cols, [],
-                          "does not contain OS Runtime trace data (capture with -t osrt)")
+        return StatsTable(
+            "osrt_sum", "OS Runtime Summary", cols, [], "does not contain OS Runtime trace data (capture with -t osrt)"
+        )
     df = load(ctx.trace, S.OSRT, ["start", "end", "eventClass", "nameId"], ctx.flt)
     df = df.filter(pl.col("eventClass") == OSRT_EVENT_CLASS)
     df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
@@ -28,8 +37,13 @@ def osrt_sum(ctx: ReportContext) -> StatsTable:
     stats = grouped_stats(df, ["nameId", "name"], "dur")
     grand = stats["total"].sum() if stats.height else 0
     rows = [
-        (share(r["total"], grand), r["total"], r["n"],
-         *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]), r["name"])
+        (
+            share(r["total"], grand),
+            r["total"],
+            r["n"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            r["name"],
+        )
         for r in stats.sort(["total", "name"], descending=[True, False]).iter_rows(named=True)
     ]
     return StatsTable("osrt_sum", "OS Runtime Summary", cols, rows, "" if rows else "no OS runtime calls")

@@ -1,1 +1,627 @@
-"""(filled in below)"""
+"""nsys's expert-system rules (``nsys analyze``): the seven default rules, with nsys 2025.3's exact output.
+
+Every rule takes ``rows=`` (default 50, ``-1`` = no limit), ``start=``/``end=`` (ns; they override the CLI
+window and NVTX times) and ``nvtx=`` (an NVTX range as the filter window). nsys quirks reproduced on purpose:
+
+* the memcpy/memset rules join GPU operations to their API call on ``correlationId`` only, against the
+  *unfiltered* runtime table (so a copy whose API call lies outside the window still counts);
+* API names are matched with SQLite ``LIKE`` (ASCII case-insensitive, ``%``/``_`` wildcards);
+* ``gpu_gaps`` pairs the i-th smallest op end with the (i+1)-th smallest op start per (pid, device);
+* rows that tie on the sort key keep the order of nsys's query plan (runtime table order for the API joins);
+* ``gpu_time_util`` applies the row limit twice: to the low-utilization chunk groups in time order, then again
+  after sorting them by utilization (so ``rows=5`` may not show the 5 lowest); it works in float chunk sizes
+  (``ceil``) and averages with SQLite's compensated ``sum``.
+
+All of this was checked against real nsys 2025.3.1 ``nsys analyze`` on the shared traces, options included.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import polars as pl
+
+from ..errors import UsageError
+from ..trace import Trace
+from ..trace import schema as S
+from ..trace.tables import load, resolve_names
+from ..trace.window import EventFilter, resolve_nvtx_filter
+from .aggregate import r1
+from .core import Column, ReportContext, StatsTable, report
+
+COMMON_OPTIONS = ("rows", "start", "end", "nvtx")
+DEFAULT_ROWS = 50
+PID_MASK = 0xFFFFFF
+MEM_KIND = "ENUM_CUDA_MEM_KIND"
+HTOD = 1
+SMALL_HTOD_BYTES = 64_000  # nsys's "64 KB" is decimal
+PAGEABLE = 0
+PINNED, MANAGED = 1, 4
+
+
+# ----------------------------------------------------------------------------------------------- shared helpers
+def rule_filter(ctx: ReportContext) -> EventFilter:
+    """The rule's window: the CLI filter, replaced by ``nvtx=``, with ``start=``/``end=`` overriding its times."""
+    flt = ctx.flt
+    nvtx = ctx.options.get("nvtx")
+    if nvtx:
+        flt = resolve_nvtx_filter(ctx.trace, nvtx)
+    start = ctx.options.get("start")
+    end = ctx.options.get("end")
+    if start is not None:
+        flt = replace(flt, start=ctx.int_option("start", 0))
+    if end is not None:
+        flt = replace(flt, end=ctx.int_option("end", 0))
+    if flt.start > flt.end:
+        raise UsageError(
+            f"start={flt.start} is after end={flt.end}", "the start time cannot be greater than the end time"
+        )
+    if start is not None or end is not None:
+        flt = replace(flt, label=f"start={flt.start} end={flt.end}" + (f" {flt.label}" if flt.label else ""))
+    return flt
+
+
+def row_limit(ctx: ReportContext) -> int | None:
+    """``rows=``: None for no limit (any negative value, as SQLite's ``LIMIT -1``)."""
+    rows = ctx.int_option("rows", DEFAULT_ROWS)
+    return None if rows < 0 else rows
+
+
+def limit(df: pl.DataFrame, rows: int | None) -> pl.DataFrame:
+    return df if rows is None else df.head(rows)
+
+
+def like_regex(pattern: str) -> re.Pattern[str]:
+    """SQLite ``LIKE`` (no ESCAPE): ``%`` any run, ``_`` one character, ASCII letters case-insensitive."""
+    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern]
+    return re.compile("".join(parts), re.IGNORECASE | re.ASCII | re.DOTALL)
+
+
+def string_ids(trace: Trace, test: Callable[[str], bool]) -> list[int]:
+    """StringIds ids whose text passes ``test`` (the StringIds table is small next to activity tables)."""
+    return [i for i, text in trace.strings.items() if test(text)]
+
+
+def like_test(include: Iterable[str], exclude: Iterable[str] = ()) -> Callable[[str], bool]:
+    """``value LIKE any(include) AND NOT LIKE any(exclude)``."""
+    inc = [like_regex(p) for p in include]
+    exc = [like_regex(p) for p in exclude]
+    return lambda s: any(r.fullmatch(s) for r in inc) and not any(r.fullmatch(s) for r in exc)
+
+
+def pid_of(col: str) -> pl.Expr:
+    """``(g >> 24) & 0xFFFFFF``."""
+    return (pl.col(col) // (1 << 24)) & PID_MASK
+
+
+def missing_tables(trace: Trace, tables: Iterable[str]) -> str:
+    absent = [t for t in tables if not trace.schema.has(t)]
+    return f"the trace has no {', '.join(absent)} table" if absent else ""
+
+
+def empty(name: str, title: str, columns: tuple[Column, ...], skipped: str = "") -> StatsTable:
+    return StatsTable(name, title, columns, [], skipped)
+
+
+# ----------------------------------------------------------------------------------------------- memcpy / memset
+MEMCPY_COLUMNS = (
+    Column("Duration", "dur_ns"),
+    Column("Start", "ts_ns"),
+    Column("Src Kind"),
+    Column("Dst Kind"),
+    Column("Bytes", "mem_B"),
+    Column("PID"),
+    Column("Device ID"),
+    Column("Context ID"),
+    Column("Green Context ID"),
+    Column("Stream ID"),
+    Column("API Name"),
+)
+MEMSET_COLUMNS = (
+    Column("Duration", "dur_ns"),
+    Column("Start", "ts_ns"),
+    Column("Memory Kind"),
+    Column("Bytes", "mem_B"),
+    Column("PID"),
+    Column("Device ID"),
+    Column("Context ID"),
+    Column("Green Context ID"),
+    Column("Stream ID"),
+    Column("API Name"),
+)
+GPU_OP_COLUMNS = ["start", "end", "globalPid", "deviceId", "contextId", "greenContextId", "streamId", "correlationId"]
+
+
+def _api_rows_by_correlation(trace: Trace, ids: list[int]) -> pl.DataFrame:
+    """Unfiltered runtime rows (``main.CUPTI_ACTIVITY_KIND_RUNTIME``) whose nameId is in ``ids``."""
+    schema = {"correlationId": pl.Int64, "nameId": pl.Int64}
+    if not ids:
+        return pl.DataFrame(schema=schema)
+    where = f"nameId IN ({', '.join(str(i) for i in ids)})"
+    return trace.read_table(S.RUNTIME, schema, where)
+
+
+def _gpu_ops_with_api(
+    ctx: ReportContext, table: str, columns: list[str], api_test: Callable[[str], bool], keep: pl.Expr
+) -> pl.DataFrame:
+    """Rows of ``table`` (filtered) passing ``keep``, inner-joined on correlationId to matching API calls."""
+    ops = load(ctx.trace, table, [*GPU_OP_COLUMNS, *columns], rule_filter(ctx)).filter(keep)
+    api = _api_rows_by_correlation(ctx.trace, string_ids(ctx.trace, api_test))
+    # nsys's plan scans the runtime table outermost: join order = API rowid order, then op order
+    joined = (
+        api.with_row_index("_api")
+        .join(ops.with_row_index("_op"), on="correlationId", how="inner")
+        .sort(["_api", "_op"])
+        .drop("_api", "_op")
+    )
+    joined = resolve_names(joined, ctx.trace, "nameId", "api")
+    joined = joined.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+    # ORDER BY duration DESC: ties stay in join order (SQLite's sorter is stable); NULLs last
+    return limit(joined.sort("dur", descending=True, nulls_last=True, maintain_order=True), row_limit(ctx))
+
+
+def _enum_label(col: str, labels: dict[int, str]) -> pl.Expr:
+    return pl.col(col).replace_strict(labels, default=None, return_dtype=pl.Utf8)
+
+
+def _needs(ctx: ReportContext, table: str, what: str) -> str:
+    """nsys's table checks for the CUDA memory rules ('' when the rule can run)."""
+    trace = ctx.trace
+    if not trace.schema.has(S.RUNTIME) or not trace.schema.has(table):
+        return missing_tables(trace, (S.RUNTIME, table)) + f" (does the application use CUDA {what} APIs?)"
+    if not trace.schema.has_column(table, "greenContextId"):
+        return f"{table} has no greenContextId column: re-export the report with a recent nsys"
+    return ""
+
+
+def _memcpy_rule(
+    ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: pl.Expr
+) -> StatsTable:
+    why = _needs(ctx, S.MEMCPY, "memcpy")
+    if why:
+        return empty(name, title, MEMCPY_COLUMNS, why)
+    cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"]
+    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
+    labels = ctx.trace.schema.enum_labels(MEM_KIND)
+    out = df.select(
+        "dur",
+        "start",
+        _enum_label("srcKind", labels),
+        _enum_label("dstKind", labels),
+        "bytes",
+        pid_of("globalPid"),
+        "deviceId",
+        "contextId",
+        pl.when(pl.col("greenContextId") != 0).then(pl.col("greenContextId")),
+        "streamId",
+        "api",
+    )
+    return StatsTable(name, title, MEMCPY_COLUMNS, out.rows())
+
+
+@report("cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", options=COMMON_OPTIONS, kind="rule")
+def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
+    """Async memcpy calls (cudaMemcpy*Async*) with pageable host memory: they run synchronously."""
+    keep = ((pl.col("srcKind") == PAGEABLE) | (pl.col("dstKind") == PAGEABLE)).fill_null(False)
+    return _memcpy_rule(
+        ctx, "cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", like_test(["cudaMemcpy%Async%"]), keep
+    )
+
+
+@report("cuda_memcpy_sync", "CUDA Synchronous Memcpy", options=COMMON_OPTIONS, kind="rule")
+def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
+    """Synchronous memcpy calls (except small host-to-device copies and copies within one device)."""
+    small_htod = ((pl.col("copyKind") == HTOD) & (pl.col("bytes") <= SMALL_HTOD_BYTES)).fill_null(False)
+    same_device = (pl.col("srcDeviceId") == pl.col("dstDeviceId")).fill_null(False)
+    return _memcpy_rule(
+        ctx,
+        "cuda_memcpy_sync",
+        "CUDA Synchronous Memcpy",
+        like_test(["cudaMemcpy%"], ["%Async%"]),
+        ~small_htod & ~same_device,
+    )
+
+
+@report("cuda_memset_sync", "CUDA Synchronous Memset", options=COMMON_OPTIONS, kind="rule")
+def cuda_memset_sync(ctx: ReportContext) -> StatsTable:
+    """Synchronous memset calls (cudaMemset*, not *async*) on pinned or managed memory."""
+    name, title = "cuda_memset_sync", "CUDA Synchronous Memset"
+    why = _needs(ctx, S.MEMSET, "memset")
+    if why:
+        return empty(name, title, MEMSET_COLUMNS, why)
+    keep = pl.col("memKind").is_in([PINNED, MANAGED]).fill_null(False)
+    df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], like_test(["cudaMemset%"], ["%async%"]), keep)
+    labels = ctx.trace.schema.enum_labels(MEM_KIND)
+    out = df.select(
+        "dur",
+        "start",
+        _enum_label("memKind", labels),
+        "bytes",
+        pid_of("globalPid"),
+        "deviceId",
+        "contextId",
+        pl.when(pl.col("greenContextId") != 0).then(pl.col("greenContextId")),
+        "streamId",
+        "api",
+    )
+    return StatsTable(name, title, MEMSET_COLUMNS, out.rows())
+
+
+# ----------------------------------------------------------------------------------------------- cuda_api_sync
+API_SYNC_COLUMNS = (
+    Column("Duration", "dur_ns"),
+    Column("Start", "ts_ns"),
+    Column("PID"),
+    Column("TID"),
+    Column("API Name"),
+)
+
+
+@report("cuda_api_sync", "CUDA Synchronization APIs", options=(*COMMON_OPTIONS, "process", "thread"), kind="rule")
+def cuda_api_sync(ctx: ReportContext) -> StatsTable:
+    """Host-blocking synchronization calls: cudaDeviceSynchronize and cudaStreamSynchronize."""
+    name, title = "cuda_api_sync", "CUDA Synchronization APIs"
+    process = ctx.int_option("process", -1)
+    thread = ctx.int_option("thread", -1)
+    if (process >= 0 or thread >= 0) and ctx.options.get("nvtx"):
+        raise UsageError("process=/thread= cannot be combined with nvtx=", "use start=/end= with process=/thread=")
+    if not ctx.trace.schema.has(S.RUNTIME):
+        return empty(name, title, API_SYNC_COLUMNS, missing_tables(ctx.trace, (S.RUNTIME,)))
+    ids = string_ids(ctx.trace, like_test(["cudaDeviceSynchronize%", "cudaStreamSynchronize%"]))
+    df = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "nameId"], rule_filter(ctx))
+    df = df.filter(pl.col("nameId").is_in(ids)).with_columns(
+        (pl.col("end") - pl.col("start")).alias("dur"),
+        pid_of("globalTid").alias("pid"),
+        (pl.col("globalTid") & PID_MASK).alias("tid"),
+    )
+    if process >= 0:
+        df = df.filter(pl.col("pid") == process)
+    if thread >= 0:
+        df = df.filter(pl.col("tid") == thread)
+    df = limit(df.sort("dur", descending=True, nulls_last=True, maintain_order=True), row_limit(ctx))
+    df = resolve_names(df, ctx.trace, "nameId", "api")
+    return StatsTable(name, title, API_SYNC_COLUMNS, df.select("dur", "start", "pid", "tid", "api").rows())
+
+
+# ----------------------------------------------------------------------------------------------- GPU operations
+@dataclass(frozen=True)
+class GpuSource:
+    """One graphics/compute API whose GPU work nsys's gpu_gaps/gpu_time_util examine (each on its own)."""
+
+    api: str
+    tables: tuple[str, ...]
+    global_id: str
+    device: str
+    context: str
+    overhead: tuple[str, ...]  # PROFILER_OVERHEAD names counted as GPU busy time
+
+
+GPU_SOURCES = (
+    GpuSource(
+        "cuda",
+        (S.KERNEL, S.MEMCPY, S.MEMSET),
+        "globalPid",
+        "deviceId",
+        "contextId",
+        ("CUDA profiling data flush overhead", "CUDA profiling stop overhead", "CUDA profiling overhead"),
+    ),
+    GpuSource("vulkan", ("VULKAN_WORKLOAD",), "globalTid", "gpu", "contextId", ("Vulkan profiling overhead",)),
+    GpuSource("opengl", ("OPENGL_WORKLOAD",), "globalTid", "gpu", "contextId", ("OpenGL profiling overhead",)),
+    GpuSource("dx12", ("DX12_WORKLOAD",), "globalTid", "gpu", "shortContextId", ("DX12 profiling overhead",)),
+)
+OPS_SCHEMA = {
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "pid": pl.Int64,
+    "globalId": pl.Int64,
+    "deviceId": pl.Int64,
+    "contextId": pl.Int64,
+}
+GROUP = ["pid", "deviceId"]
+
+
+def _read_ops(trace: Trace, table: str, src: GpuSource, flt: EventFilter) -> pl.DataFrame:
+    """start, end, pid, globalId, deviceId, contextId of one table's GPU operations with ``start > 0``."""
+    present = trace.schema.columns(table)
+    wanted = {
+        "start": "start",
+        "end": "end",
+        src.global_id: "globalId",
+        src.device: "deviceId",
+        src.context: "contextId",
+    }
+    cols = {(f'"{c}" AS {alias}' if c in present else f"NULL AS {alias}"): pl.Int64 for c, alias in wanted.items()}
+    where = " AND ".join(p for p in (flt.sql_where(present), '"start" > 0') if p)
+    df = trace.read_table(table, cols, where)
+    return df.with_columns(pid_of("globalId").alias("pid")).select(list(OPS_SCHEMA))
+
+
+def _bare_rows(ops: pl.DataFrame) -> pl.DataFrame:
+    """Per (deviceId, pid): min(start), max(end) and the bare columns SQLite takes for them.
+
+    With ``min(start), max(end)`` in one query SQLite loads bare columns on each row where the *last* min/max
+    aggregate (max(end)) changes, i.e. from the first row, in scan order, that reaches the maximum end.
+    """
+    keys = ["deviceId", "pid"]
+    bounds = ops.group_by(keys, maintain_order=True).agg(pl.col("start").min(), pl.col("end").max())
+    at_max = ops.filter(pl.col("end") == pl.col("end").max().over(keys))
+    bare = at_max.group_by(keys, maintain_order=True).agg(pl.col("globalId").first(), pl.col("contextId").first())
+    return bounds.join(bare, on=keys, how="left").sort(keys, maintain_order=True)
+
+
+def gpu_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> pl.DataFrame | None:
+    """GPU operations of one API in nsys's union order (overheads first), or None when the trace has none."""
+    trace = ctx.trace
+    tables = [t for t in src.tables if trace.schema.has(t)]
+    if not tables:
+        return None
+    frames = [_read_ops(trace, t, src, flt) for t in tables]
+    ops = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    if not trace.schema.has(S.PROFILER_OVERHEAD):
+        return ops
+    names = set(src.overhead)
+    ids = string_ids(trace, lambda s: s in names)
+    if not ids or ops.is_empty():
+        return ops
+    over = load(trace, S.PROFILER_OVERHEAD, ["start", "end", "globalTid", "nameId"], flt)
+    over = over.filter(pl.col("nameId").is_in(ids)).select("start", "end", pid_of("globalTid").alias("pid"))
+    if over.is_empty():
+        return ops
+    ranges = _bare_rows(ops).rename({"start": "r_start", "end": "r_end"})
+    # a profiling overhead on one thread stalls every device of its process: one row per (overhead, device)
+    extra = (
+        over.with_row_index("_o")
+        .join(ranges, on="pid", how="inner")
+        .filter((pl.col("start") > pl.col("r_start")) & (pl.col("end") < pl.col("r_end")))
+        .sort(["_o", "deviceId"], maintain_order=True)
+        .select(list(OPS_SCHEMA))
+    )
+    return pl.concat([extra, ops], how="vertical")
+
+
+def gpu_sources(ctx: ReportContext) -> list[tuple[str, pl.DataFrame]]:
+    """(api, ops) for each API with GPU work in the trace; nsys analyzes each separately, then unions the rows."""
+    flt = rule_filter(ctx)
+    out = []
+    for src in GPU_SOURCES:
+        ops = gpu_ops(ctx, src, flt)
+        if ops is not None:
+            out.append((src.api, ops))
+    return out
+
+
+NO_GPU_OPS = "the trace has no GPU operations (no kernel, memcpy, memset or graphics workload tables)"
+
+
+# ----------------------------------------------------------------------------------------------- gpu_gaps
+GAP_COLUMNS = (
+    Column("Row#"),
+    Column("Duration", "dur_ns"),
+    Column("Start", "ts_ns"),
+    Column("PID"),
+    Column("Device ID"),
+    Column("Context ID"),
+)
+
+
+def find_gaps(ops: pl.DataFrame, threshold_ns: int) -> pl.DataFrame:
+    """Idle gaps per (pid, device): the i-th smallest end paired with the (i+1)-th smallest start.
+
+    Columns duration, gapStart, pid, deviceId, contextId (of the op whose end opens the gap), in time order.
+    """
+    starts = ops.select(*GROUP, "start").sort([*GROUP, "start"], maintain_order=True)
+    ends = ops.select(*GROUP, "end", "contextId").sort([*GROUP, "end"], maintain_order=True)
+    paired = ends.with_columns(
+        starts["start"].shift(-1).alias("gapEnd"),
+        starts["pid"].shift(-1).alias("_pid"),
+        starts["deviceId"].shift(-1).alias("_dev"),
+    )
+    gaps = paired.filter(
+        (pl.col("_pid") == pl.col("pid"))
+        & (pl.col("_dev") == pl.col("deviceId"))
+        & ((pl.col("gapEnd") - pl.col("end")) > threshold_ns)
+        & (pl.col("end") < pl.col("gapEnd"))
+    )
+    return gaps.select(
+        (pl.col("gapEnd") - pl.col("end")).alias("duration"),
+        pl.col("end").alias("gapStart"),
+        "pid",
+        "deviceId",
+        "contextId",
+    )
+
+
+@report("gpu_gaps", "GPU Gaps", options=(*COMMON_OPTIONS, "gap"), kind="rule")
+def gpu_gaps(ctx: ReportContext) -> StatsTable:
+    """Time ranges where a GPU is idle for longer than gap= ms (default 500), per process and device."""
+    name, title = "gpu_gaps", "GPU Gaps"
+    gap = ctx.int_option("gap", 500)
+    rows = row_limit(ctx)
+    sources = gpu_sources(ctx)
+    if not sources:
+        return empty(name, title, GAP_COLUMNS, NO_GPU_OPS)
+    parts = [find_gaps(ops, gap * 1_000_000) for _, ops in sources]
+    gaps = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    gaps = limit(gaps.sort(["duration", "gapStart"], descending=[True, False], maintain_order=True), rows)
+    gaps = gaps.with_row_index("row", offset=1)
+    out = gaps.select("row", "duration", "gapStart", "pid", "deviceId", "contextId").rows()
+    return StatsTable(name, title, GAP_COLUMNS, out)
+
+
+# ----------------------------------------------------------------------------------------------- gpu_time_util
+UTIL_COLUMNS = (
+    Column("Row#"),
+    Column("In-Use", "ratio_%"),
+    Column("Duration", "dur_ns"),
+    Column("Start", "ts_ns"),
+    Column("PID"),
+    Column("Device ID"),
+    Column("Context ID"),
+)
+
+
+def sqlite_sum(values: Iterable[float]) -> float:
+    """SQLite 3.46 ``sum()`` of REAL values: Kahan-Babuska-Neumaier compensated summation, in input order."""
+    total, err = 0.0, 0.0
+    for r in values:
+        t = total + r
+        if abs(total) > abs(r):
+            err += (total - t) + r
+        else:
+            err += (r - t) + total
+        total = t
+    return total + err if not math.isinf(err) else total
+
+
+def low_util_chunks(ops: pl.DataFrame, chunks: int, threshold: int) -> pl.DataFrame:
+    """Chunks of each (pid, device)'s busy range with utilization below ``threshold`` %.
+
+    Columns pid, deviceId, contextId, rangeId, cstart, cend, pct, ordered by (pid, deviceId, rangeId). Chunk
+    size is ``ceil(float(end - start) / chunks)``; every quantity stays an exact integer below 2**53, as the
+    REALs of nsys's SQL are.
+    """
+    ranges = (
+        _bare_rows(ops)
+        .with_columns(((pl.col("end") - pl.col("start")).cast(pl.Float64) / chunks).ceil().cast(pl.Int64).alias("cs"))
+        .rename({"start": "S", "end": "E"})
+    )
+    chunk = (
+        ranges.filter(pl.col("cs") > 0)
+        .with_columns(pl.int_ranges(0, chunks).alias("rangeId"))
+        .explode("rangeId")
+        .with_columns((pl.col("S") + pl.col("rangeId") * pl.col("cs")).alias("cstart"))
+        .with_columns(pl.min_horizontal(pl.col("cstart") + pl.col("cs"), pl.col("E")).alias("cend"))
+        .filter(pl.col("cstart") < pl.col("cend"))
+        .select("pid", "deviceId", "contextId", "rangeId", "cstart", "cend")
+    )
+    # each op against only the chunks it can overlap: rangeId in [floor((start-S)/cs), ceil((end-S)/cs) - 1]
+    first = ((pl.col("start") - pl.col("S")) // pl.col("cs")).clip(lower_bound=0)
+    last = (-((pl.col("S") - pl.col("end")) // pl.col("cs")) - 1).clip(upper_bound=chunks - 1)
+    spans = (
+        ops.select("start", "end", "pid", "deviceId")
+        .join(ranges.filter(pl.col("cs") > 0).select("pid", "deviceId", "S", "cs"), on=GROUP, how="inner")
+        .with_columns(pl.int_ranges(first, pl.max_horizontal(first, last + 1)).alias("rangeId"))
+        .explode("rangeId")
+        .drop_nulls("rangeId")
+        .join(chunk.select("pid", "deviceId", "rangeId", "cstart", "cend"), on=[*GROUP, "rangeId"], how="inner")
+        .filter((pl.col("start") < pl.col("cend")) & (pl.col("end") > pl.col("cstart")))
+        .group_by([*GROUP, "rangeId"])
+        .agg((pl.min_horizontal("end", "cend") - pl.max_horizontal("start", "cstart")).sum().alias("busy"))
+    )
+    util = chunk.join(spans, on=[*GROUP, "rangeId"], how="left").with_columns(
+        (
+            pl.col("busy").fill_null(0).cast(pl.Float64) / (pl.col("cend") - pl.col("cstart")).cast(pl.Float64) * 100.0
+        ).alias("pct")
+    )
+    return util.filter(pl.col("pct") < threshold).sort([*GROUP, "rangeId"]).drop("busy")
+
+
+def coalesce_chunks(low: pl.DataFrame) -> pl.DataFrame:
+    """Runs of consecutive low chunks -> start, duration, average (length-weighted, rounded to 0.1).
+
+    Rows ordered by (groupId, deviceId, pid) as nsys's GROUP BY returns them.
+    """
+    low = low.with_columns(
+        (pl.col("rangeId") - pl.int_range(1, pl.len() + 1).over(GROUP)).alias("groupId"),
+        (pl.col("cend") - pl.col("cstart")).alias("size"),
+    )
+    keys = ["groupId", "deviceId", "pid"]
+    groups = low.group_by(keys, maintain_order=True).agg(
+        pl.col("cstart").min().alias("start"),
+        (pl.col("cend").max() - pl.col("cstart").min()).alias("duration"),
+        pl.col("contextId").first(),
+        pl.col("size"),
+        pl.col("pct"),
+    )
+    averages = []
+    for sizes, pcts in zip(groups["size"].to_list(), groups["pct"].to_list(), strict=True):
+        weighted = sqlite_sum(float(s) * p for s, p in zip(sizes, pcts, strict=True))
+        averages.append(r1(weighted / sqlite_sum(float(s) for s in sizes)))
+    groups = groups.with_columns(pl.Series("average", averages, dtype=pl.Float64))
+    return groups.sort(keys, maintain_order=True).select("average", "duration", "start", "pid", "deviceId", "contextId")
+
+
+@report("gpu_time_util", "GPU Time Utilization", options=(*COMMON_OPTIONS, "threshold", "chunks"), kind="rule")
+def gpu_time_util(ctx: ReportContext) -> StatsTable:
+    """Time ranges where GPU time utilization is below threshold= % (default 50), in chunks= pieces (default 30)."""
+    name, title = "gpu_time_util", "GPU Time Utilization"
+    threshold = ctx.int_option("threshold", 50)
+    chunks = ctx.int_option("chunks", 30)
+    if chunks and not 1 <= chunks <= 1000:  # nsys lets chunks=0 through (and then finds nothing)
+        raise UsageError(f"chunks={chunks} is out of range", "use 1..1000")
+    rows = row_limit(ctx)
+    sources = gpu_sources(ctx)
+    if not sources:
+        return empty(name, title, UTIL_COLUMNS, NO_GPU_OPS)
+    if chunks == 0:
+        return empty(name, title, UTIL_COLUMNS)
+    parts = [limit(coalesce_chunks(low_util_chunks(ops, chunks, threshold)), rows) for _, ops in sources]
+    groups = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    groups = limit(groups.sort(["average", "duration"], maintain_order=True), rows).with_row_index("row", offset=1)
+    out = groups.select("row", "average", "duration", "start", "pid", "deviceId", "contextId").rows()
+    return StatsTable(name, title, UTIL_COLUMNS, out)
+
+
+# ----------------------------------------------------------------------------------------------- dx12_mem_ops
+DX12_COLUMNS = (
+    Column("Duration", "dur_ns"),
+    Column("Start", "ts_ns"),
+    Column("TID"),
+    Column("Device ID"),
+    Column("Warning Type"),
+)
+DX12_API = "DX12_API"
+DX12_MEMORY_OPERATION = "DX12_MEMORY_OPERATION"
+HEAP_NOT_ZEROED = 0x1000
+
+
+def _dx12_warning() -> pl.Expr:
+    api = pl.col("api")
+    not_zeroed = (pl.col("heapFlags") & HEAP_NOT_ZEROED) == 0
+    read = api == "ID3D12Resource::ReadFromSubresource"
+    write = api == "ID3D12Resource::WriteToSubresource"
+    create_heap = api.str.contains(r"(?i)^ID3D12Device::CreateHeap")
+    create_committed = api.str.contains(r"(?i)^ID3D12Device::CreateCommittedResource")
+    return (
+        pl.when(create_heap & not_zeroed)
+        .then(pl.lit("D3D12_HEAP_CREATED_WITH_ZEROING"))
+        .when(create_committed & not_zeroed)
+        .then(pl.lit("D3D12_COMMITTED_RESOURCE_CREATED_WITH_ZEROING"))
+        .when(read & (pl.col("heapType") == 1))
+        .then(pl.lit("D3D12_READ_FROM_UPLOAD_HEAP_SUBRESOURCE"))
+        .when(read & (pl.col("cpuPageProperty") == 2))
+        .then(pl.lit("D3D12_READ_FROM_SUBRESOURCE_TO_WRITE_COMBINE_PAGE"))
+        .when(write & (pl.col("heapType") == 2))
+        .then(pl.lit("D3D12_WRITE_TO_READBACK_HEAP_SUBRESOURCE"))
+        .when(write & (pl.col("cpuPageProperty") == 3))
+        .then(pl.lit("D3D12_WRITE_TO_SUBRESOURCE_FROM_WRITE_BACK_PAGE"))
+        .otherwise(None)
+    )
+
+
+@report("dx12_mem_ops", "DX12 Memory Operations", options=COMMON_OPTIONS, kind="rule")
+def dx12_mem_ops(ctx: ReportContext) -> StatsTable:
+    """DX12 memory operations that can block the host (Windows only): zeroed heaps, reads from upload heaps..."""
+    name, title = "dx12_mem_ops", "DX12 Memory Operations"
+    trace = ctx.trace
+    if not (trace.schema.has(DX12_API) and trace.schema.has(DX12_MEMORY_OPERATION)):
+        return empty(name, title, DX12_COLUMNS, "DX12 rule: the trace has no DX12 API data (Windows/DX12 only)")
+    flt = rule_filter(ctx)
+    rows = row_limit(ctx)
+
+    def read(table: str, cols: tuple[str, ...]) -> pl.DataFrame:
+        present = trace.schema.columns(table)
+        spec = {(f'"{c}"' if c in present else f"NULL AS {c}"): pl.Int64 for c in cols}
+        return trace.read_table(table, spec, flt.sql_where(present))
+
+    memop = read(DX12_MEMORY_OPERATION, ("traceEventId", "gpu", "heapFlags", "heapType", "cpuPageProperty"))
+    api = read(DX12_API, ("id", "start", "end", "globalTid", "nameId"))
+    df = memop.join(api, left_on="traceEventId", right_on="id", how="inner", maintain_order="left")
+    df = resolve_names(df, trace, "nameId", "api").with_columns(_dx12_warning().alias("warning"))
+    df = df.filter(pl.col("warning").is_not_null()).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+    df = limit(df.sort("dur", descending=True, nulls_last=True, maintain_order=True), rows)
+    out = df.select("dur", "start", pl.col("globalTid") & PID_MASK, "gpu", "warning").rows()
+    return StatsTable(name, title, DX12_COLUMNS, out)

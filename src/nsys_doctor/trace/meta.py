@@ -12,14 +12,33 @@ from .open import Trace
 from .tables import gpus
 
 COUNTED_TABLES = (
-    S.KERNEL, S.RUNTIME, S.MEMCPY, S.MEMSET, S.SYNC, S.GRAPH_TRACE, S.NVTX, S.OSRT, S.CUDA_EVENT,
-    S.GPU_MEMORY_USAGE, S.GPU_METRICS, S.PROFILER_OVERHEAD, S.DIAGNOSTIC,
+    S.KERNEL,
+    S.RUNTIME,
+    S.MEMCPY,
+    S.MEMSET,
+    S.SYNC,
+    S.GRAPH_TRACE,
+    S.NVTX,
+    S.OSRT,
+    S.CUDA_EVENT,
+    S.GPU_MEMORY_USAGE,
+    S.GPU_METRICS,
+    S.PROFILER_OVERHEAD,
+    S.DIAGNOSTIC,
 )
 FRIENDLY = {
-    S.KERNEL: "kernels", S.RUNTIME: "CUDA API calls", S.MEMCPY: "memcpys", S.MEMSET: "memsets",
-    S.SYNC: "synchronizations", S.GRAPH_TRACE: "graph launches (graph-level)", S.NVTX: "NVTX events",
-    S.OSRT: "OS runtime calls", S.CUDA_EVENT: "CUDA events", S.GPU_MEMORY_USAGE: "GPU memory usage events",
-    S.GPU_METRICS: "GPU metrics samples", S.PROFILER_OVERHEAD: "profiler overhead ranges",
+    S.KERNEL: "kernels",
+    S.RUNTIME: "CUDA API calls",
+    S.MEMCPY: "memcpys",
+    S.MEMSET: "memsets",
+    S.SYNC: "synchronizations",
+    S.GRAPH_TRACE: "graph launches (graph-level)",
+    S.NVTX: "NVTX events",
+    S.OSRT: "OS runtime calls",
+    S.CUDA_EVENT: "CUDA events",
+    S.GPU_MEMORY_USAGE: "GPU memory usage events",
+    S.GPU_METRICS: "GPU metrics samples",
+    S.PROFILER_OVERHEAD: "profiler overhead ranges",
     S.DIAGNOSTIC: "diagnostic messages",
 }
 
@@ -42,11 +61,19 @@ class TraceInfo:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "path": self.path, "size_bytes": self.size_bytes, "nsys_version": self.product_version,
-            "schema_version": self.schema_version, "schema_era": self.era,
-            "session_start_utc": self.session_start_utc, "duration_ns": self.duration_ns, "gpus": self.gpus,
-            "counts": self.counts, "capture": self.capture, "system": self.system,
-            "diagnostics": self.diagnostics, "missing": self.missing,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "nsys_version": self.product_version,
+            "schema_version": self.schema_version,
+            "schema_era": self.era,
+            "session_start_utc": self.session_start_utc,
+            "duration_ns": self.duration_ns,
+            "gpus": self.gpus,
+            "counts": self.counts,
+            "capture": self.capture,
+            "system": self.system,
+            "diagnostics": self.diagnostics,
+            "missing": self.missing,
         }
 
 
@@ -67,7 +94,7 @@ def capture_settings(trace: Trace) -> dict[str, object]:
     out["cuda_graph_trace"] = graph_mode.lower() if graph_mode else None
     traced = [v for k, v in meta if k == "CAPTURE_EVENT_TYPE"]
     collects = sorted(
-        k.split(":", 1)[1][len("COLLECT_"):-len("_TRACE")].lower()
+        k.split(":", 1)[1][len("COLLECT_") : -len("_TRACE")].lower()
         for k, v in kv.items()
         if k.startswith("PROCESS_0:COLLECT_") and k.endswith("_TRACE") and v == "true"
     )
@@ -88,10 +115,15 @@ def capture_settings(trace: Trace) -> dict[str, object]:
     # A cudaProfilerApi capture range shows as profiler start/stop calls in the API table.
     starts = 0
     if sch.has(S.RUNTIME):
-        starts = int(trace.rows(
-            f"SELECT count(*) FROM {S.RUNTIME} r JOIN StringIds s ON s.id = r.nameId "
-            "WHERE s.value LIKE 'cuProfilerStart%' OR s.value LIKE 'cudaProfilerStart%'"
-        )[0][0])
+        ids = [
+            i
+            for (i,) in trace.rows(
+                "SELECT id FROM StringIds WHERE value LIKE 'cuProfilerStart%' OR value LIKE 'cudaProfilerStart%'"
+            )
+        ]
+        if ids:
+            marks = ",".join(str(int(i)) for i in ids)
+            starts = int(trace.rows(f"SELECT count(*) FROM {S.RUNTIME} WHERE nameId IN ({marks})")[0][0])
     out["capture_range"] = "cudaProfilerApi" if starts else "none (whole run)"
     return out
 
@@ -109,8 +141,15 @@ def describe(trace: Trace) -> TraceInfo:
         duration = int(r[0][0]) if r and r[0][0] is not None else None
     system: dict[str, str] = {}
     if sch.has("TARGET_INFO_SYSTEM_ENV"):
-        wanted = ("NvDriverVersion", "CudaDriverVersion", "Hostname", "OsDescription", "CpuDescription", "CpuCores",
-                  "LinuxParanoidLevel")
+        wanted = (
+            "NvDriverVersion",
+            "CudaDriverVersion",
+            "Hostname",
+            "OsDescription",
+            "CpuDescription",
+            "CpuCores",
+            "LinuxParanoidLevel",
+        )
         for name, value in trace.rows(
             f"SELECT name, value FROM TARGET_INFO_SYSTEM_ENV WHERE name IN ({','.join('?' * len(wanted))})", wanted
         ):
@@ -120,9 +159,18 @@ def describe(trace: Trace) -> TraceInfo:
         diagnostics = [str(t) for (t,) in trace.rows(f"SELECT text FROM {S.DIAGNOSTIC} WHERE severity >= 2")]
     capture = capture_settings(trace) if sch.is_nsys_export() else {}
     info = TraceInfo(
-        path=str(trace.path), size_bytes=trace.path.stat().st_size, product_version=sch.product_version,
-        schema_version=sch.schema_version, era=sch.era, session_start_utc=start_utc, duration_ns=duration,
-        gpus=gpus(trace).to_dicts(), counts=counts, capture=capture, system=system, diagnostics=diagnostics,
+        path=str(trace.path),
+        size_bytes=trace.path.stat().st_size,
+        product_version=sch.product_version,
+        schema_version=sch.schema_version,
+        era=sch.era,
+        session_start_utc=start_utc,
+        duration_ns=duration,
+        gpus=gpus(trace).to_dicts(),
+        counts=counts,
+        capture=capture,
+        system=system,
+        diagnostics=diagnostics,
     )
     info.missing = missing_features(info, sch)
     return info
@@ -134,8 +182,9 @@ def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
     c = info.counts
     if not c.get(S.KERNEL):
         if c.get(S.GRAPH_TRACE):
-            out.append("no per-kernel rows: CUDA graphs were traced as whole launches; "
-                       "recapture with --cuda-graph-trace=node")
+            out.append(
+                "no per-kernel rows: CUDA graphs were traced as whole launches; recapture with --cuda-graph-trace=node"
+            )
         else:
             out.append("no CUDA kernels: capture with --trace=cuda (and check the capture range was hit)")
     elif info.capture.get("cuda_graph_trace") == "graph" or c.get(S.GRAPH_TRACE):
@@ -147,8 +196,10 @@ def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
     if not sch.has(S.OSRT):
         out.append("no OS runtime trace (add --trace=osrt to see host-side blocking calls)")
     if sch.era == "legacy":
-        out.append(f"old export schema ({sch.schema_version or 'unknown version'}): some reports use fallback "
-                   "labels; re-export with a recent nsys for full detail")
+        out.append(
+            f"old export schema ({sch.schema_version or 'unknown version'}): some reports use fallback "
+            "labels; re-export with a recent nsys for full detail"
+        )
     if not info.gpus:
         out.append("no GPU description table: peak bandwidth and SM count are unknown")
     if any("might have been collected" in d or "dropped" in d.lower() for d in info.diagnostics):

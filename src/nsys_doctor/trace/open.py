@@ -25,7 +25,7 @@ from .schema import Schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Rows per parallel chunk when reading a big table; below this a table is read in one query.
-PARALLEL_MIN_ROWS = 200_000
+PARALLEL_MIN_ROWS = 100_000
 
 
 def _uri(path: Path) -> str:
@@ -80,7 +80,9 @@ def _rep_to_sqlite(rep: Path) -> Path:
     try:
         proc = subprocess.run(
             [nsys.path, "export", "--type=sqlite", "--force-overwrite=true", f"--output={out}", str(rep)],
-            capture_output=True, text=True, timeout=3600,
+            capture_output=True,
+            text=True,
+            timeout=3600,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TraceError(f"nsys export failed on {rep}: {exc}", f"run it by hand: {command}") from exc
@@ -150,9 +152,7 @@ class Trace:
             return 0
         return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])
 
-    def read_table(
-        self, table: str, columns: dict[str, pl.DataType], where: str = ""
-    ) -> pl.DataFrame:
+    def read_table(self, table: str, columns: dict[str, pl.DataType], where: str = "") -> pl.DataFrame:
         """Columns of an activity table (``name -> dtype``; a name may be ``expr AS alias``), read as Arrow.
 
         Large tables are split in rowid ranges read on parallel connections; the result keeps table order.

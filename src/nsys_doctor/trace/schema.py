@@ -28,8 +28,16 @@ GPU_METRICS = "GPU_METRICS"
 # Tables whose presence marks a file as an nsys export (any one of them, together with StringIds).
 NSYS_MARKER_TABLES = frozenset(
     {
-        "TARGET_INFO_SESSION_START_TIME", "ANALYSIS_DETAILS", "META_DATA_EXPORT", "EXPORT_META_DATA",
-        "TARGET_INFO_GPU", "TARGET_INFO_CUDA_GPU", KERNEL, RUNTIME, NVTX, "ThreadNames",
+        "TARGET_INFO_SESSION_START_TIME",
+        "ANALYSIS_DETAILS",
+        "META_DATA_EXPORT",
+        "EXPORT_META_DATA",
+        "TARGET_INFO_GPU",
+        "TARGET_INFO_CUDA_GPU",
+        KERNEL,
+        RUNTIME,
+        NVTX,
+        "ThreadNames",
     }
 )
 
@@ -38,17 +46,37 @@ ACTIVITY_TABLES = (KERNEL, RUNTIME, MEMCPY, MEMSET, SYNC, GRAPH_TRACE, NVTX, OSR
 # Labels used when a (pre-2022) export has no ENUM_* tables. Values match ENUM_* of schema 3.20.
 FALLBACK_ENUMS: dict[str, dict[int, str]] = {
     "ENUM_CUDA_MEMCPY_OPER": {
-        0: "Unknown", 1: "Host-to-Device", 2: "Device-to-Host", 3: "Host-to-Array", 4: "Array-to-Host",
-        5: "Array-to-Array", 6: "Array-to-Device", 7: "Device-to-Array", 8: "Device-to-Device",
-        9: "Host-to-Host", 10: "Peer-to-Peer", 11: "Unified Host-to-Device", 12: "Unified Device-to-Host",
+        0: "Unknown",
+        1: "Host-to-Device",
+        2: "Device-to-Host",
+        3: "Host-to-Array",
+        4: "Array-to-Host",
+        5: "Array-to-Array",
+        6: "Array-to-Device",
+        7: "Device-to-Array",
+        8: "Device-to-Device",
+        9: "Host-to-Host",
+        10: "Peer-to-Peer",
+        11: "Unified Host-to-Device",
+        12: "Unified Device-to-Host",
         13: "Unified Device-to-Device",
     },
     "ENUM_CUDA_MEM_KIND": {
-        0: "Pageable", 1: "Pinned", 2: "Device", 3: "Array", 4: "Managed", 5: "Device Static",
-        6: "Managed Static", 7: "Unknown",
+        0: "Pageable",
+        1: "Pinned",
+        2: "Device",
+        3: "Array",
+        4: "Managed",
+        5: "Device Static",
+        6: "Managed Static",
+        7: "Unknown",
     },
     "ENUM_CUPTI_SYNC_TYPE": {
-        0: "Unknown", 1: "Event sync", 2: "Stream wait event", 3: "Stream sync", 4: "Context sync",
+        0: "Unknown",
+        1: "Event sync",
+        2: "Stream wait event",
+        3: "Stream sync",
+        4: "Context sync",
     },
 }
 
@@ -77,9 +105,7 @@ class Schema:
 
     @classmethod
     def detect(cls, con: sqlite3.Connection) -> Schema:
-        tables = frozenset(
-            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
-        )
+        tables = frozenset(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')"))
         meta: dict[str, str] = {}
         for meta_table in ("META_DATA_EXPORT", "EXPORT_META_DATA"):
             if meta_table in tables:

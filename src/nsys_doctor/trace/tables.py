@@ -16,36 +16,100 @@ STR = pl.Utf8
 
 COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
     S.KERNEL: {
-        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "greenContextId": I64, "streamId": I64,
-        "correlationId": I64, "globalPid": I64, "demangledName": I64, "shortName": I64, "mangledName": I64,
-        "gridX": I64, "gridY": I64, "gridZ": I64, "blockX": I64, "blockY": I64, "blockZ": I64,
-        "registersPerThread": I64, "staticSharedMemory": I64, "dynamicSharedMemory": I64,
-        "graphNodeId": I64, "launchType": I64,
+        "start": I64,
+        "end": I64,
+        "deviceId": I64,
+        "contextId": I64,
+        "greenContextId": I64,
+        "streamId": I64,
+        "correlationId": I64,
+        "globalPid": I64,
+        "demangledName": I64,
+        "shortName": I64,
+        "mangledName": I64,
+        "gridX": I64,
+        "gridY": I64,
+        "gridZ": I64,
+        "blockX": I64,
+        "blockY": I64,
+        "blockZ": I64,
+        "registersPerThread": I64,
+        "staticSharedMemory": I64,
+        "dynamicSharedMemory": I64,
+        "graphNodeId": I64,
+        "launchType": I64,
     },
     S.RUNTIME: {
-        "start": I64, "end": I64, "eventClass": I64, "globalTid": I64, "correlationId": I64, "nameId": I64,
+        "start": I64,
+        "end": I64,
+        "eventClass": I64,
+        "globalTid": I64,
+        "correlationId": I64,
+        "nameId": I64,
         "returnValue": I64,
     },
     S.MEMCPY: {
-        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "greenContextId": I64, "streamId": I64,
-        "correlationId": I64, "globalPid": I64, "bytes": I64, "copyKind": I64, "srcKind": I64, "dstKind": I64,
-        "srcDeviceId": I64, "dstDeviceId": I64, "graphNodeId": I64,
+        "start": I64,
+        "end": I64,
+        "deviceId": I64,
+        "contextId": I64,
+        "greenContextId": I64,
+        "streamId": I64,
+        "correlationId": I64,
+        "globalPid": I64,
+        "bytes": I64,
+        "copyKind": I64,
+        "srcKind": I64,
+        "dstKind": I64,
+        "srcDeviceId": I64,
+        "dstDeviceId": I64,
+        "graphNodeId": I64,
     },
     S.MEMSET: {
-        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "greenContextId": I64, "streamId": I64,
-        "correlationId": I64, "globalPid": I64, "bytes": I64, "memKind": I64, "value": I64, "graphNodeId": I64,
+        "start": I64,
+        "end": I64,
+        "deviceId": I64,
+        "contextId": I64,
+        "greenContextId": I64,
+        "streamId": I64,
+        "correlationId": I64,
+        "globalPid": I64,
+        "bytes": I64,
+        "memKind": I64,
+        "value": I64,
+        "graphNodeId": I64,
     },
     S.SYNC: {
-        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "streamId": I64, "correlationId": I64,
-        "globalPid": I64, "syncType": I64,
+        "start": I64,
+        "end": I64,
+        "deviceId": I64,
+        "contextId": I64,
+        "streamId": I64,
+        "correlationId": I64,
+        "globalPid": I64,
+        "syncType": I64,
     },
     S.GRAPH_TRACE: {
-        "start": I64, "end": I64, "deviceId": I64, "contextId": I64, "streamId": I64, "correlationId": I64,
-        "globalPid": I64, "graphId": I64, "graphExecId": I64,
+        "start": I64,
+        "end": I64,
+        "deviceId": I64,
+        "contextId": I64,
+        "streamId": I64,
+        "correlationId": I64,
+        "globalPid": I64,
+        "graphId": I64,
+        "graphExecId": I64,
     },
     S.NVTX: {
-        "start": I64, "end": I64, "eventType": I64, "rangeId": I64, "globalTid": I64, "endGlobalTid": I64,
-        "textId": I64, "text": STR, "domainId": I64,
+        "start": I64,
+        "end": I64,
+        "eventType": I64,
+        "rangeId": I64,
+        "globalTid": I64,
+        "endGlobalTid": I64,
+        "textId": I64,
+        "text": STR,
+        "domainId": I64,
     },
     S.OSRT: {"start": I64, "end": I64, "eventClass": I64, "globalTid": I64, "nameId": I64},
     S.PROFILER_OVERHEAD: {"start": I64, "end": I64, "globalTid": I64, "nameId": I64},
@@ -62,8 +126,10 @@ def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None =
     missing = [c for c in columns if c not in read]
     if missing:
         height = df.height if read else (trace.count(table) if not where else 0)
-        df = df.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in missing) if read else pl.DataFrame(
-            {c: pl.Series(c, [None] * height, dtype=types[c]) for c in missing}
+        df = (
+            df.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in missing)
+            if read
+            else pl.DataFrame({c: pl.Series(c, [None] * height, dtype=types[c]) for c in missing})
         )
     return df.select(columns)
 
@@ -113,9 +179,17 @@ def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = Fals
 
 
 GPU_COLUMNS = {
-    "deviceId": pl.Int64, "name": pl.Utf8, "chipName": pl.Utf8, "busLocation": pl.Utf8, "smCount": pl.Int64,
-    "totalMemory": pl.Int64, "memoryBandwidth": pl.Int64, "clockRate": pl.Int64, "l2CacheSize": pl.Int64,
-    "computeMajor": pl.Int64, "computeMinor": pl.Int64,
+    "deviceId": pl.Int64,
+    "name": pl.Utf8,
+    "chipName": pl.Utf8,
+    "busLocation": pl.Utf8,
+    "smCount": pl.Int64,
+    "totalMemory": pl.Int64,
+    "memoryBandwidth": pl.Int64,
+    "clockRate": pl.Int64,
+    "l2CacheSize": pl.Int64,
+    "computeMajor": pl.Int64,
+    "computeMinor": pl.Int64,
 }
 
 
@@ -139,9 +213,123 @@ def gpus(trace: Trace) -> pl.DataFrame:
         for dev, name, sms, mem, bw, clk, l2, cmaj, cmin in trace.rows(q):
             r = rows.setdefault(int(dev), {"deviceId": int(dev), "name": name})
             r.update(
-                smCount=sms, totalMemory=mem, memoryBandwidth=None if bw is None else int(bw) * 1000,
-                clockRate=None if clk is None else int(clk) * 1000, l2CacheSize=l2, computeMajor=cmaj,
+                smCount=sms,
+                totalMemory=mem,
+                memoryBandwidth=None if bw is None else int(bw) * 1000,
+                clockRate=None if clk is None else int(clk) * 1000,
+                l2CacheSize=l2,
+                computeMajor=cmaj,
                 computeMinor=cmin,
             )
     data = [{c: r.get(c) for c in GPU_COLUMNS} for _, r in sorted(rows.items())]
     return pl.DataFrame(data, schema=GPU_COLUMNS, orient="row") if data else pl.DataFrame(schema=GPU_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The frames an analysis needs, loaded once.
+
+LAUNCH_API_PREFIXES = ("cudaLaunch", "cuLaunch", "cudaGraphLaunch", "cuGraphLaunch")
+
+
+class TraceFrames:
+    """Columns of one trace that analyses use, read once (optionally through an EventFilter).
+
+    kernels: start, end, dur, deviceId, streamId, correlationId, globalPid, pid, name (demangled), short,
+             gridX, gridY, gridZ
+    api:     start, end, dur, globalTid, pid, tid, correlationId, name (as recorded, e.g. cudaLaunchKernel_v7000)
+    memcpy:  start, end, dur, bytes, copyKind, srcKind, dstKind, correlationId, globalPid, deviceId, streamId
+    memset:  start, end, dur, bytes, memKind, correlationId, globalPid, deviceId, streamId
+    graph_launches (graph-level capture only), nvtx (ranges with text/domain), sync
+    """
+
+    def __init__(self, trace: Trace, flt: EventFilter | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.trace = trace
+        self.flt = flt
+        with ThreadPoolExecutor(2) as pool:  # SQLite reads release the GIL: read the two big tables together
+            k_future = pool.submit(self._kernels, trace, flt)
+            a_future = pool.submit(self._api, trace, flt)
+            self.memcpy = load(
+                trace,
+                S.MEMCPY,
+                [
+                    "start",
+                    "end",
+                    "bytes",
+                    "copyKind",
+                    "srcKind",
+                    "dstKind",
+                    "correlationId",
+                    "globalPid",
+                    "deviceId",
+                    "streamId",
+                ],
+                flt,
+            ).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+            self.memset = load(
+                trace,
+                S.MEMSET,
+                ["start", "end", "bytes", "memKind", "correlationId", "globalPid", "deviceId", "streamId"],
+                flt,
+            ).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+            self.graph_launches = load(
+                trace, S.GRAPH_TRACE, ["start", "end", "deviceId", "streamId", "correlationId", "globalPid"], flt
+            )
+            self.nvtx = nvtx_ranges(trace, flt)
+            o = load(trace, S.PROFILER_OVERHEAD, ["start", "end", "nameId"], flt)
+            self.overhead = resolve_names(o, trace, "nameId", "name").with_columns(
+                (pl.col("end") - pl.col("start")).alias("dur")
+            )
+            self.kernels = k_future.result()
+            self.api = a_future.result()
+
+    @staticmethod
+    def _kernels(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
+        mask = 1 << 24
+        k = load(
+            trace,
+            S.KERNEL,
+            [
+                "start",
+                "end",
+                "deviceId",
+                "streamId",
+                "correlationId",
+                "globalPid",
+                "demangledName",
+                "shortName",
+                "gridX",
+                "gridY",
+                "gridZ",
+            ],
+            flt,
+        )
+        k = resolve_names(k, trace, "demangledName", "name")
+        k = resolve_names(k, trace, "shortName", "short").drop("demangledName", "shortName")
+        return k.with_columns(
+            (pl.col("end") - pl.col("start")).alias("dur"), ((pl.col("globalPid") // mask) % mask).alias("pid")
+        )
+
+    @staticmethod
+    def _api(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
+        mask = 1 << 24
+        a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt)
+        a = resolve_names(a, trace, "nameId", "name").drop("nameId")
+        return a.with_columns(
+            (pl.col("end") - pl.col("start")).alias("dur"),
+            ((pl.col("globalTid") // mask) % mask).alias("pid"),
+            (pl.col("globalTid") % mask).alias("tid"),
+        )
+
+    @property
+    def gpu_ops(self) -> pl.DataFrame:
+        """Kernels, memcpys, memsets (and graph-level launches) as start, end, deviceId, kind."""
+        cols = ["start", "end", "deviceId"]
+        parts = [
+            self.kernels.select(cols).with_columns(pl.lit("kernel").alias("kind")),
+            self.memcpy.select(cols).with_columns(pl.lit("memcpy").alias("kind")),
+            self.memset.select(cols).with_columns(pl.lit("memset").alias("kind")),
+            self.graph_launches.select(cols).with_columns(pl.lit("graph").alias("kind")),
+        ]
+        return pl.concat(parts, how="vertical").sort("start")

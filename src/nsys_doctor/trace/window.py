@@ -58,9 +58,11 @@ class EventFilter:
         if not (self.start == 0 and self.end == MAX_TS):
             s, e = self.start, self.end
             st, en = pl.col("start"), pl.col("end")
-            cond = ((st >= s) & (st < e)) | ((en >= s) & (en < e)).fill_null(False) | (
-                (st < s) & (en >= e)
-            ).fill_null(False)
+            cond = (
+                ((st >= s) & (st < e))
+                | ((en >= s) & (en < e)).fill_null(False)
+                | ((st < s) & (en >= e)).fill_null(False)
+            )
         if self.pid is not None:
             if "globalTid" in df.columns:
                 cond = cond & (((pl.col("globalTid") // (1 << 24)) % (1 << 24)) == self.pid)

@@ -1,0 +1,299 @@
+"""``diagnose``: where GPU time goes in the inference window, what is wrong, and what to do next.
+
+Pure function: in-memory tables in, a ``Diagnosis`` out (renderers turn it into terminal, Markdown or JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .distribution import percentile, tail_table
+from .findings import Facts, Finding, run_rules
+from .host import HostSummary, summarize_host
+from .ops import OpRule, classify
+from .phases import GRAPH_LAUNCH_API, Steps, Window, _assign, calls, choose_window, find_steps, launched_kernels
+
+JSON_SCHEMA = "nsys-doctor/1"
+
+FAMILY_ADVICE: dict[str, str] = {
+    "gemv": "GEMV (decode linear layers) dominates: it is memory-bound, so compare achieved bandwidth per shape "
+    "with the GPU's peak (weight bytes / kernel time). Near the peak only fewer bytes help (quantization, "
+    "batching); well below it, microbenchmark the top shapes against a tuned GEMV kernel",
+    "gemm": "GEMM dominates: it is compute-bound at prefill sizes; check achieved TFLOP/s per shape against the "
+    "GPU's dense peak, try other tile configurations or FP8",
+    "attention-decode": "decode attention dominates: check it grows only with context length, use a paged / "
+    "split-KV decode kernel and keep the KV cache layout contiguous",
+    "attention-prefill": "prefill attention dominates: use a flash-attention kernel for the GPU generation "
+    "(FA3 / cuDNN SDPA on Hopper)",
+    "attention": "attention dominates: check how it scales with context and use a fused (flash / paged) kernel",
+    "elementwise": "many small elementwise kernels: fuse them (RMSNorm+residual, SiLU*mul, RoPE, casts) into "
+    "neighbouring kernels or with a compiler",
+    "norm": "normalization kernels are heavy: fuse the residual add and the norm, or fold the norm into the GEMM",
+    "activation": "activation kernels are heavy: fuse SiLU*mul into the gate/up GEMM epilogue",
+    "rope": "RoPE / QK-norm kernels are heavy: fuse them with the QKV projection or the KV-cache append",
+    "kv-cache": "KV-cache writes are heavy: fuse the append with RoPE or attention, avoid copies of the cache",
+    "sampling": "sampling is heavy: use a fused top-k/top-p sampling kernel and avoid a full sort over the vocab",
+    "embedding": "embedding lookups are heavy: check for gathers over the whole table",
+    "communication": "communication dominates: overlap collectives with compute and check rank skew",
+    "memcpy": "memory copies are heavy: keep data on the GPU and avoid per-step copies",
+    "memset": "memsets are heavy: avoid clearing buffers every step",
+    "reduction": "reductions are heavy: fuse them into the producing kernel",
+    "moe": "MoE routing/expert kernels dominate: check expert load balance and grouped-GEMM efficiency",
+}
+
+
+@dataclass
+class Diagnosis:
+    trace: dict[str, object]
+    window: Window
+    steps: Steps
+    step_summary: dict[str, object]
+    kernels: pl.DataFrame  # top kernels in the window
+    families: pl.DataFrame
+    unmapped: list[str]
+    kernel_tails: pl.DataFrame
+    api_tails: pl.DataFrame
+    host: HostSummary
+    findings: list[Finding]
+    target: dict[str, object]
+    next_actions: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "schema": JSON_SCHEMA,
+            "trace": self.trace,
+            "window": self.window.to_dict(),
+            "steps": {**self.step_summary, "per_step": self.steps.table.to_dicts()},
+            "kernels": self.kernels.to_dicts(),
+            "families": self.families.to_dicts(),
+            "unmapped_kernels": self.unmapped,
+            "tails": {"kernels": self.kernel_tails.to_dicts(), "api": self.api_tails.to_dicts()},
+            "host": self.host.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "diagnosis": self.target,
+            "next_actions": self.next_actions,
+            "notes": self.notes,
+        }
+
+
+def _dist(values: list[int]) -> dict[str, object]:
+    return {f"p{p}_ns": percentile(values, p) for p in (50, 95, 99)} | {"max_ns": max(values) if values else None}
+
+
+def summarize_steps(steps: Steps) -> dict[str, object]:
+    t = steps.table
+    out: dict[str, object] = {"source": steps.source, "count": t.height, "notes": steps.notes}
+    for kind in ("prefill", "decode", "step"):
+        k = t.filter(pl.col("kind") == kind)
+        if k.is_empty():
+            continue
+        out[kind] = {
+            "count": k.height,
+            "gpu_time": _dist(k["gpu_time"].to_list()),
+            "step_time": _dist(k["wall"].to_list()),
+            "kernels_per_step_p50": percentile(k["kernels"].to_list(), 50),
+            "launches_per_step_p50": percentile(k["launches"].to_list(), 50),
+        }
+    out["warning"] = (
+        "step times come from the traced run and are stretched by the profiler; quote "
+        "unprofiled numbers for latency (TPOT)"
+    )
+    return out
+
+
+def _grid_str(gx: object, gy: object, gz: object) -> str:
+    return f"{gx}x{gy}x{gz}"
+
+
+def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Tails per full kernel name, with the typical grid and the grid of the slowest instance.
+
+    ``t`` is ``tail_table(kw, ["name", "short", ...])`` when the caller already has it."""
+    t = tail_table(kw, ["name", "short"]) if t is None else t
+    if t.is_empty():
+        return t.with_columns(
+            pl.lit(None, pl.Utf8).alias("typical_grid"),
+            pl.lit(None, pl.Utf8).alias("tail_grid"),
+            pl.lit(None, pl.UInt32).alias("grids"),
+        )
+    g = kw.with_columns(pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid"))
+    typical = g.group_by("name", "grid").len().sort("len", descending=True).unique("name", keep="first")
+    slowest = (
+        g.sort("dur", descending=True).unique("name", keep="first").select("name", pl.col("grid").alias("tail_grid"))
+    )
+    n_grids = g.group_by("name").agg(pl.col("grid").n_unique().alias("grids"))
+    return (
+        t.join(typical.select("name", pl.col("grid").alias("typical_grid")), on="name", how="left")
+        .join(slowest, on="name", how="left")
+        .join(n_grids, on="name", how="left")
+        .sort("tail_score", descending=True)
+    )
+
+
+def diagnose(
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    memcpy: pl.DataFrame,
+    gpu_ops: pl.DataFrame,
+    nvtx: pl.DataFrame,
+    graph_launch_rows: int,
+    capture: dict[str, object],
+    diagnostics: list[str],
+    overhead: pl.DataFrame,
+    trace_info: dict[str, object],
+    rules: list[OpRule],
+    window: Window | None = None,
+    top: int = 10,
+) -> Diagnosis:
+    w = window or choose_window(kernels, api, memcpy, nvtx, capture.get("capture_range"))  # type: ignore[arg-type]
+    lk = launched_kernels(kernels, api)
+    steps = find_steps(kernels, api, nvtx, w, lk)
+    kw = kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+    total = int(kw["dur"].sum()) if kw.height else 0
+    n_decode = steps.table.filter(pl.col("kind") != "prefill").height
+    # kernels and families
+    ops = classify(kw["name"].unique().to_list(), rules) if kw.height else classify([], rules)
+    kw = kw.join(ops.select("name", "family", "category", "op"), on="name", how="left")
+    per_kernel = tail_table(kw, ["name", "short", "family", "category", "op"])
+    per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
+        "total", descending=True
+    )
+    fam = (
+        kw.group_by("family", "category")
+        .agg(pl.col("dur").sum().alias("total"), pl.len().alias("count"), pl.col("name").n_unique().alias("kernels"))
+        .with_columns(
+            (pl.col("total") / max(total, 1)).alias("share"),
+            (pl.col("total") / max(n_decode + steps.table.filter(pl.col("kind") == "prefill").height, 1)).alias(
+                "per_step_ns"
+            ),
+        )
+        .sort("total", descending=True)
+    )
+    unmapped = ops.filter(~pl.col("mapped"))["name"].to_list() if ops.height else []
+    ktails = kernel_tails(kw, per_kernel)
+    api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+    atails = tail_table(api_w, ["name"]).sort("total", descending=True) if api_w.height else tail_table(api_w, ["name"])
+    host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
+    decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
+    dynamic = _dynamic_shapes(lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), decode_ids)
+    ovh: dict[str, int] = {}
+    if overhead.height:
+        o = overhead.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+        ovh = {str(k): int(v) for k, v in o.group_by("name").agg(pl.col("dur").sum()).iter_rows()}
+    facts = Facts(
+        window=w,
+        steps=steps,
+        host=host,
+        kernel_tails=ktails,
+        graph_mode=capture.get("cuda_graph_trace"),  # type: ignore[arg-type]
+        graph_launch_rows=graph_launch_rows,
+        graph_launch_calls=calls(api_w, GRAPH_LAUNCH_API).height,
+        kernels_in_window=kw.height,
+        kernel_time_ns=total,
+        diagnostics=diagnostics,
+        overhead=ovh,
+        dynamic=dynamic,
+    )
+    findings = run_rules(facts)
+    target, actions = _conclude(fam, findings, host)
+    return Diagnosis(
+        trace=trace_info,
+        window=w,
+        steps=steps,
+        step_summary=summarize_steps(steps),
+        kernels=per_kernel.head(max(top, 1)),
+        families=fam,
+        unmapped=unmapped,
+        kernel_tails=ktails.head(max(top, 1)),
+        api_tails=atails.head(max(top, 1)),
+        host=host,
+        findings=findings,
+        target=target,
+        next_actions=actions,
+    )
+
+
+def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame) -> pl.DataFrame:
+    """Kernels whose launch shapes change from one decode step to the next.
+
+    Per decode step and kernel name, the sorted list of grids is the step's signature for that kernel; a kernel
+    with more than one signature across steps runs with dynamic shapes (the same name used for several fixed
+    shapes inside every step is not dynamic)."""
+    empty = pl.DataFrame(
+        schema={"short": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
+    )
+    if lk.is_empty() or decode.height < 2:
+        return empty
+    lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t"))
+    inside = _assign(lk, decode, "t").filter(pl.col("idx").is_not_null())
+    if inside.is_empty():
+        return empty
+    inside = inside.with_columns(
+        pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
+    )
+    per_step = inside.group_by("idx", "short", "name").agg(pl.col("grid").sort().str.join(",").alias("sig"))
+    out = (
+        per_step.group_by("short", "name")
+        .agg(pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps"))
+        .join(inside.group_by("name").agg(pl.col("grid").n_unique().cast(pl.UInt32).alias("grids")), on="name")
+    )
+    return (
+        out.filter(pl.col("signatures") >= 2)
+        .sort("signatures", descending=True)
+        .select("short", "name", "signatures", "grids", "steps")
+    )
+
+
+HOST_FIRST = ("graph-trace-not-node", "no-kernels", "launch-bound", "gpu-idle-gap", "host-sync-in-inference")
+
+
+def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> tuple[dict[str, object], list[str]]:
+    ids = [f.id for f in findings]
+    target: dict[str, object] = {}
+    actions: list[str] = []
+    if "graph-trace-not-node" in ids:
+        target = {
+            "kind": "recapture",
+            "why": "the kernels inside CUDA graphs were not recorded, so no kernel-level diagnosis is possible",
+            "flag": "--cuda-graph-trace=node",
+        }
+        actions.append("Recapture with --cuda-graph-trace=node (nsys-doctor capture adds it) and run the report again.")
+    elif "no-kernels" in ids:
+        target = {"kind": "recapture", "why": "no kernels in the window"}
+    if fam.height and not target:
+        top = fam.row(0, named=True)
+        second = fam.row(1, named=True) if fam.height > 1 else None
+        why = f"{top['category']} kernels take {100 * top['share']:.1f}% of GPU kernel time in the window"
+        if second:
+            why += f" (next: {second['category']}, {100 * second['share']:.1f}%)"
+        target = {
+            "kind": "family",
+            "family": top["family"],
+            "category": top["category"],
+            "share": top["share"],
+            "why": why,
+        }
+        host_issue = next((f for f in findings if f.id in HOST_FIRST[2:]), None)
+        if host_issue is not None:
+            target["host_first"] = host_issue.id
+            target["why"] += (
+                f"; but the host side limits speed before any kernel does ({host_issue.id}: {host_issue.summary})"
+            )
+    for f in findings:
+        if f.severity in ("critical", "warning") and f.action not in actions:
+            actions.append(f"{f.title}: {f.action}.")
+    if target.get("kind") == "family":
+        advice = FAMILY_ADVICE.get(str(target["family"]))
+        if advice:
+            actions.append(f"{advice}.")
+        if fam.height > 1:
+            second = fam.row(1, named=True)
+            adv2 = FAMILY_ADVICE.get(str(second["family"]))
+            if adv2 and second["share"] >= 0.1:
+                actions.append(f"Then {second['category']} ({100 * second['share']:.0f}%): {adv2}.")
+    if not actions:
+        actions.append("No problem stands out: profile a longer run or compare against a baseline (nsys-doctor diff).")
+    return target, actions

@@ -1,0 +1,489 @@
+"""The finding catalogue and the rules that raise findings. Stable kebab-case ids; one place for each text.
+
+Each rule reads a ``Facts`` bundle (window, steps, host summary, tails, capture settings, diagnostics) and
+returns zero or more ``Finding``s with severity, numbers as evidence and the action to take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..units import format_bytes, format_ns
+from .host import HostSummary
+from .phases import Steps, Window
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+# id -> (title, action). The action text is the fix, written once.
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "graph-trace-not-node": (
+        "CUDA graphs were traced as opaque launches",
+        "recapture with --cuda-graph-trace=node so every kernel inside the graphs is recorded "
+        "(nsys profile --cuda-graph-trace=node --export=sqlite ...)",
+    ),
+    "no-kernels": (
+        "No CUDA kernels in the analyzed window",
+        "check that the capture range was hit and CUDA was traced (--trace=cuda), or widen --window",
+    ),
+    "host-sync-in-inference": (
+        "The host waits for the GPU inside the decode loop",
+        "remove per-step synchronization (.item(), .cpu(), cudaStreamSynchronize): keep the token on the GPU, "
+        "read it asynchronously (pinned buffer + event) or batch the reads",
+    ),
+    "pageable-memcpy": (
+        "Copies from pageable host memory inside inference",
+        "allocate the host buffer once in pinned memory (cudaHostAlloc / pin_memory()) and reuse it; pageable "
+        "copies are staged and synchronous",
+    ),
+    "sync-memcpy": (
+        "Synchronous cudaMemcpy inside inference",
+        "use cudaMemcpyAsync on the compute stream with pinned memory, or keep the data on the GPU",
+    ),
+    "sync-memset": (
+        "Synchronous cudaMemset inside inference",
+        "use cudaMemsetAsync on the compute stream (or fold the clear into a kernel)",
+    ),
+    "alloc-churn": (
+        "Memory is allocated and freed inside inference",
+        "preallocate buffers (or use a caching/stream-ordered pool) outside the step loop",
+    ),
+    "launch-bound": (
+        "Decode is launch-bound: the GPU waits for the host between kernels",
+        "capture the decode step in a CUDA graph (or fuse small kernels) so one launch replaces hundreds",
+    ),
+    "gpu-idle-gap": (
+        "The GPU sits idle inside inference",
+        "find what the host does in the gap (CPU work, I/O, sleeps, waiting for requests) and overlap or remove it",
+    ),
+    "low-gpu-utilization": (
+        "The GPU is busy for only a small part of the inference window",
+        "look at host overhead and idle gaps first: kernel tuning cannot help while the GPU waits",
+    ),
+    "tail-outlier": (
+        "Kernel outliers: some instances take far longer than usual",
+        "find what makes those instances different (grid, input size, routing) and bound or split that work",
+    ),
+    "tail-systematic": (
+        "Systematic kernel tail: p99 well above p50",
+        "microbenchmark the kernel across the shapes it sees; check contention and clocks",
+    ),
+    "dynamic-shapes": (
+        "Kernels run with changing launch shapes inside decode",
+        "pad or bucket shapes so decode steps are identical (a precondition for CUDA graphs)",
+    ),
+    "module-loading-in-window": (
+        "CUDA modules are loaded inside the inference window",
+        "warm up every code path before measuring (JIT, lazy loading: CUDA_MODULE_LOADING=EAGER)",
+    ),
+    "profiler-dropped-data": (
+        "The profiler may have dropped events",
+        "shorten the capture (capture range) or trace less (--trace=cuda,nvtx), and raise the CUDA flush "
+        "interval/buffers; numbers may be incomplete",
+    ),
+    "profiler-inflation": (
+        "Traced times are stretched by the profiler",
+        "use the trace for proportions; quote latency from an unprofiled run",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    summary: str
+    evidence: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return CATALOGUE[self.id][0]
+
+    @property
+    def action(self) -> str:
+        return CATALOGUE[self.id][1]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "title": self.title,
+            "summary": self.summary,
+            "evidence": self.evidence,
+            "action": self.action,
+        }
+
+
+@dataclass
+class Facts:
+    window: Window
+    steps: Steps
+    host: HostSummary
+    kernel_tails: pl.DataFrame  # tail_table by full name, with grid info columns
+    graph_mode: str | None
+    graph_launch_rows: int  # GRAPH_TRACE rows (graph-level capture)
+    graph_launch_calls: int  # cudaGraphLaunch/cuGraphLaunch API calls in the window
+    kernels_in_window: int
+    kernel_time_ns: int
+    diagnostics: list[str]
+    overhead: dict[str, int]  # profiler overhead name -> ns inside the window
+    dynamic: pl.DataFrame  # name, grids (distinct grids inside decode steps), instances
+
+    @property
+    def decode_steps(self) -> pl.DataFrame:
+        t = self.steps.table
+        d = t.filter(pl.col("kind") != "prefill")
+        return d
+
+
+Rule = Callable[[Facts], list[Finding]]
+RULES: list[Rule] = []
+
+
+def rule(func: Rule) -> Rule:
+    RULES.append(func)
+    return func
+
+
+def _per_step(n: int, steps: int) -> float:
+    return n / steps if steps else float(n)
+
+
+@rule
+def graph_trace(f: Facts) -> list[Finding]:
+    if f.graph_mode == "graph" or f.graph_launch_rows:
+        return [
+            Finding(
+                "graph-trace-not-node",
+                "critical",
+                f"{f.graph_launch_rows} CUDA graph launches were recorded as single blocks "
+                f"(--cuda-graph-trace={f.graph_mode or 'graph'}): the kernels inside them are missing "
+                "from every kernel statistic",
+                {
+                    "graph_trace_mode": f.graph_mode,
+                    "graph_launches": f.graph_launch_rows,
+                    "kernels_recorded": f.kernels_in_window,
+                    "flag": "--cuda-graph-trace=node",
+                },
+            )
+        ]
+    return []
+
+
+@rule
+def no_kernels(f: Facts) -> list[Finding]:
+    if f.kernels_in_window == 0:
+        return [
+            Finding(
+                "no-kernels",
+                "critical",
+                f"no kernel ran in the analyzed window ({format_ns(f.window.duration)}, {f.window.reason})",
+                {"window": f.window.to_dict()},
+            )
+        ]
+    return []
+
+
+def _decode_count(f: Facts) -> int:
+    return f.decode_steps.height
+
+
+@rule
+def host_sync(f: Facts) -> list[Finding]:
+    s = f.host.syncs
+    n = _decode_count(f)
+    if s.in_steps and s.in_steps >= max(2, 0.25 * max(n, 1)):
+        per = _per_step(s.in_steps, n)
+        sev = "warning" if per >= 0.5 else "info"
+        names = ", ".join(f"{k} x{v}" for k, v in s.names.items())
+        return [
+            Finding(
+                "host-sync-in-inference",
+                sev,
+                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per decode step, "
+                f"{format_ns(s.total_ns)} blocked in total): {names}",
+                {"syncs_in_steps": s.in_steps, "per_step": round(per, 2), "total_ns": s.total_ns, "by_name": s.names},
+            )
+        ]
+    return []
+
+
+@rule
+def pageable(f: Facts) -> list[Finding]:
+    h = f.host
+    n = _decode_count(f)
+    if h.pageable_in_steps and h.pageable_in_steps >= max(2, 0.25 * max(n, 1)):
+        per_copy = h.pageable_bytes / max(h.pageable_copies, 1)
+        sev = "warning" if per_copy >= 64_000 else "info"
+        return [
+            Finding(
+                "pageable-memcpy",
+                sev,
+                f"{h.pageable_in_steps} copies from pageable host memory inside steps "
+                f"({_per_step(h.pageable_in_steps, n):.1f} per decode step, {format_bytes(per_copy)} each "
+                f"on average, {format_bytes(h.pageable_bytes)} in the window)",
+                {
+                    "copies_in_steps": h.pageable_in_steps,
+                    "copies": h.pageable_copies,
+                    "bytes": h.pageable_bytes,
+                    "per_step": round(_per_step(h.pageable_in_steps, n), 2),
+                },
+            )
+        ]
+    return []
+
+
+@rule
+def sync_copies(f: Facts) -> list[Finding]:
+    out = []
+    for group, fid in ((f.host.sync_memcpy, "sync-memcpy"), (f.host.sync_memset, "sync-memset")):
+        if group.count:
+            out.append(
+                Finding(
+                    fid,
+                    "warning" if group.in_steps else "info",
+                    f"{group.count} calls in the window ({group.in_steps} inside steps, "
+                    f"{format_ns(group.total_ns)}): " + ", ".join(f"{k} x{v}" for k, v in group.names.items()),
+                    {
+                        "count": group.count,
+                        "in_steps": group.in_steps,
+                        "total_ns": group.total_ns,
+                        "by_name": group.names,
+                    },
+                )
+            )
+    return out
+
+
+@rule
+def alloc_churn(f: Facts) -> list[Finding]:
+    a = f.host.allocations
+    if a.count >= 2:
+        n = _decode_count(f)
+        return [
+            Finding(
+                "alloc-churn",
+                "warning" if a.in_steps >= max(2, 0.25 * max(n, 1)) else "info",
+                f"{a.count} allocation calls in the window ({a.in_steps} inside steps, "
+                f"{_per_step(a.in_steps, n):.1f} per decode step, {format_ns(a.total_ns)}): "
+                + ", ".join(f"{k} x{v}" for k, v in a.names.items()),
+                {"count": a.count, "in_steps": a.in_steps, "total_ns": a.total_ns, "by_name": a.names},
+            )
+        ]
+    return []
+
+
+@rule
+def launch_bound(f: Facts) -> list[Finding]:
+    d = f.decode_steps
+    if d.height < 2:
+        return []
+    launches = float(d["launches"].median())  # type: ignore[arg-type]
+    gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
+    wall = float(d["wall"].median())  # type: ignore[arg-type]
+    idle = f.host.step_gpu_idle_share
+    if launches >= 100 and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
+        return [
+            Finding(
+                "launch-bound",
+                "critical" if gpu / wall < 0.25 else "warning",
+                f"{launches:.0f} kernel launches per decode step; the GPU works {format_ns(gpu)} of a "
+                f"{format_ns(wall)} step ({100 * gpu / wall:.0f}%) and is idle "
+                f"{100 * (idle or 0):.0f}% of the time between a step's first and last kernel",
+                {
+                    "launches_per_step": launches,
+                    "gpu_time_per_step_ns": gpu,
+                    "step_time_ns": wall,
+                    "gpu_share_of_step": round(gpu / wall, 3),
+                    "idle_share_within_steps": idle,
+                },
+            )
+        ]
+    return []
+
+
+@rule
+def idle_gap(f: Facts) -> list[Finding]:
+    g = f.host.gaps
+    if g.height:
+        top = g.head(5)
+        return [
+            Finding(
+                "gpu-idle-gap",
+                "warning",
+                f"{g.height} idle gaps of at least {format_ns(f.host.gap_threshold_ns)} (5x the step time) "
+                f"inside inference, {format_ns(int(g['dur'].sum()))} in total; longest "
+                f"{format_ns(int(g['dur'].max()))} at {int(top['start'][0]) / 1e9:.3f} s",  # type: ignore[arg-type]
+                {
+                    "gaps": g.height,
+                    "total_ns": int(g["dur"].sum()),
+                    "threshold_ns": f.host.gap_threshold_ns,
+                    "longest": top.select("start", "dur").to_dicts(),
+                    "loading_phase_gaps": f.host.loading_gaps.height,
+                },
+            )
+        ]
+    return []
+
+
+@rule
+def low_util(f: Facts) -> list[Finding]:
+    share = f.host.gpu_busy_share
+    if share is not None and f.kernels_in_window and share < 0.5:
+        return [
+            Finding(
+                "low-gpu-utilization",
+                "warning" if share < 0.3 else "info",
+                f"GPU busy {100 * share:.0f}% of the {format_ns(f.window.duration)} window",
+                {"gpu_busy_share": round(share, 3), "gpu_busy_ns": f.host.gpu_busy_ns, "window_ns": f.window.duration},
+            )
+        ]
+    return []
+
+
+TAIL_SCORE_MIN = 1000.0
+
+
+@rule
+def tails(f: Facts) -> list[Finding]:
+    t = f.kernel_tails
+    if t.is_empty():
+        return []
+    out = []
+    outl = t.filter((pl.col("count") >= 10) & (pl.col("max_p50") > 2) & (pl.col("tail_score") >= TAIL_SCORE_MIN))
+    outl = outl.sort("tail_score", descending=True).head(5)
+    if outl.height:
+        items = []
+        for r in outl.iter_rows(named=True):
+            grid_note = ""
+            if r.get("tail_grid") and r.get("typical_grid") and r["tail_grid"] != r["typical_grid"]:
+                grid_note = f", grid {r['tail_grid']} instead of {r['typical_grid']}"
+            cheap = " (cheap on average)" if r["mean"] < 5_000 else ""
+            items.append(
+                f"{r['short']}{cheap}: max {format_ns(r['max'])} vs p50 {format_ns(r['p50'])} "
+                f"({r['max_p50']:.0f}x, tail score {r['tail_score']:.0f}{grid_note})"
+            )
+        out.append(
+            Finding(
+                "tail-outlier",
+                "warning",
+                "; ".join(items),
+                {
+                    "kernels": outl.select(
+                        "name",
+                        "short",
+                        "count",
+                        "p50",
+                        "p99",
+                        "max",
+                        "max_p50",
+                        "tail_score",
+                        "tail_excess",
+                        "typical_grid",
+                        "tail_grid",
+                    ).to_dicts()
+                },
+            )
+        )
+    share_min = 0.01 * f.kernel_time_ns
+    sys_ = t.filter((pl.col("count") >= 20) & (pl.col("p99_p50") > 1.5) & (pl.col("total") >= share_min))
+    sys_ = sys_.sort("tail_excess", descending=True).head(5)
+    if sys_.height:
+        items = [
+            f"{r['short']}: p99 {format_ns(r['p99'])} vs p50 {format_ns(r['p50'])} ({r['p99_p50']:.1f}x)"
+            for r in sys_.iter_rows(named=True)
+        ]
+        out.append(
+            Finding(
+                "tail-systematic",
+                "info",
+                "; ".join(items),
+                {
+                    "kernels": sys_.select(
+                        "name", "short", "count", "p50", "p99", "max", "p99_p50", "tail_excess"
+                    ).to_dicts()
+                },
+            )
+        )
+    return out
+
+
+@rule
+def dynamic_shapes(f: Facts) -> list[Finding]:
+    d = f.dynamic
+    if d.is_empty():
+        return []
+    hits = d.sort("signatures", descending=True).head(5)
+    if hits.height:
+        items = [
+            f"{r['short']} ({r['signatures']} different step shapes, {r['grids']} grids)"
+            for r in hits.iter_rows(named=True)
+        ]
+        return [
+            Finding(
+                "dynamic-shapes",
+                "info",
+                "launch shapes change between decode steps: " + ", ".join(items),
+                {"kernels": hits.to_dicts(), "decode_steps": f.decode_steps.height},
+            )
+        ]
+    return []
+
+
+@rule
+def module_loading(f: Facts) -> list[Finding]:
+    m = f.host.module_loads
+    if m.count:
+        return [
+            Finding(
+                "module-loading-in-window",
+                "warning" if m.in_steps else "info",
+                f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps)",
+                {"count": m.count, "total_ns": m.total_ns, "in_steps": m.in_steps, "by_name": m.names},
+            )
+        ]
+    return []
+
+
+@rule
+def dropped(f: Facts) -> list[Finding]:
+    msgs = [
+        d for d in f.diagnostics if "might have been collected" in d or "dropped" in d.lower() or "lost" in d.lower()
+    ]
+    flush = sum(v for k, v in f.overhead.items() if "flush" in k.lower())
+    if msgs or flush > 0.05 * max(f.window.duration, 1):
+        return [
+            Finding(
+                "profiler-dropped-data",
+                "info",
+                "; ".join(msgs) if msgs else f"profiler buffer flushes took {format_ns(flush)} in the window",
+                {"diagnostics": msgs, "flush_ns_in_window": flush},
+            )
+        ]
+    return []
+
+
+@rule
+def inflation(f: Facts) -> list[Finding]:
+    if f.graph_mode == "node" and f.graph_launch_calls:
+        return [
+            Finding(
+                "profiler-inflation",
+                "info",
+                f"{f.graph_launch_calls} CUDA graph launches traced per node: node-level tracing adds "
+                "per-kernel overhead that stretches graphed steps; compare shares and ratios, not absolute "
+                "step times",
+                {"graph_trace_mode": "node", "graph_launches": f.graph_launch_calls},
+            )
+        ]
+    return []
+
+
+def run_rules(facts: Facts) -> list[Finding]:
+    found: list[Finding] = []
+    for r in RULES:
+        found.extend(r(facts))
+    found.sort(key=lambda x: (SEVERITY_ORDER[x.severity], 0 if x.id == "graph-trace-not-node" else 1))
+    return found

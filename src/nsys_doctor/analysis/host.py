@@ -1,0 +1,217 @@
+"""Host side of the inference window: launches, queueing, GPU idle time, syncs, allocations, module loading,
+pageable and synchronous copies. Pure functions over ``TraceFrames`` columns."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .distribution import percentile
+from .phases import LAUNCH_API, MODULE_LOAD_API, SYNC_API, Steps, Window, calls, launched_kernels
+
+ALLOC_API = re.compile(
+    r"^(cudaMalloc|cudaFree|cuMemAlloc|cuMemFree|cudaMallocAsync|cudaFreeAsync|cuMemAllocAsync|cuMemFreeAsync|"
+    r"cudaMallocManaged|cudaMallocHost|cudaFreeHost|cudaHostAlloc|cuMemCreate|cuMemRelease|cuMemMap|cuMemUnmap)"
+)
+SYNC_MEMCPY_API = re.compile(r"^(cudaMemcpy|cuMemcpy)")  # minus the *Async* ones (see ASYNC)
+SYNC_MEMSET_API = re.compile(r"^(cudaMemset|cuMemset)")
+ASYNC = re.compile(r"Async")
+PAGEABLE = 0
+
+
+@dataclass
+class ApiGroup:
+    """Calls of one kind inside the window."""
+
+    count: int = 0
+    total_ns: int = 0
+    in_steps: int = 0
+    names: dict[str, int] = field(default_factory=dict)
+    max_ns: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "count": self.count,
+            "total_ns": self.total_ns,
+            "in_steps": self.in_steps,
+            "max_ns": self.max_ns,
+            "by_name": self.names,
+        }
+
+
+@dataclass
+class HostSummary:
+    launches: int
+    launches_per_step: float | None
+    launch_api_ns: int
+    queue_p50_ns: float | None
+    queue_p95_ns: float | None
+    gpu_busy_ns: int
+    window_ns: int
+    step_gpu_idle_share: float | None  # mean over steps: share of the step's GPU span with no GPU work
+    syncs: ApiGroup
+    sync_memcpy: ApiGroup
+    sync_memset: ApiGroup
+    allocations: ApiGroup
+    module_loads: ApiGroup
+    pageable_copies: int
+    pageable_bytes: int
+    pageable_in_steps: int
+    gaps: pl.DataFrame  # start, end, dur of GPU idle gaps in the window above the threshold
+    gap_threshold_ns: int
+    loading_gaps: pl.DataFrame  # idle gaps before the window (loading, warm-up)
+
+    @property
+    def gpu_busy_share(self) -> float | None:
+        return self.gpu_busy_ns / self.window_ns if self.window_ns else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "launches": self.launches,
+            "launches_per_step": self.launches_per_step,
+            "launch_api_ns": self.launch_api_ns,
+            "queue_p50_ns": self.queue_p50_ns,
+            "queue_p95_ns": self.queue_p95_ns,
+            "gpu_busy_ns": self.gpu_busy_ns,
+            "window_ns": self.window_ns,
+            "gpu_busy_share": self.gpu_busy_share,
+            "step_gpu_idle_share": self.step_gpu_idle_share,
+            "syncs": self.syncs.to_dict(),
+            "sync_memcpy": self.sync_memcpy.to_dict(),
+            "sync_memset": self.sync_memset.to_dict(),
+            "allocations": self.allocations.to_dict(),
+            "module_loads": self.module_loads.to_dict(),
+            "pageable_copies": self.pageable_copies,
+            "pageable_bytes": self.pageable_bytes,
+            "pageable_in_steps": self.pageable_in_steps,
+            "idle_gaps": self.gaps.to_dicts(),
+            "idle_gap_threshold_ns": self.gap_threshold_ns,
+            "loading_gaps": self.loading_gaps.height,
+        }
+
+
+def busy_intervals(ops: pl.DataFrame) -> pl.DataFrame:
+    """Union of [start, end) intervals (per device) as start, end: GPU busy time."""
+    if ops.is_empty():
+        return pl.DataFrame(schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64})
+    s = ops.select("deviceId", "start", "end").sort("deviceId", "start")
+    s = s.with_columns(pl.col("end").cum_max().over("deviceId").shift(1).over("deviceId").alias("_prev"))
+    s = s.with_columns(
+        (pl.col("_prev").is_null() | (pl.col("start") > pl.col("_prev")))
+        .cast(pl.Int64)
+        .cum_sum()
+        .over("deviceId")
+        .alias("_grp")
+    )
+    return (
+        s.group_by("deviceId", "_grp")
+        .agg(pl.col("start").min(), pl.col("end").max())
+        .drop("_grp")
+        .sort("deviceId", "start")
+    )
+
+
+def idle_gaps(busy: pl.DataFrame, lo: int, hi: int, min_ns: int) -> pl.DataFrame:
+    """Idle gaps between busy intervals, inside [lo, hi], at least ``min_ns`` long."""
+    if busy.is_empty():
+        return pl.DataFrame(schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64, "dur": pl.Int64})
+    g = busy.with_columns(pl.col("end").shift(1).over("deviceId").alias("gap_start")).filter(
+        pl.col("gap_start").is_not_null()
+    )
+    g = g.select("deviceId", pl.col("gap_start").alias("start"), pl.col("start").alias("end"))
+    g = g.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+    return g.filter((pl.col("dur") >= min_ns) & (pl.col("start") >= lo) & (pl.col("end") <= hi)).sort(
+        "dur", descending=True
+    )
+
+
+def _group(
+    api_w: pl.DataFrame, pattern: re.Pattern[str], step_tbl: pl.DataFrame, exclude: re.Pattern[str] | None = None
+) -> ApiGroup:
+    from .phases import _assign
+
+    sel = calls(api_w, pattern, exclude)
+    if sel.is_empty():
+        return ApiGroup()
+    names = dict(sel.group_by("name").len().sort("len", descending=True).iter_rows())
+    in_steps = 0
+    if step_tbl.height:
+        in_steps = _assign(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
+    return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, int(sel["dur"].max()))  # type: ignore[arg-type]
+
+
+def summarize_host(
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    memcpy: pl.DataFrame,
+    gpu_ops: pl.DataFrame,
+    window: Window,
+    steps: Steps,
+    lk: pl.DataFrame | None = None,
+) -> HostSummary:
+    from .phases import _assign
+
+    w0, w1 = window.start, window.end
+    api_w = api.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
+    launches = calls(api_w, LAUNCH_API)
+    # queue: kernel start minus launch end, for kernels launched in the window
+    lk = (launched_kernels(kernels, api) if lk is None else lk).filter(
+        pl.col("l_end").is_not_null() & (pl.col("l_start") >= w0) & (pl.col("l_start") <= w1)
+    )
+    q = (lk["start"] - lk["l_end"]).filter((lk["start"] - lk["l_end"]) >= 0).to_list() if lk.height else []
+    all_busy = busy_intervals(gpu_ops)
+    busy = all_busy.filter((pl.col("end") >= w0) & (pl.col("start") <= w1))
+    busy_ns = (
+        int((busy["end"].clip(upper_bound=w1) - busy["start"].clip(lower_bound=w0)).clip(lower_bound=0).sum())
+        if busy.height
+        else 0
+    )
+    # idle share inside steps: 1 - (GPU time of the step's kernels) / (span from its first to its last kernel)
+    idle_share = None
+    st = steps.table
+    spans = st.filter(pl.col("gpu_start").is_not_null() & (pl.col("gpu_end") > pl.col("gpu_start")))
+    if spans.height:
+        busy_frac = (spans["gpu_time"] / (spans["gpu_end"] - spans["gpu_start"])).clip(upper_bound=1.0)
+        idle_share = float(1.0 - busy_frac.mean())  # type: ignore[operator]
+    step_wall_p50 = None
+    if st.height:
+        step_wall_p50 = percentile(st.filter(pl.col("kind") != "prefill")["wall"].to_list() or st["wall"].to_list(), 50)
+    threshold = max(5 * int(step_wall_p50 or 0), 5_000_000)
+    gaps = idle_gaps(busy, w0, w1, threshold)
+    loading = idle_gaps(
+        all_busy,
+        int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0,
+        w0,  # type: ignore[arg-type]
+        max(threshold, 100_000_000),
+    )
+    mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
+    pageable = mc_w.filter((pl.col("srcKind") == PAGEABLE) | (pl.col("dstKind") == PAGEABLE))
+    pageable_in_steps = 0
+    if pageable.height and st.height:
+        pc = pageable.join(
+            api.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
+        ).with_columns(pl.coalesce("l_start", "start").alias("t"))
+        pageable_in_steps = _assign(pc, st, "t").filter(pl.col("idx").is_not_null()).height
+    return HostSummary(
+        launches=launches.height,
+        launches_per_step=(float(st["launches"].median()) if st.height else None),  # type: ignore[arg-type]
+        launch_api_ns=int(launches["dur"].sum()) if launches.height else 0,
+        queue_p50_ns=percentile(q, 50),
+        queue_p95_ns=percentile(q, 95),
+        gpu_busy_ns=busy_ns,
+        window_ns=window.duration,
+        step_gpu_idle_share=idle_share,
+        syncs=_group(api_w, SYNC_API, st),
+        sync_memcpy=_group(api_w, SYNC_MEMCPY_API, st, ASYNC),
+        sync_memset=_group(api_w, SYNC_MEMSET_API, st, ASYNC),
+        allocations=_group(api_w, ALLOC_API, st),
+        module_loads=_group(api_w, MODULE_LOAD_API, st),
+        pageable_copies=pageable.height,
+        pageable_bytes=int(pageable["bytes"].sum()) if pageable.height else 0,
+        pageable_in_steps=pageable_in_steps,
+        gaps=gaps,
+        gap_threshold_ns=threshold,
+        loading_gaps=loading,
+    )

@@ -1,0 +1,332 @@
+"""The inference window and its steps, found in the data.
+
+``choose_window`` picks the steady-state part of a trace to analyze, in this order: a cudaProfilerApi capture
+range, NVTX ranges that look like requests, NVTX ranges that look like steps, else a detection from the data
+(model loading = big host-to-device copies, module loading and long idle gaps at the start). ``find_steps``
+splits the window into prefill and decode steps: NVTX step ranges when present, else CUDA graph launches, host
+synchronizations, or the repeating kernel that ends every step. Pure functions over ``TraceFrames`` columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+import polars as pl
+
+REQUEST_NAMES = re.compile(
+    r"^(iter|iteration|request|req|generate|generation|inference|e2e|serve|batch|run)(_\d+)?$", re.IGNORECASE
+)
+STEP_NAMES = re.compile(r"(decode|prefill|step|forward|fwd|token|extend)", re.IGNORECASE)
+PREFILL_NAMES = re.compile(r"(prefill|prompt|context|extend)", re.IGNORECASE)
+LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
+GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
+SYNC_API = re.compile(
+    r"^(cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cuCtxSynchronize|cudaEventSynchronize|"
+    r"cuEventSynchronize)"
+)
+MODULE_LOAD_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuModuleGetFunction|cuLinkComplete)")
+PROFILER_START_API = re.compile(r"^(cuProfilerStart|cudaProfilerStart)")
+WEIGHT_COPY_BYTES = 1 << 20  # host-to-device copies this large at the start are model loading
+LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches are loading, not inference
+
+
+def calls(api: pl.DataFrame, pattern: re.Pattern[str], exclude: re.Pattern[str] | None = None) -> pl.DataFrame:
+    """API rows whose name matches ``pattern`` (and not ``exclude``). Names are matched once per distinct name,
+    not once per call: traces have millions of calls but a few dozen API names."""
+    names = [
+        n
+        for n in api["name"].unique().to_list()
+        if n is not None and pattern.search(n) and not (exclude is not None and exclude.search(n))
+    ]
+    return api.filter(pl.col("name").is_in(names))
+
+
+@dataclass(frozen=True)
+class Window:
+    start: int
+    end: int
+    source: str  # "user", "capture-range", "nvtx-requests", "nvtx-steps", "data", "whole-trace"
+    reason: str
+    loading_end: int | None = None  # end of model loading when it was seen
+
+    @property
+    def duration(self) -> int:
+        return max(0, self.end - self.start)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "start_ns": self.start,
+            "end_ns": self.end,
+            "duration_ns": self.duration,
+            "source": self.source,
+            "reason": self.reason,
+            "loading_end_ns": self.loading_end,
+        }
+
+
+def data_extent(kernels: pl.DataFrame, api: pl.DataFrame, others: list[pl.DataFrame]) -> tuple[int, int]:
+    starts = [f["start"].min() for f in (kernels, api, *others) if f.height]
+    ends = [f["end"].max() for f in (kernels, api, *others) if f.height]
+    if not starts:
+        return (0, 0)
+    return int(min(starts)), int(max(e for e in ends if e is not None))  # type: ignore[type-var]
+
+
+def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame) -> int | None:
+    """End of model loading: the last weight copy / module load / long idle gap before steady kernel launches."""
+    if kernels.is_empty():
+        return None
+    ks = kernels.sort("start")
+    # steady launches start where the bulk of kernels begins: the 5th percentile kernel start
+    bulk = int(ks["start"][int(ks.height * 0.05)])
+    markers: list[int] = []
+    if memcpy.height:
+        big = memcpy.filter(
+            (pl.col("copyKind") == 1) & (pl.col("bytes") >= WEIGHT_COPY_BYTES) & (pl.col("end") <= bulk)
+        )
+        if big.height:
+            markers.append(int(big["end"].max()))  # type: ignore[arg-type]
+    if api.height:
+        loads = calls(api, MODULE_LOAD_API).filter(pl.col("end") <= bulk)
+        if loads.height:
+            markers.append(int(loads["end"].max()))  # type: ignore[arg-type]
+    head = ks.filter(pl.col("start") <= bulk).select("start", "end")
+    if head.height > 1:
+        gaps = head.with_columns(pl.col("end").cum_max().shift(1).alias("prev_end")).filter(
+            (pl.col("start") - pl.col("prev_end")) >= LOADING_GAP_NS
+        )
+        if gaps.height:
+            markers.append(int(gaps["start"].max()))  # type: ignore[arg-type]
+    return max(markers) if markers else None
+
+
+def choose_window(
+    kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame, nvtx: pl.DataFrame, capture_range: str | None
+) -> Window:
+    """The steady-state inference window and why it was chosen."""
+    lo, hi = data_extent(kernels, api, [memcpy])
+    loading = _loading_end(kernels, api, memcpy)
+    if capture_range == "cudaProfilerApi" and api.height:
+        starts = calls(api, PROFILER_START_API)
+        if starts.height:
+            s = int(starts["start"].min())  # type: ignore[arg-type]
+            return Window(
+                s,
+                hi,
+                "capture-range",
+                "the cudaProfilerApi capture range (cudaProfilerStart to the end)",
+                loading if loading is not None and loading < s else None,
+            )
+    named = nvtx.filter(pl.col("end").is_not_null() & pl.col("text").is_not_null())
+    if named.height:
+        req = named.filter(pl.col("text").str.contains(REQUEST_NAMES.pattern.replace("^", "^(?i)", 1)))
+        if req.height:
+            names = sorted(set(req["text"].to_list()))
+            return Window(
+                int(req["start"].min()),
+                int(req["end"].max()),
+                "nvtx-requests",  # type: ignore[arg-type]
+                f"NVTX request ranges {', '.join(repr(n) for n in names)} ({req.height} instances)",
+                loading,
+            )
+        steps = named.filter(pl.col("text").str.contains("(?i)" + STEP_NAMES.pattern))
+        if steps.height:
+            names = sorted(set(steps["text"].to_list()))
+            return Window(
+                int(steps["start"].min()),
+                int(steps["end"].max()),
+                "nvtx-steps",  # type: ignore[arg-type]
+                f"NVTX step ranges {', '.join(repr(n) for n in names)} ({steps.height} instances)",
+                loading,
+            )
+    if loading is not None:
+        first = kernels.filter(pl.col("start") >= loading)
+        s = int(first["start"].min()) if first.height else loading  # type: ignore[arg-type]
+        return Window(s, hi, "data", "after model loading (weight copies, module loading or idle gaps) ends", loading)
+    return Window(lo, hi, "data", "no loading phase, capture range or NVTX ranges found: the whole trace", None)
+
+
+# ------------------------------------------------------------------------------------------------- steps
+
+
+@dataclass
+class Steps:
+    source: str  # "nvtx:<name>", "graph-launches", "host-syncs", "repeating-kernel:<name>", "none"
+    table: pl.DataFrame  # idx, kind, start, end, wall, gpu_time, kernels, launches, gpu_start, gpu_end
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.table.height
+
+    def of_kind(self, kind: str) -> pl.DataFrame:
+        return self.table.filter(pl.col("kind") == kind)
+
+
+STEP_SCHEMA = {"idx": pl.Int64, "kind": pl.Utf8, "start": pl.Int64, "end": pl.Int64}
+
+
+def launched_kernels(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
+    """Kernels with the start/end/thread of the API call that launched them (l_start, l_end, tid; null if none)."""
+    a = calls(api, LAUNCH_API).select(
+        pl.col("correlationId"),
+        pl.col("pid"),
+        pl.col("tid"),
+        pl.col("start").alias("l_start"),
+        pl.col("end").alias("l_end"),
+        pl.col("name").alias("launch_api"),
+    )
+    return kernels.join(a, on=["correlationId", "pid"], how="left")
+
+
+def _assign(events: pl.DataFrame, steps: pl.DataFrame, time_col: str) -> pl.DataFrame:
+    """Attach the step index (``idx``) whose [start, end] holds ``time_col`` (null when none)."""
+    if events.is_empty() or steps.is_empty():
+        return events.with_columns(pl.lit(None, pl.Int64).alias("idx"))
+    ev = events.filter(pl.col(time_col).is_not_null()).sort(time_col)
+    st = steps.select("idx", pl.col("start").alias("_s"), pl.col("end").alias("_e")).sort("_s")
+    joined = ev.join_asof(st, left_on=time_col, right_on="_s", strategy="backward")
+    return joined.with_columns(
+        pl.when(pl.col(time_col) <= pl.col("_e")).then(pl.col("idx")).otherwise(None).alias("idx")
+    ).drop("_s", "_e")
+
+
+def _boundaries_to_steps(bounds: list[int], end: int) -> pl.DataFrame:
+    rows = [(i, "step", b, (bounds[i + 1] - 1) if i + 1 < len(bounds) else end) for i, b in enumerate(bounds)]
+    return pl.DataFrame(rows, schema=STEP_SCHEMA, orient="row")
+
+
+def _nvtx_steps(nvtx: pl.DataFrame, window: Window) -> tuple[pl.DataFrame, str] | None:
+    cand = nvtx.filter(
+        pl.col("end").is_not_null()
+        & pl.col("text").is_not_null()
+        & (pl.col("start") >= window.start)
+        & (pl.col("end") <= window.end)
+    )
+    cand = cand.filter(
+        pl.col("text").str.contains("(?i)" + STEP_NAMES.pattern)
+        & ~pl.col("text").str.contains(REQUEST_NAMES.pattern.replace("^", "^(?i)", 1))
+    )
+    if cand.is_empty():
+        return None
+    # keep the outermost step ranges of one thread (the one with most step ranges)
+    tid = cand.group_by("globalTid").len().sort("len", descending=True)["globalTid"][0]
+    cand = cand.filter(pl.col("globalTid") == tid).sort("start")
+    cand = cand.with_columns(pl.col("end").cum_max().shift(1).alias("_prev_end"))
+    cand = cand.filter(pl.col("_prev_end").is_null() | (pl.col("start") >= pl.col("_prev_end")))
+    kind = (
+        pl.when(pl.col("text").str.contains("(?i)" + PREFILL_NAMES.pattern))
+        .then(pl.lit("prefill"))
+        .when(pl.col("text").str.contains("(?i)decode"))
+        .then(pl.lit("decode"))
+        .otherwise(pl.lit("step"))
+    )
+    table = cand.with_row_index("idx").select(
+        pl.col("idx").cast(pl.Int64), kind.alias("kind"), pl.col("start"), pl.col("end")
+    )
+    names = ", ".join(sorted(set(cand["text"].to_list())))
+    return table, f"nvtx:{names}"
+
+
+def find_steps(
+    kernels: pl.DataFrame, api: pl.DataFrame, nvtx: pl.DataFrame, window: Window, lk: pl.DataFrame | None = None
+) -> Steps:
+    """Split the window into steps and measure each (GPU time of the kernels each step launched, launches...).
+
+    ``lk`` is ``launched_kernels(kernels, api)`` when the caller already has it."""
+    notes: list[str] = []
+    api_w = api.filter((pl.col("start") >= window.start) & (pl.col("start") <= window.end))
+    lk = launched_kernels(kernels, api) if lk is None else lk
+    lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t_launch"))
+    lk_w = lk.filter((pl.col("t_launch") >= window.start) & (pl.col("t_launch") <= window.end))
+    found = _nvtx_steps(nvtx, window)
+    if found is not None:
+        table, source = found
+    else:
+        table, source = _data_steps(lk_w, api_w, window, notes)
+    if table.is_empty():
+        return Steps("none", table.with_columns(*(pl.lit(None, t).alias(c) for c, t in _MEASURES.items())), notes)
+    ks = _assign(lk_w, table, "t_launch").filter(pl.col("idx").is_not_null())
+    per_k = ks.group_by("idx").agg(
+        pl.col("dur").sum().alias("gpu_time"),
+        pl.len().alias("kernels"),
+        pl.col("start").min().alias("gpu_start"),
+        pl.col("end").max().alias("gpu_end"),
+    )
+    launches = _assign(calls(api_w, LAUNCH_API), table, "start")
+    per_l = launches.filter(pl.col("idx").is_not_null()).group_by("idx").agg(pl.len().alias("launches"))
+    table = (
+        table.join(per_k, on="idx", how="left")
+        .join(per_l, on="idx", how="left")
+        .with_columns(
+            (pl.col("end") - pl.col("start")).alias("wall"),
+            pl.col("gpu_time").fill_null(0),
+            pl.col("kernels").fill_null(0),
+            pl.col("launches").fill_null(0),
+        )
+        .sort("idx")
+    )
+    if not source.startswith("nvtx") and table.height > 2:
+        # without names: a first step far heavier than the rest is the prefill
+        med = table["gpu_time"].median() or 0
+        if med and table["gpu_time"][0] > 4 * med:
+            table = table.with_columns(
+                pl.when(pl.col("idx") == table["idx"][0])
+                .then(pl.lit("prefill"))
+                .otherwise(pl.lit("decode"))
+                .alias("kind")
+            )
+        else:
+            table = table.with_columns(pl.lit("decode").alias("kind"))
+    return Steps(source, table.select(*_ORDER), notes)
+
+
+_MEASURES = {
+    "wall": pl.Int64,
+    "gpu_time": pl.Int64,
+    "kernels": pl.UInt32,
+    "launches": pl.UInt32,
+    "gpu_start": pl.Int64,
+    "gpu_end": pl.Int64,
+}
+_ORDER = ["idx", "kind", "start", "end", "wall", "gpu_time", "kernels", "launches", "gpu_start", "gpu_end"]
+
+
+def _data_steps(lk: pl.DataFrame, api: pl.DataFrame, window: Window, notes: list[str]) -> tuple[pl.DataFrame, str]:
+    graph = calls(api, GRAPH_LAUNCH_API).sort("start")
+    if graph.height >= 2:
+        return _boundaries_to_steps(graph["start"].to_list(), window.end), "graph-launches"
+    syncs = calls(api, SYNC_API).sort("start")
+    if syncs.height >= 3:
+        ends = syncs["end"].to_list()
+        bounds = [window.start] + [e + 1 for e in ends[:-1]]
+        return _boundaries_to_steps(bounds, ends[-1]), "host-syncs"
+    marker = _repeating_marker(lk)
+    if marker is not None:
+        name, times = marker
+        return _boundaries_to_steps(times, window.end), f"repeating-kernel:{name}"
+    notes.append("no NVTX step ranges, graph launches, host syncs or repeating kernel: one step")
+    return pl.DataFrame([(0, "step", window.start, window.end)], schema=STEP_SCHEMA, orient="row"), "window"
+
+
+def _repeating_marker(lk: pl.DataFrame) -> tuple[str, list[int]] | None:
+    """The kernel that runs once per step: the heaviest kernel (by mean time) that repeats at least 3 times
+    with a regular spacing; its launch times are the step boundaries."""
+    if lk.height < 10:
+        return None
+    groups = (
+        lk.group_by("short", "gridX", "gridY", "gridZ")
+        .agg(pl.len().alias("n"), pl.col("dur").mean().alias("mean"), pl.col("t_launch").sort().alias("t"))
+        .filter(pl.col("n") >= 3)
+        .sort("mean", descending=True)
+    )
+    for row in groups.head(5).iter_rows(named=True):
+        t = row["t"]
+        gaps = [b - a for a, b in itertools.pairwise(t)]
+        gaps_sorted = sorted(gaps)
+        med = gaps_sorted[len(gaps) // 2]
+        if med > 0 and gaps_sorted[int(len(gaps) * 0.9)] <= 3 * med:
+            return str(row["short"]), [int(x) for x in t]
+    return None

@@ -1,0 +1,22 @@
+"""JSON renderer of a ``Diagnosis``: the public, versioned ``nsys-doctor/1`` schema (docs/report-json.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ..analysis.diagnosis import Diagnosis
+
+
+def _clean(x: object) -> object:
+    if isinstance(x, float):
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def render_json(d: Diagnosis) -> str:
+    return json.dumps(_clean(d.to_dict()), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,196 @@
+"""Terminal and Markdown renderers of a ``Diagnosis``: the answer first, then the evidence."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from rich.console import Console
+from rich.table import Table
+
+from ..analysis.diagnosis import Diagnosis
+from ..units import format_ns
+
+SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+NAME_WIDTH = 60
+
+
+def _short(name: str, width: int = NAME_WIDTH) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _steps_line(d: Diagnosis) -> list[str]:
+    s = d.step_summary
+    lines = [f"{s['count']} steps found ({s['source']})"]
+    for kind in ("prefill", "decode", "step"):
+        k = s.get(kind)
+        if not isinstance(k, dict):
+            continue
+        g, w = k["gpu_time"], k["step_time"]
+        lines.append(
+            f"{kind}: {k['count']} steps; GPU time per step p50 {format_ns(g['p50_ns'])}, "
+            f"p95 {format_ns(g['p95_ns'])}, p99 {format_ns(g['p99_ns'])}, max {format_ns(g['max_ns'])}; "
+            f"step time p50 {format_ns(w['p50_ns'])} "
+            f"(max {format_ns(w['max_ns'])}); {k['kernels_per_step_p50']} kernels and {k['launches_per_step_p50']} "
+            "launches per step"
+        )
+    lines.append(str(s["warning"]))
+    return lines
+
+
+def _host_lines(d: Diagnosis) -> list[str]:
+    h = d.host
+    out = [
+        f"GPU busy {_pct(h.gpu_busy_share)} of the window; idle {_pct(h.step_gpu_idle_share)} inside steps "
+        "(between a step's first and last kernel)",
+        f"{h.launches:,} launch calls ({h.launches_per_step if h.launches_per_step is not None else '-'} per step), "
+        f"{format_ns(h.launch_api_ns)} in launch APIs; queue (launch to start) p50 {format_ns(h.queue_p50_ns)}, "
+        f"p95 {format_ns(h.queue_p95_ns)}",
+        f"syncs in window {h.syncs.count} ({h.syncs.in_steps} in steps); sync memcpy {h.sync_memcpy.count}; "
+        f"allocations {h.allocations.count}; module loads {h.module_loads.count}; pageable copies "
+        f"{h.pageable_copies}",
+    ]
+    if h.gaps.height:
+        out.append(f"{h.gaps.height} GPU idle gaps >= {format_ns(h.gap_threshold_ns)} inside the window")
+    if h.loading_gaps.height:
+        out.append(f"{h.loading_gaps.height} long idle gaps before the window (loading / warm-up, not a problem)")
+    return out
+
+
+def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
+    buf = StringIO()
+    con = Console(
+        file=buf, width=width, force_terminal=color, color_system="standard" if color else None, highlight=False
+    )
+    t = d.trace
+    con.print(f"[bold]nsys-doctor report[/bold]  {t.get('path')}")
+    con.print(
+        f"{t.get('gpu') or 'GPU unknown'} · nsys {t.get('nsys_version') or '?'} · "
+        f"graph trace {t.get('cuda_graph_trace') or '?'}"
+    )
+    w = d.window
+    con.print(f"Window  {w.start / 1e9:.3f}s to {w.end / 1e9:.3f}s ({format_ns(w.duration)}): {w.reason}")
+    con.print()
+    con.print("[bold]Diagnosis[/bold]")
+    con.print(f"  {d.target.get('why', 'nothing to analyze')}")
+    for i, a in enumerate(d.next_actions, 1):
+        con.print(f"  {i}. {a}")
+    con.print()
+    if d.findings:
+        con.print("[bold]Findings[/bold]")
+        for f in d.findings:
+            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]: {f.summary}")
+        con.print()
+    fam = Table(title="Families (share of GPU kernel time in the window)", title_justify="left", box=None)
+    for c in ("category", "family", "share", "total", "per step", "kernels", "instances"):
+        fam.add_column(c, justify="left" if c in ("category", "family") else "right")
+    for r in d.families.head(8).iter_rows(named=True):
+        fam.add_row(
+            str(r["category"]),
+            str(r["family"]),
+            _pct(r["share"]),
+            format_ns(r["total"]),
+            format_ns(r["per_step_ns"]),
+            str(r["kernels"]),
+            f"{r['count']:,}",
+        )
+    con.print(fam)
+    con.print()
+    kt = Table(title="Top kernels", title_justify="left", box=None)
+    for c in ("share", "total", "count", "p50", "p99", "max", "family", "kernel"):
+        kt.add_column(c, justify="left" if c in ("family", "kernel") else "right")
+    for r in d.kernels.head(5).iter_rows(named=True):
+        kt.add_row(
+            _pct(r["share"]),
+            format_ns(r["total"]),
+            f"{r['count']:,}",
+            format_ns(r["p50"]),
+            format_ns(r["p99"]),
+            format_ns(r["max"]),
+            str(r["family"]),
+            _short(str(r["short"]), 50),
+        )
+    con.print(kt)
+    con.print()
+    tt = Table(title="Tails (by tail score)", title_justify="left", box=None)
+    for c in ("score", "max/p50", "p99/p50", "p50", "max", "count", "grid", "kernel"):
+        tt.add_column(c, justify="left" if c in ("kernel", "grid") else "right")
+    for r in d.kernel_tails.head(5).iter_rows(named=True):
+        grid = r["typical_grid"] or ""
+        if r.get("tail_grid") and r["tail_grid"] != r["typical_grid"]:
+            grid = f"{grid} (slowest {r['tail_grid']})"
+        tt.add_row(
+            f"{r['tail_score']:.0f}",
+            f"{r['max_p50'] or 0:.1f}",
+            f"{r['p99_p50'] or 0:.2f}",
+            format_ns(r["p50"]),
+            format_ns(r["max"]),
+            f"{r['count']:,}",
+            grid,
+            _short(str(r["short"]), 40),
+        )
+    con.print(tt)
+    con.print()
+    con.print("[bold]Steps[/bold]")
+    for line in _steps_line(d):
+        con.print(f"  {line}")
+    con.print()
+    con.print("[bold]Host[/bold]")
+    for line in _host_lines(d):
+        con.print(f"  {line}")
+    if d.unmapped:
+        con.print()
+        con.print(f"[bold]Unmapped kernels[/bold] ({len(d.unmapped)}; add rules with --ops FILE)")
+        for n in d.unmapped[:10]:
+            con.print(f"  {_short(n, 110)}")
+    return buf.getvalue()
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_markdown(d: Diagnosis) -> str:
+    t = d.trace
+    w = d.window
+    out = [f"## nsys-doctor report: `{t.get('path')}`", ""]
+    out.append(
+        f"{t.get('gpu') or 'GPU unknown'}, nsys {t.get('nsys_version') or '?'}, CUDA graph trace "
+        f"`{t.get('cuda_graph_trace') or '?'}`. Window {w.start / 1e9:.3f} s to {w.end / 1e9:.3f} s "
+        f"({format_ns(w.duration)}): {w.reason}."
+    )
+    out += ["", "### Diagnosis", "", str(d.target.get("why", "nothing to analyze")), ""]
+    out += [f"{i}. {a}" for i, a in enumerate(d.next_actions, 1)]
+    if d.findings:
+        out += ["", "### Findings", "", "| severity | id | evidence |", "| --- | --- | --- |"]
+        out += [f"| {f.severity} | `{f.id}` | {_md_escape(f.summary)} |" for f in d.findings]
+    out += [
+        "",
+        "### Families",
+        "",
+        "| category | family | share | total | per step | kernels |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    out += [
+        f"| {r['category']} | {r['family']} | {_pct(r['share'])} | {format_ns(r['total'])} | "
+        f"{format_ns(r['per_step_ns'])} | {r['kernels']} |"
+        for r in d.families.head(8).iter_rows(named=True)
+    ]
+    out += [
+        "",
+        "### Top kernels",
+        "",
+        "| share | total | count | p50 | p99 | max | family | kernel |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    out += [
+        f"| {_pct(r['share'])} | {format_ns(r['total'])} | {r['count']:,} | {format_ns(r['p50'])} | "
+        f"{format_ns(r['p99'])} | {format_ns(r['max'])} | {r['family']} | `{_md_escape(_short(str(r['short'])))}` |"
+        for r in d.kernels.head(5).iter_rows(named=True)
+    ]
+    out += ["", "### Steps", ""] + [f"- {line}" for line in _steps_line(d)]
+    out += ["", "### Host", ""] + [f"- {line}" for line in _host_lines(d)]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,672 @@
+"""Kernel name -> model operation: the shipped rules on real kernel names, hand-checked spot checks, user rules."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.ops import CATEGORIES, OpRule, builtin_rules, classify, load_rules
+from nsys_doctor.errors import UsageError
+
+from .conftest import TRACES, needs_shared
+
+KERN_SUMS = sorted(TRACES.glob("golden/*/stats_cuda_gpu_kern_sum.csv")) + sorted(
+    TRACES.glob("multigpu/golden/*/stats_cuda_gpu_kern_sum.csv")
+)
+
+# (kernel name as a trace shows it, expected family, expected category, expected op or None for "don't care")
+SPOT_CHECKS: list[tuple[str, str, str, str | None]] = [
+    # cuBLASLt nvjet: the tile's N <= 16 is the skinny (decode) GEMV case, a big N is a GEMM
+    ("nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT", "gemv", "GEMV", "linear (GEMV)"),
+    ("nvjet_sm90_tst_64x16_64x16_2x1_v_bz_splitK_TNT", "gemv", "GEMV", "linear (GEMV)"),
+    ("nvjet_sm90_tst_384x8_64x4_2x1_v_bz_TNT", "gemv", "GEMV", "linear (GEMV)"),
+    ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_TNT", "gemm", "GEMM", "linear (GEMM)"),
+    ("nvjet_sm90_tst_192x128_64x5_1x2_h_bz_coopB_TNT", "gemm", "GEMM", "linear (GEMM)"),
+    ("nvjet_sm100_tss_128x32_64x8_2x1_v_bz_NNT", "gemm", "GEMM", None),
+    # cuBLAS
+    (
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off"
+        "_kernel__5x_cublas",
+        "gemm",
+        "GEMM",
+        None,
+    ),
+    (
+        "sm80_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize64x16x64_stage4_warpsize2x1x1_tensor16x8x16_kernel",
+        "gemv",
+        "GEMV",
+        None,
+    ),
+    ("ampere_bf16_s16816gemm_bf16_128x64_ldg8_f2f_stages_64x3_tn", "gemm", "GEMM", None),
+    (
+        "void cutlass::Kernel2<cutlass_80_tensorop_bf16_s16816gemm_relu_bf16_64x64_64x4_tn_align8>(T1::Params)",
+        "gemm",
+        "GEMM",
+        None,
+    ),
+    (
+        "void gemv2T_kernel_val<int, int, __nv_bfloat16, __nv_bfloat16, float, (int)128, (int)16, (int)4, (int)4, "
+        "(bool)0, (bool)0, cublasGemvParamsEx<int, cublasGemvTensorStridedBatched<const __nv_bfloat16>, "
+        "cublasGemvTensorStridedBatched<const __nv_bfloat16>, cublasGemvTensorStridedBatched<__nv_bfloat16>, float>>"
+        "(T13, T6, T6)",
+        "gemv",
+        "GEMV",
+        "linear (GEMV)",
+    ),
+    (
+        "void gemvNSP_kernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, float, (int)1, (int)32, (int)4, (int)1024, "
+        "cublasGemvParamsEx<int, cublasGemvTensor<const __nv_bfloat16>, cublasGemvTensor<const __nv_bfloat16>, "
+        "cublasGemvTensor<__nv_bfloat16>, float>>(T8)",
+        "gemv",
+        "GEMV",
+        None,
+    ),
+    (
+        "void cublasLt::splitKreduce_kernel<(int)32, (int)16, int, float, __nv_bfloat16, float, __nv_bfloat16, "
+        "(bool)0, float, __nv_bfloat16, __nv_bfloat16, (bool)1, (bool)0, (bool)0, (bool)0>(cublasLt::"
+        "cublasSplitKParams<T6>, const T4 *)",
+        "gemv",
+        "GEMV",
+        "linear split-K reduction",
+    ),
+    (
+        "void cutlass::device_kernel<cutlass::gemm::kernel::GemmUniversal<cute::tuple<int, int, int, int>, "
+        "cutlass::gemm::collective::CollectiveMma<cutlass::gemm::MainloopSm90TmaGmmaWarpSpecialized>>>(T1::Params)",
+        "gemm",
+        "GEMM",
+        None,
+    ),
+    # FlashInfer
+    (
+        "void flashinfer::BatchDecodeWithPagedKVCacheKernel<(flashinfer::PosEncodingMode)0, (unsigned int)2, "
+        "(unsigned int)2, (unsigned int)8, (unsigned int)16, (unsigned int)1, (unsigned int)8, "
+        "flashinfer::DefaultAttention<(bool)0, (bool)0, (bool)0, (bool)0>, flashinfer::BatchDecodeParams<"
+        "__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, int>>(T8)",
+        "attention-decode",
+        "attention (decode)",
+        None,
+    ),
+    (
+        "void flashinfer::BatchPrefillWithPagedKVCacheKernel<flashinfer::KernelTraits<(flashinfer::MaskMode)1, "
+        "(unsigned int)128, (unsigned int)1, (unsigned int)4, (unsigned int)4, (unsigned int)4, (unsigned int)1, "
+        "(flashinfer::PosEncodingMode)0, __nv_bfloat16, __nv_bfloat16, __nv_bfloat16, float, int, "
+        "flashinfer::DefaultAttention<(bool)0, (bool)0, (bool)0, (bool)0>>, flashinfer::BatchPrefillPagedParams<"
+        "__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, int>>(T2)",
+        "attention-prefill",
+        "attention (prefill)",
+        None,
+    ),
+    ("BatchPrefillWithRaggedKVCacheKernel", "attention-prefill", "attention (prefill)", None),
+    (
+        "void flashinfer::AppendPagedKVCacheKernel<(unsigned int)8, (unsigned int)8, __nv_bfloat16, int>"
+        "(flashinfer::paged_kv_t<T3, T4>, T3 *, T3 *, T4 *, T4 *, unsigned int, unsigned int, unsigned int, "
+        "unsigned int, unsigned int)",
+        "kv-cache",
+        "KV cache",
+        None,
+    ),
+    (
+        "void flashinfer::MergeStatesKernel<(unsigned int)8, (unsigned int)16, (unsigned int)8, (unsigned int)4, "
+        "__nv_bfloat16, __nv_bfloat16>(T5 *, float *, T6 *, float *, unsigned int, unsigned int)",
+        "attention",
+        "attention",
+        None,
+    ),
+    (
+        "void flashinfer::sampling::TopKTopPSamplingFromProbKernel<(unsigned int)1024, (cub::BlockScanAlgorithm)2, "
+        "(cub::BlockReduceAlgorithm)2, (unsigned int)4, (bool)1, float, int>(T6 *, T7 *, T7 *, T6 *, T7 *, T6, "
+        "unsigned int, bool, unsigned long, unsigned long)",
+        "sampling",
+        "sampling / top-k",
+        None,
+    ),
+    (
+        "void flashinfer::sampling::SamplingFromProbKernel<(unsigned int)1024, (cub::BlockScanAlgorithm)2, "
+        "(cub::BlockReduceAlgorithm)2, (unsigned int)4, (bool)1, float, int>(T6 *, T7 *, T7 *, unsigned int, bool, "
+        "unsigned long, unsigned long)",
+        "sampling",
+        "sampling / top-k",
+        None,
+    ),
+    # FlashAttention 2 / 3
+    (
+        "void flash_fwd_splitkv_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4, false, false, cutlass::bfloat16_t, "
+        "Flash_kernel_traits<128, 64, 128, 4, cutlass::bfloat16_t>>, false, true, false, false, true, true, false, "
+        "false>(Flash_fwd_params)",
+        "attention",
+        "attention",
+        "flash attention fwd (split-KV)",
+    ),
+    (
+        "void flash_fwd_splitkv_combine_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4, false, false, "
+        "cutlass::bfloat16_t, Flash_kernel_traits<128, 64, 128, 4, cutlass::bfloat16_t>>, 4, 1, true>"
+        "(Flash_fwd_params)",
+        "attention",
+        "attention",
+        "attention split-KV combine",
+    ),
+    (
+        "void cutlass::device_kernel<flash::enable_sm90_or_later<flash::FlashAttnFwdSm90<flash::CollectiveMainloop"
+        "FwdSm90<(int)2, cute::tuple<cute::C<(int)1>, cute::C<(int)1>, cute::C<(int)1>>, cute::tuple<cute::C<(int)"
+        "128>, cute::C<(int)128>, cute::C<(int)128>>, (int)128, cutlass::bfloat16_t, float, cutlass::arch::Sm90, "
+        "(bool)1, (bool)0>, cutlass::gemm::GemmShape<128, 128, 64>>>>(T1::Params)",
+        "attention",
+        "attention",
+        "flash attention 3 fwd",
+    ),
+    # cuDNN SDPA and its split-KV reduction
+    (
+        "cudnn_generated_fort_native_sdpa_sm80_flash_fprop_wmma_f16_knob_35_16x128x64_1x4x1_cga1x1x1_kernel0_0",
+        "attention",
+        "attention",
+        None,
+    ),
+    (
+        "void cudnn::fusion::lean_reduction_kernel<(bool)0, (bool)0, (bool)0>(void *, float *, float *, float *)",
+        "attention",
+        "attention",
+        "attention split-KV reduction",
+    ),
+    # PyTorch native
+    (
+        "void at::native::<unnamed>::vectorized_layer_norm_kernel<c10::BFloat16, float, (bool)1>(int, T2, "
+        "const T1 *, const T1 *, const T1 *, T2 *, T2 *, T1 *)",
+        "norm",
+        "norm",
+        "RMSNorm",
+    ),
+    (
+        "void at::native::<unnamed>::vectorized_layer_norm_kernel<c10::BFloat16, float, (bool)0>(int, T2, "
+        "const T1 *, const T1 *, const T1 *, T2 *, T2 *, T1 *)",
+        "norm",
+        "norm",
+        "LayerNorm",
+    ),
+    (
+        "void at::native::<unnamed>::cunn_SoftMaxForward<(int)8, c10::BFloat16, float, c10::BFloat16, "
+        "at::native::<unnamed>::SoftMaxForwardEpilogue>(T4 *, const T2 *, int)",
+        "sampling",
+        "sampling / top-k",
+        "softmax",
+    ),
+    (
+        "void at::native::vectorized_elementwise_kernel<(int)8, at::native::<unnamed>::silu_kernel(at::"
+        "TensorIteratorBase &)::[lambda() (instance 1)]::operator ()() const::[lambda() (instance 6)]::operator ()() "
+        "const::[lambda(c10::BFloat16) (instance 1)], std::array<char *, (unsigned long)2>>(int, T2, T3)",
+        "activation",
+        "activation",
+        "SiLU",
+    ),
+    (
+        "void at::native::vectorized_elementwise_kernel<(int)4, at::native::GeluCUDAKernelImpl(at::"
+        "TensorIteratorBase &, at::native::GeluType)::[lambda() (instance 1)]::operator ()() const::[lambda() "
+        "(instance 4)]::operator ()() const::[lambda(float) (instance 1)], std::array<char *, (unsigned long)2>>"
+        "(int, T2, T3)",
+        "activation",
+        "activation",
+        "GELU",
+    ),
+    (
+        "void at::native::vectorized_elementwise_kernel<(int)8, at::native::BinaryFunctor<c10::BFloat16, "
+        "c10::BFloat16, c10::BFloat16, at::native::binary_internal::MulFunctor<float>>, std::array<char *, "
+        "(unsigned long)3>>(int, T2, T3)",
+        "elementwise",
+        "elementwise / other",
+        "mul",
+    ),
+    (
+        "void at::native::vectorized_elementwise_kernel<(int)8, at::native::CUDAFunctor_add<c10::BFloat16>, "
+        "std::array<char *, (unsigned long)3>>(int, T2, T3)",
+        "elementwise",
+        "elementwise / other",
+        "add",
+    ),
+    # repeat_interleave's copies are elementwise copies, index_copy_ is this PyTorch engine's KV-cache write
+    (
+        "void at::native::elementwise_kernel<(int)128, (int)4, void at::native::gpu_kernel_impl_nocast<at::native::"
+        "direct_copy_kernel_cuda(at::TensorIteratorBase &)::[lambda() (instance 3)]::operator ()() const::[lambda() "
+        "(instance 12)]::operator ()() const::[lambda(c10::BFloat16) (instance 1)]>(at::TensorIteratorBase &, "
+        "const T1 &)::[lambda(int) (instance 1)]>(int, T3)",
+        "elementwise",
+        "elementwise / other",
+        "copy / cast",
+    ),
+    (
+        "void at::native::index_elementwise_kernel<(int)128, (int)4, void at::native::index_copy_kernel_impl<"
+        "at::native::OpaqueType<(int)2>>(at::TensorIterator &, long, long, long)::[lambda(int) (instance 1)]>"
+        "(long, T3)",
+        "kv-cache",
+        "KV cache",
+        "KV cache write (index_copy)",
+    ),
+    (
+        "void at::native::vectorized_elementwise_kernel<(int)4, at::native::cos_kernel_cuda(at::TensorIteratorBase "
+        "&)::[lambda() (instance 2)]::operator ()() const::[lambda() (instance 2)]::operator ()() const::"
+        "[lambda(float) (instance 1)], std::array<char *, (unsigned long)2>>(int, T2, T3)",
+        "rope",
+        "RoPE / QK-norm",
+        None,
+    ),
+    (
+        "void at::native::reduce_kernel<(int)512, (int)1, at::native::ReduceOp<c10::BFloat16, at::native::"
+        "ArgMaxOps<float>, unsigned int, long, (int)4, (int)4>>(T3)",
+        "sampling",
+        "sampling / top-k",
+        "argmax (greedy)",
+    ),
+    (
+        "void at::native::vectorized_gather_kernel<(int)16, long>(char *, char *, T2 *, int, long, long, long, long, "
+        "bool)",
+        "embedding",
+        "embedding",
+        None,
+    ),
+    (
+        "void at::native::<unnamed>::indexSelectLargeIndex<c10::BFloat16, long, unsigned int, (int)2, (int)2, "
+        "(int)-2, (bool)1>(at::cuda::detail::TensorInfo<T1, T3>, at::cuda::detail::TensorInfo<const T1, T3>, "
+        "at::cuda::detail::TensorInfo<const T2, T3>, int, int, T3, T3, long)",
+        "embedding",
+        "embedding",
+        None,
+    ),
+    (
+        "void at::native::<unnamed>::distribution_elementwise_grid_stride_kernel<float, (int)4, void at::native::"
+        "templates::cuda::uniform_and_transform<float, float, at::CUDAGeneratorImpl *>(long, at::PhiloxCudaState, "
+        "T3, T4)",
+        "sampling",
+        "sampling / top-k",
+        "random numbers (RNG)",
+    ),
+    (
+        "void at::native::<unnamed>::CatArrayBatchedCopy_vectorized<at::native::<unnamed>::OpaqueType<(unsigned "
+        "int)2>, unsigned int, (int)3, (int)128, (int)1, (int)16, (int)8>(char *)",
+        "elementwise",
+        "elementwise / other",
+        None,
+    ),
+    (
+        "void at::native::vectorized_elementwise_kernel<(int)8, at::native::FillFunctor<c10::BFloat16>, "
+        "std::array<char *, (unsigned long)1>>(int, T2, T3)",
+        "elementwise",
+        "elementwise / other",
+        "fill",
+    ),
+    # vLLM / SGLang / TensorRT-LLM
+    (
+        "void vllm::rms_norm_kernel<c10::BFloat16, (int)8>(T1 *, const T1 *, long, const T1 *, float, int, int)",
+        "norm",
+        "norm",
+        "RMSNorm",
+    ),
+    (
+        "void vllm::fused_add_rms_norm_kernel<c10::BFloat16, (int)8>(T1 *, long, T1 *, const T1 *, float, int, int)",
+        "norm",
+        "norm",
+        "fused add + RMSNorm",
+    ),
+    (
+        "void vllm::act_and_mul_kernel<c10::BFloat16, &vllm::silu_kernel<c10::BFloat16>, (bool)1>(T1 *, "
+        "const T1 *, int)",
+        "activation",
+        "activation",
+        "SiLU*mul",
+    ),
+    ("void vllm::silu_and_mul_kernel<c10::BFloat16>(T1 *, const T1 *, int)", "activation", "activation", "SiLU*mul"),
+    (
+        "void vllm::rotary_embedding_kernel<c10::BFloat16, (bool)1>(const long *, T1 *, T1 *, const T1 *, int, long, "
+        "long, int, int, int)",
+        "rope",
+        "RoPE / QK-norm",
+        "RoPE",
+    ),
+    (
+        "void vllm::reshape_and_cache_flash_kernel<__nv_bfloat16, __nv_bfloat16, (vllm::Fp8KVCacheDataType)0>"
+        "(const T1 *, const T1 *, T2 *, T2 *, const long *, long, long, long, long, int, int, int, const float *, "
+        "const float *)",
+        "kv-cache",
+        "KV cache",
+        None,
+    ),
+    (
+        "void vllm::paged_attention_v1_kernel<unsigned short, unsigned short, (int)128, (int)16, (int)128, "
+        "(vllm::Fp8KVCacheDataType)0, (bool)0>(T1 *, const T1 *, const T2 *, const T2 *, int, float, const int *)",
+        "attention-decode",
+        "attention (decode)",
+        None,
+    ),
+    (
+        "void vllm::paged_attention_v2_reduce_kernel<unsigned short, (int)128, (int)128, (int)512>(T1 *, "
+        "const float *, const float *, const T1 *, const int *, int)",
+        "attention-decode",
+        "attention (decode)",
+        None,
+    ),
+    ("fused_moe_kernel", "moe", "MoE", None),
+    (
+        "void vllm::moe::topkGatingSoftmax<(int)8, (int)8, (int)4, (int)16>(const float *, const bool *, float *, "
+        "int, int *, int *, int, int, int)",
+        "moe",
+        "MoE",
+        None,
+    ),
+    (
+        "void vllm::moe::topk_softmax_kernel<(int)256>(const float *, const bool *, float *, int *, int *, int, int)",
+        "moe",
+        "MoE",
+        None,
+    ),
+    (
+        "void vllm::moe::moe_align_block_size_kernel<int>(const T1 *, int *, int *, int *, int, int, int, int, "
+        "unsigned long, int *)",
+        "moe",
+        "MoE",
+        None,
+    ),
+    (
+        "void tensorrt_llm::kernels::mmha::masked_multihead_attention_kernel<unsigned short, unsigned short, "
+        "tensorrt_llm::kernels::KVBlockArray, (unsigned int)128>(tensorrt_llm::kernels::Multihead_attention_params"
+        "<T1, (bool)0>, T3)",
+        "attention-decode",
+        "attention (decode)",
+        None,
+    ),
+    (
+        "fmha_v2_flash_attention_bf16_64_128_S_q_paged_kv_128_sm90_kernel_nl",
+        "attention-prefill",
+        "attention (prefill)",
+        None,
+    ),
+    ("_per_token_group_quant_fp8", "quantization", "elementwise / other", None),
+    (
+        "void vllm::static_scaled_fp8_quant_kernel<c10::BFloat16, c10::Float8_e4m3fn>(T2 *, const T1 *, "
+        "const float *, long)",
+        "quantization",
+        "elementwise / other",
+        None,
+    ),
+    (
+        "void flashinfer::norm::GemmaRMSNormKernel<(unsigned int)8, __nv_bfloat16>(T2 *, T2 *, T2 *, unsigned int, "
+        "unsigned int, unsigned int, float, float)",
+        "norm",
+        "norm",
+        None,
+    ),
+    # NCCL: op from the collective name
+    (
+        "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<(unsigned long)4096>)",
+        "communication",
+        "communication",
+        "all-reduce",
+    ),
+    (
+        "ncclDevKernel_AllGather_RING_LL(ncclDevKernelArgsStorage<(unsigned long)4096>)",
+        "communication",
+        "communication",
+        "all-gather",
+    ),
+    (
+        "ncclDevKernel_ReduceScatter_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<(unsigned long)4096>)",
+        "communication",
+        "communication",
+        "reduce-scatter",
+    ),
+    (
+        "ncclKernel_SendRecv_RING_SIMPLE_Sum_int8_t(ncclDevComm *, unsigned long, ncclWork *)",
+        "communication",
+        "communication",
+        "send/recv",
+    ),
+    (
+        "void vllm::cross_device_reduce_1stage<__nv_bfloat16, (int)2>(vllm::RankData *, vllm::RankSignals, "
+        "vllm::Signal *, T1 *, int, int)",
+        "communication",
+        "communication",
+        None,
+    ),
+    # memory operations
+    ("[CUDA memcpy Host-to-Device]", "memcpy", "memcpy / memset", "memcpy host-to-device"),
+    ("[CUDA memcpy Device-to-Host]", "memcpy", "memcpy / memset", "memcpy device-to-host"),
+    ("[CUDA memcpy Device-to-Device]", "memcpy", "memcpy / memset", "memcpy device-to-device"),
+    ("[CUDA memset]", "memset", "memcpy / memset", "memset"),
+    # this engine's kernels
+    (
+        "void gemvx::kernel<int, int, __nv_bfloat16, __nv_bfloat16, __nv_bfloat16, float, (bool)0, (bool)1, (bool)1, "
+        "(bool)0, (int)7, (bool)0, cublasGemvParamsEx<int, cublasGemvTensorStridedBatched<const __nv_bfloat16>, "
+        "cublasGemvTensorStridedBatched<const __nv_bfloat16>, cublasGemvTensorStridedBatched<__nv_bfloat16>, "
+        "float>>(T13, T6, T6)",
+        "gemv",
+        "GEMV",
+        "linear (GEMV)",
+    ),
+    ("gemvx::kernel", "gemv", "GEMV", "linear (GEMV)"),
+    ("FusedAddRMSNormKernel", "norm", "norm", "fused add + RMSNorm"),
+    ("BatchDecodeWithPagedKVCacheKernel", "attention-decode", "attention (decode)", None),
+    ("BatchPrefillWithPagedKVCacheKernel", "attention-prefill", "attention (prefill)", None),
+    ("AppendPagedKVCacheKernel", "kv-cache", "KV cache", None),
+    ("RadixTopKKernel_Unified", "sampling", "sampling / top-k", None),
+    (
+        "void RadixTopKKernel_Unified<(unsigned int)1024, float, int>(float *, int *, int, int)",
+        "sampling",
+        "sampling / top-k",
+        None,
+    ),
+    ("silu_mul_fused_kernel", "activation", "activation", "SiLU*mul"),
+    ("prefill_qk_norm_rope_kernel", "rope", "RoPE / QK-norm", "QK-norm + RoPE"),
+    ("embedding_batched_kernel", "embedding", "embedding", None),
+]
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[OpRule]:
+    return load_rules()
+
+
+def _golden_names() -> list[str]:
+    names: set[str] = set()
+    for path in KERN_SUMS:
+        names.update(pl.read_csv(path)["Name"].to_list())
+    return sorted(names)
+
+
+@needs_shared
+def test_every_golden_kernel_is_mapped(rules: list[OpRule]) -> None:
+    names = _golden_names()
+    assert len(names) > 40, "expected the golden kernel summaries of ../shared/traces"
+    out = classify(names, rules)
+    unmapped = out.filter(~pl.col("mapped") | (pl.col("family") == "other"))["name"].to_list()
+    assert unmapped == []
+
+
+@needs_shared
+def test_golden_decode_trace_composition(rules: list[OpRule]) -> None:
+    """decode_graph_node: GEMV leads by time, and no kernel of a decode-only trace is a big-N GEMM."""
+    kern = pl.read_csv(TRACES / "golden" / "decode_graph_node" / "stats_cuda_gpu_kern_sum.csv")
+    ops = classify(kern["Name"], rules)
+    by_cat = (
+        kern.select(pl.col("Total Time (ns)").alias("t"))
+        .hstack(ops)
+        .group_by("category")
+        .agg(pl.col("t").sum())
+        .sort("t", descending=True)
+    )
+    assert by_cat["category"][0] == "GEMV"
+    assert {"attention", "norm", "KV cache", "RoPE / QK-norm", "sampling / top-k", "embedding"} <= set(
+        by_cat["category"]
+    )
+
+
+@pytest.mark.parametrize(("name", "family", "category", "op"), SPOT_CHECKS, ids=[s[0][:60] for s in SPOT_CHECKS])
+def test_spot_checks(rules: list[OpRule], name: str, family: str, category: str, op: str | None) -> None:
+    row = classify([name], rules).row(0, named=True)
+    assert row["mapped"] is True
+    assert (row["family"], row["category"]) == (family, category), row
+    if op is not None:
+        assert row["op"] == op
+
+
+def test_short_name_is_tried_too(rules: list[OpRule], tmp_path: Path) -> None:
+    user = tmp_path / "short.toml"
+    user.write_text("[[rule]]\npattern = '^my_kernel$'\nfamily = 'gemm'\ncategory = 'GEMM'\nop = 'mine'\n")
+    mine = load_rules(user)
+    out = classify(["void my_kernel<(int)4>(float *)"], mine, short_names=["my_kernel"])
+    assert out.row(0, named=True)["op"] == "mine"
+    assert classify(["void my_kernel<(int)4>(float *)"], mine).row(0, named=True)["op"] != "mine"
+
+
+def test_output_shape_order_and_unmapped(rules: list[OpRule]) -> None:
+    names = pl.Series(["[CUDA memset]", "totally_unknown_kernel", None, "[CUDA memset]", "nvjet_sm90_tst_64x8_a"])
+    out = classify(names, rules)
+    assert out.columns == ["name", "family", "category", "op", "library", "mapped"]
+    assert out["name"].to_list() == names.to_list()
+    assert out["family"].to_list() == ["memset", "other", "other", "memset", "gemv"]
+    unknown = out.row(1, named=True)
+    assert unknown == {
+        "name": "totally_unknown_kernel",
+        "family": "other",
+        "category": "elementwise / other",
+        "op": "unmapped",
+        "library": "",
+        "mapped": False,
+    }
+    assert classify([], rules).height == 0
+
+
+def test_shipped_rules_are_valid() -> None:
+    rules = builtin_rules()
+    assert len(rules) >= 100
+    assert all(r.source == "builtin" for r in rules)
+    assert {r.category for r in rules} <= set(CATEGORIES)
+    assert set(CATEGORIES) == {r.category for r in rules}, "every category has at least one shipped rule"
+
+
+def test_user_rules_override_builtin(tmp_path: Path) -> None:
+    user = tmp_path / "ops.toml"
+    user.write_text(
+        "# my engine names its down projection GEMV\n"
+        "[[rule]]\n"
+        "pattern = 'nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK'\n"
+        "family = 'gemv-down'\n"
+        "category = 'GEMV'\n"
+        "op = 'down projection'\n"
+        "library = 'cuBLASLt'\n"
+    )
+    rules = load_rules(user)
+    assert rules[0].source == str(user)
+    assert rules[1:] == builtin_rules()
+    out = classify(["nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT", "nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT"], rules)
+    assert out["op"].to_list() == ["down projection", "linear (GEMV)"]
+    assert out["family"].to_list() == ["gemv-down", "gemv"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("[[rule]]\npattern = 'gemv('\nfamily = 'gemv'\ncategory = 'GEMV'\nop = 'x'\n", ["rule 1", "regex"]),
+        (
+            "[[rule]]\npattern = 'a'\nfamily = 'gemv'\ncategory = 'GEMV'\nop = 'x'\n"
+            "[[rule]]\npattern = 'b'\nfamily = 'gemv'\nop = 'x'\n",
+            ["rule 2", "category"],
+        ),
+        ("[[rule]]\npattern = 'a'\nfamily = 'gemv'\ncategory = 'Matmul'\nop = 'x'\n", ["rule 1", "Matmul"]),
+        ("[[rule]]\npattern = 'a'\nfamily = 'Gemv Thing'\ncategory = 'GEMV'\nop = 'x'\n", ["rule 1", "family"]),
+        (
+            "[[rule]]\npattern = 'a'\nfamily = 'gemv'\ncategory = 'GEMV'\nop = 'x'\ncolour = 'red'\n",
+            ["rule 1", "colour"],
+        ),
+        ("[[rules]]\npattern = 'a'\n", ["rules"]),
+        ("[[rule]\n", ["TOML"]),
+    ],
+    ids=["bad-regex", "missing-key", "bad-category", "bad-family", "unknown-key", "wrong-table", "bad-toml"],
+)
+def test_bad_user_file_raises_usage_error(tmp_path: Path, body: str, words: list[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(body)
+    with pytest.raises(UsageError) as info:
+        load_rules(bad)
+    message = info.value.one_line()
+    assert str(bad) in message
+    for w in words:
+        assert w.lower() in message.lower(), (w, message)
+    assert info.value.hint
+
+
+def test_missing_user_file_raises_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read"):
+        load_rules(tmp_path / "nope.toml")
+
+
+def test_classify_is_fast_for_thousands_of_names(rules: list[OpRule]) -> None:
+    """A few thousand distinct, long demangled names (most fall through to late rules) in well under a second."""
+    base = [s[0] for s in SPOT_CHECKS]
+    names = [f"{n}<variant {i}>" for i in range(40) for n in base]
+    names += [f"void mylib::unknown_kernel_{i}<" + "c10::BFloat16, " * 40 + ">(T1)" for i in range(500)]
+    start = time.perf_counter()
+    out = classify(names + names, rules)
+    elapsed = time.perf_counter() - start
+    assert out.height == 2 * len(names)
+    assert elapsed < 2.0, elapsed
+
+
+def _naive_families(names: list[str], rules: list[OpRule], shorts: list[str] | None = None) -> list[str]:
+    """The definition: re.search of each rule in order on the name, then on the short name; first match wins."""
+    out = []
+    for k, name in enumerate(names):
+        short = shorts[k] if shorts else None
+        family = next(
+            (
+                r.family
+                for r in rules
+                if re.search(r.pattern, name) or (short is not None and re.search(r.pattern, short))
+            ),
+            "other",
+        )
+        out.append(family)
+    return out
+
+
+def test_prefilter_changes_nothing(rules: list[OpRule]) -> None:
+    """The literal prefilter (Python loop for few names, polars for many) gives exactly the naive result."""
+    names = [s[0] for s in SPOT_CHECKS] + [
+        "ſilu_thing",  # non-ASCII: matches (?i:silu) because re.IGNORECASE folds 'ſ' to 's'
+        "MY_ROTARY_KERNEL",
+        "Rotary_Thing",
+        "LayerNormKernel",
+        "unknown",
+        "",
+        "void foo::KERNEL2<int>()",
+        "x_moe_y",
+        "MOE_router",
+    ]
+    if TRACES.is_dir():
+        names += _golden_names()
+    shorts = [n.split("<")[0].split("(")[0].split("::")[-1] for n in names]
+    expected = _naive_families(names, rules, shorts)
+    few = classify(names[:100], rules, short_names=shorts[:100])["family"].to_list()
+    assert few == expected[:100]
+    many = [f"{n}" for n in names] * 3 + [f"pad_{i}" for i in range(300)]
+    many_shorts = shorts * 3 + [f"pad_{i}" for i in range(300)]
+    got = classify(many, rules, short_names=many_shorts)["family"].to_list()
+    assert got[: len(names)] == expected
+    assert got[len(names) * 3 :] == ["other"] * 300
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literals"),
+    [
+        ("nvjet_(?:[a-z][a-z0-9]*_)*\\d+x(?:[1-9]|1[0-6])_", {("nvjet_", False)}),
+        ("a(?i:BCD)|xyz", {("bcd", True), ("xyz", False)}),
+        ("(?<![A-Za-z])(?i:moe)|Moe", {("moe", True), ("Moe", False)}),
+        ("(?i)Gemm(?!a)", {("gemm", True)}),
+        ("x|y", None),  # single characters become a character set: no literal run
+        ("a?b*", None),
+    ],
+)
+def test_required_literals(pattern: str, literals: set[tuple[str, bool]] | None) -> None:
+    from nsys_doctor.analysis.ops import _required_literals
+
+    found = _required_literals(pattern)
+    assert (set(found) if found is not None else None) == literals
