@@ -18,7 +18,9 @@ from pathlib import Path
 
 HOST = ("CUPTI_ACTIVITY_KIND_RUNTIME", "PROFILER_OVERHEAD", "CUDA_GRAPH_NODE_EVENTS", "CUDA_GRAPH_EVENTS")
 GPU = (
-    "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
+    "CUPTI_ACTIVITY_KIND_KERNEL",
+    "CUPTI_ACTIVITY_KIND_MEMCPY",
+    "CUPTI_ACTIVITY_KIND_MEMSET",
     "CUPTI_ACTIVITY_KIND_SYNCHRONIZATION",
 )
 
@@ -34,7 +36,8 @@ def main() -> None:
     con = sqlite3.connect(a.dst)
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     ends = [
-        r[0] for r in con.execute(
+        r[0]
+        for r in con.execute(
             "SELECT n.end FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId "
             "WHERE coalesce(n.text, s.value) = 'decode_step' ORDER BY n.start"
         )
