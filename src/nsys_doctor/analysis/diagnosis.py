@@ -12,7 +12,7 @@ import polars as pl
 from .distribution import percentile, tail_table
 from .findings import Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
-from .ops import OpRule, classify
+from .ops import OpRule, classify, label_frame
 from .phases import GRAPH_LAUNCH_API, Steps, Window, _assign, calls, choose_window, find_steps, launched_kernels
 
 JSON_SCHEMA = "nsys-doctor/1"
@@ -119,7 +119,13 @@ def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFram
             pl.lit(None, pl.Utf8).alias("tail_grid"),
             pl.lit(None, pl.UInt32).alias("grids"),
         )
-    g = kw.with_columns(pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid"))
+    g = (
+        kw
+        if "grid" in kw.columns
+        else kw.with_columns(
+            pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
+        )
+    )
     typical = g.group_by("name", "grid").len().sort("len", descending=True).unique("name", keep="first")
     slowest = (
         g.sort("dur", descending=True).unique("name", keep="first").select("name", pl.col("grid").alias("tail_grid"))
@@ -156,8 +162,11 @@ def diagnose(
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height
     # kernels and families
     ops = classify(kw["name"].unique().to_list(), rules) if kw.height else classify([], rules)
-    kw = kw.join(ops.select("name", "family", "category", "op"), on="name", how="left")
-    per_kernel = tail_table(kw, ["name", "short", "family", "category", "op"])
+    kw = label_frame(kw.join(ops.select("name", "family", "category", "op"), on="name", how="left"))
+    kw = kw.with_columns(
+        pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
+    )
+    per_kernel = tail_table(kw, ["name", "short", "label", "family", "category", "op"])
     per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
         "total", descending=True
     )
@@ -174,6 +183,7 @@ def diagnose(
     )
     unmapped = ops.filter(~pl.col("mapped"))["name"].to_list() if ops.height else []
     ktails = kernel_tails(kw, per_kernel)
+    grid_tails = tail_table(kw, ["name", "label", "grid"])
     api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     atails = tail_table(api_w, ["name"]).sort("total", descending=True) if api_w.height else tail_table(api_w, ["name"])
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
@@ -188,6 +198,7 @@ def diagnose(
         steps=steps,
         host=host,
         kernel_tails=ktails,
+        grid_tails=grid_tails,
         graph_mode=capture.get("cuda_graph_trace"),  # type: ignore[arg-type]
         graph_launch_rows=graph_launch_rows,
         graph_launch_calls=calls(api_w, GRAPH_LAUNCH_API).height,
@@ -223,7 +234,7 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame) -> pl.DataFrame:
     with more than one signature across steps runs with dynamic shapes (the same name used for several fixed
     shapes inside every step is not dynamic)."""
     empty = pl.DataFrame(
-        schema={"short": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
+        schema={"label": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
     )
     if lk.is_empty() or decode.height < 2:
         return empty
@@ -234,16 +245,17 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame) -> pl.DataFrame:
     inside = inside.with_columns(
         pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
     )
-    per_step = inside.group_by("idx", "short", "name").agg(pl.col("grid").sort().str.join(",").alias("sig"))
+    inside = label_frame(inside)
+    per_step = inside.group_by("idx", "label", "name").agg(pl.col("grid").sort().str.join(",").alias("sig"))
     out = (
-        per_step.group_by("short", "name")
+        per_step.group_by("label", "name")
         .agg(pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps"))
         .join(inside.group_by("name").agg(pl.col("grid").n_unique().cast(pl.UInt32).alias("grids")), on="name")
     )
     return (
         out.filter(pl.col("signatures") >= 2)
         .sort("signatures", descending=True)
-        .select("short", "name", "signatures", "grids", "steps")
+        .select("label", "name", "signatures", "grids", "steps")
     )
 
 
@@ -260,7 +272,6 @@ def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> 
             "why": "the kernels inside CUDA graphs were not recorded, so no kernel-level diagnosis is possible",
             "flag": "--cuda-graph-trace=node",
         }
-        actions.append("Recapture with --cuda-graph-trace=node (nsys-doctor capture adds it) and run the report again.")
     elif "no-kernels" in ids:
         target = {"kind": "recapture", "why": "no kernels in the window"}
     if fam.height and not target:

@@ -122,6 +122,7 @@ class Facts:
     steps: Steps
     host: HostSummary
     kernel_tails: pl.DataFrame  # tail_table by full name, with grid info columns
+    grid_tails: pl.DataFrame  # tail_table by full name and grid (one launch shape)
     graph_mode: str | None
     graph_launch_rows: int  # GRAPH_TRACE rows (graph-level capture)
     graph_launch_calls: int  # cudaGraphLaunch/cuGraphLaunch API calls in the window
@@ -352,7 +353,17 @@ def tails(f: Facts) -> list[Finding]:
     if t.is_empty():
         return []
     out = []
-    outl = t.filter((pl.col("count") >= 10) & (pl.col("max_p50") > 2) & (pl.col("tail_score") >= TAIL_SCORE_MIN))
+    dynamic = set(f.dynamic["name"].to_list()) if f.dynamic.height else set()
+    # an outlier is the same launch repeating with a rare slow instance: either at its usual grid, or at another
+    # grid in a kernel whose shapes change between decode steps (a kernel name shared by several fixed shapes
+    # inside one step, like a prefill's layers and LM head, is not an outlier)
+    same_shape = pl.col("tail_grid") == pl.col("typical_grid")
+    outl = t.filter(
+        (pl.col("count") >= 10)
+        & (pl.col("max_p50") > 2)
+        & (pl.col("tail_score") >= TAIL_SCORE_MIN)
+        & (same_shape | pl.col("name").is_in(list(dynamic)))
+    )
     outl = outl.sort("tail_score", descending=True).head(5)
     if outl.height:
         items = []
@@ -362,51 +373,37 @@ def tails(f: Facts) -> list[Finding]:
                 grid_note = f", grid {r['tail_grid']} instead of {r['typical_grid']}"
             cheap = " (cheap on average)" if r["mean"] < 5_000 else ""
             items.append(
-                f"{r['short']}{cheap}: max {format_ns(r['max'])} vs p50 {format_ns(r['p50'])} "
+                f"{r['label']}{cheap}: max {format_ns(r['max'])} vs p50 {format_ns(r['p50'])} "
                 f"({r['max_p50']:.0f}x, tail score {r['tail_score']:.0f}{grid_note})"
             )
-        out.append(
-            Finding(
-                "tail-outlier",
-                "warning",
-                "; ".join(items),
-                {
-                    "kernels": outl.select(
-                        "name",
-                        "short",
-                        "count",
-                        "p50",
-                        "p99",
-                        "max",
-                        "max_p50",
-                        "tail_score",
-                        "tail_excess",
-                        "typical_grid",
-                        "tail_grid",
-                    ).to_dicts()
-                },
-            )
-        )
+        cols = [
+            "name",
+            "label",
+            "count",
+            "p50",
+            "p99",
+            "max",
+            "max_p50",
+            "tail_score",
+            "tail_excess",
+            "typical_grid",
+            "tail_grid",
+        ]
+        out.append(Finding("tail-outlier", "warning", "; ".join(items), {"kernels": outl.select(cols).to_dicts()}))
+    g = f.grid_tails
+    if f.steps.count < 3:  # one pass through the model: same-shape instances are different layers, not a tail
+        return out
     share_min = 0.01 * f.kernel_time_ns
-    sys_ = t.filter((pl.col("count") >= 20) & (pl.col("p99_p50") > 1.5) & (pl.col("total") >= share_min))
+    sys_ = g.filter((pl.col("count") >= 20) & (pl.col("p99_p50") > 1.5) & (pl.col("total") >= share_min))
     sys_ = sys_.sort("tail_excess", descending=True).head(5)
     if sys_.height:
         items = [
-            f"{r['short']}: p99 {format_ns(r['p99'])} vs p50 {format_ns(r['p50'])} ({r['p99_p50']:.1f}x)"
+            f"{r['label']} (grid {r['grid']}): p99 {format_ns(r['p99'])} vs p50 {format_ns(r['p50'])} "
+            f"({r['p99_p50']:.1f}x)"
             for r in sys_.iter_rows(named=True)
         ]
-        out.append(
-            Finding(
-                "tail-systematic",
-                "info",
-                "; ".join(items),
-                {
-                    "kernels": sys_.select(
-                        "name", "short", "count", "p50", "p99", "max", "p99_p50", "tail_excess"
-                    ).to_dicts()
-                },
-            )
-        )
+        cols = ["name", "label", "grid", "count", "p50", "p99", "max", "p99_p50", "tail_excess"]
+        out.append(Finding("tail-systematic", "info", "; ".join(items), {"kernels": sys_.select(cols).to_dicts()}))
     return out
 
 
@@ -418,7 +415,7 @@ def dynamic_shapes(f: Facts) -> list[Finding]:
     hits = d.sort("signatures", descending=True).head(5)
     if hits.height:
         items = [
-            f"{r['short']} ({r['signatures']} different step shapes, {r['grids']} grids)"
+            f"{r['label']} ({r['signatures']} different step shapes, {r['grids']} grids)"
             for r in hits.iter_rows(named=True)
         ]
         return [

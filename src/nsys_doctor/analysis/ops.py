@@ -354,3 +354,35 @@ def _as_strings(values: list[str] | pl.Series, alias: str) -> pl.Series:
     if isinstance(values, pl.Series):
         return values.cast(pl.String).alias(alias)
     return pl.Series(alias, list(values), dtype=pl.String)
+
+
+# Generic PyTorch/CUTLASS kernel names say little; the functor or op in their template arguments says what runs.
+_GENERIC_SHORT = re.compile(
+    r"^(elementwise_kernel|vectorized_elementwise_kernel|unrolled_elementwise_kernel|reduce_kernel|"
+    r"index_elementwise_kernel|elementwise_kernel_with_index|vectorized_gather_kernel|kernel|Kernel|device_kernel)$"
+)
+_DETAIL = re.compile(r"(\w+Functor\w*|\w+_kernel_cuda|\w+Ops|\w+_kernel_impl\w*|\w+_kernel(?=[<(]))")
+
+
+def kernel_label(name: str, short: str | None) -> str:
+    """A short, distinguishing label: the short name, plus the functor or op from the template arguments of
+    generic PyTorch kernels (``vectorized_elementwise_kernel<MulFunctor>``)."""
+    base = short or name
+    if not _GENERIC_SHORT.match(base):
+        return base
+    tokens = [
+        t
+        for t in (m.group(1) for m in _DETAIL.finditer(name))
+        if t != base and not t.startswith(("gpu_kernel", "launch_", "index_kernel"))
+    ]
+    functors = [t for t in tokens if "Functor" in t]
+    if functors:  # the innermost functor is the operation: BinaryFunctor<..., MulFunctor<float>> -> MulFunctor
+        return f"{base}<{functors[-1]}>"
+    return f"{base}<{tokens[0]}>" if tokens else base
+
+
+def label_frame(df: pl.DataFrame, name: str = "name", short: str = "short") -> pl.DataFrame:
+    """Add a ``label`` column (``kernel_label``), computed once per distinct name."""
+    pairs = df.select(name, short).unique()
+    labels = [kernel_label(n, s) for n, s in pairs.iter_rows()]
+    return df.join(pairs.with_columns(pl.Series("label", labels, dtype=pl.String)), on=[name, short], how="left")

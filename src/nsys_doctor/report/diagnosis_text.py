@@ -111,7 +111,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             format_ns(r["p99"]),
             format_ns(r["max"]),
             str(r["family"]),
-            _short(str(r["short"]), 50),
+            _short(str(r["label"]), 50),
         )
     con.print(kt)
     con.print()
@@ -130,7 +130,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             format_ns(r["max"]),
             f"{r['count']:,}",
             grid,
-            _short(str(r["short"]), 40),
+            _short(str(r["label"]), 40),
         )
     con.print(tt)
     con.print()
@@ -188,7 +188,7 @@ def render_markdown(d: Diagnosis) -> str:
     ]
     out += [
         f"| {_pct(r['share'])} | {format_ns(r['total'])} | {r['count']:,} | {format_ns(r['p50'])} | "
-        f"{format_ns(r['p99'])} | {format_ns(r['max'])} | {r['family']} | `{_md_escape(_short(str(r['short'])))}` |"
+        f"{format_ns(r['p99'])} | {format_ns(r['max'])} | {r['family']} | `{_md_escape(_short(str(r['label'])))}` |"
         for r in d.kernels.head(5).iter_rows(named=True)
     ]
     out += ["", "### Steps", ""] + [f"- {line}" for line in _steps_line(d)]
