@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..analysis.diagnosis import diagnose
-from ..analysis.ops import load_rules
+from ..analysis.diagnosis import Diagnosis, diagnose
+from ..analysis.ops import OpRule, load_rules
 from ..analysis.phases import Window, data_extent
 from ..errors import UsageError
 from ..report.diagnosis_json import render_json
@@ -19,6 +19,58 @@ from ..trace.tables import TraceFrames
 from ..trace.window import parse_filter_time, resolve_nvtx_filter
 
 FORMATS = ("terminal", "markdown", "json")
+
+
+def diagnose_trace(
+    trace: Trace,
+    rules: list[OpRule],
+    window: str | None = None,
+    filter_nvtx: str | None = None,
+    whole_trace: bool = False,
+    top: int = 10,
+) -> Diagnosis:
+    """Read what the diagnosis needs from an open trace and run it (the window options as on the command line)."""
+    info = describe(trace)
+    frames = TraceFrames(trace)
+    chosen: Window | None = None
+    if window:
+        f = parse_filter_time(window)
+        _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        chosen = Window(f.start, min(f.end, hi), "user", f"--window {window}")
+    elif filter_nvtx:
+        f = resolve_nvtx_filter(trace, filter_nvtx)
+        chosen = Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
+    elif whole_trace:
+        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        chosen = Window(lo, hi, "whole-trace", "--whole-trace")
+    gpu = info.gpus[0] if info.gpus else {}
+    trace_info = {
+        "path": str(trace.path),
+        "nsys_version": info.product_version,
+        "schema_version": info.schema_version,
+        "gpu": gpu.get("name"),
+        "gpu_peak_bandwidth_Bps": gpu.get("memoryBandwidth"),
+        "gpus": len(info.gpus),
+        "cuda_graph_trace": info.capture.get("cuda_graph_trace"),
+        "capture_range": info.capture.get("capture_range"),
+        "command": info.capture.get("command"),
+        "missing": info.missing,
+    }
+    return diagnose(
+        frames.kernels,
+        frames.api,
+        frames.memcpy,
+        frames.gpu_ops,
+        frames.nvtx,
+        frames.graph_launches.height,
+        info.capture,
+        info.diagnostics,
+        frames.overhead,
+        trace_info,
+        rules,
+        window=chosen,
+        top=top,
+    )
 
 
 @click.command()
@@ -57,47 +109,7 @@ def report(
         raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
     rules = load_rules(ops_file)
     with Trace.open(trace_path) as trace:
-        info = describe(trace)
-        frames = TraceFrames(trace)
-        chosen: Window | None = None
-        if window:
-            f = parse_filter_time(window)
-            lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-            chosen = Window(f.start, min(f.end, hi), "user", f"--window {window}")
-        elif filter_nvtx:
-            f = resolve_nvtx_filter(trace, filter_nvtx)
-            chosen = Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
-        elif whole_trace:
-            lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-            chosen = Window(lo, hi, "whole-trace", "--whole-trace")
-        gpu = info.gpus[0] if info.gpus else {}
-        trace_info = {
-            "path": str(trace.path),
-            "nsys_version": info.product_version,
-            "schema_version": info.schema_version,
-            "gpu": gpu.get("name"),
-            "gpu_peak_bandwidth_Bps": gpu.get("memoryBandwidth"),
-            "gpus": len(info.gpus),
-            "cuda_graph_trace": info.capture.get("cuda_graph_trace"),
-            "capture_range": info.capture.get("capture_range"),
-            "command": info.capture.get("command"),
-            "missing": info.missing,
-        }
-        d = diagnose(
-            frames.kernels,
-            frames.api,
-            frames.memcpy,
-            frames.gpu_ops,
-            frames.nvtx,
-            frames.graph_launches.height,
-            info.capture,
-            info.diagnostics,
-            frames.overhead,
-            trace_info,
-            rules,
-            window=chosen,
-            top=top,
-        )
+        d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
     if fmt == "json":
         text = render_json(d)
     elif fmt == "markdown":

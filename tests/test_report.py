@@ -1,0 +1,332 @@
+"""The diagnosis report on the real traces: acceptance checks, and for every finding a trace that has the
+problem and one that does not."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.diagnosis import Diagnosis, diagnose
+from nsys_doctor.analysis.findings import CATALOGUE
+from nsys_doctor.analysis.ops import load_rules
+from nsys_doctor.cli.main import main
+from nsys_doctor.cli.report import diagnose_trace
+from nsys_doctor.trace.meta import describe
+from nsys_doctor.trace.tables import TraceFrames
+
+from .conftest import SAMPLE, TRACES, needs_shared, open_trace
+
+RULES = load_rules(None)
+_CACHE: dict[tuple, Diagnosis] = {}
+
+
+def report_of(path: Path, **options: object) -> Diagnosis:
+    key = (path, tuple(sorted(options.items())))
+    if key not in _CACHE:
+        _CACHE[key] = diagnose_trace(open_trace(path), RULES, **options)  # type: ignore[arg-type]
+    return _CACHE[key]
+
+
+def ids(d: Diagnosis) -> list[str]:
+    return [f.id for f in d.findings]
+
+
+def finding(d: Diagnosis, fid: str):
+    return next(f for f in d.findings if f.id == fid)
+
+
+def T(name: str) -> Path:
+    return TRACES / f"{name}.sqlite"
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory: pytest.TempPathFactory):
+    """Copies of the sample trace with one thing changed, for problems the real corpus does not have."""
+    made: dict[str, Path] = {}
+
+    def make(kind: str) -> Path:
+        if kind in made:
+            return made[kind]
+        dst = tmp_path_factory.mktemp(kind) / f"{kind}.sqlite"
+        shutil.copyfile(SAMPLE, dst)
+        con = sqlite3.connect(dst)
+        if kind == "sync-copies":  # the per-step async copy and memset become their synchronous forms
+            con.execute("UPDATE StringIds SET value = 'cudaMemcpy_v3020' WHERE value = 'cudaMemcpyAsync_v3020'")
+            con.execute("UPDATE StringIds SET value = 'cudaMemset_v3020' WHERE value = 'cudaMemsetAsync_v3020'")
+        elif kind == "alloc":  # a per-step API call becomes an allocation
+            con.execute("UPDATE StringIds SET value = 'cudaMalloc_v3020' WHERE value = 'cudaMemcpyAsync_v3020'")
+        elif kind == "no-kernels":
+            con.execute("DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL")
+        elif kind == "no-diagnostics":
+            con.execute("DELETE FROM DIAGNOSTIC_EVENT")
+        con.commit()
+        con.close()
+        made[kind] = dst
+        return dst
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------- acceptance
+
+
+@needs_shared
+def test_pathologies_acceptance():
+    d = report_of(T("decode_pathologies"))
+    # the window is the three measured requests: model loading and warm-up are left out
+    assert d.window.source == "nvtx-requests"
+    assert d.window.start > d.window.loading_end  # type: ignore[operator]
+    found = ids(d)
+    for fid in ("host-sync-in-inference", "pageable-memcpy", "tail-outlier", "gpu-idle-gap"):
+        assert fid in found, found
+    sync = finding(d, "host-sync-in-inference")
+    assert sync.evidence["per_step"] >= 1.0
+    pageable = finding(d, "pageable-memcpy")
+    assert pageable.evidence["per_step"] >= 1.0
+    assert pageable.severity == "warning"  # 1 MiB per step, not a few bytes
+    tail = finding(d, "tail-outlier")
+    top = tail.evidence["kernels"][0]
+    assert "MulFunctor" in top["name"] and top["label"] == "vectorized_elementwise_kernel<MulFunctor>"
+    assert (top["typical_grid"], top["tail_grid"]) == ("16x1x1", "16384x1x1")
+    assert "16384x1x1 instead of 16x1x1" in tail.summary
+    gaps = finding(d, "gpu-idle-gap")
+    assert gaps.evidence["gaps"] == 2  # the two 0.7 s sleeps between the three requests
+    assert all(650_000_000 < g["dur"] < 750_000_000 for g in gaps.evidence["longest"])
+    assert gaps.evidence["loading_phase_gaps"] > 0  # loading gaps are counted as loading, not as findings
+    assert d.steps.source.startswith("nvtx")
+    assert d.step_summary["decode"]["count"] == 285  # 3 requests x 95 decode steps
+
+
+@needs_shared
+def test_graph_level_capture_first_finding():
+    d = report_of(T("decode_graph_graph"))
+    first = d.findings[0]
+    assert first.id == "graph-trace-not-node"
+    assert first.severity == "critical"
+    assert "--cuda-graph-trace=node" in first.action
+    assert first.evidence["flag"] == "--cuda-graph-trace=node"
+    assert d.target["kind"] == "recapture"
+
+
+@needs_shared
+def test_graph_node_targets_gemv_without_host_findings():
+    d = report_of(T("decode_graph_node"))
+    assert d.target["family"] == "gemv"
+    assert d.families.row(0, named=True)["category"] == "GEMV"
+    for fid in ("host-sync-in-inference", "pageable-memcpy", "alloc-churn", "launch-bound", "sync-memcpy"):
+        assert fid not in ids(d)
+    assert d.step_summary["decode"]["count"] == 127
+    assert d.step_summary["prefill"]["count"] == 1
+
+
+@needs_shared
+def test_eager_is_launch_bound():
+    d = report_of(T("decode_eager"))
+    lb = finding(d, "launch-bound")
+    assert 650 <= lb.evidence["launches_per_step"] <= 750
+    assert "708 kernel launches per decode step" in lb.summary
+    assert d.target.get("host_first") == "launch-bound"
+
+
+@needs_shared
+def test_prefill_gemm_and_attention_lead():
+    d = report_of(T("prefill_2048"))
+    fams = d.families["family"].to_list()
+    assert fams[0] == "gemm"
+    assert "attention" in fams[:3]
+    assert d.step_summary["count"] == 1
+    assert d.step_summary["prefill"]["count"] == 1
+    assert "tail-outlier" not in ids(d)  # the LM head's other grid is another layer, not an outlier
+
+
+# -------------------------------------------------------------------- every finding: with and without it
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("fid", "has", "lacks"),
+    [
+        ("launch-bound", "decode_eager", "decode_graph_node"),
+        ("low-gpu-utilization", "decode_eager", "decode_graph_node"),
+        ("gpu-idle-gap", "decode_pathologies", "decode_eager"),
+        ("host-sync-in-inference", "decode_pathologies", "decode_graph_node"),
+        ("pageable-memcpy", "decode_pathologies", "decode_graph_node"),
+        ("tail-outlier", "decode_pathologies", "decode_graph_node"),
+        ("dynamic-shapes", "decode_pathologies", "decode_graph_node"),
+        ("profiler-inflation", "decode_graph_node", "decode_eager"),
+        ("graph-trace-not-node", "decode_graph_graph", "decode_graph_node"),
+    ],
+)
+def test_finding_on_real_traces(fid, has, lacks):
+    assert fid in ids(report_of(T(has)))
+    assert fid not in ids(report_of(T(lacks)))
+
+
+@needs_shared
+def test_module_loading_only_when_loading_is_in_the_window():
+    assert "module-loading-in-window" in ids(report_of(T("decode_pathologies"), whole_trace=True))
+    assert "module-loading-in-window" not in ids(report_of(T("decode_pathologies")))
+
+
+def test_sync_copies_and_memsets(edited):
+    d = diagnose_trace(open_trace(edited("sync-copies")), RULES)
+    assert "sync-memcpy" in ids(d) and "sync-memset" in ids(d)
+    assert finding(d, "sync-memcpy").evidence["in_steps"] >= 16
+    clean = diagnose_trace(open_trace(SAMPLE), RULES)
+    assert "sync-memcpy" not in ids(clean) and "sync-memset" not in ids(clean)
+
+
+def test_alloc_churn(edited):
+    d = diagnose_trace(open_trace(edited("alloc")), RULES)
+    churn = finding(d, "alloc-churn")
+    assert churn.severity == "warning" and churn.evidence["in_steps"] >= 16
+    assert "alloc-churn" not in ids(diagnose_trace(open_trace(SAMPLE), RULES))
+
+
+def test_no_kernels(edited):
+    d = diagnose_trace(open_trace(edited("no-kernels")), RULES)
+    assert ids(d)[0] == "no-kernels"
+    assert "no-kernels" not in ids(diagnose_trace(open_trace(SAMPLE), RULES))
+
+
+def test_profiler_dropped_data(edited):
+    assert "profiler-dropped-data" in ids(diagnose_trace(open_trace(SAMPLE), RULES))
+    assert "profiler-dropped-data" not in ids(diagnose_trace(open_trace(edited("no-diagnostics")), RULES))
+
+
+@needs_shared
+def test_systematic_tail_on_a_stretched_kernel():
+    """Every 20th instance of the gate/up GEMV made 1.8x slower gives a systematic tail; the original has none."""
+    trace = open_trace(T("decode_graph_node"))
+    info, frames = describe(trace), TraceFrames(trace)
+    target = "nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT"
+
+    def run(kernels: pl.DataFrame) -> list[str]:
+        d = diagnose(
+            kernels,
+            frames.api,
+            frames.memcpy,
+            frames.gpu_ops,
+            frames.nvtx,
+            0,
+            info.capture,
+            [],
+            frames.overhead,
+            {},
+            RULES,
+        )
+        return ids(d)
+
+    assert "tail-systematic" not in run(frames.kernels)
+    k = frames.kernels.with_row_index("_i")
+    slow = (pl.col("name") == target) & (pl.col("_i") % 20 == 0)
+    stretched = k.with_columns(pl.when(slow).then((pl.col("dur") * 1.8).cast(pl.Int64)).otherwise("dur").alias("dur"))
+    stretched = stretched.with_columns((pl.col("start") + pl.col("dur")).alias("end")).drop("_i")
+    assert "tail-systematic" in run(stretched)
+
+
+def test_every_catalogued_finding_is_tested():
+    tested = {
+        "launch-bound",
+        "low-gpu-utilization",
+        "gpu-idle-gap",
+        "host-sync-in-inference",
+        "pageable-memcpy",
+        "tail-outlier",
+        "dynamic-shapes",
+        "profiler-inflation",
+        "graph-trace-not-node",
+        "module-loading-in-window",
+        "sync-memcpy",
+        "sync-memset",
+        "alloc-churn",
+        "no-kernels",
+        "profiler-dropped-data",
+        "tail-systematic",
+    }
+    assert tested == set(CATALOGUE)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def test_json_schema(capsys):
+    assert main(["report", str(SAMPLE), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == "nsys-doctor/1"
+    for key in (
+        "trace",
+        "window",
+        "steps",
+        "kernels",
+        "families",
+        "findings",
+        "diagnosis",
+        "next_actions",
+        "host",
+        "tails",
+        "unmapped_kernels",
+    ):
+        assert key in data
+    assert data["window"]["source"] == "capture-range"
+    assert data["families"][0]["family"] == "gemv"
+    assert all(set(f) >= {"id", "severity", "title", "summary", "evidence", "action"} for f in data["findings"])
+    assert data["steps"]["decode"]["count"] == 16
+    assert abs(sum(f["share"] for f in data["families"]) - 1.0) < 1e-9
+
+
+def test_markdown_and_output_file(tmp_path, capsys):
+    out = tmp_path / "report.md"
+    assert main(["report", str(SAMPLE), "--format", "markdown", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("## nsys-doctor report")
+    assert "### Diagnosis" in text and "| GEMV | gemv |" in text
+    capsys.readouterr()
+
+
+def test_terminal_report_leads_with_window_and_diagnosis(capsys):
+    assert main(["report", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[2].startswith("Window ") and "cudaProfilerApi capture range" in lines[2]
+    assert "Diagnosis" in out and "GEMV kernels take" in out
+    assert "\x1b[" not in out  # no colour codes when not writing to a terminal
+
+
+def test_window_options(capsys):
+    d = diagnose_trace(open_trace(SAMPLE), RULES, filter_nvtx="decode_step/3")
+    assert d.window.source == "user" and d.steps.count == 1
+    assert main(["report", str(SAMPLE), "--window", "20ms/40ms", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["window"]["start_ns"], data["window"]["end_ns"]) == (20_000_000, 40_000_000)
+    assert main(["report", str(SAMPLE), "--window", "1s/2s", "--whole-trace"]) == 2
+
+
+def test_user_ops_file_overrides(tmp_path, capsys):
+    rules = tmp_path / "ops.toml"
+    rules.write_text('[[rule]]\npattern = "^nvjet_"\nfamily = "my-linear"\ncategory = "GEMM"\nop = "linear"\n')
+    assert main(["report", str(SAMPLE), "--ops", str(rules), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["families"][0]["family"] == "my-linear"
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "path",
+    sorted(TRACES.glob("*.sqlite"))
+    + sorted(TRACES.glob("multigpu/*.sqlite"))
+    + sorted(TRACES.glob("external/*/*.sqlite")),
+    ids=lambda p: p.name,
+)
+def test_report_runs_on_every_shared_trace(path):
+    d = report_of(path)
+    data = d.to_dict()
+    assert data["schema"] == "nsys-doctor/1"
+    assert d.window.end > d.window.start
+    assert d.families.height > 0
+    assert d.next_actions
