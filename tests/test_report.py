@@ -330,3 +330,35 @@ def test_report_runs_on_every_shared_trace(path):
     assert d.window.end > d.window.start
     assert d.families.height > 0
     assert d.next_actions
+
+
+def test_project_config_rules(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_ops.toml").write_text(
+        '[[rule]]\npattern = "^nvjet_"\nfamily = "file-linear"\ncategory = "GEMM"\nop = "linear"\n'
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.nsys-doctor]\nops = "my_ops.toml"\n')
+    sub = tmp_path / "work"
+    sub.mkdir()
+    monkeypatch.chdir(sub)  # found from a subdirectory, path relative to the config file
+    assert main(["report", str(SAMPLE), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["families"][0]["family"] == "file-linear"
+    (tmp_path / "nsys-doctor.toml").write_text(
+        '[[ops-rule]]\npattern = "^nvjet_"\nfamily = "inline-linear"\ncategory = "GEMV"\nop = "linear"\n'
+    )
+    assert main(["report", str(SAMPLE), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["families"][0]["family"] == "inline-linear"
+    (tmp_path / "nsys-doctor.toml").write_text(
+        "[[ops-rule]]\npattern = '('\nfamily = 'x'\ncategory = 'GEMV'\nop = 'y'\n"
+    )
+    code = main(["report", str(SAMPLE)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nsys-doctor.toml" in err and len(err.strip().splitlines()) == 1
+
+
+def test_tails_by_base_name_and_grid(capsys):
+    assert main(["report", str(SAMPLE), "--format", "json"]) == 0
+    tails = json.loads(capsys.readouterr().out)["tails"]
+    assert {"kernels", "kernels_by_base_name", "kernels_by_grid", "api"} <= set(tails)
+    assert all("grid" in r for r in tails["kernels_by_grid"])
+    names = {r["name"] for r in tails["api"]}
+    assert "cudaGraphLaunch_v10000" in names

@@ -54,6 +54,8 @@ class Diagnosis:
     families: pl.DataFrame
     unmapped: list[str]
     kernel_tails: pl.DataFrame
+    base_tails: pl.DataFrame
+    grid_tails: pl.DataFrame
     api_tails: pl.DataFrame
     host: HostSummary
     findings: list[Finding]
@@ -70,7 +72,12 @@ class Diagnosis:
             "kernels": self.kernels.to_dicts(),
             "families": self.families.to_dicts(),
             "unmapped_kernels": self.unmapped,
-            "tails": {"kernels": self.kernel_tails.to_dicts(), "api": self.api_tails.to_dicts()},
+            "tails": {
+                "kernels": self.kernel_tails.to_dicts(),
+                "kernels_by_base_name": self.base_tails.to_dicts(),
+                "kernels_by_grid": self.grid_tails.to_dicts(),
+                "api": self.api_tails.to_dicts(),
+            },
             "host": self.host.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "diagnosis": self.target,
@@ -184,6 +191,7 @@ def diagnose(
     unmapped = ops.filter(~pl.col("mapped"))["name"].to_list() if ops.height else []
     ktails = kernel_tails(kw, per_kernel)
     grid_tails = tail_table(kw, ["name", "label", "grid"])
+    base_tails = tail_table(kw, ["short"]).sort("tail_score", descending=True)
     api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     atails = tail_table(api_w, ["name"]).sort("total", descending=True) if api_w.height else tail_table(api_w, ["name"])
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
@@ -219,6 +227,8 @@ def diagnose(
         families=fam,
         unmapped=unmapped,
         kernel_tails=ktails.head(max(top, 1)),
+        base_tails=base_tails.head(max(top, 1)),
+        grid_tails=grid_tails.sort("tail_score", descending=True).head(max(top, 1)),
         api_tails=atails.head(max(top, 1)),
         host=host,
         findings=findings,

@@ -64,24 +64,27 @@ class OpRule:
     source: str = BUILTIN_SOURCE
 
 
-def load_rules(user_file: str | Path | None = None) -> list[OpRule]:
-    """The rules to classify with: the user's (if any) first, so that they override, then the shipped ones.
+def load_rules(user_file: str | Path | None = None, extra: list[OpRule] | None = None) -> list[OpRule]:
+    """The rules to classify with: the user's file (if any) first, so that they override, then ``extra`` (e.g.
+    the project config's), then the shipped ones.
 
     Raises ``UsageError`` naming the file and the rule for a missing file, bad TOML, a missing or unknown key, an
     unknown category, a family that is not a kebab-case id, or a pattern that is not a valid Python regex.
     """
-    user: list[OpRule] = []
-    if user_file is not None:
-        path = Path(user_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read op rules file {path}: {exc.strerror or exc}",
-                "pass an existing TOML file of [[rule]] tables",
-            ) from exc
-        user = parse_rules(text, source=str(path))
-    return [*user, *builtin_rules()]
+    user = read_rules_file(user_file) if user_file is not None else []
+    return [*user, *(extra or []), *builtin_rules()]
+
+
+def read_rules_file(user_file: str | Path) -> list[OpRule]:
+    """The rules of one user TOML file (``[[rule]]`` tables), validated."""
+    path = Path(user_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read op rules file {path}: {exc.strerror or exc}", "pass an existing TOML file of [[rule]] tables"
+        ) from exc
+    return parse_rules(text, source=str(path))
 
 
 def builtin_rules() -> list[OpRule]:
@@ -113,6 +116,11 @@ def parse_rules(text: str, source: str) -> list[OpRule]:
     if not isinstance(tables, list):
         raise UsageError(f"op rules file {where}: 'rule' must be an array of tables", "write [[rule]], not [rule]")
     return [_rule_from_table(table, i, where, source) for i, table in enumerate(tables, start=1)]
+
+
+def parse_rules_tables(tables: list[Any], source: str) -> list[OpRule]:
+    """Validate rules given as already-parsed TOML tables (e.g. inline in a project config)."""
+    return [_rule_from_table(table, i, source, source) for i, table in enumerate(tables, start=1)]
 
 
 def _rule_from_table(table: Any, index: int, where: str, source: str) -> OpRule:

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ..analysis.diagnosis import Diagnosis, diagnose
-from ..analysis.ops import OpRule, load_rules
+from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
 from ..analysis.phases import Window, data_extent
+from ..config import find_config
 from ..errors import UsageError
 from ..report.diagnosis_json import render_json
 from ..report.diagnosis_text import render_markdown, render_terminal
@@ -19,6 +20,19 @@ from ..trace.tables import TraceFrames
 from ..trace.window import parse_filter_time, resolve_nvtx_filter
 
 FORMATS = ("terminal", "markdown", "json")
+
+
+def project_rules(ops_file: Path | None) -> list[OpRule]:
+    """--ops rules first, then the project config's (``ops`` file and inline ``ops-rule`` tables), then shipped."""
+    cfg = find_config()
+    extra: list[OpRule] = []
+    if cfg.path is not None:
+        if isinstance(cfg.data.get("ops"), str):
+            extra += read_rules_file(cfg.relative(str(cfg.data["ops"])))
+        inline = cfg.data.get("ops-rule")
+        if isinstance(inline, list) and inline:
+            extra += parse_rules_tables(inline, str(cfg.path))
+    return load_rules(ops_file, extra)
 
 
 def diagnose_trace(
@@ -107,7 +121,7 @@ def report(
     """
     if sum(bool(x) for x in (window, filter_nvtx, whole_trace)) > 1:
         raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
-    rules = load_rules(ops_file)
+    rules = project_rules(ops_file)
     with Trace.open(trace_path) as trace:
         d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
     if fmt == "json":
