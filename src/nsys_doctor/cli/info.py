@@ -23,3 +23,6 @@ def info(trace_path: Path, fmt: str) -> None:
         click.echo(json.dumps({"schema": "nsys-doctor/1", "info": data.to_dict()}, indent=2))
     else:
         click.echo(render_info(data), nl=False)
+
+
+COMMANDS = [info]

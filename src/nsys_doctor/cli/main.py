@@ -19,12 +19,33 @@ def cli() -> None:
     """
 
 
-def _register() -> None:
-    from . import info, report, sample, stats
+# Subcommand modules, in the order ``--help`` lists them. Each module exposes ``COMMANDS``: its click commands.
+COMMAND_MODULES = (
+    "report",
+    "stats",
+    "info",
+    "roofline",
+    "diff",
+    "explain",
+    "capture",
+    "check",
+    "session",
+    "nccl",
+    "sample",
+)
 
-    for command in (report.report, stats.stats, info.info, sample.sample):
-        if command.name not in cli.commands:
-            cli.add_command(command)
+
+def _register() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"{__package__}.{name}") is None:
+            continue  # a subcommand not built yet
+        module = importlib.import_module(f"{__package__}.{name}")
+        for command in getattr(module, "COMMANDS", ()):
+            if command.name not in cli.commands:
+                cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,3 +135,6 @@ def report(
         click.echo(f"wrote {output}", err=True)
     else:
         sys.stdout.write(text)
+
+
+COMMANDS = [report]

@@ -21,3 +21,6 @@ def sample() -> None:
     Try:  nsys-doctor stats "$(nsys-doctor sample)" -r cuda_gpu_kern_sum:base
     """
     click.echo(sample_path())
+
+
+COMMANDS = [sample]

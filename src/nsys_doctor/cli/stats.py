@@ -142,3 +142,6 @@ def _destination(output: str, report_text: str, fmt: str, n_reports: int) -> Pat
         return p
     tag = report_text.replace(":", "_").replace("=", "_").replace("/", "_")
     return p.parent / f"{p.name}_{tag}.{EXTENSIONS[fmt]}"
+
+
+COMMANDS = [stats]
