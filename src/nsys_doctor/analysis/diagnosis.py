@@ -13,7 +13,7 @@ from .distribution import percentile, tail_table
 from .findings import Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
 from .ops import OpRule, classify, label_frame
-from .phases import GRAPH_LAUNCH_API, Steps, Window, _assign, calls, choose_window, find_steps, launched_kernels
+from .phases import GRAPH_LAUNCH_API, Steps, Window, assign_to_steps, calls, choose_window, find_steps, launched_kernels
 
 JSON_SCHEMA = "nsys-doctor/1"
 
@@ -249,7 +249,7 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame) -> pl.DataFrame:
     if lk.is_empty() or decode.height < 2:
         return empty
     lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t"))
-    inside = _assign(lk, decode, "t").filter(pl.col("idx").is_not_null())
+    inside = assign_to_steps(lk, decode, "t").filter(pl.col("idx").is_not_null())
     if inside.is_empty():
         return empty
     inside = inside.with_columns(

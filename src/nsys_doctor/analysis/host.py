@@ -130,7 +130,7 @@ def idle_gaps(busy: pl.DataFrame, lo: int, hi: int, min_ns: int) -> pl.DataFrame
 def _group(
     api_w: pl.DataFrame, pattern: re.Pattern[str], step_tbl: pl.DataFrame, exclude: re.Pattern[str] | None = None
 ) -> ApiGroup:
-    from .phases import _assign
+    from .phases import assign_to_steps
 
     sel = calls(api_w, pattern, exclude)
     if sel.is_empty():
@@ -138,7 +138,7 @@ def _group(
     names = dict(sel.group_by("name").len().sort("len", descending=True).iter_rows())
     in_steps = 0
     if step_tbl.height:
-        in_steps = _assign(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
+        in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
     return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, int(sel["dur"].max()))  # type: ignore[arg-type]
 
 
@@ -151,7 +151,7 @@ def summarize_host(
     steps: Steps,
     lk: pl.DataFrame | None = None,
 ) -> HostSummary:
-    from .phases import _assign
+    from .phases import assign_to_steps
 
     w0, w1 = window.start, window.end
     api_w = api.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
@@ -193,7 +193,7 @@ def summarize_host(
         pc = pageable.join(
             api.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
         ).with_columns(pl.coalesce("l_start", "start").alias("t"))
-        pageable_in_steps = _assign(pc, st, "t").filter(pl.col("idx").is_not_null()).height
+        pageable_in_steps = assign_to_steps(pc, st, "t").filter(pl.col("idx").is_not_null()).height
     return HostSummary(
         launches=launches.height,
         launches_per_step=(float(st["launches"].median()) if st.height else None),  # type: ignore[arg-type]

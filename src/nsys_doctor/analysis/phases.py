@@ -181,7 +181,7 @@ def launched_kernels(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
     return kernels.join(a, on=["correlationId", "pid"], how="left")
 
 
-def _assign(events: pl.DataFrame, steps: pl.DataFrame, time_col: str) -> pl.DataFrame:
+def assign_to_steps(events: pl.DataFrame, steps: pl.DataFrame, time_col: str) -> pl.DataFrame:
     """Attach the step index (``idx``) whose [start, end] holds ``time_col`` (null when none)."""
     if events.is_empty() or steps.is_empty():
         return events.with_columns(pl.lit(None, pl.Int64).alias("idx"))
@@ -248,14 +248,14 @@ def find_steps(
         table, source = _data_steps(lk_w, api_w, window, notes)
     if table.is_empty():
         return Steps("none", table.with_columns(*(pl.lit(None, t).alias(c) for c, t in _MEASURES.items())), notes)
-    ks = _assign(lk_w, table, "t_launch").filter(pl.col("idx").is_not_null())
+    ks = assign_to_steps(lk_w, table, "t_launch").filter(pl.col("idx").is_not_null())
     per_k = ks.group_by("idx").agg(
         pl.col("dur").sum().alias("gpu_time"),
         pl.len().alias("kernels"),
         pl.col("start").min().alias("gpu_start"),
         pl.col("end").max().alias("gpu_end"),
     )
-    launches = _assign(calls(api_w, LAUNCH_API), table, "start")
+    launches = assign_to_steps(calls(api_w, LAUNCH_API), table, "start")
     per_l = launches.filter(pl.col("idx").is_not_null()).group_by("idx").agg(pl.len().alias("launches"))
     table = (
         table.join(per_k, on="idx", how="left")
