@@ -205,3 +205,25 @@ def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
     if any("might have been collected" in d or "dropped" in d.lower() for d in info.diagnostics):
         out.append("profiler reported possibly dropped events (see diagnostics)")
     return out
+
+
+_PROMPT_FLAGS = ("--prompt-len", "--prompt_len", "--input-len", "--input_len", "--isl", "--prompt-tokens")
+_OUTPUT_FLAGS = ("--output-len", "--output_len", "--osl", "--max-tokens", "--max_tokens", "--output-tokens")
+
+
+def workload_shape(command: str | None) -> tuple[int | None, int | None]:
+    """(prompt length, output length) read from the captured command line's usual benchmark flags."""
+    if not command:
+        return None, None
+    words = command.split()
+
+    def value(flags: tuple[str, ...]) -> int | None:
+        for i, w in enumerate(words):
+            name, _, inline = w.partition("=")
+            if name in flags:
+                text = inline or (words[i + 1] if i + 1 < len(words) else "")
+                if text.isdigit():
+                    return int(text)
+        return None
+
+    return value(_PROMPT_FLAGS), value(_OUTPUT_FLAGS)
