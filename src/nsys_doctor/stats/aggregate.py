@@ -29,6 +29,22 @@ def grouped_stats(df: pl.DataFrame, keys: list[str], value: str, prefix: str = "
     )
 
 
+def grouped_stats_multi(df: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """``grouped_stats`` of several value columns in one pass; columns are prefixed ``<value>_``."""
+    aggs = []
+    for value in values:
+        v = pl.col(value)
+        aggs += [
+            v.count().alias(f"{value}_n"),
+            v.sum().alias(f"{value}_total"),
+            v.median().alias(f"{value}_med"),
+            v.min().alias(f"{value}_min"),
+            v.max().alias(f"{value}_max"),
+            v.std(ddof=1).alias(f"{value}_std"),
+        ]
+    return df.group_by(keys, maintain_order=True).agg(aggs)
+
+
 def avg(total: int | None, n: int) -> float | None:
     """SQLite ``avg``: double(sum) / double(count); NULL for an empty group."""
     if not n or total is None:

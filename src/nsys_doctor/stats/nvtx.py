@@ -12,10 +12,9 @@ from __future__ import annotations
 import polars as pl
 
 from ..trace import schema as S
-from ..trace.tables import load
+from ..trace.tables import LAUNCH_NAMES_SQL, load, resolve_names
 from .aggregate import grouped_stats, r1, share, stat_cells
-from .core import Column, ReportContext, StatsTable, report
-from .kernels import kernels_with_names
+from .core import Column, ReportContext, StatsTable, kernel_name_column, report
 
 PID_UNIT = 1 << 24
 PUSHPOP_TYPES = (59, 70)
@@ -125,9 +124,12 @@ def containing(queries: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _api_calls(ctx: ReportContext) -> pl.DataFrame:
-    """Filtered runtime/driver API rows: correlationId, globalPid (process of the call), globalTid, r_start, r_end."""
-    r = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], ctx.flt)
+def _api_calls(ctx: ReportContext, launches_only: bool = False) -> pl.DataFrame:
+    """Filtered runtime/driver API rows: correlationId, globalPid (process of the call), globalTid, r_start, r_end.
+
+    ``launches_only`` reads only kernel-launch calls (enough when joining kernels, and much less to read)."""
+    where = LAUNCH_NAMES_SQL if launches_only else ""
+    r = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], ctx.flt, where=where)
     return r.select(
         "correlationId",
         (pl.col("globalTid") // PID_UNIT * PID_UNIT).alias("globalPid"),
@@ -214,17 +216,47 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
         if not ctx.trace.schema.has(table):
             return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, [], why)
     ranges = _indexed_ranges(_nvtx_events(ctx))
-    kern = kernels_with_names(ctx, ["correlationId", "globalPid"]).with_row_index("kid")
-    kern = kern.select("kid", "dur", pl.col("name").alias("kname"), "correlationId", "globalPid")
-    calls = kern.join(_api_calls(ctx), on=["correlationId", "globalPid"], how="left", maintain_order="left")
-    combo = _calls_in_ranges(calls, ranges.select("rid", "tid", "rs", "re"))
+    name_col = kernel_name_column(ctx)
+    kcols = ["start", "end", name_col, "correlationId", "globalPid"]
+    if name_col == "mangledName":
+        kcols.append("demangledName")
+    kern = load(ctx.trace, S.KERNEL, kcols, ctx.flt)
+    if name_col == "mangledName":
+        kern = kern.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
+    kern = kern.with_row_index("kid").select(
+        "kid",
+        (pl.col("end") - pl.col("start")).alias("dur"),
+        pl.col(name_col).alias("kname_id"),
+        "correlationId",
+        "globalPid",
+    )
+    api = _api_calls(ctx, launches_only=True).with_row_index("qid")
+    kern = kern.join(
+        api.select("correlationId", "globalPid", "qid", "globalTid"),
+        on=["correlationId", "globalPid"],
+        how="left",
+        maintain_order="left",
+    )
+    # containment is computed once per launch call (graph launches and repeated calls are shared by many kernels)
+    used = api.join(kern.select("qid").drop_nulls().unique(), on="qid", how="semi")
+    q = used.select("qid", pl.col("globalTid").alias("tid"), pl.col("r_start").alias("s"), pl.col("r_end").alias("e"))
+    hits = containing(q, ranges.select("rid", "tid", "rs", "re"))
+    combo = kern.join(hits, on="qid", how="left", maintain_order="left")
     combo = combo.join(ranges.select("rid", "name", "style"), on="rid", how="left", maintain_order="left")
     combo = combo.with_columns(_pid_key().alias("pid"), (pl.col("globalTid") % PID_UNIT).alias("tid"))
-    keys = ["pid", "tid", "name", "style", "kname"]
-    counts = combo.group_by(keys).agg(
-        pl.col("rid").drop_nulls().n_unique().alias("nvtx_inst"), pl.col("kid").n_unique().alias("kern_inst")
+    keys = ["pid", "tid", "name", "style", "kname_id"]
+    v = pl.col("dur")
+    stats = combo.group_by(keys).agg(
+        v.count().alias("n"),
+        v.sum().alias("total"),
+        v.median().alias("med"),
+        v.min().alias("min"),
+        v.max().alias("max"),
+        v.std(ddof=1).alias("std"),
+        pl.col("rid").drop_nulls().n_unique().alias("nvtx_inst"),
+        pl.col("kid").n_unique().alias("kern_inst"),
     )
-    stats = grouped_stats(combo, keys, "dur").join(counts, on=keys, how="left", nulls_equal=True)
+    stats = resolve_names(stats, ctx.trace, "kname_id", "kname")
     order = ["name", "pid", "tid", "total", "style", "kname"]
     stats = stats.sort(order, descending=[False, False, False, True, False, False], nulls_last=False)
     rows = [

@@ -100,6 +100,7 @@ class Trace:
         self.con = con
         self.schema = schema
         self._lock = threading.Lock()
+        self._adbc_db: object | None = None
 
     # ---- opening
     @classmethod
@@ -126,6 +127,9 @@ class Trace:
 
     def close(self) -> None:
         self.con.close()
+        if self._adbc_db is not None:
+            self._adbc_db.close()  # type: ignore[attr-defined]
+            self._adbc_db = None
 
     def __enter__(self) -> Trace:
         return self
@@ -162,11 +166,12 @@ class Trace:
         dtypes = dict(zip(names, columns.values(), strict=True))
         if not self.schema.has(table):
             return pl.DataFrame(schema=dtypes)
-        lo, hi = self.rows(f"SELECT min(rowid), max(rowid) FROM {table}")[0]
+        # two subqueries: SQLite answers each from the b-tree ends; min() and max() in one query scan the table
+        lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
         if lo is None:
             return pl.DataFrame(schema=dtypes)
         cond = f" AND ({where})" if where else ""
-        base = f"SELECT {', '.join(exprs)} FROM {table} WHERE rowid BETWEEN ? AND ?{cond}"
+        base = f"SELECT {', '.join(exprs)} FROM {table} WHERE rowid BETWEEN {{lo}} AND {{hi}}{cond}"
         n_parts = max(1, min(os.cpu_count() or 1, 8, (hi - lo + 1) // PARALLEL_MIN_ROWS))
         step = (hi - lo + 1 + n_parts - 1) // n_parts
         bounds = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
@@ -180,34 +185,46 @@ class Trace:
     def _read_part(
         self, sql: str, bounds: tuple[int, int], names: list[str], dtypes: dict[str, pl.DataType]
     ) -> pl.DataFrame:
+        query = sql.format(lo=int(bounds[0]), hi=int(bounds[1]))
         try:
-            df = self._read_adbc(sql, bounds)
+            df = self._read_adbc(query)
         except TraceError:
             raise
-        except Exception:
-            df = pl.DataFrame(self.rows(sql, bounds), schema=names, orient="row", infer_schema_length=None)
+        except Exception:  # mixed SQLite storage classes confuse Arrow typing: read those rows the slow way
+            df = pl.DataFrame(self.rows(query), schema=names, orient="row", infer_schema_length=None)
         if df.width != len(names):
             df = pl.DataFrame(schema=dtypes)
         df.columns = names
         return df.cast(dtypes, strict=False)  # type: ignore[arg-type]
 
-    def _read_adbc(self, sql: str, bounds: tuple[int, int]) -> pl.DataFrame:
-        import adbc_driver_sqlite.dbapi as adbc
+    def _read_adbc(self, sql: str) -> pl.DataFrame:
+        """One query through ADBC's SQLite driver, as Arrow batches straight into polars (no pyarrow needed)."""
+        import adbc_driver_manager as adbc
 
+        db = self._adbc_database()
+        con = adbc.AdbcConnection(db)
         try:
-            con = adbc.connect(_uri(self.path))
-        except Exception as exc:
-            raise _sqlite_error(self.path, exc) from exc
-        try:
-            cur = con.cursor()
+            stmt = adbc.AdbcStatement(con)
             try:
-                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
-                cur.execute(sql, bounds)
-                return pl.DataFrame(cur.fetch_arrow())
+                stmt.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
+                stmt.set_sql_query(sql)
+                stream, _ = stmt.execute_query()
+                return pl.DataFrame(stream)
             finally:
-                cur.close()
+                stmt.close()
         finally:
             con.close()
+
+    def _adbc_database(self) -> object:
+        with self._lock:
+            if self._adbc_db is None:
+                import adbc_driver_sqlite
+
+                try:
+                    self._adbc_db = adbc_driver_sqlite.connect(_uri(self.path))
+                except Exception as exc:
+                    raise _sqlite_error(self.path, exc) from exc
+            return self._adbc_db
 
     @cached_property
     def strings(self) -> dict[int, str]:

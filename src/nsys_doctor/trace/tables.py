@@ -116,12 +116,14 @@ COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None = None) -> pl.DataFrame:
-    """The named columns of ``table`` (rows passing ``flt``), in table order; absent columns are nulls."""
+def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None = None, where: str = "") -> pl.DataFrame:
+    """The named columns of ``table`` (rows passing ``flt`` and the SQL condition ``where``), in table order;
+    absent columns are nulls."""
     types = COLUMN_TYPES[table]
     present = trace.schema.columns(table)
     read = {c: types[c] for c in columns if c in present}
-    where = flt.sql_where(present) if flt is not None else ""
+    conds = [c for c in ((flt.sql_where(present) if flt is not None else ""), where) if c]
+    where = " AND ".join(f"({c})" for c in conds)
     df = trace.read_table(table, read, where) if read else pl.DataFrame()
     missing = [c for c in columns if c not in read]
     if missing:
@@ -147,6 +149,11 @@ def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str) -> pl.D
     )
     return df.join(small, on=id_col, how="left", maintain_order="left")
 
+
+# Every CUDA API that launches kernels has "Launch" in its name (cudaLaunchKernel*, cuLaunchKernel*, cuLaunchGrid*,
+# cudaLaunchCooperativeKernel*, cudaGraphLaunch*, cuGraphLaunch*). Reports that join kernels to their launching call
+# read only those rows: a fraction of the API table.
+LAUNCH_NAMES_SQL = "nameId IN (SELECT id FROM StringIds WHERE value LIKE '%Launch%')"
 
 NVTX_RANGE_TYPES = (59, 60, 70, 71)
 NVTX_DOMAIN_CREATE = 75
