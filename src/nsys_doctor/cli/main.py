@@ -9,8 +9,47 @@ import click
 from .. import __version__
 from ..errors import NsysDoctorError
 
+# Subcommands and the module that defines each (the module exposes ``COMMANDS``). Modules are imported only when
+# their command runs (or for --help), so `nsys-doctor stats` does not pay for the report's imports.
+COMMAND_MODULES: dict[str, str] = {
+    "report": "report",
+    "stats": "stats",
+    "info": "info",
+    "roofline": "roofline",
+    "diff": "diff",
+    "scaling": "diff",
+    "baseline": "diff",
+    "explain": "explain",
+    "capture": "capture",
+    "check": "capture",
+    "session": "capture",
+    "nccl": "nccl",
+    "sample": "sample",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+def _available() -> dict[str, str]:
+    import importlib.util
+
+    return {c: m for c, m in COMMAND_MODULES.items() if importlib.util.find_spec(f"{__package__}.{m}") is not None}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_available()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _available():
+            import importlib
+
+            module = importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}")
+            for command in getattr(module, "COMMANDS", ()):
+                if command.name not in self.commands:
+                    self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="nsys-doctor")
 def cli() -> None:
     """Where is GPU time going, and what should I optimize next?
@@ -19,37 +58,14 @@ def cli() -> None:
     """
 
 
-# Subcommand modules, in the order ``--help`` lists them. Each module exposes ``COMMANDS``: its click commands.
-COMMAND_MODULES = (
-    "report",
-    "stats",
-    "info",
-    "roofline",
-    "diff",
-    "explain",
-    "capture",
-    "check",
-    "session",
-    "nccl",
-    "sample",
-)
-
-
 def _register() -> None:
-    import importlib
-    import importlib.util
-
-    for name in COMMAND_MODULES:
-        if importlib.util.find_spec(f"{__package__}.{name}") is None:
-            continue  # a subcommand not built yet
-        module = importlib.import_module(f"{__package__}.{name}")
-        for command in getattr(module, "COMMANDS", ()):
-            if command.name not in cli.commands:
-                cli.add_command(command)
+    """Load every available subcommand now (tests and tools that walk ``cli.commands``)."""
+    ctx = click.Context(cli)
+    for name in _available():
+        cli.get_command(ctx, name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    _register()
     try:
         cli.main(args=argv, prog_name="nsys-doctor", standalone_mode=False)
     except NsysDoctorError as exc:

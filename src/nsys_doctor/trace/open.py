@@ -172,7 +172,7 @@ class Trace:
             return pl.DataFrame(schema=dtypes)
         cond = f" AND ({where})" if where else ""
         base = f"SELECT {', '.join(exprs)} FROM {table} WHERE rowid BETWEEN {{lo}} AND {{hi}}{cond}"
-        n_parts = max(1, min(os.cpu_count() or 1, 8, (hi - lo + 1) // PARALLEL_MIN_ROWS))
+        n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
         step = (hi - lo + 1 + n_parts - 1) // n_parts
         bounds = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
         if n_parts == 1:
