@@ -115,31 +115,38 @@ def _grid_str(gx: object, gy: object, gz: object) -> str:
     return f"{gx}x{gy}x{gz}"
 
 
+GRID = ("gridX", "gridY", "gridZ")
+
+
+def _grid_text(prefix: str = "") -> pl.Expr:
+    return pl.concat_str([pl.col(f"{prefix}{g}") for g in GRID], separator="x")
+
+
 def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFrame:
     """Tails per full kernel name, with the typical grid and the grid of the slowest instance.
 
-    ``t`` is ``tail_table(kw, ["name", "short", ...])`` when the caller already has it."""
-    t = tail_table(kw, ["name", "short"]) if t is None else t
+    ``t`` is ``tail_table(kw, ["name", ...])`` when the caller already has it."""
+    t = tail_table(kw, ["name"]) if t is None else t
     if t.is_empty():
         return t.with_columns(
             pl.lit(None, pl.Utf8).alias("typical_grid"),
             pl.lit(None, pl.Utf8).alias("tail_grid"),
             pl.lit(None, pl.UInt32).alias("grids"),
         )
-    g = (
-        kw
-        if "grid" in kw.columns
-        else kw.with_columns(
-            pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
-        )
+    by_grid = kw.group_by("name", *GRID).agg(pl.len().alias("n"), pl.col("dur").max().alias("gmax"))
+    typical = (
+        by_grid.sort("n", descending=True)
+        .unique("name", keep="first")
+        .select("name", _grid_text().alias("typical_grid"))
     )
-    typical = g.group_by("name", "grid").len().sort("len", descending=True).unique("name", keep="first")
     slowest = (
-        g.sort("dur", descending=True).unique("name", keep="first").select("name", pl.col("grid").alias("tail_grid"))
+        by_grid.sort("gmax", descending=True)
+        .unique("name", keep="first")
+        .select("name", _grid_text().alias("tail_grid"))
     )
-    n_grids = g.group_by("name").agg(pl.col("grid").n_unique().alias("grids"))
+    n_grids = by_grid.group_by("name").agg(pl.len().cast(pl.UInt32).alias("grids"))
     return (
-        t.join(typical.select("name", pl.col("grid").alias("typical_grid")), on="name", how="left")
+        t.join(typical, on="name", how="left")
         .join(slowest, on="name", how="left")
         .join(n_grids, on="name", how="left")
         .sort("tail_score", descending=True)
@@ -167,36 +174,40 @@ def diagnose(
     kw = kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     total = int(kw["dur"].sum()) if kw.height else 0
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height
-    # kernels and families
-    ops = classify(kw["name"].unique().to_list(), rules) if kw.height else classify([], rules)
-    kw = label_frame(kw.join(ops.select("name", "family", "category", "op"), on="name", how="left"))
-    kw = kw.with_columns(
-        pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
-    )
-    per_kernel = tail_table(kw, ["name", "short", "label", "family", "category", "op"])
+    n_steps = n_decode + steps.table.filter(pl.col("kind") == "prefill").height
+    # names: one row per distinct kernel name, with its operation and label (joined onto small tables only)
+    names = kw.group_by("name").agg(pl.col("short").first())
+    ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
+    names = label_frame(names.join(ops.select("name", "family", "category", "op"), on="name", how="left"))
+    per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
         "total", descending=True
     )
     fam = (
-        kw.group_by("family", "category")
-        .agg(pl.col("dur").sum().alias("total"), pl.len().alias("count"), pl.col("name").n_unique().alias("kernels"))
+        per_kernel.group_by("family", "category")
+        .agg(pl.col("total").sum(), pl.col("count").sum().alias("count"), pl.len().alias("kernels"))
         .with_columns(
             (pl.col("total") / max(total, 1)).alias("share"),
-            (pl.col("total") / max(n_decode + steps.table.filter(pl.col("kind") == "prefill").height, 1)).alias(
-                "per_step_ns"
-            ),
+            (pl.col("total") / max(n_steps, 1)).alias("per_step_ns"),
         )
         .sort("total", descending=True)
     )
     unmapped = ops.filter(~pl.col("mapped"))["name"].to_list() if ops.height else []
     ktails = kernel_tails(kw, per_kernel)
-    grid_tails = tail_table(kw, ["name", "label", "grid"])
+    grid_tails = (
+        tail_table(kw, ["name", *GRID])
+        .join(names.select("name", "label"), on="name", how="left")
+        .with_columns(_grid_text().alias("grid"))
+        .drop(*GRID)
+    )
     base_tails = tail_table(kw, ["short"]).sort("tail_score", descending=True)
     api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     atails = tail_table(api_w, ["name"]).sort("total", descending=True) if api_w.height else tail_table(api_w, ["name"])
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
     decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
-    dynamic = _dynamic_shapes(lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), decode_ids)
+    dynamic = _dynamic_shapes(
+        lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), decode_ids, names.select("name", "label")
+    )
     ovh: dict[str, int] = {}
     if overhead.height:
         o = overhead.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
@@ -237,7 +248,7 @@ def diagnose(
     )
 
 
-def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame) -> pl.DataFrame:
+def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
     """Kernels whose launch shapes change from one decode step to the next.
 
     Per decode step and kernel name, the sorted list of grids is the step's signature for that kernel; a kernel
@@ -249,21 +260,27 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame) -> pl.DataFrame:
     if lk.is_empty() or decode.height < 2:
         return empty
     lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t"))
-    inside = assign_to_steps(lk, decode, "t").filter(pl.col("idx").is_not_null())
+    inside = assign_to_steps(lk.select("name", *GRID, "t"), decode, "t").filter(pl.col("idx").is_not_null())
     if inside.is_empty():
         return empty
     inside = inside.with_columns(
-        pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid")
+        (pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")).alias("g")
     )
-    inside = label_frame(inside)
-    per_step = inside.group_by("idx", "label", "name").agg(pl.col("grid").sort().str.join(",").alias("sig"))
-    out = (
-        per_step.group_by("label", "name")
-        .agg(pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps"))
-        .join(inside.group_by("name").agg(pl.col("grid").n_unique().cast(pl.UInt32).alias("grids")), on="name")
+    per_step = inside.group_by("idx", "name").agg(pl.col("g").sort().alias("sig"))
+    out = per_step.group_by("name").agg(
+        pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps")
+    )
+    out = out.filter(pl.col("signatures") >= 2)
+    if out.is_empty():
+        return empty
+    grids = (
+        inside.join(out.select("name"), on="name", how="semi")
+        .group_by("name")
+        .agg(pl.col("g").n_unique().cast(pl.UInt32).alias("grids"))
     )
     return (
-        out.filter(pl.col("signatures") >= 2)
+        out.join(grids, on="name")
+        .join(labels, on="name", how="left")
         .sort("signatures", descending=True)
         .select("label", "name", "signatures", "grids", "steps")
     )

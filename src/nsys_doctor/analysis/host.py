@@ -190,8 +190,9 @@ def summarize_host(
     pageable = mc_w.filter((pl.col("srcKind") == PAGEABLE) | (pl.col("dstKind") == PAGEABLE))
     pageable_in_steps = 0
     if pageable.height and st.height:
+        copy_calls = api.join(pageable.select("correlationId").unique(), on="correlationId", how="semi")
         pc = pageable.join(
-            api.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
+            copy_calls.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
         ).with_columns(pl.coalesce("l_start", "start").alias("t"))
         pageable_in_steps = assign_to_steps(pc, st, "t").filter(pl.col("idx").is_not_null()).height
     return HostSummary(
