@@ -1,0 +1,79 @@
+"""Window and step detection without NVTX, on real frames with their NVTX ranges removed."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.phases import choose_window, find_steps
+from nsys_doctor.trace.meta import describe
+from nsys_doctor.trace.tables import TraceFrames
+
+from .conftest import TRACES, needs_shared, open_trace
+
+
+def frames(name: str) -> tuple[TraceFrames, dict]:
+    trace = open_trace(TRACES / f"{name}.sqlite")
+    return TraceFrames(trace), describe(trace).capture
+
+
+def no_nvtx(f: TraceFrames) -> pl.DataFrame:
+    return f.nvtx.clear()
+
+
+@needs_shared
+def test_graph_launches_split_steps_without_nvtx():
+    f, cap = frames("decode_graph_node")
+    w = choose_window(f.kernels, f.api, f.memcpy, no_nvtx(f), cap["capture_range"])
+    steps = find_steps(f.kernels, f.api, no_nvtx(f), w)
+    assert steps.source == "graph-launches"
+    assert steps.count == 127  # one step per cudaGraphLaunch
+    # each replayed graph runs the same kernels: identical kernel counts per step, except the tail of the last
+    counts = steps.table["kernels"].to_list()
+    typical = max(set(counts), key=counts.count)
+    assert counts.count(typical) >= 120 and typical >= 700
+
+
+@needs_shared
+def test_host_syncs_split_eager_steps_without_nvtx():
+    f, cap = frames("decode_eager")
+    w = choose_window(f.kernels, f.api, f.memcpy, no_nvtx(f), cap["capture_range"])
+    steps = find_steps(f.kernels, f.api, no_nvtx(f), w)
+    assert steps.source == "host-syncs"
+    assert 120 <= steps.count <= 130
+    assert steps.table.filter(pl.col("kind") == "decode")["launches"].median() > 600
+
+
+@needs_shared
+def test_data_window_skips_model_loading():
+    f, _ = frames("decode_pathologies")
+    w = choose_window(f.kernels, f.api, f.memcpy, no_nvtx(f), "none (whole run)")
+    assert w.source == "data"
+    assert w.loading_end is not None and w.start >= w.loading_end
+    # the model is built on the host and copied over for 23 s; the first (warm-up) request starts after that
+    first_request = f.nvtx.filter(pl.col("text") == "prefill")["start"].min()
+    assert w.start >= first_request
+    weights = f.memcpy.filter(
+        (pl.col("copyKind") == 1) & (pl.col("bytes") >= 1 << 20) & (pl.col("end") < first_request)
+    )
+    assert weights.height > 0 and weights["end"].max() < w.start
+
+
+@needs_shared
+def test_repeating_kernel_marks_steps():
+    f, _ = frames("decode_eager")
+    api = f.api.filter(~pl.col("name").str.contains("Synchronize"))  # no syncs and no graphs: the LM head repeats
+    w = choose_window(f.kernels, api, f.memcpy, no_nvtx(f), "cudaProfilerApi")
+    steps = find_steps(f.kernels, api, no_nvtx(f), w)
+    assert steps.source.startswith("repeating-kernel:nvjet_sm90_tst_384x8")
+    assert steps.count == 128  # one LM head per token: the prefill and 127 decode steps
+
+
+@pytest.mark.parametrize("name", ["prefill_2048"])
+@needs_shared
+def test_prefill_is_one_step(name):
+    f, cap = frames(name)
+    w = choose_window(f.kernels, f.api, f.memcpy, f.nvtx, cap["capture_range"])
+    steps = find_steps(f.kernels, f.api, f.nvtx, w)
+    assert steps.count == 1 and steps.table["kind"][0] == "prefill"
+    assert steps.table["kernels"][0] == 709
