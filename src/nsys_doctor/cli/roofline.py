@@ -1,0 +1,243 @@
+"""``nsys-doctor roofline``: achieved bandwidth and FLOP/s per linear-layer shape against the GPU's peaks."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from ..analysis.model import DTYPES, read_model
+from ..analysis.ops import OpRule
+from ..analysis.phases import Window, choose_window, data_extent, find_steps, launched_kernels
+from ..analysis.roofline import Roofline, read_mapping, resolve_peaks, tokens_from_command
+from ..analysis.roofline import roofline as analyze_roofline
+from ..errors import UsageError
+from ..report.roofline_text import render_json, render_markdown, render_terminal
+from ..trace import Trace
+from ..trace.meta import describe
+from ..trace.tables import TraceFrames
+from ..trace.window import parse_filter_time, resolve_nvtx_filter
+from .report import FORMATS, project_rules
+
+_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+BANDWIDTH_UNITS = {"tb/s": 1e12, "tbps": 1e12, "gb/s": 1e9, "gbps": 1e9, "mb/s": 1e6, "b/s": 1.0, "bps": 1.0}
+FLOPS_UNITS = {"pflop/s": 1e15, "pflops": 1e15, "tflop/s": 1e12, "tflops": 1e12, "gflop/s": 1e9, "flop/s": 1.0}
+
+
+def _parse_rate(text: str, units: dict[str, float], default: str, base_from: float, what: str, eg: str) -> float:
+    """A number with an optional unit; without one, values below ``base_from`` are in ``default`` units and
+    larger ones are base units (B/s or FLOP/s)."""
+    m = re.fullmatch(_NUMBER + r"\s*([A-Za-z/]*)", text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"bad {what} {text!r}", f"write e.g. {eg}")
+    value, unit = float(m.group(1)), m.group(2).lower()
+    if unit:
+        if unit not in units:
+            raise UsageError(f"unknown unit {m.group(2)!r} in {what} {text!r}", f"use {', '.join(units)}")
+        return value * units[unit]
+    return value * units[default] if value < base_from else value
+
+
+def parse_bandwidth(text: str) -> float:
+    """``--peak-bw``: TB/s (``3.35``), or B/s for values of 1e9 and more, or with a unit (``2039GB/s``)."""
+    return _parse_rate(text, BANDWIDTH_UNITS, "tb/s", 1e9, "--peak-bw", "3.35 (TB/s), 2039GB/s or 3.35e12 (B/s)")
+
+
+def parse_flops(text: str) -> float:
+    """``--peak-flops``: TFLOP/s (``989.5``), or FLOP/s for values of 1e9 and more, or with a unit."""
+    return _parse_rate(text, FLOPS_UNITS, "tflop/s", 1e9, "--peak-flops", "989.5 (TFLOP/s) or 2.25PFLOPS")
+
+
+def resolve_window(
+    trace: Trace, frames: TraceFrames, window: str | None, filter_nvtx: str | None, whole_trace: bool
+) -> Window | None:
+    """The window the options ask for (None: let ``choose_window`` decide), as ``report`` reads them."""
+    if window:
+        f = parse_filter_time(window)
+        _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        return Window(f.start, min(f.end, hi), "user", f"--window {window}")
+    if filter_nvtx:
+        f = resolve_nvtx_filter(trace, filter_nvtx)
+        return Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
+    if whole_trace:
+        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        return Window(lo, hi, "whole-trace", "--whole-trace")
+    return None
+
+
+def roofline_trace(
+    trace: Trace,
+    model_path: Path,
+    rules: list[OpRule],
+    dtype: str | None = None,
+    group_size: int | None = None,
+    peak_bw: float | None = None,
+    peak_flops: float | None = None,
+    mapping_path: Path | None = None,
+    tokens: int | None = None,
+    window: str | None = None,
+    filter_nvtx: str | None = None,
+    whole_trace: bool = False,
+) -> Roofline:
+    """Read what the roofline needs from an open trace and run it (options as on the command line)."""
+    model = read_model(model_path, dtype, group_size)
+    mapping = read_mapping(mapping_path) if mapping_path is not None else None
+    info = describe(trace)
+    frames = TraceFrames(trace)
+    w = resolve_window(trace, frames, window, filter_nvtx, whole_trace) or choose_window(
+        frames.kernels,
+        frames.api,
+        frames.memcpy,
+        frames.nvtx,
+        info.capture.get("capture_range"),  # type: ignore[arg-type]
+    )
+    lk = launched_kernels(frames.kernels, frames.api)
+    steps = find_steps(frames.kernels, frames.api, frames.nvtx, w, lk)
+    gpu = info.gpus[0] if info.gpus else None
+    if len(info.gpus) > 1 and frames.kernels.height:  # the GPU that ran most kernels
+        dev = frames.kernels.group_by("deviceId").len().sort("len", descending=True)["deviceId"][0]
+        gpu = next((g for g in info.gpus if g.get("deviceId") == dev), gpu)
+    peaks = resolve_peaks(gpu, model.activation, peak_bw, peak_flops)
+    command = info.capture.get("command")
+    if tokens is not None:
+        n_tokens, source = tokens, "--tokens"
+    else:
+        n_tokens = tokens_from_command(command if isinstance(command, str) else None)
+        source = "the prompt length on the captured command line" if n_tokens else "unknown (pass --tokens N)"
+    trace_info = {
+        "path": str(trace.path),
+        "nsys_version": info.product_version,
+        "gpu": peaks.gpu,
+        "command": command,
+    }
+    return analyze_roofline(
+        frames.kernels,
+        frames.api,
+        steps,
+        rules,
+        model,
+        peaks,
+        mapping,
+        n_tokens,
+        source,
+        lk=lk,
+        trace=trace_info,
+        window=w.to_dict(),
+    )
+
+
+@click.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    metavar="CONFIG.json|SHAPES.toml",
+    type=click.Path(path_type=Path),
+    help="The traced model: its Hugging Face config.json, or a shapes TOML (see docs/roofline.md).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPES), case_sensitive=False),
+    help="Weight format, overriding the config's (torch_dtype, quantization_config).",
+)
+@click.option("--group-size", type=click.IntRange(1), metavar="G", help="Quantization group size for --dtype int4.")
+@click.option(
+    "--peak-bw",
+    metavar="BW",
+    help="Peak DRAM bandwidth: TB/s (3.35), or B/s from 1e9 up, or with a unit (2039GB/s). Default: the trace's.",
+)
+@click.option(
+    "--peak-flops", metavar="F", help="Dense peak for the compute dtype, TFLOP/s (989.5). Default: the GPU table."
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Map kernels to shapes explicitly: TOML [[map]] tables (kernel regex, optional grid, shape).",
+)
+@click.option(
+    "--tokens",
+    type=click.IntRange(1),
+    metavar="N",
+    help="Tokens per prefill step (default: --prompt-len on the captured command line).",
+)
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write the result to FILE instead of standard output.")
+@click.option("--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s).")
+@click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]", help="Analyze the window of this NVTX range.")
+@click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")
+@click.option(
+    "--ops",
+    "ops_file",
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
+)
+def roofline(
+    trace_path: Path,
+    model_path: Path,
+    dtype: str | None,
+    group_size: int | None,
+    peak_bw: str | None,
+    peak_flops: str | None,
+    mapping_path: Path | None,
+    tokens: int | None,
+    fmt: str,
+    output: str | None,
+    window: str | None,
+    filter_nvtx: str | None,
+    whole_trace: bool,
+    ops_file: Path | None,
+) -> None:
+    """Speed of light per linear-layer shape: achieved bandwidth and FLOP/s against the GPU's peaks.
+
+    \b
+    The GEMV/GEMM kernels of every step are matched to the model's shapes (QKV, O, gate/up, down per layer,
+    then the LM head) by position, or by --mapping. Per shape: weight bytes, kernels, p50 and mean time,
+    achieved bandwidth (weight bytes / time) and its share of peak; for prefill GEMMs with a known token count,
+    FLOPs = 2 x M x N x K, achieved TFLOP/s and whether the shape is compute-bound. Then the whole step against
+    the speed of light (weight bytes per token / peak bandwidth). Rule of thumb: over 80% of peak bandwidth
+    leaves little headroom (quantize or batch); under 70% a better GEMV kernel can win; GEMVs under 5 MB are
+    expected lower.
+    """
+    if sum(bool(x) for x in (window, filter_nvtx, whole_trace)) > 1:
+        raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
+    if group_size is not None and (dtype or "").lower() != "int4":
+        raise UsageError("--group-size applies to --dtype int4 only", "add --dtype int4, or drop --group-size")
+    bw = parse_bandwidth(peak_bw) if peak_bw else None
+    fl = parse_flops(peak_flops) if peak_flops else None
+    rules = project_rules(ops_file)
+    with Trace.open(trace_path) as trace:
+        result = roofline_trace(
+            trace,
+            model_path,
+            rules,
+            dtype=dtype.lower() if dtype else None,
+            group_size=group_size,
+            peak_bw=bw,
+            peak_flops=fl,
+            mapping_path=mapping_path,
+            tokens=tokens,
+            window=window,
+            filter_nvtx=filter_nvtx,
+            whole_trace=whole_trace,
+        )
+    if fmt == "json":
+        text = render_json(result)
+    elif fmt == "markdown":
+        text = render_markdown(result)
+    else:
+        tty = output is None and sys.stdout.isatty()
+        text = render_terminal(result, width=None if tty else 180, color=tty)
+    if output and output != "-":
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+COMMANDS = [roofline]
