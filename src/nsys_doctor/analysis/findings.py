@@ -83,6 +83,17 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "shorten the capture (capture range) or trace less (--trace=cuda,nvtx), and raise the CUDA flush "
         "interval/buffers; numbers may be incomplete",
     ),
+    # raised by the roofline (analysis/roofline.py, report --model)
+    "gemv-near-bandwidth-limit": (
+        "Decode GEMVs run near the GPU's peak memory bandwidth",
+        "kernel tuning cannot help these shapes much: read fewer bytes (weight quantization: FP8, INT4) or reuse "
+        "each weight read for more tokens (batching, speculative decoding)",
+    ),
+    "gemv-bandwidth-headroom": (
+        "Decode GEMVs leave memory bandwidth unused",
+        "microbenchmark these shapes against a tuned or custom GEMV kernel (split-K, wider loads, fewer CTAs per "
+        "row block) or a fused projection; under 70% of peak a better kernel usually wins",
+    ),
     "profiler-inflation": (
         "Traced times are stretched by the profiler",
         "use the trace for proportions; quote latency from an unprofiled run",

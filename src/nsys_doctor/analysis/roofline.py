@@ -42,6 +42,7 @@ import polars as pl
 from ..errors import UsageError
 from ..units import format_bytes, format_ns
 from .distribution import percentile, percentile_expr
+from .findings import CATALOGUE
 from .model import DTYPES, Layout, LinearShape, Model
 from .ops import OpRule, classify, label_frame
 from .phases import Steps, assign_to_steps, launched_kernels
@@ -943,19 +944,8 @@ def roofline(
 
 # ------------------------------------------------------------------------------------------------ findings
 
-FINDING_TEXT: dict[str, tuple[str, str]] = {
-    "gemv-near-bandwidth-limit": (
-        "Decode GEMVs run near the GPU's peak memory bandwidth",
-        "kernel tuning cannot help these shapes much: read fewer bytes (weight quantization: FP8, INT4) or reuse "
-        "each weight read for more tokens (batching, speculative decoding)",
-    ),
-    "gemv-bandwidth-headroom": (
-        "Decode GEMVs leave memory bandwidth unused",
-        "microbenchmark these shapes against a tuned or custom GEMV kernel (split-K, wider loads, fewer CTAs per "
-        "row block) or a fused projection; under 70% of peak a better kernel usually wins",
-    ),
-}
-"""Titles and actions of the roofline findings (for the finding catalogue)."""
+FINDING_TEXT = {k: CATALOGUE[k] for k in ("gemv-near-bandwidth-limit", "gemv-bandwidth-headroom")}
+"""Titles and actions of the roofline findings (they live in the finding catalogue)."""
 
 
 def _shape_evidence(s: ShapeResult, peak: float) -> dict[str, object]:

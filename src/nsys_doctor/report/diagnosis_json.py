@@ -8,15 +8,15 @@ import math
 from ..analysis.diagnosis import Diagnosis
 
 
-def _clean(x: object) -> object:
+def clean_json(x: object) -> object:
     if isinstance(x, float):
         return None if math.isnan(x) or math.isinf(x) else x
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): clean_json(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
+        return [clean_json(v) for v in x]
     return x
 
 
 def render_json(d: Diagnosis) -> str:
-    return json.dumps(_clean(d.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(clean_json(d.to_dict()), indent=2, ensure_ascii=False) + "\n"

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..analysis.roofline import RATINGS, PhaseResult, Roofline, ShapeResult, roofline_findings
 from ..units import format_bytes, format_ns
-from .diagnosis_json import _clean
+from .diagnosis_json import clean_json
 
 SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 RATING_WORD = {
@@ -207,4 +207,4 @@ def render_markdown(r: Roofline) -> str:
 
 
 def render_json(r: Roofline) -> str:
-    return json.dumps(_clean(r.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(clean_json(r.to_dict()), indent=2, ensure_ascii=False) + "\n"
