@@ -1,0 +1,66 @@
+"""``nsys-doctor explain``: what pasted nsys stats output means and what to do, without the trace."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..analysis.explain import explain as explain_tables
+from ..report.explain_text import render_json, render_markdown, render_terminal
+from ..trace.pasted import decode_text, load_pasted, read_source
+from .report import project_rules
+
+FORMATS = ("terminal", "markdown", "json")
+
+
+@click.command()
+@click.argument("source", metavar="[FILE|-]", required=False, default="-")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write the answer to FILE instead of standard output.")
+@click.option(
+    "--ops",
+    "ops_file",
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
+)
+@click.option("--top", default=10, show_default=True, help="Kernels to list.")
+def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, top: int) -> None:
+    """Explain pasted `nsys stats` output: read FILE (or standard input) and answer like `report`.
+
+    \b
+    The text may be a whole `nsys profile --stats=true` log, a few reports, or rows cut out of one, in any nsys
+    version's format (column, table, csv, json), with prompts and notices around it. Kernel shares and families,
+    host overhead from the CUDA API table, memory copies, NCCL, CUDA graphs, the diagnosis and next actions come
+    from the tables; what they cannot tell (tails, steps, idle time) is said, with the capture that would.
+
+    \b
+    Examples:
+      nsys-doctor explain pasted.txt
+      pbpaste | nsys-doctor explain -
+      nsys stats report.nsys-rep | nsys-doctor explain --format markdown
+    """
+    rules = project_rules(ops_file)
+    if source == "-":
+        if sys.stdin.isatty():
+            click.echo("reading nsys stats output from standard input (end with Ctrl-D)...", err=True)
+        text, label = decode_text(sys.stdin.buffer.read()), "standard input"
+    else:
+        text, label = read_source(source)
+    e = explain_tables(load_pasted(text, label), rules, top=top)
+    if fmt == "json":
+        body = render_json(e)
+    elif fmt == "markdown":
+        body = render_markdown(e)
+    else:
+        body = render_terminal(e, color=output is None and sys.stdout.isatty())
+    if output and output != "-":
+        Path(output).write_text(body, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(body)
+
+
+COMMANDS = [explain]

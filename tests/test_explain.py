@@ -1,0 +1,546 @@
+"""``nsys-doctor explain``: the pasted-text parser (round trips of our own stats output in every format, real pastes
+of many nsys versions, robustness) and the explanation built on it."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nsys_doctor.analysis.explain import explain, short_name
+from nsys_doctor.analysis.ops import load_rules
+from nsys_doctor.cli.main import main
+from nsys_doctor.errors import UsageError
+from nsys_doctor.report.explain_text import render_json, render_markdown, render_terminal
+from nsys_doctor.report.nsys_format import FORMATS, Units, header, render
+from nsys_doctor.stats import REGISTRY, ReportContext, StatsTable, load_all, parse_report_arg, run_report
+from nsys_doctor.stats.core import Column
+from nsys_doctor.stats.kernels import DUR_COLUMNS
+from nsys_doctor.trace.pasted import (
+    REPORT_KINDS,
+    PastedTable,
+    decode_text,
+    detect_decimal,
+    load_pasted,
+    parse_number,
+    parse_pasted,
+)
+from nsys_doctor.trace.window import EventFilter
+from nsys_doctor.units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
+
+from .conftest import DATA, GOLDEN, SAMPLE, TRACES, open_trace
+
+PASTED = DATA / "pasted"
+RULES = load_rules(None)
+UNIT_SETS = (Units("ns", "MB"), Units("us", "KiB"), Units("ms", "GB"), Units("sec", "B"))
+# reports whose tables say what they are by their columns and names alone (csv and json have no title line)
+COLUMN_KINDS = {
+    r: k for r, k in REPORT_KINDS.items() if r not in ("nvtx_pushpop_sum", "nvtx_startend_sum", "cuda_memcpy_async")
+}
+TRACE_ROWS_MAX = 300  # cuda_gpu_trace has a row per GPU operation: a slice of it exercises the same parsing
+
+
+# --- the round-trip check, shared by the real traces and the generated tables ----------------------------------
+
+
+def _expected_value(value: object, col: Column, units: Units) -> tuple[float, float]:
+    """(value in ns / bytes / as shown, tolerance) for a number as the format keeps it."""
+    if col.unit in ("dur_ns", "ts_ns"):
+        div, dec = DISPLAY_TIME_UNITS[units.time]
+    elif col.unit in ("mem_B", "thru_B"):
+        div, dec = DISPLAY_MEM_UNITS[units.mem]
+    else:
+        div, dec = 1, 0
+    v = float(value)  # type: ignore[arg-type]
+    if div == 1:
+        return v, 1e-9 * max(1.0, abs(v))
+    return v, 0.5 * 10.0**-dec * div * (1 + 1e-9) + 1e-9 * abs(v)
+
+
+def _text_expected(value: str, fmt: str) -> str:
+    if fmt in ("column", "table") and len(value) > 100:
+        value = value[:99] + "…"  # nsys clips text at 100 characters in these formats
+    return " ".join(value.split()) if re.fullmatch(r"[\d\s]+", value) else value.strip()
+
+
+def _check_round_trip(table: StatsTable, fmt: str, units: Units, parsed: PastedTable) -> None:
+    heads = [header(c, units) for c in table.columns]
+    assert [c.header for c in parsed.columns] == heads
+    assert len(parsed.rows) == len(table.rows)
+    for i, (orig, got) in enumerate(zip(table.rows, parsed.rows, strict=True)):
+        for j, (value, col) in enumerate(zip(orig, table.columns, strict=True)):
+            role = parsed.columns[j].role
+            back = got.get(role)
+            where = f"row {i} column {heads[j]!r} ({fmt}, {units})"
+            if value is None or value == "":
+                assert back in (None, ""), where
+            elif isinstance(value, str):
+                assert back == _text_expected(value, fmt), where
+            else:
+                expected, tol = _expected_value(value, col, units)
+                assert isinstance(back, int | float), f"{where}: {back!r}"
+                assert math.isclose(float(back), expected, abs_tol=tol), f"{where}: {back} != {expected} +- {tol}"
+
+
+def _render_as_cli(table: StatsTable, fmt: str, units: Units) -> str:
+    body = render(table, fmt, units)
+    if fmt in ("column", "table"):  # what `nsys-doctor stats` (and nsys) print around a console report
+        return f"\n ** {table.title} ({table.report}):\n\n{body}\n"
+    return body
+
+
+# --- every report of our own stats, every format, several units: parsed back to the same numbers ---------------
+
+
+def _trace_paths() -> list[Path]:
+    paths = [SAMPLE]
+    for golden in (GOLDEN, TRACES / "multigpu" / "golden"):
+        if golden.is_dir():
+            paths += [golden.parent / f"{d.name}.sqlite" for d in sorted(golden.iterdir()) if d.is_dir()]
+    return [p for p in paths if p.exists()]
+
+
+def _report_names() -> list[str]:
+    load_all()
+    return sorted(REGISTRY)
+
+
+_TABLES: dict[tuple[Path, str], StatsTable] = {}
+
+
+def _table(path: Path, name: str) -> StatsTable:
+    key = (path, name)
+    if key not in _TABLES:
+        t = run_report(ReportContext(open_trace(path), EventFilter()), parse_report_arg(name))
+        if len(t.rows) > TRACE_ROWS_MAX:
+            t = StatsTable(t.report, t.title, t.columns, t.rows[:TRACE_ROWS_MAX], t.skipped)
+        _TABLES[key] = t
+    return _TABLES[key]
+
+
+@pytest.mark.parametrize("path", _trace_paths(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("report", _report_names())
+def test_own_stats_round_trip(path: Path, report: str):
+    table = _table(path, report)
+    if not table.rows:
+        pytest.skip(f"{report} has no rows on {path.stem}")
+    for fmt in FORMATS:
+        for units in UNIT_SETS:
+            parsed = parse_pasted(_render_as_cli(table, fmt, units), f"{report}.{fmt}")
+            assert len(parsed.tables) == 1, [t.describe() for t in parsed.tables]
+            t = parsed.tables[0]
+            _check_round_trip(table, fmt, units, t)
+            if fmt in ("column", "table"):
+                assert (t.report, t.kind_from) == (report, "title")
+            elif report in COLUMN_KINDS:
+                assert t.kind == COLUMN_KINDS[report], (fmt, t.describe())
+
+
+def test_own_stats_many_reports_in_one_paste():
+    """`nsys-doctor stats` with several reports: every table found, each with its own report name."""
+    names = ["cuda_api_sum", "cuda_gpu_kern_sum", "cuda_gpu_mem_time_sum", "cuda_gpu_mem_size_sum", "nvtx_sum"]
+    for fmt in FORMATS:
+        text = "".join(_render_as_cli(_table(SAMPLE, n), fmt, Units()) for n in names)
+        parsed = parse_pasted(f"$ nsys-doctor stats sample.sqlite --format {fmt}\n" + text)
+        assert [t.kind for t in parsed.tables] == ["api", "kernels", "mem_time", "mem_size", "nvtx"], fmt
+        for t, n in zip(parsed.tables, names, strict=True):
+            assert len(t.rows) == len(_table(SAMPLE, n).rows)
+
+
+def test_golden_nsys_files_parse():
+    """Real nsys 2025.3 output (the parity goldens): csv, json and the table format with its Processing lines."""
+    if not GOLDEN.is_dir():
+        pytest.skip("no shared goldens")
+    seen = 0
+    for f in sorted(GOLDEN.glob("*/*")):
+        if f.suffix not in (".csv", ".json", ".txt") or f.stat().st_size == 0:
+            continue
+        parsed = parse_pasted(f.read_text(), str(f))
+        assert parsed.tables, f
+        seen += 1
+        if f.name.startswith("stats_cuda_gpu_kern_sum"):
+            top = parsed.tables[0].rows[0]
+            first = f.read_text().splitlines()[1]
+            assert float(first.split(",")[0]) == top["share"]
+            assert int(first.split(",")[1]) == top["total_ns"]
+        if f.name == "table_usec.txt":
+            assert [t.report for t in parsed.tables] == ["cuda_gpu_kern_sum", "cuda_api_sum", "cuda_kern_exec_sum"]
+            assert all(t.args == "base" for t in (parsed.tables[0], parsed.tables[2]))
+    assert seen > 50
+
+
+# --- generated tables -------------------------------------------------------------------------------------------
+
+NUMERIC_COLUMNS = (
+    *DUR_COLUMNS,
+    Column("Total", "mem_B"),
+    Column("Count"),
+    Column("Start", "ts_ns"),
+    Column("Throughput", "thru_B"),
+    Column("Avg GPU Ops"),
+)
+TEXT_COLUMNS = (Column("Style"), Column("Category"), Column("Operation"), Column("Range"))
+
+_letters = st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
+names_st = st.text(alphabet=st.one_of(_letters, st.just(" ")), min_size=1, max_size=140).map(
+    lambda s: "k" + " ".join(s.split())
+)
+
+
+def _value(col: Column) -> st.SearchStrategy:
+    if col.unit == "ratio_%":
+        v = st.floats(0, 100).map(lambda x: round(x, 1))
+    elif col.unit in ("dur_ns", "ts_ns", "mem_B", "thru_B"):
+        v = st.one_of(st.integers(0, 10**13), st.floats(0, 1e12).map(lambda x: round(x, 1)))
+    elif col.label == "Avg GPU Ops":
+        v = st.floats(0, 1e6).map(lambda x: round(x, 1))
+    else:
+        v = st.integers(0, 10**10)
+    return st.one_of(v, st.none()) if col.label not in ("Time",) else v
+
+
+@st.composite
+def stats_tables(draw) -> StatsTable:
+    numeric = draw(st.lists(st.sampled_from(NUMERIC_COLUMNS), min_size=1, max_size=6, unique=True))
+    if [c.label for c in numeric] == ["Avg GPU Ops"]:  # every nsys table has a header with a unit or known label
+        numeric.insert(0, NUMERIC_COLUMNS[0])
+    text = draw(st.lists(st.sampled_from(TEXT_COLUMNS), max_size=1, unique=True))
+    columns = (*numeric, *text, Column("Name"))
+    rows = []
+    for _ in range(draw(st.integers(1, 6))):
+        row = [draw(_value(c)) for c in numeric]
+        row += [draw(st.sampled_from(["PushPop", "StartEnd", "CUDA_KERNEL"])) for _ in text]
+        row.append(draw(names_st))
+        rows.append(tuple(row))
+    return StatsTable("generated", "Generated Summary", columns, rows)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    table=stats_tables(),
+    fmt=st.sampled_from(FORMATS),
+    time=st.sampled_from(sorted(DISPLAY_TIME_UNITS)),
+    mem=st.sampled_from(sorted(DISPLAY_MEM_UNITS)),
+)
+def test_generated_tables_round_trip(table: StatsTable, fmt: str, time: str, mem: str):
+    units = Units(time, mem)
+    parsed = parse_pasted(_render_as_cli(table, fmt, units))
+    assert len(parsed.tables) == 1
+    _check_round_trip(table, fmt, units, parsed.tables[0])
+
+
+# --- numbers ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cells", "text", "value"),
+    [
+        (["22.0", "90,268,588"], "90,268,588", Decimal(90268588)),
+        (["22.0", "90,268.588"], "90,268.588", Decimal("90268.588")),
+        (["22,0", "90.268,588"], "90.268,588", Decimal("90268.588")),
+        (["22,0", "90 268,588"], "90 268,588", Decimal("90268.588")),
+        (["22,0", "90\u202f268,588"], "90\u202f268,588", Decimal("90268.588")),
+        (["22.0", "1'234.5"], "1'234.5", Decimal("1234.5")),
+        (["0.0"], "1e-05", Decimal("0.00001")),
+        (["7"], "", None),
+    ],
+)
+def test_numbers(cells, text, value):
+    assert parse_number(text, detect_decimal(cells)) == value
+
+
+def test_numbers_refuse_two_numbers_in_one_cell():
+    with pytest.raises(ValueError):
+        parse_number("5  12")
+    with pytest.raises(ValueError):
+        parse_number("2 64 1")
+
+
+# --- real pastes of many nsys versions --------------------------------------------------------------------------
+
+# fixture -> (kind, top name (prefix), its share in %, how many tables)
+REAL = {
+    "nsys2023_stats_true_column.txt": ("kernels", "vectorAdd(", 100.0, 6),
+    "nsys2022_old_titles_nosep.txt": ("kernels", "printArray(", 100.0, 5),
+    "nsys2020_average_minimum.txt": ("kernels", "void gdeflate::gdeflateDecompress<2>", 95.7, 4),
+    "nsys2021_average_ns_rst.txt": ("kernels", "nvkernel__ZN10coreneuron18solve_interleaved1", 32.3, 2),
+    "gpukernsum_gridxyz.txt": ("kernels", "ampere_sgemm_32x32_sliced1x4_nn", 65.3, 5),
+    "timemachine_pr1304_kernels.md": ("kernels", "void timemachine::k_atom_by_atom_energies<float>", 49.0, 1),
+    "timemachine_pr1225_api.md": ("api", "cudaLaunchKernel", 48.7, 1),
+    "miniqmc_issue265_headerless_api.md": ("api", "cuLaunchKernel", 34.2, 1),
+    "ik_llama_pr1700_headerless_kernels.md": ("kernels", "void mmq_ids_helper<(int)0>", 8.2, 1),
+    "fuser_pr4873_nccl.md": ("kernels", "ncclDevKernel_AllReduce_Sum_bf16_RING_LL", 99.9, 1),
+    "tvm_pr16842_allreduce.md": ("kernels", "ncclDevKernel_AllReduce_Sum_f16_RING_LL", 33.2, 1),
+    "nsys2024_ascii_clipped.md": ("kernels", "k_w5_compress_list(", 18.5, 1),
+    "nsys2025_graph_launch.txt": ("kernels", "void at::native::<unnamed>::multi_tensor_apply_kernel", 100.0, 4),
+    "nsys2026_nosep_column.txt": ("kernels", "void add_kernel<float>", 100.0, 1),
+    "synth_fr_decimal_comma_column.txt": ("kernels", "elementwise_kernel", 22.0, 1),
+    "synth_de_box_table_ms.txt": ("api", "cudaLaunchKernel", 54.9, 1),
+    "synth_markdown_us.md": ("kernels", "elementwise_kernel", 22.0, 1),
+    "synth_semicolon_decimal_comma.csv": ("mem_time", "[CUDA memcpy Host-to-Device]", 99.5, 1),
+}
+
+
+def test_every_fixture_is_listed():
+    files = {p.name for p in PASTED.iterdir() if p.name != "SOURCES.md"}
+    assert files == set(REAL)
+    sources = (PASTED / "SOURCES.md").read_text()
+    for name in files:
+        assert name in sources, f"{name} has no source in SOURCES.md"
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_paste_top_row(name: str):
+    kind, top, share, n_tables = REAL[name]
+    parsed = parse_pasted((PASTED / name).read_text(), name)
+    assert len(parsed.tables) == n_tables, [t.describe() for t in parsed.tables]
+    table = parsed.of_kind(kind)[0]
+    best = max(table.rows, key=lambda r: r["share"])  # type: ignore[arg-type, return-value]
+    assert str(best["name"]).startswith(top)
+    assert best["share"] == share
+    assert table.rows[0] is best  # nsys sorts by time: the first row is the top one
+    if kind == "kernels":
+        e = explain(parsed, RULES)
+        assert e.kernels[0]["name"] == best["name"]
+        assert e.kernels[0]["share"] == pytest.approx(share / 100)
+
+
+def test_real_paste_units_and_eras():
+    old = parse_pasted((PASTED / "nsys2020_average_minimum.txt").read_text())
+    kern = old.of_kind("kernels")[0]
+    assert [c.role for c in kern.columns] == ["share", "total_ns", "count", "avg_ns", "min_ns", "max_ns", "name"]
+    assert kern.column("avg_ns").unit == "ns"  # type: ignore[union-attr]  # "Average": unit from "Total Time (ns)"
+    size = old.of_kind("mem_size")[0]
+    assert size.column("total_bytes").unit == "KiB"  # type: ignore[union-attr]  # from "(by size in KiB)"
+    assert size.rows[1]["total_bytes"] == pytest.approx(11718.751 * 1024)
+    de = parse_pasted((PASTED / "synth_de_box_table_ms.txt").read_text()).tables[0]
+    assert (de.layout, de.rows[0]["total_ns"], de.rows[0]["count"]) == ("table", 822_222_000, 118_718)
+    fr = parse_pasted((PASTED / "synth_fr_decimal_comma_column.txt").read_text()).tables[0]
+    assert (fr.rows[0]["total_ns"], fr.rows[0]["count"], fr.args) == (90_268_588, 49_249, "base")
+    grid = parse_pasted((PASTED / "gpukernsum_gridxyz.txt").read_text()).of_kind("kernels")[0]
+    assert grid.report == "cuda_gpu_kern_gb_sum"
+    assert (grid.rows[1]["grid"], grid.rows[1]["block"]) == ("4 4 1", "32 32 1")
+    headerless = parse_pasted((PASTED / "miniqmc_issue265_headerless_api.md").read_text()).tables[0]
+    assert headerless.layout == "headerless" and headerless.partial and headerless.issues
+
+
+def test_titles_of_every_era():
+    text = (PASTED / "nsys2022_old_titles_nosep.txt").read_text()
+    parsed = parse_pasted(text)
+    assert [t.report for t in parsed.tables] == [
+        "osrt_sum",
+        "cuda_api_sum",
+        "cuda_gpu_kern_sum",
+        "cuda_gpu_mem_time_sum",
+        "cuda_gpu_mem_size_sum",
+    ]
+    assert any("SKIPPED" in n for n in parsed.notes)
+    graph = parse_pasted((PASTED / "nsys2025_graph_launch.txt").read_text())
+    assert [t.report for t in graph.tables][:2] == ["cuda_api_sum", "cuda_gpu_kern_sum"]
+
+
+# --- the explanation --------------------------------------------------------------------------------------------
+
+
+def _explain_file(path: Path):
+    return explain(parse_pasted(path.read_text(), str(path)), RULES)
+
+
+def test_explain_decode_pathologies_table():
+    path = GOLDEN / "decode_pathologies" / "table_usec.txt"
+    if not path.exists():
+        pytest.skip("no shared goldens")
+    e = _explain_file(path)
+    ids = [f.id for f in e.findings]
+    assert ids[:2] == ["launch-bound", "host-sync-in-inference"]
+    assert e.findings[0].severity == "critical"
+    assert e.diagnosis["family"] == "gemv" and e.diagnosis["host_first"] == "launch-bound"
+    assert e.next_actions[0].startswith("Decode is launch-bound")
+    assert e.kernels[0]["label"] == "elementwise_kernel" and e.kernels[0]["share"] == pytest.approx(0.22)
+    assert e.api["syncs"]["count"] == 800  # type: ignore[index]
+    assert any("Memory copies: paste" in c for c in e.cannot_tell)
+    d = json.loads(render_json(e))
+    assert (d["schema"], d["kind"]) == ("nsys-doctor/1", "explain")
+    for key in ("findings", "kernels", "families", "api", "memory", "diagnosis", "next_actions", "cannot_tell"):
+        assert key in d
+    assert set(d["findings"][0]) == {"id", "severity", "title", "summary", "evidence", "action"}
+    term = render_terminal(e, color=False)
+    assert "\x1b[" not in term and "launch-bound" in term and "What the text cannot tell" in term
+    md = render_markdown(e)
+    assert md.startswith("## nsys-doctor explain") and "| share | total |" in md
+
+
+def _golden_paste(name: str, files: tuple[str, ...]) -> str:
+    d = GOLDEN / name
+    return "\n".join(f"** ({f.removeprefix('stats_').removesuffix('.csv')}):\n" + (d / f).read_text() for f in files)
+
+
+@pytest.mark.parametrize(
+    ("name", "trace", "finding"),
+    [("decode_graph_graph", "graph", "graph-trace-not-node"), ("decode_graph_node", "node", None)],
+)
+def test_explain_infers_graph_trace_mode(name: str, trace: str, finding: str | None):
+    if not (GOLDEN / name).is_dir():
+        pytest.skip("no shared goldens")
+    text = _golden_paste(name, ("stats_cuda_api_sum.csv", "stats_cuda_gpu_kern_sum_base.csv"))
+    e = explain(parse_pasted(text), RULES)
+    assert e.graphs["inferred_trace"] == trace
+    assert ("graph-trace-not-node" in [f.id for f in e.findings]) == (finding is not None)
+    if finding:
+        assert e.diagnosis["kind"] == "recapture"
+
+
+@pytest.mark.parametrize("name", ["decode_pathologies", "decode_eager", "decode_graph_node", "prefill_2048"])
+def test_explain_agrees_with_report_on_the_top_family(name: str):
+    """The whole-run summary and the report's inference window name the same top family on the real traces."""
+    if not (GOLDEN / name).is_dir():
+        pytest.skip("no shared goldens")
+    from nsys_doctor.cli.report import diagnose_trace
+
+    d = diagnose_trace(open_trace(TRACES / f"{name}.sqlite"), RULES)
+    text = _golden_paste(name, ("stats_cuda_gpu_kern_sum.csv", "stats_cuda_api_sum.csv"))
+    e = explain(parse_pasted(text), RULES)
+    assert e.diagnosis["family"] == d.target["family"]
+    report_ids = {f.id for f in d.findings}
+    for fid in ("launch-bound", "host-sync-in-inference"):
+        assert (fid in [f.id for f in e.findings if f.severity != "info"]) == (fid in report_ids), fid
+
+
+def test_explain_nccl_and_copies():
+    e = _explain_file(PASTED / "fuser_pr4873_nccl.md")
+    assert e.nccl["share"] == pytest.approx(0.999)
+    assert e.diagnosis["family"] == "communication"
+    g = _explain_file(PASTED / "nsys2025_graph_launch.txt")
+    assert g.graphs["inferred_trace"] == "graph" and g.findings[0].id == "graph-trace-not-node"
+    assert g.memory["dominant"] == "dtod"
+    s = _explain_file(PASTED / "nsys2023_stats_true_column.txt")
+    assert s.memory["by_direction"]["htod"]["count"] == 2  # type: ignore[index]
+    assert [f.id for f in s.findings if f.id == "sync-memcpy"] == ["sync-memcpy"]
+
+
+def test_explain_without_kernel_table():
+    e = _explain_file(PASTED / "timemachine_pr1225_api.md")
+    assert e.diagnosis["kind"] == "need-data"
+    assert any("cuda_gpu_kern_sum" in c for c in e.cannot_tell)
+    assert "host-sync-in-inference" in [f.id for f in e.findings]  # 25,013 cudaEventSynchronize
+
+
+def test_short_names():
+    assert short_name("void at::native::elementwise_kernel<(int)128, (int)4>(int, T3)") == "elementwise_kernel"
+    assert short_name("void at::native::<unnamed>::multi_tensor_apply_kernel<at::native::<unnamed>::Tens…") == (
+        "multi_tensor_apply_kernel"
+    )
+    assert short_name("ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096>)") == (
+        "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"
+    )
+    assert (
+        short_name("nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT") == "nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT"
+    )
+
+
+# --- robustness -------------------------------------------------------------------------------------------------
+
+
+def test_no_table_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(UsageError, match=r"no nsys stats table found in notes\.txt"):
+        load_pasted("The decode is slow, any idea?\n\nThanks!", "notes.txt")
+    f = tmp_path / "empty.txt"
+    f.write_text("")
+    assert main(["explain", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no nsys stats table found" in err and "nsys stats" in err
+    assert main(["explain", str(tmp_path / "missing.txt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_cli_formats_and_stdin(tmp_path, capsys, monkeypatch):
+    src = PASTED / "nsys2023_stats_true_column.txt"
+    assert main(["explain", str(src), "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kind"] == "explain" and d["kernels"][0]["label"] == "vectorAdd"
+    out = tmp_path / "answer.md"
+    assert main(["explain", str(src), "-f", "markdown", "-o", str(out)]) == 0
+    assert out.read_text().startswith("## nsys-doctor explain")
+    from click.testing import CliRunner
+
+    from nsys_doctor.cli.main import _register, cli
+
+    _register()
+    res = CliRunner().invoke(cli, ["explain", "-"], input=src.read_bytes())
+    assert res.exit_code == 0 and "vectorAdd" in res.output and "standard input" in res.output
+
+
+def test_utf16_and_crlf():
+    text = (PASTED / "timemachine_pr1304_kernels.md").read_text().replace("\n", "\r\n")
+    for data in (text.encode("utf-16"), text.encode("utf-8-sig")):
+        parsed = parse_pasted(decode_text(data))
+        assert parsed.tables[0].rows[0]["share"] == 49.0
+
+
+def test_partial_and_broken_tables_report_what_was_understood():
+    text = (PASTED / "nsys2023_stats_true_column.txt").read_text()
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "cuda_api_sum" in line)
+    broken = [*lines[: start + 5], "     ???  garbled ###", *lines[start + 5 :]]
+    parsed = parse_pasted("\n".join(broken))
+    api = parsed.of_kind("api")[0]
+    assert api.partial and any("could not read" in i for i in api.issues)
+    assert len(api.rows) == 6
+    cut = "\n".join(lines[: start + 6])  # cut after two rows with 99.8% of the time: nothing visibly missing
+    assert not parse_pasted(cut).of_kind("api")[0].partial
+    cut = "\n".join(lines[: start + 5])  # cut after the first row: 97.0%
+    api = parse_pasted(cut).of_kind("api")[0]
+    assert api.partial and len(api.rows) == 1
+    e = explain(parse_pasted(cut), RULES)
+    assert any("Rows missing from the cuda_api_sum" in c for c in e.cannot_tell)
+
+
+def test_copy_artifacts_are_removed():
+    text = (PASTED / "timemachine_pr1304_kernels.md").read_text()
+    quoted = "\n".join("> " + line for line in text.splitlines())
+    tagged = "\n".join(f"[1,0]<stdout>: {line}" for line in text.splitlines())
+    coloured = text.replace("CUDA Kernel Statistics:", "\x1b[1mCUDA Kernel Statistics:\x1b[0m")
+    for variant in (quoted, tagged, coloured):
+        t = parse_pasted(variant).tables[0]
+        assert (t.report, t.rows[0]["share"], len(t.rows)) == ("cuda_gpu_kern_sum", 49.0, 4)
+
+
+def test_several_tables_of_a_kind_are_named():
+    text = (PASTED / "timemachine_pr1304_kernels.md").read_text()
+    e = explain(parse_pasted("Before:\n" + text + "\nAfter:\n" + text), RULES)
+    assert any("2 kernel tables" in n for n in e.notes)
+
+
+def test_json_that_nsys_did_not_escape():
+    text = '[\n  {\n    "Time (%)": 60.0,\n    "Total Time (ns)": 60,\n    "Name": "kernel<"x">"\n  },\n'
+    text += '  {\n    "Time (%)": 40.0,\n    "Total Time (ns)": 40,\n    "Name": "other"\n  }\n]\n'
+    parsed = parse_pasted(text)
+    assert len(parsed.tables) == 1 and len(parsed.tables[0].rows) == 1
+    assert parsed.tables[0].issues
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_text_never_raises(text: str):
+    parsed = parse_pasted(text)
+    e = explain(parsed, RULES)
+    render_terminal(e, color=False)
+    render_markdown(e)
+    json.loads(render_json(e))
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(sorted(REAL)), cut=st.floats(0, 1), noise=st.sampled_from(["", "...", "|", "  1,2  ", "-"]))
+def test_cut_and_noisy_pastes_never_raise(name: str, cut: float, noise: str):
+    text = (PASTED / name).read_text()
+    pos = int(len(text) * cut)
+    parsed = parse_pasted(text[:pos] + noise + "\n" + text[pos : pos + 200])
+    e = explain(parsed, RULES)
+    render_terminal(e, color=False)
+    json.loads(render_json(e))
