@@ -67,7 +67,9 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="nsys-doctor", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="nsys-doctor", standalone_mode=False)
+        if isinstance(rv, int):  # click returns ctx.exit(code) / Exit(code) instead of raising without standalone mode
+            return rv
     except NsysDoctorError as exc:
         click.echo(f"nsys-doctor: error: {exc.one_line()}", err=True)
         return exc.exit_code
