@@ -76,3 +76,21 @@ def stat_cells(
 ) -> tuple[float | None, float | None, int | None, int | None, float]:
     """(Avg, Med, Min, Max, StdDev) cells as nsys prints them."""
     return (r1(avg(total, n)), r1(med) if n else None, mn, mx, r1(stdev(std, n)))  # type: ignore[return-value]
+
+
+def summary_rows(stats: pl.DataFrame, keys: list[str], by_count: bool = True) -> list[tuple]:
+    """Rows ``Time%, Total, n, Avg, Med, Min, Max, StdDev, *keys`` from ``grouped_stats`` output, in nsys order:
+    Total desc, then (``by_count``) n asc, then the keys asc."""
+    grand = stats["total"].sum() if stats.height else 0
+    order = ["total", *(["n"] if by_count else []), *keys]
+    ordered = stats.sort(order, descending=[True, *([False] * (len(order) - 1))])
+    return [
+        (
+            share(r["total"], grand),
+            r["total"],
+            r["n"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            *(r[k] for k in keys),
+        )
+        for r in ordered.iter_rows(named=True)
+    ]

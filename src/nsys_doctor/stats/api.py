@@ -8,8 +8,8 @@ import polars as pl
 
 from ..trace import schema as S
 from ..trace.tables import load, resolve_names
-from .aggregate import grouped_stats, share, stat_cells
-from .core import Column, ReportContext, StatsTable, report
+from .aggregate import grouped_stats, summary_rows
+from .core import Column, ReportContext, StatsTable, duration_columns, report
 
 _NSYS_SUFFIX = re.compile(r"_v\d{4}$")
 
@@ -41,27 +41,6 @@ def cuda_api_sum(ctx: ReportContext) -> StatsTable:
     """Time in each CUDA runtime and driver API function (host side)."""
     df = api_calls(ctx)
     stats = grouped_stats(df, ["nameId", "api"], "dur")
-    grand = stats["total"].sum() if stats.height else 0
-    rows = []
-    for r in stats.sort(["total", "api"], descending=[True, False]).iter_rows(named=True):
-        rows.append(
-            (
-                share(r["total"], grand),
-                r["total"],
-                r["n"],
-                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-                nsys_api_name(r["api"]),
-            )
-        )
-    cols = (
-        Column("Time", "ratio_%"),
-        Column("Total Time", "dur_ns"),
-        Column("Num Calls"),
-        Column("Avg", "dur_ns"),
-        Column("Med", "dur_ns"),
-        Column("Min", "dur_ns"),
-        Column("Max", "dur_ns"),
-        Column("StdDev", "dur_ns"),
-        Column("Name"),
-    )
+    rows = [(*r[:-1], nsys_api_name(r[-1])) for r in summary_rows(stats, ["api"], by_count=False)]
+    cols = (*duration_columns("Num Calls"), Column("Name"))
     return StatsTable("cuda_api_sum", "CUDA API Summary", cols, rows)

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from .aggregate import grouped_stats, share, stat_cells
+from .aggregate import grouped_stats, summary_rows
 from .api import api_calls, api_name_expr
-from .core import Column, ReportContext, StatsTable, report
+from .core import Column, ReportContext, StatsTable, duration_columns, report
 from .kernels import kernels_with_names
 from .memops import memory_ops
 
-COLUMNS = (
-    Column("Time", "ratio_%"),
-    Column("Total Time", "dur_ns"),
-    Column("Instances"),
-    Column("Avg", "dur_ns"),
-    Column("Med", "dur_ns"),
-    Column("Min", "dur_ns"),
-    Column("Max", "dur_ns"),
-    Column("StdDev", "dur_ns"),
-    Column("Category"),
-    Column("Operation"),
-)
+COLUMNS = (*duration_columns("Instances"), Column("Category"), Column("Operation"))
 
 
 def _summary(parts: list[pl.DataFrame]) -> list[tuple]:
@@ -30,18 +19,8 @@ def _summary(parts: list[pl.DataFrame]) -> list[tuple]:
     stats = grouped_stats(df, ["name"], "dur").join(
         df.group_by("name", maintain_order=True).agg(pl.col("category").first()), on="name", how="left"
     )
-    grand = stats["total"].sum() if stats.height else 0
-    return [
-        (
-            share(r["total"], grand),
-            r["total"],
-            r["n"],
-            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-            r["category"],
-            r["name"],
-        )
-        for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True)
-    ]
+    category = dict(stats.select("name", "category").iter_rows())
+    return [(*r[:-1], category[r[-1]], r[-1]) for r in summary_rows(stats, ["name"])]
 
 
 def _kernels(ctx: ReportContext) -> pl.DataFrame:

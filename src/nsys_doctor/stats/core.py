@@ -21,6 +21,17 @@ class Column:
     unit: str = ""  # "", "dur_ns", "ts_ns", "mem_B", "thru_B", "ratio_%"
 
 
+def duration_columns(count_label: str = "Instances", share: bool = True) -> tuple[Column, ...]:
+    """The columns every nsys duration summary shares: Time (%), Total Time, <count>, Avg, Med, Min, Max, StdDev."""
+    head = (Column("Time", "ratio_%"),) if share else ()
+    return (
+        *head,
+        Column("Total Time", "dur_ns"),
+        Column(count_label),
+        *(Column(s, "dur_ns") for s in ("Avg", "Med", "Min", "Max", "StdDev")),
+    )
+
+
 @dataclass(frozen=True)
 class StatsTable:
     report: str

@@ -6,19 +6,10 @@ import polars as pl
 
 from ..trace import schema as S
 from ..trace.tables import load, resolve_names
-from .aggregate import grouped_stats, share, stat_cells
-from .core import Column, ReportContext, StatsTable, kernel_name_column, report
+from .aggregate import grouped_stats, summary_rows
+from .core import Column, ReportContext, StatsTable, duration_columns, kernel_name_column, report
 
-DUR_COLUMNS = (
-    Column("Time", "ratio_%"),
-    Column("Total Time", "dur_ns"),
-    Column("Instances"),
-    Column("Avg", "dur_ns"),
-    Column("Med", "dur_ns"),
-    Column("Min", "dur_ns"),
-    Column("Max", "dur_ns"),
-    Column("StdDev", "dur_ns"),
-)
+DUR_COLUMNS = duration_columns("Instances")
 GRID = ("gridX", "gridY", "gridZ")
 BLOCK = ("blockX", "blockY", "blockZ")
 
@@ -34,24 +25,6 @@ def kernels_with_names(ctx: ReportContext, extra: list[str]) -> pl.DataFrame:
         df = df.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
     df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
     return resolve_names(df, ctx.trace, name_col, "name")
-
-
-def summary_rows(stats: pl.DataFrame, keys: list[str]) -> list[tuple]:
-    """Rows ``Time%, Total, n, Avg, Med, Min, Max, StdDev, *keys`` sorted as nsys: Total desc, n asc, keys asc."""
-    grand = stats["total"].sum() if stats.height else 0
-    ordered = stats.sort(["total", "n", *keys], descending=[True, False, *([False] * len(keys))])
-    out = []
-    for r in ordered.iter_rows(named=True):
-        out.append(
-            (
-                share(r["total"], grand),
-                r["total"],
-                r["n"],
-                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-                *(r[k] for k in keys),
-            )
-        )
-    return out
 
 
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))

@@ -8,8 +8,8 @@ from ..trace import Trace
 from ..trace import schema as S
 from ..trace.tables import load
 from ..trace.window import EventFilter
-from .aggregate import grouped_stats, share, stat_cells, stdev
-from .core import Column, ReportContext, StatsTable, report
+from .aggregate import grouped_stats, stdev, summary_rows
+from .core import Column, ReportContext, StatsTable, duration_columns, report
 
 MEMSET_NAME = "[CUDA memset]"
 
@@ -38,28 +38,8 @@ def memory_ops(trace: Trace, flt: EventFilter | None, extra: list[str] | None = 
 def cuda_gpu_mem_time_sum(ctx: ReportContext) -> StatsTable:
     """Time in GPU memory copies and memsets, per kind of operation."""
     stats = grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], "dur")
-    grand = stats["total"].sum() if stats.height else 0
-    rows = [
-        (
-            share(r["total"], grand),
-            r["total"],
-            r["n"],
-            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-            r["name"],
-        )
-        for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True)
-    ]
-    cols = (
-        Column("Time", "ratio_%"),
-        Column("Total Time", "dur_ns"),
-        Column("Count"),
-        Column("Avg", "dur_ns"),
-        Column("Med", "dur_ns"),
-        Column("Min", "dur_ns"),
-        Column("Max", "dur_ns"),
-        Column("StdDev", "dur_ns"),
-        Column("Operation"),
-    )
+    rows = summary_rows(stats, ["name"])
+    cols = (*duration_columns("Count"), Column("Operation"))
     skipped = "" if rows else "does not contain GPU memory operations (memcpy/memset)"
     return StatsTable("cuda_gpu_mem_time_sum", "CUDA GPU MemOps Summary (by Time)", cols, rows, skipped)
 

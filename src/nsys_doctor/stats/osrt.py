@@ -6,8 +6,8 @@ import polars as pl
 
 from ..trace import schema as S
 from ..trace.tables import load, resolve_names
-from .aggregate import grouped_stats, share, stat_cells
-from .core import Column, ReportContext, StatsTable, report
+from .aggregate import grouped_stats, summary_rows
+from .core import Column, ReportContext, StatsTable, duration_columns, report
 
 OSRT_EVENT_CLASS = 27
 
@@ -15,17 +15,7 @@ OSRT_EVENT_CLASS = 27
 @report("osrt_sum", "OS Runtime Summary")
 def osrt_sum(ctx: ReportContext) -> StatsTable:
     """Time in each OS runtime function (names not shortened)."""
-    cols = (
-        Column("Time", "ratio_%"),
-        Column("Total Time", "dur_ns"),
-        Column("Num Calls"),
-        Column("Avg", "dur_ns"),
-        Column("Med", "dur_ns"),
-        Column("Min", "dur_ns"),
-        Column("Max", "dur_ns"),
-        Column("StdDev", "dur_ns"),
-        Column("Name"),
-    )
+    cols = (*duration_columns("Num Calls"), Column("Name"))
     if not ctx.trace.schema.has(S.OSRT):
         return StatsTable(
             "osrt_sum", "OS Runtime Summary", cols, [], "does not contain OS Runtime trace data (capture with -t osrt)"
@@ -35,15 +25,5 @@ def osrt_sum(ctx: ReportContext) -> StatsTable:
     df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
     df = resolve_names(df, ctx.trace, "nameId", "name")
     stats = grouped_stats(df, ["nameId", "name"], "dur")
-    grand = stats["total"].sum() if stats.height else 0
-    rows = [
-        (
-            share(r["total"], grand),
-            r["total"],
-            r["n"],
-            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-            r["name"],
-        )
-        for r in stats.sort(["total", "name"], descending=[True, False]).iter_rows(named=True)
-    ]
+    rows = summary_rows(stats, ["name"], by_count=False)
     return StatsTable("osrt_sum", "OS Runtime Summary", cols, rows, "" if rows else "no OS runtime calls")
