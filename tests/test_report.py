@@ -248,6 +248,9 @@ def test_every_catalogued_finding_is_tested():
         "no-kernels",
         "profiler-dropped-data",
         "tail-systematic",
+        "nccl-rank-skew",  # with and without: tests/test_nccl.py
+        "nccl-not-overlapped",
+        "rank-imbalance",
         "gemv-near-bandwidth-limit",  # with and without: tests/test_roofline.py
         "gemv-bandwidth-headroom",
     }

@@ -83,6 +83,24 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "shorten the capture (capture range) or trace less (--trace=cuda,nvtx), and raise the CUDA flush "
         "interval/buffers; numbers may be incomplete",
     ),
+    # raised by the multi-rank analysis (analysis/nccl.py, nsys-doctor nccl)
+    "nccl-rank-skew": (
+        "Collectives wait for a late rank",
+        "find what the late rank does just before its collectives (the 'before' column: host gaps, "
+        "synchronizations, sleeps, garbage collection, data loading, uneven work) and remove or balance it; the "
+        "collective time on the other ranks is waiting, not bandwidth, so tuning NCCL will not help",
+    ),
+    "nccl-not-overlapped": (
+        "Communication does not overlap compute",
+        "run collectives on their own stream next to independent compute (overlapped or async tensor parallel, "
+        "fused GEMM + all-reduce, bucketed gradient all-reduce, overlapped expert dispatch/combine); when nothing "
+        "can overlap, move fewer bytes (FP8/BF16 communication, fewer collectives per step)",
+    ),
+    "rank-imbalance": (
+        "Ranks do unequal work per step",
+        "balance the work per rank (sharding, expert placement and capacity, batch split) and the host side "
+        "(one CPU core set per rank near its GPU, no extra work on one rank) so that no rank paces the others",
+    ),
     # raised by the roofline (analysis/roofline.py, report --model)
     "gemv-near-bandwidth-limit": (
         "Decode GEMVs run near the GPU's peak memory bandwidth",

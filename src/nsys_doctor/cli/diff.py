@@ -9,14 +9,15 @@ from pathlib import Path
 
 import click
 
-from ..analysis.compare import LEVELS, Profile, build_profile, diff_profiles, gate, scaling
-from ..analysis.ops import classify
+from ..analysis.compare import LEVELS, DiffResult, GateResult, Profile, build_profile, diff_profiles, gate, scaling
+from ..analysis.ops import OpRule, classify
 from ..analysis.phases import choose_window, find_steps
 from ..config import find_config
-from ..errors import UsageError
+from ..errors import NsysDoctorError, UsageError
 from ..report.compare_text import render_diff, render_scaling
 from ..trace import Trace
 from ..trace.meta import describe, workload_shape
+from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
 from .report import project_rules
 
@@ -27,26 +28,65 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def profile_of(path: Path, ops_file: Path | None = None, context: int | None = None) -> Profile:
     rules = project_rules(ops_file)
     with Trace.open(path) as trace:
-        info = describe(trace)
-        frames = TraceFrames(trace)
-        window = choose_window(
-            frames.kernels, frames.api, frames.memcpy, frames.nvtx, info.capture.get("capture_range")
-        )  # type: ignore[arg-type]
-        steps = find_steps(frames.kernels, frames.api, frames.nvtx, window)
-        ops = classify(frames.kernels["name"].unique().to_list(), rules)
-        prompt, output = workload_shape(info.capture.get("command"))  # type: ignore[arg-type]
-        return build_profile(
-            str(path),
-            frames.kernels,
-            frames.api,
-            frames.memcpy,
-            frames.memset,
-            window,
-            steps,
-            ops,
-            context if context is not None else prompt,
-            output,
-        )
+        return _profile(trace, TraceFrames(trace), str(path), rules, context)
+
+
+def _profile(trace: Trace, frames: TraceFrames, source: str, rules: list[OpRule], context: int | None) -> Profile:
+    info = describe(trace)
+    window = choose_window(frames.kernels, frames.api, frames.memcpy, frames.nvtx, info.capture.get("capture_range"))  # type: ignore[arg-type]
+    steps = find_steps(frames.kernels, frames.api, frames.nvtx, window)
+    ops = classify(frames.kernels["name"].unique().to_list(), rules)
+    prompt, output = workload_shape(info.capture.get("command"))  # type: ignore[arg-type]
+    return build_profile(
+        source,
+        frames.kernels,
+        frames.api,
+        frames.memcpy,
+        frames.memset,
+        window,
+        steps,
+        ops,
+        context if context is not None else prompt,
+        output,
+    )
+
+
+def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
+    """The profile of one rank (top-level: runs in worker processes)."""
+    from ..analysis.parallel import WorkerError
+
+    try:
+        with Trace.open(spec.path) as trace:
+            return _profile(trace, rank_frames(trace, spec), f"{spec.label} (rank {spec.rank})", rules, None)
+    except NsysDoctorError as exc:
+        return WorkerError(type(exc).__name__, exc.message, exc.hint)
+
+
+def _side_paths(arg: Path) -> list[str]:
+    """A diff side: a trace, a directory of rank traces, or a comma-separated list of traces."""
+    text = str(arg)
+    if "," in text and not arg.exists():
+        return [p for p in text.split(",") if p]
+    return [text]
+
+
+def rank_side(arg: Path, rank_from: str) -> list[RankSpec] | None:
+    """The ranks of one diff side, or None when it is one single-rank trace."""
+    paths = _side_paths(arg)
+    if len(paths) == 1 and not multi_rank(paths):
+        return None
+    return discover(paths, rank_from)
+
+
+def side_profiles(specs: list[RankSpec], rules: list[OpRule], jobs: int, only: int | None = None) -> dict[int, Profile]:
+    from ..analysis.parallel import map_ranks
+
+    if only is not None:
+        specs = [s for s in specs if s.rank == only]
+        if not specs:
+            raise UsageError(f"no rank {only} on one side of the diff", "pick a rank present in both with --rank N")
+    profiles = map_ranks(specs, rank_profile, jobs=jobs, rules=rules)
+    return {s.rank: p for s, p in zip(specs, profiles, strict=True)}
 
 
 def baseline_dir() -> Path:
@@ -79,8 +119,7 @@ def _emit(text: str, output: str | None) -> None:
 
 
 @click.command()
-@click.argument("before", required=False, type=click.Path(path_type=Path))
-@click.argument("after", type=click.Path(path_type=Path))
+@click.argument("paths", metavar="[BEFORE] AFTER", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--baseline", metavar="NAME", help="Compare AFTER with a saved baseline instead of a BEFORE trace.")
 @click.option(
     "--by",
@@ -108,9 +147,26 @@ def _emit(text: str, output: str | None) -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE")
 @click.option("--ops", "ops_file", type=click.Path(path_type=Path), help="Extra kernel-to-operation rules.")
+@click.option(
+    "--ranks",
+    "rank_mode",
+    type=click.Choice(("per-rank", "aggregate")),
+    default="per-rank",
+    show_default=True,
+    help="Rank sets: one diff per rank (paired by rank number), or one diff of the merged ranks (per step: "
+    "slowest rank's step time, mean GPU time and kernels per rank).",
+)
+@click.option("--rank", "only_rank", type=int, metavar="N", help="Rank sets: compare rank N only.")
+@click.option(
+    "--rank-from",
+    type=click.Choice(RANK_FROM),
+    default="auto",
+    show_default=True,
+    help="Rank numbers from the recorded environment, the file name, or sorted order.",
+)
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Read rank traces on this many processes.")
 def diff(
-    before: Path | None,
-    after: Path,
+    paths: tuple[Path, ...],
     baseline: str | None,
     level: str,
     gate_pct: float | None,
@@ -119,32 +175,103 @@ def diff(
     fmt: str,
     output: str | None,
     ops_file: Path | None,
+    rank_mode: str,
+    only_rank: int | None,
+    rank_from: str,
+    jobs: int,
 ) -> None:
     """Compare BEFORE and AFTER per decode step: kernels, APIs, memory operations, families; noise-aware.
 
     \b
     Exit codes with --gate: 0 no significant regression, 1 regression beyond the threshold, 2 bad input.
     Per-family thresholds: [tool.nsys-doctor.gate] families = { gemv = 3 } in pyproject.toml.
+
+    \b
+    BEFORE and AFTER may be rank sets: a directory of per-rank traces, a comma-separated list of traces, or one
+    trace holding several ranks. Ranks are paired by rank number (--ranks per-rank, the gate fails when any rank
+    regresses), merged (--ranks aggregate), or picked (--rank N).
     """
+    # BEFORE is optional before a required AFTER, which click's positional arguments cannot express
+    if len(paths) > 2 or not paths:
+        raise UsageError(
+            f"diff takes BEFORE and AFTER, {len(paths)} given",
+            "nsys-doctor diff BEFORE AFTER (or --baseline NAME AFTER); several rank traces go in a directory or a "
+            "comma-separated list",
+        )
+    before, after = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
     if baseline and before is not None:
         raise UsageError("give either BEFORE or --baseline NAME, not both", "nsys-doctor diff --baseline NAME AFTER")
     if not baseline and before is None:
         raise UsageError("diff needs two traces", "nsys-doctor diff BEFORE AFTER (or --baseline NAME AFTER)")
-    a = load_baseline(baseline) if baseline else profile_of(before, ops_file)  # type: ignore[arg-type]
-    b = profile_of(after, ops_file)
-    result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
-    g = None
     cfg_gate = find_config().data.get("gate")
     fam_limits: dict[str, float] = {}
     if isinstance(cfg_gate, dict):
         fam_limits = {str(k): float(v) for k, v in (cfg_gate.get("families") or {}).items()}
         if gate_pct is None and "threshold" in cfg_gate:
             gate_pct = float(cfg_gate["threshold"])
-    if gate_pct is not None:
-        g = gate(result, gate_pct, fam_limits)
-    _emit(render_diff(result, fmt, g), output)
-    if g is not None and not g.passed:
+
+    def compare(a: Profile, b: Profile) -> tuple[DiffResult, GateResult | None]:
+        result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
+        return result, (gate(result, gate_pct, fam_limits) if gate_pct is not None else None)
+
+    rules = project_rules(ops_file)
+    side_a = None if baseline else rank_side(before, rank_from)  # type: ignore[arg-type]
+    side_b = rank_side(after, rank_from)
+    if side_a is None and side_b is None:
+        if only_rank is not None:
+            raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
+        a = load_baseline(baseline) if baseline else profile_of(before, ops_file)  # type: ignore[arg-type]
+        result, g = compare(a, profile_of(after, ops_file))
+        _emit(render_diff(result, fmt, g), output)
+        if g is not None and not g.passed:
+            raise click.exceptions.Exit(1)
+        return
+    from ..analysis.rankset import merge_profiles, pair_ranks
+
+    def profiles(side: list[RankSpec] | None, arg: Path) -> dict[int, Profile]:
+        if side is None:
+            return {0: profile_of(arg, ops_file)}
+        return side_profiles(side, rules, jobs, only_rank)
+
+    pa = {0: load_baseline(baseline)} if baseline else profiles(side_a, before)  # type: ignore[arg-type]
+    pb = profiles(side_b, after)
+    if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
+        # one side is a single profile (a baseline, or one trace): compare the merged ranks
+        result, g = compare(merge_profiles(list(pa.values())), merge_profiles(list(pb.values())))
+        _emit(render_diff(result, fmt, g), output)
+        if g is not None and not g.passed:
+            raise click.exceptions.Exit(1)
+        return
+    common, notes = pair_ranks(list(pa), list(pb))
+    if not common:
+        raise UsageError("the two sides have no rank number in common", "use --ranks aggregate, or --rank-from order")
+    pairs = [(r, *compare(pa[r], pb[r])) for r in common]
+    failed = [r for r, _, g in pairs if g is not None and not g.passed]
+    _emit(_render_rank_diffs(pairs, notes, fmt, failed), output)
+    if failed:
         raise click.exceptions.Exit(1)
+
+
+def _render_rank_diffs(
+    pairs: list[tuple[int, DiffResult, GateResult | None]], notes: list[str], fmt: str, failed: list[int]
+) -> str:
+    if fmt == "json":
+        data = {
+            "schema": "nsys-doctor/1",
+            "kind": "diff-ranks",
+            "ranks": [{"rank": r, "diff": json.loads(render_diff(d, "json", g))} for r, d, g in pairs],
+            "gate_failed_ranks": failed,
+            "notes": notes,
+        }
+        return json.dumps(data, indent=2) + "\n"
+    parts = []
+    for r, d, g in pairs:
+        body = render_diff(d, fmt, g)
+        parts.append(f"\n### Rank {r}\n\n{body}" if fmt == "markdown" else f"\n==> rank {r} <==\n{body}")
+    parts += [f"note: {n}\n" for n in notes]
+    if any(g is not None for _, _, g in pairs):
+        parts.append(f"gate: FAIL on rank {', '.join(map(str, failed))}\n" if failed else "gate: PASS on every rank\n")
+    return "".join(parts)
 
 
 @click.command(name="scaling")

@@ -11,11 +11,12 @@ from ..analysis.diagnosis import Diagnosis, diagnose
 from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
 from ..analysis.phases import Window, data_extent
 from ..config import find_config
-from ..errors import UsageError
-from ..report.diagnosis_json import render_json
+from ..errors import NsysDoctorError, UsageError
+from ..report.diagnosis_json import clean_json, render_json
 from ..report.diagnosis_text import render_markdown, render_terminal
 from ..trace import Trace
 from ..trace.meta import describe
+from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_filter, rank_frames
 from ..trace.tables import TraceFrames
 from ..trace.window import parse_filter_time, resolve_nvtx_filter
 
@@ -42,22 +43,30 @@ def diagnose_trace(
     filter_nvtx: str | None = None,
     whole_trace: bool = False,
     top: int = 10,
+    rank: RankSpec | None = None,
+    frames: TraceFrames | None = None,
 ) -> Diagnosis:
-    """Read what the diagnosis needs from an open trace and run it (the window options as on the command line)."""
+    """Read what the diagnosis needs from an open trace and run it (the window options as on the command line).
+
+    With ``rank``, only that rank's process (and device) is analyzed; ``frames`` are reused when already read."""
     info = describe(trace)
-    frames = TraceFrames(trace)
+    if frames is None:
+        frames = rank_frames(trace, rank) if rank is not None else TraceFrames(trace)
     chosen: Window | None = None
     if window:
         f = parse_filter_time(window)
         _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
         chosen = Window(f.start, min(f.end, hi), "user", f"--window {window}")
     elif filter_nvtx:
-        f = resolve_nvtx_filter(trace, filter_nvtx)
+        f = rank_filter(trace, rank, None, filter_nvtx) if rank is not None else resolve_nvtx_filter(trace, filter_nvtx)
         chosen = Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
     elif whole_trace:
         lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
         chosen = Window(lo, hi, "whole-trace", "--whole-trace")
     gpu = info.gpus[0] if info.gpus else {}
+    if rank is not None:
+        used = set(frames.kernels["deviceId"].drop_nulls().to_list())
+        gpu = next((g for g in info.gpus if g.get("deviceId") in used), gpu)
     trace_info = {
         "path": str(trace.path),
         "nsys_version": info.product_version,
@@ -70,6 +79,8 @@ def diagnose_trace(
         "command": info.capture.get("command"),
         "missing": info.missing,
     }
+    if rank is not None:
+        trace_info["rank"] = {"rank": rank.rank, "pid": rank.pid, "device": rank.device, "source": rank.source}
     return diagnose(
         frames.kernels,
         frames.api,
@@ -87,8 +98,59 @@ def diagnose_trace(
     )
 
 
+def rank_report(
+    spec: RankSpec,
+    rules: list[OpRule],
+    window: str | None = None,
+    filter_nvtx: str | None = None,
+    whole_trace: bool = False,
+    top: int = 10,
+) -> object:
+    """One rank's diagnosis and collective summary (top-level: runs in worker processes)."""
+    from ..analysis.parallel import WorkerError, summary_from_frames
+
+    try:
+        with Trace.open(spec.path) as trace:
+            frames = rank_frames(trace, spec)
+            d = diagnose_trace(trace, rules, window, filter_nvtx, whole_trace, top, rank=spec, frames=frames)
+            return d, summary_from_frames(trace, spec, frames, rules)
+    except NsysDoctorError as exc:
+        return WorkerError(type(exc).__name__, exc.message, exc.hint)
+
+
+def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: str, color: bool) -> str:
+    """Per-rank reports, then what holds across ranks (collectives, late rank, imbalance)."""
+    import json
+
+    from ..report import nccl_text
+
+    if fmt == "json":
+        data = {
+            "schema": "nsys-doctor/1",
+            "kind": "report-ranks",
+            "ranks": [{"rank": sp.rank, "spec": sp.to_dict(), "report": d.to_dict()} for sp, d in pairs],
+            "across_ranks": across.to_dict() if across is not None else None,  # type: ignore[attr-defined]
+        }
+        return json.dumps(clean_json(data), indent=2, ensure_ascii=False) + "\n"
+    parts = []
+    if fmt == "markdown":
+        parts.append(f"# nsys-doctor report: {len(pairs)} ranks\n")
+        for sp, d in pairs:
+            parts.append(f"\n# Rank {sp.rank}: {sp.label} (rank from {sp.source})\n\n" + render_markdown(d))
+        if across is not None:
+            parts.append("\n# Across ranks\n\n" + nccl_text.render_markdown(across, compact=True))  # type: ignore[arg-type]
+        return "".join(parts)
+    for sp, d in pairs:
+        parts.append(f"{'=' * 20} rank {sp.rank}: {sp.label} (rank from {sp.source}) {'=' * 20}\n")
+        parts.append(render_terminal(d, color=color) + "\n")
+    if across is not None:
+        parts.append(f"{'=' * 20} across ranks {'=' * 20}\n")
+        parts.append(nccl_text.render_terminal(across, color=color, compact=True))  # type: ignore[arg-type]
+    return "".join(parts)
+
+
 @click.command()
-@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
+@click.argument("trace_paths", metavar="TRACES...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of standard output.")
 @click.option("--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s).")
@@ -102,8 +164,17 @@ def diagnose_trace(
     help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
 )
 @click.option("--top", default=10, show_default=True, help="Kernels and tails to list.")
+@click.option(
+    "--rank-from",
+    type=click.Choice(RANK_FROM),
+    default="auto",
+    show_default=True,
+    help="Several traces: rank numbers from the recorded environment, the file name, or sorted order.",
+)
+@click.option("--no-split", is_flag=True, help="Analyze one trace holding several ranks as a whole, not per rank.")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Read rank traces on this many processes.")
 def report(
-    trace_path: Path,
+    trace_paths: tuple[Path, ...],
     fmt: str,
     output: str | None,
     window: str | None,
@@ -111,25 +182,55 @@ def report(
     whole_trace: bool,
     ops_file: Path | None,
     top: int,
+    rank_from: str,
+    no_split: bool,
+    jobs: int,
 ) -> None:
-    """Diagnose TRACE: top kernels and families, tails, host overhead, findings and the next actions.
+    """Diagnose TRACES: top kernels and families, tails, host overhead, findings and the next actions.
 
     \b
     By default the steady-state inference window is analyzed (model loading and warm-up are left out): a
     cudaProfilerApi capture range, NVTX request or step ranges, else a detection from the data. The chosen window
     and the reason are printed first.
+
+    \b
+    Several traces (one per rank), a directory of them, or one trace holding several ranks' processes give one
+    report per rank, then what holds across ranks: the late rank, waiting in collectives, unequal work per step
+    (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
     if sum(bool(x) for x in (window, filter_nvtx, whole_trace)) > 1:
         raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
+    if no_split and len(trace_paths) > 1:
+        raise UsageError("--no-split applies to one trace", "give one trace, or drop --no-split")
     rules = project_rules(ops_file)
-    with Trace.open(trace_path) as trace:
-        d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
-    if fmt == "json":
-        text = render_json(d)
-    elif fmt == "markdown":
-        text = render_markdown(d)
+    color = output is None and sys.stdout.isatty()
+    if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
+        with Trace.open(trace_paths[0]) as trace:
+            d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
+        if fmt == "json":
+            text = render_json(d)
+        elif fmt == "markdown":
+            text = render_markdown(d)
+        else:
+            text = render_terminal(d, color=color)
     else:
-        text = render_terminal(d, color=output is None and sys.stdout.isatty())
+        from ..analysis.nccl import analyze
+        from ..analysis.parallel import map_ranks
+
+        specs = discover(list(trace_paths), rank_from)
+        results = map_ranks(
+            specs,
+            rank_report,
+            jobs=jobs,
+            rules=rules,
+            window=window,
+            filter_nvtx=filter_nvtx,
+            whole_trace=whole_trace,
+            top=top,
+        )
+        summaries = [s for _, s in results]
+        across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
+        text = render_ranks([(sp, d) for sp, (d, _) in zip(specs, results, strict=True)], across, fmt, color)
     if output and output != "-":
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)

@@ -11,6 +11,8 @@ from ..errors import UsageError
 from ..report.nsys_format import FORMATS, Units, render
 from ..stats import REGISTRY, ReportContext, load_all, parse_report_arg, run_report
 from ..trace import Trace
+from ..trace.ranks import RANK_FROM, discover, rank_filter
+from ..trace.window import EventFilter, parse_filter_time
 from ..units import DISPLAY_MEM_UNITS, parse_timeunit
 from .common import event_filter
 
@@ -45,7 +47,7 @@ def _help_reports(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 
 @click.command()
-@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
+@click.argument("trace_paths", metavar="TRACES...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-r",
     "--report",
@@ -86,8 +88,20 @@ def _help_reports(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     callback=_help_reports,
     help="List the reports and rules, with their arguments.",
 )
+@click.option(
+    "--per-rank",
+    is_flag=True,
+    help="Split one trace holding several ranks' processes into per-rank reports (several traces always are).",
+)
+@click.option(
+    "--rank-from",
+    type=click.Choice(RANK_FROM),
+    default="auto",
+    show_default=True,
+    help="Several traces: rank numbers from the recorded environment, the file name, or sorted order.",
+)
 def stats(
-    trace_path: Path,
+    trace_paths: tuple[Path, ...],
     reports: tuple[str, ...],
     formats: str,
     timeunit: str,
@@ -95,14 +109,23 @@ def stats(
     filter_time: str | None,
     filter_nvtx: str | None,
     output: str | None,
+    per_rank: bool,
+    rank_from: str,
 ) -> None:
-    """Reproduce `nsys stats` reports and `nsys analyze` rules on TRACE.
+    """Reproduce `nsys stats` reports and `nsys analyze` rules on TRACES.
 
     \b
     Examples:
       nsys-doctor stats trace.sqlite -r cuda_gpu_kern_sum:base
       nsys-doctor stats trace.sqlite -r cuda_api_sum --filter-nvtx decode_step --format csv
       nsys-doctor stats trace.sqlite -r gpu_gaps:gap=1 --timeunit usec -o -
+
+    \b
+    Several traces (one per rank) or a directory of them give one set of reports per rank, each headed
+    "==> rank N: FILE <==" on standard output, or written to BASE_rankN_<report>.<ext> with -o. --per-rank
+    splits one trace holding several ranks' processes the same way (per process: the filters keep that
+    process's events; a process driving several GPUs stays whole).
+      nsys-doctor stats run/ -r cuda_gpu_kern_sum:base
     """
     requests = [parse_report_arg(r) for r in (reports or DEFAULT_REPORTS)]
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
@@ -114,34 +137,64 @@ def stats(
     if memunit not in DISPLAY_MEM_UNITS:
         raise UsageError(f"unknown memory unit '{memunit}'", f"use one of {', '.join(DISPLAY_MEM_UNITS)}")
     units = Units(time=parse_timeunit(timeunit), mem=memunit)
-    with Trace.open(trace_path) as trace:
-        flt = event_filter(trace, filter_time, filter_nvtx)
-        to_stdout = output in (None, "-")
-        for i, req in enumerate(requests):
-            fmt = fmts[i] if len(fmts) > 1 else fmts[0]
-            table = run_report(ReportContext(trace, flt), req)
-            body = render(table, fmt, units)
-            if not table.rows:
-                why = table.skipped or "no matching events" + (f" in {flt.label}" if flt.label else "")
-                click.echo(f"SKIPPED: {trace.path} {req.text}: {why}", err=True)
-            if to_stdout:
-                if fmt in ("column", "table"):
-                    if body:
-                        sys.stdout.write(f"\n ** {table.title} ({req.name}):\n\n{body}\n")
-                elif body:
-                    sys.stdout.write(body)
-                continue
-            dest = _destination(output or "", req.text, fmt, len(requests))
-            dest.write_text(body, encoding="utf-8")
-            click.echo(f"wrote {dest}", err=True)
+    if len(trace_paths) == 1 and not per_rank and not trace_paths[0].is_dir():
+        with Trace.open(trace_paths[0]) as trace:
+            flt = event_filter(trace, filter_time, filter_nvtx)
+            _run_reports(trace, flt, requests, fmts, units, output, "")
+        return
+    specs = discover(list(trace_paths), rank_from)
+    time_filter = parse_filter_time(filter_time) if filter_time and not filter_nvtx else None
+    for spec in specs:
+        with Trace.open(spec.path) as trace:
+            flt = rank_filter(trace, spec, time_filter, filter_nvtx)
+            if output in (None, "-"):
+                sys.stdout.write(f"\n==> rank {spec.rank}: {spec.label} (rank from {spec.source}) <==\n")
+            if spec.device is not None:
+                click.echo(
+                    f"note: rank {spec.rank} is device {spec.device} of process {spec.pid}, which drives several "
+                    "GPUs: the reports cover the whole process",
+                    err=True,
+                )
+            _run_reports(trace, flt, requests, fmts, units, output, f"rank{spec.rank}")
 
 
-def _destination(output: str, report_text: str, fmt: str, n_reports: int) -> Path:
+def _run_reports(
+    trace: Trace,
+    flt: EventFilter,
+    requests: list,  # type: ignore[type-arg]
+    fmts: list[str],
+    units: Units,
+    output: str | None,
+    rank_tag: str,
+) -> None:
+    """Every requested report on one trace (or rank): to standard output, or one file per report."""
+    to_stdout = output in (None, "-")
+    for i, req in enumerate(requests):
+        fmt = fmts[i] if len(fmts) > 1 else fmts[0]
+        table = run_report(ReportContext(trace, flt), req)
+        body = render(table, fmt, units)
+        if not table.rows:
+            why = table.skipped or "no matching events" + (f" in {flt.label}" if flt.label else "")
+            click.echo(f"SKIPPED: {trace.path} {req.text}: {why}", err=True)
+        if to_stdout:
+            if fmt in ("column", "table"):
+                if body:
+                    sys.stdout.write(f"\n ** {table.title} ({req.name}):\n\n{body}\n")
+            elif body:
+                sys.stdout.write(body)
+            continue
+        dest = _destination(output or "", req.text, fmt, len(requests), rank_tag)
+        dest.write_text(body, encoding="utf-8")
+        click.echo(f"wrote {dest}", err=True)
+
+
+def _destination(output: str, report_text: str, fmt: str, n_reports: int, rank_tag: str = "") -> Path:
     p = Path(output)
     if n_reports == 1 and p.suffix.lower() in (".csv", ".json", ".txt"):
-        return p
+        return p.with_name(f"{p.stem}_{rank_tag}{p.suffix}") if rank_tag else p
     tag = report_text.replace(":", "_").replace("=", "_").replace("/", "_")
-    return p.parent / f"{p.name}_{tag}.{EXTENSIONS[fmt]}"
+    name = f"{p.name}_{rank_tag}" if rank_tag else p.name
+    return p.parent / f"{name}_{tag}.{EXTENSIONS[fmt]}"
 
 
 COMMANDS = [stats]

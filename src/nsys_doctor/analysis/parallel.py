@@ -1,0 +1,178 @@
+"""Per-rank work in parallel: a process pool (``--jobs``) or an existing Dask cluster (``--dask ADDRESS``).
+
+The unit of work is one rank: ``rank_summary(spec)`` opens the rank's trace itself, reads only that rank's events,
+and returns a ``RankSummary`` (one row per collective instance and per step), so what crosses process boundaries
+is small and a worker holds one trace at a time: its memory is bounded by the largest single rank trace, whatever
+the number of ranks. The reduce (``nccl.analyze``) runs in the calling process on the summaries.
+
+This module is the runner, not an analysis: it is the one place in ``analysis/`` that opens traces (the pure
+work happens in ``nccl.summarize_rank`` and ``nccl.analyze``). Results do not depend on the runner: the same
+inputs give the same summaries in the same order with ``jobs=1``, a pool, or Dask.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import NsysDoctorError, UsageError
+
+POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """An ``NsysDoctorError`` raised in a worker, carried back whole (exceptions lose their hint when pickled)."""
+
+    kind: str
+    message: str
+    hint: str
+
+    def reraise(self) -> None:
+        from .. import errors
+
+        cls = getattr(errors, self.kind, NsysDoctorError)
+        raise cls(self.message, self.hint)
+
+
+def rank_summary(spec: Any, rules: list[Any] | None = None) -> Any:
+    """Open one rank's trace and summarize its collectives and steps (top-level, picklable: runs in workers)."""
+    from ..trace import Trace
+    from ..trace.ranks import rank_frames
+
+    try:
+        with Trace.open(spec.path) as trace:
+            return summary_from_frames(trace, spec, rank_frames(trace, spec), rules)
+    except NsysDoctorError as exc:
+        return WorkerError(type(exc).__name__, exc.message, exc.hint)
+
+
+def summary_from_frames(trace: Any, spec: Any, frames: Any, rules: list[Any] | None = None) -> Any:
+    """``nccl.summarize_rank`` on frames already read (``rank_frames``), with the rank's window and steps."""
+    from ..trace.meta import capture_settings
+    from ..trace.ranks import long_os_calls
+    from ..trace.tables import gpus
+    from .nccl import LONG_HOST_NS, summarize_rank
+    from .phases import choose_window, find_steps
+
+    capture = capture_settings(trace)
+    window = choose_window(
+        frames.kernels,
+        frames.api,
+        frames.memcpy,
+        frames.nvtx,
+        capture.get("capture_range"),  # type: ignore[arg-type]
+    )
+    steps = find_steps(frames.kernels, frames.api, frames.nvtx, window)
+    os_calls = long_os_calls(trace, spec, LONG_HOST_NS)
+    devices = sorted(set(frames.kernels["deviceId"].drop_nulls().to_list()))
+    table = gpus(trace)
+    names = table.filter(table["deviceId"].is_in(devices))["name"].to_list() if devices else []
+    info = {
+        **spec.to_dict(),
+        "label": spec.label,
+        "devices": devices,
+        "gpu": names[0] if names else None,
+        "window": window.to_dict(),
+        "step_source": steps.source,
+        "steps": steps.count,
+        "cuda_graph_trace": capture.get("cuda_graph_trace"),
+        "graph_launches": frames.graph_launches.height,
+    }
+    return summarize_rank(
+        spec.rank, frames.kernels, frames.api, frames.nvtx, steps.table, os_calls, spec.offset_ns, info, rules
+    )
+
+
+def _init_worker(threads: int) -> None:
+    """Each worker gets its share of the cores for polars (read when polars first starts its thread pool)."""
+    os.environ.setdefault(POLARS_THREADS_ENV, str(max(1, threads)))
+
+
+def _check(results: list[Any]) -> list[Any]:
+    for r in results:
+        if isinstance(r, WorkerError):
+            r.reraise()
+    return results
+
+
+def map_ranks(
+    specs: Sequence[Any],
+    func: Callable[..., Any] = rank_summary,
+    jobs: int = 1,
+    dask: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """``func(spec, **kwargs)`` for every spec, in spec order: in this process (``jobs=1``), on a pool of
+    ``jobs`` processes, or on the Dask cluster at ``dask`` (``"local"`` or ``"local:N"`` starts one here)."""
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs} is not a number of workers", "give 1 or more")
+    if dask:
+        return _check(dask_map(list(specs), func, dask, **kwargs))
+    n = len(specs)
+    if jobs == 1 or n <= 1:
+        out = []
+        for i, s in enumerate(specs):
+            out.append(func(s, **kwargs))
+            if progress:
+                progress(i + 1, n)
+        return _check(out)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = min(jobs, n)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs polars threads
+    results: list[Any] = [None] * n
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(func, s, **kwargs): i for i, s in enumerate(specs)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            results[futures[fut]] = fut.result()
+            if progress:
+                progress(done, n)
+    return _check(results)
+
+
+def dask_map(specs: list[Any], func: Callable[..., Any], address: str, **kwargs: Any) -> list[Any]:
+    """Run ``func`` over ``specs`` on a Dask cluster and gather the results in order. The traces must be readable
+    at the same paths on the workers (a shared file system) and nsys-doctor installed there."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise UsageError(
+            "--dask needs Dask's distributed scheduler, which is not installed",
+            "pip install 'nsys-doctor[dask]' (or: pip install 'dask[distributed]')",
+        ) from exc
+    cluster = None
+    try:
+        if address == "local" or address.startswith("local:"):
+            n = int(address.split(":", 1)[1]) if ":" in address else min(4, os.cpu_count() or 1)
+            import logging
+
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,  # its workers' shutdown chatter is not the user's business
+            )
+            client = Client(cluster)
+        else:
+            client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise UsageError(
+            f"cannot reach the Dask scheduler at {address} ({exc})",
+            "give the scheduler address (tcp://host:8786), or --dask local to start a cluster here",
+        ) from exc
+    try:
+        futures = client.map(func, specs, pure=False, **kwargs)
+        return list(client.gather(futures))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,128 @@
+"""``nsys-doctor nccl``: collectives across ranks, split into waiting and moving; the late rank and why."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ..trace.ranks import RANK_FROM, RankSpec, discover
+
+FORMATS = ("terminal", "markdown", "json")
+
+
+def progress_printer(what: str):  # type: ignore[no-untyped-def]
+    """A progress callback for ``map_ranks`` that writes to a terminal's stderr (nothing when redirected)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else "\r"
+        sys.stderr.write(f"{what}: {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return show
+
+
+def rank_specs(traces: tuple[Path, ...], rank_from: str) -> list[RankSpec]:
+    if not traces:
+        raise UsageError("no traces given", "pass one trace per rank, a directory of them, or one multi-rank trace")
+    return discover(list(traces), rank_from)
+
+
+@click.command()
+@click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="TRACES...")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write the result to FILE instead of standard output.")
+@click.option(
+    "-j", "--jobs", type=int, default=1, show_default=True, help="Read the rank traces on this many processes."
+)
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS",
+    help="Run the per-rank work on the Dask cluster at ADDRESS (tcp://host:8786; 'local' or 'local:N' starts one "
+    "here). Traces must be readable at the same paths on the workers.",
+)
+@click.option(
+    "--rank-from",
+    type=click.Choice(RANK_FROM),
+    default="auto",
+    show_default=True,
+    help="Where rank numbers come from: the recorded environment (RANK ...), the file name, or sorted order.",
+)
+@click.option("--top", default=20, show_default=True, help="Worst instances to list.")
+@click.option(
+    "--ops",
+    "ops_file",
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Extra kernel-to-operation rules; kernels they put in the 'communication' family are analyzed too.",
+)
+def nccl(
+    traces: tuple[Path, ...],
+    fmt: str,
+    output: str | None,
+    jobs: int,
+    dask_address: str | None,
+    rank_from: str,
+    top: int,
+    ops_file: Path | None,
+) -> None:
+    """Collectives across ranks: is "slow NCCL" waiting for a late rank, or moving data?
+
+    \b
+    TRACES are one trace per rank (nsys profile -o trace_rank%q{RANK}), a directory of them, or one trace
+    holding every rank (nsys profile torchrun ...: split per process, and per device). Ranks are numbered from
+    the environment recorded at capture (RANK, OMPI_COMM_WORLD_RANK, SLURM_PROCID ...), the file name, or sorted
+    order; clocks are aligned with each trace's session start time.
+
+    \b
+    For each collective type: count and per-rank duration p50/p99/max; each instance matched across ranks (by
+    order per stream and kernel) with its arrival skew (latest start minus earliest start: waiting) and the
+    duration on the last-arriving rank (transfer: moving); the late rank and how often it is last; the worst
+    instances with their step and what the late rank did just before; the steps carrying the big skews;
+    communication/compute overlap and per-rank step time.
+
+    \b
+    Examples:
+      nsys-doctor nccl run/trace_rank0.sqlite run/trace_rank1.sqlite
+      nsys-doctor nccl run/ --jobs 8 --format json -o nccl.json
+      nsys-doctor nccl run/ --dask tcp://scheduler:8786
+    """
+    if dask_address and jobs != 1:
+        raise UsageError("--jobs and --dask exclude each other", "give --jobs N for local processes or --dask ADDRESS")
+    from ..analysis.nccl import analyze
+    from ..analysis.parallel import map_ranks
+    from ..report.nccl_text import render_json, render_markdown, render_terminal
+    from .report import project_rules
+
+    rules = project_rules(ops_file)
+    specs = rank_specs(traces, rank_from)
+    summaries = map_ranks(specs, jobs=jobs, dask=dask_address, progress=progress_printer("ranks read"), rules=rules)
+    result = analyze(summaries, top=top)
+    if not any(s.instances.height for s in summaries):
+        graph = [s.rank for s in summaries if s.info.get("graph_launches")]
+        hint = (
+            "CUDA graphs were traced as whole launches: recapture with --cuda-graph-trace=node to see the "
+            "collectives inside them"
+            if graph
+            else "capture the ranks with --trace=cuda,nvtx while collectives run (check the capture range)"
+        )
+        raise UsageError(f"no NCCL or other collective kernels in {', '.join(str(t) for t in traces)}", hint)
+    if fmt == "json":
+        text = render_json(result)
+    elif fmt == "markdown":
+        text = render_markdown(result)
+    else:
+        text = render_terminal(result, color=output is None and sys.stdout.isatty())
+    if output and output != "-":
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+COMMANDS = [nccl]

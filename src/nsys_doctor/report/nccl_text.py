@@ -1,0 +1,314 @@
+"""Renderers of an ``NcclResult`` (``nsys-doctor nccl``): terminal (rich), Markdown and JSON (``nsys-doctor/1``,
+``"kind": "nccl"``)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import polars as pl
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..analysis.nccl import NcclResult
+from ..units import format_ns
+from .diagnosis_json import clean_json
+
+SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _pct(x: object) -> str:
+    return "-" if x is None else f"{100 * float(x):.0f}%"  # type: ignore[arg-type]
+
+
+def _short(name: object, width: int = 48) -> str:
+    text = str(name)
+    for prefix in ("ncclDevKernel_", "ncclKernel_"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _where(r: dict[str, object]) -> str:
+    return "-" if r.get("step") is None else f"{r['step']} #{r.get('in_step')}"
+
+
+def _rank_line(r: dict[str, object]) -> str:
+    off = int(r.get("offset_ns") or 0)  # type: ignore[call-overload]
+    extra = f", session started {off / 1e6:.3f} ms after the first" if off else ""
+    return (
+        f"rank {r['rank']}: {r.get('label') or r.get('path')} (rank from {r.get('source')}{extra}; "
+        f"{r.get('steps', 0)} steps from {r.get('step_source') or '-'})"
+    )
+
+
+def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """(key, title, header, rows) of every table, shared by the terminal and Markdown renderers."""
+    out: list[tuple[str, str, list[str], list[list[str]]]] = []
+    if res.collectives.height:
+        rows = [
+            [
+                _short(r["name"]),
+                str(r["rank"]),
+                f"{r['count']:,}",
+                format_ns(r["total"]),
+                format_ns(r["p50"]),
+                format_ns(r["p99"]),
+                format_ns(r["max"]),
+                _pct(r["wait_share"]),
+            ]
+            for r in res.collectives.iter_rows(named=True)
+        ]
+        out.append(
+            (
+                "collectives",
+                "Collective kernels per rank (duration on each rank; waiting = until the last rank arrived)",
+                ["collective", "rank", "count", "total", "p50", "p99", "max", "waiting"],
+                rows,
+            )
+        )
+    if res.matched.height:
+        rows = [
+            [
+                _short(r["name"]),
+                f"{r['instances']:,}",
+                format_ns(r["skew_p50"]),
+                format_ns(r["skew_p99"]),
+                format_ns(r["skew_max"]),
+                format_ns(r["transfer_p50"]),
+                format_ns(r["transfer_p99"]),
+                f"rank {r['most_last_rank']} ({r['most_last_count']:,})",
+                _pct(r["wait_share"]),
+            ]
+            for r in res.matched.iter_rows(named=True)
+        ]
+        out.append(
+            (
+                "matched",
+                "Matched across ranks: arrival skew (waiting) vs transfer on the last rank (moving)",
+                [
+                    "collective",
+                    "instances",
+                    "skew p50",
+                    "skew p99",
+                    "skew max",
+                    "xfer p50",
+                    "xfer p99",
+                    "last most",
+                    "waiting",
+                ],
+                rows,
+            )
+        )
+    if res.ranks:
+        rows = [
+            [
+                str(r["rank"]),
+                f"{r.get('collectives', 0):,}",
+                format_ns(r.get("nccl_time")),  # type: ignore[arg-type]
+                format_ns(r.get("wait")),  # type: ignore[arg-type]
+                format_ns(r.get("moving")),  # type: ignore[arg-type]
+                _pct(r.get("wait_share")),
+                f"{r.get('last', 0):,} ({_pct(r.get('last_share'))})",
+                format_ns(r.get("arrival_delay_p50_ns")),  # type: ignore[arg-type]
+            ]
+            for r in res.ranks
+        ]
+        out.append(
+            (
+                "ranks",
+                "Ranks: collective time split into waiting and moving; how often each rank arrives last",
+                ["rank", "collectives", "time", "waiting", "moving", "waiting %", "last", "delay p50"],
+                rows,
+            )
+        )
+    if res.worst.height:
+        rows = [
+            [
+                _short(r["name"], 30),
+                str(r["index"]),
+                _where(r),
+                str(r["last_rank"]),
+                format_ns(r["skew"]),
+                format_ns(r["transfer"]),
+                format_ns(r["dur_max"]),
+                str(r["cause"]),
+                str(r["before"]),
+            ]
+            for r in res.worst.iter_rows(named=True)
+        ]
+        out.append(
+            (
+                "worst",
+                "Worst instances by arrival skew (index = position in its sequence; step #n = n-th of that "
+                "collective in the step)",
+                [
+                    "collective",
+                    "index",
+                    "step",
+                    "late",
+                    "skew",
+                    "transfer",
+                    "longest",
+                    "cause",
+                    "late rank just before",
+                ],
+                rows,
+            )
+        )
+    top = res.steps.get("top") if isinstance(res.steps, dict) else None
+    if top:
+        rows = [
+            [
+                str(r["step"]),
+                str(r["instances"]),
+                format_ns(r["skew_total"]),
+                format_ns(r["skew_max"]),
+                str(r["spikes"]),
+            ]
+            for r in top  # type: ignore[union-attr]
+        ]
+        out.append(
+            (
+                "steps",
+                "Steps with the most arrival skew",
+                ["step", "collectives", "skew total", "skew max", "spikes"],
+                rows,
+            )
+        )
+    if res.overlap.height:
+        rows = [
+            [
+                str(r["rank"]),
+                format_ns(r["nccl_time"]),
+                format_ns(r["overlapped"]),
+                format_ns(r["exposed"]),
+                _pct(r["overlap_share"]),
+                _pct(r["nccl_share_of_kernel_time"]),
+            ]
+            for r in res.overlap.iter_rows(named=True)
+        ]
+        out.append(
+            (
+                "overlap",
+                "Communication/compute overlap (collective time overlapped by compute kernels on the same GPU)",
+                ["rank", "collectives", "overlapped", "exposed", "overlap", "of kernel time"],
+                rows,
+            )
+        )
+    if res.imbalance.height and "own_mean" in res.imbalance.columns:
+        rows = [
+            [
+                str(r["rank"]),
+                str(r["steps"]),
+                format_ns(r.get("step_time_mean")),
+                format_ns(r.get("gpu_span_mean")),
+                format_ns(r.get("compute_mean")),
+                format_ns(r.get("nccl_mean")),
+                format_ns(r.get("wait_mean")),
+                format_ns(r.get("idle_mean")),
+                format_ns(r.get("own_mean")),
+            ]
+            for r in res.imbalance.filter(pl.col("steps") > 0).iter_rows(named=True)
+        ]
+        out.append(
+            (
+                "per_step",
+                "Per step (means): host step time, GPU span of the step, compute, collectives, waiting, GPU idle, "
+                "own time (span minus waiting)",
+                ["rank", "steps", "host step", "GPU span", "compute", "collectives", "waiting", "GPU idle", "own"],
+                rows,
+            )
+        )
+    if res.nvtx.height:
+        rows = [
+            [
+                str(r["name"]),
+                str(r["rank"]),
+                f"{r['count']:,}",
+                format_ns(r["total"]),
+                format_ns(r["p50"]),
+                format_ns(r.get("p99")),
+                format_ns(r.get("max")),
+            ]
+            for r in res.nvtx.iter_rows(named=True)
+        ]
+        out.append(
+            (
+                "nvtx",
+                "NCCL NVTX ranges (host side: time in the NCCL call; message sizes are not in this export)",
+                ["range", "rank", "count", "total", "p50", "p99", "max"],
+                rows,
+            )
+        )
+    return out
+
+
+COMPACT = ("ranks", "per_step")
+
+
+def render_terminal(res: NcclResult, width: int = 160, color: bool = True, compact: bool = False) -> str:
+    """The whole analysis; ``compact``: headline, findings and the per-rank tables (for ``report``)."""
+    buf = StringIO()
+    con = Console(
+        file=buf, width=width, force_terminal=color, color_system="standard" if color else None, highlight=False
+    )
+    con.print(f"[bold]nsys-doctor nccl[/bold]  {len(res.ranks)} ranks (times aligned by session start)")
+    for r in res.ranks:
+        con.print(f"  {escape(_rank_line(r))}")
+    con.print()
+    con.print("[bold]Diagnosis[/bold]")
+    for line in res.headline:
+        con.print(f"  {escape(line)}")
+    con.print()
+    if res.findings:
+        con.print("[bold]Findings[/bold]")
+        for f in res.findings:
+            sev = str(f["severity"])
+            con.print(f"  [{SEV_STYLE[sev]}]{sev:<8}[/] [bold]{f['id']}[/bold] {escape(str(f['title']))}")
+            con.print(f"           {escape(str(f['summary']))}")
+            con.print(f"           [dim]-> {escape(str(f['action']))}[/dim]")
+        con.print()
+    for key, title, header, rows in _tables(res):
+        if compact and key not in COMPACT:
+            continue
+        con.print(f"[bold]{escape(title)}[/bold]")
+        t = Table(box=None, pad_edge=False)
+        for i, h in enumerate(header):
+            t.add_column(h, justify="left" if i == 0 or h in ("cause", "late rank just before", "range") else "right")
+        for row in rows:
+            t.add_row(*(escape(c) for c in row))
+        con.print(t)
+        con.print()
+    for n in res.notes:
+        con.print(f"note: {escape(n)}")
+    return buf.getvalue()
+
+
+def _md(s: str) -> str:
+    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_markdown(res: NcclResult, compact: bool = False) -> str:
+    out = [f"## nsys-doctor nccl: {len(res.ranks)} ranks", ""]
+    out += [f"- {_md(_rank_line(r))}" for r in res.ranks]
+    out += ["", "### Diagnosis", ""] + [f"- {_md(line)}" for line in res.headline]
+    if res.findings:
+        out += ["", "### Findings", "", "| severity | id | evidence | action |", "| --- | --- | --- | --- |"]
+        out += [
+            f"| {f['severity']} | `{f['id']}` | {_md(str(f['summary']))} | {_md(str(f['action']))} |"
+            for f in res.findings
+        ]
+    for key, title, header, rows in _tables(res):
+        if compact and key not in COMPACT:
+            continue
+        out += ["", f"### {_md(title)}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    if res.notes:
+        out += [""] + [f"> note: {_md(n)}" for n in res.notes]
+    return "\n".join(out) + "\n"
+
+
+def render_json(res: NcclResult) -> str:
+    return json.dumps(clean_json(res.to_dict()), indent=2, ensure_ascii=False) + "\n"
