@@ -367,3 +367,38 @@ def test_tails_by_base_name_and_grid(capsys):
     assert all("grid" in r for r in tails["kernels_by_grid"])
     names = {r["name"] for r in tails["api"]}
     assert "cudaGraphLaunch_v10000" in names
+
+
+MODEL = Path(__file__).resolve().parent / "data" / "llama_mini_config.json"
+
+
+@needs_shared
+def test_report_with_model_adds_roofline(capsys):
+    assert main(["report", str(T("decode_graph_node")), "--model", str(MODEL), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["roofline"]["model"]["bytes_per_token"] == 2_471_493_632
+    assert len(data["roofline"]["decode"]["shapes"]) == 5
+    found = {f["id"]: f for f in data["findings"]}
+    assert "LM head" in found["gemv-near-bandwidth-limit"]["summary"]
+    assert "down" in found["gemv-bandwidth-headroom"]["summary"]
+    assert any("GEMV" in a for a in data["next_actions"])
+
+
+@needs_shared
+def test_report_with_a_model_that_does_not_fit(capsys):
+    # decode_pathologies runs 8 layers; the 16-layer config does not fit: a note, no wrong numbers, exit 0
+    assert main(["report", str(T("decode_pathologies")), "--model", str(MODEL), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["roofline"] is None
+    assert any(n.startswith("roofline skipped: model llama_mini_config.json does not fit") for n in data["notes"])
+    assert not any(f["id"].startswith("gemv-") for f in data["findings"])
+
+
+def test_report_shows_unprofiled_timing_from_the_capture_record(capsys):
+    trace = Path(__file__).resolve().parent / "data" / "capture_decode.sqlite"
+    assert main(["report", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert "Timing  unprofiled per_token_ms: 2.538ms" in out
+    assert main(["report", str(trace), "--format", "json"]) == 0
+    timing = json.loads(capsys.readouterr().out)["timing"]
+    assert timing["baseline"]["value"] == 2.538 and timing["inflation"] > 20

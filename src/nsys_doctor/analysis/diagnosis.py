@@ -62,6 +62,18 @@ class Diagnosis:
     target: dict[str, object]
     next_actions: list[str]
     notes: list[str] = field(default_factory=list)
+    roofline: dict[str, object] | None = None  # report --model: the roofline result (analysis/roofline.py)
+    timing: dict[str, object] | None = None  # unprofiled vs traced timing from the capture record
+
+    def add_findings(self, extra: list[Finding]) -> None:
+        """Findings from another analysis (roofline, ranks): merged in severity order, actions appended."""
+        from .findings import SEVERITY_ORDER
+
+        self.findings = sorted([*self.findings, *extra], key=lambda f: SEVERITY_ORDER[f.severity])
+        for f in extra:
+            text = f"{f.title}: {f.action}."
+            if f.severity in ("critical", "warning") and text not in self.next_actions:
+                self.next_actions.append(text)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -83,6 +95,8 @@ class Diagnosis:
             "diagnosis": self.target,
             "next_actions": self.next_actions,
             "notes": self.notes,
+            "roofline": self.roofline,
+            "timing": self.timing,
         }
 
 

@@ -12,6 +12,7 @@ from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_fi
 from ..analysis.phases import Window, data_extent
 from ..config import find_config
 from ..errors import NsysDoctorError, UsageError
+from ..report import roofline_text
 from ..report.diagnosis_json import clean_json, render_json
 from ..report.diagnosis_text import render_markdown, render_terminal
 from ..trace import Trace
@@ -98,6 +99,49 @@ def diagnose_trace(
     )
 
 
+def add_roofline(
+    d: Diagnosis,
+    trace: Trace,
+    model_path: Path,
+    rules: list[OpRule],
+    dtype: str | None,
+    peak_bw: str | None,
+    window: str | None,
+    filter_nvtx: str | None,
+    whole_trace: bool,
+) -> object | None:
+    """Run the roofline for ``--model`` and merge its findings; a model that does not fit becomes a note."""
+    from ..analysis.findings import Finding
+    from ..analysis.roofline import roofline_findings
+    from .roofline import parse_bandwidth, roofline_trace
+
+    try:
+        r = roofline_trace(trace, model_path, rules, dtype=dtype,
+                           peak_bw=parse_bandwidth(peak_bw) if peak_bw else None,
+                           window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace)  # fmt: skip
+    except UsageError as exc:
+        d.notes.append(f"roofline skipped: {exc.one_line()}")
+        return None
+    d.roofline = clean_json(r.to_dict())  # type: ignore[assignment]
+    d.add_findings(
+        [
+            Finding(str(f["id"]), str(f["severity"]), str(f["summary"]), dict(f["evidence"]))
+            for f in roofline_findings(r)
+        ]  # type: ignore[arg-type]
+    )
+    return r
+
+
+def capture_timing(trace_path: Path) -> dict[str, object] | None:
+    """Unprofiled vs traced timing from the capture record beside the trace (nsys-doctor capture --baseline-run)."""
+    from ..capture.run import read_sidecar
+
+    rec = read_sidecar(trace_path)
+    if not rec or not isinstance(rec.get("baseline"), dict):
+        return None
+    return {k: rec.get(k) for k in ("baseline", "traced", "inflation", "trace_timing", "trace_inflation")}
+
+
 def rank_report(
     spec: RankSpec,
     rules: list[OpRule],
@@ -171,6 +215,15 @@ def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: s
     show_default=True,
     help="Several traces: rank numbers from the recorded environment, the file name, or sorted order.",
 )
+@click.option(
+    "--model",
+    "model_path",
+    metavar="CONFIG",
+    type=click.Path(path_type=Path),
+    help="Model config.json or shapes TOML: add the roofline section and its findings (see roofline).",
+)
+@click.option("--dtype", help="Weight dtype for --model (bf16, fp16, fp8, int4).")
+@click.option("--peak-bw", "peak_bw", metavar="TB/S", help="Peak DRAM bandwidth for --model, if not in the trace.")
 @click.option("--no-split", is_flag=True, help="Analyze one trace holding several ranks as a whole, not per rank.")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Read rank traces on this many processes.")
 def report(
@@ -183,6 +236,9 @@ def report(
     ops_file: Path | None,
     top: int,
     rank_from: str,
+    model_path: Path | None,
+    dtype: str | None,
+    peak_bw: str | None,
     no_split: bool,
     jobs: int,
 ) -> None:
@@ -205,14 +261,20 @@ def report(
     rules = project_rules(ops_file)
     color = output is None and sys.stdout.isatty()
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
+        roof = None
         with Trace.open(trace_paths[0]) as trace:
             d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
+            if model_path is not None:
+                roof = add_roofline(d, trace, model_path, rules, dtype, peak_bw, window, filter_nvtx, whole_trace)
+        d.timing = capture_timing(trace_paths[0])
         if fmt == "json":
             text = render_json(d)
         elif fmt == "markdown":
-            text = render_markdown(d)
+            text = render_markdown(d) + (roofline_text.render_markdown(roof) if roof is not None else "")
         else:
             text = render_terminal(d, color=color)
+            if roof is not None:
+                text += "\n" + roofline_text.render_terminal(roof, color=color)
     else:
         from ..analysis.nccl import analyze
         from ..analysis.parallel import map_ranks

@@ -41,6 +41,27 @@ def _steps_line(d: Diagnosis) -> list[str]:
     return lines
 
 
+def _timing_line(d: Diagnosis) -> str | None:
+    """Unprofiled vs traced timing, when the capture recorded a baseline run."""
+    t = d.timing or {}
+    base = t.get("baseline")
+    if not isinstance(base, dict) or base.get("value") is None:
+        return None
+    unit = base.get("unit") or ""
+    line = f"unprofiled {base.get('metric')}: {base['value']}{unit}"
+    traced = t.get("trace_timing")
+    if isinstance(traced, dict) and traced.get("value") is not None:
+        line += f"; in the trace {traced.get('metric')}: {traced['value']:.3f}{traced.get('unit') or ''}"
+        if t.get("trace_inflation"):
+            line += f" (x{float(t['trace_inflation']):.2f})"  # type: ignore[arg-type]
+    under = t.get("traced")
+    if isinstance(under, dict) and under.get("value") is not None and t.get("inflation"):
+        line += (
+            f"; the application under nsys: {under['value']}{under.get('unit') or ''} (x{float(t['inflation']):.2f})"  # type: ignore[arg-type]
+        )
+    return line + ". Quote the unprofiled number for latency."
+
+
 def _host_lines(d: Diagnosis) -> list[str]:
     h = d.host
     out = [
@@ -73,6 +94,11 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     )
     w = d.window
     con.print(f"Window  {w.start / 1e9:.3f}s to {w.end / 1e9:.3f}s ({format_ns(w.duration)}): {w.reason}")
+    timing = _timing_line(d)
+    if timing:
+        con.print(f"Timing  {timing}")
+    for note in d.notes:
+        con.print(f"Note    {note}")
     con.print()
     con.print("[bold]Diagnosis[/bold]")
     con.print(f"  {d.target.get('why', 'nothing to analyze')}")
