@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from ..trace import Trace
 from ..trace.meta import describe, workload_shape
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
+from .common import emit
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -108,14 +108,6 @@ def load_baseline(name: str) -> Profile:
         return Profile.from_dict(json.loads(p.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"baseline {p} is not a valid nsys-doctor profile ({exc})", "save it again") from exc
-
-
-def _emit(text: str, output: str | None) -> None:
-    if output and output != "-":
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(text)
 
 
 @click.command()
@@ -222,7 +214,7 @@ def diff(
             raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
         a = load_baseline(baseline) if baseline else profile_of(before, ops_file)  # type: ignore[arg-type]
         result, g = compare(a, profile_of(after, ops_file))
-        _emit(render_diff(result, fmt, g), output)
+        emit(render_diff(result, fmt, g), output)
         if g is not None and not g.passed:
             raise click.exceptions.Exit(1)
         return
@@ -238,7 +230,7 @@ def diff(
     if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
         # one side is a single profile (a baseline, or one trace): compare the merged ranks
         result, g = compare(merge_profiles(list(pa.values())), merge_profiles(list(pb.values())))
-        _emit(render_diff(result, fmt, g), output)
+        emit(render_diff(result, fmt, g), output)
         if g is not None and not g.passed:
             raise click.exceptions.Exit(1)
         return
@@ -247,7 +239,7 @@ def diff(
         raise UsageError("the two sides have no rank number in common", "use --ranks aggregate, or --rank-from order")
     pairs = [(r, *compare(pa[r], pb[r])) for r in common]
     failed = [r for r, _, g in pairs if g is not None and not g.passed]
-    _emit(_render_rank_diffs(pairs, notes, fmt, failed), output)
+    emit(_render_rank_diffs(pairs, notes, fmt, failed), output)
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -302,7 +294,7 @@ def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str
         raise UsageError(
             f"no context length known for {', '.join(missing)}", "give the prompt lengths with --ctx, e.g. --ctx 1,2048"
         )
-    _emit(render_scaling(scaling(profiles), fmt), output)
+    emit(render_scaling(scaling(profiles), fmt), output)
 
 
 @click.group()

@@ -10,6 +10,7 @@ import click
 from ..analysis.explain import explain as explain_tables
 from ..report.explain_text import render_json, render_markdown, render_terminal
 from ..trace.pasted import decode_text, load_pasted, read_source
+from .common import emit
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -56,11 +57,7 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
         body = render_markdown(e)
     else:
         body = render_terminal(e, color=output is None and sys.stdout.isatty())
-    if output and output != "-":
-        Path(output).write_text(body, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(body)
+    emit(body, output)
 
 
 COMMANDS = [explain]

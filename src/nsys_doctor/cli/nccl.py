@@ -9,6 +9,7 @@ import click
 
 from ..errors import UsageError
 from ..trace.ranks import RANK_FROM, RankSpec, discover
+from .common import emit
 
 FORMATS = ("terminal", "markdown", "json")
 
@@ -118,11 +119,7 @@ def nccl(
         text = render_markdown(result)
     else:
         text = render_terminal(result, color=output is None and sys.stdout.isatty())
-    if output and output != "-":
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(text)
+    emit(text, output)
 
 
 COMMANDS = [nccl]

@@ -20,6 +20,7 @@ from ..trace.meta import describe
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_filter, rank_frames
 from ..trace.tables import TraceFrames
 from ..trace.window import parse_filter_time, resolve_nvtx_filter
+from .common import emit
 
 FORMATS = ("terminal", "markdown", "json")
 
@@ -293,11 +294,7 @@ def report(
         summaries = [s for _, s in results]
         across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
         text = render_ranks([(sp, d) for sp, (d, _) in zip(specs, results, strict=True)], across, fmt, color)
-    if output and output != "-":
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(text)
+    emit(text, output)
 
 
 COMMANDS = [report]

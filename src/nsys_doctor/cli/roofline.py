@@ -19,6 +19,7 @@ from ..trace import Trace
 from ..trace.meta import describe
 from ..trace.tables import TraceFrames
 from ..trace.window import parse_filter_time, resolve_nvtx_filter
+from .common import emit
 from .report import FORMATS, project_rules
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -233,11 +234,7 @@ def roofline(
     else:
         tty = output is None and sys.stdout.isatty()
         text = render_terminal(result, width=None if tty else 180, color=tty)
-    if output and output != "-":
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(text)
+    emit(text, output)
 
 
 COMMANDS = [roofline]
