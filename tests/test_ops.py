@@ -670,3 +670,20 @@ def test_required_literals(pattern: str, literals: set[tuple[str, bool]] | None)
 
     found = _required_literals(pattern)
     assert (set(found) if found is not None else None) == literals
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("void mul_mat_q<(ggml_type)12, 128, false>(const char *, const int *, float *, int)", "gemm"),
+        ("void mul_mat_vec_q<(ggml_type)12, 1, false>(const void *, const void *, float *, int)", "gemv"),
+        ("void flash_attn_mma_ext_f16<128, 128, 1, 1, false, false>(const char *)", "attention"),
+        ("void mmq_ids_helper<8>(const int *, int *)", "moe"),
+        ("void quantize_mmq_q8_1<(mmq_q8_1_ds_layout)1>(const float *)", "quantization"),
+        ("void rms_norm_f32<1024, true, false>(const float *, float *)", "norm"),
+        ("void rope_neox<true, true, float>(const float *)", "rope"),
+        ("void k_get_rows_float<float, float>(const float *)", "embedding"),
+    ],
+)
+def test_ggml_kernels(name, family):
+    assert classify([name], load_rules())["family"].to_list() == [family]
