@@ -1,14 +1,75 @@
-"""Helpers shared by subcommands: event filters from CLI options, and writing the output."""
+"""Helpers shared by subcommands: common options, the analysis window they ask for, event filters, output."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from ..analysis.phases import Window, data_extent
 from ..trace import Trace
 from ..trace.window import EventFilter, parse_filter_time, resolve_nvtx_filter
+
+if TYPE_CHECKING:
+    from ..trace.ranks import RankSpec
+    from ..trace.tables import TraceFrames
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def window_options(func: F) -> F:
+    """--window, --filter-nvtx and --whole-trace, as report, roofline and the rank commands read them."""
+    func = click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")(
+        func
+    )
+    func = click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]", help="Analyze the window of this NVTX range.")(
+        func
+    )
+    return click.option(
+        "--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s)."
+    )(func)  # type: ignore[return-value]
+
+
+def ops_option(func: F) -> F:
+    """--ops FILE: extra kernel-to-operation rules."""
+    return click.option(
+        "--ops",
+        "ops_file",
+        metavar="FILE",
+        type=click.Path(path_type=Path),
+        help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
+    )(func)  # type: ignore[return-value]
+
+
+def resolve_window(
+    trace: Trace,
+    frames: TraceFrames,
+    window: str | None,
+    filter_nvtx: str | None,
+    whole_trace: bool,
+    rank: RankSpec | None = None,
+) -> Window | None:
+    """The window the options ask for (None: let ``choose_window`` decide). With ``rank``, an NVTX range is looked
+    up in that rank's process only."""
+    if window:
+        f = parse_filter_time(window)
+        _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        return Window(f.start, min(f.end, hi), "user", f"--window {window}")
+    if filter_nvtx:
+        if rank is not None:
+            from ..trace.ranks import rank_filter
+
+            f = rank_filter(trace, rank, None, filter_nvtx)
+        else:
+            f = resolve_nvtx_filter(trace, filter_nvtx)
+        return Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
+    if whole_trace:
+        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        return Window(lo, hi, "whole-trace", "--whole-trace")
+    return None
 
 
 def event_filter(trace: Trace, filter_time: str | None, filter_nvtx: str | None) -> EventFilter:

@@ -18,7 +18,7 @@ from ..trace import Trace
 from ..trace.meta import describe, workload_shape
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
-from .common import emit
+from .common import emit, ops_option
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -138,7 +138,7 @@ def load_baseline(name: str) -> Profile:
 )
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE")
-@click.option("--ops", "ops_file", type=click.Path(path_type=Path), help="Extra kernel-to-operation rules.")
+@ops_option
 @click.option(
     "--ranks",
     "rank_mode",
@@ -271,7 +271,7 @@ def _render_rank_diffs(
 @click.option("--ctx", metavar="N,N,...", help="Prompt lengths of the traces, in order (else read from each trace).")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE")
-@click.option("--ops", "ops_file", type=click.Path(path_type=Path), help="Extra kernel-to-operation rules.")
+@ops_option
 def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str | None, ops_file: Path | None) -> None:
     """Decode time per step per family and kernel against context length (two or more traces).
 
@@ -305,7 +305,7 @@ def baseline() -> None:
 @baseline.command("save")
 @click.argument("name")
 @click.argument("trace", type=click.Path(path_type=Path))
-@click.option("--ops", "ops_file", type=click.Path(path_type=Path), help="Extra kernel-to-operation rules.")
+@ops_option
 def baseline_save(name: str, trace: Path, ops_file: Path | None) -> None:
     """Save TRACE's per-step summary as baseline NAME (in .nsys-doctor/baselines/)."""
     if not _NAME.match(name):

@@ -10,7 +10,7 @@ import click
 from ..analysis.explain import explain as explain_tables
 from ..report.explain_text import render_json, render_markdown, render_terminal
 from ..trace.pasted import decode_text, load_pasted, read_source
-from .common import emit
+from .common import emit, ops_option
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -20,13 +20,7 @@ FORMATS = ("terminal", "markdown", "json")
 @click.argument("source", metavar="[FILE|-]", required=False, default="-")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the answer to FILE instead of standard output.")
-@click.option(
-    "--ops",
-    "ops_file",
-    metavar="FILE",
-    type=click.Path(path_type=Path),
-    help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
-)
+@ops_option
 @click.option("--top", default=10, show_default=True, help="Kernels to list.")
 def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, top: int) -> None:
     """Explain pasted `nsys stats` output: read FILE (or standard input) and answer like `report`.

@@ -9,7 +9,6 @@ import click
 
 from ..analysis.diagnosis import Diagnosis, diagnose
 from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
-from ..analysis.phases import Window, data_extent
 from ..config import find_config
 from ..errors import NsysDoctorError, UsageError
 from ..report import roofline_text
@@ -17,10 +16,9 @@ from ..report.diagnosis_json import clean_json, render_json
 from ..report.diagnosis_text import render_markdown, render_terminal
 from ..trace import Trace
 from ..trace.meta import describe
-from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_filter, rank_frames
+from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
-from ..trace.window import parse_filter_time, resolve_nvtx_filter
-from .common import emit
+from .common import emit, ops_option, resolve_window, window_options
 
 FORMATS = ("terminal", "markdown", "json")
 
@@ -54,17 +52,7 @@ def diagnose_trace(
     info = describe(trace)
     if frames is None:
         frames = rank_frames(trace, rank) if rank is not None else TraceFrames(trace)
-    chosen: Window | None = None
-    if window:
-        f = parse_filter_time(window)
-        _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        chosen = Window(f.start, min(f.end, hi), "user", f"--window {window}")
-    elif filter_nvtx:
-        f = rank_filter(trace, rank, None, filter_nvtx) if rank is not None else resolve_nvtx_filter(trace, filter_nvtx)
-        chosen = Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
-    elif whole_trace:
-        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        chosen = Window(lo, hi, "whole-trace", "--whole-trace")
+    chosen = resolve_window(trace, frames, window, filter_nvtx, whole_trace, rank)
     gpu = info.gpus[0] if info.gpus else {}
     if rank is not None:
         used = set(frames.kernels["deviceId"].drop_nulls().to_list())
@@ -198,16 +186,8 @@ def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: s
 @click.argument("trace_paths", metavar="TRACES...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of standard output.")
-@click.option("--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s).")
-@click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]", help="Analyze the window of this NVTX range.")
-@click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")
-@click.option(
-    "--ops",
-    "ops_file",
-    metavar="FILE",
-    type=click.Path(path_type=Path),
-    help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
-)
+@window_options
+@ops_option
 @click.option("--top", default=10, show_default=True, help="Kernels and tails to list.")
 @click.option(
     "--rank-from",

@@ -10,7 +10,7 @@ import click
 
 from ..analysis.model import DTYPES, read_model
 from ..analysis.ops import OpRule
-from ..analysis.phases import Window, choose_window, data_extent, find_steps, launched_kernels
+from ..analysis.phases import choose_window, find_steps, launched_kernels
 from ..analysis.roofline import Roofline, read_mapping, resolve_peaks, tokens_from_command
 from ..analysis.roofline import roofline as analyze_roofline
 from ..errors import UsageError
@@ -18,8 +18,7 @@ from ..report.roofline_text import render_json, render_markdown, render_terminal
 from ..trace import Trace
 from ..trace.meta import describe
 from ..trace.tables import TraceFrames
-from ..trace.window import parse_filter_time, resolve_nvtx_filter
-from .common import emit
+from .common import emit, ops_option, resolve_window, window_options
 from .report import FORMATS, project_rules
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -49,23 +48,6 @@ def parse_bandwidth(text: str) -> float:
 def parse_flops(text: str) -> float:
     """``--peak-flops``: TFLOP/s (``989.5``), or FLOP/s for values of 1e9 and more, or with a unit."""
     return _parse_rate(text, FLOPS_UNITS, "tflop/s", 1e9, "--peak-flops", "989.5 (TFLOP/s) or 2.25PFLOPS")
-
-
-def resolve_window(
-    trace: Trace, frames: TraceFrames, window: str | None, filter_nvtx: str | None, whole_trace: bool
-) -> Window | None:
-    """The window the options ask for (None: let ``choose_window`` decide), as ``report`` reads them."""
-    if window:
-        f = parse_filter_time(window)
-        _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        return Window(f.start, min(f.end, hi), "user", f"--window {window}")
-    if filter_nvtx:
-        f = resolve_nvtx_filter(trace, filter_nvtx)
-        return Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
-    if whole_trace:
-        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        return Window(lo, hi, "whole-trace", "--whole-trace")
-    return None
 
 
 def roofline_trace(
@@ -168,16 +150,8 @@ def roofline_trace(
 )
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the result to FILE instead of standard output.")
-@click.option("--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s).")
-@click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]", help="Analyze the window of this NVTX range.")
-@click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")
-@click.option(
-    "--ops",
-    "ops_file",
-    metavar="FILE",
-    type=click.Path(path_type=Path),
-    help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
-)
+@window_options
+@ops_option
 def roofline(
     trace_path: Path,
     model_path: Path,
