@@ -71,3 +71,30 @@ def test_filter_parsing():
     assert parse_filter_nvtx("decode_step") == ("decode_step", None, 0)
     assert parse_filter_nvtx("decode_step@engine/3") == ("decode_step", "engine", 3)
     assert parse_filter_nvtx(r"a\@b/x") == ("a@b/x", None, 0)
+
+
+def test_nsys_rep_is_exported_once_with_nsys(tmp_path, monkeypatch):
+    """A .nsys-rep is converted with `nsys export --type=sqlite` (a stand-in nsys here), then the fresh .sqlite
+    beside it is reused."""
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "nsys"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{calls}"\n'
+        'for a in "$@"; do case "$a" in --output=*) out="${a#--output=}";; esac; done\n'
+        f'cp "{SAMPLE}" "$out"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("NSYS", str(fake))
+    rep = tmp_path / "run.nsys-rep"
+    rep.write_bytes(b"not really a report")
+    from nsys_doctor.trace import Trace
+
+    with Trace.open(rep) as t:
+        assert t.path == tmp_path / "run.sqlite"
+        assert t.count("CUPTI_ACTIVITY_KIND_KERNEL") == 12086
+    first = calls.read_text().split()
+    assert first[:2] == ["export", "--type=sqlite"] and first[-1] == str(rep)
+    with Trace.open(rep):
+        pass
+    assert len(calls.read_text().splitlines()) == 1  # up to date: not exported again
