@@ -111,10 +111,15 @@ def summarize_steps(steps: Steps) -> dict[str, object]:
         k = t.filter(pl.col("kind") == kind)
         if k.is_empty():
             continue
+        # the GPU's step period (end of one step's kernels to the end of the next): what a token costs when
+        # the host runs ahead of the GPU, as in graphed decode where the host step time says little
+        ends = k.sort("idx")["gpu_end"].drop_nulls()
+        periods = [int(v) for v in ends.diff().drop_nulls().to_list() if v > 0]
         out[kind] = {
             "count": k.height,
             "gpu_time": _dist(k["gpu_time"].to_list()),
             "step_time": _dist(k["wall"].to_list()),
+            "gpu_period": _dist(periods),
             "kernels_per_step_p50": percentile(k["kernels"].to_list(), 50),
             "launches_per_step_p50": percentile(k["launches"].to_list(), 50),
         }

@@ -33,9 +33,13 @@ def _steps_line(d: Diagnosis) -> list[str]:
         lines.append(
             f"{kind}: {k['count']} steps; GPU time per step p50 {format_ns(g['p50_ns'])}, "
             f"p95 {format_ns(g['p95_ns'])}, p99 {format_ns(g['p99_ns'])}, max {format_ns(g['max_ns'])}; "
-            f"step time p50 {format_ns(w['p50_ns'])} "
-            f"(max {format_ns(w['max_ns'])}); {k['kernels_per_step_p50']} kernels and {k['launches_per_step_p50']} "
-            "launches per step"
+            f"host step time p50 {format_ns(w['p50_ns'])} (max {format_ns(w['max_ns'])}); "
+            + (
+                f"GPU step period p50 {format_ns(k['gpu_period']['p50_ns'])}; "
+                if k.get("gpu_period", {}).get("p50_ns") is not None
+                else ""
+            )
+            + f"{k['kernels_per_step_p50']} kernels and {k['launches_per_step_p50']} launches per step"
         )
     lines.append(str(s["warning"]))
     return lines
