@@ -85,3 +85,9 @@ def test_filter_nvtx_restricts_to_one_step(capsys):
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     names = {r[-1]: int(r[2]) for r in rows[1:]}
     assert names["cudaGraphLaunch_v10000"] == 1
+
+
+def test_report_list_with_commas_as_in_nsys(capsys):
+    assert main(["stats", str(SAMPLE), "-r", "cuda_gpu_kern_sum:base,cuda_api_sum", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Time (%),Total Time (ns)") == 2

@@ -177,3 +177,13 @@ def test_diff_levels(capsys, level):
     code, d = _json(capsys, ["diff", str(SAMPLE), str(SAMPLE), "--by", level, "--format", "json"])
     assert code == 0 and d["level"] == level
     assert all(r["delta_per_step"] == 0 for r in d["rows"])
+
+
+@needs_shared
+def test_refuses_what_cannot_be_compared(capsys):
+    # a graph-level capture has no kernels inside its graphs: comparing per-step kernel time would be a lie
+    assert main(["diff", T("decode_graph_node"), T("decode_graph_graph")]) == 2
+    assert "--cuda-graph-trace=node" in capsys.readouterr().err
+    # two traces at the same context length give no scaling
+    assert main(["scaling", T("decode_graph_node"), T("decode_eager")]) == 2
+    assert "same context length" in capsys.readouterr().err

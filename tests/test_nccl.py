@@ -404,10 +404,15 @@ def test_stats_per_rank_sections_and_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "==> rank 0: tp2_straggler_rank0.sqlite" in out and "==> rank 1: tp2_straggler_rank1.sqlite" in out
     assert out.count("Time (%),Total Time (ns)") == 2
-    assert main(["stats", str(MULTI), "-r", "cuda_gpu_kern_sum:base", "-f", "csv", "-o", str(tmp_path / "k.csv")]) == 0
+    # the directory mixes the two-rank trace of one run with the per-rank traces of another: refused
+    assert main(["stats", str(MULTI), "-r", "cuda_gpu_kern_sum:base", "-f", "csv"]) == 2
+    assert "different runs" in capsys.readouterr().err
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = ["stats", str(RANK0), str(RANK1), "-r", "cuda_gpu_kern_sum:base", "-f", "csv", "-o", str(out_dir / "k.csv")]
+    assert main(args) == 0
     capsys.readouterr()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["k_rank0.csv", "k_rank1.csv", "k_rank2.csv", "k_rank3.csv"]  # 2 ranks in allranks + 2 traces
+    assert sorted(p.name for p in out_dir.iterdir()) == ["k_rank0.csv", "k_rank1.csv"]
     assert main(["stats", str(ALLRANKS), "--per-rank", "-r", "cuda_gpu_kern_sum:base", "-f", "csv"]) == 0
     out = capsys.readouterr().out
     sections = out.split("==> rank 1")

@@ -406,3 +406,11 @@ def test_report_shows_unprofiled_timing_from_the_capture_record(capsys):
     assert main(["report", str(trace), "--format", "json"]) == 0
     timing = json.loads(capsys.readouterr().out)["timing"]
     assert timing["baseline"]["value"] == 2.538 and timing["inflation"] > 20
+
+
+def test_window_outside_the_trace_is_an_error(capsys):
+    assert main(["report", str(SAMPLE), "--window", "100s/200s"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no events" in err and "--window" in err
+    assert main(["report", str(SAMPLE), "--window", "5/1"]) == 2
+    assert "bad --window" in capsys.readouterr().err

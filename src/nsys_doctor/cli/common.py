@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from ..analysis.phases import Window, data_extent
+from ..errors import UsageError
 from ..trace import Trace
 from ..trace.window import EventFilter, parse_filter_time, resolve_nvtx_filter
 
@@ -55,9 +56,18 @@ def resolve_window(
     """The window the options ask for (None: let ``choose_window`` decide). With ``rank``, an NVTX range is looked
     up in that rank's process only."""
     if window:
-        f = parse_filter_time(window)
-        _, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        return Window(f.start, min(f.end, hi), "user", f"--window {window}")
+        try:
+            f = parse_filter_time(window)
+        except UsageError as exc:
+            raise UsageError(exc.message.replace("--filter-time", "--window"), exc.hint) from exc
+        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        start, end = max(f.start, lo), min(f.end, hi)
+        if end <= start:
+            raise UsageError(
+                f"--window {window} holds no events of this trace",
+                f"its events span {lo / 1e9:.3f}s to {hi / 1e9:.3f}s (e.g. --window {lo / 1e9:.3f}s/{hi / 1e9:.3f}s)",
+            )
+        return Window(start, end, "user", f"--window {window}")
     if filter_nvtx:
         if rank is not None:
             from ..trace.ranks import rank_filter

@@ -33,6 +33,12 @@ def profile_of(path: Path, ops_file: Path | None = None, context: int | None = N
 
 def _profile(trace: Trace, frames: TraceFrames, source: str, rules: list[OpRule], context: int | None) -> Profile:
     info = describe(trace)
+    if frames.graph_launches.height or info.capture.get("cuda_graph_trace") == "graph":
+        raise UsageError(
+            f"{trace.path.name} was captured with --cuda-graph-trace=graph: the kernels inside CUDA graphs are "
+            "missing, so its per-step kernel time cannot be compared",
+            "recapture it with --cuda-graph-trace=node",
+        )
     window = choose_window(frames.kernels, frames.api, frames.memcpy, frames.nvtx, info.capture.get("capture_range"))  # type: ignore[arg-type]
     steps = find_steps(frames.kernels, frames.api, frames.nvtx, window)
     ops = classify(frames.kernels["name"].unique().to_list(), rules)
@@ -293,6 +299,11 @@ def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str
     if missing:
         raise UsageError(
             f"no context length known for {', '.join(missing)}", "give the prompt lengths with --ctx, e.g. --ctx 1,2048"
+        )
+    if len({p.context_tokens for p in profiles}) < 2:
+        raise UsageError(
+            "all traces have the same context length: nothing to scale against",
+            "give traces captured with different prompt lengths (or their lengths with --ctx)",
         )
     emit(render_scaling(scaling(profiles), fmt), output)
 

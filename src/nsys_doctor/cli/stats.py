@@ -127,7 +127,9 @@ def stats(
     process's events; a process driving several GPUs stays whole).
       nsys-doctor stats run/ -r cuda_gpu_kern_sum:base
     """
-    requests = [parse_report_arg(r) for r in (reports or DEFAULT_REPORTS)]
+    # -r takes a comma list too, as in nsys (-r cuda_gpu_kern_sum,cuda_api_sum)
+    names = [part for r in (reports or DEFAULT_REPORTS) for part in r.split(",") if part.strip()]
+    requests = [parse_report_arg(r.strip()) for r in names]
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
         if f not in FORMATS:

@@ -218,6 +218,13 @@ def discover(
 
     if all(len(s) == 1 for s in splits):
         return [spec(numbers[i], facts[i], None, None, source) for i in order]
+    if len(facts) > 1:
+        multi = next(f for f, s in zip(facts, splits, strict=True) if len(s) > 1)
+        raise UsageError(
+            f"{multi.path.name} holds several ranks itself, and other traces were given with it: "
+            "they are different runs",
+            f"analyze {multi.path.name} alone, or the per-rank traces without it",
+        )
     # traces holding several ranks: number them in trace order, then by device and pid inside each trace
     specs: list[RankSpec] = []
     for i in order:
