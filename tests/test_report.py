@@ -414,3 +414,15 @@ def test_window_outside_the_trace_is_an_error(capsys):
     assert len(err.splitlines()) == 1 and "holds no events" in err and "--window" in err
     assert main(["report", str(SAMPLE), "--window", "5/1"]) == 2
     assert "bad --window" in capsys.readouterr().err
+
+
+@needs_shared
+def test_a_kernel_slow_in_every_step_is_not_an_outlier():
+    # the long-context trace's repeat_interleave copies are slow in every decode step (a cost that grows with the
+    # cache), not a rare outlier; the prefill's own instances are not counted in decode tails
+    d = report_of(T("ctx_long_graph_node"))
+    assert "tail-outlier" not in ids(d)
+    copies = d.kernel_tails.filter(pl.col("label") == "elementwise_kernel<direct_copy_kernel_cuda>").row(0, named=True)
+    assert copies["slow_step_share"] > 0.9
+    pathology = report_of(T("decode_pathologies")).kernel_tails.row(0, named=True)
+    assert pathology["label"] == "vectorized_elementwise_kernel<MulFunctor>" and pathology["slow_step_share"] < 0.1

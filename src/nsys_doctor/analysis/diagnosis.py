@@ -212,18 +212,33 @@ def diagnose(
         .sort("total", descending=True)
     )
     unmapped = ops.filter(~pl.col("mapped"))["name"].to_list() if ops.height else []
-    ktails = kernel_tails(kw, per_kernel)
+    # tails are measured over the decode steps when there are enough of them: a prefill's instances of the same
+    # kernel are other work, not a tail
+    decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
+    kt = kw
+    if decode_ids.height >= 3:
+        in_decode = assign_to_steps(
+            lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).with_columns(
+                pl.coalesce("l_start", "start").alias("t")
+            ),
+            decode_ids,
+            "t",
+        ).filter(pl.col("idx").is_not_null())
+        if in_decode.height:
+            kt = in_decode
+    tail_names = kt.select("name").unique().join(names, on="name", how="left")
+    ktails = kernel_tails(kt, tail_table(kt, ["name"]).join(tail_names, on="name", how="left"))
+    ktails = _slow_step_share(ktails, kt, decode_ids.height)
     grid_tails = (
-        tail_table(kw, ["name", *GRID])
+        tail_table(kt, ["name", *GRID])
         .join(names.select("name", "label"), on="name", how="left")
         .with_columns(_grid_text().alias("grid"))
         .drop(*GRID)
     )
-    base_tails = tail_table(kw, ["short"]).sort("tail_score", descending=True)
+    base_tails = tail_table(kt, ["short"]).sort("tail_score", descending=True)
     api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     atails = tail_table(api_w, ["name"]).sort("total", descending=True) if api_w.height else tail_table(api_w, ["name"])
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
-    decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
     dynamic = _dynamic_shapes(
         lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), decode_ids, names.select("name", "label")
     )
@@ -265,6 +280,22 @@ def diagnose(
         target=target,
         next_actions=actions,
     )
+
+
+def _slow_step_share(tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int) -> pl.DataFrame:
+    """Per kernel: the share of decode steps with an instance slower than 2x its p50 (null without steps).
+
+    An outlier is rare (the pathology's 1-in-25 steps); a kernel slow in most steps has a systematic, bimodal cost
+    (like a KV-cache copy that grows every step), not a tail."""
+    if "idx" not in kt.columns or n_steps == 0 or tails.is_empty():
+        return tails.with_columns(pl.lit(None, pl.Float64).alias("slow_step_share"))
+    slow = (
+        kt.join(tails.select("name", "p50"), on="name", how="inner")
+        .filter(pl.col("dur") > 2 * pl.col("p50"))
+        .group_by("name")
+        .agg((pl.col("idx").n_unique() / n_steps).alias("slow_step_share"))
+    )
+    return tails.join(slow, on="name", how="left").with_columns(pl.col("slow_step_share").fill_null(0.0))
 
 
 def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:

@@ -387,11 +387,17 @@ def tails(f: Facts) -> list[Finding]:
     # grid in a kernel whose shapes change between decode steps (a kernel name shared by several fixed shapes
     # inside one step, like a prefill's layers and LM head, is not an outlier)
     same_shape = pl.col("tail_grid") == pl.col("typical_grid")
+    rare = (
+        pl.col("slow_step_share").is_null() | (pl.col("slow_step_share") < 0.25)
+        if "slow_step_share" in t.columns
+        else pl.lit(True)
+    )
     outl = t.filter(
         (pl.col("count") >= 10)
         & (pl.col("max_p50") > 2)
         & (pl.col("tail_score") >= TAIL_SCORE_MIN)
         & (same_shape | pl.col("name").is_in(list(dynamic)))
+        & rare
     )
     outl = outl.sort("tail_score", descending=True).head(5)
     if outl.height:
