@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from ..errors import NsysDoctorError, UsageError
 
 POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
@@ -81,8 +83,11 @@ def summary_from_frames(trace: Any, spec: Any, frames: Any, rules: list[Any] | N
         "cuda_graph_trace": capture.get("cuda_graph_trace"),
         "graph_launches": frames.graph_launches.height,
     }
+    # collectives after the steady state begins (warm-up left out, as in report); the end stays open, since a
+    # step's GPU work can finish after its host range
+    in_window = frames.kernels.filter(pl.col("start") >= window.start)
     return summarize_rank(
-        spec.rank, frames.kernels, frames.api, frames.nvtx, steps.table, os_calls, spec.offset_ns, info, rules
+        spec.rank, in_window, frames.api, frames.nvtx, steps.table, os_calls, spec.offset_ns, info, rules
     )
 
 

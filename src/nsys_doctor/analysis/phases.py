@@ -102,6 +102,30 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
     return max(markers) if markers else None
 
 
+WARMUP_FACTOR = 3.0  # leading steps this many times slower than the typical late step are warm-up
+
+
+def _after_warmup(steps: pl.DataFrame) -> tuple[int, int]:
+    """(window start, number of leading warm-up steps): on the thread with the most step ranges, the leading decode
+    steps that run far slower than the median of the later half (first-call compilation, lazy loading, a warm-up
+    request) are not steady state. Prefill ranges do not count as slow decode steps."""
+    tid = steps.group_by("globalTid").len().sort("len", descending=True)["globalTid"][0]
+    own = steps.filter(
+        (pl.col("globalTid") == tid) & ~pl.col("text").str.contains("(?i)" + PREFILL_NAMES.pattern)
+    ).sort("start")
+    first = int(steps["start"].min())  # type: ignore[arg-type]
+    if own.height < 8:
+        return first, 0
+    dur = (own["end"] - own["start"]).to_list()
+    typical = sorted(dur[len(dur) // 2 :])[len(dur[len(dur) // 2 :]) // 2]
+    warm = 0
+    while warm < len(dur) // 2 and typical > 0 and dur[warm] > WARMUP_FACTOR * typical:
+        warm += 1
+    if warm == 0:
+        return first, 0
+    return int(own["start"][warm]), warm
+
+
 def choose_window(
     kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame, nvtx: pl.DataFrame, capture_range: str | None
 ) -> Window:
@@ -134,11 +158,15 @@ def choose_window(
         steps = named.filter(pl.col("text").str.contains("(?i)" + STEP_NAMES.pattern))
         if steps.height:
             names = sorted(set(steps["text"].to_list()))
+            start, warm = _after_warmup(steps)
+            reason = f"NVTX step ranges {', '.join(repr(n) for n in names)} ({steps.height} instances)"
+            if warm:
+                reason += f"; the first {warm} left out as warm-up (much slower than the steps after them)"
             return Window(
-                int(steps["start"].min()),
+                start,
                 int(steps["end"].max()),
                 "nvtx-steps",  # type: ignore[arg-type]
-                f"NVTX step ranges {', '.join(repr(n) for n in names)} ({steps.height} instances)",
+                reason,
                 loading,
             )
     if loading is not None:
