@@ -227,6 +227,13 @@ def diagnose(
         if in_decode.height:
             kt = in_decode
     tail_names = kt.select("name").unique().join(names, on="name", how="left")
+    if kt is not kw:  # per decode step: the family time inside decode steps over their number
+        per_step = (
+            kt.join(names.select("name", "family"), on="name", how="left")
+            .group_by("family")
+            .agg((pl.col("dur").sum() / decode_ids.height).alias("per_step_ns"))
+        )
+        fam = fam.drop("per_step_ns").join(per_step, on="family", how="left").sort("total", descending=True)
     ktails = kernel_tails(kt, tail_table(kt, ["name"]).join(tail_names, on="name", how="left"))
     ktails = _slow_step_share(ktails, kt, decode_ids.height)
     grid_tails = (

@@ -207,6 +207,10 @@ def diff(
         fam_limits = {str(k): float(v) for k, v in (cfg_gate.get("families") or {}).items()}
         if gate_pct is None and "threshold" in cfg_gate:
             gate_pct = float(cfg_gate["threshold"])
+    if (gate_pct is not None and gate_pct < 0) or any(v < 0 for v in fam_limits.values()):
+        raise UsageError(
+            f"a negative gate threshold ({gate_pct})", "give the allowed regression in percent, e.g. --gate 5"
+        )
 
     def compare(a: Profile, b: Profile) -> tuple[DiffResult, GateResult | None]:
         result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
