@@ -245,19 +245,21 @@ def pageable(f: Facts) -> list[Finding]:
     h = f.host
     n = _decode_count(f)
     if h.pageable_in_steps and h.pageable_in_steps >= max(2, 0.25 * max(n, 1)):
-        per_copy = h.pageable_bytes / max(h.pageable_copies, 1)
-        sev = "warning" if per_copy >= 64_000 else "info"
+        largest = max(h.pageable_sizes) if h.pageable_sizes else 0
+        sev = "warning" if largest >= 64_000 else "info"
+        sizes = ", ".join(f"{c} x {format_bytes(b)}" for b, c in h.pageable_sizes.items())
         return [
             Finding(
                 "pageable-memcpy",
                 sev,
                 f"{h.pageable_in_steps} copies from pageable host memory inside steps "
-                f"({_per_step(h.pageable_in_steps, n):.1f} per decode step, {format_bytes(per_copy)} each "
-                f"on average, {format_bytes(h.pageable_bytes)} in the window)",
+                f"({_per_step(h.pageable_in_steps, n):.1f} per decode step; sizes {sizes}; "
+                f"{format_bytes(h.pageable_bytes)} in the window)",
                 {
                     "copies_in_steps": h.pageable_in_steps,
                     "copies": h.pageable_copies,
                     "bytes": h.pageable_bytes,
+                    "sizes": {str(k): v for k, v in h.pageable_sizes.items()},
                     "per_step": round(_per_step(h.pageable_in_steps, n), 2),
                 },
             )

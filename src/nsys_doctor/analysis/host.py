@@ -58,6 +58,7 @@ class HostSummary:
     module_loads: ApiGroup
     pageable_copies: int
     pageable_bytes: int
+    pageable_sizes: dict[int, int]  # bytes per copy -> number of copies (the largest sizes first)
     pageable_in_steps: int
     gaps: pl.DataFrame  # start, end, dur of GPU idle gaps in the window above the threshold
     gap_threshold_ns: int
@@ -85,6 +86,7 @@ class HostSummary:
             "module_loads": self.module_loads.to_dict(),
             "pageable_copies": self.pageable_copies,
             "pageable_bytes": self.pageable_bytes,
+            "pageable_sizes": {str(k): v for k, v in self.pageable_sizes.items()},
             "pageable_in_steps": self.pageable_in_steps,
             "idle_gaps": self.gaps.to_dicts(),
             "idle_gap_threshold_ns": self.gap_threshold_ns,
@@ -211,6 +213,9 @@ def summarize_host(
         module_loads=_group(api_w, MODULE_LOAD_API, st),
         pageable_copies=pageable.height,
         pageable_bytes=int(pageable["bytes"].sum()) if pageable.height else 0,
+        pageable_sizes=dict(pageable.group_by("bytes").len().sort("bytes", descending=True).head(5).iter_rows())
+        if pageable.height
+        else {},
         pageable_in_steps=pageable_in_steps,
         gaps=gaps,
         gap_threshold_ns=threshold,
