@@ -416,6 +416,11 @@ def read_model(path: str | Path, dtype: str | None = None, group_size: int | Non
         raise UsageError(
             f"cannot read model file {p}: {exc.strerror or exc}", "pass a Hugging Face config.json or a shapes TOML"
         ) from exc
+    if p.suffix.lower() == ".json" and not text.lstrip().startswith("{"):
+        raise UsageError(
+            f"model file {p} is not a JSON object",
+            "pass a Hugging Face config.json (an object with hidden_size, num_hidden_layers, ...) or a shapes TOML",
+        )
     if p.suffix.lower() == ".toml" or not text.lstrip().startswith("{"):
         try:
             doc = tomllib.loads(text)
