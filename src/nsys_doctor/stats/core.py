@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import polars as pl
+
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace.window import EventFilter
@@ -127,6 +129,19 @@ def parse_report_arg(text: str) -> ReportRequest:
                 raise UsageError(f"report {name} has no argument '{a}'", f"its arguments: {allowed}")
             flags.add(a)
     return ReportRequest(name, frozenset(flags), options, text)
+
+
+def load_kernels(ctx: ReportContext, columns: list[str]) -> pl.DataFrame:
+    """Kernel rows (filtered by the context) with ``columns`` and ``name_id``: the StringIds id of the name variant
+    the report asks for (demangled; ``base``: short; ``mangled``: mangled where recorded, else demangled)."""
+    from ..trace import schema as S
+    from ..trace.tables import load
+
+    name_col = kernel_name_column(ctx)
+    extra = [name_col] + (["demangledName"] if name_col == "mangledName" else [])
+    df = load(ctx.trace, S.KERNEL, list(dict.fromkeys([*columns, *extra])), ctx.flt)
+    name = pl.coalesce("mangledName", "demangledName") if name_col == "mangledName" else pl.col(name_col)
+    return df.with_columns(name.alias("name_id"))
 
 
 def kernel_name_column(ctx: ReportContext) -> str:

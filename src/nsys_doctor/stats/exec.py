@@ -8,7 +8,7 @@ from ..trace import schema as S
 from ..trace.tables import LAUNCH_NAMES_SQL, load
 from .aggregate import grouped_stats_multi, stat_cells
 from .api import nsys_api_name
-from .core import Column, ReportContext, StatsTable, kernel_name_column, report
+from .core import Column, ReportContext, StatsTable, load_kernels, report
 
 PID_MASK = 1 << 24
 
@@ -20,20 +20,14 @@ def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -
     name variant), r_start, r_end, k_start, k_end (+ extras). Kernels without a launching API row are dropped,
     as in nsys. Names are resolved by the caller, after grouping.
     """
-    name_col = kernel_name_column(ctx)
-    kcols = ["start", "end", "deviceId", "correlationId", "globalPid", name_col, *(kernel_extra or [])]
-    if name_col == "mangledName":
-        kcols.append("demangledName")
-    k = load(ctx.trace, S.KERNEL, list(dict.fromkeys(kcols)), ctx.flt)
-    if name_col == "mangledName":
-        k = k.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
+    k = load_kernels(ctx, ["start", "end", "deviceId", "correlationId", "globalPid", *(kernel_extra or [])])
     r = load(
         ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], ctx.flt, where=LAUNCH_NAMES_SQL
     )
     r = r.with_columns((pl.col("globalTid") // PID_MASK * PID_MASK).alias("globalPid")).rename(
         {"start": "r_start", "end": "r_end"}
     )
-    k = k.rename({"start": "k_start", "end": "k_end", name_col: "kname_id"})
+    k = k.rename({"start": "k_start", "end": "k_end", "name_id": "kname_id"})
     df = k.join(r, on=["correlationId", "globalPid"], how="inner")
     # API names are grouped by their nsys display name: ids whose names display the same share one id
     ids = df["nameId"].unique().drop_nulls().to_list()

@@ -6,13 +6,10 @@ import polars as pl
 
 from ..trace import schema as S
 from ..trace.tables import gpus, load, resolve_names
-from .core import Column, ReportContext, StatsTable, kernel_name_column, report
+from .core import Column, ReportContext, StatsTable, load_kernels, report
 from .memops import MEMSET_NAME, memcpy_name_expr
 
-OUT = [
-    "start",
-    "dur",
-    "correlationId",
+GEOMETRY = [
     "gridX",
     "gridY",
     "gridZ",
@@ -22,6 +19,12 @@ OUT = [
     "registersPerThread",
     "staticSharedMemory",
     "dynamicSharedMemory",
+]
+OUT = [
+    "start",
+    "dur",
+    "correlationId",
+    *GEOMETRY,
     "bytes",
     "thru",
     "src",
@@ -39,25 +42,8 @@ COMMON = ["start", "end", "deviceId", "contextId", "greenContextId", "streamId",
 def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
     """Every kernel, memcpy and memset with launch geometry, bytes, throughput, device, context and stream."""
     trace = ctx.trace
-    name_col = kernel_name_column(ctx)
-    kextra = [
-        "gridX",
-        "gridY",
-        "gridZ",
-        "blockX",
-        "blockY",
-        "blockZ",
-        "registersPerThread",
-        "staticSharedMemory",
-        "dynamicSharedMemory",
-        name_col,
-    ]
-    if name_col == "mangledName":
-        kextra.append("demangledName")
-    k = load(trace, S.KERNEL, list(dict.fromkeys(COMMON + kextra)), ctx.flt)
-    if name_col == "mangledName":
-        k = k.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
-    k = resolve_names(k, trace, name_col, "name").with_columns(
+    k = load_kernels(ctx, [*COMMON, *GEOMETRY])
+    k = resolve_names(k, trace, "name_id", "name").with_columns(
         pl.lit(None, pl.Int64).alias("bytes"),
         pl.lit(None, pl.Utf8).alias("src"),
         pl.lit(None, pl.Utf8).alias("dst"),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..trace import schema as S
-from ..trace.tables import load, resolve_names
+from ..trace.tables import resolve_names
 from .aggregate import grouped_stats, summary_rows
-from .core import Column, ReportContext, StatsTable, duration_columns, kernel_name_column, report
+from .core import Column, ReportContext, StatsTable, duration_columns, load_kernels, report
 
 DUR_COLUMNS = duration_columns("Instances")
 GRID = ("gridX", "gridY", "gridZ")
@@ -16,15 +15,9 @@ BLOCK = ("blockX", "blockY", "blockZ")
 
 def kernels_with_names(ctx: ReportContext, extra: list[str]) -> pl.DataFrame:
     """Kernel rows (filtered) with ``dur`` and ``name`` (the variant selected by base/mangled)."""
-    name_col = kernel_name_column(ctx)
-    cols = ["start", "end", name_col, *extra]
-    if name_col == "mangledName":
-        cols.append("demangledName")
-    df = load(ctx.trace, S.KERNEL, list(dict.fromkeys(cols)), ctx.flt)
-    if name_col == "mangledName":
-        df = df.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
+    df = load_kernels(ctx, ["start", "end", *extra])
     df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
-    return resolve_names(df, ctx.trace, name_col, "name")
+    return resolve_names(df, ctx.trace, "name_id", "name")
 
 
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))

@@ -14,7 +14,7 @@ import polars as pl
 from ..trace import schema as S
 from ..trace.tables import LAUNCH_NAMES_SQL, load, resolve_names
 from .aggregate import grouped_stats, r1, share, stat_cells
-from .core import Column, ReportContext, StatsTable, kernel_name_column, report
+from .core import Column, ReportContext, StatsTable, load_kernels, report
 
 PID_UNIT = 1 << 24
 PUSHPOP_TYPES = (59, 70)
@@ -216,17 +216,11 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
         if not ctx.trace.schema.has(table):
             return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, [], why)
     ranges = _indexed_ranges(_nvtx_events(ctx))
-    name_col = kernel_name_column(ctx)
-    kcols = ["start", "end", name_col, "correlationId", "globalPid"]
-    if name_col == "mangledName":
-        kcols.append("demangledName")
-    kern = load(ctx.trace, S.KERNEL, kcols, ctx.flt)
-    if name_col == "mangledName":
-        kern = kern.with_columns(pl.coalesce("mangledName", "demangledName").alias("mangledName"))
+    kern = load_kernels(ctx, ["start", "end", "correlationId", "globalPid"])
     kern = kern.with_row_index("kid").select(
         "kid",
         (pl.col("end") - pl.col("start")).alias("dur"),
-        pl.col(name_col).alias("kname_id"),
+        pl.col("name_id").alias("kname_id"),
         "correlationId",
         "globalPid",
     )
