@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import NsysDoctorError
+from ..safe_io import write_atomic
 from ..trace import Trace
 from ..trace.meta import TraceInfo, describe
 from . import preflight
@@ -60,7 +61,7 @@ def read_sidecar(trace: str | Path) -> dict[str, object] | None:
 
 def write_sidecar(trace: str | Path, data: dict[str, object]) -> Path:
     p = sidecar_path(trace)
-    p.write_text(json.dumps({"schema": SIDECAR_SCHEMA, **data}, indent=2, default=str) + "\n", encoding="utf-8")
+    write_atomic(p, json.dumps({"schema": SIDECAR_SCHEMA, **data}, indent=2, default=str) + "\n")
     return p
 
 

@@ -18,6 +18,7 @@ from ..capture.command import OUTPUT_DIR, RANGE_ENDS, Range, expand_output_name,
 from ..capture.workload import metric_unit
 from ..config import find_config
 from ..errors import NsysDoctorError, UsageError
+from ..safe_io import write_atomic
 from ..trace import Trace
 from ..trace.nsysbin import find_nsys
 from .report import diagnose_trace, project_rules
@@ -286,7 +287,7 @@ def capture(ctx: click.Context, **kw: object) -> None:
     if p.command_file_write:
         path, text = p.command_file_write
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text)
         _err(f"nsys-doctor: wrote the nsys flags to {path} (nsys command file)")
     if dry:
         if p.baseline_argv:

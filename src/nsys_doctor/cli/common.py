@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -11,6 +10,7 @@ import click
 
 from ..analysis.phases import Window, data_extent
 from ..errors import UsageError
+from ..safe_io import resolve_output, write_atomic, write_stdout
 from ..trace import Trace
 from ..trace.window import EventFilter, parse_filter_time, resolve_nvtx_filter
 
@@ -91,10 +91,58 @@ def event_filter(trace: Trace, filter_time: str | None, filter_nvtx: str | None)
     return EventFilter()
 
 
-def emit(text: str, output: str | None) -> None:
-    """Write a command's output to ``output`` (a path; ``-`` or None for standard output)."""
+OUTPUT_PARAMS = frozenset({"output", "output_dir", "out"})
+
+
+def command_inputs() -> list[Path]:
+    """Every existing file the running command was given (arguments and options, files inside a folder argument):
+    the paths an output must never resolve to."""
+    ctx = click.get_current_context(silent=True)
+    found: list[Path] = []
+
+    def add(value: object) -> None:
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                add(v)
+            return
+        if not isinstance(value, (str, Path)) or not str(value) or str(value) == "-":
+            return
+        p = Path(value)
+        try:
+            if p.is_file():
+                found.append(p)
+            elif p.is_dir():
+                found.extend(q for q in sorted(p.iterdir())[:4096] if q.is_file())
+        except (OSError, ValueError):
+            return
+
+    while ctx is not None:
+        for key, value in ctx.params.items():
+            if key not in OUTPUT_PARAMS:
+                add(value)
+        ctx = ctx.parent
+    return found
+
+
+def default_output_name(ext: str) -> str:
+    """The file name ``-o DIR/`` gets: the first input's stem, the command, the format's extension."""
+    ctx = click.get_current_context(silent=True)
+    inputs = command_inputs()
+    stem = inputs[0].stem if inputs else "nsys-doctor"
+    command = ctx.info_name if ctx is not None and ctx.info_name else "output"
+    return f"{stem}.{command}.{ext}"
+
+
+FORMAT_EXTENSIONS = {"terminal": "txt", "markdown": "md", "json": "json", "csv": "csv", "html": "html", "text": "txt"}
+
+
+def emit(text: str, output: str | None, fmt: str = "terminal") -> None:
+    """Write a command's output to ``output`` (a path, or a folder ending in ``/``; ``-`` or None for standard
+    output). The path is refused when it is one of the command's inputs or an existing trace, and the file is
+    written atomically (see ``safe_io``)."""
     if output and output != "-":
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+        dest = resolve_output(output, default_output_name(FORMAT_EXTENSIONS.get(fmt, "txt")))
+        write_atomic(dest, text, inputs=command_inputs())
+        click.echo(f"wrote {dest}", err=True)
     else:
-        sys.stdout.write(text)
+        write_stdout(text)

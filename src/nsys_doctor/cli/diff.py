@@ -14,11 +14,12 @@ from ..analysis.phases import choose_window, find_steps
 from ..config import find_config
 from ..errors import NsysDoctorError, UsageError
 from ..report.compare_text import render_diff, render_scaling
+from ..safe_io import write_atomic
 from ..trace import Trace
 from ..trace.meta import describe, workload_shape
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
-from .common import emit, ops_option
+from .common import command_inputs, emit, ops_option
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -224,7 +225,7 @@ def diff(
             raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
         a = load_baseline(baseline) if baseline else profile_of(before, ops_file)  # type: ignore[arg-type]
         result, g = compare(a, profile_of(after, ops_file))
-        emit(render_diff(result, fmt, g), output)
+        emit(render_diff(result, fmt, g), output, fmt)
         if g is not None and not g.passed:
             raise click.exceptions.Exit(1)
         return
@@ -240,7 +241,7 @@ def diff(
     if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
         # one side is a single profile (a baseline, or one trace): compare the merged ranks
         result, g = compare(merge_profiles(list(pa.values())), merge_profiles(list(pb.values())))
-        emit(render_diff(result, fmt, g), output)
+        emit(render_diff(result, fmt, g), output, fmt)
         if g is not None and not g.passed:
             raise click.exceptions.Exit(1)
         return
@@ -249,7 +250,7 @@ def diff(
         raise UsageError("the two sides have no rank number in common", "use --ranks aggregate, or --rank-from order")
     pairs = [(r, *compare(pa[r], pb[r])) for r in common]
     failed = [r for r, _, g in pairs if g is not None and not g.passed]
-    emit(_render_rank_diffs(pairs, notes, fmt, failed), output)
+    emit(_render_rank_diffs(pairs, notes, fmt, failed), output, fmt)
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -309,7 +310,7 @@ def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str
             "all traces have the same context length: nothing to scale against",
             "give traces captured with different prompt lengths (or their lengths with --ctx)",
         )
-    emit(render_scaling(scaling(profiles), fmt), output)
+    emit(render_scaling(scaling(profiles), fmt), output, fmt)
 
 
 @click.group()
@@ -329,7 +330,7 @@ def baseline_save(name: str, trace: Path, ops_file: Path | None) -> None:
     d = baseline_dir()
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.json"
-    path.write_text(json.dumps(prof.to_dict(), separators=(",", ":")), encoding="utf-8")
+    write_atomic(path, json.dumps(prof.to_dict(), separators=(",", ":")), inputs=command_inputs(), refuse_symlink=True)
     click.echo(f"saved baseline {name}: {path} ({path.stat().st_size / 1e3:.0f} kB, {prof.steps} steps)")
 
 

@@ -51,7 +51,7 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
         body = render_markdown(e)
     else:
         body = render_terminal(e, color=output is None and sys.stdout.isatty())
-    emit(body, output)
+    emit(body, output, fmt)
 
 
 COMMANDS = [explain]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
+import traceback
 
 import click
 
 from .. import __version__
-from ..errors import NsysDoctorError
+from ..errors import NsysDoctorError, UsageError
 
 # Subcommands and the module that defines each (the module exposes ``COMMANDS``). Modules are imported only when
 # their command runs (or for --help), so `nsys-doctor stats` does not pay for the report's imports.
@@ -55,6 +58,10 @@ def cli() -> None:
     """Where is GPU time going, and what should I optimize next?
 
     Reads Nsight Systems exports (.sqlite, or .nsys-rep when nsys is installed) directly.
+
+    Exit codes: 0 success, 1 a gate or check failed (diff --gate, check), 2 bad input or usage (one line on
+    standard error naming the problem and the fix), 3 an internal error (a bug: run again with --debug for the
+    traceback and report it), 130 interrupted.
     """
 
 
@@ -65,7 +72,66 @@ def _register() -> None:
         cli.get_command(ctx, name)
 
 
+class _ClosedStream(io.TextIOBase):
+    """Stands in for a standard stream the process was started without (``>&-``): writing to it is a usage error
+    (exit 2), not an AttributeError."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        raise UsageError(f"standard {self._name} is closed", "redirect it to a file, or use -o FILE")
+
+
+def _bug_line(exc: BaseException) -> str:
+    """One line naming an internal error and where it happened (the innermost frame inside nsys_doctor)."""
+    where = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if "nsys_doctor" in frame.filename.replace("\\", "/"):
+            path = frame.filename.replace("\\", "/")
+            where = f" at {path[path.rindex('nsys_doctor') :]}:{frame.lineno}"
+    text = " ".join(str(exc).split())[:200]
+    return (
+        f"nsys-doctor: internal error: {type(exc).__name__}{': ' + text if text else ''}{where}; this is a bug: "
+        "please report it to the nsys-doctor project with the output of the same command run with --debug"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every failure is one line on standard error and an exit code: 2 for bad input or usage, 3 for
+    an internal error (``--debug`` anywhere on the command line shows its traceback instead), 130 on Ctrl-C."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args = [a for a in args if a != "--debug"]
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream("output")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        click.echo("nsys-doctor: interrupted", err=True)
+        return 130
+    except RecursionError as exc:
+        if debug:
+            raise
+        click.echo(_bug_line(exc), err=True)
+        return 3
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(_bug_line(exc), err=True)
+        return 3
+
+
+def _run(argv: list[str]) -> int:
     try:
         rv = cli.main(args=argv, prog_name="nsys-doctor", standalone_mode=False)
         if isinstance(rv, int):  # click returns ctx.exit(code) / Exit(code) instead of raising without standalone mode
@@ -90,8 +156,23 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"nsys-doctor: error: {' '.join(exc.format_message().split())}", err=True)
         return 2
     except BrokenPipeError:
+        _silence_stdout()
         return 0
+    except MemoryError:
+        click.echo(
+            "nsys-doctor: error: out of memory: analyze a shorter window (--window) or a smaller trace", err=True
+        )
+        return 2
     return 0
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``| head``), point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 def entry() -> None:

@@ -119,7 +119,7 @@ def nccl(
         text = render_markdown(result)
     else:
         text = render_terminal(result, color=output is None and sys.stdout.isatty())
-    emit(text, output)
+    emit(text, output, fmt)
 
 
 COMMANDS = [nccl]

@@ -274,7 +274,7 @@ def report(
         summaries = [s for _, s in results]
         across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
         text = render_ranks([(sp, d) for sp, (d, _) in zip(specs, results, strict=True)], across, fmt, color)
-    emit(text, output)
+    emit(text, output, fmt)
 
 
 COMMANDS = [report]

@@ -208,7 +208,7 @@ def roofline(
     else:
         tty = output is None and sys.stdout.isatty()
         text = render_terminal(result, width=None if tty else 180, color=tty)
-    emit(text, output)
+    emit(text, output, fmt)
 
 
 COMMANDS = [roofline]

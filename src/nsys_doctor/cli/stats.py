@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 import click
 
 from ..errors import UsageError
 from ..report.nsys_format import FORMATS, Units, render
+from ..safe_io import resolve_output, write_atomic, write_stdout
 from ..stats import REGISTRY, ReportContext, load_all, parse_report_arg, run_report
 from ..trace import Trace
 from ..trace.ranks import RANK_FROM, discover, rank_filter
 from ..trace.window import EventFilter, parse_filter_time
 from ..units import DISPLAY_MEM_UNITS, parse_timeunit
-from .common import event_filter
+from .common import command_inputs, event_filter
 
 DEFAULT_REPORTS = (
     "nvtx_sum",
@@ -150,7 +151,7 @@ def stats(
         with Trace.open(spec.path) as trace:
             flt = rank_filter(trace, spec, time_filter, filter_nvtx)
             if output in (None, "-"):
-                sys.stdout.write(f"\n==> rank {spec.rank}: {spec.label} (rank from {spec.source}) <==\n")
+                write_stdout(f"\n==> rank {spec.rank}: {spec.label} (rank from {spec.source}) <==\n")
             if spec.device is not None:
                 click.echo(
                     f"note: rank {spec.rank} is device {spec.device} of process {spec.pid}, which drives several "
@@ -181,12 +182,15 @@ def _run_reports(
         if to_stdout:
             if fmt in ("column", "table"):
                 if body:
-                    sys.stdout.write(f"\n ** {table.title} ({req.name}):\n\n{body}\n")
+                    write_stdout(f"\n ** {table.title} ({req.name}):\n\n{body}\n")
             elif body:
-                sys.stdout.write(body)
+                write_stdout(body)
             continue
-        dest = _destination(output or "", req.text, fmt, len(requests), rank_tag)
-        dest.write_text(body, encoding="utf-8")
+        base = output or ""
+        if base.endswith(("/", os.sep)) or Path(base).is_dir():  # -o DIR/: files named after the trace, inside it
+            base = str(resolve_output(base, Path(str(trace.path)).stem))
+        dest = _destination(base, req.text, fmt, len(requests), rank_tag)
+        write_atomic(dest, body, inputs=command_inputs())
         click.echo(f"wrote {dest}", err=True)
 
 
