@@ -187,3 +187,144 @@ def test_refuses_what_cannot_be_compared(capsys):
     # two traces at the same context length give no scaling
     assert main(["scaling", T("decode_graph_node"), T("decode_eager")]) == 2
     assert "same context length" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- a gate that can fail
+
+PUBLIC = TRACES / "public"
+
+
+def _emptied(src, dest, *tables: str):
+    import shutil
+    import sqlite3
+
+    shutil.copy(src, dest)
+    con = sqlite3.connect(dest)
+    for t in tables:
+        con.execute(f"DELETE FROM {t}")
+    con.commit()
+    con.close()
+    return str(dest)
+
+
+def test_min_p_value_known_values():
+    # complete separation of 4 vs 4: z = 8 / sqrt(16 * 9 / 12) = 2.3094, p = erfc(z / sqrt 2) = 0.0209
+    from nsys_doctor.analysis.compare import min_p_value
+
+    assert abs(min_p_value(4, 4) - 0.02092) < 1e-4
+    assert abs(min_p_value(5, 5) - 0.009023) < 1e-5  # the same value as the disjoint samples above
+    assert min_p_value(1, 100) == 1.0
+
+
+def test_gate_against_a_trace_without_kernels_refuses(capsys, tmp_path):
+    zero = _emptied(
+        SAMPLE,
+        tmp_path / "zero.sqlite",
+        "CUPTI_ACTIVITY_KIND_KERNEL",
+        "CUPTI_ACTIVITY_KIND_MEMCPY",
+        "CUPTI_ACTIVITY_KIND_MEMSET",
+    )
+    assert main(["diff", "--gate", "5", str(SAMPLE), zero]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot gate" in err and "zero.sqlite" in err
+    assert main(["diff", str(SAMPLE), zero]) == 2  # a plain diff against nothing is refused too
+    assert "cannot compare" in capsys.readouterr().err
+    # nor can a baseline of nothing be saved
+    import os
+
+    os.chdir(tmp_path)
+    assert main(["baseline", "save", "zero", zero]) == 2
+    assert "nothing to compare against" in capsys.readouterr().err
+    assert not (tmp_path / ".nsys-doctor" / "baselines" / "zero.json").exists()
+
+
+def test_gate_refuses_too_few_steps_and_sees_copies(capsys):
+    if not PUBLIC.is_dir():
+        pytest.skip("../shared/traces/public is not present")
+    a, b = str(PUBLIC / "gpu4_report.sqlite"), str(PUBLIC / "gpu4_report2.sqlite")
+    assert main(["diff", "--gate", "5", a, b]) == 2
+    err = capsys.readouterr().err
+    assert "too few for the gate" in err and "0.021" in err
+    code, d = _json(capsys, ["diff", a, b, "--format", "json"])
+    assert code == 0
+    h = d["headline"]
+    # the copies are 94% of GPU time in report2: 8,664,372 + 17,557,631 ns of copies and 1,801,798 ns of kernels
+    # over 4 steps (nsys stats cuda_gpu_sum); the headline counts them
+    assert h["after_gpu_per_step"] > 5_000_000 and h["gpu_delta_pct"] > 10_000
+
+
+def test_gate_refuses_runs_of_different_kinds():
+    from nsys_doctor.analysis.compare import comparison_problem
+
+    a = _profile([100] * 20)
+    b = _profile([100] * 20)
+    b.step_kind = "all"
+    problem = comparison_problem(a, b, 0.01, gating=True)
+    assert problem is not None and "differ in kind" in problem[0]
+    assert comparison_problem(a, b, 0.01, gating=False) is None
+    assert comparison_problem(a, _profile([100] * 20), 0.01, gating=True) is None
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--gate", "nan"), ("--gate", "-1"), ("--gate", "inf"), ("--alpha", "5"), ("--alpha", "0"), ("--alpha", "nan"),
+     ("--min-effect", "-3"), ("--jobs", "0")],
+)  # fmt: skip
+def test_diff_option_ranges(capsys, option, value):
+    assert main(["diff", str(SAMPLE), str(SAMPLE), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and option in err
+
+
+def test_scaling_refuses_negative_contexts(capsys):
+    assert main(["scaling", str(SAMPLE), str(SAMPLE), "--ctx", "-1,-5"]) == 2
+    assert "bad --ctx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expect"),
+    [
+        ("[1, 2]", "not a JSON object"),
+        ('{"schema": "other"}', "schema"),
+        ("{", "not a valid nsys-doctor profile"),
+        ("\xff\xfe", "not a valid"),
+    ],
+)
+def test_baseline_of_the_wrong_shape(capsys, tmp_path, monkeypatch, content, expect):
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / ".nsys-doctor" / "baselines"
+    d.mkdir(parents=True)
+    (d / "b.json").write_text(content, encoding="utf-8")
+    assert main(["diff", "--baseline", "b", str(SAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expect in err
+
+
+def test_baseline_fields_of_the_wrong_type(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["baseline", "save", "good", str(SAMPLE)]) == 0
+    capsys.readouterr()
+    path = tmp_path / ".nsys-doctor" / "baselines" / "good.json"
+    good = json.loads(path.read_text())
+    for field, bad, named in [
+        ("steps", "16", "steps"),
+        ("step_gpu", [1, 2], "step_gpu has 2 values"),
+        ("step_kind", "weird", "step_kind"),
+        ("api", {"cudaLaunchKernel": {"family": "x"}}, "api.cudaLaunchKernel.category"),
+    ]:
+        path.write_text(json.dumps({**good, field: bad}))
+        assert main(["diff", "--baseline", "good", str(SAMPLE)]) == 2, field
+        err = capsys.readouterr().err
+        assert named in err, (field, err)
+
+
+def test_baseline_store_never_writes_through_a_symlink(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / ".nsys-doctor" / "baselines"
+    d.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (d / "main.json").symlink_to(victim)
+    assert main(["baseline", "save", "main", str(SAMPLE)]) == 2
+    assert "symlink" in capsys.readouterr().err
+    assert victim.read_text() == "keep me"

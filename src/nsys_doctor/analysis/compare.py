@@ -137,25 +137,92 @@ class Profile:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Profile:
-        def rows(m: object) -> dict[str, Row]:
-            return {k: Row(**v) for k, v in (m or {}).items()}  # type: ignore[union-attr]
-
-        kernels = {lv: rows(m) for lv, m in (d.get("kernels") or {}).items()}  # type: ignore[union-attr]
+    def from_dict(cls, d: object) -> Profile:
+        """A profile from its JSON form (a saved baseline), every field checked: a wrong shape raises
+        ``ProfileFormatError`` naming the field, never a KeyError or TypeError deep inside the diff."""
+        if not isinstance(d, dict):
+            raise ProfileFormatError("the file is not a JSON object")
+        if d.get("schema") != PROFILE_SCHEMA:
+            raise ProfileFormatError(f"schema is {d.get('schema')!r}, expected {PROFILE_SCHEMA!r}")
+        steps = _int_field(d, "steps")
+        lists = {k: _int_list(d, k, steps) for k in ("step_wall", "step_gpu", "step_launches", "step_graph_launches")}
+        step_kind = d.get("step_kind")
+        if step_kind not in ("decode", "step", "all"):
+            raise ProfileFormatError(f"step_kind is {step_kind!r}, expected decode, step or all")
+        source = d.get("source")
+        if not isinstance(source, str):
+            raise ProfileFormatError("source is not a string")
+        ctx, prompt = d.get("context_tokens"), d.get("prompt_len")
+        if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int | float) or not math.isfinite(ctx)):
+            raise ProfileFormatError("context_tokens is not a number")
+        if prompt is not None and (isinstance(prompt, bool) or not isinstance(prompt, int) or prompt < 0):
+            raise ProfileFormatError("prompt_len is not a non-negative integer")
+        kernels_raw = d.get("kernels") or {}
+        if not isinstance(kernels_raw, dict):
+            raise ProfileFormatError("kernels is not an object")
         return cls(
-            source=str(d["source"]),
-            context_tokens=d.get("context_tokens"),  # type: ignore[arg-type]
-            prompt_len=d.get("prompt_len"),
-            steps=int(d["steps"]),
-            step_kind=str(d["step_kind"]),  # type: ignore[arg-type]
-            step_wall=list(d["step_wall"]),
-            step_gpu=list(d["step_gpu"]),  # type: ignore[call-overload]
-            step_launches=list(d["step_launches"]),
-            step_graph_launches=list(d["step_graph_launches"]),  # type: ignore[call-overload]
-            kernels=kernels,
-            api=rows(d.get("api")),
-            memops=rows(d.get("memops")),
+            source=source,
+            context_tokens=float(ctx) if ctx is not None else None,
+            prompt_len=prompt,
+            steps=steps,
+            step_kind=step_kind,
+            step_wall=lists["step_wall"],
+            step_gpu=lists["step_gpu"],
+            step_launches=lists["step_launches"],
+            step_graph_launches=lists["step_graph_launches"],
+            kernels={str(lv): _row_map(m, f"kernels.{lv}", steps) for lv, m in kernels_raw.items()},
+            api=_row_map(d.get("api"), "api", steps),
+            memops=_row_map(d.get("memops"), "memops", steps),
         )
+
+
+class ProfileFormatError(ValueError):
+    """A saved profile (baseline) whose JSON does not have the expected shape."""
+
+
+def _int_field(d: dict[str, object], key: str, where: str = "") -> int:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ProfileFormatError(f"{where}{key} is {v!r}, expected a non-negative integer")
+    return v
+
+
+def _int_list(d: dict[str, object], key: str, n: int | None, where: str = "") -> list[int]:
+    v = d.get(key)
+    if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v):
+        raise ProfileFormatError(f"{where}{key} is not a list of non-negative integers")
+    if n is not None and len(v) != n:
+        raise ProfileFormatError(f"{where}{key} has {len(v)} values for {n} steps")
+    return list(v)
+
+
+def _row_map(m: object, where: str, steps: int) -> dict[str, Row]:
+    if m is None:
+        return {}
+    if not isinstance(m, dict):
+        raise ProfileFormatError(f"{where} is not an object")
+    out: dict[str, Row] = {}
+    for k, v in m.items():
+        at = f"{where}.{k}"
+        if not isinstance(v, dict):
+            raise ProfileFormatError(f"{at} is not an object")
+        for name in ("family", "category"):
+            if not isinstance(v.get(name), str):
+                raise ProfileFormatError(f"{at}.{name} is not a string")
+        label = v.get("label", "")
+        if not isinstance(label, str):
+            raise ProfileFormatError(f"{at}.label is not a string")
+        out[str(k)] = Row(
+            key=str(k),
+            family=str(v["family"]),
+            category=str(v["category"]),
+            count=_int_field(v, "count", f"{at}."),
+            total=_int_field(v, "total", f"{at}."),
+            per_step=_int_list(v, "per_step", steps, f"{at}."),
+            sample=sorted(_int_list(v, "sample", None, f"{at}.")),
+            label=label,
+        )
+    return out
 
 
 def _rows(
@@ -414,8 +481,9 @@ def diff_profiles(
 ) -> DiffResult:
     """Compare two profiles per step. Kernels present on one side only are matched by operation family."""
     sa, sb = before.steps, after.steps
+    busy_a, busy_b = step_busy(before), step_busy(after)
     # practical significance: a row must move at least 1% of the step (GPU time or host step time, per step)
-    min_delta = 0.01 * max(_mean(before.step_gpu), _mean(before.step_wall), 1.0)
+    min_delta = 0.01 * max(_mean(busy_a), _mean(before.step_wall), 1.0)
     rows: list[DiffRow] = []
     ka, kb = before.kernels.get(level, {}), after.kernels.get(level, {})
     common = sorted(set(ka) & set(kb))
@@ -458,9 +526,9 @@ def diff_profiles(
         _compare("family", k, fa.get(k), fb.get(k), sa, sb, alpha, min_effect, "family", min_delta)
         for k in sorted(set(fa) | set(fb))
     ]
-    pg = mann_whitney_p(before.step_gpu, after.step_gpu)
+    pg = mann_whitney_p(busy_a, busy_b)
     pw = mann_whitney_p(before.step_wall, after.step_wall)
-    bg, ag = _mean(before.step_gpu), _mean(after.step_gpu)
+    bg, ag = _mean(busy_a), _mean(busy_b)
     bw, aw = _mean(before.step_wall), _mean(after.step_wall)
     gd, wd = _pct_change(bg, ag), _pct_change(bw, aw)
     head = Headline(
@@ -486,6 +554,60 @@ def diff_profiles(
     if before.step_kind != after.step_kind:
         notes.append(f"steps differ in kind: {before.step_kind} vs {after.step_kind}")
     return DiffResult(before.source, after.source, level, head, rows, families, notes)
+
+
+def step_busy(p: Profile) -> list[int]:
+    """GPU time per step: kernels plus memory copies and memsets (a copy-bound run is judged on its copies)."""
+    busy = np.asarray(p.step_gpu, dtype=np.int64)
+    for row in p.memops.values():
+        if len(row.per_step) == len(busy):
+            busy = busy + np.asarray(row.per_step, dtype=np.int64)
+    return [int(v) for v in busy]
+
+
+def min_p_value(n1: int, n2: int) -> float:
+    """The smallest two-sided p-value ``mann_whitney_p`` can give for samples of these sizes (complete
+    separation, no ties): below ``alpha`` only with enough steps on both sides."""
+    if n1 < 2 or n2 < 2:
+        return 1.0
+    n = n1 + n2
+    z = (n1 * n2 / 2.0) / math.sqrt(n1 * n2 * (n + 1) / 12.0)
+    return math.erfc(z / math.sqrt(2.0))
+
+
+def comparison_problem(before: Profile, after: Profile, alpha: float, gating: bool) -> tuple[str, str] | None:
+    """Why two profiles cannot be compared (or gated) and what to do, or None. A diff against a side with nothing
+    measured would report -100% and pass any gate; a gate without the steps to reach significance cannot fail."""
+    for side, p in (("BEFORE", before), ("AFTER", after)):
+        if p.steps == 0:
+            return (
+                f"{side} ({p.source}) has no steps in its analysis window",
+                "check the window with: nsys-doctor report TRACE (or give --window)",
+            )
+        if sum(step_busy(p)) == 0:
+            return (
+                f"{side} ({p.source}) has no kernels, copies or memsets in its steps",
+                "check the capture traced CUDA (--trace=cuda) while the workload ran",
+            )
+    if not gating:
+        return None
+    if before.step_kind != after.step_kind:
+        return (
+            f"the runs differ in kind: BEFORE has {_KIND_WORDS[before.step_kind]}, AFTER has "
+            f"{_KIND_WORDS[after.step_kind]}, so per-step times do not compare",
+            "gate traces of the same workload captured the same way",
+        )
+    floor = min_p_value(before.steps, after.steps)
+    if floor >= alpha:
+        return (
+            f"{before.steps} and {after.steps} steps are too few for the gate: no change could be significant at "
+            f"alpha {alpha:g} (the smallest possible p is {floor:.2g})",
+            "capture more steps (at least 5 per side at alpha 0.01) or raise --alpha",
+        )
+    return None
+
+
+_KIND_WORDS = {"decode": "decode steps", "step": "steps without a decode phase", "all": "prefill steps only"}
 
 
 def _merge(rows: list[Row], n: int) -> Row | None:

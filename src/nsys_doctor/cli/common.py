@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -146,3 +147,34 @@ def emit(text: str, output: str | None, fmt: str = "terminal") -> None:
         click.echo(f"wrote {dest}", err=True)
     else:
         write_stdout(text)
+
+
+class FiniteFloat(click.ParamType):
+    """A float option with a range: nan and inf are refused (click's FloatRange lets nan through)."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False, what: str = "") -> None:  # fmt: skip
+        self.low, self.high, self.low_open, self.high_open, self.what = low, high, low_open, high_open, what
+
+    def _range(self) -> str:
+        lo = "" if self.low is None else f"{self.low:g} {'<' if self.low_open else '<='} "
+        hi = "" if self.high is None else f" {'<' if self.high_open else '<='} {self.high:g}"
+        return f"{lo}x{hi}" + (f" ({self.what})" if self.what else "")
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float) and math.isfinite(value) and self._inside(value):
+            return value
+        try:
+            x = float(str(value))
+        except ValueError:
+            self.fail(f"'{value}' is not a number; expected {self._range()}", param, ctx)
+        if not math.isfinite(x) or not self._inside(x):
+            self.fail(f"{value} is out of range; expected {self._range()}", param, ctx)
+        return x
+
+    def _inside(self, x: float) -> bool:
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
+            return False
+        return not (self.high is not None and (x > self.high or (self.high_open and x == self.high)))

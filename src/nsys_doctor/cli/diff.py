@@ -8,7 +8,18 @@ from pathlib import Path
 
 import click
 
-from ..analysis.compare import LEVELS, DiffResult, GateResult, Profile, build_profile, diff_profiles, gate, scaling
+from ..analysis.compare import (
+    LEVELS,
+    DiffResult,
+    GateResult,
+    Profile,
+    build_profile,
+    comparison_problem,
+    diff_profiles,
+    gate,
+    scaling,
+    step_busy,
+)
 from ..analysis.ops import OpRule, classify
 from ..analysis.phases import choose_window, find_steps
 from ..config import find_config
@@ -19,7 +30,7 @@ from ..trace import Trace
 from ..trace.meta import describe, workload_shape
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
-from .common import command_inputs, emit, ops_option
+from .common import FiniteFloat, command_inputs, emit, ops_option
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -34,7 +45,7 @@ def profile_of(path: Path, ops_file: Path | None = None, context: int | None = N
 
 def _profile(trace: Trace, frames: TraceFrames, source: str, rules: list[OpRule], context: int | None) -> Profile:
     info = describe(trace)
-    if frames.graph_launches.height or info.capture.get("cuda_graph_trace") == "graph":
+    if frames.graph_launches.height:  # graph-level records: the graphs' kernels are missing
         raise UsageError(
             f"{trace.path.name} was captured with --cuda-graph-trace=graph: the kernels inside CUDA graphs are "
             "missing, so its per-step kernel time cannot be compared",
@@ -112,9 +123,16 @@ def load_baseline(name: str) -> Profile:
             + (f" (known: {', '.join(known)})" if known else ""),
         )
     try:
-        return Profile.from_dict(json.loads(p.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"baseline {p} is not a valid nsys-doctor profile ({exc})", "save it again") from exc
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read baseline {p}: {exc}", "save it again") from None
+    try:
+        return Profile.from_dict(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(
+            f"baseline {p} is not a valid nsys-doctor profile ({' '.join(str(exc).split())[:160]})",
+            f"save it again: nsys-doctor baseline save {name} TRACE",
+        ) from None
 
 
 @click.command()
@@ -131,14 +149,20 @@ def load_baseline(name: str) -> Profile:
 @click.option(
     "--gate",
     "gate_pct",
-    type=float,
+    type=FiniteFloat(0.0, what="percent of regression allowed"),
     metavar="PCT",
     help="Exit 1 when GPU time per step regresses by more than PCT% with significance.",
 )
-@click.option("--alpha", type=float, default=0.01, show_default=True, help="Significance level.")
+@click.option(
+    "--alpha",
+    type=FiniteFloat(0.0, 0.5, low_open=True, what="a significance level"),
+    default=0.01,
+    show_default=True,
+    help="Significance level.",
+)
 @click.option(
     "--min-effect",
-    type=float,
+    type=FiniteFloat(0.0, 1000.0, what="percent"),
     default=3.0,
     show_default=True,
     help="Smallest per-step change (%) reported as significant.",
@@ -163,7 +187,14 @@ def load_baseline(name: str) -> Profile:
     show_default=True,
     help="Rank numbers from the recorded environment, the file name, or sorted order.",
 )
-@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Read rank traces on this many processes.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="Read rank traces on this many processes.",
+)
 def diff(
     paths: tuple[Path, ...],
     baseline: str | None,
@@ -214,6 +245,9 @@ def diff(
         )
 
     def compare(a: Profile, b: Profile) -> tuple[DiffResult, GateResult | None]:
+        problem = comparison_problem(a, b, alpha, gating=gate_pct is not None)
+        if problem:
+            raise UsageError(f"cannot {'gate' if gate_pct is not None else 'compare'}: {problem[0]}", problem[1])
         result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
         return result, (gate(result, gate_pct, fam_limits) if gate_pct is not None else None)
 
@@ -295,8 +329,12 @@ def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str
     if ctx:
         try:
             contexts = [int(x) for x in ctx.split(",")]
+            if any(c < 0 or c > 100_000_000 for c in contexts):  # type: ignore[operator]
+                raise ValueError(ctx)
         except ValueError as exc:
-            raise UsageError(f"bad --ctx '{ctx}'", "give one integer prompt length per trace, e.g. 1,2048") from exc
+            raise UsageError(
+                f"bad --ctx '{ctx}'", "give one non-negative integer prompt length per trace, e.g. 1,2048"
+            ) from exc
         if len(contexts) != len(traces):
             raise UsageError(f"--ctx has {len(contexts)} values for {len(traces)} traces", "give one per trace")
     profiles = [profile_of(t, ops_file, c) for t, c in zip(traces, contexts, strict=True)]
@@ -327,6 +365,12 @@ def baseline_save(name: str, trace: Path, ops_file: Path | None) -> None:
     if not _NAME.match(name):
         raise UsageError(f"bad baseline name '{name}'", "use letters, digits, '.', '_' and '-'")
     prof = profile_of(trace, ops_file)
+    if prof.steps == 0 or sum(step_busy(prof)) == 0:
+        what = "no steps" if prof.steps == 0 else "no kernels, copies or memsets in its steps"
+        raise UsageError(
+            f"{trace} has {what} in its analysis window: nothing to compare against later",
+            "save a baseline from a trace of the steady state (check it with: nsys-doctor report TRACE)",
+        )
     d = baseline_dir()
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.json"

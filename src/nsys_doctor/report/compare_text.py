@@ -25,7 +25,8 @@ def diff_lines(d: DiffResult, gate: GateResult | None = None, rows: int = 12) ->
     h = d.headline
     out = [f"before: {d.before} ({h.before_steps} steps)", f"after:  {d.after} ({h.after_steps} steps)", ""]
     out.append(
-        f"GPU kernel time per step: {format_ns(h.before_gpu_per_step)} -> {format_ns(h.after_gpu_per_step)} "
+        f"GPU time per step (kernels + memory ops): {format_ns(h.before_gpu_per_step)} -> "
+        f"{format_ns(h.after_gpu_per_step)} "
         f"({_pct(h.gpu_delta_pct)}, {'significant' if h.gpu_significant else 'no significant change'})"
     )
     out.append(
