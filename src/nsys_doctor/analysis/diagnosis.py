@@ -153,14 +153,15 @@ def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFram
             pl.lit(None, pl.UInt32).alias("grids"),
         )
     by_grid = kw.group_by("name", *GRID).agg(pl.len().alias("n"), pl.col("dur").max().alias("gmax"))
+    # ties broken by the grid itself, so the same trace always gives the same typical and tail grid
     typical = (
-        by_grid.sort("n", descending=True)
-        .unique("name", keep="first")
+        by_grid.sort(["n", *GRID], descending=[True, False, False, False])
+        .unique("name", keep="first", maintain_order=True)
         .select("name", _grid_text().alias("typical_grid"))
     )
     slowest = (
-        by_grid.sort("gmax", descending=True)
-        .unique("name", keep="first")
+        by_grid.sort(["gmax", *GRID], descending=[True, False, False, False])
+        .unique("name", keep="first", maintain_order=True)
         .select("name", _grid_text().alias("tail_grid"))
     )
     n_grids = by_grid.group_by("name").agg(pl.len().cast(pl.UInt32).alias("grids"))
@@ -168,7 +169,7 @@ def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFram
         t.join(typical, on="name", how="left")
         .join(slowest, on="name", how="left")
         .join(n_grids, on="name", how="left")
-        .sort("tail_score", descending=True)
+        .sort(["tail_score", "name"], descending=[True, False])
     )
 
 
@@ -200,7 +201,7 @@ def diagnose(
     names = label_frame(names.join(ops.select("name", "family", "category", "op"), on="name", how="left"))
     per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
-        "total", descending=True
+        ["total", "name"], descending=[True, False]
     )
     fam = (
         per_kernel.group_by("family", "category")
@@ -209,9 +210,14 @@ def diagnose(
             (pl.col("total") / max(total, 1)).alias("share"),
             (pl.col("total") / max(n_steps, 1)).alias("per_step_ns"),
         )
-        .sort("total", descending=True)
+        .sort(["total", "family", "category"], descending=[True, False, False])
     )
-    unmapped = ops.filter(~pl.col("mapped"))["name"].to_list() if ops.height else []
+    # unmapped kernels, the most GPU time first (per_kernel is sorted by total, then name)
+    unmapped = (
+        per_kernel.join(ops.filter(~pl.col("mapped")).select("name"), on="name", how="semi")["name"].to_list()
+        if ops.height
+        else []
+    )
     # tails are measured over the decode steps when there are enough of them: a prefill's instances of the same
     # kernel are other work, not a tail
     decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
@@ -233,7 +239,11 @@ def diagnose(
             .group_by("family")
             .agg((pl.col("dur").sum() / decode_ids.height).alias("per_step_ns"))
         )
-        fam = fam.drop("per_step_ns").join(per_step, on="family", how="left").sort("total", descending=True)
+        fam = (
+            fam.drop("per_step_ns")
+            .join(per_step, on="family", how="left")
+            .sort(["total", "family"], descending=[True, False])
+        )
     ktails = kernel_tails(kt, tail_table(kt, ["name"]).join(tail_names, on="name", how="left"))
     ktails = _slow_step_share(ktails, kt, decode_ids.height)
     grid_tails = (
@@ -242,9 +252,13 @@ def diagnose(
         .with_columns(_grid_text().alias("grid"))
         .drop(*GRID)
     )
-    base_tails = tail_table(kt, ["short"]).sort("tail_score", descending=True)
+    base_tails = tail_table(kt, ["short"]).sort(["tail_score", "short"], descending=[True, False])
     api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
-    atails = tail_table(api_w, ["name"]).sort("total", descending=True) if api_w.height else tail_table(api_w, ["name"])
+    atails = (
+        tail_table(api_w, ["name"]).sort(["total", "name"], descending=[True, False])
+        if api_w.height
+        else tail_table(api_w, ["name"])
+    )
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
     dynamic = _dynamic_shapes(
         lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), decode_ids, names.select("name", "label")
@@ -280,7 +294,7 @@ def diagnose(
         unmapped=unmapped,
         kernel_tails=ktails.head(max(top, 1)),
         base_tails=base_tails.head(max(top, 1)),
-        grid_tails=grid_tails.sort("tail_score", descending=True).head(max(top, 1)),
+        grid_tails=grid_tails.sort(["tail_score", "name", "grid"], descending=[True, False, False]).head(max(top, 1)),
         api_tails=atails.head(max(top, 1)),
         host=host,
         findings=findings,
@@ -338,7 +352,7 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame
     return (
         out.join(grids, on="name")
         .join(labels, on="name", how="left")
-        .sort("signatures", descending=True)
+        .sort(["signatures", "name"], descending=[True, False])
         .select("label", "name", "signatures", "grids", "steps")
     )
 

@@ -401,7 +401,7 @@ def tails(f: Facts) -> list[Finding]:
         & (same_shape | pl.col("name").is_in(list(dynamic)))
         & rare
     )
-    outl = outl.sort("tail_score", descending=True).head(5)
+    outl = outl.sort(["tail_score", "name"], descending=[True, False]).head(5)
     if outl.height:
         items = []
         for r in outl.iter_rows(named=True):
@@ -432,7 +432,7 @@ def tails(f: Facts) -> list[Finding]:
         return out
     share_min = 0.01 * f.kernel_time_ns
     sys_ = g.filter((pl.col("count") >= 20) & (pl.col("p99_p50") > 1.5) & (pl.col("total") >= share_min))
-    sys_ = sys_.sort("tail_excess", descending=True).head(5)
+    sys_ = sys_.sort(["tail_excess", "name", "grid"], descending=[True, False, False]).head(5)
     if sys_.height:
         items = [
             f"{r['label']} (grid {r['grid']}): p99 {format_ns(r['p99'])} vs p50 {format_ns(r['p50'])} "
@@ -449,7 +449,7 @@ def dynamic_shapes(f: Facts) -> list[Finding]:
     d = f.dynamic
     if d.is_empty():
         return []
-    hits = d.sort("signatures", descending=True).head(5)
+    hits = d.sort(["signatures", "name"], descending=[True, False]).head(5)
     if hits.height:
         items = [
             f"{r['label']} ({r['signatures']} different step shapes, {r['grids']} grids)"

@@ -137,7 +137,7 @@ def _group(
     sel = calls(api_w, pattern, exclude)
     if sel.is_empty():
         return ApiGroup()
-    names = dict(sel.group_by("name").len().sort("len", descending=True).iter_rows())
+    names = dict(sel.group_by("name").len().sort(["len", "name"], descending=[True, False]).iter_rows())
     in_steps = 0
     if step_tbl.height:
         in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
