@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ..units import format_ns
 from .distribution import percentile, tail_table
 from .findings import Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
@@ -67,9 +68,9 @@ class Diagnosis:
 
     def add_findings(self, extra: list[Finding]) -> None:
         """Findings from another analysis (roofline, ranks): merged in severity order, actions appended."""
-        from .findings import SEVERITY_ORDER
+        from .findings import rank_key
 
-        self.findings = sorted([*self.findings, *extra], key=lambda f: SEVERITY_ORDER[f.severity])
+        self.findings = sorted([*self.findings, *extra], key=rank_key)
         for f in extra:
             text = f"{f.title}: {f.action}."
             if f.severity in ("critical", "warning") and text not in self.next_actions:
@@ -357,7 +358,19 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame
     )
 
 
-HOST_FIRST = ("graph-trace-not-node", "no-kernels", "launch-bound", "gpu-idle-gap", "host-sync-in-inference")
+# host-side findings whose cost is GPU idle time the host causes (low-gpu-utilization is their sum, not a cause)
+HOST_COSTS = frozenset(
+    {
+        "launch-bound",
+        "gpu-idle-gap",
+        "host-sync-in-inference",
+        "pageable-memcpy",
+        "sync-memcpy",
+        "sync-memset",
+        "alloc-churn",
+        "module-loading-in-window",
+    }
+)
 
 
 def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> tuple[dict[str, object], list[str]]:
@@ -385,11 +398,19 @@ def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> 
             "share": top["share"],
             "why": why,
         }
-        host_issue = next((f for f in findings if f.id in HOST_FIRST[2:]), None)
-        if host_issue is not None:
+        # the host goes first only when what it costs is more than the whole top family could save
+        host_issue = max(
+            (f for f in findings if f.id in HOST_COSTS and f.cost_ns),
+            key=lambda f: (f.cost_ns or 0, f.id),
+            default=None,
+        )
+        if host_issue is not None and (host_issue.cost_ns or 0) > int(top["total"]):
             target["host_first"] = host_issue.id
+            target["host_cost_ns"] = host_issue.cost_ns
             target["why"] += (
-                f"; but the host side limits speed before any kernel does ({host_issue.id}: {host_issue.summary})"
+                f"; but the host side costs more than all of it ({host_issue.id}: {format_ns(host_issue.cost_ns or 0)} "
+                f"of GPU idle time against {format_ns(int(top['total']))} of {top['category']} kernels): "
+                f"{host_issue.summary}"
             )
     for f in findings:
         if f.severity in ("critical", "warning") and f.action not in actions:

@@ -119,12 +119,30 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 }
 
 
+# Severity follows the cost: the share of the window's time that a finding explains (GPU idle it causes, host time
+# on the critical path, kernel time above the typical instance). Blockers (nothing can be measured until the capture
+# is fixed) are critical whatever they cost; findings that explain no time of their own are info.
+CRITICAL_SHARE = 0.25
+WARNING_SHARE = 0.05
+BLOCKERS = frozenset({"graph-trace-not-node", "no-kernels"})
+
+
+def severity_of(cost_share: float | None) -> str:
+    if cost_share is None:
+        return "info"
+    if cost_share >= CRITICAL_SHARE:
+        return "critical"
+    return "warning" if cost_share >= WARNING_SHARE else "info"
+
+
 @dataclass(frozen=True)
 class Finding:
     id: str
     severity: str
     summary: str
     evidence: dict[str, object] = field(default_factory=dict)
+    cost_ns: int | None = None  # the time this finding explains (None: a blocker, or no time of its own)
+    cost_share: float | None = None  # cost_ns as a share of the analyzed window
 
     @property
     def title(self) -> str:
@@ -140,9 +158,17 @@ class Finding:
             "severity": self.severity,
             "title": self.title,
             "summary": self.summary,
+            "cost_ns": self.cost_ns,
+            "cost_share": None if self.cost_share is None else round(self.cost_share, 4),
             "evidence": self.evidence,
             "action": self.action,
         }
+
+
+def costed(fid: str, summary: str, evidence: dict[str, object], cost_ns: int, basis_ns: int) -> Finding:
+    """A finding whose severity follows its cost: ``cost_ns`` over ``basis_ns`` (the analyzed window)."""
+    share = cost_ns / basis_ns if basis_ns > 0 else None
+    return Finding(fid, severity_of(share), summary, evidence, int(cost_ns), share)
 
 
 @dataclass
@@ -183,12 +209,14 @@ def _per_step(n: int, steps: int) -> float:
 
 @rule
 def graph_trace(f: Facts) -> list[Finding]:
-    if f.graph_mode == "graph" or f.graph_launch_rows:
+    # nsys 2023.3+ records graph mode "graph" by default even when the program launches no graph: the finding needs
+    # graph launches whose kernels are missing (graph-level records, or graph launch calls traced in graph mode)
+    if f.graph_launch_rows or (f.graph_mode == "graph" and f.graph_launch_calls):
         return [
             Finding(
                 "graph-trace-not-node",
                 "critical",
-                f"{f.graph_launch_rows} CUDA graph launches were recorded as single blocks "
+                f"{f.graph_launch_rows or f.graph_launch_calls} CUDA graph launches were recorded as single blocks "
                 f"(--cuda-graph-trace={f.graph_mode or 'graph'}): the kernels inside them are missing "
                 "from every kernel statistic",
                 {
@@ -226,18 +254,32 @@ def host_sync(f: Facts) -> list[Finding]:
     n = _decode_count(f)
     if s.in_steps and s.in_steps >= max(2, 0.25 * max(n, 1)):
         per = _per_step(s.in_steps, n)
-        sev = "warning" if per >= 0.5 else "info"
-        names = ", ".join(f"{k} x{v}" for k, v in s.names.items())
+        names = _names(s.names)
         return [
-            Finding(
+            costed(
                 "host-sync-in-inference",
-                sev,
-                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per decode step, "
-                f"{format_ns(s.total_ns)} blocked in total): {names}",
-                {"syncs_in_steps": s.in_steps, "per_step": round(per, 2), "total_ns": s.total_ns, "by_name": s.names},
+                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per decode step): the GPU sits idle "
+                f"{format_ns(s.idle_ns)} after they return, until the host queues work again "
+                f"({format_ns(s.total_ns)} blocked, most of it waiting for the GPU's own work): {names}",
+                {
+                    "syncs_in_steps": s.in_steps,
+                    "per_step": round(per, 2),
+                    "total_ns": s.total_ns,
+                    "idle_after_ns": s.idle_ns,
+                    "by_name": s.names,
+                },
+                s.idle_ns,
+                f.window.duration,
             )
         ]
     return []
+
+
+def _names(counts: dict[str, int], limit: int = 3) -> str:
+    """``name xN`` for the first few names, then "and N more"."""
+    items = [f"{k} x{v}" for k, v in counts.items()]
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 @rule
@@ -245,23 +287,24 @@ def pageable(f: Facts) -> list[Finding]:
     h = f.host
     n = _decode_count(f)
     if h.pageable_in_steps and h.pageable_in_steps >= max(2, 0.25 * max(n, 1)):
-        largest = max(h.pageable_sizes) if h.pageable_sizes else 0
-        sev = "warning" if largest >= 64_000 else "info"
         sizes = ", ".join(f"{c} x {format_bytes(b)}" for b, c in h.pageable_sizes.items())
         return [
-            Finding(
+            costed(
                 "pageable-memcpy",
-                sev,
                 f"{h.pageable_in_steps} copies from pageable host memory inside steps "
                 f"({_per_step(h.pageable_in_steps, n):.1f} per decode step; sizes {sizes}; "
-                f"{format_bytes(h.pageable_bytes)} in the window)",
+                f"{format_bytes(h.pageable_bytes)} in the window; the GPU idles {format_ns(h.pageable_idle_ns)} "
+                "while the host copies)",
                 {
                     "copies_in_steps": h.pageable_in_steps,
                     "copies": h.pageable_copies,
                     "bytes": h.pageable_bytes,
                     "sizes": {str(k): v for k, v in h.pageable_sizes.items()},
                     "per_step": round(_per_step(h.pageable_in_steps, n), 2),
+                    "gpu_idle_ns": h.pageable_idle_ns,
                 },
+                h.pageable_idle_ns,
+                f.window.duration,
             )
         ]
     return []
@@ -273,17 +316,20 @@ def sync_copies(f: Facts) -> list[Finding]:
     for group, fid in ((f.host.sync_memcpy, "sync-memcpy"), (f.host.sync_memset, "sync-memset")):
         if group.count:
             out.append(
-                Finding(
+                costed(
                     fid,
-                    "warning" if group.in_steps else "info",
                     f"{group.count} calls in the window ({group.in_steps} inside steps, "
-                    f"{format_ns(group.total_ns)}): " + ", ".join(f"{k} x{v}" for k, v in group.names.items()),
+                    f"{format_ns(group.total_ns)}; the GPU idles {format_ns(group.idle_ns)} after them): "
+                    + _names(group.names),
                     {
                         "count": group.count,
                         "in_steps": group.in_steps,
                         "total_ns": group.total_ns,
+                        "idle_after_ns": group.idle_ns,
                         "by_name": group.names,
                     },
+                    group.idle_ns,
+                    f.window.duration,
                 )
             )
     return out
@@ -295,13 +341,20 @@ def alloc_churn(f: Facts) -> list[Finding]:
     if a.count >= 2:
         n = _decode_count(f)
         return [
-            Finding(
+            costed(
                 "alloc-churn",
-                "warning" if a.in_steps >= max(2, 0.25 * max(n, 1)) else "info",
                 f"{a.count} allocation calls in the window ({a.in_steps} inside steps, "
-                f"{_per_step(a.in_steps, n):.1f} per decode step, {format_ns(a.total_ns)}): "
-                + ", ".join(f"{k} x{v}" for k, v in a.names.items()),
-                {"count": a.count, "in_steps": a.in_steps, "total_ns": a.total_ns, "by_name": a.names},
+                f"{_per_step(a.in_steps, n):.1f} per decode step, {format_ns(a.total_ns)}; the GPU idles "
+                f"{format_ns(a.idle_ns)} while the host allocates): " + _names(a.names),
+                {
+                    "count": a.count,
+                    "in_steps": a.in_steps,
+                    "total_ns": a.total_ns,
+                    "gpu_idle_ns": a.idle_ns,
+                    "by_name": a.names,
+                },
+                a.idle_ns,
+                f.window.duration,
             )
         ]
     return []
@@ -318,19 +371,22 @@ def launch_bound(f: Facts) -> list[Finding]:
     idle = f.host.step_gpu_idle_share
     if launches >= 100 and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
         return [
-            Finding(
+            costed(
                 "launch-bound",
-                "critical" if gpu / wall < 0.25 else "warning",
                 f"{launches:.0f} kernel launches per decode step; the GPU works {format_ns(gpu)} of a "
                 f"{format_ns(wall)} step ({100 * gpu / wall:.0f}%) and is idle "
-                f"{100 * (idle or 0):.0f}% of the time between a step's first and last kernel",
+                f"{100 * (idle or 0):.0f}% of the time between a step's first and last kernel "
+                f"({format_ns(f.host.step_idle_ns)} in all steps)",
                 {
                     "launches_per_step": launches,
                     "gpu_time_per_step_ns": gpu,
                     "step_time_ns": wall,
                     "gpu_share_of_step": round(gpu / wall, 3),
                     "idle_share_within_steps": idle,
+                    "idle_within_steps_ns": f.host.step_idle_ns,
                 },
+                f.host.step_idle_ns,
+                f.window.duration,
             )
         ]
     return []
@@ -341,37 +397,56 @@ def idle_gap(f: Facts) -> list[Finding]:
     g = f.host.gaps
     if g.height:
         top = g.head(5)
+        total = int(g["dur"].sum())
         return [
-            Finding(
+            costed(
                 "gpu-idle-gap",
-                "warning",
                 f"{g.height} idle gaps of at least {format_ns(f.host.gap_threshold_ns)} (5x the step time) "
-                f"inside inference, {format_ns(int(g['dur'].sum()))} in total; longest "
+                f"inside inference, {format_ns(total)} in total; longest "
                 f"{format_ns(int(g['dur'].max()))} at {int(top['start'][0]) / 1e9:.3f} s",  # type: ignore[arg-type]
                 {
                     "gaps": g.height,
-                    "total_ns": int(g["dur"].sum()),
+                    "total_ns": total,
                     "threshold_ns": f.host.gap_threshold_ns,
                     "longest": top.select("start", "dur").to_dicts(),
                     "loading_phase_gaps": f.host.loading_gaps.height,
                 },
+                total,
+                f.window.duration,
             )
         ]
     return []
 
 
+HOST_CAUSES = frozenset(
+    {
+        "launch-bound",
+        "gpu-idle-gap",
+        "host-sync-in-inference",
+        "pageable-memcpy",
+        "sync-memcpy",
+        "sync-memset",
+        "alloc-churn",
+        "module-loading-in-window",
+    }
+)
+
+
 @rule
 def low_util(f: Facts) -> list[Finding]:
+    """Low utilization is the sum of the idle time, not a cause: it carries the idle time as its cost only when no
+    host finding names a cause (else it would outrank the causes it sums up)."""
     share = f.host.gpu_busy_share
     if share is not None and f.kernels_in_window and share < 0.5:
-        return [
-            Finding(
-                "low-gpu-utilization",
-                "warning" if share < 0.3 else "info",
-                f"GPU busy {100 * share:.0f}% of the {format_ns(f.window.duration)} window",
-                {"gpu_busy_share": round(share, 3), "gpu_busy_ns": f.host.gpu_busy_ns, "window_ns": f.window.duration},
-            )
-        ]
+        idle = max(0, f.window.duration - f.host.gpu_busy_ns)
+        summary = f"GPU busy {100 * share:.0f}% of the {format_ns(f.window.duration)} window ({format_ns(idle)} idle)"
+        evidence: dict[str, object] = {
+            "gpu_busy_share": round(share, 3),
+            "gpu_busy_ns": f.host.gpu_busy_ns,
+            "window_ns": f.window.duration,
+            "idle_ns": idle,
+        }
+        return [costed("low-gpu-utilization", summary, evidence, idle, f.window.duration)]
     return []
 
 
@@ -426,7 +501,16 @@ def tails(f: Facts) -> list[Finding]:
             "typical_grid",
             "tail_grid",
         ]
-        out.append(Finding("tail-outlier", "warning", "; ".join(items), {"kernels": outl.select(cols).to_dicts()}))
+        excess = int(outl["tail_excess"].sum())
+        out.append(
+            costed(
+                "tail-outlier",
+                "; ".join(items) + f" ({format_ns(excess)} above the typical instance)",
+                {"kernels": outl.select(cols).to_dicts()},
+                excess,
+                f.window.duration,
+            )
+        )
     g = f.grid_tails
     if f.steps.count < 3:  # one pass through the model: same-shape instances are different layers, not a tail
         return out
@@ -440,7 +524,16 @@ def tails(f: Facts) -> list[Finding]:
             for r in sys_.iter_rows(named=True)
         ]
         cols = ["name", "label", "grid", "count", "p50", "p99", "max", "p99_p50", "tail_excess"]
-        out.append(Finding("tail-systematic", "info", "; ".join(items), {"kernels": sys_.select(cols).to_dicts()}))
+        excess = int(sys_["tail_excess"].sum())
+        out.append(
+            costed(
+                "tail-systematic",
+                "; ".join(items) + f" ({format_ns(excess)} above p50 in the slowest 1%)",
+                {"kernels": sys_.select(cols).to_dicts()},
+                excess,
+                f.window.duration,
+            )
+        )
     return out
 
 
@@ -471,11 +564,19 @@ def module_loading(f: Facts) -> list[Finding]:
     m = f.host.module_loads
     if m.count:
         return [
-            Finding(
+            costed(
                 "module-loading-in-window",
-                "warning" if m.in_steps else "info",
-                f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps)",
-                {"count": m.count, "total_ns": m.total_ns, "in_steps": m.in_steps, "by_name": m.names},
+                f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps; the GPU "
+                f"idles {format_ns(m.idle_ns)} while they load)",
+                {
+                    "count": m.count,
+                    "total_ns": m.total_ns,
+                    "in_steps": m.in_steps,
+                    "gpu_idle_ns": m.idle_ns,
+                    "by_name": m.names,
+                },
+                m.idle_ns,
+                f.window.duration,
             )
         ]
     return []
@@ -515,9 +616,24 @@ def inflation(f: Facts) -> list[Finding]:
     return []
 
 
+def rank_key(f: Finding) -> tuple[int, int, int, str]:
+    """Blockers first, then by the time a finding explains (largest first), then severity and id: costed findings
+    are ordered by their cost, never by the mere presence of a pattern."""
+    blocker = 0 if f.id in BLOCKERS else 1
+    return (blocker, -(f.cost_ns or 0), SEVERITY_ORDER[f.severity], f.id)
+
+
 def run_rules(facts: Facts) -> list[Finding]:
     found: list[Finding] = []
     for r in RULES:
         found.extend(r(facts))
-    found.sort(key=lambda x: (SEVERITY_ORDER[x.severity], 0 if x.id == "graph-trace-not-node" else 1))
+    if any(x.id in HOST_CAUSES for x in found):
+        # low utilization sums up the idle time the causes explain: it keeps no cost of its own beside them
+        found = [
+            Finding(x.id, "info", x.summary + "; its causes are the findings above", x.evidence)
+            if x.id == "low-gpu-utilization"
+            else x
+            for x in found
+        ]
+    found.sort(key=rank_key)
     return found

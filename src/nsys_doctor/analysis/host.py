@@ -30,6 +30,7 @@ class ApiGroup:
     in_steps: int = 0
     names: dict[str, int] = field(default_factory=dict)
     max_ns: int = 0
+    idle_ns: int = 0  # GPU idle time these calls explain (see ``gpu_idle_caused``)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -37,6 +38,7 @@ class ApiGroup:
             "total_ns": self.total_ns,
             "in_steps": self.in_steps,
             "max_ns": self.max_ns,
+            "idle_ns": self.idle_ns,
             "by_name": self.names,
         }
 
@@ -63,6 +65,8 @@ class HostSummary:
     gaps: pl.DataFrame  # start, end, dur of GPU idle gaps in the window above the threshold
     gap_threshold_ns: int
     loading_gaps: pl.DataFrame  # idle gaps before the window (loading, warm-up)
+    step_idle_ns: int = 0  # GPU idle time inside decode steps (between a step's first and last kernel)
+    pageable_idle_ns: int = 0  # GPU idle time while the host was inside pageable copies
 
     @property
     def gpu_busy_share(self) -> float | None:
@@ -88,6 +92,8 @@ class HostSummary:
             "pageable_bytes": self.pageable_bytes,
             "pageable_sizes": {str(k): v for k, v in self.pageable_sizes.items()},
             "pageable_in_steps": self.pageable_in_steps,
+            "step_idle_ns": self.step_idle_ns,
+            "pageable_idle_ns": self.pageable_idle_ns,
             "idle_gaps": self.gaps.to_dicts(),
             "idle_gap_threshold_ns": self.gap_threshold_ns,
             "loading_gaps": self.loading_gaps.height,
@@ -129,8 +135,60 @@ def idle_gaps(busy: pl.DataFrame, lo: int, hi: int, min_ns: int) -> pl.DataFrame
     )
 
 
+def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
+    """Idle intervals of the GPU(s) inside [lo, hi] as gid, start, end: times when no device of ``busy`` works."""
+    schema = {"gid": pl.Int64, "start": pl.Int64, "end": pl.Int64}
+    if hi <= lo:
+        return pl.DataFrame(schema=schema)
+    if busy.is_empty():
+        return pl.DataFrame({"gid": [0], "start": [lo], "end": [hi]}, schema=schema)
+    merged = busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))  # union over devices
+    b = merged.filter((pl.col("end") > lo) & (pl.col("start") < hi))
+    starts = [lo, *b["end"].to_list()]
+    ends = [*b["start"].to_list(), hi]
+    g = pl.DataFrame({"start": starts, "end": ends}, schema={"start": pl.Int64, "end": pl.Int64})
+    g = g.with_columns(pl.col("start").clip(lo, hi), pl.col("end").clip(lo, hi)).filter(pl.col("end") > pl.col("start"))
+    return g.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64)).select("gid", "start", "end")
+
+
+def gpu_idle_caused(idle: pl.DataFrame, sel: pl.DataFrame, sync: bool) -> int:
+    """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
+
+    A blocking call (allocation, module load, pageable copy) costs the idle time that overlaps it: the GPU had
+    nothing to do while the host was inside the call. A synchronization returns when the GPU has drained, so it costs
+    the idle interval that begins while the host waits (its refill: the time until the next GPU work starts). The
+    time a sync spends blocked while the GPU works is the GPU's own work, not a cost."""
+    if idle.is_empty() or sel.is_empty():
+        return 0
+    iv = idle.sort("start")
+    calls_ = sel.select(pl.col("start").alias("c0"), pl.col("end").alias("c1")).sort("c1")
+    if sync:
+        # the idle interval whose start lies inside the call (the GPU drained while the host waited)
+        j = calls_.join_asof(iv, left_on="c1", right_on="start", strategy="backward")
+        hit = j.filter(pl.col("start").is_not_null() & (pl.col("start") >= pl.col("c0")))
+        if hit.is_empty():
+            return 0
+        return int(hit.unique("gid").select((pl.col("end") - pl.col("start")).sum()).item())
+    # overlap of each call with the idle intervals that it touches (calls rarely span more than one interval)
+    j = calls_.sort("c0").join_asof(iv, left_on="c0", right_on="start", strategy="backward")
+    j = j.filter(pl.col("start").is_not_null()).with_columns(
+        (pl.min_horizontal("c1", "end") - pl.max_horizontal("c0", "start")).clip(lower_bound=0).alias("ov")
+    )
+    j2 = calls_.sort("c1").join_asof(iv, left_on="c1", right_on="start", strategy="backward")
+    j2 = j2.filter(pl.col("start") > pl.col("c0")).with_columns(
+        (pl.min_horizontal("c1", "end") - pl.col("start")).clip(lower_bound=0).alias("ov")
+    )
+    total_idle = int(idle.select((pl.col("end") - pl.col("start")).sum()).item() or 0)
+    return min(total_idle, int((j["ov"].fill_null(0).sum() or 0) + (j2["ov"].fill_null(0).sum() or 0)))
+
+
 def _group(
-    api_w: pl.DataFrame, pattern: re.Pattern[str], step_tbl: pl.DataFrame, exclude: re.Pattern[str] | None = None
+    api_w: pl.DataFrame,
+    pattern: re.Pattern[str],
+    step_tbl: pl.DataFrame,
+    exclude: re.Pattern[str] | None = None,
+    idle: pl.DataFrame | None = None,
+    sync: bool = False,
 ) -> ApiGroup:
     from .phases import assign_to_steps
 
@@ -141,7 +199,8 @@ def _group(
     in_steps = 0
     if step_tbl.height:
         in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
-    return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, int(sel["dur"].max()))  # type: ignore[arg-type]
+    cost = gpu_idle_caused(idle, sel, sync) if idle is not None else 0
+    return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, int(sel["dur"].max()), cost)  # type: ignore[arg-type]
 
 
 def summarize_host(
@@ -188,6 +247,14 @@ def summarize_host(
         w0,  # type: ignore[arg-type]
         max(threshold, 100_000_000),
     )
+    idle = gpu_idle(busy, w0, w1)
+    # a sync is charged the refill after it, not a long gap (a sleep, the next request): those are idle gaps
+    refill = idle.filter((pl.col("end") - pl.col("start")) < threshold)
+    # idle inside decode steps: the span from a step's first to its last kernel minus the GPU work in it
+    dec = spans.filter(pl.col("kind") != "prefill") if spans.height else spans
+    step_idle = (
+        int(((dec["gpu_end"] - dec["gpu_start"]) - dec["gpu_time"]).clip(lower_bound=0).sum()) if dec.height else 0
+    )
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == PAGEABLE) | (pl.col("dstKind") == PAGEABLE))
     pageable_in_steps = 0
@@ -197,6 +264,10 @@ def summarize_host(
             copy_calls.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
         ).with_columns(pl.coalesce("l_start", "start").alias("t"))
         pageable_in_steps = assign_to_steps(pc, st, "t").filter(pl.col("idx").is_not_null()).height
+    pageable_idle = 0
+    if pageable.height:
+        pcalls = api.join(pageable.select("correlationId").unique(), on="correlationId", how="semi")
+        pageable_idle = gpu_idle_caused(idle, pcalls.select("start", "end"), sync=False)
     return HostSummary(
         launches=launches.height,
         launches_per_step=(float(st["launches"].median()) if st.height else None),  # type: ignore[arg-type]
@@ -206,11 +277,11 @@ def summarize_host(
         gpu_busy_ns=busy_ns,
         window_ns=window.duration,
         step_gpu_idle_share=idle_share,
-        syncs=_group(api_w, SYNC_API, st),
-        sync_memcpy=_group(api_w, SYNC_MEMCPY_API, st, ASYNC),
-        sync_memset=_group(api_w, SYNC_MEMSET_API, st, ASYNC),
-        allocations=_group(api_w, ALLOC_API, st),
-        module_loads=_group(api_w, MODULE_LOAD_API, st),
+        syncs=_group(api_w, SYNC_API, st, idle=refill, sync=True),
+        sync_memcpy=_group(api_w, SYNC_MEMCPY_API, st, ASYNC, idle=refill, sync=True),
+        sync_memset=_group(api_w, SYNC_MEMSET_API, st, ASYNC, idle=refill, sync=True),
+        allocations=_group(api_w, ALLOC_API, st, idle=idle),
+        module_loads=_group(api_w, MODULE_LOAD_API, st, idle=idle),
         pageable_copies=pageable.height,
         pageable_bytes=int(pageable["bytes"].sum()) if pageable.height else 0,
         pageable_sizes=dict(pageable.group_by("bytes").len().sort("bytes", descending=True).head(5).iter_rows())
@@ -220,4 +291,6 @@ def summarize_host(
         gaps=gaps,
         gap_threshold_ns=threshold,
         loading_gaps=loading,
+        step_idle_ns=step_idle,
+        pageable_idle_ns=pageable_idle,
     )

@@ -23,8 +23,8 @@ PREFILL_NAMES = re.compile(r"(prefill|prompt|context|extend)", re.IGNORECASE)
 LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
 GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
 SYNC_API = re.compile(
-    r"^(cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cuCtxSynchronize|cudaEventSynchronize|"
-    r"cuEventSynchronize)"
+    r"^(cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cudaThreadSynchronize|cuCtxSynchronize|"
+    r"cudaEventSynchronize|cuEventSynchronize)"
 )
 MODULE_LOAD_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuModuleGetFunction|cuLinkComplete)")
 PROFILER_START_API = re.compile(r"^(cuProfilerStart|cudaProfilerStart)")

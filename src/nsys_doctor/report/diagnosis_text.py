@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..analysis.diagnosis import Diagnosis
+from ..analysis.findings import Finding
 from ..units import format_ns
 
 SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -112,7 +113,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     if d.findings:
         con.print("[bold]Findings[/bold]")
         for f in d.findings:
-            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]: {f.summary}")
+            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]{_cost(f)}: {f.summary}")
         con.print()
     fam = Table(title="Families (share of GPU kernel time in the window)", title_justify="left", box=None)
     for c in ("category", "family", "share", "total", "per step", "kernels", "instances"):
@@ -195,8 +196,11 @@ def render_markdown(d: Diagnosis) -> str:
     out += ["", "### Diagnosis", "", str(d.target.get("why", "nothing to analyze")), ""]
     out += [f"{i}. {a}" for i, a in enumerate(d.next_actions, 1)]
     if d.findings:
-        out += ["", "### Findings", "", "| severity | id | evidence |", "| --- | --- | --- |"]
-        out += [f"| {f.severity} | `{f.id}` | {_md_escape(f.summary)} |" for f in d.findings]
+        out += ["", "### Findings", "", "| severity | id | cost | evidence |", "| --- | --- | --- | --- |"]
+        out += [
+            f"| {f.severity} | `{f.id}` | {_cost(f).strip(' ()') or '-'} | {_md_escape(f.summary)} |"
+            for f in d.findings
+        ]
     out += [
         "",
         "### Families",
@@ -224,3 +228,11 @@ def render_markdown(d: Diagnosis) -> str:
     out += ["", "### Steps", ""] + [f"- {line}" for line in _steps_line(d)]
     out += ["", "### Host", ""] + [f"- {line}" for line in _host_lines(d)]
     return "\n".join(out) + "\n"
+
+
+def _cost(f: Finding) -> str:
+    """`` (2.302 s, 51% of the window)`` for a finding with a cost, else empty."""
+    if f.cost_ns is None:
+        return ""
+    share = f", {100 * f.cost_share:.0f}% of the window" if f.cost_share is not None else ""
+    return f" ({format_ns(f.cost_ns)}{share})"

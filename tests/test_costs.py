@@ -1,0 +1,129 @@
+"""Findings ranked by what they cost: the GPU idle time host calls explain, severity from the share of the window,
+the order of findings, and when the host goes before the kernels."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.findings import severity_of
+from nsys_doctor.analysis.host import gpu_idle, gpu_idle_caused
+from nsys_doctor.cli.report import diagnose_trace
+
+from .conftest import TRACES, needs_shared, open_trace
+
+PUBLIC = TRACES / "public"
+ENGINES = TRACES / "engines"
+
+
+def _busy(*iv: tuple[int, int], device: int = 0) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"deviceId": [device] * len(iv), "start": [a for a, _ in iv], "end": [b for _, b in iv]},
+        schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64},
+    )
+
+
+def _calls(*iv: tuple[int, int]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"start": [a for a, _ in iv], "end": [b for _, b in iv]}, schema={"start": pl.Int64, "end": pl.Int64}
+    )
+
+
+def test_gpu_idle_is_the_complement_of_busy_over_all_devices():
+    busy = pl.concat([_busy((10, 20), (40, 50)), _busy((15, 45), device=1)])
+    idle = gpu_idle(busy, 0, 100)
+    assert idle.select("start", "end").rows() == [(0, 10), (50, 100)]
+    assert gpu_idle(_busy(), 5, 8).select("start", "end").rows() == [(5, 8)]
+
+
+def test_a_sync_costs_the_refill_that_starts_while_it_waits():
+    # GPU busy 0-100 and 130-200; the host syncs from 60 to 101 (the GPU drains at 100), then launches at 130
+    idle = gpu_idle(_busy((0, 100), (130, 200)), 0, 200)
+    assert gpu_idle_caused(idle, _calls((60, 101)), sync=True) == 30
+    # a sync that returns while the GPU still works costs nothing: its blocked time is the GPU's own work
+    assert gpu_idle_caused(idle, _calls((10, 50)), sync=True) == 0
+    # two syncs in the same drain count the idle interval once
+    assert gpu_idle_caused(idle, _calls((60, 101), (100, 105)), sync=True) == 30
+
+
+def test_a_blocking_call_costs_the_idle_time_it_overlaps():
+    idle = gpu_idle(_busy((0, 100), (130, 200)), 0, 200)
+    assert gpu_idle_caused(idle, _calls((110, 120)), sync=False) == 10  # inside the idle interval
+    assert gpu_idle_caused(idle, _calls((90, 140)), sync=False) == 30  # spans the whole interval
+    assert gpu_idle_caused(idle, _calls((20, 60)), sync=False) == 0  # while the GPU works
+
+
+def test_severity_follows_the_share():
+    assert severity_of(None) == "info"
+    assert severity_of(0.01) == "info"
+    assert severity_of(0.05) == "warning"
+    assert severity_of(0.25) == "critical"
+
+
+def _report(path):
+    return diagnose_trace(open_trace(path), [])
+
+
+def _costed_in_order(d) -> None:
+    costs = [
+        f.cost_ns for f in d.findings if f.cost_ns is not None and f.id not in ("graph-trace-not-node", "no-kernels")
+    ]
+    assert costs == sorted(costs, reverse=True), [(f.id, f.cost_ns) for f in d.findings]
+
+
+@needs_shared
+def test_pathologies_ranked_by_cost():
+    d = _report(TRACES / "decode_pathologies.sqlite")
+    _costed_in_order(d)
+    by = {f.id: f for f in d.findings}
+    # the two 0.7 s sleeps between requests are idle gaps, not the cost of a sync
+    assert 1_300_000_000 < by["gpu-idle-gap"].cost_ns < 1_500_000_000
+    assert by["host-sync-in-inference"].cost_ns < by["gpu-idle-gap"].cost_ns
+    # every finding with a cost states it as a share of the window
+    for f in d.findings:
+        if f.cost_ns is not None:
+            assert f.cost_share == pytest.approx(f.cost_ns / d.window.duration)
+    assert by["low-gpu-utilization"].cost_ns is None  # a sum of the causes above, not a cause
+
+
+@needs_shared
+def test_per_step_token_read_costs_the_gap_it_leaves():
+    # the C++ engine reads the token after every graphed step (one cuStreamSynchronize per step, by design): the
+    # sync is blocked for most of the step while the GPU works; what it costs is the idle time between steps
+    d = _report(ENGINES / "cpp_llama3b_graph.sqlite")
+    sync = next(f for f in d.findings if f.id == "host-sync-in-inference")
+    assert sync.evidence["total_ns"] > 150_000_000  # blocked: about 217 ms, the GPU's own work
+    assert sync.cost_ns < 0.25 * sync.evidence["total_ns"]
+    assert sync.severity != "critical"
+    assert "host_first" not in d.target  # the kernels, not the host, limit this engine
+
+
+@needs_shared
+def test_thread_synchronize_counts_as_a_sync_but_costs_little_on_a_busy_gpu():
+    d = _report(PUBLIC / "rodinia_gaussian_report2.sqlite")
+    assert d.host.syncs.count == 8190 and d.host.syncs.names == {"cudaThreadSynchronize_v3020": 8190}
+    assert d.host.gpu_busy_share > 0.9
+    sync = next(f for f in d.findings if f.id == "host-sync-in-inference")
+    assert sync.severity == "info"
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "name",
+    ["llama3inf_demo", "llama3inf_real_inference_simulation", "fuser_report1_8fa9ec2", "sc23omp_report3",
+     "weatherbench2_report1", "gpu4_report", "rodinia_gaussian_report2", "dlprof_nsys_profile_a"],
+)  # fmt: skip
+def test_no_graph_finding_without_graph_launches(name):
+    # nsys 2023.3+ records graph trace mode "graph" by default; these programs launched no CUDA graph
+    d = _report(PUBLIC / f"{name}.sqlite")
+    assert "graph-trace-not-node" not in [f.id for f in d.findings]
+
+
+@needs_shared
+def test_eager_decode_puts_the_host_first_by_cost():
+    d = _report(TRACES / "decode_eager.sqlite")
+    lb = next(f for f in d.findings if f.id == "launch-bound")
+    assert d.findings[0].id == "launch-bound" and lb.severity == "critical"
+    assert d.target["host_first"] == "launch-bound"
+    gemv = d.families.row(0, named=True)
+    assert lb.cost_ns > gemv["total"]  # the idle time inside steps exceeds all GEMV time
