@@ -57,3 +57,14 @@ def test_timeunit_prefixes():
     assert parse_timeunit("seconds") == "sec"
     with pytest.raises(UsageError):
         parse_timeunit("fortnight")
+
+
+def test_format_names_groups_numbered_names_and_stops_at_the_limit():
+    from nsys_doctor.units import format_names, name_pattern
+
+    assert name_pattern("layer_3_token_17") == "layer_{N}_token_{M}"
+    names = [f"layer_{i}_token_{j}" for i in range(4) for j in range(3)] + ["token_0_processing", "decode"]
+    assert format_names(names) == "'layer_{N}_token_{M}' (12 names), 'decode', 'token_{N}_processing'"
+    assert format_names(["a", "b", "c", "d", "e"], limit=2) == "'a', 'b' and 3 more"
+    long = ["x" * 100 + str(i) for i in range(3)]
+    assert format_names(long, width=10, quote=False) == "xxxxxxx... (3 names)"

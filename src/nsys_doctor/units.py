@@ -128,3 +128,28 @@ def format_bytes(n: float | int | None) -> str:
         if abs(n) >= div:
             return f"{n / div:.2f} {unit}"
     return f"{n:.0f} B"
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def name_pattern(name: str) -> str:
+    """A name with its numbers replaced by placeholders: ``layer_3_token_7`` -> ``layer_{N}_token_{M}``."""
+    marks = iter("NMKLPQRSTUVW")
+    return _NUMBER.sub(lambda _m: "{" + next(marks, "X") + "}", name)
+
+
+def format_names(names: list[str] | set[str], limit: int = 3, width: int = 60, quote: bool = True) -> str:
+    """A short, stable list of names for one output line: numbered names grouped by their pattern (with a count),
+    at most ``limit`` entries, each cut to ``width`` characters, then "and N more"."""
+    groups: dict[str, int] = {}
+    for n in sorted(set(names)):
+        key = name_pattern(" ".join(n.split()))
+        key = key if len(key) <= width else key[: width - 3] + "..."
+        groups[key] = groups.get(key, 0) + 1
+    items = []
+    for key, count in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0])):
+        text = repr(key) if quote else key
+        items.append(f"{text} ({count} names)" if count > 1 else text)
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")

@@ -6,6 +6,7 @@ returns zero or more ``Finding``s with severity, numbers as evidence and the act
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -230,15 +231,33 @@ def graph_trace(f: Facts) -> list[Finding]:
     return []
 
 
+# nsys's own messages that explain a trace without kernels (the driver, CUPTI or the CUDA injection failed)
+EMPTY_TRACE_CAUSES = re.compile(
+    r"No CUDA events collected|CUDA profiling might have not been started|not supported|unsupported|CUPTI|"
+    r"injection|driver",
+    re.IGNORECASE,
+)
+
+
+def unique_messages(msgs: list[str]) -> list[str]:
+    """nsys's diagnostics once each (a trace can repeat one message hundreds of times), whitespace folded."""
+    seen: dict[str, None] = {}
+    for m in msgs:
+        seen.setdefault(" ".join(str(m).split()), None)
+    return list(seen)
+
+
 @rule
 def no_kernels(f: Facts) -> list[Finding]:
     if f.kernels_in_window == 0:
+        causes = [m for m in unique_messages(f.diagnostics) if EMPTY_TRACE_CAUSES.search(m)]
+        why = f"; nsys said: {'; '.join(c[:160] for c in causes[:2])}" if causes else ""
         return [
             Finding(
                 "no-kernels",
                 "critical",
-                f"no kernel ran in the analyzed window ({format_ns(f.window.duration)}, {f.window.reason})",
-                {"window": f.window.to_dict()},
+                f"no kernel ran in the analyzed window ({format_ns(f.window.duration)}, {f.window.reason}){why}",
+                {"window": f.window.to_dict(), "nsys_diagnostics": causes},
             )
         ]
     return []
@@ -585,7 +604,9 @@ def module_loading(f: Facts) -> list[Finding]:
 @rule
 def dropped(f: Facts) -> list[Finding]:
     msgs = [
-        d for d in f.diagnostics if "might have been collected" in d or "dropped" in d.lower() or "lost" in d.lower()
+        d
+        for d in unique_messages(f.diagnostics)
+        if "might have been collected" in d or "dropped" in d.lower() or "lost" in d.lower()
     ]
     flush = sum(v for k, v in f.overhead.items() if "flush" in k.lower())
     if msgs or flush > 0.05 * max(f.window.duration, 1):
@@ -627,6 +648,9 @@ def run_rules(facts: Facts) -> list[Finding]:
     found: list[Finding] = []
     for r in RULES:
         found.extend(r(facts))
+    if any(x.id == "no-kernels" for x in found):
+        # nothing ran on the GPU: idle-time costs and step findings have nothing to measure
+        found = [x for x in found if x.id not in HOST_CAUSES and x.id != "low-gpu-utilization"]
     if any(x.id in HOST_CAUSES for x in found):
         # low utilization sums up the idle time the causes explain: it keeps no cost of its own beside them
         found = [

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ..units import format_names
+
 REQUEST_NAMES = re.compile(
     r"^(iter|iteration|request|req|generate|generation|inference|e2e|serve|batch|run)(_\d+)?$", re.IGNORECASE
 )
@@ -152,14 +154,14 @@ def choose_window(
                 int(req["start"].min()),
                 int(req["end"].max()),
                 "nvtx-requests",  # type: ignore[arg-type]
-                f"NVTX request ranges {', '.join(repr(n) for n in names)} ({req.height} instances)",
+                f"NVTX request ranges {format_names(names)} ({req.height} instances)",
                 loading,
             )
         steps = named.filter(pl.col("text").str.contains("(?i)" + STEP_NAMES.pattern))
         if steps.height:
             names = sorted(set(steps["text"].to_list()))
             start, warm = _after_warmup(steps)
-            reason = f"NVTX step ranges {', '.join(repr(n) for n in names)} ({steps.height} instances)"
+            reason = f"NVTX step ranges {format_names(names)} ({steps.height} instances)"
             if warm:
                 reason += f"; the first {warm} left out as warm-up (much slower than the steps after them)"
             return Window(
@@ -254,7 +256,7 @@ def _nvtx_steps(nvtx: pl.DataFrame, window: Window) -> tuple[pl.DataFrame, str] 
     table = cand.with_row_index("idx").select(
         pl.col("idx").cast(pl.Int64), kind.alias("kind"), pl.col("start"), pl.col("end")
     )
-    names = ", ".join(sorted(set(cand["text"].to_list())))
+    names = format_names(sorted(set(cand["text"].to_list())), quote=False)
     return table, f"nvtx:{names}"
 
 

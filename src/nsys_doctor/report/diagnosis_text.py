@@ -25,6 +25,8 @@ def _pct(x: float | None) -> str:
 
 def _steps_line(d: Diagnosis) -> list[str]:
     s = d.step_summary
+    if d.kernels.is_empty():
+        return ["no step analysis: no kernel ran in the window"]
     lines = [f"{s['count']} steps found ({s['source']})"]
     for kind in ("prefill", "decode", "step"):
         k = s.get(kind)
@@ -128,8 +130,9 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             str(r["kernels"]),
             f"{r['count']:,}",
         )
-    con.print(fam)
-    con.print()
+    if d.families.height:
+        con.print(fam)
+        con.print()
     kt = Table(title="Top kernels", title_justify="left", box=None)
     for c in ("share", "total", "count", "p50", "p99", "max", "family", "kernel"):
         kt.add_column(c, justify="left" if c in ("family", "kernel") else "right")
@@ -144,8 +147,9 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             str(r["family"]),
             _short(str(r["label"]), 50),
         )
-    con.print(kt)
-    con.print()
+    if d.kernels.height:
+        con.print(kt)
+        con.print()
     tt = Table(title="Tails (by tail score)", title_justify="left", box=None)
     for c in ("score", "max/p50", "p99/p50", "p50", "max", "count", "grid", "kernel"):
         tt.add_column(c, justify="left" if c in ("kernel", "grid") else "right")
@@ -163,8 +167,9 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             grid,
             _short(str(r["label"]), 40),
         )
-    con.print(tt)
-    con.print()
+    if d.kernel_tails.height:
+        con.print(tt)
+        con.print()
     con.print("[bold]Steps[/bold]")
     for line in _steps_line(d):
         con.print(f"  {line}")
