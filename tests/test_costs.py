@@ -127,3 +127,21 @@ def test_eager_decode_puts_the_host_first_by_cost():
     assert d.target["host_first"] == "launch-bound"
     gemv = d.families.row(0, named=True)
     assert lb.cost_ns > gemv["total"]  # the idle time inside steps exceeds all GEMV time
+
+
+@needs_shared
+def test_a_copy_bound_run_leads_with_its_copies():
+    # OpenMP offload on a T4: memory copies are about 96% of GPU time (25.1 s of copies, 1.03 s of the one kernel,
+    # nsys stats cuda_gpu_sum)
+    d = _report(PUBLIC / "sc23omp_report3.sqlite")
+    top = d.families.row(0, named=True)
+    assert top["family"] == "memcpy" and top["share"] > 0.9
+    assert d.target["family"] == "memcpy"
+    assert abs(sum(d.families["share"].to_list()) - 1.0) < 1e-9
+
+
+@needs_shared
+def test_a_trace_without_kernels_says_so_plainly():
+    d = _report(PUBLIC / "weatherbench2_report1.sqlite")
+    assert [f.id for f in d.findings] == ["no-kernels"]
+    assert d.target["kind"] == "recapture"

@@ -213,6 +213,32 @@ def diagnose(
         )
         .sort(["total", "family", "category"], descending=[True, False, False])
     )
+    # GPU time is kernels plus copies plus memsets: a copy-bound run must lead with its copies
+    mem = gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & (pl.col("start") >= w.start))
+    mem = mem.filter(pl.col("start") <= w.end).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
+    if mem.height:
+        mem_rows = (
+            mem.group_by(pl.col("kind").alias("family"))
+            .agg(pl.col("dur").sum().alias("total"), pl.len().alias("count"))
+            .with_columns(pl.lit("memcpy / memset").alias("category"), pl.lit(0, pl.UInt32).alias("kernels"))
+        )
+        gpu_total = total + int(mem_rows["total"].sum())
+        fam = pl.concat(
+            [
+                fam.select("family", "category", "total", "count", "kernels"),
+                mem_rows.select(
+                    "family",
+                    "category",
+                    pl.col("total").cast(fam.schema["total"]),
+                    pl.col("count").cast(fam.schema["count"]),
+                    pl.col("kernels").cast(fam.schema["kernels"]),
+                ),
+            ]
+        ).with_columns(
+            (pl.col("total") / max(gpu_total, 1)).alias("share"),
+            (pl.col("total") / max(n_steps, 1)).alias("per_step_ns"),
+        )
+        fam = fam.sort(["total", "family", "category"], descending=[True, False, False])
     # unmapped kernels, the most GPU time first (per_kernel is sorted by total, then name)
     unmapped = (
         per_kernel.join(ops.filter(~pl.col("mapped")).select("name"), on="name", how="semi")["name"].to_list()
@@ -388,7 +414,8 @@ def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> 
     if fam.height and not target:
         top = fam.row(0, named=True)
         second = fam.row(1, named=True) if fam.height > 1 else None
-        why = f"{top['category']} kernels take {100 * top['share']:.1f}% of GPU kernel time in the window"
+        what = "memory operations" if top["family"] in ("memcpy", "memset") else "kernels"
+        why = f"{top['category']} {what} take {100 * top['share']:.1f}% of GPU time in the window"
         if second:
             why += f" (next: {second['category']}, {100 * second['share']:.1f}%)"
         target = {

@@ -117,7 +117,9 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
         for f in d.findings:
             con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]{_cost(f)}: {f.summary}")
         con.print()
-    fam = Table(title="Families (share of GPU kernel time in the window)", title_justify="left", box=None)
+    fam = Table(
+        title="Families (share of GPU time in the window: kernels, copies, memsets)", title_justify="left", box=None
+    )
     for c in ("category", "family", "share", "total", "per step", "kernels", "instances"):
         fam.add_column(c, justify="left" if c in ("category", "family") else "right")
     for r in d.families.head(8).iter_rows(named=True):
