@@ -244,12 +244,12 @@ def test_gate_refuses_too_few_steps_and_sees_copies(capsys):
     a, b = str(PUBLIC / "gpu4_report.sqlite"), str(PUBLIC / "gpu4_report2.sqlite")
     assert main(["diff", "--gate", "5", a, b]) == 2
     err = capsys.readouterr().err
-    assert "too few for the gate" in err and "0.021" in err
+    assert "too few for the gate" in err
     code, d = _json(capsys, ["diff", a, b, "--format", "json"])
     assert code == 0
     h = d["headline"]
     # the copies are 94% of GPU time in report2: 8,664,372 + 17,557,631 ns of copies and 1,801,798 ns of kernels
-    # over 4 steps (nsys stats cuda_gpu_sum); the headline counts them
+    # (nsys stats cuda_gpu_sum), against 60,127 ns of GPU work in report1; the headline counts the copies
     assert h["after_gpu_per_step"] > 5_000_000 and h["gpu_delta_pct"] > 10_000
 
 

@@ -145,3 +145,13 @@ def test_a_trace_without_kernels_says_so_plainly():
     d = _report(PUBLIC / "weatherbench2_report1.sqlite")
     assert [f.id for f in d.findings] == ["no-kernels"]
     assert d.target["kind"] == "recapture"
+
+
+@needs_shared
+@pytest.mark.parametrize("path", ["public/gpu4_report", "public/rodinia_gaussian_report2", "engines/hf_qwen2_generate"])
+def test_no_step_is_empty_or_negative(path):
+    d = _report(TRACES / f"{path}.sqlite")
+    t = d.steps.table
+    assert t.height >= 1
+    assert (t["end"] > t["start"]).all() and (t["kernels"] > 0).all()
+    assert t["idx"].to_list() == list(range(t.height))

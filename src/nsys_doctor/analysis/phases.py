@@ -298,6 +298,12 @@ def find_steps(
         )
         .sort("idx")
     )
+    # a step is never empty or negative: drop boundaries that enclose no GPU work (and inverted ones from
+    # unordered syncs of several threads), then number the rest again
+    keep = table.filter((pl.col("end") > pl.col("start")) & (pl.col("kernels") > 0))
+    if keep.height < table.height:
+        notes.append(f"{table.height - keep.height} step boundaries without GPU work between them were dropped")
+        table = keep.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64).alias("idx")).drop("_i")
     if not source.startswith("nvtx") and table.height > 2:
         # without names: a first step far heavier than the rest is the prefill
         med = table["gpu_time"].median() or 0
