@@ -1,0 +1,56 @@
+#!/bin/bash
+# Captures the traces of tests/data/runs/ on the GPU machine (see tests/data/runs/README.md).
+# From the repo root there, after `source .nsys-kit/env.sh`:  bash scripts/workloads/capture_all.sh NAME...
+# NAME is one of the cases below; each is captured under nsys (with an empty torch.compile cache), then run once
+# more without nsys (unprofiled timings; the compile cache is then warm). Cases with WARM=1 run unprofiled first
+# (warming the compile cache) and are then captured with that warm cache. The scripts are run from a copy in /tmp/wl with cwd /tmp so that no checkout path enters the trace.
+# Results land in $OUT (traces and logs packed as traces.tgz.part-*). DEADLINE_S bounds the whole run.
+set -u
+OUT=${OUT:-/tmp/out}; T=/tmp/traces; L=/tmp/wlogs; mkdir -p "$T" "$L" "$OUT" /tmp/wl
+cp scripts/workloads/*.py /tmp/wl/
+FLAGS="--trace=cuda,nvtx --sample=none --cpuctxsw=none --cuda-graph-trace=node --export=sqlite"
+t_start=$(date +%s); DEADLINE_S=${DEADLINE_S:-540}
+declare -A EXTRA ARGS WARM
+EXTRA[hf_llama_generate_whole]="";                  ARGS[hf_llama_generate_whole]="hf_llama_generate.py --layers 2 --prompt-len 48 --new-tokens 20 --warmup 1 --iters 2"
+EXTRA[hf_moe_generate_sample_capture]="-c cudaProfilerApi"; ARGS[hf_moe_generate_sample_capture]="hf_moe_generate.py --layers 2 --experts 8 --topk-experts 2 --batch 4 --prompt-len 32 --new-tokens 12 --top-k 50 --warmup 2 --iters 2"
+EXTRA[hf_qwen3_prefill_whole]="";                   ARGS[hf_qwen3_prefill_whole]="hf_prefill.py --layers 8 --batch 2 --prompt-len 512 --warmup 1 --iters 5"
+EXTRA[compile_decode_graphs_whole]="";              ARGS[compile_decode_graphs_whole]="compile_decode.py --mode reduce-overhead --layers 2 --batch 2 --warmup 1 --warmup-steps 16 --iters 3 --steps 40"
+EXTRA[compile_decode_default_whole]="";             ARGS[compile_decode_default_whole]="compile_decode.py --mode default --layers 2 --batch 2 --warmup 1 --warmup-steps 16 --iters 2 --steps 32"
+EXTRA[hf_mistral_static_compile_whole]="";       ARGS[hf_mistral_static_compile_whole]="hf_static_compile_generate.py --layers 2 --prompt-len 40 --new-tokens 20 --warmup 2 --iters 2"
+EXTRA[compile_decode_default_warmcache]="";     ARGS[compile_decode_default_warmcache]="compile_decode.py --mode default --layers 4 --batch 2 --warmup 1 --warmup-steps 16 --iters 2 --steps 32"; WARM[compile_decode_default_warmcache]=1
+EXTRA[bert_base_nvtx_whole]="";                     ARGS[bert_base_nvtx_whole]="bert_encoder_nvtx.py --layers 12 --batch 8 --seq 128 --warmup 3 --iters 10"
+EXTRA[resnet50_fp16_cl_whole]="";                   ARGS[resnet50_fp16_cl_whole]="resnet_cnn.py --arch resnet50 --batch 32 --warmup 2 --iters 10"
+left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
+for name in "$@"; do
+  [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }
+  t0=$(date +%s)
+  export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache_$name; rm -rf "$TORCHINDUCTOR_CACHE_DIR"  # cold compile cache for the capture
+  if [ "${WARM[$name]:-0}" = 1 ]; then  # warm the compile cache with the unprofiled run first, then capture
+    ( cd /tmp && timeout $(( $(left) - 30 )) python3 /tmp/wl/${ARGS[$name]} ) > "$L/$name.unprofiled.log" 2>&1
+    echo "$name: unprofiled (cache-warming) rc=$? $(( $(date +%s) - t0 )) s; $(grep RESULT $L/$name.unprofiled.log | cut -c1-400)"
+  fi
+  ( cd /tmp && timeout $(( $(left) - 20 )) nsys profile --force-overwrite=true $FLAGS ${EXTRA[$name]} -o "$T/$name" \
+      python3 /tmp/wl/${ARGS[$name]} ) > "$L/$name.profile.log" 2>&1
+  rc=$?
+  echo "nsys profile $FLAGS ${EXTRA[$name]} -o $name python3 ${ARGS[$name]}" > "$L/$name.COMMAND"
+  echo "$name: profile rc=$rc $(( $(date +%s) - t0 )) s; $(ls -la $T/$name.sqlite 2>/dev/null | awk '{print $5}') bytes; $(grep RESULT $L/$name.profile.log | cut -c1-300)"
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ] && tail -15 "$L/$name.profile.log"
+  [ "$(left)" -lt 45 ] || [ "${WARM[$name]:-0}" = 1 ] && continue
+  t0=$(date +%s)
+  ( cd /tmp && timeout $(( $(left) - 15 )) python3 /tmp/wl/${ARGS[$name]} ) > "$L/$name.unprofiled.log" 2>&1
+  echo "$name: unprofiled rc=$? $(( $(date +%s) - t0 )) s; $(grep RESULT $L/$name.unprofiled.log | cut -c1-400)"
+done
+python3 - "$T" <<'PY'
+import sqlite3, sys, glob, os
+for f in sorted(glob.glob(sys.argv[1] + "/*.sqlite")):
+    c = sqlite3.connect(f)
+    def q(s):
+        try: return c.execute(s).fetchone()[0]
+        except Exception as e: return None
+    print(os.path.basename(f), os.path.getsize(f), "kernels", q("select count(*) from CUPTI_ACTIVITY_KIND_KERNEL"),
+          "graphLaunch", q("select count(*) from CUPTI_ACTIVITY_KIND_RUNTIME r join StringIds s on r.nameId=s.id where s.value like 'cudaGraphLaunch%'"),
+          "streamSync", q("select count(*) from CUPTI_ACTIVITY_KIND_RUNTIME r join StringIds s on r.nameId=s.id where s.value like 'cudaStreamSynchronize%'"),
+          "nvtx", q("select count(*) from NVTX_EVENTS"))
+PY
+tar czf - -C /tmp traces wlogs | split -b 15M - "$OUT/traces.tgz.part-"
+ls -la "$OUT"

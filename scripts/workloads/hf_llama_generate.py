@@ -1,0 +1,50 @@
+"""transformers `generate` with a small dense Llama decoder (random bf16 weights from a LlamaConfig).
+
+Greedy decoding, batch 1, dynamic KV cache (transformers' default), eager PyTorch, no NVTX, no capture range:
+the whole process is meant to be captured (model construction on the GPU, 1 warm-up request, then the
+measured requests). EOS is disabled so every request produces exactly --new-tokens tokens:
+1 prefill forward pass + (new_tokens - 1) decode forward passes per request.
+
+    python3 scripts/workloads/hf_llama_generate.py --layers 2 --prompt-len 48 --new-tokens 20 --warmup 1 --iters 2
+"""
+import argparse
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from _common import Timer, result, setup
+
+p = argparse.ArgumentParser()
+p.add_argument("--layers", type=int, default=2)
+p.add_argument("--hidden", type=int, default=1024)
+p.add_argument("--intermediate", type=int, default=2816)
+p.add_argument("--heads", type=int, default=16)
+p.add_argument("--kv-heads", type=int, default=4)
+p.add_argument("--vocab", type=int, default=32000)
+p.add_argument("--batch", type=int, default=1)
+p.add_argument("--prompt-len", type=int, default=48)
+p.add_argument("--new-tokens", type=int, default=20)
+p.add_argument("--warmup", type=int, default=1)
+p.add_argument("--iters", type=int, default=2)
+a = p.parse_args()
+
+dev = setup()
+cfg = LlamaConfig(hidden_size=a.hidden, intermediate_size=a.intermediate, num_hidden_layers=a.layers,
+                  num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, vocab_size=a.vocab,
+                  max_position_embeddings=4096, bos_token_id=1, eos_token_id=None, pad_token_id=0)
+with dev:
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0)
+prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
+mask = torch.ones_like(prompt)
+
+times = []
+with torch.inference_mode():
+    for i in range(a.warmup + a.iters):
+        with Timer() as t:
+            out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
+        assert out.shape[1] == a.prompt_len + a.new_tokens, out.shape
+        times.append(t.ms)
+        print(f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms, {out.shape[1] - a.prompt_len} new tokens", flush=True)
+meas = times[a.warmup:]
+result(workload="hf_llama_generate", request_ms=times, ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens)
