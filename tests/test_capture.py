@@ -766,7 +766,9 @@ def test_the_real_capture_validates_and_report_analyzes_it():
 
     d = diagnose_trace(open_trace(CAPTURE), project_rules(None))
     assert d.window.reason == "the cudaProfilerApi capture range (cudaProfilerStart to the end)"
-    assert d.families["family"][0] == "gemv" and round(d.families["share"][0], 3) == 0.477
+    # GEMV is 47.7% of kernel time; the few small copies of the window count in the GPU time too
+    fam = d.families
+    assert fam["family"][0] == "gemv" and 0.470 < fam["share"][0] < 0.477
     assert d.step_summary["decode"]["count"] == 24
 
 

@@ -297,6 +297,18 @@ def test_synthetic_late_rank_skew_and_transfer():
     assert imb["evidence"]["slowest_rank"] == 2 and "GPU work itself is unequal" in imb["summary"]
 
 
+def test_synthetic_top_limits_the_worst_list_only():
+    lateness = [{}, {}, {i: 50_000 for i in range(20)}]
+    lateness[2][7] = 600_000
+    full = analyze(_ranks(lateness), top=3)
+    none = analyze(_ranks(lateness), top=0)  # the CLI refuses --top 0; the analysis still answers
+    assert full.worst.height == 3 and none.worst.height == 0 and "index" in none.worst.columns
+    assert none.late["late_rank"] == 2 and none.late["skew_max_ns"] == 600_000
+    skew = next(f for f in none.findings if f["id"] == "nccl-rank-skew")
+    assert skew["evidence"]["worst"] == [] and skew["evidence"]["late_rank"] == 2
+    json.dumps(none.to_dict(), default=str)
+
+
 def test_synthetic_balanced_ranks_raise_nothing():
     res = analyze(_ranks([{}, {}, {}, {}], overlap=True))
     assert res.late["skew_p50_ns"] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.ops import CATEGORIES, OpRule, builtin_rules, classify, load_rules
+from nsys_doctor.analysis.ops import CATEGORIES, OpRule, builtin_rules, classify, load_rules, parse_rules_tables
 from nsys_doctor.errors import UsageError
 
 from .conftest import TRACES, needs_shared
@@ -579,12 +579,33 @@ def test_user_rules_override_builtin(tmp_path: Path) -> None:
         ),
         ("[[rules]]\npattern = 'a'\n", ["rules"]),
         ("[[rule]\n", ["TOML"]),
+        ("[[rule]]\npattern = 'a{4294967296}'\nfamily = 'gemv'\ncategory = 'GEMV'\nop = 'x'\n", ["rule 1", "regex"]),
+        ("[[rule]]\npattern = 5\nfamily = 'gemv'\ncategory = 'GEMV'\nop = 'x'\n", ["rule 1", "pattern", "string"]),
+        ("rule = [[1, 2]]\n", ["rule 1", "not a table"]),
+        ("x = " + "[" * 3000 + "]" * 3000 + "\n", ["nested too deeply"]),
+        (b"\xff\xfe\x00binary", ["not UTF-8"]),
     ],
-    ids=["bad-regex", "missing-key", "bad-category", "bad-family", "unknown-key", "wrong-table", "bad-toml"],
+    ids=[
+        "bad-regex",
+        "missing-key",
+        "bad-category",
+        "bad-family",
+        "unknown-key",
+        "wrong-table",
+        "bad-toml",
+        "huge-repeat",
+        "pattern-not-string",
+        "rule-not-table",
+        "deep-nesting",
+        "binary",
+    ],
 )
-def test_bad_user_file_raises_usage_error(tmp_path: Path, body: str, words: list[str]) -> None:
+def test_bad_user_file_raises_usage_error(tmp_path: Path, body: str | bytes, words: list[str]) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(body)
+    if isinstance(body, bytes):
+        bad.write_bytes(body)
+    else:
+        bad.write_text(body)
     with pytest.raises(UsageError) as info:
         load_rules(bad)
     message = info.value.one_line()
@@ -597,6 +618,15 @@ def test_bad_user_file_raises_usage_error(tmp_path: Path, body: str, words: list
 def test_missing_user_file_raises_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_inline_rules_are_named_by_where_they_were_written() -> None:
+    good = {"pattern": "a", "family": "gemv", "category": "GEMV", "op": "x"}
+    rules = parse_rules_tables([good], "cfg.toml", where="project config cfg.toml, key ops-rule, rule")
+    assert rules[0].source == "cfg.toml" and rules[0].family == "gemv"
+    with pytest.raises(UsageError, match=r"^project config cfg\.toml, key ops-rule, rule 2: missing key\(s\) op$"):
+        parse_rules_tables([good, {k: v for k, v in good.items() if k != "op"}], "cfg.toml", "project config "
+                           "cfg.toml, key ops-rule, rule")  # fmt: skip
 
 
 def test_classify_is_fast_for_thousands_of_names(rules: list[OpRule]) -> None:

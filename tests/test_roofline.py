@@ -286,6 +286,20 @@ def test_peaks_precedence():
     assert unknown.bandwidth_Bps is None and unknown.flops is None and "--peak-bw" in unknown.bandwidth_source
 
 
+def test_peaks_refuse_non_finite_rates_and_skip_damaged_trace_values():
+    gpu = {"name": "NVIDIA H100 80GB HBM3"}
+    for bad in (float("nan"), float("inf"), 0.0, -3e12):
+        with pytest.raises(UsageError, match="--peak-bw"):
+            resolve_peaks(gpu, peak_bw_Bps=bad)
+        with pytest.raises(UsageError, match="--peak-flops"):
+            resolve_peaks(gpu, peak_flops=bad)
+    # a damaged TARGET_INFO_GPU.memoryBandwidth (0, NaN, text) is not a peak: the GPU table's 3.35 TB/s is used
+    for damaged in (0, float("nan"), "n/a", -1):
+        p = resolve_peaks(gpu | {"memoryBandwidth": damaged, "smCount": damaged, "l2CacheSize": damaged})
+        assert p.bandwidth_Bps == 3.35e12 and "GPU table" in p.bandwidth_source
+        assert p.sm_count is None and p.l2_bytes is None
+
+
 def test_peak_options_units():
     assert parse_bandwidth("3.35") == pytest.approx(3.35e12)
     assert parse_bandwidth("2039GB/s") == pytest.approx(2.039e12)
@@ -293,9 +307,12 @@ def test_peak_options_units():
     assert parse_bandwidth("3.35 TB/s") == pytest.approx(3.35e12)
     assert parse_flops("989.5") == pytest.approx(989.5e12)
     assert parse_flops("2.25PFLOPS") == pytest.approx(2.25e15)
-    for bad in ("fast", "3.35 furlongs", "-1"):
-        with pytest.raises(UsageError):
+    for bad in ("fast", "3.35 furlongs", "-1", "0", "0.0TB/s", "nan", "inf", "1e400", "1e300TB/s", ""):
+        with pytest.raises(UsageError, match="--peak-bw"):
             parse_bandwidth(bad)
+    for bad in ("-989", "0", "nan", "1e309", "1e300pflops"):
+        with pytest.raises(UsageError, match="--peak-flops"):
+            parse_flops(bad)
 
 
 def test_tokens_from_command_and_tile_check():
@@ -303,6 +320,7 @@ def test_tokens_from_command_and_tile_check():
     assert tokens_from_command(cmd) == 2048
     assert tokens_from_command("serve --input-len=512") == 512
     assert tokens_from_command("python x.py") is None and tokens_from_command(None) is None
+    assert tokens_from_command("bench --prompt-len 0") is None  # a prompt of no tokens is no token count
     # decode grids of the shared traces: one CTA per 64 (or 128) rows; split-K 4x; a persistent LM head
     assert tile_check("nvjet_sm90_tst_64x8_64x16_4x1_v_bz_TNT", 48, 3072, 1) == "agrees"
     assert tile_check("nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT", 128, 16384, 1) == "agrees"
@@ -391,6 +409,28 @@ def test_synthetic_arithmetic_and_split_k():
     kernels, api, steps = _frames([step, step, [*step, ("gemv_x", 10)]])
     r2 = roofline(kernels, api, steps, RULES, model, peaks)
     assert r2.decode is not None and r2.decode.fit.steps_fit == 2 and "left out" in r2.decode.fit.notes[0]
+
+
+def test_synthetic_no_decode_steps_and_no_steps():
+    from nsys_doctor.report.roofline_text import render_json, render_markdown, render_terminal
+
+    model = model_from_shapes({"layers": 1, "shape": [{"name": "a", "M": 512, "K": 1024}]})
+    kernels, api, steps = _frames([[("gemv_a", 1000)]] * 3)
+    peaks = resolve_peaks({"name": "test", "memoryBandwidth": 4e12})
+    # every step is a prefill: no decode phase, and the prefill GEMV runs one token (the last position)
+    prefill_only = Steps(steps.source, steps.table.with_columns(pl.lit("prefill").alias("kind")))
+    r = roofline(kernels, api, prefill_only, RULES, model, peaks, prefill_tokens=None)
+    assert r.decode is None and r.prefill is not None and r.prefill.shape("a").instances == 3
+    assert roofline_findings(r) == []  # the findings are about decode GEMVs
+    assert json.loads(render_json(r))["decode"] is None
+    assert "a" in render_terminal(r, width=120, color=False) and render_markdown(r)
+    with pytest.raises(UsageError, match="must be 1 or more"):
+        roofline(kernels, api, prefill_only, RULES, model, peaks, prefill_tokens=0)
+    no_steps = Steps("none", steps.table.clear())
+    with pytest.raises(UsageError, match="no steps found"):
+        roofline(kernels, api, no_steps, RULES, model, peaks)
+    with pytest.raises(UsageError, match="no GEMV/GEMM kernels"):
+        roofline(kernels.clear(), api.clear(), steps, RULES, model, peaks)
 
 
 def test_synthetic_layout_choice():
@@ -632,8 +672,12 @@ def test_explicit_mapping_matches_position(tmp_path):
         )
     bad = tmp_path / "bad.toml"
     bad.write_text('[[map]]\nkernel = "nvjet"\nshape = "attention"\n')
-    with pytest.raises(UsageError, match="shapes the model does not have"):
+    with pytest.raises(UsageError, match=r"bad\.toml: shape\(s\) attention are not shapes of model"):
         result_of(T("decode_graph_node"), mapping_path=bad)
+    mixed = tmp_path / "mixed.toml"  # fused QKV with separate gate and up exists; fused QKV with split Q does not
+    mixed.write_text('[[map]]\nkernel = "a"\nshape = "qkv"\n[[map]]\nkernel = "b"\nshape = "q"\n')
+    with pytest.raises(UsageError, match="do not all run in one layout"):
+        result_of(T("decode_graph_node"), mapping_path=mixed)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

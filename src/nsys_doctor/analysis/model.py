@@ -52,6 +52,8 @@ ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
 
 def parse_dtype(text: str) -> str:
     """A dtype name (``bf16``, ``bfloat16``, ``fp8``, ``int4`` ...) in its canonical spelling."""
+    if not isinstance(text, str):
+        raise UsageError(f"unknown dtype {text!r}", f"use one of {', '.join(DTYPES)}")
     t = text.strip().lower()
     t = DTYPE_ALIASES.get(t, t)
     if t not in DTYPES:
@@ -195,13 +197,39 @@ class Model:
 # ------------------------------------------------------------------------------------------------ config.json
 
 
-def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
-    value = cfg.get(key, default)
-    if value is None:
-        raise UsageError(f"{where}: no {key!r}", "pass the model's Hugging Face config.json, or a shapes TOML")
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise UsageError(f"{where}: {key!r} must be a positive integer, not {value!r}", "fix the config")
+MAX_DIM = 2**31 - 1
+"""The largest size (features, heads, layers, experts, group size) a model file may give: anything larger is a typo."""
+MAX_KERNELS_PER_STEP = 1_000_000
+"""The most linear kernels one step of a model may run (layers x kernels per layer): more is not a real model."""
+
+
+def _check_int(value: Any, what: str, where: str, minimum: int = 1) -> int:
+    """``value`` as an int in ``[minimum, MAX_DIM]``, else ``UsageError`` naming ``what`` and ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_DIM:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_DIM:
+            kind += f" no larger than {MAX_DIM:,}"
+        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+        raise UsageError(f"{where}: {what} must be {kind}, not {shown}", "fix the value in the file")
     return value
+
+
+def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None, minimum: int = 1) -> int:
+    """A required integer key (``null`` counts as missing: then ``default``, when there is one)."""
+    value = cfg.get(key)
+    if value is None:
+        value = default
+    if value is None:
+        raise UsageError(
+            f"{where}: no {key!r}", "pass the model's Hugging Face config.json (with this key), or a shapes TOML"
+        )
+    return _check_int(value, repr(key), where, minimum)
+
+
+def _opt_int(cfg: dict[str, Any], key: str, where: str, minimum: int = 0) -> int | None:
+    """An optional integer key: None when absent or null."""
+    value = cfg.get(key)
+    return None if value is None else _check_int(value, repr(key), where, minimum)
 
 
 def _first(cfg: dict[str, Any], *keys: str) -> Any:
@@ -212,11 +240,14 @@ def _first(cfg: dict[str, Any], *keys: str) -> Any:
 
 
 def _config_format(
-    cfg: dict[str, Any], dtype: str | None, group_size: int | None, notes: list[str]
+    cfg: dict[str, Any], dtype: str | None, group_size: int | None, notes: list[str], where: str
 ) -> tuple[WeightFormat, str]:
     """The weights' format and the activations' dtype, from --dtype or the config (torch_dtype, quantization)."""
     raw = _first(cfg, "torch_dtype", "dtype")
-    act = DTYPE_ALIASES.get(str(raw).lower(), str(raw).lower()) if raw is not None else None
+    if raw is not None and not isinstance(raw, str):
+        key = "torch_dtype" if cfg.get("torch_dtype") is not None else "dtype"
+        raise UsageError(f"{where}: {key!r} must be a string, not {raw!r}", 'e.g. "torch_dtype": "bfloat16"')
+    act = DTYPE_ALIASES.get(raw.lower(), raw.lower()) if raw is not None else None
     if act not in ACTIVATION_DTYPES:
         if raw is not None:
             notes.append(f"config dtype {raw!r} is not a float type: activations taken as bf16")
@@ -228,6 +259,11 @@ def _config_format(
     if group_size is not None:
         notes.append("--group-size applies to --dtype int4 only: ignored")
     q = cfg.get("quantization_config")
+    if q is not None and not isinstance(q, dict):
+        raise UsageError(
+            f"{where}: 'quantization_config' must be an object, not {type(q).__name__}",
+            'e.g. "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}, or pass --dtype',
+        )
     if isinstance(q, dict):
         method = str(q.get("quant_method", "")).lower()
         bits = q.get("bits", q.get("w_bit"))
@@ -236,8 +272,12 @@ def _config_format(
         if method in ("awq", "gptq", "marlin", "gptq_marlin", "awq_marlin") and bits in (4, 8):
             if bits == 8:
                 return WeightFormat("int8"), act
-            g = q.get("group_size", q.get("q_group_size", DEFAULT_GROUP_SIZE))
-            g = DEFAULT_GROUP_SIZE if not isinstance(g, int) or g <= 0 else g
+            gkey = next((k for k in ("group_size", "q_group_size") if q.get(k) is not None), None)
+            g = DEFAULT_GROUP_SIZE
+            if gkey is not None and q[gkey] == -1 and not isinstance(q[gkey], bool):
+                notes.append(f"quantization_config.{gkey} = -1 (one scale per row) counted as group {g}")
+            elif gkey is not None:
+                g = _check_int(q[gkey], f"'quantization_config.{gkey}'", where)
             return WeightFormat("int4", g), act
         notes.append(f"quantization_config ({method or 'unknown method'}) not interpreted: pass --dtype")
     if raw is None:
@@ -253,27 +293,42 @@ def model_from_config(
     name: str = "config.json",
     dtype: str | None = None,
     group_size: int | None = None,
+    where: str | None = None,
 ) -> Model:
     """The linear shapes of a Hugging Face decoder config (``text_config`` is used for multimodal wrappers).
 
     ``dtype`` (``--dtype``) overrides the config's dtype and quantization; quantized formats keep the LM head in
-    the activation dtype, as AWQ, GPTQ and FP8 checkpoints do."""
-    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    the activation dtype, as AWQ, GPTQ and FP8 checkpoints do. ``where`` names the config in errors (default:
+    ``name``); a missing key, or a value of the wrong type or out of range, raises ``UsageError`` naming the key."""
+    where = where or name
+    text_config = config.get("text_config")
+    if text_config is not None and not isinstance(text_config, dict):
+        raise UsageError(
+            f"{where}: 'text_config' must be an object, not {type(text_config).__name__}",
+            "pass the model's Hugging Face config.json",
+        )
+    cfg = text_config if isinstance(text_config, dict) else config
     notes: list[str] = []
     if cfg is not config:
         notes.append("used the config's text_config (the language model of a multimodal config)")
+        where = f"{where}, text_config"
     if any(k in cfg for k in ("kv_lora_rank", "q_lora_rank")):
         raise UsageError(
-            f"{name}: multi-head latent attention (DeepSeek-style kv_lora_rank) is not derived from configs",
+            f"{where}: multi-head latent attention (DeepSeek-style kv_lora_rank) is not derived from configs",
             "write the model's linear shapes in a shapes TOML (see docs/roofline.md)",
         )
-    hidden = _int(cfg, "hidden_size", name)
-    layers = _int(cfg, "num_hidden_layers", name)
-    heads = _int(cfg, "num_attention_heads", name)
-    kv_heads = _int(cfg, "num_key_value_heads", name, heads)
-    head_dim = _int(cfg, "head_dim", name, hidden // heads)
-    vocab = _int(cfg, "vocab_size", name)
-    fmt, act = _config_format(cfg, dtype, group_size, notes)
+    hidden = _int(cfg, "hidden_size", where)
+    layers = _int(cfg, "num_hidden_layers", where)
+    heads = _int(cfg, "num_attention_heads", where)
+    kv_heads = _int(cfg, "num_key_value_heads", where, heads)
+    if cfg.get("head_dim") is None and hidden % heads:
+        raise UsageError(
+            f"{where}: no 'head_dim', and 'hidden_size' {hidden} is not a multiple of 'num_attention_heads' {heads}",
+            "add the model's head_dim, or fix hidden_size / num_attention_heads",
+        )
+    head_dim = _int(cfg, "head_dim", where, hidden // heads)
+    vocab = _int(cfg, "vocab_size", where)
+    fmt, act = _config_format(cfg, dtype, group_size, notes, where)
     head_fmt = WeightFormat(act) if fmt.dtype not in ACTIVATION_DTYPES else fmt
     if head_fmt != fmt:
         notes.append(f"LM head kept in {act} (quantized checkpoints leave it unquantized)")
@@ -293,7 +348,8 @@ def model_from_config(
             return (lin(f"{prefix}gate_up", 2 * inter, hidden, f"{t}gate+up (fused)"), down)
         return (lin(f"{prefix}gate", inter, hidden, f"{t}gate"), lin(f"{prefix}up", inter, hidden, f"{t}up"), down)
 
-    n_experts = _first(cfg, *MOE_EXPERT_KEYS)
+    expert_key = next((k for k in MOE_EXPERT_KEYS if cfg.get(k) is not None), None)
+    n_experts = _int(cfg, expert_key, where, minimum=0) if expert_key else 0  # 0: a dense model
     dims = {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -303,31 +359,51 @@ def model_from_config(
         "vocab_size": vocab,
     }
     moe_layers: set[int] = set()
+    top_k = 0
     if n_experts:
-        top_k = _int(cfg, "num_experts_per_tok", name)
-        expert_inter = _int(cfg, "moe_intermediate_size", name, cfg.get("intermediate_size"))
-        shared_inter = cfg.get("shared_expert_intermediate_size")
-        if not shared_inter and cfg.get("n_shared_experts"):
-            shared_inter = int(cfg["n_shared_experts"]) * expert_inter
-        dense_first = int(cfg.get("first_k_dense_replace") or 0)
-        step = int(cfg.get("decoder_sparse_step") or 1)
-        only_mlp = set(cfg.get("mlp_only_layers") or [])
+        top_k = _int(cfg, "num_experts_per_tok", where)
+        if top_k > n_experts:
+            raise UsageError(
+                f"{where}: 'num_experts_per_tok' {top_k} is more than the {n_experts} experts ({expert_key!r})",
+                "fix num_experts_per_tok or the number of experts",
+            )
+    if layers * (8 + (3 * top_k + 4 if top_k else 0)) > MAX_KERNELS_PER_STEP:
+        raise UsageError(
+            f"{where}: {layers} layers{f' with {top_k} active experts' if top_k else ''} make more than "
+            f"{MAX_KERNELS_PER_STEP:,} linear kernels per step",
+            "check num_hidden_layers (and num_experts_per_tok)",
+        )
+    if n_experts:
+        expert_inter = _int(cfg, "moe_intermediate_size", where, cfg.get("intermediate_size"))
+        shared_inter = _opt_int(cfg, "shared_expert_intermediate_size", where)
+        n_shared = _opt_int(cfg, "n_shared_experts", where)
+        if not shared_inter and n_shared:
+            shared_inter = n_shared * expert_inter
+        dense_first = _opt_int(cfg, "first_k_dense_replace", where) or 0
+        step = _opt_int(cfg, "decoder_sparse_step", where, minimum=1) or 1
+        raw_only = cfg.get("mlp_only_layers")
+        if raw_only is not None and not isinstance(raw_only, list):
+            raise UsageError(
+                f"{where}: 'mlp_only_layers' must be a list of layer indices, not {raw_only!r}",
+                'e.g. "mlp_only_layers": [0]',
+            )
+        only_mlp = {_check_int(i, "'mlp_only_layers' entry", where, minimum=0) for i in raw_only or []}
         moe_layers = {i for i in range(layers) if i >= dense_first and (i + 1) % step == 0 and i not in only_mlp}
-        dims |= {"num_experts": int(n_experts), "num_experts_per_tok": top_k, "moe_intermediate_size": expert_inter}
+        dims |= {"num_experts": n_experts, "num_experts_per_tok": top_k, "moe_intermediate_size": expert_inter}
         if shared_inter:
-            dims["shared_expert_intermediate_size"] = int(shared_inter)
+            dims["shared_expert_intermediate_size"] = shared_inter
         notes.append(
             f"MoE: {top_k} of {n_experts} experts per token; position matching expects the router, then one "
             "gate/up and one down kernel per active expert, then the shared expert; fused MoE kernels (one kernel "
             "for all experts) need --mapping"
         )
     if len(moe_layers) < layers:
-        dims["intermediate_size"] = _int(cfg, "intermediate_size", name)
+        dims["intermediate_size"] = _int(cfg, "intermediate_size", where)
 
     def layer_mlp(i: int, fused: bool) -> tuple[LinearShape, ...]:
         if i not in moe_layers:
             return mlp(dims["intermediate_size"], fused=fused)
-        router = lin("router", int(n_experts), hidden, "router")
+        router = lin("router", n_experts, hidden, "router")
         experts = mlp(dims["moe_intermediate_size"], "expert_", "expert", fused) * dims["num_experts_per_tok"]
         shared = (
             mlp(dims["shared_expert_intermediate_size"], "shared_", "shared expert", fused)
@@ -356,23 +432,46 @@ SHAPE_KEYS = {"name", "M", "K", "count", "dtype", "per_layer", "label", "group_s
 TOP_KEYS = {"name", "layers", "dtype", "group_size", "shape"}
 
 
+def _file_dtype(value: Any, what: str, where: str) -> str:
+    """A dtype written in a shapes file, in its canonical spelling; errors name the key."""
+    if not isinstance(value, str):
+        raise UsageError(
+            f"{where}: {what} must be a string, not {value!r}", f'e.g. dtype = "bf16" ({", ".join(DTYPES)})'
+        )
+    try:
+        return parse_dtype(value)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {what}: {exc.message}", exc.hint) from exc
+
+
 def model_from_shapes(
-    doc: dict[str, Any], name: str = "shapes.toml", dtype: str | None = None, group_size: int | None = None
+    doc: dict[str, Any],
+    name: str = "shapes.toml",
+    dtype: str | None = None,
+    group_size: int | None = None,
+    where: str | None = None,
 ) -> Model:
     """A model from a parsed shapes TOML. ``dtype`` (``--dtype``) replaces the file's default dtype; a shape's own
-    ``dtype`` still wins."""
-    where = f"shapes file {name}"
+    ``dtype`` still wins. ``where`` names the file in errors (default: ``shapes file <name>``); a missing key, or a
+    value of the wrong type or out of range, raises ``UsageError`` naming the shape and the key."""
+    where = where or f"shapes file {name}"
     unknown = sorted(set(doc) - TOP_KEYS)
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}", f"allowed: {', '.join(sorted(TOP_KEYS))}")
     tables = doc.get("shape")
     if not isinstance(tables, list) or not tables:
         raise UsageError(f"{where}: no [[shape]] tables", "add one [[shape]] table per linear layer, in run order")
-    default = parse_dtype(dtype) if dtype is not None else parse_dtype(str(doc.get("dtype", "bf16")))
-    gsize = group_size or doc.get("group_size") or DEFAULT_GROUP_SIZE
-    layers_n = doc.get("layers", 1)
-    if not isinstance(layers_n, int) or layers_n <= 0:
-        raise UsageError(f"{where}: layers must be a positive integer", "e.g. layers = 32")
+    default = parse_dtype(dtype) if dtype is not None else _file_dtype(doc.get("dtype", "bf16"), "dtype", where)
+    if group_size is not None:
+        gsize = _check_int(group_size, "--group-size", where)
+    else:
+        gsize = _check_int(doc.get("group_size", DEFAULT_GROUP_SIZE), "group_size", where)
+    layers_n = _check_int(doc.get("layers", 1), "layers", where)
+    if layers_n > MAX_KERNELS_PER_STEP:
+        raise UsageError(f"{where}: layers must be at most {MAX_KERNELS_PER_STEP:,}, not {layers_n:,}", "check layers")
+    title = doc.get("name", name)
+    if not isinstance(title, str) or not title.strip():
+        raise UsageError(f"{where}: name must be a non-empty string, not {title!r}", 'e.g. name = "Llama-3.2-1B"')
     per_layer: list[LinearShape] = []
     final: list[LinearShape] = []
     names: set[str] = set()
@@ -388,34 +487,52 @@ def model_from_shapes(
                 raise UsageError(f"{label}: missing {key}", "every shape needs name, M and K")
         sname = t["name"]
         if not isinstance(sname, str) or not sname.strip():
-            raise UsageError(f"{label}: name must be a non-empty string", 'e.g. name = "qkv"')
+            raise UsageError(f"{label}: name must be a non-empty string, not {sname!r}", 'e.g. name = "qkv"')
+        label = f"{label} ({sname})"
         for key in ("M", "K", "count"):
-            v = t.get(key, 1)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise UsageError(f"{label} ({sname}): {key} must be a positive integer, not {v!r}", "fix the file")
+            _check_int(t.get(key, 1), key, label)
+        if not isinstance(t.get("per_layer", True), bool):
+            raise UsageError(
+                f"{label}: per_layer must be true or false, not {t['per_layer']!r}", "e.g. per_layer = false"
+            )
+        if not isinstance(t.get("label", ""), str):
+            raise UsageError(f"{label}: label must be a string, not {t['label']!r}", 'e.g. label = "QKV (fused)"')
         if sname in names:
             raise UsageError(f"{label}: shape name {sname!r} is used twice", "give every shape its own name")
         names.add(sname)
-        d = parse_dtype(str(t["dtype"])) if "dtype" in t else default
-        fmt = WeightFormat(d, int(t.get("group_size", gsize)) if d == "int4" else None)
-        shape = LinearShape(sname, t["M"], t["K"], fmt, str(t.get("label", "")))
-        (per_layer if t.get("per_layer", True) else final).extend([shape] * int(t.get("count", 1)))
-    fmt = WeightFormat(default, int(gsize) if default == "int4" else None)
+        d = _file_dtype(t["dtype"], "dtype", label) if "dtype" in t else default
+        g = _check_int(t["group_size"], "group_size", label) if "group_size" in t else gsize
+        fmt = WeightFormat(d, g if d == "int4" else None)
+        shape = LinearShape(sname, t["M"], t["K"], fmt, t.get("label", ""))
+        count, in_layer = t.get("count", 1), t.get("per_layer", True)
+        if layers_n * (len(per_layer) + count * in_layer) + len(final) + count * (not in_layer) > MAX_KERNELS_PER_STEP:
+            raise UsageError(
+                f"{where}: {layers_n} layers of these shapes make more than {MAX_KERNELS_PER_STEP:,} kernels per step",
+                "check layers and the shapes' count",
+            )
+        (per_layer if in_layer else final).extend([shape] * count)
+    fmt = WeightFormat(default, gsize if default == "int4" else None)
     layout = Layout("as listed in the shapes file", tuple(tuple(per_layer) for _ in range(layers_n)), tuple(final))
-    title = str(doc.get("name", name))
     compute = default if default in (*ACTIVATION_DTYPES, "fp8") else "bf16"
     return Model(title, name, "shapes", fmt, layers_n, (layout,), {"num_hidden_layers": layers_n}, (), compute)
 
 
 def read_model(path: str | Path, dtype: str | None = None, group_size: int | None = None) -> Model:
-    """Read ``--model``: a config.json (JSON) or a shapes file (TOML), told apart by content."""
+    """Read ``--model``: a config.json (JSON) or a shapes file (TOML), told apart by content.
+
+    Raises ``UsageError`` naming the file (and the key) when it cannot be read, is not UTF-8 text, not JSON or
+    TOML, or holds a value of the wrong type or out of range."""
     p = Path(path)
+    hint = "pass a Hugging Face config.json or a shapes TOML"
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise UsageError(
-            f"cannot read model file {p}: {exc.strerror or exc}", "pass a Hugging Face config.json or a shapes TOML"
+            f"model file {p} is not UTF-8 text (byte {exc.start}): not a config.json or TOML", hint
         ) from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read model file {p}: {exc.strerror or exc}", hint) from exc
+    where = f"model file {p}"
     if p.suffix.lower() == ".json" and not text.lstrip().startswith("{"):
         raise UsageError(
             f"model file {p} is not a JSON object",
@@ -426,11 +543,15 @@ def read_model(path: str | Path, dtype: str | None = None, group_size: int | Non
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"model file {p} is neither JSON nor valid TOML: {exc}", "check the file") from exc
-        return model_from_shapes(doc, p.name, dtype, group_size)
+        except RecursionError as exc:
+            raise UsageError(f"model file {p} is nested too deeply to be a shapes TOML", "check the file") from exc
+        return model_from_shapes(doc, p.name, dtype, group_size, where)
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"model file {p} is not valid JSON: {exc}", "pass the model's config.json") from exc
+    except RecursionError as exc:
+        raise UsageError(f"model file {p} is nested too deeply to be a config.json", "check the file") from exc
     if not isinstance(cfg, dict):
         raise UsageError(f"model file {p}: a config.json holds one JSON object", "pass the model's config.json")
-    return model_from_config(cfg, p.name, dtype, group_size)
+    return model_from_config(cfg, p.name, dtype, group_size, where)

@@ -744,8 +744,8 @@ def _worst(complete: pl.DataFrame, top: int) -> pl.DataFrame:
         "late_os_name",
         "late_os_dur",
     ]
-    if not rows:
-        return pl.DataFrame(schema={c: pl.Utf8 for c in cols})
+    if not rows:  # top = 0, or nothing matched: the same columns, no rows
+        return pl.DataFrame(schema={c: pl.Utf8 for c in cols}).rename({"cseq": "index"})
     return pl.DataFrame(rows, infer_schema_length=None).select(cols).rename({"cseq": "index"})
 
 

@@ -78,12 +78,13 @@ def load_rules(user_file: str | Path | None = None, extra: list[OpRule] | None =
 def read_rules_file(user_file: str | Path) -> list[OpRule]:
     """The rules of one user TOML file (``[[rule]]`` tables), validated."""
     path = Path(user_file)
+    hint = "pass a TOML file of [[rule]] tables (see the header of nsys_doctor/data/ops.toml)"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"op rules file {path} is not UTF-8 text (byte {exc.start}): not a TOML file", hint) from exc
     except OSError as exc:
-        raise UsageError(
-            f"cannot read op rules file {path}: {exc.strerror or exc}", "pass an existing TOML file of [[rule]] tables"
-        ) from exc
+        raise UsageError(f"cannot read op rules file {path}: {exc.strerror or exc}", hint) from exc
     return parse_rules(text, source=str(path))
 
 
@@ -106,6 +107,8 @@ def parse_rules(text: str, source: str) -> list[OpRule]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"op rules file {where} is not valid TOML: {exc}", hint) from exc
+    except RecursionError as exc:
+        raise UsageError(f"op rules file {where} is nested too deeply to be a rules file", hint) from exc
     unknown = sorted(set(doc) - {"rule"})
     if unknown:
         raise UsageError(
@@ -115,16 +118,27 @@ def parse_rules(text: str, source: str) -> list[OpRule]:
     tables = doc.get("rule", [])
     if not isinstance(tables, list):
         raise UsageError(f"op rules file {where}: 'rule' must be an array of tables", "write [[rule]], not [rule]")
-    return [_rule_from_table(table, i, where, source) for i, table in enumerate(tables, start=1)]
+    return [_rule_from_table(table, f"op rules file {where}, rule {i}", source) for i, table in enumerate(tables, 1)]
 
 
-def parse_rules_tables(tables: list[Any], source: str) -> list[OpRule]:
-    """Validate rules given as already-parsed TOML tables (e.g. inline in a project config)."""
-    return [_rule_from_table(table, i, source, source) for i, table in enumerate(tables, start=1)]
+def parse_rules_tables(tables: list[Any], source: str, where: str | None = None) -> list[OpRule]:
+    """Validate rules given as already-parsed TOML tables (e.g. inline in a project config). Errors name each
+    rule as ``<where> <index>`` (``where`` defaults to ``op rules file <source>, rule``)."""
+    prefix = where or f"op rules file {source}, rule"
+    return [_rule_from_table(table, f"{prefix} {i}", source) for i, table in enumerate(tables, start=1)]
 
 
-def _rule_from_table(table: Any, index: int, where: str, source: str) -> OpRule:
-    label = f"op rules file {where}, rule {index}"
+def compile_pattern(pattern: str, label: str, hint: str) -> re.Pattern[str]:
+    """``re.compile(pattern)``, with any failure (bad syntax, a repeat count too large, nesting too deep) raised as
+    ``UsageError`` prefixed by ``label``."""
+    try:
+        return re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        shown = repr(pattern) if len(pattern) <= 80 else f"{pattern[:77]!r}..."
+        raise UsageError(f"{label}: pattern {shown} is not a valid regex: {exc}", hint) from exc
+
+
+def _rule_from_table(table: Any, label: str, source: str) -> OpRule:
     if not isinstance(table, dict):
         raise UsageError(f"{label}: not a table", "write each rule as a [[rule]] table")
     missing = [k for k in REQUIRED_KEYS if k not in table]
@@ -140,15 +154,9 @@ def _rule_from_table(table: Any, index: int, where: str, source: str) -> OpRule:
         )
     for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
         if key in table and not isinstance(table[key], str):
-            raise UsageError(f"{label}: {key} must be a string", f'write {key} = "..."')
+            raise UsageError(f"{label}: {key} must be a string, not {table[key]!r}", f'write {key} = "..."')
     pattern = table["pattern"]
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise UsageError(
-            f"{label}: pattern {pattern!r} is not a valid regex: {exc}",
-            "use Python re syntax; single-quoted TOML strings keep backslashes as written",
-        ) from exc
+    compile_pattern(pattern, label, "use Python re syntax; single-quoted TOML strings keep backslashes as written")
     if not pattern:
         raise UsageError(f"{label}: empty pattern", "an empty pattern would match every kernel")
     if not FAMILY_ID.match(table["family"]):

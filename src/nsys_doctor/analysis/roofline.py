@@ -130,13 +130,17 @@ def resolve_peaks(
     """Peaks for a GPU row of ``trace.tables.gpus`` (or None): bandwidth from ``peak_bw_Bps`` (--peak-bw), else
     the trace's ``memoryBandwidth``, else the shipped table; FLOP/s from ``peak_flops`` (--peak-flops), else the
     table's dense peak for ``compute_dtype``."""
+    for value, option in ((peak_bw_Bps, "--peak-bw"), (peak_flops, "--peak-flops")):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive, finite rate, not {value!r}", "e.g. --peak-bw 3.35")
     gpu = gpu or {}
     name = gpu.get("name")
-    spec = lookup_gpu(name)
+    spec = lookup_gpu(name if isinstance(name, str) else None)
+    trace_bw = _positive(gpu.get("memoryBandwidth"))
     if peak_bw_Bps:
         bw, bw_src = float(peak_bw_Bps), "--peak-bw"
-    elif gpu.get("memoryBandwidth"):
-        bw, bw_src = float(gpu["memoryBandwidth"]), "the trace (TARGET_INFO_GPU.memoryBandwidth)"
+    elif trace_bw is not None:
+        bw, bw_src = trace_bw, "the trace (TARGET_INFO_GPU.memoryBandwidth)"
     elif spec is not None:
         bw, bw_src = spec.bandwidth_Bps, f"the GPU table ({spec.name} datasheet)"
     else:
@@ -148,9 +152,18 @@ def resolve_peaks(
     else:
         why = "no such GPU in the table" if spec is None else f"no dense {compute_dtype} peak for {spec.name}"
         fl, fl_src = None, f"unknown ({why}; pass --peak-flops)"
-    sm = gpu.get("smCount")
-    l2 = gpu.get("l2CacheSize")
+    sm = _positive(gpu.get("smCount"))
+    l2 = _positive(gpu.get("l2CacheSize"))
     return Peaks(name, bw, bw_src, fl, compute_dtype, fl_src, int(sm) if sm else None, int(l2) if l2 else None)
+
+
+def _positive(value: object) -> float | None:
+    """A trace's number if it is a positive, finite one (a damaged or empty field is treated as unknown)."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
 
 
 # ------------------------------------------------------------------------------------------------ mapping file
@@ -164,6 +177,7 @@ class MapRule:
     kernel: str
     shape: str
     grid: str | None = None
+    source: str = ""  # the mapping file, for errors
 
 
 def parse_mapping(text: str, source: str) -> list[MapRule]:
@@ -173,33 +187,50 @@ def parse_mapping(text: str, source: str) -> list[MapRule]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"mapping file {source} is not valid TOML: {exc}", hint) from exc
+    except RecursionError as exc:
+        raise UsageError(f"mapping file {source} is nested too deeply to be a mapping file", hint) from exc
     tables = doc.get("map")
     if set(doc) - {"map"} or not isinstance(tables, list) or not tables:
-        raise UsageError(f"mapping file {source}: expected only [[map]] tables", hint)
+        extra = sorted(set(doc) - {"map"})
+        what = f"unknown top-level key(s) {', '.join(extra)}" if extra else "expected [[map]] tables"
+        raise UsageError(f"mapping file {source}: {what}", hint)
     out = []
     for i, t in enumerate(tables, start=1):
         where = f"mapping file {source}, map {i}"
-        if not isinstance(t, dict) or not isinstance(t.get("kernel"), str) or not isinstance(t.get("shape"), str):
-            raise UsageError(f"{where}: needs kernel and shape strings", hint)
+        if not isinstance(t, dict):
+            raise UsageError(f"{where}: not a table", hint)
+        for key in ("kernel", "shape"):
+            if key not in t:
+                raise UsageError(f"{where}: missing {key}", hint)
+            if not isinstance(t[key], str) or not t[key].strip():
+                raise UsageError(f"{where}: {key} must be a non-empty string, not {t[key]!r}", hint)
         if set(t) - {"kernel", "shape", "grid"}:
             raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(set(t) - {'kernel', 'shape', 'grid'}))}", hint)
         try:
             re.compile(t["kernel"])
-        except re.error as exc:
-            raise UsageError(f"{where}: kernel {t['kernel']!r} is not a valid regex: {exc}", hint) from exc
+        except (re.error, OverflowError, RecursionError, ValueError) as exc:
+            k = t["kernel"]
+            shown = repr(k) if len(k) <= 80 else f"{k[:77]!r}..."
+            raise UsageError(f"{where}: kernel {shown} is not a valid regex: {exc}", hint) from exc
         grid = t.get("grid")
-        if grid is not None and not (isinstance(grid, str) and re.fullmatch(r"\d+x\d+x\d+", grid)):
-            raise UsageError(f"{where}: grid must be written XxYxZ, e.g. '2x64x1'", hint)
-        out.append(MapRule(t["kernel"], t["shape"], grid))
+        if grid is not None and not (isinstance(grid, str) and re.fullmatch(r"[1-9]\d*x[1-9]\d*x[1-9]\d*", grid)):
+            raise UsageError(
+                f"{where}: grid must be written XxYxZ with positive sizes, e.g. '2x64x1', not {grid!r}", hint
+            )
+        out.append(MapRule(t["kernel"], t["shape"], grid, source))
     return out
 
 
 def read_mapping(path: str | Path) -> list[MapRule]:
+    """Read ``--mapping``; ``UsageError`` naming the file (and the ``[[map]]`` entry) when it is not a valid one."""
     p = Path(path)
+    hint = "pass a TOML file of [[map]] tables (kernel, shape, optional grid; see docs/roofline.md)"
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"mapping file {p} is not UTF-8 text (byte {exc.start}): not a TOML file", hint) from exc
     except OSError as exc:
-        raise UsageError(f"cannot read mapping file {p}: {exc.strerror or exc}", "pass an existing TOML file") from exc
+        raise UsageError(f"cannot read mapping file {p}: {exc.strerror or exc}", hint) from exc
     return parse_mapping(text, str(p))
 
 
@@ -438,7 +469,7 @@ def tokens_from_command(command: str | None) -> int | None:
     if not command:
         return None
     m = re.search(r"--(?:prompt|input)[-_]len(?:gth)?[= ](\d+)\b", command)
-    return int(m.group(1)) if m else None
+    return (int(m.group(1)) or None) if m else None  # a prompt of 0 tokens says nothing
 
 
 def _linear_instances(
@@ -638,10 +669,15 @@ def _match_phase(
         layout = next((lay for lay in model.layouts if wanted <= {s.name for s, _ in lay.sequence()}), None)
         if layout is None:
             known = ", ".join(s.name for s in model.shapes())
-            raise UsageError(
-                f"mapping names shapes the model does not have: {', '.join(sorted(wanted))}",
-                f"use the model's shape names: {known}",
+            sources = sorted({r.source for r in mapping if r.source})
+            where = f"mapping file {', '.join(sources)}" if sources else "mapping"
+            missing = sorted(wanted - {s.name for s in model.shapes()})
+            what = (
+                f"shape(s) {', '.join(missing)} are not shapes of model {model.name}"
+                if missing
+                else f"shapes {', '.join(sorted(wanted))} do not all run in one layout of model {model.name}"
             )
+            raise UsageError(f"{where}: {what}", f"use the shape names of one layout of the model: {known}")
         expected_counts: dict[str, int] = {}  # a mapping may name only some shapes: those are checked
         for s, _ in layout.sequence():
             if s.name in wanted:
@@ -915,6 +951,8 @@ def roofline(
     ``kernels``/``api`` are ``TraceFrames`` columns, ``steps`` is ``phases.find_steps``'s result (``lk`` is
     ``launched_kernels(kernels, api)`` when the caller has it), ``rules`` the op rules, ``prefill_tokens`` the
     prompt length (tokens per prefill step; None: unknown). Raises ``UsageError`` when the model does not fit."""
+    if prefill_tokens is not None and (isinstance(prefill_tokens, bool) or prefill_tokens < 1):
+        raise UsageError(f"the prefill token count must be 1 or more, not {prefill_tokens!r}", "check --tokens")
     lk = launched_kernels(kernels, api) if lk is None else lk
     table = steps.table
     if table.is_empty():

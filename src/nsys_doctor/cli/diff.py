@@ -22,7 +22,7 @@ from ..analysis.compare import (
 )
 from ..analysis.ops import OpRule, classify
 from ..analysis.phases import choose_window, find_steps
-from ..config import find_config
+from ..config import find_config, gate_settings
 from ..errors import NsysDoctorError, UsageError
 from ..report.compare_text import render_diff, render_scaling
 from ..safe_io import write_atomic
@@ -233,12 +233,9 @@ def diff(
         raise UsageError("give either BEFORE or --baseline NAME, not both", "nsys-doctor diff --baseline NAME AFTER")
     if not baseline and before is None:
         raise UsageError("diff needs two traces", "nsys-doctor diff BEFORE AFTER (or --baseline NAME AFTER)")
-    cfg_gate = find_config().data.get("gate")
-    fam_limits: dict[str, float] = {}
-    if isinstance(cfg_gate, dict):
-        fam_limits = {str(k): float(v) for k, v in (cfg_gate.get("families") or {}).items()}
-        if gate_pct is None and "threshold" in cfg_gate:
-            gate_pct = float(cfg_gate["threshold"])
+    cfg_threshold, fam_limits = gate_settings(find_config())
+    if gate_pct is None:
+        gate_pct = cfg_threshold
     if (gate_pct is not None and gate_pct < 0) or any(v < 0 for v in fam_limits.values()):
         raise UsageError(
             f"a negative gate threshold ({gate_pct})", "give the allowed regression in percent, e.g. --gate 5"

@@ -33,12 +33,28 @@ def rank_specs(traces: tuple[Path, ...], rank_from: str) -> list[RankSpec]:
     return discover(list(traces), rank_from)
 
 
+def check_dask_address(address: str) -> None:
+    """``--dask``: a scheduler address, ``local``, or ``local:N`` with N workers (1 or more)."""
+    hint = "give the scheduler address (tcp://host:8786), 'local', or 'local:N' with N workers"
+    if not address.strip():
+        raise UsageError("--dask needs an address", hint)
+    if address.startswith("local:"):
+        n = address.split(":", 1)[1]
+        if not (n.isdigit() and n.isascii() and 1 <= int(n) <= 4096):
+            raise UsageError(f"--dask {address}: {n!r} is not a number of workers (1 to 4096)", hint)
+
+
 @click.command()
 @click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="TRACES...")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the result to FILE instead of standard output.")
 @click.option(
-    "-j", "--jobs", type=int, default=1, show_default=True, help="Read the rank traces on this many processes."
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Read the rank traces on this many processes.",
 )
 @click.option(
     "--dask",
@@ -54,7 +70,7 @@ def rank_specs(traces: tuple[Path, ...], rank_from: str) -> list[RankSpec]:
     show_default=True,
     help="Where rank numbers come from: the recorded environment (RANK ...), the file name, or sorted order.",
 )
-@click.option("--top", default=20, show_default=True, help="Worst instances to list.")
+@click.option("--top", type=click.IntRange(1), default=20, show_default=True, help="Worst instances to list.")
 @click.option(
     "--ops",
     "ops_file",
@@ -93,6 +109,8 @@ def nccl(
       nsys-doctor nccl run/ --jobs 8 --format json -o nccl.json
       nsys-doctor nccl run/ --dask tcp://scheduler:8786
     """
+    if dask_address is not None:
+        check_dask_address(dask_address)
     if dask_address and jobs != 1:
         raise UsageError("--jobs and --dask exclude each other", "give --jobs N for local processes or --dask ADDRESS")
     from ..analysis.nccl import analyze

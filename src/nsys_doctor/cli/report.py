@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ..analysis.diagnosis import Diagnosis, diagnose
+from ..analysis.model import Model, parse_dtype, read_model
 from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
-from ..config import find_config
+from ..config import find_config, inline_op_rules, ops_path
 from ..errors import NsysDoctorError, UsageError
 from ..report import roofline_text
 from ..report.diagnosis_json import clean_json, render_json
@@ -24,15 +25,21 @@ FORMATS = ("terminal", "markdown", "json")
 
 
 def project_rules(ops_file: Path | None) -> list[OpRule]:
-    """--ops rules first, then the project config's (``ops`` file and inline ``ops-rule`` tables), then shipped."""
+    """--ops rules first, then the project config's (``ops`` file and inline ``ops-rule`` tables), then shipped.
+
+    Every failure (a missing or malformed file, a rule of the wrong shape) is a ``UsageError`` naming the file and
+    the rule; for the config, its path and key."""
     cfg = find_config()
     extra: list[OpRule] = []
-    if cfg.path is not None:
-        if isinstance(cfg.data.get("ops"), str):
-            extra += read_rules_file(cfg.relative(str(cfg.data["ops"])))
-        inline = cfg.data.get("ops-rule")
-        if isinstance(inline, list) and inline:
-            extra += parse_rules_tables(inline, str(cfg.path))
+    path = ops_path(cfg)
+    if path is not None:
+        try:
+            extra += read_rules_file(path)
+        except UsageError as exc:
+            raise UsageError(f"{exc.message} (named by {cfg.where('ops')})", exc.hint) from exc
+    inline = inline_op_rules(cfg)
+    if inline:
+        extra += parse_rules_tables(inline, str(cfg.path), where=f"{cfg.where('ops-rule')}, rule")
     return load_rules(ops_file, extra)
 
 
@@ -91,22 +98,25 @@ def diagnose_trace(
 def add_roofline(
     d: Diagnosis,
     trace: Trace,
-    model_path: Path,
+    model: Model | Path,
     rules: list[OpRule],
     dtype: str | None,
-    peak_bw: str | None,
+    peak_bw: str | float | None,
     window: str | None,
     filter_nvtx: str | None,
     whole_trace: bool,
 ) -> object | None:
-    """Run the roofline for ``--model`` and merge its findings; a model that does not fit becomes a note."""
+    """Run the roofline for ``--model`` and merge its findings; a model that does not fit the trace becomes a
+    note. The model file and the options are read first: a bad file or option raises ``UsageError``."""
     from ..analysis.findings import Finding
     from ..analysis.roofline import roofline_findings
     from .roofline import parse_bandwidth, roofline_trace
 
+    if not isinstance(model, Model):
+        model = read_model(model, parse_dtype(dtype) if dtype is not None else None)
+    bw = parse_bandwidth(peak_bw) if isinstance(peak_bw, str) else peak_bw
     try:
-        r = roofline_trace(trace, model_path, rules, dtype=dtype,
-                           peak_bw=parse_bandwidth(peak_bw) if peak_bw else None,
+        r = roofline_trace(trace, model, rules, peak_bw=bw,
                            window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace)  # fmt: skip
     except UsageError as exc:
         d.notes.append(f"roofline skipped: {exc.one_line()}")
@@ -182,13 +192,23 @@ def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: s
     return "".join(parts)
 
 
+def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--dtype`` in its canonical spelling (``bfloat16`` -> ``bf16``), checked before any trace is read."""
+    if value is None:
+        return None
+    try:
+        return parse_dtype(value)
+    except UsageError as exc:
+        raise click.BadParameter(f"{exc.message} ({exc.hint})", ctx, param) from exc
+
+
 @click.command()
 @click.argument("trace_paths", metavar="TRACES...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of standard output.")
 @window_options
 @ops_option
-@click.option("--top", default=10, show_default=True, help="Kernels and tails to list.")
+@click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Kernels and tails to list.")
 @click.option(
     "--rank-from",
     type=click.Choice(RANK_FROM),
@@ -203,10 +223,19 @@ def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: s
     type=click.Path(path_type=Path),
     help="Model config.json or shapes TOML: add the roofline section and its findings (see roofline).",
 )
-@click.option("--dtype", help="Weight dtype for --model (bf16, fp16, fp8, int4).")
+@click.option(
+    "--dtype", callback=_dtype_option, help="Weight dtype for --model (bf16, fp16, fp8, int8, int4, fp32, or aliases)."
+)
 @click.option("--peak-bw", "peak_bw", metavar="TB/S", help="Peak DRAM bandwidth for --model, if not in the trace.")
 @click.option("--no-split", is_flag=True, help="Analyze one trace holding several ranks as a whole, not per rank.")
-@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Read rank traces on this many processes.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Read rank traces on this many processes.",
+)
 def report(
     trace_paths: tuple[Path, ...],
     fmt: str,
@@ -239,14 +268,24 @@ def report(
         raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
     if no_split and len(trace_paths) > 1:
         raise UsageError("--no-split applies to one trace", "give one trace, or drop --no-split")
+    for option, value in (("--dtype", dtype), ("--peak-bw", peak_bw)):
+        if value is not None and model_path is None:
+            raise UsageError(f"{option} applies to --model only", f"add --model CONFIG, or drop {option}")
+    model = None
+    bw = None
+    if model_path is not None:
+        from .roofline import parse_bandwidth
+
+        bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
+        model = read_model(model_path, dtype)
     rules = project_rules(ops_file)
     color = output is None and sys.stdout.isatty()
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
         roof = None
         with Trace.open(trace_paths[0]) as trace:
             d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
-            if model_path is not None:
-                roof = add_roofline(d, trace, model_path, rules, dtype, peak_bw, window, filter_nvtx, whole_trace)
+            if model is not None:
+                roof = add_roofline(d, trace, model, rules, None, bw, window, filter_nvtx, whole_trace)
         d.timing = capture_timing(trace_paths[0])
         if fmt == "json":
             text = render_json(d)
@@ -257,6 +296,11 @@ def report(
             if roof is not None:
                 text += "\n" + roofline_text.render_terminal(roof, color=color)
     else:
+        if model is not None:
+            raise UsageError(
+                "--model applies to a report on one rank",
+                "add --no-split to analyze the trace as a whole, or run nsys-doctor roofline on one rank's trace",
+            )
         from ..analysis.nccl import analyze
         from ..analysis.parallel import map_ranks
 

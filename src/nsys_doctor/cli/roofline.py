@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
 
 import click
 
-from ..analysis.model import DTYPES, read_model
+from ..analysis.model import DTYPES, MAX_DIM, Model, read_model
 from ..analysis.ops import OpRule
 from ..analysis.phases import choose_window, find_steps, launched_kernels
-from ..analysis.roofline import Roofline, read_mapping, resolve_peaks, tokens_from_command
+from ..analysis.roofline import MapRule, Roofline, read_mapping, resolve_peaks, tokens_from_command
 from ..analysis.roofline import roofline as analyze_roofline
 from ..errors import UsageError
 from ..report.roofline_text import render_json, render_markdown, render_terminal
@@ -23,50 +24,74 @@ from .report import FORMATS, project_rules
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 BANDWIDTH_UNITS = {"tb/s": 1e12, "tbps": 1e12, "gb/s": 1e9, "gbps": 1e9, "mb/s": 1e6, "b/s": 1.0, "bps": 1.0}
+BANDWIDTH_RANGE = (1e8, 1e16, "B/s")  # 0.1 GB/s to 10 PB/s: far around every GPU's DRAM (0.1 to 10 TB/s)
+FLOPS_RANGE = (1e9, 1e19, "FLOP/s")  # 1 GFLOP/s to 10 EFLOP/s
 FLOPS_UNITS = {"pflop/s": 1e15, "pflops": 1e15, "tflop/s": 1e12, "tflops": 1e12, "gflop/s": 1e9, "flop/s": 1.0}
 
 
-def _parse_rate(text: str, units: dict[str, float], default: str, base_from: float, what: str, eg: str) -> float:
+def _parse_rate(
+    text: str,
+    units: dict[str, float],
+    default: str,
+    base_from: float,
+    what: str,
+    eg: str,
+    plausible: tuple[float, float, str],
+) -> float:
     """A number with an optional unit; without one, values below ``base_from`` are in ``default`` units and
-    larger ones are base units (B/s or FLOP/s)."""
+    larger ones are base units (B/s or FLOP/s). ``plausible`` is (low, high, unit name): rates outside it are
+    typos (a unit or an exponent off), refused before they turn into impossible efficiencies."""
     m = re.fullmatch(_NUMBER + r"\s*([A-Za-z/]*)", text.strip())
-    if not m or float(m.group(1)) <= 0:
-        raise UsageError(f"bad {what} {text!r}", f"write e.g. {eg}")
+    if not m:
+        raise UsageError(f"bad {what} {text!r}: not a positive number with an optional unit", f"write e.g. {eg}")
     value, unit = float(m.group(1)), m.group(2).lower()
-    if unit:
-        if unit not in units:
-            raise UsageError(f"unknown unit {m.group(2)!r} in {what} {text!r}", f"use {', '.join(units)}")
-        return value * units[unit]
-    return value * units[default] if value < base_from else value
+    if unit and unit not in units:
+        raise UsageError(f"unknown unit {m.group(2)!r} in {what} {text!r}", f"use {', '.join(units)}")
+    scale = units[unit] if unit else (units[default] if value < base_from else 1.0)
+    rate = value * scale
+    if not (math.isfinite(rate) and rate > 0):
+        raise UsageError(f"bad {what} {text!r}: the rate must be positive and finite", f"write e.g. {eg}")
+    low, high, name = plausible
+    if not low <= rate <= high:
+        raise UsageError(
+            f"{what} {text!r} is {rate:.3g} {name}, outside what a GPU can have ({low:.0e} to {high:.0e} {name})",
+            f"check the unit; write e.g. {eg}",
+        )
+    return rate
 
 
 def parse_bandwidth(text: str) -> float:
     """``--peak-bw``: TB/s (``3.35``), or B/s for values of 1e9 and more, or with a unit (``2039GB/s``)."""
-    return _parse_rate(text, BANDWIDTH_UNITS, "tb/s", 1e9, "--peak-bw", "3.35 (TB/s), 2039GB/s or 3.35e12 (B/s)")
+    eg = "3.35 (TB/s), 2039GB/s or 3.35e12 (B/s)"
+    return _parse_rate(text, BANDWIDTH_UNITS, "tb/s", 1e9, "--peak-bw", eg, BANDWIDTH_RANGE)
 
 
 def parse_flops(text: str) -> float:
     """``--peak-flops``: TFLOP/s (``989.5``), or FLOP/s for values of 1e9 and more, or with a unit."""
-    return _parse_rate(text, FLOPS_UNITS, "tflop/s", 1e9, "--peak-flops", "989.5 (TFLOP/s) or 2.25PFLOPS")
+    eg = "989.5 (TFLOP/s) or 2.25PFLOPS"
+    return _parse_rate(text, FLOPS_UNITS, "tflop/s", 1e9, "--peak-flops", eg, FLOPS_RANGE)
 
 
 def roofline_trace(
     trace: Trace,
-    model_path: Path,
+    model_path: Path | Model,
     rules: list[OpRule],
     dtype: str | None = None,
     group_size: int | None = None,
     peak_bw: float | None = None,
     peak_flops: float | None = None,
-    mapping_path: Path | None = None,
+    mapping_path: Path | list[MapRule] | None = None,
     tokens: int | None = None,
     window: str | None = None,
     filter_nvtx: str | None = None,
     whole_trace: bool = False,
 ) -> Roofline:
-    """Read what the roofline needs from an open trace and run it (options as on the command line)."""
-    model = read_model(model_path, dtype, group_size)
-    mapping = read_mapping(mapping_path) if mapping_path is not None else None
+    """Read what the roofline needs from an open trace and run it (options as on the command line).
+
+    ``model_path`` and ``mapping_path`` may also be an already read ``Model`` and mapping (``dtype`` and
+    ``group_size`` then apply only to a model read here)."""
+    model = model_path if isinstance(model_path, Model) else read_model(model_path, dtype, group_size)
+    mapping = read_mapping(mapping_path) if isinstance(mapping_path, (str, Path)) else mapping_path
     info = describe(trace)
     frames = TraceFrames(trace)
     w = resolve_window(trace, frames, window, filter_nvtx, whole_trace) or choose_window(
@@ -126,7 +151,9 @@ def roofline_trace(
     type=click.Choice(list(DTYPES), case_sensitive=False),
     help="Weight format, overriding the config's (torch_dtype, quantization_config).",
 )
-@click.option("--group-size", type=click.IntRange(1), metavar="G", help="Quantization group size for --dtype int4.")
+@click.option(
+    "--group-size", type=click.IntRange(1, MAX_DIM), metavar="G", help="Quantization group size for --dtype int4."
+)
 @click.option(
     "--peak-bw",
     metavar="BW",
@@ -144,7 +171,7 @@ def roofline_trace(
 )
 @click.option(
     "--tokens",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_DIM),
     metavar="N",
     help="Tokens per prefill step (default: --prompt-len on the captured command line).",
 )
@@ -183,19 +210,19 @@ def roofline(
         raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
     if group_size is not None and (dtype or "").lower() != "int4":
         raise UsageError("--group-size applies to --dtype int4 only", "add --dtype int4, or drop --group-size")
-    bw = parse_bandwidth(peak_bw) if peak_bw else None
-    fl = parse_flops(peak_flops) if peak_flops else None
+    bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
+    fl = parse_flops(peak_flops) if peak_flops is not None else None
     rules = project_rules(ops_file)
+    model = read_model(model_path, dtype.lower() if dtype else None, group_size)
+    mapping = read_mapping(mapping_path) if mapping_path is not None else None
     with Trace.open(trace_path) as trace:
         result = roofline_trace(
             trace,
-            model_path,
+            model,
             rules,
-            dtype=dtype.lower() if dtype else None,
-            group_size=group_size,
             peak_bw=bw,
             peak_flops=fl,
-            mapping_path=mapping_path,
+            mapping_path=mapping,
             tokens=tokens,
             window=window,
             filter_nvtx=filter_nvtx,
