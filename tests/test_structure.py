@@ -1,0 +1,478 @@
+"""Run structure (kind, phases, requests, warm-up, prefill/decode steps, iterations) found from the data.
+
+Expected values are the ground truth of the traces' READMEs (../shared/traces/README.md, engines/README.md,
+public/README.md), the workloads that made them (../shared/device) and the capture record of
+tests/data/capture_decode.sqlite, never the module's own output. Step counts may be off by one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.structure import RunStructure, find_structure, structure_of
+from nsys_doctor.trace.meta import capture_settings
+from nsys_doctor.trace.tables import TraceFrames
+
+from .conftest import DATA, SAMPLE, TRACES, needs_shared, open_trace
+
+ENGINES = TRACES / "engines"
+PUBLIC = TRACES / "public"
+MULTI = TRACES / "multigpu"
+RUNS = DATA / "runs"
+
+
+@cache
+def frames(path: Path) -> tuple[TraceFrames, str | None]:
+    trace = open_trace(path)
+    return TraceFrames(trace), capture_settings(trace).get("capture_range")  # type: ignore[return-value]
+
+
+@cache
+def structure(path: Path, nvtx: bool = True) -> RunStructure:
+    f, cap = frames(path)
+    return find_structure(
+        f.kernels, f.api, f.memcpy, f.memset, f.nvtx if nvtx else f.nvtx.clear(), cap, None, f.graph_launches
+    )
+
+
+@dataclass(frozen=True)
+class Truth:
+    kind: str
+    requests: int  # all requests, warm-up included
+    warmup: int
+    prefill: int  # in measured requests
+    decode: int  # in measured requests
+    iterations: int = 0  # in measured requests
+    total_passes: int | None = None  # forward passes in the whole trace (warm-up included)
+
+
+def within_one(found: int, truth: int) -> bool:
+    return abs(found - truth) <= 1
+
+
+def check(s: RunStructure, t: Truth) -> None:
+    d = s.to_dict()
+    got = (d["kind"], d["requests"], d["warmup_requests"], d["steps"])
+    assert s.kind == t.kind, got
+    assert len(s.requests) == t.requests, got
+    assert len(s.warmup_requests) == t.warmup, got
+    assert within_one(s.count("prefill"), t.prefill), got
+    assert within_one(s.count("decode"), t.decode), got
+    assert within_one(s.count("iteration"), t.iterations), got
+    if t.total_passes is not None:
+        assert within_one(len(s.steps), t.total_passes), (len(s.steps), got)
+    if t.kind != "llm-decode":
+        assert s.count("decode", measured=False) == 0
+    if t.kind == "iterations":
+        assert s.count("prefill", measured=False) == 0
+    # the steps of a request are in time order and do not overlap
+    for a, b in zip(s.steps, s.steps[1:], strict=False):
+        assert a.start <= a.end and (a.request != b.request or a.end < b.start)
+
+
+# ------------------------------------------------------------------------------------------ own corpus (H100)
+OWN = {
+    # 1 request, prompt 1, 128 tokens: the prefill step then 127 graphed decode steps (127 graph launches)
+    "decode_graph_node": Truth("llm-decode", 1, 0, 1, 127),
+    "decode_graph_stop": Truth("llm-decode", 1, 0, 1, 127),
+    # graph-level capture: the graphs' kernels are missing, the graph launches still mark the 127 decode steps
+    "decode_graph_graph": Truth("llm-decode", 1, 0, 1, 127),
+    "decode_eager": Truth("llm-decode", 1, 0, 1, 127),
+    "ctx_long_graph_node": Truth("llm-decode", 1, 0, 1, 127),  # prompt 2048 then 128 tokens
+    "decode_graph_extras": Truth("llm-decode", 1, 0, 1, 63),  # 64 tokens
+    "prefill_2048": Truth("llm-prefill", 1, 0, 1, 0),  # prompt 2048, 1 output token: no decode
+    # 1 warm-up + 3 requests of prompt 16 / 96 tokens, whole run
+    "decode_pathologies": Truth("llm-decode", 4, 1, 3, 3 * 95, total_passes=4 * 96),
+    # one capture range per file, each 1 request of 16 tokens
+    "repeat.1": Truth("llm-decode", 1, 0, 1, 15),
+    "repeat.2": Truth("llm-decode", 1, 0, 1, 15),
+}
+
+ENGINE = {
+    # cudaProfilerApi range around the measured request: 1 prefill (256 tokens) + 47 graphed decode steps
+    "cpp_llama3b_graph": Truth("llm-decode", 1, 0, 1, 47),
+    # whole process: loading, 1 warm-up request, 2 measured requests of 1 prefill + 47 decode steps
+    "cpp_llama3b_eager_whole": Truth("llm-decode", 3, 1, 2, 2 * 47, total_passes=3 * 48),
+    # generate: 1 warm-up + 2 measured requests of 40 forward passes (1 prefill + 39 decode)
+    "hf_qwen2_generate": Truth("llm-decode", 3, 1, 2, 2 * 39, total_passes=3 * 40),
+    # 1 warm-up + 1 measured request of 32 tokens (1 prefill + 31 decode), compilation and autotuning before
+    "jax_decode_small": Truth("llm-decode", 2, 1, 1, 31, total_passes=2 * 32),
+}
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(OWN))
+def test_own_traces(name):
+    check(structure(TRACES / f"{name}.sqlite"), OWN[name])
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(ENGINE))
+def test_engine_traces(name):
+    check(structure(ENGINES / f"{name}.sqlite"), ENGINE[name])
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "name", ["decode_graph_node", "decode_eager", "ctx_long_graph_node", "decode_graph_extras", "repeat.1"]
+)
+def test_without_nvtx_the_kernel_sequence_gives_the_same_structure(name):
+    s = structure(TRACES / f"{name}.sqlite", nvtx=False)
+    check(s, OWN[name])
+    assert s.source == "kernel-period"
+    assert not any(e.source == "nvtx" for e in s.evidence)
+
+
+@needs_shared
+def test_without_nvtx_the_first_of_identical_requests_is_warmup():
+    s = structure(TRACES / "decode_pathologies.sqlite", nvtx=False)
+    check(s, OWN["decode_pathologies"])
+    assert s.requests[0].warmup and not any(r.warmup for r in s.requests[1:])
+
+
+@needs_shared
+def test_nvtx_ranges_that_line_up_are_evidence():
+    s = structure(TRACES / "decode_pathologies.sqlite")
+    nv = [e for e in s.evidence if e.source == "nvtx"]
+    assert any("'decode_step'" in e.detail and e.fact == "passes" for e in nv)
+    assert any("'iter'" in e.detail and e.fact == "requests" for e in nv)
+    assert s.requests[0].warmup and "NVTX request ranges" in s.requests[0].reason
+    # the measured requests are those inside the 'iter' ranges; the loading phase comes first
+    assert s.phases[0].kind == "loading"
+    assert s.window is not None and s.window[0] >= s.requests[1].start
+
+
+@needs_shared
+def test_prefill_steps_are_not_decode_steps():
+    s = structure(TRACES / "ctx_long_graph_node.sqlite")
+    first = s.steps[0]
+    assert first.kind == "prefill"
+    decode = [st.gpu_time for st in s.steps if st.kind == "decode"]
+    assert first.gpu_time > 3 * sorted(decode)[len(decode) // 2]
+
+
+@needs_shared
+def test_graph_level_capture_steps_follow_graph_launches():
+    s = structure(TRACES / "decode_graph_graph.sqlite")
+    assert any("graph launches" in e.detail for e in s.evidence if e.fact == "passes")
+
+
+# ------------------------------------------------------------------------------------------ engines
+@needs_shared
+def test_cpp_engine_phases_and_markers():
+    s = structure(ENGINES / "cpp_llama3b_eager_whole.sqlite")
+    kinds = [p.kind for p in s.phases]
+    assert kinds[0] == "loading" and "warm-up" in kinds and kinds[-1] == "measured"
+    loading = s.phases[0]
+    assert "init_weights_kernel" in loading.detail or "module" in loading.detail
+    assert s.requests[0].warmup and s.window is not None and s.window[0] > s.requests[0].end
+    # a prefill step is 10x a decode step and each request starts with one
+    for r in s.requests:
+        steps = [st for st in s.steps if st.request == r.index]
+        assert steps[0].kind == "prefill" and all(st.kind == "decode" for st in steps[1:])
+    assert s.period is not None and 300 <= s.period <= 360
+    graph = structure(ENGINES / "cpp_llama3b_graph.sqlite")
+    assert graph.marker is not None and graph.confidence == "high"
+
+
+@needs_shared
+def test_generate_syncs_do_not_split_tokens():
+    s = structure(ENGINES / "hf_qwen2_generate.sqlite")
+    assert len(s.steps) == 120  # two syncs per token, one step per token
+    assert s.requests[0].warmup and "load" in s.requests[0].reason
+
+
+@needs_shared
+def test_xla_compilation_and_autotuning_are_phases_not_steps():
+    s = structure(ENGINES / "jax_decode_small.sqlite")
+    kinds = {p.kind for p in s.phases}
+    assert {"loading", "autotuning", "compilation"} <= kinds
+    assert s.source == "kernel-period"
+    assert not any(e.source == "nvtx" and e.fact in ("passes", "requests") for e in s.evidence)
+    measured = s.measured_requests[0]
+    tune = next(p for p in s.phases if p.kind == "autotuning")
+    assert tune.end < measured.start
+
+
+@needs_shared
+def test_vit_is_iterations_not_decode():
+    s = structure(ENGINES / "vit_b16_infer.sqlite")
+    assert s.kind == "iterations"
+    assert len(s.steps) == 50 and all(st.kind == "iteration" for st in s.steps)
+    # 2 warm-up + 3 measured requests of 10 passes: the data separates warm-up (20 passes, lazy loading, a
+    # device sync) from the 30 measured passes, not the requests inside each group (no sync or gap between them)
+    assert s.count("iteration") == 30
+    assert sum(r.iterations for r in s.warmup_requests) == 20
+    d = s.to_dict()
+    assert d["steps"] == {"prefill": 0, "decode": 0, "iteration": 30} and d["iterations"] == 30
+
+
+# ------------------------------------------------------------------------------------------ multi-GPU
+@needs_shared
+@pytest.mark.parametrize("rank", [0, 1])
+def test_tp2_rank_traces(rank):
+    # 64 decode steps captured after one warm-up request; no prompt (decode from position 0)
+    s = structure(MULTI / f"tp2_straggler_rank{rank}.sqlite")
+    check(s, Truth("llm-decode", 1, 0, 0, 64))
+
+
+@needs_shared
+def test_tp2_allranks_is_one_process_at_a_time():
+    # both ranks in one report, whole run: per process one warm-up request and one measured request of 32 steps
+    s = structure(MULTI / "tp2_allranks.sqlite")
+    check(s, Truth("llm-decode", 2, 1, 0, 32))
+    assert any("processes launch kernels" in n for n in s.notes)
+
+
+# ------------------------------------------------------------------------------------------ public traces
+@needs_shared
+@pytest.mark.parametrize(
+    "name",
+    ["fuser_report1_8fa9ec2", "gpu4_report", "gpu4_report2", "rodinia_gaussian_report2", "sc23omp_report3"],
+)
+def test_tests_and_hpc_codes_are_unstructured(name):
+    s = structure(PUBLIC / f"{name}.sqlite")
+    assert s.kind == "unstructured" and not s.steps and not s.requests
+
+
+@needs_shared
+def test_no_kernels_at_all():
+    s = structure(PUBLIC / "weatherbench2_report1.sqlite")
+    assert s.kind == "unstructured" and not s.steps
+    assert any("no kernel rows" in n for n in s.notes)
+
+
+@needs_shared
+def test_dlprof_per_op_ranges_are_never_steps():
+    s = structure(PUBLIC / "dlprof_nsys_profile_a.sqlite")
+    assert s.source != "nvtx"
+    assert not any(e.source == "nvtx" for e in s.evidence)
+    assert not any("{" in e.detail for e in s.evidence)
+
+
+@needs_shared
+def test_nested_numbered_nvtx_ranges_give_steps_from_one_level():
+    s = structure(PUBLIC / "llama3inf_real_inference_simulation.sqlite")
+    # token_N_processing around layer_N_token_M: steps from the token level, names grouped, never listed
+    assert s.source == "nvtx"
+    assert len(s.steps) == 64
+    ev = next(e for e in s.evidence if e.fact == "passes")
+    assert "token_N_processing" in ev.detail
+    demo = structure(PUBLIC / "llama3inf_demo.sqlite")
+    assert len(demo.evidence) + len(demo.notes) < 20
+    assert all(len(e.detail) < 300 for e in demo.evidence)
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["con_kernel", "ex-gpu.s10", "profile16"])
+def test_old_exports_do_not_break(name):
+    s = structure(TRACES / "external" / "extrap" / f"{name}.sqlite")
+    assert s.kind in ("unstructured", "iterations")
+
+
+# ------------------------------------------------------------------------------------------ bundled data
+def test_bundled_sample():
+    # prefill + 16 decode steps of a graphed decode, cut from decode_graph_node
+    trace = open_trace(SAMPLE)
+    s = structure_of(TraceFrames(trace), capture_settings(trace).get("capture_range"))  # type: ignore[arg-type]
+    check(s, Truth("llm-decode", 1, 0, 1, 16))
+    assert s.steps[0].kind == "prefill"
+
+
+def test_capture_fixture():
+    # the end-to-end capture (prompt 1, graphed decode), cut to its first 25 forward passes: the prefill and the
+    # 24 decode steps its NVTX ranges name
+    check(structure(DATA / "capture_decode.sqlite"), Truth("llm-decode", 1, 0, 1, 24))
+
+
+# tests/data/runs/README.md, section 1 (ground truth of each capture)
+RUN_TRUTH = {
+    # 1 warm-up + 2 measured generate requests of 1 prefill + 19 decode passes
+    "hf_llama_generate_whole": Truth("llm-decode", 3, 1, 2, 38, total_passes=60),
+    # capture range holds exactly the 2 measured requests (12 passes: 1 prefill + 11 decode)
+    "hf_moe_generate_sample_capture": Truth("llm-decode", 2, 0, 2, 22, total_passes=24),
+    # prefill only: 1 warm-up pass + 5 measured passes, one pass per request
+    "hf_qwen3_prefill_whole": Truth("llm-prefill", 6, 1, 5, 0, total_passes=6),
+    # decode steps only: 1 warm-up request of 16 steps + 3 measured requests of 40 (graphs)
+    "compile_decode_graphs_whole": Truth("llm-decode", 4, 1, 0, 120, total_passes=136),
+    # decode steps only: 1 warm-up request of 16 steps + 2 measured requests of 32
+    "compile_decode_default_warmcache": Truth("llm-decode", 3, 1, 0, 64, total_passes=80),
+    # 2 warm-up + 2 measured requests of 1 eager prefill + 19 graphed decode passes
+    "hf_mistral_static_compile_whole": Truth("llm-decode", 4, 2, 2, 38, total_passes=80),
+}
+
+
+def _runs_here(name: str) -> bool:
+    return (RUNS / f"{name}.sqlite").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(RUN_TRUTH))
+def test_runs(name):
+    if not _runs_here(name):
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    check(structure(RUNS / f"{name}.sqlite"), RUN_TRUTH[name])
+
+
+@pytest.mark.skipif(not _runs_here("bert_base_nvtx_whole"), reason="trace not present")
+def test_runs_encoder_with_nvtx_iterations():
+    # 3 warm-up iterations (NVTX warmup_N) + 10 measured (iteration_N), one forward pass each; not an LLM
+    s = structure(RUNS / "bert_base_nvtx_whole.sqlite")
+    assert s.kind == "iterations"
+    assert len(s.steps) == 13 and s.count("iteration") == 10
+    assert sum(r.iterations for r in s.warmup_requests) == 3
+    assert any(e.source == "nvtx" and "iteration_N" in e.detail for e in s.evidence)
+
+
+@pytest.mark.skipif(not _runs_here("resnet50_fp16_cl_whole"), reason="trace not present")
+def test_runs_cnn_without_per_pass_sync():
+    # 2 warm-up passes (cuDNN autotuning in the first) + 10 measured; host syncs only after each loop
+    s = structure(RUNS / "resnet50_fp16_cl_whole.sqlite")
+    assert s.kind == "iterations"
+    assert len(s.steps) == 12 and s.count("iteration") == 10
+    assert sum(r.iterations for r in s.warmup_requests) == 2
+    assert s.period is not None and abs(s.period - 280) <= 2
+
+
+@pytest.mark.skipif(not _runs_here("compile_decode_graphs_whole"), reason="trace not present")
+def test_runs_compilation_is_not_inference():
+    s = structure(RUNS / "compile_decode_graphs_whole.sqlite")
+    measured = s.window
+    assert measured is not None
+    loading = next(p for p in s.phases if p.kind == "loading")
+    assert loading.end < measured[0]
+    # 39 kernels per step (37 graph nodes + eager copy_ and add_)
+    assert s.period is not None and abs(s.period - 39) <= 1
+
+
+# ------------------------------------------------------------------------------------------ API and synthetic runs
+def _synthetic(requests: int = 3, decode: int = 20, layers: int = 4, gap_ns: int = 50_000_000) -> dict[str, object]:
+    """A synthetic eager LLM run: per request a prefill pass (GEMMs, prefill attention) then ``decode`` decode
+    passes (GEMVs, decode attention), each pass ending with the LM head, argmax and a host sync."""
+    names: list[str] = []
+    starts: list[int] = []
+    durs: list[int] = []
+    syncs: list[int] = []
+    t = 1_000_000
+    for _ in range(requests):
+        for p in range(decode + 1):
+            prefill = p == 0
+            seq = ["embedding_kernel"]
+            for _layer in range(layers):
+                seq += ["rms_norm_kernel", "gemm_qkv" if prefill else "gemv_qkv"]
+                seq += ["prefill_attention_kernel" if prefill else "decode_attention_kernel"]
+                seq += ["gemm_o" if prefill else "gemv_o", "gemm_mlp" if prefill else "gemv_mlp"]
+            seq += ["rms_norm_kernel", "lm_head_gemv", "argmax_kernel"]
+            for n in seq:
+                names.append(n)
+                starts.append(t)
+                d = 40_000 if prefill else 4_000
+                durs.append(d)
+                t += d + 1_000
+            syncs.append(t)
+            t += 30_000
+        t += gap_ns
+    n = len(names)
+    kernels = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + d for s, d in zip(starts, durs, strict=True)],
+            "dur": durs,
+            "deviceId": [0] * n,
+            "streamId": [7] * n,
+            "correlationId": list(range(1, n + 1)),
+            "pid": [42] * n,
+            "name": names,
+            "short": names,
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+        }
+    )
+    launch = pl.DataFrame(
+        {
+            "start": [s - 500 for s in starts],
+            "end": [s - 100 for s in starts],
+            "pid": [42] * n,
+            "tid": [1] * n,
+            "correlationId": list(range(1, n + 1)),
+            "name": ["cudaLaunchKernel_v7000"] * n,
+        }
+    )
+    sync = pl.DataFrame(
+        {
+            "start": syncs,
+            "end": [s + 20_000 for s in syncs],
+            "pid": [42] * len(syncs),
+            "tid": [1] * len(syncs),
+            "correlationId": list(range(n + 1, n + 1 + len(syncs))),
+            "name": ["cudaStreamSynchronize_v3020"] * len(syncs),
+        }
+    )
+    return {"kernels": kernels, "api": pl.concat([launch, sync])}
+
+
+def test_synthetic_decode_run():
+    f = _synthetic()
+    s = find_structure(f["kernels"], f["api"])  # type: ignore[arg-type]
+    # whole run, no capture range: the first of 3 identical requests is warm-up
+    check(s, Truth("llm-decode", 3, 1, 2, 40, total_passes=63))
+    assert s.marker in ("embedding_kernel", "lm_head_gemv", "argmax_kernel")
+    assert s.period == 3 + 5 * 4 + 1
+    d = s.to_dict()
+    for key in ("kind", "requests", "warmup_requests", "iterations", "source", "confidence", "steps"):
+        assert key in d
+    assert d["steps"] == {"prefill": 2, "decode": 40, "iteration": 0}
+    frame = s.steps_frame()
+    assert frame.height == 42 and frame["kind"].to_list().count("prefill") == 2
+
+
+def test_synthetic_prefill_only_requests():
+    # 5 prompts, no decode: every pass multiplies matrices (GEMM) and each is its own request
+    f = _synthetic(requests=5, decode=0)
+    s = find_structure(f["kernels"], f["api"], capture_range="cudaProfilerApi")  # type: ignore[arg-type]
+    check(s, Truth("llm-prefill", 5, 0, 5, 0))
+
+
+def test_capture_range_keeps_the_first_request():
+    f = _synthetic(requests=2)
+    s = find_structure(f["kernels"], f["api"], capture_range="cudaProfilerApi")  # type: ignore[arg-type]
+    assert len(s.requests) == 2 and not s.warmup_requests
+
+
+def test_deterministic_and_order_independent():
+    f = _synthetic()
+    a = find_structure(f["kernels"], f["api"])  # type: ignore[arg-type]
+    shuffled = f["kernels"].sample(fraction=1.0, shuffle=True, seed=7)  # type: ignore[union-attr]
+    b = find_structure(shuffled, f["api"].sample(fraction=1.0, shuffle=True, seed=3))  # type: ignore[union-attr,arg-type]
+    assert a == b and a.to_dict() == b.to_dict()
+
+
+def test_empty_and_tiny_inputs():
+    f = _synthetic(requests=1, decode=1)
+    empty = f["kernels"].clear()  # type: ignore[union-attr]
+    s = find_structure(empty, f["api"].clear())  # type: ignore[union-attr,arg-type]
+    assert s.kind == "unstructured" and s.to_dict()["steps"] == {"prefill": 0, "decode": 0, "iteration": 0}
+    one = find_structure(f["kernels"].head(3), f["api"])  # type: ignore[union-attr,arg-type]
+    assert one.kind == "unstructured"
+
+
+@needs_shared
+def test_same_result_twice_on_a_real_trace():
+    f, cap = frames(ENGINES / "hf_qwen2_generate.sqlite")
+    a = find_structure(f.kernels, f.api, f.memcpy, f.memset, f.nvtx, cap, None, f.graph_launches)
+    b = structure_of(f, cap)
+    assert a == b and a.to_dict() == b.to_dict()
+
+
+@needs_shared
+def test_largest_trace_is_fast():
+    f, cap = frames(TRACES / "decode_pathologies.sqlite")
+    t0 = time.perf_counter()
+    find_structure(f.kernels, f.api, f.memcpy, f.memset, f.nvtx, cap, None, f.graph_launches)
+    assert time.perf_counter() - t0 < 5.0
