@@ -3,9 +3,13 @@ of many nsys versions, robustness) and the explanation built on it."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,13 +27,17 @@ from nsys_doctor.stats import REGISTRY, ReportContext, StatsTable, load_all, par
 from nsys_doctor.stats.core import Column
 from nsys_doctor.stats.kernels import DUR_COLUMNS
 from nsys_doctor.trace.pasted import (
+    MAX_INPUT_BYTES,
     REPORT_KINDS,
+    SQLITE_MAGIC,
     PastedTable,
     decode_text,
-    detect_decimal,
     load_pasted,
     parse_number,
     parse_pasted,
+    read_source,
+    read_stream,
+    resolve_numbers,
 )
 from nsys_doctor.trace.window import EventFilter
 from nsys_doctor.units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
@@ -69,12 +77,29 @@ def _text_expected(value: str, fmt: str) -> str:
     return " ".join(value.split()) if re.fullmatch(r"[\d\s]+", value) else value.strip()
 
 
-def _check_round_trip(table: StatsTable, fmt: str, units: Units, parsed: PastedTable) -> None:
+def _check_round_trip(
+    table: StatsTable, fmt: str, units: Units, parsed: PastedTable, allow_ambiguous: bool = False
+) -> None:
+    """Every value read back as written. With ``allow_ambiguous`` (made-up tables with a few numbers, which real
+    nsys tables are not), a column may instead be refused, but only as a true two-way reading of a console format,
+    and one of the two readings must be the value written."""
     heads = [header(c, units) for c in table.columns]
     assert [c.header for c in parsed.columns] == heads
     assert len(parsed.rows) == len(table.rows)
+    refused = {j for j, c in enumerate(parsed.columns) if c.unreadable}
+    if refused:
+        assert allow_ambiguous and fmt in ("column", "table"), parsed.unreadable
+    for j in refused:
+        m = re.fullmatch(r"'(.*)' reads as (\S+) or (\S+?), and no number .*", parsed.columns[j].unreadable)
+        assert m is not None, parsed.columns[j].unreadable
+        written = [_expected_value(r[j], table.columns[j], units) for r in table.rows if r[j] is not None]
+        readings = [float(x) * parsed.columns[j].factor for x in m.group(2, 3)]
+        assert any(math.isclose(x, v, abs_tol=tol) for x in readings for v, tol in written), m.group(0)
     for i, (orig, got) in enumerate(zip(table.rows, parsed.rows, strict=True)):
         for j, (value, col) in enumerate(zip(orig, table.columns, strict=True)):
+            if j in refused:
+                assert got.get(parsed.columns[j].role) is None
+                continue
             role = parsed.columns[j].role
             back = got.get(role)
             where = f"row {i} column {heads[j]!r} ({fmt}, {units})"
@@ -232,7 +257,7 @@ def test_generated_tables_round_trip(table: StatsTable, fmt: str, time: str, mem
     units = Units(time, mem)
     parsed = parse_pasted(_render_as_cli(table, fmt, units))
     assert len(parsed.tables) == 1
-    _check_round_trip(table, fmt, units, parsed.tables[0])
+    _check_round_trip(table, fmt, units, parsed.tables[0], allow_ambiguous=True)
 
 
 # --- numbers ----------------------------------------------------------------------------------------------------
@@ -252,7 +277,9 @@ def test_generated_tables_round_trip(table: StatsTable, fmt: str, time: str, mem
     ],
 )
 def test_numbers(cells, text, value):
-    assert parse_number(text, detect_decimal(cells)) == value
+    read = resolve_numbers({0: cells, 1: [text]}, ["a", "b"])
+    assert not read.unreadable
+    assert read.columns[1].values == [value]
 
 
 def test_numbers_refuse_two_numbers_in_one_cell():
@@ -284,12 +311,17 @@ REAL = {
     "synth_de_box_table_ms.txt": ("api", "cudaLaunchKernel", 54.9, 1),
     "synth_markdown_us.md": ("kernels", "elementwise_kernel", 22.0, 1),
     "synth_semicolon_decimal_comma.csv": ("mem_time", "[CUDA memcpy Host-to-Device]", 99.5, 1),
+    "synth_fr_headerless_space_groups.txt": ("kernels", "elementwise_kernel", 19.0, 1),
+    "synth_ch_apostrophe_column.txt": ("kernels", "gemv_kernel", 61.2, 1),
+    "synth_de_dot_thousands_column.txt": ("api", "cudaLaunchKernel", 71.4, 1),
+    "synth_whole_run_weight_loading.txt": ("kernels", "gemv_kernel", 72.5, 3),
 }
+REFUSED = {"synth_ambiguous_mem_size.txt"}  # fixtures whose numbers must not be read
 
 
 def test_every_fixture_is_listed():
     files = {p.name for p in PASTED.iterdir() if p.name != "SOURCES.md"}
-    assert files == set(REAL)
+    assert files == set(REAL) | REFUSED
     sources = (PASTED / "SOURCES.md").read_text()
     for name in files:
         assert name in sources, f"{name} has no source in SOURCES.md"
@@ -361,15 +393,15 @@ def test_explain_decode_pathologies_table():
     assert ids[:2] == ["launch-bound", "host-sync-in-inference"]
     assert e.findings[0].severity == "critical"
     assert e.diagnosis["family"] == "gemv" and e.diagnosis["host_first"] == "launch-bound"
-    assert e.next_actions[0].startswith("Decode is launch-bound")
+    assert e.next_actions[0].startswith(f"{e.findings[0].title}: ")  # the launch-bound finding comes first
     assert e.kernels[0]["label"] == "elementwise_kernel" and e.kernels[0]["share"] == pytest.approx(0.22)
     assert e.api["syncs"]["count"] == 800  # type: ignore[index]
     assert any("Memory copies: paste" in c for c in e.cannot_tell)
     d = json.loads(render_json(e))
-    assert (d["schema"], d["kind"]) == ("nsys-doctor/1", "explain")
+    assert (d["schema"], d["kind"]) == ("nsys-doctor/2", "explain")
     for key in ("findings", "kernels", "families", "api", "memory", "diagnosis", "next_actions", "cannot_tell"):
         assert key in d
-    assert set(d["findings"][0]) == {"id", "severity", "title", "summary", "evidence", "action"}
+    assert {"id", "severity", "title", "summary", "evidence", "action"} <= set(d["findings"][0])
     term = render_terminal(e, color=False)
     assert "\x1b[" not in term and "launch-bound" in term and "What the text cannot tell" in term
     md = render_markdown(e)
@@ -544,3 +576,420 @@ def test_cut_and_noisy_pastes_never_raise(name: str, cut: float, noise: str):
     e = explain(parsed, RULES)
     render_terminal(e, color=False)
     json.loads(render_json(e))
+
+
+# --- number conventions: read right or refused, never misread ----------------------------------------------------
+
+
+def test_locale_numbers_are_read_right():
+    fr = parse_pasted((PASTED / "synth_fr_headerless_space_groups.txt").read_text()).tables[0]
+    assert fr.layout == "headerless" and fr.readable
+    row = fr.rows[0]
+    assert (row["share"], row["total_ns"], row["count"]) == (19.0, 285_118_634, 3_040)
+    assert (row["avg_ns"], row["min_ns"], row["max_ns"], row["stddev_ns"]) == (93_789, 88_320, 120_416, 5_123.4)
+    assert row["name"] == "elementwise_kernel"
+    ch = parse_pasted((PASTED / "synth_ch_apostrophe_column.txt").read_text()).tables[0]
+    assert [(r["total_ns"], r["count"], r["avg_ns"]) for r in ch.rows] == [
+        (153_331_200, 25_056, 6_119.5),
+        (97_211_904, 50_112, 1_939.9),
+    ]
+    de = parse_pasted((PASTED / "synth_de_dot_thousands_column.txt").read_text()).tables[0]
+    assert [(r["share"], r["total_ns"], r["count"], r["stddev_ns"]) for r in de.rows] == [
+        (71.4, 1_234_567_890, 150_112, 60_612.7),
+        (28.6, 494_471_104, 2_024, 1_365_070.4),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("columns", "unreadable", "why"),
+    [
+        ({0: ["12", "7"], 1: ["1,234", "1,000"]}, {1}, "'1,234' reads as 1234 or 1.234"),  # nothing decides
+        ({0: ["19.5"], 1: ["1,5"]}, {0, 1}, "disagree on the decimal separator"),
+        ({0: ["1.5"], 1: ["1,234,567", "1 234"]}, {1}, "groups digits with both space and comma"),
+        ({0: ["1.5"], 1: ["1,234", "12345", "1,234,567"]}, {1}, "'12345' has no comma between thousands"),
+        ({0: ["19,0"], 1: ["1,234.5"]}, {0, 1}, "'b' reads only with a decimal dot ('1,234.5'), 'a' only with a"),
+        ({0: ["1.5"], 1: ["1.2.3", "4"]}, {1}, "'1.2.3' is not a number"),
+    ],
+)
+def test_number_columns_that_cannot_be_read_say_why(columns, unreadable, why):
+    read = resolve_numbers(columns, ["a", "b"])
+    assert set(read.unreadable) == unreadable
+    assert all(why in r for r in read.unreadable.values())
+    assert not set(read.columns) & unreadable
+
+
+def test_counts_group_thousands_so_they_exclude_that_decimal_separator():
+    read = resolve_numbers({0: ["1,000", "12"], 1: ["536,871", "8,389"]}, ["Count", "Total"], integers=frozenset({0}))
+    assert (read.decimal, read.unreadable) == (".", {})  # counts grouped with commas: the comma is not decimal
+    assert read.columns[1].values == [Decimal(536871), Decimal(8389)]
+    clash = resolve_numbers({0: ["118.718"], 1: ["22.0"]}, ["Num Calls", "Time (%)"], integers=frozenset({0}))
+    assert set(clash.unreadable) == {0, 1}
+    assert "'Num Calls' only with a decimal comma ('118.718')" in clash.unreadable[0]
+    alone = resolve_numbers({0: ["1,000"]}, ["Instances"], integers=frozenset({0}))
+    assert alone.columns[0].values == [Decimal(1000)]
+
+
+def test_one_unambiguous_cell_decides_the_table():
+    read = resolve_numbers({0: ["0,475", "1,833"], 1: ["1.234.567", "12"]}, ["a", "b"])  # 0,475 can only be 0.475
+    assert (read.decimal, read.unreadable) == (",", {})
+    assert read.columns[0].values == [Decimal("0.475"), Decimal("1.833")]
+    assert read.columns[1].values == [Decimal(1234567), Decimal(12)]
+    with pytest.raises(ValueError):
+        parse_number("5  12")
+    with pytest.raises(ValueError):
+        parse_number("2 64 1", ".", "")
+
+
+def test_ambiguous_table_is_refused_with_the_reason(tmp_path, capsys):
+    path = PASTED / "synth_ambiguous_mem_size.txt"
+    text = path.read_text()
+    with pytest.raises(UsageError, match=r"'536,871' reads as 536871 or 536\.871"):
+        load_pasted(text, path.name)
+    assert main(["explain", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Total (MB)" in err and "LC_ALL=C" in err
+    # a row whose numbers can only have a decimal comma (0,000) settles it for the whole table
+    row = "      8,389      8     1,049     1,049     1,048     1,049        0,000  [CUDA memcpy Device-to-Host]\n"
+    size = parse_pasted(text + row).tables[0]
+    assert size.readable and [r["total_bytes"] for r in size.rows] == [536_871_000, 8_389_000]
+
+
+def test_unreadable_table_is_listed_not_interpreted():
+    text = (
+        (PASTED / "synth_ambiguous_mem_size.txt").read_text()
+        + "\n"
+        + (PASTED / "synth_ch_apostrophe_column.txt").read_text()
+    )
+    e = explain(load_pasted(text, "two.txt"), RULES)
+    assert e.kernels[0]["name"] == "gemv_kernel"
+    assert e.memory == {}  # the size table is not read, so nothing about copies is said from it
+    assert [u["report"] for u in e.source["unreadable_tables"]] == ["cuda_gpu_mem_size_sum"]  # type: ignore[index]
+    assert any("not interpreted" in n and "536,871" in n for n in e.notes)
+    d = json.loads(render_json(e))
+    assert d["source"]["tables"][0]["readable"] is False
+    assert "Not interpreted: cuda_gpu_mem_size_sum" in render_terminal(e, color=False)
+    assert "Not interpreted: cuda_gpu_mem_size_sum" in render_markdown(e)
+
+
+def test_single_spaces_are_never_split_into_numbers():
+    rows = (PASTED / "synth_fr_headerless_space_groups.txt").read_text().splitlines()[2:]
+    collapsed = "\n".join(" ".join(r.split()) for r in rows)  # whitespace collapsed: "19,0 285 118 634 3 040 ..."
+    with pytest.raises(UsageError, match="single spaces"):
+        load_pasted(collapsed, "collapsed.txt")
+    # without thousands separators, single spaces are unambiguous and the row is read
+    plain = parse_pasted("19.0 285118634 3040 93789.0 92512.0 88320 120416 5123.4 elementwise_kernel").tables[0]
+    assert (plain.rows[0]["total_ns"], plain.rows[0]["count"]) == (285_118_634, 3_040)
+
+
+def test_misaligned_row_keeps_space_grouped_numbers():
+    text = (
+        " Time (%)  Total Time (ns)  Instances  Avg (ns)  Name\n"
+        " --------  ---------------  ---------  --------  ----\n"
+        "     19,0      285 118 634      3 040  93 789,0  elementwise_kernel\n"
+        "  10,0     150 062 400   1 000   150 062,4   gemv_kernel\n"  # shifted: read by tokens, not columns
+    )
+    t = parse_pasted(text).tables[0]
+    assert [(r["share"], r["total_ns"], r["count"], r["avg_ns"]) for r in t.rows] == [
+        (19.0, 285_118_634, 3_040, 93_789),
+        (10.0, 150_062_400, 1_000, 150_062.4),
+    ]
+
+
+# --- what is not text: traces, binary data, odd encodings, endless or closed input -------------------------------
+
+
+def test_traces_and_binary_files_are_refused(tmp_path):
+    trace = tmp_path / "run.sqlite"
+    trace.write_bytes(SQLITE_MAGIC + b"\x10\x00" * 64)
+    with pytest.raises(UsageError, match=r"SQLite database") as exc:
+        read_source(trace)
+    assert f"nsys-doctor report {trace}" in exc.value.hint
+    rep = tmp_path / "run.nsys-rep"
+    rep.write_bytes(b"\x00\x01binary")
+    with pytest.raises(UsageError, match="Nsight Systems report") as exc:
+        read_source(rep)
+    assert "nsys-doctor report" in exc.value.hint
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"Time (%)\n" + bytes(range(256)) * 8)
+    with pytest.raises(UsageError, match="binary data"):
+        read_source(blob)
+    ctrl = tmp_path / "ctrl.txt"
+    ctrl.write_bytes(b"Time (%)  Name\n" + b"\x01\x02\x03\x04\x05\x06\x07\x0e\x0f" * 20)
+    with pytest.raises(UsageError, match="control characters"):
+        read_source(ctrl)
+
+
+def test_encodings_are_decoded_or_refused():
+    text = (PASTED / "synth_fr_headerless_space_groups.txt").read_text()
+    for enc in ("utf-16", "utf-16-be", "utf-32"):
+        data = text.encode(enc)
+        if enc == "utf-16-be":
+            data = b"\xfe\xff" + data
+        assert decode_text(data) == text, enc
+    with pytest.raises(UsageError, match="byte-order mark but is not valid UTF-16"):
+        decode_text("Time (%)".encode("utf-16") + b"\x00")  # odd length
+    with pytest.raises(UsageError, match="UTF-16 text without a byte-order mark"):
+        decode_text(text.encode("utf-16-le"))
+    with pytest.raises(UsageError, match=r"not valid UTF-8 \(byte 0xff at offset 3\)"):
+        decode_text("19,0\u202f".encode()[:3] + b"\xff" + "285\u202f118".encode())
+    assert decode_text(b"Avg (\xb5s)") == "Avg (µs)"  # an 8-bit (Windows-1252) file with no UTF-8 in it
+
+
+class _Endless(io.RawIOBase):
+    """A stream that never ends, counting what was read from it."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        assert n > 0, "an endless stream must be read in bounded chunks"
+        self.served += n
+        return b"x" * n
+
+
+def test_input_is_capped_and_read_in_chunks():
+    endless = _Endless()
+    with pytest.raises(UsageError, match="larger than 100,000 bytes"):
+        read_stream(endless, "standard input", limit=100_000)
+    assert endless.served == 100_001
+    assert read_stream(io.BytesIO(b"a" * 1000), "x", limit=1000) == b"a" * 1000
+    zeros = _Endless()
+    zeros.read = lambda n=-1: b"\x00" * n  # type: ignore[method-assign]
+    with pytest.raises(UsageError, match="NUL bytes"):
+        read_stream(zeros, "/dev/zero")
+    assert MAX_INPUT_BYTES == 64 * 1024 * 1024
+
+
+def test_closed_or_unreadable_stdin_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["explain", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "standard input is closed" in err
+    closed = io.TextIOWrapper(io.BytesIO(b"x"))
+    closed.close()
+    monkeypatch.setattr(sys, "stdin", closed)
+    assert main(["explain", "-"]) == 2
+    assert "standard input is closed" in capsys.readouterr().err
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:  # what a buffered reader calls
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Broken())))
+    assert main(["explain", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read standard input: Input/output error" in err
+
+
+EXE = Path(sys.executable).with_name("nsys-doctor")
+
+
+@pytest.mark.skipif(not EXE.exists() or not Path("/dev/zero").exists(), reason="needs the installed command")
+@pytest.mark.parametrize(
+    ("shell", "message"),
+    [
+        ("explain /dev/zero", "/dev/zero is binary data"),
+        ("explain - < /dev/zero", "standard input is binary data"),
+        ("explain - <&-", "standard input is closed"),
+        ("explain - < {trace}", "standard input is an SQLite database"),
+        ("explain {trace}", "is an SQLite database"),
+        ("explain /", "/ is a directory"),
+    ],
+)
+def test_cli_refusals_are_one_line_and_exit_2(shell: str, message: str):
+    cmd = f"{EXE} " + shell.format(trace=SAMPLE)
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == "" and res.stderr.count("\n") == 1 and message in res.stderr
+
+
+@pytest.mark.skipif(not EXE.exists() or not Path("/usr/bin/yes").exists(), reason="needs the installed command")
+def test_cli_endless_stdin_stops_at_the_cap():
+    res = subprocess.run(["bash", "-c", f"yes | {EXE} explain -"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "larger than 64 MiB" in res.stderr
+
+
+# --- partial tables: used for what they show, nothing concluded from what they lack --------------------------------
+
+
+def _with_line_after(text: str, anchor: str, line: str) -> str:
+    lines = text.splitlines()
+    i = next(k for k, x in enumerate(lines) if anchor in x)
+    return "\n".join([*lines[: i + 1], line, *lines[i + 1 :]])
+
+
+def test_whole_tables_allow_conclusions_from_absence():
+    e = _explain_file(PASTED / "nsys2023_stats_true_column.txt")
+    assert "launch-bound" in [f.id for f in e.findings]
+    assert e.graphs == {"graph_launch_calls": 0, "complete": True}
+    assert "kernels are launched one by one" in render_terminal(e, color=False)
+    assert e.source["complete"] == {"kernels": True, "api": True, "memory": True}
+
+
+def test_elided_kernel_table_gives_no_launch_ratio():
+    text = (PASTED / "nsys2023_stats_true_column.txt").read_text()
+    e = explain(parse_pasted(_with_line_after(text, "vectorAdd(const", "  ...")), RULES)
+    assert "launch-bound" not in [f.id for f in e.findings]
+    assert any(c.startswith("Whether kernel launches hold the GPU back") for c in e.cannot_tell)
+    assert not any("No problem stands out" in a for a in e.next_actions)
+    assert any(a.startswith("Nothing stands out in the rows shown") for a in e.next_actions)
+    assert e.source["complete"]["kernels"] is False  # type: ignore[index]
+    assert e.diagnosis["kernel_table_partial"] is True
+    for out in (render_terminal(e, color=False), render_markdown(e)):
+        flat = " ".join(out.split())  # the terminal wraps long lines
+        assert "nothing concluded from what they lack): osrt_sum at line 17 (its shares add up to 99.0%); " in flat
+        assert "lack): osrt_sum at line 17 (its shares add up to 99.0%); cuda_gpu_kern_sum at line 36 (rows cut" in flat
+    d = json.loads(render_json(e))
+    assert [p["report"] for p in d["source"]["partial_tables"]] == ["osrt_sum", "cuda_gpu_kern_sum"]
+
+
+def test_elided_api_table_says_nothing_about_graphs():
+    text = (PASTED / "nsys2023_stats_true_column.txt").read_text()
+    e = explain(parse_pasted(_with_line_after(text, "cudaLaunchKernel ", "...")), RULES)
+    assert e.graphs == {"graph_launch_calls": 0, "complete": False}
+    term = render_terminal(e, color=False)
+    assert "launched one by one" not in term and "whether graphs are used is unknown" in term
+    assert "launched one by one" not in render_markdown(e)
+    assert any(c.startswith("Whether CUDA graphs are used") for c in e.cannot_tell)
+    sync = next(f for f in e.findings if f.id == "sync-memcpy")
+    assert sync.summary.startswith("at least 3 synchronous calls")
+
+
+def test_real_elided_paste_gives_no_launch_ratio():
+    """CoreNEURON docs: both tables cut with `...`; the launch calls (2.1 s) outweigh the kernels shown (0.59 s)."""
+    e = _explain_file(PASTED / "nsys2021_average_ns_rst.txt")
+    assert [f.id for f in e.findings] == ["tail-outlier"]
+    assert e.graphs["complete"] is False
+    assert {p["report"] for p in e.source["partial_tables"]} == {"cuda_api_sum", "cuda_gpu_kern_sum"}  # type: ignore[union-attr]
+
+
+def test_headerless_kernel_excerpt_gives_no_launch_ratio():
+    text = (PASTED / "nsys2023_stats_true_column.txt").read_text()
+    api = text[text.index("[5/8]") : text.index("[6/8]")]
+    excerpt = (
+        "\n     100.0        1,830,493      1,010   1,812.4   1,824.0     1,792     2,752         35.8  vectorAdd\n"
+    )
+    e = explain(parse_pasted(api + excerpt), RULES)
+    assert e.source["tables"][1]["layout"] == "headerless"  # type: ignore[index]
+    assert "launch-bound" not in [f.id for f in e.findings]
+    whole = api + text[text.index("[6/8]") : text.index("[7/8]")]
+    assert "launch-bound" in [f.id for f in explain(parse_pasted(whole), RULES).findings]
+
+
+# --- copies from a whole run: loading is not a per-step problem ----------------------------------------------------
+
+PER_STEP_COPIES = """
+ Time (%)  Total Time (ns)  Count   Avg (ns)  Med (ns)  Min (ns)  Max (ns)  StdDev (ns)           Operation
+ --------  ---------------  ------  --------  --------  --------  --------  -----------  ----------------------------
+     90.0    1,080,000,000  24,000  45,000.0  44,800.0    43,200    61,440        812.5  [CUDA memcpy Host-to-Device]
+     10.0      120,000,000  24,000   5,000.0   4,992.0     4,800     6,400        120.3  [CUDA memcpy Device-to-Host]
+
+ Total (MB)  Count   Avg (MB)  Med (MB)  Min (MB)  Max (MB)  StdDev (MB)           Operation
+ ----------  ------  --------  --------  --------  --------  -----------  ----------------------------
+  6,291.456  24,000     0.262     0.262     0.262     0.262        0.000  [CUDA memcpy Host-to-Device]
+      0.096  24,000     0.000     0.000     0.000     0.000        0.000  [CUDA memcpy Device-to-Host]
+"""
+
+
+def _kernel_part(text: str) -> str:
+    return text[: text.index("[6/8]")]
+
+
+def test_whole_run_weight_loading_is_not_per_step_advice():
+    text = (PASTED / "synth_whole_run_weight_loading.txt").read_text()
+    e = explain(parse_pasted(text), RULES)
+    assert e.memory["share_of_gpu_time"] == pytest.approx(1_105_755_932 / (1_105_755_932 + 1_500_000_000))
+    assert (e.memory["scope"], e.memory["copies_look_like"]) == ("whole run", "loading")
+    assert "46.31 MB on average" in str(e.memory["copies_why"])
+    assert not any("per-step copies" in a and "avoid" in a for a in e.next_actions)
+    copy = next(a for a in e.next_actions if a.startswith("Memory copies take 42%"))
+    assert "look like loading weights" in copy and "steady-state" in copy
+    assert any(c.startswith("Whether the copies happen once (loading)") for c in e.cannot_tell)
+    assert "copies look like: loading (start-up)" in render_terminal(e, color=False)
+    # the same tables from a window (nsys stats --filter-nvtx): the copies are inside inference
+    windowed = explain(parse_pasted("$ nsys stats --filter-nvtx decode llama.nsys-rep\n" + text), RULES)
+    assert windowed.memory["copies_look_like"] == "per-step" and windowed.source["scope"] == "window"
+    assert any("avoid per-step copies" in a for a in windowed.next_actions)
+
+
+def test_whole_run_copies_without_sizes_or_with_many_small_ones():
+    text = (PASTED / "synth_whole_run_weight_loading.txt").read_text()
+    no_sizes = explain(parse_pasted(text[: text.index("[7/8]")]), RULES)
+    assert no_sizes.memory["copies_look_like"] == "unknown"
+    assert "give no copy sizes" in str(no_sizes.memory["copies_why"])
+    assert not any("avoid per-step copies" in a for a in no_sizes.next_actions)
+    small = explain(parse_pasted(_kernel_part(text) + PER_STEP_COPIES), RULES)
+    assert small.memory["copies_look_like"] == "per-step"
+    assert "24,000 host-to-device copies of 262.14 kB on average" in str(small.memory["copies_why"])
+    assert "whole run includes start-up" in str(small.memory["copies_why"])
+    copy = [i for i, a in enumerate(small.next_actions) if a.startswith("Memory copies take 44%")]
+    assert copy and copy[0] > 0  # below half of GPU time: after the kernel advice
+    assert "avoid per-step copies" in small.next_actions[copy[0]]
+
+
+# --- deterministic output ----------------------------------------------------------------------------------------
+
+
+def test_ties_are_broken_by_name():
+    head = " Time (%)  Total Time (ns)  Instances  Name\n --------  ---------------  ---------  ----\n"
+    rows = [
+        "     25.0        1,000,000        100  zeta_gemv_kernel",
+        "     25.0        1,000,000        100  alpha_gemv",
+    ]
+    rows += ["     25.0        1,000,000        100  rms_norm_kernel", "     25.0        1,000,000        100  softmax"]
+    orders = []
+    for permutation in (rows, rows[::-1], rows[1:] + rows[:1]):
+        e = explain(parse_pasted(head + "\n".join(permutation) + "\n"), RULES)
+        orders.append(([k["name"] for k in e.kernels], [f["family"] for f in e.families]))
+    assert orders[0] == orders[1] == orders[2]
+    assert orders[0][0] == ["alpha_gemv", "rms_norm_kernel", "softmax", "zeta_gemv_kernel"]
+    assert orders[0][1] == ["gemv", "norm", "sampling"]  # gemv has 50%; norm and sampling tie at 25%: by name
+
+
+@pytest.mark.parametrize("name", ["synth_whole_run_weight_loading.txt", "nsys2025_graph_launch.txt"])
+def test_same_input_same_bytes(name: str):
+    """Every format, in separate processes with different hash seeds (set and dict order of strings)."""
+    outs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        code = (
+            "import sys; from nsys_doctor.cli.main import main\n"
+            "for f in ('terminal', 'markdown', 'json'):\n"
+            "    main(['explain', sys.argv[1], '--format', f])\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(PASTED / name)], capture_output=True, env=env, timeout=120, check=True
+        )
+        outs.append(res.stdout)
+    assert outs[0] == outs[1] and len(outs[0]) > 1000
+
+
+# --- size and speed: linear scans, no quadratic corner ------------------------------------------------------------
+
+
+def test_a_few_megabytes_and_hostile_text_complete():
+    row = "     0.0      285,118,634      3,040   93,789.0   92,512.0    88,320   120,416    5,123.4  kernel_{i}\n"
+    head = (
+        " Time (%)  Total Time (ns)  Instances  Avg (ns)   Med (ns)   Min (ns)  Max (ns)  StdDev (ns)  Name\n"
+        " --------  ---------------  ---------  ---------  ---------  --------  --------  -----------  ----\n"
+    )
+    big = head + "".join(row.format(i=i) for i in range(30_000))  # ~3 MB
+    e = explain(load_pasted(big, "big.txt"), RULES, top=5)
+    assert e.source["kernel_instances"] == 30_000 * 3_040
+    json.loads(render_json(e))
+    hostile = [
+        '[{"a":[' * 50_000,  # nesting past the recursion limit
+        '[{"Time (%)": 1, "Total Time (ns)": 2,\n' * 20_000,  # a JSON start on every line
+        "| a | b |\n| --- | --- |\n" * 20_000,
+        "a " * 100_000 + "\n" + "-- " * 100_000 + "\n" + "1\n" * 20_000,
+        "** " + " " * 300_000 + "x",
+        "Processing [x] with [" + "a" * 300_000,
+    ]
+    for text in hostile:
+        parse_pasted(text)

@@ -370,7 +370,7 @@ def test_nccl_command_on_the_straggler_pair(capsys):
 def test_nccl_command_json_and_markdown(tmp_path, capsys):
     assert main(["nccl", str(ALLRANKS), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema"] == "nsys-doctor/1" and data["kind"] == "nccl"
+    assert data["schema"] == "nsys-doctor/2" and data["kind"] == "nccl"
     assert data["late"]["late_rank"] == 1 and len(data["ranks"]) == 2
     for key in ("collectives", "matched", "worst", "steps", "overlap", "imbalance", "findings", "nvtx", "headline"):
         assert key in data
@@ -399,13 +399,13 @@ def test_report_splits_a_multi_rank_trace(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["kind"] == "report-ranks" and [r["rank"] for r in data["ranks"]] == [0, 1]
     for r, pid in zip(data["ranks"], (1130, 1131), strict=True):
-        assert r["report"]["schema"] == "nsys-doctor/1"
+        assert r["report"]["schema"] == "nsys-doctor/2"
         assert r["report"]["trace"]["rank"]["pid"] == pid
         assert r["report"]["steps"]["count"] == 32  # its own measured decode steps (warm-up left out)
     assert data["across_ranks"]["late"]["late_rank"] == 1
     assert main(["report", str(ALLRANKS), "--no-split", "--format", "json"]) == 0
     whole = json.loads(capsys.readouterr().out)
-    assert "kind" not in whole and "rank" not in whole["trace"]
+    assert whole["kind"] == "report" and "rank" not in whole["trace"]
     assert main(["report", str(RANK0), str(RANK1)]) == 0
     out = capsys.readouterr().out
     assert "rank 0: tp2_straggler_rank0.sqlite" in out and "across ranks" in out and "nccl-rank-skew" in out

@@ -520,7 +520,7 @@ def test_short_name_is_tried_too(rules: list[OpRule], tmp_path: Path) -> None:
 def test_output_shape_order_and_unmapped(rules: list[OpRule]) -> None:
     names = pl.Series(["[CUDA memset]", "totally_unknown_kernel", None, "[CUDA memset]", "nvjet_sm90_tst_64x8_a"])
     out = classify(names, rules)
-    assert out.columns == ["name", "family", "category", "op", "library", "mapped"]
+    assert out.columns == ["name", "family", "category", "op", "library", "mapped", "match"]
     assert out["name"].to_list() == names.to_list()
     assert out["family"].to_list() == ["memset", "other", "other", "memset", "gemv"]
     unknown = out.row(1, named=True)
@@ -531,6 +531,7 @@ def test_output_shape_order_and_unmapped(rules: list[OpRule]) -> None:
         "op": "unmapped",
         "library": "",
         "mapped": False,
+        "match": "",
     }
     assert classify([], rules).height == 0
 
@@ -717,3 +718,45 @@ def test_required_literals(pattern: str, literals: set[tuple[str, bool]] | None)
 )
 def test_ggml_kernels(name, family):
     assert classify([name], load_rules())["family"].to_list() == [family]
+
+
+# ------------------------------------------------------------------ engines' own names, XLA, convolution, CNN
+
+MEANING_CASES = [
+    # (kernel name, family, match): engines' own kernels are read by their meaning, library kernels are not
+    ("decode_attention_kernel", "attention-decode", "meaning"),
+    ("prefill_attention_kernel", "attention-prefill", "meaning"),
+    ("my_engine::paged_attn_v2<128>", "attention-decode", "meaning"),
+    ("kv_append_kernel", "kv-cache", "meaning"),
+    ("advance_rotary_kernel", "rope", "meaning"),
+    ("gelu_tanh_kernel", "activation", "meaning"),
+    ("lm_head_gemv_kernel", "gemv", "meaning"),
+    ("moe_histogram_kernel", "moe", "meaning"),
+    ("init_weights_kernel", "init", "library"),
+    ("kernelHistogram1D", "moe", "meaning"),
+    # compiler-generated names list every fused aten op: never read as attention
+    ("triton_poi_fused__scaled_dot_product_cudnn_attention_arange_le_scalar_tensor_3", "elementwise", "library"),
+    # XLA fusions
+    ("loop_dynamic_update_slice_fusion_9", "kv-cache", "meaning"),
+    ("input_reduce_fusion_57", "reduction", "library"),
+    ("loop_multiply_fusion_17", "elementwise", "library"),
+    ("input_concatenate_fusion_7", "elementwise", "library"),
+    ("wrapped_broadcast", "elementwise", "library"),
+    ("gemm_fusion_dot_general_53", "gemm", "meaning"),  # by an earlier generic GEMM rule
+    ("stream_executor::gpu::RedzoneAllocatorKernelImpl(unsigned char *, unsigned char, unsigned long, unsigned int *)",
+     "autotune", "library"),
+    # convolution and CNN kernels (cuDNN, CUTLASS, PyTorch)
+    ("sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", "conv", "library"),
+    ("void cutlass__5x_cudnn::Kernel<cutlass_tensorop_f16_s16816fprop_optimized_f16_256x64_32x4_nhwc_align8>"
+     "(T1::Params)", "conv", "library"),
+    ("batch_norm_transform_input_channels_last_kernel", "norm", "library"),
+    ("max_pool_forward_nhwc", "pooling", "meaning"),
+    # a library attention kernel whose name says "fprop" stays attention
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x128_4x1x1", "attention", "library"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "family", "match"), MEANING_CASES)
+def test_engine_xla_and_cnn_kernel_names(name, family, match):
+    row = classify([name], load_rules()).row(0, named=True)
+    assert (row["family"], row["match"]) == (family, match), row

@@ -79,8 +79,9 @@ def edited(tmp_path_factory: pytest.TempPathFactory):
 def test_pathologies_acceptance():
     d = report_of(T("decode_pathologies"))
     # the window is the three measured requests: model loading and warm-up are left out
-    assert d.window.source == "nvtx-requests"
+    assert d.window.source == "structure"
     assert d.window.start > d.window.loading_end  # type: ignore[operator]
+    assert (d.run["kind"], d.run["requests"], d.run["warmup_requests"]) == ("llm-decode", 3, 1)
     found = ids(d)
     for fid in ("host-sync-in-inference", "pageable-memcpy", "tail-outlier", "gpu-idle-gap"):
         assert fid in found, found
@@ -100,7 +101,7 @@ def test_pathologies_acceptance():
     assert gaps.evidence["gaps"] == 2  # the two 0.7 s sleeps between the three requests
     assert all(650_000_000 < g["dur"] < 750_000_000 for g in gaps.evidence["longest"])
     assert gaps.evidence["loading_phase_gaps"] > 0  # loading gaps are counted as loading, not as findings
-    assert d.steps.source.startswith("nvtx")
+    assert d.steps.source.startswith("structure")
     assert d.step_summary["decode"]["count"] == 285  # 3 requests x 95 decode steps
 
 
@@ -270,7 +271,7 @@ def test_every_catalogued_finding_is_tested():
 def test_json_schema(capsys):
     assert main(["report", str(SAMPLE), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema"] == "nsys-doctor/1"
+    assert data["schema"] == "nsys-doctor/2"
     for key in (
         "trace",
         "window",
@@ -285,7 +286,14 @@ def test_json_schema(capsys):
         "unmapped_kernels",
     ):
         assert key in data
-    assert data["window"]["source"] == "capture-range"
+    assert data["window"]["source"] == "structure"
+    assert "cudaProfilerApi capture range" in data["window"]["reason"]
+    assert data["kind"] == "report"
+    run = data["run"]
+    assert (run["kind"], run["requests"], run["warmup_requests"]) == ("llm-decode", 1, 0)
+    assert (run["prefill_steps"], run["decode_steps"], run["iterations"]) == (1, 16, 0)
+    assert run["source"] and run["confidence"] in ("high", "medium", "low")
+    assert all("cost_ns" in f and "cost_share" in f for f in data["findings"])
     assert data["families"][0]["family"] == "gemv"
     assert all(set(f) >= {"id", "severity", "title", "summary", "evidence", "action"} for f in data["findings"])
     assert data["steps"]["decode"]["count"] == 16
@@ -306,6 +314,7 @@ def test_terminal_report_leads_with_window_and_diagnosis(capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[2].startswith("Window ") and "cudaProfilerApi capture range" in lines[2]
+    assert any(line.startswith("Run     LLM decode; 1 measured request") for line in lines[3:6]), lines[:6]
     assert "Diagnosis" in out and "GEMV kernels take" in out
     assert "\x1b[" not in out  # no colour codes when not writing to a terminal
 
@@ -338,7 +347,7 @@ def test_user_ops_file_overrides(tmp_path, capsys):
 def test_report_runs_on_every_shared_trace(path):
     d = report_of(path)
     data = d.to_dict()
-    assert data["schema"] == "nsys-doctor/1"
+    assert data["schema"] == "nsys-doctor/2"
     assert d.window.end > d.window.start
     assert d.families.height > 0
     assert d.next_actions

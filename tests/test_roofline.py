@@ -686,7 +686,7 @@ def test_explicit_mapping_matches_position(tmp_path):
 def test_cli_on_bundled_sample(tmp_path, capsys):
     assert main(["roofline", str(SAMPLE), "--model", str(CONFIG), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "nsys-doctor/1" and doc["kind"] == "roofline"
+    assert doc["schema"] == "nsys-doctor/2" and doc["kind"] == "roofline"
     assert doc["model"]["bytes_per_token"] == BYTES_PER_TOKEN
     shapes = {s["shape"]: s for s in doc["decode"]["shapes"]}
     assert shapes["gate_up"]["kernels"] == [KERNELS["gate_up"]] and shapes["gate_up"]["M"] == 16384

@@ -57,7 +57,7 @@ def test_whole_run_capture_and_gpu_peak():
 def test_sample_info_json(capsys):
     assert main(["info", str(SAMPLE), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema"] == "nsys-doctor/1"
+    assert data["schema"] == "nsys-doctor/2"
     assert data["info"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
     assert data["info"]["counts"]["CUPTI_ACTIVITY_KIND_KERNEL"] == 12086
 

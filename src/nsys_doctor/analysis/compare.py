@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from .. import JSON_SCHEMA
 from .phases import GRAPH_LAUNCH_API, LAUNCH_API, Steps, Window, assign_to_steps, calls, launched_kernels
 
 PROFILE_SCHEMA = "nsys-doctor-profile/1"
@@ -410,7 +411,7 @@ class DiffResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "schema": "nsys-doctor/1",
+            "schema": JSON_SCHEMA,
             "kind": "diff",
             "before": self.before,
             "after": self.after,
@@ -684,7 +685,7 @@ class ScalingResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "schema": "nsys-doctor/1",
+            "schema": JSON_SCHEMA,
             "kind": "scaling",
             "traces": self.traces,
             "contexts": self.contexts,

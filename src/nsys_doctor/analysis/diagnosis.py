@@ -9,20 +9,29 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from .. import JSON_SCHEMA
 from ..units import format_ns
 from .distribution import percentile, tail_table
 from .findings import Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
 from .ops import OpRule, classify, label_frame
-from .phases import GRAPH_LAUNCH_API, Steps, Window, assign_to_steps, calls, choose_window, find_steps, launched_kernels
-
-JSON_SCHEMA = "nsys-doctor/1"
+from .phases import (
+    GRAPH_LAUNCH_API,
+    Steps,
+    Window,
+    analyze_structure,
+    assign_to_steps,
+    calls,
+    launched_kernels,
+    window_and_steps,
+)
+from .structure import RunStructure
 
 FAMILY_ADVICE: dict[str, str] = {
     "gemv": "GEMV (decode linear layers) dominates: it is memory-bound, so compare achieved bandwidth per shape "
     "with the GPU's peak (weight bytes / kernel time). Near the peak only fewer bytes help (quantization, "
     "batching); well below it, microbenchmark the top shapes against a tuned GEMV kernel",
-    "gemm": "GEMM dominates: it is compute-bound at prefill sizes; check achieved TFLOP/s per shape against the "
+    "gemm": "GEMM dominates: it is compute-bound at these sizes; check achieved TFLOP/s per shape against the "
     "GPU's dense peak, try other tile configurations or FP8",
     "attention-decode": "decode attention dominates: check it grows only with context length, use a paged / "
     "split-KV decode kernel and keep the KV cache layout contiguous",
@@ -63,6 +72,7 @@ class Diagnosis:
     target: dict[str, object]
     next_actions: list[str]
     notes: list[str] = field(default_factory=list)
+    run: dict[str, object] = field(default_factory=dict)  # the run's structure (run_summary)
     roofline: dict[str, object] | None = None  # report --model: the roofline result (analysis/roofline.py)
     timing: dict[str, object] | None = None  # unprofiled vs traced timing from the capture record
 
@@ -79,7 +89,9 @@ class Diagnosis:
     def to_dict(self) -> dict[str, object]:
         return {
             "schema": JSON_SCHEMA,
+            "kind": "report",
             "trace": self.trace,
+            "run": self.run,
             "window": self.window.to_dict(),
             "steps": {**self.step_summary, "per_step": self.steps.table.to_dicts()},
             "kernels": self.kernels.to_dicts(),
@@ -105,10 +117,10 @@ def _dist(values: list[int]) -> dict[str, object]:
     return {f"p{p}_ns": percentile(values, p) for p in (50, 95, 99)} | {"max_ns": max(values) if values else None}
 
 
-def summarize_steps(steps: Steps) -> dict[str, object]:
+def summarize_steps(steps: Steps, run_kind: str = "llm-decode") -> dict[str, object]:
     t = steps.table
     out: dict[str, object] = {"source": steps.source, "count": t.height, "notes": steps.notes}
-    for kind in ("prefill", "decode", "step"):
+    for kind in ("prefill", "decode", "iteration", "step"):
         k = t.filter(pl.col("kind") == kind)
         if k.is_empty():
             continue
@@ -124,9 +136,8 @@ def summarize_steps(steps: Steps) -> dict[str, object]:
             "kernels_per_step_p50": percentile(k["kernels"].to_list(), 50),
             "launches_per_step_p50": percentile(k["launches"].to_list(), 50),
         }
-    out["warning"] = (
-        "step times come from the traced run and are stretched by the profiler; quote "
-        "unprofiled numbers for latency (TPOT)"
+    out["warning"] = "step times come from the traced run and are stretched by the profiler; quote " + (
+        "unprofiled numbers for latency (TPOT)" if run_kind == "llm-decode" else "unprofiled numbers for latency"
     )
     return out
 
@@ -188,10 +199,14 @@ def diagnose(
     rules: list[OpRule],
     window: Window | None = None,
     top: int = 10,
+    structure: RunStructure | None = None,
 ) -> Diagnosis:
-    w = window or choose_window(kernels, api, memcpy, nvtx, capture.get("capture_range"))  # type: ignore[arg-type]
     lk = launched_kernels(kernels, api)
-    steps = find_steps(kernels, api, nvtx, w, lk)
+    capture_range = capture.get("capture_range")
+    if structure is None:
+        structure, w, steps = analyze_structure(kernels, api, memcpy, nvtx, capture_range, rules, window, lk)  # type: ignore[arg-type]
+    else:
+        w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, window, lk)  # type: ignore[arg-type]
     kw = kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     total = int(kw["dur"].sum()) if kw.height else 0
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height
@@ -199,7 +214,7 @@ def diagnose(
     # names: one row per distinct kernel name, with its operation and label (joined onto small tables only)
     names = kw.group_by("name").agg(pl.col("short").first())
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
-    names = label_frame(names.join(ops.select("name", "family", "category", "op"), on="name", how="left"))
+    names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
     per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
         ["total", "name"], descending=[True, False]
@@ -308,14 +323,15 @@ def diagnose(
         diagnostics=diagnostics,
         overhead=ovh,
         dynamic=dynamic,
+        run_kind=structure.kind,
     )
     findings = run_rules(facts)
-    target, actions = _conclude(fam, findings, host)
+    target, actions = _conclude(fam, findings, host, structure.kind)
     return Diagnosis(
         trace=trace_info,
         window=w,
         steps=steps,
-        step_summary=summarize_steps(steps),
+        step_summary=summarize_steps(steps, structure.kind),
         kernels=per_kernel.head(max(top, 1)),
         families=fam,
         unmapped=unmapped,
@@ -327,7 +343,31 @@ def diagnose(
         findings=findings,
         target=target,
         next_actions=actions,
+        run=run_summary(structure, steps),
     )
+
+
+def run_summary(structure: RunStructure, steps: Steps) -> dict[str, object]:
+    """The ``run`` section: what kind of run this is and how its structure was found (JSON contract, see
+    docs/report-json.md). Counts are those of the analyzed window's steps."""
+    d = structure.to_dict()
+    t = steps.table
+    return {
+        "kind": structure.kind,
+        "requests": len(structure.measured_requests),
+        "warmup_requests": len(structure.warmup_requests),
+        "iterations": t.filter(pl.col("kind") == "iteration").height,
+        "prefill_steps": t.filter(pl.col("kind") == "prefill").height,
+        "decode_steps": t.filter(pl.col("kind") == "decode").height,
+        "source": structure.source,
+        "confidence": structure.confidence,
+        "period_kernels": structure.period,
+        "marker": structure.marker,
+        "phases": d.get("phases"),
+        "request_list": d.get("request_list"),
+        "evidence": d.get("evidence"),
+        "notes": d.get("notes"),
+    }
 
 
 def _slow_step_share(tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int) -> pl.DataFrame:
@@ -399,7 +439,21 @@ HOST_COSTS = frozenset(
 )
 
 
-def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> tuple[dict[str, object], list[str]]:
+# advice in words that fit runs that are not LLM decode (CNNs, ViTs, encoders, HPC): no RMSNorm/RoPE/decode talk
+GENERIC_ADVICE: dict[str, str] = {
+    "elementwise": "many small elementwise kernels: fuse them into their neighbours (a compiler such as torch.compile "
+    "or XLA, or fused epilogues)",
+    "norm": "normalization kernels are heavy: fold batch norm into the convolution for inference, or fuse layer norm "
+    "with the residual add",
+    "activation": "activation kernels are heavy: fuse them into the producing GEMM or convolution epilogue",
+    "gemv": "GEMV dominates: it is memory-bound; compare achieved bandwidth with the GPU's peak and batch more "
+    "work per weight read",
+}
+
+
+def _conclude(
+    fam: pl.DataFrame, findings: list[Finding], host: HostSummary, run_kind: str = "llm-decode"
+) -> tuple[dict[str, object], list[str]]:
     ids = [f.id for f in findings]
     target: dict[str, object] = {}
     actions: list[str] = []
@@ -442,15 +496,17 @@ def _conclude(fam: pl.DataFrame, findings: list[Finding], host: HostSummary) -> 
     for f in findings:
         if f.severity in ("critical", "warning") and f.action not in actions:
             actions.append(f"{f.title}: {f.action}.")
+    advice_for = FAMILY_ADVICE if run_kind.startswith("llm") else {**FAMILY_ADVICE, **GENERIC_ADVICE}
     if target.get("kind") == "family":
-        advice = FAMILY_ADVICE.get(str(target["family"]))
+        advice = advice_for.get(str(target["family"]))
         if advice:
             actions.append(f"{advice}.")
         if fam.height > 1:
             second = fam.row(1, named=True)
-            adv2 = FAMILY_ADVICE.get(str(second["family"]))
+            adv2 = advice_for.get(str(second["family"]))
             if adv2 and second["share"] >= 0.1:
-                actions.append(f"Then {second['category']} ({100 * second['share']:.0f}%): {adv2}.")
+                then = "Then " if advice else ""
+                actions.append(f"{then}{second['category']} ({100 * second['share']:.0f}%): {adv2}.")
     if not actions:
         actions.append("No problem stands out: profile a longer run or compare against a baseline (nsys-doctor diff).")
     return target, actions

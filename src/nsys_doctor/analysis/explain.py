@@ -10,12 +10,12 @@ loop) is said in ``cannot_tell``, with the capture that would answer it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from ..trace.pasted import PastedTable, PastedText
-from ..units import format_ns
+from ..units import format_bytes, format_ns
 from .diagnosis import FAMILY_ADVICE, JSON_SCHEMA, _conclude
 from .findings import SEVERITY_ORDER, Finding
 from .host import ALLOC_API, ASYNC, SYNC_MEMCPY_API, SYNC_MEMSET_API
@@ -39,6 +39,12 @@ TAIL_MAX_MED = 10.0  # max / median
 TAIL_MIN_EXCESS_NS = 20_000
 RULE_ROWS = 50  # nsys analyze rules list this many rows by default
 COPY_SHARE_ACTION = 0.3  # copies this share of GPU time (kernels + copies) get their own next action
+COPY_NOTE_SHARE = 0.1  # below this share, whether copies are loading or per-step is not worth a word
+# A whole-run table mixes start-up and steady state. Loading weights is few large host-to-device copies (a model has
+# hundreds to a few thousand tensors, each usually MBs); per-step copies are many (one or more per step) and small.
+LOADING_MIN_AVG_BYTES = 1 << 20
+LOADING_MAX_COPIES = 10_000
+PER_STEP_MIN_COPIES = 1_000
 
 API_GROUPS = {
     "launches": (LAUNCH_API, None),
@@ -258,7 +264,7 @@ def _aggregate(ops: list[dict[str, object]]) -> list[_Stat]:
         if op["dur"] is not None:
             by.setdefault(str(op["name"]), []).append(float(op["dur"]))  # type: ignore[arg-type]
     stats = [_Stat(n, sum(d), len(d), sum(d) / len(d), None, min(d), max(d)) for n, d in by.items()]
-    return sorted(stats, key=lambda s: -(s.total_ns or 0))
+    return sorted(stats, key=lambda s: (-(s.total_ns or 0), s.name))
 
 
 # --- sections ---------------------------------------------------------------------------------------------------
@@ -298,26 +304,46 @@ def _kernels_and_families(
                 "max_ns": s.max_ns,
             }
         )
-    rows.sort(key=lambda r: (-(r["share"] or 0), -(r["total_ns"] or 0)))  # type: ignore[operator]
-    frame = pl.DataFrame(
-        {
-            "family": [r["family"] for r in rows],
-            "category": [r["category"] for r in rows],
-            "share": [float(r["share"] or 0) for r in rows],  # type: ignore[arg-type]
-            "total": [float(r["total_ns"] or 0) for r in rows],  # type: ignore[arg-type]
-            "count": [float(r["count"] or 0) for r in rows],  # type: ignore[arg-type]
-            "name": [r["name"] for r in rows],
-        }
+    rows.sort(key=lambda r: (-(r["share"] or 0), -(r["total_ns"] or 0), str(r["name"])))  # type: ignore[operator]
+    # families added up in a fixed order (the same input gives the same bytes), ties broken by name
+    groups: dict[tuple[str, str], dict[str, object]] = {}
+    for r in rows:
+        g = groups.setdefault(
+            (str(r["family"]), str(r["category"])), {"share": 0.0, "total": 0.0, "count": 0.0, "names": set()}
+        )
+        g["share"] = float(g["share"]) + float(r["share"] or 0)  # type: ignore[arg-type]
+        g["total"] = float(g["total"]) + float(r["total_ns"] or 0)  # type: ignore[arg-type]
+        g["count"] = float(g["count"]) + float(r["count"] or 0)  # type: ignore[arg-type]
+        g["names"].add(r["name"])  # type: ignore[union-attr]
+    fam_rows = sorted(
+        (
+            {
+                "family": fam_name,
+                "category": category,
+                "share": round(float(g["share"]), 6),  # type: ignore[arg-type]
+                "total": g["total"],
+                "count": g["count"],
+                "kernels": len(g["names"]),  # type: ignore[arg-type]
+            }
+            for (fam_name, category), g in groups.items()
+        ),
+        key=lambda f: (-f["share"], -f["total"], f["family"], f["category"]),  # type: ignore[operator]
     )
     fam = (
-        frame.group_by("family", "category")
-        .agg(
-            pl.col("share").sum().round(6),
-            pl.col("total").sum(),
-            pl.col("count").sum(),
-            pl.col("name").n_unique().alias("kernels"),
+        pl.DataFrame(
+            fam_rows,
+            schema={
+                "family": pl.Utf8,
+                "category": pl.Utf8,
+                "share": pl.Float64,
+                "total": pl.Float64,
+                "count": pl.Float64,
+                "kernels": pl.UInt32,
+            },
+            orient="row",
         )
-        .sort(["share", "total"], descending=True)
+        if fam_rows
+        else pl.DataFrame(schema={"family": pl.Utf8, "category": pl.Utf8, "share": pl.Float64})
     )
     return rows[: max(top, 1)], fam, total, share_of
 
@@ -329,7 +355,13 @@ def _api_section(parsed: PastedText) -> dict[str, object]:
         return {}
     stats = _stats(rows)
     total = sum(s.total_ns or 0 for s in stats)
-    out: dict[str, object] = {"table": t.report if t is not None else "cuda_gpu_sum", "total_ns": total}
+    source = t if t is not None else _first(parsed, "gpu_sum")
+    out: dict[str, object] = {
+        "table": t.report if t is not None else "cuda_gpu_sum",
+        "complete": source is not None and not source.partial,
+        "whole_run": parsed.whole_run,
+        "total_ns": total,
+    }
     for key, (pattern, exclude) in API_GROUPS.items():
         group = [s for s in stats if pattern.match(s.name) and not (exclude and exclude.search(s.name))]
         out[key] = {
@@ -351,7 +383,7 @@ def _api_section(parsed: PastedText) -> dict[str, object]:
             "avg_ns": s.avg_ns,
             "max_ns": s.max_ns,
         }
-        for s in sorted(stats, key=lambda s: -(s.total_ns or 0))[:5]
+        for s in sorted(stats, key=lambda s: (-(s.total_ns or 0), s.name))[:5]
     ]
     return out
 
@@ -361,12 +393,15 @@ def _direction(name: str) -> str:
     return f"unified-{base}" if "unified memory" in name.lower() else base
 
 
-def _memory_section(parsed: PastedText, kernel_ns: float) -> dict[str, object]:
-    """Copies and memsets by direction: time, count, bytes, share of copy time and of GPU time."""
+def _memory_section(parsed: PastedText, kernel_ns: float, kernel_complete: bool) -> dict[str, object]:
+    """Copies and memsets by direction: time, count, bytes, share of copy time and of GPU time; whether the tables
+    are complete and whether the copies look like loading or like per-step copies."""
     t = _first(parsed, "mem_time")
     time_rows = t.rows if t is not None else _rows_from_gpu_sum(parsed, "MEMORY_OPER")
     size = _first(parsed, "mem_size")
+    sources = [x for x in (t if t is not None else (_first(parsed, "gpu_sum") if time_rows else None), size) if x]
     if not time_rows and size is None:  # a pasted GPU trace: add its copies up
+        sources = parsed.of_kind("gpu_trace")
         trace_ops = _trace_ops(parsed, memory=True)
         sizes: dict[str, float] = {}
         for op in trace_ops:
@@ -405,13 +440,52 @@ def _memory_section(parsed: PastedText, kernel_ns: float) -> dict[str, object]:
     known_bytes = [_num(d["bytes"]) for d in by_dir.values() if d["bytes"] is not None]
     out["total_bytes"] = sum(b or 0 for b in known_bytes) if known_bytes else None
     if copy_ns:
-        dom = max(by_dir, key=lambda k: float(by_dir[k]["total_ns"] or 0))  # type: ignore[arg-type]
+        dom = min(by_dir, key=lambda k: (-float(by_dir[k]["total_ns"] or 0), k))  # type: ignore[arg-type]
         out["dominant"] = dom
         out["dominant_share"] = by_dir[dom]["share_of_copy_time"]
+    out["complete"] = bool(sources) and not any(x.partial for x in sources)
     if kernel_ns and copy_ns:
-        out["share_of_gpu_time"] = copy_ns / (copy_ns + kernel_ns)
+        if kernel_complete:
+            out["share_of_gpu_time"] = copy_ns / (copy_ns + kernel_ns)
+            if not out["complete"]:
+                out["share_at_least"] = True  # copies missing from the paste would only add to it
+        else:
+            out["share_of_gpu_time"] = None
+            out["note"] = "no share of GPU time: the kernel table is partial, so the kernel time to compare is unknown"
+    out["scope"] = "window" if not parsed.whole_run else "whole run"
+    share = out.get("share_of_gpu_time")
+    if isinstance(share, float) and share < COPY_NOTE_SHARE:
+        out["copies_look_like"], out["copies_why"] = None, None  # too small to matter either way
+    else:
+        out["copies_look_like"], out["copies_why"] = _copy_pattern(out, parsed)
     out["pageable"] = _pageable(parsed)
     return out
+
+
+def _copy_pattern(memory: dict[str, object], parsed: PastedText) -> tuple[str, str]:
+    """Whether the dominant copies look like loading (few large host-to-device copies: weights), like per-step
+    copies (many small ones), or cannot be told. A window (filter or capture range in the text) holds no loading."""
+    dom = str(memory.get("dominant", ""))
+    d = memory["by_direction"].get(dom) if dom else None  # type: ignore[union-attr]
+    if not parsed.whole_run:
+        return "per-step", f"the tables cover a window ({parsed.scope[0]}), not start-up"
+    if not isinstance(d, dict):
+        return "unknown", "no copy time in the tables"
+    count, avg = _num(d.get("count")), _num(d.get("avg_bytes"))
+    word = DIRECTION_WORDS.get(dom.removeprefix("unified-"), dom)
+    if avg is None or not count:
+        return "unknown", (
+            f"the tables cover the whole run and give no copy sizes, so {word} copies at start-up (loading) cannot be "
+            "told from copies in every step"
+        )
+    resolution = _num(memory.get("bytes_resolution"))
+    shown = f"< {format_bytes(resolution)}" if resolution and avg < resolution else format_bytes(avg)
+    size = f"{int(count):,} {word} copies of {shown} on average"
+    if dom.removeprefix("unified-") == "htod" and avg >= LOADING_MIN_AVG_BYTES and count <= LOADING_MAX_COPIES:
+        return "loading", f"{size}: few large host-to-device copies in a whole-run table look like loading weights"
+    if avg < LOADING_MIN_AVG_BYTES and count >= PER_STEP_MIN_COPIES:
+        return "per-step", f"{size}: many small copies look like copies in every step (the whole run includes start-up)"
+    return "unknown", f"{size}: the tables cover the whole run, so loading cannot be told from per-step copies"
 
 
 def _pageable(parsed: PastedText) -> dict[str, object] | None:
@@ -443,10 +517,16 @@ def _nccl_section(kernels_all: list[dict[str, object]], fam: pl.DataFrame) -> di
     }
 
 
-def _graph_section(api: dict[str, object], kernel_table: PastedTable | None, instances: float) -> dict[str, object]:
+def _graph_section(
+    api: dict[str, object], kernel_table: PastedTable | None, instances: float, kernel_complete: bool
+) -> dict[str, object]:
     g = api.get("graph_launches") if api else None
+    api_complete = bool(api.get("complete")) if api else False
     if not g or not g["count"]:  # type: ignore[index]
-        return {"graph_launch_calls": 0} if api else {}
+        if not api:
+            return {}
+        # no graph launch among the rows: a fact about the run only when the API table is whole
+        return {"graph_launch_calls": 0, "complete": api_complete}
     graphs = int(g["count"])  # type: ignore[index]
     kernel_launches = int(api.get("kernel_launches") or 0)  # type: ignore[call-overload]
     out: dict[str, object] = {
@@ -454,23 +534,29 @@ def _graph_section(api: dict[str, object], kernel_table: PastedTable | None, ins
         "kernel_launch_calls": kernel_launches,
         "kernel_instances": int(instances) if kernel_table is not None else None,
         "inferred_trace": None,
+        "complete": api_complete,
     }
     if kernel_table is None:
         out["why"] = "no kernel table to compare with"
+    elif not kernel_complete or not api_complete:
+        which = " and ".join(
+            w for w, ok in (("the kernel table", kernel_complete), ("the CUDA API table", api_complete)) if not ok
+        )
+        out["why"] = f"{which} {'is' if ' and ' not in which else 'are'} partial, so kernel instances cannot be " + (
+            "compared with the launches"
+        )
     elif instances > kernel_launches * 1.02 + 2:
         out["inferred_trace"] = "node"
         out["why"] = (
             f"the kernel table has {int(instances):,} kernel instances for {kernel_launches:,} direct launches: "
             "the kernels inside the graphs are counted"
         )
-    elif not kernel_table.partial:
+    else:
         out["inferred_trace"] = "graph"
         out["why"] = (
             f"the kernel table has {int(instances):,} kernel instances, about the {kernel_launches:,} direct "
             f"launches: the kernels of the {graphs:,} graph launches are missing"
         )
-    else:
-        out["why"] = "the kernel table is incomplete, so its instance count cannot be compared with the launches"
     return out
 
 
@@ -480,7 +566,7 @@ def _nvtx_section(parsed: PastedText) -> dict[str, object]:
     t = _first(parsed, "nvtx")
     if t is None:
         return {}
-    ranges = sorted(_stats(t.rows), key=lambda s: -(s.total_ns or 0))
+    ranges = sorted(_stats(t.rows), key=lambda s: (-(s.total_ns or 0), s.name))
 
     def item(s: _Stat) -> dict[str, object]:
         return {
@@ -496,7 +582,7 @@ def _nvtx_section(parsed: PastedText) -> dict[str, object]:
     steps = [s for s in ranges if STEP_NAMES.search(s.name.rsplit(":", 1)[-1]) and (s.count or 0) >= 2]
     if steps:
         decode = [s for s in steps if not PREFILL_NAMES.search(s.name)] or steps
-        main = max(decode, key=lambda s: s.count or 0)
+        main = min(decode, key=lambda s: (-(s.count or 0), s.name))
         out["steps"] = item(main)
     return out
 
@@ -504,6 +590,7 @@ def _nvtx_section(parsed: PastedText) -> dict[str, object]:
 # --- findings ---------------------------------------------------------------------------------------------------
 
 WHOLE_RUN = "the tables cover the whole run, so this may include start-up"
+IN_WINDOW = "the tables cover a window (a filter or capture range is in the text), not the whole run"
 NEVER = 1 << 62
 GROUP_FINDINGS = (  # API group, finding id, what the calls are, calls for a finding, calls for a warning
     ("sync_memcpy", "sync-memcpy", "synchronous calls", 1, SYNC_MIN),
@@ -515,11 +602,18 @@ GROUP_FINDINGS = (  # API group, finding id, what the calls are, calls for a fin
 
 
 def _api_findings(
-    api: dict[str, object], kernel_ns: float, kernel_avg: float | None, steps: dict[str, object] | None = None
+    api: dict[str, object],
+    kernel_ns: float,
+    kernel_avg: float | None,
+    steps: dict[str, object] | None = None,
+    kernel_complete: bool = True,
 ) -> list[Finding]:
+    """Findings from the CUDA API table. Counts from a partial table are lower bounds ("at least"); the launch ratio
+    needs the whole kernel time, so a partial kernel table gives no launch-bound conclusion."""
     out: list[Finding] = []
     if not api:
         return out
+    least = "" if api.get("complete", True) else "at least "
 
     def grp(key: str) -> dict:
         return api[key]  # type: ignore[return-value]
@@ -528,13 +622,18 @@ def _api_findings(
     launch_ns = float(api["kernel_launch_ns"])  # type: ignore[arg-type]
     n_steps = int(steps["count"] or 0) if steps else 0  # type: ignore[call-overload]
     step_note = f" ({launches / n_steps:,.0f} per `{steps['name']}` range)" if steps and n_steps else ""
-    if launches >= LAUNCH_BOUND_MIN_LAUNCHES and kernel_ns > 0 and launch_ns >= LAUNCH_BOUND_RATIO * kernel_ns:
+    if (
+        kernel_complete
+        and launches >= LAUNCH_BOUND_MIN_LAUNCHES
+        and kernel_ns > 0
+        and launch_ns >= LAUNCH_BOUND_RATIO * kernel_ns
+    ):
         ratio = launch_ns / kernel_ns
         out.append(
             Finding(
                 "launch-bound",
                 "critical" if ratio >= LAUNCH_BOUND_CRITICAL else "warning",
-                f"{launches:,} kernel launches{step_note} took {format_ns(launch_ns)} on the host, "
+                f"{least}{launches:,} kernel launches{step_note} took {format_ns(launch_ns)} on the host, "
                 f"{100 * ratio:.0f}% of the "
                 f"{format_ns(kernel_ns)} the kernels ran on the GPU (average kernel {format_ns(kernel_avg)}, "
                 f"average launch {format_ns(launch_ns / launches)}): the GPU waits for the host between kernels",
@@ -545,8 +644,11 @@ def _api_findings(
                     "launch_to_kernel_time": round(ratio, 3),
                     "avg_kernel_ns": kernel_avg,
                 },
+                # the GPU cannot finish before the host has issued the last launch: at least this much idle time
+                cost_ns=int(launch_ns - kernel_ns),
             )
         )
+    scope = WHOLE_RUN if api.get("whole_run", True) else IN_WINDOW
     s = grp("syncs")
     if s["count"] >= SYNC_MIN:
         names = ", ".join(f"{k} x{v:,}" for k, v in s["by_name"].items())
@@ -557,7 +659,8 @@ def _api_findings(
             Finding(
                 "host-sync-in-inference",
                 "warning" if s["count"] >= SYNC_WARN else "info",
-                f"{s['count']:,} host synchronizations ({format_ns(s['total_ns'])} blocked{per}): {names}; {WHOLE_RUN}",
+                f"{least}{s['count']:,} host synchronizations ({format_ns(s['total_ns'])} blocked{per}): {names}; "
+                + scope,
                 {"syncs": s["count"], "total_ns": s["total_ns"], "by_name": s["by_name"], "kernel_launches": launches},
             )
         )
@@ -570,9 +673,9 @@ def _api_findings(
             Finding(
                 fid,
                 "warning" if g["count"] >= warn else "info",
-                f"{g['count']:,} {what} ({format_ns(g['total_ns'])}{share}): "
+                f"{least}{g['count']:,} {what} ({format_ns(g['total_ns'])}{share}): "
                 + ", ".join(f"{k} x{v:,}" for k, v in g["by_name"].items())
-                + f"; {WHOLE_RUN}",
+                + f"; {scope}",
                 {"count": g["count"], "total_ns": g["total_ns"], "by_name": g["by_name"]},
             )
         )
@@ -587,7 +690,7 @@ def _tail_finding(kernels: list[dict[str, object]]) -> list[Finding]:
             hits.append((mx - med, r, med, mx))
     if not hits:
         return []
-    hits.sort(key=lambda h: -h[0])
+    hits.sort(key=lambda h: (-h[0], str(h[1]["name"])))
     items = [
         f"{r['label']}: max {format_ns(mx)} vs median {format_ns(med)} ({mx / med:.0f}x)" for _, r, med, mx in hits[:3]
     ]
@@ -611,6 +714,7 @@ def _findings(
     kernel_ns: float,
     instances: float,
     nvtx: dict[str, object],
+    kernel_complete: bool,
 ) -> list[Finding]:
     out: list[Finding] = []
     if graphs.get("inferred_trace") == "graph":
@@ -626,7 +730,7 @@ def _findings(
             )
         )
     avg = kernel_ns / instances if instances else None
-    out += _api_findings(api, kernel_ns, avg, nvtx.get("steps"))  # type: ignore[arg-type]
+    out += _api_findings(api, kernel_ns, avg, nvtx.get("steps"), kernel_complete)  # type: ignore[arg-type]
     if not api:
         out += _exec_launch_bound(parsed)
     pageable = memory.get("pageable") if memory else None
@@ -651,7 +755,7 @@ def _findings(
 def _exec_launch_bound(parsed: PastedText) -> list[Finding]:
     """Without an API table, the launch & exec summary still has the launch call time (A) and kernel time (K)."""
     ex = _first(parsed, "kern_exec")
-    if ex is None:
+    if ex is None or ex.partial:  # the ratio of the rows shown says nothing about the kernels not shown
         return []
     launches = sum(_num(r.get("count")) or 0 for r in ex.rows)
     api_ns = sum((_num(r.get("count")) or 0) * (_num(r.get("a_avg_ns")) or 0) for r in ex.rows)
@@ -665,6 +769,22 @@ def _exec_launch_bound(parsed: PastedText) -> list[Finding]:
 
 
 # --- what the text cannot tell ----------------------------------------------------------------------------------
+
+
+INTERPRETED = ("kernels", "api", "mem_time", "mem_size", "kern_exec", "nvtx", "gpu_sum", "gpu_trace", "pageable_copies")
+"""Kinds of table explain draws conclusions from (``other`` tables are listed, not interpreted)."""
+
+
+def partial_why(t: PastedTable) -> str:
+    """Why a table is marked partial, in a few words."""
+    if t.layout == "headerless":
+        return "rows without their header"
+    share = sum(float(v) for v in t.values("share") if isinstance(v, int | float))
+    if t.has("share") and share < 99.5:
+        return f"its shares add up to {share:.1f}%"
+    if any("could not" in i or "cells for" in i or "not numbers" in i for i in t.issues):
+        return "some rows could not be read"
+    return "rows cut with ..."
 
 
 def _cannot_tell(
@@ -720,12 +840,29 @@ def _cannot_tell(
             "part)"
         )
     for t in parsed.tables:
-        if t.partial and t.kind in ("kernels", "api", "mem_time"):
+        if t.partial and t.kind in INTERPRETED:
             out.append(
-                f"Rows missing from the {t.report or t.kind} table at line {t.line}: "
+                f"Rows missing from the {t.report or t.kind} table at line {t.line} ({partial_why(t)}): "
                 + ("only the rows shown are ranked" if t.has("share") else "shares are of the rows shown only")
-                + "; paste the whole table"
+                + ", and nothing is concluded from what the rows shown lack; paste the whole table"
             )
+    launches = int(api.get("kernel_launches") or 0) if api else 0  # type: ignore[call-overload]
+    if launches >= LAUNCH_BOUND_MIN_LAUNCHES and kernel_table is not None and kernel_table.partial:
+        out.append(
+            f"Whether kernel launches hold the GPU back: the kernel table is partial, so the kernel time to compare "
+            f"the {launches:,} launch calls with is unknown; paste the whole `cuda_gpu_kern_sum`"
+        )
+    if graphs and not graphs.get("graph_launch_calls") and not graphs.get("complete"):
+        out.append(
+            "Whether CUDA graphs are used: no cudaGraphLaunch in the rows shown, but the CUDA API table is partial"
+        )
+    look = memory.get("copies_look_like") if memory else None
+    if look in ("loading", "unknown") and memory.get("by_direction"):
+        out.append(
+            f"Whether the copies happen once (loading) or in every step: {memory['copies_why']}. Capture only "
+            "steady-state inference (`--capture-range=cudaProfilerApi`) or use `nsys stats --filter-nvtx RANGE` to "
+            "see the copies inside steps"
+        )
     if nccl:
         out.append(
             "Rank skew and how much communication overlaps compute: needs a trace per rank "
@@ -739,16 +876,23 @@ def _cannot_tell(
 
 def explain(parsed: PastedText, rules: list[OpRule], top: int = 10) -> Explanation:
     """Explain pasted nsys stats tables: kernels and families, host overhead, copies, NCCL, graphs, findings,
-    the diagnosis and next actions, and what the text cannot tell."""
+    the diagnosis and next actions, and what the text cannot tell.
+
+    Tables whose numbers could not be read are listed, never interpreted. Partial tables (rows cut, no header,
+    shares short of 100%) are used for what their rows show; nothing is concluded from what they lack."""
+    everything = parsed
+    parsed = replace(parsed, tables=[t for t in parsed.tables if t.readable])
     stats, kernel_table, kernel_source = _kernel_stats(parsed)
+    kernel_complete = kernel_table is not None and not kernel_table.partial
     instances = sum(s.count or 0 for s in stats)
     kernels_all, fam, kernel_ns, share_of = _kernels_and_families(stats, rules, 10_000)
     api = _api_section(parsed)
-    memory = _memory_section(parsed, kernel_ns)
+    memory = _memory_section(parsed, kernel_ns, kernel_complete)
     nccl = _nccl_section(kernels_all, fam)
-    graphs = _graph_section(api, kernel_table, instances)
+    graphs = _graph_section(api, kernel_table, instances, kernel_complete)
     nvtx = _nvtx_section(parsed)
-    findings = _findings(parsed, api, memory, graphs, kernels_all, kernel_ns, instances, nvtx)
+    findings = _findings(parsed, api, memory, graphs, kernels_all, kernel_ns, instances, nvtx, kernel_complete)
+    partial = [t for t in parsed.tables if t.partial and t.kind in INTERPRETED]
 
     families = [
         {
@@ -765,6 +909,9 @@ def explain(parsed: PastedText, rules: list[OpRule], top: int = 10) -> Explanati
         target, actions = _conclude(fam, findings, None)  # type: ignore[arg-type]
         if "why" in target:
             target["why"] = str(target["why"]).replace(" in the window", " in the pasted kernel table")
+        if kernel_table is not None and kernel_table.partial and target.get("kind") == "family":
+            target["kernel_table_partial"] = True
+            target["why"] = f"{target['why']}; the kernel table is partial ({partial_why(kernel_table)})"
     else:
         target = {
             "kind": "need-data",
@@ -778,29 +925,61 @@ def explain(parsed: PastedText, rules: list[OpRule], top: int = 10) -> Explanati
         memory["note"] = "no share of GPU time: the kernels inside CUDA graphs are missing from the kernel table"
     copy_share = memory.get("share_of_gpu_time") if memory else None
     if isinstance(copy_share, float) and copy_share >= COPY_SHARE_ACTION:
-        dom = DIRECTION_WORDS.get(str(memory.get("dominant", "other")).removeprefix("unified-"), "copies")
-        text = (
-            f"Memory copies take {100 * copy_share:.0f}% of GPU time (kernels + copies), {dom} copies most: "
-            f"{FAMILY_ADVICE['memcpy']}."
-        )
-        actions.insert(0 if copy_share >= 0.5 else len(actions), text)
+        text, first = _copy_action(memory, copy_share)
+        actions.insert(0 if first else len(actions), text)
         actions = [a for a in actions if not a.startswith("No problem stands out")]
-        target["copies"] = {"share_of_gpu_time": copy_share, "dominant": memory.get("dominant")}
+        target["copies"] = {
+            "share_of_gpu_time": copy_share,
+            "dominant": memory.get("dominant"),
+            "look_like": memory.get("copies_look_like"),
+        }
     if nccl and target.get("kind") == "family" and target.get("family") != "communication" and nccl["share"] >= 0.2:
         advice = FAMILY_ADVICE["communication"]
         actions.append(f"Communication (NCCL) takes {_pct(nccl['share'])} of kernel time: {advice}.")
+    if partial and any(a.startswith("No problem stands out") for a in actions):
+        # "nothing found" is a conclusion from absence: only whole tables support it
+        names = ", ".join(f"{t.report or t.kind} (line {t.line})" for t in partial)
+        actions = [a for a in actions if not a.startswith("No problem stands out")]
+        actions.append(
+            f"Nothing stands out in the rows shown, but {names} {'is' if len(partial) == 1 else 'are'} partial: "
+            "paste the whole tables before concluding there is no problem."
+        )
 
-    interpreted = [t for t in parsed.tables if t.kind not in ("other",)]
+    interpreted = [t for t in parsed.tables if t.kind in INTERPRETED]
     source = {
         "path": parsed.source,
         "lines": parsed.lines,
-        "tables": [t.describe() for t in parsed.tables],
+        "tables": [t.describe() for t in everything.tables],
         "kernel_table": kernel_source,
         "kernel_shares_of": share_of,
         "kernel_time_ns": kernel_ns or None,
         "kernel_instances": int(instances) if stats else None,
+        "complete": {
+            "kernels": kernel_complete if kernel_table is not None else None,
+            "api": api.get("complete") if api else None,
+            "memory": memory.get("complete") if memory else None,
+        },
+        "partial_tables": [
+            {"line": t.line, "report": t.report or t.kind, "why": partial_why(t)}
+            for t in everything.tables
+            if t.partial
+        ],
+        "unreadable_tables": [
+            {"line": t.line, "report": t.report or t.kind, "columns": t.unreadable}
+            for t in everything.tables
+            if not t.readable
+        ],
+        "scope": "whole run" if parsed.whole_run else "window",
+        "scope_evidence": parsed.scope[:5],
     }
     notes = list(parsed.notes[:10])
+    for t in everything.tables:
+        if not t.readable:
+            header, why = next(iter(t.unreadable.items()))
+            notes.append(
+                f"the {t.report or t.kind} table at line {t.line} is not interpreted: its column {header!r} cannot be "
+                f"read without guessing ({why})"
+            )
     for kind, what in (("kernels", "kernel"), ("api", "CUDA API"), ("mem_time", "memory")):
         tables = parsed.of_kind(kind)
         if len(tables) > 1:
@@ -809,8 +988,9 @@ def explain(parsed: PastedText, rules: list[OpRule], top: int = 10) -> Explanati
                 f"{len(tables)} {what} tables (before/after?): the first one (line {tables[0].line}) is explained; "
                 f"the others start at line {others}: paste them alone to explain them"
             )
-    if not interpreted:
+    if not interpreted and parsed.tables:
         notes.insert(0, "tables were found, but none of them is a report explain reads (kernel, API, memory, NVTX)")
+    notes += parsed.refused[:5]
     unmapped = [r["name"] for r in kernels_all if not r["mapped"]][:10]
     if unmapped:
         notes.append(f"{len(unmapped)} of the top kernels match no op rule (add rules with --ops FILE)")
@@ -829,3 +1009,21 @@ def explain(parsed: PastedText, rules: list[OpRule], top: int = 10) -> Explanati
         cannot_tell=_cannot_tell(parsed, kernel_table, api, memory, graphs, nccl, nvtx),
         notes=notes,
     )
+
+
+def _copy_action(memory: dict[str, object], copy_share: float) -> tuple[str, bool]:
+    """The next action for heavy copies, and whether it goes first. Advice against per-step copies only when the
+    copies look per-step; a whole-run table of loading copies gets the steady-state capture instead."""
+    dom = DIRECTION_WORDS.get(str(memory.get("dominant", "other")).removeprefix("unified-"), "copies")
+    least = "at least " if memory.get("share_at_least") else ""
+    head = f"Memory copies take {least}{100 * copy_share:.0f}% of GPU time (kernels + copies), {dom} copies most"
+    look, why = memory.get("copies_look_like"), memory.get("copies_why")
+    steady = (
+        "capture only steady-state inference (--capture-range=cudaProfilerApi) or use nsys stats --filter-nvtx "
+        "RANGE to see the copies inside steps"
+    )
+    if look == "per-step":
+        return f"{head} ({why}): {FAMILY_ADVICE['memcpy']}.", copy_share >= 0.5
+    if look == "loading":
+        return f"{head}, but {why}: that is start-up, not per-step work; {steady} before working on copies.", False
+    return f"{head}; {why}: {steady} before working on copies.", False

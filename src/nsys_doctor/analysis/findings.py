@@ -30,7 +30,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "check that the capture range was hit and CUDA was traced (--trace=cuda), or widen --window",
     ),
     "host-sync-in-inference": (
-        "The host waits for the GPU inside the decode loop",
+        "The host waits for the GPU inside the step loop",
         "remove per-step synchronization (.item(), .cpu(), cudaStreamSynchronize): keep the token on the GPU, "
         "read it asynchronously (pinned buffer + event) or batch the reads",
     ),
@@ -52,8 +52,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "preallocate buffers (or use a caching/stream-ordered pool) outside the step loop",
     ),
     "launch-bound": (
-        "Decode is launch-bound: the GPU waits for the host between kernels",
-        "capture the decode step in a CUDA graph (or fuse small kernels) so one launch replaces hundreds",
+        "Launch-bound: the GPU waits for the host between kernels",
+        'capture the step in a CUDA graph (torch.compile mode="reduce-overhead", cudaGraphLaunch) or fuse small '
+        "kernels, so one launch replaces hundreds",
     ),
     "gpu-idle-gap": (
         "The GPU sits idle inside inference",
@@ -72,8 +73,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "microbenchmark the kernel across the shapes it sees; check contention and clocks",
     ),
     "dynamic-shapes": (
-        "Kernels run with changing launch shapes inside decode",
-        "pad or bucket shapes so decode steps are identical (a precondition for CUDA graphs)",
+        "Kernels run with changing launch shapes from step to step",
+        "pad or bucket shapes so steps are identical (a precondition for CUDA graphs)",
     ),
     "module-loading-in-window": (
         "CUDA modules are loaded inside the inference window",
@@ -187,6 +188,14 @@ class Facts:
     diagnostics: list[str]
     overhead: dict[str, int]  # profiler overhead name -> ns inside the window
     dynamic: pl.DataFrame  # name, grids (distinct grids inside decode steps), instances
+    run_kind: str = "llm-decode"  # llm-decode | llm-prefill | iterations | unstructured (analysis/structure.py)
+
+    @property
+    def step_word(self) -> str:
+        """What one step is called in this kind of run: a decode step, an iteration, a prefill pass, a step."""
+        return {"llm-decode": "decode step", "iterations": "iteration", "llm-prefill": "prefill pass"}.get(
+            self.run_kind, "step"
+        )
 
     @property
     def decode_steps(self) -> pl.DataFrame:
@@ -277,7 +286,7 @@ def host_sync(f: Facts) -> list[Finding]:
         return [
             costed(
                 "host-sync-in-inference",
-                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per decode step): the GPU sits idle "
+                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per {f.step_word}): the GPU sits idle "
                 f"{format_ns(s.idle_ns)} after they return, until the host queues work again "
                 f"({format_ns(s.total_ns)} blocked, most of it waiting for the GPU's own work): {names}",
                 {
@@ -311,7 +320,7 @@ def pageable(f: Facts) -> list[Finding]:
             costed(
                 "pageable-memcpy",
                 f"{h.pageable_in_steps} copies from pageable host memory inside steps "
-                f"({_per_step(h.pageable_in_steps, n):.1f} per decode step; sizes {sizes}; "
+                f"({_per_step(h.pageable_in_steps, n):.1f} per {f.step_word}; sizes {sizes}; "
                 f"{format_bytes(h.pageable_bytes)} in the window; the GPU idles {format_ns(h.pageable_idle_ns)} "
                 "while the host copies)",
                 {
@@ -363,7 +372,7 @@ def alloc_churn(f: Facts) -> list[Finding]:
             costed(
                 "alloc-churn",
                 f"{a.count} allocation calls in the window ({a.in_steps} inside steps, "
-                f"{_per_step(a.in_steps, n):.1f} per decode step, {format_ns(a.total_ns)}; the GPU idles "
+                f"{_per_step(a.in_steps, n):.1f} per {f.step_word}, {format_ns(a.total_ns)}; the GPU idles "
                 f"{format_ns(a.idle_ns)} while the host allocates): " + _names(a.names),
                 {
                     "count": a.count,
@@ -392,7 +401,7 @@ def launch_bound(f: Facts) -> list[Finding]:
         return [
             costed(
                 "launch-bound",
-                f"{launches:.0f} kernel launches per decode step; the GPU works {format_ns(gpu)} of a "
+                f"{launches:.0f} kernel launches per {f.step_word}; the GPU works {format_ns(gpu)} of a "
                 f"{format_ns(wall)} step ({100 * gpu / wall:.0f}%) and is idle "
                 f"{100 * (idle or 0):.0f}% of the time between a step's first and last kernel "
                 f"({format_ns(f.host.step_idle_ns)} in all steps)",
@@ -571,7 +580,7 @@ def dynamic_shapes(f: Facts) -> list[Finding]:
             Finding(
                 "dynamic-shapes",
                 "info",
-                "launch shapes change between decode steps: " + ", ".join(items),
+                f"launch shapes change between {f.step_word}s: " + ", ".join(items),
                 {"kernels": hits.to_dicts(), "decode_steps": f.decode_steps.height},
             )
         ]

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from .. import JSON_SCHEMA
 from ..units import format_ns
 from .distribution import percentile_expr
 from .findings import CATALOGUE, SEVERITY_ORDER
 from .ops import OpRule, builtin_rules, classify
 from .phases import LAUNCH_API, assign_to_steps, calls
 
-JSON_SCHEMA = "nsys-doctor/1"
 LONG_HOST_NS = 50_000  # CUDA API / OS calls at least this long are named as what a late rank was doing
 END_TOLERANCE_NS = 50_000  # ends of one collective on different ranks are this close (NVLink: ~1 us)
 MIN_ALIGNED_SHARE = 0.5  # share of a rank's instances that must line up with the reference to share a group

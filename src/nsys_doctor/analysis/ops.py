@@ -24,6 +24,7 @@ from ..errors import UsageError
 CATEGORIES: tuple[str, ...] = (
     "GEMV",
     "GEMM",
+    "convolution",
     "attention (prefill)",
     "attention (decode)",
     "attention",
@@ -46,10 +47,11 @@ UNMAPPED_OP = "unmapped"
 BUILTIN_SOURCE = "builtin"
 
 REQUIRED_KEYS = ("pattern", "family", "category", "op")
-OPTIONAL_KEYS = ("library",)
+OPTIONAL_KEYS = ("library", "match")
+MATCH_KINDS = ("library", "meaning")  # a known library's kernel, or a name read by its meaning (less sure)
 FAMILY_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
-COLUMNS = ("name", "family", "category", "op", "library", "mapped")
+COLUMNS = ("name", "family", "category", "op", "library", "mapped", "match")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class OpRule:
     op: str
     library: str = ""
     source: str = BUILTIN_SOURCE
+    match: str = "library"  # "meaning": the rule reads an engine's own name (attention, norm...), less sure
 
 
 def load_rules(user_file: str | Path | None = None, extra: list[OpRule] | None = None) -> list[OpRule]:
@@ -168,6 +171,8 @@ def _rule_from_table(table: Any, label: str, source: str) -> OpRule:
         raise UsageError(f"{label}: unknown category {table['category']!r}", f"use one of: {', '.join(CATEGORIES)}")
     if not table["op"].strip():
         raise UsageError(f"{label}: empty op", 'name the model operation, e.g. "RMSNorm"')
+    if table.get("match", "library") not in MATCH_KINDS:
+        raise UsageError(f"{label}: match must be one of {', '.join(MATCH_KINDS)}, not {table['match']!r}", "")
     return OpRule(
         pattern=pattern,
         family=table["family"],
@@ -175,6 +180,8 @@ def _rule_from_table(table: Any, label: str, source: str) -> OpRule:
         op=table["op"],
         library=table.get("library", ""),
         source=source,
+        # a rule that names no library reads the kernel's name by its meaning
+        match=table.get("match", "library" if table.get("library") else "meaning"),
     )
 
 
@@ -336,10 +343,11 @@ def classify(
 ) -> pl.DataFrame:
     """Map kernel names to operations: one row per input name, in input order.
 
-    Columns: ``name``, ``family``, ``category``, ``op``, ``library`` and ``mapped`` (False where no rule matched:
-    family "other", category "elementwise / other", op "unmapped"). ``names`` are demangled names (or whatever
-    names a report shows); ``short_names``, when given, are the matching short names, tried too. Each distinct
-    name is matched once.
+    Columns: ``name``, ``family``, ``category``, ``op``, ``library``, ``mapped`` (False where no rule matched:
+    family "other", category "elementwise / other", op "unmapped") and ``match`` ("library" for a known library's
+    kernel, "meaning" for an engine's own name read by what it says, "" when unmapped). ``names`` are demangled
+    names (or whatever names a report shows); ``short_names``, when given, are the matching short names, tried
+    too. Each distinct name is matched once.
     """
     name = _as_strings(names, "name")
     if short_names is None:
@@ -354,9 +362,12 @@ def classify(
     first = _first_rule_indices(
         distinct["name"], None if short_names is None else distinct["short"], _matchers_of(rules)
     )
-    unmapped = (UNMAPPED_FAMILY, UNMAPPED_CATEGORY, UNMAPPED_OP, "", False)
+    unmapped = (UNMAPPED_FAMILY, UNMAPPED_CATEGORY, UNMAPPED_OP, "", False, "")
     values = [
-        unmapped if i < 0 else (rules[i].family, rules[i].category, rules[i].op, rules[i].library, True) for i in first
+        unmapped
+        if i < 0
+        else (rules[i].family, rules[i].category, rules[i].op, rules[i].library, True, rules[i].match)
+        for i in first
     ]
     lookup = distinct.with_columns(
         pl.Series(column, [v[k] for v in values], dtype=pl.Boolean if column == "mapped" else pl.String)

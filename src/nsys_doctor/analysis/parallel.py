@@ -57,17 +57,16 @@ def summary_from_frames(trace: Any, spec: Any, frames: Any, rules: list[Any] | N
     from ..trace.ranks import long_os_calls
     from ..trace.tables import gpus
     from .nccl import LONG_HOST_NS, summarize_rank
-    from .phases import choose_window, find_steps
+    from .phases import analyze_structure
 
     capture = capture_settings(trace)
-    window = choose_window(
+    _, window, steps = analyze_structure(
         frames.kernels,
         frames.api,
         frames.memcpy,
         frames.nvtx,
         capture.get("capture_range"),  # type: ignore[arg-type]
     )
-    steps = find_steps(frames.kernels, frames.api, frames.nvtx, window)
     os_calls = long_os_calls(trace, spec, LONG_HOST_NS)
     devices = sorted(set(frames.kernels["deviceId"].drop_nulls().to_list()))
     table = gpus(trace)

@@ -12,10 +12,15 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ..units import format_names
+
+if TYPE_CHECKING:
+    from .ops import OpRule
+    from .structure import RunStructure
 
 REQUEST_NAMES = re.compile(
     r"^(iter|iteration|request|req|generate|generation|inference|e2e|serve|batch|run)(_\d+)?$", re.IGNORECASE
@@ -261,17 +266,24 @@ def _nvtx_steps(nvtx: pl.DataFrame, window: Window) -> tuple[pl.DataFrame, str] 
 
 
 def find_steps(
-    kernels: pl.DataFrame, api: pl.DataFrame, nvtx: pl.DataFrame, window: Window, lk: pl.DataFrame | None = None
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    nvtx: pl.DataFrame,
+    window: Window,
+    lk: pl.DataFrame | None = None,
+    given: tuple[pl.DataFrame, str] | None = None,
 ) -> Steps:
     """Split the window into steps and measure each (GPU time of the kernels each step launched, launches...).
 
-    ``lk`` is ``launched_kernels(kernels, api)`` when the caller already has it."""
+    ``lk`` is ``launched_kernels(kernels, api)`` when the caller already has it. ``given`` is a step table
+    (idx, kind, start, end) and its source, from the run structure; without it the steps come from NVTX step
+    ranges, else graph launches, host syncs or a repeating kernel."""
     notes: list[str] = []
     api_w = api.filter((pl.col("start") >= window.start) & (pl.col("start") <= window.end))
     lk = launched_kernels(kernels, api) if lk is None else lk
     lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t_launch"))
     lk_w = lk.filter((pl.col("t_launch") >= window.start) & (pl.col("t_launch") <= window.end))
-    found = _nvtx_steps(nvtx, window)
+    found = given if given is not None else _nvtx_steps(nvtx, window)
     if found is not None:
         table, source = found
     else:
@@ -304,7 +316,7 @@ def find_steps(
     if keep.height < table.height:
         notes.append(f"{table.height - keep.height} step boundaries without GPU work between them were dropped")
         table = keep.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64).alias("idx")).drop("_i")
-    if not source.startswith("nvtx") and table.height > 2:
+    if not source.startswith(("nvtx", "structure")) and table.height > 2:
         # without names: a first step far heavier than the rest is the prefill
         med = table["gpu_time"].median() or 0
         if med and table["gpu_time"][0] > 4 * med:
@@ -366,3 +378,84 @@ def _repeating_marker(lk: pl.DataFrame) -> tuple[str, list[int]] | None:
         if med > 0 and gaps_sorted[int(len(gaps) * 0.9)] <= 3 * med:
             return str(row["short"]), [int(x) for x in t]
     return None
+
+
+# -------------------------------------------------------------------------------------- window and steps
+
+
+def window_and_steps(
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    memcpy: pl.DataFrame,
+    nvtx: pl.DataFrame,
+    capture_range: str | None,
+    structure: RunStructure,
+    chosen: Window | None = None,
+    lk: pl.DataFrame | None = None,
+) -> tuple[Window, Steps]:
+    """The analysis window and its measured steps, from the run structure when it found one: by default the
+    measured requests (warm-up, loading and compilation left out), else ``choose_window``. A window the user chose
+    (``chosen``) keeps the structure's steps that lie inside it, warm-up included when the window holds it."""
+    from .structure import STEP_KINDS
+
+    measured = chosen is None
+    table = structure.steps_frame(measured=measured) if structure.kind != "unstructured" else None
+    if table is not None and table.is_empty():
+        table = None
+    if chosen is None:
+        if table is None or structure.window is None:
+            w = choose_window(kernels, api, memcpy, nvtx, capture_range)
+            return w, find_steps(kernels, api, nvtx, w, lk)
+        reqs = structure.measured_requests
+        start = min(r.start for r in reqs)
+        end = max(max(r.end, r.gpu_end) for r in reqs)
+        warm = len(structure.warmup_requests)
+        counts = ", ".join(
+            f"{structure.count(k)} {k} step{'s' if structure.count(k) != 1 else ''}"
+            for k in STEP_KINDS
+            if structure.count(k)
+        )
+        reason = (
+            f"{len(reqs)} measured request{'s' if len(reqs) != 1 else ''} ({counts}) found from "
+            f"{structure.source}" + (f"; {warm} warm-up request{'s' if warm != 1 else ''} left out" if warm else "")
+        )
+        if capture_range == "cudaProfilerApi" and api.height and calls(api, PROFILER_START_API).height:
+            reason = f"inside the cudaProfilerApi capture range, {reason}"
+        loading = [p.end for p in structure.phases if p.kind in ("loading", "compilation", "autotuning")]
+        w = Window(start, end, "structure", reason, max(loading) if loading else None)
+    else:
+        w = chosen
+        if table is not None:
+            table = table.filter((pl.col("start") >= w.start) & (pl.col("end") <= w.end))
+            table = None if table.is_empty() else table
+        if table is None:
+            return w, find_steps(kernels, api, nvtx, w, lk)
+    assert table is not None
+    given = table.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"), "kind", "start", "end")
+    return w, find_steps(kernels, api, nvtx, w, lk, given=(given, f"structure:{structure.source}"))
+
+
+def analyze_structure(
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    memcpy: pl.DataFrame,
+    nvtx: pl.DataFrame,
+    capture_range: str | None,
+    rules: list[OpRule] | None = None,
+    chosen: Window | None = None,
+    lk: pl.DataFrame | None = None,
+    graph_launches: pl.DataFrame | None = None,
+) -> tuple[RunStructure, Window, Steps]:
+    """The one code path every command takes to the run's structure, its window and its steps: report, diff,
+    scaling, baselines, roofline and the per-rank analyses read the same answer."""
+    from .ops import classify
+    from .structure import find_structure
+
+    ops = None
+    if kernels.height:
+        names = kernels.group_by("name").agg(pl.col("short").first()) if "short" in kernels.columns else None
+        if names is not None:
+            ops = classify(names["name"].to_list(), rules or [], short_names=names["short"].to_list())
+    structure = find_structure(kernels, api, memcpy, None, nvtx, capture_range, ops, graph_launches)
+    w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, chosen, lk)
+    return structure, w, steps

@@ -39,6 +39,7 @@ from typing import Any
 
 import polars as pl
 
+from .. import JSON_SCHEMA
 from ..errors import UsageError
 from ..units import format_bytes, format_ns
 from .distribution import percentile, percentile_expr
@@ -447,7 +448,7 @@ class Roofline:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "schema": "nsys-doctor/1",
+            "schema": JSON_SCHEMA,
             "kind": "roofline",
             "trace": self.trace,
             "window": self.window,
@@ -963,8 +964,10 @@ def roofline(
     inst, orphans = _linear_instances(lk, table, rules, mapping)
     if inst.is_empty():
         raise UsageError(
-            "no GEMV/GEMM kernels in the steps of the window",
-            "check the window, or map the linear-layer kernels with --mapping FILE (or op rules with --ops)",
+            "the steps of the window run no GEMV/GEMM kernels, so there is nothing to match to the model",
+            "if the steps launch CUDA graphs, recapture with --cuda-graph-trace=node (by default nsys records a graph "
+            "as one opaque launch); otherwise check the window, or map the linear-layer kernels with --mapping FILE "
+            "(or op rules with --ops)",
         )
     notes = list(model.notes)
     if orphans:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import JSON_SCHEMA
 from ..analysis.compare import (
     LEVELS,
     DiffResult,
@@ -21,7 +22,7 @@ from ..analysis.compare import (
     step_busy,
 )
 from ..analysis.ops import OpRule, classify
-from ..analysis.phases import choose_window, find_steps
+from ..analysis.phases import analyze_structure
 from ..config import find_config, gate_settings
 from ..errors import NsysDoctorError, UsageError
 from ..report.compare_text import render_diff, render_scaling
@@ -51,8 +52,14 @@ def _profile(trace: Trace, frames: TraceFrames, source: str, rules: list[OpRule]
             "missing, so its per-step kernel time cannot be compared",
             "recapture it with --cuda-graph-trace=node",
         )
-    window = choose_window(frames.kernels, frames.api, frames.memcpy, frames.nvtx, info.capture.get("capture_range"))  # type: ignore[arg-type]
-    steps = find_steps(frames.kernels, frames.api, frames.nvtx, window)
+    _, window, steps = analyze_structure(
+        frames.kernels,
+        frames.api,
+        frames.memcpy,
+        frames.nvtx,
+        info.capture.get("capture_range"),
+        rules,  # type: ignore[arg-type]
+    )
     ops = classify(frames.kernels["name"].unique().to_list(), rules)
     prompt, output = workload_shape(info.capture.get("command"))  # type: ignore[arg-type]
     return build_profile(
@@ -291,7 +298,7 @@ def _render_rank_diffs(
 ) -> str:
     if fmt == "json":
         data = {
-            "schema": "nsys-doctor/1",
+            "schema": JSON_SCHEMA,
             "kind": "diff-ranks",
             "ranks": [{"rank": r, "diff": json.loads(render_diff(d, "json", g))} for r, d, g in pairs],
             "gate_failed_ranks": failed,

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ..analysis.explain import explain as explain_tables
+from ..errors import UsageError
 from ..report.explain_text import render_json, render_markdown, render_terminal
-from ..trace.pasted import decode_text, load_pasted, read_source
+from ..trace.pasted import decode_text, load_pasted, read_source, read_stream
 from .common import emit, ops_option
 from .report import project_rules
 
@@ -38,12 +39,7 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
       nsys stats report.nsys-rep | nsys-doctor explain --format markdown
     """
     rules = project_rules(ops_file)
-    if source == "-":
-        if sys.stdin.isatty():
-            click.echo("reading nsys stats output from standard input (end with Ctrl-D)...", err=True)
-        text, label = decode_text(sys.stdin.buffer.read()), "standard input"
-    else:
-        text, label = read_source(source)
+    text, label = _read_stdin() if source == "-" else read_source(source)
     e = explain_tables(load_pasted(text, label), rules, top=top)
     if fmt == "json":
         body = render_json(e)
@@ -52,6 +48,24 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
     else:
         body = render_terminal(e, color=output is None and sys.stdout.isatty())
     emit(body, output, fmt)
+
+
+def _read_stdin() -> tuple[str, str]:
+    """The pasted text from standard input (capped, checked like a file); one-line errors when it is closed."""
+    label = "standard input"
+    stdin = sys.stdin
+    if stdin is None or getattr(stdin, "closed", False):
+        raise UsageError(
+            "standard input is closed",
+            "pass a FILE, or pipe the text in: nsys stats REPORT.nsys-rep | nsys-doctor explain -",
+        )
+    try:
+        tty = stdin.isatty()
+    except (OSError, ValueError):
+        tty = False
+    if tty:
+        click.echo("reading nsys stats output from standard input (end with Ctrl-D)...", err=True)
+    return decode_text(read_stream(getattr(stdin, "buffer", stdin), label), label), label
 
 
 COMMANDS = [explain]

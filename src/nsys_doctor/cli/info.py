@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import JSON_SCHEMA
 from ..report.info_text import render_info
 from ..trace import Trace
 from ..trace.meta import describe
@@ -20,7 +21,7 @@ def info(trace_path: Path, fmt: str) -> None:
     with Trace.open(trace_path) as trace:
         data = describe(trace)
     if fmt == "json":
-        click.echo(json.dumps({"schema": "nsys-doctor/1", "info": data.to_dict()}, indent=2))
+        click.echo(json.dumps({"schema": JSON_SCHEMA, "info": data.to_dict()}, indent=2))
     else:
         click.echo(render_info(data), nl=False)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import JSON_SCHEMA
 from ..analysis.diagnosis import Diagnosis, diagnose
 from ..analysis.model import Model, parse_dtype, read_model
 from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
@@ -169,7 +170,7 @@ def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: s
 
     if fmt == "json":
         data = {
-            "schema": "nsys-doctor/1",
+            "schema": JSON_SCHEMA,
             "kind": "report-ranks",
             "ranks": [{"rank": sp.rank, "spec": sp.to_dict(), "report": d.to_dict()} for sp, d in pairs],
             "across_ranks": across.to_dict() if across is not None else None,  # type: ignore[attr-defined]

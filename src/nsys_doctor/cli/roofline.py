@@ -11,7 +11,7 @@ import click
 
 from ..analysis.model import DTYPES, MAX_DIM, Model, read_model
 from ..analysis.ops import OpRule
-from ..analysis.phases import choose_window, find_steps, launched_kernels
+from ..analysis.phases import analyze_structure, launched_kernels
 from ..analysis.roofline import MapRule, Roofline, read_mapping, resolve_peaks, tokens_from_command
 from ..analysis.roofline import roofline as analyze_roofline
 from ..errors import UsageError
@@ -94,15 +94,18 @@ def roofline_trace(
     mapping = read_mapping(mapping_path) if isinstance(mapping_path, (str, Path)) else mapping_path
     info = describe(trace)
     frames = TraceFrames(trace)
-    w = resolve_window(trace, frames, window, filter_nvtx, whole_trace) or choose_window(
+    chosen = resolve_window(trace, frames, window, filter_nvtx, whole_trace)
+    lk = launched_kernels(frames.kernels, frames.api)
+    _, w, steps = analyze_structure(
         frames.kernels,
         frames.api,
         frames.memcpy,
         frames.nvtx,
-        info.capture.get("capture_range"),  # type: ignore[arg-type]
+        info.capture.get("capture_range"),
+        rules,
+        chosen,
+        lk,  # type: ignore[arg-type]
     )
-    lk = launched_kernels(frames.kernels, frames.api)
-    steps = find_steps(frames.kernels, frames.api, frames.nvtx, w, lk)
     gpu = info.gpus[0] if info.gpus else None
     if len(info.gpus) > 1 and frames.kernels.height:  # the GPU that ran most kernels
         dev = frames.kernels.group_by("deviceId").len().sort("len", descending=True)["deviceId"][0]

@@ -1,4 +1,4 @@
-"""JSON renderer of a ``Diagnosis``: the public, versioned ``nsys-doctor/1`` schema (docs/report-json.md)."""
+"""JSON renderer of a ``Diagnosis``: the public, versioned ``nsys-doctor/2`` schema (docs/report-json.md)."""
 
 from __future__ import annotations
 

@@ -101,6 +101,8 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     )
     w = d.window
     con.print(f"Window  {w.start / 1e9:.3f}s to {w.end / 1e9:.3f}s ({format_ns(w.duration)}): {w.reason}")
+    if d.run:
+        con.print(f"Run     {run_line(d.run)}")
     timing = _timing_line(d)
     if timing:
         con.print(f"Timing  {timing}")
@@ -146,11 +148,13 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             format_ns(r["p50"]),
             format_ns(r["p99"]),
             format_ns(r["max"]),
-            str(r["family"]),
+            str(r["family"]) + ("*" if r.get("match") == "meaning" else ""),
             _short(str(r["label"]), 50),
         )
     if d.kernels.height:
         con.print(kt)
+        if "match" in d.kernels.columns and (d.kernels.head(5)["match"] == "meaning").any():
+            con.print("  * family read from the kernel's own name (no known library): less sure")
         con.print()
     tt = Table(title="Tails (by tail score)", title_justify="left", box=None)
     for c in ("score", "max/p50", "p99/p50", "p50", "max", "count", "grid", "kernel"):
@@ -243,3 +247,26 @@ def _cost(f: Finding) -> str:
         return ""
     share = f", {100 * f.cost_share:.0f}% of the window" if f.cost_share is not None else ""
     return f" ({format_ns(f.cost_ns)}{share})"
+
+
+RUN_WORDS = {
+    "llm-decode": "LLM decode",
+    "llm-prefill": "LLM prefill only",
+    "iterations": "repeated forward passes (not token-by-token decode)",
+    "unstructured": "no repeating step structure",
+}
+
+
+def run_line(run: dict[str, object]) -> str:
+    """One line: the kind of run, what was measured and how sure the structure is."""
+    kind = str(run.get("kind"))
+    parts = [RUN_WORDS.get(kind, kind)]
+    if kind != "unstructured":
+        counts = [f"{run.get(k)} {w}" for k, w in (("prefill_steps", "prefill"), ("decode_steps", "decode"),
+                                                     ("iterations", "iterations")) if run.get(k)]  # fmt: skip
+        req = f"{run.get('requests')} measured request(s)"
+        if run.get("warmup_requests"):
+            req += f", {run.get('warmup_requests')} warm-up left out"
+        parts.append(f"{req}; steps: {', '.join(counts) or 'none'}")
+    parts.append(f"from {run.get('source')}, {run.get('confidence')} confidence")
+    return "; ".join(parts)

@@ -1,4 +1,4 @@
-"""Renderers of an ``Explanation`` (``nsys-doctor explain``): terminal (rich), Markdown and JSON (nsys-doctor/1).
+"""Renderers of an ``Explanation`` (``nsys-doctor explain``): terminal (rich), Markdown and JSON (nsys-doctor/2).
 
 The answer first (diagnosis, next actions, findings), then the evidence read from the pasted tables, then what the
 text cannot tell and how to capture it.
@@ -46,9 +46,32 @@ def _tables_line(e: Explanation) -> str:
     for t in e.source["tables"]:  # type: ignore[union-attr]
         name = (t["report"] or t["kind"]) + (f":{t['args']}" if t["args"] else "")
         extra = ", partial" if t["partial"] else ""
+        if not t.get("readable", True):
+            extra += ", numbers not read"
         rows = "1 row" if t["rows"] == 1 else f"{t['rows']} rows"
         parts.append(f"{name} ({t['layout']}, {rows}, line {t['line']}{extra})")
     return f"Read {len(parts)} table{'s' if len(parts) != 1 else ''}: " + "; ".join(parts)
+
+
+def _coverage_lines(e: Explanation) -> list[str]:
+    """What the tables cover: partial tables, tables whose numbers were not read, and whole run or window."""
+    s = e.source
+    lines = []
+    partial = s.get("partial_tables") or []
+    if partial:
+        lines.append(
+            "Partial (rows missing, nothing concluded from what they lack): "
+            + "; ".join(f"{p['report']} at line {p['line']} ({p['why']})" for p in partial)  # type: ignore[union-attr]
+        )
+    for u in s.get("unreadable_tables") or []:  # type: ignore[union-attr]
+        cols = "; ".join(f"{h!r}: {why}" for h, why in u["columns"].items())
+        lines.append(f"Not interpreted: {u['report']} at line {u['line']}, numbers not read without guessing ({cols})")
+    evidence = s.get("scope_evidence") or []
+    if s.get("scope") == "window" and evidence:
+        lines.append(f"Scope: a window of the run ({evidence[0]})")  # type: ignore[index]
+    elif e.api or e.memory:
+        lines.append("Scope: the whole run (no filter or capture range in the text), start-up included")
+    return lines
 
 
 def _kernel_line(e: Explanation) -> str | None:
@@ -69,8 +92,9 @@ def _host_lines(e: Explanation) -> list[str]:
     def g(key: str) -> dict:
         return a[key]  # type: ignore[return-value]
 
+    least = "" if a.get("complete", True) else "at least "
     lines = [
-        f"{_count(a['kernel_launches'])} kernel launches ({_ns(a['kernel_launch_ns'])} in launch calls), "
+        f"{least}{_count(a['kernel_launches'])} kernel launches ({_ns(a['kernel_launch_ns'])} in launch calls), "
         f"{_count(g('graph_launches')['count'])} CUDA graph launches; {_count(g('syncs')['count'])} syncs "
         f"({_ns(g('syncs')['total_ns'])}); {_count(g('sync_memcpy')['count'])} synchronous memcpy, "
         f"{_count(g('sync_memset')['count'])} synchronous memset; {_count(g('allocations')['count'])} allocation "
@@ -81,6 +105,10 @@ def _host_lines(e: Explanation) -> list[str]:
             for r in a["top"]  # type: ignore[union-attr]
         ),
     ]
+    if not a.get("complete", True):
+        lines.append(
+            "the CUDA API table is partial: counts are of the rows shown (at least), absent calls prove nothing"
+        )
     return lines
 
 
@@ -89,7 +117,7 @@ def _memory_lines(e: Explanation) -> list[str]:
     if not m:
         return []
     parts = []
-    for d, v in sorted(m["by_direction"].items(), key=lambda kv: -(kv[1]["total_ns"] or 0)):  # type: ignore[union-attr]
+    for d, v in sorted(m["by_direction"].items(), key=lambda kv: (-(kv[1]["total_ns"] or 0), kv[0])):  # type: ignore[union-attr]
         word = DIRECTION_WORDS.get(d.removeprefix("unified-"), d)
         if d.startswith("unified-"):
             word = "unified memory " + word
@@ -103,9 +131,16 @@ def _memory_lines(e: Explanation) -> list[str]:
         parts.append(f"{word}: " + ", ".join(bits))
     lines = [f"{_ns(m.get('total_ns'))} in copies and memsets; " + "; ".join(parts)]
     if m.get("share_of_gpu_time") is not None:
-        lines.append(f"copies are {_pct(m['share_of_gpu_time'])} of GPU time (kernels + copies)")
+        least = "at least " if m.get("share_at_least") else ""
+        lines.append(f"copies are {least}{_pct(m['share_of_gpu_time'])} of GPU time (kernels + copies)")
     if m.get("note"):
         lines.append(str(m["note"]))
+    look = m.get("copies_look_like")
+    if look:
+        word = {"loading": "loading (start-up)", "per-step": "per-step copies", "unknown": "cannot tell"}[str(look)]
+        lines.append(f"copies look like: {word}: {m.get('copies_why')}")
+    if m.get("complete") is False:
+        lines.append("the memory tables are partial: copies absent from the rows shown prove nothing")
     p = m.get("pageable")
     if isinstance(p, dict):
         lines.append(f"pageable copies: {_count(p['copies'])} ({p['source']})")
@@ -122,8 +157,18 @@ def _other_lines(e: Explanation) -> list[tuple[str, list[str]]]:
         trace = g.get("inferred_trace")
         how = f"kernels traced per {trace} (inferred)" if trace else "trace mode unknown"
         out.append(("CUDA graphs", [f"{_count(g['graph_launch_calls'])} graph launches; {how}: {g.get('why', '')}"]))
-    elif e.api:
+    elif e.api and g.get("complete"):
         out.append(("CUDA graphs", ["no cudaGraphLaunch in the API table: kernels are launched one by one"]))
+    elif e.api:
+        out.append(
+            (
+                "CUDA graphs",
+                [
+                    "no cudaGraphLaunch in the rows shown, but the CUDA API table is partial: "
+                    "whether graphs are used is unknown"
+                ],
+            )
+        )
     n = e.nvtx
     if n:
         lines = []
@@ -154,6 +199,8 @@ def render_terminal(e: Explanation, width: int = 140, color: bool = True) -> str
     kl = _kernel_line(e)
     if kl:
         say(kl)
+    for line in _coverage_lines(e):
+        say(line)
     say()
     con.print("[bold]Diagnosis[/bold]")
     say(f"  {e.diagnosis.get('why', 'nothing to explain')}")
@@ -229,6 +276,9 @@ def render_markdown(e: Explanation) -> str:
     kl = _kernel_line(e)
     if kl:
         out += ["", kl + "."]
+    coverage = _coverage_lines(e)
+    if coverage:
+        out += [""] + [f"- {_md_escape(line)}" for line in coverage]
     out += ["", "### Diagnosis", "", str(e.diagnosis.get("why", "nothing to explain")), ""]
     out += [f"{i}. {a}" for i, a in enumerate(e.next_actions, 1)]
     if e.findings:

@@ -1,4 +1,4 @@
-"""Renderers of an ``NcclResult`` (``nsys-doctor nccl``): terminal (rich), Markdown and JSON (``nsys-doctor/1``,
+"""Renderers of an ``NcclResult`` (``nsys-doctor nccl``): terminal (rich), Markdown and JSON (``nsys-doctor/2``,
 ``"kind": "nccl"``)."""
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ What it understands:
 * every era of headers: ``Time(%)`` and ``Time (%)``, ``Average/Minimum/Maximum`` and ``Avg/Med/Min/Max/StdDev``,
   ``Operations`` and ``Count``, time units from the header (``(ns)``, ``(us)``, ``(ms)``, ``(s)``), byte units
   (``(MB)``, ``(KiB)``, ...) and extra columns (``GridXYZ``, ``BlockXYZ``, kernel-exec statistics);
-* numbers with or without thousands separators, with a decimal comma and dot, space or apostrophe separators;
+* numbers as any locale writes them (``1,234.5``, ``1.234,5``, ``1 234,5``, ``1'234.5``): the convention is decided
+  per table from all its numbers, never per cell; a column that reads two ways, or none, is marked unreadable;
 * the report of each table, from the line before it (``** CUDA GPU Kernel Summary (cuda_gpu_kern_sum):``,
   ``Processing [...] with [.../cuda_gpu_kern_sum.py]``, ``Executing 'gpukernsum' stats report``, the old
   ``CUDA Kernel Statistics:``) or else from its columns and names;
@@ -19,20 +20,24 @@ What it understands:
 Every column gets a normalized *role* (``share``, ``total_ns``, ``count``, ``avg_ns``, ``med_ns``, ``min_ns``,
 ``max_ns``, ``stddev_ns``, ``total_bytes``, ``name``, ``grid``, ...; unknown headers get a slug of their label).
 Times are converted to nanoseconds and sizes to bytes with exact decimal arithmetic; every column records how many
-decimals the text kept, so callers know the precision. Nothing here raises on odd input except ``load_pasted``,
-which refuses text without any table.
+decimals the text kept, so callers know the precision. Parsing never raises on odd input and stays linear in the
+text's length; ``load_pasted`` refuses text without a table (or whose tables' numbers cannot be read), and the
+readers (``read_source``, ``read_stream``, ``decode_text``) refuse traces, binary data, broken encodings and input
+over ``MAX_INPUT_BYTES``, all with ``UsageError``.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
+import functools
 import itertools
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import IO
 
 from ..errors import UsageError
 
@@ -202,9 +207,17 @@ _ELLIPSIS = re.compile(
     r"^\s*(?:\.{3,}|…+|⋮|<truncated>|\[(?:\.{3}|…|truncated)\]|\((?:\.{3}|…)\)|\[\s*\d+ more .*\])\s*$"
 )
 _NUMLIKE = re.compile(
-    r"^[+-]?(?:(?:\d{1,3}(?:[,.'\u00a0\u202f\u2009 _]\d{3})+|\d+)(?:[.,]\d+)?|[.,]\d+)(?:[eE][+-]?\d+)?$"
+    r"^[+-]?(?:(?:[0-9]{1,3}(?:[,.'\u2019\u00a0\u202f\u2009 _][0-9]{3})+|[0-9]+)(?:[.,][0-9]+)?|[.,][0-9]+)"
+    r"(?:[eE][+-]?[0-9]+)?$"
 )
 _SPACES2 = re.compile(r"\s{2,}")
+
+
+def _is_numlike(cell: str) -> bool:
+    """The cell is written like a number in some convention (which one is decided per table)."""
+    return len(cell) <= _MAX_NUMBER_CHARS and bool(_NUMLIKE.match(cell))
+
+
 _TITLE_STARS = re.compile(r"^\s*\*\*\s*(?P<title>.*?)\s*\((?P<report>[A-Za-z]\w*)\)\s*:?\s*$")
 _PROCESSING = re.compile(
     r"Processing\s*\[[^\]]*\]\s*with\s*\[(?P<path>[^\]]*?)(?P<report>[A-Za-z]\w*)\.py\]\s*(?:\((?P<args>[^)]*)\))?"
@@ -218,7 +231,6 @@ _NOTE_PATTERNS = re.compile(
     r"(might have been collected|events? (?:were |was )?(?:dropped|lost)|dropped \d+|data loss|buffer overflow|"
     r"SKIPPED:|WARNING:|Warning:)",
 )
-_HEADERLESS = re.compile(r"^\s*(?P<nums>(?:[+-]?\d[\d,.]*[ \t]+){6,8})(?P<name>\S.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -231,6 +243,7 @@ class PastedColumn:
     quantity: str  # "time", "bytes", "throughput", "percent", "number", "text"
     role: str
     decimals: int = 0  # the most digits after the decimal separator in this column (the precision the text kept)
+    unreadable: str = ""  # why the numbers of this column were not read (its values are all None); "" if read
 
     @property
     def factor(self) -> int:
@@ -274,6 +287,16 @@ class PastedTable:
     def column(self, role: str) -> PastedColumn | None:
         return next((c for c in self.columns if c.role == role), None)
 
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Columns whose numbers could not be read without guessing: header -> why."""
+        return {c.header: c.unreadable for c in self.columns if c.unreadable}
+
+    @property
+    def readable(self) -> bool:
+        """Every numeric column was read (a table with an unreadable column is shown, never interpreted)."""
+        return not any(c.unreadable for c in self.columns)
+
     def describe(self) -> dict[str, object]:
         return {
             "index": self.index,
@@ -289,6 +312,8 @@ class PastedTable:
             "columns": [c.header for c in self.columns],
             "units": {c.role: c.unit for c in self.columns if c.unit},
             "partial": self.partial,
+            "readable": self.readable,
+            "unreadable_columns": self.unreadable,
             "clipped_names": self.clipped_names,
             "issues": self.issues,
         }
@@ -302,66 +327,248 @@ class PastedText:
     tables: list[PastedTable]
     notes: list[str]  # profiler warnings and SKIPPED lines seen in the text
     lines: int
+    refused: list[str] = field(default_factory=list)  # rows that look like a table but were not read, and why
+    scope: list[str] = field(default_factory=list)  # lines showing the tables cover a window, not the whole run
+
+    @property
+    def whole_run(self) -> bool:
+        """No sign (a filter or capture-range flag in the text) that the tables cover less than the whole run."""
+        return not self.scope
 
     def of_kind(self, kind: str) -> list[PastedTable]:
         return [t for t in self.tables if t.kind == kind]
 
 
 # --- numbers ----------------------------------------------------------------------------------------------------
+#
+# nsys prints numbers the way the locale of the machine does: "1,234.5" (en), "1.234,5" (de), "1 234,5" (fr, with a
+# narrow no-break space or a plain space), "1'234.5" (ch). A cell alone is often ambiguous ("1,234" is 1234 or
+# 1.234), so the convention is decided for a whole table: one decimal separator for every column, one grouping
+# separator per column, used consistently (a column that groups "1,234" does not also print "12345"). When the cells
+# allow more than one reading that gives different numbers, or none, the column is marked unreadable with the reason:
+# a number is never guessed.
 
-_SEPARATOR_SPACES = str.maketrans("", "", " \u00a0\u202f\u2009'_")
+SEPARATORS: dict[str, str] = {
+    ",": ",",
+    ".": ".",
+    "'": "'",
+    "\u2019": "'",
+    "_": "_",
+    " ": " ",
+    "\u00a0": " ",
+    "\u202f": " ",
+    "\u2009": " ",
+}
+"""Characters written between digits -> their class (every kind of space is one class, so are apostrophes)."""
+_GROUP_RX = {",": ",", ".": r"\.", "'": "['\u2019]", "_": "_", " ": "[ \u00a0\u202f\u2009]"}
+_SEP_WORDS = {",": "comma", ".": "dot", "'": "apostrophe", "_": "underscore", " ": "space"}
+_EMPTY_CELLS = frozenset({"", "-", "\u2014", "\u2013", "n/a", "N/A", "--"})
+_MAX_NUMBER_CHARS = 64  # longer cells are not numbers (and keep every regex on cells cheap)
 
 
-def detect_decimal(cells: Iterable[str]) -> str:
-    """The decimal separator of a table: ',' when its numbers are written with a decimal comma, else '.'."""
-    comma = dot = 0
-    for raw in cells:
-        if abs(comma - dot) >= 40:
-            break  # decided: no need to read a long table to the end
-        t = raw.strip()
-        if not t or t.isdigit() or not _NUMLIKE.match(t):
-            continue
-        has_c, has_d = "," in t, "." in t
-        if has_c and has_d:
-            if t.rfind(",") > t.rfind("."):
-                comma += 2
+@functools.lru_cache(maxsize=32)
+def _grammar(decimal: str, group: str) -> re.Pattern[str]:
+    """A number written with this decimal separator and this grouping separator ("" for none)."""
+    d = re.escape(decimal)
+    whole = r"(?P<plain>[0-9]+)"
+    if group:
+        whole = rf"(?:(?P<grouped>[1-9][0-9]{{0,2}}(?:{_GROUP_RX[group]}[0-9]{{3}})+)|{whole})"
+    return re.compile(rf"[+-]?(?:{whole}(?:{d}(?P<frac>[0-9]+))?|{d}(?P<frac2>[0-9]+))(?:[eE][+-]?[0-9]+)?")
+
+
+def _separators(cell: str) -> set[str]:
+    return {SEPARATORS[c] for c in cell if c in SEPARATORS}
+
+
+@dataclass
+class NumberColumn:
+    """One column of cells read with one decimal separator: the values, or why they cannot be read that way."""
+
+    values: list[Decimal | None]
+    decimals: int = 0  # the most digits after the decimal separator
+    group: str = ""  # the grouping separator found ("" for none)
+    reason: str = ""  # non-empty: the column cannot be read with this decimal separator
+    bad_cell: str = ""  # the cell that says so
+
+
+def read_numbers(cells: list[str], decimal: str, group: str | None = None) -> NumberColumn:
+    """Read a column of number cells with ``decimal`` as the decimal separator; the grouping separator is the one
+    other separator the column uses (or ``group`` when given, "" for none). Empty cells ("", "-") are ``None``."""
+    seps: set[str] = set()
+    texts = [c.strip() for c in cells]
+    for t in set(texts):
+        if len(t) <= _MAX_NUMBER_CHARS:
+            seps |= _separators(t)
+    seps.discard(decimal)
+    allowed = seps if group is None else ({group} if group else set())
+    if seps - allowed:
+        extra = sorted(seps - allowed)
+        bad = next(t for t in texts if _separators(t) & set(extra))
+        return NumberColumn([], reason=f"{bad!r} has a {_SEP_WORDS[extra[0]]} where no separator belongs", bad_cell=bad)
+    if len(seps) > 1:
+        words = " and ".join(_SEP_WORDS[s] for s in sorted(seps))
+        bad = next((t for t in texts if len(_separators(t) - {decimal}) > 1), "") or next(
+            t for t in texts if _separators(t) - {decimal}
+        )
+        return NumberColumn([], reason=f"the column groups digits with both {words} (e.g. {bad!r})", bad_cell=bad)
+    g = next(iter(seps), "")
+    rx = _grammar(decimal, g)
+    seen: dict[str, tuple[Decimal | None, int]] = {}
+    values: list[Decimal | None] = []
+    most = 0
+    for t in texts:
+        hit = seen.get(t)
+        if hit is None:
+            if t in _EMPTY_CELLS:
+                hit = (None, 0)
             else:
-                dot += 2
-        elif has_c:
-            if t.count(",") > 1:
-                dot += 1  # 1,234,567: thousands
-            elif len(t.rsplit(",", 1)[1]) != 3:
-                comma += 2  # 22,0 or 0,25: a decimal comma
-        elif has_d:
-            if t.count(".") > 1:
-                comma += 1  # 1.234.567: thousands dots
-            elif len(t.rsplit(".", 1)[1]) != 3:
-                dot += 2
-        elif any(ch in t for ch in " \u00a0\u202f"):
-            comma += 1  # 1 234 567: space-grouped, the style of decimal-comma locales
-    return "," if comma > dot else "."
+                m = rx.fullmatch(t) if len(t) <= _MAX_NUMBER_CHARS else None
+                if m is None:
+                    return NumberColumn([], group=g, reason=f"{t!r} is not a number", bad_cell=t)
+                plain = m.group("plain")
+                if g and plain is not None and len(plain) > 3:
+                    return NumberColumn(
+                        [],
+                        group=g,
+                        reason=f"{t!r} has no {_SEP_WORDS[g]} between thousands where other cells have one",
+                        bad_cell=t,
+                    )
+                frac = m.group("frac") or m.group("frac2") or ""
+                text = t
+                for ch, cls in SEPARATORS.items():
+                    if cls == g:
+                        text = text.replace(ch, "")
+                text = text.replace(decimal, ".")
+                try:
+                    hit = (Decimal(text), len(frac))
+                except InvalidOperation:
+                    return NumberColumn([], group=g, reason=f"{t!r} is not a number", bad_cell=t)
+            seen[t] = hit
+        values.append(hit[0])
+        most = max(most, hit[1])
+    return NumberColumn(values, most, g)
 
 
-def parse_number(text: str, decimal: str = ".") -> Decimal | None:
-    """A shown number as an exact Decimal (``None`` for an empty cell); raises ValueError if it is not a number."""
-    t = text.strip()
-    if t in ("", "-", "—", "–", "n/a", "N/A", "--"):
+@dataclass
+class TableNumbers:
+    """The numbers of a table's numeric columns, read with one convention, and the columns that cannot be read."""
+
+    decimal: str
+    columns: dict[int, NumberColumn]
+    unreadable: dict[int, str]  # column index -> why its numbers are not read
+
+
+@functools.lru_cache(maxsize=8)
+def _integer_grammar(group: str) -> re.Pattern[str]:
+    grouped = rf"(?P<grouped>[1-9][0-9]{{0,2}}(?:{_GROUP_RX[group]}[0-9]{{3}})+)|" if group else ""
+    return re.compile(rf"[+-]?(?:{grouped}(?P<plain>[0-9]+))")
+
+
+def read_integers(cells: list[str], group: str | None = None) -> NumberColumn | None:
+    """A column of counts (nsys prints them without decimals): every separator in it groups thousands, so it reads
+    the same whatever the table's decimal separator is. ``None`` when the cells are not integers written so."""
+    texts = [c.strip() for c in cells]
+    seps: set[str] = set()
+    for t in set(texts):
+        seps |= _separators(t)
+    if len(seps) > 1 or (group is not None and seps - ({group} if group else set())):
         return None
-    if not _NUMLIKE.match(t):
-        raise ValueError(f"not a number: {text!r}")
-    t = t.translate(_SEPARATOR_SPACES)
-    t = t.replace(".", "").replace(",", ".") if decimal == "," else t.replace(",", "")
-    try:
-        return Decimal(t)
-    except InvalidOperation as exc:
-        raise ValueError(f"not a number: {text!r}") from exc
+    g = next(iter(seps), "")
+    rx = _integer_grammar(g)
+    values: list[Decimal | None] = []
+    for t in texts:
+        if t in _EMPTY_CELLS:
+            values.append(None)
+            continue
+        m = rx.fullmatch(t) if len(t) <= _MAX_NUMBER_CHARS else None
+        if m is None or (g and m.group("plain") is not None and len(m.group("plain")) > 3):
+            return None
+        values.append(Decimal(t.translate({ord(ch): None for ch, cls in SEPARATORS.items() if cls == g})))
+    return NumberColumn(values, 0, g)
 
 
-def _decimals(text: str, decimal: str) -> int:
-    t = text.strip().split("e")[0].split("E")[0]
-    if decimal in t:
-        return len(t.rsplit(decimal, 1)[1])
-    return 0
+def resolve_numbers(
+    columns: dict[int, list[str]], headers: list[str], fixed: str | None = None, integers: frozenset[int] = frozenset()
+) -> TableNumbers:
+    """Decide the number convention of a table from all its numeric columns and read them.
+
+    ``fixed`` is the decimal separator when the format fixes it (nsys CSV and JSON: ".", no grouping). Otherwise
+    both "." and "," are tried; the decimal separator must be the same for every column. Columns that no
+    convention reads, or that read as different numbers under the conventions the table allows, are unreadable.
+    ``integers`` are the columns of counts: their separators group thousands, which excludes that separator as the
+    table's decimal one (a locale does not use one character for both)."""
+    decimals = [fixed] if fixed else [".", ","]
+    group = "" if fixed else None
+    reads: dict[str, dict[int, NumberColumn]] = {d: {} for d in decimals}
+    for j, cells in columns.items():
+        ints = read_integers(cells, group) if j in integers else None
+        for d in decimals:
+            if ints is None:
+                reads[d][j] = read_numbers(cells, d, group)
+            elif ints.group == d:
+                bad = next(c.strip() for c in cells if d in c)
+                word = _SEP_WORDS[d]
+                why = f"{bad!r} groups thousands with a {word}, so the {word} is not the decimal separator"
+                reads[d][j] = NumberColumn([], group=d, reason=why, bad_cell=bad)
+            else:
+                reads[d][j] = ints
+    viable = {j: [d for d in decimals if not reads[d][j].reason] for j in columns}
+    unreadable: dict[int, str] = {}
+    for j, ds in viable.items():
+        if not ds:
+            unreadable[j] = reads[decimals[0]][j].reason if len(decimals) == 1 else _neither(reads, j)
+    deciding = {j: ds for j, ds in viable.items() if len(ds) == 1}
+    chosen = {ds[0] for ds in deciding.values()}
+    if len(chosen) > 1:
+        a = next(j for j, ds in deciding.items() if ds == ["."])
+        b = next(j for j, ds in deciding.items() if ds == [","])
+        why = (
+            f"the columns disagree on the decimal separator: {headers[a]!r} reads only with a decimal dot "
+            f"({reads[','][a].bad_cell!r}), {headers[b]!r} only with a decimal comma ({reads['.'][b].bad_cell!r})"
+        )
+        for j in columns:
+            unreadable.setdefault(j, why)
+        return TableNumbers(".", {}, unreadable)
+    decided = bool(chosen)
+    decimal = next(iter(chosen)) if chosen else decimals[0]
+    out: dict[int, NumberColumn] = {}
+    for j, ds in viable.items():
+        if j in unreadable:
+            continue
+        if decimal not in ds:
+            unreadable[j] = reads[decimal][j].reason
+            continue
+        col = reads[decimal][j]
+        if not decided and len(ds) == 2 and reads[","][j].values != col.values:
+            k = next(i for i, (x, y) in enumerate(zip(col.values, reads[","][j].values, strict=True)) if x != y)
+            cell = columns[j][k].strip()
+            unreadable[j] = (
+                f"{cell!r} reads as {_show(col.values[k])} or {_show(reads[','][j].values[k])}, and no number in the "
+                "table shows whether the comma or the dot is the decimal separator"
+            )
+            continue
+        out[j] = col
+    return TableNumbers(decimal, out, unreadable)
+
+
+def _neither(reads: dict[str, dict[int, NumberColumn]], j: int) -> str:
+    dot, comma = reads["."][j], reads[","][j]
+    if dot.bad_cell == comma.bad_cell:
+        return dot.reason
+    return f"{dot.reason} with a decimal dot, and {comma.reason} with a decimal comma"
+
+
+def _show(value: Decimal | None) -> str:
+    return "empty" if value is None else format(value.normalize(), "f")
+
+
+def parse_number(text: str, decimal: str = ".", group: str | None = None) -> Decimal | None:
+    """One shown number as an exact Decimal (``None`` for an empty cell), written with ``decimal`` as the decimal
+    separator and ``group`` (or any other single separator) between thousands; ValueError if it is not one."""
+    col = read_numbers([text], decimal, group)
+    if col.reason:
+        raise ValueError(f"not a number: {text!r} ({col.reason})")
+    return col.values[0]
 
 
 def _plain(value: Decimal) -> int | float:
@@ -429,6 +636,7 @@ def _role(h: _Head) -> str:
 
 
 STAT_BASES = {"total", "avg", "med", "min", "max", "stddev"}
+INTEGER_BASES = {"count", "pid", "tid", "device", "q_count"}  # nsys prints these as integers, never with decimals
 KNOWN_BASES = STAT_BASES | {"share", "count"} | set(TEXT_ROLES.values()) | set(NUMBER_ROLES.values())
 
 
@@ -476,7 +684,12 @@ def canonical_report(name: str) -> str:
     return n
 
 
+_TITLE_HINT = re.compile(r"\*\*|processing|exporting|executing|statistic|summary|_|sum", re.IGNORECASE)
+
+
 def _title_of(line: str, lineno: int) -> _Title | None:
+    if not _TITLE_HINT.search(line):  # most lines: no pattern below can match
+        return None
     m = _TITLE_STARS.match(line)
     if m:
         return _Title(lineno, canonical_report(m.group("report")), line.strip(), "")
@@ -517,6 +730,9 @@ class _Raw:
     json_rows: list[dict[str, object]] | None = None
 
 
+MAX_COLUMNS = 64  # nsys reports have at most ~20 columns; a wider "table" is something else (and costs rows x columns)
+
+
 def _is_ellipsis(line: str) -> bool:
     return bool(_ELLIPSIS.match(line))
 
@@ -535,43 +751,88 @@ def _cells_by_spans(line: str, spans: list[tuple[int, int]] | list[slice]) -> li
 
 def _valid(cells: list[str], kinds: list[str]) -> bool:
     for cell, kind in zip(cells, kinds, strict=True):
-        if kind == "num" and cell and not _NUMLIKE.match(cell):
+        if kind == "num" and cell and not _is_numlike(cell) and cell not in _EMPTY_CELLS:
             return False
         if kind == "grid" and cell and not re.fullmatch(r"[\d\s]+", cell):
             return False
     return any(cells)
 
 
+_TOKEN = re.compile(r"[^ \t]+")  # split on ASCII blanks only: no-break spaces are thousands separators
+_GROUP_HEAD = re.compile(r"[+-]?[1-9][0-9]{0,2}(?: [0-9]{3})*")
+_GROUP_TAIL = re.compile(r"[0-9]{3}(?:[.,][0-9]+)?")
+
+
+class _Ambiguous(Exception):
+    """Numbers separated by single spaces that may be one space-grouped number ("3 040") or two cells."""
+
+
+def _tokens(line: str) -> tuple[list[re.Match[str]], bool]:
+    """Blank-separated tokens, and whether the line separates cells by wide gaps (two blanks or a tab, as nsys's
+    column layout does), in which case a single space inside a number is a thousands separator."""
+    toks = list(_TOKEN.finditer(line))
+    wide = any(b.start() - a.end() >= 2 or "\t" in line[a.end() : b.start()] for a, b in itertools.pairwise(toks))
+    return toks, wide
+
+
+def _take_number(line: str, toks: list[re.Match[str]], k: int, wide: bool) -> tuple[str, int] | None:
+    """The number cell starting at token ``k`` and the index after it; ``None`` if token ``k`` is not a number.
+    Raises ``_Ambiguous`` when single spaces may separate thousands or cells and the line cannot say which."""
+    cell = toks[k].group()
+    if not _is_numlike(cell) and cell not in _EMPTY_CELLS:
+        return None
+    j = k + 1
+    while (
+        j < len(toks)
+        and toks[j].start() - toks[j - 1].end() == 1
+        and line[toks[j - 1].end()] == " "
+        and _GROUP_HEAD.fullmatch(cell)
+        and _GROUP_TAIL.fullmatch(toks[j].group())
+    ):
+        if not wide:
+            raise _Ambiguous
+        cell += " " + toks[j].group()
+        j += 1
+    return cell, j
+
+
 def _cells_by_tokens(line: str, kinds: list[str]) -> list[str] | None:
-    """Fallback for a row whose alignment was lost: numbers take one token, grids three, text columns one, and
-    the last column the rest of the line."""
-    tokens = line.split()
+    """Fallback for a row whose alignment was lost: numbers take one token (or a space-grouped run of them), grids
+    three, text columns one, and the last column the rest of the line. ``None`` if the row does not fit, or when
+    single spaces make it ambiguous where one number ends."""
+    toks, wide = _tokens(line)
     out: list[str] = []
-    pos = 0
-    for i, kind in enumerate(kinds):
-        last = i == len(kinds) - 1
-        if last:
-            if kind == "num" and len(tokens) - pos == 1 and _NUMLIKE.match(tokens[pos]):
-                out.append(tokens[pos])
-                pos += 1
-            else:
-                out.append(" ".join(tokens[pos:]))
-                pos = len(tokens)
-            break
-        if kind == "grid":
-            part = tokens[pos : pos + 3]
-            if len(part) < 3 or not all(p.isdigit() for p in part):
+    k = 0
+    try:
+        for i, kind in enumerate(kinds):
+            if k >= len(toks):
                 return None
-            out.append(" ".join(part))
-            pos += 3
-            continue
-        if pos >= len(tokens):
-            return None
-        if kind == "num" and not _NUMLIKE.match(tokens[pos]):
-            return None
-        out.append(tokens[pos])
-        pos += 1
-    return out if pos == len(tokens) and len(out) == len(kinds) else None
+            if i == len(kinds) - 1:
+                taken = _take_number(line, toks, k, wide) if kind == "num" else None
+                if taken is not None and taken[1] == len(toks):
+                    out.append(taken[0])
+                else:
+                    out.append(line[toks[k].start() :].strip())
+                k = len(toks)
+                break
+            if kind == "grid":
+                part = [t.group() for t in toks[k : k + 3]]
+                if len(part) < 3 or not all(p.isascii() and p.isdigit() for p in part):
+                    return None
+                out.append(" ".join(part))
+                k += 3
+            elif kind == "num":
+                taken = _take_number(line, toks, k, wide)
+                if taken is None:
+                    return None
+                out.append(taken[0])
+                k = taken[1]
+            else:
+                out.append(toks[k].group())
+                k += 1
+    except _Ambiguous:
+        return None
+    return out if k == len(toks) and len(out) == len(kinds) else None
 
 
 def _header_labels(header: str, spans: list[tuple[int, int]]) -> list[str]:
@@ -592,6 +853,8 @@ def _column_table(lines: list[str], dash: int) -> _Raw | None:
         return None
     header = lines[dash - 1].expandtabs()
     spans = [(m.start(), m.end()) for m in _DASH_RUN.finditer(lines[dash].expandtabs())]
+    if len(spans) > MAX_COLUMNS:
+        return None
     labels = _header_labels(header, spans)
     kinds = [_head(h, i).kind for i, h in enumerate(labels)]
     raw = _Raw("column", dash - 1, dash + 1, labels, [])
@@ -639,6 +902,8 @@ def _box_table(lines: list[str], rule: int) -> _Raw | None:
     if rule + 2 >= len(lines) or not lines[rule + 1].lstrip().startswith("|"):
         return None
     bounds = [m.start() for m in re.finditer(r"\+", lines[rule].expandtabs())]
+    if len(bounds) > MAX_COLUMNS + 1:
+        return None
 
     def split(line: str) -> list[str] | None:
         line = line.expandtabs()
@@ -756,22 +1021,40 @@ def _csv_table(lines: list[str], start: int) -> _Raw | None:
     return None
 
 
+def _decode_window(decoder: json.JSONDecoder, text: str, pos: int) -> tuple[object, int]:
+    """``raw_decode`` of the JSON value at ``pos``, on a window of the text that doubles while the value runs past
+    it: a failed candidate costs about its own length, not the rest of the text (JSON errors count lines from the
+    start of the string they are given)."""
+    width = 1 << 10
+    while True:
+        window = text[pos : pos + width]
+        try:
+            value, end = decoder.raw_decode(window)
+            return value, pos + end
+        except json.JSONDecodeError as exc:
+            if pos + width >= len(text) or exc.pos < len(window) * 3 // 4:
+                raise
+        width *= 4
+
+
+_JSON_OBJECT = re.compile(r"\s*,?\s*(\{[^{}]*\})")
+
+
 def _json_table(text: str, lines: list[str], start: int, offsets: list[int]) -> _Raw | None:
     pos = offsets[start] + lines[start].index("[")
     decoder = json.JSONDecoder(parse_float=Decimal)
     issues: list[str] = []
     try:
-        value, end = decoder.raw_decode(text, pos)
-    except json.JSONDecodeError:
-        # nsys does not escape quotes inside names, and pastes get cut: read the objects one by one
+        value, end = _decode_window(decoder, text, pos)
+    except (json.JSONDecodeError, RecursionError):
+        # nsys does not escape quotes inside names, and pastes get cut: read the objects one by one, as long as
+        # they follow each other (anchored matches keep this linear in the text's length)
         value, end = [], pos + 1
-        for m in re.compile(r"\{[^{}]*\}").finditer(text, pos):
-            if value and "]" in text[end : m.start()]:
-                break  # the array ended before this object
+        while (m := _JSON_OBJECT.match(text, end)) is not None:
             try:
-                value.append(decoder.decode(m.group(0)))
-            except json.JSONDecodeError:
-                issues.append(f"a JSON object could not be read, skipped: {m.group(0)[:60]!r}")
+                value.append(decoder.decode(m.group(1)))
+            except (json.JSONDecodeError, RecursionError):
+                issues.append(f"a JSON object could not be read, skipped: {m.group(1)[:60]!r}")
             end = m.end()
         if not value:
             return None
@@ -785,7 +1068,7 @@ def _json_table(text: str, lines: list[str], start: int, offsets: list[int]) -> 
                 headers.append(str(k))
     if _known_headers(headers) < 2:
         return None
-    end_line = next((i for i, off in enumerate(offsets) if off >= end), len(lines))
+    end_line = bisect.bisect_left(offsets, end)
     raw = _Raw("json", start, max(end_line, start + 1), headers, [], issues=issues, fixed_decimal=".")
     raw.json_rows = value
     raw.partial = bool(issues)
@@ -799,32 +1082,66 @@ HEADERLESS_COLUMNS = {
 }
 
 
-def _headerless(lines: list[str], start: int, used: list[bool]) -> _Raw | None:
+def _headerless_row(line: str) -> tuple[list[str], str] | None:
+    """(the 6-8 numbers, the name) of a row cut out of a column table; ``None`` if the line is not one. Raises
+    ``_Ambiguous`` when single spaces may be thousands separators or gaps between cells."""
+    first = line.lstrip()[:1]
+    if not first or not (first.isdigit() or first in "+-.,"):  # most lines: not a row of numbers
+        return None
+    toks, wide = _tokens(line)
+    nums: list[str] = []
+    k = 0
+    while k < len(toks) and len(nums) <= 8:
+        taken = _take_number(line, toks, k, wide)
+        if taken is None:
+            break
+        nums.append(taken[0])
+        k = taken[1]
+    if len(nums) not in HEADERLESS_COLUMNS or k >= len(toks):
+        return None
+    return nums, line[toks[k].start() :].strip()
+
+
+def _plausible(nums: list[str]) -> bool:
+    """The first row of a headerless fragment: a share between 0 and 100 and min <= max."""
+    lo_i, hi_i = (len(nums) - 3, len(nums) - 2) if len(nums) >= 7 else (len(nums) - 2, len(nums) - 1)
+    read = resolve_numbers({0: [nums[0]], 1: [nums[lo_i]], 2: [nums[hi_i]]}, ["share", "min", "max"])
+    share = read.columns.get(0)
+    if share is None or share.values[0] is None or not Decimal(0) <= share.values[0] <= 100:
+        return False
+    lo, hi = read.columns.get(1), read.columns.get(2)
+    if lo is None or hi is None or lo.values[0] is None or hi.values[0] is None:
+        return True
+    return lo.values[0] <= hi.values[0]
+
+
+def _headerless(lines: list[str], start: int, used: list[bool], refused: list[str]) -> _Raw | None:
     """Rows cut out of a column table without their header: 6, 7 or 8 numbers and a name."""
     rows: list[list[str]] = []
     width = 0
     i = start
     while i < len(lines) and not used[i]:
-        if _is_ellipsis(lines[i]) and rows:
+        if rows and _is_ellipsis(lines[i]):
             i += 1
             continue
-        m = _HEADERLESS.match(lines[i])
-        if not m:
+        try:
+            row = _headerless_row(lines[i])
+        except _Ambiguous:
+            if not rows:
+                refused.append(
+                    f"line {i + 1}: numbers separated by single spaces, so thousands separators (3 040) cannot be "
+                    "told from gaps between columns; not read"
+                )
             break
-        nums = m.group("nums").split()
+        if row is None:
+            break
+        nums, name = row
         if width and len(nums) != width:
             break
-        try:
-            decimal = detect_decimal(nums)
-            share = parse_number(nums[0], decimal) or Decimal(0)
-            lo_i, hi_i = (-3, -2) if len(nums) >= 7 else (-2, -1)
-            lo, hi = parse_number(nums[lo_i], decimal), parse_number(nums[hi_i], decimal)
-        except ValueError:
-            break
-        if width == 0 and not (Decimal(0) <= share <= 100 and (lo is None or hi is None or lo <= hi)):
+        if width == 0 and not _plausible(nums):
             break
         width = len(nums)
-        rows.append([*nums, m.group("name")])
+        rows.append([*nums, name])
         i += 1
     if not rows:
         return None
@@ -913,13 +1230,10 @@ def _build(raw: _Raw, index: int, title: _Title | None) -> PastedTable | None:
     for j, h in enumerate(heads):
         if h.kind == "any":
             cells = [r[j] for r in rows_text if r[j].strip()]
-            if cells and all(_NUMLIKE.match(c.strip()) for c in cells):
+            if cells and all(_is_numlike(c.strip()) for c in cells):
                 h.kind, h.quantity = "num", h.quantity or "number"
             else:
                 h.kind, h.quantity = "text", "text"
-    decimal = raw.fixed_decimal or detect_decimal(
-        r[j] for r in rows_text for j, h in enumerate(heads) if h.kind == "num"
-    )
     roles: list[str] = []
     for h in heads:
         role = _role(h)
@@ -932,9 +1246,28 @@ def _build(raw: _Raw, index: int, title: _Title | None) -> PastedTable | None:
             if alt in roles:
                 roles[roles.index(alt)] = "name"
                 break
+    # numbers: cells that are not numbers at all are read as empty; the rest are read with one convention
+    bad_cells = 0
+    number_cells: dict[int, list[str]] = {}
+    for j, h in enumerate(heads):
+        if h.kind == "num":
+            cells = []
+            for r in rows_text:
+                t = r[j].strip()
+                if t and t not in _EMPTY_CELLS and not _is_numlike(t):
+                    bad_cells += 1
+                    t = ""
+                cells.append(t)
+            number_cells[j] = cells
+    integers = frozenset(
+        j
+        for j, h in enumerate(heads)
+        if h.base in INTEGER_BASES
+        or (h.quantity == "time" and h.unit.lower() == "ns" and h.base in ("total", "min", "max"))
+    )  # counts, and totals/extremes of integer nanoseconds: nsys prints them without decimals
+    numbers = resolve_numbers(number_cells, [h.header for h in heads], raw.fixed_decimal, integers)
     decimals = [0] * n
     columns_values: list[list[object]] = []
-    bad_cells = 0
     for j, h in enumerate(heads):
         cells = [r[j] for r in rows_text]
         if h.kind != "num":
@@ -943,40 +1276,42 @@ def _build(raw: _Raw, index: int, title: _Title | None) -> PastedTable | None:
             else:
                 columns_values.append([c.strip() for c in cells])
             continue
+        col = numbers.columns.get(j)
+        if col is None:  # unreadable: no value rather than a wrong one
+            columns_values.append([None] * len(cells))
+            continue
+        decimals[j] = col.decimals
         factor = TIME_FACTORS.get(h.unit.lower(), 1) if h.quantity == "time" else 1
         if h.quantity in ("bytes", "throughput"):
             factor = BYTE_FACTORS.get(h.unit.lower().removesuffix("/s"), 1)
         share = h.base == "share"
-        seen: dict[str, object] = {}  # values repeat a lot (counts, grid sizes, durations): convert each text once
+        seen: dict[Decimal, object] = {}  # values repeat a lot (counts, grid sizes, durations): convert each once
         out: list[object] = []
-        for cell in cells:
-            if cell in seen:
-                out.append(seen[cell])
+        for number in col.values:
+            if number is None:
+                out.append(None)
                 continue
-            t = cell.strip()
-            if t.isdigit():  # the common case: an integer without separators
-                value: object = float(t) if share else int(t) * factor
-            else:
-                try:
-                    number = parse_number(t, decimal)
-                except ValueError:
-                    bad_cells += 1
-                    out.append(None)
-                    continue
-                if number is None:
-                    value = None
-                else:
-                    decimals[j] = max(decimals[j], _decimals(t, decimal))
-                    value = float(number) if share else _plain(number * factor)
-            seen[cell] = value
+            value = seen.get(number)
+            if value is None:
+                value = seen[number] = float(number) if share else _plain(number * factor)
             out.append(value)
         columns_values.append(out)
     rows: list[dict[str, object]] = [dict(zip(roles, vals, strict=True)) for vals in zip(*columns_values, strict=True)]
+    partial = raw.partial
     if bad_cells:
         issues.append(f"{bad_cells} cells are not numbers where numbers belong; read as empty")
+        partial = True
+    for j, why in sorted(numbers.unreadable.items()):
+        issues.append(f"column {heads[j].header!r} not read: {why}")
     columns = tuple(
         PastedColumn(
-            h.header, h.label, h.unit, h.quantity or ("text" if h.kind == "text" else "number"), roles[j], decimals[j]
+            h.header,
+            h.label,
+            h.unit,
+            h.quantity or ("text" if h.kind == "text" else "number"),
+            roles[j],
+            decimals[j],
+            numbers.unreadable.get(j, ""),
         )
         for j, h in enumerate(heads)
     )
@@ -1009,11 +1344,12 @@ def _build(raw: _Raw, index: int, title: _Title | None) -> PastedTable | None:
         columns=columns,
         rows=rows,
         issues=issues,
-        partial=raw.partial,
+        partial=partial,
         clipped_names=clipped,
         kind_from=kind_from,
     )
-    if "share" in roles and kind in ("kernels", "api", "mem_time", "osrt", "nvtx", "gpu_sum"):
+    share_col = table.column("share")
+    if share_col is not None and not share_col.unreadable and kind in _SHARE_KINDS:
         total_share = sum(float(v) for v in table.values("share") if isinstance(v, int | float))
         slack = 0.5 + 0.05 * len(rows)  # each share is rounded to 0.1
         if total_share < 100 - slack:
@@ -1025,6 +1361,9 @@ def _build(raw: _Raw, index: int, title: _Title | None) -> PastedTable | None:
     return table
 
 
+_SHARE_KINDS = ("kernels", "api", "mem_time", "osrt", "nvtx", "gpu_sum")
+
+
 def _json_cell(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
@@ -1034,6 +1373,11 @@ def _json_cell(value: object) -> str:
 
 
 # --- the scan ---------------------------------------------------------------------------------------------------
+
+_MAX_TITLE_CHARS = 1000  # title and command lines are short; longer lines are not searched (bounded regex cost)
+_SCOPE = re.compile(
+    r"--filter-(?:nvtx|time)\b|--capture-range\b|(?:^|\s)-c\s+(?:cudaProfilerApi|nvtx)\b|--delay\b|(?:^|\s)-y\s+\d"
+)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -1094,34 +1438,52 @@ def parse_pasted(text: str, source: str = "<text>") -> PastedText:
         if not used[i] and _DASHES.match(line.expandtabs()) and i > 0 and not used[i - 1]:
             take(_column_table(lines, i))
     for i, line in enumerate(lines):
-        if not used[i] and _MD_SEP.match(line) and i > 0 and not used[i - 1]:
-            raw = _markdown_table(lines, i)
-            if raw is not None and _known_headers(raw.headers) >= 2:
-                take(raw)
+        if (
+            not used[i]
+            and _MD_SEP.match(line)
+            and i > 0
+            and not used[i - 1]
+            and "|" in lines[i - 1]
+            and _known_headers(_md_cells(lines[i - 1])) >= 2  # before reading rows: keeps the scan linear
+        ):
+            take(_markdown_table(lines, i))
     for i, line in enumerate(lines):
         if not used[i] and ("," in line or ";" in line or "\t" in line):
             take(_csv_table(lines, i))
+    refused: list[str] = []
     for i, _line in enumerate(lines):
         if not used[i]:
-            take(_headerless(lines, i, used))
+            take(_headerless(lines, i, used, refused))
     found.sort(key=lambda r: r.line)
 
     # titles: the last title line above a table, with no other table in between
-    titles = [t for i, line in enumerate(lines) if not used[i] and (t := _title_of(line, i)) is not None]
+    titles = [
+        t
+        for i, line in enumerate(lines)
+        if not used[i] and len(line) <= _MAX_TITLE_CHARS and (t := _title_of(line, i)) is not None
+    ]
     notes = []
+    scope = []
     for i, line in enumerate(lines):
-        if not used[i] and _NOTE_PATTERNS.search(line):
+        if used[i] or len(line) > _MAX_TITLE_CHARS:
+            continue
+        if _NOTE_PATTERNS.search(line):
             notes.append(line.strip())
+        if _SCOPE.search(line):
+            scope.append(f"line {i + 1}: {line.strip()}")
     tables: list[PastedTable] = []
-    prev_end = 0
+    k = 0  # titles are in line order, and so are the tables: one pass over both
     for raw in found:
-        cands = [t for t in titles if prev_end <= t.line < raw.line]
-        title = _merge_titles(cands)
-        table = _build(raw, len(tables), title)
+        cands = []
+        while k < len(titles) and titles[k].line < raw.line:
+            cands.append(titles[k])
+            k += 1
+        table = _build(raw, len(tables), _merge_titles(cands))
         if table is not None:
             tables.append(table)
-        prev_end = raw.end
-    return PastedText(source=source, tables=tables, notes=notes, lines=len(lines))
+        while k < len(titles) and titles[k].line < raw.end:
+            k += 1
+    return PastedText(source=source, tables=tables, notes=notes, lines=len(lines), refused=refused, scope=scope)
 
 
 def _merge_titles(cands: list[_Title]) -> _Title | None:
@@ -1140,41 +1502,158 @@ def _merge_titles(cands: list[_Title]) -> _Title | None:
 # --- reading ----------------------------------------------------------------------------------------------------
 
 
-def decode_text(data: bytes) -> str:
-    """Text from bytes as pasted files come: UTF-8, UTF-16 with a BOM (PowerShell's ``>``), else Latin-1."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""The most text explain reads: a whole ``nsys profile --stats=true`` log is a few MB; more is not a paste."""
+_CHUNK = 1024 * 1024
+SQLITE_MAGIC = b"SQLite format 3\x00"
+TRACE_SUFFIXES = (".nsys-rep", ".qdrep", ".qdstrm")
+_TEXT_HINT = "pass a text file with pasted nsys stats output, or - for standard input"
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
+
+
+def _trace_error(label: str, what: str) -> UsageError:
+    path = label if label != "standard input" else "TRACE"
+    return UsageError(
+        f"{label} is {what}, not pasted text",
+        f"run `nsys-doctor report {path}` for the full report (explain reads the text output of `nsys stats`)",
+    )
+
+
+def _bom(data: bytes) -> str | None:
+    return next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+
+
+def _refuse_binary(data: bytes, label: str) -> None:
+    """``UsageError`` for bytes that are a trace or binary data rather than text (``data`` holds NUL bytes)."""
+    if data.startswith(SQLITE_MAGIC):
+        raise _trace_error(label, "an SQLite database (an nsys trace export)")
+    head = data[:4096]
+    odd, even = head[1::2], head[0::2]
+    if len(head) >= 16 and odd.count(0) >= 0.4 * len(odd) and even.count(0) < 0.1 * len(even):
+        raise UsageError(
+            f"{label} looks like UTF-16 text without a byte-order mark",
+            "convert it to UTF-8 (iconv -f UTF-16LE -t UTF-8 FILE > FILE.txt) and pass that",
+        )
+    raise UsageError(f"{label} is binary data (it contains NUL bytes), not text", _TEXT_HINT)
+
+
+def read_stream(stream: IO[bytes] | IO[str], label: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a stream, read in chunks up to ``limit``: ``UsageError`` when it holds more (an endless stream
+    stops there), when it is binary (NUL bytes, stopping at the first chunk that has one) or cannot be read."""
+    buf = bytearray()
+    text_encoding: str | None = None
+    while True:
+        try:
+            chunk = stream.read(min(_CHUNK, limit + 1 - len(buf)))
+        except (OSError, ValueError) as exc:  # ValueError: a closed file
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise UsageError(f"cannot read {label}: {reason}", _TEXT_HINT) from exc
+        if not chunk:
+            break
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8", "surrogateescape")
+        if text_encoding is None and len(buf) + len(chunk) >= 4:
+            text_encoding = _bom(bytes(buf[:4]) + chunk[:4]) or ""
+        if not text_encoding and b"\x00" in chunk:
+            _refuse_binary(bytes(buf[:4096]) + chunk[:4096], label)
+        buf += chunk
+        if len(buf) > limit:
+            size = f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit:,} bytes"
+            raise UsageError(
+                f"{label} is larger than {size}: too big for pasted nsys stats output",
+                "pass only the nsys stats tables (a whole `nsys profile --stats=true` log is a few MB), or run "
+                "`nsys-doctor report TRACE` on the trace itself",
+            )
+    return bytes(buf)
+
+
+def decode_text(data: bytes, label: str = "the input") -> str:
+    """Text from bytes as pasted files come: UTF-8, UTF-16 or UTF-32 with a byte-order mark (PowerShell's ``>``
+    writes UTF-16), else a legacy 8-bit encoding (Windows-1252). Traces, binary data and broken UTF-8 are refused
+    with ``UsageError``."""
+    enc = _bom(data)
+    if enc is not None:
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{label} starts with a {enc.upper()} byte-order mark but is not valid {enc.upper()} "
+                f"(at byte {exc.start})",
+                "save the text as UTF-8 and pass that",
+            ) from exc
+        if "\x00" in text:
+            raise UsageError(f"{label} is binary data (it contains NUL characters), not text", _TEXT_HINT)
+    else:
+        if b"\x00" in data:
+            _refuse_binary(data, label)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            if _UTF8_MULTIBYTE.search(data):  # UTF-8 with broken bytes: reading it another way would garble it
+                raise UsageError(
+                    f"{label} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                    "save the text as UTF-8 (or copy it again from the terminal) and pass that",
+                ) from exc
+            text = data.decode("cp1252", errors="strict") if _cp1252_ok(data) else data.decode("latin-1")
+    sample = text[: 1 << 20]
+    controls = len(_CONTROL.findall(sample))
+    if controls > 8 and controls > 0.01 * len(sample):
+        raise UsageError(f"{label} is binary data (control characters), not text", _TEXT_HINT)
+    return text
+
+
+def _cp1252_ok(data: bytes) -> bool:
     try:
-        return data.decode("utf-8-sig")
+        data.decode("cp1252")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return False
+    return True
 
 
-def read_source(path: str | Path) -> tuple[str, str]:
-    """(text, source label) of a file; ``UsageError`` naming the file when it cannot be read."""
+def read_source(path: str | Path, limit: int = MAX_INPUT_BYTES) -> tuple[str, str]:
+    """(text, source label) of a file; ``UsageError`` naming the file when it cannot be read, is a trace or binary
+    data, or is larger than ``limit``."""
     p = Path(path)
+    label = str(p)
+    if p.name.lower().endswith(TRACE_SUFFIXES) and p.exists():
+        raise _trace_error(label, "an Nsight Systems report")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:  # a plain file object: FIFOs and devices are read in chunks too
+            data = read_stream(f, label, limit)
     except IsADirectoryError as exc:
-        raise UsageError(
-            f"{p} is a directory", "pass a text file with pasted nsys stats output, or - for stdin"
-        ) from exc
+        raise UsageError(f"{p} is a directory", _TEXT_HINT) from exc
     except OSError as exc:
-        raise UsageError(
-            f"cannot read {p}: {exc.strerror or exc}", "pass a text file with pasted nsys stats output, or - for stdin"
-        ) from exc
-    return decode_text(data), str(p)
+        raise UsageError(f"cannot read {p}: {exc.strerror or exc}", _TEXT_HINT) from exc
+    return decode_text(data, label), label
 
 
 def load_pasted(text: str, source: str) -> PastedText:
-    """``parse_pasted``, refusing text in which no table was found."""
+    """``parse_pasted``, refusing text in which no table was found, or whose tables' numbers cannot be read."""
     parsed = parse_pasted(text, source)
     if not parsed.tables:
         n = len(text.strip().splitlines())
         what = "is empty" if not n else f"has {n} line{'s' if n != 1 else ''} but no table"
+        if parsed.refused:
+            what += f"; {parsed.refused[0]}"
         raise UsageError(
             f"no nsys stats table found in {source} (it {what})",
             "paste the output of `nsys stats REPORT.nsys-rep` (or `nsys profile --stats=true`), e.g. "
             "nsys stats -r cuda_gpu_kern_sum,cuda_api_sum,cuda_gpu_mem_time_sum REPORT.nsys-rep",
+        )
+    if not any(t.readable for t in parsed.tables):
+        t = parsed.tables[0]
+        header, why = next(iter(t.unreadable.items()))
+        raise UsageError(
+            f"cannot read the numbers of the {t.report or 'pasted'} table at line {t.line} of {source}: "
+            f"column {header!r}: {why}",
+            "paste the table as nsys prints it in the C locale (LC_ALL=C nsys stats ...) or as CSV "
+            "(nsys stats --format csv ...)",
         )
     return parsed
