@@ -8,6 +8,7 @@ import pytest
 
 from nsys_doctor.analysis.findings import severity_of
 from nsys_doctor.analysis.host import gpu_idle, gpu_idle_caused
+from nsys_doctor.analysis.ops import load_rules
 from nsys_doctor.cli.report import diagnose_trace
 
 from .conftest import TRACES, needs_shared, open_trace
@@ -61,7 +62,7 @@ def test_severity_follows_the_share():
 
 
 def _report(path):
-    return diagnose_trace(open_trace(path), [])
+    return diagnose_trace(open_trace(path), load_rules())
 
 
 def _costed_in_order(d) -> None:

@@ -326,7 +326,7 @@ def diagnose(
         run_kind=structure.kind,
     )
     findings = run_rules(facts)
-    target, actions = _conclude(fam, findings, host, structure.kind)
+    target, actions = _conclude(fam, findings, host, structure.kind, per_kernel)
     return Diagnosis(
         trace=trace_info,
         window=w,
@@ -451,8 +451,39 @@ GENERIC_ADVICE: dict[str, str] = {
 }
 
 
+def _fam_name(row: dict[str, object]) -> str:
+    """The category, or the family where the category is the catch-all (XLA reductions, pooling...)."""
+    cat, fam = str(row["category"]), str(row["family"])
+    return f"{fam} ({cat})" if cat == "elementwise / other" and fam not in ("other", "elementwise") else cat
+
+
+def _single_kernel_lever(
+    fam: pl.DataFrame, kernels: pl.DataFrame | None
+) -> tuple[dict[str, object], dict[str, object]] | None:
+    """The top kernel and its family when one kernel outweighs the top family as a target: it belongs to another
+    family, takes at least half the top family's time, and 1.5x the top family's own largest kernel. Tuning one
+    kernel (an engine's attention kernel far from its bandwidth floor) is then the largest single lever, while the
+    top family's time is spread over several kernels and shapes."""
+    if kernels is None or kernels.is_empty() or fam.height < 2 or "family" not in kernels.columns:
+        return None
+    k = kernels.row(0, named=True)
+    top = fam.row(0, named=True)
+    if k["family"] == top["family"]:
+        return None
+    own = kernels.filter(pl.col("family") == top["family"])["total"]
+    largest_own = int(own.max()) if own.len() else 0  # type: ignore[arg-type]
+    if int(k["total"]) < 0.5 * int(top["total"]) or int(k["total"]) < 1.5 * largest_own:
+        return None
+    rows = fam.filter(pl.col("family") == k["family"])
+    return (k, rows.row(0, named=True)) if rows.height else None
+
+
 def _conclude(
-    fam: pl.DataFrame, findings: list[Finding], host: HostSummary, run_kind: str = "llm-decode"
+    fam: pl.DataFrame,
+    findings: list[Finding],
+    host: HostSummary,
+    run_kind: str = "llm-decode",
+    kernels: pl.DataFrame | None = None,
 ) -> tuple[dict[str, object], list[str]]:
     ids = [f.id for f in findings]
     target: dict[str, object] = {}
@@ -469,9 +500,18 @@ def _conclude(
         top = fam.row(0, named=True)
         second = fam.row(1, named=True) if fam.height > 1 else None
         what = "memory operations" if top["family"] in ("memcpy", "memset") else "kernels"
-        why = f"{top['category']} {what} take {100 * top['share']:.1f}% of GPU time in the window"
+        why = f"{_fam_name(top)} {what} take {100 * top['share']:.1f}% of GPU time in the window"
         if second:
-            why += f" (next: {second['category']}, {100 * second['share']:.1f}%)"
+            why += f" (next: {_fam_name(second)}, {100 * second['share']:.1f}%)"
+        lever = _single_kernel_lever(fam, kernels)
+        if lever is not None:
+            k, row = lever
+            why = (
+                f"one kernel, {k['label']}, takes {100 * int(k['total']) / max(int(fam['total'].sum()), 1):.1f}% of "
+                f"GPU time: the largest single lever ({row['category']}); {top['category']} {what} take "
+                f"{100 * top['share']:.1f}% spread over {top['kernels']} kernels"
+            )
+            second, top = top, row
         target = {
             "kind": "family",
             "family": top["family"],
@@ -501,8 +541,9 @@ def _conclude(
         advice = advice_for.get(str(target["family"]))
         if advice:
             actions.append(f"{advice}.")
-        if fam.height > 1:
-            second = fam.row(1, named=True)
+        others = fam.filter(pl.col("family") != target["family"])
+        if others.height:
+            second = others.row(0, named=True)
             adv2 = advice_for.get(str(second["family"]))
             if adv2 and second["share"] >= 0.1:
                 then = "Then " if advice else ""

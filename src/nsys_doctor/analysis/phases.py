@@ -405,7 +405,7 @@ def window_and_steps(
     if chosen is None:
         if table is None or structure.window is None:
             w = choose_window(kernels, api, memcpy, nvtx, capture_range)
-            return w, find_steps(kernels, api, nvtx, w, lk)
+            return w, _plain_steps(find_steps(kernels, api, nvtx, w, lk), structure)
         reqs = structure.measured_requests
         start = min(r.start for r in reqs)
         end = max(max(r.end, r.gpu_end) for r in reqs)
@@ -429,10 +429,18 @@ def window_and_steps(
             table = table.filter((pl.col("start") >= w.start) & (pl.col("end") <= w.end))
             table = None if table.is_empty() else table
         if table is None:
-            return w, find_steps(kernels, api, nvtx, w, lk)
+            return w, _plain_steps(find_steps(kernels, api, nvtx, w, lk), structure)
     assert table is not None
     given = table.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"), "kind", "start", "end")
     return w, find_steps(kernels, api, nvtx, w, lk, given=(given, f"structure:{structure.source}"))
+
+
+def _plain_steps(steps: Steps, structure: RunStructure) -> Steps:
+    """Steps of a run without a forward-pass structure are steps, never "decode" steps (HPC loops, tests)."""
+    if structure.kind != "unstructured" or steps.table.is_empty():
+        return steps
+    table = steps.table.with_columns(pl.lit("step").alias("kind"))
+    return Steps(steps.source, table, [*steps.notes, "the run has no forward-pass structure: steps are plain steps"])
 
 
 def analyze_structure(

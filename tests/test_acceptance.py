@@ -1,0 +1,116 @@
+"""The report against the truth, trace by trace: run kind, measured structure, target, first finding and no false
+critical. Each row is one row of docs/validation.md; the truth comes from how each trace was captured (the READMEs
+of ../shared/traces, ../shared/traces/engines, ../shared/traces/public and tests/data/runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from nsys_doctor.analysis.ops import load_rules
+from nsys_doctor.cli.report import diagnose_trace
+
+from .conftest import DATA, TRACES, open_trace
+
+RUNS = DATA / "runs"
+
+
+@dataclass(frozen=True)
+class Truth:
+    path: Path
+    kind: str
+    prefill: int | None = None  # measured prefill steps (None: not checked)
+    decode: int | None = None  # measured decode steps, within one
+    iterations: int | None = None
+    requests: int | None = None  # measured requests
+    warmup: int | None = None  # warm-up requests left out
+    target: str | None = None  # the target family (None: a recapture)
+    first: tuple[str, ...] = ()  # allowed first findings (empty: not checked)
+    critical_ok: frozenset[str] = field(default_factory=frozenset)  # findings allowed to be critical
+    words: bool = True  # LLM words (decode step, TPOT) allowed
+
+
+T, E, P = TRACES, TRACES / "engines", TRACES / "public"
+CASES = [
+    Truth(T / "decode_graph_node.sqlite", "llm-decode", 1, 127, 0, 1, 0, "gemv"),
+    Truth(T / "decode_graph_stop.sqlite", "llm-decode", 1, 127, 0, 1, 0, "gemv"),
+    Truth(T / "decode_graph_extras.sqlite", "llm-decode", 1, 63, 0, 1, 0, "gemv"),
+    Truth(T / "ctx_long_graph_node.sqlite", "llm-decode", 1, 127, 0, 1, 0, "gemv"),
+    Truth(T / "repeat.1.sqlite", "llm-decode", 1, 15, 0, 1, 0, "gemv"),
+    Truth(T / "decode_graph_graph.sqlite", "llm-decode", None, None, 0, 1, 0, None, ("graph-trace-not-node",),
+          frozenset({"graph-trace-not-node"})),
+    Truth(T / "decode_eager.sqlite", "llm-decode", 1, 127, 0, 1, 0, "gemv", ("launch-bound",),
+          frozenset({"launch-bound"})),
+    Truth(T / "decode_pathologies.sqlite", "llm-decode", 3, 285, 0, 3, 1, "gemv", ("launch-bound",),
+          frozenset({"launch-bound", "gpu-idle-gap"})),
+    Truth(T / "prefill_2048.sqlite", "llm-prefill", 1, 0, 0, 1, 0, "gemm", (),
+          frozenset({"low-gpu-utilization"})),
+    # other engines on an H200
+    Truth(E / "cpp_llama3b_graph.sqlite", "llm-decode", 1, 47, 0, 1, 0, "attention-decode"),
+    Truth(E / "cpp_llama3b_eager_whole.sqlite", "llm-decode", 2, 94, 0, 2, 1, "attention-decode"),
+    Truth(E / "hf_qwen2_generate.sqlite", "llm-decode", 2, 78, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    Truth(E / "jax_decode_small.sqlite", "llm-decode", 1, 31, 0, 1, 1, None, (),
+          frozenset({"low-gpu-utilization"})),
+    Truth(E / "vit_b16_infer.sqlite", "iterations", 0, 0, 30, None, None, "gemm", ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    # captures of transformers, torch.compile, torchvision (tests/data/runs)
+    Truth(RUNS / "hf_llama_generate_whole.sqlite", "llm-decode", 2, 38, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    Truth(RUNS / "hf_moe_generate_sample_capture.sqlite", "llm-decode", 2, 22, 0, 2, 0, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    Truth(RUNS / "hf_qwen3_prefill_whole.sqlite", "llm-prefill", 5, 0, 0, 5, 1, None, (), frozenset(), words=False),
+    Truth(RUNS / "compile_decode_graphs_whole.sqlite", "llm-decode", 0, 120, 0, 3, 1, "gemv"),
+    Truth(RUNS / "compile_decode_default_warmcache.sqlite", "llm-decode", 0, 64, 0, 2, 1, "gemv", (),
+          frozenset({"low-gpu-utilization"})),
+    Truth(RUNS / "hf_mistral_static_compile_whole.sqlite", "llm-decode", 2, 38, 0, 2, 2, None),
+    Truth(RUNS / "bert_base_nvtx_whole.sqlite", "iterations", 0, 0, 10, None, None, "gemm", ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    Truth(RUNS / "resnet50_fp16_cl_whole.sqlite", "iterations", 0, 0, 10, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    # other people's public traces
+    Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
+    Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),
+          words=False),
+    Truth(P / "llama3inf_demo.sqlite", "unstructured", target="gemm", critical_ok=frozenset({"gpu-idle-gap"})),
+    Truth(P / "fuser_report1_8fa9ec2.sqlite", "unstructured", words=False),
+    Truth(P / "rodinia_gaussian_report2.sqlite", "unstructured", words=False),
+    Truth(P / "dlprof_nsys_profile_a.sqlite", "unstructured", words=False),
+    Truth(P / "weatherbench2_report1.sqlite", "unstructured", first=("no-kernels",),
+          critical_ok=frozenset({"no-kernels"}), words=False),
+]  # fmt: skip
+
+
+def _id(t: Truth) -> str:
+    return t.path.stem
+
+
+@pytest.mark.parametrize("truth", CASES, ids=_id)
+def test_report_matches_the_truth(truth: Truth) -> None:
+    if not truth.path.is_file():
+        pytest.skip(f"{truth.path} is not present")
+    d = diagnose_trace(open_trace(truth.path), load_rules())
+    run = d.run
+    assert run["kind"] == truth.kind, run
+    for key, want in (("prefill_steps", truth.prefill), ("iterations", truth.iterations),
+                      ("requests", truth.requests), ("warmup_requests", truth.warmup)):  # fmt: skip
+        if want is not None:
+            assert run[key] == want, (key, run[key], want)
+    if truth.decode is not None:
+        assert abs(int(run["decode_steps"]) - truth.decode) <= 1, (run["decode_steps"], truth.decode)
+    if truth.target is not None:
+        assert d.target.get("family") == truth.target, d.target
+    if truth.first:
+        assert d.findings and d.findings[0].id in truth.first, [f.id for f in d.findings]
+    critical = {f.id for f in d.findings if f.severity == "critical"}
+    assert critical <= truth.critical_ok, critical - truth.critical_ok
+    if not truth.words:
+        text = " ".join([str(d.target.get("why", "")), *d.next_actions, *(f.summary for f in d.findings)])
+        words = (
+            ("decode step", "TPOT") if truth.kind.startswith("llm") else ("decode step", "TPOT", "prefill", "RMSNorm")
+        )
+        for word in words:
+            assert word not in text, word
+        assert "TPOT" not in str(d.step_summary.get("warning", ""))
