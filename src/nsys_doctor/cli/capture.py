@@ -343,7 +343,7 @@ def session_start(
     session_mod.check_name(name)
     out = Path(output_dir)
     old = session_mod.load_state(out, name)
-    if old and session_mod.alive(old.pid):
+    if old and session_mod.check_process(old).status in ("nsys", "unknown"):
         raise UsageError(f"session {name} is running (pid {old.pid})", f"nsys-doctor session stop {name} first")
     g = build_guard(list(command))
     if g.refuse and not allow_debug:
@@ -370,7 +370,7 @@ def session_start(
     _err(f"nsys-doctor: {shell_line(argv)}")
     pid = session_mod.start_launcher(argv, log)
     state = session_mod.SessionState(name, pid, list(command), argv, str(log), run.now_utc(), os.getcwd())
-    session_mod.save_state(out, state)
+    session_mod.save_state(out, session_mod.record_identity(state))
     click.echo(
         f"session {name} started (pid {pid}, log {log}); capture with: nsys-doctor session capture {name} --seconds 5"
     )
@@ -397,7 +397,7 @@ def session_capture(
 ) -> None:
     """Collect SECONDS of the launched process (nsys start, wait, nsys stop), check the trace, print the report."""
     out = Path(output_dir)
-    state = session_mod.load_state(out, name)
+    state = session_mod.read_state(out, name)
     if state is None:
         raise UsageError(f"no session {name}", "start one: nsys-doctor session start NAME -- COMMAND")
     if seconds <= 0:
@@ -451,26 +451,50 @@ def session_capture(
 @click.argument("name")
 @click.option("--output-dir", default=OUTPUT_DIR, show_default=True)
 def session_stop(name: str, output_dir: str) -> None:
-    """End the session (nsys shutdown) and the launched process."""
+    """End the session (nsys shutdown) and the launched process.
+
+    The process is signalled (SIGTERM to its process group) only when nsys shutdown did not end it and it still is
+    the nsys this session started: same PID, start time and command line as recorded by `session start`.
+    """
     out = Path(output_dir)
-    state = session_mod.load_state(out, name)
+    state = session_mod.read_state(out, name)  # a damaged state file is an error naming the file and key
+    path = session_mod.state_path(out, name)
+    if state is not None:
+        session_mod.check_pid(state.pid, path)
     loc = find_nsys()
     if state is None and loc is None:
         raise UsageError(f"no session {name}", "nsys-doctor session list")
+    shut_down = False
     if loc is not None:
         argv = session_mod.shutdown_argv(loc.path, name)
         _err(f"nsys-doctor: {shell_line(argv)}")
         rc, text = preflight.run_tool(argv, 120)
         if rc != 0 and state is None:
             raise NsysDoctorError(f"nsys shutdown failed (exit {rc}): {' '.join(text.split())[-300:]}", "")
-    if state is not None:
-        deadline = time.monotonic() + 15
-        while session_mod.alive(state.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if session_mod.alive(state.pid):
-            session_mod.terminate(state.pid)
+        shut_down = rc == 0
+    if state is None:
+        click.echo(f"session {name} stopped")
+        return
+    if session_mod.check_process(state).status == "gone" and not shut_down:
         session_mod.remove_state(out, name)
-    click.echo(f"session {name} stopped")
+        click.echo(f"session {name} stopped (its nsys, pid {state.pid}, had already exited)")
+        return
+    deadline = time.monotonic() + 15
+    while shut_down and session_mod.check_process(state).status == "nsys" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    signalled = ""
+    if session_mod.check_process(state).status != "gone":
+        signalled = session_mod.terminate(state, path)  # refuses anything but the session's own nsys
+    session_mod.remove_state(out, name)
+    click.echo(f"session {name} stopped" + (f" (sent SIGTERM to {signalled})" if signalled else ""))
+
+
+SESSION_STATUS = {
+    "nsys": "running",
+    "gone": "exited",
+    "other": "exited, pid reused",
+    "unknown": "pid alive, unverified",
+}
 
 
 @session.command("list")
@@ -486,7 +510,7 @@ def session_list(output_dir: str) -> None:
     if not states:
         click.echo("no sessions started by nsys-doctor here")
     for s in states:
-        status = "running" if session_mod.alive(s.pid) else "exited"
+        status = SESSION_STATUS[session_mod.check_process(s).status]
         if live is not None:
             status += ", known to nsys" if s.name in live else ", unknown to nsys"
         click.echo(
