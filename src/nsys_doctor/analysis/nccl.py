@@ -525,6 +525,18 @@ def analyze(summaries: list[RankSummary], top: int = 12) -> NcclResult:
     )
     complete = per.filter((pl.col("n") == pl.col("gsize")) & (pl.col("gsize") >= 2))
     partial = per.height - complete.height - per.filter(pl.col("gsize") < 2).height
+    # collectives that began before every rank had started (processes or captures started apart) measure start-up,
+    # not skew: a rank's start is its earliest known activity (a launch or kernel before its first collective)
+    first = inst.group_by("rank").agg(pl.min_horizontal("prev_launch", "l_start", "start").min().alias("first"))
+    all_started = first["first"].max() if first.height >= 2 else None
+    if all_started is not None:
+        early = complete.filter(pl.col("start_min") < all_started)
+        if early.height:
+            complete = complete.filter(pl.col("start_min") >= all_started)
+            notes.append(
+                f"{early.height} collective instances began before every rank had started "
+                "and are left out of the skew statistics (start-up, not skew)"
+            )
     if partial:
         notes.append(f"{partial} collective instances were not seen on every rank of their group (trace edges)")
     inst = inst.join(complete.select(*key, "start_max", "n"), on=key, how="left")
@@ -960,7 +972,15 @@ def _findings(
                         (s.instances.filter(pl.col("step").is_not_null())["dur"].sum() or 0)
                         - (s.instances.filter(pl.col("step").is_not_null())["overlap"].sum() or 0)
                     )
-                    step_share[s.rank] = exposed / wall if wall else None
+                    # the GPU span of the steps when it is longer than their host span (graphed steps: the host
+                    # runs ahead), and never more than all of it
+                    span = (
+                        int((s.steps["gpu_end"] - s.steps["gpu_start"]).clip(lower_bound=0).sum() or 0)
+                        if ("gpu_end" in s.steps.columns and "gpu_start" in s.steps.columns)
+                        else 0
+                    )
+                    basis = max(wall, span)
+                    step_share[s.rank] = min(1.0, exposed / basis) if basis else None
             moving = inst.group_by("rank").agg(
                 (pl.col("dur") - pl.col("wait")).filter(pl.col("matched")).sum().alias("moving"),
                 pl.col("matched").sum().alias("matched"),
