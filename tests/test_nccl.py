@@ -478,3 +478,19 @@ def test_exposed_share_never_exceeds_the_steps():
         if v is not None
     ]
     assert shares and all(0 <= v <= 1.0 for v in shares)
+
+
+@needs_shared
+@needs_multi
+def test_a_waiting_rank_names_the_late_rank_as_its_cause(capsys):
+    from nsys_doctor.cli.main import main
+
+    r0, r1 = (str(TRACES / "multigpu" / f"tp2_straggler_rank{i}.sqlite") for i in (0, 1))
+    assert main(["report", r0, r1, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    by_rank = {r["rank"]: r["report"] for r in data["ranks"]}
+    waiting = by_rank[0]["diagnosis"]
+    assert waiting["waiting_for_rank"] == 1 and "rank 1's lateness" in waiting["why"]
+    assert not any(a.startswith("communication dominates") for a in by_rank[0]["next_actions"])
+    assert by_rank[0]["next_actions"][0].startswith("Collectives here wait for rank 1")
+    assert "waiting_for_rank" not in by_rank[1]["diagnosis"]  # the late rank itself is not told to wait

@@ -1146,3 +1146,20 @@ def _headline(
                 "to launch the collective: the delay is on the host"
             )
     return out
+
+
+def waiting_for_others(result: NcclResult, min_share: float = 0.5) -> dict[int, dict[str, object]]:
+    """Ranks whose collective time is mostly waiting for a late rank: rank -> late rank, wait share and wait ns.
+    Their own reports must name the late rank as the cause, not ask them to overlap their communication."""
+    late = result.late.get("late_rank") if isinstance(result.late, dict) else None
+    if late is None or result.collectives.is_empty() or "wait" not in result.collectives.columns:
+        return {}
+    per = result.collectives.group_by("rank").agg(pl.col("wait").sum(), pl.col("total").sum())
+    out: dict[int, dict[str, object]] = {}
+    for rank, wait, total in per.sort("rank").iter_rows():
+        if rank == late or not total:
+            continue
+        share = int(wait or 0) / int(total)
+        if share >= min_share:
+            out[int(rank)] = {"late_rank": int(late), "wait_share": share, "wait_ns": int(wait or 0)}
+    return out

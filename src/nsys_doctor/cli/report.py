@@ -20,6 +20,7 @@ from ..trace import Trace
 from ..trace.meta import describe
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
+from ..units import format_ns
 from .common import emit, ops_option, resolve_window, window_options
 
 FORMATS = ("terminal", "markdown", "json")
@@ -160,6 +161,35 @@ def rank_report(
             return d, summary_from_frames(trace, spec, frames, rules)
     except NsysDoctorError as exc:
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
+
+
+def blame_late_rank(pairs: list[tuple[RankSpec, Diagnosis]], across: object) -> None:
+    """A rank that mostly waits in its collectives for a late rank gets that cause in its own diagnosis: the advice
+    to overlap its communication would contradict the cross-rank section (the time is the other rank's lateness)."""
+    from ..analysis.nccl import waiting_for_others
+
+    waiting = waiting_for_others(across)  # type: ignore[arg-type]
+    for spec, d in pairs:
+        w = waiting.get(spec.rank)
+        if w is None:
+            continue
+        late = w["late_rank"]
+        why = (
+            f"{100 * float(w['wait_share']):.0f}% of this rank's collective time ({format_ns(int(w['wait_ns']))}) is "
+            f"waiting for rank {late}, the late rank: the cause is rank {late}'s lateness, not this rank's "
+            "communication (see across ranks)"
+        )
+        d.target["waiting_for_rank"] = w["late_rank"]
+        d.target["why"] = f"{d.target.get('why', '')}; {why}".lstrip("; ")
+        d.next_actions = [
+            a for a in d.next_actions if not a.startswith(("communication dominates", "Then communication"))
+        ]
+        d.next_actions.insert(
+            0,
+            f"Collectives here wait for rank {w['late_rank']}: find what rank {w['late_rank']} does just before its "
+            "collectives (across ranks: the 'before' column) and remove or balance it; tuning this rank's "
+            "communication will not help.",
+        )
 
 
 def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: str, color: bool) -> str:
@@ -318,7 +348,10 @@ def report(
         )
         summaries = [s for _, s in results]
         across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
-        text = render_ranks([(sp, d) for sp, (d, _) in zip(specs, results, strict=True)], across, fmt, color)
+        pairs = [(sp, d) for sp, (d, _) in zip(specs, results, strict=True)]
+        if across is not None:
+            blame_late_rank(pairs, across)
+        text = render_ranks(pairs, across, fmt, color)
     emit(text, output, fmt)
 
 
