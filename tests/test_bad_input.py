@@ -113,7 +113,9 @@ def test_unknown_report_argument(capsys):
     _one_line_error(*_run(capsys, "stats", str(SAMPLE), "-r", "cuda_api_sum:base"), "no argument 'base'")
 
 
-@pytest.mark.parametrize("value", ["10s", "abc/2s", "1parsec/", "20s/10s"])
+@pytest.mark.parametrize(
+    "value", ["10s", "abc/2s", "1parsec/", "20s/10s", "-5s/10s", "1s/-2s", "99999999999999999999s/", "/1e999999s"]
+)
 def test_bad_filter_time(capsys, value):
     _one_line_error(
         *_run(capsys, "stats", str(SAMPLE), "--filter-time", value),
@@ -154,3 +156,50 @@ def test_good_input_is_not_modified(capsys, sample_copy):
     capsys.readouterr()
     assert _digest(sample_copy) == before
     assert sorted(p.name for p in sample_copy.parent.iterdir()) == ["copy.sqlite"]
+
+
+@pytest.mark.parametrize(
+    ("window", "words"), [("-5s/1s", "negative"), ("1e999999s/", "out of range"), ("3s/1s", "start is after end")]
+)
+def test_bad_report_window(capsys, window, words):
+    _one_line_error(*_run(capsys, "report", str(SAMPLE), "--window", window), "--window", words)
+
+
+@pytest.fixture
+def symlink_loop(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "loop_a.sqlite", tmp_path / "loop_b.sqlite"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    return a, b
+
+
+@pytest.mark.parametrize("command", ["nccl", "report", "stats", "diff"])
+def test_symlink_loop(capsys, symlink_loop, command):
+    a, b = symlink_loop
+    args = [str(a), str(b)] if command != "report" else [str(a), str(SAMPLE)]
+    _one_line_error(*_run(capsys, command, *args), "symbolic link loop")
+    _one_line_error(*_run(capsys, "info", str(a)), "symbolic link loop")
+
+
+def test_directory_with_a_symlink_loop_inside(capsys, tmp_path):
+    """Entries of a rank directory that are link loops are not traces: the other traces are used."""
+    d = tmp_path / "ranks"
+    d.mkdir()
+    (d / "x.sqlite").symlink_to(d / "y.sqlite")
+    (d / "y.sqlite").symlink_to(d / "x.sqlite")
+    _one_line_error(*_run(capsys, "nccl", str(d)), "no traces in directory")
+
+
+def test_unreadable_rank_directory(capsys, tmp_path, monkeypatch):
+    d = tmp_path / "ranks"
+    d.mkdir()
+    original = Path.iterdir
+
+    def iterdir(self: Path):  # type: ignore[no-untyped-def]
+        if self == d:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    for command in ("nccl", "report", "stats"):
+        _one_line_error(*_run(capsys, command, str(d)), "cannot list directory", "permission denied")

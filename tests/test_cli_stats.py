@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from nsys_doctor.cli.main import main
 
 from .conftest import SAMPLE
@@ -91,3 +93,38 @@ def test_report_list_with_commas_as_in_nsys(capsys):
     assert main(["stats", str(SAMPLE), "-r", "cuda_gpu_kern_sum:base,cuda_api_sum", "--format", "csv"]) == 0
     out = capsys.readouterr().out
     assert out.count("Time (%),Total Time (ns)") == 2
+
+
+@pytest.mark.parametrize(
+    ("arg", "words"),
+    [
+        ("gpu_gaps:rows=99999999999999999999999", ("rows=99999999999999999999999 is out of range", "-1 for no limit")),
+        ("gpu_gaps:rows=" + "9" * 5000, ("is out of range", "rows takes an integer")),
+        ("gpu_gaps:rows=-5", ("rows=-5 is out of range", "-1 for no limit, else 0..1000000000")),
+        ("gpu_gaps:rows=abc", ("bad value 'abc' for rows=", "rows takes an integer")),
+        ("gpu_gaps:rows=1.5", ("bad value '1.5' for rows=",)),
+        ("gpu_gaps:rows=\u0663", ("for rows=",)),  # an Arabic-Indic digit: not an ASCII integer
+        ("gpu_gaps:gap=-1", ("gap=-1 is out of range", "milliseconds, 0..1000000000")),
+        ("gpu_gaps:gap=99999999999999999999", ("gap=99999999999999999999 is out of range",)),
+        ("gpu_gaps:start=-1", ("start=-1 is out of range", "a time in ns")),
+        ("gpu_gaps:end=9223372036854775808", ("end=9223372036854775808 is out of range",)),
+        ("gpu_time_util:threshold=101", ("threshold=101 is out of range", "0..100")),
+        ("gpu_time_util:chunks=1001", ("chunks=1001 is out of range", "0..1000")),
+        ("cuda_api_sync:process=16777216", ("process=16777216 is out of range", "0..16777215")),
+        ("cuda_api_sync:thread=-2", ("thread=-2 is out of range",)),
+    ],
+)
+def test_rule_arguments_out_of_range(capsys, arg, words):
+    assert main(["stats", str(SAMPLE), "-r", arg]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nsys-doctor: error: "), lines
+    for w in words:
+        assert w in lines[0]
+    assert len(lines[0]) < 400
+
+
+def test_rule_arguments_at_their_limits(capsys):
+    for arg in ("gpu_gaps:rows=-1", "gpu_gaps:rows=1000000000:gap=0", "gpu_time_util:threshold=100:chunks=0"):
+        assert main(["stats", str(SAMPLE), "-r", arg]) == 0, arg
+    assert main(["stats", str(SAMPLE), "-r", "gpu_gaps:start=0:end=9223372036854775807"]) == 0
+    capsys.readouterr()

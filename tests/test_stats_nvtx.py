@@ -32,7 +32,7 @@ def tiny(tmp_path: Path):
         CREATE TABLE NVTX_EVENTS (start INT, end INT, eventType INT, globalTid INT, endGlobalTid INT, textId INT,
                                   text TEXT, domainId INT);
         CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INT, end INT, deviceId INT, correlationId INT, globalPid INT,
-                                                 demangledName INT, shortName INT);
+                                                 demangledName INT, shortName INT, streamId INT DEFAULT 7);
         CREATE TABLE CUPTI_ACTIVITY_KIND_RUNTIME (start INT, end INT, globalTid INT, correlationId INT, nameId INT);
         INSERT INTO StringIds VALUES (0, 'void k1<int>()'), (1, 'k2'), (2, 'cudaLaunchKernel'), (3, 'k1');
     """)
@@ -50,7 +50,7 @@ def tiny(tmp_path: Path):
         [(150, 160, G, 1), (500, 510, G, 2), (1500, 1510, G, 3)],
     )
     con.executemany(
-        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,0,?,?,?,?)",
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,0,?,?,?,?,7)",
         [(200, 300, 1, P, 0, 3), (600, 650, 2, P, 1, 1), (1600, 1620, 3, P, 0, 3), (0, 5, 9, P, 1, 1)],
     )
     con.commit()

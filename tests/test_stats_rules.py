@@ -166,10 +166,12 @@ def _util_trace(tmp_path: Path, kernels: list[tuple[int, int]]) -> Trace:
     con.executescript("""
         CREATE TABLE StringIds (id INTEGER PRIMARY KEY, value TEXT);
         CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INT, end INT, deviceId INT, contextId INT,
-            correlationId INT, globalPid INT, demangledName INT, shortName INT);
+            correlationId INT, globalPid INT, demangledName INT, shortName INT, streamId INT);
         INSERT INTO StringIds VALUES (0, 'k');
     """)
-    con.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,0,1,0,?,0,0)", [(s, e, P) for s, e in kernels])
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,0,1,0,?,0,0,7)", [(s, e, P) for s, e in kernels]
+    )
     con.commit()
     con.close()
     return Trace.open(path)

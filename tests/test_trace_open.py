@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from nsys_doctor.cli.main import main
+from nsys_doctor.errors import TraceError, UsageError
+from nsys_doctor.trace import Trace
 from nsys_doctor.trace.meta import describe
 from nsys_doctor.trace.window import MAX_TS, parse_filter_nvtx, parse_filter_time
 
-from .conftest import SAMPLE, TRACES, needs_shared, open_trace
+from .conftest import DATA, SAMPLE, TRACES, needs_shared, open_trace
 
 ALL_TRACES = (
     sorted(TRACES.glob("*.sqlite"))
@@ -88,8 +92,6 @@ def test_nsys_rep_is_exported_once_with_nsys(tmp_path, monkeypatch):
     monkeypatch.setenv("NSYS", str(fake))
     rep = tmp_path / "run.nsys-rep"
     rep.write_bytes(b"not really a report")
-    from nsys_doctor.trace import Trace
-
     with Trace.open(rep) as t:
         assert t.path == tmp_path / "run.sqlite"
         assert t.count("CUPTI_ACTIVITY_KIND_KERNEL") == 12086
@@ -98,3 +100,123 @@ def test_nsys_rep_is_exported_once_with_nsys(tmp_path, monkeypatch):
     with Trace.open(rep):
         pass
     assert len(calls.read_text().splitlines()) == 1  # up to date: not exported again
+
+
+# ---------------------------------------------------------------------------------------------- .nsys-rep inputs
+def _fake_nsys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: Path = SAMPLE, fail: str = "") -> Path:
+    """A stand-in nsys that logs its arguments and exports ``source`` (or fails with ``fail`` on stderr)."""
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "bin" / "nsys"
+    fake.parent.mkdir(exist_ok=True)
+    body = (
+        f'echo "{fail}" >&2\nexit 1\n'
+        if fail
+        else 'for a in "$@"; do case "$a" in --output=*) out="${a#--output=}";; esac; done\n'
+        + f'cp "{source}" "$out"\n'
+    )
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n' + body)
+    fake.chmod(0o755)
+    monkeypatch.setenv("NSYS", str(fake))
+    return calls
+
+
+def _rep_and_sqlite(tmp_path: Path, sqlite_age: float) -> tuple[Path, Path]:
+    """run.nsys-rep and a run.sqlite beside it (a copy of the capture fixture) ``sqlite_age`` s newer than it."""
+    rep = tmp_path / "run.nsys-rep"
+    rep.write_bytes(b"not really a report")
+    out = tmp_path / "run.sqlite"
+    out.write_bytes((DATA / "capture_decode.sqlite").read_bytes())
+    t = rep.stat().st_mtime
+    os.utime(out, (t + sqlite_age, t + sqlite_age))
+    return rep, out
+
+
+@pytest.mark.parametrize("age", [10.0, 0.0], ids=["newer", "same-age"])
+def test_nsys_rep_reuses_a_sqlite_at_least_as_new(tmp_path, monkeypatch, capsys, age):
+    calls = _fake_nsys(tmp_path, monkeypatch)
+    rep, out = _rep_and_sqlite(tmp_path, age)
+    before = out.read_bytes()
+    with Trace.open(rep) as t:
+        assert t.path == out
+        assert t.count("CUPTI_ACTIVITY_KIND_KERNEL") == 17774  # the capture fixture, not what nsys would export
+    assert not calls.exists()
+    assert out.read_bytes() == before
+    assert capsys.readouterr().err == ""
+
+
+def test_nsys_rep_with_an_older_sqlite_is_exported_again(tmp_path, monkeypatch, capsys):
+    calls = _fake_nsys(tmp_path, monkeypatch)
+    rep, out = _rep_and_sqlite(tmp_path, -100.0)
+    with Trace.open(rep) as t:
+        assert t.path == out
+        assert t.count("CUPTI_ACTIVITY_KIND_KERNEL") == 12086  # the fresh export (the sample)
+    args = calls.read_text().split()
+    assert args[:3] == ["export", "--type=sqlite", "--force-overwrite=true"] and args[-1] == str(rep)
+    assert capsys.readouterr().err == "nsys-doctor: note: run.sqlite is older than run.nsys-rep: exporting it again\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "calls.txt", "run.nsys-rep", "run.sqlite"]
+
+
+def test_nsys_rep_failed_export_leaves_the_old_sqlite_alone(tmp_path, monkeypatch, capsys):
+    _fake_nsys(tmp_path, monkeypatch, fail="FATAL ERROR: report file is corrupt")
+    rep, out = _rep_and_sqlite(tmp_path, -100.0)
+    before = out.read_bytes()
+    code = main(["info", str(rep)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, lines
+    assert lines[0].startswith("nsys-doctor: note: run.sqlite is older")
+    assert "nsys export failed" in lines[1] and "report file is corrupt" in lines[1] and "run it by hand" in lines[1]
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "calls.txt", "run.nsys-rep", "run.sqlite"]
+
+
+def test_nsys_rep_with_an_older_sqlite_and_no_nsys(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("NSYS", raising=False)
+    monkeypatch.setattr("nsys_doctor.trace.nsysbin.CANDIDATE_GLOBS", ())
+    rep, out = _rep_and_sqlite(tmp_path, -100.0)
+    with pytest.raises(TraceError, match=r"older than run\.nsys-rep") as err:
+        Trace.open(rep)
+    assert "nsys export --type=sqlite --force-overwrite=true" in err.value.hint
+    os.utime(out, (rep.stat().st_mtime + 5, rep.stat().st_mtime + 5))
+    with Trace.open(rep) as t:  # newer: used as it is, nsys or not
+        assert t.path == out
+
+
+# ---------------------------------------------------------------------------------------------- locks after the open
+def test_a_lock_taken_after_the_open_is_a_trace_error_on_every_path(tmp_path):
+    """Another process locks the file once it is open: metadata probes (PRAGMA table_info), stdlib queries and
+    ADBC reads all report the lock the same way."""
+    from .test_fuzz import Locker
+
+    path = tmp_path / "t.sqlite"
+    path.write_bytes(SAMPLE.read_bytes())
+    locker = Locker()
+    with Trace.open(path) as trace:
+        locker.lock_once(path)
+        try:
+            for probe in (
+                lambda: trace.schema.columns("CUPTI_ACTIVITY_KIND_MEMCPY"),
+                lambda: trace.rows("SELECT count(*) FROM StringIds"),
+                lambda: trace.read_table("CUPTI_ACTIVITY_KIND_KERNEL", {"start": pl.Int64}),
+                lambda: trace.schema.enum_labels("ENUM_CUDA_MEM_KIND"),
+            ):
+                with pytest.raises(TraceError) as err:
+                    probe()
+                assert "database is locked" in err.value.one_line()
+                assert "copy the file" in err.value.one_line()
+        finally:
+            locker.release()
+        assert trace.count("CUPTI_ACTIVITY_KIND_KERNEL") == 12086  # and reads again once it is released
+
+
+def test_filter_time_out_of_range():
+    for text, words in (
+        ("-5s/10s", "start time is negative"),
+        ("1s/-1ns", "end time is negative"),
+        ("99999999999999999999s/", "start time is out of range"),
+        ("/1e999999s", "end time is out of range"),
+        ("10s/5s", "start is after end"),
+    ):
+        with pytest.raises(UsageError, match=words):
+            parse_filter_time(text)
+    assert parse_filter_time("0/9223372036854775807").end == MAX_TS

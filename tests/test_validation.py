@@ -473,3 +473,13 @@ def test_report_model_on_several_ranks_is_refused(capsys):
     # one trace holding two ranks is reported per rank, where --model would be silently ignored
     args = ["report", str(TRACES / "multigpu" / "tp2_allranks.sqlite"), "--model", str(CONFIG)]
     one_line_error(capsys, args, "--model applies to a report on one rank", "--no-split")
+
+
+@pytest.mark.parametrize("command", ["report", "explain"])
+def test_top_has_an_upper_bound(command, capsys):
+    from nsys_doctor.cli.main import main as run
+
+    target = str(SAMPLE) if command == "report" else str(sorted((DATA / "pasted").glob("*.txt"))[0])
+    assert run([command, target, "--top", "99999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--top" in err

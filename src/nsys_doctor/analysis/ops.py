@@ -364,9 +364,7 @@ def classify(
     )
     unmapped = (UNMAPPED_FAMILY, UNMAPPED_CATEGORY, UNMAPPED_OP, "", False, "")
     values = [
-        unmapped
-        if i < 0
-        else (rules[i].family, rules[i].category, rules[i].op, rules[i].library, True, rules[i].match)
+        unmapped if i < 0 else (rules[i].family, rules[i].category, rules[i].op, rules[i].library, True, rules[i].match)
         for i in first
     ]
     lookup = distinct.with_columns(
@@ -389,6 +387,23 @@ _GENERIC_SHORT = re.compile(
     r"index_elementwise_kernel|elementwise_kernel_with_index|vectorized_gather_kernel|kernel|Kernel|device_kernel)$"
 )
 _DETAIL = re.compile(r"(\w+Functor\w*|\w+_kernel_cuda|\w+Ops|\w+_kernel_impl\w*|\w+_kernel(?=[<(]))")
+_WORD = re.compile(r"\w+")
+_MAX_TOKEN = 256  # identifiers longer than this name nothing a reader could use, and would cost time squared
+
+
+def _details(name: str) -> list[str]:
+    """``_DETAIL`` matches, found identifier by identifier: searching the whole name backtracks over every start
+    position of a long identifier (quadratic in its length); each pattern starts with ``\\w+``, so a match inside
+    an identifier also starts at the identifier's first character."""
+    out = []
+    for m in _WORD.finditer(name):
+        tok = m.group(0)
+        if len(tok) > _MAX_TOKEN:
+            continue
+        d = _DETAIL.match(tok + name[m.end() : m.end() + 1])
+        if d:
+            out.append(d.group(1))
+    return out
 
 
 def kernel_label(name: str, short: str | None) -> str:
@@ -397,11 +412,7 @@ def kernel_label(name: str, short: str | None) -> str:
     base = short or name
     if not _GENERIC_SHORT.match(base):
         return base
-    tokens = [
-        t
-        for t in (m.group(1) for m in _DETAIL.finditer(name))
-        if t != base and not t.startswith(("gpu_kernel", "launch_", "index_kernel"))
-    ]
+    tokens = [t for t in _details(name) if t != base and not t.startswith(("gpu_kernel", "launch_", "index_kernel"))]
     functors = [t for t in tokens if "Functor" in t]
     if functors:  # the innermost functor is the operation: BinaryFunctor<..., MulFunctor<float>> -> MulFunctor
         return f"{base}<{functors[-1]}>"

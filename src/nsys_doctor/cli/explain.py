@@ -22,7 +22,7 @@ FORMATS = ("terminal", "markdown", "json")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the answer to FILE instead of standard output.")
 @ops_option
-@click.option("--top", default=10, show_default=True, help="Kernels to list.")
+@click.option("--top", type=click.IntRange(1, 100_000), default=10, show_default=True, help="Kernels to list.")
 def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, top: int) -> None:
     """Explain pasted `nsys stats` output: read FILE (or standard input) and answer like `report`.
 

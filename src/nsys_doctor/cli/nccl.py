@@ -70,7 +70,7 @@ def check_dask_address(address: str) -> None:
     show_default=True,
     help="Where rank numbers come from: the recorded environment (RANK ...), the file name, or sorted order.",
 )
-@click.option("--top", type=click.IntRange(1), default=20, show_default=True, help="Worst instances to list.")
+@click.option("--top", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Worst instances to list.")
 @click.option(
     "--ops",
     "ops_file",

@@ -239,7 +239,9 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of standard output.")
 @window_options
 @ops_option
-@click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Kernels and tails to list.")
+@click.option(
+    "--top", type=click.IntRange(1, 100_000), default=10, show_default=True, help="Kernels and tails to list."
+)
 @click.option(
     "--rank-from",
     type=click.Choice(RANK_FROM),

@@ -54,16 +54,21 @@ class ReportContext:
     flags: set[str] = field(default_factory=set)
     options: dict[str, str] = field(default_factory=dict)
 
-    def int_option(self, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    def int_option(self, key: str, default: int, lo: int, hi: int, what: str = "") -> int:
+        """The integer report argument ``key=`` (``default`` when not given), which must lie in ``lo..hi``;
+        ``what`` names the range in the hint (e.g. "-1 for no limit, else 0..1000000000")."""
         raw = self.options.get(key)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError as exc:
-            raise UsageError(f"bad value '{raw}' for {key}=", f"{key} takes an integer") from exc
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise UsageError(f"{key}={value} is out of range", f"use {lo}..{hi}")
+        allowed = what or f"{lo}..{hi}"
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        text = raw.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise UsageError(f"bad value '{shown}' for {key}=", f"{key} takes an integer: {allowed}")
+        value = int(text) if len(digits) <= 30 else (hi + 1 if text[0] != "-" else lo - 1)
+        if not lo <= value <= hi:
+            raise UsageError(f"{key}={shown} is out of range", f"{key} takes an integer: {allowed}")
         return value
 
 

@@ -34,6 +34,10 @@ from .core import Column, ReportContext, StatsTable, report
 
 COMMON_OPTIONS = ("rows", "start", "end", "nvtx")
 DEFAULT_ROWS = 50
+MAX_ROWS = 1_000_000_000
+MAX_TS = 2**63 - 1
+MAX_GAP_MS = 1_000_000_000  # gap= is in ms; its value in ns must stay a 64-bit integer
+MAX_ID = 0xFFFFFF  # process and thread ids are 24-bit fields of nsys's global ids
 PID_MASK = 0xFFFFFF
 MEM_KIND = "ENUM_CUDA_MEM_KIND"
 HTOD = 1
@@ -52,9 +56,9 @@ def rule_filter(ctx: ReportContext) -> EventFilter:
     start = ctx.options.get("start")
     end = ctx.options.get("end")
     if start is not None:
-        flt = replace(flt, start=ctx.int_option("start", 0))
+        flt = replace(flt, start=ctx.int_option("start", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
     if end is not None:
-        flt = replace(flt, end=ctx.int_option("end", 0))
+        flt = replace(flt, end=ctx.int_option("end", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
     if flt.start > flt.end:
         raise UsageError(
             f"start={flt.start} is after end={flt.end}", "the start time cannot be greater than the end time"
@@ -66,7 +70,7 @@ def rule_filter(ctx: ReportContext) -> EventFilter:
 
 def row_limit(ctx: ReportContext) -> int | None:
     """``rows=``: None for no limit (any negative value, as SQLite's ``LIMIT -1``)."""
-    rows = ctx.int_option("rows", DEFAULT_ROWS)
+    rows = ctx.int_option("rows", DEFAULT_ROWS, -1, MAX_ROWS, f"-1 for no limit, else 0..{MAX_ROWS}")
     return None if rows < 0 else rows
 
 
@@ -264,8 +268,9 @@ API_SYNC_COLUMNS = (
 def cuda_api_sync(ctx: ReportContext) -> StatsTable:
     """Host-blocking synchronization calls: cudaDeviceSynchronize and cudaStreamSynchronize."""
     name, title = "cuda_api_sync", "CUDA Synchronization APIs"
-    process = ctx.int_option("process", -1)
-    thread = ctx.int_option("thread", -1)
+    ids = f"a process or thread id, 0..{MAX_ID} (-1: any)"
+    process = ctx.int_option("process", -1, -1, MAX_ID, ids)
+    thread = ctx.int_option("thread", -1, -1, MAX_ID, ids)
     if (process >= 0 or thread >= 0) and ctx.options.get("nvtx"):
         raise UsageError("process=/thread= cannot be combined with nvtx=", "use start=/end= with process=/thread=")
     if not ctx.trace.schema.has(S.RUNTIME):
@@ -438,7 +443,7 @@ def find_gaps(ops: pl.DataFrame, threshold_ns: int) -> pl.DataFrame:
 def gpu_gaps(ctx: ReportContext) -> StatsTable:
     """Time ranges where a GPU is idle for longer than gap= ms (default 500), per process and device."""
     name, title = "gpu_gaps", "GPU Gaps"
-    gap = ctx.int_option("gap", 500)
+    gap = ctx.int_option("gap", 500, 0, MAX_GAP_MS, f"milliseconds, 0..{MAX_GAP_MS}")
     rows = row_limit(ctx)
     sources = gpu_sources(ctx)
     if not sources:
@@ -548,10 +553,8 @@ def coalesce_chunks(low: pl.DataFrame) -> pl.DataFrame:
 def gpu_time_util(ctx: ReportContext) -> StatsTable:
     """Time ranges where GPU time utilization is below threshold= % (default 50), in chunks= pieces (default 30)."""
     name, title = "gpu_time_util", "GPU Time Utilization"
-    threshold = ctx.int_option("threshold", 50)
-    chunks = ctx.int_option("chunks", 30)
-    if chunks and not 1 <= chunks <= 1000:  # nsys lets chunks=0 through (and then finds nothing)
-        raise UsageError(f"chunks={chunks} is out of range", "use 1..1000")
+    threshold = ctx.int_option("threshold", 50, 0, 100, "a percentage, 0..100")
+    chunks = ctx.int_option("chunks", 30, 0, 1000)  # nsys lets chunks=0 through (and then finds nothing)
     rows = row_limit(ctx)
     sources = gpu_sources(ctx)
     if not sources:

@@ -77,11 +77,16 @@ class TraceInfo:
         }
 
 
+def _digits(text: str | None) -> int | None:
+    """A non-negative decimal integer written in ASCII digits, else None."""
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def capture_settings(trace: Trace) -> dict[str, object]:
     """Capture configuration from META_DATA_CAPTURE (nsys 2023+) and what the data itself shows."""
     sch = trace.schema
     meta: list[tuple[str, str]] = []
-    if sch.has("META_DATA_CAPTURE"):
+    if sch.has_column("META_DATA_CAPTURE", "name") and sch.has_column("META_DATA_CAPTURE", "value"):
         rows = trace.rows("SELECT name, value FROM META_DATA_CAPTURE")
         meta = [(str(k), "" if v is None else str(v)) for k, v in rows]
     kv: dict[str, str] = {}
@@ -101,24 +106,27 @@ def capture_settings(trace: Trace) -> dict[str, object]:
     out["traced"] = sorted(set(traced)) or None
     out["collect"] = collects or None
     args = sorted(
-        ((int(k.rsplit("_", 1)[1]), v) for k, v in kv.items() if k.startswith("PROCESS_0:ARGUMENT_")),
+        (n, v)
+        for k, v in kv.items()
+        if k.startswith("PROCESS_0:ARGUMENT_") and (n := _digits(k.rsplit("_", 1)[1])) is not None
     )
     command = kv.get("PROCESS_0:COMMAND")
     out["command"] = " ".join([command, *(a for _, a in args)]) if command else None
     out["working_dir"] = kv.get("PROCESS_0:WORKING_DIR")
     out["start_trigger"] = kv.get("START_TRIGGER")
-    out["start_delay_ms"] = int(kv["START_DELAY_MS"]) if kv.get("START_DELAY_MS", "").isdigit() else None
-    out["run_duration_ms"] = int(kv["RUN_DURATION_MS"]) if kv.get("RUN_DURATION_MS", "").isdigit() else None
+    out["start_delay_ms"] = _digits(kv.get("START_DELAY_MS"))
+    out["run_duration_ms"] = _digits(kv.get("RUN_DURATION_MS"))
     out["gpu_memory_usage"] = kv.get("PROCESS_0:COLLECT_GPU_MEMORY_USAGE") == "true" or sch.has(S.GPU_MEMORY_USAGE)
     out["gpu_metrics"] = sch.has(S.GPU_METRICS)
     out["nvtx_domain_filter"] = kv.get("NVTX_OPTIONS:NVTX_DOMAIN_FILTER_STRING") or None
     # A cudaProfilerApi capture range shows as profiler start/stop calls in the API table.
     starts = 0
-    if sch.has(S.RUNTIME):
+    if sch.has_column(S.RUNTIME, "nameId") and sch.has_column(S.STRINGS, "value") and sch.has_column(S.STRINGS, "id"):
         ids = [
             i
             for (i,) in trace.rows(
-                "SELECT id FROM StringIds WHERE value LIKE 'cuProfilerStart%' OR value LIKE 'cudaProfilerStart%'"
+                "SELECT id FROM StringIds WHERE typeof(id) = 'integer' "
+                "AND (value LIKE 'cuProfilerStart%' OR value LIKE 'cudaProfilerStart%')"
             )
         ]
         if ids:
@@ -132,15 +140,15 @@ def describe(trace: Trace) -> TraceInfo:
     sch = trace.schema
     counts = {t: trace.count(t) for t in COUNTED_TABLES if sch.has(t)}
     start_utc = None
-    if sch.has("TARGET_INFO_SESSION_START_TIME"):
+    if sch.has_column("TARGET_INFO_SESSION_START_TIME", "utcTime"):
         r = trace.rows("SELECT utcTime FROM TARGET_INFO_SESSION_START_TIME LIMIT 1")
-        start_utc = str(r[0][0]) if r else None
+        start_utc = str(r[0][0]) if r and r[0][0] is not None else None
     duration = None
     if sch.has_column("ANALYSIS_DETAILS", "duration"):
         r = trace.rows("SELECT duration FROM ANALYSIS_DETAILS LIMIT 1")
-        duration = int(r[0][0]) if r and r[0][0] is not None else None
+        duration = r[0][0] if r and isinstance(r[0][0], int) else None
     system: dict[str, str] = {}
-    if sch.has("TARGET_INFO_SYSTEM_ENV"):
+    if sch.has_column("TARGET_INFO_SYSTEM_ENV", "name") and sch.has_column("TARGET_INFO_SYSTEM_ENV", "value"):
         wanted = (
             "NvDriverVersion",
             "CudaDriverVersion",
@@ -155,7 +163,7 @@ def describe(trace: Trace) -> TraceInfo:
         ):
             system.setdefault(str(name), str(value))
     diagnostics: list[str] = []
-    if sch.has_column(S.DIAGNOSTIC, "severity"):
+    if sch.has_column(S.DIAGNOSTIC, "severity") and sch.has_column(S.DIAGNOSTIC, "text"):
         diagnostics = [str(t) for (t,) in trace.rows(f"SELECT text FROM {S.DIAGNOSTIC} WHERE severity >= 2")]
     capture = capture_settings(trace) if sch.is_nsys_export() else {}
     info = TraceInfo(

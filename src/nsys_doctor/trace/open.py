@@ -7,9 +7,12 @@ Big activity tables are read as Arrow columns through ADBC's SQLite driver, in p
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterable
@@ -20,8 +23,10 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import TraceError
+from .damage import REEXPORT_HINT, DamageSummary, TableDamage, announce, damaged_mask, reasons_sql, valid_sql
+from .dberror import db_error, is_lock_or_damage
 from .nsysbin import find_nsys
-from .schema import Schema
+from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Rows per parallel chunk when reading a big table; below this a table is read in one query.
@@ -34,6 +39,13 @@ def _uri(path: Path) -> str:
 
 def _check_file(path: Path) -> None:
     """Reject what is not a complete SQLite file, with the fix, before SQLite sees it."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TraceError(f"{path} is a symbolic link loop", "point it at the .sqlite exported by nsys") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise TraceError(f"bad trace path {str(path)!r}", "pass the .sqlite file exported by nsys") from exc
     if not path.exists():
         raise TraceError(f"trace not found: {path}", "check the path (nsys writes <name>.sqlite with --export=sqlite)")
     if path.is_dir():
@@ -44,6 +56,8 @@ def _check_file(path: Path) -> None:
             header = fh.read(100)
     except PermissionError as exc:
         raise TraceError(f"cannot read {path}: permission denied", "fix the file's permissions") from exc
+    except OSError as exc:
+        raise TraceError(f"cannot read {path}: {exc.strerror or exc}", "check the path and the disk") from exc
     if size == 0:
         raise TraceError(
             f"{path} is empty (0 bytes)",
@@ -66,29 +80,51 @@ def _check_file(path: Path) -> None:
 
 
 def _rep_to_sqlite(rep: Path) -> Path:
-    """The .sqlite of a .nsys-rep: an up-to-date one beside it, or one made with `nsys export`."""
+    """The .sqlite of a .nsys-rep: the one beside it when it is at least as new as the report, else a fresh
+    export by `nsys export` (written under a temporary name, then moved into place). An existing .sqlite is
+    replaced only when it is older than the report, and then a note on standard error says so."""
     out = rep.with_suffix(".sqlite")
-    if out.exists() and out.stat().st_mtime >= rep.stat().st_mtime and out.stat().st_size > 0:
+    try:
+        rep_mtime = rep.stat().st_mtime
+        old = out.stat().st_mtime if out.exists() else None
+    except OSError as exc:
+        raise TraceError(f"cannot read {rep}: {exc.strerror or exc}", "check the path and its permissions") from exc
+    if old is not None and old >= rep_mtime:
         return out
     nsys = find_nsys()
-    command = f"nsys export --type=sqlite --output={out} {rep}"
+    command = f"nsys export --type=sqlite --force-overwrite=true --output={out} {rep}"
     if nsys is None:
+        if old is not None:
+            raise TraceError(
+                f"{out} is older than {rep.name} and nsys is not installed here to export it again",
+                f"export it where nsys is: {command}; or pass the .sqlite itself to use it as it is",
+            )
         raise TraceError(
             f"{rep} is an nsys report and nsys is not installed here",
             f"convert it where nsys is, then pass the .sqlite: {command}",
         )
+    if old is not None:
+        sys.stderr.write(f"nsys-doctor: note: {out.name} is older than {rep.name}: exporting it again\n")
+        sys.stderr.flush()
+    tmp = out.with_name(f".{out.stem}.nsys-doctor-{os.getpid()}.sqlite")
     try:
         proc = subprocess.run(
-            [nsys.path, "export", "--type=sqlite", "--force-overwrite=true", f"--output={out}", str(rep)],
+            [nsys.path, "export", "--type=sqlite", "--force-overwrite=true", f"--output={tmp}", str(rep)],
             capture_output=True,
             text=True,
             timeout=3600,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+            lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+            last = " ".join(lines[-1].split()) if lines else "no output"
+            raise TraceError(f"nsys export failed on {rep}: {last[:300]}", f"run it by hand: {command}")
+        os.replace(tmp, out)
+    except (OSError, subprocess.SubprocessError) as exc:
         raise TraceError(f"nsys export failed on {rep}: {exc}", f"run it by hand: {command}") from exc
-    if proc.returncode != 0 or not out.exists():
-        last = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-        raise TraceError(f"nsys export failed on {rep}: {last[0]}", f"run it by hand: {command}")
+    finally:
+        if tmp.exists():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     return out
 
 
@@ -101,6 +137,10 @@ class Trace:
         self.schema = schema
         self._lock = threading.Lock()
         self._adbc_db: object | None = None
+        # damaged rows (see damage.py): per table, what was counted; the condition keeping the usable rows
+        self._damage_lock = threading.Lock()
+        self._damage: dict[str, TableDamage] = {}
+        self._valid: dict[str, str] = {}
 
     # ---- opening
     @classmethod
@@ -111,12 +151,14 @@ class Trace:
         _check_file(p)
         try:
             con = sqlite3.connect(_uri(p), uri=True, timeout=0.5, check_same_thread=False)
-            con.text_factory = lambda b: b.decode("utf-8", "replace")  # Windows exports carry other encodings
-            schema = Schema.detect(con)
-        except sqlite3.OperationalError as exc:
-            raise _sqlite_error(p, exc) from exc
-        except sqlite3.DatabaseError as exc:
-            raise _sqlite_error(p, exc) from exc
+        except sqlite3.Error as exc:
+            raise db_error(p, exc) from exc
+        con.text_factory = lambda b: b.decode("utf-8", "replace")  # Windows exports carry other encodings
+        try:
+            schema = Schema.detect(con, p)
+        except TraceError:
+            con.close()
+            raise
         if not schema.is_nsys_export():
             con.close()
             raise TraceError(
@@ -126,10 +168,23 @@ class Trace:
         return cls(p, con, schema)
 
     def close(self) -> None:
+        """Close the connections; under the CLI, queue the damaged-rows warning of this trace (see damage.py). A
+        mostly damaged table was an error already, and is not repeated as a warning."""
+        found = self.damaged
+        announce(DamageSummary(found.path, tuple(t for t in found.tables if not t.mostly_damaged)))
         self.con.close()
         if self._adbc_db is not None:
-            self._adbc_db.close()  # type: ignore[attr-defined]
+            with contextlib.suppress(Exception):  # a connection that cannot close cleanly holds nothing of ours
+                self._adbc_db.close()  # type: ignore[attr-defined]
             self._adbc_db = None
+
+    @property
+    def damaged(self) -> DamageSummary:
+        """The damaged rows found so far (in the tables read): counted per table and reason, left out of every
+        frame this trace returns."""
+        with self._damage_lock:
+            tables = tuple(d for d in self._damage.values() if d.damaged)
+        return DamageSummary(str(self.path), tables)
 
     def __enter__(self) -> Trace:
         return self
@@ -143,8 +198,8 @@ class Trace:
         try:
             with self._lock:
                 return self.con.execute(sql, tuple(params)).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise _sqlite_error(self.path, exc) from exc
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc) from exc
 
     def frame(self, sql: str, schema: dict[str, pl.DataType], params: Iterable[object] = ()) -> pl.DataFrame:
         """A small query as a polars frame with the given column types."""
@@ -156,46 +211,139 @@ class Trace:
             return 0
         return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])
 
+    def require_columns(self, table: str) -> None:
+        """Refuse an activity table that lacks a column every nsys export of it has (it was edited or cut)."""
+        keys = ROW_KEYS.get(table)
+        if keys is None or not self.schema.has(table):
+            return
+        present = self.schema.columns(table)
+        missing = [c for c in keys.required if c not in present]
+        if missing:
+            raise TraceError(
+                f"{self.path}: table {table} has no {', '.join(missing)} column"
+                f"{'s' if len(missing) > 1 else ''}, which every nsys export of it has",
+                "the file was edited or cut short; " + REEXPORT_HINT,
+            )
+
     def read_table(self, table: str, columns: dict[str, pl.DataType], where: str = "") -> pl.DataFrame:
         """Columns of an activity table (``name -> dtype``; a name may be ``expr AS alias``), read as Arrow.
 
         Large tables are split in rowid ranges read on parallel connections; the result keeps table order.
+        Damaged rows (see damage.py) are left out, and counted the first time they are met.
         """
         exprs = [c if " " in c else f'"{c}"' for c in columns]
         names = [c.split(" AS ")[-1].strip().strip('"') for c in columns]
         dtypes = dict(zip(names, columns.values(), strict=True))
         if not self.schema.has(table):
             return pl.DataFrame(schema=dtypes)
+        self.require_columns(table)
+        with self._damage_lock:
+            valid = self._valid.get(table, "")
+        cond = " AND ".join(f"({c})" for c in (where, valid) if c)
+        df, coerced = self._read_rows(table, exprs, names, dtypes, cond)
+        keys = ROW_KEYS.get(table)
+        if keys is None or not df.height:
+            return df
+        ids = self.string_ids if any(c in df.columns for c in keys.names) else None
+        mask = damaged_mask(df, keys, ids)
+        if not coerced and (mask is None or not df.select(mask.any()).item()):
+            return df
+        # a value of the wrong type (read as NULL) or a damaged row: count the table's damage in SQL, once
+        with self._damage_lock:
+            counted = table in self._damage
+        if not counted and self.count_damage(table).damaged:
+            return self.read_table(table, columns, where)
+        return df if mask is None else df.filter(~mask)
+
+    def count_damage(self, table: str) -> TableDamage:
+        """Count the damaged rows of ``table`` per reason (one SQL query; cached). From then on every read of the
+        table leaves them out. A table mostly made of damaged rows is a ``TraceError``."""
+        with self._damage_lock:
+            if table in self._damage:
+                return self._damage[table]
+        keys = ROW_KEYS[table]
+        present = self.schema.columns(table)
+        sql = reasons_sql(table, keys, present)
+        reasons = tuple((str(why), int(n)) for why, n in self.rows(sql)) if sql else ()
+        damage = TableDamage(table, self.count(table), reasons)
+        with self._damage_lock:
+            self._damage[table] = damage
+            if damage.damaged:
+                self._valid[table] = valid_sql(keys, present)
+        if damage.mostly_damaged:
+            raise TraceError(
+                f"{self.path}: table {table} is mostly damaged ({damage.damaged} of {damage.rows} rows unusable: "
+                f"{damage.describe().split(': ', 1)[1]})",
+                REEXPORT_HINT,
+            )
+        return damage
+
+    def _read_rows(
+        self, table: str, exprs: list[str], names: list[str], dtypes: dict[str, pl.DataType], where: str
+    ) -> tuple[pl.DataFrame, bool]:
+        """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``)."""
         # two subqueries: SQLite answers each from the b-tree ends; min() and max() in one query scan the table
         lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
         if lo is None:
-            return pl.DataFrame(schema=dtypes)
+            return pl.DataFrame(schema=dtypes), False
         cond = f" AND ({where})" if where else ""
-        base = f"SELECT {', '.join(exprs)} FROM {table} WHERE rowid BETWEEN {{lo}} AND {{hi}}{cond}"
+        # text columns are read as bytes and decoded here: Arrow would take invalid UTF-8 as it is
+        sources = [e.rsplit(" AS ", 1)[0] if " AS " in e else e for e in exprs]  # without their alias
+        plain = [
+            _typed_expr(src, n, pl.Utf8) if dtypes[n] == pl.Utf8 else e
+            for e, src, n in zip(exprs, sources, names, strict=True)
+        ]
+        keys = ROW_KEYS.get(table)
+        strict = {"start", "end", *keys.names, *keys.ints} if keys is not None else set()
+        typed = [_typed_expr(src, n, dtypes[n], n in strict) for src, n in zip(sources, names, strict=True)]
+        tail = f" FROM {table} WHERE rowid BETWEEN {{lo}} AND {{hi}}{cond}"
+        base = (f"SELECT {', '.join(plain)}{tail}", f"SELECT {', '.join(typed)}{tail}")
         n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
         step = (hi - lo + 1 + n_parts - 1) // n_parts
         bounds = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
         if n_parts == 1:
-            parts = [self._read_part(base, bounds[0], names, dtypes)]
+            parts = [self._read_part(base, bounds[0], names, dtypes, strict)]
         else:
             with ThreadPoolExecutor(n_parts) as pool:
-                parts = list(pool.map(lambda b: self._read_part(base, b, names, dtypes), bounds))
-        return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+                parts = list(pool.map(lambda b: self._read_part(base, b, names, dtypes, strict), bounds))
+        frames = [df for df, _ in parts]
+        coerced = any(c for _, c in parts)
+        return (pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]), coerced
 
     def _read_part(
-        self, sql: str, bounds: tuple[int, int], names: list[str], dtypes: dict[str, pl.DataType]
-    ) -> pl.DataFrame:
-        query = sql.format(lo=int(bounds[0]), hi=int(bounds[1]))
-        try:
-            df = self._read_adbc(query)
-        except TraceError:
-            raise
-        except Exception:  # mixed SQLite storage classes confuse Arrow typing: read those rows the slow way
-            df = pl.DataFrame(self.rows(query), schema=names, orient="row", infer_schema_length=None)
-        if df.width != len(names):
-            df = pl.DataFrame(schema=dtypes)
+        self,
+        sql: tuple[str, str],
+        bounds: tuple[int, int],
+        names: list[str],
+        dtypes: dict[str, pl.DataType],
+        strict: set[str],
+    ) -> tuple[pl.DataFrame, bool]:
+        """One rowid range: the plain query through ADBC; where SQLite's dynamic typing defeats Arrow's type
+        inference (a text or blob in an integer column), the same query with every value coerced to its column's
+        type (non-integers become NULL), through ADBC again, then through the stdlib driver. Also says whether
+        the plain query was not enough."""
+        plain, typed = (q.format(lo=int(bounds[0]), hi=int(bounds[1])) for q in sql)
+        df: pl.DataFrame | None = None
+        coerced = False
+        for query in (plain, typed):
+            coerced = query is typed
+            try:
+                df = self._read_adbc(query)
+            except TraceError:
+                raise
+            except Exception as exc:  # the driver's type inference failed: retried below
+                if is_lock_or_damage(exc):
+                    raise db_error(self.path, exc) from exc
+                continue
+            if df.width == len(names) and _castable(df, names, dtypes, strict):
+                break
+            df = None
+        if df is None:
+            raw = {n: (pl.Binary if t == pl.Utf8 else t) for n, t in dtypes.items()}
+            df = pl.DataFrame(self.rows(typed), schema=raw, orient="row")
+            coerced = True
         df.columns = names
-        return df.cast(dtypes, strict=False)  # type: ignore[arg-type]
+        return _decode_text(df, dtypes).cast(dtypes, strict=False), coerced  # type: ignore[arg-type]
 
     def _read_adbc(self, sql: str) -> pl.DataFrame:
         """One query through ADBC's SQLite driver, as Arrow batches straight into polars (no pyarrow needed)."""
@@ -223,13 +371,40 @@ class Trace:
                 try:
                     self._adbc_db = adbc_driver_sqlite.connect(_uri(self.path))
                 except Exception as exc:
-                    raise _sqlite_error(self.path, exc) from exc
+                    raise db_error(self.path, exc) from exc
             return self._adbc_db
 
     @cached_property
     def strings(self) -> dict[int, str]:
-        """StringIds as a dict (id -> text)."""
-        return {int(i): v for i, v in self.rows("SELECT id, value FROM StringIds")}
+        """StringIds as a dict (id -> text); rows with a non-integer id or a value that is not text (NULL, BLOB)
+        are counted as damaged and left out (the rows naming them are then damaged too)."""
+        if not (self.schema.has_column(STRINGS, "id") and self.schema.has_column(STRINGS, "value")):
+            raise TraceError(
+                f"{self.path}: table {STRINGS} has no id or value column, so no name can be read",
+                "the file was edited or cut short; " + REEXPORT_HINT,
+            )
+        why = (
+            "CASE WHEN typeof(id) != 'integer' THEN (CASE WHEN id IS NULL THEN 'NULL' ELSE typeof(id) END) || ' id' "
+            "WHEN typeof(value) != 'text' THEN (CASE WHEN value IS NULL THEN 'NULL' ELSE typeof(value) END) "
+            "|| ' value' END"
+        )
+        counts = self.rows(f"SELECT {why} AS why, count(*) FROM {STRINGS} GROUP BY why ORDER BY count(*) DESC, why")
+        reasons = tuple((str(w), int(n)) for w, n in counts if w is not None)
+        damage = TableDamage(STRINGS, sum(int(n) for _, n in counts), reasons)
+        with self._damage_lock:
+            self._damage[STRINGS] = damage
+        if damage.mostly_damaged:
+            raise TraceError(
+                f"{self.path}: table {STRINGS} is mostly damaged ({damage.damaged} of {damage.rows} strings "
+                f"unusable: {damage.describe().split(': ', 1)[1]})",
+                REEXPORT_HINT,
+            )
+        return {int(i): v for i, v in self.rows(f"SELECT id, value FROM {STRINGS} WHERE {VALID_STRING_SQL}")}
+
+    @cached_property
+    def string_ids(self) -> pl.Series:
+        """The ids of usable StringIds rows."""
+        return pl.Series("id", list(self.strings), dtype=pl.Int64)
 
     def string_frame(self) -> pl.DataFrame:
         s = self.strings
@@ -238,19 +413,51 @@ class Trace:
         )
 
 
-def _sqlite_error(path: Path, exc: Exception) -> TraceError:
-    text = str(exc)
-    low = text.lower()
-    if "locked" in low or "busy" in low:
-        return TraceError(
-            f"{path} is locked by another process (a writer holds it)",
-            "wait until nsys or the other writer has finished, or copy the file and open the copy",
-        )
-    if "malformed" in low or "not a database" in low or "disk image" in low or "file is not" in low:
-        return TraceError(
-            f"{path} is damaged or truncated ({text})",
-            "export it again from the .nsys-rep: nsys export --type=sqlite --force-overwrite=true <report>.nsys-rep",
-        )
-    if "unable to open" in low:
-        return TraceError(f"cannot open {path} read-only ({text})", "check the file's permissions and path")
-    return TraceError(f"cannot read {path}: {text}", "check that it is a complete nsys SQLite export")
+def _typed_expr(expr: str, name: str, dtype: pl.DataType, strict: bool = False) -> str:
+    """``expr`` coerced in SQL to the storage class its column type needs: anything else becomes NULL, except a
+    REAL in an integer column, which is truncated unless ``strict`` (times and string ids must be integers)."""
+    if dtype == pl.Utf8:
+        return f'CAST({expr} AS BLOB) AS "{name}"'
+    if dtype.is_integer():
+        real = "" if strict else f" WHEN 'real' THEN CAST({expr} AS INTEGER)"
+        return f"CASE typeof({expr}) WHEN 'integer' THEN {expr}{real} END AS \"{name}\""
+    if dtype.is_float():
+        return f"CASE WHEN typeof({expr}) IN ('integer', 'real') THEN {expr} END AS \"{name}\""
+    return f'{expr} AS "{name}"'
+
+
+def _castable(df: pl.DataFrame, names: list[str], dtypes: dict[str, pl.DataType], strict: set[str]) -> bool:
+    """Whether the frame the driver returned converts to ``dtypes`` (a numeric column inferred as bytes does
+    not; nor does a ``strict`` integer column inferred as anything but integers, whose values are then decided in
+    SQL by ``_typed_expr``). A column of NULLs only converts to anything."""
+    for got, name in zip(df.dtypes, names, strict=True):
+        want = dtypes[name]
+        if got == pl.Null or df[name].null_count() == df.height:
+            continue
+        if want == pl.Utf8:
+            ok = got == pl.Binary
+        elif want.is_integer() and name in strict:
+            ok = got.is_integer()
+        elif want.is_numeric():
+            ok = got.is_numeric() or got in (pl.Utf8, pl.Boolean)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+def _decode_text(df: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Text columns read as bytes, decoded as UTF-8 with invalid bytes replaced (once per distinct value)."""
+    for name, want in dtypes.items():
+        if want != pl.Utf8 or df.schema[name] != pl.Binary:
+            if want == pl.Utf8 and df.schema[name] not in (pl.Utf8, pl.Null):  # NULLs only, typed as something else
+                df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(name))
+            continue
+        distinct = df[name].drop_nulls().unique()
+        text = pl.Series("_text", [b.decode("utf-8", "replace") for b in distinct.to_list()], dtype=pl.Utf8)
+        lookup = pl.DataFrame({name: distinct, "_text": text})
+        order = df.columns
+        df = df.join(lookup, on=name, how="left", maintain_order="left").drop(name).rename({"_text": name})
+        df = df.select(order)
+    return df

@@ -20,8 +20,10 @@ the pid, pushed into SQL) and, when the spec names one, of that device only.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,16 +84,52 @@ class _TraceFacts:
     units: list[tuple[int, int]]  # (pid, device) with GPU work
 
 
+def _kind(p: Path) -> str:
+    """'dir', 'file' or 'other' for an input path; a symbolic link loop or an unreadable parent is a
+    ``UsageError`` (a missing path is left to ``Trace.open``, which names it)."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return "other"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(
+                f"{p} is a symbolic link loop", "point it at a trace file or at a directory of traces"
+            ) from exc
+        raise UsageError(f"cannot read {p}: {exc.strerror or exc}", "check the path and its permissions") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise UsageError(f"bad path {p!r}", "pass a trace file or a directory of traces") from exc
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file"
+
+
+def _traces_in(d: Path) -> list[Path]:
+    """The traces of directory ``d``, natural order; a ``.nsys-rep`` only when no ``.sqlite`` of it is there."""
+    try:
+        entries = list(d.iterdir())
+    except OSError as exc:
+        raise UsageError(
+            f"cannot list directory {d}: {exc.strerror or exc}", "check its permissions, or pass the traces one by one"
+        ) from exc
+    found = sorted((f for f in entries if f.suffix in TRACE_SUFFIXES and f.is_file()), key=natural_key)
+    sqlite_stems = {f.stem for f in found if f.suffix == ".sqlite"}
+    return [f for f in found if f.suffix == ".sqlite" or f.stem not in sqlite_stems]
+
+
+def _identity(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a loop below a directory link: the path as written identifies it
+        return p.absolute()
+
+
 def expand_paths(inputs: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]) -> list[Path]:
     """Files as given; directories replaced by their traces (``.sqlite``, or ``.nsys-rep`` without a ``.sqlite``
     beside it), in natural order (rank2 before rank10)."""
     out: list[Path] = []
     for raw in inputs:
         p = Path(raw)
-        if p.is_dir():
-            found = sorted((f for f in p.iterdir() if f.is_file() and f.suffix in TRACE_SUFFIXES), key=natural_key)
-            sqlite_stems = {f.stem for f in found if f.suffix == ".sqlite"}
-            found = [f for f in found if f.suffix == ".sqlite" or f.stem not in sqlite_stems]
+        if _kind(p) == "dir":
+            found = _traces_in(p)
             if not found:
                 raise UsageError(
                     f"no traces in directory {p}", "put the per-rank .sqlite exports there (nsys export --type=sqlite)"
@@ -104,7 +142,7 @@ def expand_paths(inputs: list[str | os.PathLike[str]] | tuple[str | os.PathLike[
     seen: set[Path] = set()
     unique = []
     for p in out:
-        key = p.resolve()
+        key = _identity(p)
         if key not in seen:
             seen.add(key)
             unique.append(p)
@@ -117,7 +155,9 @@ def natural_key(p: Path) -> tuple[object, ...]:
 
 def capture_env(trace: Trace) -> dict[str, str]:
     """The environment of the profiled process as recorded at capture (first value of each variable)."""
-    if not trace.schema.has("META_DATA_CAPTURE"):
+    if not (
+        trace.schema.has_column("META_DATA_CAPTURE", "name") and trace.schema.has_column("META_DATA_CAPTURE", "value")
+    ):
         return {}
     rows = trace.rows("SELECT value FROM META_DATA_CAPTURE WHERE name LIKE 'PROCESS_%:ENVIRONMENT_VARIABLE'")
     env: dict[str, str] = {}
@@ -133,24 +173,28 @@ def session_start_ns(trace: Trace) -> int | None:
     if not trace.schema.has_column("TARGET_INFO_SESSION_START_TIME", "utcEpochNs"):
         return None
     r = trace.rows("SELECT utcEpochNs FROM TARGET_INFO_SESSION_START_TIME LIMIT 1")
-    return int(r[0][0]) if r and r[0][0] is not None else None
+    return r[0][0] if r and isinstance(r[0][0], int) else None
 
 
 def hostname(trace: Trace) -> str | None:
-    if not trace.schema.has("TARGET_INFO_SYSTEM_ENV"):
+    if not (
+        trace.schema.has_column("TARGET_INFO_SYSTEM_ENV", "name")
+        and trace.schema.has_column("TARGET_INFO_SYSTEM_ENV", "value")
+    ):
         return None
     r = trace.rows("SELECT value FROM TARGET_INFO_SYSTEM_ENV WHERE name = 'Hostname' LIMIT 1")
-    return str(r[0][0]) if r else None
+    return str(r[0][0]) if r and r[0][0] is not None else None
 
 
 def gpu_units(trace: Trace) -> list[tuple[int, int]]:
     """(pid, deviceId) pairs that ran GPU work (kernels, else graph launches), ordered by device then pid."""
     for table in (S.KERNEL, S.GRAPH_TRACE):
         if trace.schema.has_column(table, "globalPid") and trace.schema.has_column(table, "deviceId"):
-            rows = trace.rows(f"SELECT DISTINCT (globalPid >> 24) & {MASK24}, deviceId FROM {table}")
-            units = sorted(
-                {(int(p), int(d)) for p, d in rows if p is not None and d is not None}, key=lambda u: (u[1], u[0])
+            rows = trace.rows(
+                f"SELECT DISTINCT (globalPid >> 24) & {MASK24}, deviceId FROM {table} "
+                "WHERE typeof(globalPid) = 'integer' AND typeof(deviceId) = 'integer'"
             )
+            units = sorted({(int(p), int(d)) for p, d in rows}, key=lambda u: (u[1], u[0]))
             if units:
                 return units
     return []

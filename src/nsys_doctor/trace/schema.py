@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dberror import db_error
 
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
@@ -42,6 +45,43 @@ NSYS_MARKER_TABLES = frozenset(
 )
 
 ACTIVITY_TABLES = (KERNEL, RUNTIME, MEMCPY, MEMSET, SYNC, GRAPH_TRACE, NVTX, OSRT)
+
+
+@dataclass(frozen=True)
+class RowKeys:
+    """What a row of an activity table needs to be usable: integer ``start`` and ``end`` (``end`` may be NULL
+    where ``end_optional``: NVTX marks and unterminated ranges) with ``end >= start``, and StringIds references
+    that resolve. ``required`` are the columns without which the table cannot be read at all (other columns
+    missing from an export read as NULL)."""
+
+    required: tuple[str, ...]
+    names: tuple[str, ...] = ()  # StringIds references: must resolve when set
+    required_names: tuple[str, ...] = ()  # of ``names``, those that must be set
+    end_optional: bool = False
+    ints: tuple[str, ...] = ()  # other NOT NULL integer columns of nsys's schema (checked when present)
+
+
+_TIMES = ("start", "end")
+_CALL = (*_TIMES, "nameId")
+_PLACE = ("deviceId", "streamId")  # where a GPU operation ran: NOT NULL in every export
+ROW_KEYS: dict[str, RowKeys] = {
+    KERNEL: RowKeys(
+        (*_TIMES, *_PLACE, "demangledName", "shortName"),
+        names=("demangledName", "shortName", "mangledName"),
+        required_names=("demangledName", "shortName"),
+        ints=_PLACE,
+    ),
+    RUNTIME: RowKeys(_CALL, names=("nameId",), required_names=("nameId",)),
+    MEMCPY: RowKeys((*_TIMES, *_PLACE), ints=_PLACE),
+    MEMSET: RowKeys((*_TIMES, *_PLACE), ints=_PLACE),
+    SYNC: RowKeys((*_TIMES, *_PLACE), ints=_PLACE),
+    GRAPH_TRACE: RowKeys((*_TIMES, *_PLACE), ints=_PLACE),
+    NVTX: RowKeys(_TIMES, names=("textId",), end_optional=True),
+    OSRT: RowKeys(_CALL, names=("nameId",), required_names=("nameId",)),
+    PROFILER_OVERHEAD: RowKeys(_CALL, names=("nameId",), required_names=("nameId",)),
+}
+# A StringIds row is usable when its id is an integer and its value is text.
+VALID_STRING_SQL = "typeof(id) = 'integer' AND typeof(value) = 'text'"
 
 # Labels used when a (pre-2022) export has no ENUM_* tables. Values match ENUM_* of schema 3.20.
 FALLBACK_ENUMS: dict[str, dict[int, str]] = {
@@ -102,16 +142,33 @@ class Schema:
     _columns: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _con: sqlite3.Connection | None = field(default=None, repr=False)
     _enums: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
+    _path: Path | str = field(default="the trace", repr=False)
 
     @classmethod
-    def detect(cls, con: sqlite3.Connection) -> Schema:
-        tables = frozenset(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')"))
-        meta: dict[str, str] = {}
-        for meta_table in ("META_DATA_EXPORT", "EXPORT_META_DATA"):
-            if meta_table in tables:
-                meta = {str(k): str(v) for k, v in con.execute(f"SELECT name, value FROM {meta_table}")}
-                break
-        return cls(tables=tables, export_meta=meta, _con=con)
+    def detect(cls, con: sqlite3.Connection, path: Path | str = "the trace") -> Schema:
+        """Tables and export metadata of the database behind ``con`` (errors come back as ``TraceError``)."""
+        try:
+            tables = frozenset(
+                str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
+            )
+            meta: dict[str, str] = {}
+            for meta_table in ("META_DATA_EXPORT", "EXPORT_META_DATA"):
+                cols = {r[1] for r in con.execute(f"PRAGMA table_info('{meta_table}')")} if meta_table in tables else ()
+                if "name" in cols and "value" in cols:
+                    meta = {str(k): str(v) for k, v in con.execute(f"SELECT name, value FROM {meta_table}")}
+                    break
+        except sqlite3.Error as exc:
+            raise db_error(path, exc) from exc
+        return cls(tables=tables, export_meta=meta, _con=con, _path=path)
+
+    def _query(self, sql: str) -> list[tuple]:
+        """A metadata query on the open connection; SQLite errors (a lock taken since the open...) become
+        ``TraceError``s."""
+        assert self._con is not None
+        try:
+            return self._con.execute(sql).fetchall()
+        except sqlite3.Error as exc:
+            raise db_error(self._path, exc) from exc
 
     # ---- versions
     @property
@@ -140,8 +197,7 @@ class Schema:
         if table not in self.tables:
             return ()
         if table not in self._columns:
-            assert self._con is not None
-            self._columns[table] = tuple(r[1] for r in self._con.execute(f"PRAGMA table_info('{table}')"))
+            self._columns[table] = tuple(str(r[1]) for r in self._query(f"PRAGMA table_info('{table}')"))
         return self._columns[table]
 
     def has_column(self, table: str, column: str) -> bool:
@@ -154,8 +210,9 @@ class Schema:
         """id -> label of an ENUM_* table; built-in labels for exports that predate ENUM tables."""
         if enum_table not in self._enums:
             labels: dict[int, str] = {}
-            if enum_table in self.tables and self._con is not None:
-                labels = {int(i): str(lbl) for i, lbl in self._con.execute(f"SELECT id, label FROM {enum_table}")}
+            if self.has_column(enum_table, "id") and self.has_column(enum_table, "label") and self._con is not None:
+                rows = self._query(f"SELECT id, label FROM {enum_table} WHERE typeof(id) = 'integer'")
+                labels = {int(i): str(lbl) for i, lbl in rows if lbl is not None}
             if not labels:
                 labels = dict(FALLBACK_ENUMS.get(enum_table, {}))
             self._enums[enum_table] = labels

@@ -8,6 +8,7 @@ from __future__ import annotations
 import polars as pl
 
 from . import schema as S
+from .damage import DamageSummary
 from .open import Trace
 from .window import EventFilter
 
@@ -120,6 +121,7 @@ def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None =
     """The named columns of ``table`` (rows passing ``flt`` and the SQL condition ``where``), in table order;
     absent columns are nulls."""
     types = COLUMN_TYPES[table]
+    trace.require_columns(table)
     present = trace.schema.columns(table)
     read = {c: types[c] for c in columns if c in present}
     conds = [c for c in ((flt.sql_where(present) if flt is not None else ""), where) if c]
@@ -200,6 +202,15 @@ GPU_COLUMNS = {
 }
 
 
+def _gpu_value(column: str, value: object) -> object:
+    """A GPU-table cell as its column's type (text in a number column, a BLOB anywhere: unknown)."""
+    if GPU_COLUMNS[column] == pl.Utf8:
+        return value if isinstance(value, str) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return int(value) if -(2**63) <= value < 2**63 else None
+
+
 def gpus(trace: Trace) -> pl.DataFrame:
     """One row per GPU: deviceId, name, chipName, busLocation, smCount, totalMemory (B), memoryBandwidth (B/s),
     clockRate (Hz), l2CacheSize (B), computeMajor, computeMinor. Unknown values are null."""
@@ -207,28 +218,40 @@ def gpus(trace: Trace) -> pl.DataFrame:
     rows: dict[int, dict[str, object]] = {}
     if sch.has_column("TARGET_INFO_GPU", "id"):
         want = [c for c in GPU_COLUMNS if c != "deviceId" and sch.has_column("TARGET_INFO_GPU", c)]
-        for rec in trace.rows(f"SELECT id, {', '.join(want)} FROM TARGET_INFO_GPU"):
+        sql = f"SELECT {', '.join(['id', *want])} FROM TARGET_INFO_GPU WHERE typeof(id) = 'integer'"
+        for rec in trace.rows(sql):
             rows.setdefault(int(rec[0]), {"deviceId": int(rec[0]), **dict(zip(want, rec[1:], strict=True))})
     elif sch.has_column("TARGET_INFO_GPU", "deviceId"):
-        for dev, name, bus in trace.rows("SELECT deviceId, name, busLocation FROM TARGET_INFO_GPU"):
-            rows.setdefault(int(dev), {"deviceId": int(dev), "name": name, "busLocation": bus})
-    if sch.has("TARGET_INFO_CUDA_GPU"):  # 2021-era: bandwidth in kB/s, clock in kHz
-        q = (
-            "SELECT deviceId, name, numMultiprocessors, globalMemorySize, globalMemoryBandwidth, coreClockRate, "
-            "l2CacheSize, computeCapabilityMajor, computeCapabilityMinor FROM TARGET_INFO_CUDA_GPU"
-        )
+        want = [c for c in ("name", "busLocation") if sch.has_column("TARGET_INFO_GPU", c)]
+        sql = f"SELECT {', '.join(['deviceId', *want])} FROM TARGET_INFO_GPU WHERE typeof(deviceId) = 'integer'"
+        for rec in trace.rows(sql):
+            rows.setdefault(int(rec[0]), {"deviceId": int(rec[0]), **dict(zip(want, rec[1:], strict=True))})
+    legacy = (
+        "deviceId",
+        "name",
+        "numMultiprocessors",
+        "globalMemorySize",
+        "globalMemoryBandwidth",
+        "coreClockRate",
+        "l2CacheSize",
+        "computeCapabilityMajor",
+        "computeCapabilityMinor",
+    )
+    if all(sch.has_column("TARGET_INFO_CUDA_GPU", c) for c in legacy):  # 2021-era: bandwidth in kB/s, clock in kHz
+        q = f"SELECT {', '.join(legacy)} FROM TARGET_INFO_CUDA_GPU WHERE typeof(deviceId) = 'integer'"
         for dev, name, sms, mem, bw, clk, l2, cmaj, cmin in trace.rows(q):
             r = rows.setdefault(int(dev), {"deviceId": int(dev), "name": name})
+            bw, clk = _gpu_value("memoryBandwidth", bw), _gpu_value("clockRate", clk)
             r.update(
                 smCount=sms,
                 totalMemory=mem,
-                memoryBandwidth=None if bw is None else int(bw) * 1000,
-                clockRate=None if clk is None else int(clk) * 1000,
+                memoryBandwidth=None if bw is None else int(bw) * 1000,  # type: ignore[call-overload]
+                clockRate=None if clk is None else int(clk) * 1000,  # type: ignore[call-overload]
                 l2CacheSize=l2,
                 computeMajor=cmaj,
                 computeMinor=cmin,
             )
-    data = [{c: r.get(c) for c in GPU_COLUMNS} for _, r in sorted(rows.items())]
+    data = [{c: _gpu_value(c, r.get(c)) for c in GPU_COLUMNS} for _, r in sorted(rows.items())]
     return pl.DataFrame(data, schema=GPU_COLUMNS, orient="row") if data else pl.DataFrame(schema=GPU_COLUMNS)
 
 
@@ -247,6 +270,9 @@ class TraceFrames:
     memcpy:  start, end, dur, bytes, copyKind, srcKind, dstKind, correlationId, globalPid, deviceId, streamId
     memset:  start, end, dur, bytes, memKind, correlationId, globalPid, deviceId, streamId
     graph_launches (graph-level capture only), nvtx (ranges with text/domain), sync
+
+    Damaged rows (NULL or non-integer times, ``end < start``, names with no string) are left out of every frame;
+    ``damaged`` says how many, per table and reason.
     """
 
     def __init__(self, trace: Trace, flt: EventFilter | None = None) -> None:
@@ -328,6 +354,12 @@ class TraceFrames:
             ((pl.col("globalTid") // mask) % mask).alias("pid"),
             (pl.col("globalTid") % mask).alias("tid"),
         )
+
+    @property
+    def damaged(self) -> DamageSummary:
+        """The damaged rows left out of these frames (and of anything else read from the trace), per table and
+        reason; empty for a sound export."""
+        return self.trace.damaged
 
     @property
     def gpu_ops(self) -> pl.DataFrame:

@@ -73,15 +73,40 @@ class EventFilter:
         return df.filter(cond)
 
 
+def _filter_time_value(text: str, side: str, whole: str) -> int:
+    """One side of ``--filter-time``: a time in ns, 0 <= t <= 2^63-1 (the trace's timeline)."""
+    try:
+        value = parse_duration_ns(text)
+    except UsageError as exc:
+        raise UsageError(f"bad --filter-time '{whole}': {exc.message}", exc.hint) from exc
+    except ArithmeticError as exc:  # decimal overflow: an exponent too large to hold
+        raise UsageError(
+            f"bad --filter-time '{whole}': the {side} time is out of range", "times lie between 0 and 2^63-1 ns"
+        ) from exc
+    if value < 0:
+        raise UsageError(
+            f"bad --filter-time '{whole}': the {side} time is negative",
+            "times count from the start of the trace: write START/END with 0 <= START <= END, e.g. 0s/10s",
+        )
+    if value > MAX_TS:
+        raise UsageError(
+            f"bad --filter-time '{whole}': the {side} time is out of range",
+            "times lie between 0 and 2^63-1 ns (about 292 years); leave END empty for the end of the trace",
+        )
+    return value
+
+
 def parse_filter_time(text: str) -> EventFilter:
-    """``START/END`` with nsys time syntax, either side optional: ``10s/20s``, ``1s2ms/``, ``/500ms``."""
+    """``START/END`` with nsys time syntax, either side optional: ``10s/20s``, ``1s2ms/``, ``/500ms``.
+
+    Both times lie in 0..2^63-1 ns and START <= END; anything else is a ``UsageError``."""
     if "/" not in text:
         raise UsageError(
             f"bad --filter-time '{text}'", "write START/END, either side optional, e.g. 10s/20s, 1s500ms/ or /2s"
         )
     a, b = text.split("/", 1)
-    start = parse_duration_ns(a) if a.strip() else 0
-    end = parse_duration_ns(b) if b.strip() else MAX_TS
+    start = _filter_time_value(a, "start", text) if a.strip() else 0
+    end = _filter_time_value(b, "end", text) if b.strip() else MAX_TS
     if start > end:
         raise UsageError(f"bad --filter-time '{text}': start is after end", "write START/END with START <= END")
     return EventFilter(start=start, end=end, label=f"time {text}")

@@ -1,0 +1,188 @@
+"""Damaged rows: activity rows whose times or names cannot be used, found, counted and left out.
+
+A row is damaged when its ``start`` is not an integer, its ``end`` is not an integer (NULL is allowed where
+``RowKeys.end_optional``: NVTX marks), ``end < start``, the device or stream of a GPU operation is not an
+integer, or one of its StringIds references is missing, not an integer, or points at no usable string (a NULL
+or BLOB ``StringIds.value``). Real exports have none, so the
+check costs nothing on them beyond a null test on columns already read: ``Trace.read_table`` tests the frames
+it reads (``damaged_mask``), and only when that finds something does it count the whole table in SQL
+(``reasons_sql``) and read again without those rows (``valid_sql``).
+
+What was left out is kept on the ``Trace`` (``Trace.damaged``) and, under the CLI, printed once per command as
+one warning line (``announce``) when the trace is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from .schema import VALID_STRING_SQL, RowKeys
+
+# A table with more damaged rows than this share is refused rather than analysed.
+MOSTLY_DAMAGED = 0.5
+REEXPORT_HINT = "export it again from the .nsys-rep: nsys export --type=sqlite --force-overwrite=true <report>.nsys-rep"
+
+
+@dataclass(frozen=True)
+class TableDamage:
+    """The damaged rows of one table: how many rows it has, and how many were left out for each reason."""
+
+    table: str
+    rows: int
+    reasons: tuple[tuple[str, int], ...]  # (reason, rows), most frequent first
+
+    @property
+    def damaged(self) -> int:
+        return sum(n for _, n in self.reasons)
+
+    @property
+    def mostly_damaged(self) -> bool:
+        return self.rows > 0 and self.damaged > MOSTLY_DAMAGED * self.rows
+
+    def describe(self) -> str:
+        """``CUPTI_ACTIVITY_KIND_KERNEL: 10 with end < start, 2 NULL start``."""
+        return f"{self.table}: " + ", ".join(f"{n} {why}" for why, n in self.reasons)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"table": self.table, "rows": self.rows, "damaged": self.damaged, "reasons": dict(self.reasons)}
+
+
+@dataclass(frozen=True)
+class DamageSummary:
+    """Every table of one trace where damaged rows were found (and left out)."""
+
+    path: str
+    tables: tuple[TableDamage, ...] = ()
+
+    @property
+    def damaged(self) -> int:
+        return sum(t.damaged for t in self.tables)
+
+    def __bool__(self) -> bool:
+        return self.damaged > 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "damaged": self.damaged, "tables": [t.to_dict() for t in self.tables]}
+
+
+def _q(col: str) -> str:
+    return '"' + col.replace('"', '""') + '"'
+
+
+def _string_ids_sql() -> str:
+    return f"(SELECT id FROM StringIds WHERE {VALID_STRING_SQL})"
+
+
+def _checks(keys: RowKeys, present: Iterable[str]) -> list[tuple[str, str]]:
+    """(SQL condition that makes a row damaged, SQL expression naming why), in the order the reasons are
+    tested; only columns the table has."""
+    cols = set(present)
+    out: list[tuple[str, str]] = []
+
+    def kind(c: str) -> str:
+        return f"(CASE WHEN {_q(c)} IS NULL THEN 'NULL' ELSE typeof({_q(c)}) END) || ' {c}'"
+
+    for c, nullable in (("start", False), ("end", keys.end_optional)):
+        if c in cols:
+            bad = f"typeof({_q(c)}) != 'integer'" + (f" AND {_q(c)} IS NOT NULL" if nullable else "")
+            out.append((bad, kind(c)))
+    if "start" in cols and "end" in cols:
+        out.append(('"end" < "start"', "'with end < start'"))
+    for c in keys.ints:
+        if c in cols:
+            out.append((f"typeof({_q(c)}) != 'integer'", kind(c)))
+    for c in keys.names:
+        if c not in cols:
+            continue
+        if c in keys.required_names:
+            out.append((f"{_q(c)} IS NULL", f"'NULL {c}'"))
+        out.append((f"{_q(c)} IS NOT NULL AND typeof({_q(c)}) != 'integer'", kind(c)))
+        out.append((f"{_q(c)} NOT IN {_string_ids_sql()}", f"'{c} with no string'"))
+    return out
+
+
+def reasons_sql(table: str, keys: RowKeys, present: Iterable[str]) -> str:
+    """One query counting the damaged rows of ``table`` per reason (each row counted once, first reason wins)."""
+    checks = _checks(keys, present)
+    if not checks:
+        return ""
+    case = " ".join(f"WHEN {cond} THEN {why}" for cond, why in checks)
+    return (
+        f"SELECT why, count(*) FROM (SELECT CASE {case} END AS why FROM {_q(table)}) "
+        "WHERE why IS NOT NULL GROUP BY why ORDER BY count(*) DESC, why"
+    )
+
+
+def valid_sql(keys: RowKeys, present: Iterable[str]) -> str:
+    """A WHERE condition keeping only the usable rows (empty when the table has none of the key columns)."""
+    checks = _checks(keys, present)
+    return " AND ".join(f"NOT coalesce({cond}, 0)" for cond, _ in checks)
+
+
+def damaged_mask(df: pl.DataFrame, keys: RowKeys, string_ids: pl.Series | None) -> pl.Expr | None:
+    """A polars condition true on the damaged rows of a frame read from the table (on the columns it has; a
+    value that was not an integer reads as null). None when the frame has none of the key columns."""
+    cols = set(df.columns)
+    conds: list[pl.Expr] = []
+    if "start" in cols:
+        conds.append(pl.col("start").is_null())
+    if "end" in cols and not keys.end_optional:
+        conds.append(pl.col("end").is_null())
+    if "start" in cols and "end" in cols:
+        conds.append((pl.col("end") < pl.col("start")).fill_null(False))
+    conds += [pl.col(c).is_null() for c in keys.ints if c in cols]
+    for c in keys.names:
+        if c not in cols:
+            continue
+        if c in keys.required_names:
+            conds.append(pl.col(c).is_null())
+        if string_ids is not None:
+            conds.append((pl.col(c).is_not_null() & ~pl.col(c).is_in(string_ids.implode())).fill_null(False))
+    return pl.any_horizontal(conds) if conds else None
+
+
+def warning_line(summaries: Iterable[DamageSummary]) -> str:
+    """``nsys-doctor: warning: left out 12 damaged rows (CUPTI_ACTIVITY_KIND_KERNEL: 10 with end < start, ...)``;
+    '' when nothing was left out. Several traces are told apart by file name."""
+    found = [s for s in summaries if s]
+    if not found:
+        return ""
+    total = sum(s.damaged for s in found)
+    several = len(found) > 1
+    parts = [(f"{Path(s.path).name} " if several else "") + t.describe() for s in found for t in s.tables if t.damaged]
+    line = f"nsys-doctor: warning: left out {total} damaged row{'s' if total != 1 else ''} ({'; '.join(parts)})"
+    return " ".join(line.split())
+
+
+_META_KEY = "nsys_doctor.damaged_rows"
+
+
+def announce(summary: DamageSummary) -> None:
+    """Queue ``summary`` for the one warning line the running command prints when it ends (nothing outside a
+    command line: a Python caller reads ``Trace.damaged``). The same trace opened twice counts once."""
+    if not summary:
+        return
+    try:
+        import click
+    except ImportError:  # pragma: no cover - click is a dependency
+        return
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    root = ctx.find_root()
+    log: dict[str, DamageSummary] | None = root.meta.get(_META_KEY)
+    if log is None:
+        log = {}
+        root.meta[_META_KEY] = log
+
+        def flush(log: dict[str, DamageSummary] = log) -> None:
+            line = warning_line(log.values())
+            if line:
+                click.echo(line, err=True)
+
+        root.call_on_close(flush)
+    log[str(Path(summary.path).resolve())] = summary

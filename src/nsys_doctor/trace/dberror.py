@@ -1,0 +1,54 @@
+"""Database errors, from the stdlib ``sqlite3`` driver and from ADBC, turned into one-line ``TraceError``s.
+
+Every query of the trace layer goes through ``db_error`` when it fails, so a lock taken by another process after
+the open, a page damaged on disk or a file removed under us reads the same whichever driver met it first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ..errors import TraceError
+
+_LOCKED = ("database is locked", "database table is locked", "locked", "busy")
+_DAMAGED = ("malformed", "not a database", "disk image", "file is not", "corrupt")
+
+
+def is_db_error(exc: BaseException) -> bool:
+    """True for an error raised by SQLite itself (either driver), as opposed to one in our own code."""
+    return isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("adbc_driver")
+
+
+def db_error(path: Path | str, exc: BaseException) -> TraceError:
+    """The ``TraceError`` for a failed query on the trace at ``path`` (one line: the problem and the fix)."""
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    if any(w in low for w in _LOCKED):
+        return TraceError(
+            f"{path}: database is locked by another process (a writer holds it)",
+            "wait until nsys or the other writer has finished, or copy the file and open the copy",
+        )
+    if any(w in low for w in _DAMAGED):
+        return TraceError(
+            f"{path} is damaged or truncated ({text[:200]})",
+            "export it again from the .nsys-rep: nsys export --type=sqlite --force-overwrite=true <report>.nsys-rep",
+        )
+    if "unable to open" in low or "disk i/o" in low:
+        return TraceError(
+            f"cannot read {path} ({text[:200]})", "check that the file is still there and readable, then retry"
+        )
+    if "no such table" in low or "no such column" in low:
+        return TraceError(
+            f"{path} lacks a table or column nsys writes ({text[:200]})",
+            "the export is incomplete or was edited; export it again from the .nsys-rep: "
+            "nsys export --type=sqlite --force-overwrite=true <report>.nsys-rep",
+        )
+    return TraceError(f"cannot read {path}: {text[:200]}", "check that it is a complete nsys SQLite export")
+
+
+def is_lock_or_damage(exc: BaseException) -> bool:
+    """True when ``exc`` means the file cannot be read at all now (locked, damaged, gone): no point retrying
+    the same query another way."""
+    low = str(exc).lower()
+    return any(w in low for w in (*_LOCKED, *_DAMAGED, "unable to open", "disk i/o"))
