@@ -46,3 +46,21 @@ def test_terminal_and_markdown_are_byte_identical(name: str) -> None:
         first = _run("report", str(trace), "--format", fmt)
         assert first[0] == 0 and first[1]
         assert _run("report", str(trace), "--format", fmt) == first
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nccl", "multigpu/tp2_straggler_rank0.sqlite", "multigpu/tp2_straggler_rank1.sqlite"],
+        ["diff", "decode_graph_node.sqlite", "decode_eager.sqlite"],
+        ["report", "multigpu/tp2_straggler_rank0.sqlite", "multigpu/tp2_straggler_rank1.sqlite"],
+    ],
+    ids=["nccl", "diff", "report-ranks"],
+)
+def test_other_json_outputs_are_byte_identical(args: list[str]) -> None:
+    paths = [str(TRACES / a) if a.endswith(".sqlite") else a for a in args]
+    if not all(Path(p).is_file() for p in paths if p.endswith(".sqlite")):
+        pytest.skip("../shared/traces is not present")
+    first = _run(*paths, "--format", "json")
+    assert first[0] == 0 and first[1].startswith(b"{")
+    assert _run(*paths, "--format", "json") == first

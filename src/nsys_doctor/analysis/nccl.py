@@ -260,7 +260,7 @@ def summarize_rank(
             pl.col("dur").max().alias("max"),
         )
         .rename({"text": "name"})
-        .sort("total", descending=True)
+        .sort(["total", "name"], descending=[True, False])
     )
     totals = {
         "kernels": k.height,
@@ -569,9 +569,19 @@ def analyze(summaries: list[RankSummary], top: int = 12) -> NcclResult:
         .drop("_m")
         .sort(["total", "rank"], descending=[True, False])
     )
-    order = collectives.group_by("name").agg(pl.col("total").sum().alias("_t")).sort("_t", descending=True)
-    collectives = collectives.join(order, on="name").sort(["_t", "rank"], descending=[True, False]).drop("_t")
-    last_counts = complete.group_by("name", "last_rank").agg(pl.len().alias("_c")).sort("_c", descending=True)
+    order = (
+        collectives.group_by("name")
+        .agg(pl.col("total").sum().alias("_t"))
+        .sort(["_t", "name"], descending=[True, False])
+    )
+    collectives = (
+        collectives.join(order, on="name").sort(["_t", "name", "rank"], descending=[True, False, False]).drop("_t")
+    )
+    last_counts = (
+        complete.group_by("name", "last_rank")
+        .agg(pl.len().alias("_c"))
+        .sort(["_c", "name", "last_rank"], descending=[True, False, False])
+    )
     matched = (
         complete.group_by("name", "op")
         .agg(
@@ -597,7 +607,7 @@ def analyze(summaries: list[RankSummary], top: int = 12) -> NcclResult:
         .with_columns((pl.col("_w") / pl.col("_d")).alias("wait_share"))
         .drop("_w", "_d")
         .join(order, on="name", how="left")
-        .sort("_t", descending=True)
+        .sort(["_t", "name"], descending=[True, False])
         .drop("_t")
     )
     late = _late(inst, complete, ranks_all)
@@ -904,12 +914,16 @@ def _findings(
     total = int(inst["dur"].sum() or 0)
     wait = int(inst["wait"].sum() or 0)
     share = wait / total if total else 0.0
-    per_rank_wait = inst.group_by("rank").agg(pl.col("wait").sum(), pl.col("dur").sum()).sort("wait", descending=True)
+    per_rank_wait = (
+        inst.group_by("rank")
+        .agg(pl.col("wait").sum(), pl.col("dur").sum())
+        .sort(["wait", "rank"], descending=[True, False])
+    )
     step_frac = None
     if imbalance.height and "wait_mean" in imbalance.columns:
         im = imbalance.filter(pl.col("steps") > 0)
         if im.height:
-            worst_wait = im.sort("wait_mean", descending=True).row(0, named=True)
+            worst_wait = im.sort(["wait_mean", "rank"], descending=[True, False]).row(0, named=True)
             step_frac = worst_wait["wait_mean"] / worst_wait["gpu_span_mean"] if worst_wait["gpu_span_mean"] else None
     if complete.height and share >= 0.3:
         sev = "warning"
@@ -985,7 +999,7 @@ def _findings(
                 (pl.col("dur") - pl.col("wait")).filter(pl.col("matched")).sum().alias("moving"),
                 pl.col("matched").sum().alias("matched"),
             )
-            rows = heavy.join(moving, on="rank", how="left").sort("exposed", descending=True)
+            rows = heavy.join(moving, on="rank", how="left").sort(["exposed", "rank"], descending=[True, False])
             top = rows.row(0, named=True)
             known = bool(top["matched"])
             moving_share = top["moving"] / top["nccl_time"] if top["nccl_time"] and known else 1.0
@@ -1016,10 +1030,11 @@ def _findings(
     # unequal work per step
     im = imbalance.filter(pl.col("steps") > 0) if imbalance.height and "steps" in imbalance.columns else pl.DataFrame()
     if im.height >= 2 and "own_mean" in im.columns:
-        hi, lo = im.sort("own_mean", descending=True).row(0, named=True), im.sort("own_mean").row(0, named=True)
+        hi = im.sort(["own_mean", "rank"], descending=[True, False]).row(0, named=True)
+        lo = im.sort(["own_mean", "rank"]).row(0, named=True)
         spread = (hi["own_mean"] - lo["own_mean"]) / hi["own_mean"] if hi["own_mean"] else 0.0
-        c_hi = im.sort("compute_mean", descending=True).row(0, named=True)
-        c_lo = im.sort("compute_mean").row(0, named=True)
+        c_hi = im.sort(["compute_mean", "rank"], descending=[True, False]).row(0, named=True)
+        c_lo = im.sort(["compute_mean", "rank"]).row(0, named=True)
         c_spread = (c_hi["compute_mean"] - c_lo["compute_mean"]) / c_hi["compute_mean"] if c_hi["compute_mean"] else 0.0
         if spread >= 0.1 or c_spread >= 0.1:
             sev = "warning" if max(spread, c_spread) >= 0.25 else "info"
@@ -1121,7 +1136,11 @@ def _headline(
         f"{format_ns(late.get('skew_p50_ns'))}, p99 {format_ns(late.get('skew_p99_ns'))}, max "  # type: ignore[arg-type]
         f"{format_ns(late.get('skew_max_ns'))}"  # type: ignore[arg-type]
     )
-    per = inst.group_by("rank").agg(pl.col("wait").sum(), pl.col("dur").sum()).sort("wait", descending=True)
+    per = (
+        inst.group_by("rank")
+        .agg(pl.col("wait").sum(), pl.col("dur").sum())
+        .sort(["wait", "rank"], descending=[True, False])
+    )
     r = per.row(0, named=True)
     if r["dur"]:
         out.append(
