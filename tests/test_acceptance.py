@@ -114,3 +114,22 @@ def test_report_matches_the_truth(truth: Truth) -> None:
         for word in words:
             assert word not in text, word
         assert "TPOT" not in str(d.step_summary.get("warning", ""))
+
+
+def test_request_picks_another_request(capsys):
+    import json
+
+    from nsys_doctor.cli.main import main
+
+    path = T / "decode_pathologies.sqlite"
+    if not path.is_file():
+        pytest.skip("../shared/traces is not present")
+    assert main(["report", str(path), "--request", "0", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    # request 0 is the warm-up request (1 prefill + 95 decode steps, like the measured ones), shown when asked for
+    assert data["window"]["source"] == "user" and "warm-up" in data["window"]["reason"]
+    assert (data["run"]["prefill_steps"], data["run"]["decode_steps"]) == (1, 95)
+    assert main(["report", str(path), "--request", "4"]) == 2
+    assert "numbered 0 to 3" in capsys.readouterr().err
+    assert main(["report", str(path), "--request", "1", "--whole-trace"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

@@ -200,13 +200,24 @@ def diagnose(
     window: Window | None = None,
     top: int = 10,
     structure: RunStructure | None = None,
+    request: int | None = None,
 ) -> Diagnosis:
     lk = launched_kernels(kernels, api)
     capture_range = capture.get("capture_range")
     if structure is None:
-        structure, w, steps = analyze_structure(kernels, api, memcpy, nvtx, capture_range, rules, window, lk)  # type: ignore[arg-type]
+        structure, w, steps = analyze_structure(
+            kernels,
+            api,
+            memcpy,
+            nvtx,
+            capture_range,
+            rules,
+            window,
+            lk,
+            request=request,  # type: ignore[arg-type]
+        )
     else:
-        w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, window, lk)  # type: ignore[arg-type]
+        w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, window, lk, request)  # type: ignore[arg-type]
     kw = kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     total = int(kw["dur"].sum()) if kw.height else 0
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height

@@ -392,12 +392,15 @@ def window_and_steps(
     structure: RunStructure,
     chosen: Window | None = None,
     lk: pl.DataFrame | None = None,
+    request: int | None = None,
 ) -> tuple[Window, Steps]:
     """The analysis window and its measured steps, from the run structure when it found one: by default the
     measured requests (warm-up, loading and compilation left out), else ``choose_window``. A window the user chose
     (``chosen``) keeps the structure's steps that lie inside it, warm-up included when the window holds it."""
     from .structure import STEP_KINDS
 
+    if request is not None:
+        return _request_window(kernels, api, nvtx, structure, request, lk)
     measured = chosen is None
     table = structure.steps_frame(measured=measured) if structure.kind != "unstructured" else None
     if table is not None and table.is_empty():
@@ -435,6 +438,37 @@ def window_and_steps(
     return w, find_steps(kernels, api, nvtx, w, lk, given=(given, f"structure:{structure.source}"))
 
 
+def _request_window(
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    nvtx: pl.DataFrame,
+    structure: RunStructure,
+    request: int,
+    lk: pl.DataFrame | None,
+) -> tuple[Window, Steps]:
+    """The window of one request of the structure (``--request N``, warm-up ones included) and its steps."""
+    from ..errors import UsageError
+
+    reqs = structure.requests
+    if not reqs:
+        raise UsageError("--request: this run has no requests", "analyze it without --request (or with --window)")
+    if not 0 <= request < len(reqs):
+        raise UsageError(
+            f"--request {request}: the run has {len(reqs)} request(s), numbered 0 to {len(reqs) - 1}",
+            "see the run's requests with: nsys-doctor report TRACE --format json (run.request_list)",
+        )
+    r = reqs[request]
+    table = structure.steps_frame(measured=False).filter(pl.col("request") == r.index)
+    w = Window(
+        r.start,
+        max(r.end, r.gpu_end),
+        "user",
+        f"--request {request}" + (f" (a warm-up request: {r.reason})" if r.warmup else ""),
+    )
+    given = table.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"), "kind", "start", "end")
+    return w, find_steps(kernels, api, nvtx, w, lk, given=(given, f"structure:{structure.source}"))
+
+
 def _plain_steps(steps: Steps, structure: RunStructure) -> Steps:
     """Steps of a run without a forward-pass structure are steps, never "decode" steps (HPC loops, tests)."""
     if structure.kind != "unstructured" or steps.table.is_empty():
@@ -453,6 +487,7 @@ def analyze_structure(
     chosen: Window | None = None,
     lk: pl.DataFrame | None = None,
     graph_launches: pl.DataFrame | None = None,
+    request: int | None = None,
 ) -> tuple[RunStructure, Window, Steps]:
     """The one code path every command takes to the run's structure, its window and its steps: report, diff,
     scaling, baselines, roofline and the per-rank analyses read the same answer."""
@@ -465,5 +500,5 @@ def analyze_structure(
         if names is not None:
             ops = classify(names["name"].to_list(), rules or [], short_names=names["short"].to_list())
     structure = find_structure(kernels, api, memcpy, None, nvtx, capture_range, ops, graph_launches)
-    w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, chosen, lk)
+    w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, chosen, lk, request)
     return structure, w, steps

@@ -54,6 +54,7 @@ def diagnose_trace(
     top: int = 10,
     rank: RankSpec | None = None,
     frames: TraceFrames | None = None,
+    request: int | None = None,
 ) -> Diagnosis:
     """Read what the diagnosis needs from an open trace and run it (the window options as on the command line).
 
@@ -94,6 +95,7 @@ def diagnose_trace(
         rules,
         window=chosen,
         top=top,
+        request=request,
     )
 
 
@@ -269,6 +271,12 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
     show_default=True,
     help="Read rank traces on this many processes.",
 )
+@click.option(
+    "--request",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Analyze request N of the run (0-based, warm-up requests included) instead of the measured ones.",
+)
 def report(
     trace_paths: tuple[Path, ...],
     fmt: str,
@@ -284,21 +292,23 @@ def report(
     peak_bw: str | None,
     no_split: bool,
     jobs: int,
+    request: int | None,
 ) -> None:
     """Diagnose TRACES: top kernels and families, tails, host overhead, findings and the next actions.
 
     \b
-    By default the steady-state inference window is analyzed (model loading and warm-up are left out): a
-    cudaProfilerApi capture range, NVTX request or step ranges, else a detection from the data. The chosen window
-    and the reason are printed first.
+    By default the measured requests of the run are analyzed: the run's structure is found from the data (the
+    forward pass from the repeating kernel sequence, checked against syncs, graph launches, NVTX and the capture
+    range), and loading, compilation and warm-up requests are left out (--request N picks another request). The
+    window, the run kind and where they came from are printed first.
 
     \b
     Several traces (one per rank), a directory of them, or one trace holding several ranks' processes give one
     report per rank, then what holds across ranks: the late rank, waiting in collectives, unequal work per step
     (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
-    if sum(bool(x) for x in (window, filter_nvtx, whole_trace)) > 1:
-        raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
+    if sum(bool(x) for x in (window, filter_nvtx, whole_trace, request is not None)) > 1:
+        raise UsageError("--window, --filter-nvtx, --whole-trace and --request exclude each other", "give at most one")
     if no_split and len(trace_paths) > 1:
         raise UsageError("--no-split applies to one trace", "give one trace, or drop --no-split")
     for option, value in (("--dtype", dtype), ("--peak-bw", peak_bw)):
@@ -316,7 +326,9 @@ def report(
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
         roof = None
         with Trace.open(trace_paths[0]) as trace:
-            d = diagnose_trace(trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top)
+            d = diagnose_trace(
+                trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top, request=request
+            )
             if model is not None:
                 roof = add_roofline(d, trace, model, rules, None, bw, window, filter_nvtx, whole_trace)
         d.timing = capture_timing(trace_paths[0])
@@ -329,6 +341,8 @@ def report(
             if roof is not None:
                 text += "\n" + roofline_text.render_terminal(roof, color=color)
     else:
+        if request is not None:
+            raise UsageError("--request applies to a report on one trace", "give one trace (or --no-split)")
         if model is not None:
             raise UsageError(
                 "--model applies to a report on one rank",
