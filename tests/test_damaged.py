@@ -350,3 +350,16 @@ def test_the_shared_real_exports_have_no_damaged_rows():
     assert paths
     for path in paths:
         _assert_sound(path)
+
+
+def test_damage_found_by_worker_processes_is_warned_once(tmp_path):
+    # report on two ranks with --jobs 2: each rank is read in its own process; what the workers left out is
+    # still told, in this process's one warning line
+    a = mutated_copy(SAMPLE, tmp_path / "a.sqlite", set_values(K, "start", "NULL", 100, 1))
+    b = mutated_copy(SAMPLE, tmp_path / "b.sqlite", set_values(K, "start", "NULL", 100, 2))
+    n_a = _count(SAMPLE, f"SELECT count(*) FROM {K} WHERE rowid % 100 = 1")
+    n_b = _count(SAMPLE, f"SELECT count(*) FROM {K} WHERE rowid % 100 = 2")
+    code, _, err = run_cli(["report", str(a), str(b), "--rank-from", "order", "--jobs", "2", "--format", "json"])
+    warnings = [line for line in err.splitlines() if line.startswith("nsys-doctor: warning: ")]
+    assert code == 0 and len(warnings) == 1, err
+    assert f"left out {n_a + n_b} damaged rows" in warnings[0]

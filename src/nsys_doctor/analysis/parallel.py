@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from ..errors import NsysDoctorError, UsageError
+from ..trace.damage import announce, collect_start, collect_stop
 
 POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
 
@@ -132,12 +133,23 @@ def map_ranks(
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs polars threads
     results: list[Any] = [None] * n
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(func, s, **kwargs): i for i, s in enumerate(specs)}
+        futures = {pool.submit(_collecting, func, s, kwargs): i for i, s in enumerate(specs)}
         for done, fut in enumerate(as_completed(futures), 1):
-            results[futures[fut]] = fut.result()
+            results[futures[fut]], damaged = fut.result()
+            for summary in damaged:  # damaged rows a worker left out: told by this process's warning line
+                announce(summary)
             if progress:
                 progress(done, n)
     return _check(results)
+
+
+def _collecting(func: Callable[..., Any], spec: Any, kwargs: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """Run ``func`` in a worker and hand back, with its result, the damaged-row summaries of the traces it read."""
+    collect_start()
+    try:
+        return func(spec, **kwargs), collect_stop()
+    finally:
+        collect_stop()
 
 
 def dask_map(specs: list[Any], func: Callable[..., Any], address: str, **kwargs: Any) -> list[Any]:

@@ -159,6 +159,19 @@ def warning_line(summaries: Iterable[DamageSummary]) -> str:
 
 
 _META_KEY = "nsys_doctor.damaged_rows"
+_COLLECTED: list[DamageSummary] | None = None  # in a worker process: what it found, handed back with its result
+
+
+def collect_start() -> None:
+    """In a worker process (no command line): keep what ``announce`` receives, for ``collect_stop``."""
+    global _COLLECTED
+    _COLLECTED = []
+
+
+def collect_stop() -> list[DamageSummary]:
+    global _COLLECTED
+    found, _COLLECTED = _COLLECTED or [], None
+    return found
 
 
 def announce(summary: DamageSummary) -> None:
@@ -172,6 +185,8 @@ def announce(summary: DamageSummary) -> None:
         return
     ctx = click.get_current_context(silent=True)
     if ctx is None:
+        if _COLLECTED is not None:
+            _COLLECTED.append(summary)
         return
     root = ctx.find_root()
     log: dict[str, DamageSummary] | None = root.meta.get(_META_KEY)
