@@ -12,7 +12,7 @@ import polars as pl
 from .. import JSON_SCHEMA
 from ..units import format_ns
 from .distribution import percentile, tail_table
-from .findings import Facts, Finding, run_rules
+from .findings import HOST_CAUSES, Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
 from .ops import OpRule, classify, label_frame
 from .phases import (
@@ -436,18 +436,7 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame
 
 
 # host-side findings whose cost is GPU idle time the host causes (low-gpu-utilization is their sum, not a cause)
-HOST_COSTS = frozenset(
-    {
-        "launch-bound",
-        "gpu-idle-gap",
-        "host-sync-in-inference",
-        "pageable-memcpy",
-        "sync-memcpy",
-        "sync-memset",
-        "alloc-churn",
-        "module-loading-in-window",
-    }
-)
+HOST_COSTS = HOST_CAUSES
 
 
 # advice in words that fit runs that are not LLM decode (CNNs, ViTs, encoders, HPC): no RMSNorm/RoPE/decode talk

@@ -89,12 +89,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .phases import GRAPH_LAUNCH_API, LAUNCH_API, PROFILER_START_API
+
 RUN_KINDS = ("llm-decode", "llm-prefill", "iterations", "unstructured")
 STEP_KINDS = ("prefill", "decode", "iteration")
 CONFIDENCE = ("high", "medium", "low")
 
-LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
-GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
 SYNC_API = re.compile(
     r"^(cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cuCtxSynchronize|cudaEventSynchronize|"
     r"cuEventSynchronize|cudaThreadSynchronize|cudaStreamQuery|cudaMemcpy(_v\d+)?$|cuMemcpyDtoH(_v\d+)?$|"
@@ -105,7 +105,6 @@ MODULE_LOAD_API = re.compile(
     r"cuKernelGetFunction)"
 )
 LOAD_ONLY_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuLinkComplete)")  # lazy loading, JIT
-PROFILER_START_API = re.compile(r"^(cuProfilerStart|cudaProfilerStart)")
 PROFILER_STOP_API = re.compile(r"^(cuProfilerStop|cudaProfilerStop)")
 AUTOTUNE_KERNELS = re.compile(r"RedzoneAllocatorKernel|DelayKernel|xla_fp_comparison|(?i:autotun)")
 INIT_KERNELS = re.compile(
