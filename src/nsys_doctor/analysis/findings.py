@@ -199,9 +199,11 @@ class Facts:
 
     @property
     def decode_steps(self) -> pl.DataFrame:
+        """The repeated steps the step rules judge: decode steps (or iterations, plain steps); in a prefill-only
+        run, its prefill passes."""
         t = self.steps.table
         d = t.filter(pl.col("kind") != "prefill")
-        return d
+        return d if d.height or self.run_kind != "llm-prefill" else t
 
 
 Rule = Callable[[Facts], list[Finding]]
@@ -474,7 +476,11 @@ def low_util(f: Facts) -> list[Finding]:
             "window_ns": f.window.duration,
             "idle_ns": idle,
         }
-        return [costed("low-gpu-utilization", summary, evidence, idle, f.window.duration)]
+        found = costed("low-gpu-utilization", summary, evidence, idle, f.window.duration)
+        if f.run_kind == "unstructured" and found.severity == "critical":
+            # no step structure: nothing says the idle time lies inside inference (a test harness, a whole trace)
+            found = Finding(found.id, "warning", found.summary, found.evidence, found.cost_ns, found.cost_share)
+        return [found]
     return []
 
 
@@ -660,7 +666,9 @@ def run_rules(facts: Facts) -> list[Finding]:
     if any(x.id == "no-kernels" for x in found):
         # nothing ran on the GPU: idle-time costs and step findings have nothing to measure
         found = [x for x in found if x.id not in HOST_CAUSES and x.id != "low-gpu-utilization"]
-    if any(x.id in HOST_CAUSES for x in found):
+    util = next((x for x in found if x.id == "low-gpu-utilization"), None)
+    causes = max((x.cost_ns or 0 for x in found if x.id in HOST_CAUSES), default=0)
+    if util is not None and causes >= 0.5 * (util.cost_ns or 0):
         # low utilization sums up the idle time the causes explain: it keeps no cost of its own beside them
         found = [
             Finding(x.id, "info", x.summary + "; its causes are the findings above", x.evidence)

@@ -252,6 +252,8 @@ def summarize_host(
     refill = idle.filter((pl.col("end") - pl.col("start")) < threshold)
     # idle inside decode steps: the span from a step's first to its last kernel minus the GPU work in it
     dec = spans.filter(pl.col("kind") != "prefill") if spans.height else spans
+    if dec.is_empty() and st.height and st.filter(pl.col("kind") != "prefill").is_empty():
+        dec = spans  # a prefill-only run: its passes are the steps
     step_idle = (
         int(((dec["gpu_end"] - dec["gpu_start"]) - dec["gpu_time"]).clip(lower_bound=0).sum()) if dec.height else 0
     )
