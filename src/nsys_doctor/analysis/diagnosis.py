@@ -435,10 +435,6 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame
     )
 
 
-# host-side findings whose cost is GPU idle time the host causes (low-gpu-utilization is their sum, not a cause)
-HOST_COSTS = HOST_CAUSES
-
-
 # advice in words that fit runs that are not LLM decode (CNNs, ViTs, encoders, HPC): no RMSNorm/RoPE/decode talk
 GENERIC_ADVICE: dict[str, str] = {
     "elementwise": "many small elementwise kernels: fuse them into their neighbours (a compiler such as torch.compile "
@@ -521,7 +517,7 @@ def _conclude(
         }
         # the host goes first only when what it costs is more than the whole top family could save
         host_issue = max(
-            (f for f in findings if f.id in HOST_COSTS and f.cost_ns),
+            (f for f in findings if f.id in HOST_CAUSES and f.cost_ns),
             key=lambda f: (f.cost_ns or 0, f.id),
             default=None,
         )

@@ -27,6 +27,7 @@ import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -36,6 +37,9 @@ from .distribution import percentile_expr
 from .findings import CATALOGUE, SEVERITY_ORDER
 from .ops import OpRule, builtin_rules, classify
 from .phases import LAUNCH_API, assign_to_steps, calls
+
+if TYPE_CHECKING:
+    from .diagnosis import Diagnosis
 
 LONG_HOST_NS = 50_000  # CUDA API / OS calls at least this long are named as what a late rank was doing
 END_TOLERANCE_NS = 50_000  # ends of one collective on different ranks are this close (NVLink: ~1 us)
@@ -1182,3 +1186,30 @@ def waiting_for_others(result: NcclResult, min_share: float = 0.5) -> dict[int, 
         if share >= min_share:
             out[int(rank)] = {"late_rank": int(late), "wait_share": share, "wait_ns": int(wait or 0)}
     return out
+
+
+def blame_late_rank(reports: list[tuple[int, Diagnosis]], result: NcclResult) -> None:
+    """A rank that mostly waits in its collectives for a late rank gets that cause in its own diagnosis: the advice
+    to overlap its communication would contradict the cross-rank section (the time is the other rank's lateness)."""
+    waiting = waiting_for_others(result)
+    for rank, d in reports:
+        w = waiting.get(rank)
+        if w is None:
+            continue
+        late = w["late_rank"]
+        why = (
+            f"{100 * float(w['wait_share']):.0f}% of this rank's collective time ({format_ns(int(w['wait_ns']))}) is "
+            f"waiting for rank {late}, the late rank: the cause is rank {late}'s lateness, not this rank's "
+            "communication (see across ranks)"
+        )
+        d.target["waiting_for_rank"] = w["late_rank"]
+        d.target["why"] = f"{d.target.get('why', '')}; {why}".lstrip("; ")
+        d.next_actions = [
+            a for a in d.next_actions if not a.startswith(("communication dominates", "Then communication"))
+        ]
+        d.next_actions.insert(
+            0,
+            f"Collectives here wait for rank {w['late_rank']}: find what rank {w['late_rank']} does just before its "
+            "collectives (across ranks: the 'before' column) and remove or balance it; tuning this rank's "
+            "communication will not help.",
+        )

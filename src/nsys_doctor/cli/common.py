@@ -35,6 +35,18 @@ def window_options(func: F) -> F:
     )(func)  # type: ignore[return-value]
 
 
+def jobs_option(func: F) -> F:
+    """-j/--jobs N: read rank traces on this many processes (report, nccl, diff)."""
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 1024),
+        default=1,
+        show_default=True,
+        help="Read rank traces on this many processes.",
+    )(func)  # type: ignore[return-value]
+
+
 def ops_option(func: F) -> F:
     """--ops FILE: extra kernel-to-operation rules."""
     return click.option(

@@ -31,7 +31,7 @@ from ..trace import Trace
 from ..trace.meta import describe, workload_shape
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
-from .common import FiniteFloat, command_inputs, emit, ops_option
+from .common import FiniteFloat, command_inputs, emit, jobs_option, ops_option
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -194,14 +194,7 @@ def load_baseline(name: str) -> Profile:
     show_default=True,
     help="Rank numbers from the recorded environment, the file name, or sorted order.",
 )
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 1024),
-    default=1,
-    show_default=True,
-    help="Read rank traces on this many processes.",
-)
+@jobs_option
 def diff(
     paths: tuple[Path, ...],
     baseline: str | None,

@@ -9,7 +9,7 @@ import click
 
 from ..errors import UsageError
 from ..trace.ranks import RANK_FROM, RankSpec, discover
-from .common import emit
+from .common import emit, jobs_option
 
 FORMATS = ("terminal", "markdown", "json")
 
@@ -48,14 +48,7 @@ def check_dask_address(address: str) -> None:
 @click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="TRACES...")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the result to FILE instead of standard output.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Read the rank traces on this many processes.",
-)
+@jobs_option
 @click.option(
     "--dask",
     "dask_address",

@@ -20,8 +20,7 @@ from ..trace import Trace
 from ..trace.meta import describe
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
 from ..trace.tables import TraceFrames
-from ..units import format_ns
-from .common import emit, ops_option, resolve_window, window_options
+from .common import emit, jobs_option, ops_option, resolve_window, window_options
 
 FORMATS = ("terminal", "markdown", "json")
 
@@ -165,35 +164,6 @@ def rank_report(
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
 
 
-def blame_late_rank(pairs: list[tuple[RankSpec, Diagnosis]], across: object) -> None:
-    """A rank that mostly waits in its collectives for a late rank gets that cause in its own diagnosis: the advice
-    to overlap its communication would contradict the cross-rank section (the time is the other rank's lateness)."""
-    from ..analysis.nccl import waiting_for_others
-
-    waiting = waiting_for_others(across)  # type: ignore[arg-type]
-    for spec, d in pairs:
-        w = waiting.get(spec.rank)
-        if w is None:
-            continue
-        late = w["late_rank"]
-        why = (
-            f"{100 * float(w['wait_share']):.0f}% of this rank's collective time ({format_ns(int(w['wait_ns']))}) is "
-            f"waiting for rank {late}, the late rank: the cause is rank {late}'s lateness, not this rank's "
-            "communication (see across ranks)"
-        )
-        d.target["waiting_for_rank"] = w["late_rank"]
-        d.target["why"] = f"{d.target.get('why', '')}; {why}".lstrip("; ")
-        d.next_actions = [
-            a for a in d.next_actions if not a.startswith(("communication dominates", "Then communication"))
-        ]
-        d.next_actions.insert(
-            0,
-            f"Collectives here wait for rank {w['late_rank']}: find what rank {w['late_rank']} does just before its "
-            "collectives (across ranks: the 'before' column) and remove or balance it; tuning this rank's "
-            "communication will not help.",
-        )
-
-
 def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: str, color: bool) -> str:
     """Per-rank reports, then what holds across ranks (collectives, late rank, imbalance)."""
     import json
@@ -263,14 +233,7 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 @click.option("--peak-bw", "peak_bw", metavar="TB/S", help="Peak DRAM bandwidth for --model, if not in the trace.")
 @click.option("--no-split", is_flag=True, help="Analyze one trace holding several ranks as a whole, not per rank.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Read rank traces on this many processes.",
-)
+@jobs_option
 @click.option(
     "--request",
     type=click.IntRange(0),
@@ -348,7 +311,7 @@ def report(
                 "--model applies to a report on one rank",
                 "add --no-split to analyze the trace as a whole, or run nsys-doctor roofline on one rank's trace",
             )
-        from ..analysis.nccl import analyze
+        from ..analysis.nccl import analyze, blame_late_rank
         from ..analysis.parallel import map_ranks
 
         specs = discover(list(trace_paths), rank_from)
@@ -366,7 +329,7 @@ def report(
         across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
         pairs = [(sp, d) for sp, (d, _) in zip(specs, results, strict=True)]
         if across is not None:
-            blame_late_rank(pairs, across)
+            blame_late_rank([(sp.rank, d) for sp, d in pairs], across)
         text = render_ranks(pairs, across, fmt, color)
     emit(text, output, fmt)
 
