@@ -1,4 +1,5 @@
-"""Parity with real nsys 2025.3: one test per golden file in ../shared/traces/golden (and multigpu/golden).
+"""Parity with real nsys 2025.3: one test per golden file in ../shared/traces/golden, multigpu/golden and
+engines/golden.
 
 Each golden is the output of ``nsys stats``/``nsys analyze`` for one report, rule, filter or format; ours must
 be the same text: same header, same rows in the same order, same values.
@@ -20,7 +21,7 @@ from nsys_doctor.trace.window import EventFilter, resolve_nvtx_filter
 
 from .conftest import GOLDEN, TRACES, open_trace
 
-GOLDEN_DIRS = [GOLDEN, TRACES / "multigpu" / "golden"]
+GOLDEN_DIRS = [GOLDEN, TRACES / "multigpu" / "golden", TRACES / "engines" / "golden"]
 TABLE_REPORTS = ("cuda_gpu_kern_sum:base", "cuda_api_sum", "cuda_kern_exec_sum:base")
 
 

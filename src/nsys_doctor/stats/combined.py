@@ -20,7 +20,8 @@ def _summary(parts: list[pl.DataFrame]) -> list[tuple]:
         df.group_by("name", maintain_order=True).agg(pl.col("category").first()), on="name", how="left"
     )
     category = dict(stats.select("name", "category").iter_rows())
-    return [(*r[:-1], category[r[-1]], r[-1]) for r in summary_rows(stats, ["name"])]
+    # nsys orders these combined summaries by Total, then by name (not by count as the per-kind summaries)
+    return [(*r[:-1], category[r[-1]], r[-1]) for r in summary_rows(stats, ["name"], by_count=False)]
 
 
 def _kernels(ctx: ReportContext) -> pl.DataFrame:
