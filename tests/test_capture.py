@@ -983,3 +983,22 @@ def test_session_capture_of_an_unknown_session(tmp_path: Path, monkeypatch, caps
     assert capsys.readouterr().err == (
         "nsys-doctor: error: no session nope: start one: nsys-doctor session start NAME -- COMMAND\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("patch", "named"),
+    [
+        ({"warmup": True}, "workload.warmup"),
+        ({"iters": 0}, "workload.iters"),
+        ({"prompt_len": -5}, "workload.prompt_len"),
+        ({"output_len": "128"}, "workload.output_len"),
+        ({"presets": {"long": {"prompt_len": -1}}}, "workload.presets.long.prompt_len"),
+        ({"presets": {"long": {"batch": [1, 2]}}}, "workload.presets.long.batch"),
+    ],
+)
+def test_workload_counts_are_checked(patch, named):
+    from nsys_doctor.errors import UsageError
+
+    data = {"workload": {**TEMPLATE["workload"], **patch}}  # type: ignore[dict-item]
+    with pytest.raises(UsageError, match=named.replace(".", r"\.")):
+        template(data)

@@ -79,11 +79,9 @@ def template_from_config(cfg: Config) -> WorkloadTemplate | None:
             raise UsageError(f"{where}: workload.{key} must be a string", f'e.g. {key} = "..."')
         strings[key] = v or None
     defaults = {"warmup": 1, "iters": 1}
-    for key in ("warmup", "iters", "prompt_len", "output_len"):
+    for key in COUNTS:
         if key in d:
-            if not isinstance(d[key], int):
-                raise UsageError(f"{where}: workload.{key} must be an integer", f"e.g. {key} = 1")
-            defaults[key] = int(d[key])  # type: ignore[arg-type]
+            defaults[key] = _count(where, f"workload.{key}", key, d[key])
     presets: dict[str, dict[str, int]] = {}
     raw_presets = d.get("presets", {})
     if not isinstance(raw_presets, dict):
@@ -91,7 +89,16 @@ def template_from_config(cfg: Config) -> WorkloadTemplate | None:
     for name, values in raw_presets.items():
         if not isinstance(values, dict):
             raise UsageError(f"{where}: workload.presets.{name} must be a table", "e.g. prompt_len = 2048")
-        presets[str(name)] = {str(k): v for k, v in _norm(values).items()}  # type: ignore[misc]
+        checked: dict[str, int] = {}
+        for k, v in _norm(values).items():
+            at = f"workload.presets.{name}.{k}"
+            if k in COUNTS:
+                checked[str(k)] = _count(where, at, str(k), v)
+            elif isinstance(v, bool) or not isinstance(v, int | float | str):
+                raise UsageError(f"{where}: {at} must be a number or a string, not {v!r}", f"e.g. {k} = 1")
+            else:
+                checked[str(k)] = v  # type: ignore[assignment]
+        presets[str(name)] = checked
     if strings["timing_regex"]:
         compile_timing_regex(strings["timing_regex"])
     return WorkloadTemplate(
@@ -104,6 +111,17 @@ def template_from_config(cfg: Config) -> WorkloadTemplate | None:
         presets=presets,
         source=where,
     )
+
+
+COUNTS = {"warmup": 0, "iters": 1, "prompt_len": 1, "output_len": 1}  # the workload's counts and their minimum
+
+
+def _count(where: str, at: str, key: str, value: object) -> int:
+    """A workload count: an integer (not a bool) from its minimum up, or a one-line error naming the key."""
+    low = COUNTS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10_000_000:
+        raise UsageError(f"{where}: {at} must be an integer from {low}, not {value!r}", f"e.g. {key} = {max(low, 1)}")
+    return value
 
 
 def preset_names(t: WorkloadTemplate | None) -> list[str]:
