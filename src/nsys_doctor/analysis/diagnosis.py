@@ -201,10 +201,15 @@ def diagnose(
     top: int = 10,
     structure: RunStructure | None = None,
     request: int | None = None,
+    prepared: tuple[RunStructure, Window, Steps, pl.DataFrame] | None = None,
 ) -> Diagnosis:
-    lk = launched_kernels(kernels, api)
+    """The diagnosis of one trace's window. ``prepared`` is the run's (structure, window, steps, launched kernels)
+    when the caller already has them (a ``TraceSession``); else they are found here."""
     capture_range = capture.get("capture_range")
-    if structure is None:
+    if prepared is not None:
+        structure, w, steps, lk = prepared
+    elif structure is None:
+        lk = launched_kernels(kernels, api)
         structure, w, steps = analyze_structure(
             kernels,
             api,
@@ -217,6 +222,7 @@ def diagnose(
             request=request,  # type: ignore[arg-type]
         )
     else:
+        lk = launched_kernels(kernels, api)
         w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, window, lk, request)  # type: ignore[arg-type]
     kw = kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
     total = int(kw["dur"].sum()) if kw.height else 0

@@ -17,8 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import polars as pl
-
 from ..errors import NsysDoctorError, UsageError
 from ..trace.damage import announce, collect_start, collect_stop
 
@@ -42,53 +40,13 @@ class WorkerError:
 
 def rank_summary(spec: Any, rules: list[Any] | None = None) -> Any:
     """Open one rank's trace and summarize its collectives and steps (top-level, picklable: runs in workers)."""
-    from ..trace import Trace
-    from ..trace.ranks import rank_frames
+    from ..session import TraceSession
 
     try:
-        with Trace.open(spec.path) as trace:
-            return summary_from_frames(trace, spec, rank_frames(trace, spec), rules)
+        with TraceSession.open(spec.path, rules, rank=spec) as session:
+            return session.rank_summary()
     except NsysDoctorError as exc:
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
-
-
-def summary_from_frames(trace: Any, spec: Any, frames: Any, rules: list[Any] | None = None) -> Any:
-    """``nccl.summarize_rank`` on frames already read (``rank_frames``), with the rank's window and steps."""
-    from ..trace.meta import capture_settings
-    from ..trace.ranks import long_os_calls
-    from ..trace.tables import gpus
-    from .nccl import LONG_HOST_NS, summarize_rank
-    from .phases import analyze_structure
-
-    capture = capture_settings(trace)
-    _, window, steps = analyze_structure(
-        frames.kernels,
-        frames.api,
-        frames.memcpy,
-        frames.nvtx,
-        capture.get("capture_range"),  # type: ignore[arg-type]
-    )
-    os_calls = long_os_calls(trace, spec, LONG_HOST_NS)
-    devices = sorted(set(frames.kernels["deviceId"].drop_nulls().to_list()))
-    table = gpus(trace)
-    names = table.filter(table["deviceId"].is_in(devices))["name"].to_list() if devices else []
-    info = {
-        **spec.to_dict(),
-        "label": spec.label,
-        "devices": devices,
-        "gpu": names[0] if names else None,
-        "window": window.to_dict(),
-        "step_source": steps.source,
-        "steps": steps.count,
-        "cuda_graph_trace": capture.get("cuda_graph_trace"),
-        "graph_launches": frames.graph_launches.height,
-    }
-    # collectives after the steady state begins (warm-up left out, as in report); the end stays open, since a
-    # step's GPU work can finish after its host range
-    in_window = frames.kernels.filter(pl.col("start") >= window.start)
-    return summarize_rank(
-        spec.rank, in_window, frames.api, frames.nvtx, steps.table, os_calls, spec.offset_ns, info, rules
-    )
 
 
 def _init_worker(threads: int) -> None:

@@ -14,23 +14,19 @@ from ..analysis.compare import (
     DiffResult,
     GateResult,
     Profile,
-    build_profile,
     comparison_problem,
     diff_profiles,
     gate,
     scaling,
     step_busy,
 )
-from ..analysis.ops import OpRule, classify
-from ..analysis.phases import analyze_structure
+from ..analysis.ops import OpRule
 from ..config import find_config, gate_settings
 from ..errors import NsysDoctorError, UsageError
 from ..report.compare_text import render_diff, render_scaling
 from ..safe_io import write_atomic
-from ..trace import Trace
-from ..trace.meta import describe, workload_shape
-from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
-from ..trace.tables import TraceFrames
+from ..session import TraceSession
+from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank
 from .common import FiniteFloat, command_inputs, emit, jobs_option, ops_option
 from .report import project_rules
 
@@ -39,41 +35,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def profile_of(path: Path, ops_file: Path | None = None, context: int | None = None) -> Profile:
-    rules = project_rules(ops_file)
-    with Trace.open(path) as trace:
-        return _profile(trace, TraceFrames(trace), str(path), rules, context)
-
-
-def _profile(trace: Trace, frames: TraceFrames, source: str, rules: list[OpRule], context: int | None) -> Profile:
-    info = describe(trace)
-    if frames.graph_launches.height:  # graph-level records: the graphs' kernels are missing
-        raise UsageError(
-            f"{trace.path.name} was captured with --cuda-graph-trace=graph: the kernels inside CUDA graphs are "
-            "missing, so its per-step kernel time cannot be compared",
-            "recapture it with --cuda-graph-trace=node",
-        )
-    _, window, steps = analyze_structure(
-        frames.kernels,
-        frames.api,
-        frames.memcpy,
-        frames.nvtx,
-        info.capture.get("capture_range"),
-        rules,  # type: ignore[arg-type]
-    )
-    ops = classify(frames.kernels["name"].unique().to_list(), rules)
-    prompt, output = workload_shape(info.capture.get("command"))  # type: ignore[arg-type]
-    return build_profile(
-        source,
-        frames.kernels,
-        frames.api,
-        frames.memcpy,
-        frames.memset,
-        window,
-        steps,
-        ops,
-        context if context is not None else prompt,
-        output,
-    )
+    with TraceSession.open(path, project_rules(ops_file)) as session:
+        return session.profile(str(path), context)
 
 
 def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
@@ -81,8 +44,8 @@ def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
     from ..analysis.parallel import WorkerError
 
     try:
-        with Trace.open(spec.path) as trace:
-            return _profile(trace, rank_frames(trace, spec), f"{spec.label} (rank {spec.rank})", rules, None)
+        with TraceSession.open(spec.path, rules, rank=spec) as session:
+            return session.profile(f"{spec.label} (rank {spec.rank})")
     except NsysDoctorError as exc:
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import JSON_SCHEMA
-from ..analysis.diagnosis import Diagnosis, diagnose
+from ..analysis.diagnosis import Diagnosis
 from ..analysis.model import Model, parse_dtype, read_model
 from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
 from ..config import find_config, inline_op_rules, ops_path
@@ -16,11 +16,11 @@ from ..errors import NsysDoctorError, UsageError
 from ..report import roofline_text
 from ..report.diagnosis_json import clean_json, render_json
 from ..report.diagnosis_text import render_markdown, render_terminal
+from ..session import TraceSession, WindowChoice
 from ..trace import Trace
-from ..trace.meta import describe
-from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank, rank_frames
+from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank
 from ..trace.tables import TraceFrames
-from .common import emit, jobs_option, ops_option, resolve_window, window_options
+from .common import emit, jobs_option, ops_option, window_options
 
 FORMATS = ("terminal", "markdown", "json")
 
@@ -55,72 +55,20 @@ def diagnose_trace(
     frames: TraceFrames | None = None,
     request: int | None = None,
 ) -> Diagnosis:
-    """Read what the diagnosis needs from an open trace and run it (the window options as on the command line).
-
-    With ``rank``, only that rank's process (and device) is analyzed; ``frames`` are reused when already read."""
-    info = describe(trace)
-    if frames is None:
-        frames = rank_frames(trace, rank) if rank is not None else TraceFrames(trace)
-    chosen = resolve_window(trace, frames, window, filter_nvtx, whole_trace, rank)
-    gpu = info.gpus[0] if info.gpus else {}
-    if rank is not None:
-        used = set(frames.kernels["deviceId"].drop_nulls().to_list())
-        gpu = next((g for g in info.gpus if g.get("deviceId") in used), gpu)
-    trace_info = {
-        "path": str(trace.path),
-        "nsys_version": info.product_version,
-        "schema_version": info.schema_version,
-        "gpu": gpu.get("name"),
-        "gpu_peak_bandwidth_Bps": gpu.get("memoryBandwidth"),
-        "gpus": len(info.gpus),
-        "cuda_graph_trace": info.capture.get("cuda_graph_trace"),
-        "capture_range": info.capture.get("capture_range"),
-        "command": info.capture.get("command"),
-        "missing": info.missing,
-    }
-    if rank is not None:
-        trace_info["rank"] = {"rank": rank.rank, "pid": rank.pid, "device": rank.device, "source": rank.source}
-    return diagnose(
-        frames.kernels,
-        frames.api,
-        frames.memcpy,
-        frames.gpu_ops,
-        frames.nvtx,
-        frames.graph_launches.height,
-        info.capture,
-        info.diagnostics,
-        frames.overhead,
-        trace_info,
-        rules,
-        window=chosen,
-        top=top,
-        request=request,
-    )
+    """The diagnosis of an open trace (the window options as on the command line); with ``rank``, only that
+    rank's process (and device) is analyzed; ``frames`` are reused when already read."""
+    choice = WindowChoice(window, filter_nvtx, whole_trace, request)
+    return TraceSession(trace, rules, choice, rank, frames).diagnose(top)
 
 
-def add_roofline(
-    d: Diagnosis,
-    trace: Trace,
-    model: Model | Path,
-    rules: list[OpRule],
-    dtype: str | None,
-    peak_bw: str | float | None,
-    window: str | None,
-    filter_nvtx: str | None,
-    whole_trace: bool,
-) -> object | None:
-    """Run the roofline for ``--model`` and merge its findings; a model that does not fit the trace becomes a
-    note. The model file and the options are read first: a bad file or option raises ``UsageError``."""
+def add_roofline(d: Diagnosis, session: TraceSession, model: Model, peak_bw: float | None) -> object | None:
+    """Run the roofline for ``--model`` on the session's steps and merge its findings; a model that does not fit
+    the trace becomes a note."""
     from ..analysis.findings import Finding
     from ..analysis.roofline import roofline_findings
-    from .roofline import parse_bandwidth, roofline_trace
 
-    if not isinstance(model, Model):
-        model = read_model(model, parse_dtype(dtype) if dtype is not None else None)
-    bw = parse_bandwidth(peak_bw) if isinstance(peak_bw, str) else peak_bw
     try:
-        r = roofline_trace(trace, model, rules, peak_bw=bw,
-                           window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace)  # fmt: skip
+        r = session.roofline(model, peak_bw=peak_bw)
     except UsageError as exc:
         d.notes.append(f"roofline skipped: {exc.one_line()}")
         return None
@@ -153,13 +101,12 @@ def rank_report(
     top: int = 10,
 ) -> object:
     """One rank's diagnosis and collective summary (top-level: runs in worker processes)."""
-    from ..analysis.parallel import WorkerError, summary_from_frames
+    from ..analysis.parallel import WorkerError
 
     try:
-        with Trace.open(spec.path) as trace:
-            frames = rank_frames(trace, spec)
-            d = diagnose_trace(trace, rules, window, filter_nvtx, whole_trace, top, rank=spec, frames=frames)
-            return d, summary_from_frames(trace, spec, frames, rules)
+        choice = WindowChoice(window, filter_nvtx, whole_trace)
+        with TraceSession.open(spec.path, rules, choice, rank=spec) as session:
+            return session.diagnose(top), session.rank_summary()
     except NsysDoctorError as exc:
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
 
@@ -270,8 +217,7 @@ def report(
     report per rank, then what holds across ranks: the late rank, waiting in collectives, unequal work per step
     (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
-    if sum(bool(x) for x in (window, filter_nvtx, whole_trace, request is not None)) > 1:
-        raise UsageError("--window, --filter-nvtx, --whole-trace and --request exclude each other", "give at most one")
+    WindowChoice(window, filter_nvtx, whole_trace, request)  # the window options exclude each other
     if no_split and len(trace_paths) > 1:
         raise UsageError("--no-split applies to one trace", "give one trace, or drop --no-split")
     for option, value in (("--dtype", dtype), ("--peak-bw", peak_bw)):
@@ -288,12 +234,11 @@ def report(
     color = output is None and sys.stdout.isatty()
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
         roof = None
-        with Trace.open(trace_paths[0]) as trace:
-            d = diagnose_trace(
-                trace, rules, window=window, filter_nvtx=filter_nvtx, whole_trace=whole_trace, top=top, request=request
-            )
+        choice = WindowChoice(window, filter_nvtx, whole_trace, request)
+        with TraceSession.open(trace_paths[0], rules, choice) as session:
+            d = session.diagnose(top)
             if model is not None:
-                roof = add_roofline(d, trace, model, rules, None, bw, window, filter_nvtx, whole_trace)
+                roof = add_roofline(d, session, model, bw)
         d.timing = capture_timing(trace_paths[0])
         if fmt == "json":
             text = render_json(d)

@@ -11,15 +11,12 @@ import click
 
 from ..analysis.model import DTYPES, MAX_DIM, Model, read_model
 from ..analysis.ops import OpRule
-from ..analysis.phases import analyze_structure, launched_kernels
-from ..analysis.roofline import MapRule, Roofline, read_mapping, resolve_peaks, tokens_from_command
-from ..analysis.roofline import roofline as analyze_roofline
+from ..analysis.roofline import MapRule, Roofline, read_mapping
 from ..errors import UsageError
 from ..report.roofline_text import render_json, render_markdown, render_terminal
+from ..session import TraceSession, WindowChoice
 from ..trace import Trace
-from ..trace.meta import describe
-from ..trace.tables import TraceFrames
-from .common import emit, ops_option, resolve_window, window_options
+from .common import emit, ops_option, window_options
 from .report import FORMATS, project_rules
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -92,51 +89,8 @@ def roofline_trace(
     ``group_size`` then apply only to a model read here)."""
     model = model_path if isinstance(model_path, Model) else read_model(model_path, dtype, group_size)
     mapping = read_mapping(mapping_path) if isinstance(mapping_path, (str, Path)) else mapping_path
-    info = describe(trace)
-    frames = TraceFrames(trace)
-    chosen = resolve_window(trace, frames, window, filter_nvtx, whole_trace)
-    lk = launched_kernels(frames.kernels, frames.api)
-    _, w, steps = analyze_structure(
-        frames.kernels,
-        frames.api,
-        frames.memcpy,
-        frames.nvtx,
-        info.capture.get("capture_range"),
-        rules,
-        chosen,
-        lk,  # type: ignore[arg-type]
-    )
-    gpu = info.gpus[0] if info.gpus else None
-    if len(info.gpus) > 1 and frames.kernels.height:  # the GPU that ran most kernels
-        dev = frames.kernels.group_by("deviceId").len().sort("len", descending=True)["deviceId"][0]
-        gpu = next((g for g in info.gpus if g.get("deviceId") == dev), gpu)
-    peaks = resolve_peaks(gpu, model.activation, peak_bw, peak_flops)
-    command = info.capture.get("command")
-    if tokens is not None:
-        n_tokens, source = tokens, "--tokens"
-    else:
-        n_tokens = tokens_from_command(command if isinstance(command, str) else None)
-        source = "the prompt length on the captured command line" if n_tokens else "unknown (pass --tokens N)"
-    trace_info = {
-        "path": str(trace.path),
-        "nsys_version": info.product_version,
-        "gpu": peaks.gpu,
-        "command": command,
-    }
-    return analyze_roofline(
-        frames.kernels,
-        frames.api,
-        steps,
-        rules,
-        model,
-        peaks,
-        mapping,
-        n_tokens,
-        source,
-        lk=lk,
-        trace=trace_info,
-        window=w.to_dict(),
-    )
+    session = TraceSession(trace, rules, WindowChoice(window, filter_nvtx, whole_trace))
+    return session.roofline(model, peak_bw, peak_flops, mapping, tokens)
 
 
 @click.command()

@@ -1,0 +1,359 @@
+"""One object per trace: its tables, window, run structure and results, each computed once and only when asked.
+
+``TraceSession`` is what every command builds on (report, diff, scaling, baselines, roofline, the per-rank
+analyses) so that they all read the same tables and the same answer about the run's structure. It only caches and
+wires: the analyses stay pure functions of frames (``analysis/``), the renderers take their results (``report/``).
+
+    with TraceSession.open("run.sqlite") as t:
+        t.structure.kind, t.window, t.steps.count
+        d = t.diagnose(top=10)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .analysis.compare import Profile
+    from .analysis.diagnosis import Diagnosis
+    from .analysis.model import Model
+    from .analysis.ops import OpRule
+    from .analysis.phases import Steps, Window
+    from .analysis.roofline import MapRule, Roofline
+    from .analysis.structure import RunStructure
+    from .stats import StatsTable
+    from .trace import Trace
+    from .trace.meta import TraceInfo
+    from .trace.ranks import RankSpec
+    from .trace.tables import TraceFrames
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """What part of the run to analyze, as the command-line options say it (at most one of them).
+
+    None of them: the measured requests of the run's structure (loading, compilation and warm-up left out)."""
+
+    window: str | None = None  # --window START/END
+    filter_nvtx: str | None = None  # --filter-nvtx RANGE[@DOMAIN][/N]
+    whole_trace: bool = False  # --whole-trace
+    request: int | None = None  # --request N (0-based, warm-up requests included)
+
+    def __post_init__(self) -> None:
+        given = (self.window, self.filter_nvtx, self.whole_trace, self.request is not None)
+        if sum(bool(x) for x in given) > 1:
+            raise UsageError(
+                "--window, --filter-nvtx, --whole-trace and --request exclude each other", "give at most one"
+            )
+
+
+class TraceSession:
+    """One trace (or one rank of it), read once: frames, trace facts, structure, window and steps are computed
+    lazily and cached; the analyses (``diagnose``, ``roofline``, ``profile``, ``rank_summary``, ``stats``) reuse
+    them.
+
+    ``rules`` are the operation rules (default: the shipped ones); ``rank`` restricts everything to one rank's
+    process and device; ``frames`` may be given when already read."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        rules: list[OpRule] | None = None,
+        choice: WindowChoice | None = None,
+        rank: RankSpec | None = None,
+        frames: TraceFrames | None = None,
+    ) -> None:
+        self.trace = trace
+        self.choice = choice or WindowChoice()
+        self.rank = rank
+        self._rules = rules
+        self._owns_trace = False
+        if frames is not None:
+            self.__dict__["frames"] = frames
+        self._diagnoses: dict[int, Diagnosis] = {}
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        rules: list[OpRule] | None = None,
+        choice: WindowChoice | None = None,
+        rank: RankSpec | None = None,
+    ) -> TraceSession:
+        """Open the trace at ``path`` (``.sqlite``, or ``.nsys-rep`` exported on the way); the session closes it."""
+        from .trace import Trace
+
+        s = cls(Trace.open(path), rules, choice, rank)
+        s._owns_trace = True
+        return s
+
+    def close(self) -> None:
+        if self._owns_trace:
+            self.trace.close()
+
+    def __enter__(self) -> TraceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self.trace.path
+
+    # ------------------------------------------------------------------------------------------------ tables
+
+    @cached_property
+    def rules(self) -> list[OpRule]:
+        from .analysis.ops import load_rules
+
+        return self._rules if self._rules is not None else load_rules()
+
+    @cached_property
+    def info(self) -> TraceInfo:
+        """What the trace is: nsys version, GPUs, counts, capture settings, nsys's own diagnostics."""
+        from .trace.meta import describe
+
+        return describe(self.trace)
+
+    @cached_property
+    def frames(self) -> TraceFrames:
+        """The activity tables as typed frames (the rank's process and device only, with ``rank``)."""
+        from .trace.ranks import rank_frames
+        from .trace.tables import TraceFrames
+
+        return rank_frames(self.trace, self.rank) if self.rank is not None else TraceFrames(self.trace)
+
+    @cached_property
+    def launched(self) -> pl.DataFrame:
+        """Kernels with their launch call's time (``l_start``) where the runtime table has it."""
+        from .analysis.phases import launched_kernels
+
+        return launched_kernels(self.frames.kernels, self.frames.api)
+
+    @property
+    def capture_range(self) -> str | None:
+        value = self.info.capture.get("capture_range")
+        return value if isinstance(value, str) else None
+
+    @cached_property
+    def gpu(self) -> dict[str, Any]:
+        """The GPU the analyzed kernels ran on: the rank's device, else the one that ran most kernels."""
+        gpus = self.info.gpus
+        if not gpus:
+            return {}
+        k = self.frames.kernels
+        if self.rank is not None:
+            used = set(k["deviceId"].drop_nulls().to_list())
+            return next((g for g in gpus if g.get("deviceId") in used), gpus[0])
+        if len(gpus) > 1 and k.height:
+            dev = k.group_by("deviceId").len().sort(["len", "deviceId"], descending=[True, False])["deviceId"][0]
+            return next((g for g in gpus if g.get("deviceId") == dev), gpus[0])
+        return gpus[0]
+
+    # ------------------------------------------------------------------------------- window and run structure
+
+    @cached_property
+    def chosen_window(self) -> Window | None:
+        """The window the options ask for (None: the run structure decides)."""
+        from .cli.common import resolve_window
+
+        c = self.choice
+        return resolve_window(self.trace, self.frames, c.window, c.filter_nvtx, c.whole_trace, self.rank)
+
+    @cached_property
+    def _analysis(self) -> tuple[RunStructure, Window, Steps]:
+        from .analysis.phases import analyze_structure
+
+        f = self.frames
+        return analyze_structure(
+            f.kernels,
+            f.api,
+            f.memcpy,
+            f.nvtx,
+            self.capture_range,
+            self.rules,
+            self.chosen_window,
+            self.launched,
+            f.graph_launches,
+            self.choice.request,
+        )
+
+    @property
+    def structure(self) -> RunStructure:
+        """The run's structure: kind, phases, requests (warm-up marked), steps, and where each fact came from."""
+        return self._analysis[0]
+
+    @property
+    def window(self) -> Window:
+        """The analysis window (by default the measured requests)."""
+        return self._analysis[1]
+
+    @property
+    def steps(self) -> Steps:
+        """The window's steps (prefill, decode, iterations), each with its start and end."""
+        return self._analysis[2]
+
+    # ---------------------------------------------------------------------------------------------- analyses
+
+    def trace_facts(self) -> dict[str, object]:
+        """The ``trace`` section of a diagnosis: where the trace came from and how it was captured."""
+        info, gpu = self.info, self.gpu
+        out: dict[str, object] = {
+            "path": str(self.trace.path),
+            "nsys_version": info.product_version,
+            "schema_version": info.schema_version,
+            "gpu": gpu.get("name"),
+            "gpu_peak_bandwidth_Bps": gpu.get("memoryBandwidth"),
+            "gpus": len(info.gpus),
+            "cuda_graph_trace": info.capture.get("cuda_graph_trace"),
+            "capture_range": info.capture.get("capture_range"),
+            "command": info.capture.get("command"),
+            "missing": info.missing,
+        }
+        if self.rank is not None:
+            r = self.rank
+            out["rank"] = {"rank": r.rank, "pid": r.pid, "device": r.device, "source": r.source}
+        return out
+
+    def diagnose(self, top: int = 10) -> Diagnosis:
+        """Where GPU time goes in the window and what to optimize next (cached per ``top``)."""
+        if top not in self._diagnoses:
+            from .analysis.diagnosis import diagnose
+
+            f, info = self.frames, self.info
+            self._diagnoses[top] = diagnose(
+                f.kernels,
+                f.api,
+                f.memcpy,
+                f.gpu_ops,
+                f.nvtx,
+                f.graph_launches.height,
+                info.capture,
+                info.diagnostics,
+                f.overhead,
+                self.trace_facts(),
+                self.rules,
+                window=self.window,
+                top=top,
+                prepared=(self.structure, self.window, self.steps, self.launched),
+            )
+        return self._diagnoses[top]
+
+    def roofline(
+        self,
+        model: Model,
+        peak_bw: float | None = None,
+        peak_flops: float | None = None,
+        mapping: list[MapRule] | None = None,
+        tokens: int | None = None,
+    ) -> Roofline:
+        """Achieved bandwidth and FLOP/s per linear-layer shape of ``model`` in the window's steps."""
+        from .analysis.roofline import resolve_peaks, roofline, tokens_from_command
+
+        gpu = self.gpu or None
+        peaks = resolve_peaks(gpu, model.activation, peak_bw, peak_flops)
+        command = self.info.capture.get("command")
+        if tokens is not None:
+            n_tokens, source = tokens, "--tokens"
+        else:
+            n_tokens = tokens_from_command(command if isinstance(command, str) else None)
+            source = "the prompt length on the captured command line" if n_tokens else "unknown (pass --tokens N)"
+        facts = {"path": str(self.trace.path), "nsys_version": self.info.product_version, "gpu": peaks.gpu}
+        facts["command"] = command
+        return roofline(
+            self.frames.kernels,
+            self.frames.api,
+            self.steps,
+            self.rules,
+            model,
+            peaks,
+            mapping,
+            n_tokens,
+            source,
+            lk=self.launched,
+            trace=facts,
+            window=self.window.to_dict(),
+        )
+
+    def profile(self, source: str | None = None, context: int | None = None) -> Profile:
+        """The per-step profile ``diff``, ``scaling`` and baselines compare (refused for graph-level captures)."""
+        from .analysis.compare import build_profile
+        from .analysis.ops import classify
+        from .trace.meta import workload_shape
+
+        f = self.frames
+        if f.graph_launches.height:  # graph-level records: the graphs' kernels are missing
+            raise UsageError(
+                f"{self.trace.path.name} was captured with --cuda-graph-trace=graph: the kernels inside CUDA graphs "
+                "are missing, so its per-step kernel time cannot be compared",
+                "recapture it with --cuda-graph-trace=node",
+            )
+        ops = classify(f.kernels["name"].unique().to_list(), self.rules)
+        command = self.info.capture.get("command")
+        prompt, output = workload_shape(command if isinstance(command, str) else None)
+        return build_profile(
+            source if source is not None else str(self.trace.path),
+            f.kernels,
+            f.api,
+            f.memcpy,
+            f.memset,
+            self.window,
+            self.steps,
+            ops,
+            context if context is not None else prompt,
+            output,
+        )
+
+    def rank_summary(self) -> Any:
+        """This rank's collectives and steps for the cross-rank analysis (``nccl``), in this session's window."""
+        import polars as pl
+
+        from .analysis.nccl import LONG_HOST_NS, summarize_rank
+        from .trace.ranks import long_os_calls
+        from .trace.tables import gpus
+
+        spec = self.rank
+        if spec is None:
+            raise UsageError("a collective summary needs a rank", "open the session with rank=RankSpec(...)")
+        f = self.frames
+        devices = sorted(set(f.kernels["deviceId"].drop_nulls().to_list()))
+        table = gpus(self.trace)
+        names = table.filter(table["deviceId"].is_in(devices))["name"].to_list() if devices else []
+        w, steps = self.window, self.steps
+        info = {
+            **spec.to_dict(),
+            "label": spec.label,
+            "devices": devices,
+            "gpu": names[0] if names else None,
+            "window": w.to_dict(),
+            "step_source": steps.source,
+            "steps": steps.count,
+            "cuda_graph_trace": self.info.capture.get("cuda_graph_trace"),
+            "graph_launches": f.graph_launches.height,
+        }
+        # collectives after the steady state begins (warm-up left out, as in report); the end stays open, since a
+        # step's GPU work can finish after its host range
+        in_window = f.kernels.filter(pl.col("start") >= w.start)
+        os_calls = long_os_calls(self.trace, spec, LONG_HOST_NS)
+        return summarize_rank(
+            spec.rank, in_window, f.api, f.nvtx, steps.table, os_calls, spec.offset_ns, info, self.rules
+        )
+
+    def stats(self, report: str, filter_time: str | None = None, filter_nvtx: str | None = None) -> StatsTable:
+        """One ``nsys stats`` report (``cuda_gpu_kern_sum``, ``nvtx_sum:base``, ...), as nsys computes it."""
+        from .cli.common import event_filter
+        from .stats import ReportContext, load_all, parse_report_arg, run_report
+
+        load_all()
+        request = parse_report_arg(report)
+        ctx = ReportContext(self.trace, event_filter(self.trace, filter_time, filter_nvtx))
+        return run_report(ctx, request)
