@@ -8,6 +8,7 @@ tests/data/capture_decode.sqlite, never the module's own output. Step counts may
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -460,6 +461,109 @@ def test_empty_and_tiny_inputs():
     assert s.kind == "unstructured" and s.to_dict()["steps"] == {"prefill": 0, "decode": 0, "iteration": 0}
     one = find_structure(f["kernels"].head(3), f["api"])  # type: ignore[union-attr,arg-type]
     assert one.kind == "unstructured"
+
+
+def _synthetic_iterations(
+    passes: int = 50, signal_at: Sequence[int] = (), signal: str = "copy", layers: int = 4
+) -> dict[str, pl.DataFrame]:
+    """A synthetic eager encoder run (ViT-like, no sampling kernels): ``passes`` forward passes back to back, 100 us
+    of host time between them. Before each pass in ``signal_at`` a request signal: a host-to-device copy of the
+    input (``copy``) or an idle gap of 500 us (``gap``: 5x the typical gap, no request gap by itself)."""
+    names: list[str] = []
+    starts: list[int] = []
+    copies: list[int] = []
+    t = 1_000_000
+    for i in range(passes):
+        if i in signal_at:
+            if signal == "copy":
+                copies.append(t)
+                t += 20_000
+            else:
+                t += 400_000
+        seq = ["conv_patch_kernel", "cat_cls_token"]
+        for _layer in range(layers):
+            seq += ["layer_norm_kernel", "gemm_qkv", "flash_attention_fwd", "gemm_proj"]
+            seq += ["layer_norm_kernel", "gemm_fc1", "gelu_kernel", "gemm_fc2"]
+        seq += ["layer_norm_kernel", "head_gemm"]
+        for n in seq:
+            names.append(n)
+            starts.append(t)
+            t += 5_000
+        t += 100_000
+    n = len(names)
+    kernels = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + 4_000 for s in starts],
+            "dur": [4_000] * n,
+            "deviceId": [0] * n,
+            "streamId": [7] * n,
+            "correlationId": list(range(1, n + 1)),
+            "pid": [42] * n,
+            "name": names,
+            "short": names,
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+        }
+    )
+    ids = list(range(n + 1, n + 1 + len(copies)))
+    api = pl.DataFrame(
+        {
+            "start": [s - 500 for s in starts] + copies,
+            "end": [s - 100 for s in starts] + [c + 10_000 for c in copies],
+            "pid": [42] * (n + len(copies)),
+            "tid": [1] * (n + len(copies)),
+            "correlationId": list(range(1, n + 1)) + ids,
+            "name": ["cudaLaunchKernel_v7000"] * n + ["cudaMemcpyAsync_v3020"] * len(copies),
+        }
+    )
+    memcpy = pl.DataFrame(
+        {
+            "start": [c + 2_000 for c in copies],
+            "end": [c + 8_000 for c in copies],
+            "bytes": [150_528] * len(copies),
+            "copyKind": [1] * len(copies),
+            "correlationId": ids,
+            "globalPid": [42 << 24] * len(copies),
+        },
+        schema_overrides={"start": pl.Int64, "end": pl.Int64, "bytes": pl.Int64, "copyKind": pl.Int64},
+    )
+    return {"kernels": kernels, "api": api, "memcpy": memcpy}
+
+
+def _iteration_requests(f: dict[str, pl.DataFrame]) -> RunStructure:
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations" and len(s.steps) == 50 and s.period == 36, (s.kind, len(s.steps), s.period)
+    return s
+
+
+def test_a_signal_at_a_regular_stride_splits_equal_requests():
+    # an input copy before every 10th pass (no sync, no long gap): 5 requests of 10 passes
+    s = _iteration_requests(_synthetic_iterations(signal_at=range(0, 50, 10)))
+    assert [r.iterations for r in s.requests] == [10] * 5
+    ev = [e for e in s.evidence if e.fact == "requests"]
+    assert ev and ev[0].source == "copies" and "every 10 steps" in ev[0].detail
+    # the same with an idle gap of 5x the typical one instead of a copy
+    g = _iteration_requests(_synthetic_iterations(signal_at=range(10, 50, 10), signal="gap"))
+    assert [r.iterations for r in g.requests] == [10] * 5
+    assert any(e.source == "idle-gaps" and "every 10 steps" in e.detail for e in g.evidence)
+    # whole run without a capture range: the first of the identical requests is warm-up
+    f = _synthetic_iterations(signal_at=range(0, 50, 10))
+    w = find_structure(f["kernels"], f["api"], f["memcpy"])
+    assert (len(w.requests), len(w.warmup_requests), w.count("iteration")) == (5, 1, 40)
+
+
+def test_an_irregular_or_constant_signal_splits_nothing():
+    for at in ([0, 10, 17, 30, 42], [0, 25], list(range(50))):  # irregular, once, before every pass
+        s = _iteration_requests(_synthetic_iterations(signal_at=at))
+        assert len(s.requests) == 1, (at, [r.iterations for r in s.requests])
+        assert not any(e.fact == "requests" for e in s.evidence)
+    g = _iteration_requests(_synthetic_iterations(signal_at=[10, 20, 35, 40], signal="gap"))
+    assert len(g.requests) == 1
+    # every 10th boundary but the last 10 passes lack the signal's end: 10, 10, 10, 20 is no stride
+    u = _iteration_requests(_synthetic_iterations(signal_at=[10, 20, 30]))
+    assert len(u.requests) == 1
 
 
 @needs_shared

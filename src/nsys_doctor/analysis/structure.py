@@ -35,7 +35,11 @@ before the first pass) becomes a pass of its own; identical passes that run GEMM
 passes of a prefill-only run, one request each; decode passes of one request share one kernel mix up to kernels
 whose shape grows with the context. Requests also split at idle gaps far longer than the gaps between passes, at
 a kind of host sync that occurs between a few passes only (end of request; the next request then starts at that
-sync), at cudaProfilerStart calls and at NVTX request ranges. Gaps and syncs do not split requests where modules
+sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no boundary by itself (a
+host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical one) recurs at a fixed
+stride: at every k-th pass boundary and no other, at least twice, so that it divides the passes into equal
+requests of k passes. Passes that no signal separates stay one request (back-to-back requests of an eager loop
+without a sync, a copy or a gap between them cannot be told apart). Gaps and syncs do not split requests where modules
 load between the passes (compilation, lazy loading) nor, when requests are led by prefill passes, before a decode
 pass.
 NVTX ranges count only where they line up with this structure (one pass per range); library ranges (domains such
@@ -131,6 +135,9 @@ GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps se
 MIN_REQUEST_GAP_NS = 2_000_000
 HEAVY_FACTOR = 3.0  # a leading pass this many times heavier (GPU time) than the steady ones is a prefill pass
 WEIGHT_COPY_BYTES = 1 << 20
+STRIDE_MIN_CUTS = 2  # a signal at a regular stride splits requests when it recurs at least this often
+STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as a signal that may recur
+MIN_STRIDE_GAP_NS = 50_000
 
 
 # ------------------------------------------------------------------------------------------------ result types
@@ -139,7 +146,7 @@ WEIGHT_COPY_BYTES = 1 << 20
 @dataclass(frozen=True)
 class Evidence:
     """Where a structural fact came from. ``fact``: passes, boundaries, requests, warm-up, prefill, phase, kind.
-    ``source``: kernel-period, capture-range, nvtx, graph-launches, host-syncs, idle-gaps, module-loads,
+    ``source``: kernel-period, capture-range, nvtx, graph-launches, host-syncs, idle-gaps, copies, module-loads,
     weight-copies, autotuning, kernel-mix, kernel-names."""
 
     fact: str
@@ -498,6 +505,7 @@ class _Signals:
     profiler_stops: np.ndarray
     weight_copies: np.ndarray  # end times of big host-to-device copies
     sync_positions: dict[str, np.ndarray]  # per sync API (version suffix dropped): kernel positions of its calls
+    copy_positions: dict[str, np.ndarray]  # per copy direction: kernel positions of the copies' API calls
 
 
 def _signals(seq: _Seq, api: _Api, memcpy: pl.DataFrame | None, pid: int | None) -> _Signals:
@@ -519,25 +527,22 @@ def _signals(seq: _Seq, api: _Api, memcpy: pl.DataFrame | None, pid: int | None)
         times.append(graphs["start"].to_numpy())
         kinds.append(f"{graphs.height} graph launches")
     copies_h2d = np.zeros(0, dtype=np.int64)
+    copy_pos: dict[str, np.ndarray] = {}
     if not _empty(memcpy):
         assert memcpy is not None
         mc = memcpy
         if pid is not None and "globalPid" in mc.columns:
             mc = mc.filter(((pl.col("globalPid") // (1 << 24)) % (1 << 24)) == pid)
-        d2h = mc.filter(pl.col("copyKind") == 2)
-        if d2h.height:
-            if own.height:
-                ids = d2h["correlationId"].unique()
-                a = (
-                    own.filter(pl.col("correlationId").is_in(ids.implode()))
-                    .select("correlationId", pl.col("start").alias("_ls"))
-                    .unique("correlationId", keep="first")
-                )
-                d2h = d2h.join(a, on="correlationId", how="left").with_columns(pl.coalesce("_ls", "start").alias("_h"))
-            else:
-                d2h = d2h.with_columns(pl.col("start").alias("_h"))
-            times.append(d2h["_h"].to_numpy())
-            kinds.append(f"{d2h.height} device-to-host copies")
+        for kind, label in ((1, "host-to-device copy"), (2, "device-to-host copy")):
+            part = mc.filter(pl.col("copyKind") == kind)
+            if not part.height:
+                continue
+            t = np.sort(_host_times(part, own)["_h"].to_numpy())
+            if kind == 2:  # a read back: a host round trip
+                times.append(t)
+                kinds.append(f"{part.height} device-to-host copies")
+            if len(seq):
+                copy_pos[label] = np.searchsorted(seq.t, t, side="left")
         big = mc.filter((pl.col("copyKind") == 1) & (pl.col("bytes") >= WEIGHT_COPY_BYTES))
         copies_h2d = np.sort(big["end"].to_numpy())
     rt = np.concatenate(times) if times else np.zeros(0, dtype=np.int64)
@@ -552,7 +557,21 @@ def _signals(seq: _Seq, api: _Api, memcpy: pl.DataFrame | None, pid: int | None)
         np.sort(api.calls(PROFILER_STOP_API)["start"].to_numpy()) if own.height else np.zeros(0, dtype=np.int64),
         copies_h2d,
         by_api,
+        copy_pos,
     )
+
+
+def _host_times(copies: pl.DataFrame, own: pl.DataFrame) -> pl.DataFrame:
+    """Copies with ``_h``: the host time of their API call (joined by correlationId), their GPU start when none."""
+    if not own.height:
+        return copies.with_columns(pl.col("start").alias("_h"))
+    ids = copies["correlationId"].unique()
+    a = (
+        own.filter(pl.col("correlationId").is_in(ids.implode()))
+        .select("correlationId", pl.col("start").alias("_ls"))
+        .unique("correlationId", keep="first")
+    )
+    return copies.join(a, on="correlationId", how="left").with_columns(pl.coalesce("_ls", "start").alias("_h"))
 
 
 def _families(names: Sequence[str], shorts: Sequence[str], ops: pl.DataFrame | None) -> list[str]:
@@ -812,6 +831,24 @@ def _nvtx_groups(nvtx: pl.DataFrame | None, pid: int | None) -> list[_NvtxGroup]
         )
         out.append(_NvtxGroup(g, sorted(set(part["text"].to_list())), part["start"].to_numpy(), part["end"].to_numpy()))
     return out
+
+
+def _regular_stride(at: np.ndarray, cut: np.ndarray) -> int | None:
+    """The stride k when the step boundaries ``at`` (boundary i lies between step i and i + 1) are every k-th
+    boundary (k >= 2, at least ``STRIDE_MIN_CUTS`` of them, the last k steps after the last one) and the k steps
+    before the first one start at the first step or at a boundary of ``cut``: equal groups of k steps. None
+    otherwise (an irregular signal, one at every boundary, one seen once)."""
+    idx = np.nonzero(at)[0]
+    if idx.size < STRIDE_MIN_CUTS:
+        return None
+    d = np.diff(idx)
+    k = int(d[0])
+    if k < 2 or not bool((d == k).all()) or at.size - int(idx[-1]) != k:
+        return None
+    before = int(idx[0]) - k
+    if before < -1 or (before >= 0 and not bool(cut[before])):
+        return None
+    return k
 
 
 def _inside(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -1155,6 +1192,7 @@ class _Builder:
                     self.ev("requests", "capture-range", "high", f"{st.size} cudaProfilerStart calls")
             if nv_request is not None:
                 cut |= nv_request
+            self._stride_cuts(ps, cut, gap, med_gap, compiling, led)
         moves = {i: q for i, q in moves.items() if cut[i] and ps.first[i] < q < ps.last[i + 1]}
         if moves:
             first, last = ps.first.copy(), ps.last.copy()
@@ -1330,6 +1368,54 @@ class _Builder:
                 f"NVTX request ranges '{g.name}' ({g.start.size}) hold {int(hit.sum())} of {p} steps",
             )
         return prefill, cuts
+
+    def _stride_cuts(
+        self,
+        ps: _PassStats,
+        cut: np.ndarray,
+        gap: np.ndarray,
+        med_gap: float,
+        compiling: np.ndarray,
+        led: np.ndarray,
+    ) -> None:
+        """Request boundaries from a signal that is not one by itself (a host-to-device input copy, a read back, a
+        kind of sync, an idle gap a few times the typical one) but recurs at a fixed stride: every k-th step
+        boundary (k >= 2), at least twice, up to the last k steps, from the run start or an earlier boundary, and
+        nowhere else between steps; the stride then divides the steps into equal requests. Adds to ``cut``."""
+        p = ps.first.size
+        if p < 2 * STRIDE_MIN_CUTS + 1:
+            return
+        lo = ps.mark_last[:-1] + 1
+        hi = ps.mark_first[1:]
+        signals: list[tuple[str, str, np.ndarray]] = []
+        for api_name, spos in self.sig.sync_positions.items():
+            signals.append(("host-syncs", api_name, spos))
+        for label, cpos in self.sig.copy_positions.items():
+            signals.append(("copies", label, cpos))
+        for source, label, pos in signals:
+            if int((_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).sum()) > max(1, 0.1 * p):
+                continue  # it also runs inside the steps
+            at = _inside(pos, lo, hi) > 0
+            self._stride_cut(cut, at & ~compiling, led, source, label)
+        floor = max(STRIDE_GAP_FACTOR * med_gap, MIN_STRIDE_GAP_NS)
+        self._stride_cut(
+            cut, (gap >= floor) & ~compiling, led, "idle-gaps", f"an idle gap of at least {floor / 1e6:.3f} ms"
+        )
+
+    def _stride_cut(self, cut: np.ndarray, at: np.ndarray, led: np.ndarray, source: str, label: str) -> None:
+        if led.any():
+            at = at & led  # requests start with a prefill step: never cut before a decode step
+        k = _regular_stride(at, cut)
+        if k is None or not (at & ~cut).any():
+            return
+        cut |= at
+        self.ev(
+            "requests",
+            source,
+            "medium",
+            f"{label} between steps every {k} steps ({int(at.sum())} of {at.size} step boundaries) and nowhere "
+            f"else between steps: requests of {k} steps",
+        )
 
     def _split_heads(self, ps: _PassStats) -> tuple[np.ndarray, np.ndarray, str] | None:
         """Split a pass whose kernels before its once-per-pass kernels are far more than the other passes have
