@@ -20,6 +20,9 @@ EXTRA[hf_mistral_static_compile_whole]="";       ARGS[hf_mistral_static_compile_
 EXTRA[compile_decode_default_warmcache]="";     ARGS[compile_decode_default_warmcache]="compile_decode.py --mode default --layers 4 --batch 2 --warmup 1 --warmup-steps 16 --iters 2 --steps 32"; WARM[compile_decode_default_warmcache]=1
 EXTRA[bert_base_nvtx_whole]="";                     ARGS[bert_base_nvtx_whole]="bert_encoder_nvtx.py --layers 12 --batch 8 --seq 128 --warmup 3 --iters 10"
 EXTRA[resnet50_fp16_cl_whole]="";                   ARGS[resnet50_fp16_cl_whole]="resnet_cnn.py --arch resnet50 --batch 32 --warmup 2 --iters 10"
+EXTRA[resnet18_requests_whole]="";                ARGS[resnet18_requests_whole]="cnn_requests.py --arch resnet18 --dtype fp16 --batch 8 --warmup 2 --iters 4 --passes 5"
+EXTRA[hf_qwen2_sample_batch3_whole]="";           ARGS[hf_qwen2_sample_batch3_whole]="hf_sample_generate.py --layers 2 --batch 3 --prompt-len 40 --new-tokens 16 --top-k 50 --top-p 0.9 --warmup 1 --iters 2"
+EXTRA[resnet18_bench_nvtx_requests_whole]="";     ARGS[resnet18_bench_nvtx_requests_whole]="cnn_requests.py --arch resnet18 --dtype fp16 --batch 8 --warmup 2 --iters 4 --passes 5 --cudnn-benchmark 1 --nvtx-requests 1"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -1,0 +1,79 @@
+"""transformers `generate` with sampling on a small dense decoder (Qwen2, random bf16 weights from a Qwen2Config).
+
+Batch 3, do_sample=True with top_k=50 and top_p=0.9 (the sampler's top-k and sort run once per forward pass),
+dynamic KV cache (transformers' default), eager PyTorch, no NVTX, no capture range: the whole process is meant
+to be captured (model construction on the GPU, --warmup warm-up requests, then the measured requests). EOS is
+disabled so every request produces exactly --new-tokens tokens: 1 prefill forward pass + (new_tokens - 1)
+decode forward passes per request.
+
+    python3 scripts/workloads/hf_sample_generate.py --layers 2 --batch 3 --prompt-len 40 --new-tokens 16 \
+        --top-k 50 --top-p 0.9 --warmup 1 --iters 2
+"""
+
+import argparse
+
+import torch
+from _common import Timer, result, setup
+from transformers import AutoModelForCausalLM, Qwen2Config
+
+p = argparse.ArgumentParser()
+p.add_argument("--layers", type=int, default=2)
+p.add_argument("--hidden", type=int, default=896)
+p.add_argument("--intermediate", type=int, default=4864)
+p.add_argument("--heads", type=int, default=14)
+p.add_argument("--kv-heads", type=int, default=2)
+p.add_argument("--vocab", type=int, default=32000)
+p.add_argument("--batch", type=int, default=3)
+p.add_argument("--prompt-len", type=int, default=40)
+p.add_argument("--new-tokens", type=int, default=16)
+p.add_argument("--top-k", type=int, default=50)
+p.add_argument("--top-p", type=float, default=0.9)
+p.add_argument("--warmup", type=int, default=1)
+p.add_argument("--iters", type=int, default=2)
+a = p.parse_args()
+
+dev = setup()
+cfg = Qwen2Config(
+    hidden_size=a.hidden,
+    intermediate_size=a.intermediate,
+    num_hidden_layers=a.layers,
+    num_attention_heads=a.heads,
+    num_key_value_heads=a.kv_heads,
+    vocab_size=a.vocab,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=None,
+    pad_token_id=0,
+)
+with dev:
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+gen = dict(
+    max_new_tokens=a.new_tokens,
+    min_new_tokens=None,
+    do_sample=True,
+    top_k=a.top_k,
+    top_p=a.top_p,
+    temperature=1.0,
+    eos_token_id=None,
+    pad_token_id=0,
+)
+prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
+mask = torch.ones_like(prompt)
+
+times = []
+with torch.inference_mode():
+    for i in range(a.warmup + a.iters):
+        with Timer() as t:
+            out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
+        assert out.shape == (a.batch, a.prompt_len + a.new_tokens), out.shape
+        times.append(t.ms)
+        phase = "warmup" if i < a.warmup else "measured"
+        print(f"request {i} ({phase}): {t.ms:.1f} ms, {out.shape[1] - a.prompt_len} new tokens", flush=True)
+meas = times[a.warmup :]
+result(
+    workload="hf_sample_generate",
+    model=type(model).__name__,
+    request_ms=times,
+    ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens,
+)
