@@ -352,9 +352,13 @@ def test_the_shared_real_exports_have_no_damaged_rows():
         _assert_sound(path)
 
 
-def test_damage_found_by_worker_processes_is_warned_once(tmp_path):
-    # report on two ranks with --jobs 2: each rank is read in its own process; what the workers left out is
-    # still told, in this process's one warning line
+@pytest.mark.parametrize("min_bytes", [0, 1 << 62])  # processes, threads
+def test_damage_found_by_workers_is_warned_once(tmp_path, monkeypatch, min_bytes):
+    # report on two ranks with --jobs 2: each rank is read by its own worker (a process or a thread); what the
+    # workers left out is still told, in this process's one warning line
+    from nsys_doctor.analysis import parallel
+
+    monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", min_bytes)
     a = mutated_copy(SAMPLE, tmp_path / "a.sqlite", set_values(K, "start", "NULL", 100, 1))
     b = mutated_copy(SAMPLE, tmp_path / "b.sqlite", set_values(K, "start", "NULL", 100, 2))
     n_a = _count(SAMPLE, f"SELECT count(*) FROM {K} WHERE rowid % 100 = 1")

@@ -195,11 +195,33 @@ def test_allranks_split_into_its_two_ranks():
 
 @needs_shared
 @needs_multi
-def test_process_pool_gives_the_same_result():
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_threads_and_process_pool_give_the_same_result(monkeypatch, runner):
+    from nsys_doctor.analysis import parallel
+
     specs = discover([RANK0, RANK1])
     a = analyze(map_ranks(specs, jobs=1)).to_dict()
+    monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", 0 if runner == "processes" else 1 << 62)
+    assert parallel.pick_runner(specs, 2) == runner
     b = analyze(map_ranks(specs, jobs=2)).to_dict()
     assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def test_the_runner_follows_the_size_of_each_rank(tmp_path, monkeypatch):
+    from nsys_doctor.analysis import parallel
+
+    small, big = tmp_path / "small.sqlite", tmp_path / "big.sqlite"
+    small.write_bytes(b"x" * 1000)
+    big.write_bytes(b"x" * 4000)
+    monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", 2000)
+    two_big = [RankSpec(0, str(big)), RankSpec(1, str(big), pid=7)]  # one file split in two ranks: 2000 each
+    assert parallel.rank_bytes(two_big) == [2000, 2000]
+    assert parallel.pick_runner(two_big, 2) == "processes"
+    assert parallel.pick_runner([RankSpec(0, str(big)), RankSpec(1, str(small))], 2) == "threads"  # smallest rank
+    assert parallel.pick_runner(two_big, 1) == "serial"
+    assert parallel.pick_runner(two_big[:1], 8) == "serial"
+    three = [RankSpec(i, str(big), pid=i) for i in range(3)]  # 1333 bytes each
+    assert parallel.pick_runner(three, 3) == "threads"
 
 
 @needs_shared
@@ -222,7 +244,11 @@ def test_bad_dask_address_is_a_usage_error(capsys):
     assert "Dask scheduler" in str(err.value)
 
 
-def test_worker_errors_come_back_with_their_hint(tmp_path):
+@pytest.mark.parametrize("min_bytes", [0, 1 << 62])  # processes, threads
+def test_worker_errors_come_back_with_their_hint(tmp_path, monkeypatch, min_bytes):
+    from nsys_doctor.analysis import parallel
+
+    monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", min_bytes)
     bad = tmp_path / "empty.sqlite"
     bad.write_bytes(b"")
     from nsys_doctor.errors import TraceError

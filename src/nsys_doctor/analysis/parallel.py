@@ -1,4 +1,4 @@
-"""Per-rank work in parallel: a process pool (``--jobs``) or an existing Dask cluster (``--dask ADDRESS``).
+"""Per-rank work in parallel: threads or a process pool (``--jobs``), or an existing Dask cluster (``--dask``).
 
 The unit of work is one rank: ``rank_summary(spec)`` opens the rank's trace itself, reads only that rank's events,
 and returns a ``RankSummary`` (one row per collective instance and per step), so what crosses process boundaries
@@ -21,6 +21,10 @@ from ..errors import NsysDoctorError, UsageError
 from ..trace.damage import announce, collect_start, collect_stop
 
 POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
+# Per rank: below this much trace, a spawned worker's start-up (a new interpreter importing polars, about a second
+# or more) costs more than it saves, so ``--jobs N`` runs the ranks on N threads of this process instead (SQLite
+# reads and polars release the GIL; nothing to start). See docs/multigpu.md for the measurements.
+PROCESS_MIN_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,16 @@ def map_ranks(
     if dask:
         return _check(dask_map(list(specs), func, dask, **kwargs))
     n = len(specs)
-    if jobs == 1 or n <= 1:
+    runner = pick_runner(specs, jobs)
+    if runner == "serial":
         out = []
         for i, s in enumerate(specs):
             out.append(func(s, **kwargs))
             if progress:
                 progress(i + 1, n)
         return _check(out)
+    if runner == "threads":
+        return _check(_thread_map(specs, func, min(jobs, n), progress, kwargs))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -99,6 +106,61 @@ def map_ranks(
             if progress:
                 progress(done, n)
     return _check(results)
+
+
+def rank_bytes(specs: Sequence[Any]) -> list[int]:
+    """The trace bytes each rank's work reads: its file's size, shared among the ranks split out of one file."""
+    sharing: dict[str, int] = {}
+    for s in specs:
+        sharing[str(s.path)] = sharing.get(str(s.path), 0) + 1
+    out = []
+    for s in specs:
+        try:
+            size = os.stat(s.path).st_size
+        except OSError:
+            size = 0  # the worker reports the problem when it opens the trace
+        out.append(size // sharing[str(s.path)])
+    return out
+
+
+def pick_runner(specs: Sequence[Any], jobs: int) -> str:
+    """``serial`` for one job or one rank, ``processes`` when every rank is large enough to pay a spawned
+    worker's start-up (``PROCESS_MIN_BYTES``), else ``threads``: ``--jobs 2`` is never the slower choice."""
+    if jobs <= 1 or len(specs) <= 1:
+        return "serial"
+    return "processes" if min(rank_bytes(specs)) >= PROCESS_MIN_BYTES else "threads"
+
+
+def _thread_map(
+    specs: Sequence[Any],
+    func: Callable[..., Any],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    kwargs: dict[str, Any],
+) -> list[Any]:
+    """``func`` over ``specs`` on threads of this process; each thread runs inside the command's click context,
+    so that damaged rows are announced by the command's one warning line as in serial runs."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    import click
+
+    ctx = click.get_current_context(silent=True)
+
+    def run(spec: Any) -> Any:
+        if ctx is None:
+            return func(spec, **kwargs)
+        with ctx.scope(cleanup=False):
+            return func(spec, **kwargs)
+
+    n = len(specs)
+    results: list[Any] = [None] * n
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {pool.submit(run, s): i for i, s in enumerate(specs)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            results[futures[fut]] = fut.result()
+            if progress:
+                progress(done, n)
+    return results
 
 
 def _collecting(func: Callable[..., Any], spec: Any, kwargs: dict[str, Any]) -> tuple[Any, list[Any]]:
