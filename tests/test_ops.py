@@ -621,6 +621,26 @@ def test_missing_user_file_raises_usage_error(tmp_path: Path) -> None:
         load_rules(tmp_path / "nope.toml")
 
 
+def test_a_rule_cannot_claim_the_structure_match() -> None:
+    # "structure" is set by analysis/refine.py from where a kernel runs; a rule only reads a name
+    from nsys_doctor.analysis.ops import MATCH_KINDS, STRUCTURE_MATCH
+
+    assert STRUCTURE_MATCH not in MATCH_KINDS
+    table = {"pattern": "a", "family": "moe", "category": "MoE", "op": "x", "match": STRUCTURE_MATCH}
+    with pytest.raises(UsageError, match="match must be one of"):
+        parse_rules_tables([table], "cfg.toml")
+
+
+def test_topk_and_sort_kernels_read_as_sampling_by_name(rules: list[OpRule]) -> None:
+    # by name alone the MoE router's top-k is the sampler's (refine_ops tells them apart by structure)
+    for name in (
+        "void at::native::sbtopk::gatherTopK<float, unsigned int, (int)2, (bool)0>(T2)",
+        "void at::native::mbtopk::gatherTopK<float, unsigned int, (int)2>(T2)",
+        "void at::native::bitonicSortKVInPlace<(int)2, (int)-1, (int)16, (int)16, float, long>(T8)",
+    ):
+        assert classify([name], rules).row(0, named=True)["family"] == "sampling", name
+
+
 def test_inline_rules_are_named_by_where_they_were_written() -> None:
     good = {"pattern": "a", "family": "gemv", "category": "GEMV", "op": "x"}
     rules = parse_rules_tables([good], "cfg.toml", where="project config cfg.toml, key ops-rule, rule")

@@ -25,6 +25,7 @@ from .phases import (
     launched_kernels,
     window_and_steps,
 )
+from .refine import refine_ops
 from .structure import RunStructure
 
 FAMILY_ADVICE: dict[str, str] = {
@@ -231,6 +232,8 @@ def diagnose(
     # names: one row per distinct kernel name, with its operation and label (joined onto small tables only)
     names = kw.group_by("name").agg(pl.col("short").first())
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
+    # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
+    ops = refine_ops(ops, lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), steps.table)
     names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
     per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(

@@ -49,6 +49,9 @@ BUILTIN_SOURCE = "builtin"
 REQUIRED_KEYS = ("pattern", "family", "category", "op")
 OPTIONAL_KEYS = ("library", "match")
 MATCH_KINDS = ("library", "meaning")  # a known library's kernel, or a name read by its meaning (less sure)
+STRUCTURE_MATCH = "structure"
+"""The ``match`` of an operation whose family comes from where the kernel runs in the run's steps (set by
+``analysis/refine.py``'s ``refine_ops`` after ``classify``, never by a rule: not one of ``MATCH_KINDS``)."""
 FAMILY_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 COLUMNS = ("name", "family", "category", "op", "library", "mapped", "match")
@@ -345,7 +348,8 @@ def classify(
 
     Columns: ``name``, ``family``, ``category``, ``op``, ``library``, ``mapped`` (False where no rule matched:
     family "other", category "elementwise / other", op "unmapped") and ``match`` ("library" for a known library's
-    kernel, "meaning" for an engine's own name read by what it says, "" when unmapped). ``names`` are demangled
+    kernel, "meaning" for an engine's own name read by what it says, "" when unmapped; ``refine_ops`` may later set
+    ``STRUCTURE_MATCH``). ``names`` are demangled
     names (or whatever names a report shows); ``short_names``, when given, are the matching short names, tried
     too. Each distinct name is matched once.
     """

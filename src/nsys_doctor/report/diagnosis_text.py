@@ -15,6 +15,9 @@ SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 NAME_WIDTH = 60
 
 
+MATCH_MARKS = {"meaning": "*", "structure": "+"}  # how a family was found, when not from a known library's name
+
+
 def _short(name: str, width: int = NAME_WIDTH) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
@@ -148,13 +151,17 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             format_ns(r["p50"]),
             format_ns(r["p99"]),
             format_ns(r["max"]),
-            str(r["family"]) + ("*" if r.get("match") == "meaning" else ""),
+            str(r["family"]) + MATCH_MARKS.get(str(r.get("match")), ""),
             _short(str(r["label"]), 50),
         )
     if d.kernels.height:
         con.print(kt)
-        if "match" in d.kernels.columns and (d.kernels.head(5)["match"] == "meaning").any():
-            con.print("  * family read from the kernel's own name (no known library): less sure")
+        if "match" in d.kernels.columns:
+            shown = set(d.kernels.head(5)["match"].to_list())
+            if "meaning" in shown:
+                con.print("  * family read from the kernel's own name (no known library): less sure")
+            if "structure" in shown:
+                con.print("  + family from where the kernel runs (its steps or layers), not from its name")
         con.print()
     tt = Table(title="Tails (by tail score)", title_justify="left", box=None)
     for c in ("score", "max/p50", "p99/p50", "p50", "max", "count", "grid", "kernel"):

@@ -1,0 +1,214 @@
+"""Kernel identity from the run's structure: what a kernel's name cannot say, where and how often it runs can.
+
+``classify`` (analysis/ops.py) reads kernel names only. Two identities need the run's steps (forward passes) too:
+
+1. **A top-k that runs in every layer is not sampling.** Sampling runs once per forward pass, after the last layer.
+   ``torch.topk`` (``gatherTopK``, its sorted output's ``bitonicSortKVInPlace``...) is also the router of an MoE
+   layer, and then runs once per MoE layer. A sampling-family top-k or sort kernel is *per layer* when, on the
+   median step, it runs at least twice and its instances sit in at least two different layers: they are separated
+   by a layer's kernels (attention, norm, GEMM, GEMV; the "layer segments" below). Counting alone is not enough: a
+   sampler's radix select runs its passes several times per step (PyTorch's ``mbtopk::computeBlockDigitCounts``
+   four times, cub's scan-by-key twice), all in one segment after the last layer.
+   A per-layer top-k/sort in a run with MoE kernels is the MoE router (family ``moe``, op "MoE router top-k");
+   without MoE kernels it is a top-k of another kind (family ``top-k``, category "elementwise / other"), not
+   sampling. A per-layer softmax of the sampling family is the router's softmax when a per-layer router top-k with
+   the same count per step exists in an MoE run, else attention's softmax (eager attention from matmuls).
+2. **Attention by phase.** An attention kernel whose name does not say the phase (family ``attention``) that runs
+   only (>= 90% of its time in the window) in decode steps is ``attention-decode``; in prefill steps,
+   ``attention-prefill``. A kernel whose name says one phase but that runs (>= 90% of its time) in the other takes
+   the phase of the evidence, and its op says so. Split kernels keep their family.
+
+Every row changed here has ``match = "structure"`` (the family comes from where the kernel runs, not from a known
+library or from its name) and an op that says what the evidence was. Pure and vectorized: no loop over kernels.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .ops import STRUCTURE_MATCH
+from .phases import assign_to_steps
+
+__all__ = ["STRUCTURE_MATCH", "refine_ops"]
+
+PER_LAYER_MIN_PER_STEP = 2
+"""On the median step, a per-layer kernel runs at least this many times..."""
+PER_LAYER_MIN_SEGMENTS = 2
+"""...in at least this many layer segments (stretches of a step between two layer kernels)."""
+PHASE_SHARE = 0.9
+"""Share of an attention kernel's time in the window that must lie in steps of one phase."""
+
+ATTENTION_FAMILIES = ("attention", "attention-decode", "attention-prefill")
+LAYER_FAMILIES = (*ATTENTION_FAMILIES, "norm", "gemm", "gemv")
+"""Families whose kernels run inside every layer: they cut a step into layer segments."""
+
+_PHASE = {
+    "decode": ("attention-decode", "attention (decode)"),
+    "prefill": ("attention-prefill", "attention (prefill)"),
+}
+_NAMED_PHASE = {"attention-decode": "decode", "attention-prefill": "prefill"}
+
+_ROLE = "_role"  # topk, sort, softmax: sampling-family candidates for the per-layer rule; attention; None
+_COLUMNS = ("family", "category", "op", "match")
+
+
+def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -> pl.DataFrame:
+    """``ops`` (``classify``'s frame) with ``family``, ``category``, ``op`` and ``match`` replaced where the run's
+    structure says what a kernel is (see the module docstring). Other rows and the row order are unchanged.
+
+    ``lk``: the kernels of the analyzed window (columns ``name``, ``start``, ``l_start`` (launch time, may be null),
+    and ``dur`` or ``end``); ``steps_table``: its steps (``idx``, ``kind``, ``start``, ``end``). A kernel is in the
+    step that holds its launch (its start when it has no launch), as elsewhere in the diagnosis. Without steps or
+    kernels, ``ops`` is returned as it is."""
+    if ops.is_empty() or lk.is_empty() or steps_table.is_empty() or not set(_COLUMNS) <= set(ops.columns):
+        return ops
+    kinds = ops.select("name", "family", "op").unique("name", keep="first", maintain_order=True)
+    kinds = kinds.with_columns(_role_expr().alias(_ROLE), pl.col("family").is_in(LAYER_FAMILIES).alias("_layer"))
+    kinds = kinds.filter(pl.col(_ROLE).is_not_null() | pl.col("_layer"))
+    if kinds.filter(pl.col(_ROLE).is_not_null()).is_empty():
+        return ops
+    dur = pl.col("dur") if "dur" in lk.columns else pl.col("end") - pl.col("start")
+    launch = pl.coalesce("l_start", "start") if "l_start" in lk.columns else pl.col("start")
+    events = lk.select(pl.col("name").cast(pl.String), pl.col("start"), dur.alias("_dur"), launch.alias("_t")).join(
+        kinds, on="name", how="inner"
+    )
+    steps = steps_table.select("idx", "kind", "start", "end")
+    events = assign_to_steps(events, steps.select("idx", "start", "end"), "_t").join(
+        steps.select("idx", pl.col("kind").alias("_kind")), on="idx", how="left"
+    )
+    has_moe = bool((ops["family"] == "moe").any())
+    updates = pl.concat([_per_layer_updates(events, has_moe), _phase_updates(events)], how="vertical_relaxed").unique(
+        "name", keep="first", maintain_order=True
+    )
+    if updates.is_empty():
+        return ops
+    new = updates.select("name", *(pl.col(c).alias(f"_new_{c}") for c in _COLUMNS))
+    out = ops.with_row_index("_row").join(new, on="name", how="left")
+    return out.with_columns(pl.coalesce(f"_new_{c}", c).alias(c) for c in _COLUMNS).sort("_row").select(ops.columns)
+
+
+def _role_expr() -> pl.Expr:
+    op = pl.col("op").str.to_lowercase()
+    sampling = pl.col("family") == "sampling"
+    return (
+        pl.when(sampling & op.str.contains("top-k"))
+        .then(pl.lit("topk"))
+        .when(sampling & op.str.contains("sort"))
+        .then(pl.lit("sort"))
+        .when(sampling & (op == "softmax"))
+        .then(pl.lit("softmax"))
+        .when(pl.col("family").is_in(ATTENTION_FAMILIES))
+        .then(pl.lit("attention"))
+        .otherwise(pl.lit(None, pl.String))
+    )
+
+
+def _empty_updates() -> pl.DataFrame:
+    return pl.DataFrame(schema={"name": pl.String, **dict.fromkeys(_COLUMNS, pl.String)})
+
+
+def _per_layer_updates(events: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
+    """Sampling-family top-k, sort and softmax kernels that run in several layers of a step (rule 1)."""
+    inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
+    if inside.is_empty():
+        return _empty_updates()
+    # layer segment: how many layer kernels ran before this kernel in its step
+    inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
+    per_step = (
+        inside.filter(pl.col(_ROLE).is_in(["topk", "sort", "softmax"]))
+        .group_by("name", "idx")
+        .agg(
+            pl.len().alias("_n"), pl.col("_seg").n_unique().alias("_segs"), pl.col(_ROLE).first(), pl.col("op").first()
+        )
+    )
+    per_name = per_step.group_by("name").agg(
+        pl.col("_n").median().alias("_n"), pl.col("_segs").median().alias("_segs"), pl.col(_ROLE, "op").first()
+    )
+    layer = per_name.filter((pl.col("_n") >= PER_LAYER_MIN_PER_STEP) & (pl.col("_segs") >= PER_LAYER_MIN_SEGMENTS))
+    if layer.is_empty():
+        return _empty_updates()
+    # the router's softmax runs as often as the router's top-k
+    router_counts = layer.filter(pl.col(_ROLE) == "topk")["_n"].unique()
+    router_softmax = pl.lit(has_moe) & pl.col("_n").is_in(router_counts.implode())
+    topk = pl.col(_ROLE).is_in(["topk", "sort"])
+    moe = pl.lit(has_moe)
+    how = pl.format(
+        " (by structure: {} per step, in {} layers)",
+        pl.col("_n").round(0).cast(pl.Int64),
+        pl.col("_segs").round(0).cast(pl.Int64),
+    )
+    return layer.sort("name").select(
+        "name",
+        pl.when(topk & moe)
+        .then(pl.lit("moe"))
+        .when(topk)
+        .then(pl.lit("top-k"))
+        .when(router_softmax)
+        .then(pl.lit("moe"))
+        .otherwise(pl.lit("attention"))
+        .alias("family"),
+        pl.when(topk & moe)
+        .then(pl.lit("MoE"))
+        .when(topk)
+        .then(pl.lit("elementwise / other"))
+        .when(router_softmax)
+        .then(pl.lit("MoE"))
+        .otherwise(pl.lit("attention"))
+        .alias("category"),
+        pl.when(topk & moe & (pl.col(_ROLE) == "topk"))
+        .then(pl.concat_str(pl.lit("MoE router top-k"), how))
+        .when(topk & moe)
+        .then(pl.concat_str(pl.lit("MoE routing sort"), how))
+        .when(topk)
+        .then(pl.concat_str(pl.col("op"), pl.lit(", not sampling"), how))
+        .when(router_softmax)
+        .then(pl.concat_str(pl.lit("MoE router softmax"), how))
+        .otherwise(pl.concat_str(pl.lit("softmax (eager attention)"), how))
+        .alias("op"),
+        pl.lit(STRUCTURE_MATCH).alias("match"),
+    )
+
+
+def _phase_updates(events: pl.DataFrame) -> pl.DataFrame:
+    """Attention kernels that run (>= PHASE_SHARE of their time) in steps of one phase only (rule 2)."""
+    att = events.filter(pl.col(_ROLE) == "attention")
+    if att.is_empty():
+        return _empty_updates()
+    per = att.group_by("name").agg(
+        pl.col("family").first(),
+        pl.col("op").first(),
+        pl.col("_dur").sum().alias("_total"),
+        pl.col("_dur").filter(pl.col("_kind") == "decode").sum().alias("_decode"),
+        pl.col("_dur").filter(pl.col("_kind") == "prefill").sum().alias("_prefill"),
+    )
+    total = pl.max_horizontal(pl.col("_total"), pl.lit(1))
+    per = per.with_columns(
+        pl.when(pl.col("_decode") >= PHASE_SHARE * total)
+        .then(pl.lit("decode"))
+        .when(pl.col("_prefill") >= PHASE_SHARE * total)
+        .then(pl.lit("prefill"))
+        .otherwise(pl.lit(None, pl.String))
+        .alias("_phase"),
+        pl.col("family").replace_strict(_NAMED_PHASE, default=None, return_dtype=pl.String).alias("_named"),
+    )
+    # a change: an unnamed phase found, or a named phase contradicted by the evidence
+    per = per.filter(
+        pl.col("_phase").is_not_null() & (pl.col("_named").is_null() | (pl.col("_named") != pl.col("_phase")))
+    )
+    if per.is_empty():
+        return _empty_updates()
+    share = pl.format("{}%", (100 * pl.max_horizontal("_decode", "_prefill") / total).round(0).cast(pl.Int64))
+    note = (
+        pl.when(pl.col("_named").is_null())
+        .then(pl.format(" ({} by phase: {} of its time in {} steps)", pl.col("_phase"), share, pl.col("_phase")))
+        .otherwise(
+            pl.format(" (name says {}, but {} of its time is in {} steps)", pl.col("_named"), share, pl.col("_phase"))
+        )
+    )
+    return per.sort("name").select(
+        "name",
+        pl.col("_phase").replace_strict({k: v[0] for k, v in _PHASE.items()}, return_dtype=pl.String).alias("family"),
+        pl.col("_phase").replace_strict({k: v[1] for k, v in _PHASE.items()}, return_dtype=pl.String).alias("category"),
+        pl.concat_str(pl.col("op"), note).alias("op"),
+        pl.lit(STRUCTURE_MATCH).alias("match"),
+    )
