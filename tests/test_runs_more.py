@@ -65,18 +65,23 @@ def xfail(found: object, truth: object, why: str = "") -> pytest.MarkDecorator:
 
 
 # ------------------------------------------------------------------------------------------ structure numbers
+# What the data cannot give: warm-up request 1 of the CNN runs (cnn_requests.py --warmup 2) runs exactly like the
+# measured requests: no module loads, no autotuning, no NVTX range of its own kind (`request_1` like `request_2`..),
+# the same kernels and kernel counts, gaps and copies. Only request 0 is recognisably warm-up.
+WARMUP_1 = "warm-up request 1 looks exactly like the measured ones in the trace (only request 0 has module loads)"
+
 # (trace, run field, truth, marks). run["requests"] counts measured requests, run["request_list"] all of them.
 STRUCTURE = [
     # 1. resnet18 fp16 eager, batch 8: 2 warm-up + 4 measured requests of 5 forward passes, no NVTX, whole process
-    pytest.param(CNN, "kind", "iterations", marks=xfail("llm-decode", "iterations")),
-    pytest.param(CNN, "requests", 4, marks=xfail(1, 4, "one request of 6 'decode steps' (one per real request)")),
-    pytest.param(CNN, "warmup_requests", 2, marks=xfail(0, 2)),
-    pytest.param(CNN, "iterations", 20, marks=xfail(0, 20)),
+    pytest.param(CNN, "kind", "iterations"),
+    pytest.param(CNN, "requests", 4, marks=xfail(5, 4, WARMUP_1)),
+    pytest.param(CNN, "warmup_requests", 2, marks=xfail(1, 2, WARMUP_1)),
+    pytest.param(CNN, "iterations", 20, marks=xfail(25, 20, WARMUP_1)),
     pytest.param(CNN, "prefill_steps", 0),
-    pytest.param(CNN, "decode_steps", 0, marks=xfail(6, 0)),
-    pytest.param(CNN, "all_requests", 6, marks=xfail(1, 6)),
-    pytest.param(CNN, "all_iterations", 30, marks=xfail(0, 30)),
-    pytest.param(CNN, "period_kernels", 165, marks=xfail(826, 165, "the period is one request (5 x 165 + argmax)")),
+    pytest.param(CNN, "decode_steps", 0),
+    pytest.param(CNN, "all_requests", 6),
+    pytest.param(CNN, "all_iterations", 30),
+    pytest.param(CNN, "period_kernels", 165),
     # 2. Qwen2 (2 layers) generate, do_sample top_k=50 top_p=0.9, batch 3, 1 warm-up + 2 measured requests of 16 passes
     pytest.param(SAMPLE, "kind", "llm-decode"),
     pytest.param(SAMPLE, "requests", 2),
@@ -87,17 +92,15 @@ STRUCTURE = [
     pytest.param(SAMPLE, "all_requests", 3),
     pytest.param(SAMPLE, "period_kernels", 176),
     # 3. the CNN of 1 with cudnn.benchmark=True and one NVTX range `request_N` per request (warm-up ones included)
-    pytest.param(CNN_NVTX, "kind", "iterations", marks=xfail("llm-decode", "iterations")),
-    pytest.param(
-        CNN_NVTX, "requests", 4, marks=xfail(5, 4, "request_1 (the 2nd warm-up request) is counted as measured")
-    ),
-    pytest.param(CNN_NVTX, "warmup_requests", 2, marks=xfail(1, 2)),
-    pytest.param(CNN_NVTX, "iterations", 20, marks=xfail(0, 20)),
+    pytest.param(CNN_NVTX, "kind", "iterations"),
+    pytest.param(CNN_NVTX, "requests", 4, marks=xfail(5, 4, WARMUP_1)),
+    pytest.param(CNN_NVTX, "warmup_requests", 2, marks=xfail(1, 2, WARMUP_1)),
+    pytest.param(CNN_NVTX, "iterations", 20, marks=xfail(25, 20, WARMUP_1)),
     pytest.param(CNN_NVTX, "prefill_steps", 0),
-    pytest.param(CNN_NVTX, "decode_steps", 0, marks=xfail(5, 0, "one 'decode step' per NVTX request")),
+    pytest.param(CNN_NVTX, "decode_steps", 0),
     pytest.param(CNN_NVTX, "all_requests", 6),
-    pytest.param(CNN_NVTX, "all_iterations", 30, marks=xfail(0, 30)),
-    pytest.param(CNN_NVTX, "period_kernels", 165, marks=xfail(826, 165)),
+    pytest.param(CNN_NVTX, "all_iterations", 30),
+    pytest.param(CNN_NVTX, "period_kernels", 165),
 ]
 
 
@@ -129,14 +132,14 @@ def test_sample_requests_are_one_prefill_and_15_decode_passes() -> None:
 
 
 @_needs(CNN)
-@xfail("[1 request with 0 iterations]", "4 measured requests of 5 iterations")
+@xfail("[5] * 5 (warm-up request 1 counted as measured)", "4 measured requests of 5 iterations", WARMUP_1)
 def test_cnn_requests_are_five_iterations() -> None:
     measured = [r for r in report(CNN)["run"]["request_list"] if not r["warmup"]]
     assert [r["iterations"] for r in measured] == [5] * 4
 
 
 @_needs(CNN_NVTX)
-@xfail("[0] * 5 (and 1 'decode step' each)", "4 measured requests of 5 iterations")
+@xfail("[5] * 5 (warm-up request_1 counted as measured)", "4 measured requests of 5 iterations", WARMUP_1)
 def test_cnn_nvtx_requests_are_five_iterations() -> None:
     measured = [r for r in report(CNN_NVTX)["run"]["request_list"] if not r["warmup"]]
     assert [r["iterations"] for r in measured] == [5] * 4
@@ -152,9 +155,9 @@ def _window_holds(name: str, marker: str, warm: int) -> tuple[int, int]:
 
 @_needs(CNN)
 @xfail(
-    "(10, 0): window starts at 9257336981 ns, inside warm-up request 0 (input copy at 8900 ms): all 10 warm-up"
-    " passes in it",
+    "(5, 0): warm-up request 0 is out of the window, warm-up request 1 (passes 5-9) in it",
     "(0, 0): no warm-up pass in the window, every measured pass in it",
+    WARMUP_1,
 )
 def test_cnn_window_is_the_measured_requests() -> None:
     assert len(passes(CNN, CNN_MARKER)) == 30
@@ -168,7 +171,7 @@ def test_sample_window_is_the_measured_requests() -> None:
 
 
 @_needs(CNN_NVTX)
-@xfail("(5, 0): request_1, the 2nd warm-up request, is in the window", "(0, 0)")
+@xfail("(5, 0): request_1, the 2nd warm-up request, is in the window", "(0, 0)", WARMUP_1)
 def test_cnn_nvtx_window_is_the_measured_requests() -> None:
     assert len(passes(CNN_NVTX, CNN_MARKER)) == 30
     assert _window_holds(CNN_NVTX, CNN_MARKER, 10) == (0, 0)
@@ -203,11 +206,6 @@ def _critical(name: str) -> set[str]:
 
 # Eager PyTorch at these sizes is launch-bound (GPU busy ~11-23% inside a request): that one critical is true.
 @_needs(CNN)
-@xfail(
-    "{'launch-bound', 'module-loading-in-window'}",
-    "{'launch-bound'}",
-    "the 24 module loads in the window are in warm-up request 0; the 4 measured requests load none",
-)
 def test_cnn_no_false_critical() -> None:
     assert _critical(CNN) <= {"launch-bound"}
 

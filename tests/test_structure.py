@@ -580,3 +580,179 @@ def test_largest_trace_is_fast():
     t0 = time.perf_counter()
     find_structure(f.kernels, f.api, f.memcpy, f.memset, f.nvtx, cap, None, f.graph_launches)
     assert time.perf_counter() - t0 < 5.0
+
+
+# ------------------------------------------------------------------------------------------ passes vs groups of passes
+CONV = "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize64x192x64_execute_kernel__5x_cudnn"
+STEM = "sm90_xmma_fprop_implicit_gemm_f16f16_f32_f16_nhwckrsc_nhwc_hmma_k64c4r7s7_stride2x2_execute_kernel__5x_cudnn"
+ARGMAX = "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<c10::Half, at::native::ArgMaxOps<c10::Half>>>"
+MEAN = "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::MeanOps<float, float>>>"
+
+
+def _cnn_pass(blocks: int = 8) -> list[tuple[str, int]]:
+    """One ResNet-like forward pass: (kernel name, GPU ns); the stem, ``blocks`` basic blocks, pooling, the fc."""
+    out = [(STEM, 20_000), ("bn_fw_inf_1C11_kernel_NCHW", 3_000), ("relu_kernel", 2_000)]
+    out.append(("max_pool_forward_nchw", 3_000))
+    for _ in range(blocks):
+        out += [(CONV, 10_000), ("bn_fw_inf_1C11_kernel_NCHW", 3_000), ("relu_kernel", 2_000)]
+        out += [(CONV, 10_000), ("bn_fw_inf_1C11_kernel_NCHW", 3_000), ("add_relu_kernel", 2_000)]
+    return [*out, (MEAN, 3_000), ("nvjet_sm90_hsh_64x8_64x16_4x1_v_bz_bias_TNT", 5_000)]
+
+
+def _llm_pass(layers: int, per_layer: int) -> list[tuple[str, int]]:
+    """One decode pass of an eager LLM: the embedding, ``layers`` layers of ``per_layer`` kernels (GEMVs, decode
+    attention, many small elementwise kernels), the final norm, the LM head (a heavy GEMV) and the argmax."""
+    layer = [("rms_norm_kernel", 2_000), ("gemv_qkv", 20_000), ("decode_attention_kernel", 10_000)]
+    layer += [("gemv_o", 10_000), ("gemv_mlp", 30_000)]
+    layer += [(f"elementwise_op_{j}", 1_000) for j in range(per_layer - len(layer))]
+    head = [("embedding_kernel", 2_000)]
+    tail = [("final_norm_kernel", 2_000), ("lm_head_gemv", 150_000), ("argmax_kernel", 2_000)]
+    return [*head, *(layer * layers), *tail]
+
+
+def _synthetic_passes(
+    requests: int,
+    passes: int,
+    one_pass: Sequence[tuple[str, int]],
+    request_tail: Sequence[tuple[str, int]] = (),
+    read_back: str = "request",
+) -> dict[str, pl.DataFrame]:
+    """Requests of ``passes`` identical forward passes launched back to back (20 us of host time between them). Each
+    request copies its input host-to-device first and ends with its ``request_tail`` kernels, a device-to-host read
+    back and a stream sync, then 2 ms of host time; with ``read_back="pass"`` every pass ends with the read back and
+    the sync (a token read) instead."""
+    names: list[str] = []
+    starts: list[int] = []
+    durs: list[int] = []
+    calls: list[tuple[int, int, str]] = []  # (start, end, API name)
+    copies: list[tuple[int, int]] = []  # (API start, copyKind)
+    t = 1_000_000
+
+    def launch(seq: Sequence[tuple[str, int]]) -> None:
+        nonlocal t
+        for n, d in seq:
+            names.append(n)
+            starts.append(t)
+            durs.append(d)
+            t += d + 1_000
+
+    def read() -> None:
+        nonlocal t
+        copies.append((t, 2))
+        t += 10_000
+        calls.append((t, t + 5_000, "cudaStreamSynchronize_v3020"))
+        t += 10_000
+
+    for _ in range(requests):
+        copies.append((t, 1))
+        t += 30_000
+        for _ in range(passes):
+            launch(one_pass)
+            if read_back == "pass":
+                read()
+            t += 20_000
+        launch(request_tail)
+        if read_back == "request":
+            read()
+        t += 2_000_000
+    n = len(names)
+    ids = list(range(n + 1, n + 1 + len(calls) + len(copies)))
+    api = pl.DataFrame(
+        {
+            "start": [s - 500 for s in starts] + [c[0] for c in calls] + [c[0] for c in copies],
+            "end": [s - 100 for s in starts] + [c[1] for c in calls] + [c[0] + 5_000 for c in copies],
+            "pid": [42] * (n + len(calls) + len(copies)),
+            "tid": [1] * (n + len(calls) + len(copies)),
+            "correlationId": list(range(1, n + 1)) + ids,
+            "name": ["cudaLaunchKernel_v7000"] * n + [c[2] for c in calls] + ["cudaMemcpyAsync_v3020"] * len(copies),
+        }
+    )
+    kernels = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + d for s, d in zip(starts, durs, strict=True)],
+            "dur": durs,
+            "deviceId": [0] * n,
+            "streamId": [7] * n,
+            "correlationId": list(range(1, n + 1)),
+            "pid": [42] * n,
+            "name": names,
+            "short": [m.split("<")[0].removeprefix("void at::native::") for m in names],
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+        }
+    )
+    memcpy = pl.DataFrame(
+        {
+            "start": [c[0] + 1_000 for c in copies],
+            "end": [c[0] + 4_000 for c in copies],
+            "bytes": [2_408_448 if c[1] == 1 else 64 for c in copies],
+            "copyKind": [c[1] for c in copies],
+            "correlationId": ids[len(calls) :],
+            "globalPid": [42 << 24] * len(copies),
+        },
+        schema_overrides={"start": pl.Int64, "end": pl.Int64, "bytes": pl.Int64, "copyKind": pl.Int64},
+    )
+    return {"kernels": kernels, "api": api, "memcpy": memcpy}
+
+
+def test_passes_of_a_request_with_a_once_per_request_argmax_are_iterations():
+    # 4 requests of 5 CNN passes (58 kernels each); the argmax over the logits runs once per request, after its
+    # passes: the 291-kernel unit between argmaxes is a request, not a pass, and the passes are iterations
+    one = _cnn_pass()
+    f = _synthetic_passes(4, 5, one, request_tail=[(ARGMAX, 2_000)])
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations", [e.detail for e in s.evidence]
+    assert len(s.steps) == 20 and s.period is not None and abs(s.period - len(one)) <= 1, (len(s.steps), s.period)
+    assert [r.iterations for r in s.requests] == [5] * 4
+    assert s.count("decode", measured=False) == 0 and s.count("prefill", measured=False) == 0
+    passes = next(e for e in s.evidence if e.fact == "passes")
+    assert "groups 5 passes" in passes.detail, passes.detail
+    # whole run: the first of the identical requests is warm-up, 3 x 5 measured iterations
+    w = find_structure(f["kernels"], f["api"], f["memcpy"])
+    assert (w.kind, len(w.requests), len(w.warmup_requests), w.count("iteration")) == ("iterations", 4, 1, 15)
+
+
+def test_layers_inside_a_pass_are_not_passes():
+    # 8 layers of 100 kernels per decode pass; embedding, final norm, LM head and argmax once per pass: only 4 extra
+    # kernels per 100-kernel layer (few kernels), but the LM head is a large share of one layer's GPU time, so the
+    # pass is a pass and the layers are layers
+    one = _llm_pass(layers=8, per_layer=100)
+    f = _synthetic_passes(2, 24, one, read_back="pass")
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "llm-decode", [e.detail for e in s.evidence]
+    assert len(s.steps) == 48 and s.period == len(one), (len(s.steps), s.period)
+    assert s.marker in ("embedding_kernel", "final_norm_kernel", "lm_head_gemv", "argmax_kernel")
+    assert not any("groups" in e.detail for e in s.evidence)
+    # the same with few kernels per layer (a fused engine): 4 extra kernels per 10-kernel layer
+    small = _llm_pass(layers=32, per_layer=10)
+    g = _synthetic_passes(2, 24, small, read_back="pass")
+    t = find_structure(g["kernels"], g["api"], g["memcpy"], capture_range="cudaProfilerApi")
+    assert t.kind == "llm-decode" and len(t.steps) == 48 and t.period == len(small), (t.kind, len(t.steps), t.period)
+
+
+def test_a_convolution_led_run_with_an_argmax_per_pass_is_not_an_llm():
+    # a CNN classifier served one pass per read back: the argmax runs once per pass, like an LLM's sampling, but the
+    # kernel time is convolution and nothing is attention
+    f = _synthetic_passes(1, 24, [*_cnn_pass(), (ARGMAX, 2_000)], read_back="pass")
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations" and s.count("iteration") == 24, (s.kind, s.to_dict()["steps"])
+    kind = [e.detail for e in s.evidence if e.fact == "kind"]
+    assert len(kind) == 1 and kind[0].startswith("not an LLM: kernel time led by convolution"), kind
+    assert "once-per-pass sampling/embedding kernels reduce_kernel" in kind[0], kind  # the signal it overrode
+
+
+def test_a_stride_signal_splits_where_modules_load_too():
+    # the input copy before every 10th pass; lazy module loading (the first request's last kernel) also falls in the
+    # gap before pass 10: that boundary is on the stride, so it splits there like the others
+    f = _synthetic_iterations(signal_at=range(0, 50, 10))
+    copy_at = f["api"].filter(pl.col("name").str.starts_with("cudaMemcpy"))["start"].sort().to_list()[1]
+    load = pl.DataFrame(
+        {"start": [copy_at - 15_000], "end": [copy_at - 11_000], "pid": [42], "tid": [1], "correlationId": [10**6]},
+        schema_overrides={"start": pl.Int64, "end": pl.Int64, "correlationId": pl.Int64},
+    ).with_columns(pl.lit("cuLibraryLoadData").alias("name"))
+    api = pl.concat([f["api"], load.select(f["api"].columns).cast(f["api"].schema)])  # type: ignore[arg-type]
+    s = _iteration_requests({**f, "api": api})
+    assert [r.iterations for r in s.requests] == [10] * 5
+    assert any(e.source == "copies" and "every 10 steps" in e.detail for e in s.evidence)

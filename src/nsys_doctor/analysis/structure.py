@@ -21,8 +21,12 @@ spaced is a candidate level; levels with the same period are one cluster (P, P -
 The forward-pass level is the cluster the other signals agree with: host round trips (token reads: stream, event
 and device syncs, synchronous and device-to-host copies, graph launches) about one to four per period and far
 fewer per layer; sampling/argmax or embedding kernels among its names; a finer level (layers) inside; then the
-coarser of equal candidates. A repeating unit with none of layers, sampling kernels or graph launches is not a
-forward pass (an HPC time step, a test looping over one kernel): such runs are ``unstructured``. When the
+coarser of equal candidates. A level whose unit is k >= 2 repeats of a finer level plus a few extra kernels is a
+group of passes (a request), not a pass, when those extra kernels are at most 5% of one finer unit in kernels and
+in GPU time (an argmax over a request's outputs once per 5 CNN passes); the finer level is then the pass. Layers
+never qualify: a pass adds to them an embedding, a final norm, an LM head and sampling, a sizeable share of one
+layer (the LM head alone, in GPU time). A repeating unit with none of layers, sampling kernels or graph launches is
+not a forward pass (an HPC time step, a test looping over one kernel): such runs are ``unstructured``. When the
 repeating unit has no sampling kernels but sampling/embedding kernels run a few times around many of its repeats
 (a prefill-only run), those kernels mark the passes and the unit is a layer.
 The once-per-pass names keep one order inside a pass; a pass boundary lies between the last of them in one pass
@@ -38,10 +42,13 @@ a kind of host sync that occurs between a few passes only (end of request; the n
 sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no boundary by itself (a
 host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical one) recurs at a fixed
 stride: at every k-th pass boundary and no other, at least twice, so that it divides the passes into equal
-requests of k passes. Passes that no signal separates stay one request (back-to-back requests of an eager loop
-without a sync, a copy or a gap between them cannot be told apart). Gaps and syncs do not split requests where modules
-load between the passes (compilation, lazy loading) nor, when requests are led by prefill passes, before a decode
-pass.
+requests of k passes (a boundary where modules load counts when the stride holds with it). Passes that no signal
+separates stay one request (back-to-back requests of an eager loop without a sync, a copy or a gap between them
+cannot be told apart). Gaps and syncs do not split requests where modules load between the passes (compilation,
+lazy loading) nor, when requests are led by prefill passes, before a decode pass.
+The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
+requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
+all (a CNN whose argmax or classifier looks like sampling): then it is iterations.
 NVTX ranges count only where they line up with this structure (one pass per range); library ranges (domains such
 as XLA's ``TSL``, ``NCCL``, ``CCCL``), per-op annotations (DLProf dictionaries, ``aten::`` ops) never do; nested
 levels are used one level at a time, per-layer ranges are never steps, and numbered names (``layer_3_token_7``)
@@ -138,6 +145,9 @@ WEIGHT_COPY_BYTES = 1 << 20
 STRIDE_MIN_CUTS = 2  # a signal at a regular stride splits requests when it recurs at least this often
 STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as a signal that may recur
 MIN_STRIDE_GAP_NS = 50_000
+GROUP_EXTRA_SHARE = 0.05  # a level is a group of passes when its extra kernels are at most this share of one pass
+CONV_FAMILIES = frozenset({"conv", "convolution"})
+ATTENTION_FAMILIES = frozenset({"attention", "attention-prefill", "attention-decode"})
 
 
 # ------------------------------------------------------------------------------------------------ result types
@@ -422,6 +432,7 @@ class _Cluster:
     finer: bool = False  # a finer repeating level inside (layers)
     graphs: bool = False  # one graph launch per period
     round_trip_ok: bool = False  # one to a few host round trips per period
+    whole: bool = False  # whole forward passes: found inside a level that groups them (requests)
 
     @property
     def count(self) -> int:
@@ -923,6 +934,11 @@ class _Builder:
             cl = _Cluster([above], float(len(seq)) / above.count, inner.score, list(inner.reasons))
             cl.anchors = sorted({seq.shorts[c] for c in above.codes})
             clusters = [cl]
+        elif clusters and clusters[0].score >= 1 and (found := self._passes_inside(clusters)) is not None:
+            while found is not None:  # a group of passes: the passes are inside (and maybe finer groups)
+                outer = clusters[0]
+                clusters = [found, *(c for c in clusters if c is not found and c is not outer)]
+                found = self._passes_inside(clusters)
         elif clusters and clusters[0].score >= 1 and not self._forward_like(clusters[0]):
             cl = clusters[0]
             self.notes.append(
@@ -977,7 +993,64 @@ class _Builder:
     def _forward_like(self, cl: _Cluster) -> bool:
         """A forward pass has layers inside, sampling/embedding kernels or one graph launch; a loop of a few
         kernels (HPC time steps, a test repeating one kernel) is not one."""
-        return cl.finer or bool(cl.anchors) or cl.graphs
+        return cl.finer or bool(cl.anchors) or cl.graphs or cl.whole
+
+    def _passes_inside(self, clusters: list[_Cluster]) -> _Cluster | None:
+        """The forward-pass level inside the best level ``clusters[0]`` when that level is a group of passes (a
+        request) rather than one pass: its unit is k >= 2 repeats of a finer level plus a few extra kernels, and
+        the extra kernels are a small part of one finer unit in both kernels and GPU time (at most
+        ``GROUP_EXTRA_SHARE``). A request of passes adds little to its passes (an input conversion, an argmax over
+        the outputs); a pass adds to its layers an embedding, a final norm, an LM head and sampling, a sizeable part
+        of one layer (the LM head alone is a large share of a layer's GPU time), so layers never pass. On success
+        the finer cluster is marked ``whole``, gets the reason and the evidence, and is returned."""
+        outer = clusters[0]
+        seq = self.seq
+        ocut = _cut_level(outer)
+        pos = seq.positions(ocut.marker)
+        nper, nc = pos.size - 1, len(seq.names)
+        if nper < 2 or nper * nc > 20_000_000:
+            return None
+        inners = [c for c in clusters if c is not outer and c.period <= outer.period / 2 and c.count >= 2 * ocut.count]
+        if not inners:
+            return None
+        # each name's count per outer unit (between consecutive markers; the lower median over the units) and its
+        # mean GPU time
+        n = len(seq)
+        unit = np.searchsorted(pos, np.arange(n), side="right") - 1
+        ok = (unit >= 0) & (unit < nper)
+        per = np.bincount(unit[ok] * nc + seq.code[ok], minlength=nper * nc).reshape(nper, nc)
+        m = np.sort(per, axis=0)[(nper - 1) // 2]
+        dur = np.bincount(seq.code, weights=seq.dur.astype(np.float64), minlength=nc) / np.maximum(seq.counts, 1)
+        for inner in sorted(inners, key=lambda c: (-c.period, c.count)):
+            k = round(outer.period / inner.period)
+            icut = _cut_level(inner)
+            if k < 2 or abs(icut.count - k * ocut.count) > k + 0.05 * icut.count:
+                continue
+            extra = m % k  # what does not divide evenly among the k finer units
+            body = m - extra
+            ek, bk = float(extra.sum()), float(body.sum()) / k
+            et, bt = float((extra * dur).sum()), float((body * dur).sum()) / k
+            if not (1 <= ek <= GROUP_EXTRA_SHARE * bk and et <= GROUP_EXTRA_SHARE * bt and bt > 0):
+                continue
+            names = sorted({seq.shorts[c] for c in np.nonzero(extra)[0].tolist()})
+            share = k * bt / (k * bt + et)
+            why = (
+                f"whole forward passes: {k} of them make up {k * bk:.0f} of the {k * bk + ek:.0f} kernels and "
+                f"{share:.1%} of the GPU time of the {round(outer.period)}-kernel level ({ocut.count} repeats, "
+                f"marker {seq.shorts[ocut.marker]}), whose {ek:.0f} other kernel(s) per repeat "
+                f"({', '.join(names[:3])}) belong to no pass: that level groups {k} passes (requests)"
+            )
+            inner.whole = True
+            inner.score += 3
+            inner.reasons = [*inner.reasons, why]
+            if outer.round_trip_ok:
+                inner.reasons.append(f"{outer.round_trips:g} host round trip(s) per group of {k} passes")
+            self.notes.append(
+                f"the {round(outer.period)}-kernel level ({outer.count} repeats: {'; '.join(outer.reasons)}) is a "
+                f"group of {k} forward passes, not a pass"
+            )
+            return inner
+        return None
 
     def _anchor_level(self, cl: _Cluster) -> _Level | None:
         """When the most regular level has no sampling/embedding kernels but such kernels run a few times each
@@ -1381,7 +1454,10 @@ class _Builder:
         """Request boundaries from a signal that is not one by itself (a host-to-device input copy, a read back, a
         kind of sync, an idle gap a few times the typical one) but recurs at a fixed stride: every k-th step
         boundary (k >= 2), at least twice, up to the last k steps, from the run start or an earlier boundary, and
-        nowhere else between steps; the stride then divides the steps into equal requests. Adds to ``cut``."""
+        nowhere else between steps; the stride then divides the steps into equal requests. Boundaries with module
+        loads in them (lazy loading of a request's last kernel, compilation) count as such a boundary when the
+        stride holds with them; otherwise they are left out and the stride is sought among the others. Adds to
+        ``cut``."""
         p = ps.first.size
         if p < 2 * STRIDE_MIN_CUTS + 1:
             return
@@ -1396,16 +1472,21 @@ class _Builder:
             if int((_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).sum()) > max(1, 0.1 * p):
                 continue  # it also runs inside the steps
             at = _inside(pos, lo, hi) > 0
-            self._stride_cut(cut, at & ~compiling, led, source, label)
+            self._stride_cut(cut, at, compiling, led, source, label)
         floor = max(STRIDE_GAP_FACTOR * med_gap, MIN_STRIDE_GAP_NS)
         self._stride_cut(
-            cut, (gap >= floor) & ~compiling, led, "idle-gaps", f"an idle gap of at least {floor / 1e6:.3f} ms"
+            cut, gap >= floor, compiling, led, "idle-gaps", f"an idle gap of at least {floor / 1e6:.3f} ms"
         )
 
-    def _stride_cut(self, cut: np.ndarray, at: np.ndarray, led: np.ndarray, source: str, label: str) -> None:
+    def _stride_cut(
+        self, cut: np.ndarray, at: np.ndarray, compiling: np.ndarray, led: np.ndarray, source: str, label: str
+    ) -> None:
         if led.any():
             at = at & led  # requests start with a prefill step: never cut before a decode step
         k = _regular_stride(at, cut)
+        if k is None:
+            at = at & ~compiling
+            k = _regular_stride(at, cut)
         if k is None or not (at & ~cut).any():
             return
         cut |= at
@@ -1475,6 +1556,16 @@ class _Builder:
         if not signals:
             self.ev("kind", "kernel-mix", "medium", "repeated forward passes, no prefill/decode or sampling signal")
             return "iterations", "medium"
+        conv = self._convolution_led(ps)
+        if conv is not None:
+            self.ev(
+                "kind",
+                "kernel-mix",
+                "medium",
+                f"not an LLM: {conv}; the LLM signals ({'; '.join(signals)}) do not make it one: repeated forward "
+                "passes",
+            )
+            return "iterations", "medium"
         conf = "high" if len(signals) >= 2 else "medium"
         decode = int((~lead).sum())
         if decode == 0 or decode <= nreq // 2:
@@ -1482,6 +1573,29 @@ class _Builder:
             return "llm-prefill", conf
         self.ev("kind", "kernel-mix", conf, "LLM decode: " + "; ".join(signals))
         return "llm-decode", conf
+
+    def _convolution_led(self, ps: _PassStats) -> str | None:
+        """Why the passes are not an LLM's when their kernel time is led by convolution and no kernel is attention
+        (a CNN: an argmax over its outputs or a classifier head looks like sampling); None otherwise."""
+        seq = self.seq
+        a, b = int(ps.first[0]), int(ps.last[-1])
+        if b <= a:
+            return None
+        codes = seq.code[a:b]
+        nc = len(seq.names)
+        t = np.bincount(codes, weights=seq.dur[a:b].astype(np.float64), minlength=nc)
+        n = np.bincount(codes, minlength=nc)
+        by: dict[str, float] = {}
+        for c in np.nonzero(n)[0].tolist():
+            by[self.fams[c]] = by.get(self.fams[c], 0.0) + float(t[c])
+        if not by or any(f in ATTENTION_FAMILIES for f in by):
+            return None
+        total = sum(by.values())
+        top = min(by, key=lambda f: (-by[f], f))
+        if top not in CONV_FAMILIES or total <= 0:
+            return None
+        share = by[top] / total
+        return f"kernel time led by convolution ({top} {share:.0%} of the passes' GPU time), no attention kernels"
 
     def _warmup(
         self,
