@@ -74,6 +74,15 @@ CASES = [
           frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "resnet50_fp16_cl_whole.sqlite", "iterations", 0, 0, 10, 1, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
+    # the second warm-up request of the resnet18 runs looks exactly like the measured ones (no load, sync, gap or
+    # copy tells them apart): the report leaves out 1 warm-up request, not 2, so requests and iterations are
+    # checked in tests/test_runs_more.py (strict xfails), not here
+    Truth(RUNS / "resnet18_requests_whole.sqlite", "iterations", 0, 0, None, None, None, "conv", ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    Truth(RUNS / "resnet18_bench_nvtx_requests_whole.sqlite", "iterations", 0, 0, None, None, None, "conv",
+          ("launch-bound",), frozenset({"launch-bound"}), words=False),
+    Truth(RUNS / "hf_qwen2_sample_batch3_whole.sqlite", "llm-decode", 2, 30, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
     # other people's public traces
     Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
     Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),
