@@ -41,10 +41,10 @@ def test_structure_window_and_steps_are_those_of_the_one_path() -> None:
         )
         assert s.structure.to_dict() == structure.to_dict()
         assert s.window == window
-        assert s.steps.table.equals(steps.table)
+        assert s.steps().equals(steps.table)
         # the sample is an NVTX-annotated LLM decode run: the session's answer is the structure's
         assert s.structure.kind == "llm-decode"
-        assert s.steps.count == structure.count("prefill") + structure.count("decode")
+        assert s.step_set.count == structure.count("prefill") + structure.count("decode")
 
 
 def test_analyses_share_one_reading(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,8 +56,8 @@ def test_analyses_share_one_reading(monkeypatch: pytest.MonkeyPatch) -> None:
         assert s.frames is s.frames
     assert reads == [SAMPLE]
     # the diagnosis and the profile judge the same steps
-    assert d.run["decode_steps"] + d.run["prefill_steps"] == s.steps.count  # type: ignore[operator]
-    assert p.steps == s.steps.of_kind("decode").height == d.run["decode_steps"]
+    assert d.run["decode_steps"] + d.run["prefill_steps"] == s.step_set.count  # type: ignore[operator]
+    assert p.steps == s.step_set.of_kind("decode").height == d.run["decode_steps"]
 
 
 def test_report_with_model_reads_the_trace_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -112,4 +112,4 @@ def test_rank_report_and_collective_summary_use_one_window() -> None:
             summary = s.rank_summary()
             assert summary.info["window"] == d.window.to_dict()  # type: ignore[attr-defined]
             assert summary.info["window"]["source"] == "whole-trace"  # type: ignore[attr-defined]
-            assert summary.info["steps"] == s.steps.count  # type: ignore[attr-defined]
+            assert summary.info["steps"] == s.step_set.count  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ analyses) so that they all read the same tables and the same answer about the ru
 wires: the analyses stay pure functions of frames (``analysis/``), the renderers take their results (``report/``).
 
     with TraceSession.open("run.sqlite") as t:
-        t.structure.kind, t.window, t.steps.count
+        t.structure.kind, t.window, t.steps()
         d = t.diagnose(top=10)
 """
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .analysis.model import Model
     from .analysis.ops import OpRule
     from .analysis.phases import Steps, Window
+    from .analysis.plots import PlotData
     from .analysis.roofline import MapRule, Roofline
     from .analysis.structure import RunStructure
     from .stats import StatsTable
@@ -198,8 +199,8 @@ class TraceSession:
         return self._analysis[1]
 
     @property
-    def steps(self) -> Steps:
-        """The window's steps (prefill, decode, iterations), each with its start and end."""
+    def step_set(self) -> Steps:
+        """The window's steps (prefill, decode, iterations) with where they came from (``source``, ``notes``)."""
         return self._analysis[2]
 
     # ---------------------------------------------------------------------------------------------- analyses
@@ -244,7 +245,7 @@ class TraceSession:
                 self.rules,
                 window=self.window,
                 top=top,
-                prepared=(self.structure, self.window, self.steps, self.launched),
+                prepared=(self.structure, self.window, self.step_set, self.launched),
             )
         return self._diagnoses[top]
 
@@ -272,7 +273,7 @@ class TraceSession:
         return roofline(
             self.frames.kernels,
             self.frames.api,
-            self.steps,
+            self.step_set,
             self.rules,
             model,
             peaks,
@@ -307,7 +308,7 @@ class TraceSession:
             f.memcpy,
             f.memset,
             self.window,
-            self.steps,
+            self.step_set,
             ops,
             context if context is not None else prompt,
             output,
@@ -328,7 +329,7 @@ class TraceSession:
         devices = sorted(set(f.kernels["deviceId"].drop_nulls().to_list()))
         table = gpus(self.trace)
         names = table.filter(table["deviceId"].is_in(devices))["name"].to_list() if devices else []
-        w, steps = self.window, self.steps
+        w, steps = self.window, self.step_set
         info = {
             **spec.to_dict(),
             "label": spec.label,
@@ -348,8 +349,9 @@ class TraceSession:
             spec.rank, in_window, f.api, f.nvtx, steps.table, os_calls, spec.offset_ns, info, self.rules
         )
 
-    def stats(self, report: str, filter_time: str | None = None, filter_nvtx: str | None = None) -> StatsTable:
-        """One ``nsys stats`` report (``cuda_gpu_kern_sum``, ``nvtx_sum:base``, ...), as nsys computes it."""
+    def stats_table(self, report: str, filter_time: str | None = None, filter_nvtx: str | None = None) -> StatsTable:
+        """One ``nsys stats`` report or ``nsys analyze`` rule (``cuda_gpu_kern_sum``, ``nvtx_sum:base``, ...) as nsys
+        computes it, with its columns' unit tags (what the nsys-format renderers take)."""
         from .cli.common import event_filter
         from .stats import ReportContext, load_all, parse_report_arg, run_report
 
@@ -357,3 +359,116 @@ class TraceSession:
         request = parse_report_arg(report)
         ctx = ReportContext(self.trace, event_filter(self.trace, filter_time, filter_nvtx))
         return run_report(ctx, request)
+
+    def stats(self, report: str, filter_time: str | None = None, filter_nvtx: str | None = None) -> pl.DataFrame:
+        """``stats_table`` as a polars DataFrame: nsys's column names with their base unit (``Total Time (ns)``,
+        ``Bytes (B)``, ``Time (%)``), numbers as numbers (int nanoseconds, bytes), one row per nsys row. A report
+        that cannot run on this trace (nsys prints SKIPPED) raises ``UsageError`` saying why."""
+        return stats_frame(self.stats_table(report, filter_time, filter_nvtx))
+
+    # ------------------------------------------------------------------------------------ frames of the window
+
+    def kernels(self) -> pl.DataFrame:
+        """The window's kernels, one row each: start, end, dur (ns), name, short, grid, device, stream, and the
+        operation each maps to (family, category, op, match), in start order."""
+        import polars as pl
+
+        from .analysis.ops import classify
+
+        w = self.window
+        k = self.frames.kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+        names = k.group_by("name").agg(pl.col("short").first()).sort("name")
+        ops = classify(names["name"].to_list(), self.rules, short_names=names["short"].to_list())
+        return k.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left").sort(
+            ["start", "correlationId"]
+        )
+
+    def api(self) -> pl.DataFrame:
+        """The window's CUDA runtime and driver API calls: start, end, dur (ns), name, pid, tid, correlationId."""
+        import polars as pl
+
+        w = self.window
+        a = self.frames.api
+        return a.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).sort(["start", "correlationId"])
+
+    def steps(self) -> pl.DataFrame:
+        """The window's steps, one row each: idx, kind (prefill, decode, iteration, step), start and end (host
+        span), wall, gpu_time, kernels, launches, gpu_start, gpu_end."""
+        return self.step_set.table
+
+    def report(self, top: int = 10) -> Report:
+        """The diagnosis of the window (``diagnose``) with its renderers: ``to_dict()``, ``to_markdown()``,
+        ``to_text()``, and an HTML view in notebooks."""
+        return Report(self.diagnose(top))
+
+    def plot_data(self) -> PlotData:
+        """The series behind the HTML report's plots (steps, top-kernel histograms and pacing, GPU utilization)
+        for the window; the top kernels are those of the largest diagnosis already made (else ``diagnose()``)."""
+        from .analysis.plots import build_plot_data
+
+        d, f = self.diagnose(max(self._diagnoses, default=10)), self.frames
+        return build_plot_data(f.kernels, f.gpu_ops, f.api, self.window, self.step_set.table, d.kernels)
+
+
+def stats_frame(table: StatsTable) -> pl.DataFrame:
+    """A ``StatsTable`` as a DataFrame: column names carry the base unit, values stay as computed."""
+    import polars as pl
+
+    if table.skipped:
+        raise UsageError(f"{table.report}: {table.skipped}", "this report needs data the trace does not hold")
+    suffix = {"dur_ns": " (ns)", "ts_ns": " (ns)", "mem_B": " (B)", "thru_B": " (B/s)", "ratio_%": " (%)"}
+    names = [c.label + suffix.get(c.unit, "") for c in table.columns]
+    if not table.rows:
+        return pl.DataFrame(schema={n: pl.Null for n in names})
+    return pl.DataFrame(table.rows, schema=names, orient="row", infer_schema_length=None)
+
+
+class Report:
+    """A diagnosis with its renderers (what ``TraceSession.report()`` returns)."""
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        self.diagnosis = diagnosis
+
+    @property
+    def findings(self) -> list[Any]:
+        return self.diagnosis.findings
+
+    @property
+    def target(self) -> dict[str, object]:
+        return self.diagnosis.target
+
+    @property
+    def run(self) -> dict[str, object]:
+        return self.diagnosis.run
+
+    def to_dict(self) -> dict[str, object]:
+        """The report's JSON object (``docs/report-json.md``), NaN cleaned as in ``report --format json``."""
+        import json
+
+        from .report.diagnosis_json import render_json
+
+        out: dict[str, object] = json.loads(render_json(self.diagnosis))
+        return out
+
+    def to_markdown(self) -> str:
+        from .report.diagnosis_text import render_markdown
+
+        return render_markdown(self.diagnosis)
+
+    def to_text(self, width: int = 140) -> str:
+        from .report.diagnosis_text import render_terminal
+
+        return render_terminal(self.diagnosis, width=width, color=False)
+
+    def _repr_html_(self) -> str:
+        from .report.html import render_fragment
+
+        return render_fragment(self.diagnosis)
+
+    def __repr__(self) -> str:
+        run = self.diagnosis.run
+        first = self.diagnosis.findings[0].id if self.diagnosis.findings else "none"
+        return (
+            f"<Report {self.diagnosis.trace.get('path')}: {run.get('kind')}, target "
+            f"{self.diagnosis.target.get('family')}, first finding {first}>"
+        )

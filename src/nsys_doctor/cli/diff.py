@@ -21,6 +21,7 @@ from ..analysis.compare import (
     step_busy,
 )
 from ..analysis.ops import OpRule
+from ..analysis.plots import DiffSteps, diff_steps
 from ..config import find_config, gate_settings
 from ..errors import NsysDoctorError, UsageError
 from ..report.compare_text import render_diff, render_scaling
@@ -28,9 +29,10 @@ from ..safe_io import write_atomic
 from ..session import TraceSession
 from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank
 from .common import FiniteFloat, command_inputs, emit, jobs_option, ops_option
-from .report import project_rules
+from .report import check_html_output, project_rules
 
 FORMATS = ("terminal", "markdown", "json")
+DIFF_FORMATS = (*FORMATS, "html")  # diff only: a page with per-step and per-family plots
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -137,7 +139,15 @@ def load_baseline(name: str) -> Profile:
     show_default=True,
     help="Smallest per-step change (%) reported as significant.",
 )
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(DIFF_FORMATS),
+    default="terminal",
+    show_default=True,
+    help="html: one self-contained page with plots (write it with -o diff.html).",
+)
 @click.option("-o", "--output", metavar="FILE")
 @ops_option
 @click.option(
@@ -196,6 +206,7 @@ def diff(
         raise UsageError("give either BEFORE or --baseline NAME, not both", "nsys-doctor diff --baseline NAME AFTER")
     if not baseline and before is None:
         raise UsageError("diff needs two traces", "nsys-doctor diff BEFORE AFTER (or --baseline NAME AFTER)")
+    check_html_output(fmt, output)
     cfg_threshold, fam_limits = gate_settings(find_config())
     if gate_pct is None:
         gate_pct = cfg_threshold
@@ -211,6 +222,11 @@ def diff(
         result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
         return result, (gate(result, gate_pct, fam_limits) if gate_pct is not None else None)
 
+    def rendered(result: DiffResult, g: GateResult | None, a: Profile, b: Profile) -> str:
+        if fmt == "html":
+            return html_diff(result, g, a, b)
+        return render_diff(result, fmt, g)
+
     rules = project_rules(ops_file)
     side_a = None if baseline else rank_side(before, rank_from)  # type: ignore[arg-type]
     side_b = rank_side(after, rank_from)
@@ -218,8 +234,9 @@ def diff(
         if only_rank is not None:
             raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
         a = load_baseline(baseline) if baseline else profile_of(before, ops_file)  # type: ignore[arg-type]
-        result, g = compare(a, profile_of(after, ops_file))
-        emit(render_diff(result, fmt, g), output, fmt)
+        b = profile_of(after, ops_file)
+        result, g = compare(a, b)
+        emit(rendered(result, g, a, b), output, fmt)
         if g is not None and not g.passed:
             raise click.exceptions.Exit(1)
         return
@@ -234,8 +251,9 @@ def diff(
     pb = profiles(side_b, after)
     if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
         # one side is a single profile (a baseline, or one trace): compare the merged ranks
-        result, g = compare(merge_profiles(list(pa.values())), merge_profiles(list(pb.values())))
-        emit(render_diff(result, fmt, g), output, fmt)
+        ma, mb = merge_profiles(list(pa.values())), merge_profiles(list(pb.values()))
+        result, g = compare(ma, mb)
+        emit(rendered(result, g, ma, mb), output, fmt)
         if g is not None and not g.passed:
             raise click.exceptions.Exit(1)
         return
@@ -244,9 +262,27 @@ def diff(
         raise UsageError("the two sides have no rank number in common", "use --ranks aggregate, or --rank-from order")
     pairs = [(r, *compare(pa[r], pb[r])) for r in common]
     failed = [r for r, _, g in pairs if g is not None and not g.passed]
-    emit(_render_rank_diffs(pairs, notes, fmt, failed), output, fmt)
+    if fmt == "html":
+        from ..report import html
+
+        steps = {r: _diff_steps(pa[r], pb[r]) for r in common}
+        emit(html.render_rank_diffs([(r, d, g, steps[r]) for r, d, g in pairs], notes, failed), output, fmt)
+    else:
+        emit(_render_rank_diffs(pairs, notes, fmt, failed), output, fmt)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _diff_steps(a: Profile, b: Profile) -> DiffSteps:
+    """GPU time per step of both sides, for the HTML plot."""
+    return diff_steps(step_busy(a), step_busy(b), b.step_kind)
+
+
+def html_diff(result: DiffResult, g: GateResult | None, a: Profile, b: Profile) -> str:
+    """``diff --format html``: the page, with the per-step GPU time of both profiles."""
+    from ..report import html
+
+    return html.render_diff(result, g, _diff_steps(a, b))
 
 
 def _render_rank_diffs(

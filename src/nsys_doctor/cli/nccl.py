@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..trace.ranks import RANK_FROM, RankSpec, discover
 from .common import emit, jobs_option
 
-FORMATS = ("terminal", "markdown", "json")
+FORMATS = ("terminal", "markdown", "json", "html")
 
 
 def progress_printer(what: str):  # type: ignore[no-untyped-def]
@@ -102,6 +102,9 @@ def nccl(
       nsys-doctor nccl run/ --jobs 8 --format json -o nccl.json
       nsys-doctor nccl run/ --dask tcp://scheduler:8786
     """
+    from .report import check_html_output
+
+    check_html_output(fmt, output)
     if dask_address is not None:
         check_dask_address(dask_address)
     if dask_address and jobs != 1:
@@ -126,6 +129,10 @@ def nccl(
         raise UsageError(f"no NCCL or other collective kernels in {', '.join(str(t) for t in traces)}", hint)
     if fmt == "json":
         text = render_json(result)
+    elif fmt == "html":
+        from ..report.html import render_nccl
+
+        text = render_nccl(result)
     elif fmt == "markdown":
         text = render_markdown(result)
     else:

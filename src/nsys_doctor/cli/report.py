@@ -23,6 +23,17 @@ from ..trace.tables import TraceFrames
 from .common import emit, jobs_option, ops_option, window_options
 
 FORMATS = ("terminal", "markdown", "json")
+REPORT_FORMATS = (*FORMATS, "html")  # report only: a page with plots (roofline shares FORMATS)
+
+
+def check_html_output(fmt: str, output: str | None) -> None:
+    """``--format html`` writes a web page: to a file (``-o``) or a pipe, never dumped onto a terminal. Checked
+    before any trace is read."""
+    if fmt == "html" and (output is None or output == "-") and sys.stdout.isatty():
+        raise UsageError(
+            "--format html writes a web page, not terminal text",
+            "add -o report.html (or redirect standard output to a file) and open it in a browser",
+        )
 
 
 def project_rules(ops_file: Path | None) -> list[OpRule]:
@@ -99,20 +110,27 @@ def rank_report(
     filter_nvtx: str | None = None,
     whole_trace: bool = False,
     top: int = 10,
+    plots: bool = False,
 ) -> object:
-    """One rank's diagnosis and collective summary (top-level: runs in worker processes)."""
+    """One rank's diagnosis and collective summary (top-level: runs in worker processes); with ``plots``, the data
+    of its HTML plots too."""
     from ..analysis.parallel import WorkerError
 
     try:
         choice = WindowChoice(window, filter_nvtx, whole_trace)
         with TraceSession.open(spec.path, rules, choice, rank=spec) as session:
+            if plots:
+                return session.diagnose(top), session.rank_summary(), session.plot_data()
             return session.diagnose(top), session.rank_summary()
     except NsysDoctorError as exc:
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
 
 
-def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: str, color: bool) -> str:
-    """Per-rank reports, then what holds across ranks (collectives, late rank, imbalance)."""
+def render_ranks(
+    pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: str, color: bool, plots: list[object] | None = None
+) -> str:
+    """Per-rank reports, then what holds across ranks (collectives, late rank, imbalance); ``plots``: each rank's
+    plot data for the HTML page."""
     import json
 
     from ..report import nccl_text
@@ -125,6 +143,14 @@ def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: s
             "across_ranks": across.to_dict() if across is not None else None,  # type: ignore[attr-defined]
         }
         return json.dumps(clean_json(data), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "html":
+        from ..report import html
+
+        per_rank = plots if plots is not None else [None] * len(pairs)
+        return html.render_ranks(
+            [(sp.rank, sp.label, d, p) for (sp, d), p in zip(pairs, per_rank, strict=True)],  # type: ignore[misc]
+            across,  # type: ignore[arg-type]
+        )
     parts = []
     if fmt == "markdown":
         parts.append(f"# nsys-doctor report: {len(pairs)} ranks\n")
@@ -154,7 +180,15 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
 
 @click.command()
 @click.argument("trace_paths", metavar="TRACES...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(REPORT_FORMATS),
+    default="terminal",
+    show_default=True,
+    help="html: one self-contained page with plots (write it with -o report.html).",
+)
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of standard output.")
 @window_options
 @ops_option
@@ -218,6 +252,7 @@ def report(
     (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
     WindowChoice(window, filter_nvtx, whole_trace, request)  # the window options exclude each other
+    check_html_output(fmt, output)
     if no_split and len(trace_paths) > 1:
         raise UsageError("--no-split applies to one trace", "give one trace, or drop --no-split")
     for option, value in (("--dtype", dtype), ("--peak-bw", peak_bw)):
@@ -234,13 +269,21 @@ def report(
     color = output is None and sys.stdout.isatty()
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
         roof = None
+        plots = None
         choice = WindowChoice(window, filter_nvtx, whole_trace, request)
         with TraceSession.open(trace_paths[0], rules, choice) as session:
             d = session.diagnose(top)
             if model is not None:
                 roof = add_roofline(d, session, model, bw)
+            if fmt == "html":
+                plots = session.plot_data()
         d.timing = capture_timing(trace_paths[0])
-        if fmt == "json":
+        if fmt == "html":
+            from ..report import html
+
+            extra = [("Roofline", roofline_text.render_terminal(roof, color=False))] if roof is not None else []
+            text = html.render_report(d, plots, extra)
+        elif fmt == "json":
             text = render_json(d)
         elif fmt == "markdown":
             text = render_markdown(d) + (roofline_text.render_markdown(roof) if roof is not None else "")
@@ -269,13 +312,14 @@ def report(
             filter_nvtx=filter_nvtx,
             whole_trace=whole_trace,
             top=top,
+            plots=fmt == "html",
         )
-        summaries = [s for _, s in results]
+        summaries = [r[1] for r in results]
         across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
-        pairs = [(sp, d) for sp, (d, _) in zip(specs, results, strict=True)]
+        pairs = [(sp, r[0]) for sp, r in zip(specs, results, strict=True)]
         if across is not None:
             blame_late_rank([(sp.rank, d) for sp, d in pairs], across)
-        text = render_ranks(pairs, across, fmt, color)
+        text = render_ranks(pairs, across, fmt, color, [r[2] if len(r) > 2 else None for r in results])
     emit(text, output, fmt)
 
 
