@@ -20,13 +20,26 @@ import polars as pl
 PERCENTILES = (50, 95, 99)
 
 
-def percentile(values: Sequence[int | float], pct: int) -> int | float | None:
-    """Nearest-rank percentile of a list (None when empty)."""
+def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | float | None:
+    """Nearest-rank percentile of a list or a polars Series (None when empty). A Series without nulls is sorted
+    by polars (millions of values: no Python list is built); the value is the same."""
+    if isinstance(values, pl.Series):
+        if values.null_count():
+            return percentile(values.to_list(), pct)
+        if values.is_empty():
+            return None
+        rank = max(1, (len(values) * pct + 99) // 100)
+        return values.sort()[rank - 1]  # type: ignore[no-any-return]
     if not values:
         return None
     ordered = sorted(values)
     rank = max(1, (len(ordered) * pct + 99) // 100)
     return ordered[rank - 1]
+
+
+def _rank(pct: int) -> pl.Expr:
+    """0-based index of the nearest-rank percentile in a sorted group (an aggregation expression)."""
+    return ((pl.len() * pct + 99) // 100).clip(lower_bound=1) - 1
 
 
 def percentile_expr(col: str, pct: int) -> pl.Expr:
@@ -59,22 +72,27 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
         )
         return pl.DataFrame(schema=schema)
     v = pl.col(value)
-    # sort once: group_by keeps the row order inside each group, so ranks can be read without sorting again
+    # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the
+    # instances above p99 (the tail excess) are summed in the same pass
     ordered = df.select(*keys, value).sort(value)
-    grouped = ordered.group_by(keys).agg(
+    at50, at99 = v.get(_rank(50)), v.get(_rank(99))
+    out = ordered.group_by(keys).agg(
         pl.len().alias("count"),
         v.sum().alias("total"),
         v.mean().alias("mean"),
-        *(v.get(((pl.len() * p + 99) // 100).clip(lower_bound=1) - 1).alias(f"p{p}") for p in PERCENTILES),
+        *(v.get(_rank(p)).alias(f"p{p}") for p in PERCENTILES),
         v.last().alias("max"),
+        (v.filter(v > at99) - at50).sum().alias("tail_excess"),
     )
-    excess = (
-        ordered.join(grouped.select(*keys, "p50", "p99"), on=keys, how="left")
-        .filter(pl.col(value) > pl.col("p99"))
-        .group_by(keys)
-        .agg((pl.col(value) - pl.col("p50")).sum().alias("tail_excess"))
-    )
-    out = grouped.join(excess, on=keys, how="left").with_columns(pl.col("tail_excess").fill_null(0))
+    # a group with a null key has no tail excess: it was defined by a join on the keys, where nulls never match
+    null_key = pl.any_horizontal(*(pl.col(k).is_null() for k in keys))
+    if out.select(null_key.any()).item():
+        out = out.with_columns(
+            pl.when(null_key)
+            .then(pl.lit(0, out.schema["tail_excess"]))
+            .otherwise(pl.col("tail_excess"))
+            .alias("tail_excess")
+        )
     p50 = pl.when(pl.col("p50") > 0).then(pl.col("p50")).otherwise(None)
     return out.with_columns(
         (pl.col("p99") / p50).alias("p99_p50"),

@@ -104,7 +104,34 @@ def busy_intervals(ops: pl.DataFrame) -> pl.DataFrame:
     """Union of [start, end) intervals (per device) as start, end: GPU busy time."""
     if ops.is_empty():
         return pl.DataFrame(schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64})
-    s = ops.select("deviceId", "start", "end").sort("deviceId", "start")
+    s = ops.select("deviceId", "start", "end")
+    if s.null_count().sum_horizontal().item() or (s["end"] < s["start"]).any():
+        return _busy_intervals_grouped(s)
+    # one device at a time, sorted by start: an interval opens a new busy stretch when it starts after every
+    # earlier one ended; a stretch ends at the running maximum of the ends at its last interval
+    devices = s["deviceId"].unique().sort()
+    parts = []
+    for dev in devices.to_list():
+        d = (s.filter(pl.col("deviceId") == dev) if len(devices) > 1 else s).sort("start")
+        reach = d["end"].cum_max()
+        before = reach.shift(1)
+        opens = before.is_null() | (d["start"] > before)
+        closes = opens.shift(-1, fill_value=True)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "deviceId": d["deviceId"].filter(opens),
+                    "start": d["start"].filter(opens),
+                    "end": reach.filter(closes),
+                }
+            )
+        )
+    return pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def _busy_intervals_grouped(s: pl.DataFrame) -> pl.DataFrame:
+    """``busy_intervals`` for frames with nulls or intervals ending before they start (what that defines)."""
+    s = s.sort("deviceId", "start")
     s = s.with_columns(pl.col("end").cum_max().over("deviceId").shift(1).over("deviceId").alias("_prev"))
     s = s.with_columns(
         (pl.col("_prev").is_null() | (pl.col("start") > pl.col("_prev")))
@@ -144,9 +171,9 @@ def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
         return pl.DataFrame({"gid": [0], "start": [lo], "end": [hi]}, schema=schema)
     merged = busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))  # union over devices
     b = merged.filter((pl.col("end") > lo) & (pl.col("start") < hi))
-    starts = [lo, *b["end"].to_list()]
-    ends = [*b["start"].to_list(), hi]
-    g = pl.DataFrame({"start": starts, "end": ends}, schema={"start": pl.Int64, "end": pl.Int64})
+    starts = pl.concat([pl.Series("start", [lo], pl.Int64), b["end"].cast(pl.Int64).rename("start")])
+    ends = pl.concat([b["start"].cast(pl.Int64).rename("end"), pl.Series("end", [hi], pl.Int64)])
+    g = pl.DataFrame([starts, ends])
     g = g.with_columns(pl.col("start").clip(lo, hi), pl.col("end").clip(lo, hi)).filter(pl.col("end") > pl.col("start"))
     return g.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64)).select("gid", "start", "end")
 
@@ -221,7 +248,8 @@ def summarize_host(
     lk = (launched_kernels(kernels, api) if lk is None else lk).filter(
         pl.col("l_end").is_not_null() & (pl.col("l_start") >= w0) & (pl.col("l_start") <= w1)
     )
-    q = (lk["start"] - lk["l_end"]).filter((lk["start"] - lk["l_end"]) >= 0).to_list() if lk.height else []
+    wait = lk["start"] - lk["l_end"]
+    q = wait.filter(wait >= 0) if lk.height else []  # a Series: percentile() sorts it without a Python list
     all_busy = busy_intervals(gpu_ops)
     busy = all_busy.filter((pl.col("end") >= w0) & (pl.col("start") <= w1))
     busy_ns = (

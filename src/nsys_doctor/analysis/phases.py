@@ -42,11 +42,15 @@ LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches a
 def calls(api: pl.DataFrame, pattern: re.Pattern[str], exclude: re.Pattern[str] | None = None) -> pl.DataFrame:
     """API rows whose name matches ``pattern`` (and not ``exclude``). Names are matched once per distinct name,
     not once per call: traces have millions of calls but a few dozen API names."""
+    from ..trace.tables import distinct_values  # the distinct names of a frame are listed once, not per call
+
     names = [
         n
-        for n in api["name"].unique().to_list()
+        for n in distinct_values(api, "name")
         if n is not None and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
+    if not names:
+        return api.clear()
     return api.filter(pl.col("name").is_in(names))
 
 

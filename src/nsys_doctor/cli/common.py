@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..analysis.phases import Window, data_extent
 from ..errors import UsageError
 from ..safe_io import resolve_output, write_atomic, write_stdout
 from ..trace import Trace
 from ..trace.window import EventFilter, parse_filter_time, resolve_nvtx_filter
 
 if TYPE_CHECKING:
+    from ..analysis.phases import Window
     from ..trace.ranks import RankSpec
     from ..trace.tables import TraceFrames
 
@@ -68,6 +68,8 @@ def resolve_window(
 ) -> Window | None:
     """The window the options ask for (None: let ``choose_window`` decide). With ``rank``, an NVTX range is looked
     up in that rank's process only."""
+    from ..analysis.phases import Window, data_extent
+
     if window:
         try:
             f = parse_filter_time(window)

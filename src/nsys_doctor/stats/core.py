@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace.window import EventFilter
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ def parse_report_arg(text: str) -> ReportRequest:
 def load_kernels(ctx: ReportContext, columns: list[str]) -> pl.DataFrame:
     """Kernel rows (filtered by the context) with ``columns`` and ``name_id``: the StringIds id of the name variant
     the report asks for (demangled; ``base``: short; ``mangled``: mangled where recorded, else demangled)."""
+    import polars as pl
+
     from ..trace import schema as S
     from ..trace.tables import load
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from .schema import VALID_STRING_SQL, RowKeys
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # A table with more damaged rows than this share is refused rather than analysed.
 MOSTLY_DAMAGED = 0.5
@@ -126,6 +128,8 @@ def valid_sql(keys: RowKeys, present: Iterable[str]) -> str:
 def damaged_mask(df: pl.DataFrame, keys: RowKeys, string_ids: pl.Series | None) -> pl.Expr | None:
     """A polars condition true on the damaged rows of a frame read from the table (on the columns it has; a
     value that was not an integer reads as null). None when the frame has none of the key columns."""
+    import polars as pl
+
     cols = set(df.columns)
     conds: list[pl.Expr] = []
     if "start" in cols:

@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import schema as S
-from .open import Trace
-from .tables import gpus
+from .gpuinfo import gpu_rows
+
+if TYPE_CHECKING:
+    from .open import Trace
 
 COUNTED_TABLES = (
     S.KERNEL,
@@ -131,7 +134,8 @@ def capture_settings(trace: Trace) -> dict[str, object]:
         ]
         if ids:
             marks = ",".join(str(int(i)) for i in ids)
-            starts = int(trace.rows(f"SELECT count(*) FROM {S.RUNTIME} WHERE nameId IN ({marks})")[0][0])
+            # whether there is one, not how many: the first match ends the scan of the API table
+            starts = len(trace.rows(f"SELECT 1 FROM {S.RUNTIME} WHERE nameId IN ({marks}) LIMIT 1"))
     out["capture_range"] = "cudaProfilerApi" if starts else "none (whole run)"
     return out
 
@@ -174,7 +178,7 @@ def describe(trace: Trace) -> TraceInfo:
         era=sch.era,
         session_start_utc=start_utc,
         duration_ns=duration,
-        gpus=gpus(trace).to_dicts(),
+        gpus=gpu_rows(trace),
         counts=counts,
         capture=capture,
         system=system,

@@ -11,22 +11,21 @@ import contextlib
 import errno
 import os
 import sqlite3
-import subprocess
 import sys
 import threading
 import urllib.parse
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..errors import TraceError
 from .damage import REEXPORT_HINT, DamageSummary, TableDamage, announce, damaged_mask, reasons_sql, valid_sql
 from .dberror import db_error, is_lock_or_damage
-from .nsysbin import find_nsys
 from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Rows per parallel chunk when reading a big table; below this a table is read in one query.
@@ -83,6 +82,10 @@ def _rep_to_sqlite(rep: Path) -> Path:
     """The .sqlite of a .nsys-rep: the one beside it when it is at least as new as the report, else a fresh
     export by `nsys export` (written under a temporary name, then moved into place). An existing .sqlite is
     replaced only when it is older than the report, and then a note on standard error says so."""
+    import subprocess
+
+    from .nsysbin import find_nsys
+
     out = rep.with_suffix(".sqlite")
     try:
         rep_mtime = rep.stat().st_mtime
@@ -201,8 +204,42 @@ class Trace:
         except sqlite3.Error as exc:
             raise db_error(self.path, exc) from exc
 
+    def rows_in_parts(self, table: str, sql: str) -> list[tuple]:
+        """The rows of ``sql`` (which reads ``table`` and holds ``{range}``, a rowid condition) run over rowid ranges
+        of the table on parallel connections, as ``read_table`` reads big tables; small tables are one query.
+        The parts' rows are concatenated in rowid-range order (for queries whose parts combine, e.g. DISTINCT)."""
+        lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
+        if lo is None:
+            return self.rows(sql.format(range="1"))
+        n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
+        if n_parts == 1:
+            return self.rows(sql.format(range="1"))
+        step = (hi - lo + 1 + n_parts - 1) // n_parts
+        bounds = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
+
+        def part(b: tuple[int, int]) -> list[tuple]:
+            query = sql.format(range=f"rowid BETWEEN {int(b[0])} AND {int(b[1])}")
+            try:
+                con = sqlite3.connect(_uri(self.path), uri=True, timeout=0.5, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise db_error(self.path, exc) from exc
+            try:
+                con.text_factory = self.con.text_factory
+                return con.execute(query).fetchall()
+            except sqlite3.Error as exc:
+                raise db_error(self.path, exc) from exc
+            finally:
+                con.close()
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_parts) as pool:
+            return [r for rows in pool.map(part, bounds) for r in rows]
+
     def frame(self, sql: str, schema: dict[str, pl.DataType], params: Iterable[object] = ()) -> pl.DataFrame:
         """A small query as a polars frame with the given column types."""
+        import polars as pl
+
         data = self.rows(sql, params)
         return pl.DataFrame(data, schema=schema, orient="row")
 
@@ -231,6 +268,8 @@ class Trace:
         Large tables are split in rowid ranges read on parallel connections; the result keeps table order.
         Damaged rows (see damage.py) are left out, and counted the first time they are met.
         """
+        import polars as pl
+
         exprs = [c if " " in c else f'"{c}"' for c in columns]
         names = [c.split(" AS ")[-1].strip().strip('"') for c in columns]
         dtypes = dict(zip(names, columns.values(), strict=True))
@@ -282,6 +321,8 @@ class Trace:
         self, table: str, exprs: list[str], names: list[str], dtypes: dict[str, pl.DataType], where: str
     ) -> tuple[pl.DataFrame, bool]:
         """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``)."""
+        import polars as pl
+
         # two subqueries: SQLite answers each from the b-tree ends; min() and max() in one query scan the table
         lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
         if lo is None:
@@ -304,6 +345,8 @@ class Trace:
         if n_parts == 1:
             parts = [self._read_part(base, bounds[0], names, dtypes, strict)]
         else:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(n_parts) as pool:
                 parts = list(pool.map(lambda b: self._read_part(base, b, names, dtypes, strict), bounds))
         frames = [df for df, _ in parts]
@@ -322,6 +365,8 @@ class Trace:
         inference (a text or blob in an integer column), the same query with every value coerced to its column's
         type (non-integers become NULL), through ADBC again, then through the stdlib driver. Also says whether
         the plain query was not enough."""
+        import polars as pl
+
         plain, typed = (q.format(lo=int(bounds[0]), hi=int(bounds[1])) for q in sql)
         df: pl.DataFrame | None = None
         coerced = False
@@ -348,6 +393,7 @@ class Trace:
     def _read_adbc(self, sql: str) -> pl.DataFrame:
         """One query through ADBC's SQLite driver, as Arrow batches straight into polars (no pyarrow needed)."""
         import adbc_driver_manager as adbc
+        import polars as pl
 
         db = self._adbc_database()
         con = adbc.AdbcConnection(db)
@@ -404,9 +450,13 @@ class Trace:
     @cached_property
     def string_ids(self) -> pl.Series:
         """The ids of usable StringIds rows."""
+        import polars as pl
+
         return pl.Series("id", list(self.strings), dtype=pl.Int64)
 
     def string_frame(self) -> pl.DataFrame:
+        import polars as pl
+
         s = self.strings
         return pl.DataFrame(
             {"id": list(s.keys()), "value": list(s.values())}, schema={"id": pl.Int64, "value": pl.Utf8}
@@ -416,6 +466,8 @@ class Trace:
 def _typed_expr(expr: str, name: str, dtype: pl.DataType, strict: bool = False) -> str:
     """``expr`` coerced in SQL to the storage class its column type needs: anything else becomes NULL, except a
     REAL in an integer column, which is truncated unless ``strict`` (times and string ids must be integers)."""
+    import polars as pl
+
     if dtype == pl.Utf8:
         return f'CAST({expr} AS BLOB) AS "{name}"'
     if dtype.is_integer():
@@ -430,6 +482,8 @@ def _castable(df: pl.DataFrame, names: list[str], dtypes: dict[str, pl.DataType]
     """Whether the frame the driver returned converts to ``dtypes`` (a numeric column inferred as bytes does
     not; nor does a ``strict`` integer column inferred as anything but integers, whose values are then decided in
     SQL by ``_typed_expr``). A column of NULLs only converts to anything."""
+    import polars as pl
+
     for got, name in zip(df.dtypes, names, strict=True):
         want = dtypes[name]
         if got == pl.Null or df[name].null_count() == df.height:
@@ -449,6 +503,8 @@ def _castable(df: pl.DataFrame, names: list[str], dtypes: dict[str, pl.DataType]
 
 def _decode_text(df: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
     """Text columns read as bytes, decoded as UTF-8 with invalid bytes replaced (once per distinct value)."""
+    import polars as pl
+
     for name, want in dtypes.items():
         if want != pl.Utf8 or df.schema[name] != pl.Binary:
             if want == pl.Utf8 and df.schema[name] not in (pl.Utf8, pl.Null):  # NULLs only, typed as something else

@@ -5,10 +5,13 @@ Columns missing from an older export come back as nulls of the right type, so an
 
 from __future__ import annotations
 
+import weakref
+
 import polars as pl
 
 from . import schema as S
 from .damage import DamageSummary
+from .gpuinfo import GPU_FIELDS, gpu_rows, gpu_value
 from .open import Trace
 from .window import EventFilter
 
@@ -152,6 +155,27 @@ def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str) -> pl.D
     return df.join(small, on=id_col, how="left", maintain_order="left")
 
 
+# distinct values of a frame's column, remembered per frame object (frames are never changed in place here):
+# id(frame) -> (a weak reference to it, column, height, values)
+_DISTINCT: dict[int, tuple[weakref.ref[pl.DataFrame], str, int, list[object]]] = {}
+_DISTINCT_MAX = 16
+
+
+def distinct_values(df: pl.DataFrame, column: str) -> list[object]:
+    """The distinct values of ``df[column]`` (nulls included, in no particular order). Asked again for the same
+    frame, the answer is reused: the API frame has millions of rows but a few dozen names, asked for by every
+    ``calls`` filter."""
+    key = id(df)
+    hit = _DISTINCT.get(key)
+    if hit is not None and hit[0]() is df and hit[1] == column and hit[2] == df.height:
+        return hit[3]
+    values = df[column].unique().to_list()
+    if len(_DISTINCT) >= _DISTINCT_MAX:
+        _DISTINCT.clear()
+    _DISTINCT[key] = (weakref.ref(df), column, df.height, values)
+    return values
+
+
 # Every CUDA API that launches kernels has "Launch" in its name (cudaLaunchKernel*, cuLaunchKernel*, cuLaunchGrid*,
 # cudaLaunchCooperativeKernel*, cudaGraphLaunch*, cuGraphLaunch*). Reports that join kernels to their launching call
 # read only those rows: a fraction of the API table.
@@ -187,71 +211,14 @@ def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = Fals
     return rng.select("start", "end", "eventType", "globalTid", "endGlobalTid", "domainId", "text", "domain")
 
 
-GPU_COLUMNS = {
-    "deviceId": pl.Int64,
-    "name": pl.Utf8,
-    "chipName": pl.Utf8,
-    "busLocation": pl.Utf8,
-    "smCount": pl.Int64,
-    "totalMemory": pl.Int64,
-    "memoryBandwidth": pl.Int64,
-    "clockRate": pl.Int64,
-    "l2CacheSize": pl.Int64,
-    "computeMajor": pl.Int64,
-    "computeMinor": pl.Int64,
-}
-
-
-def _gpu_value(column: str, value: object) -> object:
-    """A GPU-table cell as its column's type (text in a number column, a BLOB anywhere: unknown)."""
-    if GPU_COLUMNS[column] == pl.Utf8:
-        return value if isinstance(value, str) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return None
-    return int(value) if -(2**63) <= value < 2**63 else None
+GPU_COLUMNS: dict[str, pl.DataType] = {c: (pl.Utf8 if t is str else pl.Int64) for c, t in GPU_FIELDS.items()}
+_gpu_value = gpu_value
 
 
 def gpus(trace: Trace) -> pl.DataFrame:
     """One row per GPU: deviceId, name, chipName, busLocation, smCount, totalMemory (B), memoryBandwidth (B/s),
-    clockRate (Hz), l2CacheSize (B), computeMajor, computeMinor. Unknown values are null."""
-    sch = trace.schema
-    rows: dict[int, dict[str, object]] = {}
-    if sch.has_column("TARGET_INFO_GPU", "id"):
-        want = [c for c in GPU_COLUMNS if c != "deviceId" and sch.has_column("TARGET_INFO_GPU", c)]
-        sql = f"SELECT {', '.join(['id', *want])} FROM TARGET_INFO_GPU WHERE typeof(id) = 'integer'"
-        for rec in trace.rows(sql):
-            rows.setdefault(int(rec[0]), {"deviceId": int(rec[0]), **dict(zip(want, rec[1:], strict=True))})
-    elif sch.has_column("TARGET_INFO_GPU", "deviceId"):
-        want = [c for c in ("name", "busLocation") if sch.has_column("TARGET_INFO_GPU", c)]
-        sql = f"SELECT {', '.join(['deviceId', *want])} FROM TARGET_INFO_GPU WHERE typeof(deviceId) = 'integer'"
-        for rec in trace.rows(sql):
-            rows.setdefault(int(rec[0]), {"deviceId": int(rec[0]), **dict(zip(want, rec[1:], strict=True))})
-    legacy = (
-        "deviceId",
-        "name",
-        "numMultiprocessors",
-        "globalMemorySize",
-        "globalMemoryBandwidth",
-        "coreClockRate",
-        "l2CacheSize",
-        "computeCapabilityMajor",
-        "computeCapabilityMinor",
-    )
-    if all(sch.has_column("TARGET_INFO_CUDA_GPU", c) for c in legacy):  # 2021-era: bandwidth in kB/s, clock in kHz
-        q = f"SELECT {', '.join(legacy)} FROM TARGET_INFO_CUDA_GPU WHERE typeof(deviceId) = 'integer'"
-        for dev, name, sms, mem, bw, clk, l2, cmaj, cmin in trace.rows(q):
-            r = rows.setdefault(int(dev), {"deviceId": int(dev), "name": name})
-            bw, clk = _gpu_value("memoryBandwidth", bw), _gpu_value("clockRate", clk)
-            r.update(
-                smCount=sms,
-                totalMemory=mem,
-                memoryBandwidth=None if bw is None else int(bw) * 1000,  # type: ignore[call-overload]
-                clockRate=None if clk is None else int(clk) * 1000,  # type: ignore[call-overload]
-                l2CacheSize=l2,
-                computeMajor=cmaj,
-                computeMinor=cmin,
-            )
-    data = [{c: _gpu_value(c, r.get(c)) for c in GPU_COLUMNS} for _, r in sorted(rows.items())]
+    clockRate (Hz), l2CacheSize (B), computeMajor, computeMinor. Unknown values are null (see ``gpuinfo``)."""
+    data = gpu_rows(trace)
     return pl.DataFrame(data, schema=GPU_COLUMNS, orient="row") if data else pl.DataFrame(schema=GPU_COLUMNS)
 
 

@@ -9,12 +9,14 @@ unclipped. An NVTX filter also restricts events to the range's thread (push/pop 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..units import parse_duration_ns
 from . import schema as S
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MAX_TS = 2**63 - 1
 
@@ -52,6 +54,8 @@ class EventFilter:
 
     def apply(self, df: pl.DataFrame) -> pl.DataFrame:
         """The same filter on a frame already in memory (columns start, end, globalTid/globalPid)."""
+        import polars as pl
+
         if self.is_open:
             return df
         cond = pl.lit(True)
@@ -139,6 +143,8 @@ def parse_filter_nvtx(text: str) -> tuple[str, str | None, int]:
 
 def resolve_nvtx_filter(trace, text: str) -> EventFilter:
     """The EventFilter of the NVTX range ``text`` (nsys semantics: the index-th exact match by start)."""
+    import polars as pl
+
     from .tables import nvtx_ranges
 
     name, domain, index = parse_filter_nvtx(text)

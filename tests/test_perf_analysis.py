@@ -1,0 +1,216 @@
+"""The fast paths of the report's hot spots give exactly what the straightforward definitions give: tail tables,
+percentiles, busy intervals, API call filters and the (pid, device) units of a trace. No timing here
+(benchmarks/bench_report.py measures it)."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.distribution import PERCENTILES, percentile, tail_table
+from nsys_doctor.analysis.host import _busy_intervals_grouped, busy_intervals
+from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, calls
+from nsys_doctor.trace import Trace
+from nsys_doctor.trace.ranks import MASK24, gpu_units
+from nsys_doctor.trace.tables import distinct_values
+
+# ---------------------------------------------------------------------------------------------------- tail table
+
+
+def _tail_table_reference(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.DataFrame:
+    """The definition tail_table had before it was made fast: sort, group, join every row back for the excess."""
+    v = pl.col(value)
+    ordered = df.select(*keys, value).sort(value)
+    grouped = ordered.group_by(keys).agg(
+        pl.len().alias("count"),
+        v.sum().alias("total"),
+        v.mean().alias("mean"),
+        *(v.get(((pl.len() * p + 99) // 100).clip(lower_bound=1) - 1).alias(f"p{p}") for p in PERCENTILES),
+        v.last().alias("max"),
+    )
+    excess = (
+        ordered.join(grouped.select(*keys, "p50", "p99"), on=keys, how="left")
+        .filter(pl.col(value) > pl.col("p99"))
+        .group_by(keys)
+        .agg((pl.col(value) - pl.col("p50")).sum().alias("tail_excess"))
+    )
+    out = grouped.join(excess, on=keys, how="left").with_columns(pl.col("tail_excess").fill_null(0))
+    p50 = pl.when(pl.col("p50") > 0).then(pl.col("p50")).otherwise(None)
+    return out.with_columns(
+        (pl.col("p99") / p50).alias("p99_p50"),
+        (pl.col("max") / p50).alias("max_p50"),
+    ).with_columns(
+        (
+            pl.col("max") / 1000.0 * (pl.col("count") + 1).log(2) * pl.max_horizontal(pl.lit(1.0), pl.col("max_p50"))
+        ).alias("tail_score"),
+    )
+
+
+def _same_frame(a: pl.DataFrame, b: pl.DataFrame, keys: list[str]) -> bool:
+    a, b = a.sort(keys, nulls_last=True), b.sort(keys, nulls_last=True)
+    return a.columns == b.columns and a.schema == b.schema and a.equals(b)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_tail_table_matches_its_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([1, 2, 3, 7, 40, 400, 3000])
+    dtype = rng.choice([pl.Int64, pl.Int32, pl.Float64])
+    null_rate = rng.choice([0.0, 0.0, 0.1])
+    df = pl.DataFrame(
+        {
+            "name": [rng.choice(["a", "b", "c", "d", None if null_rate else "e"]) for _ in range(n)],
+            "grid": [rng.choice([1, 2, None if null_rate else 3]) for _ in range(n)],
+            "dur": [
+                None if rng.random() < null_rate else rng.randint(0, rng.choice([5, 1000, 10**9])) for _ in range(n)
+            ],
+        },
+        schema={"name": pl.Utf8, "grid": pl.Int64, "dur": dtype},
+    )
+    for keys in (["name"], ["name", "grid"], ["grid"]):
+        assert _same_frame(tail_table(df, keys), _tail_table_reference(df, keys), keys), keys
+
+
+def test_tail_table_of_an_empty_frame_keeps_its_schema() -> None:
+    df = pl.DataFrame(schema={"name": pl.Utf8, "dur": pl.Int64})
+    out = tail_table(df, ["name"])
+    assert out.is_empty()
+    assert out.columns[:1] == ["name"]
+
+
+# ---------------------------------------------------------------------------------------------------- percentile
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_percentile_of_a_series_is_the_percentile_of_its_list(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 2, 3, 10, 99, 100, 101, 5000])
+    for dtype, make in ((pl.Int64, lambda: rng.randint(-5, 10**6)), (pl.Float64, lambda: rng.random() * 100)):
+        values = [make() for _ in range(n)]
+        s = pl.Series(values, dtype=dtype)
+        for pct in (0, 1, 50, 95, 99, 100):
+            want, got = percentile(values, pct), percentile(s, pct)
+            assert got == want and type(got) is type(want), (n, pct)
+
+
+def test_percentile_of_a_series_with_nulls_behaves_as_its_list() -> None:
+    with pytest.raises(TypeError):
+        percentile([3, None, 1], 50)  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        percentile(pl.Series([3, None, 1]), 50)
+
+
+# ---------------------------------------------------------------------------------------------------- busy time
+
+
+def _union_reference(rows: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
+    for dev in sorted({d for d, _, _ in rows}):
+        cur: list[int] | None = None
+        for _, s, e in sorted((r for r in rows if r[0] == dev), key=lambda r: r[1]):
+            if cur is not None and s <= cur[1]:
+                cur[1] = max(cur[1], e)
+                continue
+            if cur is not None:
+                out.append((dev, cur[0], cur[1]))
+            cur = [s, e]
+        if cur is not None:
+            out.append((dev, cur[0], cur[1]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_busy_intervals_is_the_union_per_device(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([1, 2, 5, 50, 2000])
+    rows = []
+    for _ in range(n):
+        s = rng.randint(0, rng.choice([20, 1000, 10**6]))
+        rows.append((rng.choice([0, 0, 1, 7]), s, s + rng.choice([0, 1, rng.randint(0, 300)])))
+    ops = pl.DataFrame(rows, schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64}, orient="row")
+    ops = ops.with_columns(pl.lit("kernel").alias("kind"))
+    got = busy_intervals(ops)
+    assert got.equals(_busy_intervals_grouped(ops.select("deviceId", "start", "end")))
+    assert got.schema == {"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64}
+    assert got.rows() == _union_reference(rows)
+
+
+def test_busy_intervals_with_nulls_or_reversed_rows_keeps_the_grouped_definition() -> None:
+    ops = pl.DataFrame(
+        {"deviceId": [0, 0, None, 0], "start": [5, 1, 3, 10], "end": [4, 6, 9, None]},
+        schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64},
+    )
+    assert busy_intervals(ops).equals(_busy_intervals_grouped(ops))
+    assert busy_intervals(ops.head(0)).is_empty()
+
+
+# ---------------------------------------------------------------------------------------------------- API calls
+
+
+def test_calls_filters_by_the_distinct_names_and_reuses_them() -> None:
+    api = pl.DataFrame(
+        {
+            "name": ["cudaLaunchKernel_v7000", "cudaMalloc", None, "cuLaunchKernel", "cudaStreamSynchronize"] * 3,
+            "start": list(range(15)),
+        }
+    )
+    want = api.filter(pl.col("name").str.contains(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)"))
+    assert calls(api, LAUNCH_API).equals(want)
+    assert sorted(distinct_values(api, "name"), key=str) == sorted(set(api["name"].to_list()), key=str)
+    assert distinct_values(api, "name") is distinct_values(api, "name")  # remembered for this frame
+    none = calls(api.filter(pl.col("name") != "cudaStreamSynchronize"), SYNC_API)
+    assert none.is_empty() and none.schema == api.schema
+    other = api.with_columns(pl.lit("cudaDeviceSynchronize").alias("name"))
+    assert calls(other, SYNC_API).height == other.height  # a new frame is not answered from the old one
+
+
+# ---------------------------------------------------------------------------------------------------- units
+
+
+def _units_db(path: Path, rows: list[tuple[object, object]]) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE StringIds (id INTEGER PRIMARY KEY, value TEXT)")
+    con.execute("CREATE TABLE TARGET_INFO_SESSION_START_TIME (utcEpochNs INTEGER)")
+    # no declared types: a REAL stays a REAL, a text stays a text
+    con.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start, end, globalPid, deviceId)")
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, ?)",
+        [(i, i + 1, g, d) for i, (g, d) in enumerate(rows)],
+    )
+    con.commit()
+    con.close()
+
+
+def _units_exact(path: Path) -> list[tuple[int, int]]:
+    con = sqlite3.connect(path)
+    rows = con.execute(
+        f"SELECT DISTINCT (globalPid >> 24) & {MASK24}, deviceId FROM CUPTI_ACTIVITY_KIND_KERNEL "
+        "WHERE typeof(globalPid) = 'integer' AND typeof(deviceId) = 'integer'"
+    ).fetchall()
+    con.close()
+    return sorted({(int(p), int(d)) for p, d in rows}, key=lambda u: (u[1], u[0]))
+
+
+P1, P2 = 1130 << 24, 1131 << 24
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [(P1, 0)] * 50 + [(P2, 1)] * 50,
+        [(float(P1), 0)] * 10 + [(P1, 0)] * 10 + [(P2, 0)],  # a REAL equal to an integer comes first
+        [(P1, 0)] * 10 + [(float(P1), 0)] * 10,
+        [(P1, 0), ("x", 0), (P2, 1.0), (None, 2), (P2, 2)],
+        [(-(2**40), 3), (P1, 0)],
+    ],
+)
+def test_gpu_units_are_the_integer_pairs(tmp_path: Path, rows: list[tuple[object, object]], monkeypatch) -> None:
+    path = tmp_path / "units.sqlite"
+    _units_db(path, rows)
+    monkeypatch.setattr("nsys_doctor.trace.open.PARALLEL_MIN_ROWS", 5)  # several rowid ranges even here
+    with Trace.open(path) as trace:
+        assert gpu_units(trace) == _units_exact(path)

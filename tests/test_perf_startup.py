@@ -1,0 +1,129 @@
+"""Start-up: the static command table of ``cli.main`` matches the real commands, ``--help`` lists them as click
+would, and the light commands import no heavy package (polars, numpy, rich). No wall-clock assertions here:
+benchmarks/bench_startup.py measures the time."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import subprocess
+import sys
+
+import click
+import pytest
+
+from nsys_doctor.cli import main as cli_main
+from nsys_doctor.cli.main import COMMAND_TABLE, _register, cli, short_help
+
+from .conftest import SAMPLE
+
+HEAVY = ("polars", "numpy", "rich")
+
+
+def _loaded_commands() -> dict[str, click.Command]:
+    _register()
+    ctx = click.Context(cli)
+    out: dict[str, click.Command] = {}
+    for name in COMMAND_TABLE:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None, f"{name} is in COMMAND_TABLE but its module does not define it"
+        out[name] = cmd
+    return out
+
+
+def test_command_table_names_modules_and_help_match_the_commands() -> None:
+    commands = _loaded_commands()
+    for name, (module, text) in COMMAND_TABLE.items():
+        cmd = commands[name]
+        assert cmd.name == name
+        defined = importlib.import_module(f"nsys_doctor.cli.{module}")
+        assert cmd in getattr(defined, "COMMANDS", ()), f"{name} is not in nsys_doctor.cli.{module}.COMMANDS"
+        assert not cmd.hidden
+        assert not cmd.short_help, f"{name}: a short_help= would be listed as is; the table assumes the docstring"
+        assert text == cmd.get_short_help_str(limit=10**6), f"COMMAND_TABLE help of {name} is out of date"
+        for limit in range(0, 140):
+            assert short_help(text, limit) == cmd.get_short_help_str(limit), (name, limit)
+
+
+def test_every_command_module_is_in_the_table() -> None:
+    """A command added to a cli module must be added to COMMAND_TABLE too (else --help would not list it)."""
+    import nsys_doctor.cli as pkg
+
+    found: dict[str, str] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"nsys_doctor.cli.{info.name}")
+        for cmd in getattr(module, "COMMANDS", ()):
+            found[cmd.name] = info.name
+    assert found == {name: module for name, (module, _) in COMMAND_TABLE.items()}
+
+
+def _run(*args: str, columns: int = 80, importtime: bool = False) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS=str(columns))
+    pre = ["-X", "importtime"] if importtime else []
+    code = "import sys; from nsys_doctor.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, *pre, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("columns", [50, 80, 200])
+def test_group_help_is_what_click_prints_with_every_command_loaded(columns: int) -> None:
+    lazy = _run("--help", columns=columns)
+    stock = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import click, sys; from nsys_doctor.cli.main import _register, cli, main; _register(); "
+            "cli.format_commands = click.Group.format_commands.__get__(cli); sys.exit(main(['--help']))",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, COLUMNS=str(columns)),
+        check=False,
+    )
+    assert lazy.returncode == stock.returncode == 0
+    assert lazy.stdout == stock.stdout
+    for name in COMMAND_TABLE:
+        assert f"\n  {name} " in lazy.stdout
+
+
+def _heavy_imports(stderr: str) -> list[str]:
+    seen = {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+    return [m for m in HEAVY if m in seen]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("stats", "--help"),
+        ("info", "--help"),
+        ("nccl", "--help"),
+        ("sample", "--help"),
+        ("info", str(SAMPLE)),
+        ("info", str(SAMPLE), "--format", "json"),
+    ],
+)
+def test_light_commands_import_no_heavy_package(args: tuple[str, ...]) -> None:
+    proc = _run(*args, importtime=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _heavy_imports(proc.stderr) == []
+
+
+def test_group_help_loads_no_command_module() -> None:
+    proc = _run("--help", importtime=True)
+    seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    loaded = sorted(m for m in seen if m.startswith("nsys_doctor.cli.") and m != "nsys_doctor.cli.main")
+    assert loaded == []
+
+
+def test_lazy_group_still_runs_commands() -> None:
+    proc = _run("sample")
+    assert proc.returncode == 0
+    assert proc.stdout.strip().endswith("sample_decode.sqlite")
+    assert cli_main.COMMAND_MODULES["scaling"] == "diff"
