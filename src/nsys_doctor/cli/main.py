@@ -55,6 +55,10 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
         "Interactive captures of a long-running process: start it once, capture windows, stop it.",
     ),
     "nccl": ("nccl", 'Collectives across ranks: is "slow NCCL" waiting for a late rank, or moving data?'),
+    "export": (
+        "export",
+        "Export TRACE's analysis window: a timeline for Perfetto or chrome://tracing, or Parquet tables.",
+    ),
     "sample": (
         "sample",
         "Print the path of the bundled sample trace (16 graphed decode steps of a Llama-style model on an H100).",
