@@ -231,7 +231,7 @@ class TraceSession:
             from .analysis.diagnosis import diagnose
 
             f, info = self.frames, self.info
-            self._diagnoses[top] = diagnose(
+            d = diagnose(
                 f.kernels,
                 f.api,
                 f.memcpy,
@@ -247,7 +247,86 @@ class TraceSession:
                 top=top,
                 prepared=(self.structure, self.window, self.step_set, self.launched),
             )
+            self.add_measurements(d)
+            self._diagnoses[top] = d
         return self._diagnoses[top]
+
+    # ------------------------------------------------------------------- optional capture data (analysis/metrics.py)
+
+    @property
+    def _device(self) -> int | None:
+        """The analyzed GPU: the rank's device, else the one that ran most kernels (``gpu``)."""
+        if self.rank is not None and self.rank.device is not None:
+            return int(self.rank.device)
+        dev = self.gpu.get("deviceId")
+        return int(dev) if isinstance(dev, int) else None
+
+    def add_measurements(self, d: Diagnosis) -> None:
+        """Add to a diagnosis of this session what the optional capture data measures (``gpu_metrics``, ``memory``
+        with its ``device-memory-growth`` finding, ``callchains``) and the runnable ``next_commands``; the target's
+        ``measured`` line when GPU metrics confirm or refute what the target family is bound by."""
+        import polars as pl
+
+        from .analysis import metrics as am
+        from .trace import metrics as tm
+
+        f, w, trace = self.frames, self.window, self.trace
+        device = self._device
+        steps = self.step_set.table
+        in_window = (pl.col("start") >= w.start) & (pl.col("start") <= w.end)
+        on_device = pl.col("deviceId") == device if device is not None else pl.lit(True)
+        samples = tm.gpu_metric_samples(trace, device)
+        if samples is not None and samples.frame.height and d.kernel_families is not None:
+            k = f.kernels.filter(in_window & on_device).join(d.kernel_families, on="name", how="left")
+            ops = f.gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & in_window & on_device)
+            top = d.kernels.select("name", "label", "family") if d.kernels.height else d.kernels
+            d.gpu_metrics = am.gpu_metrics_summary(
+                samples.frame, samples.names, samples.gpu, w, k, ops, steps, top, d.target
+            )
+            verdict = (d.gpu_metrics or {}).get("verdict")
+            if isinstance(verdict, dict) and d.target.get("kind") == "family":
+                d.target["measured"] = verdict["text"]
+        events = tm.memory_usage_events(trace)
+        if events is not None and events.height:
+            failures = tm.allocation_failures(trace)
+            if self.rank is not None and self.rank.pid is not None:
+                events = events.filter(pl.col("pid") == self.rank.pid)
+                failures = failures.filter(pl.col("pid") == self.rank.pid)
+            requests = [
+                {"index": r.index, "start": r.start, "end": r.end, "warmup": r.warmup} for r in self.structure.requests
+            ]
+            ends = [w.end, *(int(x.max()) for x in (f.kernels["end"], f.api["end"]) if x.len())]  # type: ignore[arg-type]
+            word = {"llm-decode": "decode step", "iterations": "iteration", "llm-prefill": "prefill pass"}
+            d.memory, finding = am.memory_summary(
+                events,
+                device,
+                w,
+                steps,
+                requests,
+                self.gpu.get("totalMemory"),
+                failures,
+                max(ends),
+                word.get(self.structure.kind, "step"),
+            )
+            if finding is not None and all(x.id != finding.id for x in d.findings):
+                d.add_findings([finding])
+        chains = tm.api_callchains(trace)
+        if chains is not None:
+            calls = chains.calls
+            if self.rank is not None and self.rank.pid is not None:
+                calls = calls.filter(pl.col("pid") == self.rank.pid)
+            d.callchains = am.callchain_summary(calls, chains.frames, w)
+        argv, cwd = tm.capture_argv(trace)
+        command = self.info.capture.get("command")
+        d.next_commands = am.ncu_commands(
+            am.target_kernel(d.target, d.kernels),
+            self.launched,
+            w,
+            argv,
+            command if isinstance(command, str) else None,
+            cwd,
+            self.info.capture,
+        )
 
     def roofline(
         self,

@@ -76,6 +76,13 @@ class Diagnosis:
     run: dict[str, object] = field(default_factory=dict)  # the run's structure (run_summary)
     roofline: dict[str, object] | None = None  # report --model: the roofline result (analysis/roofline.py)
     timing: dict[str, object] | None = None  # unprofiled vs traced timing from the capture record
+    # measured by optional capture data (analysis/metrics.py, docs/metrics.md): None when the trace lacks it
+    gpu_metrics: dict[str, object] | None = None  # --gpu-metrics-devices
+    memory: dict[str, object] | None = None  # --cuda-memory-usage=true
+    callchains: dict[str, object] | None = None  # --cudabacktrace
+    next_commands: list[dict[str, object]] = field(default_factory=list)  # runnable commands (ncu on the target)
+    # every kernel name of the window with its family, category and label (not part of the JSON)
+    kernel_families: pl.DataFrame | None = None
 
     def add_findings(self, extra: list[Finding]) -> None:
         """Findings from another analysis (roofline, ranks): merged in severity order, actions appended."""
@@ -111,6 +118,10 @@ class Diagnosis:
             "notes": self.notes,
             "roofline": self.roofline,
             "timing": self.timing,
+            "next_commands": self.next_commands,
+            "gpu_metrics": self.gpu_metrics,
+            "memory": self.memory,
+            "callchains": self.callchains,
         }
 
 
@@ -364,6 +375,7 @@ def diagnose(
         target=target,
         next_actions=actions,
         run=run_summary(structure, steps),
+        kernel_families=names.select("name", "family", "category", "label"),
     )
 
 

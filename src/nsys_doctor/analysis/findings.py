@@ -118,6 +118,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Traced times are stretched by the profiler",
         "use the trace for proportions; quote latency from an unprofiled run",
     ),
+    # raised from the device-memory usage events (--cuda-memory-usage=true; analysis/metrics.py)
+    "device-memory-growth": (
+        "Device memory grows step after step",
+        "find what each step leaves allocated (a list or cache that grows with every token, tensors kept for "
+        "logging or outputs never freed); preallocate growing caches to their maximum size or free what a step "
+        "no longer needs, and check with the framework's memory snapshot (torch.cuda.memory._snapshot())",
+    ),
 }
 
 

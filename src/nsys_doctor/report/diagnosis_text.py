@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..analysis.diagnosis import Diagnosis
 from ..analysis.findings import Finding
+from ..analysis.metrics import METRIC_KEYS, METRIC_WORDS, describe_callsite, describe_memory
 from ..units import format_ns
 
 SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -91,6 +92,77 @@ def _host_lines(d: Diagnosis) -> list[str]:
     return out
 
 
+def _pct_metric(v: object) -> str:
+    return "-" if v is None else f"{float(v):.0f}%"  # type: ignore[arg-type]
+
+
+def _metric_values(values: object) -> str:
+    v = values if isinstance(values, dict) else {}
+    return ", ".join(f"{METRIC_WORDS[k]} {_pct_metric(v.get(k))}" for k in METRIC_KEYS)
+
+
+def metrics_lines(d: Diagnosis) -> list[str]:
+    """The GPU metrics section's summary lines (empty without GPU metrics)."""
+    g = d.gpu_metrics
+    if not g:
+        return []
+    lines = [f"window ({g['samples_in_window']:,} samples): {_metric_values(g['window'])}"]
+    steps = g.get("steps")
+    for kind, s in steps.items() if isinstance(steps, dict) else []:
+        lines.append(f"{kind} steps (median of {s['steps']} per-step means): {_metric_values(s)}")
+    fit = g.get("fit")
+    if isinstance(fit, dict):
+        r2 = fit.get("r2", {}).get("dram_read")  # type: ignore[union-attr]
+        lines.append(
+            f"while each runs: least-squares fit of {fit['samples']:,} samples on the time each kernel covers in "
+            f"them ({fit['kernels']} kernels with a rate of their own"
+            + (f"; R² of DRAM read {r2:.3f}" if r2 is not None else "")
+            + "); 'inside' counts the samples taken while an instance ran"
+        )
+    return lines
+
+
+def metrics_rows(d: Diagnosis, families: int = 6, kernels: int = 5) -> list[list[str]]:
+    """Rows (what, name, inside, SM active, DRAM read, DRAM write, tensor) for the families and top kernels."""
+    g = d.gpu_metrics or {}
+    rows: list[list[str]] = []
+    for f in (g.get("families") or [])[:families]:  # type: ignore[index]
+        w = f.get("while_running") or {}
+        cat, fam = str(f["category"]), str(f["family"])
+        name = f"{fam} ({cat})" if cat == "elementwise / other" and fam not in ("other", "elementwise") else cat
+        rows.append(["family", name, f"{f['samples_inside']:,}", *(_pct_metric(w.get(k)) for k in METRIC_KEYS)])
+    for k in (g.get("kernels") or [])[:kernels]:  # type: ignore[index]
+        w = k.get("while_running") or {}
+        rows.append(
+            ["kernel", str(k.get("label") or k["name"]), f"{k['samples_inside']:,}"]
+            + [_pct_metric(w.get(m)) for m in METRIC_KEYS]
+        )
+    return rows
+
+
+def memory_lines(d: Diagnosis) -> list[str]:
+    return describe_memory(d.memory) if d.memory else []
+
+
+def callsite_lines(d: Diagnosis, n: int = 6) -> list[str]:
+    c = d.callchains
+    if not c:
+        return []
+    sites = c.get("sites") or []
+    lines = [describe_callsite(s) for s in sites[:n]]  # type: ignore[index]
+    lines.append(f"{c['calls']} calls with a host stack in the window; {c['note']}")
+    return lines
+
+
+def command_lines(d: Diagnosis) -> list[tuple[str, str, str]]:
+    """(what, command, why) of each next command; ``what`` says where to run it."""
+    out = []
+    for c in d.next_commands:
+        where = f" (run in {c['cwd']})" if c.get("cwd") else ""
+        out.append((f"{c['what']}{where}", str(c["command"]), str(c["why"])))
+    return out
+
+
 def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     buf = StringIO()
     con = Console(
@@ -114,8 +186,16 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     con.print()
     con.print("[bold]Diagnosis[/bold]")
     con.print(f"  {d.target.get('why', 'nothing to analyze')}")
+    if d.target.get("measured"):
+        con.print(f"  {d.target['measured']}", markup=False)
     for i, a in enumerate(d.next_actions, 1):
         con.print(f"  {i}. {a}")
+    if d.next_commands:
+        con.print("  [bold]Next commands[/bold]")
+        for what, command, why in command_lines(d):
+            con.print(f"  {what}:", markup=False)
+            con.print(f"    {command}", markup=False, soft_wrap=True)
+            con.print(f"    why: {why}", markup=False)
     con.print()
     if d.findings:
         con.print("[bold]Findings[/bold]")
@@ -190,6 +270,28 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     con.print("[bold]Host[/bold]")
     for line in _host_lines(d):
         con.print(f"  {line}")
+    if d.gpu_metrics:
+        g = d.gpu_metrics
+        con.print()
+        con.print(f"[bold]GPU metrics[/bold] (GPU {g['gpu']}, {g['frequency_hz']:,} Hz; % of the GPU's peak)")
+        for line in metrics_lines(d):
+            con.print(f"  {line}", markup=False)
+        mt = Table(box=None)
+        for c in ("", "while it runs", "inside", "SM active", "DRAM read", "DRAM write", "tensor"):
+            mt.add_column(c, justify="left" if c in ("", "while it runs") else "right")
+        for r in metrics_rows(d):
+            mt.add_row(r[0], _short(r[1], 50), *r[2:])
+        con.print(mt)
+    if d.memory:
+        con.print()
+        con.print(f"[bold]Device memory[/bold] (GPU {d.memory.get('device')}, {d.memory['events']:,} events)")
+        for line in memory_lines(d):
+            con.print(f"  {line}", markup=False)
+    if d.callchains:
+        con.print()
+        con.print("[bold]Host call sites of the slowest CUDA API calls[/bold] (--cudabacktrace)")
+        for line in callsite_lines(d):
+            con.print(f"  {line}", markup=False)
     if d.unmapped:
         con.print()
         con.print(f"[bold]Unmapped kernels[/bold] ({len(d.unmapped)}; add rules with --ops FILE)")
@@ -212,7 +314,13 @@ def render_markdown(d: Diagnosis) -> str:
         f"({format_ns(w.duration)}): {w.reason}."
     )
     out += ["", "### Diagnosis", "", str(d.target.get("why", "nothing to analyze")), ""]
+    if d.target.get("measured"):
+        out += [str(d.target["measured"]), ""]
     out += [f"{i}. {a}" for i, a in enumerate(d.next_actions, 1)]
+    if d.next_commands:
+        out += ["", "Next commands:", ""]
+        for what, command, why in command_lines(d):
+            out += [f"- {what}: {why}", "", "  ```sh", f"  {command}", "  ```"]
     if d.findings:
         out += ["", "### Findings", "", "| severity | id | cost | evidence |", "| --- | --- | --- | --- |"]
         out += [
@@ -245,6 +353,22 @@ def render_markdown(d: Diagnosis) -> str:
     ]
     out += ["", "### Steps", ""] + [f"- {line}" for line in _steps_line(d)]
     out += ["", "### Host", ""] + [f"- {line}" for line in _host_lines(d)]
+    if d.gpu_metrics:
+        g = d.gpu_metrics
+        out += ["", f"### GPU metrics (GPU {g['gpu']}, {g['frequency_hz']:,} Hz; % of the GPU's peak)", ""]
+        out += [f"- {_md_escape(line)}" for line in metrics_lines(d)]
+        out += [
+            "",
+            "| | while it runs | inside | SM active | DRAM read | DRAM write | tensor |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        out += [f"| {r[0]} | `{_md_escape(_short(r[1]))}` | " + " | ".join(r[2:]) + " |" for r in metrics_rows(d)]
+    if d.memory:
+        out += ["", f"### Device memory (GPU {d.memory.get('device')}, {d.memory['events']:,} events)", ""]
+        out += [f"- {_md_escape(line)}" for line in memory_lines(d)]
+    if d.callchains:
+        out += ["", "### Host call sites of the slowest CUDA API calls (--cudabacktrace)", ""]
+        out += [f"- {_md_escape(line)}" for line in callsite_lines(d)]
     return "\n".join(out) + "\n"
 
 

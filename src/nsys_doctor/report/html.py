@@ -22,8 +22,20 @@ from ..analysis.diagnosis import Diagnosis
 from ..analysis.findings import Finding
 from ..analysis.nccl import NcclResult
 from ..analysis.plots import LOG_RANGE, DiffSteps, KernelHistogram, Pacing, PlotData, StepSeries, Utilization
-from ..units import format_ns
-from .diagnosis_text import _cost, _host_lines, _pct, _steps_line, _timing_line, run_line
+from ..units import format_bytes, format_ns
+from .diagnosis_text import (
+    _cost,
+    _host_lines,
+    _pct,
+    _steps_line,
+    _timing_line,
+    callsite_lines,
+    command_lines,
+    memory_lines,
+    metrics_lines,
+    metrics_rows,
+    run_line,
+)
 
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif'
 MONO = 'ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace'
@@ -541,6 +553,30 @@ def chart_lines(
     return svg.render()
 
 
+def chart_memory(t_ns: Sequence[int], values: Sequence[int], w0: int, w1: int, height: int = 280) -> str:
+    """Device memory in use over time (a step line: the level after each allocation or free), the analysis window
+    shaded."""
+    left, right, top, bot = 84, WIDE - 16, 36, height - 40
+    svg = Svg(WIDE, height, "device memory in use over time")
+    lo = float(min([*t_ns, w0])) if t_ns else float(w0)
+    hi = float(max([*t_ns, w1])) if t_ns else float(w1)
+    xs = Scale(lo, max(hi, lo + 1), left, right)
+    ys = Scale(0.0, nice_max(float(max(values, default=0))), bot, top)
+    svg.rect(xs(w0), top, xs(w1) - xs(w0), bot - top, "#e7f5ff", "the analysis window")
+    legend(svg, left, 16, [("#1c7ed6", "device memory in use"), ("#e7f5ff", "analysis window")], shape="line")
+    y_axis(svg, ys, format_bytes, left, right)
+    pts: list[tuple[float, float]] = []
+    for i, (t, v) in enumerate(zip(t_ns, values, strict=True)):
+        if i:
+            pts.append((xs(t), ys(values[i - 1])))
+        pts.append((xs(t), ys(v)))
+    if pts:
+        svg.path(polyline(pts), "#1c7ed6", 1.8)
+    x_axis(svg, xs, lambda v: f"{v / 1e9:.3f} s", bot, 8)
+    svg.text((left + right) / 2, height - 6, "time on the trace's timeline", "middle", 11, MUTED)
+    return svg.render()
+
+
 # ----------------------------------------------------------------------------------------------- page
 
 
@@ -648,13 +684,76 @@ def _header(d: Diagnosis, title: str = "nsys-doctor report") -> str:
     return "<header>\n" + "\n".join(lines) + "\n</header>\n"
 
 
+def _commands(d: Diagnosis) -> str:
+    if not d.next_commands:
+        return ""
+    items = "".join(
+        f'<li>{esc(what)}<pre style="white-space:pre-wrap;word-break:break-all"><code>{esc(command)}</code></pre>'
+        f"<div class=action>{esc(why)}</div></li>"
+        for what, command, why in command_lines(d)
+    )
+    return f"<h3>Next commands</h3><ul>{items}</ul>"
+
+
 def _diagnosis(d: Diagnosis) -> str:
     actions = "".join(f"<li>{esc(a)}</li>" for a in d.next_actions)
+    measured = d.target.get("measured")
     return section(
         "Diagnosis",
         f'<p class="why">{esc(d.target.get("why", "nothing to analyze"))}</p>',
+        f"<p>{esc(measured)}</p>" if measured else "",
         f"<h3>Next actions</h3><ol>{actions}</ol>" if actions else "",
+        _commands(d),
         sid="diagnosis",
+    )
+
+
+def _metrics_section(d: Diagnosis) -> str:
+    g = d.gpu_metrics
+    if not g:
+        return ""
+    rows = [
+        [esc(r[0]), f"<code>{esc(_clip(r[1], 70))}</code>", *(esc(c) for c in r[2:])] for r in metrics_rows(d, 8, 8)
+    ]
+    return section(
+        f"GPU metrics (GPU {g['gpu']}, {g['frequency_hz']:,} Hz; % of the GPU's peak)",
+        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in metrics_lines(d)) + "</ul>",
+        table(
+            ["", "while it runs", "inside", "SM active", "DRAM read", "DRAM write", "tensor"],
+            rows,
+            [False, False, True, True, True, True, True],
+        ),
+        sid="gpu-metrics",
+    )
+
+
+def _memory_section(d: Diagnosis) -> str:
+    m = d.memory
+    if not m:
+        return ""
+    tl = m.get("timeline") if isinstance(m.get("timeline"), dict) else {}
+    chart = ""
+    if tl and tl.get("t_ns"):  # type: ignore[union-attr]
+        chart = figure(
+            chart_memory(tl["t_ns"], tl["bytes"], d.window.start, d.window.end),  # type: ignore[index]
+            "In use = allocations minus frees of device memory (cudaMalloc and the like, not a framework's "
+            "cache inside them), as --cuda-memory-usage records them.",
+        )
+    return section(
+        f"Device memory (GPU {m.get('device')}, {m['events']:,} events)",
+        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in memory_lines(d)) + "</ul>",
+        chart,
+        sid="memory",
+    )
+
+
+def _callchain_section(d: Diagnosis) -> str:
+    if not d.callchains:
+        return ""
+    return section(
+        "Host call sites of the slowest CUDA API calls (--cudabacktrace)",
+        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in callsite_lines(d)) + "</ul>",
+        sid="callchains",
     )
 
 
@@ -888,7 +987,8 @@ def report_body(d: Diagnosis, plots: PlotData | None, extra: Sequence[tuple[str,
     parts.append(_kernels_section(d, plots))
     if plots is not None:
         parts.append(_pacing_section(plots))
-    parts += [_tails_section(d), _host_section(d), _unmapped_section(d)]
+    parts += [_tails_section(d), _host_section(d), _metrics_section(d), _memory_section(d), _callchain_section(d)]
+    parts.append(_unmapped_section(d))
     parts += [section(t, f"<pre>{esc(text)}</pre>") for t, text in extra]
     return "".join(parts)
 
@@ -930,9 +1030,16 @@ def render_fragment(d: Diagnosis) -> str:
     if d.run:
         out.append(f'<div style="{p}">{esc(run_line(d.run))}</div>')
     out.append(f'<div style="{p};font-weight:600">{esc(d.target.get("why", "nothing to analyze"))}</div>')
+    if d.target.get("measured"):
+        out.append(f'<div style="{p}">{esc(d.target["measured"])}</div>')
     if d.next_actions:
         out.append(
             f'<ol style="{p};padding-left:20px">' + "".join(f"<li>{esc(a)}</li>" for a in d.next_actions) + "</ol>"
+        )
+    for what, command, _why in command_lines(d):
+        out.append(
+            f'<div style="{p}">{esc(what)}:</div><pre style="{p};white-space:pre-wrap;font-family:{esc(MONO)}">'
+            f"{esc(command)}</pre>"
         )
     if d.findings:
         out.append(f'<div style="{p};font-weight:600">Findings</div><ul style="{p};padding-left:20px">')
