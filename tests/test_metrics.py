@@ -408,3 +408,21 @@ def test_fit_recovers_each_kernels_rate_from_mixed_samples() -> None:
     y = shares @ np.array([80.0, 10.0]) + rng.normal(0, 0.5, 400)
     rates, se, r2 = fit_rates(shares, y)
     assert abs(rates[0] - 80) < 1 and abs(rates[1] - 10) < 1 and (se < 0.5).all() and r2 is not None and r2 > 0.99
+
+
+def test_backtrace_rows_do_not_count_a_call_twice() -> None:
+    """--cudabacktrace adds an event-class-67 row beside each traced call's runtime row (same correlationId): the
+    analyses see each call once."""
+    import sqlite3
+
+    from nsys_doctor.session import TraceSession
+
+    path = DATA / "backtrace_decode.sqlite"
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    calls, dup = con.execute("SELECT count(*), sum(eventClass = 67) FROM CUPTI_ACTIVITY_KIND_RUNTIME").fetchone()
+    con.close()
+    assert dup > 0
+    with TraceSession.open(path) as t:
+        api = t.frames.api
+    assert api.height == calls - dup
+    assert api["correlationId"].n_unique() == api.height

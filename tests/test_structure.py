@@ -756,3 +756,15 @@ def test_a_stride_signal_splits_where_modules_load_too():
     s = _iteration_requests({**f, "api": api})
     assert [r.iterations for r in s.requests] == [10] * 5
     assert any(e.source == "copies" and "every 10 steps" in e.detail for e in s.evidence)
+
+
+def test_nvtx_request_ranges_that_hold_every_step_are_the_requests() -> None:
+    """tests/data/backtrace_decode.sqlite: 2 measured requests of 24 decode steps, each in an NVTX `request_N` range
+    (the warm-up request ran before the capture range); a 2 ms allocation gap inside request 1 is not a boundary."""
+    from nsys_doctor.session import TraceSession
+
+    with TraceSession.open(DATA / "backtrace_decode.sqlite") as t:
+        s = t.structure
+    assert s.kind == "llm-decode"
+    assert [(r.warmup, r.decode_steps) for r in s.requests] == [(False, 24), (False, 24)]
+    assert all(e.source == "nvtx" for e in s.evidence if e.fact == "requests")

@@ -1263,9 +1263,21 @@ class _Builder:
                 if by_cap.any():
                     cut |= by_cap
                     self.ev("requests", "capture-range", "high", f"{st.size} cudaProfilerStart calls")
-            if nv_request is not None:
-                cut |= nv_request
-            self._stride_cuts(ps, cut, gap, med_gap, compiling, led)
+            if nv_request is not None and self.nv_requests_inside is not None and self.nv_requests_inside.all():
+                # NVTX request ranges that hold every step are the requests: a gap, a sync or a copy inside one of
+                # them is the request's own work (an allocation, a slow step), not a boundary
+                inside = cut & ~nv_request
+                if inside.any():
+                    self.notes.append(
+                        f"{int(inside.sum())} boundary signal(s) (idle gaps, syncs, kernel mix) fall inside NVTX "
+                        "request ranges that hold every step: not request boundaries"
+                    )
+                    self.evidence = [e for e in self.evidence if e.fact != "requests" or e.source == "nvtx"]
+                cut = nv_request.copy()
+            else:
+                if nv_request is not None:
+                    cut |= nv_request
+                self._stride_cuts(ps, cut, gap, med_gap, compiling, led)
         moves = {i: q for i, q in moves.items() if cut[i] and ps.first[i] < q < ps.last[i + 1]}
         if moves:
             first, last = ps.first.copy(), ps.last.copy()

@@ -314,7 +314,10 @@ class TraceFrames:
     @staticmethod
     def _api(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
         mask = 1 << 24
-        a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt)
+        # with --cudabacktrace nsys writes a second row for every traced call (event class 67, "CUDA backtrace",
+        # the same correlationId and a slightly wider span): the call is counted once, from its runtime/driver row
+        where = "eventClass IS NULL OR eventClass != 67" if "eventClass" in trace.schema.columns(S.RUNTIME) else ""
+        a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt, where)
         a = resolve_names(a, trace, "nameId", "name").drop("nameId")
         return a.with_columns(
             (pl.col("end") - pl.col("start")).alias("dur"),
