@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 from .errors import UsageError
 
@@ -165,3 +167,65 @@ def write_stdout(text: str) -> None:
         raise
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot write to standard output: {exc}", "use -o FILE") from None
+
+
+GZIP_LEVEL = 3  # 200 MB/s and a tenth of the size on a trace-event JSON; level 6 halves the speed for 1.4x
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path, inputs: Iterable[Path | str] = (), compress: bool = False) -> Iterator[IO[bytes]]:
+    """A binary stream that becomes ``path`` only once the ``with`` body finishes (``safe_io.write_atomic``'s rules,
+    for writers that stream): refused when ``path`` is an input or a trace; written to a temporary file beside it,
+    flushed, then renamed over it; special files (``/dev/stdout``) written in place. ``compress``: gzip, with no
+    time or name in its header, so the bytes are the same every time."""
+    check_output(path, inputs)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"cannot write {path}: it is a folder", "name a file")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            with path.open("wb") as raw, _maybe_gzip(raw, compress) as fh:
+                yield fh
+        except OSError as exc:
+            raise _fail(path, exc) from None
+        return
+    if not path.parent.is_dir():
+        raise UsageError(
+            f"cannot write {path}: folder {path.parent} does not exist", "create it or choose another path"
+        )
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as raw:
+            with _maybe_gzip(raw, compress) as fh:
+                yield fh
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else (0o666 & ~_umask()))
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _maybe_gzip(raw: IO[bytes], compress: bool) -> Iterator[IO[bytes]]:
+    if not compress:
+        yield raw
+        return
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
+        yield gz  # type: ignore[misc]
+
+
+def write_error(path: Path, exc: OSError) -> UsageError:
+    """The one-line error for an OSError met while writing ``path`` (no space, read-only, missing folder ...)."""
+    return _fail(path, exc)

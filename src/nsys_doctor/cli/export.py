@@ -8,19 +8,16 @@ refusing any path that is the input or another trace (``safe_io.check_output``).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
-import stat
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import NsysDoctorError, UsageError
-from ..safe_io import _fail, check_output, resolve_output
+from ..safe_io import check_output, open_atomic, resolve_output, write_error
 from ..session import TraceSession, WindowChoice
 from .common import command_inputs, default_output_name, ops_option, window_options
 from .report import project_rules
@@ -33,7 +30,6 @@ if TYPE_CHECKING:
 
 PID_MASK = 1 << 24
 BLOCK = ("blockX", "blockY", "blockZ")
-GZIP_LEVEL = 3  # 200 MB/s and a tenth of the size on a trace-event JSON; level 6 halves the speed for 1.4x
 
 
 class ExportError(click.ClickException):
@@ -178,66 +174,6 @@ def collect(session: TraceSession) -> ExportData:
 # -------------------------------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def open_atomic(path: Path, inputs: Iterable[Path | str] = (), compress: bool = False) -> Iterator[IO[bytes]]:
-    """A binary stream that becomes ``path`` only once the ``with`` body finishes (``safe_io.write_atomic``'s rules,
-    for writers that stream): refused when ``path`` is an input or a trace; written to a temporary file beside it,
-    flushed, then renamed over it; special files (``/dev/stdout``) written in place. ``compress``: gzip, with no
-    time or name in its header, so the bytes are the same every time."""
-    check_output(path, inputs)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise _fail(path, exc) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"cannot write {path}: it is a folder", "name a file")
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        try:
-            with path.open("wb") as raw, _maybe_gzip(raw, compress) as fh:
-                yield fh
-        except OSError as exc:
-            raise _fail(path, exc) from None
-        return
-    if not path.parent.is_dir():
-        raise UsageError(
-            f"cannot write {path}: folder {path.parent} does not exist", "create it or choose another path"
-        )
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as raw:
-            with _maybe_gzip(raw, compress) as fh:
-                yield fh
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else (0o666 & ~_umask()))
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise _fail(path, exc) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def _maybe_gzip(raw: IO[bytes], compress: bool) -> Iterator[IO[bytes]]:
-    if not compress:
-        yield raw
-        return
-    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
-        yield gz  # type: ignore[misc]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def parquet_folder(text: str, inputs: Iterable[Path]) -> Path:
     """``--parquet DIR`` checked before the trace is read: not an input, not a file, its parent existing (the folder
     itself is created when missing, nothing above it)."""
@@ -364,7 +300,7 @@ def _export(
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
-            raise _fail(folder, exc) from None
+            raise write_error(folder, exc) from None
         for name, frame in parquet_frames(data).items():
             with open_atomic(folder / name, inputs) as fh:
                 frame.write_parquet(fh)
