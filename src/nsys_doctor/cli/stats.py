@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from ..errors import UsageError
-from ..report.nsys_format import FORMATS, Units, render
-from ..safe_io import resolve_output, write_atomic, write_stdout
+from ..report.nsys_format import FORMATS, Units, render_chunks
+from ..safe_io import open_atomic, resolve_output, write_error, write_stdout
 from ..stats import REGISTRY, ReportContext, load_all, parse_report_arg, run_report
 from ..trace import Trace
 from ..trace.ranks import RANK_FROM, discover, rank_filter
@@ -175,23 +176,41 @@ def _run_reports(
     for i, req in enumerate(requests):
         fmt = fmts[i] if len(fmts) > 1 else fmts[0]
         table = run_report(ReportContext(trace, flt), req)
-        body = render(table, fmt, units)
         if not table.rows:
             why = table.skipped or "no matching events" + (f" in {flt.label}" if flt.label else "")
             click.echo(f"SKIPPED: {trace.path} {req.text}: {why}", err=True)
+        # the body comes in chunks (a per-event report such as cuda_gpu_trace is formatted a chunk of rows at a
+        # time), each written as soon as it is made, so the whole text is never held at once
+        chunks = render_chunks(table, fmt, units)
         if to_stdout:
             if fmt in ("column", "table"):
-                if body:
-                    write_stdout(f"\n ** {table.title} ({req.name}):\n\n{body}\n")
-            elif body:
-                write_stdout(body)
+                first = next(chunks, "")
+                if first:
+                    write_stdout(f"\n ** {table.title} ({req.name}):\n\n{first}")
+                    for chunk in chunks:
+                        write_stdout(chunk)
+                    write_stdout("\n")
+            else:
+                for chunk in chunks:
+                    write_stdout(chunk)
             continue
         base = output or ""
         if base.endswith(("/", os.sep)) or Path(base).is_dir():  # -o DIR/: files named after the trace, inside it
             base = str(resolve_output(base, Path(str(trace.path)).stem))
         dest = _destination(base, req.text, fmt, len(requests), rank_tag)
-        write_atomic(dest, body, inputs=command_inputs())
+        _write_chunks(dest, chunks)
         click.echo(f"wrote {dest}", err=True)
+
+
+def _write_chunks(dest: Path, chunks: Iterator[str]) -> None:
+    """``safe_io.write_atomic`` for text made in pieces: refused when ``dest`` is an input or a trace, written to a
+    temporary file beside it and renamed over it once complete."""
+    with open_atomic(dest, inputs=command_inputs()) as fh:
+        try:
+            for chunk in chunks:
+                fh.write(chunk.encode("utf-8"))
+        except OSError as exc:
+            raise write_error(dest, exc) from None
 
 
 def _destination(output: str, report_text: str, fmt: str, n_reports: int, rank_tag: str = "") -> Path:

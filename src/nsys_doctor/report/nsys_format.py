@@ -8,10 +8,15 @@ Column and table formats add thousands separators and clip text at 100 character
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..stats.core import Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMATS = ("column", "table", "csv", "json")
 COLMAX = 100
@@ -165,6 +170,9 @@ def render_column(table: StatsTable, units: Units) -> str:
 
 def render(table: StatsTable, fmt: str, units: Units) -> str:
     """The report body in one format ('' when it has no rows: the caller says why)."""
+    frame = _frame(table)
+    if frame is not None and frame.height:
+        return "".join(render_chunks(table, fmt, units))
     if fmt == "csv":
         return render_csv(table, units)
     if fmt == "json":
@@ -174,3 +182,209 @@ def render(table: StatsTable, fmt: str, units: Units) -> str:
     if fmt == "table":
         return render_table(table, units)
     return render_column(table, units)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chunked rendering of frame-backed tables (``stats.gputrace.FrameRows``): the same text as the row renderers above
+# (which stay the reference, see tests/test_gputrace_stream.py), built a chunk of rows at a time from columns with
+# polars string expressions, so a report of millions of rows is written without a Python string per cell.
+
+CHUNK_ROWS = 65_536
+# what str.rstrip() strips (Python's whitespace is wider than Rust's trim_end: \x1c-\x1f count)
+_PY_SPACE = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
+_JSON_CONTROL = [(chr(i), f"\\u{i:04x}") for i in range(0x20) if chr(i) not in "\b\f\n\r\t"]
+_JSON_SHORT = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
+
+
+def _frame(table: StatsTable) -> pl.DataFrame | None:
+    import polars as pl
+
+    frame = getattr(table.rows, "frame", None)
+    return frame if isinstance(frame, pl.DataFrame) else None
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    import polars as pl
+
+    return dtype in (pl.Utf8, pl.Categorical) or isinstance(dtype, (pl.Categorical, pl.Enum))
+
+
+def _decimals(col: Column, units: Units) -> tuple[float, int] | None:
+    """(factor, decimals) of a converted column, as ``_convert`` does it; None: shown as is."""
+    if col.unit in ("dur_ns", "ts_ns"):
+        div, dec = DISPLAY_TIME_UNITS[units.time]
+    elif col.unit in ("mem_B", "thru_B"):
+        div, dec = DISPLAY_MEM_UNITS[units.mem]
+    else:
+        return None
+    return None if div == 1 else (1.0 / div, dec)
+
+
+def _fixed(s: pl.Series, factor: float, dec: int) -> pl.Series:
+    """``f"{float(v) * factor:.{dec}f}"`` per value (nulls stay null): polars' CSV writer prints floats with a fixed
+    precision exactly as printf/Python do (correctly rounded)."""
+    import polars as pl
+
+    f = s.cast(pl.Float64) * factor
+    text = pl.DataFrame({"v": f.fill_null(0.0)}).write_csv(include_header=False, float_precision=dec)
+    out = pl.Series("v", [text]).str.strip_suffix("\n").str.split("\n").explode()
+    return out.set(f.is_null(), None) if f.null_count() else out  # type: ignore[arg-type]
+
+
+def _plain(s: pl.Series, col: Column, units: Units) -> pl.Series:
+    """``plain_cell`` per value (nulls stay null)."""
+    import polars as pl
+
+    if _is_text(s.dtype):
+        return s.cast(pl.Utf8)
+    conv = _decimals(col, units)
+    if s.dtype.is_integer() or s.dtype.is_float():
+        if conv is not None:
+            return _fixed(s, *conv)
+        if s.dtype.is_integer():
+            return s.cast(pl.Utf8)
+    return s.map_elements(lambda v: plain_cell(v, col, units), return_dtype=pl.Utf8, skip_nulls=True)
+
+
+def _thousands(s: pl.Expr) -> pl.Expr:
+    """Digits (an optional '-' first) with ',' every three digits from the right."""
+    import polars as pl
+
+    neg = s.str.starts_with("-")
+    grouped = s.str.strip_prefix("-").str.reverse().str.replace_all(r"(\d{3})", "${1},").str.strip_suffix(",")
+    grouped = grouped.str.reverse()
+    return pl.when(neg).then(pl.lit("-") + grouped).otherwise(grouped)
+
+
+def _pretty(s: pl.Series, col: Column, units: Units) -> pl.Series:
+    """``pretty_cell`` per value, nulls as ''."""
+    import polars as pl
+
+    if _is_text(s.dtype):
+        t = pl.col("v").cast(pl.Utf8)
+        e = pl.when(t.str.len_chars() > COLMAX).then(t.str.slice(0, COLMAX - 1) + pl.lit("…")).otherwise(t)
+    elif s.dtype.is_integer() and _decimals(col, units) is None:
+        e = _thousands(pl.col("v").cast(pl.Utf8))
+    elif (s.dtype.is_integer() or s.dtype.is_float()) and _decimals(col, units) is not None:
+        fixed = pl.col("v")
+        whole = fixed.str.split_exact(".", 1)
+        e = _thousands(whole.struct.field("field_0")) + pl.lit(".") + whole.struct.field("field_1")
+        s = _fixed(s, *_decimals(col, units))  # type: ignore[misc]
+    else:
+        return s.map_elements(lambda v: pretty_cell(v, col, units), return_dtype=pl.Utf8, skip_nulls=True).fill_null("")
+    return pl.DataFrame({"v": s}).select(e.fill_null("").alias("v"))["v"]
+
+
+def _csv_quote(s: pl.Series) -> pl.Series:
+    import polars as pl
+
+    e = pl.col("v")
+    quoted = pl.lit('"') + e.str.replace_all('"', '""', literal=True) + pl.lit('"')
+    return pl.DataFrame({"v": s}).select(pl.when(e.str.contains('[,"\n]')).then(quoted).otherwise(e).alias("v"))["v"]
+
+
+def _json_string(s: pl.Series) -> pl.Series:
+    """``json.dumps(v, ensure_ascii=False)`` per value."""
+    import polars as pl
+
+    e = pl.col("v")
+    if s.str.contains(r"[\x00-\x1f\\\"]").any():
+        for raw, esc in [*_JSON_SHORT, *_JSON_CONTROL]:
+            e = e.str.replace_all(raw, esc, literal=True)
+    return _wrap(pl.DataFrame({"v": s}).select(e)["v"], '"', '"')
+
+
+def _join(cells: list[pl.Series], sep: str) -> pl.Series:
+    import polars as pl
+
+    return pl.DataFrame({f"c{i}": c for i, c in enumerate(cells)}).select(
+        pl.concat_str(pl.all(), separator=sep).alias("line")
+    )["line"]
+
+
+def _concat(line: pl.Series, end: str) -> str:
+    """The chunk's rows as text, each one followed by ``end``."""
+    return line.str.join(end).item() + end
+
+
+def _wrap(s: pl.Series, before: str, after: str = "") -> pl.Series:
+    import polars as pl
+
+    return pl.DataFrame({"v": s}).select((pl.lit(before) + pl.col("v") + pl.lit(after)).alias("v"))["v"]
+
+
+def _csv_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
+    yield ",".join(_csv_field(header(c, units)) for c in cols) + "\n"
+    for lo in range(0, frame.height, n):
+        chunk = frame.slice(lo, n)
+        cells = [_csv_quote(_plain(chunk[:, i], c, units).fill_null("")) for i, c in enumerate(cols)]
+        yield _concat(_join(cells, ","), "\n")
+
+
+def _json_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
+    import polars as pl
+
+    heads = [json.dumps(header(c, units), ensure_ascii=False) for c in cols]
+    yield "[\n"
+    for lo in range(0, frame.height, n):
+        chunk = frame.slice(lo, n)
+        cells = []
+        for i, (h, c) in enumerate(zip(heads, cols, strict=True)):
+            s = chunk[:, i]
+            text = _json_string(s.cast(pl.Utf8)) if _is_text(s.dtype) else _plain(s, c, units)
+            cells.append(_wrap(text.fill_null('""'), f"    {h}: "))
+        objs = _join(cells, ",\n")
+        body = objs.str.join("\n  },\n  {\n").item()
+        yield ("  {\n" if lo == 0 else ",\n  {\n") + body + "\n  }"
+    yield "\n]\n"
+
+
+def _grid_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n: int, fmt: str) -> Iterator[str]:
+
+    heads = [header(c, units) for c in cols]
+    widths = [len(h) for h in heads]
+    for lo in range(0, frame.height, n):  # first pass: the widths, over every row
+        chunk = frame.slice(lo, n)
+        for i, c in enumerate(cols):
+            widths[i] = max(widths[i], _pretty(chunk[:, i], c, units).str.len_chars().max() or 0)  # type: ignore[operator]
+    right = [not _is_text(frame.dtypes[i]) and frame[:, i].null_count() < frame.height for i in range(len(cols))]
+
+    def pad(s: pl.Series, i: int) -> pl.Series:
+        return s.str.pad_start(widths[i]) if right[i] else s.str.pad_end(widths[i])
+
+    if fmt == "table":
+        rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+        yield rule + "\n"
+        yield "|" + "|".join(" " + _center(h, w) + " " for h, w in zip(heads, widths, strict=True)) + "|\n"
+        yield rule + "\n"
+    else:
+        yield (" " + "  ".join(_center(h, w) for h, w in zip(heads, widths, strict=True))).rstrip() + "\n"
+        yield (" " + "  ".join("-" * w for w in widths)).rstrip() + "\n"
+    for lo in range(0, frame.height, n):
+        chunk = frame.slice(lo, n)
+        cells = [pad(_pretty(chunk[:, i], c, units), i) for i, c in enumerate(cols)]
+        if fmt == "table":
+            line = _wrap(_join(cells, " | "), "| ", " |")
+        else:
+            line = _wrap(_join(cells, "  "), " ").str.strip_chars_end(_PY_SPACE)
+        yield _concat(line, "\n")
+    if fmt == "table":
+        yield rule + "\n"
+
+
+def render_chunks(table: StatsTable, fmt: str, units: Units, chunk_rows: int = CHUNK_ROWS) -> Iterator[str]:
+    """``render(table, fmt, units)`` as pieces to write one after another (their concatenation is the same text).
+    A frame-backed table is formatted ``chunk_rows`` rows at a time; any other table comes in one piece."""
+    frame = _frame(table)
+    if frame is None or frame.height == 0:
+        body = render(table, fmt, units)
+        if body:
+            yield body
+        return
+    n = max(1, int(chunk_rows))
+    if fmt == "csv":
+        yield from _csv_chunks(frame, table.columns, units, n)
+    elif fmt == "json":
+        yield from _json_chunks(frame, table.columns, units, n)
+    else:
+        yield from _grid_chunks(frame, table.columns, units, n, "table" if fmt == "table" else "column")
