@@ -59,12 +59,12 @@ def check_output(path: Path, inputs: Iterable[Path | str] = ()) -> None:
         if _same(p, path):
             raise UsageError(
                 f"output {path} is the input {inp}",
-                "choose another -o path; nsys-doctor never writes over its inputs",
+                "choose another output path; nsys-doctor never writes over its inputs",
             )
     if is_trace_file(path):
         raise UsageError(
             f"output {path} is an existing trace",
-            "choose another -o path; nsys-doctor never writes over a trace",
+            "choose another output path; nsys-doctor never writes over a trace",
         )
 
 
@@ -103,49 +103,9 @@ def write_atomic(
 ) -> Path:
     """Write ``data`` to ``path`` safely (see the module docstring); returns the path written."""
     path = Path(path)
-    check_output(path, inputs)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    if refuse_symlink and path.is_symlink():
-        raise UsageError(f"refusing to write through the symlink {path}", "remove the link and run again")
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise _fail(path, exc) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"cannot write {path}: it is a folder", "name a file for -o")
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        # /dev/stdout, /dev/null, a FIFO: cannot be replaced by a rename, so write in place.
-        try:
-            with path.open("wb") as fh:
-                fh.write(raw)
-                fh.flush()
-        except OSError as exc:
-            raise _fail(path, exc) from None
-        return path
-    parent = path.parent
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {path}: folder {parent} does not exist", "create it or choose another -o")
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mode = (st.st_mode & 0o7777) if st is not None else (0o666 & ~_umask())
-        os.chmod(tmp, mode)
-        if refuse_symlink and path.is_symlink():  # planted between the check and the rename
-            raise UsageError(f"refusing to write through the symlink {path}", "remove the link and run again")
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise _fail(path, exc) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with open_atomic(path, inputs, refuse_symlink=refuse_symlink) as fh:
+        fh.write(raw)
     return path
 
 
@@ -173,12 +133,18 @@ GZIP_LEVEL = 3  # 200 MB/s and a tenth of the size on a trace-event JSON; level 
 
 
 @contextlib.contextmanager
-def open_atomic(path: Path, inputs: Iterable[Path | str] = (), compress: bool = False) -> Iterator[IO[bytes]]:
-    """A binary stream that becomes ``path`` only once the ``with`` body finishes (``safe_io.write_atomic``'s rules,
-    for writers that stream): refused when ``path`` is an input or a trace; written to a temporary file beside it,
-    flushed, then renamed over it; special files (``/dev/stdout``) written in place. ``compress``: gzip, with no
-    time or name in its header, so the bytes are the same every time."""
+def open_atomic(
+    path: Path, inputs: Iterable[Path | str] = (), compress: bool = False, refuse_symlink: bool = False
+) -> Iterator[IO[bytes]]:
+    """A binary stream that becomes ``path`` only once the ``with`` body finishes (the one writer of every output
+    file; ``write_atomic`` writes whole texts through it): refused when ``path`` is an input or a trace (or, with
+    ``refuse_symlink``, a symlink); written to a temporary file beside it, flushed, then renamed over it; special
+    files (``/dev/stdout``) written in place. ``compress``: gzip, with no time or name in its header, so the bytes
+    are the same every time."""
+    path = Path(path)
     check_output(path, inputs)
+    if refuse_symlink and path.is_symlink():
+        raise UsageError(f"refusing to write through the symlink {path}", "remove the link and run again")
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -186,7 +152,7 @@ def open_atomic(path: Path, inputs: Iterable[Path | str] = (), compress: bool = 
     except OSError as exc:
         raise _fail(path, exc) from None
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"cannot write {path}: it is a folder", "name a file")
+        raise UsageError(f"cannot write {path}: it is a folder", "name a file for the output")
     if st is not None and not stat.S_ISREG(st.st_mode):
         try:
             with path.open("wb") as raw, _maybe_gzip(raw, compress) as fh:
@@ -195,9 +161,7 @@ def open_atomic(path: Path, inputs: Iterable[Path | str] = (), compress: bool = 
             raise _fail(path, exc) from None
         return
     if not path.parent.is_dir():
-        raise UsageError(
-            f"cannot write {path}: folder {path.parent} does not exist", "create it or choose another path"
-        )
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist", "create it or choose another -o")
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -207,6 +171,8 @@ def open_atomic(path: Path, inputs: Iterable[Path | str] = (), compress: bool = 
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else (0o666 & ~_umask()))
+        if refuse_symlink and path.is_symlink():  # planted between the check and the rename
+            raise UsageError(f"refusing to write through the symlink {path}", "remove the link and run again")
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:

@@ -165,8 +165,6 @@ class TraceSession:
     @cached_property
     def chosen_window(self) -> Window | None:
         """The window the options ask for (None: the run structure decides)."""
-        from .cli.common import resolve_window
-
         c = self.choice
         return resolve_window(self.trace, self.frames, c.window, c.filter_nvtx, c.whole_trace, self.rank)
 
@@ -431,11 +429,12 @@ class TraceSession:
     def stats_table(self, report: str, filter_time: str | None = None, filter_nvtx: str | None = None) -> StatsTable:
         """One ``nsys stats`` report or ``nsys analyze`` rule (``cuda_gpu_kern_sum``, ``nvtx_sum:base``, ...) as nsys
         computes it, with its columns' unit tags (what the nsys-format renderers take)."""
-        from .cli.common import event_filter
         from .stats import ReportContext, load_all, parse_report_arg, run_report
 
         load_all()
         request = parse_report_arg(report)
+        from .trace.window import event_filter
+
         ctx = ReportContext(self.trace, event_filter(self.trace, filter_time, filter_nvtx))
         return run_report(ctx, request)
 
@@ -551,3 +550,43 @@ class Report:
             f"<Report {self.diagnosis.trace.get('path')}: {run.get('kind')}, target "
             f"{self.diagnosis.target.get('family')}, first finding {first}>"
         )
+
+
+def resolve_window(
+    trace: Trace,
+    frames: TraceFrames,
+    window: str | None,
+    filter_nvtx: str | None,
+    whole_trace: bool,
+    rank: RankSpec | None = None,
+) -> Window | None:
+    """The window the options ask for (None: let ``choose_window`` decide). With ``rank``, an NVTX range is looked
+    up in that rank's process only."""
+    from .analysis.phases import Window, data_extent
+    from .trace.window import parse_filter_time, resolve_nvtx_filter
+
+    if window:
+        try:
+            f = parse_filter_time(window)
+        except UsageError as exc:
+            raise UsageError(exc.message.replace("--filter-time", "--window"), exc.hint) from exc
+        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        start, end = max(f.start, lo), min(f.end, hi)
+        if end <= start:
+            raise UsageError(
+                f"--window {window} holds no events of this trace",
+                f"its events span {lo / 1e9:.3f}s to {hi / 1e9:.3f}s (e.g. --window {lo / 1e9:.3f}s/{hi / 1e9:.3f}s)",
+            )
+        return Window(start, end, "user", f"--window {window}")
+    if filter_nvtx:
+        if rank is not None:
+            from .trace.ranks import rank_filter
+
+            f = rank_filter(trace, rank, None, filter_nvtx)
+        else:
+            f = resolve_nvtx_filter(trace, filter_nvtx)
+        return Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
+    if whole_trace:
+        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
+        return Window(lo, hi, "whole-trace", "--whole-trace")
+    return None

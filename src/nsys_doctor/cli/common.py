@@ -9,15 +9,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..errors import UsageError
 from ..safe_io import resolve_output, write_atomic, write_stdout
-from ..trace import Trace
-from ..trace.window import EventFilter, parse_filter_time, resolve_nvtx_filter
 
 if TYPE_CHECKING:
-    from ..analysis.phases import Window
-    from ..trace.ranks import RankSpec
-    from ..trace.tables import TraceFrames
+    pass
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -56,54 +51,6 @@ def ops_option(func: F) -> F:
         type=click.Path(path_type=Path),
         help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
     )(func)  # type: ignore[return-value]
-
-
-def resolve_window(
-    trace: Trace,
-    frames: TraceFrames,
-    window: str | None,
-    filter_nvtx: str | None,
-    whole_trace: bool,
-    rank: RankSpec | None = None,
-) -> Window | None:
-    """The window the options ask for (None: let ``choose_window`` decide). With ``rank``, an NVTX range is looked
-    up in that rank's process only."""
-    from ..analysis.phases import Window, data_extent
-
-    if window:
-        try:
-            f = parse_filter_time(window)
-        except UsageError as exc:
-            raise UsageError(exc.message.replace("--filter-time", "--window"), exc.hint) from exc
-        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        start, end = max(f.start, lo), min(f.end, hi)
-        if end <= start:
-            raise UsageError(
-                f"--window {window} holds no events of this trace",
-                f"its events span {lo / 1e9:.3f}s to {hi / 1e9:.3f}s (e.g. --window {lo / 1e9:.3f}s/{hi / 1e9:.3f}s)",
-            )
-        return Window(start, end, "user", f"--window {window}")
-    if filter_nvtx:
-        if rank is not None:
-            from ..trace.ranks import rank_filter
-
-            f = rank_filter(trace, rank, None, filter_nvtx)
-        else:
-            f = resolve_nvtx_filter(trace, filter_nvtx)
-        return Window(f.start, f.end, "user", f"NVTX range {filter_nvtx}")
-    if whole_trace:
-        lo, hi = data_extent(frames.kernels, frames.api, [frames.memcpy])
-        return Window(lo, hi, "whole-trace", "--whole-trace")
-    return None
-
-
-def event_filter(trace: Trace, filter_time: str | None, filter_nvtx: str | None) -> EventFilter:
-    """``--filter-nvtx`` takes precedence over ``--filter-time``, as in nsys."""
-    if filter_nvtx:
-        return resolve_nvtx_filter(trace, filter_nvtx)
-    if filter_time:
-        return parse_filter_time(filter_time)
-    return EventFilter()
 
 
 OUTPUT_PARAMS = frozenset({"output", "output_dir", "out"})

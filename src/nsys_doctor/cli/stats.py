@@ -14,9 +14,9 @@ from ..safe_io import open_atomic, resolve_output, write_error, write_stdout
 from ..stats import REGISTRY, ReportContext, load_all, parse_report_arg, run_report
 from ..trace import Trace
 from ..trace.ranks import RANK_FROM, discover, rank_filter
-from ..trace.window import EventFilter, parse_filter_time
+from ..trace.window import EventFilter, event_filter, parse_filter_time
 from ..units import DISPLAY_MEM_UNITS, parse_timeunit
-from .common import command_inputs, event_filter
+from .common import command_inputs
 
 DEFAULT_REPORTS = (
     "nvtx_sum",

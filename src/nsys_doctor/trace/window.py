@@ -18,6 +18,8 @@ from . import schema as S
 if TYPE_CHECKING:
     import polars as pl
 
+    from .open import Trace
+
 MAX_TS = 2**63 - 1
 
 
@@ -171,3 +173,12 @@ def resolve_nvtx_filter(trace, text: str) -> EventFilter:
 
 
 __all__ = ["MAX_TS", "EventFilter", "S", "parse_filter_nvtx", "parse_filter_time", "resolve_nvtx_filter"]
+
+
+def event_filter(trace: Trace, filter_time: str | None, filter_nvtx: str | None) -> EventFilter:
+    """``--filter-nvtx`` takes precedence over ``--filter-time``, as in nsys."""
+    if filter_nvtx:
+        return resolve_nvtx_filter(trace, filter_nvtx)
+    if filter_time:
+        return parse_filter_time(filter_time)
+    return EventFilter()
