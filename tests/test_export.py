@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
+from jsonschema import Draft202012Validator
 
 from nsys_doctor.cli.export import export
 from nsys_doctor.report.export import (
@@ -113,6 +114,42 @@ def test_events_are_what_perfetto_reads(exported: dict[Path, tuple[Path, Path]],
             assert isinstance(e["name"], str) and e["dur"] >= 0, e
     names = {e["name"] for e in events if e["ph"] == "M"}
     assert {"process_name", "thread_name", "process_sort_index", "thread_sort_index"} <= names
+
+
+def trace_event_validator() -> Draft202012Validator:
+    """The Chrome trace-event schema (tests/data/trace_event.schema.json, from the Trace Event Format document)."""
+    schema = json.loads((DATA / "trace_event.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.stem)
+def test_the_file_matches_the_trace_event_schema(exported: dict[Path, tuple[Path, Path]], trace: Path) -> None:
+    document = json.loads(exported[trace][0].read_text(encoding="utf-8"))
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in trace_event_validator().iter_errors(document)]
+    assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"ph": "X", "name": "k", "pid": 1, "tid": 1, "ts": 1.0},  # no dur
+        {"ph": "X", "name": "k", "pid": 1, "tid": 1, "ts": 1.0, "dur": -1},
+        {"ph": "X", "name": "k", "pid": -1, "tid": 1, "ts": 1.0, "dur": 1},
+        {"ph": "X", "name": "k", "pid": 1, "tid": 2**32, "ts": 1.0, "dur": 1},
+        {"ph": "X", "name": "k", "pid": 1, "tid": 1, "ts": "1.0", "dur": 1},
+        {"ph": "f", "name": "launch", "cat": "launch", "id": 1, "pid": 1, "tid": 1, "ts": 2.0},  # no bp
+        {"ph": "s", "name": "launch", "cat": "launch", "pid": 1, "tid": 1, "ts": 2.0},  # no id
+        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"label": "x"}},
+        {"ph": "M", "name": "process_sort_index", "pid": 1, "tid": 0, "args": {"sort_index": "1"}},
+        {"ph": "B", "name": "k", "pid": 1, "tid": 1, "ts": 1.0},
+    ],
+)
+def test_the_schema_rejects_what_the_viewers_cannot_read(event: dict[str, object]) -> None:
+    good = {"ph": "X", "name": "k", "pid": 1, "tid": 1, "ts": 1.0, "dur": 0.5}
+    validator = trace_event_validator()
+    assert validator.is_valid({"traceEvents": [good], "displayTimeUnit": "ns"})
+    assert not validator.is_valid({"traceEvents": [good, event], "displayTimeUnit": "ns"})
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.stem)
@@ -405,3 +442,25 @@ def test_lanes_never_overlap() -> None:
         ends[(track, lane)] = end
     assert assign_lanes(df.clear(), ["track"]).len() == 0
     assert set(DOCTOR_THREADS) == {"phases", "requests", "steps", "steps (GPU)"}
+
+
+def test_block_sizes_are_the_kernel_table_s() -> None:
+    """``TraceSession.kernels(blocks=True)``: each kernel's block size as the kernel table holds it (read here with
+    the stdlib driver), in the same rows as ``kernels()``."""
+    import sqlite3
+
+    with TraceSession.open(SAMPLE) as s:
+        plain, with_blocks = s.kernels(), s.kernels(blocks=True)
+        w = s.window
+    assert with_blocks.drop("blockX", "blockY", "blockZ").equals(plain)
+    con = sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True)
+    want = sorted(
+        con.execute(
+            "SELECT start, correlationId, blockX, blockY, blockZ FROM CUPTI_ACTIVITY_KIND_KERNEL "
+            "WHERE start >= ? AND start <= ?",
+            (w.start, w.end),
+        ).fetchall()
+    )
+    con.close()
+    got = sorted(with_blocks.select("start", "correlationId", "blockX", "blockY", "blockZ").iter_rows())
+    assert got == want and len({r[2:] for r in want}) > 1  # several block shapes, each on its own kernel

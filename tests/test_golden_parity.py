@@ -1,13 +1,17 @@
-"""Parity with real nsys 2025.3: one test per golden file in ../shared/traces/golden, multigpu/golden and
-engines/golden.
+"""Parity with real nsys 2025.3: one test per golden file in tests/data/golden (the small traces that ship with
+the repository: always run) and in ../shared/traces/golden, multigpu/golden and engines/golden.
 
 Each golden is the output of ``nsys stats``/``nsys analyze`` for one report, rule, filter or format; ours must
 be the same text: same header, same rows in the same order, same values.
+
+With ``NSYS_DOCTOR_REQUIRE_TRACES=1`` (as ``.ci/run`` sets it) a missing ../shared/traces fails the suite instead
+of skipping its goldens, so that CI cannot pass without the parity tests.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from pathlib import Path
 
@@ -19,9 +23,11 @@ from nsys_doctor.report.nsys_format import Units, render
 from nsys_doctor.stats import ReportContext, parse_report_arg, run_report
 from nsys_doctor.trace.window import EventFilter, resolve_nvtx_filter
 
-from .conftest import GOLDEN, TRACES, open_trace
+from .conftest import DATA, GOLDEN, SAMPLE, TRACES, open_trace
 
-GOLDEN_DIRS = [GOLDEN, TRACES / "multigpu" / "golden", TRACES / "engines" / "golden"]
+SHARED_GOLDEN_DIRS = [GOLDEN, TRACES / "multigpu" / "golden", TRACES / "engines" / "golden"]
+LOCAL_GOLDEN = DATA / "golden"  # nsys 2025.3.1 on the repository's own small traces (see each COMMAND)
+GOLDEN_DIRS = [LOCAL_GOLDEN, *SHARED_GOLDEN_DIRS]
 TABLE_REPORTS = ("cuda_gpu_kern_sum:base", "cuda_api_sum", "cuda_kern_exec_sum:base")
 
 
@@ -31,11 +37,22 @@ def _cases() -> list[tuple[Path, Path]]:
         if not base.is_dir():
             continue
         for d in sorted(p for p in base.iterdir() if p.is_dir()):
-            trace = d.parent.parent / f"{d.name}.sqlite"
+            trace = _trace_of(d)
             for f in sorted(d.iterdir()):
                 if f.name != "COMMAND":
                     out.append((trace, f))
     return out
+
+
+def _trace_of(golden_dir: Path) -> Path:
+    """The trace a golden folder was made from: beside its parent for the shared goldens; for tests/data/golden the
+    bundled sample, a trace in tests/data or one in tests/data/runs."""
+    if golden_dir.parent != LOCAL_GOLDEN:
+        return golden_dir.parent.parent / f"{golden_dir.name}.sqlite"
+    if golden_dir.name == SAMPLE.stem:
+        return SAMPLE
+    here = DATA / f"{golden_dir.name}.sqlite"
+    return here if here.is_file() else DATA / "runs" / f"{golden_dir.name}.sqlite"
 
 
 def _report_text(stem: str) -> str:
@@ -79,6 +96,23 @@ def _ours(trace_path: Path, golden: Path) -> tuple[str, str]:
 
 CASES = _cases()
 _register()
+
+if os.environ.get("NSYS_DOCTOR_REQUIRE_TRACES") == "1" and not any(d.is_dir() for d in SHARED_GOLDEN_DIRS):
+    pytest.fail(
+        f"NSYS_DOCTOR_REQUIRE_TRACES=1 but no golden folder is there ({GOLDEN}): put the shared traces beside the "
+        "checkout (../shared/traces), or unset the variable to run without them",
+        pytrace=False,
+    )
+
+
+def test_the_local_goldens_are_collected() -> None:
+    """The repository's own goldens run everywhere: every folder has its trace and at least the kernel summary."""
+    local = [(t, g) for t, g in CASES if g.parent.parent == LOCAL_GOLDEN]
+    folders = {g.parent.name for _, g in local}
+    assert folders == {"sample_decode", "backtrace_decode", "hf_qwen2_sample_batch3_whole", "resnet18_requests_whole"}
+    assert all(t.is_file() for t, _ in local)
+    assert {g.parent.name for _, g in local if g.name == "stats_cuda_gpu_kern_sum.csv"} == folders
+    assert len(local) >= 4 * 19
 
 
 @pytest.mark.skipif(not CASES, reason="../shared/traces/golden is not present")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .analysis.plots import PlotData
     from .analysis.roofline import MapRule, Roofline
     from .analysis.structure import RunStructure
+    from .export_data import ExportData
     from .stats import StatsTable
     from .trace import Trace
     from .trace.meta import TraceInfo
@@ -446,20 +447,27 @@ class TraceSession:
 
     # ------------------------------------------------------------------------------------ frames of the window
 
-    def kernels(self) -> pl.DataFrame:
+    def kernels(self, blocks: bool = False) -> pl.DataFrame:
         """The window's kernels, one row each: start, end, dur (ns), name, short, grid, device, stream, and the
-        operation each maps to (family, category, op, match), in start order."""
+        operation each maps to (family, category, op, match), in start order (ties by correlation id, then as
+        recorded). ``blocks``: with each kernel's block size too (blockX, blockY, blockZ; one more read)."""
         import polars as pl
 
         from .analysis.ops import classify
 
         w = self.window
-        k = self.frames.kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+        k = self.frames.kernels
+        if blocks:
+            from .trace.extras import with_block_sizes
+
+            k = with_block_sizes(self.trace, k)
+        k = k.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
         names = k.group_by("name").agg(pl.col("short").first()).sort("name")
         ops = classify(names["name"].to_list(), self.rules, short_names=names["short"].to_list())
-        return k.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left").sort(
-            ["start", "correlationId"]
+        k = k.join(
+            ops.select("name", "family", "category", "op", "match"), on="name", how="left", maintain_order="left"
         )
+        return k.sort(["start", "correlationId"], maintain_order=True)
 
     def api(self) -> pl.DataFrame:
         """The window's CUDA runtime and driver API calls: start, end, dur (ns), name, pid, tid, correlationId."""
@@ -478,6 +486,13 @@ class TraceSession:
         """The diagnosis of the window (``diagnose``) with its renderers: ``to_dict()``, ``to_markdown()``,
         ``to_text()``, and an HTML view in notebooks."""
         return Report(self.diagnose(top))
+
+    def export_data(self) -> ExportData:
+        """The window as the exports (``export --perfetto/--parquet``) write it: kernels with block sizes, API
+        calls, copies, memsets, graph launches and NVTX ranges, with the requests, phases and steps found."""
+        from .export_data import build_export_data
+
+        return build_export_data(self)
 
     def plot_data(self) -> PlotData:
         """The series behind the HTML report's plots (steps, top-kernel histograms and pacing, GPU utilization)

@@ -1,6 +1,6 @@
 """``nsys-doctor export``: the analysis window as a timeline for ui.perfetto.dev / chrome://tracing, or as Parquet.
 
-The command gathers the window's frames from a ``TraceSession`` (``collect``), hands them to the writers in
+The command takes the window's frames from ``TraceSession.export_data()``, hands them to the writers in
 ``report/export.py`` and writes every file atomically beside its destination (a temporary file, then a rename),
 refusing any path that is the input or another trace (``safe_io.check_output``). See docs/export.md.
 """
@@ -23,152 +23,13 @@ from .common import command_inputs, default_output_name, ops_option, window_opti
 from .report import project_rules
 
 if TYPE_CHECKING:
-    import polars as pl
-
-    from ..report.export import ExportData, PerfettoSummary
-    from ..trace import Trace
-
-PID_MASK = 1 << 24
-BLOCK = ("blockX", "blockY", "blockZ")
+    from ..report.export import PerfettoSummary
 
 
 class ExportError(click.ClickException):
     """An ``NsysDoctorError`` met by ``export``, as a click error with the CLI's exit code (2) and its one line."""
 
     exit_code = 2
-
-
-# ------------------------------------------------------------------------------------------------ gathering
-
-
-def window_kernels(session: TraceSession) -> pl.DataFrame:
-    """``TraceSession.kernels()`` (the window's kernels, classified, in start order) with each kernel's block size
-    (blockX, blockY, blockZ; null where the export has none).
-
-    The session's frames do not hold block sizes, so they are read here: one column (the three packed in SQL)
-    beside start and correlationId, in table order, which is the frame's order (checked; if it were not, the
-    sizes are joined on the kernel's start, process, device, stream and correlation id instead)."""
-    import polars as pl
-
-    from ..analysis.ops import classify
-    from ..trace import schema as S
-    from ..trace.tables import load
-
-    trace, w = session.trace, session.window
-    k = session.frames.kernels
-    have = all(trace.schema.has_column(S.KERNEL, c) for c in BLOCK)
-    nulls = [pl.lit(None, pl.Int64).alias(c) for c in BLOCK]
-    if not have or k.is_empty():
-        k = k.with_columns(nulls)
-    else:
-        packed = f"{BLOCK[0]} | ({BLOCK[1]} << 21) | ({BLOCK[2]} << 42) AS _block"
-        read = trace.read_table(S.KERNEL, {"start": pl.Int64, "correlationId": pl.Int64, packed: pl.Int64})
-        aligned = read.height == k.height and read["start"].equals(k["start"])
-        if aligned and read["correlationId"].equals(k["correlationId"]):
-            unit = 1 << 21
-            b = pl.col("_block")
-            k = (
-                k.with_columns(read["_block"])
-                .with_columns(
-                    (b % unit).alias(BLOCK[0]), (b // unit % unit).alias(BLOCK[1]), (b // (unit * unit)).alias(BLOCK[2])
-                )
-                .drop("_block")
-            )
-        else:
-            key = ["start", "globalPid", "deviceId", "streamId", "correlationId"]
-            block = load(trace, S.KERNEL, [*key, *BLOCK]).unique(subset=key, keep="first", maintain_order=True)
-            k = k.join(block, on=key, how="left", maintain_order="left")
-    # as TraceSession.kernels() makes them
-    k = k.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
-    names = k.group_by("name").agg(pl.col("short").first()).sort("name")
-    ops = classify(names["name"].to_list(), session.rules, short_names=names["short"].to_list())
-    k = k.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left", maintain_order="left")
-    return k.sort(["start", "correlationId"], maintain_order=True)
-
-
-def _names(trace: Trace) -> tuple[dict[int, str], dict[tuple[int, int], str]]:
-    """Process names (pid -> name, from PROCESSES) and thread names ((pid, tid) -> name, from ThreadNames)."""
-    processes: dict[int, str] = {}
-    threads: dict[tuple[int, int], str] = {}
-    schema = trace.schema
-    if schema.has_column("PROCESSES", "pid") and schema.has_column("PROCESSES", "name"):
-        for pid, name in trace.rows("SELECT pid, name FROM PROCESSES ORDER BY rowid"):
-            if isinstance(pid, int) and isinstance(name, str) and name:
-                processes.setdefault(pid, name)
-    if schema.has_column("ThreadNames", "nameId") and schema.has_column("ThreadNames", "globalTid"):
-        strings = trace.strings
-        for name_id, gtid in trace.rows("SELECT nameId, globalTid FROM ThreadNames ORDER BY rowid"):
-            if isinstance(name_id, int) and isinstance(gtid, int) and strings.get(name_id):
-                threads.setdefault(((gtid // PID_MASK) % PID_MASK, gtid % PID_MASK), strings[name_id])
-    return processes, threads
-
-
-def collect(session: TraceSession) -> ExportData:
-    """The session's window as the exports write it: kernels (classified, with block sizes), API calls, memcpys,
-    memsets and graph launches that start in the window (as ``TraceSession.kernels()`` counts them), the NVTX
-    ranges, requests and phases that overlap it, and the window's steps."""
-    import polars as pl
-
-    from ..report.export import ExportData
-    from ..trace.tables import gpus
-
-    trace, f, w = session.trace, session.frames, session.window
-    in_window = (pl.col("start") >= w.start) & (pl.col("start") <= w.end)
-    overlaps = (pl.col("start") <= w.end) & (pl.col("end").is_null() | (pl.col("end") >= w.start))
-    pid = ((pl.col("globalPid") // PID_MASK) % PID_MASK).alias("pid")
-    order = ["start", "correlationId"]
-    labels = trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
-    memcpy = (
-        f.memcpy.filter(in_window)
-        .with_columns(
-            pl.col("copyKind").replace_strict(labels, default="Unknown", return_dtype=pl.Utf8).alias("copy_kind"), pid
-        )
-        .sort(order, maintain_order=True)
-    )
-    nvtx = (
-        f.nvtx.filter(overlaps)
-        .with_columns(
-            ((pl.col("globalTid") // PID_MASK) % PID_MASK).alias("pid"), (pl.col("globalTid") % PID_MASK).alias("tid")
-        )
-        .sort(["start", "globalTid"], maintain_order=True)
-    )
-    structure = session.structure
-    req_schema = {
-        "index": pl.Int64,
-        "start": pl.Int64,
-        "end": pl.Int64,
-        "gpu_start": pl.Int64,
-        "gpu_end": pl.Int64,
-        "warmup": pl.Boolean,
-        "reason": pl.Utf8,
-        "prefill_steps": pl.Int64,
-        "decode_steps": pl.Int64,
-        "iterations": pl.Int64,
-    }
-    requests = pl.DataFrame(
-        [{c: getattr(r, c) for c in req_schema} for r in structure.requests], schema=req_schema
-    ).filter(overlaps)
-    ph_schema = {"kind": pl.Utf8, "start": pl.Int64, "end": pl.Int64, "detail": pl.Utf8}
-    phases = pl.DataFrame([{c: getattr(p, c) for c in ph_schema} for p in structure.phases], schema=ph_schema)
-    table = gpus(trace)
-    devices = {int(d): str(n) for d, n in table.select("deviceId", "name").iter_rows() if d is not None and n}
-    processes, threads = _names(trace)
-    return ExportData(
-        kernels=window_kernels(session),
-        api=session.api().sort([*order, "globalTid", "end"], maintain_order=True),  # ties in a fixed order
-        memcpy=memcpy,
-        memset=f.memset.filter(in_window).with_columns(pid).sort(order, maintain_order=True),
-        graphs=f.graph_launches.filter(in_window).with_columns(pid).sort(order, maintain_order=True),
-        nvtx=nvtx,
-        steps=session.step_set.table,
-        requests=requests,
-        phases=phases.filter(overlaps),
-        window=w.to_dict(),
-        source=session.path.name,
-        devices=devices,
-        processes=processes,
-        threads=threads,
-    )
 
 
 # -------------------------------------------------------------------------------------------------- writing
@@ -284,7 +145,7 @@ def _export(
     folder = parquet_folder(output_dir, inputs) if output_dir else None
     rules = project_rules(ops_file)
     with TraceSession.open(trace_path, rules, choice) as session:
-        data = collect(session)
+        data = session.export_data()
     if output == "-":  # standard output, as it comes (a pipe to gzip, jq, a viewer)
         stdout = getattr(sys.stdout, "buffer", None)
         if stdout is None:

@@ -1,8 +1,8 @@
 """Exports of a trace's window for other tools: Chrome trace-event JSON (Perfetto, chrome://tracing) and Parquet.
 
-Renderers only: they take an ``ExportData`` (the window's frames with names resolved, built by ``cli/export.py``
-from a ``TraceSession``) and know nothing about SQLite. Every event line is built by polars expressions over whole
-columns (names escaped by polars' JSON encoder, times formatted with integer arithmetic), and the JSON is written
+Renderers only: they take an ``ExportData`` (the window's frames with names resolved, built by
+``TraceSession.export_data()``) and know nothing about SQLite. Every event line is built by polars expressions over
+whole columns (names escaped by polars' JSON encoder, times formatted with integer arithmetic), and the JSON is written
 in chunks to a binary stream, so a million kernels cost seconds and the memory of one chunk of text.
 
 The trace-event layout (docs/export.md):
@@ -25,10 +25,14 @@ nanosecond of the trace.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 import polars as pl
+
+from ..export_data import ExportData
+
+__all__ = ["ExportData", "parquet_frames", "write_perfetto"]
 
 GPU_PID_BASE = 1 << 24  # host pids fit in 24 bits (globalPid); GPU N is process GPU_PID_BASE + 1 + N
 DOCTOR_PID = 1 << 25  # the process holding nsys-doctor's own tracks
@@ -40,41 +44,6 @@ DOCTOR_THREADS = {"phases": 1, "requests": 2, "steps": 3, "steps (GPU)": 4}
 PUSHPOP_TYPES = (59, 70)  # NVTX push/pop ranges (nested on their thread); 60 and 71 are start/end ranges
 
 UNKNOWN_DEVICE = -1
-
-
-@dataclass(frozen=True)
-class ExportData:
-    """The window of one trace, as the exports write it. Times are integer nanoseconds of the trace's clock.
-
-    kernels:  start, end, dur, deviceId, streamId, correlationId, pid, name (demangled), short, gridX/Y/Z,
-              blockX/Y/Z, family, category, op (and whatever else the session's frame holds)
-    api:      start, end, dur, pid, tid, correlationId, name (as recorded, e.g. ``cudaLaunchKernel_v7000``)
-    memcpy:   start, end, dur, bytes, copyKind, copy_kind (label), srcKind, dstKind, correlationId, pid, deviceId,
-              streamId
-    memset:   start, end, dur, bytes, memKind, correlationId, pid, deviceId, streamId
-    graphs:   graph-level launches on the GPU (``--cuda-graph-trace=graph``): start, end, deviceId, streamId,
-              correlationId, pid
-    nvtx:     start, end, eventType, pid, tid, text, domain
-    steps:    the session's step table (idx, kind, start, end, wall, gpu_time, kernels, launches, gpu_start,
-              gpu_end)
-    requests: index, start, end, gpu_start, gpu_end, warmup, reason, prefill_steps, decode_steps, iterations
-    phases:   kind, start, end, detail
-    """
-
-    kernels: pl.DataFrame
-    api: pl.DataFrame
-    memcpy: pl.DataFrame
-    memset: pl.DataFrame
-    graphs: pl.DataFrame
-    nvtx: pl.DataFrame
-    steps: pl.DataFrame
-    requests: pl.DataFrame
-    phases: pl.DataFrame
-    window: dict[str, object]
-    source: str = ""
-    devices: dict[int, str] = field(default_factory=dict)  # deviceId -> GPU name
-    processes: dict[int, str] = field(default_factory=dict)  # pid -> process name
-    threads: dict[tuple[int, int], str] = field(default_factory=dict)  # (pid, tid) -> thread name
 
 
 # ------------------------------------------------------------------------------------------------ Parquet
