@@ -11,6 +11,7 @@ machine noise hits each alike; each line is the best of ``--runs``:
 * ``export --perfetto``, ``export --perfetto FILE.gz`` and ``export --parquet DIR`` with ``--whole-trace`` (every
   event of the trace is written: the largest output the command makes).
 
+Every command runs with the frame cache off (``NSYS_DOCTOR_NO_CACHE=1``): the numbers are those of a first run.
 Printed: wall seconds, the ratio to ``bare``, peak RSS (MB, the child's ``ru_maxrss``), the output size, and the
 events written per second. Without TRACE the largest trace in ../shared/traces is used; a big one comes from
 benchmarks/make_large_trace.py (e.g. ``make_large_trace.py src/nsys_doctor/data/sample_decode.sqlite big.sqlite
@@ -72,7 +73,7 @@ def main() -> None:
     bare_sql = "; ".join(f"c.execute('SELECT count(*), sum(\"end\" - start) FROM {t}').fetchall()" for t in counts)
     bare = [py, "-c", f"import sqlite3; c = sqlite3.connect('file:{trace}?mode=ro', uri=True); {bare_sql}"]
     mod = [py, "-m", "nsys_doctor.cli.main"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), NSYS_DOCTOR_NO_CACHE="1")  # first runs: no frame cache
     out = Path(tempfile.mkdtemp(prefix="bench_export_"))
     outputs = {
         "export --perfetto": ("--perfetto", out / "t.json"),

@@ -19,9 +19,11 @@ compiles every module at every start (PYTHONDONTWRITEBYTECODE=1, as in some sand
 With ``--before OLD_SRC`` (a directory holding an earlier ``nsys_doctor`` package) every command also runs from
 there; both trees then run as ``python -m nsys_doctor.cli.main`` with PYTHONPATH pointing at each.
 
-Then each command runs once more under ``-X importtime`` to say whether it imported polars, numpy or rich.
-Target (the start-up issue): ``--help``, ``info`` and a summary report within 2x of the reference where the work
-allows; ``--help`` and ``<command> --help`` never import polars, numpy or rich.
+Timed: ``--help``, ``<command> --help`` for every command of the command table, ``info`` and ``stats -r
+cuda_gpu_kern_sum`` on TRACE. Then each command runs once more under ``-X importtime`` to say whether it imported
+polars, numpy, rich, pandas or pyarrow. Target: ``--help``, ``info`` and a summary report within 2x of the
+reference where the work allows; ``--help`` and ``<command> --help`` never import a heavy package (a test checks
+that: tests/test_perf_startup.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "nsys_doctor" / "data" / "sample_decode.sqlite"
-HEAVY = ("polars", "numpy", "rich")
+HEAVY = ("polars", "numpy", "rich", "pandas", "pyarrow")
 TARGET = 2.0
 
 
@@ -47,6 +49,12 @@ def entry_script(python: str) -> list[str]:
     """How a user starts nsys-doctor: the console script beside the interpreter, else ``python -m``."""
     exe = shutil.which("nsys-doctor", path=str(Path(python).parent))
     return [exe] if exe else [python, "-m", "nsys_doctor.cli.main"]
+
+
+def commands(python: str, env: dict[str, str]) -> list[str]:
+    """Every command of the command table (of the tree ``env`` points at)."""
+    code = "from nsys_doctor.cli.main import COMMAND_TABLE; print(' '.join(COMMAND_TABLE))"
+    return subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, env=env).stdout.split()
 
 
 def once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -105,7 +113,8 @@ def main() -> None:
         ]
     for tag, cli, tree_env in trees:
         runs[f"--help{tag}"] = ([*cli, "--help"], tree_env)
-        runs[f"stats --help{tag}"] = ([*cli, "stats", "--help"], tree_env)
+        for command in commands(a.python, tree_env):
+            runs[f"{command} --help{tag}"] = ([*cli, command, "--help"], tree_env)
         runs[f"info SAMPLE{tag}"] = ([*cli, "info", trace], tree_env)
         runs[f"stats -r cuda_gpu_kern_sum SAMPLE{tag}"] = ([*cli, "stats", "-r", "cuda_gpu_kern_sum", trace], tree_env)
     for cmd, run_env in runs.values():  # warm the page cache and the bytecode caches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,15 @@ def _close_traces():
     for t in _OPEN.values():
         t.close()
     _OPEN.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_frame_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The frame cache of the tests lives in a temporary folder, never in the user's cache folder."""
+    old = os.environ.get("NSYS_DOCTOR_CACHE_DIR")
+    os.environ["NSYS_DOCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("frame-cache"))
+    yield
+    if old is None:
+        os.environ.pop("NSYS_DOCTOR_CACHE_DIR", None)
+    else:
+        os.environ["NSYS_DOCTOR_CACHE_DIR"] = old

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nsys_doctor.analysis.ops import load_rules
 from nsys_doctor.cli.report import diagnose_trace
+from nsys_doctor.loaders import load_rules
 
 from .conftest import DATA, TRACES, open_trace
 

@@ -8,8 +8,8 @@ import pytest
 
 from nsys_doctor.analysis.findings import severity_of
 from nsys_doctor.analysis.host import gpu_idle, gpu_idle_caused
-from nsys_doctor.analysis.ops import load_rules
 from nsys_doctor.cli.report import diagnose_trace
+from nsys_doctor.loaders import load_rules
 
 from .conftest import TRACES, needs_shared, open_trace
 

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nsys_doctor.analysis.explain import explain, short_name
-from nsys_doctor.analysis.ops import load_rules
+from nsys_doctor.analysis.explain import explain, short_name, tail_findings
 from nsys_doctor.cli.main import main
 from nsys_doctor.errors import UsageError
+from nsys_doctor.loaders import load_rules
 from nsys_doctor.report.explain_text import render_json, render_markdown, render_terminal
 from nsys_doctor.report.nsys_format import FORMATS, Units, header, render
 from nsys_doctor.stats import REGISTRY, ReportContext, StatsTable, load_all, parse_report_arg, run_report
@@ -993,3 +993,21 @@ def test_a_few_megabytes_and_hostile_text_complete():
     ]
     for text in hostile:
         parse_pasted(text)
+
+
+def test_tail_outlier_rule_is_the_reports() -> None:
+    """explain flags a kernel's max against its median with the report's rule (findings.is_tail_outlier)."""
+    from nsys_doctor.analysis.findings import is_tail_outlier
+
+    # tail score = max_us * log2(count + 1) * max/p50: 100 * log2(101) * 2.5 = 1664.6
+    assert is_tail_outlier(100, 40_000, 100_000)
+    assert not is_tail_outlier(9, 40_000, 100_000)  # too few instances
+    assert not is_tail_outlier(100, 50_000, 100_000)  # max not over 2x p50
+    assert not is_tail_outlier(100, 10_000, 30_000)  # score 30 * 6.66 * 3 = 599
+    assert not is_tail_outlier(100, 0, 100_000)
+    rows = [{"name": "k", "label": "k", "med_ns": 40_000, "avg_ns": 41_000, "max_ns": 100_000, "count": 100}]
+    found = tail_findings(rows)
+    assert [f.id for f in found] == ["tail-outlier"] and found[0].evidence["kernels"] == [
+        {"name": "k", "med_ns": 40_000.0, "max_ns": 100_000.0}
+    ]
+    assert tail_findings([{**rows[0], "max_ns": 60_000}]) == []  # score 60 * 6.66 * 1.5 = 599

@@ -1,4 +1,4 @@
-"""GPU metrics, device memory, API call stacks and the ncu next command (analysis/metrics.py, docs/metrics.md).
+"""GPU metrics, device memory, API call stacks and the ncu next command (analysis/metrics/, docs/metrics.md).
 
 Numbers are checked against SQL written here, on the real traces: ``decode_graph_extras`` (GPU metrics at 10 kHz,
 memory usage events), ``tests/data/backtrace_decode.sqlite`` (call stacks, a growing cache; see tests/data/README.md),

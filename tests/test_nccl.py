@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from nsys_doctor.analysis.compare import Profile, Row
+from nsys_doctor.analysis.findings import Finding
 from nsys_doctor.analysis.nccl import NCCL_CATALOGUE, NcclResult, analyze, summarize_rank
 from nsys_doctor.analysis.parallel import map_ranks, rank_summary
 from nsys_doctor.analysis.rankset import merge_profiles, pair_ranks
@@ -157,17 +158,18 @@ def test_straggler_injected_spikes_are_the_worst_instances():
 @needs_multi
 def test_straggler_findings():
     res = straggler()
-    ids = [f["id"] for f in res.findings]
+    ids = [f.id for f in res.findings]
     assert set(ids) == set(NCCL_CATALOGUE)
-    skew = next(f for f in res.findings if f["id"] == "nccl-rank-skew")
-    assert skew["severity"] == "critical" and skew["evidence"]["late_rank"] == 1
-    assert skew["evidence"]["waiting_share"] > 0.9
-    assert "rank 1 arrives last" in skew["summary"] and "every 8 steps from step 3" in skew["summary"]
-    assert {w["index"] for w in skew["evidence"]["worst"]} & set(INJECTED)
-    imb = next(f for f in res.findings if f["id"] == "rank-imbalance")
-    assert imb["evidence"]["slowest_rank"] == 1 and "on the host" in imb["summary"]
+    skew = next(f for f in res.findings if f.id == "nccl-rank-skew")
+    assert skew.severity == "critical" and skew.evidence["late_rank"] == 1
+    assert skew.evidence["waiting_share"] > 0.9
+    assert "rank 1 arrives last" in skew.summary and "every 8 steps from step 3" in skew.summary
+    assert {w["index"] for w in skew.evidence["worst"]} & set(INJECTED)
+    imb = next(f for f in res.findings if f.id == "rank-imbalance")
+    assert imb.evidence["slowest_rank"] == 1 and "on the host" in imb.summary
     for f in res.findings:
-        assert set(f) == {"id", "severity", "title", "summary", "evidence", "action"}
+        assert isinstance(f, Finding) and f.cost_ns is None and f.title and f.action
+        assert set(f.to_dict()) == {"id", "severity", "title", "summary", "cost_ns", "cost_share", "evidence", "action"}
 
 
 @needs_shared
@@ -186,7 +188,7 @@ def test_allranks_split_into_its_two_ranks():
     assert ar["instances"] == 512 and ar["most_last_rank"] == 1
     assert res.late["late_rank"] == 1
     assert next(r for r in res.ranks if r["rank"] == 0)["wait_share"] > 0.9
-    assert "nccl-rank-skew" in [f["id"] for f in res.findings]
+    assert "nccl-rank-skew" in [f.id for f in res.findings]
     assert all(r["steps"] == 32 for r in res.ranks)
 
 
@@ -321,8 +323,8 @@ def test_synthetic_late_rank_skew_and_transfer():
     top = res.worst.row(0, named=True)
     assert (top["index"], top["step"], top["in_step"], top["last_rank"], top["skew"]) == (7, 7, 0, 2, 600_000)
     assert top["cause"] == "gpu"  # its GPU was busy with the (longer) compute kernel until the start
-    imb = next(f for f in res.findings if f["id"] == "rank-imbalance")
-    assert imb["evidence"]["slowest_rank"] == 2 and "GPU work itself is unequal" in imb["summary"]
+    imb = next(f for f in res.findings if f.id == "rank-imbalance")
+    assert imb.evidence["slowest_rank"] == 2 and "GPU work itself is unequal" in imb.summary
 
 
 def test_synthetic_top_limits_the_worst_list_only():
@@ -332,8 +334,8 @@ def test_synthetic_top_limits_the_worst_list_only():
     none = analyze(_ranks(lateness), top=0)  # the CLI refuses --top 0; the analysis still answers
     assert full.worst.height == 3 and none.worst.height == 0 and "index" in none.worst.columns
     assert none.late["late_rank"] == 2 and none.late["skew_max_ns"] == 600_000
-    skew = next(f for f in none.findings if f["id"] == "nccl-rank-skew")
-    assert skew["evidence"]["worst"] == [] and skew["evidence"]["late_rank"] == 2
+    skew = next(f for f in none.findings if f.id == "nccl-rank-skew")
+    assert skew.evidence["worst"] == [] and skew.evidence["late_rank"] == 2
     json.dumps(none.to_dict(), default=str)
 
 
@@ -345,11 +347,11 @@ def test_synthetic_balanced_ranks_raise_nothing():
 
 def test_synthetic_not_overlapped_is_found_and_overlap_measured():
     res = analyze(_ranks([{}, {i: 400_000 for i in range(20)}]))
-    assert "nccl-not-overlapped" in [f["id"] for f in res.findings]
+    assert "nccl-not-overlapped" in [f.id for f in res.findings]
     assert res.overlap["overlap_share"].to_list() == [0.0, 0.0]
     res2 = analyze(_ranks([{}, {i: 400_000 for i in range(20)}], overlap=True))
     assert res2.overlap["overlap_share"].min() > 0.99
-    assert "nccl-not-overlapped" not in [f["id"] for f in res2.findings]
+    assert "nccl-not-overlapped" not in [f.id for f in res2.findings]
 
 
 def test_synthetic_trace_starting_late_is_aligned_by_end_times():
@@ -499,8 +501,8 @@ def test_exposed_share_never_exceeds_the_steps():
     shares = [
         v
         for f in res.findings
-        if f["id"] == "nccl-not-overlapped"
-        for v in f["evidence"]["exposed_share_of_step_time"].values()  # type: ignore[union-attr]
+        if f.id == "nccl-not-overlapped"
+        for v in f.evidence["exposed_share_of_step_time"].values()  # type: ignore[attr-defined]
         if v is not None
     ]
     assert shares and all(0 <= v <= 1.0 for v in shares)

@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.ops import CATEGORIES, OpRule, builtin_rules, classify, load_rules, parse_rules_tables
+from nsys_doctor.analysis.ops import CATEGORIES, OpRule, builtin_rules, classify, parse_rules_tables
 from nsys_doctor.errors import UsageError
+from nsys_doctor.loaders import load_rules
 
 from .conftest import TRACES, needs_shared
 
@@ -619,6 +620,24 @@ def test_bad_user_file_raises_usage_error(tmp_path: Path, body: str | bytes, wor
 def test_missing_user_file_raises_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_rule_files_are_read_by_the_loaders(tmp_path: Path) -> None:
+    """The loaders read the files; the analysis module parses text and keeps the old names working."""
+    from nsys_doctor import loaders
+    from nsys_doctor.analysis.ops import parse_rules
+
+    user = tmp_path / "mine.toml"
+    text = '[[rule]]\npattern = "my_gemv"\nfamily = "gemv"\ncategory = "GEMV"\nop = "my GEMV"\n'
+    user.write_text(text)
+    (rule,) = loaders.read_rules_file(user)
+    assert (rule.pattern, rule.family, rule.op, rule.source) == ("my_gemv", "gemv", "my GEMV", str(user))
+    assert parse_rules(text, source=str(user)) == [rule]
+    assert loaders.load_rules(user)[0] == rule and load_rules(user)[0] == rule
+    assert loaders.load_rules() == builtin_rules()
+    with pytest.raises(UsageError, match="not UTF-8 text"):
+        user.write_bytes(b"\xff\xfe\x00[[rule]]")
+        loaders.read_rules_file(user)
 
 
 def test_a_rule_cannot_claim_the_structure_match() -> None:

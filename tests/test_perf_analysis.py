@@ -214,3 +214,19 @@ def test_gpu_units_are_the_integer_pairs(tmp_path: Path, rows: list[tuple[object
     monkeypatch.setattr("nsys_doctor.trace.open.PARALLEL_MIN_ROWS", 5)  # several rowid ranges even here
     with Trace.open(path) as trace:
         assert gpu_units(trace) == _units_exact(path)
+
+
+def test_tail_score_is_the_tail_table_s() -> None:
+    """The scalar tail score (the tail-outlier rule's) and ``tail_table``'s column are one formula."""
+    import polars as pl
+
+    from nsys_doctor.analysis.distribution import tail_score, tail_table
+
+    durs = [100] * 40 + [5_000, 250_000]
+    t = tail_table(pl.DataFrame({"name": ["k"] * len(durs), "dur": durs}), ["name"])
+    row = t.row(0, named=True)
+    assert row["count"] == 42 and row["p50"] == 100 and row["max"] == 250_000
+    assert tail_score(250_000, 42, 100) == pytest.approx(row["tail_score"], rel=1e-12)
+    # 250 us * log2(43) * 2500 by hand
+    assert tail_score(250_000, 42, 100) == pytest.approx(250.0 * 5.426264754702098 * 2500, rel=1e-12)
+    assert tail_score(1_000, 1, 0) == pytest.approx(1.0)  # no p50: ratio 1

@@ -18,7 +18,7 @@ from nsys_doctor.cli.main import COMMAND_TABLE, _register, cli, short_help
 
 from .conftest import SAMPLE
 
-HEAVY = ("polars", "numpy", "rich")
+HEAVY = ("polars", "numpy", "rich", "pandas", "pyarrow")
 
 
 def _loaded_commands() -> dict[str, click.Command]:
@@ -113,6 +113,40 @@ def test_light_commands_import_no_heavy_package(args: tuple[str, ...]) -> None:
     proc = _run(*args, importtime=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _heavy_imports(proc.stderr) == []
+
+
+def _commands_and_subcommands() -> list[tuple[str, ...]]:
+    """Every command of the table, and every subcommand of a command group (``baseline save``, ``session start``)."""
+    out: list[tuple[str, ...]] = []
+    for name, cmd in _loaded_commands().items():
+        out.append((name,))
+        if isinstance(cmd, click.Group):
+            out += [(name, sub) for sub in sorted(cmd.commands)]
+    return out
+
+
+@pytest.mark.parametrize("command", _commands_and_subcommands(), ids=" ".join)
+def test_every_command_help_imports_no_heavy_package(command: tuple[str, ...]) -> None:
+    """`nsys-doctor COMMAND --help` in a fresh interpreter: the entry point runs, then the loaded modules are listed
+    (polars, numpy, rich, pandas and pyarrow are imported by the code that runs a command, never for its help)."""
+    code = (
+        "import sys; from nsys_doctor.cli.main import main; rc = main(sys.argv[1:]); "
+        "print('LOADED', ' '.join(sorted(m for m in sys.modules if '.' not in m)), file=sys.stderr); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *command, "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Usage: " in proc.stdout and "--help" in proc.stdout
+    loaded = set(proc.stderr.rsplit("LOADED ", 1)[1].split())
+    assert "click" in loaded  # the list is real
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_diff_levels_are_the_comparison_levels() -> None:
+    """`diff --by` lists its choices without importing the comparison (which needs polars): the same tuple."""
+    from nsys_doctor.analysis.compare import LEVELS
+    from nsys_doctor.cli import diff
+
+    assert diff.LEVELS == LEVELS
 
 
 def test_group_help_loads_no_command_module() -> None:

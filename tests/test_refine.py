@@ -10,9 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.ops import MATCH_KINDS, STRUCTURE_MATCH, classify, load_rules
+from nsys_doctor.analysis.ops import MATCH_KINDS, STRUCTURE_MATCH, classify
 from nsys_doctor.analysis.refine import refine_ops
 from nsys_doctor.cli.report import diagnose_trace
+from nsys_doctor.loaders import load_rules
 
 from .conftest import DATA, TRACES, open_trace
 

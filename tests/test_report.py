@@ -13,9 +13,10 @@ import pytest
 
 from nsys_doctor.analysis.diagnosis import Diagnosis, diagnose
 from nsys_doctor.analysis.findings import CATALOGUE, severity_of
-from nsys_doctor.analysis.ops import load_rules
 from nsys_doctor.cli.main import main
 from nsys_doctor.cli.report import diagnose_trace
+from nsys_doctor.loaders import load_rules
+from nsys_doctor.report.diagnosis_json import render_json
 from nsys_doctor.trace.meta import describe
 from nsys_doctor.trace.tables import TraceFrames
 
@@ -347,8 +348,9 @@ def test_user_ops_file_overrides(tmp_path, capsys):
 )
 def test_report_runs_on_every_shared_trace(path):
     d = report_of(path)
-    data = d.to_dict()
-    assert data["schema"] == "nsys-doctor/2"
+    data = json.loads(render_json(d))
+    assert (data["schema"], data["kind"]) == ("nsys-doctor/2", "report")
+    assert "schema" not in d.to_dict()  # to_dict() is the payload; the envelope is the serializer's
     assert d.window.end > d.window.start
     assert d.families.height > 0
     assert d.next_actions
@@ -439,3 +441,12 @@ def test_a_kernel_slow_in_every_step_is_not_an_outlier():
     assert copies["slow_step_share"] > 0.9
     pathology = report_of(T("decode_pathologies")).kernel_tails.row(0, named=True)
     assert pathology["label"] == "vectorized_elementwise_kernel<MulFunctor>" and pathology["slow_step_share"] < 0.1
+
+
+def test_one_percent_formatter():
+    from nsys_doctor.report.compare_text import change
+    from nsys_doctor.report.diagnosis_text import pct
+
+    assert pct(0.1234) == "12.3%" and pct(0.1234, 0) == "12%" and pct(1) == "100.0%"
+    assert pct(12.5, 0, scale=1.0) == "12%" and change(4.0) == "+4.0%" and change(-0.25) == "-0.2%"
+    assert pct(None) == pct("x") == pct(True) == change(None) == "-"

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from nsys_doctor.analysis.distribution import percentile
-from nsys_doctor.analysis.model import WeightFormat, model_from_config, model_from_shapes, read_model
-from nsys_doctor.analysis.ops import load_rules
+from nsys_doctor.analysis.findings import Finding
+from nsys_doctor.analysis.model import WeightFormat, model_from_config, model_from_shapes
 from nsys_doctor.analysis.phases import Steps
 from nsys_doctor.analysis.roofline import (
     FINDING_TEXT,
@@ -31,6 +31,7 @@ from nsys_doctor.analysis.roofline import (
 from nsys_doctor.cli.main import main
 from nsys_doctor.cli.roofline import parse_bandwidth, parse_flops, roofline_trace
 from nsys_doctor.errors import UsageError
+from nsys_doctor.loaders import load_rules, read_model
 
 from .conftest import DATA, GOLDEN, SAMPLE, TRACES, needs_shared, open_trace
 
@@ -541,18 +542,19 @@ def test_decode_step_speed_of_light():
 @needs_shared
 def test_findings_name_the_shapes():
     r = result_of(T("decode_graph_node"))
-    found = {f["id"]: f for f in roofline_findings(r)}
+    assert list(r.findings) == roofline_findings(r)  # computed once, when the result is built
+    found = {f.id: f for f in r.findings}
     assert set(found) == set(FINDING_TEXT) == {"gemv-near-bandwidth-limit", "gemv-bandwidth-headroom"}
     near = found["gemv-near-bandwidth-limit"]
-    assert near["severity"] == "info"
-    assert [e["shape"] for e in near["evidence"]["shapes"]] == ["lm_head"]  # type: ignore[index]
-    assert "LM head [128256 x 2048" in str(near["summary"])
+    assert isinstance(near, Finding) and near.severity == "info"
+    assert [e["shape"] for e in near.evidence["shapes"]] == ["lm_head"]  # type: ignore[attr-defined]
+    assert "LM head [128256 x 2048" in near.summary
     room = found["gemv-bandwidth-headroom"]
-    assert room["severity"] == "warning"
-    assert {e["shape"] for e in room["evidence"]["shapes"]} == {"qkv", "o", "down"}  # type: ignore[index]
-    assert room["evidence"]["saving_per_step_ns"] > 0  # type: ignore[index,operator]
+    assert room.severity == "warning"
+    assert {e["shape"] for e in room.evidence["shapes"]} == {"qkv", "o", "down"}  # type: ignore[attr-defined]
+    assert room.evidence["saving_per_step_ns"] > 0  # type: ignore[operator]
     for f in found.values():
-        assert f["title"] and f["action"]
+        assert f.title and f.action
 
 
 @needs_shared

@@ -12,7 +12,7 @@ import pytest
 from nsys_doctor.cli.main import main
 from nsys_doctor.errors import TraceError, UsageError
 from nsys_doctor.trace import Trace
-from nsys_doctor.trace.meta import describe
+from nsys_doctor.trace.meta import describe, prompt_length, workload_shape
 from nsys_doctor.trace.window import MAX_TS, parse_filter_nvtx, parse_filter_time
 
 from .conftest import DATA, SAMPLE, TRACES, needs_shared, open_trace
@@ -220,3 +220,15 @@ def test_filter_time_out_of_range():
         with pytest.raises(UsageError, match=words):
             parse_filter_time(text)
     assert parse_filter_time("0/9223372036854775807").end == MAX_TS
+
+
+def test_workload_shape_from_command_line():
+    """Both spellings of every benchmark flag: the length flags and their short forms, inline or not."""
+    assert workload_shape("bench --isl 512 --osl=64") == (512, 64)
+    assert workload_shape("bench --prompt-length=2048 --max-tokens 9") == (2048, 9)
+    assert workload_shape("serve --input_length 7 --output-len x") == (7, None)
+    assert workload_shape("python x.py") == (None, None) and workload_shape(None) == (None, None)
+    assert workload_shape("bench --prompt-len") == (None, None)  # no value after the flag
+    assert prompt_length("serve --input-len=512") == 512 and prompt_length("bench --isl 128") == 128
+    assert prompt_length("bench --prompt-len 0") is None  # a prompt of no tokens is no token count
+    assert prompt_length("bench --prompt-len ²") is None  # a digit that is no ASCII number

@@ -4,6 +4,7 @@ Every workload prints one line `RESULT {json}` at the end with its unprofiled-st
 (wall-clock around torch.cuda.synchronize()), so the same script run without nsys gives the
 unprofiled time per step / iteration.
 """
+
 import json
 import os
 import sys
@@ -49,6 +50,7 @@ def result(**kw):
     kw.setdefault("torch", torch.__version__)
     try:
         import transformers
+
         kw.setdefault("transformers", transformers.__version__)
     except Exception:
         pass

@@ -6,12 +6,12 @@ wrapped in an NVTX range: warm-up iterations are named "warmup_N", measured ones
 
     python3 scripts/workloads/bert_encoder_nvtx.py --batch 8 --seq 128 --warmup 3 --iters 10
 """
+
 import argparse
 
 import torch
-from transformers import BertConfig, BertModel
-
 from _common import Timer, result, setup, sync
+from transformers import BertConfig, BertModel
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=12)
@@ -40,5 +40,5 @@ with torch.inference_mode():
             nvtx.range_pop()
         times.append(t.ms)
         print(f"{name}: {t.ms:.2f} ms {tuple(out.last_hidden_state.shape)}", flush=True)
-meas = times[a.warmup:]
+meas = times[a.warmup :]
 result(workload="bert_encoder_nvtx", iter_ms=times, ms_per_iter_measured=sum(meas) / len(meas))

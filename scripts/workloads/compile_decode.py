@@ -7,21 +7,20 @@ graph (cudagraph trees: the first call(s) run eagerly for warm-up and recording,
 cudaGraphLaunch); with mode "default" every step launches inductor's Triton kernels one by one.
 
 Each request: reset the position, then --steps decode steps (token in -> token out, the tokens stay on the GPU
-and are copied into an output buffer by an eager copy, which is fed back as the next input; the position is advanced by an eager add_); the host
-reads the tokens once at the end of the request (one sync per request, none per step).
+and are copied into an output buffer by an eager copy, which is fed back as the next input; the position is
+advanced by an eager add_); the host reads the tokens once at the end of the request (one sync per request, none
+per step).
 --warmup requests first (they include compilation), then --iters measured requests.
 
     python3 scripts/workloads/compile_decode.py --mode reduce-overhead --warmup 1 --warmup-steps 16 --iters 3 --steps 40
 """
+
 import argparse
-import math
-import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from _common import Timer, result, setup
+from torch import nn
 
 p = argparse.ArgumentParser()
 p.add_argument("--mode", default="reduce-overhead")
@@ -72,26 +71,25 @@ class Decoder(nn.Module):
     def rope(self, x, pos):  # x [B, h, 1, D]
         c = self.cos.index_select(0, pos).to(x.dtype)[None, None]
         s = self.sin.index_select(0, pos).to(x.dtype)[None, None]
-        x1, x2 = x[..., : D // 2], x[..., D // 2:]
+        x1, x2 = x[..., : D // 2], x[..., D // 2 :]
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1)
 
     def step(self, tok, pos):  # tok [B] int64, pos [1] int64 (GPU tensors)
         H, KV = a.heads, a.kv_heads
         x = F.embedding(tok, self.embed)[:, None, :]  # [B, 1, hidden]
         valid = (torch.arange(a.max_len, device=tok.device) <= pos)[None, None, None, :]
-        for l in range(a.layers):
-            h = rms(x, self.ln1[l])
-            q, k, v = F.linear(h, self.wqkv[l]).split([H * D, KV * D, KV * D], -1)
+        for li in range(a.layers):
+            h = rms(x, self.ln1[li])
+            q, k, v = F.linear(h, self.wqkv[li]).split([H * D, KV * D, KV * D], -1)
             q = self.rope(q.view(a.batch, 1, H, D).transpose(1, 2), pos)
             k = self.rope(k.view(a.batch, 1, KV, D).transpose(1, 2), pos)
             v = v.view(a.batch, 1, KV, D).transpose(1, 2)
-            self.k_cache[l].index_copy_(2, pos, k)
-            self.v_cache[l].index_copy_(2, pos, v)
-            o = F.scaled_dot_product_attention(q, self.k_cache[l], self.v_cache[l], attn_mask=valid,
-                                               enable_gqa=True)
-            x = x + F.linear(o.transpose(1, 2).reshape(a.batch, 1, H * D), self.wo[l])
-            g, u = F.linear(rms(x, self.ln2[l]), self.wgu[l]).chunk(2, -1)
-            x = x + F.linear(F.silu(g) * u, self.wd[l])
+            self.k_cache[li].index_copy_(2, pos, k)
+            self.v_cache[li].index_copy_(2, pos, v)
+            o = F.scaled_dot_product_attention(q, self.k_cache[li], self.v_cache[li], attn_mask=valid, enable_gqa=True)
+            x = x + F.linear(o.transpose(1, 2).reshape(a.batch, 1, H * D), self.wo[li])
+            g, u = F.linear(rms(x, self.ln2[li]), self.wgu[li]).chunk(2, -1)
+            x = x + F.linear(F.silu(g) * u, self.wd[li])
         logits = F.linear(rms(x, self.lnf), self.lm_head)[:, 0]
         return logits.argmax(-1)
 
@@ -107,7 +105,9 @@ req_ms, step_ms = [], []
 with torch.inference_mode():
     for r in range(a.warmup + a.iters):
         n = a.warmup_steps if r < a.warmup else a.steps
-        out = torch.empty(n, a.batch, dtype=torch.long, device=dev)  # out[i] is contiguous like tok0: one compiled graph
+        out = torch.empty(
+            n, a.batch, dtype=torch.long, device=dev
+        )  # out[i] is contiguous like tok0: one compiled graph
         tok = tok0
         with Timer() as t:
             pos.zero_()
@@ -119,12 +119,21 @@ with torch.inference_mode():
         req_ms.append(t.ms)
         if r >= a.warmup:
             step_ms.append(t.ms / n)
-        print(f"request {r} ({'warmup' if r < a.warmup else 'measured'}): {n} steps {t.ms:.1f} ms "
-              f"({t.ms / n:.3f} ms/step) first tokens {toks[0][:4]}", flush=True)
+        print(
+            f"request {r} ({'warmup' if r < a.warmup else 'measured'}): {n} steps {t.ms:.1f} ms "
+            f"({t.ms / n:.3f} ms/step) first tokens {toks[0][:4]}",
+            flush=True,
+        )
 try:
     from torch._dynamo.utils import counters
+
     cg = {k: dict(v) for k, v in counters.items() if k in ("inductor", "stats") or "cudagraph" in k}
 except Exception:
     cg = {}
-result(workload="compile_decode", mode=a.mode, request_ms=req_ms, ms_per_step_measured=sum(step_ms) / len(step_ms),
-       counters={k: {kk: vv for kk, vv in v.items() if "cudagraph" in kk or "skip" in kk} for k, v in cg.items()})
+result(
+    workload="compile_decode",
+    mode=a.mode,
+    request_ms=req_ms,
+    ms_per_step_measured=sum(step_ms) / len(step_ms),
+    counters={k: {kk: vv for kk, vv in v.items() if "cudagraph" in kk or "skip" in kk} for k, v in cg.items()},
+)

@@ -7,12 +7,12 @@ measured requests). EOS is disabled so every request produces exactly --new-toke
 
     python3 scripts/workloads/hf_llama_generate.py --layers 2 --prompt-len 48 --new-tokens 20 --warmup 1 --iters 2
 """
+
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
-
 from _common import Timer, result, setup
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -29,9 +29,18 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = LlamaConfig(hidden_size=a.hidden, intermediate_size=a.intermediate, num_hidden_layers=a.layers,
-                  num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, vocab_size=a.vocab,
-                  max_position_embeddings=4096, bos_token_id=1, eos_token_id=None, pad_token_id=0)
+cfg = LlamaConfig(
+    hidden_size=a.hidden,
+    intermediate_size=a.intermediate,
+    num_hidden_layers=a.layers,
+    num_attention_heads=a.heads,
+    num_key_value_heads=a.kv_heads,
+    vocab_size=a.vocab,
+    max_position_embeddings=4096,
+    bos_token_id=1,
+    eos_token_id=None,
+    pad_token_id=0,
+)
 with dev:
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0)
@@ -45,6 +54,10 @@ with torch.inference_mode():
             out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
         assert out.shape[1] == a.prompt_len + a.new_tokens, out.shape
         times.append(t.ms)
-        print(f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms, {out.shape[1] - a.prompt_len} new tokens", flush=True)
-meas = times[a.warmup:]
+        print(
+            f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms, "
+            f"{out.shape[1] - a.prompt_len} new tokens",
+            flush=True,
+        )
+meas = times[a.warmup :]
 result(workload="hf_llama_generate", request_ms=times, ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens)

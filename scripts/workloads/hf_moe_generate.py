@@ -7,12 +7,12 @@ so `nsys profile -c cudaProfilerApi` captures only them. EOS is disabled: each r
 
     python3 scripts/workloads/hf_moe_generate.py --warmup 2 --iters 2 --batch 4 --prompt-len 32 --new-tokens 12
 """
+
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM, Qwen2MoeConfig
-
 from _common import Timer, profiler_start, profiler_stop, result, setup
+from transformers import AutoModelForCausalLM, Qwen2MoeConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -31,16 +31,36 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = Qwen2MoeConfig(hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=12, num_key_value_heads=4,
-                     num_experts=a.experts, num_experts_per_tok=a.topk_experts,
-                     moe_intermediate_size=a.moe_intermediate, shared_expert_intermediate_size=a.shared_intermediate,
-                     intermediate_size=a.shared_intermediate, decoder_sparse_step=1, mlp_only_layers=[],
-                     vocab_size=a.vocab, max_position_embeddings=4096, bos_token_id=1, eos_token_id=None, pad_token_id=0)
+cfg = Qwen2MoeConfig(
+    hidden_size=a.hidden,
+    num_hidden_layers=a.layers,
+    num_attention_heads=12,
+    num_key_value_heads=4,
+    num_experts=a.experts,
+    num_experts_per_tok=a.topk_experts,
+    moe_intermediate_size=a.moe_intermediate,
+    shared_expert_intermediate_size=a.shared_intermediate,
+    intermediate_size=a.shared_intermediate,
+    decoder_sparse_step=1,
+    mlp_only_layers=[],
+    vocab_size=a.vocab,
+    max_position_embeddings=4096,
+    bos_token_id=1,
+    eos_token_id=None,
+    pad_token_id=0,
+)
 with dev:
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 print("experts implementation:", getattr(model.config, "_experts_implementation", None), flush=True)
-gen = dict(max_new_tokens=a.new_tokens, do_sample=True, top_k=a.top_k, temperature=0.8, top_p=None,
-           eos_token_id=None, pad_token_id=0)
+gen = dict(
+    max_new_tokens=a.new_tokens,
+    do_sample=True,
+    top_k=a.top_k,
+    temperature=0.8,
+    top_p=None,
+    eos_token_id=None,
+    pad_token_id=0,
+)
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)
 
@@ -54,6 +74,6 @@ with torch.inference_mode():
         assert out.shape[1] == a.prompt_len + a.new_tokens, out.shape
         times.append(t.ms)
         print(f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms", flush=True)
-meas = times[a.warmup:]
+meas = times[a.warmup :]
 result(workload="hf_moe_generate", request_ms=times, ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens)
 profiler_stop()  # under `nsys -c cudaProfilerApi` the process is ended here

@@ -6,12 +6,12 @@ next token of each row (argmax of the last position, `.tolist()`: one device-to-
 
     python3 scripts/workloads/hf_prefill.py --layers 8 --batch 2 --prompt-len 512 --warmup 1 --iters 5
 """
+
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM, Qwen3Config
-
 from _common import Timer, result, setup
+from transformers import AutoModelForCausalLM, Qwen3Config
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=8)
@@ -25,9 +25,19 @@ p.add_argument("--iters", type=int, default=5)
 a = p.parse_args()
 
 dev = setup()
-cfg = Qwen3Config(hidden_size=a.hidden, intermediate_size=a.intermediate, num_hidden_layers=a.layers,
-                  num_attention_heads=16, num_key_value_heads=8, head_dim=64, vocab_size=a.vocab,
-                  max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+cfg = Qwen3Config(
+    hidden_size=a.hidden,
+    intermediate_size=a.intermediate,
+    num_hidden_layers=a.layers,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=64,
+    vocab_size=a.vocab,
+    max_position_embeddings=4096,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
 with dev:
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
@@ -40,5 +50,5 @@ with torch.inference_mode():
             nxt = logits[:, -1].argmax(-1).tolist()
         times.append(t.ms)
         print(f"pass {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.2f} ms next={nxt}", flush=True)
-meas = times[a.warmup:]
+meas = times[a.warmup :]
 result(workload="hf_prefill", pass_ms=times, ms_per_pass_measured=sum(meas) / len(meas))

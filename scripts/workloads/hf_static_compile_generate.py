@@ -8,14 +8,15 @@ generate's own per-token work (logits processing, stopping criteria, token appen
 No NVTX, no capture range (whole process: construction, compilation, warm-up requests, measured requests).
 EOS is disabled: each request is 1 prefill + (new_tokens - 1) decode forward passes.
 
-    python3 scripts/workloads/hf_static_compile_generate.py --layers 2 --prompt-len 40 --new-tokens 20 --warmup 2 --iters 2
+    python3 scripts/workloads/hf_static_compile_generate.py --layers 2 --prompt-len 40 --new-tokens 20 \
+        --warmup 2 --iters 2
 """
+
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM, MistralConfig
-
 from _common import Timer, result, setup
+from transformers import AutoModelForCausalLM, MistralConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -29,13 +30,25 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = MistralConfig(hidden_size=a.hidden, intermediate_size=a.intermediate, num_hidden_layers=a.layers,
-                    num_attention_heads=16, num_key_value_heads=8, head_dim=64, vocab_size=a.vocab, sliding_window=None,
-                    max_position_embeddings=4096, bos_token_id=1, eos_token_id=None, pad_token_id=0)
+cfg = MistralConfig(
+    hidden_size=a.hidden,
+    intermediate_size=a.intermediate,
+    num_hidden_layers=a.layers,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=64,
+    vocab_size=a.vocab,
+    sliding_window=None,
+    max_position_embeddings=4096,
+    bos_token_id=1,
+    eos_token_id=None,
+    pad_token_id=0,
+)
 with dev:
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
-gen = dict(max_new_tokens=a.new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0,
-           cache_implementation="static")
+gen = dict(
+    max_new_tokens=a.new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0, cache_implementation="static"
+)
 prompt = torch.randint(3, a.vocab, (1, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)
 
@@ -46,12 +59,20 @@ with torch.inference_mode():
             out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
         assert out.shape[1] == a.prompt_len + a.new_tokens, out.shape
         times.append(t.ms)
-        print(f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms, tokens {out[0, -4:].tolist()}", flush=True)
+        print(
+            f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms, tokens {out[0, -4:].tolist()}",
+            flush=True,
+        )
 try:
     from torch._dynamo.utils import counters
+
     cnt = {k: dict(v) for k, v in counters.items() if k in ("inductor", "stats", "recompiles")}
 except Exception:
     cnt = {}
-meas = times[a.warmup:]
-result(workload="hf_static_compile_generate", request_ms=times, ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens,
-       counters=cnt)
+meas = times[a.warmup :]
+result(
+    workload="hf_static_compile_generate",
+    request_ms=times,
+    ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens,
+    counters=cnt,
+)

@@ -7,11 +7,11 @@ whole process captured.
 
     python3 scripts/workloads/resnet_cnn.py --arch resnet50 --batch 32 --warmup 2 --iters 10
 """
+
 import argparse
 
 import torch
 import torchvision
-
 from _common import Timer, result, setup
 
 p = argparse.ArgumentParser()
@@ -37,5 +37,11 @@ with torch.inference_mode():
             y = model(x)
     top = y.argmax(-1)[:4].tolist()
 print(f"warmup {a.warmup} passes {tw.ms:.1f} ms; measured {a.iters} passes {tm.ms:.1f} ms; top {top}", flush=True)
-result(workload="resnet_cnn", arch=a.arch, torchvision=torchvision.__version__, warmup_ms=tw.ms,
-       measured_ms=tm.ms, ms_per_iter_measured=tm.ms / a.iters)
+result(
+    workload="resnet_cnn",
+    arch=a.arch,
+    torchvision=torchvision.__version__,
+    warmup_ms=tw.ms,
+    measured_ms=tm.ms,
+    ms_per_iter_measured=tm.ms / a.iters,
+)

@@ -189,7 +189,7 @@ def _maybe_gzip(raw: IO[bytes], compress: bool) -> Iterator[IO[bytes]]:
         yield raw
         return
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
-        yield gz  # type: ignore[misc]
+        yield gz  # type: ignore[misc]  # a GzipFile is a binary file, which typeshed does not declare an IO[bytes]
 
 
 def write_error(path: Path, exc: OSError) -> UsageError:

@@ -115,7 +115,7 @@ class TraceSession:
 
     @cached_property
     def rules(self) -> list[OpRule]:
-        from .analysis.ops import load_rules
+        from .loaders import load_rules
 
         return self._rules if self._rules is not None else load_rules()
 
@@ -250,7 +250,7 @@ class TraceSession:
             self._diagnoses[top] = d
         return self._diagnoses[top]
 
-    # ------------------------------------------------------------------- optional capture data (analysis/metrics.py)
+    # ------------------------------------------------------------------- optional capture data (analysis/metrics/)
 
     @property
     def _device(self) -> int | None:
@@ -291,7 +291,7 @@ class TraceSession:
             if self.rank is not None and self.rank.pid is not None:
                 events = events.filter(pl.col("pid") == self.rank.pid)
                 failures = failures.filter(pl.col("pid") == self.rank.pid)
-            requests = [
+            requests: list[dict[str, object]] = [
                 {"index": r.index, "start": r.start, "end": r.end, "warmup": r.warmup} for r in self.structure.requests
             ]
             ends = [w.end, *(int(x.max()) for x in (f.kernels["end"], f.api["end"]) if x.len())]  # type: ignore[arg-type]
@@ -336,18 +336,24 @@ class TraceSession:
         tokens: int | None = None,
     ) -> Roofline:
         """Achieved bandwidth and FLOP/s per linear-layer shape of ``model`` in the window's steps."""
-        from .analysis.roofline import resolve_peaks, roofline, tokens_from_command
+        from .analysis.roofline import resolve_peaks, roofline
+        from .trace.meta import prompt_length
 
         gpu = self.gpu or None
         peaks = resolve_peaks(gpu, model.activation, peak_bw, peak_flops)
         command = self.info.capture.get("command")
+        n_tokens: int | None
         if tokens is not None:
             n_tokens, source = tokens, "--tokens"
         else:
-            n_tokens = tokens_from_command(command if isinstance(command, str) else None)
+            n_tokens = prompt_length(command if isinstance(command, str) else None)
             source = "the prompt length on the captured command line" if n_tokens else "unknown (pass --tokens N)"
-        facts = {"path": str(self.trace.path), "nsys_version": self.info.product_version, "gpu": peaks.gpu}
-        facts["command"] = command
+        facts: dict[str, object] = {
+            "path": str(self.trace.path),
+            "nsys_version": self.info.product_version,
+            "gpu": peaks.gpu,
+            "command": command,
+        }
         return roofline(
             self.frames.kernels,
             self.frames.api,

@@ -22,7 +22,7 @@ def round_half_up(x: float | int | None, ndigits: int = 1) -> float | None:
     return float(d.quantize(_QUANTA[ndigits], rounding=ROUND_HALF_UP))
 
 
-# Time units accepted by --timeunit and in --filter-time values, in nanoseconds.
+# Time units accepted by --timeunit and in --filter-time values, in nanoseconds: the one table of time factors.
 TIME_UNITS_NS: dict[str, int] = {
     "ns": 1,
     "nsec": 1,
@@ -37,22 +37,24 @@ TIME_UNITS_NS: dict[str, int] = {
     "h": 3_600_000_000_000,
     "hour": 3_600_000_000_000,
 }
+# Byte units, decimal and binary, in bytes: the one table of size factors.
+BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KB": 1_000,
+    "KiB": 1_024,
+    "MB": 1_000_000,
+    "MiB": 1_048_576,
+    "GB": 1_000_000_000,
+    "GiB": 1_073_741_824,
+}
 
 # Display units of nsys formatters: name -> (divisor, decimals).
 DISPLAY_TIME_UNITS: dict[str, tuple[int, int]] = {
-    "ns": (1, 0),
-    "us": (1_000, 3),
-    "ms": (1_000_000, 4),
-    "sec": (1_000_000_000, 4),
+    u: (TIME_UNITS_NS[u], decimals) for u, decimals in (("ns", 0), ("us", 3), ("ms", 4), ("sec", 4))
 }
 DISPLAY_MEM_UNITS: dict[str, tuple[int, int]] = {
-    "B": (1, 0),
-    "KB": (1_000, 2),
-    "KiB": (1_024, 2),
-    "MB": (1_000_000, 3),
-    "MiB": (1_048_576, 3),
-    "GB": (1_000_000_000, 3),
-    "GiB": (1_073_741_824, 3),
+    u: (BYTE_UNITS[u], decimals)
+    for u, decimals in (("B", 0), ("KB", 2), ("KiB", 2), ("MB", 3), ("MiB", 3), ("GB", 3), ("GiB", 3))
 }
 
 
@@ -153,3 +155,19 @@ def format_names(names: list[str] | set[str], limit: int = 3, width: int = 60, q
         items.append(f"{text} ({count} names)" if count > 1 else text)
     more = len(items) - limit
     return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def scalar_int(value: object) -> int:
+    """A polars aggregate of a numeric column (``Series.min()``, ``max()``, ``median()``, ``sum()``) as an int;
+    TypeError for None or a value that is not a number, as ``int()`` raises for None."""
+    if isinstance(value, (int, float, Decimal)):
+        return int(value)
+    raise TypeError(f"expected a number, got {value!r}")
+
+
+def scalar_float(value: object) -> float:
+    """A polars aggregate of a numeric column (``Series.mean()``, ``median()`` ...) as a float; TypeError for None
+    or a value that is not a number."""
+    if isinstance(value, (int, float, Decimal)):
+        return float(value)
+    raise TypeError(f"expected a number, got {value!r}")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from .. import JSON_SCHEMA
+from ..trace.schema import COPY_DTOD, COPY_DTOH, COPY_HTOD, COPY_PEER, MEMCPY_KIND_LABELS
+from .distribution import downsample, percentile
 from .phases import GRAPH_LAUNCH_API, LAUNCH_API, Steps, Window, assign_to_steps, calls, launched_kernels
 
 PROFILE_SCHEMA = "nsys-doctor-profile/1"
@@ -39,7 +41,7 @@ def api_key(name: str) -> str:
 # ----------------------------------------------------------------------------------------------- statistics
 
 
-def mann_whitney_p(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> float:
+def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Two-sided p-value of the Mann-Whitney U test (normal approximation, tie-corrected). 1.0 when undefined."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     n1, n2 = len(x), len(y)
@@ -64,14 +66,6 @@ def mann_whitney_p(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> 
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-def _downsample(values: np.ndarray, k: int = SAMPLE_MAX) -> list[int]:
-    if len(values) <= k:
-        return [int(v) for v in np.sort(values)]
-    s = np.sort(values)
-    idx = np.linspace(0, len(s) - 1, k).round().astype(int)
-    return [int(v) for v in s[idx]]
-
-
 # ------------------------------------------------------------------------------------------------- profiles
 
 
@@ -91,17 +85,11 @@ class Row:
 
     @property
     def p50(self) -> float | None:
-        return _pct(self.sample, 50)
+        return percentile(self.sample, 50)
 
     @property
     def p99(self) -> float | None:
-        return _pct(self.sample, 99)
-
-
-def _pct(sorted_values: list[int], p: int) -> float | None:
-    if not sorted_values:
-        return None
-    return sorted_values[max(1, (len(sorted_values) * p + 99) // 100) - 1]
+        return percentile(self.sample, 99)
 
 
 @dataclass
@@ -255,7 +243,7 @@ def _rows(
             count=int(r["count"]),
             total=int(r["total"]),
             per_step=[int(v) for v in per.get(k, np.zeros(n_steps, dtype=np.int64))],
-            sample=_downsample(np.asarray(r["durs"], dtype=np.int64)),
+            sample=downsample(np.asarray(r["durs"], dtype=np.int64), SAMPLE_MAX),
             label=str(r.get("label") or ""),
         )
     return out
@@ -312,7 +300,7 @@ def build_profile(
             arr[int(idx)] = int(c)
     from ..stats.memops import MEMSET_NAME
 
-    labels = {1: "Host-to-Device", 2: "Device-to-Host", 8: "Device-to-Device", 10: "Peer-to-Peer"}
+    labels = {k: MEMCPY_KIND_LABELS[k] for k in (COPY_HTOD, COPY_DTOH, COPY_DTOD, COPY_PEER)}
     mc = memcpy.with_columns(
         pl.concat_str(
             pl.lit("[CUDA memcpy "),
@@ -410,9 +398,8 @@ class DiffResult:
         return sorted(sig, key=lambda r: -abs(r.delta_per_step))[:n]
 
     def to_dict(self) -> dict[str, object]:
+        """The JSON payload of `diff` (docs/report-json.md); report/serialize.py adds the envelope."""
         return {
-            "schema": JSON_SCHEMA,
-            "kind": "diff",
             "before": self.before,
             "after": self.after,
             "level": self.level,
@@ -623,7 +610,7 @@ def _merge(rows: list[Row], n: int) -> Row | None:
         count=sum(r.count for r in rows),
         total=sum(r.total for r in rows),
         per_step=[int(v) for v in per],
-        sample=_downsample(np.asarray(sample, dtype=np.int64)),
+        sample=downsample(np.asarray(sample, dtype=np.int64), SAMPLE_MAX),
     )
 
 
@@ -684,9 +671,8 @@ class ScalingResult:
         return [r for r in self.kernels + self.families if r.status == "investigate"]
 
     def to_dict(self) -> dict[str, object]:
+        """The JSON payload of `scaling` (docs/report-json.md); report/serialize.py adds the envelope."""
         return {
-            "schema": JSON_SCHEMA,
-            "kind": "scaling",
             "traces": self.traces,
             "contexts": self.contexts,
             "step_gpu_ns": self.step_gpu,

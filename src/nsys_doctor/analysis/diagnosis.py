@@ -6,12 +6,12 @@ Pure function: in-memory tables in, a ``Diagnosis`` out (renderers turn it into 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
-from .. import JSON_SCHEMA
 from ..units import format_ns
-from .distribution import percentile, tail_table
+from .distribution import decode_texts, percentile, tail_table, text_codes
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
 from .ops import OpRule, classify, label_frame
@@ -74,9 +74,9 @@ class Diagnosis:
     next_actions: list[str]
     notes: list[str] = field(default_factory=list)
     run: dict[str, object] = field(default_factory=dict)  # the run's structure (run_summary)
-    roofline: dict[str, object] | None = None  # report --model: the roofline result (analysis/roofline.py)
+    roofline: dict[str, object] | None = None  # report --model: the roofline result (analysis/roofline/)
     timing: dict[str, object] | None = None  # unprofiled vs traced timing from the capture record
-    # measured by optional capture data (analysis/metrics.py, docs/metrics.md): None when the trace lacks it
+    # measured by optional capture data (analysis/metrics/, docs/metrics.md): None when the trace lacks it
     gpu_metrics: dict[str, object] | None = None  # --gpu-metrics-devices
     memory: dict[str, object] | None = None  # --cuda-memory-usage=true
     callchains: dict[str, object] | None = None  # --cudabacktrace
@@ -95,9 +95,8 @@ class Diagnosis:
                 self.next_actions.append(text)
 
     def to_dict(self) -> dict[str, object]:
+        """The JSON payload of `report` (docs/report-json.md); report/serialize.py adds the envelope."""
         return {
-            "schema": JSON_SCHEMA,
-            "kind": "report",
             "trace": self.trace,
             "run": self.run,
             "window": self.window.to_dict(),
@@ -125,7 +124,7 @@ class Diagnosis:
         }
 
 
-def _dist(values: list[int]) -> dict[str, object]:
+def _dist(values: list[int]) -> dict[str, int | float | None]:
     return {f"p{p}_ns": percentile(values, p) for p in (50, 95, 99)} | {"max_ns": max(values) if values else None}
 
 
@@ -165,10 +164,13 @@ def _grid_text(prefix: str = "") -> pl.Expr:
     return pl.concat_str([pl.col(f"{prefix}{g}") for g in GRID], separator="x")
 
 
-def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFrame:
+def kernel_tails(
+    kw: pl.DataFrame, t: pl.DataFrame | None = None, grid_table: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Tails per full kernel name, with the typical grid and the grid of the slowest instance.
 
-    ``t`` is ``tail_table(kw, ["name", ...])`` when the caller already has it."""
+    ``t`` is ``tail_table(kw, ["name", ...])`` and ``grid_table`` is ``tail_table(kw, ["name", *GRID])`` when the
+    caller already has them."""
     t = tail_table(kw, ["name"]) if t is None else t
     if t.is_empty():
         return t.with_columns(
@@ -176,7 +178,8 @@ def kernel_tails(kw: pl.DataFrame, t: pl.DataFrame | None = None) -> pl.DataFram
             pl.lit(None, pl.Utf8).alias("tail_grid"),
             pl.lit(None, pl.UInt32).alias("grids"),
         )
-    by_grid = kw.group_by("name", *GRID).agg(pl.len().alias("n"), pl.col("dur").max().alias("gmax"))
+    g = tail_table(kw, ["name", *GRID]) if grid_table is None else grid_table
+    by_grid = g.select("name", *GRID, pl.col("count").alias("n"), pl.col("max").alias("gmax"))
     # ties broken by the grid itself, so the same trace always gives the same typical and tail grid
     typical = (
         by_grid.sort(["n", *GRID], descending=[True, False, False, False])
@@ -217,7 +220,8 @@ def diagnose(
 ) -> Diagnosis:
     """The diagnosis of one trace's window. ``prepared`` is the run's (structure, window, steps, launched kernels)
     when the caller already has them (a ``TraceSession``); else they are found here."""
-    capture_range = capture.get("capture_range")
+    cr = capture.get("capture_range")
+    capture_range = cr if isinstance(cr, str) else None
     if prepared is not None:
         structure, w, steps, lk = prepared
     elif structure is None:
@@ -231,12 +235,13 @@ def diagnose(
             rules,
             window,
             lk,
-            request=request,  # type: ignore[arg-type]
+            request=request,
         )
     else:
         lk = launched_kernels(kernels, api)
-        w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, window, lk, request)  # type: ignore[arg-type]
-    kw = kernels.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+        w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, window, lk, request)
+    kw = w.rows(kernels)
+    lkw = w.rows(lk)  # the window's kernels with their launches
     total = int(kw["dur"].sum()) if kw.height else 0
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height
     n_steps = n_decode + steps.table.filter(pl.col("kind") == "prefill").height
@@ -244,7 +249,7 @@ def diagnose(
     names = kw.group_by("name").agg(pl.col("short").first())
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
     # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
-    ops = refine_ops(ops, lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), steps.table)
+    ops = refine_ops(ops, lkw, steps.table)
     names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
     per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
@@ -296,46 +301,42 @@ def diagnose(
     decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
     kt = kw
     if decode_ids.height >= 3:
+        # only the columns the tails read: every other column of the launched kernels would be copied too
         in_decode = assign_to_steps(
-            lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).with_columns(
-                pl.coalesce("l_start", "start").alias("t")
-            ),
-            decode_ids,
-            "t",
+            lkw.select("name", "short", *GRID, "dur", pl.coalesce("l_start", "start").alias("t")), decode_ids, "t"
         ).filter(pl.col("idx").is_not_null())
         if in_decode.height:
             kt = in_decode
-    tail_names = kt.select("name").unique().join(names, on="name", how="left")
+    name_tails = tail_table(kt, ["name"])
     if kt is not kw:  # per decode step: the family time inside decode steps over their number
         per_step = (
-            kt.join(names.select("name", "family"), on="name", how="left")
+            name_tails.select("name", "total")
+            .join(names.select("name", "family"), on="name", how="left")
             .group_by("family")
-            .agg((pl.col("dur").sum() / decode_ids.height).alias("per_step_ns"))
+            .agg((pl.col("total").sum() / decode_ids.height).alias("per_step_ns"))
         )
         fam = (
             fam.drop("per_step_ns")
             .join(per_step, on="family", how="left")
             .sort(["total", "family"], descending=[True, False])
         )
-    ktails = kernel_tails(kt, tail_table(kt, ["name"]).join(tail_names, on="name", how="left"))
+    grid_table = tail_table(kt, ["name", *GRID])
+    ktails = kernel_tails(kt, name_tails.join(names, on="name", how="left"), grid_table)
     ktails = _slow_step_share(ktails, kt, decode_ids.height)
     grid_tails = (
-        tail_table(kt, ["name", *GRID])
-        .join(names.select("name", "label"), on="name", how="left")
+        grid_table.join(names.select("name", "label"), on="name", how="left")
         .with_columns(_grid_text().alias("grid"))
         .drop(*GRID)
     )
     base_tails = tail_table(kt, ["short"]).sort(["tail_score", "short"], descending=[True, False])
-    api_w = api.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+    api_w = w.rows(api)
     atails = (
         tail_table(api_w, ["name"]).sort(["total", "name"], descending=[True, False])
         if api_w.height
         else tail_table(api_w, ["name"])
     )
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
-    dynamic = _dynamic_shapes(
-        lk.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)), decode_ids, names.select("name", "label")
-    )
+    dynamic = _dynamic_shapes(lkw, decode_ids, names.select("name", "label"))
     ovh: dict[str, int] = {}
     if overhead.height:
         o = overhead.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
@@ -357,7 +358,7 @@ def diagnose(
         run_kind=structure.kind,
     )
     findings = run_rules(facts)
-    target, actions = _conclude(fam, findings, host, structure.kind, per_kernel)
+    target, actions = conclude(fam, findings, host, structure.kind, per_kernel)
     return Diagnosis(
         trace=trace_info,
         window=w,
@@ -409,9 +410,12 @@ def _slow_step_share(tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int) -> pl.
     (like a KV-cache copy that grows every step), not a tail."""
     if "idx" not in kt.columns or n_steps == 0 or tails.is_empty():
         return tails.with_columns(pl.lit(None, pl.Float64).alias("slow_step_share"))
+    # each instance against twice its kernel's p50, looked up by name without joining (which would copy the names)
+    known = tails.filter(pl.col("name").is_not_null())
+    p50 = kt["name"].replace_strict(known["name"], known["p50"], default=None, return_dtype=pl.Float64)
     slow = (
-        kt.join(tails.select("name", "p50"), on="name", how="inner")
-        .filter(pl.col("dur") > 2 * pl.col("p50"))
+        kt.select("name", "idx")
+        .filter((kt["dur"] > 2 * p50).fill_null(False))
         .group_by("name")
         .agg((pl.col("idx").n_unique() / n_steps).alias("slow_step_share"))
     )
@@ -433,8 +437,11 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame
     inside = assign_to_steps(lk.select("name", *GRID, "t"), decode, "t").filter(pl.col("idx").is_not_null())
     if inside.is_empty():
         return empty
-    inside = inside.with_columns(
-        (pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")).alias("g")
+    codes, texts = text_codes(inside["name"])  # grouped by code: grouping by the names would copy them
+    inside = inside.select(
+        codes,
+        "idx",
+        (pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")).alias("g"),
     )
     per_step = inside.group_by("idx", "name").agg(pl.col("g").sort().alias("sig"))
     out = per_step.group_by("name").agg(
@@ -448,8 +455,9 @@ def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame
         .group_by("name")
         .agg(pl.col("g").n_unique().cast(pl.UInt32).alias("grids"))
     )
+    out = out.join(grids, on="name")
     return (
-        out.join(grids, on="name")
+        out.with_columns(decode_texts(out["name"], texts))
         .join(labels, on="name", how="left")
         .sort(["signatures", "name"], descending=[True, False])
         .select("label", "name", "signatures", "grids", "steps")
@@ -476,7 +484,7 @@ def _fam_name(row: dict[str, object]) -> str:
 
 def _single_kernel_lever(
     fam: pl.DataFrame, kernels: pl.DataFrame | None
-) -> tuple[dict[str, object], dict[str, object]] | None:
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The top kernel and its family when one kernel outweighs the top family as a target: it belongs to another
     family, takes at least half the top family's time, and 1.5x the top family's own largest kernel. Tuning one
     kernel (an engine's attention kernel far from its bandwidth floor) is then the largest single lever, while the
@@ -495,7 +503,7 @@ def _single_kernel_lever(
     return (k, rows.row(0, named=True)) if rows.height else None
 
 
-def _conclude(
+def conclude(
     fam: pl.DataFrame,
     findings: list[Finding],
     host: HostSummary,
@@ -545,7 +553,7 @@ def _conclude(
         if host_issue is not None and (host_issue.cost_ns or 0) > int(top["total"]):
             target["host_first"] = host_issue.id
             target["host_cost_ns"] = host_issue.cost_ns
-            target["why"] += (
+            target["why"] = str(target["why"]) + (
                 f"; but the host side costs more than all of it ({host_issue.id}: {format_ns(host_issue.cost_ns or 0)} "
                 f"of GPU idle time against {format_ns(int(top['total']))} of {top['category']} kernels): "
                 f"{host_issue.summary}"

@@ -14,8 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
+
+from ..units import scalar_float as scalar_float  # the analyses' name for them
+from ..units import scalar_int as scalar_int
+
+if TYPE_CHECKING:
+    from ..trace.open import DType
 
 PERCENTILES = (50, 95, 99)
 
@@ -29,12 +37,44 @@ def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | flo
         if values.is_empty():
             return None
         rank = max(1, (len(values) * pct + 99) // 100)
-        return values.sort()[rank - 1]  # type: ignore[no-any-return]
+        return values.sort()[rank - 1]
     if not values:
         return None
     ordered = sorted(values)
     rank = max(1, (len(ordered) * pct + 99) // 100)
     return ordered[rank - 1]
+
+
+def downsample(values: np.ndarray, k: int) -> list[int]:
+    """At most ``k`` values, sorted, evenly spaced in rank from the smallest to the largest (all when fewer): the
+    sample a profile keeps of a row's durations."""
+    s = np.sort(values)
+    if len(s) <= k:
+        return [int(v) for v in s]
+    idx = np.linspace(0, len(s) - 1, k).round().astype(int)
+    return [int(v) for v in s[idx]]
+
+
+def tail_score(max_ns: float, count: float, p50_ns: float) -> float:
+    """The tail score of one group: ``max / 1000 * log2(count + 1) * max(1, max / p50)`` (max in ns; a p50 of 0 or
+    less counts as ratio 1). ``tail_table`` computes the same over whole frames (``tail_score`` column)."""
+    ratio = max_ns / p50_ns if p50_ns > 0 else 1.0
+    return max_ns / 1000.0 * math.log2(count + 1) * max(1.0, ratio)
+
+
+def text_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """A text column as codes: (a UInt32 code per row, null where the text is null; the distinct texts, the code
+    of each being its position). Grouping, sorting or joining millions of rows by their codes instead of their
+    texts never copies the texts' bytes; ``decode_texts`` turns codes back into texts."""
+    distinct = col.drop_nulls().unique(maintain_order=True)
+    codes = col.replace_strict(distinct, pl.int_range(distinct.len(), eager=True, dtype=pl.UInt32), default=None)
+    return codes.rename(col.name), distinct
+
+
+def decode_texts(codes: pl.Series, distinct: pl.Series) -> pl.Series:
+    """The texts of ``text_codes``' codes (null stays null), named as ``codes``."""
+    code_of = pl.int_range(distinct.len(), eager=True, dtype=pl.UInt32)
+    return codes.replace_strict(code_of, distinct, default=None, return_dtype=pl.String).rename(codes.name)
 
 
 def _rank(pct: int) -> pl.Expr:
@@ -44,14 +84,13 @@ def _rank(pct: int) -> pl.Expr:
 
 def percentile_expr(col: str, pct: int) -> pl.Expr:
     """Nearest-rank percentile as a polars aggregation (use inside ``group_by(...).agg``)."""
-    rank = ((pl.len() * pct + 99) // 100).clip(lower_bound=1)
-    return pl.col(col).sort().get(rank - 1)
+    return pl.col(col).sort().get(_rank(pct))
 
 
 def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.DataFrame:
     """Per group: count, total, mean, p50, p95, p99, max, ratios, tail score and tail excess (ns)."""
     if df.is_empty():
-        schema = {k: df.schema[k] for k in keys}
+        schema: dict[str, DType] = {k: df.schema[k] for k in keys}
         schema.update(
             {
                 c: pl.Float64
@@ -72,9 +111,18 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
         )
         return pl.DataFrame(schema=schema)
     v = pl.col(value)
+    # text keys (kernel and API names) are grouped by a code per distinct text: sorting and grouping millions of
+    # strings copies their bytes (hundreds of MB at two million kernels), their codes cost 4 bytes a row
+    texts: dict[str, pl.Series] = {}
+    cols: list[pl.Series] = []
+    for k in keys:
+        col = df[k]
+        if col.dtype == pl.String:
+            col, texts[k] = text_codes(col)
+        cols.append(col)
     # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the
     # instances above p99 (the tail excess) are summed in the same pass
-    ordered = df.select(*keys, value).sort(value)
+    ordered = pl.DataFrame([*cols, df[value]]).sort(value)
     at50, at99 = v.get(_rank(50)), v.get(_rank(99))
     out = ordered.group_by(keys).agg(
         pl.len().alias("count"),
@@ -84,6 +132,8 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
         v.last().alias("max"),
         (v.filter(v > at99) - at50).sum().alias("tail_excess"),
     )
+    for k, distinct in texts.items():
+        out = out.with_columns(decode_texts(out[k], distinct))
     # a group with a null key has no tail excess: it was defined by a join on the keys, where nulls never match
     null_key = pl.any_horizontal(*(pl.col(k).is_null() for k in keys))
     if out.select(null_key.any()).item():
@@ -102,9 +152,3 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
             pl.col("max") / 1000.0 * (pl.col("count") + 1).log(2) * pl.max_horizontal(pl.lit(1.0), pl.col("max_p50"))
         ).alias("tail_score"),
     )
-
-
-def tail_score(max_ns: float, count: int, p50_ns: float) -> float:
-    """The tail score of one group (same formula as ``tail_table``)."""
-    ratio = max_ns / p50_ns if p50_ns > 0 else 1.0
-    return max_ns / 1000.0 * math.log2(count + 1) * max(1.0, ratio)

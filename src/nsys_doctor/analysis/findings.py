@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ..units import format_bytes, format_ns
+from .distribution import tail_score
 from .host import HostSummary
 from .phases import Steps, Window
 
@@ -85,7 +86,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "shorten the capture (capture range) or trace less (--trace=cuda,nvtx), and raise the CUDA flush "
         "interval/buffers; numbers may be incomplete",
     ),
-    # raised by the multi-rank analysis (analysis/nccl.py, nsys-doctor nccl)
+    # raised by the multi-rank analysis (analysis/nccl/, nsys-doctor nccl)
     "nccl-rank-skew": (
         "Collectives wait for a late rank",
         "find what the late rank does just before its collectives (the 'before' column: host gaps, "
@@ -103,7 +104,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "balance the work per rank (sharding, expert placement and capacity, batch split) and the host side "
         "(one CPU core set per rank near its GPU, no extra work on one rank) so that no rank paces the others",
     ),
-    # raised by the roofline (analysis/roofline.py, report --model)
+    # raised by the roofline (analysis/roofline/, report --model)
     "gemv-near-bandwidth-limit": (
         "Decode GEMVs run near the GPU's peak memory bandwidth",
         "kernel tuning cannot help these shapes much: read fewer bytes (weight quantization: FP8, INT4) or reuse "
@@ -118,7 +119,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Traced times are stretched by the profiler",
         "use the trace for proportions; quote latency from an unprofiled run",
     ),
-    # raised from the device-memory usage events (--cuda-memory-usage=true; analysis/metrics.py)
+    # raised from the device-memory usage events (--cuda-memory-usage=true; analysis/metrics/)
     "device-memory-growth": (
         "Device memory grows step after step",
         "find what each step leaves allocated (a list or cache that grows with every token, tensors kept for "
@@ -195,7 +196,7 @@ class Facts:
     diagnostics: list[str]
     overhead: dict[str, int]  # profiler overhead name -> ns inside the window
     dynamic: pl.DataFrame  # name, grids (distinct grids inside decode steps), instances
-    run_kind: str = "llm-decode"  # llm-decode | llm-prefill | iterations | unstructured (analysis/structure.py)
+    run_kind: str = "llm-decode"  # llm-decode | llm-prefill | iterations | unstructured (analysis/structure/)
 
     @property
     def step_word(self) -> str:
@@ -491,7 +492,29 @@ def low_util(f: Facts) -> list[Finding]:
     return []
 
 
+# The tail-outlier rule, one definition for the report (per kernel of the trace) and explain (per row of a pasted
+# summary): at least TAIL_OUTLIER_MIN_COUNT instances, the slowest over TAIL_OUTLIER_MIN_RATIO x p50, and a tail
+# score (analysis/distribution.py) of TAIL_SCORE_MIN or more. The report also asks for the slow instance to be rare
+# and of the usual launch shape, which a summary cannot tell.
+TAIL_OUTLIER_MIN_COUNT = 10
+TAIL_OUTLIER_MIN_RATIO = 2.0
 TAIL_SCORE_MIN = 1000.0
+
+
+def is_tail_outlier(count: float, p50_ns: float, max_ns: float) -> bool:
+    """The tail-outlier rule on one kernel's count, p50 (or median) and max."""
+    if count < TAIL_OUTLIER_MIN_COUNT or p50_ns <= 0 or max_ns <= TAIL_OUTLIER_MIN_RATIO * p50_ns:
+        return False
+    return tail_score(max_ns, count, p50_ns) >= TAIL_SCORE_MIN
+
+
+def tail_outlier_expr() -> pl.Expr:
+    """``is_tail_outlier`` over a ``tail_table`` frame (columns ``count``, ``max_p50``, ``tail_score``)."""
+    return (
+        (pl.col("count") >= TAIL_OUTLIER_MIN_COUNT)
+        & (pl.col("max_p50") > TAIL_OUTLIER_MIN_RATIO)
+        & (pl.col("tail_score") >= TAIL_SCORE_MIN)
+    )
 
 
 @rule
@@ -510,13 +533,7 @@ def tails(f: Facts) -> list[Finding]:
         if "slow_step_share" in t.columns
         else pl.lit(True)
     )
-    outl = t.filter(
-        (pl.col("count") >= 10)
-        & (pl.col("max_p50") > 2)
-        & (pl.col("tail_score") >= TAIL_SCORE_MIN)
-        & (same_shape | pl.col("name").is_in(list(dynamic)))
-        & rare
-    )
+    outl = t.filter(tail_outlier_expr() & (same_shape | pl.col("name").is_in(list(dynamic))) & rare)
     outl = outl.sort(["tail_score", "name"], descending=[True, False]).head(5)
     if outl.height:
         items = []

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from .distribution import percentile
+from ..trace.schema import MEM_PAGEABLE
+from .distribution import percentile, scalar_float, scalar_int
 from .phases import LAUNCH_API, MODULE_LOAD_API, SYNC_API, Steps, Window, calls, launched_kernels
 
 ALLOC_API = re.compile(
@@ -18,7 +19,6 @@ ALLOC_API = re.compile(
 SYNC_MEMCPY_API = re.compile(r"^(cudaMemcpy|cuMemcpy)")  # minus the *Async* ones (see ASYNC)
 SYNC_MEMSET_API = re.compile(r"^(cudaMemset|cuMemset)")
 ASYNC = re.compile(r"Async")
-PAGEABLE = 0
 
 
 @dataclass
@@ -206,7 +206,7 @@ def gpu_idle_caused(idle: pl.DataFrame, sel: pl.DataFrame, sync: bool) -> int:
         (pl.min_horizontal("c1", "end") - pl.col("start")).clip(lower_bound=0).alias("ov")
     )
     total_idle = int(idle.select((pl.col("end") - pl.col("start")).sum()).item() or 0)
-    return min(total_idle, int((j["ov"].fill_null(0).sum() or 0) + (j2["ov"].fill_null(0).sum() or 0)))
+    return min(total_idle, scalar_int(j["ov"].fill_null(0).sum()) + scalar_int(j2["ov"].fill_null(0).sum()))
 
 
 def _group(
@@ -227,7 +227,7 @@ def _group(
     if step_tbl.height:
         in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
     cost = gpu_idle_caused(idle, sel, sync) if idle is not None else 0
-    return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, int(sel["dur"].max()), cost)  # type: ignore[arg-type]
+    return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, scalar_int(sel["dur"].max()), cost)
 
 
 def summarize_host(
@@ -249,7 +249,8 @@ def summarize_host(
         pl.col("l_end").is_not_null() & (pl.col("l_start") >= w0) & (pl.col("l_start") <= w1)
     )
     wait = lk["start"] - lk["l_end"]
-    q = wait.filter(wait >= 0) if lk.height else []  # a Series: percentile() sorts it without a Python list
+    # a Series: percentile() sorts it without a Python list
+    q: pl.Series | list[int] = wait.filter(wait >= 0) if lk.height else []
     all_busy = busy_intervals(gpu_ops)
     busy = all_busy.filter((pl.col("end") >= w0) & (pl.col("start") <= w1))
     busy_ns = (
@@ -263,7 +264,7 @@ def summarize_host(
     spans = st.filter(pl.col("gpu_start").is_not_null() & (pl.col("gpu_end") > pl.col("gpu_start")))
     if spans.height:
         busy_frac = (spans["gpu_time"] / (spans["gpu_end"] - spans["gpu_start"])).clip(upper_bound=1.0)
-        idle_share = float(1.0 - busy_frac.mean())  # type: ignore[operator]
+        idle_share = 1.0 - scalar_float(busy_frac.mean())
     step_wall_p50 = None
     if st.height:
         step_wall_p50 = percentile(st.filter(pl.col("kind") != "prefill")["wall"].to_list() or st["wall"].to_list(), 50)
@@ -271,8 +272,8 @@ def summarize_host(
     gaps = idle_gaps(busy, w0, w1, threshold)
     loading = idle_gaps(
         all_busy,
-        int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0,
-        w0,  # type: ignore[arg-type]
+        scalar_int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0,
+        w0,
         max(threshold, 100_000_000),
     )
     idle = gpu_idle(busy, w0, w1)
@@ -286,7 +287,7 @@ def summarize_host(
         int(((dec["gpu_end"] - dec["gpu_start"]) - dec["gpu_time"]).clip(lower_bound=0).sum()) if dec.height else 0
     )
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
-    pageable = mc_w.filter((pl.col("srcKind") == PAGEABLE) | (pl.col("dstKind") == PAGEABLE))
+    pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
     if pageable.height and st.height:
         copy_calls = api.join(pageable.select("correlationId").unique(), on="correlationId", how="semi")
@@ -300,7 +301,7 @@ def summarize_host(
         pageable_idle = gpu_idle_caused(idle, pcalls.select("start", "end"), sync=False)
     return HostSummary(
         launches=launches.height,
-        launches_per_step=(float(st["launches"].median()) if st.height else None),  # type: ignore[arg-type]
+        launches_per_step=(scalar_float(st["launches"].median()) if st.height else None),
         launch_api_ns=int(launches["dur"].sum()) if launches.height else 0,
         queue_p50_ns=percentile(q, 50),
         queue_p95_ns=percentile(q, 95),

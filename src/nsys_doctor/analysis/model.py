@@ -5,7 +5,7 @@ Two inputs describe a model:
 - a Hugging Face ``config.json`` (Llama, Qwen, Mistral, Gemma and Phi-style dense decoders, and MoE models with
   ``num_experts`` / ``num_local_experts`` / ``n_routed_experts`` and ``num_experts_per_tok``). A config does not
   say whether an engine fuses Q, K and V, or gate and up, so every plausible layout is derived and the matcher
-  (``analysis/roofline.py``) keeps the one whose kernel count fits the trace;
+  (``analysis/roofline/``) keeps the one whose kernel count fits the trace;
 - an explicit shapes file (TOML): ``layers``, an optional default ``dtype``, and ``[[shape]]`` tables with
   ``name``, ``M`` (output features), ``K`` (input features), ``count`` (kernels per layer, in a row), ``dtype``
   and ``per_layer`` (false for shapes that run once per step after the layers, such as the LM head), in the order
@@ -15,8 +15,8 @@ A linear layer ``y = x W^T`` has a weight ``W`` of ``M x K``. Decoding one token
 weight bytes are the bytes a decode step must move at least. Bytes per format: bf16/fp16 2 per element, fp8 and
 int8 1, fp32 4, int4 with group size g ``M*K/2`` plus one bf16 scale per group (``M * ceil(K/g) * 2``).
 
-Pure functions (``model_from_config``, ``model_from_shapes``) turn parsed documents into a ``Model``;
-``read_model`` is the thin wrapper that reads a file.
+Pure functions (``model_from_config``, ``model_from_shapes``, ``model_from_text``) turn parsed documents or a
+file's text into a ``Model``; ``loaders.read_model`` reads the file.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -517,41 +516,29 @@ def model_from_shapes(
     return Model(title, name, "shapes", fmt, layers_n, (layout,), {"num_hidden_layers": layers_n}, (), compute)
 
 
-def read_model(path: str | Path, dtype: str | None = None, group_size: int | None = None) -> Model:
-    """Read ``--model``: a config.json (JSON) or a shapes file (TOML), told apart by content.
-
-    Raises ``UsageError`` naming the file (and the key) when it cannot be read, is not UTF-8 text, not JSON or
-    TOML, or holds a value of the wrong type or out of range."""
-    p = Path(path)
-    hint = "pass a Hugging Face config.json or a shapes TOML"
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
+def model_from_text(text: str, name: str, suffix: str, dtype: str | None, group_size: int | None, where: str) -> Model:
+    """A model from the text of a config.json (JSON) or a shapes file (TOML), told apart by content (``suffix``:
+    the file's, ``.json`` or ``.toml`` decide when present). ``where`` names the file in errors
+    (``UsageError``)."""
+    if suffix.lower() == ".json" and not text.lstrip().startswith("{"):
         raise UsageError(
-            f"model file {p} is not UTF-8 text (byte {exc.start}): not a config.json or TOML", hint
-        ) from exc
-    except OSError as exc:
-        raise UsageError(f"cannot read model file {p}: {exc.strerror or exc}", hint) from exc
-    where = f"model file {p}"
-    if p.suffix.lower() == ".json" and not text.lstrip().startswith("{"):
-        raise UsageError(
-            f"model file {p} is not a JSON object",
+            f"{where} is not a JSON object",
             "pass a Hugging Face config.json (an object with hidden_size, num_hidden_layers, ...) or a shapes TOML",
         )
-    if p.suffix.lower() == ".toml" or not text.lstrip().startswith("{"):
+    if suffix.lower() == ".toml" or not text.lstrip().startswith("{"):
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"model file {p} is neither JSON nor valid TOML: {exc}", "check the file") from exc
+            raise UsageError(f"{where} is neither JSON nor valid TOML: {exc}", "check the file") from exc
         except RecursionError as exc:
-            raise UsageError(f"model file {p} is nested too deeply to be a shapes TOML", "check the file") from exc
-        return model_from_shapes(doc, p.name, dtype, group_size, where)
+            raise UsageError(f"{where} is nested too deeply to be a shapes TOML", "check the file") from exc
+        return model_from_shapes(doc, name, dtype, group_size, where)
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"model file {p} is not valid JSON: {exc}", "pass the model's config.json") from exc
+        raise UsageError(f"{where} is not valid JSON: {exc}", "pass the model's config.json") from exc
     except RecursionError as exc:
-        raise UsageError(f"model file {p} is nested too deeply to be a config.json", "check the file") from exc
+        raise UsageError(f"{where} is nested too deeply to be a config.json", "check the file") from exc
     if not isinstance(cfg, dict):
-        raise UsageError(f"model file {p}: a config.json holds one JSON object", "pass the model's config.json")
-    return model_from_config(cfg, p.name, dtype, group_size, where)
+        raise UsageError(f"{where}: a config.json holds one JSON object", "pass the model's config.json")
+    return model_from_config(cfg, name, dtype, group_size, where)

@@ -2,19 +2,20 @@
 
 The rules live in ``nsys_doctor/data/ops.toml`` (the one source of truth for the mapping; its header documents
 the format). A user can add or override rules with a TOML file in the same format: its rules are tried before
-the shipped ones, and the first rule that matches a kernel wins. Pure functions: ``load_rules`` reads the rule
-files, ``classify`` maps names to operations without any other state.
+the shipped ones, and the first rule that matches a kernel wins. Pure functions: ``parse_rules`` validates a rule
+file's text (``loaders.load_rules`` reads the files), ``classify`` maps names to operations without any other
+state. The shipped rules are package data, read once (``builtin_rules``).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -68,30 +69,6 @@ class OpRule:
     library: str = ""
     source: str = BUILTIN_SOURCE
     match: str = "library"  # "meaning": the rule reads an engine's own name (attention, norm...), less sure
-
-
-def load_rules(user_file: str | Path | None = None, extra: list[OpRule] | None = None) -> list[OpRule]:
-    """The rules to classify with: the user's file (if any) first, so that they override, then ``extra`` (e.g.
-    the project config's), then the shipped ones.
-
-    Raises ``UsageError`` naming the file and the rule for a missing file, bad TOML, a missing or unknown key, an
-    unknown category, a family that is not a kebab-case id, or a pattern that is not a valid Python regex.
-    """
-    user = read_rules_file(user_file) if user_file is not None else []
-    return [*user, *(extra or []), *builtin_rules()]
-
-
-def read_rules_file(user_file: str | Path) -> list[OpRule]:
-    """The rules of one user TOML file (``[[rule]]`` tables), validated."""
-    path = Path(user_file)
-    hint = "pass a TOML file of [[rule]] tables (see the header of nsys_doctor/data/ops.toml)"
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"op rules file {path} is not UTF-8 text (byte {exc.start}): not a TOML file", hint) from exc
-    except OSError as exc:
-        raise UsageError(f"cannot read op rules file {path}: {exc.strerror or exc}", hint) from exc
-    return parse_rules(text, source=str(path))
 
 
 def builtin_rules() -> list[OpRule]:
@@ -207,9 +184,8 @@ def _matchers(patterns: tuple[str, ...]) -> tuple[_Matcher, ...]:
 def _required_literals(pattern: str) -> Literals | None:
     """Literals one of which any match of ``pattern`` contains, or None when none can be derived."""
     try:
-        from re import _parser  # CPython's own pattern parser; any surprise only disables the prefilter
-
-        tree = _parser.parse(pattern)
+        # CPython's own pattern parser (private, untyped); any surprise only disables the prefilter
+        tree = importlib.import_module("re._parser").parse(pattern)
         found = _seq_literals(tree.data, bool(tree.state.flags & re.IGNORECASE))
     except Exception:
         return None
@@ -218,7 +194,7 @@ def _required_literals(pattern: str) -> Literals | None:
 
 def _seq_literals(items: Any, icase: bool) -> frozenset[tuple[str, bool]] | None:
     """Necessary literals of a concatenation: the most selective of its literal runs and required parts."""
-    from re import _constants as c
+    c = importlib.import_module("re._constants")  # the parser's opcodes
 
     repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
     candidates: list[frozenset[tuple[str, bool]]] = []
@@ -244,8 +220,9 @@ def _seq_literals(items: Any, icase: bool) -> frozenset[tuple[str, bool]] | None
             sub = _seq_literals(av.data, icase)
         elif op is c.BRANCH:
             alternatives = [_seq_literals(branch.data, icase) for branch in av[1]]
-            if all(alternatives):
-                sub = frozenset().union(*alternatives)  # type: ignore[arg-type]
+            found = [alt for alt in alternatives if alt]
+            if len(found) == len(alternatives):
+                sub = frozenset(lit for alt in found for lit in alt)
         elif op in repeats and av[0] >= 1:
             sub = _seq_literals(av[2].data, icase)
         if sub:
@@ -328,13 +305,6 @@ def _first_rule_indices_columnar(names: pl.Series, shorts: pl.Series | None, mat
                 first[j] = i
                 left -= 1
     return first
-
-
-def first_match(name: str, rules: Sequence[OpRule], short_name: str | None = None) -> OpRule | None:
-    """The first rule whose pattern is found (``re.search``) in ``name`` or in ``short_name``, else None."""
-    shorts = None if short_name is None else pl.Series([short_name], dtype=pl.String)
-    index = _first_rule_indices(pl.Series([name], dtype=pl.String), shorts, _matchers_of(rules))[0]
-    return rules[index] if index >= 0 else None
 
 
 def _matchers_of(rules: Sequence[OpRule]) -> tuple[_Matcher, ...]:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from ..trace.schema import COPY_HTOD
 from ..units import format_names
+from .distribution import scalar_float, scalar_int
 
 if TYPE_CHECKING:
     from .ops import OpRule
@@ -29,10 +31,12 @@ STEP_NAMES = re.compile(r"(decode|prefill|step|forward|fwd|token|extend)", re.IG
 PREFILL_NAMES = re.compile(r"(prefill|prompt|context|extend)", re.IGNORECASE)
 LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
 GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
-SYNC_API = re.compile(
-    r"^(cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cudaThreadSynchronize|cuCtxSynchronize|"
-    r"cudaEventSynchronize|cuEventSynchronize)"
+# the host synchronization calls (the regex alternatives; structure.HOST_WAIT_API adds queries and blocking copies)
+SYNC_NAMES = (
+    r"cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cudaThreadSynchronize|cuCtxSynchronize|"
+    r"cudaEventSynchronize|cuEventSynchronize"
 )
+SYNC_API = re.compile(rf"^({SYNC_NAMES})")
 MODULE_LOAD_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuModuleGetFunction|cuLinkComplete)")
 PROFILER_START_API = re.compile(r"^(cuProfilerStart|cudaProfilerStart)")
 WEIGHT_COPY_BYTES = 1 << 20  # host-to-device copies this large at the start are model loading
@@ -47,7 +51,7 @@ def calls(api: pl.DataFrame, pattern: re.Pattern[str], exclude: re.Pattern[str] 
     names = [
         n
         for n in distinct_values(api, "name")
-        if n is not None and pattern.search(n) and not (exclude is not None and exclude.search(n))
+        if isinstance(n, str) and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
     if not names:
         return api.clear()
@@ -66,6 +70,22 @@ class Window:
     def duration(self) -> int:
         return max(0, self.end - self.start)
 
+    def rows(self, df: pl.DataFrame, col: str = "start") -> pl.DataFrame:
+        """The rows of ``df`` whose ``col`` lies in the window (inclusive); ``df`` itself, not a copy, when every
+        row does (a filter copies every column; most analyses look at a window that holds the whole frame)."""
+        if df.is_empty():
+            return df
+        lo, hi = df[col].min(), df[col].max()
+        if (
+            df[col].null_count() == 0
+            and isinstance(lo, int)
+            and isinstance(hi, int)
+            and self.start <= lo
+            and hi <= self.end
+        ):
+            return df
+        return df.filter((pl.col(col) >= self.start) & (pl.col(col) <= self.end))
+
     def to_dict(self) -> dict[str, object]:
         return {
             "start_ns": self.start,
@@ -78,11 +98,11 @@ class Window:
 
 
 def data_extent(kernels: pl.DataFrame, api: pl.DataFrame, others: list[pl.DataFrame]) -> tuple[int, int]:
-    starts = [f["start"].min() for f in (kernels, api, *others) if f.height]
-    ends = [f["end"].max() for f in (kernels, api, *others) if f.height]
+    starts = [scalar_int(f["start"].min()) for f in (kernels, api, *others) if f.height]
+    ends = [scalar_int(e) for f in (kernels, api, *others) if f.height and (e := f["end"].max()) is not None]
     if not starts:
         return (0, 0)
-    return int(min(starts)), int(max(e for e in ends if e is not None))  # type: ignore[type-var]
+    return min(starts), max(ends)
 
 
 def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame) -> int | None:
@@ -95,21 +115,21 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
     markers: list[int] = []
     if memcpy.height:
         big = memcpy.filter(
-            (pl.col("copyKind") == 1) & (pl.col("bytes") >= WEIGHT_COPY_BYTES) & (pl.col("end") <= bulk)
+            (pl.col("copyKind") == COPY_HTOD) & (pl.col("bytes") >= WEIGHT_COPY_BYTES) & (pl.col("end") <= bulk)
         )
         if big.height:
-            markers.append(int(big["end"].max()))  # type: ignore[arg-type]
+            markers.append(scalar_int(big["end"].max()))
     if api.height:
         loads = calls(api, MODULE_LOAD_API).filter(pl.col("end") <= bulk)
         if loads.height:
-            markers.append(int(loads["end"].max()))  # type: ignore[arg-type]
+            markers.append(scalar_int(loads["end"].max()))
     head = ks.filter(pl.col("start") <= bulk).select("start", "end")
     if head.height > 1:
         gaps = head.with_columns(pl.col("end").cum_max().shift(1).alias("prev_end")).filter(
             (pl.col("start") - pl.col("prev_end")) >= LOADING_GAP_NS
         )
         if gaps.height:
-            markers.append(int(gaps["start"].max()))  # type: ignore[arg-type]
+            markers.append(scalar_int(gaps["start"].max()))
     return max(markers) if markers else None
 
 
@@ -124,7 +144,7 @@ def _after_warmup(steps: pl.DataFrame) -> tuple[int, int]:
     own = steps.filter(
         (pl.col("globalTid") == tid) & ~pl.col("text").str.contains("(?i)" + PREFILL_NAMES.pattern)
     ).sort("start")
-    first = int(steps["start"].min())  # type: ignore[arg-type]
+    first = scalar_int(steps["start"].min())
     if own.height < 8:
         return first, 0
     dur = (own["end"] - own["start"]).to_list()
@@ -146,7 +166,7 @@ def choose_window(
     if capture_range == "cudaProfilerApi" and api.height:
         starts = calls(api, PROFILER_START_API)
         if starts.height:
-            s = int(starts["start"].min())  # type: ignore[arg-type]
+            s = scalar_int(starts["start"].min())
             return Window(
                 s,
                 hi,
@@ -160,9 +180,9 @@ def choose_window(
         if req.height:
             names = sorted(set(req["text"].to_list()))
             return Window(
-                int(req["start"].min()),
-                int(req["end"].max()),
-                "nvtx-requests",  # type: ignore[arg-type]
+                scalar_int(req["start"].min()),
+                scalar_int(req["end"].max()),
+                "nvtx-requests",
                 f"NVTX request ranges {format_names(names)} ({req.height} instances)",
                 loading,
             )
@@ -175,14 +195,14 @@ def choose_window(
                 reason += f"; the first {warm} left out as warm-up (much slower than the steps after them)"
             return Window(
                 start,
-                int(steps["end"].max()),
-                "nvtx-steps",  # type: ignore[arg-type]
+                scalar_int(steps["end"].max()),
+                "nvtx-steps",
                 reason,
                 loading,
             )
     if loading is not None:
         first = kernels.filter(pl.col("start") >= loading)
-        s = int(first["start"].min()) if first.height else loading  # type: ignore[arg-type]
+        s = scalar_int(first["start"].min()) if first.height else loading
         return Window(s, hi, "data", "after model loading (weight copies, module loading or idle gaps) ends", loading)
     return Window(lo, hi, "data", "no loading phase, capture range or NVTX ranges found: the whole trace", None)
 
@@ -217,19 +237,33 @@ def launched_kernels(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
         pl.col("end").alias("l_end"),
         pl.col("name").alias("launch_api"),
     )
-    return kernels.join(a, on=["correlationId", "pid"], how="left")
+    on = ["correlationId", "pid"]
+    keys = kernels.select(on).join(a, on=on, how="left", maintain_order="left")
+    if keys.height != kernels.height:  # a launch recorded twice: the kernel's row repeats, as a join makes it
+        return kernels.join(a, on=on, how="left", maintain_order="left")
+    # the kernel columns are shared with ``kernels``, not copied: only the launch's columns are new
+    return kernels.with_columns(keys.drop(on))
 
 
 def assign_to_steps(events: pl.DataFrame, steps: pl.DataFrame, time_col: str) -> pl.DataFrame:
-    """Attach the step index (``idx``) whose [start, end] holds ``time_col`` (null when none)."""
+    """``events`` with a non-null ``time_col``, in ``time_col`` order (ties as they come), with the index (``idx``)
+    of the step whose [start, end] holds that time (the latest-starting such step; null when none).
+
+    The step is found by a binary search of the sorted step starts, so only the time column is sorted, never the
+    whole frame (unless its rows are out of time order, when they are reordered once)."""
     if events.is_empty() or steps.is_empty():
         return events.with_columns(pl.lit(None, pl.Int64).alias("idx"))
-    ev = events.filter(pl.col(time_col).is_not_null()).sort(time_col)
-    st = steps.select("idx", pl.col("start").alias("_s"), pl.col("end").alias("_e")).sort("_s")
-    joined = ev.join_asof(st, left_on=time_col, right_on="_s", strategy="backward")
-    return joined.with_columns(
-        pl.when(pl.col(time_col) <= pl.col("_e")).then(pl.col("idx")).otherwise(None).alias("idx")
-    ).drop("_s", "_e")
+    ev = events.filter(pl.col(time_col).is_not_null()) if events[time_col].null_count() else events
+    if not ev[time_col].is_sorted():
+        ev = ev.sort(time_col, maintain_order=True)
+    st = steps.select("idx", "start", "end").sort("start", maintain_order=True)
+    starts = st["start"]
+    pos = starts.search_sorted(ev[time_col], side="right").cast(pl.Int64) - 1
+    found = pos >= 0
+    at = pos.clip(lower_bound=0)
+    idx = st["idx"].gather(at)
+    inside = found & (ev[time_col] <= st["end"].gather(at))
+    return ev.with_columns(pl.when(inside).then(idx).otherwise(None).cast(pl.Int64).alias("idx"))
 
 
 def _boundaries_to_steps(bounds: list[int], end: int) -> pl.DataFrame:
@@ -322,7 +356,8 @@ def find_steps(
         table = keep.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64).alias("idx")).drop("_i")
     if not source.startswith(("nvtx", "structure")) and table.height > 2:
         # without names: a first step far heavier than the rest is the prefill
-        med = table["gpu_time"].median() or 0
+        median = table["gpu_time"].median()
+        med = scalar_float(median) if median is not None else 0.0
         if med and table["gpu_time"][0] > 4 * med:
             table = table.with_columns(
                 pl.when(pl.col("idx") == table["idx"][0])

@@ -2,7 +2,7 @@
 
 Every series is cut to a few thousand points at most (steps averaged in groups, pacing kept as the minimum and
 maximum of each group of instances, fixed bin counts), so a plot's size does not grow with the trace. The renderer
-(``report/html.py``) only draws what is here; it never reads a trace.
+(``report/html/``) only draws what is here; it never reads a trace.
 
     busy_time(starts, ends)       the union of intervals, as a function: busy nanoseconds inside [a, b)
     step_series(...)              per step: GPU busy, idle inside the step, idle before the next step, launch time
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from .distribution import percentile, scalar_int
 from .phases import LAUNCH_API, Window, assign_to_steps, calls
 
 MAX_STEP_BARS = 600  # steps drawn one bar each up to this many; beyond, consecutive steps are averaged
@@ -220,7 +221,7 @@ def kernel_histogram(name: str, label: str, durs: np.ndarray, bins: int = HIST_B
     if d.size == 0:
         return KernelHistogram(name, label, 0, [0.0, 1.0], [0], False, 0, 0)
     lo, hi = int(d.min()), int(d.max())
-    p50 = int(np.sort(d)[max(1, (d.size * 50 + 99) // 100) - 1])  # nearest rank, as distribution.percentile
+    p50 = scalar_int(percentile(pl.Series(d), 50))
     n_bins = max(1, min(bins, int(np.unique(d).size)))
     log = lo > 0 and hi / lo > LOG_RANGE
     if lo == hi:  # one duration: one bin, 2% wide, so the axis reads in the duration's own unit

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import Profile, Row, _downsample
+from .compare import SAMPLE_MAX, Profile, Row
+from .distribution import downsample
 
 
 def _mean_rows(rows: list[Row | None], n: int, ranks: int) -> Row:
@@ -27,7 +28,7 @@ def _mean_rows(rows: list[Row | None], n: int, ranks: int) -> Row:
         count=sum(r.count for r in present),
         total=sum(r.total for r in present) // ranks,
         per_step=np.rint(per / ranks).astype(np.int64).tolist(),
-        sample=_downsample(sample),
+        sample=downsample(sample, SAMPLE_MAX),
         label=first.label,
     )
 

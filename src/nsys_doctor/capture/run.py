@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import glob
+import io
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -114,6 +115,7 @@ def validate(info: TraceInfo, expected: Range, graph_asked: bool = False) -> Val
     kernels = int(c.get("CUPTI_ACTIVITY_KIND_KERNEL", 0))
     graphs = int(c.get("CUDA_GRAPH_TRACE", 0))
     mode = info.capture.get("cuda_graph_trace")
+    dropped = [d for d in info.diagnostics if "might have been collected" in d or "dropped" in d.lower()]
     v.facts = {
         "kernels": kernels,
         "api_calls": int(c.get("CUPTI_ACTIVITY_KIND_RUNTIME", 0)),
@@ -125,7 +127,7 @@ def validate(info: TraceInfo, expected: Range, graph_asked: bool = False) -> Val
         "profiler_start_in_trace": info.capture.get("capture_range") == "cudaProfilerApi",
         "duration_ns": info.duration_ns,
         "nsys_version": info.product_version,
-        "dropped": [d for d in info.diagnostics if "might have been collected" in d or "dropped" in d.lower()],
+        "dropped": dropped,
     }
     if kernels == 0:
         if graphs:
@@ -143,8 +145,8 @@ def validate(info: TraceInfo, expected: Range, graph_asked: bool = False) -> Val
     if mode == "graph" or (graphs and kernels):
         msg = "graph-level CUDA graph tracing: kernels inside graphs are missing"
         (v.warnings if graph_asked else v.problems).append(msg)
-    if v.facts["dropped"]:
-        v.warnings.append("nsys reports possibly dropped data: " + "; ".join(map(str, v.facts["dropped"]))[:300])
+    if dropped:
+        v.warnings.append("nsys reports possibly dropped data: " + "; ".join(dropped)[:300])
     return v
 
 
@@ -188,9 +190,10 @@ def run_streaming(argv: Sequence[str], log: Path | None = None, echo: IO[str] | 
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     fh = log.open("w", encoding="utf-8", newline="") if log else None
     try:
-        assert proc.stdout is not None
+        stream = proc.stdout
+        assert isinstance(stream, io.BufferedReader)  # a pipe with the default buffering: read1 returns what is there
         while True:
-            data = proc.stdout.read1(65536)  # type: ignore[attr-defined]
+            data = stream.read1(65536)
             text = decoder.decode(data, final=not data)
             if text:
                 chunks.append(text)
@@ -224,10 +227,20 @@ def timing(result: RunResult, regex: str | None, metric: str, where: str) -> dic
     return out
 
 
-def inflation(baseline: dict[str, object] | None, traced: dict[str, object] | None) -> float | None:
+def _timing_value(timing: Mapping[str, object] | None) -> float | None:
+    """The measured value of a ``timing`` record; None when it has none (no run, no regex match, not a number)."""
+    value = None if timing is None else timing.get("value")
+    if not isinstance(value, (int, float, str)):
+        return None
     try:
-        b, t = float(baseline["value"]), float(traced["value"])  # type: ignore[index,arg-type]
-    except (TypeError, KeyError, ValueError):
+        return float(value)
+    except ValueError:
+        return None
+
+
+def inflation(baseline: Mapping[str, object] | None, traced: Mapping[str, object] | None) -> float | None:
+    b, t = _timing_value(baseline), _timing_value(traced)
+    if b is None or t is None:
         return None
     return round(t / b, 4) if b > 0 else None
 
@@ -340,7 +353,7 @@ def capture(
     r = run_streaming(req.nsys_argv, log_dir / f"{stem}.capture.log", echo)
     traced = timing(r, req.timing_regex, req.timing_metric, "profiled") if req.baseline else None
     if traced is not None and not req.timing_regex:
-        traced["source"] += " (includes nsys start-up and export)"
+        traced["source"] = f"{traced['source']} (includes nsys start-up and export)"
     paths = find_traces(req.output_glob, started)
     if not paths:
         tail = " | ".join(line.strip() for line in r.output.strip().splitlines()[-3:])
@@ -391,7 +404,8 @@ def record_traces(
             "traces": [str(q) for q in paths],
             "validation": {"ok": v.ok, "problems": v.problems, "warnings": v.warnings, **v.facts},
         }
-        entry["versions"] = {**dict(record.get("versions") or {}), **_trace_versions(info)}  # type: ignore[call-overload]
+        tools = record.get("versions")
+        entry["versions"] = {**(tools if isinstance(tools, dict) else {}), **_trace_versions(info)}
         results.append(TraceResult(sqlite, info, v, write_sidecar(sqlite, entry)))
     return results
 

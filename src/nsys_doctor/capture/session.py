@@ -244,7 +244,7 @@ def identity_clock() -> str | None:
     if os.path.isfile("/proc/self/stat"):
         return CLOCK_PROC
     try:
-        import psutil  # noqa: F401  # optional: used only where there is no /proc
+        import psutil  # noqa: F401  # optional: only whether it is installed
     except ImportError:
         return None
     return CLOCK_PSUTIL

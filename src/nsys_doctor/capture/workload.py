@@ -32,7 +32,8 @@ from string import Formatter
 from ..config import Config
 from ..errors import UsageError
 
-PRESETS: dict[str, dict[str, int]] = {
+PresetValue = int | float | str  # a preset's value: counts are ints, other values numbers or strings
+PRESETS: dict[str, dict[str, PresetValue]] = {
     "prefill": {"prompt_len": 2048, "output_len": 1},
     "decode": {"prompt_len": 1, "output_len": 128},
 }
@@ -53,7 +54,7 @@ class WorkloadTemplate:
     timing_regex: str | None = None
     timing_metric: str | None = None
     defaults: dict[str, int] = field(default_factory=lambda: {"warmup": 1, "iters": 1})
-    presets: dict[str, dict[str, int]] = field(default_factory=dict)
+    presets: dict[str, dict[str, PresetValue]] = field(default_factory=dict)
     source: str = "config"
 
 
@@ -82,14 +83,14 @@ def template_from_config(cfg: Config) -> WorkloadTemplate | None:
     for key in COUNTS:
         if key in d:
             defaults[key] = _count(where, f"workload.{key}", key, d[key])
-    presets: dict[str, dict[str, int]] = {}
+    presets: dict[str, dict[str, PresetValue]] = {}
     raw_presets = d.get("presets", {})
     if not isinstance(raw_presets, dict):
         raise UsageError(f"{where}: workload.presets must be a table of tables", "[workload.presets.NAME] ...")
     for name, values in raw_presets.items():
         if not isinstance(values, dict):
             raise UsageError(f"{where}: workload.presets.{name} must be a table", "e.g. prompt_len = 2048")
-        checked: dict[str, int] = {}
+        checked: dict[str, PresetValue] = {}
         for k, v in _norm(values).items():
             at = f"workload.presets.{name}.{k}"
             if k in COUNTS:
@@ -97,7 +98,7 @@ def template_from_config(cfg: Config) -> WorkloadTemplate | None:
             elif isinstance(v, bool) or not isinstance(v, int | float | str):
                 raise UsageError(f"{where}: {at} must be a number or a string, not {v!r}", f"e.g. {k} = 1")
             else:
-                checked[str(k)] = v  # type: ignore[assignment]
+                checked[str(k)] = v
         presets[str(name)] = checked
     if strings["timing_regex"]:
         compile_timing_regex(strings["timing_regex"])

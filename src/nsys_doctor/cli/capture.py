@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..capture import plan as P
-from ..capture import preflight, run
-from ..capture import session as session_mod
 from ..capture.command import OUTPUT_DIR, RANGE_ENDS, Range, expand_output_name, parse_range, shell_line
-from ..capture.workload import metric_unit
-from ..config import find_config
 from ..errors import NsysDoctorError, UsageError
-from ..safe_io import write_atomic
-from ..trace import Trace
-from ..trace.nsysbin import find_nsys
+from ..trace.nsysbin import find_nsys  # module level: tests replace it
 from .report import diagnose_trace, project_rules
+
+# Only what the options need is imported here (`capture --help` stays light); running a capture imports the rest.
+if TYPE_CHECKING:
+    from ..analysis.diagnosis import Diagnosis
+    from ..capture import run
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "cyan"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -32,6 +30,8 @@ def _err(text: str) -> None:
 
 
 def _nsys_or_fail() -> str:
+    from ..capture import preflight
+
     loc = find_nsys()
     if loc is None:
         c = preflight.nsys_checks(None)[0]
@@ -51,6 +51,8 @@ def check() -> None:
     \b
     Exit 0 when a capture will work, 1 (with the reasons) when it will not.
     """
+    from ..capture import preflight
+
     pf = preflight.preflight()
     color = sys.stdout.isatty()
     for c in pf.checks:
@@ -75,9 +77,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     }
 
 
-def _summary(trace_path: Path, top_lines: int = 40) -> tuple[list[str], object | None]:
+def _summary(trace_path: Path, top_lines: int = 40) -> tuple[list[str], Diagnosis]:
     """The top of the report (header, window, diagnosis, findings) and the diagnosis itself."""
     from ..report.diagnosis_text import render_terminal
+    from ..trace import Trace
 
     with Trace.open(trace_path) as t:
         d = diagnose_trace(t, project_rules(None))
@@ -95,6 +98,8 @@ def _summary(trace_path: Path, top_lines: int = 40) -> tuple[list[str], object |
 def trace_timing(d: object, baseline: dict[str, object] | None) -> tuple[dict[str, object] | None, float | None]:
     """The step time the trace shows (decode steps, else any steps), and its ratio to the unprofiled number when
     that number is a per-token or per-step time."""
+    from ..capture.workload import metric_unit
+
     summary = getattr(d, "step_summary", None) or {}
     kind = next((k for k in ("decode", "step") if isinstance(summary.get(k), dict)), None)
     if kind is None:
@@ -111,12 +116,13 @@ def trace_timing(d: object, baseline: dict[str, object] | None) -> tuple[dict[st
         "source": f"{kind} step time p50 in the trace ({summary.get('source')})",
     }
     ratio = None
-    if baseline and isinstance(baseline.get("value"), (int, float)):
+    value = baseline.get("value") if baseline else None
+    if baseline and isinstance(value, (int, float)):
         metric = str(baseline.get("metric", "")).lower()
         unit = baseline.get("unit") or metric_unit(metric)
         scale = {"ms": 1e6, "us": 1e3, "ns": 1.0, "s": 1e9}.get(str(unit))
-        if scale and re.search(r"token|step|tpot|itl", metric) and float(baseline["value"]) > 0:
-            ratio = round(p50 / scale / float(baseline["value"]), 4)
+        if scale and re.search(r"token|step|tpot|itl", metric) and float(value) > 0:
+            ratio = round(p50 / scale / float(value), 4)
     return out, ratio
 
 
@@ -124,8 +130,16 @@ def _fmt(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def finish(result_traces: list[run.TraceResult], baseline, traced, infl, show_report: bool) -> None:
+def finish(
+    result_traces: list[run.TraceResult],
+    baseline: dict[str, object] | None,
+    traced: dict[str, object] | None,
+    infl: float | None,
+    show_report: bool,
+) -> None:
     """Print what was written, the timing comparison and the report summary; fail on an unusable capture."""
+    from ..capture import run
+
     for tr in result_traces:
         f = tr.validation.facts
         click.echo(
@@ -145,7 +159,8 @@ def finish(result_traces: list[run.TraceResult], baseline, traced, infl, show_re
                 hint = run.empty_hint(Range())
         raise run.CaptureError(f"unusable capture {tr.path}: {'; '.join(tr.validation.problems)}", hint)
     first = result_traces[0]
-    lines, d = ([], None)
+    lines: list[str] = []
+    d: Diagnosis | None = None
     if show_report:
         try:
             lines, d = _summary(first.path)
@@ -263,6 +278,13 @@ def capture(ctx: click.Context, **kw: object) -> None:
       nsys-doctor capture --preset decode --baseline-run
       nsys-doctor capture --name decode_%h --range cuda-profiler -- cargo run -r --bin bench -- --cuda-profiler-capture
     """
+    import socket
+
+    from ..capture import plan as P
+    from ..capture import run
+    from ..config import find_config
+    from ..safe_io import write_atomic
+
     dry = bool(kw.pop("dry_run"))
     no_report = bool(kw.pop("no_report"))
     explicit = _explicit(ctx)
@@ -337,6 +359,9 @@ def session_start(
     command: tuple[str, ...],
 ) -> None:
     """Launch COMMAND under nsys (nsys launch --session-new=NAME), idle until `session capture`."""
+    from ..capture import plan as P
+    from ..capture import run
+    from ..capture import session as session_mod
     from ..capture.command import check_extra, parse_backtrace, parse_trace
     from ..capture.guards import build_guard, graph_trace_warning
 
@@ -396,6 +421,11 @@ def session_capture(
     no_report: bool,
 ) -> None:
     """Collect SECONDS of the launched process (nsys start, wait, nsys stop), check the trace, print the report."""
+    import socket
+
+    from ..capture import preflight, run
+    from ..capture import session as session_mod
+
     out = Path(output_dir)
     state = session_mod.read_state(out, name)
     if state is None:
@@ -426,7 +456,7 @@ def session_capture(
     paths = run.find_traces(names.glob, began)
     if not paths:
         raise run.CaptureError(f"nsys stop wrote no trace at {names.glob}.sqlite", f"see {state.log}")
-    record = {
+    record: dict[str, object] = {
         "name": Path(pattern).name,
         "created_utc": run.now_utc(),
         "host": socket.gethostname(),
@@ -456,6 +486,9 @@ def session_stop(name: str, output_dir: str) -> None:
     The process is signalled (SIGTERM to its process group) only when nsys shutdown did not end it and it still is
     the nsys this session started: same PID, start time and command line as recorded by `session start`.
     """
+    from ..capture import preflight
+    from ..capture import session as session_mod
+
     out = Path(output_dir)
     state = session_mod.read_state(out, name)  # a damaged state file is an error naming the file and key
     path = session_mod.state_path(out, name)
@@ -501,6 +534,9 @@ SESSION_STATUS = {
 @click.option("--output-dir", default=OUTPUT_DIR, show_default=True)
 def session_list(output_dir: str) -> None:
     """Sessions started here (and what `nsys sessions list` says)."""
+    from ..capture import preflight
+    from ..capture import session as session_mod
+
     states = session_mod.all_states(Path(output_dir))
     live = None
     loc = find_nsys()

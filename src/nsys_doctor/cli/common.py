@@ -27,7 +27,7 @@ def window_options(func: F) -> F:
     )
     return click.option(
         "--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s)."
-    )(func)  # type: ignore[return-value]
+    )(func)
 
 
 def jobs_option(func: F) -> F:
@@ -39,7 +39,7 @@ def jobs_option(func: F) -> F:
         default=1,
         show_default=True,
         help="Read rank traces on this many processes.",
-    )(func)  # type: ignore[return-value]
+    )(func)
 
 
 def ops_option(func: F) -> F:
@@ -50,7 +50,27 @@ def ops_option(func: F) -> F:
         metavar="FILE",
         type=click.Path(path_type=Path),
         help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
-    )(func)  # type: ignore[return-value]
+    )(func)
+
+
+def _no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from ..trace.cache import disable
+
+        disable()
+
+
+def cache_option(func: F) -> F:
+    """--no-cache: read the trace itself, neither reading nor writing the frame cache (for this process and the
+    worker processes it starts; the environment's NSYS_DOCTOR_NO_CACHE=1 does the same)."""
+    return click.option(
+        "--no-cache",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_no_cache,
+        help="Do not use the frame cache (read the trace itself; write nothing to the cache folder).",
+    )(func)
 
 
 OUTPUT_PARAMS = frozenset({"output", "output_dir", "out"})

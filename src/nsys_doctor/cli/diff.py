@@ -3,47 +3,47 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import JSON_SCHEMA
-from ..analysis.compare import (
-    LEVELS,
-    DiffResult,
-    GateResult,
-    Profile,
-    comparison_problem,
-    diff_profiles,
-    gate,
-    scaling,
-    step_busy,
-)
-from ..analysis.ops import OpRule
-from ..analysis.plots import DiffSteps, diff_steps
-from ..config import find_config, gate_settings
+from .. import progress
 from ..errors import NsysDoctorError, UsageError
-from ..report.compare_text import render_diff, render_scaling
-from ..safe_io import write_atomic
-from ..session import TraceSession
-from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank
-from .common import FiniteFloat, command_inputs, emit, jobs_option, ops_option
-from .report import check_html_output, project_rules
+from ..trace.ranks import RANK_FROM
+from .common import FiniteFloat, cache_option, command_inputs, emit, jobs_option, ops_option
+from .report import check_html_output, html_format_option, project_rules, read_in_stages, render_output
 
+# Only what the options need is imported here (`diff --help` loads no polars, numpy or rich); the comparison and
+# its renderers are imported by the functions that run them.
+if TYPE_CHECKING:
+    from ..analysis.compare import DiffResult, GateResult, Profile
+    from ..analysis.ops import OpRule
+    from ..analysis.plots import DiffSteps
+    from ..trace.ranks import RankSpec
+
+LEVELS = ("name", "base", "family")  # analysis.compare.LEVELS (tests/test_perf_startup.py keeps them equal)
 FORMATS = ("terminal", "markdown", "json")
 DIFF_FORMATS = (*FORMATS, "html")  # diff only: a page with per-step and per-family plots
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def profile_of(path: Path, ops_file: Path | None = None, context: int | None = None) -> Profile:
-    with TraceSession.open(path, project_rules(ops_file)) as session:
-        return session.profile(str(path), context)
+    """The per-step profile of one trace (read, structure and profile each in its progress stage)."""
+    from ..session import TraceSession
+
+    with progress.task(), TraceSession.open(path, project_rules(ops_file)) as session:
+        read_in_stages(session)
+        with progress.stage("analyses"):
+            return session.profile(str(path), context)
 
 
 def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
     """The profile of one rank (top-level: runs in worker processes)."""
     from ..analysis.parallel import WorkerError
+    from ..session import TraceSession
 
     try:
         with TraceSession.open(spec.path, rules, rank=spec) as session:
@@ -62,7 +62,9 @@ def _side_paths(arg: Path) -> list[str]:
 
 def rank_side(arg: Path, rank_from: str) -> list[RankSpec] | None:
     """The ranks of one diff side, or None when it is one single-rank trace."""
-    paths = _side_paths(arg)
+    from ..trace.ranks import discover, multi_rank
+
+    paths: list[str | os.PathLike[str]] = list(_side_paths(arg))
     if len(paths) == 1 and not multi_rank(paths):
         return None
     return discover(paths, rank_from)
@@ -75,11 +77,14 @@ def side_profiles(specs: list[RankSpec], rules: list[OpRule], jobs: int, only: i
         specs = [s for s in specs if s.rank == only]
         if not specs:
             raise UsageError(f"no rank {only} on one side of the diff", "pick a rank present in both with --rank N")
-    profiles = map_ranks(specs, rank_profile, jobs=jobs, rules=rules)
+    with progress.stage("reading ranks"):
+        profiles = map_ranks(specs, rank_profile, jobs=jobs, progress=progress.counter(), rules=rules)
     return {s.rank: p for s, p in zip(specs, profiles, strict=True)}
 
 
 def baseline_dir() -> Path:
+    from ..config import find_config
+
     cfg = find_config()
     root = cfg.path.parent if cfg.path is not None else Path.cwd()
     return root / ".nsys-doctor" / "baselines"
@@ -98,6 +103,8 @@ def load_baseline(name: str) -> Profile:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read baseline {p}: {exc}", "save it again") from None
+    from ..analysis.compare import Profile
+
     try:
         return Profile.from_dict(json.loads(text))
     except (ValueError, RecursionError) as exc:
@@ -139,15 +146,7 @@ def load_baseline(name: str) -> Profile:
     show_default=True,
     help="Smallest per-step change (%) reported as significant.",
 )
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(DIFF_FORMATS),
-    default="terminal",
-    show_default=True,
-    help="html: one self-contained page with plots (write it with -o diff.html).",
-)
+@html_format_option(DIFF_FORMATS, "diff.html")
 @click.option("-o", "--output", metavar="FILE")
 @ops_option
 @click.option(
@@ -168,6 +167,8 @@ def load_baseline(name: str) -> Profile:
     help="Rank numbers from the recorded environment, the file name, or sorted order.",
 )
 @jobs_option
+@progress.quiet_option
+@cache_option
 def diff(
     paths: tuple[Path, ...],
     baseline: str | None,
@@ -207,6 +208,10 @@ def diff(
     if not baseline and before is None:
         raise UsageError("diff needs two traces", "nsys-doctor diff BEFORE AFTER (or --baseline NAME AFTER)")
     check_html_output(fmt, output)
+    from ..analysis.compare import comparison_problem, diff_profiles, gate
+    from ..config import find_config, gate_settings
+    from ..report.compare_text import render_diff
+
     cfg_threshold, fam_limits = gate_settings(find_config())
     if gate_pct is None:
         gate_pct = cfg_threshold
@@ -219,84 +224,79 @@ def diff(
         problem = comparison_problem(a, b, alpha, gating=gate_pct is not None)
         if problem:
             raise UsageError(f"cannot {'gate' if gate_pct is not None else 'compare'}: {problem[0]}", problem[1])
-        result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
-        return result, (gate(result, gate_pct, fam_limits) if gate_pct is not None else None)
+        with progress.stage("analyses"):
+            result = diff_profiles(a, b, level=level, alpha=alpha, min_effect=min_effect / 100.0)
+            return result, (gate(result, gate_pct, fam_limits) if gate_pct is not None else None)
 
     def rendered(result: DiffResult, g: GateResult | None, a: Profile, b: Profile) -> str:
-        if fmt == "html":
-            return html_diff(result, g, a, b)
-        return render_diff(result, fmt, g)
+        return render_output(
+            fmt, lambda html: html.render_diff(result, g, _diff_steps(a, b)), lambda f: render_diff(result, f, g)
+        )
 
     rules = project_rules(ops_file)
     side_a = None if baseline else rank_side(before, rank_from)  # type: ignore[arg-type]
     side_b = rank_side(after, rank_from)
-    if side_a is None and side_b is None:
-        if only_rank is not None:
-            raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
-        a = load_baseline(baseline) if baseline else profile_of(before, ops_file)  # type: ignore[arg-type]
-        b = profile_of(after, ops_file)
-        result, g = compare(a, b)
-        emit(rendered(result, g, a, b), output, fmt)
-        if g is not None and not g.passed:
-            raise click.exceptions.Exit(1)
-        return
-    from ..analysis.rankset import merge_profiles, pair_ranks
+    if side_a is None and side_b is None and only_rank is not None:
+        raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
 
-    def profiles(side: list[RankSpec] | None, arg: Path) -> dict[int, Profile]:
+    def profiles(side: list[RankSpec] | None, arg: Path | None) -> dict[int, Profile]:
+        if arg is None:  # --baseline NAME
+            return {0: load_baseline(str(baseline))}
         if side is None:
             return {0: profile_of(arg, ops_file)}
         return side_profiles(side, rules, jobs, only_rank)
 
-    pa = {0: load_baseline(baseline)} if baseline else profiles(side_a, before)  # type: ignore[arg-type]
-    pb = profiles(side_b, after)
-    if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
-        # one side is a single profile (a baseline, or one trace): compare the merged ranks
-        ma, mb = merge_profiles(list(pa.values())), merge_profiles(list(pb.values()))
-        result, g = compare(ma, mb)
-        emit(rendered(result, g, ma, mb), output, fmt)
-        if g is not None and not g.passed:
-            raise click.exceptions.Exit(1)
-        return
-    common, notes = pair_ranks(list(pa), list(pb))
-    if not common:
-        raise UsageError("the two sides have no rank number in common", "use --ranks aggregate, or --rank-from order")
-    pairs = [(r, *compare(pa[r], pb[r])) for r in common]
-    failed = [r for r, _, g in pairs if g is not None and not g.passed]
-    if fmt == "html":
-        from ..report import html
+    def comparison() -> tuple[str, bool]:
+        """The diff's text and whether the gate failed."""
+        from ..analysis.rankset import merge_profiles, pair_ranks
 
-        steps = {r: _diff_steps(pa[r], pb[r]) for r in common}
-        emit(html.render_rank_diffs([(r, d, g, steps[r]) for r, d, g in pairs], notes, failed), output, fmt)
-    else:
-        emit(_render_rank_diffs(pairs, notes, fmt, failed), output, fmt)
-    if failed:
+        pa, pb = profiles(side_a, before), profiles(side_b, after)
+        if side_a is None and side_b is None:
+            result, g = compare(pa[0], pb[0])
+            return rendered(result, g, pa[0], pb[0]), g is not None and not g.passed
+        if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
+            # one side is a single profile (a baseline, or one trace): compare the merged ranks
+            ma, mb = merge_profiles(list(pa.values())), merge_profiles(list(pb.values()))
+            result, g = compare(ma, mb)
+            return rendered(result, g, ma, mb), g is not None and not g.passed
+        common, notes = pair_ranks(list(pa), list(pb))
+        if not common:
+            raise UsageError(
+                "the two sides have no rank number in common", "use --ranks aggregate, or --rank-from order"
+            )
+        pairs = [(r, *compare(pa[r], pb[r])) for r in common]
+        failed = [r for r, _, g in pairs if g is not None and not g.passed]
+        text = render_output(
+            fmt,
+            lambda html: html.render_rank_diffs(
+                [(r, d, g, _diff_steps(pa[r], pb[r])) for r, d, g in pairs], notes, failed
+            ),
+            lambda f: _render_rank_diffs(pairs, notes, f, failed),
+        )
+        return text, bool(failed)
+
+    with progress.task():  # one progress line for both sides; cleared before the output is written
+        text, gate_failed = comparison()
+    emit(text, output, fmt)
+    if gate_failed:
         raise click.exceptions.Exit(1)
 
 
 def _diff_steps(a: Profile, b: Profile) -> DiffSteps:
     """GPU time per step of both sides, for the HTML plot."""
+    from ..analysis.compare import step_busy
+    from ..analysis.plots import diff_steps
+
     return diff_steps(step_busy(a), step_busy(b), b.step_kind)
-
-
-def html_diff(result: DiffResult, g: GateResult | None, a: Profile, b: Profile) -> str:
-    """``diff --format html``: the page, with the per-step GPU time of both profiles."""
-    from ..report import html
-
-    return html.render_diff(result, g, _diff_steps(a, b))
 
 
 def _render_rank_diffs(
     pairs: list[tuple[int, DiffResult, GateResult | None]], notes: list[str], fmt: str, failed: list[int]
 ) -> str:
+    from ..report.compare_text import render_diff, render_rank_diffs_json
+
     if fmt == "json":
-        data = {
-            "schema": JSON_SCHEMA,
-            "kind": "diff-ranks",
-            "ranks": [{"rank": r, "diff": json.loads(render_diff(d, "json", g))} for r, d, g in pairs],
-            "gate_failed_ranks": failed,
-            "notes": notes,
-        }
-        return json.dumps(data, indent=2) + "\n"
+        return render_rank_diffs_json(pairs, notes, failed)
     parts = []
     for r, d, g in pairs:
         body = render_diff(d, fmt, g)
@@ -313,6 +313,8 @@ def _render_rank_diffs(
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("-o", "--output", metavar="FILE")
 @ops_option
+@progress.quiet_option
+@cache_option
 def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str | None, ops_file: Path | None) -> None:
     """Decode time per step per family and kernel against context length (two or more traces).
 
@@ -344,6 +346,9 @@ def scaling_cmd(traces: tuple[Path, ...], ctx: str | None, fmt: str, output: str
             "all traces have the same context length: nothing to scale against",
             "give traces captured with different prompt lengths (or their lengths with --ctx)",
         )
+    from ..analysis.compare import scaling
+    from ..report.compare_text import render_scaling
+
     emit(render_scaling(scaling(profiles), fmt), output, fmt)
 
 
@@ -356,10 +361,14 @@ def baseline() -> None:
 @click.argument("name")
 @click.argument("trace", type=click.Path(path_type=Path))
 @ops_option
+@progress.quiet_option
+@cache_option
 def baseline_save(name: str, trace: Path, ops_file: Path | None) -> None:
     """Save TRACE's per-step summary as baseline NAME (in .nsys-doctor/baselines/)."""
     if not _NAME.match(name):
         raise UsageError(f"bad baseline name '{name}'", "use letters, digits, '.', '_' and '-'")
+    from ..analysis.compare import step_busy
+
     prof = profile_of(trace, ops_file)
     if prof.steps == 0 or sum(step_busy(prof)) == 0:
         what = "no steps" if prof.steps == 0 else "no kernels, copies or memsets in its steps"
@@ -370,6 +379,8 @@ def baseline_save(name: str, trace: Path, ops_file: Path | None) -> None:
     d = baseline_dir()
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.json"
+    from ..safe_io import write_atomic
+
     write_atomic(path, json.dumps(prof.to_dict(), separators=(",", ":")), inputs=command_inputs(), refuse_symlink=True)
     click.echo(f"saved baseline {name}: {path} ({path.stat().st_size / 1e3:.0f} kB, {prof.steps} steps)")
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..analysis.explain import explain as explain_tables
+from .. import progress
 from ..errors import UsageError
-from ..report.explain_text import render_json, render_markdown, render_terminal
-from ..trace.pasted import decode_text, load_pasted, read_source, read_stream
 from .common import emit, ops_option
 from .report import project_rules
 
@@ -23,6 +21,7 @@ FORMATS = ("terminal", "markdown", "json")
 @click.option("-o", "--output", metavar="FILE", help="Write the answer to FILE instead of standard output.")
 @ops_option
 @click.option("--top", type=click.IntRange(1, 100_000), default=10, show_default=True, help="Kernels to list.")
+@progress.quiet_option
 def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, top: int) -> None:
     """Explain pasted `nsys stats` output: read FILE (or standard input) and answer like `report`.
 
@@ -38,15 +37,25 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
       pbpaste | nsys-doctor explain -
       nsys stats report.nsys-rep | nsys-doctor explain --format markdown
     """
+    from ..analysis.explain import explain as explain_tables
+    from ..report.explain_text import render_json, render_markdown, render_terminal
+    from ..trace.pasted import load_pasted, read_source
+
     rules = project_rules(ops_file)
     text, label = _read_stdin() if source == "-" else read_source(source)
-    e = explain_tables(load_pasted(text, label), rules, top=top)
-    if fmt == "json":
-        body = render_json(e)
-    elif fmt == "markdown":
-        body = render_markdown(e)
-    else:
-        body = render_terminal(e, color=output is None and sys.stdout.isatty())
+
+    with progress.task():
+        with progress.stage("reading"):
+            tables = load_pasted(text, label)
+        with progress.stage("analyses"):
+            e = explain_tables(tables, rules, top=top)
+        with progress.stage("rendering"):
+            if fmt == "json":
+                body = render_json(e)
+            elif fmt == "markdown":
+                body = render_markdown(e)
+            else:
+                body = render_terminal(e, color=output is None and sys.stdout.isatty())
     emit(body, output, fmt)
 
 
@@ -65,6 +74,8 @@ def _read_stdin() -> tuple[str, str]:
         tty = False
     if tty:
         click.echo("reading nsys stats output from standard input (end with Ctrl-D)...", err=True)
+    from ..trace.pasted import decode_text, read_stream
+
     return decode_text(read_stream(getattr(stdin, "buffer", stdin), label), label), label
 
 

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .. import progress
 from ..errors import NsysDoctorError, UsageError
 from ..safe_io import check_output, open_atomic, resolve_output, write_error
 from ..session import TraceSession, WindowChoice
-from .common import command_inputs, default_output_name, ops_option, window_options
-from .report import project_rules
+from .common import cache_option, command_inputs, default_output_name, ops_option, window_options
+from .report import project_rules, read_in_stages
 
 if TYPE_CHECKING:
     from ..report.export import PerfettoSummary
@@ -93,6 +94,8 @@ def _size(path: Path) -> str:
 @ops_option
 @click.option("--no-flows", is_flag=True, help="Leave out the arrows from each CUDA API call to its GPU work.")
 @click.option("--demangled", is_flag=True, help="Name kernel slices by their demangled names (default: short names).")
+@progress.quiet_option
+@cache_option
 def export(
     trace_path: Path,
     output: str | None,
@@ -144,8 +147,10 @@ def _export(
         check_output(dest, inputs)
     folder = parquet_folder(output_dir, inputs) if output_dir else None
     rules = project_rules(ops_file)
-    with TraceSession.open(trace_path, rules, choice) as session:
-        data = session.export_data()
+    with progress.task(), TraceSession.open(trace_path, rules, choice) as session:
+        read_in_stages(session)
+        with progress.stage("analyses"):
+            data = session.export_data()
     if output == "-":  # standard output, as it comes (a pipe to gzip, jq, a viewer)
         stdout = getattr(sys.stdout, "buffer", None)
         if stdout is None:

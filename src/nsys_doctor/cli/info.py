@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from .. import JSON_SCHEMA
-from ..report.info_text import render_info
 from ..trace import Trace
 from ..trace.meta import describe
 
@@ -20,10 +17,9 @@ def info(trace_path: Path, fmt: str) -> None:
     """Versions, GPUs, session length, row counts, capture settings and what TRACE is missing."""
     with Trace.open(trace_path) as trace:
         data = describe(trace)
-    if fmt == "json":
-        click.echo(json.dumps({"schema": JSON_SCHEMA, "info": data.to_dict()}, indent=2))
-    else:
-        click.echo(render_info(data), nl=False)
+    from ..report.info_text import render_info, render_info_json
+
+    click.echo(render_info_json(data) if fmt == "json" else render_info(data), nl=False)
 
 
 COMMANDS = [info]

@@ -197,6 +197,11 @@ def _bug_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure is one line on standard error and an exit code: 2 for bad input or usage, 3 for
     an internal error (``--debug`` anywhere on the command line shows its traceback instead), 130 on Ctrl-C."""
+    import time
+
+    from .. import progress
+
+    progress.set_origin(time.monotonic())  # a progress line counts the time since the command line started
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
@@ -220,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(_bug_line(exc), err=True)
         return 3
+    finally:
+        progress.set_origin(None)
 
 
 def _run(argv: list[str]) -> int:

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from .. import progress
 from ..errors import UsageError
-from ..trace.ranks import RANK_FROM, RankSpec, discover
-from .common import emit, jobs_option
+from ..trace.ranks import RANK_FROM, RankSpec
+from .common import cache_option, emit, jobs_option
+
+if TYPE_CHECKING:
+    from ..analysis.nccl import NcclResult
 
 FORMATS = ("terminal", "markdown", "json", "html")
 
 
-def progress_printer(what: str):  # type: ignore[no-untyped-def]
-    """A progress callback for ``map_ranks`` that writes to a terminal's stderr (nothing when redirected)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        end = "\n" if done == total else "\r"
-        sys.stderr.write(f"{what}: {done}/{total}{end}")
-        sys.stderr.flush()
-
-    return show
-
-
 def rank_specs(traces: tuple[Path, ...], rank_from: str) -> list[RankSpec]:
+    from ..trace.ranks import discover
+
     if not traces:
         raise UsageError("no traces given", "pass one trace per rank, a directory of them, or one multi-rank trace")
     return discover(list(traces), rank_from)
@@ -71,6 +65,8 @@ def check_dask_address(address: str) -> None:
     type=click.Path(path_type=Path),
     help="Extra kernel-to-operation rules; kernels they put in the 'communication' family are analyzed too.",
 )
+@progress.quiet_option
+@cache_option
 def nccl(
     traces: tuple[Path, ...],
     fmt: str,
@@ -102,7 +98,7 @@ def nccl(
       nsys-doctor nccl run/ --jobs 8 --format json -o nccl.json
       nsys-doctor nccl run/ --dask tcp://scheduler:8786
     """
-    from .report import check_html_output
+    from .report import check_html_output, project_rules, render_output
 
     check_html_output(fmt, output)
     if dask_address is not None:
@@ -111,13 +107,18 @@ def nccl(
         raise UsageError("--jobs and --dask exclude each other", "give --jobs N for local processes or --dask ADDRESS")
     from ..analysis.nccl import analyze
     from ..analysis.parallel import map_ranks
-    from ..report.nccl_text import render_json, render_markdown, render_terminal
-    from .report import project_rules
 
     rules = project_rules(ops_file)
     specs = rank_specs(traces, rank_from)
-    summaries = map_ranks(specs, jobs=jobs, dask=dask_address, progress=progress_printer("ranks read"), rules=rules)
-    result = analyze(summaries, top=top)
+    color = output is None and sys.stdout.isatty()
+    text = ""
+    with progress.task():
+        with progress.stage("reading ranks"):
+            summaries = map_ranks(specs, jobs=jobs, dask=dask_address, progress=progress.counter(), rules=rules)
+        with progress.stage("analyses"):
+            result = analyze(summaries, top=top)
+        if any(s.instances.height for s in summaries):
+            text = render_output(fmt, lambda html: html.render_nccl(result), lambda f: _render(result, f, color))
     if not any(s.instances.height for s in summaries):
         graph = [s.rank for s in summaries if s.info.get("graph_launches")]
         hint = (
@@ -127,17 +128,18 @@ def nccl(
             else "capture the ranks with --trace=cuda,nvtx while collectives run (check the capture range)"
         )
         raise UsageError(f"no NCCL or other collective kernels in {', '.join(str(t) for t in traces)}", hint)
-    if fmt == "json":
-        text = render_json(result)
-    elif fmt == "html":
-        from ..report.html import render_nccl
-
-        text = render_nccl(result)
-    elif fmt == "markdown":
-        text = render_markdown(result)
-    else:
-        text = render_terminal(result, color=output is None and sys.stdout.isatty())
     emit(text, output, fmt)
+
+
+def _render(result: NcclResult, fmt: str, color: bool) -> str:
+    """The cross-rank analysis as terminal text, markdown or JSON."""
+    from ..report.nccl_text import render_json, render_markdown, render_terminal
+
+    if fmt == "json":
+        return render_json(result)
+    if fmt == "markdown":
+        return render_markdown(result)
+    return render_terminal(result, color=color)
 
 
 COMMANDS = [nccl]

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from .. import JSON_SCHEMA
-from ..analysis.diagnosis import Diagnosis
-from ..analysis.model import Model, parse_dtype, read_model
-from ..analysis.ops import OpRule, load_rules, parse_rules_tables, read_rules_file
-from ..config import find_config, inline_op_rules, ops_path
+from .. import progress
 from ..errors import NsysDoctorError, UsageError
-from ..report import roofline_text
-from ..report.diagnosis_json import clean_json, render_json
-from ..report.diagnosis_text import render_markdown, render_terminal
-from ..session import TraceSession, WindowChoice
-from ..trace import Trace
-from ..trace.ranks import RANK_FROM, RankSpec, discover, multi_rank
-from ..trace.tables import TraceFrames
-from .common import emit, jobs_option, ops_option, window_options
+from ..trace.ranks import RANK_FROM
+from .common import cache_option, emit, jobs_option, ops_option, window_options
 
+# Only what the options need is imported here: `report --help` must not load polars, numpy or rich. The analyses
+# and renderers are imported by the functions that run them.
+if TYPE_CHECKING:
+    from ..analysis.diagnosis import Diagnosis
+    from ..analysis.model import Model
+    from ..analysis.nccl import NcclResult
+    from ..analysis.ops import OpRule
+    from ..analysis.roofline import Roofline
+    from ..session import TraceSession
+    from ..trace import Trace
+    from ..trace.ranks import RankSpec
+    from ..trace.tables import TraceFrames
+
+F = TypeVar("F", bound=Callable[..., object])
 FORMATS = ("terminal", "markdown", "json")
 REPORT_FORMATS = (*FORMATS, "html")  # report only: a page with plots (roofline shares FORMATS)
 
@@ -36,11 +43,47 @@ def check_html_output(fmt: str, output: str | None) -> None:
         )
 
 
+def html_format_option(formats: tuple[str, ...], page: str) -> Callable[[F], F]:
+    """``-f/--format`` of a command that also writes an HTML page (``page``: the file name its help suggests)."""
+    return click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(formats),
+        default="terminal",
+        show_default=True,
+        help=f"html: one self-contained page with plots (write it with -o {page}).",
+    )
+
+
+def render_output(fmt: str, html_page: Callable[[ModuleType], str], text: Callable[[str], str]) -> str:
+    """A command's output in ``fmt``, made in the progress stage "rendering": ``html_page(report.html)`` for
+    ``html`` (the page renderers are imported only then), else ``text(fmt)``."""
+    with progress.stage("rendering"):
+        if fmt == "html":
+            from ..report import html
+
+            return html_page(html)
+        return text(fmt)
+
+
+def read_in_stages(session: TraceSession) -> None:
+    """Read the trace, then find the run's structure, each in its progress stage (the session keeps both)."""
+    with progress.stage("reading"):
+        _ = session.frames
+    with progress.stage("structure"):
+        _ = session.structure
+
+
 def project_rules(ops_file: Path | None) -> list[OpRule]:
     """--ops rules first, then the project config's (``ops`` file and inline ``ops-rule`` tables), then shipped.
 
     Every failure (a missing or malformed file, a rule of the wrong shape) is a ``UsageError`` naming the file and
     the rule; for the config, its path and key."""
+    from ..analysis.ops import parse_rules_tables
+    from ..config import find_config, inline_op_rules, ops_path
+    from ..loaders import load_rules, read_rules_file
+
     cfg = find_config()
     extra: list[OpRule] = []
     path = ops_path(cfg)
@@ -68,28 +111,22 @@ def diagnose_trace(
 ) -> Diagnosis:
     """The diagnosis of an open trace (the window options as on the command line); with ``rank``, only that
     rank's process (and device) is analyzed; ``frames`` are reused when already read."""
+    from ..session import TraceSession, WindowChoice
+
     choice = WindowChoice(window, filter_nvtx, whole_trace, request)
     return TraceSession(trace, rules, choice, rank, frames).diagnose(top)
 
 
-def add_roofline(d: Diagnosis, session: TraceSession, model: Model, peak_bw: float | None) -> object | None:
+def add_roofline(d: Diagnosis, session: TraceSession, model: Model, peak_bw: float | None) -> Roofline | None:
     """Run the roofline for ``--model`` on the session's steps and merge its findings; a model that does not fit
     the trace becomes a note."""
-    from ..analysis.findings import Finding
-    from ..analysis.roofline import roofline_findings
-
     try:
         r = session.roofline(model, peak_bw=peak_bw)
     except UsageError as exc:
         d.notes.append(f"roofline skipped: {exc.one_line()}")
         return None
-    d.roofline = clean_json(r.to_dict())  # type: ignore[assignment]
-    d.add_findings(
-        [
-            Finding(str(f["id"]), str(f["severity"]), str(f["summary"]), dict(f["evidence"]))
-            for f in roofline_findings(r)
-        ]  # type: ignore[arg-type]
-    )
+    d.roofline = r.to_dict()
+    d.add_findings(list(r.findings))
     return r
 
 
@@ -115,6 +152,7 @@ def rank_report(
     """One rank's diagnosis and collective summary (top-level: runs in worker processes); with ``plots``, the data
     of its HTML plots too."""
     from ..analysis.parallel import WorkerError
+    from ..session import TraceSession, WindowChoice
 
     try:
         choice = WindowChoice(window, filter_nvtx, whole_trace)
@@ -126,45 +164,29 @@ def rank_report(
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
 
 
-def render_ranks(
-    pairs: list[tuple[RankSpec, Diagnosis]], across: object, fmt: str, color: bool, plots: list[object] | None = None
-) -> str:
-    """Per-rank reports, then what holds across ranks (collectives, late rank, imbalance); ``plots``: each rank's
-    plot data for the HTML page."""
-    import json
-
+def render_ranks(pairs: list[tuple[RankSpec, Diagnosis]], across: NcclResult | None, fmt: str, color: bool) -> str:
+    """Per-rank reports, then what holds across ranks (collectives, late rank, imbalance), as terminal text,
+    markdown or JSON (the HTML page: ``report.html.render_ranks``)."""
     from ..report import nccl_text
+    from ..report.diagnosis_json import render_ranks_json
+    from ..report.diagnosis_text import render_markdown, render_terminal
 
     if fmt == "json":
-        data = {
-            "schema": JSON_SCHEMA,
-            "kind": "report-ranks",
-            "ranks": [{"rank": sp.rank, "spec": sp.to_dict(), "report": d.to_dict()} for sp, d in pairs],
-            "across_ranks": across.to_dict() if across is not None else None,  # type: ignore[attr-defined]
-        }
-        return json.dumps(clean_json(data), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "html":
-        from ..report import html
-
-        per_rank = plots if plots is not None else [None] * len(pairs)
-        return html.render_ranks(
-            [(sp.rank, sp.label, d, p) for (sp, d), p in zip(pairs, per_rank, strict=True)],  # type: ignore[misc]
-            across,  # type: ignore[arg-type]
-        )
+        return render_ranks_json(pairs, across)
     parts = []
     if fmt == "markdown":
         parts.append(f"# nsys-doctor report: {len(pairs)} ranks\n")
         for sp, d in pairs:
             parts.append(f"\n# Rank {sp.rank}: {sp.label} (rank from {sp.source})\n\n" + render_markdown(d))
         if across is not None:
-            parts.append("\n# Across ranks\n\n" + nccl_text.render_markdown(across, compact=True))  # type: ignore[arg-type]
+            parts.append("\n# Across ranks\n\n" + nccl_text.render_markdown(across, compact=True))
         return "".join(parts)
     for sp, d in pairs:
         parts.append(f"{'=' * 20} rank {sp.rank}: {sp.label} (rank from {sp.source}) {'=' * 20}\n")
         parts.append(render_terminal(d, color=color) + "\n")
     if across is not None:
         parts.append(f"{'=' * 20} across ranks {'=' * 20}\n")
-        parts.append(nccl_text.render_terminal(across, color=color, compact=True))  # type: ignore[arg-type]
+        parts.append(nccl_text.render_terminal(across, color=color, compact=True))
     return "".join(parts)
 
 
@@ -172,6 +194,8 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
     """``--dtype`` in its canonical spelling (``bfloat16`` -> ``bf16``), checked before any trace is read."""
     if value is None:
         return None
+    from ..analysis.model import parse_dtype
+
     try:
         return parse_dtype(value)
     except UsageError as exc:
@@ -180,15 +204,7 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
 
 @click.command()
 @click.argument("trace_paths", metavar="TRACES...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(REPORT_FORMATS),
-    default="terminal",
-    show_default=True,
-    help="html: one self-contained page with plots (write it with -o report.html).",
-)
+@html_format_option(REPORT_FORMATS, "report.html")
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of standard output.")
 @window_options
 @ops_option
@@ -221,6 +237,8 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
     metavar="N",
     help="Analyze request N of the run (0-based, warm-up requests included) instead of the measured ones.",
 )
+@progress.quiet_option
+@cache_option
 def report(
     trace_paths: tuple[Path, ...],
     fmt: str,
@@ -251,6 +269,9 @@ def report(
     report per rank, then what holds across ranks: the late rank, waiting in collectives, unequal work per step
     (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
+    from ..session import TraceSession, WindowChoice
+    from ..trace.ranks import discover, multi_rank
+
     WindowChoice(window, filter_nvtx, whole_trace, request)  # the window options exclude each other
     check_html_output(fmt, output)
     if no_split and len(trace_paths) > 1:
@@ -261,6 +282,7 @@ def report(
     model = None
     bw = None
     if model_path is not None:
+        from ..loaders import read_model
         from .roofline import parse_bandwidth
 
         bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
@@ -271,26 +293,20 @@ def report(
         roof = None
         plots = None
         choice = WindowChoice(window, filter_nvtx, whole_trace, request)
-        with TraceSession.open(trace_paths[0], rules, choice) as session:
-            d = session.diagnose(top)
-            if model is not None:
-                roof = add_roofline(d, session, model, bw)
-            if fmt == "html":
-                plots = session.plot_data()
-        d.timing = capture_timing(trace_paths[0])
-        if fmt == "html":
-            from ..report import html
-
-            extra = [("Roofline", roofline_text.render_terminal(roof, color=False))] if roof is not None else []
-            text = html.render_report(d, plots, extra)
-        elif fmt == "json":
-            text = render_json(d)
-        elif fmt == "markdown":
-            text = render_markdown(d) + (roofline_text.render_markdown(roof) if roof is not None else "")
-        else:
-            text = render_terminal(d, color=color)
-            if roof is not None:
-                text += "\n" + roofline_text.render_terminal(roof, color=color)
+        with progress.task(), TraceSession.open(trace_paths[0], rules, choice) as session:
+            read_in_stages(session)
+            with progress.stage("analyses"):
+                d = session.diagnose(top)
+                if model is not None:
+                    roof = add_roofline(d, session, model, bw)
+                if fmt == "html":
+                    plots = session.plot_data()
+                d.timing = capture_timing(trace_paths[0])
+            text = render_output(
+                fmt,
+                lambda html: html.render_report(d, plots, _roofline_section(roof)),
+                lambda f: _render_one(d, roof, f, color),
+            )
     else:
         if request is not None:
             raise UsageError("--request applies to a report on one trace", "give one trace (or --no-split)")
@@ -303,24 +319,60 @@ def report(
         from ..analysis.parallel import map_ranks
 
         specs = discover(list(trace_paths), rank_from)
-        results = map_ranks(
-            specs,
-            rank_report,
-            jobs=jobs,
-            rules=rules,
-            window=window,
-            filter_nvtx=filter_nvtx,
-            whole_trace=whole_trace,
-            top=top,
-            plots=fmt == "html",
-        )
-        summaries = [r[1] for r in results]
-        across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
-        pairs = [(sp, r[0]) for sp, r in zip(specs, results, strict=True)]
-        if across is not None:
-            blame_late_rank([(sp.rank, d) for sp, d in pairs], across)
-        text = render_ranks(pairs, across, fmt, color, [r[2] if len(r) > 2 else None for r in results])
+        with progress.task():
+            with progress.stage("reading ranks"):
+                results = map_ranks(
+                    specs,
+                    rank_report,
+                    jobs=jobs,
+                    progress=progress.counter(),
+                    rules=rules,
+                    window=window,
+                    filter_nvtx=filter_nvtx,
+                    whole_trace=whole_trace,
+                    top=top,
+                    plots=fmt == "html",
+                )
+            with progress.stage("analyses"):
+                summaries = [r[1] for r in results]
+                across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
+                pairs = [(sp, r[0]) for sp, r in zip(specs, results, strict=True)]
+                if across is not None:
+                    blame_late_rank([(sp.rank, d) for sp, d in pairs], across)
+            plots_of = [r[2] if len(r) > 2 else None for r in results]
+            text = render_output(
+                fmt,
+                lambda html: html.render_ranks(
+                    [(sp.rank, sp.label, d, p) for (sp, d), p in zip(pairs, plots_of, strict=True)], across
+                ),
+                lambda f: render_ranks(pairs, across, f, color),
+            )
     emit(text, output, fmt)
+
+
+def _roofline_section(roof: Roofline | None) -> list[tuple[str, str]]:
+    """The roofline of ``report --model`` as an extra section of the HTML page."""
+    if roof is None:
+        return []
+    from ..report import roofline_text
+
+    return [("Roofline", roofline_text.render_terminal(roof, color=False))]
+
+
+def _render_one(d: Diagnosis, roof: Roofline | None, fmt: str, color: bool) -> str:
+    """A one-trace report as terminal text, markdown or JSON (with the roofline of ``--model``)."""
+    from ..report import roofline_text
+    from ..report.diagnosis_json import render_json
+    from ..report.diagnosis_text import render_markdown, render_terminal
+
+    if fmt == "json":
+        return render_json(d)
+    if fmt == "markdown":
+        return render_markdown(d) + (roofline_text.render_markdown(roof) if roof is not None else "")
+    text = render_terminal(d, color=color)
+    if roof is not None:
+        text += "\n" + roofline_text.render_terminal(roof, color=color)
+    return text
 
 
 COMMANDS = [report]

@@ -6,18 +6,20 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..analysis.model import DTYPES, MAX_DIM, Model, read_model
-from ..analysis.ops import OpRule
-from ..analysis.roofline import MapRule, Roofline, read_mapping
+from .. import progress
+from ..analysis.model import DTYPES, MAX_DIM, Model  # no polars: the options need DTYPES and MAX_DIM
 from ..errors import UsageError
-from ..report.roofline_text import render_json, render_markdown, render_terminal
-from ..session import TraceSession, WindowChoice
-from ..trace import Trace
-from .common import emit, ops_option, window_options
-from .report import FORMATS, project_rules
+from .common import cache_option, emit, ops_option, window_options
+from .report import FORMATS, project_rules, read_in_stages
+
+if TYPE_CHECKING:
+    from ..analysis.ops import OpRule
+    from ..analysis.roofline import MapRule, Roofline
+    from ..trace import Trace
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 BANDWIDTH_UNITS = {"tb/s": 1e12, "tbps": 1e12, "gb/s": 1e9, "gbps": 1e9, "mb/s": 1e6, "b/s": 1.0, "bps": 1.0}
@@ -87,10 +89,16 @@ def roofline_trace(
 
     ``model_path`` and ``mapping_path`` may also be an already read ``Model`` and mapping (``dtype`` and
     ``group_size`` then apply only to a model read here)."""
+    from ..analysis.roofline import read_mapping
+    from ..loaders import read_model
+    from ..session import TraceSession, WindowChoice
+
     model = model_path if isinstance(model_path, Model) else read_model(model_path, dtype, group_size)
     mapping = read_mapping(mapping_path) if isinstance(mapping_path, (str, Path)) else mapping_path
     session = TraceSession(trace, rules, WindowChoice(window, filter_nvtx, whole_trace))
-    return session.roofline(model, peak_bw, peak_flops, mapping, tokens)
+    read_in_stages(session)
+    with progress.stage("analyses"):
+        return session.roofline(model, peak_bw, peak_flops, mapping, tokens)
 
 
 @click.command()
@@ -136,6 +144,8 @@ def roofline_trace(
 @click.option("-o", "--output", metavar="FILE", help="Write the result to FILE instead of standard output.")
 @window_options
 @ops_option
+@progress.quiet_option
+@cache_option
 def roofline(
     trace_path: Path,
     model_path: Path,
@@ -169,10 +179,16 @@ def roofline(
         raise UsageError("--group-size applies to --dtype int4 only", "add --dtype int4, or drop --group-size")
     bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
     fl = parse_flops(peak_flops) if peak_flops is not None else None
+    from ..analysis.roofline import read_mapping
+    from ..report.roofline_text import render_json, render_markdown, render_terminal
+    from ..trace import Trace
+
     rules = project_rules(ops_file)
+    from ..loaders import read_model
+
     model = read_model(model_path, dtype.lower() if dtype else None, group_size)
     mapping = read_mapping(mapping_path) if mapping_path is not None else None
-    with Trace.open(trace_path) as trace:
+    with progress.task(), Trace.open(trace_path) as trace:
         result = roofline_trace(
             trace,
             model,
@@ -185,13 +201,14 @@ def roofline(
             filter_nvtx=filter_nvtx,
             whole_trace=whole_trace,
         )
-    if fmt == "json":
-        text = render_json(result)
-    elif fmt == "markdown":
-        text = render_markdown(result)
-    else:
-        tty = output is None and sys.stdout.isatty()
-        text = render_terminal(result, width=None if tty else 180, color=tty)
+        with progress.stage("rendering"):
+            if fmt == "json":
+                text = render_json(result)
+            elif fmt == "markdown":
+                text = render_markdown(result)
+            else:
+                tty = output is None and sys.stdout.isatty()
+                text = render_terminal(result, width=None if tty else 180, color=tty)
     emit(text, output, fmt)
 
 

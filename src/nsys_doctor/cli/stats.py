@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
+from .. import progress
 from ..errors import UsageError
 from ..report.nsys_format import FORMATS, Units, render_chunks
 from ..safe_io import open_atomic, resolve_output, write_error, write_stdout
-from ..stats import REGISTRY, ReportContext, load_all, parse_report_arg, run_report
+from ..stats import REGISTRY, ReportContext, ReportRequest, load_all, parse_report_arg, run_report
 from ..trace import Trace
 from ..trace.ranks import RANK_FROM, discover, rank_filter
 from ..trace.window import EventFilter, event_filter, parse_filter_time
@@ -102,6 +103,7 @@ def _help_reports(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     show_default=True,
     help="Several traces: rank numbers from the recorded environment, the file name, or sorted order.",
 )
+@progress.quiet_option
 def stats(
     trace_paths: tuple[Path, ...],
     reports: tuple[str, ...],
@@ -141,6 +143,22 @@ def stats(
     if memunit not in DISPLAY_MEM_UNITS:
         raise UsageError(f"unknown memory unit '{memunit}'", f"use one of {', '.join(DISPLAY_MEM_UNITS)}")
     units = Units(time=parse_timeunit(timeunit), mem=memunit)
+    with progress.task():
+        _stats(trace_paths, requests, fmts, units, filter_time, filter_nvtx, output, per_rank, rank_from)
+
+
+def _stats(
+    trace_paths: tuple[Path, ...],
+    requests: list[ReportRequest],
+    fmts: list[str],
+    units: Units,
+    filter_time: str | None,
+    filter_nvtx: str | None,
+    output: str | None,
+    per_rank: bool,
+    rank_from: str,
+) -> None:
+    """The reports on one trace, or on each rank of several (or of one trace with ``per_rank``)."""
     if len(trace_paths) == 1 and not per_rank and not trace_paths[0].is_dir():
         with Trace.open(trace_paths[0]) as trace:
             flt = event_filter(trace, filter_time, filter_nvtx)
@@ -152,7 +170,7 @@ def stats(
         with Trace.open(spec.path) as trace:
             flt = rank_filter(trace, spec, time_filter, filter_nvtx)
             if output in (None, "-"):
-                write_stdout(f"\n==> rank {spec.rank}: {spec.label} (rank from {spec.source}) <==\n")
+                _out(f"\n==> rank {spec.rank}: {spec.label} (rank from {spec.source}) <==\n")
             if spec.device is not None:
                 click.echo(
                     f"note: rank {spec.rank} is device {spec.device} of process {spec.pid}, which drives several "
@@ -165,7 +183,7 @@ def stats(
 def _run_reports(
     trace: Trace,
     flt: EventFilter,
-    requests: list,  # type: ignore[type-arg]
+    requests: list[ReportRequest],
     fmts: list[str],
     units: Units,
     output: str | None,
@@ -175,24 +193,25 @@ def _run_reports(
     to_stdout = output in (None, "-")
     for i, req in enumerate(requests):
         fmt = fmts[i] if len(fmts) > 1 else fmts[0]
-        table = run_report(ReportContext(trace, flt), req)
+        with progress.stage(f"reading {req.name}"):
+            table = run_report(ReportContext(trace, flt), req)
         if not table.rows:
             why = table.skipped or "no matching events" + (f" in {flt.label}" if flt.label else "")
             click.echo(f"SKIPPED: {trace.path} {req.text}: {why}", err=True)
         # the body comes in chunks (a per-event report such as cuda_gpu_trace is formatted a chunk of rows at a
         # time), each written as soon as it is made, so the whole text is never held at once
-        chunks = render_chunks(table, fmt, units)
+        chunks = _staged(render_chunks(table, fmt, units), f"rendering {req.name}")
         if to_stdout:
             if fmt in ("column", "table"):
                 first = next(chunks, "")
                 if first:
-                    write_stdout(f"\n ** {table.title} ({req.name}):\n\n{first}")
+                    _out(f"\n ** {table.title} ({req.name}):\n\n{first}")
                     for chunk in chunks:
-                        write_stdout(chunk)
-                    write_stdout("\n")
+                        _out(chunk)
+                    _out("\n")
             else:
                 for chunk in chunks:
-                    write_stdout(chunk)
+                    _out(chunk)
             continue
         base = output or ""
         if base.endswith(("/", os.sep)) or Path(base).is_dir():  # -o DIR/: files named after the trace, inside it
@@ -200,6 +219,22 @@ def _run_reports(
         dest = _destination(base, req.text, fmt, len(requests), rank_tag)
         _write_chunks(dest, chunks)
         click.echo(f"wrote {dest}", err=True)
+
+
+def _staged(chunks: Iterator[str], name: str) -> Iterator[str]:
+    """``chunks``, each made in the progress stage ``name``."""
+    while True:
+        with progress.stage(name):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
+def _out(text: str) -> None:
+    """Write to standard output, with the progress line off the terminal meanwhile."""
+    with progress.hidden():
+        write_stdout(text)
 
 
 def _write_chunks(dest: Path, chunks: Iterator[str]) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 from ..analysis.compare import DiffResult, DiffRow, GateResult, ScalingResult
 from ..units import format_ns
+from .diagnosis_text import pct
+from .serialize import dumps, envelope
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.1f}%"
+def change(x: float | None) -> str:
+    """A change already in percent, signed: ``+4.0%``."""
+    return pct(x, scale=1.0, signed=True)
 
 
 def _row_line(r: DiffRow) -> str:
@@ -17,7 +20,7 @@ def _row_line(r: DiffRow) -> str:
     return (
         f"{(r.label or r.key)[:70]:<70} {format_ns(r.before_per_step):>10} -> "
         f"{format_ns(r.after_per_step):>10} per step "
-        f"({_pct(r.delta_pct)}, {sig}; {r.kind}, matched by {r.matched})"
+        f"({change(r.delta_pct)}, {sig}; {r.kind}, matched by {r.matched})"
     )
 
 
@@ -27,11 +30,11 @@ def diff_lines(d: DiffResult, gate: GateResult | None = None, rows: int = 12) ->
     out.append(
         f"GPU time per step (kernels + memory ops): {format_ns(h.before_gpu_per_step)} -> "
         f"{format_ns(h.after_gpu_per_step)} "
-        f"({_pct(h.gpu_delta_pct)}, {'significant' if h.gpu_significant else 'no significant change'})"
+        f"({change(h.gpu_delta_pct)}, {'significant' if h.gpu_significant else 'no significant change'})"
     )
     out.append(
         f"step time (host, traced): {format_ns(h.before_step_time)} -> {format_ns(h.after_step_time)} "
-        f"({_pct(h.step_time_delta_pct)}, "
+        f"({change(h.step_time_delta_pct)}, "
         f"{'significant' if h.step_time_significant else 'no significant change'})"
     )
     out.append(
@@ -60,12 +63,17 @@ def diff_lines(d: DiffResult, gate: GateResult | None = None, rows: int = 12) ->
     return out
 
 
+def diff_payload(d: DiffResult, gate: GateResult | None = None) -> dict[str, object]:
+    """The diff object without its envelope; ``gate`` last, only when a gate was applied."""
+    data = d.to_dict()
+    if gate is not None:
+        data["gate"] = gate.to_dict()
+    return data
+
+
 def render_diff(d: DiffResult, fmt: str, gate: GateResult | None = None) -> str:
     if fmt == "json":
-        data = d.to_dict()
-        if gate is not None:
-            data["gate"] = gate.to_dict()
-        return json.dumps(data, indent=2) + "\n"
+        return dumps("diff", diff_payload(d, gate))
     lines = diff_lines(d, gate)
     if fmt == "markdown":
         return "## nsys-doctor diff\n\n```\n" + "\n".join(lines) + "\n```\n"
@@ -82,7 +90,7 @@ def scaling_lines(s: ScalingResult, rows: int = 12) -> list[str]:
     for r in s.families:
         out.append(
             f"  {r.key:<28} {' -> '.join(format_ns(v) for v in r.per_step):<40} "
-            f"{_pct(r.growth_pct):>8}  slope {format_ns(r.slope_per_1k)}/1k tokens  {r.status}"
+            f"{change(r.growth_pct):>8}  slope {format_ns(r.slope_per_1k)}/1k tokens  {r.status}"
         )
     inv = [r for r in s.kernels if r.status == "investigate"]
     out += [
@@ -94,15 +102,30 @@ def scaling_lines(s: ScalingResult, rows: int = 12) -> list[str]:
     for r in inv[:rows]:
         out.append(
             f"  {r.key[:60]:<60} {' -> '.join(format_ns(v) for v in r.per_step)} per step "
-            f"({_pct(r.growth_pct)}, p={r.p_value:.2g}; family {r.family})"
+            f"({change(r.growth_pct)}, p={r.p_value:.2g}; family {r.family})"
         )
     return out
 
 
 def render_scaling(s: ScalingResult, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(s.to_dict(), indent=2) + "\n"
+        return dumps("scaling", s.to_dict())
     lines = scaling_lines(s)
     if fmt == "markdown":
         return "## nsys-doctor scaling\n\n```\n" + "\n".join(lines) + "\n```\n"
     return "\n".join(lines) + "\n"
+
+
+def render_rank_diffs_json(
+    pairs: Sequence[tuple[int, DiffResult, GateResult | None]], notes: list[str], failed: list[int]
+) -> str:
+    """``diff`` of two rank sets, rank by rank: each rank's whole diff object (envelope included), the ranks whose
+    gate failed and the pairing notes."""
+    return dumps(
+        "diff-ranks",
+        {
+            "ranks": [{"rank": r, "diff": envelope("diff", diff_payload(d, g))} for r, d, g in pairs],
+            "gate_failed_ranks": failed,
+            "notes": notes,
+        },
+    )

@@ -19,15 +19,19 @@ NAME_WIDTH = 60
 MATCH_MARKS = {"meaning": "*", "structure": "+"}  # how a family was found, when not from a known library's name
 
 
-def _short(name: str, width: int = NAME_WIDTH) -> str:
+def short(name: str, width: int = NAME_WIDTH) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
+def pct(x: object, digits: int = 1, *, scale: float = 100.0, signed: bool = False) -> str:
+    """The one percent formatter of the text renderers: a share (0.123 -> ``12.3%``; ``scale=1`` for a value
+    already in percent), ``digits`` decimals, ``signed`` for a change (``+4.0%``); ``-`` for anything not a number."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return "-"
+    return f"{scale * x:{'+' if signed else ''}.{digits}f}%"
 
 
-def _steps_line(d: Diagnosis) -> list[str]:
+def steps_lines(d: Diagnosis) -> list[str]:
     s = d.step_summary
     if d.kernels.is_empty():
         return ["no step analysis: no kernel ran in the window"]
@@ -52,7 +56,7 @@ def _steps_line(d: Diagnosis) -> list[str]:
     return lines
 
 
-def _timing_line(d: Diagnosis) -> str | None:
+def timing_line(d: Diagnosis) -> str | None:
     """Unprofiled vs traced timing, when the capture recorded a baseline run."""
     t = d.timing or {}
     base = t.get("baseline")
@@ -73,10 +77,10 @@ def _timing_line(d: Diagnosis) -> str | None:
     return line + ". Quote the unprofiled number for latency."
 
 
-def _host_lines(d: Diagnosis) -> list[str]:
+def host_lines(d: Diagnosis) -> list[str]:
     h = d.host
     out = [
-        f"GPU busy {_pct(h.gpu_busy_share)} of the window; idle {_pct(h.step_gpu_idle_share)} inside steps "
+        f"GPU busy {pct(h.gpu_busy_share)} of the window; idle {pct(h.step_gpu_idle_share)} inside steps "
         "(between a step's first and last kernel)",
         f"{h.launches:,} launch calls ({h.launches_per_step if h.launches_per_step is not None else '-'} per step), "
         f"{format_ns(h.launch_api_ns)} in launch APIs; queue (launch to start) p50 {format_ns(h.queue_p50_ns)}, "
@@ -93,7 +97,7 @@ def _host_lines(d: Diagnosis) -> list[str]:
 
 
 def _pct_metric(v: object) -> str:
-    return "-" if v is None else f"{float(v):.0f}%"  # type: ignore[arg-type]
+    return pct(v, 0, scale=1.0)
 
 
 def _metric_values(values: object) -> str:
@@ -112,7 +116,7 @@ def metrics_lines(d: Diagnosis) -> list[str]:
         lines.append(f"{kind} steps (median of {s['steps']} per-step means): {_metric_values(s)}")
     fit = g.get("fit")
     if isinstance(fit, dict):
-        r2 = fit.get("r2", {}).get("dram_read")  # type: ignore[union-attr]
+        r2 = fit.get("r2", {}).get("dram_read")
         lines.append(
             f"while each runs: least-squares fit of {fit['samples']:,} samples on the time each kernel covers in "
             f"them ({fit['kernels']} kernels with a rate of their own"
@@ -178,7 +182,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     con.print(f"Window  {w.start / 1e9:.3f}s to {w.end / 1e9:.3f}s ({format_ns(w.duration)}): {w.reason}")
     if d.run:
         con.print(f"Run     {run_line(d.run)}")
-    timing = _timing_line(d)
+    timing = timing_line(d)
     if timing:
         con.print(f"Timing  {timing}")
     for note in d.notes:
@@ -200,7 +204,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     if d.findings:
         con.print("[bold]Findings[/bold]")
         for f in d.findings:
-            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]{_cost(f)}: {f.summary}")
+            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]{cost_text(f)}: {f.summary}")
         con.print()
     fam = Table(
         title="Families (share of GPU time in the window: kernels, copies, memsets)", title_justify="left", box=None
@@ -211,7 +215,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
         fam.add_row(
             str(r["category"]),
             str(r["family"]),
-            _pct(r["share"]),
+            pct(r["share"]),
             format_ns(r["total"]),
             format_ns(r["per_step_ns"]),
             str(r["kernels"]),
@@ -225,14 +229,14 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
         kt.add_column(c, justify="left" if c in ("family", "kernel") else "right")
     for r in d.kernels.head(5).iter_rows(named=True):
         kt.add_row(
-            _pct(r["share"]),
+            pct(r["share"]),
             format_ns(r["total"]),
             f"{r['count']:,}",
             format_ns(r["p50"]),
             format_ns(r["p99"]),
             format_ns(r["max"]),
             str(r["family"]) + MATCH_MARKS.get(str(r.get("match")), ""),
-            _short(str(r["label"]), 50),
+            short(str(r["label"]), 50),
         )
     if d.kernels.height:
         con.print(kt)
@@ -258,17 +262,17 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
             format_ns(r["max"]),
             f"{r['count']:,}",
             grid,
-            _short(str(r["label"]), 40),
+            short(str(r["label"]), 40),
         )
     if d.kernel_tails.height:
         con.print(tt)
         con.print()
     con.print("[bold]Steps[/bold]")
-    for line in _steps_line(d):
+    for line in steps_lines(d):
         con.print(f"  {line}")
     con.print()
     con.print("[bold]Host[/bold]")
-    for line in _host_lines(d):
+    for line in host_lines(d):
         con.print(f"  {line}")
     if d.gpu_metrics:
         g = d.gpu_metrics
@@ -279,8 +283,8 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
         mt = Table(box=None)
         for c in ("", "while it runs", "inside", "SM active", "DRAM read", "DRAM write", "tensor"):
             mt.add_column(c, justify="left" if c in ("", "while it runs") else "right")
-        for r in metrics_rows(d):
-            mt.add_row(r[0], _short(r[1], 50), *r[2:])
+        for row in metrics_rows(d):
+            mt.add_row(row[0], short(row[1], 50), *row[2:])
         con.print(mt)
     if d.memory:
         con.print()
@@ -296,11 +300,11 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
         con.print()
         con.print(f"[bold]Unmapped kernels[/bold] ({len(d.unmapped)}; add rules with --ops FILE)")
         for n in d.unmapped[:10]:
-            con.print(f"  {_short(n, 110)}")
+            con.print(f"  {short(n, 110)}")
     return buf.getvalue()
 
 
-def _md_escape(s: str) -> str:
+def md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -324,7 +328,7 @@ def render_markdown(d: Diagnosis) -> str:
     if d.findings:
         out += ["", "### Findings", "", "| severity | id | cost | evidence |", "| --- | --- | --- | --- |"]
         out += [
-            f"| {f.severity} | `{f.id}` | {_cost(f).strip(' ()') or '-'} | {_md_escape(f.summary)} |"
+            f"| {f.severity} | `{f.id}` | {cost_text(f).strip(' ()') or '-'} | {md_escape(f.summary)} |"
             for f in d.findings
         ]
     out += [
@@ -335,7 +339,7 @@ def render_markdown(d: Diagnosis) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     out += [
-        f"| {r['category']} | {r['family']} | {_pct(r['share'])} | {format_ns(r['total'])} | "
+        f"| {r['category']} | {r['family']} | {pct(r['share'])} | {format_ns(r['total'])} | "
         f"{format_ns(r['per_step_ns'])} | {r['kernels']} |"
         for r in d.families.head(8).iter_rows(named=True)
     ]
@@ -347,32 +351,32 @@ def render_markdown(d: Diagnosis) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     out += [
-        f"| {_pct(r['share'])} | {format_ns(r['total'])} | {r['count']:,} | {format_ns(r['p50'])} | "
-        f"{format_ns(r['p99'])} | {format_ns(r['max'])} | {r['family']} | `{_md_escape(_short(str(r['label'])))}` |"
+        f"| {pct(r['share'])} | {format_ns(r['total'])} | {r['count']:,} | {format_ns(r['p50'])} | "
+        f"{format_ns(r['p99'])} | {format_ns(r['max'])} | {r['family']} | `{md_escape(short(str(r['label'])))}` |"
         for r in d.kernels.head(5).iter_rows(named=True)
     ]
-    out += ["", "### Steps", ""] + [f"- {line}" for line in _steps_line(d)]
-    out += ["", "### Host", ""] + [f"- {line}" for line in _host_lines(d)]
+    out += ["", "### Steps", ""] + [f"- {line}" for line in steps_lines(d)]
+    out += ["", "### Host", ""] + [f"- {line}" for line in host_lines(d)]
     if d.gpu_metrics:
         g = d.gpu_metrics
         out += ["", f"### GPU metrics (GPU {g['gpu']}, {g['frequency_hz']:,} Hz; % of the GPU's peak)", ""]
-        out += [f"- {_md_escape(line)}" for line in metrics_lines(d)]
+        out += [f"- {md_escape(line)}" for line in metrics_lines(d)]
         out += [
             "",
             "| | while it runs | inside | SM active | DRAM read | DRAM write | tensor |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
-        out += [f"| {r[0]} | `{_md_escape(_short(r[1]))}` | " + " | ".join(r[2:]) + " |" for r in metrics_rows(d)]
+        out += [f"| {r[0]} | `{md_escape(short(r[1]))}` | " + " | ".join(r[2:]) + " |" for r in metrics_rows(d)]
     if d.memory:
         out += ["", f"### Device memory (GPU {d.memory.get('device')}, {d.memory['events']:,} events)", ""]
-        out += [f"- {_md_escape(line)}" for line in memory_lines(d)]
+        out += [f"- {md_escape(line)}" for line in memory_lines(d)]
     if d.callchains:
         out += ["", "### Host call sites of the slowest CUDA API calls (--cudabacktrace)", ""]
-        out += [f"- {_md_escape(line)}" for line in callsite_lines(d)]
+        out += [f"- {md_escape(line)}" for line in callsite_lines(d)]
     return "\n".join(out) + "\n"
 
 
-def _cost(f: Finding) -> str:
+def cost_text(f: Finding) -> str:
     """`` (2.302 s, 51% of the window)`` for a finding with a cost, else empty."""
     if f.cost_ns is None:
         return ""

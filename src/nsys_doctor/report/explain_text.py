@@ -6,8 +6,8 @@ text cannot tell and how to capture it.
 
 from __future__ import annotations
 
-import json
 from io import StringIO
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,23 +15,28 @@ from rich.table import Table
 
 from ..analysis.explain import DIRECTION_WORDS, Explanation
 from ..units import format_bytes, format_ns
-from .diagnosis_json import clean_json
-from .diagnosis_text import SEV_STYLE, _md_escape, _short
+from .diagnosis_text import SEV_STYLE, md_escape, pct, short
+from .serialize import dumps
 
 KERNEL_ROWS = 8
 FAMILY_ROWS = 8
-
-
-def _pct(x: object) -> str:
-    return "-" if not isinstance(x, int | float) else f"{100 * x:.1f}%"
 
 
 def _count(x: object) -> str:
     return "-" if not isinstance(x, int | float) else f"{int(x):,}"
 
 
+def _rows(x: object) -> list[dict[str, Any]]:
+    """The row objects of a section of the explanation (a list of dicts); anything else has none."""
+    return [r for r in x if isinstance(r, dict)] if isinstance(x, list) else []
+
+
+def _map(x: object) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
 def _ns(x: object) -> str:
-    return format_ns(x) if isinstance(x, int | float) else "-"  # type: ignore[arg-type]
+    return format_ns(x) if isinstance(x, int | float) else "-"
 
 
 def _bytes(n: object, resolution: object) -> str:
@@ -43,7 +48,7 @@ def _bytes(n: object, resolution: object) -> str:
 
 def _tables_line(e: Explanation) -> str:
     parts = []
-    for t in e.source["tables"]:  # type: ignore[union-attr]
+    for t in _rows(e.source["tables"]):
         name = (t["report"] or t["kind"]) + (f":{t['args']}" if t["args"] else "")
         extra = ", partial" if t["partial"] else ""
         if not t.get("readable", True):
@@ -61,9 +66,9 @@ def _coverage_lines(e: Explanation) -> list[str]:
     if partial:
         lines.append(
             "Partial (rows missing, nothing concluded from what they lack): "
-            + "; ".join(f"{p['report']} at line {p['line']} ({p['why']})" for p in partial)  # type: ignore[union-attr]
+            + "; ".join(f"{p['report']} at line {p['line']} ({p['why']})" for p in _rows(partial))
         )
-    for u in s.get("unreadable_tables") or []:  # type: ignore[union-attr]
+    for u in _rows(s.get("unreadable_tables")):
         cols = "; ".join(f"{h!r}: {why}" for h, why in u["columns"].items())
         lines.append(f"Not interpreted: {u['report']} at line {u['line']}, numbers not read without guessing ({cols})")
     evidence = s.get("scope_evidence") or []
@@ -101,8 +106,7 @@ def _host_lines(e: Explanation) -> list[str]:
         f"calls; {_count(g('module_loads')['count'])} module loads",
         "Top API calls: "
         + ", ".join(
-            f"{r['name']} {_pct(r['share'])} ({_ns(r['total_ns'])}, {_count(r['count'])} calls)"
-            for r in a["top"]  # type: ignore[union-attr]
+            f"{r['name']} {pct(r['share'])} ({_ns(r['total_ns'])}, {_count(r['count'])} calls)" for r in _rows(a["top"])
         ),
     ]
     if not a.get("complete", True):
@@ -117,13 +121,13 @@ def _memory_lines(e: Explanation) -> list[str]:
     if not m:
         return []
     parts = []
-    for d, v in sorted(m["by_direction"].items(), key=lambda kv: (-(kv[1]["total_ns"] or 0), kv[0])):  # type: ignore[union-attr]
+    for d, v in sorted(_map(m["by_direction"]).items(), key=lambda kv: (-(kv[1]["total_ns"] or 0), kv[0])):
         word = DIRECTION_WORDS.get(d.removeprefix("unified-"), d)
         if d.startswith("unified-"):
             word = "unified memory " + word
         bits = [f"{_count(v['count'])} ops"]
         if v["total_ns"] is not None:
-            bits.insert(0, f"{_pct(v['share_of_copy_time'])} of copy time")
+            bits.insert(0, f"{pct(v['share_of_copy_time'])} of copy time")
         if v["bytes"] is not None:
             bits.append(_bytes(v["bytes"], m.get("bytes_resolution")))
         if v["avg_bytes"] is not None:
@@ -132,7 +136,7 @@ def _memory_lines(e: Explanation) -> list[str]:
     lines = [f"{_ns(m.get('total_ns'))} in copies and memsets; " + "; ".join(parts)]
     if m.get("share_of_gpu_time") is not None:
         least = "at least " if m.get("share_at_least") else ""
-        lines.append(f"copies are {least}{_pct(m['share_of_gpu_time'])} of GPU time (kernels + copies)")
+        lines.append(f"copies are {least}{pct(m['share_of_gpu_time'])} of GPU time (kernels + copies)")
     if m.get("note"):
         lines.append(str(m["note"]))
     look = m.get("copies_look_like")
@@ -150,8 +154,8 @@ def _memory_lines(e: Explanation) -> list[str]:
 def _other_lines(e: Explanation) -> list[tuple[str, list[str]]]:
     out = []
     if e.nccl:
-        ks = ", ".join(f"{k['label']} {_pct(k['share'])}" for k in e.nccl["kernels"])  # type: ignore[union-attr]
-        out.append(("Communication (NCCL)", [f"{_pct(e.nccl['share'])} of kernel time: {ks}"]))
+        ks = ", ".join(f"{k['label']} {pct(k['share'])}" for k in _rows(e.nccl["kernels"]))
+        out.append(("Communication (NCCL)", [f"{pct(e.nccl['share'])} of kernel time: {ks}"]))
     g = e.graphs
     if g.get("graph_launch_calls"):
         trace = g.get("inferred_trace")
@@ -179,7 +183,8 @@ def _other_lines(e: Explanation) -> list[tuple[str, list[str]]]:
                 f"{_ns(st['avg_ns'])}, slowest {_ns(st['max_ns'])} (profiled: stretched by the profiler)"
             )
         lines.append(
-            "ranges: " + ", ".join(f"{r['name']} x{_count(r['count'])} ({_ns(r['total_ns'])})" for r in n["ranges"])  # type: ignore[union-attr]
+            "ranges: "
+            + ", ".join(f"{r['name']} x{_count(r['count'])} ({_ns(r['total_ns'])})" for r in _rows(n["ranges"]))
         )
         out.append(("NVTX", lines))
     return out
@@ -220,7 +225,7 @@ def render_terminal(e: Explanation, width: int = 140, color: bool = True) -> str
             fam.add_row(
                 escape(str(r["category"])),
                 str(r["family"]),
-                _pct(r["share"]),
+                pct(r["share"]),
                 _ns(r["total_ns"]) if r["total_ns"] else "-",
                 _count(r["count"]),
                 str(r["kernels"]),
@@ -233,14 +238,14 @@ def render_terminal(e: Explanation, width: int = 140, color: bool = True) -> str
             kt.add_column(c, justify="left" if c in ("family", "kernel") else "right")
         for r in e.kernels[:KERNEL_ROWS]:
             kt.add_row(
-                _pct(r["share"]),
+                pct(r["share"]),
                 _ns(r["total_ns"]),
                 _count(r["count"]),
                 _ns(r["avg_ns"]),
                 _ns(r["med_ns"]),
                 _ns(r["max_ns"]),
                 str(r["family"]),
-                escape(_short(str(r["label"]), 50)),
+                escape(short(str(r["label"]), 50)),
             )
         con.print(kt)
         say()
@@ -268,7 +273,7 @@ def render_terminal(e: Explanation, width: int = 140, color: bool = True) -> str
 
 
 def _issues(e: Explanation) -> list[str]:
-    return [f"table at line {t['line']}: {i}" for t in e.source["tables"] for i in t["issues"]]  # type: ignore[union-attr]
+    return [f"table at line {t['line']}: {i}" for t in _rows(e.source["tables"]) for i in t["issues"]]
 
 
 def render_markdown(e: Explanation) -> str:
@@ -278,12 +283,12 @@ def render_markdown(e: Explanation) -> str:
         out += ["", kl + "."]
     coverage = _coverage_lines(e)
     if coverage:
-        out += [""] + [f"- {_md_escape(line)}" for line in coverage]
+        out += [""] + [f"- {md_escape(line)}" for line in coverage]
     out += ["", "### Diagnosis", "", str(e.diagnosis.get("why", "nothing to explain")), ""]
     out += [f"{i}. {a}" for i, a in enumerate(e.next_actions, 1)]
     if e.findings:
         out += ["", "### Findings", "", "| severity | id | evidence |", "| --- | --- | --- |"]
-        out += [f"| {f.severity} | `{f.id}` | {_md_escape(f.summary)} |" for f in e.findings]
+        out += [f"| {f.severity} | `{f.id}` | {md_escape(f.summary)} |" for f in e.findings]
     if e.families:
         out += [
             "",
@@ -293,7 +298,7 @@ def render_markdown(e: Explanation) -> str:
             "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
         out += [
-            f"| {_md_escape(str(r['category']))} | {r['family']} | {_pct(r['share'])} | "
+            f"| {md_escape(str(r['category']))} | {r['family']} | {pct(r['share'])} | "
             f"{_ns(r['total_ns']) if r['total_ns'] else '-'} | {_count(r['count'])} | {r['kernels']} |"
             for r in e.families[:FAMILY_ROWS]
         ]
@@ -306,21 +311,21 @@ def render_markdown(e: Explanation) -> str:
             "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
         ]
         out += [
-            f"| {_pct(r['share'])} | {_ns(r['total_ns'])} | {_count(r['count'])} | {_ns(r['avg_ns'])} | "
-            f"{_ns(r['med_ns'])} | {_ns(r['max_ns'])} | {r['family']} | `{_md_escape(_short(str(r['label'])))}` |"
+            f"| {pct(r['share'])} | {_ns(r['total_ns'])} | {_count(r['count'])} | {_ns(r['avg_ns'])} | "
+            f"{_ns(r['med_ns'])} | {_ns(r['max_ns'])} | {r['family']} | `{md_escape(short(str(r['label'])))}` |"
             for r in e.kernels[:KERNEL_ROWS]
         ]
     for title, lines in (("Host (CUDA API table)", _host_lines(e)), ("Memory copies", _memory_lines(e))):
         if lines:
-            out += ["", f"### {title}", ""] + [f"- {_md_escape(line)}" for line in lines]
+            out += ["", f"### {title}", ""] + [f"- {md_escape(line)}" for line in lines]
     for title, lines in _other_lines(e):
-        out += ["", f"### {title}", ""] + [f"- {_md_escape(line)}" for line in lines]
+        out += ["", f"### {title}", ""] + [f"- {md_escape(line)}" for line in lines]
     out += ["", "### What the text cannot tell", ""] + [f"- {line}" for line in e.cannot_tell]
     notes = [*e.notes, *_issues(e)]
     if notes:
-        out += ["", "### Notes", ""] + [f"- {_md_escape(n)}" for n in notes]
+        out += ["", "### Notes", ""] + [f"- {md_escape(n)}" for n in notes]
     return "\n".join(out) + "\n"
 
 
 def render_json(e: Explanation) -> str:
-    return json.dumps(clean_json(e.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return dumps("explain", e.to_dict())

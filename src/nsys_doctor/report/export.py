@@ -444,7 +444,7 @@ def _write_lines(fh: IO[bytes], df: pl.DataFrame, line: pl.Expr, chunk: int) -> 
     """Write one event line per row of ``df`` (``line``, evaluated ``chunk`` rows at a time)."""
     for off in range(0, df.height, chunk):
         part = df.slice(off, chunk).select(line)
-        part.write_csv(fh, include_header=False, quote_style="never", line_terminator="\n")  # type: ignore[arg-type]
+        part.write_csv(fh, include_header=False, quote_style="never", line_terminator="\n")
     return df.height
 
 

@@ -1,9 +1,10 @@
-"""Renderer for ``TraceInfo``: a readable terminal summary."""
+"""Renderers for ``TraceInfo``: a readable terminal summary and JSON (``"kind": "info"``)."""
 
 from __future__ import annotations
 
 from ..trace.meta import FRIENDLY, TraceInfo
-from ..units import format_bytes, format_ns
+from ..units import format_bytes, format_ns, scalar_int
+from .serialize import dumps
 
 
 def render_info(info: TraceInfo) -> str:
@@ -20,9 +21,9 @@ def render_info(info: TraceInfo) -> str:
         if g.get("smCount"):
             parts.append(f"{g['smCount']} SMs")
         if mem:
-            parts.append(f"{int(mem) / 2**30:.1f} GiB")  # type: ignore[arg-type]
+            parts.append(f"{scalar_int(mem) / 2**30:.1f} GiB")
         if bw:
-            parts.append(f"peak DRAM {int(bw) / 1e12:.3f} TB/s")  # type: ignore[arg-type]
+            parts.append(f"peak DRAM {scalar_int(bw) / 1e12:.3f} TB/s")
         lines.append(", ".join(parts))
     if info.system:
         s = info.system
@@ -62,3 +63,8 @@ def render_info(info: TraceInfo) -> str:
         lines.append("Missing")
         lines.extend(f"  - {m}" for m in info.missing)
     return "\n".join(lines) + "\n"
+
+
+def render_info_json(info: TraceInfo) -> str:
+    """``info --format json``: the trace's description under ``info``."""
+    return dumps("info", {"info": info.to_dict()})

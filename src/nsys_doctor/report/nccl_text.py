@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from io import StringIO
 
 import polars as pl
@@ -13,13 +12,8 @@ from rich.table import Table
 
 from ..analysis.nccl import NcclResult
 from ..units import format_ns
-from .diagnosis_json import clean_json
-
-SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-
-
-def _pct(x: object) -> str:
-    return "-" if x is None else f"{100 * float(x):.0f}%"  # type: ignore[arg-type]
+from .diagnosis_text import SEV_STYLE, pct
+from .serialize import dumps
 
 
 def _short(name: object, width: int = 48) -> str:
@@ -34,7 +28,7 @@ def _where(r: dict[str, object]) -> str:
     return "-" if r.get("step") is None else f"{r['step']} #{r.get('in_step')}"
 
 
-def _rank_line(r: dict[str, object]) -> str:
+def rank_line(r: dict[str, object]) -> str:
     off = int(r.get("offset_ns") or 0)  # type: ignore[call-overload]
     extra = f", session started {off / 1e6:.3f} ms after the first" if off else ""
     return (
@@ -43,7 +37,7 @@ def _rank_line(r: dict[str, object]) -> str:
     )
 
 
-def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]]:
+def nccl_tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(key, title, header, rows) of every table, shared by the terminal and Markdown renderers."""
     out: list[tuple[str, str, list[str], list[list[str]]]] = []
     if res.collectives.height:
@@ -56,7 +50,7 @@ def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]
                 format_ns(r["p50"]),
                 format_ns(r["p99"]),
                 format_ns(r["max"]),
-                _pct(r["wait_share"]),
+                pct(r["wait_share"], 0),
             ]
             for r in res.collectives.iter_rows(named=True)
         ]
@@ -79,7 +73,7 @@ def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]
                 format_ns(r["transfer_p50"]),
                 format_ns(r["transfer_p99"]),
                 f"rank {r['most_last_rank']} ({r['most_last_count']:,})",
-                _pct(r["wait_share"]),
+                pct(r["wait_share"], 0),
             ]
             for r in res.matched.iter_rows(named=True)
         ]
@@ -109,8 +103,8 @@ def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]
                 format_ns(r.get("nccl_time")),  # type: ignore[arg-type]
                 format_ns(r.get("wait")),  # type: ignore[arg-type]
                 format_ns(r.get("moving")),  # type: ignore[arg-type]
-                _pct(r.get("wait_share")),
-                f"{r.get('last', 0):,} ({_pct(r.get('last_share'))})",
+                pct(r.get("wait_share"), 0),
+                f"{r.get('last', 0):,} ({pct(r.get('last_share'), 0)})",
                 format_ns(r.get("arrival_delay_p50_ns")),  # type: ignore[arg-type]
             ]
             for r in res.ranks
@@ -158,7 +152,7 @@ def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]
             )
         )
     top = res.steps.get("top") if isinstance(res.steps, dict) else None
-    if top:
+    if isinstance(top, list) and top:
         rows = [
             [
                 str(r["step"]),
@@ -167,7 +161,8 @@ def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]
                 format_ns(r["skew_max"]),
                 str(r["spikes"]),
             ]
-            for r in top  # type: ignore[union-attr]
+            for r in top
+            if isinstance(r, dict)
         ]
         out.append(
             (
@@ -184,8 +179,8 @@ def _tables(res: NcclResult) -> list[tuple[str, str, list[str], list[list[str]]]
                 format_ns(r["nccl_time"]),
                 format_ns(r["overlapped"]),
                 format_ns(r["exposed"]),
-                _pct(r["overlap_share"]),
-                _pct(r["nccl_share_of_kernel_time"]),
+                pct(r["overlap_share"], 0),
+                pct(r["nccl_share_of_kernel_time"], 0),
             ]
             for r in res.overlap.iter_rows(named=True)
         ]
@@ -256,7 +251,7 @@ def render_terminal(res: NcclResult, width: int = 160, color: bool = True, compa
     )
     con.print(f"[bold]nsys-doctor nccl[/bold]  {len(res.ranks)} ranks (times aligned by session start)")
     for r in res.ranks:
-        con.print(f"  {escape(_rank_line(r))}")
+        con.print(f"  {escape(rank_line(r))}")
     con.print()
     con.print("[bold]Diagnosis[/bold]")
     for line in res.headline:
@@ -265,12 +260,11 @@ def render_terminal(res: NcclResult, width: int = 160, color: bool = True, compa
     if res.findings:
         con.print("[bold]Findings[/bold]")
         for f in res.findings:
-            sev = str(f["severity"])
-            con.print(f"  [{SEV_STYLE[sev]}]{sev:<8}[/] [bold]{f['id']}[/bold] {escape(str(f['title']))}")
-            con.print(f"           {escape(str(f['summary']))}")
-            con.print(f"           [dim]-> {escape(str(f['action']))}[/dim]")
+            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold] {escape(f.title)}")
+            con.print(f"           {escape(f.summary)}")
+            con.print(f"           [dim]-> {escape(f.action)}[/dim]")
         con.print()
-    for key, title, header, rows in _tables(res):
+    for key, title, header, rows in nccl_tables(res):
         if compact and key not in COMPACT:
             continue
         con.print(f"[bold]{escape(title)}[/bold]")
@@ -292,15 +286,12 @@ def _md(s: str) -> str:
 
 def render_markdown(res: NcclResult, compact: bool = False) -> str:
     out = [f"## nsys-doctor nccl: {len(res.ranks)} ranks", ""]
-    out += [f"- {_md(_rank_line(r))}" for r in res.ranks]
+    out += [f"- {_md(rank_line(r))}" for r in res.ranks]
     out += ["", "### Diagnosis", ""] + [f"- {_md(line)}" for line in res.headline]
     if res.findings:
         out += ["", "### Findings", "", "| severity | id | evidence | action |", "| --- | --- | --- | --- |"]
-        out += [
-            f"| {f['severity']} | `{f['id']}` | {_md(str(f['summary']))} | {_md(str(f['action']))} |"
-            for f in res.findings
-        ]
-    for key, title, header, rows in _tables(res):
+        out += [f"| {f.severity} | `{f.id}` | {_md(f.summary)} | {_md(f.action)} |" for f in res.findings]
+    for key, title, header, rows in nccl_tables(res):
         if compact and key not in COMPACT:
             continue
         out += ["", f"### {_md(title)}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -311,4 +302,4 @@ def render_markdown(res: NcclResult, compact: bool = False) -> str:
 
 
 def render_json(res: NcclResult) -> str:
-    return json.dumps(clean_json(res.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return dumps("nccl", res.to_dict())

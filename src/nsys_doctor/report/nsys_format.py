@@ -197,9 +197,12 @@ _JSON_SHORT = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t"
 
 
 def _frame(table: StatsTable) -> pl.DataFrame | None:
+    """The frame behind a frame-backed table (None for plain rows, which need no polars to render)."""
+    frame = getattr(table.rows, "frame", None)
+    if frame is None:
+        return None
     import polars as pl
 
-    frame = getattr(table.rows, "frame", None)
     return frame if isinstance(frame, pl.DataFrame) else None
 
 
@@ -228,7 +231,7 @@ def _fixed(s: pl.Series, factor: float, dec: int) -> pl.Series:
     f = s.cast(pl.Float64) * factor
     text = pl.DataFrame({"v": f.fill_null(0.0)}).write_csv(include_header=False, float_precision=dec)
     out = pl.Series("v", [text]).str.strip_suffix("\n").str.split("\n").explode()
-    return out.set(f.is_null(), None) if f.null_count() else out  # type: ignore[arg-type]
+    return out.set(f.is_null(), None) if f.null_count() else out
 
 
 def _plain(s: pl.Series, col: Column, units: Units) -> pl.Series:
@@ -346,7 +349,8 @@ def _grid_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n:
     for lo in range(0, frame.height, n):  # first pass: the widths, over every row
         chunk = frame.slice(lo, n)
         for i, c in enumerate(cols):
-            widths[i] = max(widths[i], _pretty(chunk[:, i], c, units).str.len_chars().max() or 0)  # type: ignore[operator]
+            longest = _pretty(chunk[:, i], c, units).str.len_chars().max()
+            widths[i] = max(widths[i], longest if isinstance(longest, int) else 0)
     right = [not _is_text(frame.dtypes[i]) and frame[:, i].null_count() < frame.height for i in range(len(cols))]
 
     def pad(s: pl.Series, i: int) -> pl.Series:

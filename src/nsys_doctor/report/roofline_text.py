@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from io import StringIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..analysis.roofline import RATINGS, PhaseResult, Roofline, ShapeResult, roofline_findings
-from ..units import format_bytes, format_ns
-from .diagnosis_json import clean_json
+from ..analysis.roofline import RATINGS, PhaseResult, Roofline, ShapeResult
+from ..units import format_bytes, format_ns, scalar_int
+from .diagnosis_text import SEV_STYLE, pct
+from .serialize import dumps
 
-SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 RATING_WORD = {
     "near-limit": "near limit",
     "some-headroom": "some headroom",
@@ -23,10 +22,6 @@ RATING_WORD = {
     "compute-headroom": "compute headroom",
     "unknown-peak": "peak unknown",
 }
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _tbps(bps: float | None) -> str:
@@ -58,8 +53,8 @@ def _header(r: Roofline) -> list[str]:
     w = r.window
     if w:
         lines.append(
-            f"Window {int(w['start_ns']) / 1e9:.3f}s to {int(w['end_ns']) / 1e9:.3f}s "
-            f"({format_ns(int(w['duration_ns']))}): {w['reason']}; steps from {r.steps_source}"
+            f"Window {scalar_int(w['start_ns']) / 1e9:.3f}s to {scalar_int(w['end_ns']) / 1e9:.3f}s "
+            f"({format_ns(scalar_int(w['duration_ns']))}): {w['reason']}; steps from {r.steps_source}"
         )
     return lines
 
@@ -77,18 +72,18 @@ def _step_lines(ph: PhaseResult) -> list[str]:
     if ph.phase == "decode" or not any(x.bound == "compute" for x in ph.shapes):
         lines.append(
             f"{format_bytes(s.bytes_per_step)} of weights per step; step GPU time p50 {format_ns(s.gpu_time_p50_ns)} "
-            f"-> {_tbps(s.achieved_Bps)} TB/s = {_pct(s.efficiency)} of peak; speed of light "
+            f"-> {_tbps(s.achieved_Bps)} TB/s = {pct(s.efficiency)} of peak; speed of light "
             f"{format_ns(s.sol_ns)} (weight bytes / peak bandwidth)"
         )
         lines.append(
             f"{'linear layers' if s.linear_bytes == s.bytes_per_step else 'mapped shapes'}: "
-            f"{format_ns(s.linear_time_ns)} per step ({_pct(s.linear_share)} of step GPU time) at "
-            f"{_tbps(s.linear_Bps)} TB/s = {_pct(s.linear_efficiency)} of peak"
+            f"{format_ns(s.linear_time_ns)} per step ({pct(s.linear_share)} of step GPU time) at "
+            f"{_tbps(s.linear_Bps)} TB/s = {pct(s.linear_efficiency)} of peak"
         )
     else:
         lines.append(
             f"{(s.flops_per_step or 0) / 1e12:.2f} TFLOP in the linear layers per step, run in "
-            f"{format_ns(s.linear_time_ns)} ({_pct(s.linear_share)} of step GPU time {format_ns(s.gpu_time_mean_ns)})"
+            f"{format_ns(s.linear_time_ns)} ({pct(s.linear_share)} of step GPU time {format_ns(s.gpu_time_mean_ns)})"
             f" = {_tflops(s.linear_flops)} TFLOP/s"
         )
     lines.append(s.verdict)
@@ -108,9 +103,9 @@ def _shape_rows(ph: PhaseResult, markdown: bool = False) -> tuple[list[str], lis
     for s in ph.shapes:
         row = [s.label, f"{s.M} x {s.K}"] + ([str(s.N) if s.N else "?"] if compute else [])
         row += [format_bytes(s.weight_bytes), str(s.per_step), f"{s.instances:,}", format_ns(s.p50_ns)]
-        row += [format_ns(s.mean_ns), _tbps(s.achieved_Bps), _pct(s.efficiency)]
+        row += [format_ns(s.mean_ns), _tbps(s.achieved_Bps), pct(s.efficiency)]
         if compute:
-            row += [_tflops(s.achieved_flops), _pct(s.flops_efficiency), s.bound or "?"]
+            row += [_tflops(s.achieved_flops), pct(s.flops_efficiency), s.bound or "?"]
         kernel = f"`{_md(_kernels(s, 90))}`" if markdown else _kernels(s, 90)
         row += [RATING_WORD.get(s.rating, s.rating), kernel]
         rows.append(row)
@@ -164,14 +159,12 @@ def render_terminal(r: Roofline, width: int | None = 180, color: bool = True) ->
         lines = _step_lines(ph)
         for i, line in enumerate(lines):
             con.print(f"  {'Step' if i == 0 else 'Verdict' if i == len(lines) - 1 else ''}".ljust(11) + escape(line))
-    findings = roofline_findings(r)
-    if findings:
+    if r.findings:
         con.print()
         con.print("[bold]Findings[/bold]")
-        for f in findings:
-            sev = str(f["severity"])
-            con.print(f"  [{SEV_STYLE[sev]}]{sev:<8}[/] [bold]{f['id']}[/bold]: {escape(str(f['summary']))}")
-            con.print(f"           {escape(str(f['action']))}")
+        for f in r.findings:
+            con.print(f"  [{SEV_STYLE[f.severity]}]{f.severity:<8}[/] [bold]{f.id}[/bold]: {escape(f.summary)}")
+            con.print(f"           {escape(f.action)}")
     if r.notes:
         con.print()
         con.print("[bold]Notes[/bold]")
@@ -195,16 +188,13 @@ def render_markdown(r: Roofline) -> str:
         out += ["| " + " | ".join(r) + " |" for r in rows]
         out += ["", f"Ratings: {_md(_legend(ph))}."]
         out += [""] + [f"- {_md(line)}" for line in _step_lines(ph)]
-    findings = roofline_findings(r)
-    if findings:
+    if r.findings:
         out += ["", "### Findings", "", "| severity | id | evidence | action |", "| --- | --- | --- | --- |"]
-        out += [
-            f"| {f['severity']} | `{f['id']}` | {_md(str(f['summary']))} | {_md(str(f['action']))} |" for f in findings
-        ]
+        out += [f"| {f.severity} | `{f.id}` | {_md(f.summary)} | {_md(f.action)} |" for f in r.findings]
     if r.notes:
         out += ["", "### Notes", ""] + [f"- {_md(n)}" for n in r.notes]
     return "\n".join(out) + "\n"
 
 
 def render_json(r: Roofline) -> str:
-    return json.dumps(clean_json(r.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return dumps("roofline", r.to_dict())

@@ -8,16 +8,20 @@ inputs are ignored. Avg, Med and StdDev are then rounded to 0.1 with SQLite's ``
 from __future__ import annotations
 
 import math
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..units import round_half_up
+
+if TYPE_CHECKING:
+    import polars as pl
 
 STAT_COLUMNS = ("n", "total", "med", "min", "max", "std")
 
 
 def grouped_stats(df: pl.DataFrame, keys: list[str], value: str, prefix: str = "") -> pl.DataFrame:
     """Per group of ``keys``: n (non-null count), total, med, min, max, std (sample; None when n < 2)."""
+    import polars as pl
+
     v = pl.col(value)
     return df.group_by(keys, maintain_order=True).agg(
         v.count().alias(prefix + "n"),
@@ -31,6 +35,8 @@ def grouped_stats(df: pl.DataFrame, keys: list[str], value: str, prefix: str = "
 
 def grouped_stats_multi(df: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
     """``grouped_stats`` of several value columns in one pass; columns are prefixed ``<value>_``."""
+    import polars as pl
+
     aggs = []
     for value in values:
         v = pl.col(value)
@@ -78,10 +84,16 @@ def stat_cells(
     return (r1(avg(total, n)), r1(med) if n else None, mn, mx, r1(stdev(std, n)))  # type: ignore[return-value]
 
 
+def column_sum(s: pl.Series) -> int | float:
+    """The sum of a numeric column (0 when empty) as a Python number."""
+    total = s.sum()
+    return total if isinstance(total, (int, float)) else 0
+
+
 def summary_rows(stats: pl.DataFrame, keys: list[str], by_count: bool = True) -> list[tuple]:
     """Rows ``Time%, Total, n, Avg, Med, Min, Max, StdDev, *keys`` from ``grouped_stats`` output, in nsys order:
     Total desc, then (``by_count``) n asc, then the keys asc."""
-    grand = stats["total"].sum() if stats.height else 0
+    grand = column_sum(stats["total"]) if stats.height else 0
     order = ["total", *(["n"] if by_count else []), *keys]
     ordered = stats.sort(order, descending=[True, *([False] * (len(order) - 1))])
     return [

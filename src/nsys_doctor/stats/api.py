@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from ..trace.tables import load, resolve_names
 from .aggregate import grouped_stats, summary_rows
 from .core import Column, ReportContext, StatsTable, duration_columns, report
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _NSYS_SUFFIX = re.compile(r"_v\d{4}$")
 
@@ -21,6 +22,8 @@ def nsys_api_name(name: str) -> str:
 
 def api_name_expr(col: str = "api") -> pl.Expr:
     """Vectorized ``nsys_api_name``."""
+    import polars as pl
+
     c = pl.col(col)
     return (
         pl.when(c.str.len_chars() >= 6)
@@ -31,6 +34,10 @@ def api_name_expr(col: str = "api") -> pl.Expr:
 
 def api_calls(ctx: ReportContext, extra: list[str] | None = None) -> pl.DataFrame:
     """Filtered runtime+driver API rows with ``dur``, ``nameId`` and the raw name ``api``."""
+    import polars as pl
+
+    from ..trace.tables import load, resolve_names
+
     df = load(ctx.trace, S.RUNTIME, ["start", "end", "nameId", *(extra or [])], ctx.flt)
     df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
     return resolve_names(df, ctx.trace, "nameId", "api")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from ..trace import schema as S
-from ..trace.tables import LAUNCH_NAMES_SQL, load
 from .aggregate import grouped_stats_multi, stat_cells
 from .api import nsys_api_name
 from .core import Column, ReportContext, StatsTable, load_kernels, report
+
+if TYPE_CHECKING:
+    import polars as pl
 
 PID_MASK = 1 << 24
 
@@ -20,6 +22,10 @@ def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -
     name variant), r_start, r_end, k_start, k_end (+ extras). Kernels without a launching API row are dropped,
     as in nsys. Names are resolved by the caller, after grouping.
     """
+    import polars as pl
+
+    from ..trace.tables import LAUNCH_NAMES_SQL, load
+
     k = load_kernels(ctx, ["start", "end", "deviceId", "correlationId", "globalPid", *(kernel_extra or [])])
     r = load(
         ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], ctx.flt, where=LAUNCH_NAMES_SQL
@@ -44,6 +50,8 @@ def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -
 @report("cuda_kern_exec_sum", "CUDA Kernel Launch & Exec Time Summary", flags=("base", "mangled"))
 def cuda_kern_exec_sum(ctx: ReportContext) -> StatsTable:
     """Per launch site and kernel: total, API, queue and kernel time statistics."""
+    import polars as pl
+
     df = kernel_launches(ctx)
     df = df.select(
         "pid",
@@ -61,7 +69,7 @@ def cuda_kern_exec_sum(ctx: ReportContext) -> StatsTable:
     strings = ctx.trace.strings
     rows = []
     for r in stats.iter_rows(named=True):
-        cells: list[object] = [r["pid"], r["tid"], r["deviceId"], r["T_n"], r["Q_n"]]
+        cells: list[Any] = [r["pid"], r["tid"], r["deviceId"], r["T_n"], r["Q_n"]]
         for v in "TAQK":
             cells.extend(
                 stat_cells(r[f"{v}_n"], r[f"{v}_total"], r[f"{v}_med"], r[f"{v}_min"], r[f"{v}_max"], r[f"{v}_std"])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import overload
-
-import polars as pl
+from typing import TYPE_CHECKING, overload
 
 from ..trace import schema as S
-from ..trace.tables import gpus, load, resolve_names
 from .core import Column, ReportContext, StatsTable, load_kernels, report
 from .memops import MEMSET_NAME, memcpy_name_expr
+
+if TYPE_CHECKING:
+    import polars as pl
 
 GEOMETRY = [
     "gridX",
@@ -44,6 +44,10 @@ COMMON = ["start", "end", "deviceId", "contextId", "greenContextId", "streamId",
 @report("cuda_gpu_trace", "CUDA GPU Trace", flags=("base", "mangled"))
 def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
     """Every kernel, memcpy and memset with launch geometry, bytes, throughput, device, context and stream."""
+    import polars as pl
+
+    from ..trace.tables import gpus, load, resolve_names
+
     trace = ctx.trace
     k = load_kernels(ctx, [*COMMON, *GEOMETRY])
     k = resolve_names(k, trace, "name_id", "name").with_columns(
@@ -118,7 +122,7 @@ def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
     return StatsTable("cuda_gpu_trace", "CUDA GPU Trace", cols, FrameRows(df), skipped)  # type: ignore[arg-type]
 
 
-class FrameRows(Sequence[tuple]):  # type: ignore[type-arg]
+class FrameRows(Sequence[tuple]):
     """A report's rows kept as a polars frame (one column per report column, in order): a sequence of tuples to
     whoever reads ``StatsTable.rows`` row by row, and the frame itself to ``report.nsys_format``, which formats it
     a chunk of rows at a time with polars instead of building a Python tuple and string per cell."""
@@ -132,16 +136,16 @@ class FrameRows(Sequence[tuple]):  # type: ignore[type-arg]
     def __bool__(self) -> bool:
         return self.frame.height > 0
 
-    def __iter__(self) -> Iterator[tuple]:  # type: ignore[type-arg]
+    def __iter__(self) -> Iterator[tuple]:
         step = 65_536
         for lo in range(0, self.frame.height, step):
             yield from self.frame.slice(lo, step).iter_rows()
 
     @overload
-    def __getitem__(self, i: int) -> tuple: ...  # type: ignore[type-arg]
+    def __getitem__(self, i: int) -> tuple: ...
     @overload
-    def __getitem__(self, i: slice) -> list[tuple]: ...  # type: ignore[type-arg]
-    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:  # type: ignore[type-arg]
+    def __getitem__(self, i: slice) -> list[tuple]: ...
+    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:
         if isinstance(i, slice):
             return self.frame[i].rows()
         n = self.frame.height

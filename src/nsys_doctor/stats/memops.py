@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..trace import Trace
 from ..trace import schema as S
-from ..trace.tables import load
 from ..trace.window import EventFilter
 from .aggregate import grouped_stats, stdev, summary_rows
 from .core import Column, ReportContext, StatsTable, duration_columns, report
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MEMSET_NAME = "[CUDA memset]"
 
 
 def memcpy_name_expr(trace: Trace) -> pl.Expr:
     """``[CUDA memcpy <copy kind label>]`` as nsys names copies."""
+    import polars as pl
+
     labels = trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
     return pl.concat_str(
         pl.lit("[CUDA memcpy "),
@@ -26,6 +30,10 @@ def memcpy_name_expr(trace: Trace) -> pl.Expr:
 
 def memory_ops(trace: Trace, flt: EventFilter | None, extra: list[str] | None = None) -> pl.DataFrame:
     """Memcpy and memset rows, filtered, with ``name``, ``dur`` and ``bytes`` (+ extra common columns)."""
+    import polars as pl
+
+    from ..trace.tables import load
+
     common = ["start", "end", "bytes", *(extra or [])]
     cp = load(trace, S.MEMCPY, [*common, "copyKind"], flt)
     cp = cp.with_columns(memcpy_name_expr(trace).alias("name")).drop("copyKind")

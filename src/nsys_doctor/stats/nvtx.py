@@ -9,12 +9,14 @@ the candidates active at the last boundary before its start.
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from ..trace.tables import LAUNCH_NAMES_SQL, load, resolve_names
-from .aggregate import grouped_stats, r1, share, stat_cells
+from .aggregate import column_sum, grouped_stats, r1, share, stat_cells
 from .core import Column, ReportContext, StatsTable, load_kernels, report
+
+if TYPE_CHECKING:
+    import polars as pl
 
 PID_UNIT = 1 << 24
 PUSHPOP_TYPES = (59, 70)
@@ -26,6 +28,8 @@ MAX_JUMPS = 64
 
 def _pid_key(col: str = "globalTid") -> pl.Expr:
     """``globalTid & 0x0000FFFFFF000000`` (the process part), as nsys matches domains to ranges."""
+    import polars as pl
+
     return (pl.col(col) // PID_UNIT) % PID_UNIT
 
 
@@ -36,6 +40,10 @@ def _sql_max(*values: int | None) -> int | None:
 
 def _nvtx_events(ctx: ReportContext) -> pl.DataFrame:
     """Filtered NVTX_EVENTS with ``rid`` (row id) and ``label`` = coalesce(StringIds.value, text)."""
+    import polars as pl
+
+    from ..trace.tables import load
+
     cols = ["start", "end", "eventType", "globalTid", "endGlobalTid", "textId", "text", "domainId"]
     df = load(ctx.trace, S.NVTX, cols, ctx.flt).with_row_index("rid")
     mapping = ctx.trace.strings
@@ -53,6 +61,8 @@ def _named_ranges(events: pl.DataFrame) -> pl.DataFrame:
     Domains are DomainCreate events grouped by (domainId, globalTid), named by the earliest one, and joined on
     (domainId, process) exactly as nsys does (a domain created on several threads duplicates its ranges).
     """
+    import polars as pl
+
     domains = (
         events.filter(pl.col("eventType") == DOMAIN_CREATE)
         .sort("start", maintain_order=True, nulls_last=True)
@@ -75,6 +85,8 @@ def _indexed_ranges(events: pl.DataFrame) -> pl.DataFrame:
 
     Columns: rid, tid (globalTid), rs, re (None when no range event has an end at all), name, style.
     """
+    import polars as pl
+
     rtypes = events.filter(pl.col("eventType").is_in(RANGE_TYPES))
     maxts = _sql_max(rtypes["start"].max(), rtypes["end"].max()) if rtypes.height else None  # type: ignore[arg-type]
     rng = _named_ranges(events).filter(pl.col("endGlobalTid").is_null())
@@ -95,6 +107,8 @@ def containing(queries: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
     boundary indices it spans (size ~ ranges x nesting depth); a query joins the ranges listed at the last
     boundary at or before its start, then the exact test is applied.
     """
+    import polars as pl
+
     empty = pl.DataFrame(schema={"qid": queries.schema["qid"], "rid": ranges.schema["rid"]})
     rng = ranges.drop_nulls(["tid", "rs", "re"]).filter(pl.col("rs") <= pl.col("re"))
     q = queries.drop_nulls(["tid", "s", "e"])
@@ -128,6 +142,10 @@ def _api_calls(ctx: ReportContext, launches_only: bool = False) -> pl.DataFrame:
     """Filtered runtime/driver API rows: correlationId, globalPid (process of the call), globalTid, r_start, r_end.
 
     ``launches_only`` reads only kernel-launch calls (enough when joining kernels, and much less to read)."""
+    import polars as pl
+
+    from ..trace.tables import LAUNCH_NAMES_SQL, load
+
     where = LAUNCH_NAMES_SQL if launches_only else ""
     r = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], ctx.flt, where=where)
     return r.select(
@@ -151,6 +169,8 @@ def _calls_in_ranges(calls: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
 @report("nvtx_sum", "NVTX Range Summary")
 def nvtx_sum(ctx: ReportContext) -> StatsTable:
     """Time spent in each NVTX range (push/pop and start/end), per range name and style."""
+    import polars as pl
+
     cols = (
         Column("Time", "ratio_%"),
         Column("Total Time", "dur_ns"),
@@ -174,7 +194,7 @@ def nvtx_sum(ctx: ReportContext) -> StatsTable:
     stats = grouped_stats(rng, keys, "dur").join(
         rng.group_by(keys).agg(pl.len().alias("inst")), on=keys, how="left", nulls_equal=True
     )
-    grand = stats["total"].sum() if stats.height else 0
+    grand = column_sum(stats["total"]) if stats.height else 0
     rows = []
     for r in stats.sort(["total", "name", "style"], descending=[True, False, False]).iter_rows(named=True):
         rows.append(
@@ -193,6 +213,10 @@ def nvtx_sum(ctx: ReportContext) -> StatsTable:
 @report("nvtx_kern_sum", "NVTX Range Kernel Summary", flags=("base", "mangled"))
 def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     """Kernels per enclosing NVTX range (every range containing the launch call), per process and thread."""
+    import polars as pl
+
+    from ..trace.tables import resolve_names
+
     cols = (
         Column("NVTX Range"),
         Column("Style"),
@@ -272,6 +296,8 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
 
 def _parents(ranges: pl.DataFrame) -> pl.DataFrame:
     """rid -> parent: the tightest other range on the same thread containing it (None for a root)."""
+    import polars as pl
+
     q = ranges.select(pl.col("rid").alias("qid"), "tid", pl.col("rs").alias("s"), pl.col("re").alias("e"))
     pairs = containing(q, ranges.select("rid", "tid", "rs", "re")).filter(pl.col("qid") != pl.col("rid"))
     dur = ranges.select("rid", (pl.col("re") - pl.col("rs")).alias("d"))
@@ -286,6 +312,8 @@ def _parents(ranges: pl.DataFrame) -> pl.DataFrame:
 
 def _levels(parents: pl.DataFrame) -> pl.DataFrame:
     """rid -> level (0 for roots) by pointer jumping; None for ranges on a parent cycle (never reached)."""
+    import polars as pl
+
     df = parents.select(
         "rid", pl.col("parent").alias("jump"), pl.when(pl.col("parent").is_null()).then(0).otherwise(1).alias("dist")
     )
@@ -309,6 +337,10 @@ def _levels(parents: pl.DataFrame) -> pl.DataFrame:
 @report("nvtx_gpu_proj_sum", "NVTX GPU Projection Summary")
 def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     """NVTX ranges projected onto the GPU: span of the GPU ops launched inside each range, per name and style."""
+    import polars as pl
+
+    from ..trace.tables import load
+
     cols = (
         Column("Range"),
         Column("Style"),

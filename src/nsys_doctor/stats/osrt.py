@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from ..trace.tables import load, resolve_names
 from .aggregate import grouped_stats, summary_rows
 from .core import Column, ReportContext, StatsTable, duration_columns, report
+
+if TYPE_CHECKING:
+    pass
 
 OSRT_EVENT_CLASS = 27
 
@@ -15,6 +17,10 @@ OSRT_EVENT_CLASS = 27
 @report("osrt_sum", "OS Runtime Summary")
 def osrt_sum(ctx: ReportContext) -> StatsTable:
     """Time in each OS runtime function (names not shortened)."""
+    import polars as pl
+
+    from ..trace.tables import load, resolve_names
+
     cols = (*duration_columns("Num Calls"), Column("Name"))
     if not ctx.trace.schema.has(S.OSRT):
         return StatsTable(

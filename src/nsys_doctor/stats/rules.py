@@ -21,16 +21,17 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace import schema as S
-from ..trace.tables import load, resolve_names
 from ..trace.window import EventFilter, resolve_nvtx_filter
 from .aggregate import r1
 from .core import Column, ReportContext, StatsTable, report
+
+if TYPE_CHECKING:
+    import polars as pl
 
 COMMON_OPTIONS = ("rows", "start", "end", "nvtx")
 DEFAULT_ROWS = 50
@@ -40,9 +41,7 @@ MAX_GAP_MS = 1_000_000_000  # gap= is in ms; its value in ns must stay a 64-bit 
 MAX_ID = 0xFFFFFF  # process and thread ids are 24-bit fields of nsys's global ids
 PID_MASK = 0xFFFFFF
 MEM_KIND = "ENUM_CUDA_MEM_KIND"
-HTOD = 1
 SMALL_HTOD_BYTES = 64_000  # nsys's "64 KB" is decimal
-PAGEABLE = 0
 PINNED, MANAGED = 1, 4
 
 
@@ -98,6 +97,8 @@ def like_test(include: Iterable[str], exclude: Iterable[str] = ()) -> Callable[[
 
 def pid_of(col: str) -> pl.Expr:
     """``(g >> 24) & 0xFFFFFF``."""
+    import polars as pl
+
     return (pl.col(col) // (1 << 24)) & PID_MASK
 
 
@@ -141,6 +142,8 @@ GPU_OP_COLUMNS = ["start", "end", "globalPid", "deviceId", "contextId", "greenCo
 
 def _api_rows_by_correlation(trace: Trace, ids: list[int]) -> pl.DataFrame:
     """Unfiltered runtime rows (``main.CUPTI_ACTIVITY_KIND_RUNTIME``) whose nameId is in ``ids``."""
+    import polars as pl
+
     schema = {"correlationId": pl.Int64, "nameId": pl.Int64}
     if not ids:
         return pl.DataFrame(schema=schema)
@@ -152,6 +155,10 @@ def _gpu_ops_with_api(
     ctx: ReportContext, table: str, columns: list[str], api_test: Callable[[str], bool], keep: pl.Expr
 ) -> pl.DataFrame:
     """Rows of ``table`` (filtered) passing ``keep``, inner-joined on correlationId to matching API calls."""
+    import polars as pl
+
+    from ..trace.tables import load, resolve_names
+
     ops = load(ctx.trace, table, [*GPU_OP_COLUMNS, *columns], rule_filter(ctx)).filter(keep)
     api = _api_rows_by_correlation(ctx.trace, string_ids(ctx.trace, api_test))
     # nsys's plan scans the runtime table outermost: join order = API rowid order, then op order
@@ -168,6 +175,8 @@ def _gpu_ops_with_api(
 
 
 def _enum_label(col: str, labels: dict[int, str]) -> pl.Expr:
+    import polars as pl
+
     return pl.col(col).replace_strict(labels, default=None, return_dtype=pl.Utf8)
 
 
@@ -184,6 +193,8 @@ def _needs(ctx: ReportContext, table: str, what: str) -> str:
 def _memcpy_rule(
     ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: pl.Expr
 ) -> StatsTable:
+    import polars as pl
+
     why = _needs(ctx, S.MEMCPY, "memcpy")
     if why:
         return empty(name, title, MEMCPY_COLUMNS, why)
@@ -209,7 +220,9 @@ def _memcpy_rule(
 @report("cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
     """Async memcpy calls (cudaMemcpy*Async*) with pageable host memory: they run synchronously."""
-    keep = ((pl.col("srcKind") == PAGEABLE) | (pl.col("dstKind") == PAGEABLE)).fill_null(False)
+    import polars as pl
+
+    keep = ((pl.col("srcKind") == S.MEM_PAGEABLE) | (pl.col("dstKind") == S.MEM_PAGEABLE)).fill_null(False)
     return _memcpy_rule(
         ctx, "cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", like_test(["cudaMemcpy%Async%"]), keep
     )
@@ -218,7 +231,9 @@ def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
 @report("cuda_memcpy_sync", "CUDA Synchronous Memcpy", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memcpy calls (except small host-to-device copies and copies within one device)."""
-    small_htod = ((pl.col("copyKind") == HTOD) & (pl.col("bytes") <= SMALL_HTOD_BYTES)).fill_null(False)
+    import polars as pl
+
+    small_htod = ((pl.col("copyKind") == S.COPY_HTOD) & (pl.col("bytes") <= SMALL_HTOD_BYTES)).fill_null(False)
     same_device = (pl.col("srcDeviceId") == pl.col("dstDeviceId")).fill_null(False)
     return _memcpy_rule(
         ctx,
@@ -232,6 +247,8 @@ def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
 @report("cuda_memset_sync", "CUDA Synchronous Memset", options=COMMON_OPTIONS, kind="rule")
 def cuda_memset_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memset calls (cudaMemset*, not *async*) on pinned or managed memory."""
+    import polars as pl
+
     name, title = "cuda_memset_sync", "CUDA Synchronous Memset"
     why = _needs(ctx, S.MEMSET, "memset")
     if why:
@@ -267,10 +284,14 @@ API_SYNC_COLUMNS = (
 @report("cuda_api_sync", "CUDA Synchronization APIs", options=(*COMMON_OPTIONS, "process", "thread"), kind="rule")
 def cuda_api_sync(ctx: ReportContext) -> StatsTable:
     """Host-blocking synchronization calls: cudaDeviceSynchronize and cudaStreamSynchronize."""
+    import polars as pl
+
+    from ..trace.tables import load, resolve_names
+
     name, title = "cuda_api_sync", "CUDA Synchronization APIs"
-    ids = f"a process or thread id, 0..{MAX_ID} (-1: any)"
-    process = ctx.int_option("process", -1, -1, MAX_ID, ids)
-    thread = ctx.int_option("thread", -1, -1, MAX_ID, ids)
+    allowed = f"a process or thread id, 0..{MAX_ID} (-1: any)"
+    process = ctx.int_option("process", -1, -1, MAX_ID, allowed)
+    thread = ctx.int_option("thread", -1, -1, MAX_ID, allowed)
     if (process >= 0 or thread >= 0) and ctx.options.get("nvtx"):
         raise UsageError("process=/thread= cannot be combined with nvtx=", "use start=/end= with process=/thread=")
     if not ctx.trace.schema.has(S.RUNTIME):
@@ -317,19 +338,14 @@ GPU_SOURCES = (
     GpuSource("opengl", ("OPENGL_WORKLOAD",), "globalTid", "gpu", "contextId", ("OpenGL profiling overhead",)),
     GpuSource("dx12", ("DX12_WORKLOAD",), "globalTid", "gpu", "shortContextId", ("DX12 profiling overhead",)),
 )
-OPS_SCHEMA = {
-    "start": pl.Int64,
-    "end": pl.Int64,
-    "pid": pl.Int64,
-    "globalId": pl.Int64,
-    "deviceId": pl.Int64,
-    "contextId": pl.Int64,
-}
+OPS_COLUMNS = ["start", "end", "pid", "globalId", "deviceId", "contextId"]  # every source's GPU operations (Int64)
 GROUP = ["pid", "deviceId"]
 
 
 def _read_ops(trace: Trace, table: str, src: GpuSource, flt: EventFilter) -> pl.DataFrame:
     """start, end, pid, globalId, deviceId, contextId of one table's GPU operations with ``start > 0``."""
+    import polars as pl
+
     present = trace.schema.columns(table)
     wanted = {
         "start": "start",
@@ -341,7 +357,7 @@ def _read_ops(trace: Trace, table: str, src: GpuSource, flt: EventFilter) -> pl.
     cols = {(f'"{c}" AS {alias}' if c in present else f"NULL AS {alias}"): pl.Int64 for c, alias in wanted.items()}
     where = " AND ".join(p for p in (flt.sql_where(present), '"start" > 0') if p)
     df = trace.read_table(table, cols, where)
-    return df.with_columns(pid_of("globalId").alias("pid")).select(list(OPS_SCHEMA))
+    return df.with_columns(pid_of("globalId").alias("pid")).select(OPS_COLUMNS)
 
 
 def _bare_rows(ops: pl.DataFrame) -> pl.DataFrame:
@@ -350,6 +366,8 @@ def _bare_rows(ops: pl.DataFrame) -> pl.DataFrame:
     With ``min(start), max(end)`` in one query SQLite loads bare columns on each row where the *last* min/max
     aggregate (max(end)) changes, i.e. from the first row, in scan order, that reaches the maximum end.
     """
+    import polars as pl
+
     keys = ["deviceId", "pid"]
     bounds = ops.group_by(keys, maintain_order=True).agg(pl.col("start").min(), pl.col("end").max())
     at_max = ops.filter(pl.col("end") == pl.col("end").max().over(keys))
@@ -359,6 +377,10 @@ def _bare_rows(ops: pl.DataFrame) -> pl.DataFrame:
 
 def gpu_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> pl.DataFrame | None:
     """GPU operations of one API in nsys's union order (overheads first), or None when the trace has none."""
+    import polars as pl
+
+    from ..trace.tables import load
+
     trace = ctx.trace
     tables = [t for t in src.tables if trace.schema.has(t)]
     if not tables:
@@ -382,7 +404,7 @@ def gpu_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> pl.DataFram
         .join(ranges, on="pid", how="inner")
         .filter((pl.col("start") > pl.col("r_start")) & (pl.col("end") < pl.col("r_end")))
         .sort(["_o", "deviceId"], maintain_order=True)
-        .select(list(OPS_SCHEMA))
+        .select(OPS_COLUMNS)
     )
     return pl.concat([extra, ops], how="vertical")
 
@@ -417,6 +439,8 @@ def find_gaps(ops: pl.DataFrame, threshold_ns: int) -> pl.DataFrame:
 
     Columns duration, gapStart, pid, deviceId, contextId (of the op whose end opens the gap), in time order.
     """
+    import polars as pl
+
     starts = ops.select(*GROUP, "start").sort([*GROUP, "start"], maintain_order=True)
     ends = ops.select(*GROUP, "end", "contextId").sort([*GROUP, "end"], maintain_order=True)
     paired = ends.with_columns(
@@ -442,6 +466,8 @@ def find_gaps(ops: pl.DataFrame, threshold_ns: int) -> pl.DataFrame:
 @report("gpu_gaps", "GPU Gaps", options=(*COMMON_OPTIONS, "gap"), kind="rule")
 def gpu_gaps(ctx: ReportContext) -> StatsTable:
     """Time ranges where a GPU is idle for longer than gap= ms (default 500), per process and device."""
+    import polars as pl
+
     name, title = "gpu_gaps", "GPU Gaps"
     gap = ctx.int_option("gap", 500, 0, MAX_GAP_MS, f"milliseconds, 0..{MAX_GAP_MS}")
     rows = row_limit(ctx)
@@ -488,6 +514,8 @@ def low_util_chunks(ops: pl.DataFrame, chunks: int, threshold: int) -> pl.DataFr
     size is ``ceil(float(end - start) / chunks)``; every quantity stays an exact integer below 2**53, as the
     REALs of nsys's SQL are.
     """
+    import polars as pl
+
     ranges = (
         _bare_rows(ops)
         .with_columns(((pl.col("end") - pl.col("start")).cast(pl.Float64) / chunks).ceil().cast(pl.Int64).alias("cs"))
@@ -529,6 +557,8 @@ def coalesce_chunks(low: pl.DataFrame) -> pl.DataFrame:
 
     Rows ordered by (groupId, deviceId, pid) as nsys's GROUP BY returns them.
     """
+    import polars as pl
+
     low = low.with_columns(
         (pl.col("rangeId") - pl.int_range(1, pl.len() + 1).over(GROUP)).alias("groupId"),
         (pl.col("cend") - pl.col("cstart")).alias("size"),
@@ -552,6 +582,8 @@ def coalesce_chunks(low: pl.DataFrame) -> pl.DataFrame:
 @report("gpu_time_util", "GPU Time Utilization", options=(*COMMON_OPTIONS, "threshold", "chunks"), kind="rule")
 def gpu_time_util(ctx: ReportContext) -> StatsTable:
     """Time ranges where GPU time utilization is below threshold= % (default 50), in chunks= pieces (default 30)."""
+    import polars as pl
+
     name, title = "gpu_time_util", "GPU Time Utilization"
     threshold = ctx.int_option("threshold", 50, 0, 100, "a percentage, 0..100")
     chunks = ctx.int_option("chunks", 30, 0, 1000)  # nsys lets chunks=0 through (and then finds nothing)
@@ -582,6 +614,8 @@ HEAP_NOT_ZEROED = 0x1000
 
 
 def _dx12_warning() -> pl.Expr:
+    import polars as pl
+
     api = pl.col("api")
     not_zeroed = (pl.col("heapFlags") & HEAP_NOT_ZEROED) == 0
     read = api == "ID3D12Resource::ReadFromSubresource"
@@ -608,6 +642,10 @@ def _dx12_warning() -> pl.Expr:
 @report("dx12_mem_ops", "DX12 Memory Operations", options=COMMON_OPTIONS, kind="rule")
 def dx12_mem_ops(ctx: ReportContext) -> StatsTable:
     """DX12 memory operations that can block the host (Windows only): zeroed heaps, reads from upload heaps..."""
+    import polars as pl
+
+    from ..trace.tables import resolve_names
+
     name, title = "dx12_mem_ops", "DX12 Memory Operations"
     trace = ctx.trace
     if not (trace.schema.has(DX12_API) and trace.schema.has(DX12_MEMORY_OPERATION)):

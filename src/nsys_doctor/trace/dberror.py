@@ -6,18 +6,12 @@ the open, a page damaged on disk or a file removed under us reads the same which
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from ..errors import TraceError
 
 _LOCKED = ("database is locked", "database table is locked", "locked", "busy")
 _DAMAGED = ("malformed", "not a database", "disk image", "file is not", "corrupt")
-
-
-def is_db_error(exc: BaseException) -> bool:
-    """True for an error raised by SQLite itself (either driver), as opposed to one in our own code."""
-    return isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("adbc_driver")
 
 
 def db_error(path: Path | str, exc: BaseException) -> TraceError:

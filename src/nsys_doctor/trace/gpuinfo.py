@@ -23,7 +23,7 @@ GPU_FIELDS: dict[str, type] = {
 }
 
 
-def gpu_value(column: str, value: object) -> object:
+def gpu_value(column: str, value: object) -> int | str | None:
     """A GPU-table cell as its column's type (text in a number column, a BLOB anywhere: unknown)."""
     if GPU_FIELDS[column] is str:
         return value if isinstance(value, str) else None
@@ -66,8 +66,8 @@ def gpu_rows(trace: Trace) -> list[dict[str, object]]:
             r.update(
                 smCount=sms,
                 totalMemory=mem,
-                memoryBandwidth=None if bw is None else int(bw) * 1000,  # type: ignore[call-overload]
-                clockRate=None if clk is None else int(clk) * 1000,  # type: ignore[call-overload]
+                memoryBandwidth=None if bw is None else int(bw) * 1000,
+                clockRate=None if clk is None else int(clk) * 1000,
                 l2CacheSize=l2,
                 computeMajor=cmaj,
                 computeMinor=cmin,

@@ -219,12 +219,25 @@ def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
     return out
 
 
-_PROMPT_FLAGS = ("--prompt-len", "--prompt_len", "--input-len", "--input_len", "--isl", "--prompt-tokens")
-_OUTPUT_FLAGS = ("--output-len", "--output_len", "--osl", "--max-tokens", "--max_tokens", "--output-tokens")
+# The usual benchmark flags of a captured command line (vLLM, SGLang, TensorRT-LLM and llama.cpp benchmarks, ...)
+PROMPT_FLAGS = (
+    "--prompt-len",
+    "--prompt_len",
+    "--prompt-length",
+    "--prompt_length",
+    "--input-len",
+    "--input_len",
+    "--input-length",
+    "--input_length",
+    "--isl",
+    "--prompt-tokens",
+)
+OUTPUT_FLAGS = ("--output-len", "--output_len", "--osl", "--max-tokens", "--max_tokens", "--output-tokens")
 
 
 def workload_shape(command: str | None) -> tuple[int | None, int | None]:
-    """(prompt length, output length) read from the captured command line's usual benchmark flags."""
+    """(prompt length, output length) read from the captured command line's usual benchmark flags
+    (``--isl 512``, ``--prompt-length=2048``, ``--output-len 128`` ...); None where the flag is absent."""
     if not command:
         return None, None
     words = command.split()
@@ -234,8 +247,15 @@ def workload_shape(command: str | None) -> tuple[int | None, int | None]:
             name, _, inline = w.partition("=")
             if name in flags:
                 text = inline or (words[i + 1] if i + 1 < len(words) else "")
-                if text.isdigit():
+                if text.isascii() and text.isdigit():
                     return int(text)
         return None
 
-    return value(_PROMPT_FLAGS), value(_OUTPUT_FLAGS)
+    return value(PROMPT_FLAGS), value(OUTPUT_FLAGS)
+
+
+def prompt_length(command: str | None) -> int | None:
+    """The prompt length on a captured command line (tokens per prefill step), or None; a prompt of 0 tokens
+    says nothing and is None too."""
+    prompt, _ = workload_shape(command)
+    return prompt or None

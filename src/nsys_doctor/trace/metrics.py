@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from . import schema as S
 from .open import Trace
+
+if TYPE_CHECKING:
+    from .open import DType
 
 I64 = pl.Int64
 F64 = pl.Float64
@@ -39,7 +43,6 @@ METRIC_KEYS = tuple(METRIC_PATTERNS)
 # (Pageable and Pinned are host memory)
 DEVICE_MEM_KINDS = (2, 3, 4, 5, 6)
 ALLOC_FAILED = 2  # cudaErrorMemoryAllocation and CUDA_ERROR_OUT_OF_MEMORY are both 2
-CUDA_BACKTRACE_EVENT_CLASS = 67  # ENUM_NSYS_EVENT_CLASS: the row --cudabacktrace adds beside each traced call
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,6 @@ class GpuMetricSamples:
     gpu: int  # the metrics' GPU id (typeId & 0xFF), which is TARGET_INFO_GPU.id / KERNEL.deviceId
     names: dict[str, str]  # key (sm_active, dram_read, dram_write, tensor_active) -> the metric name in the trace
     frame: pl.DataFrame  # timestamp, and one Float64 column per key
-
-
-def metric_gpus(trace: Trace) -> list[int]:
-    """The GPU ids that have metric samples (from TARGET_INFO_GPU_METRICS)."""
-    sch = trace.schema
-    if not (sch.has(S.GPU_METRICS) and sch.has_column(METRICS_INFO, "typeId")):
-        return []
-    return sorted(
-        {int(t) & 0xFF for (t,) in trace.rows(f"SELECT DISTINCT typeId FROM {METRICS_INFO}") if t is not None}
-    )
 
 
 def gpu_metric_samples(trace: Trace, gpu: int | None = None) -> GpuMetricSamples | None:
@@ -107,7 +100,7 @@ def gpu_metric_samples(trace: Trace, gpu: int | None = None) -> GpuMetricSamples
     return GpuMetricSamples(chosen, names, wide)
 
 
-MEMORY_SCHEMA: dict[str, pl.DataType] = {
+MEMORY_SCHEMA: dict[str, DType] = {
     "seq": I64,
     "start": I64,
     "deviceId": I64,
@@ -137,7 +130,7 @@ def memory_usage_events(trace: Trace) -> pl.DataFrame | None:
 
 def allocation_failures(trace: Trace) -> pl.DataFrame:
     """CUDA allocation calls that failed for lack of memory (return value 2): start, name, pid."""
-    schema: dict[str, pl.DataType] = {"start": I64, "name": STR, "pid": I64}
+    schema: dict[str, DType] = {"start": I64, "name": STR, "pid": I64}
     if not all(trace.schema.has_column(S.RUNTIME, c) for c in ("start", "nameId", "returnValue", "globalTid")):
         return pl.DataFrame(schema=schema)
     return trace.frame(
@@ -178,7 +171,7 @@ def api_callchains(trace: Trace) -> CallChains | None:
         return None
     # the API call itself: the row of the same thread and correlation id without a call chain (the CUPTI record;
     # the backtrace row spans it and the stack walk)
-    cls = "AND eventClass != 67" if sch.has_column(S.RUNTIME, "eventClass") else ""
+    cls = f"AND eventClass != {S.CUDA_BACKTRACE_EVENT_CLASS}" if sch.has_column(S.RUNTIME, "eventClass") else ""
     api = trace.frame(
         f"SELECT globalTid, correlationId, min(end - start) FROM {S.RUNTIME} WHERE callchainId IS NULL {cls} "
         f"AND correlationId IN (SELECT correlationId FROM {S.RUNTIME} WHERE callchainId IS NOT NULL) "

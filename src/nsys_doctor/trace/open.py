@@ -14,10 +14,10 @@ import sqlite3
 import sys
 import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import TraceError
 from .damage import REEXPORT_HINT, DamageSummary, TableDamage, announce, damaged_mask, reasons_sql, valid_sql
@@ -26,6 +26,12 @@ from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
 
 if TYPE_CHECKING:
     import polars as pl
+    from adbc_driver_manager import AdbcDatabase
+
+    # a column type as the loaders write it: a polars class (pl.Int64) or an instance (pl.List(pl.Int64))
+    DType: TypeAlias = pl.DataType | type[pl.DataType]
+    # column name -> type: the schema of every frame a loader builds
+    ColumnTypes: TypeAlias = Mapping[str, DType]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Rows per parallel chunk when reading a big table; below this a table is read in one query.
@@ -139,7 +145,7 @@ class Trace:
         self.con = con
         self.schema = schema
         self._lock = threading.Lock()
-        self._adbc_db: object | None = None
+        self._adbc_db: AdbcDatabase | None = None
         # damaged rows (see damage.py): per table, what was counted; the condition keeping the usable rows
         self._damage_lock = threading.Lock()
         self._damage: dict[str, TableDamage] = {}
@@ -178,7 +184,7 @@ class Trace:
         self.con.close()
         if self._adbc_db is not None:
             with contextlib.suppress(Exception):  # a connection that cannot close cleanly holds nothing of ours
-                self._adbc_db.close()  # type: ignore[attr-defined]
+                self._adbc_db.close()
             self._adbc_db = None
 
     @property
@@ -236,7 +242,7 @@ class Trace:
         with ThreadPoolExecutor(n_parts) as pool:
             return [r for rows in pool.map(part, bounds) for r in rows]
 
-    def frame(self, sql: str, schema: dict[str, pl.DataType], params: Iterable[object] = ()) -> pl.DataFrame:
+    def frame(self, sql: str, schema: ColumnTypes, params: Iterable[object] = ()) -> pl.DataFrame:
         """A small query as a polars frame with the given column types."""
         import polars as pl
 
@@ -262,7 +268,7 @@ class Trace:
                 "the file was edited or cut short; " + REEXPORT_HINT,
             )
 
-    def read_table(self, table: str, columns: dict[str, pl.DataType], where: str = "") -> pl.DataFrame:
+    def read_table(self, table: str, columns: ColumnTypes, where: str = "") -> pl.DataFrame:
         """Columns of an activity table (``name -> dtype``; a name may be ``expr AS alias``), read as Arrow.
 
         Large tables are split in rowid ranges read on parallel connections; the result keeps table order.
@@ -294,6 +300,19 @@ class Trace:
             return self.read_table(table, columns, where)
         return df if mask is None else df.filter(~mask)
 
+    def restore_damage(self, damage: Iterable[TableDamage]) -> None:
+        """Record damage counted by an earlier read of this same file (the frame cache keeps it): each table's
+        damaged rows are reported by ``damaged`` and left out of later reads of the table, as ``count_damage``
+        would have found them. A table already counted keeps its count."""
+        with self._damage_lock:
+            for d in damage:
+                if d.table in self._damage:
+                    continue
+                self._damage[d.table] = d
+                keys = ROW_KEYS.get(d.table)
+                if keys is not None and d.damaged:
+                    self._valid[d.table] = valid_sql(keys, self.schema.columns(d.table))
+
     def count_damage(self, table: str) -> TableDamage:
         """Count the damaged rows of ``table`` per reason (one SQL query; cached). From then on every read of the
         table leaves them out. A table mostly made of damaged rows is a ``TraceError``."""
@@ -318,7 +337,7 @@ class Trace:
         return damage
 
     def _read_rows(
-        self, table: str, exprs: list[str], names: list[str], dtypes: dict[str, pl.DataType], where: str
+        self, table: str, exprs: list[str], names: list[str], dtypes: dict[str, DType], where: str
     ) -> tuple[pl.DataFrame, bool]:
         """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``)."""
         import polars as pl
@@ -358,7 +377,7 @@ class Trace:
         sql: tuple[str, str],
         bounds: tuple[int, int],
         names: list[str],
-        dtypes: dict[str, pl.DataType],
+        dtypes: dict[str, DType],
         strict: set[str],
     ) -> tuple[pl.DataFrame, bool]:
         """One rowid range: the plain query through ADBC; where SQLite's dynamic typing defeats Arrow's type
@@ -388,7 +407,8 @@ class Trace:
             df = pl.DataFrame(self.rows(typed), schema=raw, orient="row")
             coerced = True
         df.columns = names
-        return _decode_text(df, dtypes).cast(dtypes, strict=False), coerced  # type: ignore[arg-type]
+        df = _decode_text(df, dtypes)
+        return df.with_columns(pl.col(n).cast(t, strict=False) for n, t in dtypes.items()), coerced
 
     def _read_adbc(self, sql: str) -> pl.DataFrame:
         """One query through ADBC's SQLite driver, as Arrow batches straight into polars (no pyarrow needed)."""
@@ -409,7 +429,7 @@ class Trace:
         finally:
             con.close()
 
-    def _adbc_database(self) -> object:
+    def _adbc_database(self) -> AdbcDatabase:
         with self._lock:
             if self._adbc_db is None:
                 import adbc_driver_sqlite
@@ -463,7 +483,7 @@ class Trace:
         )
 
 
-def _typed_expr(expr: str, name: str, dtype: pl.DataType, strict: bool = False) -> str:
+def _typed_expr(expr: str, name: str, dtype: DType, strict: bool = False) -> str:
     """``expr`` coerced in SQL to the storage class its column type needs: anything else becomes NULL, except a
     REAL in an integer column, which is truncated unless ``strict`` (times and string ids must be integers)."""
     import polars as pl
@@ -478,7 +498,7 @@ def _typed_expr(expr: str, name: str, dtype: pl.DataType, strict: bool = False) 
     return f'{expr} AS "{name}"'
 
 
-def _castable(df: pl.DataFrame, names: list[str], dtypes: dict[str, pl.DataType], strict: set[str]) -> bool:
+def _castable(df: pl.DataFrame, names: list[str], dtypes: dict[str, DType], strict: set[str]) -> bool:
     """Whether the frame the driver returned converts to ``dtypes`` (a numeric column inferred as bytes does
     not; nor does a ``strict`` integer column inferred as anything but integers, whose values are then decided in
     SQL by ``_typed_expr``). A column of NULLs only converts to anything."""
@@ -501,7 +521,7 @@ def _castable(df: pl.DataFrame, names: list[str], dtypes: dict[str, pl.DataType]
     return True
 
 
-def _decode_text(df: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
+def _decode_text(df: pl.DataFrame, dtypes: dict[str, DType]) -> pl.DataFrame:
     """Text columns read as bytes, decoded as UTF-8 with invalid bytes replaced (once per distinct value)."""
     import polars as pl
 

@@ -306,7 +306,7 @@ def _trace_numbers(facts: list[_TraceFacts], rank_from: str) -> tuple[str, list[
         candidates.append((f"env {_which(facts, LOCAL_RANK_VARS)}", [_env_rank(f.env, LOCAL_RANK_VARS) for f in facts]))
     for source, values in candidates:
         if _distinct(values):
-            return source, [int(v) for v in values]  # type: ignore[arg-type]
+            return source, [v for v in values if v is not None]
     if rank_from not in ("auto", "order"):
         raise UsageError(
             f"--rank-from {rank_from} does not give every trace a distinct rank",

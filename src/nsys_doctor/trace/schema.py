@@ -44,6 +44,8 @@ NSYS_MARKER_TABLES = frozenset(
     }
 )
 
+# ENUM_NSYS_EVENT_CLASS: the CUPTI_ACTIVITY_KIND_RUNTIME row --cudabacktrace adds beside each traced call
+CUDA_BACKTRACE_EVENT_CLASS = 67
 ACTIVITY_TABLES = (KERNEL, RUNTIME, MEMCPY, MEMSET, SYNC, GRAPH_TRACE, NVTX, OSRT)
 
 
@@ -83,24 +85,33 @@ ROW_KEYS: dict[str, RowKeys] = {
 # A StringIds row is usable when its id is an integer and its value is text.
 VALID_STRING_SQL = "typeof(id) = 'integer' AND typeof(value) = 'text'"
 
+# Copy kinds (CUPTI_ACTIVITY_KIND_MEMCPY.copyKind, ENUM_CUDA_MEMCPY_OPER) and memory kinds (srcKind / dstKind,
+# ENUM_CUDA_MEM_KIND) the analyses test for, and the copy kinds' labels: defined here only.
+COPY_HTOD = 1
+COPY_DTOH = 2
+COPY_DTOD = 8
+COPY_PEER = 10
+MEM_PAGEABLE = 0
+MEMCPY_KIND_LABELS: dict[int, str] = {
+    0: "Unknown",
+    COPY_HTOD: "Host-to-Device",
+    COPY_DTOH: "Device-to-Host",
+    3: "Host-to-Array",
+    4: "Array-to-Host",
+    5: "Array-to-Array",
+    6: "Array-to-Device",
+    7: "Device-to-Array",
+    COPY_DTOD: "Device-to-Device",
+    9: "Host-to-Host",
+    COPY_PEER: "Peer-to-Peer",
+    11: "Unified Host-to-Device",
+    12: "Unified Device-to-Host",
+    13: "Unified Device-to-Device",
+}
+
 # Labels used when a (pre-2022) export has no ENUM_* tables. Values match ENUM_* of schema 3.20.
 FALLBACK_ENUMS: dict[str, dict[int, str]] = {
-    "ENUM_CUDA_MEMCPY_OPER": {
-        0: "Unknown",
-        1: "Host-to-Device",
-        2: "Device-to-Host",
-        3: "Host-to-Array",
-        4: "Array-to-Host",
-        5: "Array-to-Array",
-        6: "Array-to-Device",
-        7: "Device-to-Array",
-        8: "Device-to-Device",
-        9: "Host-to-Host",
-        10: "Peer-to-Peer",
-        11: "Unified Host-to-Device",
-        12: "Unified Device-to-Host",
-        13: "Unified Device-to-Device",
-    },
+    "ENUM_CUDA_MEMCPY_OPER": MEMCPY_KIND_LABELS,
     "ENUM_CUDA_MEM_KIND": {
         0: "Pageable",
         1: "Pinned",

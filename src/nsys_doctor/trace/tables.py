@@ -9,14 +9,15 @@ import weakref
 
 import polars as pl
 
+from . import cache
 from . import schema as S
 from .damage import DamageSummary
 from .gpuinfo import GPU_FIELDS, gpu_rows, gpu_value
 from .open import Trace
 from .window import EventFilter
 
-I64 = pl.Int64
-STR = pl.Utf8
+I64: pl.DataType = pl.Int64()
+STR: pl.DataType = pl.Utf8()
 
 COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
     S.KERNEL: {
@@ -211,7 +212,7 @@ def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = Fals
     return rng.select("start", "end", "eventType", "globalTid", "endGlobalTid", "domainId", "text", "domain")
 
 
-GPU_COLUMNS: dict[str, pl.DataType] = {c: (pl.Utf8 if t is str else pl.Int64) for c, t in GPU_FIELDS.items()}
+GPU_COLUMNS: dict[str, pl.DataType] = {c: (STR if t is str else I64) for c, t in GPU_FIELDS.items()}
 _gpu_value = gpu_value
 
 
@@ -226,6 +227,9 @@ def gpus(trace: Trace) -> pl.DataFrame:
 # The frames an analysis needs, loaded once.
 
 LAUNCH_API_PREFIXES = ("cudaLaunch", "cuLaunch", "cudaGraphLaunch", "cuGraphLaunch")
+# the frames of a TraceFrames, and the tables they are read from (their columns are part of the cache key)
+FRAME_NAMES = ("kernels", "api", "memcpy", "memset", "graph_launches", "nvtx", "overhead")
+FRAME_TABLES = (S.KERNEL, S.RUNTIME, S.MEMCPY, S.MEMSET, S.GRAPH_TRACE, S.NVTX, S.PROFILER_OVERHEAD, S.STRINGS)
 
 
 class TraceFrames:
@@ -243,14 +247,37 @@ class TraceFrames:
     """
 
     def __init__(self, trace: Trace, flt: EventFilter | None = None) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.trace = trace
         self.flt = flt
+        # the whole trace's frames come from the frame cache when it holds them (see cache.py)
+        slot = cache.slot(trace, FRAME_TABLES) if flt is None else None
+        hit = cache.read(slot, FRAME_NAMES) if slot is not None else None
+        if hit is not None:
+            frames, damage = hit
+            trace.restore_damage(damage)
+        else:
+            frames = self._read(trace, flt)
+            if slot is not None:  # the damage of every table read (also what an earlier read had counted)
+                found = tuple(t for t in trace.damaged.tables if t.table in FRAME_TABLES)
+                cache.write(slot, frames, found)
+        self.kernels = frames["kernels"]
+        self.api = frames["api"]
+        self.memcpy = frames["memcpy"]
+        self.memset = frames["memset"]
+        self.graph_launches = frames["graph_launches"]
+        self.nvtx = frames["nvtx"]
+        self.overhead = frames["overhead"]
+
+    @classmethod
+    def _read(cls, trace: Trace, flt: EventFilter | None) -> dict[str, pl.DataFrame]:
+        """The frames, read from the trace (named as ``FRAME_NAMES``)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        out: dict[str, pl.DataFrame] = {}
         with ThreadPoolExecutor(2) as pool:  # SQLite reads release the GIL: read the two big tables together
-            k_future = pool.submit(self._kernels, trace, flt)
-            a_future = pool.submit(self._api, trace, flt)
-            self.memcpy = load(
+            k_future = pool.submit(cls._kernels, trace, flt)
+            a_future = pool.submit(cls._api, trace, flt)
+            out["memcpy"] = load(
                 trace,
                 S.MEMCPY,
                 [
@@ -267,22 +294,23 @@ class TraceFrames:
                 ],
                 flt,
             ).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
-            self.memset = load(
+            out["memset"] = load(
                 trace,
                 S.MEMSET,
                 ["start", "end", "bytes", "memKind", "correlationId", "globalPid", "deviceId", "streamId"],
                 flt,
             ).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
-            self.graph_launches = load(
+            out["graph_launches"] = load(
                 trace, S.GRAPH_TRACE, ["start", "end", "deviceId", "streamId", "correlationId", "globalPid"], flt
             )
-            self.nvtx = nvtx_ranges(trace, flt)
+            out["nvtx"] = nvtx_ranges(trace, flt)
             o = load(trace, S.PROFILER_OVERHEAD, ["start", "end", "nameId"], flt)
-            self.overhead = resolve_names(o, trace, "nameId", "name").with_columns(
+            out["overhead"] = resolve_names(o, trace, "nameId", "name").with_columns(
                 (pl.col("end") - pl.col("start")).alias("dur")
             )
-            self.kernels = k_future.result()
-            self.api = a_future.result()
+            out["kernels"] = k_future.result()
+            out["api"] = a_future.result()
+        return {name: out[name] for name in FRAME_NAMES}
 
     @staticmethod
     def _kernels(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
@@ -316,7 +344,9 @@ class TraceFrames:
         mask = 1 << 24
         # with --cudabacktrace nsys writes a second row for every traced call (event class 67, "CUDA backtrace",
         # the same correlationId and a slightly wider span): the call is counted once, from its runtime/driver row
-        where = "eventClass IS NULL OR eventClass != 67" if "eventClass" in trace.schema.columns(S.RUNTIME) else ""
+        where = ""
+        if "eventClass" in trace.schema.columns(S.RUNTIME):
+            where = f"eventClass IS NULL OR eventClass != {S.CUDA_BACKTRACE_EVENT_CLASS}"
         a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt, where)
         a = resolve_names(a, trace, "nameId", "name").drop("nameId")
         return a.with_columns(

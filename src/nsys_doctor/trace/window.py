@@ -143,7 +143,7 @@ def parse_filter_nvtx(text: str) -> tuple[str, str | None, int]:
     return body, domain, index
 
 
-def resolve_nvtx_filter(trace, text: str) -> EventFilter:
+def resolve_nvtx_filter(trace: Trace, text: str) -> EventFilter:
     """The EventFilter of the NVTX range ``text`` (nsys semantics: the index-th exact match by start)."""
     import polars as pl
 

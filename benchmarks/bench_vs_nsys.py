@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Time every ``nsys stats`` report and ``nsys analyze`` rule against nsys-doctor's, as whole commands, on the
+machine where real nsys runs (the GPU machine: ``../shared/device``), and check that both print the same CSV.
+
+    python3 benchmarks/bench_vs_nsys.py TRACE.sqlite [TRACE2.sqlite ...] [--nsys PATH] [--reports a,b]
+        [--skip-nsys-over 120] [--deadline 500] [--json FILE]
+
+For each trace and each report R, in this order, one run each (an nsys run is seconds to a minute, so runs are not
+repeated; the two commands of one report run back to back so that machine noise hits both alike):
+
+* nsys: ``nsys stats --force-export=false --format csv -o - -r R TRACE`` (``nsys analyze --format csv -o - -r R
+  TRACE`` for a rule); its ``Processing [...]`` banner is left out of the comparison;
+* ours: ``python3 -m nsys_doctor.cli.main stats TRACE -r R --format csv -o -`` (the whole process: interpreter
+  start, imports, reading, rendering).
+
+Printed per row: both wall times, nsys/ours (the speedup; target >= 1.5x), and whether the CSVs are identical.
+nsys is run on a copy of each trace (nsys may add tables to a file it reads); the copy's md5 is checked after.
+With ``--deadline S`` no new report starts after S seconds; ``--skip-nsys-over S`` leaves out the reports whose
+nsys run took longer than S on an earlier trace of the list (big traces after small ones).
+Only the standard library is needed (and nsys-doctor importable by ``python3 -m``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STATS = [
+    "cuda_api_sum",
+    "cuda_api_gpu_sum",
+    "cuda_gpu_kern_sum",
+    "cuda_gpu_kern_gb_sum",
+    "cuda_gpu_mem_size_sum",
+    "cuda_gpu_mem_time_sum",
+    "cuda_gpu_sum",
+    "cuda_kern_exec_sum",
+    "nvtx_sum",
+    "nvtx_kern_sum",
+    "nvtx_gpu_proj_sum",
+    "osrt_sum",
+    "cuda_gpu_trace",
+]
+RULES = [
+    "cuda_api_sync",
+    "cuda_memcpy_async",
+    "cuda_memcpy_sync",
+    "cuda_memset_sync",
+    "gpu_gaps",
+    "gpu_time_util",
+]
+TARGET = 1.5
+
+
+def run(cmd: list[str], timeout: float) -> tuple[float, int, bytes]:
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout)
+        return time.perf_counter() - t0, p.returncode, p.stdout
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - t0, -9, b""
+
+
+def body(out: bytes) -> list[str]:
+    """The CSV lines of an output, without nsys's banner, its SKIPPED notices (nsys prints them on standard output,
+    nsys-doctor on standard error; both write no table then) and blank lines."""
+    lines = out.decode("utf-8", errors="replace").splitlines()
+    return [ln for ln in lines if ln.strip() and not ln.startswith(("Processing [", "SKIPPED: "))]
+
+
+def md5(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("traces", nargs="+", type=Path)
+    ap.add_argument("--nsys", default=shutil.which("nsys") or "nsys")
+    ap.add_argument("--reports", default=",".join(STATS + RULES))
+    ap.add_argument("--timeout", type=float, default=300.0, help="kill one command after this many s")
+    ap.add_argument("--skip-nsys-over", type=float, default=None)
+    ap.add_argument("--deadline", type=float, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    t_start = time.perf_counter()
+    reports = [r for r in a.reports.split(",") if r]
+    ours_cmd = [sys.executable, "-m", "nsys_doctor.cli.main", "stats"]
+    version = subprocess.run([a.nsys, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"nsys: {version}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
+    slow: set[str] = set()
+    passed = identical = 0
+    results: list[dict[str, object]] = []
+    work = Path(tempfile.mkdtemp(prefix="bench_vs_nsys_"))
+    try:
+        for trace in a.traces:
+            copy = work / trace.name
+            shutil.copyfile(trace, copy)
+            before = md5(copy)
+            print(f"\n{trace.name} ({trace.stat().st_size / 2**20:.1f} MiB)")
+            print(f"{'report':<22} {'nsys s':>8} {'ours s':>8} {'nsys/ours':>10} {'target':>7} {'same CSV':>9}")
+            for r in reports:
+                if a.deadline is not None and time.perf_counter() - t_start > a.deadline:
+                    print(f"{r:<22} (not run: past the deadline)")
+                    continue
+                if r in slow:
+                    print(f"{r:<22} (not run: nsys took over {a.skip_nsys_over:g} s on a smaller trace)")
+                    continue
+                tool = "analyze" if r in RULES else "stats"
+                nsys = [a.nsys, tool, "--format", "csv", "-o", "-", "-r", r, str(copy)]
+                if tool == "stats":
+                    nsys.insert(2, "--force-export=false")
+                tn, rc_n, out_n = run(nsys, a.timeout)
+                to, rc_o, out_o = run([*ours_cmd, str(trace), "-r", r, "--format", "csv", "-o", "-"], a.timeout)
+                same = rc_n == 0 and rc_o == 0 and body(out_n) == body(out_o)
+                speed = tn / to if to > 0 else float("inf")
+                verdict = "PASS" if speed >= TARGET else "FAIL"
+                passed += speed >= TARGET
+                identical += same
+                status = "" if rc_n == 0 and rc_o == 0 else f" (rc nsys {rc_n}, ours {rc_o})"
+                print(f"{r:<22} {tn:>8.2f} {to:>8.2f} {speed:>9.1f}x {verdict:>7} {'yes' if same else 'NO':>9}{status}")
+                results.append({"trace": trace.name, "report": r, "nsys_s": tn, "ours_s": to, "same": same,
+                                "rc_nsys": rc_n, "rc_ours": rc_o})  # fmt: skip
+                if a.skip_nsys_over is not None and tn > a.skip_nsys_over:
+                    slow.add(r)
+            after = md5(copy)
+            print(f"copy md5 unchanged by nsys: {'yes' if after == before else 'NO'}")
+            copy.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    n = len(results)
+    print(f"\n{passed} of {n} at least {TARGET}x faster than nsys; {identical} of {n} identical CSVs")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

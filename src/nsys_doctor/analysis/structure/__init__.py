@@ -1,0 +1,104 @@
+"""The structure of a run, found in the data: what kind of run it is, its phases, requests and steps.
+
+``find_structure`` is computed once per trace and answers, with the evidence for each answer:
+
+- the **run kind**: ``"llm-decode"`` (token-by-token generation: a prefill pass, then one forward pass per token),
+  ``"llm-prefill"`` (prompt processing only, no decode), ``"iterations"`` (repeated forward passes that are not
+  token-by-token decode: CNN, ViT, encoders, training steps) or ``"unstructured"`` (tests, HPC codes, no repeat);
+- the **phases**: loading (module loads, weight copies, random initialisation), compilation and autotuning (XLA's
+  ``RedzoneAllocatorKernelImpl``/``DelayKernel``/comparison kernels), warm-up and measured requests;
+- the **requests** and which are warm-up (left out of ``measured_*`` and of ``to_dict()["steps"]``): any request
+  with lazy module loading, JIT compilation or autotuning inside; requests outside NVTX request ranges when such
+  ranges line up; in a whole-run capture the first of identical requests, and the requests before the steady ones
+  (those with the steps and per-step kernel counts of the last request, when at least two share them); inside each
+  request its **steps**: prefill and decode steps for an LLM, iterations (forward passes) otherwise.
+
+Method. The core signal is the repeating structure of the kernel-name sequence (kernels of the main process in
+launch order). A kernel that runs once per forward pass (LM head, argmax/sampling, embedding, a classifier head)
+occurs exactly P times and regularly, one period apart; kernels of every layer occur L x P times with a period L
+times shorter; a once-per-request kernel occurs R times. Every count shared by kernels whose occurrences are evenly
+spaced is a candidate level; levels with the same period are one cluster (P, P - R decode-only and P + R names).
+The forward-pass level is the cluster the other signals agree with: host round trips (token reads: stream, event
+and device syncs, synchronous and device-to-host copies, graph launches) about one to four per period and far
+fewer per layer; sampling/argmax or embedding kernels among its names; a finer level (layers) inside; then the
+coarser of equal candidates. A level whose unit is k >= 2 repeats of a finer level plus a few extra kernels is a
+group of passes (a request), not a pass, when those extra kernels are at most 5% of one finer unit in kernels and
+in GPU time (an argmax over a request's outputs once per 5 CNN passes); the finer level is then the pass. Layers
+never qualify: a pass adds to them an embedding, a final norm, an LM head and sampling, a sizeable share of one
+layer (the LM head alone, in GPU time). A repeating unit with none of layers, sampling kernels or graph launches is
+not a forward pass (an HPC time step, a test looping over one kernel): such runs are ``unstructured``. When the
+repeating unit has no sampling kernels but sampling/embedding kernels run a few times around many of its repeats
+(a prefill-only run), those kernels mark the passes and the unit is a layer.
+The once-per-pass names keep one order inside a pass; a pass boundary lies between the last of them in one pass
+and the first in the next, at the largest host launch gap there (where the host waited for the token).
+Each pass is measured (kernels, GPU time, names that run in few passes, share of graph-launched kernels). A pass
+whose kernel mix differs (names rare elsewhere, or far heavier with such names, or eager among graphed passes)
+leads a request as its prefill; an eager prefill without the once-per-pass kernels of compiled or graphed decode
+steps (kernels with matrix products and sampling/embedding kernels before a pass's once-per-pass kernels, or just
+before the first pass) becomes a pass of its own; identical passes that run GEMMs rather than GEMVs are prefill
+passes of a prefill-only run, one request each; decode passes of one request share one kernel mix up to kernels
+whose shape grows with the context. Requests also split at idle gaps far longer than the gaps between passes, at
+a kind of host sync that occurs between a few passes only (end of request; the next request then starts at that
+sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no boundary by itself (a
+host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical one) recurs at a fixed
+stride: at every k-th pass boundary and no other, at least twice, so that it divides the passes into equal
+requests of k passes (a boundary where modules load counts when the stride holds with it). Passes that no signal
+separates stay one request (back-to-back requests of an eager loop without a sync, a copy or a gap between them
+cannot be told apart). Gaps and syncs do not split requests where modules load between the passes (compilation,
+lazy loading) nor, when requests are led by prefill passes, before a decode pass.
+The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
+requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
+all (a CNN whose argmax or classifier looks like sampling): then it is iterations.
+NVTX ranges count only where they line up with this structure (one pass per range); library ranges (domains such
+as XLA's ``TSL``, ``NCCL``, ``CCCL``), per-op annotations (DLProf dictionaries, ``aten::`` ops) never do; nested
+levels are used one level at a time, per-layer ranges are never steps, and numbered names (``layer_3_token_7``)
+are grouped as ``layer_N_token_N``. When the kernel sequence has no usable period, NVTX step ranges that are not
+library ranges, then graph launches, give the steps. ``memset`` is accepted for a uniform signature.
+
+All work is columnar: numpy over the kernel sequence, Python loops only over distinct names, candidate levels and
+passes. The result is deterministic.
+
+Time base. ``Step.start``/``Step.end`` and ``Request.start``/``Request.end`` are host times in trace nanoseconds:
+a step starts at the launch call (CUDA API start) of its first kernel and ends just before the next step of its
+request starts (so the host round trip after a token belongs to the step that produced the token); the last step
+of a request ends at the end of the launch call of its last kernel. A kernel belongs to the step whose
+``[start, end]`` holds its launch time (kernels are joined to their launch calls by correlationId and pid, as
+``phases.launched_kernels`` does; kernels without a launch call use their GPU start). ``gpu_start``/``gpu_end``
+give the GPU execution span of the same kernels.
+
+API::
+
+    find_structure(kernels, api, memcpy=None, memset=None, nvtx=None, capture_range=None, ops=None,
+                   graph_launches=None) -> RunStructure
+    structure_of(frames, capture_range=None, ops=None) -> RunStructure  # frames: a TraceFrames
+
+    RunStructure(kind, source, confidence, steps: tuple[Step], requests: tuple[Request], phases: tuple[Phase],
+                 evidence: tuple[Evidence], notes: tuple[str], period: int | None, marker: str | None,
+                 pid: int | None)
+      .measured_requests / .warmup_requests  (tuples of Request)
+      .measured_steps  (steps of measured requests)
+      .count(kind, measured=True) -> int
+      .window -> (start, end) of the measured requests, or None
+      .steps_frame(measured=True) -> pl.DataFrame (idx, kind, start, end, gpu_start, gpu_end, kernels, gpu_time,
+                                                   request)
+      .to_dict() -> dict for JSON: kind, source, confidence, requests, warmup_requests, measured_requests,
+                    iterations, steps {prefill, decode, iteration}, steps_all, period_kernels, marker, time_base,
+                    request_list, phases, evidence, notes
+    Step(index, request, kind, start, end, gpu_start, gpu_end, kernels, gpu_time)   # kind: prefill|decode|iteration
+    Request(index, start, end, gpu_start, gpu_end, warmup, reason, prefill_steps, decode_steps, iterations)
+    Phase(kind, start, end, detail)   # kind: loading | compilation | autotuning | warm-up | measured
+    Evidence(fact, source, confidence, detail)   # confidence: high | medium | low
+
+Modules: ``result`` (``RunStructure``), ``patterns``, ``sequence``, ``signals``, ``passes``, ``nvtx``, and the
+builder: ``state``, ``pass_finding``, ``requests``, ``builder`` (``find_structure``, ``structure_of``).
+"""
+
+from .builder import find_structure, structure_of
+from .result import STEP_KINDS, RunStructure
+
+__all__ = [
+    "STEP_KINDS",
+    "RunStructure",
+    "find_structure",
+    "structure_of",
+]

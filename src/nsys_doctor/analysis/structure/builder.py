@@ -1,0 +1,379 @@
+"""The builder: from the sequence to the run's structure; ``find_structure`` and ``structure_of``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .nvtx import count_inside, nvtx_groups
+from .pass_finding import PassFinding
+from .passes import PassStats, pass_stats, passes_from_level
+from .patterns import (
+    GAP_FACTOR,
+    HEAVY_FACTOR,
+    MIN_REQUEST_GAP_NS,
+)
+from .requests import RequestCutting
+from .result import CONFIDENCE, Phase, Request, RunStructure, Step
+from .sequence import Api, Cluster, find_clusters, find_levels, kernel_sequence
+from .signals import cut_level, families, find_signals, score_clusters
+
+# ------------------------------------------------------------------------------------------------ entry points
+
+
+def structure_of(frames: Any, capture_range: str | None = None, ops: pl.DataFrame | None = None) -> RunStructure:
+    """``find_structure`` on a ``TraceFrames`` (anything with kernels, api, memcpy, memset, nvtx, graph_launches)."""
+    return find_structure(
+        frames.kernels,
+        frames.api,
+        getattr(frames, "memcpy", None),
+        getattr(frames, "memset", None),
+        getattr(frames, "nvtx", None),
+        capture_range,
+        ops,
+        getattr(frames, "graph_launches", None),
+    )
+
+
+def find_structure(
+    kernels: pl.DataFrame,
+    api: pl.DataFrame,
+    memcpy: pl.DataFrame | None = None,
+    memset: pl.DataFrame | None = None,
+    nvtx: pl.DataFrame | None = None,
+    capture_range: str | None = None,
+    ops: pl.DataFrame | None = None,
+    graph_launches: pl.DataFrame | None = None,
+) -> RunStructure:
+    """The run's kind, phases, requests and steps, with evidence (see the module docstring).
+
+    ``kernels``/``api``/``memcpy``/``memset``/``nvtx``/``graph_launches`` are ``TraceFrames`` columns;
+    ``capture_range`` is ``"cudaProfilerApi"`` when the trace was captured inside a cudaProfilerApi range;
+    ``ops`` is an op classification (columns ``name``, ``family``; the shipped rules when None)."""
+    b = _Builder(kernels, api, memcpy, nvtx, capture_range, ops, graph_launches)
+    return b.run()
+
+
+# ------------------------------------------------------------------------------------------------ the builder
+
+
+class _Builder(PassFinding, RequestCutting):
+    # -- the whole analysis
+    def run(self) -> RunStructure:
+        k = self.kernels
+        if k.is_empty():
+            self.notes.append("the trace has no kernel rows: no structure to find")
+            return RunStructure("unstructured", "none", "high", notes=tuple(self.notes))
+        pids = k.group_by("pid").len().sort(["len", "pid"], descending=[True, False])
+        pid = int(pids["pid"][0]) if pids["pid"][0] is not None else None
+        if pids.height > 1:
+            self.notes.append(
+                f"{pids.height} processes launch kernels; the structure is that of process {pid} "
+                f"({int(pids['len'][0])} of {k.height} kernels)"
+            )
+        self.pid = pid
+        self.api_index = Api(self.api, pid)
+        seq = kernel_sequence(k, self.api_index, pid)
+        self.seq = seq
+        self.sig = find_signals(seq, self.api_index, self.memcpy, pid)
+        self.capture = self.capture or self.sig.profiler_starts.size > 0
+        self.fams = families(seq.names, seq.shorts, self.ops)
+        self.groups = nvtx_groups(self.nvtx, pid)
+        clusters = score_clusters(find_clusters(find_levels(seq)), seq, self.sig, self.fams)
+        self.cluster = None
+        first = last = None
+        source = "none"
+        above = self.anchor_level(clusters[0]) if clusters and clusters[0].score >= 1 else None
+        if above is not None:
+            inner = clusters[0]
+            self.ev(
+                "passes",
+                "kernel-names",
+                "medium",
+                f"sampling/embedding kernels ({', '.join(sorted({seq.shorts[c] for c in above.codes})[:3])}) run "
+                f"{above.count} time(s), around {inner.count // above.count} repeats each of a "
+                f"{round(inner.period)}-kernel unit (layers)",
+            )
+            cl = Cluster([above], float(len(seq)) / above.count, inner.score, list(inner.reasons))
+            cl.anchors = sorted({seq.shorts[c] for c in above.codes})
+            clusters = [cl]
+        elif clusters and clusters[0].score >= 1 and (found := self.passes_inside(clusters)) is not None:
+            while found is not None:  # a group of passes: the passes are inside (and maybe finer groups)
+                outer = clusters[0]
+                clusters = [found, *(c for c in clusters if c is not found and c is not outer)]
+                found = self.passes_inside(clusters)
+        elif clusters and clusters[0].score >= 1 and not self.forward_like(clusters[0]):
+            cl = clusters[0]
+            self.notes.append(
+                f"a loop of {round(cl.period)} kernel(s) repeats {cl.count} times without layers, sampling or "
+                "graph launches: not a forward pass"
+            )
+            clusters = []
+        if clusters and clusters[0].score >= 1:
+            cl = clusters[0]
+            self.cluster = cl
+            cut = above if above is not None else cut_level(cl)
+            pas = passes_from_level(seq, cut)
+            first, last = pas.first, pas.last
+            self.markers = np.sort(np.concatenate([seq.positions(c) for c in cut.codes]))
+            source = "kernel-period"
+            self.marker = seq.shorts[cut.marker]
+            if above is None:
+                conf = "high" if cl.score >= 5 else "medium" if cl.score >= 3 else "low"
+                why = "; ".join(cl.reasons) if cl.reasons else "no other signal"
+                self.ev(
+                    "passes",
+                    "kernel-period",
+                    conf,
+                    f"repeating kernel sequence, period {round(cl.period)} kernels, {cut.count} repeats of "
+                    f"{len(cut.codes)} once-per-pass kernel name(s) (marker {self.marker}); {why}",
+                )
+            if pas.cycle_ok < 1:
+                self.notes.append(f"once-per-pass kernels keep one order in {pas.cycle_ok:.0%} of the passes")
+            for other in clusters[1:3]:
+                if other.score >= cl.score - 1:
+                    self.notes.append(
+                        f"another repeating level ({other.count} repeats, period {round(other.period)} kernels) "
+                        f"scored close: {'; '.join(other.reasons) or 'no other signal'}"
+                    )
+        else:
+            self.marker = None
+            span = self.nvtx_passes()
+            if span is not None:
+                first, last = span
+                source = "nvtx"
+            else:
+                span = self.graph_passes()
+                if span is not None:
+                    first, last = span
+                    source = "graph-launches"
+        if first is None or last is None or first.size == 0:
+            return self.unstructured(seq)
+        first, last = self.add_leading_prefills(first, last)
+        ps = pass_stats(seq, first, last, self.markers)
+        return self._assemble(ps, source)
+
+    # -- requests, kinds, warm-up, phases
+    def _assemble(self, ps: PassStats, source: str, again: bool = True) -> RunStructure:
+        seq = self.seq
+        p = ps.first.size
+        n_evidence, n_notes = len(self.evidence), len(self.notes)
+        med_gpu = float(np.median(ps.gpu_time)) if p else 0.0
+        heavy = ps.gpu_time >= HEAVY_FACTOR * max(med_gpu, 1.0)
+        mode = float(np.median(ps.graph_share)) if p else 0.0
+        distinct = (
+            (ps.rare_share >= 0.1)
+            | (heavy & (ps.rare_names >= 2))
+            | (np.abs(ps.graph_share - mode) > 0.5)  # eager prefill before graphed decode steps
+        )
+        if p < 3:
+            distinct = heavy | (ps.rare_share >= 0.5)
+        # NVTX ranges that line up with the passes
+        nv_prefill, nv_request = self.nvtx_check(ps)
+        if nv_prefill is not None:
+            distinct = nv_prefill
+        # request boundaries between pass i and i+1
+        gap = np.maximum(ps.gpu_start[1:] - ps.gpu_end[:-1], 0)  # GPU idle between steps
+        cut = np.zeros(max(p - 1, 0), dtype=bool)
+        moves: dict[int, int] = {}
+        reasons: list[str] = []
+        if p > 1:
+            med_gap = float(np.median(gap))
+            thr = max(GAP_FACTOR * med_gap, MIN_REQUEST_GAP_NS)
+            by_gap = gap >= thr
+            led = distinct[1:] & ~distinct[:-1]
+            # modules loaded between two steps: set-up work inside a request (compilation, lazy loading), not its end
+            compiling = count_inside(self.sig.module_loads, ps.t_end[:-1], ps.t_start[1:]) > 0
+            if (by_gap & compiling).any():
+                self.notes.append(
+                    f"{int((by_gap & compiling).sum())} idle gap(s) between steps hold module loads "
+                    "(compilation, lazy loading): not request boundaries"
+                )
+                by_gap &= ~compiling
+            if led.any() and (by_gap & ~led).any():
+                # requests start with a prefill step: a long gap before a decode step is inside a request
+                inner = by_gap & ~led
+                self.notes.append(
+                    f"{int(inner.sum())} idle gap(s) of at least {thr / 1e6:.2f} ms before decode steps are inside "
+                    "requests (compilation, host work), not request boundaries"
+                )
+                by_gap = by_gap & led
+            if by_gap.any():
+                cut |= by_gap
+                self.ev(
+                    "requests",
+                    "idle-gaps",
+                    "medium",
+                    f"{int(by_gap.sum())} idle gap(s) of at least {thr / 1e6:.2f} ms between steps "
+                    f"(typical gap {med_gap / 1e6:.3f} ms)",
+                )
+            by_prefill = distinct[1:] & ~distinct[:-1]
+            if by_prefill.any():
+                cut |= by_prefill
+                reasons.append("prefill")
+                self.ev(
+                    "requests",
+                    "kernel-mix",
+                    "high" if nv_prefill is not None else "medium",
+                    f"{int(by_prefill.sum())} step(s) whose kernel mix differs from the steps before them "
+                    "(prefill) start a request",
+                )
+            for api_name, spos in self.sig.sync_positions.items():
+                # a kind of sync that sits between some steps only (end of a request), never inside a step: between
+                # the last once-per-pass kernel of a step and the first of the next
+                lo = ps.mark_last[:-1] + 1
+                hi = ps.mark_first[1:]
+                at = count_inside(spos, lo, hi) > 0
+                inner = int((count_inside(spos, ps.mark_first + 1, ps.mark_last) > 0).sum())
+                at &= ~compiling
+                if led.any():
+                    at &= led
+                # (a pass with syncs of its own, such as cuDNN autotuning in the first pass, may exist)
+                if 1 <= at.sum() <= 0.5 * at.size and inner <= max(1, 0.1 * p) and not (at & cut).all():
+                    cut |= at
+                    for i in np.nonzero(at)[0].tolist():  # the next request starts at the sync
+                        moves[i] = int(spos[np.searchsorted(spos, lo[i])])
+                    self.ev(
+                        "requests",
+                        "host-syncs",
+                        "medium",
+                        f"{api_name} between steps at {int(at.sum())} of {at.size} step boundaries only",
+                    )
+            if self.sig.profiler_starts.size > 1:
+                st = self.sig.profiler_starts
+                by_cap = count_inside(st, ps.t_end[:-1], ps.t_start[1:]) > 0
+                if by_cap.any():
+                    cut |= by_cap
+                    self.ev("requests", "capture-range", "high", f"{st.size} cudaProfilerStart calls")
+            if nv_request is not None and self.nv_requests_inside is not None and self.nv_requests_inside.all():
+                # NVTX request ranges that hold every step are the requests: a gap, a sync or a copy inside one of
+                # them is the request's own work (an allocation, a slow step), not a boundary
+                inside = cut & ~nv_request
+                if inside.any():
+                    self.notes.append(
+                        f"{int(inside.sum())} boundary signal(s) (idle gaps, syncs, kernel mix) fall inside NVTX "
+                        "request ranges that hold every step: not request boundaries"
+                    )
+                    self.evidence = [e for e in self.evidence if e.fact != "requests" or e.source == "nvtx"]
+                cut = nv_request.copy()
+            else:
+                if nv_request is not None:
+                    cut |= nv_request
+                self.stride_cuts(ps, cut, gap, med_gap, compiling, led)
+        moves = {i: q for i, q in moves.items() if cut[i] and ps.first[i] < q < ps.last[i + 1]}
+        if moves:
+            first, last = ps.first.copy(), ps.last.copy()
+            for i, q in moves.items():
+                last[i] = q
+                first[i + 1] = q
+            ps = pass_stats(seq, first, last, self.markers)
+        split = self.split_heads(ps) if p else None
+        if split is not None and again:
+            # a request's first pass holds a prefill without the once-per-pass kernels (eager prefill before
+            # compiled or graphed decode steps): measure again with the prefill as a pass of its own
+            del self.evidence[n_evidence:], self.notes[n_notes:]
+            self.ev("prefill", "kernel-mix", "medium", split[2])
+            return self._assemble(pass_stats(seq, split[0], split[1], self.markers), source, again=False)
+        req_of = np.concatenate([[0], np.cumsum(cut)]).astype(np.int64) if p else np.zeros(0, dtype=np.int64)
+        nreq = int(req_of[-1]) + 1 if p else 0
+        req_first = np.searchsorted(req_of, np.arange(nreq), side="left")
+        req_last = np.searchsorted(req_of, np.arange(nreq), side="right") - 1
+        # kinds
+        lead = np.zeros(p, dtype=bool)  # leading distinct passes of each request
+        for r in range(nreq):
+            i = int(req_first[r])
+            while i <= req_last[r] and distinct[i]:
+                lead[i] = True
+                i += 1
+        starts_distinct = [bool(lead[req_first[r]]) for r in range(nreq)]
+        kind, kind_conf = self.run_kind(ps, lead, starts_distinct, req_first, req_last)
+        if kind == "llm-decode" and not lead.any() and not self.nv_decode and p > 1 and self.gemm_led(ps).mean() >= 0.9:
+            # identical passes that multiply matrices (GEMM, prefill attention) rather than vectors: prompts only
+            kind = "llm-prefill"
+            self.evidence = [e for e in self.evidence if e.fact != "kind"]
+            self.ev("kind", "kernel-mix", "medium", f"all {p} passes run GEMMs, not GEMVs: prefill passes")
+            req_of = np.arange(p, dtype=np.int64)
+            nreq = p
+            req_first = req_of.copy()
+            req_last = req_of.copy()
+            lead = np.ones(p, dtype=bool)
+        if kind == "llm-decode" or kind == "llm-prefill":
+            step_kind = np.where(lead, "prefill", "decode")
+            if kind == "llm-prefill":
+                step_kind[:] = "prefill"
+        else:
+            step_kind = np.full(p, "iteration")
+        # host end of each step: just before the next step of its request
+        t_end = ps.t_end.copy()
+        same = req_of[1:] == req_of[:-1]
+        t_end[:-1] = np.where(same, ps.t_start[1:] - 1, t_end[:-1])
+        warm, warm_why = self.warmup(ps, req_first, req_last, step_kind, nv_request is not None)
+        steps = tuple(
+            Step(
+                i,
+                int(req_of[i]),
+                str(step_kind[i]),
+                int(ps.t_start[i]),
+                int(t_end[i]),
+                int(ps.gpu_start[i]),
+                int(ps.gpu_end[i]),
+                int(ps.kernels[i]),
+                int(ps.gpu_time[i]),
+            )
+            for i in range(p)
+        )
+        requests = []
+        for r in range(nreq):
+            a, b = int(req_first[r]), int(req_last[r])
+            ks = step_kind[a : b + 1]
+            requests.append(
+                Request(
+                    r,
+                    int(ps.t_start[a]),
+                    int(t_end[b]),
+                    int(ps.gpu_start[a : b + 1].min()),
+                    int(ps.gpu_end[a : b + 1].max()),
+                    warm[r],
+                    warm_why[r],
+                    int((ks == "prefill").sum()),
+                    int((ks == "decode").sum()),
+                    int((ks == "iteration").sum()),
+                )
+            )
+        phases = self.loading_phases(int(seq.t.min()), int(ps.t_start[0]))
+        for rq in requests:
+            if rq.warmup:
+                phases.append(Phase("warm-up", rq.start, rq.end, f"request {rq.index}: {rq.reason}"))
+        measured = [rq for rq in requests if not rq.warmup]
+        if measured:
+            phases.append(
+                Phase(
+                    "measured",
+                    min(r.start for r in measured),
+                    max(r.end for r in measured),
+                    f"{len(measured)} request(s)",
+                )
+            )
+        per = int(np.median(ps.kernels[~lead])) if (~lead).any() else int(np.median(ps.kernels))
+        conf = min(
+            (e.confidence for e in self.evidence if e.fact == "passes"),
+            key=CONFIDENCE.index,
+            default="low",
+        )
+        if kind_conf == "low" and conf == "high":
+            conf = "medium"
+        return RunStructure(
+            kind,
+            source,
+            conf,
+            steps,
+            tuple(requests),
+            tuple(sorted(phases, key=lambda ph: (ph.start, ph.end))),
+            tuple(self.evidence),
+            tuple(self.notes),
+            per,
+            self.marker,
+            self.pid,
+        )

@@ -1,0 +1,119 @@
+"""Passes from a level: their start and end kernels, per-pass statistics and the once-per-pass marker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sequence import Level, Seq
+
+
+@dataclass
+class _Passes:
+    first: np.ndarray  # kernel index of the first kernel of each pass
+    last: np.ndarray  # kernel index after the last kernel of each pass (exclusive)
+    cycle_ok: float  # share of passes whose once-per-pass kernels come in the same order
+
+
+def passes_from_level(seq: Seq, lv: Level) -> _Passes:
+    codes = [c for c in lv.codes if seq.counts[c] == lv.count]
+    mat = np.stack([seq.positions(c) for c in codes])  # (k, P)
+    order = np.argsort(mat[:, 0], kind="stable")
+    mat = mat[order]
+    ok = float(np.mean(np.all(np.diff(mat, axis=0) > 0, axis=0))) if mat.shape[0] > 1 else 1.0
+    if mat.shape[0] > 1 and ok < 0.9:  # the names do not keep one order: cut at the most regular one alone
+        mat = seq.positions(lv.marker)[None, :]
+        ok = 1.0
+    firsts = mat.min(axis=0)
+    lasts = mat.max(axis=0)
+    n = len(seq)
+    p = firsts.shape[0]
+    dt = np.diff(seq.t) if n > 1 else np.zeros(0, dtype=np.int64)
+    bounds = np.empty(max(0, p - 1), dtype=np.int64)
+    for i in range(p - 1):
+        a, b = int(lasts[i]), int(firsts[i + 1])
+        bounds[i] = a + 1 + int(np.argmax(dt[a:b])) if b > a else b
+    if p > 1:
+        head = int(np.median(firsts[1:] - bounds))
+        tail = int(np.median(bounds - 1 - lasts[:-1]))
+    else:
+        head = tail = 0
+    head_allow = max(2 * head, head + 16)
+    tail_allow = max(2 * tail, tail + 16)
+    starts = np.concatenate([[max(0, int(firsts[0]) - head)], bounds])
+    ends = np.concatenate([bounds, [min(n, int(lasts[-1]) + 1 + tail)]])
+    starts = np.where(firsts - starts > head_allow, firsts - head, starts)
+    ends = np.where(ends - 1 - lasts > tail_allow, lasts + 1 + tail, ends)
+    starts = np.maximum(starts, 0)
+    ends = np.minimum(np.maximum(ends, starts + 1), n)
+    return _Passes(starts.astype(np.int64), ends.astype(np.int64), ok)
+
+
+@dataclass
+class PassStats:
+    first: np.ndarray
+    last: np.ndarray
+    t_start: np.ndarray
+    t_end: np.ndarray
+    gpu_start: np.ndarray
+    gpu_end: np.ndarray
+    gpu_time: np.ndarray
+    kernels: np.ndarray
+    rare_share: np.ndarray  # share of the pass's kernels whose names run in few passes
+    rare_names: np.ndarray  # distinct rare names per pass
+    graph_share: np.ndarray  # share of the pass's kernels launched by graph launches
+    t_mid: np.ndarray  # launch time of the pass's middle kernel (to match NVTX ranges)
+    mark_first: np.ndarray  # position of the pass's first once-per-pass kernel (its first kernel when none)
+    mark_last: np.ndarray  # position of its last once-per-pass kernel (its last kernel when none)
+
+
+def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarray | None = None) -> PassStats:
+    """Measures of the passes [first, last); ``markers`` are the sorted positions of once-per-pass kernels."""
+    n = len(seq)
+    idx = np.empty(2 * first.size, dtype=np.int64)
+    idx[0::2] = first
+    idx[1::2] = last
+    pad = np.concatenate  # a sentinel element lets an interval end at n
+    gs = np.minimum.reduceat(pad([seq.start, seq.start[-1:]]), idx)[0::2]
+    ge = np.maximum.reduceat(pad([seq.end, seq.end[-1:]]), idx)[0::2]
+    te = np.maximum.reduceat(pad([seq.t_end, seq.t_end[-1:]]), idx)[0::2]
+    cs = np.concatenate([[0], np.cumsum(seq.dur)])
+    cg = np.concatenate([[0], np.cumsum(seq.graph.astype(np.int64))])
+    gpu_time = cs[last] - cs[first]
+    kernels = last - first
+    # names that run in few passes (prefill-only kernels, autotuning, lazy initialisation)
+    pid = np.searchsorted(first, np.arange(n), side="right") - 1
+    inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
+    ncodes = len(seq.names)
+    key = np.unique(pid[inside].astype(np.int64) * ncodes + seq.code[inside])
+    passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
+    rare_code = passes_per_code < max(2.0, 0.25 * first.size)
+    rare_k = np.bincount(pid[inside], weights=rare_code[seq.code[inside]].astype(np.float64), minlength=first.size)
+    rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
+    return PassStats(
+        first,
+        last,
+        seq.t[first],
+        te,
+        gs,
+        ge,
+        gpu_time,
+        kernels,
+        rare_k / np.maximum(kernels, 1),
+        rare_n,
+        (cg[last] - cg[first]) / np.maximum(kernels, 1),
+        seq.t[(first + last - 1) // 2],
+        *_marker_spans(first, last, markers),
+    )
+
+
+def _marker_spans(first: np.ndarray, last: np.ndarray, markers: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if markers is None or markers.size == 0:
+        return first.copy(), last - 1
+    a = np.searchsorted(markers, first, side="left")
+    b = np.searchsorted(markers, last, side="left")
+    has = b > a
+    mf = np.where(has, markers[np.minimum(a, markers.size - 1)], first)
+    ml = np.where(has, markers[np.maximum(b - 1, 0)], last - 1)
+    return mf, ml

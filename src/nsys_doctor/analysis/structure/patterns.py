@@ -1,0 +1,44 @@
+"""Names and tolerances: the kernel, API and NVTX name patterns and the thresholds the detection uses."""
+
+from __future__ import annotations
+
+import re
+
+from ..phases import SYNC_NAMES
+
+# calls where the host waits for the GPU: the syncs (phases.SYNC_NAMES), stream queries and synchronous copies
+HOST_WAIT_API = re.compile(
+    rf"^({SYNC_NAMES}|cudaStreamQuery|cudaMemcpy(_v\d+)?$|cuMemcpyDtoH(_v\d+)?$|cuMemcpy(_v\d+)?$)"
+)
+LOAD_ONLY_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuLinkComplete)")  # lazy loading, JIT
+PROFILER_STOP_API = re.compile(r"^(cuProfilerStop|cudaProfilerStop)")
+AUTOTUNE_KERNELS = re.compile(r"RedzoneAllocatorKernel|DelayKernel|xla_fp_comparison|(?i:autotun)")
+INIT_KERNELS = re.compile(
+    r"(?i)(init_?weights?|fill_kernel|distribution_elementwise|distribution_nullary|curand|philox|"
+    r"normal_kernel|uniform_kernel|randperm)"
+)
+TOKEN_ANCHORS = re.compile(r"(?i)(argmax|arg_max|ArgMaxOps|top_?k|top_?p|sampl|multinomial|embedding|lm_?head|logits)")
+ANCHOR_FAMILIES = frozenset({"sampling", "embedding"})
+SOFTMAX = re.compile(r"(?i)soft_?max")
+PREFILL_NAMES = re.compile(r"(?i)(prefill|prompt|context|extend|encode)")
+DECODE_NAMES = re.compile(r"(?i)(decode|token|generat|step)")
+STEP_NAMES = re.compile(r"(?i)(decode|prefill|step|forward|fwd|token|extend|iter|batch)")
+REQUEST_NAMES = re.compile(
+    r"(?i)^(iter|iteration|request|req|generate|generation|inference|e2e|serve|run|sample)(_N)?$"
+)
+LIBRARY_DOMAINS = frozenset({"TSL", "NCCL", "CCCL", "CUBLAS", "CUDNN", "CUTLASS", "NVSHMEM", "MPI", "UCX", "NVTX"})
+LIBRARY_TEXT = re.compile(
+    r"^(\{|\[|aten::|Thunk:|Xla|XLA|cub::|thrust::|nccl|cublas|cudnn|void |at::|torch\.|c10::|autograd::)"
+)
+MIN_SEGMENTS = 3  # a level must repeat at least this often
+REGULAR_TOL = 0.1  # occurrences one period (within 10%) apart are regular
+MAX_ROUND_TRIPS_PER_PASS = 4.0
+GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps separates requests
+MIN_REQUEST_GAP_NS = 2_000_000
+HEAVY_FACTOR = 3.0  # a leading pass this many times heavier (GPU time) than the steady ones is a prefill pass
+STRIDE_MIN_CUTS = 2  # a signal at a regular stride splits requests when it recurs at least this often
+STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as a signal that may recur
+MIN_STRIDE_GAP_NS = 50_000
+GROUP_EXTRA_SHARE = 0.05  # a level is a group of passes when its extra kernels are at most this share of one pass
+CONV_FAMILIES = frozenset({"conv", "convolution"})
+ATTENTION_FAMILIES = frozenset({"attention", "attention-prefill", "attention-decode"})

@@ -1,0 +1,395 @@
+"""Requests, run kind, warm-up and phases: the passes cut into requests and steps, with the evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ..distribution import scalar_int
+from .nvtx import count_inside, regular_stride
+from .passes import PassStats
+from .patterns import (
+    ATTENTION_FAMILIES,
+    AUTOTUNE_KERNELS,
+    CONV_FAMILIES,
+    DECODE_NAMES,
+    INIT_KERNELS,
+    MIN_STRIDE_GAP_NS,
+    PREFILL_NAMES,
+    REQUEST_NAMES,
+    STEP_NAMES,
+    STRIDE_GAP_FACTOR,
+    STRIDE_MIN_CUTS,
+)
+from .result import Phase, RunStructure
+from .sequence import Seq, is_empty_frame
+from .signals import is_anchor
+from .state import BuilderState
+
+
+class RequestCutting(BuilderState):
+    def unstructured(self, seq: Seq) -> RunStructure:
+        self.ev("kind", "kernel-period", "medium", "no kernel sequence repeats with a period; no step ranges")
+        t0, t1 = int(seq.t.min()), int(max(seq.t_end.max(), seq.t.max()))
+        phases = self.loading_phases(t0, None)
+        return RunStructure(
+            "unstructured",
+            "none",
+            "medium",
+            phases=tuple(phases),
+            evidence=tuple(self.evidence),
+            notes=(*self.notes, f"{len(seq)} kernels, {len(seq.names)} distinct names between {t0} and {t1}"),
+            pid=self.pid,
+        )
+
+    def nvtx_check(self, ps: PassStats) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Check NVTX groups against the passes. Returns (prefill mask from lined-up prefill ranges, request cuts
+        from lined-up request ranges)."""
+        p = ps.first.size
+        prefill: np.ndarray | None = None
+        cuts: np.ndarray | None = None
+        self.nv_llm = False
+        self.nv_decode = False  # lined-up NVTX ranges named like decode steps or tokens
+        self.nv_requests_inside: np.ndarray | None = None
+        step_like = [g for g in self.groups if STEP_NAMES.search(g.name) and not REQUEST_NAMES.search(g.name)]
+        for g in step_like:
+            cnt = count_inside(ps.t_mid, g.start, g.end)
+            share = float((cnt == 1).mean()) if cnt.size else 0.0
+            if share >= 0.8:
+                self.ev(
+                    "passes",
+                    "nvtx",
+                    "high",
+                    f"NVTX ranges '{g.name}' ({g.start.size}) line up with the steps (one step each in {share:.0%})",
+                )
+                if PREFILL_NAMES.search(g.name) or DECODE_NAMES.search(g.name):
+                    self.nv_llm = True
+                if DECODE_NAMES.search(g.name) and not PREFILL_NAMES.search(g.name):
+                    self.nv_decode = True
+                if PREFILL_NAMES.search(g.name):
+                    idx = np.searchsorted(g.start, ps.t_mid, side="right") - 1
+                    hit = (idx >= 0) & (ps.t_mid <= g.end[np.maximum(idx, 0)])
+                    prefill = hit if prefill is None else (prefill | hit)
+            elif g.start.size >= 3:
+                self.notes.append(
+                    f"NVTX ranges '{g.name}' ({g.start.size}) do not line up with the steps "
+                    f"(median {float(np.median(cnt)) if cnt.size else 0:g} steps per range): not used"
+                )
+        for g in self.groups:
+            if not REQUEST_NAMES.search(g.name):
+                continue
+            cnt = count_inside(ps.t_mid, g.start, g.end)
+            if not cnt.size or (cnt >= 1).mean() < 0.9:
+                continue
+            idx = np.searchsorted(g.start, ps.t_mid, side="right") - 1
+            hit = (idx >= 0) & (ps.t_mid <= g.end[np.maximum(idx, 0)])
+            label = np.where(hit, idx, -1)
+            if p > 1:
+                c = label[1:] != label[:-1]
+                cuts = c if cuts is None else (cuts | c)
+            self.nv_requests_inside = hit if self.nv_requests_inside is None else (self.nv_requests_inside | hit)
+            self.ev(
+                "requests",
+                "nvtx",
+                "high",
+                f"NVTX request ranges '{g.name}' ({g.start.size}) hold {int(hit.sum())} of {p} steps",
+            )
+        return prefill, cuts
+
+    def stride_cuts(
+        self,
+        ps: PassStats,
+        cut: np.ndarray,
+        gap: np.ndarray,
+        med_gap: float,
+        compiling: np.ndarray,
+        led: np.ndarray,
+    ) -> None:
+        """Request boundaries from a signal that is not one by itself (a host-to-device input copy, a read back, a
+        kind of sync, an idle gap a few times the typical one) but recurs at a fixed stride: every k-th step
+        boundary (k >= 2), at least twice, up to the last k steps, from the run start or an earlier boundary, and
+        nowhere else between steps; the stride then divides the steps into equal requests. Boundaries with module
+        loads in them (lazy loading of a request's last kernel, compilation) count as such a boundary when the
+        stride holds with them; otherwise they are left out and the stride is sought among the others. Adds to
+        ``cut``."""
+        p = ps.first.size
+        if p < 2 * STRIDE_MIN_CUTS + 1:
+            return
+        lo = ps.mark_last[:-1] + 1
+        hi = ps.mark_first[1:]
+        signals: list[tuple[str, str, np.ndarray]] = []
+        for api_name, spos in self.sig.sync_positions.items():
+            signals.append(("host-syncs", api_name, spos))
+        for label, cpos in self.sig.copy_positions.items():
+            signals.append(("copies", label, cpos))
+        for source, label, pos in signals:
+            if int((count_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).sum()) > max(1, 0.1 * p):
+                continue  # it also runs inside the steps
+            at = count_inside(pos, lo, hi) > 0
+            self._stride_cut(cut, at, compiling, led, source, label)
+        floor = max(STRIDE_GAP_FACTOR * med_gap, MIN_STRIDE_GAP_NS)
+        self._stride_cut(
+            cut, gap >= floor, compiling, led, "idle-gaps", f"an idle gap of at least {floor / 1e6:.3f} ms"
+        )
+
+    def _stride_cut(
+        self, cut: np.ndarray, at: np.ndarray, compiling: np.ndarray, led: np.ndarray, source: str, label: str
+    ) -> None:
+        if led.any():
+            at = at & led  # requests start with a prefill step: never cut before a decode step
+        k = regular_stride(at, cut)
+        if k is None:
+            at = at & ~compiling
+            k = regular_stride(at, cut)
+        if k is None or not (at & ~cut).any():
+            return
+        cut |= at
+        self.ev(
+            "requests",
+            source,
+            "medium",
+            f"{label} between steps every {k} steps ({int(at.sum())} of {at.size} step boundaries) and nowhere "
+            f"else between steps: requests of {k} steps",
+        )
+
+    def split_heads(self, ps: PassStats) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """Split a pass whose kernels before its once-per-pass kernels are far more than the other passes have
+        there and form a forward pass of their own (matrix products and sampling/embedding kernels): that head is
+        an eager prefill before compiled or graphed decode steps."""
+        if self.markers is None or ps.first.size < 4:
+            return None
+        seq = self.seq
+        head = ps.mark_first - ps.first
+        typical = int(np.median(head))
+        med_k = float(np.median(ps.kernels))
+        linear = {"gemm", "gemv", "attention", "attention-prefill", "attention-decode", "moe"}
+        cuts: list[int] = []
+        long_head = (head - typical >= max(16, 0.25 * med_k)) & (head - typical <= 4 * med_k)
+        for i in np.nonzero(long_head)[0].tolist():
+            a, m = int(ps.first[i]), int(ps.mark_first[i]) - typical
+            codes = seq.code[a:m]
+            if int(np.isin(np.array(self.fams, dtype=object)[codes], list(linear)).sum()) < 2:
+                continue
+            if any(is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in np.unique(codes).tolist()):
+                cuts.append(i)
+        if not cuts:
+            return None
+        at = np.array(cuts, dtype=np.int64)
+        mid = ps.mark_first[at] - typical
+        first = np.sort(np.concatenate([ps.first, mid]))
+        last = np.sort(np.concatenate([ps.last, mid]))
+        return first, last, f"{at.size} request(s) start with an eager prefill before their first repeating step"
+
+    def gemm_led(self, ps: PassStats) -> np.ndarray:
+        """Passes whose matrix products are GEMMs (a prompt's tokens) more than GEMVs (one token)."""
+        fam = np.array([*self.fams, "other"])
+        gemm = np.isin(fam, ["gemm", "attention-prefill"])[self.seq.code]
+        gemv = np.isin(fam, ["gemv", "attention-decode"])[self.seq.code]
+        cm = np.concatenate([[0], np.cumsum(gemm)])
+        cv = np.concatenate([[0], np.cumsum(gemv)])
+        return (cm[ps.last] - cm[ps.first]) > (cv[ps.last] - cv[ps.first])
+
+    def run_kind(
+        self,
+        ps: PassStats,
+        lead: np.ndarray,
+        starts_distinct: list[bool],
+        req_first: np.ndarray,
+        req_last: np.ndarray,
+    ) -> tuple[str, str]:
+        anchors = self.cluster.anchors if self.cluster is not None else []
+        nreq = len(starts_distinct)
+        by_req = nreq >= 2 and sum(starts_distinct) >= max(2, 0.5 * nreq)
+        signals = []
+        if anchors:
+            signals.append("once-per-pass sampling/embedding kernels " + ", ".join(anchors[:3]))
+        if self.nv_llm:
+            signals.append("NVTX prefill/decode ranges line up with the steps")
+        if by_req:
+            signals.append(f"{sum(starts_distinct)} of {nreq} requests start with a step of their own kernel mix")
+        if not signals:
+            self.ev("kind", "kernel-mix", "medium", "repeated forward passes, no prefill/decode or sampling signal")
+            return "iterations", "medium"
+        conv = self._convolution_led(ps)
+        if conv is not None:
+            self.ev(
+                "kind",
+                "kernel-mix",
+                "medium",
+                f"not an LLM: {conv}; the LLM signals ({'; '.join(signals)}) do not make it one: repeated forward "
+                "passes",
+            )
+            return "iterations", "medium"
+        conf = "high" if len(signals) >= 2 else "medium"
+        decode = int((~lead).sum())
+        if decode == 0 or decode <= nreq // 2:
+            self.ev("kind", "kernel-mix", conf, "LLM without decode steps: " + "; ".join(signals))
+            return "llm-prefill", conf
+        self.ev("kind", "kernel-mix", conf, "LLM decode: " + "; ".join(signals))
+        return "llm-decode", conf
+
+    def _convolution_led(self, ps: PassStats) -> str | None:
+        """Why the passes are not an LLM's when their kernel time is led by convolution and no kernel is attention
+        (a CNN: an argmax over its outputs or a classifier head looks like sampling); None otherwise."""
+        seq = self.seq
+        a, b = int(ps.first[0]), int(ps.last[-1])
+        if b <= a:
+            return None
+        codes = seq.code[a:b]
+        nc = len(seq.names)
+        t = np.bincount(codes, weights=seq.dur[a:b].astype(np.float64), minlength=nc)
+        n = np.bincount(codes, minlength=nc)
+        by: dict[str, float] = {}
+        for c in np.nonzero(n)[0].tolist():
+            by[self.fams[c]] = by.get(self.fams[c], 0.0) + float(t[c])
+        if not by or any(f in ATTENTION_FAMILIES for f in by):
+            return None
+        total = sum(by.values())
+        top = min(by, key=lambda f: (-by[f], f))
+        if top not in CONV_FAMILIES or total <= 0:
+            return None
+        share = by[top] / total
+        return f"kernel time led by convolution ({top} {share:.0%} of the passes' GPU time), no attention kernels"
+
+    def warmup(
+        self,
+        ps: PassStats,
+        req_first: np.ndarray,
+        req_last: np.ndarray,
+        step_kind: np.ndarray,
+        nv_requests: bool,
+    ) -> tuple[list[bool], list[str]]:
+        nreq = req_first.size
+        warm = [False] * nreq
+        why = [""] * nreq
+        seq = self.seq
+        if nv_requests and self.nv_requests_inside is not None:
+            for r in range(nreq):
+                if not self.nv_requests_inside[req_first[r] : req_last[r] + 1].any():
+                    warm[r] = True
+                    why[r] = "outside the NVTX request ranges"
+            if any(warm):
+                self.ev("warm-up", "nvtx", "high", f"{sum(warm)} request(s) outside the NVTX request ranges")
+        loads = self.sig.module_loads
+        tune_codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
+        tune_pos = np.sort(np.concatenate([seq.positions(c) for c in tune_codes])) if tune_codes else np.zeros(0)
+        for r in range(nreq):
+            a, b = int(req_first[r]), int(req_last[r])
+            t0, t1 = int(ps.t_start[a]), int(ps.t_end[b])
+            nl = int(count_inside(loads, np.array([t0]), np.array([t1]))[0]) if loads.size else 0
+            nt = (
+                int(count_inside(tune_pos, np.array([ps.first[a]]), np.array([ps.last[b] - 1]))[0])
+                if tune_pos.size
+                else 0
+            )
+            parts = []
+            if nl:
+                parts.append(f"{nl} module load(s) inside (lazy loading or JIT)")
+            if nt:
+                parts.append(f"{nt} autotuning kernel(s) inside")
+            if parts and not warm[r]:
+                warm[r] = True
+                why[r] = "; ".join(parts)
+                self.ev("warm-up", "module-loads" if nl else "autotuning", "high", f"request {r}: {why[r]}")
+        if not self.capture and not nv_requests and nreq >= 2 and not warm[0]:
+
+            def shape(r: int) -> tuple[int, int, int]:
+                ks = step_kind[req_first[r] : req_last[r] + 1]
+                return int((ks == "prefill").sum()), int((ks == "decode").sum()), int((ks == "iteration").sum())
+
+            s0, s1 = shape(0), shape(1)
+            if s0[0] == s1[0] and all(abs(x - y) <= 1 for x, y in zip(s0, s1, strict=True)):
+                warm[0] = True
+                why[0] = "the first of identical requests in a whole-run capture"
+                self.ev("warm-up", "kernel-mix", "medium", f"request 0 has the same steps as request 1 {s1}")
+        if not self.capture and not nv_requests and nreq >= 3:
+            # whole run: requests before the first one shaped like the last are warm-up when at least two requests
+            # share the last one's shape (the steady measured requests)
+            def shape_of(r: int) -> tuple[int, int, int]:
+                ks = step_kind[req_first[r] : req_last[r] + 1]
+                return int((ks == "prefill").sum()), int((ks == "decode").sum()), int((ks == "iteration").sum())
+
+            shapes = [shape_of(r) for r in range(nreq)]
+            ref = ps.kernels[req_first[-1] : req_last[-1] + 1]
+
+            def same_steps(r: int) -> bool:
+                # the same steps with the same kernel counts (one step may differ, two may not)
+                ks = ps.kernels[req_first[r] : req_last[r] + 1]
+                n = min(ks.size, ref.size)
+                off = np.abs(ks[:n] - ref[:n]) > np.maximum(2, 0.05 * ref[:n])
+                return abs(ks.size - ref.size) <= 1 and int(off.sum()) <= 1
+
+            steady = [
+                all(abs(x - y) <= 1 for x, y in zip(sh, shapes[-1], strict=True)) and same_steps(r)
+                for r, sh in enumerate(shapes)
+            ]
+            if sum(steady) >= 2:
+                lead_n = steady.index(True)
+                for r in range(lead_n):
+                    if not warm[r]:
+                        warm[r] = True
+                        why[r] = "before the steady requests (the steps and kernel counts of the last request)"
+                if lead_n:
+                    self.ev(
+                        "warm-up",
+                        "kernel-mix",
+                        "medium",
+                        f"{lead_n} request(s) before the first one with the steps and kernel counts of the last one",
+                    )
+        if nreq and all(warm):
+            warm[-1] = False
+            self.notes.append(f"every request looked like warm-up; request {nreq - 1} is kept as measured")
+            why[-1] = ""
+        return warm, why
+
+    def loading_phases(self, t0: int, first_start: int | None) -> list[Phase]:
+        """Loading, compilation and autotuning before the first step (or in the whole trace when none)."""
+        seq = self.seq
+        out: list[Phase] = []
+        end = first_start if first_start is not None else int(seq.t.max()) + 1
+        found = []
+        api0 = scalar_int(self.api["start"].min()) if self.api.height else t0
+        start = min(t0, api0)
+        loads = self.sig.module_loads
+        nl = int((loads < end).sum())
+        if nl:
+            found.append(f"{nl} module loads")
+            self.ev("phase", "module-loads", "high", f"{nl} module loads before the first step")
+        nw = int((self.sig.weight_copies < end).sum())
+        if nw:
+            found.append(f"{nw} host-to-device copies of 1 MiB or more (weights)")
+            self.ev("phase", "weight-copies", "high", f"{nw} large host-to-device copies before the first step")
+        head = seq.code[seq.t < end]
+        init = [c for c in np.unique(head).tolist() if INIT_KERNELS.search(seq.names[c])]
+        n_init = int(np.isin(head, init).sum()) if init else 0
+        if n_init >= 4:  # one random prompt is not weight initialisation
+            found.append(
+                f"{n_init} initialisation kernels (" + ", ".join(sorted({seq.shorts[c] for c in init})[:3]) + ")"
+            )
+        tune = [c for c in range(len(seq.names)) if AUTOTUNE_KERNELS.search(seq.names[c])]
+        if tune:
+            pos = np.sort(np.concatenate([seq.positions(c) for c in tune]))
+            a, b = int(seq.t[pos[0]]), int(seq.end[pos[-1]])
+            out.append(Phase("autotuning", a, b, f"{pos.size} autotuning kernels ({seq.shorts[tune[0]]}, ...)"))
+            self.ev("phase", "autotuning", "high", f"{pos.size} autotuning kernels")
+        comp = self._compile_ranges()
+        if comp is not None:
+            out.append(Phase("compilation", comp[0], comp[1], f"{comp[2]} compiler NVTX ranges"))
+            self.ev("phase", "nvtx", "medium", f"{comp[2]} compiler NVTX ranges (library domain, not steps)")
+        if first_start is not None and (found or out) and end > start:
+            out.append(Phase("loading", start, end - 1, "; ".join(found) or "compilation and autotuning"))
+        return out
+
+    def _compile_ranges(self) -> tuple[int, int, int] | None:
+        nv = self.nvtx
+        if is_empty_frame(nv):
+            return None
+        assert nv is not None
+        c = nv.filter(
+            pl.col("end").is_not_null()
+            & pl.col("text").is_not_null()
+            & pl.col("text").str.contains(r"^(XlaCompile|XlaModule|XlaPass|XlaOptimize|XlaEmit|Xla\w*Compil)")
+        )
+        if c.is_empty():
+            return None
+        return scalar_int(c["start"].min()), scalar_int(c["end"].max()), c.height

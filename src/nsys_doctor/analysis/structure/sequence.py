@@ -1,0 +1,197 @@
+"""The kernel sequence of the analyzed process and its repeating levels (clusters of equal periods)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from ..phases import GRAPH_LAUNCH_API, LAUNCH_API
+from .patterns import MIN_SEGMENTS, REGULAR_TOL
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+class Api:
+    """API rows of the analyzed process, names coded once: patterns are matched per distinct name (a few dozen),
+    rows are selected with a boolean mask (traces have millions of calls)."""
+
+    def __init__(self, api: pl.DataFrame, pid: int | None) -> None:
+        own = api if pid is None or api.is_empty() else api.filter(pl.col("pid") == pid)
+        self.frame = own
+        self.names: list[str] = own["name"].drop_nulls().unique().sort().to_list() if own.height else []
+        if own.height:
+            phys = own["name"].cast(pl.Enum(self.names)).to_physical().cast(pl.Int64)
+            self.codes = phys.fill_null(len(self.names)).to_numpy()
+        else:
+            self.codes = np.zeros(0, dtype=np.int64)
+
+    def mask(self, pattern: re.Pattern[str]) -> np.ndarray:
+        hit = np.array([bool(pattern.search(n)) for n in self.names] + [False])
+        return hit[self.codes]
+
+    def calls(self, pattern: re.Pattern[str]) -> pl.DataFrame:
+        m = self.mask(pattern)
+        return self.frame.filter(pl.Series(m)) if m.any() else self.frame.clear()
+
+
+def is_empty_frame(df: pl.DataFrame | None) -> bool:
+    return df is None or df.is_empty()
+
+
+@dataclass
+class Seq:
+    """The kernel sequence of the main process in launch order, as numpy arrays."""
+
+    names: list[str]  # distinct names, code -> name
+    shorts: list[str]
+    code: np.ndarray
+    t: np.ndarray  # launch time (API start; GPU start when no launch call)
+    t_end: np.ndarray  # end of the launch call (GPU start when none)
+    start: np.ndarray  # GPU start
+    end: np.ndarray  # GPU end
+    dur: np.ndarray
+    graph: np.ndarray  # launched by a graph launch
+    counts: np.ndarray
+    pos_order: np.ndarray  # positions sorted by code (stable): positions of code c are a slice
+    pos_offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.code.shape[0])
+
+    def positions(self, c: int) -> np.ndarray:
+        return self.pos_order[self.pos_offsets[c] : self.pos_offsets[c + 1]]
+
+
+def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
+    k = kernels if pid is None else kernels.filter(pl.col("pid") == pid)
+    k = k.with_columns(
+        pl.col("name").fill_null(pl.col("short")).fill_null("?"),
+        pl.col("short").fill_null(pl.col("name")).fill_null("?"),
+    )
+    start = k["start"].to_numpy()
+    end = k["end"].to_numpy()
+    t = start.copy()
+    t_end = start.copy()
+    graph = np.zeros(k.height, dtype=bool)
+    lmask = api.mask(LAUNCH_API)
+    launches = api.frame.filter(pl.Series(lmask)) if lmask.any() else api.frame.clear()
+    if launches.height and k.height:
+        # kernels joined to their launch calls by correlationId (the process is fixed): a sorted-array lookup
+        cl = launches["correlationId"].fill_null(-1).to_numpy()
+        ck = k["correlationId"].fill_null(-2).to_numpy()
+        order = np.argsort(cl, kind="stable")
+        srt = cl[order]
+        i = np.minimum(np.searchsorted(srt, ck), srt.size - 1)
+        ok = srt[i] == ck
+        row = order[i]
+        t = np.where(ok, launches["start"].to_numpy()[row], start)
+        t_end = np.where(ok, launches["end"].to_numpy()[row], start)
+        graph = ok & api.mask(GRAPH_LAUNCH_API)[lmask][row]
+    names = k["name"].unique().sort().to_list()
+    code = k["name"].cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+    first_of = np.unique(code, return_index=True)[1] if code.size else np.zeros(0, dtype=np.int64)
+    shorts = k["short"].gather(first_of).to_list()
+    o = np.lexsort((code, end, start, t))  # launch order; ties by GPU start, end, name: deterministic
+    code, t, t_end, start, end, graph = code[o], t[o], t_end[o], start[o], end[o], graph[o]
+    counts = np.bincount(code, minlength=len(names)) if code.size else np.zeros(len(names), dtype=np.int64)
+    pos_order = np.argsort(code, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return Seq(names, shorts, code, t, t_end, start, end, end - start, graph, counts, pos_order, offsets)
+
+
+# ------------------------------------------------------------------------------------------------ levels
+
+
+@dataclass
+class Level:
+    count: int
+    codes: list[int]  # names with exactly this count (the regular ones)
+    marker: int  # the most regular of them
+    period: float  # median distance (kernels) between its occurrences
+    regular: float  # share of distances within tolerance of the period
+    coverage: float  # share of the marker's span covered by regular distances
+    span: float  # share of the sequence between the marker's first and last occurrence
+    min_ratio: float  # smallest distance / period (a name that occurs twice per period has a small one)
+
+
+@dataclass
+class Cluster:
+    levels: list[Level]
+    period: float
+    score: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    round_trips: float = 0.0
+    anchors: list[str] = field(default_factory=list)
+    finer: bool = False  # a finer repeating level inside (layers)
+    graphs: bool = False  # one graph launch per period
+    round_trip_ok: bool = False  # one to a few host round trips per period
+    whole: bool = False  # whole forward passes: found inside a level that groups them (requests)
+
+    @property
+    def count(self) -> int:
+        return max(lv.count for lv in self.levels)
+
+    @property
+    def names(self) -> int:
+        return sum(len(lv.codes) for lv in self.levels)
+
+
+def regularity(pos: np.ndarray) -> tuple[float, float, float, float, float]:
+    d = np.diff(pos)
+    if d.size == 0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    med = float(np.median(d))
+    ok = np.abs(d - med) <= REGULAR_TOL * med + 0.5
+    width = float(pos[-1] - pos[0])
+    cov = float(d[ok].sum()) / width if width > 0 else 0.0
+    return med, float(ok.mean()), cov, width, float(d.min()) / med if med > 0 else 0.0
+
+
+def find_levels(seq: Seq) -> list[Level]:
+    """Counts shared by names whose occurrences are evenly spaced (a level of the run's hierarchy)."""
+    n = len(seq)
+    out: list[Level] = []
+    if n == 0:
+        return out
+    by_count: dict[int, list[int]] = {}
+    for c, cnt in enumerate(seq.counts.tolist()):
+        if cnt >= MIN_SEGMENTS:
+            by_count.setdefault(int(cnt), []).append(c)
+    for cnt in sorted(by_count):
+        codes = by_count[cnt]
+        scored = []
+        for c in codes:
+            med, reg, cov, width, mr = regularity(seq.positions(c))
+            if med >= 1 and reg * cov >= 0.6:
+                scored.append((reg * cov, width, -c, c, med, reg, cov, mr))
+        if not scored:
+            continue
+        scored.sort(reverse=True)
+        best = scored[0]
+        out.append(
+            Level(
+                cnt,
+                sorted(s[3] for s in scored),
+                best[3],
+                best[4],
+                best[5],
+                best[6],
+                best[1] / n,
+                min(s[7] for s in scored if abs(s[4] - best[4]) <= REGULAR_TOL * best[4] + 0.5),
+            )
+        )
+    return out
+
+
+def find_clusters(levels: list[Level]) -> list[Cluster]:
+    """Levels with the same period (within 5%) are one level of the hierarchy seen through several names."""
+    out: list[Cluster] = []
+    for lv in sorted(levels, key=lambda x: (x.period, x.count)):
+        if out and abs(lv.period - out[-1].period) <= 0.05 * out[-1].period + 0.5:
+            out[-1].levels.append(lv)
+        else:
+            out.append(Cluster([lv], lv.period))
+    return out

@@ -1,0 +1,52 @@
+"""The builder's state: the trace's frames, what was found so far, and the evidence and notes collected."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .nvtx import NvtxGroup
+from .result import Evidence
+from .sequence import Api, Cluster, Seq
+from .signals import Signals
+
+
+class BuilderState:
+    # set by run() once the analyzed process is known
+    pid: int | None
+    api_index: Api
+    seq: Seq
+    sig: Signals
+    fams: list[str]
+    groups: list[NvtxGroup]
+    cluster: Cluster | None
+    nvtx_step_group: NvtxGroup
+    # set by nvtx_check()
+    nv_llm: bool
+    nv_decode: bool
+    nv_requests_inside: np.ndarray | None
+
+    def __init__(
+        self,
+        kernels: pl.DataFrame,
+        api: pl.DataFrame,
+        memcpy: pl.DataFrame | None,
+        nvtx: pl.DataFrame | None,
+        capture_range: str | None,
+        ops: pl.DataFrame | None,
+        graph_launches: pl.DataFrame | None,
+    ) -> None:
+        self.kernels = kernels
+        self.api = api
+        self.memcpy = memcpy
+        self.nvtx = nvtx
+        self.capture = capture_range == "cudaProfilerApi"
+        self.ops = ops
+        self.graph_launches = graph_launches
+        self.evidence: list[Evidence] = []
+        self.notes: list[str] = []
+        self.markers: np.ndarray | None = None
+        self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
+
+    def ev(self, fact: str, source: str, confidence: str, detail: str) -> None:
+        self.evidence.append(Evidence(fact, source, confidence, detail))
