@@ -26,12 +26,12 @@ from nsys_doctor.analysis.roofline import (
     roofline,
     roofline_findings,
     tile_check,
-    tokens_from_command,
 )
 from nsys_doctor.cli.main import main
 from nsys_doctor.cli.roofline import parse_bandwidth, parse_flops, roofline_trace
 from nsys_doctor.errors import UsageError
 from nsys_doctor.loaders import load_rules, read_model
+from nsys_doctor.trace.meta import prompt_length
 
 from .conftest import DATA, GOLDEN, SAMPLE, TRACES, needs_shared, open_trace
 
@@ -316,12 +316,12 @@ def test_peak_options_units():
             parse_flops(bad)
 
 
-def test_tokens_from_command_and_tile_check():
+def test_prompt_length_from_command_and_tile_check():
     cmd = "python3 /app/workload.py --impl mini --prompt-len 2048 --output-len 1"
-    assert tokens_from_command(cmd) == 2048
-    assert tokens_from_command("serve --input-len=512") == 512
-    assert tokens_from_command("python x.py") is None and tokens_from_command(None) is None
-    assert tokens_from_command("bench --prompt-len 0") is None  # a prompt of no tokens is no token count
+    assert prompt_length(cmd) == 2048
+    assert prompt_length("serve --input-len=512") == 512
+    assert prompt_length("python x.py") is None and prompt_length(None) is None
+    assert prompt_length("bench --prompt-len 0") is None  # a prompt of no tokens is no token count
     # decode grids of the shared traces: one CTA per 64 (or 128) rows; split-K 4x; a persistent LM head
     assert tile_check("nvjet_sm90_tst_64x8_64x16_4x1_v_bz_TNT", 48, 3072, 1) == "agrees"
     assert tile_check("nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT", 128, 16384, 1) == "agrees"

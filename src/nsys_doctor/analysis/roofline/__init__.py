@@ -30,7 +30,7 @@ Modules: ``peaks`` (GPU table and peaks), ``mapping`` (``--mapping`` rules), ``r
 
 from .findings import FINDING_TEXT, roofline_findings
 from .mapping import MapRule, parse_mapping, read_mapping
-from .match import roofline, tokens_from_command
+from .match import roofline
 from .peaks import gpu_table, lookup_gpu, resolve_peaks
 from .results import RATINGS, PhaseResult, Roofline, ShapeResult, tile_check
 
@@ -49,5 +49,4 @@ __all__ = [
     "roofline",
     "roofline_findings",
     "tile_check",
-    "tokens_from_command",
 ]

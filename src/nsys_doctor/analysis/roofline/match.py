@@ -36,14 +36,6 @@ SPLIT_K_OP = "(?i)split-?k"  # searched in the op rule's name ("linear split-K r
 IMPOSSIBLE = 1.20  # a shape "faster" than 1.2x peak means the model's shapes are not what ran
 
 
-def tokens_from_command(command: str | None) -> int | None:
-    """The prompt length on a captured command line (``--prompt-len 2048``, ``--input-len=512``), or None."""
-    if not command:
-        return None
-    m = re.search(r"--(?:prompt|input)[-_]len(?:gth)?[= ](\d+)\b", command)
-    return (int(m.group(1)) or None) if m else None  # a prompt of 0 tokens says nothing
-
-
 def _linear_instances(
     lk: pl.DataFrame, steps: pl.DataFrame, rules: list[OpRule], mapping: Sequence[MapRule] | None
 ) -> tuple[pl.DataFrame, int]:
