@@ -87,6 +87,17 @@ def percentile_expr(col: str, pct: int) -> pl.Expr:
     return pl.col(col).sort().get(_rank(pct))
 
 
+def duration_summary(col: str = "dur") -> list[pl.Expr]:
+    """The summary of a group's durations as aggregations: count (Int64), total, p50, p99 (nearest rank), max."""
+    return [
+        pl.len().cast(pl.Int64).alias("count"),
+        pl.col(col).sum().alias("total"),
+        percentile_expr(col, 50).alias("p50"),
+        percentile_expr(col, 99).alias("p99"),
+        pl.col(col).max().alias("max"),
+    ]
+
+
 def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.DataFrame:
     """Per group: count, total, mean, p50, p95, p99, max, ratios, tail score and tail excess (ns)."""
     if df.is_empty():

@@ -43,9 +43,15 @@ WEIGHT_COPY_BYTES = 1 << 20  # host-to-device copies this large at the start are
 LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches are loading, not inference
 
 
-def calls(api: pl.DataFrame, pattern: re.Pattern[str], exclude: re.Pattern[str] | None = None) -> pl.DataFrame:
-    """API rows whose name matches ``pattern`` (and not ``exclude``). Names are matched once per distinct name,
-    not once per call: traces have millions of calls but a few dozen API names."""
+def calls(
+    api: pl.DataFrame,
+    pattern: re.Pattern[str],
+    exclude: re.Pattern[str] | None = None,
+    columns: list[str] | None = None,
+) -> pl.DataFrame:
+    """API rows whose name matches ``pattern`` (and not ``exclude``); ``columns``: only those columns (the others
+    are not copied). Names are matched once per distinct name, not once per call: traces have millions of calls but
+    a few dozen API names."""
     from ..trace.tables import distinct_values  # the distinct names of a frame are listed once, not per call
 
     names = [
@@ -53,9 +59,10 @@ def calls(api: pl.DataFrame, pattern: re.Pattern[str], exclude: re.Pattern[str] 
         for n in distinct_values(api, "name")
         if isinstance(n, str) and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
+    out = api if columns is None else api.select(columns)
     if not names:
-        return api.clear()
-    return api.filter(pl.col("name").is_in(names))
+        return out.clear()
+    return out.filter(api["name"].is_in(names))
 
 
 @dataclass(frozen=True)
@@ -229,13 +236,8 @@ STEP_SCHEMA = {"idx": pl.Int64, "kind": pl.Utf8, "start": pl.Int64, "end": pl.In
 
 def launched_kernels(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
     """Kernels with the start/end/thread of the API call that launched them (l_start, l_end, tid; null if none)."""
-    a = calls(api, LAUNCH_API).select(
-        pl.col("correlationId"),
-        pl.col("pid"),
-        pl.col("tid"),
-        pl.col("start").alias("l_start"),
-        pl.col("end").alias("l_end"),
-        pl.col("name").alias("launch_api"),
+    a = calls(api, LAUNCH_API, columns=["correlationId", "pid", "tid", "start", "end"]).rename(
+        {"start": "l_start", "end": "l_end"}
     )
     on = ["correlationId", "pid"]
     keys = kernels.select(on).join(a, on=on, how="left", maintain_order="left")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ..distribution import percentile_expr
+from ..distribution import duration_summary
 from ..ops import OpRule, builtin_rules, classify
 from ..phases import LAUNCH_API, assign_to_steps, calls
 
@@ -216,11 +216,7 @@ def summarize_rank(
     nv_sum = (
         nv.group_by("text")
         .agg(
-            pl.len().cast(pl.Int64).alias("count"),
-            pl.col("dur").sum().alias("total"),
-            percentile_expr("dur", 50).alias("p50"),
-            percentile_expr("dur", 99).alias("p99"),
-            pl.col("dur").max().alias("max"),
+            *duration_summary(),
         )
         .rename({"text": "name"})
         .sort(["total", "name"], descending=[True, False])

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from ...units import format_ns
-from ..distribution import percentile, percentile_expr
+from ..distribution import duration_summary, percentile, percentile_expr
 from .align import align_ranks, step_period
 from .findings import nccl_findings
 from .prose import headline_of
@@ -110,11 +110,7 @@ def analyze(summaries: list[RankSummary], top: int = 12) -> NcclResult:
     collectives = (
         inst.group_by("name", "op", "rank")
         .agg(
-            pl.len().cast(pl.Int64).alias("count"),
-            pl.col("dur").sum().alias("total"),
-            percentile_expr("dur", 50).alias("p50"),
-            percentile_expr("dur", 99).alias("p99"),
-            pl.col("dur").max().alias("max"),
+            *duration_summary(),
             pl.col("wait").sum().alias("wait"),
             pl.col("matched").sum().alias("_m"),
         )
