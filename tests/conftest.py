@@ -46,3 +46,18 @@ def _private_frame_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("NSYS_DOCTOR_CACHE_DIR", None)
     else:
         os.environ["NSYS_DOCTOR_CACHE_DIR"] = old
+
+
+# every collected test's ``finding`` markers (finding id -> test ids), recorded before -k/-m deselect any, and the
+# test files collected: tests/test_report.py checks that every catalogued finding has a test
+FINDING_MARKS: dict[str, list[str]] = {}
+COLLECTED_FILES: set[str] = set()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        COLLECTED_FILES.add(item.path.name)
+        for mark in item.iter_markers("finding"):
+            for fid in mark.args:
+                FINDING_MARKS.setdefault(fid, []).append(item.nodeid)

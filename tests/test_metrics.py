@@ -178,6 +178,7 @@ def test_memory_peak_and_level_match_sql_without_growth() -> None:
     assert "before the capture" in render_terminal(d, width=400, color=False)
 
 
+@pytest.mark.finding("device-memory-growth")
 def test_memory_growth_across_decode_steps_is_a_warning_without_cost() -> None:
     d = diagnosis(BACKTRACE)
     m = d.memory

@@ -20,6 +20,7 @@ from nsys_doctor.analysis.nccl import NCCL_CATALOGUE, NcclResult, analyze, summa
 from nsys_doctor.analysis.parallel import map_ranks, rank_summary
 from nsys_doctor.analysis.rankset import merge_profiles, pair_ranks
 from nsys_doctor.cli.main import main
+from nsys_doctor.errors import UsageError
 from nsys_doctor.trace.ranks import RankSpec, discover, expand_paths, file_rank, multi_rank
 
 from .conftest import SAMPLE, TRACES, needs_shared
@@ -154,6 +155,7 @@ def test_straggler_injected_spikes_are_the_worst_instances():
     assert pattern["steps"] == [3 + 8 * k for k in range(8)]
 
 
+@pytest.mark.finding("nccl-rank-skew", "rank-imbalance")
 @needs_shared
 @needs_multi
 def test_straggler_findings():
@@ -241,9 +243,10 @@ def test_dask_gives_the_same_result_as_jobs_1(capsys):
 def test_bad_dask_address_is_a_usage_error(capsys):
     pytest.importorskip("distributed")
     spec = RankSpec(0, str(SAMPLE))
-    with pytest.raises(Exception) as err:
+    with pytest.raises(UsageError) as err:  # the CLI's one line and exit code 2
         map_ranks([spec], rank_summary, dask="tcp://127.0.0.1:1")
-    assert "Dask scheduler" in str(err.value)
+    assert err.value.message.startswith("cannot reach the Dask scheduler at tcp://127.0.0.1:1")
+    assert "--dask local" in err.value.hint and "\n" not in err.value.one_line()
 
 
 @pytest.mark.parametrize("min_bytes", [0, 1 << 62])  # processes, threads
@@ -345,6 +348,7 @@ def test_synthetic_balanced_ranks_raise_nothing():
     assert res.findings == []
 
 
+@pytest.mark.finding("nccl-not-overlapped")
 def test_synthetic_not_overlapped_is_found_and_overlap_measured():
     res = analyze(_ranks([{}, {i: 400_000 for i in range(20)}]))
     assert "nccl-not-overlapped" in [f.id for f in res.findings]

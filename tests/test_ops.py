@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import polars as pl
@@ -669,16 +668,18 @@ def test_inline_rules_are_named_by_where_they_were_written() -> None:
                            "cfg.toml, key ops-rule, rule")  # fmt: skip
 
 
-def test_classify_is_fast_for_thousands_of_names(rules: list[OpRule]) -> None:
-    """A few thousand distinct, long demangled names (most fall through to late rules) in well under a second."""
+def test_classify_matches_each_distinct_name_once(rules: list[OpRule]) -> None:
+    """A few thousand distinct, long demangled names (most fall through to late rules), each given twice: one row
+    per name given, the same answer for both copies (names are matched once each; the time is
+    benchmarks/bench_report.py's to measure, not a unit test's)."""
     base = [s[0] for s in SPOT_CHECKS]
     names = [f"{n}<variant {i}>" for i in range(40) for n in base]
     names += [f"void mylib::unknown_kernel_{i}<" + "c10::BFloat16, " * 40 + ">(T1)" for i in range(500)]
-    start = time.perf_counter()
     out = classify(names + names, rules)
-    elapsed = time.perf_counter() - start
     assert out.height == 2 * len(names)
-    assert elapsed < 2.0, elapsed
+    fam = out["family"].to_list()
+    assert fam[: len(names)] == fam[len(names) :]
+    assert fam[-1] == classify([names[-1]], rules)["family"][0]
 
 
 def _naive_families(names: list[str], rules: list[OpRule], shorts: list[str] | None = None) -> list[str]:

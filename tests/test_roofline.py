@@ -539,6 +539,7 @@ def test_decode_step_speed_of_light():
     assert s.linear_share is not None and 0.3 < s.linear_share < 0.7
 
 
+@pytest.mark.finding("gemv-near-bandwidth-limit", "gemv-bandwidth-headroom")
 @needs_shared
 def test_findings_name_the_shapes():
     r = result_of(T("decode_graph_node"))

@@ -171,3 +171,11 @@ def scalar_float(value: object) -> float:
     if isinstance(value, (int, float, Decimal)):
         return float(value)
     raise TypeError(f"expected a number, got {value!r}")
+
+
+def pct(x: object, digits: int = 1, *, scale: float = 100.0, signed: bool = False) -> str:
+    """The one percent formatter (reports, explain): a share (0.123 -> ``12.3%``; ``scale=1`` for a value
+    already in percent), ``digits`` decimals, ``signed`` for a change (``+4.0%``); ``-`` for anything not a number."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return "-"
+    return f"{scale * x:{'+' if signed else ''}.{digits}f}%"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..analysis.compare import DiffResult, DiffRow, GateResult, ScalingResult
-from ..units import format_ns
-from .diagnosis_text import pct
+from ..units import format_ns, pct
 from .serialize import dumps, envelope
 
 

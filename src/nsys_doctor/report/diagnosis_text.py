@@ -10,7 +10,7 @@ from rich.table import Table
 from ..analysis.diagnosis import Diagnosis
 from ..analysis.findings import Finding
 from ..analysis.metrics import METRIC_KEYS, METRIC_WORDS, describe_callsite, describe_memory
-from ..units import format_ns
+from ..units import format_ns, pct
 
 SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 NAME_WIDTH = 60
@@ -21,14 +21,6 @@ MATCH_MARKS = {"meaning": "*", "structure": "+"}  # how a family was found, when
 
 def short(name: str, width: int = NAME_WIDTH) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def pct(x: object, digits: int = 1, *, scale: float = 100.0, signed: bool = False) -> str:
-    """The one percent formatter of the text renderers: a share (0.123 -> ``12.3%``; ``scale=1`` for a value
-    already in percent), ``digits`` decimals, ``signed`` for a change (``+4.0%``); ``-`` for anything not a number."""
-    if not isinstance(x, int | float) or isinstance(x, bool):
-        return "-"
-    return f"{scale * x:{'+' if signed else ''}.{digits}f}%"
 
 
 def steps_lines(d: Diagnosis) -> list[str]:

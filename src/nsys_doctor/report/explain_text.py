@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.explain import DIRECTION_WORDS, Explanation
-from ..units import format_bytes, format_ns
-from .diagnosis_text import SEV_STYLE, md_escape, pct, short
+from ..units import format_bytes, format_ns, pct
+from .diagnosis_text import SEV_STYLE, md_escape, short
 from .serialize import dumps
 
 KERNEL_ROWS = 8

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.nccl import NcclResult
-from ..units import format_ns
-from .diagnosis_text import SEV_STYLE, pct
+from ..units import format_ns, pct
+from .diagnosis_text import SEV_STYLE
 from .serialize import dumps
 
 

@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.roofline import RATINGS, PhaseResult, Roofline, ShapeResult
-from ..units import format_bytes, format_ns, scalar_int
-from .diagnosis_text import SEV_STYLE, pct
+from ..units import format_bytes, format_ns, pct, scalar_int
+from .diagnosis_text import SEV_STYLE
 from .serialize import dumps
 
 RATING_WORD = {

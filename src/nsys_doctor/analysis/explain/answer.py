@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ...trace.pasted import PastedText
+from ...units import pct
 from ..diagnosis import FAMILY_ADVICE, conclude
 from ..findings import Finding
 from ..ops import OpRule
@@ -19,7 +20,7 @@ from .sections import (
     nccl_section,
     nvtx_section,
 )
-from .tables import kernel_stats, num, pct
+from .tables import kernel_stats, num
 
 """The capture that answers what a pasted summary cannot; ``nsys-doctor report run.sqlite`` then reads it."""
 COPY_SHARE_ACTION = 0.3  # copies this share of GPU time (kernels + copies) get their own next action

@@ -42,10 +42,6 @@ def short_name(name: str) -> str:
     return (parts[-1].strip() if parts else "") or name
 
 
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def as_dict(v: object) -> dict[str, object]:
     return v if isinstance(v, dict) else {}
 

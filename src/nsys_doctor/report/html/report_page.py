@@ -8,7 +8,7 @@ from ...analysis.diagnosis import Diagnosis
 from ...analysis.findings import Finding
 from ...analysis.nccl import NcclResult
 from ...analysis.plots import PlotData
-from ...units import format_ns
+from ...units import format_ns, pct
 from ..diagnosis_text import (
     callsite_lines,
     command_lines,
@@ -17,7 +17,6 @@ from ..diagnosis_text import (
     memory_lines,
     metrics_lines,
     metrics_rows,
-    pct,
     run_line,
     steps_lines,
     timing_line,
