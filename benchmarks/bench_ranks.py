@@ -76,7 +76,7 @@ def cpu_seconds() -> float:
 
 def run_once(directory: Path, jobs: int, dask: str | None) -> tuple[float, str, float]:
     from nsys_doctor.analysis.nccl import analyze
-    from nsys_doctor.analysis.parallel import map_ranks
+    from nsys_doctor.parallel import map_ranks
     from nsys_doctor.report.nccl_text import render_json
     from nsys_doctor.trace.ranks import discover
 
@@ -93,7 +93,7 @@ def time_reduce(bases: list[Path], counts: list[int]) -> None:
     import copy
 
     from nsys_doctor.analysis.nccl import analyze
-    from nsys_doctor.analysis.parallel import map_ranks
+    from nsys_doctor.parallel import map_ranks
     from nsys_doctor.trace.ranks import discover
 
     base = map_ranks(discover(bases, rank_from="order"))

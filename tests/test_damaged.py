@@ -356,7 +356,7 @@ def test_the_shared_real_exports_have_no_damaged_rows():
 def test_damage_found_by_workers_is_warned_once(tmp_path, monkeypatch, min_bytes):
     # report on two ranks with --jobs 2: each rank is read by its own worker (a process or a thread); what the
     # workers left out is still told, in this process's one warning line
-    from nsys_doctor.analysis import parallel
+    from nsys_doctor import parallel
 
     monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", min_bytes)
     a = mutated_copy(SAMPLE, tmp_path / "a.sqlite", set_values(K, "start", "NULL", 100, 1))

@@ -17,10 +17,10 @@ import pytest
 from nsys_doctor.analysis.compare import Profile, Row
 from nsys_doctor.analysis.findings import Finding
 from nsys_doctor.analysis.nccl import NCCL_CATALOGUE, NcclResult, analyze, summarize_rank
-from nsys_doctor.analysis.parallel import map_ranks, rank_summary
 from nsys_doctor.analysis.rankset import merge_profiles, pair_ranks
 from nsys_doctor.cli.main import main
 from nsys_doctor.errors import UsageError
+from nsys_doctor.parallel import map_ranks, rank_summary
 from nsys_doctor.trace.ranks import RankSpec, discover, expand_paths, file_rank, multi_rank
 
 from .conftest import SAMPLE, TRACES, needs_shared
@@ -201,7 +201,7 @@ def test_allranks_split_into_its_two_ranks():
 @needs_multi
 @pytest.mark.parametrize("runner", ["threads", "processes"])
 def test_threads_and_process_pool_give_the_same_result(monkeypatch, runner):
-    from nsys_doctor.analysis import parallel
+    from nsys_doctor import parallel
 
     specs = discover([RANK0, RANK1])
     a = analyze(map_ranks(specs, jobs=1)).to_dict()
@@ -212,7 +212,7 @@ def test_threads_and_process_pool_give_the_same_result(monkeypatch, runner):
 
 
 def test_the_runner_follows_the_size_of_each_rank(tmp_path, monkeypatch):
-    from nsys_doctor.analysis import parallel
+    from nsys_doctor import parallel
 
     small, big = tmp_path / "small.sqlite", tmp_path / "big.sqlite"
     small.write_bytes(b"x" * 1000)
@@ -251,7 +251,7 @@ def test_bad_dask_address_is_a_usage_error(capsys):
 
 @pytest.mark.parametrize("min_bytes", [0, 1 << 62])  # processes, threads
 def test_worker_errors_come_back_with_their_hint(tmp_path, monkeypatch, min_bytes):
-    from nsys_doctor.analysis import parallel
+    from nsys_doctor import parallel
 
     monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", min_bytes)
     bad = tmp_path / "empty.sqlite"

@@ -42,7 +42,7 @@ def profile_of(path: Path, ops_file: Path | None = None, context: int | None = N
 
 def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
     """The profile of one rank (top-level: runs in worker processes)."""
-    from ..analysis.parallel import WorkerError
+    from ..parallel import WorkerError
     from ..session import TraceSession
 
     try:
@@ -71,7 +71,7 @@ def rank_side(arg: Path, rank_from: str) -> list[RankSpec] | None:
 
 
 def side_profiles(specs: list[RankSpec], rules: list[OpRule], jobs: int, only: int | None = None) -> dict[int, Profile]:
-    from ..analysis.parallel import map_ranks
+    from ..parallel import map_ranks
 
     if only is not None:
         specs = [s for s in specs if s.rank == only]

@@ -106,7 +106,7 @@ def nccl(
     if dask_address and jobs != 1:
         raise UsageError("--jobs and --dask exclude each other", "give --jobs N for local processes or --dask ADDRESS")
     from ..analysis.nccl import analyze
-    from ..analysis.parallel import map_ranks
+    from ..parallel import map_ranks
 
     rules = project_rules(ops_file)
     specs = rank_specs(traces, rank_from)

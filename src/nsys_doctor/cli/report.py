@@ -151,7 +151,7 @@ def rank_report(
 ) -> object:
     """One rank's diagnosis and collective summary (top-level: runs in worker processes); with ``plots``, the data
     of its HTML plots too."""
-    from ..analysis.parallel import WorkerError
+    from ..parallel import WorkerError
     from ..session import TraceSession, WindowChoice
 
     try:
@@ -316,7 +316,7 @@ def report(
                 "add --no-split to analyze the trace as a whole, or run nsys-doctor roofline on one rank's trace",
             )
         from ..analysis.nccl import analyze, blame_late_rank
-        from ..analysis.parallel import map_ranks
+        from ..parallel import map_ranks
 
         specs = discover(list(trace_paths), rank_from)
         with progress.task():

@@ -8,15 +8,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..analysis.diagnosis import Diagnosis
-from .serialize import clean, dumps, envelope
+from .serialize import dumps, envelope
 
 if TYPE_CHECKING:
     from ..analysis.nccl import NcclResult
     from ..trace.ranks import RankSpec
-
-# the NaN policy under its former name (serialize.clean)
-clean_json = clean
-
 
 def report_payload(d: Diagnosis) -> dict[str, object]:
     """The report object without its envelope; the roofline of ``report --model`` inside it keeps the envelope that

@@ -5,9 +5,9 @@ and returns a ``RankSummary`` (one row per collective instance and per step), so
 is small and a worker holds one trace at a time: its memory is bounded by the largest single rank trace, whatever
 the number of ranks. The reduce (``nccl.analyze``) runs in the calling process on the summaries.
 
-This module is the runner, not an analysis: it is the one place in ``analysis/`` that opens traces (the pure
-work happens in ``nccl.summarize_rank`` and ``nccl.analyze``). Results do not depend on the runner: the same
-inputs give the same summaries in the same order with ``jobs=1``, a pool, or Dask.
+This module is the runner, not an analysis, so it sits beside the session layer: the workers open traces through
+``TraceSession`` and the pure work happens in ``analysis/nccl`` (``summarize_rank``, ``analyze``). Results do not
+depend on the runner: the same inputs give the same summaries in the same order with ``jobs=1``, a pool, or Dask.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NsysDoctorError, UsageError
-from ..trace.damage import announce, collect_start, collect_stop
+from .errors import NsysDoctorError, UsageError
+from .trace.damage import announce, collect_start, collect_stop
 
 POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
 # Per rank: below this much trace, a spawned worker's start-up (a new interpreter importing polars, about a second
@@ -36,7 +36,7 @@ class WorkerError:
     hint: str
 
     def reraise(self) -> None:
-        from .. import errors
+        from . import errors
 
         cls = getattr(errors, self.kind, NsysDoctorError)
         raise cls(self.message, self.hint)
@@ -44,7 +44,7 @@ class WorkerError:
 
 def rank_summary(spec: Any, rules: list[Any] | None = None) -> Any:
     """Open one rank's trace and summarize its collectives and steps (top-level, picklable: runs in workers)."""
-    from ..session import TraceSession
+    from .session import TraceSession
 
     try:
         with TraceSession.open(spec.path, rules, rank=spec) as session:
