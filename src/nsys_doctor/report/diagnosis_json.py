@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..analysis.nccl import NcclResult
     from ..trace.ranks import RankSpec
 
+
 def report_payload(d: Diagnosis) -> dict[str, object]:
     """The report object without its envelope; the roofline of ``report --model`` inside it keeps the envelope that
     ``nsys-doctor roofline --format json`` gives it."""
