@@ -388,7 +388,7 @@ def test_a_trace_without_metrics_memory_or_stacks_shows_none_of_them() -> None:
 @needs_shared
 def test_graph_level_capture_gets_no_ncu_command() -> None:
     d = diagnosis(TRACES / "decode_graph_graph.sqlite")
-    assert d.target["kind"] == "recapture" and d.next_commands == []
+    assert d.target["kind"] == "recapture" and d.next_commands == ()
 
 
 # ------------------------------------------------------------------------------------------- the methods

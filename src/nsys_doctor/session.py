@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .analysis.compare import Profile
     from .analysis.diagnosis import Diagnosis
+    from .analysis.findings import Finding
     from .analysis.model import Model
     from .analysis.ops import OpRule
     from .analysis.phases import Steps, Window
@@ -246,8 +247,7 @@ class TraceSession:
                 top=top,
                 prepared=(self.structure, self.window, self.step_set, self.launched),
             )
-            self.add_measurements(d)
-            self._diagnoses[top] = d
+            self._diagnoses[top] = self.with_measurements(d)
         return self._diagnoses[top]
 
     # ------------------------------------------------------------------- optional capture data (analysis/metrics/)
@@ -260,16 +260,21 @@ class TraceSession:
         dev = self.gpu.get("deviceId")
         return int(dev) if isinstance(dev, int) else None
 
-    def add_measurements(self, d: Diagnosis) -> None:
-        """Add to a diagnosis of this session what the optional capture data measures (``gpu_metrics``, ``memory``
+    def with_measurements(self, d: Diagnosis) -> Diagnosis:
+        """A diagnosis of this session with what the optional capture data measures (``gpu_metrics``, ``memory``
         with its ``device-memory-growth`` finding, ``callchains``) and the runnable ``next_commands``; the target's
         ``measured`` line when GPU metrics confirm or refute what the target family is bound by."""
+        from dataclasses import replace
+
         import polars as pl
 
         from .analysis import metrics as am
         from .trace import metrics as tm
 
         f, w, trace = self.frames, self.window, self.trace
+        gpu_metrics = memory = callchains = None
+        target = d.target
+        extra: list[Finding] = []
         device = self._device
         steps = self.step_set.table
         in_window = (pl.col("start") >= w.start) & (pl.col("start") <= w.end)
@@ -279,12 +284,12 @@ class TraceSession:
             k = f.kernels.filter(in_window & on_device).join(d.kernel_families, on="name", how="left")
             ops = f.gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & in_window & on_device)
             top = d.kernels.select("name", "label", "family") if d.kernels.height else d.kernels
-            d.gpu_metrics = am.gpu_metrics_summary(
+            gpu_metrics = am.gpu_metrics_summary(
                 samples.frame, samples.names, samples.gpu, w, k, ops, steps, top, d.target
             )
-            verdict = (d.gpu_metrics or {}).get("verdict")
+            verdict = (gpu_metrics or {}).get("verdict")
             if isinstance(verdict, dict) and d.target.get("kind") == "family":
-                d.target["measured"] = verdict["text"]
+                target = {**d.target, "measured": verdict["text"]}
         events = tm.memory_usage_events(trace)
         if events is not None and events.height:
             failures = tm.allocation_failures(trace)
@@ -296,7 +301,7 @@ class TraceSession:
             ]
             ends = [w.end, *(int(x.max()) for x in (f.kernels["end"], f.api["end"]) if x.len())]  # type: ignore[arg-type]
             word = {"llm-decode": "decode step", "iterations": "iteration", "llm-prefill": "prefill pass"}
-            d.memory, finding = am.memory_summary(
+            memory, finding = am.memory_summary(
                 events,
                 device,
                 w,
@@ -308,17 +313,17 @@ class TraceSession:
                 word.get(self.structure.kind, "step"),
             )
             if finding is not None and all(x.id != finding.id for x in d.findings):
-                d.add_findings([finding])
+                extra.append(finding)
         chains = tm.api_callchains(trace)
         if chains is not None:
             calls = chains.calls
             if self.rank is not None and self.rank.pid is not None:
                 calls = calls.filter(pl.col("pid") == self.rank.pid)
-            d.callchains = am.callchain_summary(calls, chains.frames, w)
+            callchains = am.callchain_summary(calls, chains.frames, w)
         argv, cwd = tm.capture_argv(trace)
         command = self.info.capture.get("command")
-        d.next_commands = am.ncu_commands(
-            am.target_kernel(d.target, d.kernels),
+        next_commands = am.ncu_commands(
+            am.target_kernel(target, d.kernels),
             self.launched,
             w,
             argv,
@@ -326,6 +331,15 @@ class TraceSession:
             cwd,
             self.info.capture,
         )
+        d = replace(
+            d,
+            target=target,
+            gpu_metrics=gpu_metrics,
+            memory=memory,
+            callchains=callchains,
+            next_commands=tuple(next_commands),
+        )
+        return d.with_findings(extra) if extra else d
 
     def roofline(
         self,
@@ -529,8 +543,8 @@ class Report:
         self.diagnosis = diagnosis
 
     @property
-    def findings(self) -> list[Any]:
-        return self.diagnosis.findings
+    def findings(self) -> list[Finding]:
+        return list(self.diagnosis.findings)
 
     @property
     def target(self) -> dict[str, object]:

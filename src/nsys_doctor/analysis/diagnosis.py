@@ -5,7 +5,8 @@ Pure function: in-memory tables in, a ``Diagnosis`` out (renderers turn it into 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -55,7 +56,7 @@ FAMILY_ADVICE: dict[str, str] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Diagnosis:
     trace: dict[str, object]
     window: Window
@@ -63,16 +64,16 @@ class Diagnosis:
     step_summary: dict[str, object]
     kernels: pl.DataFrame  # top kernels in the window
     families: pl.DataFrame
-    unmapped: list[str]
+    unmapped: tuple[str, ...]
     kernel_tails: pl.DataFrame
     base_tails: pl.DataFrame
     grid_tails: pl.DataFrame
     api_tails: pl.DataFrame
     host: HostSummary
-    findings: list[Finding]
+    findings: tuple[Finding, ...]
     target: dict[str, object]
-    next_actions: list[str]
-    notes: list[str] = field(default_factory=list)
+    next_actions: tuple[str, ...]
+    notes: tuple[str, ...] = ()
     run: dict[str, object] = field(default_factory=dict)  # the run's structure (run_summary)
     roofline: dict[str, object] | None = None  # report --model: the roofline result (analysis/roofline/)
     timing: dict[str, object] | None = None  # unprofiled vs traced timing from the capture record
@@ -80,19 +81,25 @@ class Diagnosis:
     gpu_metrics: dict[str, object] | None = None  # --gpu-metrics-devices
     memory: dict[str, object] | None = None  # --cuda-memory-usage=true
     callchains: dict[str, object] | None = None  # --cudabacktrace
-    next_commands: list[dict[str, object]] = field(default_factory=list)  # runnable commands (ncu on the target)
+    next_commands: tuple[dict[str, object], ...] = ()  # runnable commands (ncu on the target)
     # every kernel name of the window with its family, category and label (not part of the JSON)
     kernel_families: pl.DataFrame | None = None
 
-    def add_findings(self, extra: list[Finding]) -> None:
-        """Findings from another analysis (roofline, ranks): merged in severity order, actions appended."""
+    def with_findings(self, extra: Sequence[Finding]) -> Diagnosis:
+        """This diagnosis with findings from another analysis (roofline, ranks, measurements): merged in severity
+        order, their actions appended."""
         from .findings import rank_key
 
-        self.findings = sorted([*self.findings, *extra], key=rank_key)
+        actions = list(self.next_actions)
         for f in extra:
             text = f"{f.title}: {f.action}."
-            if f.severity in ("critical", "warning") and text not in self.next_actions:
-                self.next_actions.append(text)
+            if f.severity in ("critical", "warning") and text not in actions:
+                actions.append(text)
+        findings = tuple(sorted([*self.findings, *extra], key=rank_key))
+        return replace(self, findings=findings, next_actions=tuple(actions))
+
+    def with_note(self, note: str) -> Diagnosis:
+        return replace(self, notes=(*self.notes, note))
 
     def to_dict(self) -> dict[str, object]:
         """The JSON payload of `report` (docs/report-json.md); report/serialize.py adds the envelope."""
@@ -366,15 +373,15 @@ def diagnose(
         step_summary=summarize_steps(steps, structure.kind),
         kernels=per_kernel.head(max(top, 1)),
         families=fam,
-        unmapped=unmapped,
+        unmapped=tuple(unmapped),
         kernel_tails=ktails.head(max(top, 1)),
         base_tails=base_tails.head(max(top, 1)),
         grid_tails=grid_tails.sort(["tail_score", "name", "grid"], descending=[True, False, False]).head(max(top, 1)),
         api_tails=atails.head(max(top, 1)),
         host=host,
-        findings=findings,
+        findings=tuple(findings),
         target=target,
-        next_actions=actions,
+        next_actions=tuple(actions),
         run=run_summary(structure, steps),
         kernel_families=names.select("name", "family", "category", "label"),
     )

@@ -21,7 +21,7 @@ SYNC_MEMSET_API = re.compile(r"^(cudaMemset|cuMemset)")
 ASYNC = re.compile(r"Async")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ApiGroup:
     """Calls of one kind inside the window."""
 
@@ -43,7 +43,7 @@ class ApiGroup:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class HostSummary:
     launches: int
     launches_per_step: float | None

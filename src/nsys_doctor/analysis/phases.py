@@ -217,7 +217,7 @@ def choose_window(
 # ------------------------------------------------------------------------------------------------- steps
 
 
-@dataclass
+@dataclass(frozen=True)
 class Steps:
     source: str  # "nvtx:<name>", "graph-launches", "host-syncs", "repeating-kernel:<name>", "none"
     table: pl.DataFrame  # idx, kind, start, end, wall, gpu_time, kernels, launches, gpu_start, gpu_end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
@@ -117,17 +118,18 @@ def diagnose_trace(
     return TraceSession(trace, rules, choice, rank, frames).diagnose(top)
 
 
-def add_roofline(d: Diagnosis, session: TraceSession, model: Model, peak_bw: float | None) -> Roofline | None:
-    """Run the roofline for ``--model`` on the session's steps and merge its findings; a model that does not fit
-    the trace becomes a note."""
+def add_roofline(
+    d: Diagnosis, session: TraceSession, model: Model, peak_bw: float | None
+) -> tuple[Diagnosis, Roofline | None]:
+    """The diagnosis with the roofline of ``--model`` on the session's steps (its findings merged); a model that
+    does not fit the trace becomes a note."""
+    from dataclasses import replace
+
     try:
         r = session.roofline(model, peak_bw=peak_bw)
     except UsageError as exc:
-        d.notes.append(f"roofline skipped: {exc.one_line()}")
-        return None
-    d.roofline = r.to_dict()
-    d.add_findings(list(r.findings))
-    return r
+        return d.with_note(f"roofline skipped: {exc.one_line()}"), None
+    return replace(d, roofline=r.to_dict()).with_findings(r.findings), r
 
 
 def capture_timing(trace_path: Path) -> dict[str, object] | None:
@@ -298,10 +300,10 @@ def report(
             with progress.stage("analyses"):
                 d = session.diagnose(top)
                 if model is not None:
-                    roof = add_roofline(d, session, model, bw)
+                    d, roof = add_roofline(d, session, model, bw)
                 if fmt == "html":
                     plots = session.plot_data()
-                d.timing = capture_timing(trace_paths[0])
+                d = replace(d, timing=capture_timing(trace_paths[0]))
             text = render_output(
                 fmt,
                 lambda html: html.render_report(d, plots, _roofline_section(roof)),
@@ -338,7 +340,8 @@ def report(
                 across = analyze(summaries) if len(specs) > 1 and any(s.instances.height for s in summaries) else None
                 pairs = [(sp, r[0]) for sp, r in zip(specs, results, strict=True)]
                 if across is not None:
-                    blame_late_rank([(sp.rank, d) for sp, d in pairs], across)
+                    blamed = blame_late_rank([(sp.rank, d) for sp, d in pairs], across)
+                    pairs = [(sp, d) for (sp, _), (_, d) in zip(pairs, blamed, strict=True)]
             plots_of = [r[2] if len(r) > 2 else None for r in results]
             text = render_output(
                 fmt,

@@ -26,7 +26,7 @@ from .tables import kernel_stats, num
 COPY_SHARE_ACTION = 0.3  # copies this share of GPU time (kernels + copies) get their own next action
 
 
-@dataclass
+@dataclass(frozen=True)
 class Explanation:
     source: dict[str, object]
     kernels: list[dict[str, object]]

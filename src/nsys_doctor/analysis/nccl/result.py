@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypedDict
 
 import polars as pl
@@ -75,13 +75,16 @@ def waiting_for_others(result: NcclResult, min_share: float = 0.5) -> dict[int, 
     return out
 
 
-def blame_late_rank(reports: list[tuple[int, Diagnosis]], result: NcclResult) -> None:
-    """A rank that mostly waits in its collectives for a late rank gets that cause in its own diagnosis: the advice
-    to overlap its communication would contradict the cross-rank section (the time is the other rank's lateness)."""
+def blame_late_rank(reports: list[tuple[int, Diagnosis]], result: NcclResult) -> list[tuple[int, Diagnosis]]:
+    """The ranks' diagnoses, where a rank that mostly waits in its collectives for a late rank gets that cause in its
+    own diagnosis: the advice to overlap its communication would contradict the cross-rank section (the time is the
+    other rank's lateness)."""
     waiting = waiting_for_others(result)
+    out: list[tuple[int, Diagnosis]] = []
     for rank, d in reports:
         w = waiting.get(rank)
         if w is None:
+            out.append((rank, d))
             continue
         late = w["late_rank"]
         why = (
@@ -89,14 +92,12 @@ def blame_late_rank(reports: list[tuple[int, Diagnosis]], result: NcclResult) ->
             f"waiting for rank {late}, the late rank: the cause is rank {late}'s lateness, not this rank's "
             "communication (see across ranks)"
         )
-        d.target["waiting_for_rank"] = w["late_rank"]
-        d.target["why"] = f"{d.target.get('why', '')}; {why}".lstrip("; ")
-        d.next_actions = [
-            a for a in d.next_actions if not a.startswith(("communication dominates", "Then communication"))
-        ]
-        d.next_actions.insert(
-            0,
-            f"Collectives here wait for rank {w['late_rank']}: find what rank {w['late_rank']} does just before its "
+        target = {**d.target, "waiting_for_rank": late, "why": f"{d.target.get('why', '')}; {why}".lstrip("; ")}
+        first = (
+            f"Collectives here wait for rank {late}: find what rank {late} does just before its "
             "collectives (across ranks: the 'before' column) and remove or balance it; tuning this rank's "
-            "communication will not help.",
+            "communication will not help."
         )
+        kept = (a for a in d.next_actions if not a.startswith(("communication dominates", "Then communication")))
+        out.append((rank, replace(d, target=target, next_actions=(first, *kept))))
+    return out
