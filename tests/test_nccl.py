@@ -7,6 +7,7 @@ before the first all-reduce of every 8th step from step 3, and one trace holding
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -379,9 +380,8 @@ def test_synthetic_two_communicators_on_one_host_stay_apart():
     # ranks 0,1 and ranks 2,3: two TP groups whose all-reduces share stream and name but not timing
     group_a = _ranks([{}, {i: 20_000 for i in range(20)}])
     group_b = _ranks([{i: 400_000 for i in range(20)}, {i: 470_000 for i in range(20)}])
-    for r, s in enumerate(group_a + group_b):
-        s.rank = r
-    res = analyze(group_a + group_b)
+    ranks = [dataclasses.replace(s, rank=r) for r, s in enumerate(group_a + group_b)]
+    res = analyze(ranks)
     assert [g["ranks"] for g in res.groups] == [[0, 1], [2, 3]]
     assert res.late["skew_max_ns"] == 70_000 and res.late["late_rank"] in (1, 3)
 

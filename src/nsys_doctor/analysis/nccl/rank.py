@@ -13,7 +13,7 @@ from ..phases import LAUNCH_API, assign_to_steps, calls
 LONG_HOST_NS = 50_000  # CUDA API / OS calls at least this long are named as what a late rank was doing
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankSummary:
     """What one rank contributes to the analysis: small, picklable (one row per collective instance)."""
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..diagnosis import Diagnosis
 
 
-@dataclass
+@dataclass(frozen=True)
 class NcclResult:
     ranks: list[dict[str, object]]  # rank info and per-rank figures
     collectives: pl.DataFrame  # per name and rank: count, total, p50, p99, max, wait, wait_share
