@@ -14,9 +14,12 @@ runs interleaved so that machine noise hits every command alike; each line is th
 * the frame cache (``trace/cache.py``), in a cache folder of the benchmark's own (a temporary folder, removed at the
   end; the trace's size threshold is lifted): ``report (no cache)`` with ``NSYS_DOCTOR_NO_CACHE=1``, ``report
   (cache write)`` starting from an empty cache folder each time (the first run, which writes the entry), and
-  ``report (cache warm)`` with the entry in place (a second run). The target: a warm report within 1.5x of
-  ``bare``. The three outputs are compared byte for byte. ``--profile N`` then runs the warm report once more under
-  cProfile and prints its N most expensive functions (cumulative and own time), to show where a warm run goes.
+  ``report (cache warm)`` with the entries in place (a second run: the output comes from the result cache,
+  ``cli/result_cache.py``), and ``report (frames cached)``: a second run with the result cache off
+  (``NSYS_DOCTOR_NO_RESULT_CACHE=1``), so only the reading is saved and the analyses run. The target: a warm
+  report within 1.5x of ``bare``. The four outputs are compared byte for byte. ``--profile N`` then runs the
+  frames-cached report once more under cProfile and prints its N most expensive functions (cumulative and own
+  time), to show where the analyses go.
 
 ``--cache-costs`` measures the cache's parts inside this process instead, per trace (best of ``--runs``):
 ``TraceFrames`` read from SQLite, the entry written, the frames read back from it (a hit), and the same frames
@@ -167,7 +170,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--before", type=Path, help="source directory of an earlier nsys_doctor (holding nsys_doctor/)")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
-    ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile the warm report: top N functions")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile: top N functions")
     ap.add_argument("--cache-costs", nargs="+", type=Path, metavar="TRACE", help="the cache's costs, in process")
     a = ap.parse_args()
     if a.cache_costs:
@@ -218,6 +221,10 @@ def run(
         ),
         "report (no cache)": (report_cmd, after_env),
         "report (cache write)": (report_cmd, dict(cache_env, NSYS_DOCTOR_CACHE_DIR=str(cold_dir))),
+        "report (frames cached)": (
+            report_cmd,
+            dict(cache_env, NSYS_DOCTOR_CACHE_DIR=str(warm_dir), NSYS_DOCTOR_NO_RESULT_CACHE="1"),
+        ),
         "report (cache warm)": (report_cmd, dict(cache_env, NSYS_DOCTOR_CACHE_DIR=str(warm_dir))),
     }
     prepare = {"report (cache write)": empty_cold}
@@ -263,14 +270,22 @@ def run(
     verdict = "PASS" if warm <= CACHE_TARGET else "FAIL"
     print(f"warm report / bare scan : {warm:.2f}x (target <= {CACHE_TARGET}x) {verdict}")
     for label, b in (("wall", best), ("cpu", best_cpu)):
-        nc, wr, wa = b["report (no cache)"], b["report (cache write)"], b["report (cache warm)"]
+        nc, wr, fr, wa = (b[f"report ({k})"] for k in ("no cache", "cache write", "frames cached", "cache warm"))
         print(
-            f"cache ({label}): warm {nc / wa:.2f}x faster than no cache ({nc - wa:.3f} s saved); the first run "
-            f"(writing) costs {wr - nc:+.3f} s ({wr / nc:.2f}x)"
+            f"cache ({label}): warm {nc / wa:.2f}x faster than no cache ({nc - wa:.3f} s saved), frames only "
+            f"{nc / fr:.2f}x ({nc - fr:.3f} s saved); the first run (writing) costs {wr - nc:+.3f} s ({wr / nc:.2f}x)"
         )
     entry = [p for p in warm_dir.iterdir() if not p.name.startswith(".")] if warm_dir.is_dir() else []
     entry_mb = sum(f.stat().st_size for e in entry for f in e.iterdir()) / 2**20
-    same_cache = outputs["report (no cache)"] == outputs["report (cache write)"] == outputs["report (cache warm)"]
+    same_cache = (
+        len(
+            {
+                outputs[k]
+                for k in ("report (no cache)", "report (cache write)", "report (frames cached)", "report (cache warm)")
+            }
+        )
+        == 1
+    )
     verdict = "yes" if same_cache else "NO"
     print(f"cache entry: {entry_mb:.1f} MiB; same output without, writing and from the cache: {verdict}")
     result: dict[str, object] = {
@@ -293,7 +308,7 @@ def run(
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
     if a.profile:
-        profile(a.profile, py, report_cmd, commands["report (cache warm)"][1], warm_dir.parent / "warm.prof")
+        profile(a.profile, py, report_cmd, commands["report (frames cached)"][1], warm_dir.parent / "warm.prof")
 
 
 def profile(top: int, py: str, report_cmd: list[str], env: dict[str, str], out: Path) -> None:

@@ -42,7 +42,8 @@ def trace_copy(tmp_path: Path) -> Path:
 
 
 def entries(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
+    """The frame entries (not the temporary folders, nor the result cache's entries: tests/test_result_cache.py)."""
+    return sorted(p for p in root.iterdir() if not p.name.startswith((".", "r-"))) if root.is_dir() else []
 
 
 def read_frames(path: Path) -> tuple[dict[str, pl.DataFrame], dict[str, object]]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..trace import Trace
     from ..trace.ranks import RankSpec
     from ..trace.tables import TraceFrames
+    from . import result_cache
 
 F = TypeVar("F", bound=Callable[..., object])
 FORMATS = ("terminal", "markdown", "json")
@@ -281,6 +282,15 @@ def report(
     for option, value in (("--dtype", dtype), ("--peak-bw", peak_bw)):
         if value is not None and model_path is None:
             raise UsageError(f"{option} applies to --model only", f"add --model CONFIG, or drop {option}")
+    color = output is None and sys.stdout.isatty()
+    saved = _result_slot(trace_paths, fmt, color, ops_file, model_path)
+    if saved is not None:
+        from . import result_cache
+
+        text = result_cache.load(saved)
+        if text is not None:
+            emit(text, output, fmt)
+            return
     model = None
     bw = None
     if model_path is not None:
@@ -290,7 +300,6 @@ def report(
         bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
         model = read_model(model_path, dtype)
     rules = project_rules(ops_file)
-    color = output is None and sys.stdout.isatty()
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
         roof = None
         plots = None
@@ -351,6 +360,37 @@ def report(
                 lambda f: render_ranks(pairs, across, f, color),
             )
     emit(text, output, fmt)
+    if saved is not None:
+        from ..trace.damage import announced
+        from . import result_cache
+
+        if not announced():
+            result_cache.store(saved, text)
+
+
+# options that do not change the output (where it goes, how much is printed while it runs, how many workers)
+_NOT_IN_OUTPUT = ("output", "quiet", "no_cache", "jobs")
+
+
+def _result_slot(
+    trace_paths: tuple[Path, ...], fmt: str, color: bool, ops_file: Path | None, model_path: Path | None
+) -> result_cache.ResultSlot | None:
+    """Where this report's output is kept for a later identical run (``cli/result_cache.py``), or None."""
+    import shutil
+
+    from ..config import find_config, ops_path
+    from . import result_cache
+
+    try:
+        cfg = find_config()
+        files = {"--ops": ops_file, "--model": model_path, "config": cfg.path, "config ops": ops_path(cfg)}
+    except UsageError:
+        return None  # the run itself says what is wrong with the config
+    params = click.get_current_context().params
+    options = {k: v for k, v in sorted(params.items()) if k not in _NOT_IN_OUTPUT}
+    width = shutil.get_terminal_size()
+    render = {"format": fmt, "color": color, "terminal": [width.columns, width.lines]}
+    return result_cache.slot("report", trace_paths, options, files, render)
 
 
 def _roofline_section(roof: Roofline | None) -> list[tuple[str, str]]:

@@ -188,7 +188,7 @@ def read(s: Slot, names: Iterable[str]) -> tuple[dict[str, pl.DataFrame], tuple[
             for d in meta["damage"]
         )
     except Exception:  # anything wrong with the entry: drop it, the caller reads the trace
-        _remove(folder)
+        remove_entry(folder)
         return None
     with contextlib.suppress(OSError):
         os.utime(meta_path)  # least recently used is decided by this time
@@ -221,7 +221,7 @@ def write(s: Slot, frames: Mapping[str, pl.DataFrame], damage: Iterable[TableDam
         tmp = None
         for old in s.root.glob(f"{s.path_id}-*"):
             if old.name != s.folder.name:
-                _remove(old)
+                remove_entry(old)
         evict(s.root, max_bytes(), keep=s.folder)
     except Exception:
         return
@@ -230,7 +230,7 @@ def write(s: Slot, frames: Mapping[str, pl.DataFrame], damage: Iterable[TableDam
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove(folder: Path) -> None:
+def remove_entry(folder: Path) -> None:
     """Delete an entry: renamed out of sight first, so a reader never sees it half deleted."""
     gone = folder.with_name(f"{TMP_PREFIX}gone-{folder.name}-{os.getpid()}-{time.monotonic_ns()}")
     try:
@@ -278,5 +278,5 @@ def evict(root: Path, bound: int, keep: Path | None = None) -> None:
     for _, _, folder, size in sorted(entries):
         if total <= bound:
             break
-        _remove(folder)
+        remove_entry(folder)
         total -= size

@@ -178,6 +178,17 @@ def collect_stop() -> list[DamageSummary]:
     return found
 
 
+def announced() -> bool:
+    """Whether the running command has queued a damaged-rows warning (its output must not be kept for a later run,
+    which could not print the warning again)."""
+    try:
+        import click
+    except ImportError:  # pragma: no cover - click is a dependency
+        return False
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and bool(ctx.find_root().meta.get(_META_KEY))
+
+
 def announce(summary: DamageSummary) -> None:
     """Queue ``summary`` for the one warning line the running command prints when it ends (nothing outside a
     command line: a Python caller reads ``Trace.damaged``). The same trace opened twice counts once."""
