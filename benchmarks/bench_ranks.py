@@ -1,6 +1,7 @@
 """Speedup of the per-rank work (``nsys-doctor nccl``) with 1, 2 and 4 worker processes, on replicated rank traces.
 
-    python benchmarks/bench_ranks.py [--ranks 16] [--scale 16] [--workers 1,2,4] [--repeat 2] [--dask]
+    python benchmarks/bench_ranks.py [--ranks 16] [--scale 16] [--workers 1,2,4] [--repeat 2] [--dask] [--report]
+        [--sources DIR]
 
 The two real rank traces of ``../shared/traces/multigpu`` (``tp2_straggler_rank0/1.sqlite``, 10k kernels each)
 are first made ``--scale`` times longer (their activity replicated in time with ``make_large_trace.replicate``,
@@ -11,17 +12,23 @@ rank 1), then discover + read + summarize every rank + the cross-rank reduce are
 worker count (and for a local Dask cluster with ``--dask``). The peak resident memory of any worker process is
 printed too: a worker holds one rank trace at a time, so it does not grow with the number of ranks.
 
+``--report`` also times the whole ``nsys-doctor report DIR --jobs N --format json`` command (a fresh process, the
+caches off) for each worker count, and checks that its output is the same for every count. ``--sources DIR`` reads
+the two rank traces from DIR instead of ``../shared/traces/multigpu`` (a machine without the shared folder).
+
 Speedup is bounded by the machine's cores (``os.cpu_count()`` is printed): on 2 cores, 4 workers cannot beat 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,19 +38,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT.parent / "shared" / "traces" / "multigpu" / f"tp2_straggler_rank{r}.sqlite" for r in (0, 1)]
 
 
-def enlarge(dest: Path, scale: int) -> list[Path]:
+def enlarge(dest: Path, scale: int, sources: list[Path]) -> list[Path]:
     """The two rank traces with their activity repeated ``scale`` times (one common time shift)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import make_large_trace as mlt
 
     out = [dest / f"base{r}.sqlite" for r in (0, 1)]
     spans = []
-    for src in SOURCES:
+    for src in sources:
         with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as con:
             tables = [t for t in mlt.TABLES if t in mlt._tables(con)]
             spans.append(mlt.time_span(con, tables)[2])
     shift = max(spans)
-    for src, dst in zip(SOURCES, out, strict=True):
+    for src, dst in zip(sources, out, strict=True):
         shutil.copyfile(src, dst)
         con = sqlite3.connect(dst, isolation_level=None)
         try:
@@ -90,23 +97,26 @@ def run_once(directory: Path, jobs: int, dask: str | None) -> tuple[float, str, 
 
 def time_reduce(bases: list[Path], counts: list[int]) -> None:
     """The reduce (``nccl.analyze``) alone, on many ranks made of relabeled copies of the two rank summaries."""
-    import copy
-
     from nsys_doctor.analysis.nccl import analyze
     from nsys_doctor.parallel import map_ranks
     from nsys_doctor.trace.ranks import discover
 
     base = map_ranks(discover(bases, rank_from="order"))
     for n in counts:
-        summaries = []
-        for r in range(n):
-            s = copy.copy(base[r % 2])
-            s.rank = r
-            summaries.append(s)
+        summaries = [dataclasses.replace(base[r % 2], rank=r) for r in range(n)]
         t0 = time.perf_counter()
         analyze(summaries)
         rows = sum(s.instances.height for s in summaries)
         print(f"reduce over {n} ranks ({rows:,} collective instances): {time.perf_counter() - t0:.2f} s")
+
+
+def time_report(directory: Path, jobs: int) -> tuple[float, bytes]:
+    """Wall seconds and output of the whole ``report`` command on the rank set (caches off)."""
+    env = dict(os.environ, NSYS_DOCTOR_NO_CACHE="1", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "nsys_doctor.cli.main", "report", str(directory), "--jobs", str(jobs)]
+    t0 = time.perf_counter()
+    out = subprocess.run([*cmd, "--format", "json", "-q"], env=env, capture_output=True, check=True).stdout
+    return time.perf_counter() - t0, out
 
 
 def main() -> None:
@@ -116,6 +126,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dask", action="store_true", help="also time a local Dask cluster of 2 worker processes")
+    ap.add_argument("--report", action="store_true", help="also time the whole report command per worker count")
+    ap.add_argument("--sources", type=Path, help="folder holding tp2_straggler_rank0/1.sqlite")
     ap.add_argument(
         "--reduce",
         default="",
@@ -123,15 +135,16 @@ def main() -> None:
         help="also time the cross-rank reduce alone on N ranks (relabeled copies of the two summaries), e.g. 64,256",
     )
     a = ap.parse_args()
-    if not all(p.is_file() for p in SOURCES):
-        sys.exit(f"missing {SOURCES[0].parent}: the shared multi-GPU traces are needed")
+    sources = [a.sources / p.name for p in SOURCES] if a.sources else SOURCES
+    if not all(p.is_file() for p in sources):
+        sys.exit(f"missing {sources[0].parent}: the shared multi-GPU traces are needed")
     workers = [int(w) for w in a.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="nsys-doctor-ranks-") as tmp, tempfile.TemporaryDirectory() as tmp2:
-        bases = enlarge(Path(tmp2), a.scale)
+        bases = enlarge(Path(tmp2), a.scale, sources)
         with sqlite3.connect(bases[0]) as con:
             kernels = con.execute("SELECT count(*) FROM CUPTI_ACTIVITY_KIND_KERNEL").fetchone()[0]
         print(
-            f"{a.ranks} rank traces: copies of {SOURCES[0].name} and {SOURCES[1].name} x{a.scale} "
+            f"{a.ranks} rank traces: copies of {sources[0].name} and {sources[1].name} x{a.scale} "
             f"({kernels:,} kernels, {bases[0].stat().st_size / 2**20:.0f} MiB each); cpu_count={os.cpu_count()}"
         )
         d = Path(tmp)
@@ -154,6 +167,15 @@ def main() -> None:
             print(f"dask local:2: {best:6.2f} s  speedup {base / best:4.2f}x  results identical: {text == reference}")
         if a.reduce:
             time_reduce(bases, [int(n) for n in a.reduce.split(",")])
+        if a.report:
+            first: tuple[float, bytes] | None = None
+            for w in workers:
+                wall, out = min(time_report(d, w) for _ in range(a.repeat))
+                first = first or (wall, out)
+                print(
+                    f"report --jobs {w}: {wall:6.2f} s  speedup {first[0] / wall:4.2f}x  "
+                    f"output identical to --jobs {workers[0]}: {out == first[1]}"
+                )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of one worker process: {peak:.0f} MB (this process, which ran workers=1 itself: {own:.0f} MB)")
