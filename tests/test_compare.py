@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -257,8 +258,7 @@ def test_gate_refuses_runs_of_different_kinds():
     from nsys_doctor.analysis.compare import comparison_problem
 
     a = _profile([100] * 20)
-    b = _profile([100] * 20)
-    b.step_kind = "all"
+    b = dataclasses.replace(_profile([100] * 20), step_kind="all")
     problem = comparison_problem(a, b, 0.01, gating=True)
     assert problem is not None and "differ in kind" in problem[0]
     assert comparison_problem(a, b, 0.01, gating=False) is None

@@ -7,6 +7,8 @@ with code 2. Anything else that escapes is a bug and is allowed to raise.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NsysDoctorError(Exception):
     """A problem with the user's input, with the fix to apply."""
@@ -29,3 +31,16 @@ class TraceError(NsysDoctorError):
 
 class UsageError(NsysDoctorError):
     """A command-line argument is wrong."""
+
+
+def parse_toml(text: str, file: str, kind: str, hint: str) -> dict[str, Any]:
+    """``text`` as a TOML document; invalid TOML, or TOML nested too deeply to parse, is a ``UsageError`` naming
+    ``file`` (``"mapping file m.toml"``) and the ``kind`` of file it should be, with ``hint``."""
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{file} is not valid TOML: {exc}", hint) from exc
+    except RecursionError as exc:
+        raise UsageError(f"{file} is nested too deeply to be a {kind}", hint) from exc

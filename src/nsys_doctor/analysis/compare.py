@@ -69,7 +69,7 @@ def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndar
 # ------------------------------------------------------------------------------------------------- profiles
 
 
-@dataclass
+@dataclass(frozen=True)
 class Row:
     key: str
     family: str
@@ -92,7 +92,7 @@ class Row:
         return percentile(self.sample, 99)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Profile:
     source: str
     context_tokens: float | None  # mean context length of the decode steps, when known
@@ -336,7 +336,7 @@ def build_profile(
 # ------------------------------------------------------------------------------------------------------ diff
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiffRow:
     kind: str  # "kernel", "api", "memop", "family"
     key: str
@@ -360,7 +360,7 @@ class DiffRow:
         return self.__dict__.copy()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Headline:
     before_steps: int
     after_steps: int
@@ -382,7 +382,7 @@ class Headline:
         return self.__dict__.copy()
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiffResult:
     before: str
     after: str
@@ -617,7 +617,7 @@ def _merge(rows: list[Row], n: int) -> Row | None:
 # --------------------------------------------------------------------------------------------------- gating
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateResult:
     passed: bool
     threshold_pct: float
@@ -644,7 +644,7 @@ def gate(result: DiffResult, threshold_pct: float, family_thresholds: dict[str, 
 # -------------------------------------------------------------------------------------------------- scaling
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScalingRow:
     kind: str  # "family" or "kernel"
     key: str
@@ -659,7 +659,7 @@ class ScalingRow:
         return self.__dict__.copy()
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScalingResult:
     traces: list[str]
     contexts: list[float]

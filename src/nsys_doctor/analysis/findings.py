@@ -14,7 +14,7 @@ import polars as pl
 
 from ..units import format_bytes, format_ns
 from .distribution import tail_score
-from .host import HostSummary
+from .host import ApiGroup, HostSummary
 from .phases import Steps, Window
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -181,7 +181,7 @@ def costed(fid: str, summary: str, evidence: dict[str, object], cost_ns: int, ba
     return Finding(fid, severity_of(share), summary, evidence, int(cost_ns), share)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Facts:
     window: Window
     steps: Steps
@@ -197,6 +197,10 @@ class Facts:
     overhead: dict[str, int]  # profiler overhead name -> ns inside the window
     dynamic: pl.DataFrame  # name, grids (distinct grids inside decode steps), instances
     run_kind: str = "llm-decode"  # llm-decode | llm-prefill | iterations | unstructured (analysis/structure/)
+
+    def window_finding(self, fid: str, summary: str, evidence: dict[str, object], cost_ns: int) -> Finding:
+        """A finding whose severity follows its cost as a share of the analyzed window (see ``costed``)."""
+        return costed(fid, summary, evidence, cost_ns, self.window.duration)
 
     @property
     def step_word(self) -> str:
@@ -294,7 +298,7 @@ def host_sync(f: Facts) -> list[Finding]:
         per = _per_step(s.in_steps, n)
         names = _names(s.names)
         return [
-            costed(
+            f.window_finding(
                 "host-sync-in-inference",
                 f"{s.in_steps} host synchronizations inside steps ({per:.1f} per {f.step_word}): the GPU sits idle "
                 f"{format_ns(s.idle_ns)} after they return, until the host queues work again "
@@ -307,7 +311,6 @@ def host_sync(f: Facts) -> list[Finding]:
                     "by_name": s.names,
                 },
                 s.idle_ns,
-                f.window.duration,
             )
         ]
     return []
@@ -320,6 +323,17 @@ def _names(counts: dict[str, int], limit: int = 3) -> str:
     return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
+def _calls_evidence(group: ApiGroup, idle_key: str) -> dict[str, object]:
+    """The evidence of a finding about one group of host calls; ``idle_key`` names the GPU idle time they explain."""
+    return {
+        "count": group.count,
+        "in_steps": group.in_steps,
+        "total_ns": group.total_ns,
+        idle_key: group.idle_ns,
+        "by_name": group.names,
+    }
+
+
 @rule
 def pageable(f: Facts) -> list[Finding]:
     h = f.host
@@ -327,7 +341,7 @@ def pageable(f: Facts) -> list[Finding]:
     if h.pageable_in_steps and h.pageable_in_steps >= max(2, 0.25 * max(n, 1)):
         sizes = ", ".join(f"{c} x {format_bytes(b)}" for b, c in h.pageable_sizes.items())
         return [
-            costed(
+            f.window_finding(
                 "pageable-memcpy",
                 f"{h.pageable_in_steps} copies from pageable host memory inside steps "
                 f"({_per_step(h.pageable_in_steps, n):.1f} per {f.step_word}; sizes {sizes}; "
@@ -342,7 +356,6 @@ def pageable(f: Facts) -> list[Finding]:
                     "gpu_idle_ns": h.pageable_idle_ns,
                 },
                 h.pageable_idle_ns,
-                f.window.duration,
             )
         ]
     return []
@@ -354,20 +367,13 @@ def sync_copies(f: Facts) -> list[Finding]:
     for group, fid in ((f.host.sync_memcpy, "sync-memcpy"), (f.host.sync_memset, "sync-memset")):
         if group.count:
             out.append(
-                costed(
+                f.window_finding(
                     fid,
                     f"{group.count} calls in the window ({group.in_steps} inside steps, "
                     f"{format_ns(group.total_ns)}; the GPU idles {format_ns(group.idle_ns)} after them): "
                     + _names(group.names),
-                    {
-                        "count": group.count,
-                        "in_steps": group.in_steps,
-                        "total_ns": group.total_ns,
-                        "idle_after_ns": group.idle_ns,
-                        "by_name": group.names,
-                    },
+                    _calls_evidence(group, "idle_after_ns"),
                     group.idle_ns,
-                    f.window.duration,
                 )
             )
     return out
@@ -379,20 +385,13 @@ def alloc_churn(f: Facts) -> list[Finding]:
     if a.count >= 2:
         n = _decode_count(f)
         return [
-            costed(
+            f.window_finding(
                 "alloc-churn",
                 f"{a.count} allocation calls in the window ({a.in_steps} inside steps, "
                 f"{_per_step(a.in_steps, n):.1f} per {f.step_word}, {format_ns(a.total_ns)}; the GPU idles "
                 f"{format_ns(a.idle_ns)} while the host allocates): " + _names(a.names),
-                {
-                    "count": a.count,
-                    "in_steps": a.in_steps,
-                    "total_ns": a.total_ns,
-                    "gpu_idle_ns": a.idle_ns,
-                    "by_name": a.names,
-                },
+                _calls_evidence(a, "gpu_idle_ns"),
                 a.idle_ns,
-                f.window.duration,
             )
         ]
     return []
@@ -409,7 +408,7 @@ def launch_bound(f: Facts) -> list[Finding]:
     idle = f.host.step_gpu_idle_share
     if launches >= 100 and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
         return [
-            costed(
+            f.window_finding(
                 "launch-bound",
                 f"{launches:.0f} kernel launches per {f.step_word}; the GPU works {format_ns(gpu)} of a "
                 f"{format_ns(wall)} step ({100 * gpu / wall:.0f}%) and is idle "
@@ -424,7 +423,6 @@ def launch_bound(f: Facts) -> list[Finding]:
                     "idle_within_steps_ns": f.host.step_idle_ns,
                 },
                 f.host.step_idle_ns,
-                f.window.duration,
             )
         ]
     return []
@@ -437,7 +435,7 @@ def idle_gap(f: Facts) -> list[Finding]:
         top = g.head(5)
         total = int(g["dur"].sum())
         return [
-            costed(
+            f.window_finding(
                 "gpu-idle-gap",
                 f"{g.height} idle gaps of at least {format_ns(f.host.gap_threshold_ns)} (5x the step time) "
                 f"inside inference, {format_ns(total)} in total; longest "
@@ -450,7 +448,6 @@ def idle_gap(f: Facts) -> list[Finding]:
                     "loading_phase_gaps": f.host.loading_gaps.height,
                 },
                 total,
-                f.window.duration,
             )
         ]
     return []
@@ -484,7 +481,7 @@ def low_util(f: Facts) -> list[Finding]:
             "window_ns": f.window.duration,
             "idle_ns": idle,
         }
-        found = costed("low-gpu-utilization", summary, evidence, idle, f.window.duration)
+        found = f.window_finding("low-gpu-utilization", summary, evidence, idle)
         if f.run_kind == "unstructured" and found.severity == "critical":
             # no step structure: nothing says the idle time lies inside inference (a test harness, a whole trace)
             found = Finding(found.id, "warning", found.summary, found.evidence, found.cost_ns, found.cost_share)
@@ -514,6 +511,18 @@ def tail_outlier_expr() -> pl.Expr:
         (pl.col("count") >= TAIL_OUTLIER_MIN_COUNT)
         & (pl.col("max_p50") > TAIL_OUTLIER_MIN_RATIO)
         & (pl.col("tail_score") >= TAIL_SCORE_MIN)
+    )
+
+
+def _tail_finding(f: Facts, fid: str, kernels: pl.DataFrame, cols: list[str], items: list[str], above: str) -> Finding:
+    """A tail finding about ``kernels`` (``cols`` of each in the evidence, ``items`` in the summary): its cost is
+    their tail excess, the time they spend above ``above``."""
+    excess = int(kernels["tail_excess"].sum())
+    return f.window_finding(
+        fid,
+        "; ".join(items) + f" ({format_ns(excess)} above {above})",
+        {"kernels": kernels.select(cols).to_dicts()},
+        excess,
     )
 
 
@@ -559,16 +568,7 @@ def tails(f: Facts) -> list[Finding]:
             "typical_grid",
             "tail_grid",
         ]
-        excess = int(outl["tail_excess"].sum())
-        out.append(
-            costed(
-                "tail-outlier",
-                "; ".join(items) + f" ({format_ns(excess)} above the typical instance)",
-                {"kernels": outl.select(cols).to_dicts()},
-                excess,
-                f.window.duration,
-            )
-        )
+        out.append(_tail_finding(f, "tail-outlier", outl, cols, items, "the typical instance"))
     g = f.grid_tails
     if f.steps.count < 3:  # one pass through the model: same-shape instances are different layers, not a tail
         return out
@@ -582,16 +582,7 @@ def tails(f: Facts) -> list[Finding]:
             for r in sys_.iter_rows(named=True)
         ]
         cols = ["name", "label", "grid", "count", "p50", "p99", "max", "p99_p50", "tail_excess"]
-        excess = int(sys_["tail_excess"].sum())
-        out.append(
-            costed(
-                "tail-systematic",
-                "; ".join(items) + f" ({format_ns(excess)} above p50 in the slowest 1%)",
-                {"kernels": sys_.select(cols).to_dicts()},
-                excess,
-                f.window.duration,
-            )
-        )
+        out.append(_tail_finding(f, "tail-systematic", sys_, cols, items, "p50 in the slowest 1%"))
     return out
 
 
@@ -622,7 +613,7 @@ def module_loading(f: Facts) -> list[Finding]:
     m = f.host.module_loads
     if m.count:
         return [
-            costed(
+            f.window_finding(
                 "module-loading-in-window",
                 f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps; the GPU "
                 f"idles {format_ns(m.idle_ns)} while they load)",
@@ -634,7 +625,6 @@ def module_loading(f: Facts) -> list[Finding]:
                     "by_name": m.names,
                 },
                 m.idle_ns,
-                f.window.duration,
             )
         ]
     return []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from ..errors import UsageError
+from ..errors import UsageError, parse_toml
 
 CATEGORIES: tuple[str, ...] = (
     "GEMV",
@@ -86,12 +85,7 @@ def parse_rules(text: str, source: str) -> list[OpRule]:
     """Parse and validate a rules file's text (``[[rule]]`` tables); ``source`` names it in errors and rules."""
     where = "the shipped ops.toml" if source == BUILTIN_SOURCE else source
     hint = "see the header of nsys_doctor/data/ops.toml for the format"
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"op rules file {where} is not valid TOML: {exc}", hint) from exc
-    except RecursionError as exc:
-        raise UsageError(f"op rules file {where} is nested too deeply to be a rules file", hint) from exc
+    doc = parse_toml(text, f"op rules file {where}", "rules file", hint)
     unknown = sorted(set(doc) - {"rule"})
     if unknown:
         raise UsageError(

@@ -137,24 +137,25 @@ def _per_layer_updates(events: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
         pl.col("_n").round(0).cast(pl.Int64),
         pl.col("_segs").round(0).cast(pl.Int64),
     )
+
+    def by_role(column: str, routing: str, other_topk: str) -> pl.Expr:
+        """``column``: ``routing`` for MoE routing (top-k and sort with experts, the router's softmax),
+        ``other_topk`` for any other top-k or sort, else attention."""
+        return (
+            pl.when(topk & moe)
+            .then(pl.lit(routing))
+            .when(topk)
+            .then(pl.lit(other_topk))
+            .when(router_softmax)
+            .then(pl.lit(routing))
+            .otherwise(pl.lit("attention"))
+            .alias(column)
+        )
+
     return layer.sort("name").select(
         "name",
-        pl.when(topk & moe)
-        .then(pl.lit("moe"))
-        .when(topk)
-        .then(pl.lit("top-k"))
-        .when(router_softmax)
-        .then(pl.lit("moe"))
-        .otherwise(pl.lit("attention"))
-        .alias("family"),
-        pl.when(topk & moe)
-        .then(pl.lit("MoE"))
-        .when(topk)
-        .then(pl.lit("elementwise / other"))
-        .when(router_softmax)
-        .then(pl.lit("MoE"))
-        .otherwise(pl.lit("attention"))
-        .alias("category"),
+        by_role("family", "moe", "top-k"),
+        by_role("category", "MoE", "elementwise / other"),
         pl.when(topk & moe & (pl.col(_ROLE) == "topk"))
         .then(pl.concat_str(pl.lit("MoE router top-k"), how))
         .when(topk & moe)

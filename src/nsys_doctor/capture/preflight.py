@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from ..errors import NsysDoctorError
 from ..trace.nsysbin import NsysLocation, find_nsys
@@ -57,6 +58,21 @@ def parse_nsys_version(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+class _Verdict:
+    """A ``StatusEnv`` attribute: nsys's verdict on the line starting with ``label`` (True ok, False failed, None
+    absent or unclear)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @overload
+    def __get__(self, env: None, owner: type[StatusEnv]) -> _Verdict: ...
+    @overload
+    def __get__(self, env: StatusEnv, owner: type[StatusEnv] | None = None) -> bool | None: ...
+    def __get__(self, env: StatusEnv | None, owner: type[StatusEnv] | None = None) -> _Verdict | bool | None:
+        return self if env is None else env._ok(env._get(self.label))
+
+
 @dataclass(frozen=True)
 class StatusEnv:
     """``nsys status -e``: the CPU profiling environment check."""
@@ -91,30 +107,13 @@ class StatusEnv:
         v = self._get("Root privilege")
         return None if v is None else v.strip().lower().startswith("enabled")
 
-    @property
-    def timestamp_counter(self) -> bool | None:
-        return self._ok(self._get("Timestamp counter supported"))
-
-    @property
-    def perf_event(self) -> bool | None:
-        return self._ok(self._get("Linux perf_event_open syscall available"))
-
-    @property
-    def sampling_trigger(self) -> bool | None:
-        return self._ok(self._get("Sampling trigger event available"))
-
-    @property
-    def lbr(self) -> bool | None:
-        return self._ok(self._get("Intel(c) Last Branch Record support"))
-
-    @property
-    def cpu_profiling(self) -> bool | None:
-        """nsys's verdict for profiling the launched process tree (what `nsys profile` does)."""
-        return self._ok(self._get("CPU Profiling Environment (process-tree)"))
-
-    @property
-    def system_wide(self) -> bool | None:
-        return self._ok(self._get("CPU Profiling Environment (system-wide)"))
+    timestamp_counter = _Verdict("Timestamp counter supported")
+    perf_event = _Verdict("Linux perf_event_open syscall available")
+    sampling_trigger = _Verdict("Sampling trigger event available")
+    lbr = _Verdict("Intel(c) Last Branch Record support")
+    # nsys's verdict for profiling the launched process tree (what `nsys profile` does)
+    cpu_profiling = _Verdict("CPU Profiling Environment (process-tree)")
+    system_wide = _Verdict("CPU Profiling Environment (system-wide)")
 
 
 _STATUS_LINE = re.compile(r"^(.*?)\s*[:=]\s*(.*)$")

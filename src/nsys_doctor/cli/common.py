@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -42,15 +43,39 @@ def jobs_option(func: F) -> F:
     )(func)
 
 
+def file_option(*decls: str, help: str, metavar: str = "FILE", required: bool = False) -> Callable[[F], F]:
+    """An option naming a file, handed to the command as a ``Path`` (``decls``: its flags, then its parameter)."""
+    return click.option(*decls, metavar=metavar, type=click.Path(path_type=Path), required=required, help=help)
+
+
 def ops_option(func: F) -> F:
     """--ops FILE: extra kernel-to-operation rules."""
-    return click.option(
+    return file_option(
         "--ops",
         "ops_file",
-        metavar="FILE",
-        type=click.Path(path_type=Path),
         help="Extra kernel-to-operation rules (TOML, [[rule]] tables); they override the shipped ones.",
     )(func)
+
+
+RANK_FROM_HELP = "Several traces: rank numbers from the recorded environment, the file name, or sorted order."
+
+
+def rank_from_option(help: str = RANK_FROM_HELP) -> Callable[[F], F]:
+    """--rank-from: where the rank numbers of a rank set come from (report, stats, diff, nccl)."""
+    from ..trace.ranks import RANK_FROM
+
+    return click.option("--rank-from", type=click.Choice(RANK_FROM), default="auto", show_default=True, help=help)
+
+
+def request_option(verb: str) -> Callable[[F], F]:
+    """--request N: one request of the run instead of the measured ones (``verb``: what the command does with it,
+    report "Analyze", export "Export")."""
+    return click.option(
+        "--request",
+        type=click.IntRange(0),
+        metavar="N",
+        help=f"{verb} request N of the run (0-based, warm-up requests included) instead of the measured ones.",
+    )
 
 
 def _no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -71,6 +96,19 @@ def cache_option(func: F) -> F:
         callback=_no_cache,
         help="Do not use the frame cache (read the trace itself; write nothing to the cache folder).",
     )(func)
+
+
+def render_text(fmt: str, renderers: ModuleType, result: object, **terminal: object) -> str:
+    """``result`` as JSON, markdown or terminal text (``terminal``: the terminal renderer's options), by the
+    renderer module's ``render_json``, ``render_markdown`` and ``render_terminal``."""
+    if fmt == "json":
+        render: Callable[..., str] = renderers.render_json
+        return render(result)
+    if fmt == "markdown":
+        render = renderers.render_markdown
+        return render(result)
+    render = renderers.render_terminal
+    return render(result, **terminal)
 
 
 OUTPUT_PARAMS = frozenset({"output", "output_dir", "out"})

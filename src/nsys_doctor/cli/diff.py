@@ -12,8 +12,7 @@ import click
 
 from .. import progress
 from ..errors import NsysDoctorError, UsageError
-from ..trace.ranks import RANK_FROM
-from .common import FiniteFloat, cache_option, command_inputs, emit, jobs_option, ops_option
+from .common import FiniteFloat, cache_option, command_inputs, emit, jobs_option, ops_option, rank_from_option
 from .report import check_html_output, html_format_option, project_rules, read_in_stages, render_output
 
 # Only what the options need is imported here (`diff --help` loads no polars, numpy or rich); the comparison and
@@ -159,13 +158,7 @@ def load_baseline(name: str) -> Profile:
     "slowest rank's step time, mean GPU time and kernels per rank).",
 )
 @click.option("--rank", "only_rank", type=int, metavar="N", help="Rank sets: compare rank N only.")
-@click.option(
-    "--rank-from",
-    type=click.Choice(RANK_FROM),
-    default="auto",
-    show_default=True,
-    help="Rank numbers from the recorded environment, the file name, or sorted order.",
-)
+@rank_from_option("Rank numbers from the recorded environment, the file name, or sorted order.")
 @jobs_option
 @progress.quiet_option
 @cache_option

@@ -9,7 +9,7 @@ import click
 
 from .. import progress
 from ..errors import UsageError
-from .common import emit, ops_option
+from .common import emit, ops_option, render_text
 from .report import project_rules
 
 FORMATS = ("terminal", "markdown", "json")
@@ -38,7 +38,7 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
       nsys stats report.nsys-rep | nsys-doctor explain --format markdown
     """
     from ..analysis.explain import explain as explain_tables
-    from ..report.explain_text import render_json, render_markdown, render_terminal
+    from ..report import explain_text
     from ..trace.pasted import load_pasted, read_source
 
     rules = project_rules(ops_file)
@@ -50,12 +50,7 @@ def explain(source: str, fmt: str, output: str | None, ops_file: Path | None, to
         with progress.stage("analyses"):
             e = explain_tables(tables, rules, top=top)
         with progress.stage("rendering"):
-            if fmt == "json":
-                body = render_json(e)
-            elif fmt == "markdown":
-                body = render_markdown(e)
-            else:
-                body = render_terminal(e, color=output is None and sys.stdout.isatty())
+            body = render_text(fmt, explain_text, e, color=output is None and sys.stdout.isatty())
     emit(body, output, fmt)
 
 

@@ -20,7 +20,7 @@ from .. import progress
 from ..errors import NsysDoctorError, UsageError
 from ..safe_io import check_output, open_atomic, resolve_output, write_error
 from ..session import TraceSession, WindowChoice
-from .common import cache_option, command_inputs, default_output_name, ops_option, window_options
+from .common import cache_option, command_inputs, default_output_name, ops_option, request_option, window_options
 from .report import project_rules, read_in_stages
 
 if TYPE_CHECKING:
@@ -85,12 +85,7 @@ def _size(path: Path) -> str:
     help="Write kernels, api, memcpy, memset, nvtx, steps and requests .parquet into DIR (created if missing).",
 )
 @window_options
-@click.option(
-    "--request",
-    type=click.IntRange(0),
-    metavar="N",
-    help="Export request N of the run (0-based, warm-up requests included) instead of the measured ones.",
-)
+@request_option("Export")
 @ops_option
 @click.option("--no-flows", is_flag=True, help="Leave out the arrows from each CUDA API call to its GPU work.")
 @click.option("--demangled", is_flag=True, help="Name kernel slices by their demangled names (default: short names).")

@@ -10,8 +10,8 @@ import click
 
 from .. import progress
 from ..errors import UsageError
-from ..trace.ranks import RANK_FROM, RankSpec
-from .common import cache_option, emit, jobs_option
+from ..trace.ranks import RankSpec
+from .common import cache_option, emit, file_option, jobs_option, rank_from_option, render_text
 
 if TYPE_CHECKING:
     from ..analysis.nccl import NcclResult
@@ -50,19 +50,11 @@ def check_dask_address(address: str) -> None:
     help="Run the per-rank work on the Dask cluster at ADDRESS (tcp://host:8786; 'local' or 'local:N' starts one "
     "here). Traces must be readable at the same paths on the workers.",
 )
-@click.option(
-    "--rank-from",
-    type=click.Choice(RANK_FROM),
-    default="auto",
-    show_default=True,
-    help="Where rank numbers come from: the recorded environment (RANK ...), the file name, or sorted order.",
-)
+@rank_from_option("Where rank numbers come from: the recorded environment (RANK ...), the file name, or sorted order.")
 @click.option("--top", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Worst instances to list.")
-@click.option(
+@file_option(
     "--ops",
     "ops_file",
-    metavar="FILE",
-    type=click.Path(path_type=Path),
     help="Extra kernel-to-operation rules; kernels they put in the 'communication' family are analyzed too.",
 )
 @progress.quiet_option
@@ -133,13 +125,9 @@ def nccl(
 
 def _render(result: NcclResult, fmt: str, color: bool) -> str:
     """The cross-rank analysis as terminal text, markdown or JSON."""
-    from ..report.nccl_text import render_json, render_markdown, render_terminal
+    from ..report import nccl_text
 
-    if fmt == "json":
-        return render_json(result)
-    if fmt == "markdown":
-        return render_markdown(result)
-    return render_terminal(result, color=color)
+    return render_text(fmt, nccl_text, result, color=color)
 
 
 COMMANDS = [nccl]

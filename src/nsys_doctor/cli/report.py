@@ -13,8 +13,16 @@ import click
 
 from .. import progress
 from ..errors import NsysDoctorError, UsageError
-from ..trace.ranks import RANK_FROM
-from .common import cache_option, emit, jobs_option, ops_option, window_options
+from .common import (
+    cache_option,
+    emit,
+    file_option,
+    jobs_option,
+    ops_option,
+    rank_from_option,
+    request_option,
+    window_options,
+)
 
 # Only what the options need is imported here: `report --help` must not load polars, numpy or rich. The analyses
 # and renderers are imported by the functions that run them.
@@ -24,7 +32,7 @@ if TYPE_CHECKING:
     from ..analysis.nccl import NcclResult
     from ..analysis.ops import OpRule
     from ..analysis.roofline import Roofline
-    from ..session import TraceSession
+    from ..session import TraceSession, WindowChoice
     from ..trace import Trace
     from ..trace.ranks import RankSpec
     from ..trace.tables import TraceFrames
@@ -144,21 +152,14 @@ def capture_timing(trace_path: Path) -> dict[str, object] | None:
 
 
 def rank_report(
-    spec: RankSpec,
-    rules: list[OpRule],
-    window: str | None = None,
-    filter_nvtx: str | None = None,
-    whole_trace: bool = False,
-    top: int = 10,
-    plots: bool = False,
+    spec: RankSpec, rules: list[OpRule], choice: WindowChoice, top: int = 10, plots: bool = False
 ) -> object:
     """One rank's diagnosis and collective summary (top-level: runs in worker processes); with ``plots``, the data
     of its HTML plots too."""
     from ..parallel import WorkerError
-    from ..session import TraceSession, WindowChoice
+    from ..session import TraceSession
 
     try:
-        choice = WindowChoice(window, filter_nvtx, whole_trace)
         with TraceSession.open(spec.path, rules, choice, rank=spec) as session:
             if plots:
                 return session.diagnose(top), session.rank_summary(), session.plot_data()
@@ -214,18 +215,11 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--top", type=click.IntRange(1, 100_000), default=10, show_default=True, help="Kernels and tails to list."
 )
-@click.option(
-    "--rank-from",
-    type=click.Choice(RANK_FROM),
-    default="auto",
-    show_default=True,
-    help="Several traces: rank numbers from the recorded environment, the file name, or sorted order.",
-)
-@click.option(
+@rank_from_option()
+@file_option(
     "--model",
     "model_path",
     metavar="CONFIG",
-    type=click.Path(path_type=Path),
     help="Model config.json or shapes TOML: add the roofline section and its findings (see roofline).",
 )
 @click.option(
@@ -234,12 +228,7 @@ def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--peak-bw", "peak_bw", metavar="TB/S", help="Peak DRAM bandwidth for --model, if not in the trace.")
 @click.option("--no-split", is_flag=True, help="Analyze one trace holding several ranks as a whole, not per rank.")
 @jobs_option
-@click.option(
-    "--request",
-    type=click.IntRange(0),
-    metavar="N",
-    help="Analyze request N of the run (0-based, warm-up requests included) instead of the measured ones.",
-)
+@request_option("Analyze")
 @progress.quiet_option
 @cache_option
 def report(
@@ -338,9 +327,7 @@ def report(
                     jobs=jobs,
                     progress=progress.counter(),
                     rules=rules,
-                    window=window,
-                    filter_nvtx=filter_nvtx,
-                    whole_trace=whole_trace,
+                    choice=WindowChoice(window, filter_nvtx, whole_trace),
                     top=top,
                     plots=fmt == "html",
                 )

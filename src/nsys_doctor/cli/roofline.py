@@ -13,7 +13,7 @@ import click
 from .. import progress
 from ..analysis.model import DTYPES, MAX_DIM, Model  # no polars: the options need DTYPES and MAX_DIM
 from ..errors import UsageError
-from .common import cache_option, emit, ops_option, window_options
+from .common import cache_option, emit, file_option, ops_option, render_text, window_options
 from .report import FORMATS, project_rules, read_in_stages
 
 if TYPE_CHECKING:
@@ -103,12 +103,11 @@ def roofline_trace(
 
 @click.command()
 @click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
-@click.option(
+@file_option(
     "--model",
     "model_path",
     required=True,
     metavar="CONFIG.json|SHAPES.toml",
-    type=click.Path(path_type=Path),
     help="The traced model: its Hugging Face config.json, or a shapes TOML (see docs/roofline.md).",
 )
 @click.option(
@@ -127,11 +126,9 @@ def roofline_trace(
 @click.option(
     "--peak-flops", metavar="F", help="Dense peak for the compute dtype, TFLOP/s (989.5). Default: the GPU table."
 )
-@click.option(
+@file_option(
     "--mapping",
     "mapping_path",
-    metavar="FILE",
-    type=click.Path(path_type=Path),
     help="Map kernels to shapes explicitly: TOML [[map]] tables (kernel regex, optional grid, shape).",
 )
 @click.option(
@@ -180,7 +177,7 @@ def roofline(
     bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
     fl = parse_flops(peak_flops) if peak_flops is not None else None
     from ..analysis.roofline import read_mapping
-    from ..report.roofline_text import render_json, render_markdown, render_terminal
+    from ..report import roofline_text
     from ..trace import Trace
 
     rules = project_rules(ops_file)
@@ -202,13 +199,8 @@ def roofline(
             whole_trace=whole_trace,
         )
         with progress.stage("rendering"):
-            if fmt == "json":
-                text = render_json(result)
-            elif fmt == "markdown":
-                text = render_markdown(result)
-            else:
-                tty = output is None and sys.stdout.isatty()
-                text = render_terminal(result, width=None if tty else 180, color=tty)
+            tty = output is None and sys.stdout.isatty()
+            text = render_text(fmt, roofline_text, result, width=None if tty else 180, color=tty)
     emit(text, output, fmt)
 
 

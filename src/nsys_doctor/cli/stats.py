@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -14,10 +15,10 @@ from ..report.nsys_format import FORMATS, Units, render_chunks
 from ..safe_io import open_atomic, resolve_output, write_error, write_stdout
 from ..stats import REGISTRY, ReportContext, ReportRequest, load_all, parse_report_arg, run_report
 from ..trace import Trace
-from ..trace.ranks import RANK_FROM, discover, rank_filter
+from ..trace.ranks import discover, rank_filter
 from ..trace.window import EventFilter, event_filter, parse_filter_time
 from ..units import DISPLAY_MEM_UNITS, parse_timeunit
-from .common import command_inputs
+from .common import command_inputs, rank_from_option
 
 DEFAULT_REPORTS = (
     "nvtx_sum",
@@ -96,13 +97,7 @@ def _help_reports(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     is_flag=True,
     help="Split one trace holding several ranks' processes into per-rank reports (several traces always are).",
 )
-@click.option(
-    "--rank-from",
-    type=click.Choice(RANK_FROM),
-    default="auto",
-    show_default=True,
-    help="Several traces: rank numbers from the recorded environment, the file name, or sorted order.",
-)
+@rank_from_option()
 @progress.quiet_option
 def stats(
     trace_paths: tuple[Path, ...],
@@ -143,33 +138,36 @@ def stats(
     if memunit not in DISPLAY_MEM_UNITS:
         raise UsageError(f"unknown memory unit '{memunit}'", f"use one of {', '.join(DISPLAY_MEM_UNITS)}")
     units = Units(time=parse_timeunit(timeunit), mem=memunit)
+    run = StatsRun(requests, fmts, units, filter_time, filter_nvtx, output)
     with progress.task():
-        _stats(trace_paths, requests, fmts, units, filter_time, filter_nvtx, output, per_rank, rank_from)
+        _stats(trace_paths, run, per_rank, rank_from)
 
 
-def _stats(
-    trace_paths: tuple[Path, ...],
-    requests: list[ReportRequest],
-    fmts: list[str],
-    units: Units,
-    filter_time: str | None,
-    filter_nvtx: str | None,
-    output: str | None,
-    per_rank: bool,
-    rank_from: str,
-) -> None:
+@dataclass(frozen=True)
+class StatsRun:
+    """What one ``stats`` command asks of every trace (or rank): the reports, their formats and units, the
+    filters, and where the output goes."""
+
+    requests: list[ReportRequest]
+    fmts: list[str]
+    units: Units
+    filter_time: str | None
+    filter_nvtx: str | None
+    output: str | None
+
+
+def _stats(trace_paths: tuple[Path, ...], run: StatsRun, per_rank: bool, rank_from: str) -> None:
     """The reports on one trace, or on each rank of several (or of one trace with ``per_rank``)."""
     if len(trace_paths) == 1 and not per_rank and not trace_paths[0].is_dir():
         with Trace.open(trace_paths[0]) as trace:
-            flt = event_filter(trace, filter_time, filter_nvtx)
-            _run_reports(trace, flt, requests, fmts, units, output, "")
+            _run_reports(trace, event_filter(trace, run.filter_time, run.filter_nvtx), run, "")
         return
     specs = discover(list(trace_paths), rank_from)
-    time_filter = parse_filter_time(filter_time) if filter_time and not filter_nvtx else None
+    time_filter = parse_filter_time(run.filter_time) if run.filter_time and not run.filter_nvtx else None
     for spec in specs:
         with Trace.open(spec.path) as trace:
-            flt = rank_filter(trace, spec, time_filter, filter_nvtx)
-            if output in (None, "-"):
+            flt = rank_filter(trace, spec, time_filter, run.filter_nvtx)
+            if run.output in (None, "-"):
                 _out(f"\n==> rank {spec.rank}: {spec.label} (rank from {spec.source}) <==\n")
             if spec.device is not None:
                 click.echo(
@@ -177,19 +175,12 @@ def _stats(
                     "GPUs: the reports cover the whole process",
                     err=True,
                 )
-            _run_reports(trace, flt, requests, fmts, units, output, f"rank{spec.rank}")
+            _run_reports(trace, flt, run, f"rank{spec.rank}")
 
 
-def _run_reports(
-    trace: Trace,
-    flt: EventFilter,
-    requests: list[ReportRequest],
-    fmts: list[str],
-    units: Units,
-    output: str | None,
-    rank_tag: str,
-) -> None:
+def _run_reports(trace: Trace, flt: EventFilter, run: StatsRun, rank_tag: str) -> None:
     """Every requested report on one trace (or rank): to standard output, or one file per report."""
+    requests, fmts, units, output = run.requests, run.fmts, run.units, run.output
     to_stdout = output in (None, "-")
     for i, req in enumerate(requests):
         fmt = fmts[i] if len(fmts) > 1 else fmts[0]

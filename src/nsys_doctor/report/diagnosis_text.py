@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from io import StringIO
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -204,15 +206,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
     for c in ("category", "family", "share", "total", "per step", "kernels", "instances"):
         fam.add_column(c, justify="left" if c in ("category", "family") else "right")
     for r in d.families.head(8).iter_rows(named=True):
-        fam.add_row(
-            str(r["category"]),
-            str(r["family"]),
-            pct(r["share"]),
-            format_ns(r["total"]),
-            format_ns(r["per_step_ns"]),
-            str(r["kernels"]),
-            f"{r['count']:,}",
-        )
+        fam.add_row(*_family_cells(r), f"{r['count']:,}")
     if d.families.height:
         con.print(fam)
         con.print()
@@ -221,12 +215,7 @@ def render_terminal(d: Diagnosis, width: int = 140, color: bool = True) -> str:
         kt.add_column(c, justify="left" if c in ("family", "kernel") else "right")
     for r in d.kernels.head(5).iter_rows(named=True):
         kt.add_row(
-            pct(r["share"]),
-            format_ns(r["total"]),
-            f"{r['count']:,}",
-            format_ns(r["p50"]),
-            format_ns(r["p99"]),
-            format_ns(r["max"]),
+            *_kernel_times(r),
             str(r["family"]) + MATCH_MARKS.get(str(r.get("match")), ""),
             short(str(r["label"]), 50),
         )
@@ -300,6 +289,43 @@ def md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _family_cells(r: dict[str, Any]) -> list[str]:
+    """category, family, share, total, per step, kernels: a family's row in the terminal and Markdown tables."""
+    return [
+        str(r["category"]),
+        str(r["family"]),
+        pct(r["share"]),
+        format_ns(r["total"]),
+        format_ns(r["per_step_ns"]),
+        str(r["kernels"]),
+    ]
+
+
+def _kernel_times(r: dict[str, Any]) -> list[str]:
+    """share, total, count, p50, p99, max: the numbers of a kernel's row in the terminal and Markdown tables."""
+    return [
+        pct(r["share"]),
+        format_ns(r["total"]),
+        f"{r['count']:,}",
+        format_ns(r["p50"]),
+        format_ns(r["p99"]),
+        format_ns(r["max"]),
+    ]
+
+
+def md_table(title: str, header: Sequence[str], align: str, rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown section holding one table: a blank line, ``### title``, a blank line, the header, its alignment
+    row (``align``: one letter a column, ``l`` or ``r``) and one line a row."""
+    return [
+        "",
+        f"### {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |",
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+    ]
+
+
 def render_markdown(d: Diagnosis) -> str:
     t = d.trace
     w = d.window
@@ -318,35 +344,27 @@ def render_markdown(d: Diagnosis) -> str:
         for what, command, why in command_lines(d):
             out += [f"- {what}: {why}", "", "  ```sh", f"  {command}", "  ```"]
     if d.findings:
-        out += ["", "### Findings", "", "| severity | id | cost | evidence |", "| --- | --- | --- | --- |"]
-        out += [
-            f"| {f.severity} | `{f.id}` | {cost_text(f).strip(' ()') or '-'} | {md_escape(f.summary)} |"
-            for f in d.findings
-        ]
-    out += [
-        "",
-        "### Families",
-        "",
-        "| category | family | share | total | per step | kernels |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    out += [
-        f"| {r['category']} | {r['family']} | {pct(r['share'])} | {format_ns(r['total'])} | "
-        f"{format_ns(r['per_step_ns'])} | {r['kernels']} |"
-        for r in d.families.head(8).iter_rows(named=True)
-    ]
-    out += [
-        "",
-        "### Top kernels",
-        "",
-        "| share | total | count | p50 | p99 | max | family | kernel |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
-    ]
-    out += [
-        f"| {pct(r['share'])} | {format_ns(r['total'])} | {r['count']:,} | {format_ns(r['p50'])} | "
-        f"{format_ns(r['p99'])} | {format_ns(r['max'])} | {r['family']} | `{md_escape(short(str(r['label'])))}` |"
-        for r in d.kernels.head(5).iter_rows(named=True)
-    ]
+        out += md_table(
+            "Findings",
+            ["severity", "id", "cost", "evidence"],
+            "llll",
+            ([f.severity, f"`{f.id}`", cost_text(f).strip(" ()") or "-", md_escape(f.summary)] for f in d.findings),
+        )
+    out += md_table(
+        "Families",
+        ["category", "family", "share", "total", "per step", "kernels"],
+        "llrrrr",
+        (_family_cells(r) for r in d.families.head(8).iter_rows(named=True)),
+    )
+    out += md_table(
+        "Top kernels",
+        ["share", "total", "count", "p50", "p99", "max", "family", "kernel"],
+        "rrrrrrll",
+        (
+            [*_kernel_times(r), r["family"], f"`{md_escape(short(str(r['label'])))}`"]
+            for r in d.kernels.head(5).iter_rows(named=True)
+        ),
+    )
     out += ["", "### Steps", ""] + [f"- {line}" for line in steps_lines(d)]
     out += ["", "### Host", ""] + [f"- {line}" for line in host_lines(d)]
     if d.gpu_metrics:

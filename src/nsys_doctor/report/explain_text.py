@@ -6,6 +6,7 @@ text cannot tell and how to capture it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from ..analysis.explain import DIRECTION_WORDS, Explanation
 from ..units import format_bytes, format_ns, pct
-from .diagnosis_text import SEV_STYLE, md_escape, short
+from .diagnosis_text import SEV_STYLE, md_escape, md_table, short
 from .serialize import dumps
 
 KERNEL_ROWS = 8
@@ -37,6 +38,25 @@ def _map(x: object) -> dict[str, Any]:
 
 def _ns(x: object) -> str:
     return format_ns(x) if isinstance(x, int | float) else "-"
+
+
+def _family_cells(r: dict[str, Any], esc: Callable[[str], str]) -> list[str]:
+    """category (escaped by ``esc``), family, share, total, instances, kernels: a family's row in the terminal and
+    Markdown tables."""
+    return [
+        esc(str(r["category"])),
+        str(r["family"]),
+        pct(r["share"]),
+        _ns(r["total_ns"]) if r["total_ns"] else "-",
+        _count(r["count"]),
+        str(r["kernels"]),
+    ]
+
+
+def _kernel_times(r: dict[str, Any]) -> list[str]:
+    """share, total, count, avg, med, max: the numbers of a kernel's row in the terminal and Markdown tables."""
+    times = [_ns(r[k]) for k in ("avg_ns", "med_ns", "max_ns")]
+    return [pct(r["share"]), _ns(r["total_ns"]), _count(r["count"]), *times]
 
 
 def _bytes(n: object, resolution: object) -> str:
@@ -222,14 +242,7 @@ def render_terminal(e: Explanation, width: int = 140, color: bool = True) -> str
         for c in ("category", "family", "share", "total", "instances", "kernels"):
             fam.add_column(c, justify="left" if c in ("category", "family") else "right")
         for r in e.families[:FAMILY_ROWS]:
-            fam.add_row(
-                escape(str(r["category"])),
-                str(r["family"]),
-                pct(r["share"]),
-                _ns(r["total_ns"]) if r["total_ns"] else "-",
-                _count(r["count"]),
-                str(r["kernels"]),
-            )
+            fam.add_row(*_family_cells(r, escape))
         con.print(fam)
         say()
     if e.kernels:
@@ -237,16 +250,7 @@ def render_terminal(e: Explanation, width: int = 140, color: bool = True) -> str
         for c in ("share", "total", "count", "avg", "med", "max", "family", "kernel"):
             kt.add_column(c, justify="left" if c in ("family", "kernel") else "right")
         for r in e.kernels[:KERNEL_ROWS]:
-            kt.add_row(
-                pct(r["share"]),
-                _ns(r["total_ns"]),
-                _count(r["count"]),
-                _ns(r["avg_ns"]),
-                _ns(r["med_ns"]),
-                _ns(r["max_ns"]),
-                str(r["family"]),
-                escape(short(str(r["label"]), 50)),
-            )
+            kt.add_row(*_kernel_times(r), str(r["family"]), escape(short(str(r["label"]), 50)))
         con.print(kt)
         say()
     for title, lines in (("Host (CUDA API table)", _host_lines(e)), ("Memory copies", _memory_lines(e))):
@@ -287,34 +291,29 @@ def render_markdown(e: Explanation) -> str:
     out += ["", "### Diagnosis", "", str(e.diagnosis.get("why", "nothing to explain")), ""]
     out += [f"{i}. {a}" for i, a in enumerate(e.next_actions, 1)]
     if e.findings:
-        out += ["", "### Findings", "", "| severity | id | evidence |", "| --- | --- | --- |"]
-        out += [f"| {f.severity} | `{f.id}` | {md_escape(f.summary)} |" for f in e.findings]
+        out += md_table(
+            "Findings",
+            ["severity", "id", "evidence"],
+            "lll",
+            ([f.severity, f"`{f.id}`", md_escape(f.summary)] for f in e.findings),
+        )
     if e.families:
-        out += [
-            "",
-            "### Families",
-            "",
-            "| category | family | share | total | instances | kernels |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
-        ]
-        out += [
-            f"| {md_escape(str(r['category']))} | {r['family']} | {pct(r['share'])} | "
-            f"{_ns(r['total_ns']) if r['total_ns'] else '-'} | {_count(r['count'])} | {r['kernels']} |"
-            for r in e.families[:FAMILY_ROWS]
-        ]
+        out += md_table(
+            "Families",
+            ["category", "family", "share", "total", "instances", "kernels"],
+            "llrrrr",
+            (_family_cells(r, md_escape) for r in e.families[:FAMILY_ROWS]),
+        )
     if e.kernels:
-        out += [
-            "",
-            "### Top kernels",
-            "",
-            "| share | total | count | avg | med | max | family | kernel |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
-        ]
-        out += [
-            f"| {pct(r['share'])} | {_ns(r['total_ns'])} | {_count(r['count'])} | {_ns(r['avg_ns'])} | "
-            f"{_ns(r['med_ns'])} | {_ns(r['max_ns'])} | {r['family']} | `{md_escape(short(str(r['label'])))}` |"
-            for r in e.kernels[:KERNEL_ROWS]
-        ]
+        out += md_table(
+            "Top kernels",
+            ["share", "total", "count", "avg", "med", "max", "family", "kernel"],
+            "rrrrrrll",
+            (
+                [*_kernel_times(r), r["family"], f"`{md_escape(short(str(r['label'])))}`"]
+                for r in e.kernels[:KERNEL_ROWS]
+            ),
+        )
     for title, lines in (("Host (CUDA API table)", _host_lines(e)), ("Memory copies", _memory_lines(e))):
         if lines:
             out += ["", f"### {title}", ""] + [f"- {md_escape(line)}" for line in lines]

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..analysis.roofline import RATINGS, PhaseResult, Roofline, ShapeResult
 from ..units import format_bytes, format_ns, pct, scalar_int
-from .diagnosis_text import SEV_STYLE
+from .diagnosis_text import SEV_STYLE, md_escape
 from .serialize import dumps
 
 RATING_WORD = {
@@ -106,7 +106,7 @@ def _shape_rows(ph: PhaseResult, markdown: bool = False) -> tuple[list[str], lis
         row += [format_ns(s.mean_ns), _tbps(s.achieved_Bps), pct(s.efficiency)]
         if compute:
             row += [_tflops(s.achieved_flops), pct(s.flops_efficiency), s.bound or "?"]
-        kernel = f"`{_md(_kernels(s, 90))}`" if markdown else _kernels(s, 90)
+        kernel = f"`{md_escape(_kernels(s, 90))}`" if markdown else _kernels(s, 90)
         row += [RATING_WORD.get(s.rating, s.rating), kernel]
         rows.append(row)
     return head, rows
@@ -173,10 +173,6 @@ def render_terminal(r: Roofline, width: int | None = 180, color: bool = True) ->
     return buf.getvalue()
 
 
-def _md(s: str) -> str:
-    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def render_markdown(r: Roofline) -> str:
     out = [f"## nsys-doctor roofline: `{r.trace.get('path', '')}`", ""]
     out += [f"- {line}" for line in _header(r)]
@@ -186,13 +182,13 @@ def render_markdown(r: Roofline) -> str:
         head, rows = _shape_rows(ph, markdown=True)
         out += ["", "| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in rows]
-        out += ["", f"Ratings: {_md(_legend(ph))}."]
-        out += [""] + [f"- {_md(line)}" for line in _step_lines(ph)]
+        out += ["", f"Ratings: {md_escape(_legend(ph))}."]
+        out += [""] + [f"- {md_escape(line)}" for line in _step_lines(ph)]
     if r.findings:
         out += ["", "### Findings", "", "| severity | id | evidence | action |", "| --- | --- | --- | --- |"]
-        out += [f"| {f.severity} | `{f.id}` | {_md(f.summary)} | {_md(f.action)} |" for f in r.findings]
+        out += [f"| {f.severity} | `{f.id}` | {md_escape(f.summary)} | {md_escape(f.action)} |" for f in r.findings]
     if r.notes:
-        out += ["", "### Notes", ""] + [f"- {_md(n)}" for n in r.notes]
+        out += ["", "### Notes", ""] + [f"- {md_escape(n)}" for n in r.notes]
     return "\n".join(out) + "\n"
 
 

@@ -12,17 +12,7 @@ from .memops import MEMSET_NAME, memcpy_name_expr
 if TYPE_CHECKING:
     import polars as pl
 
-GEOMETRY = [
-    "gridX",
-    "gridY",
-    "gridZ",
-    "blockX",
-    "blockY",
-    "blockZ",
-    "registersPerThread",
-    "staticSharedMemory",
-    "dynamicSharedMemory",
-]
+GEOMETRY = S.KERNEL_GEOMETRY
 OUT = [
     "start",
     "dur",

@@ -112,31 +112,24 @@ def empty(name: str, title: str, columns: tuple[Column, ...], skipped: str = "")
 
 
 # ----------------------------------------------------------------------------------------------- memcpy / memset
+# after the memory kinds, both rules' columns are the same (the rows of _memory_op_rows)
+_MEMORY_OP_TAIL = (
+    Column("Bytes", "mem_B"),
+    Column("PID"),
+    Column("Device ID"),
+    Column("Context ID"),
+    Column("Green Context ID"),
+    Column("Stream ID"),
+    Column("API Name"),
+)
 MEMCPY_COLUMNS = (
     Column("Duration", "dur_ns"),
     Column("Start", "ts_ns"),
     Column("Src Kind"),
     Column("Dst Kind"),
-    Column("Bytes", "mem_B"),
-    Column("PID"),
-    Column("Device ID"),
-    Column("Context ID"),
-    Column("Green Context ID"),
-    Column("Stream ID"),
-    Column("API Name"),
+    *_MEMORY_OP_TAIL,
 )
-MEMSET_COLUMNS = (
-    Column("Duration", "dur_ns"),
-    Column("Start", "ts_ns"),
-    Column("Memory Kind"),
-    Column("Bytes", "mem_B"),
-    Column("PID"),
-    Column("Device ID"),
-    Column("Context ID"),
-    Column("Green Context ID"),
-    Column("Stream ID"),
-    Column("API Name"),
-)
+MEMSET_COLUMNS = (Column("Duration", "dur_ns"), Column("Start", "ts_ns"), Column("Memory Kind"), *_MEMORY_OP_TAIL)
 GPU_OP_COLUMNS = ["start", "end", "globalPid", "deviceId", "contextId", "greenContextId", "streamId", "correlationId"]
 
 
@@ -190,22 +183,16 @@ def _needs(ctx: ReportContext, table: str, what: str) -> str:
     return ""
 
 
-def _memcpy_rule(
-    ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: pl.Expr
-) -> StatsTable:
+def _memory_op_rows(ctx: ReportContext, df: pl.DataFrame, *kinds: str) -> list[tuple[object, ...]]:
+    """The rows of a CUDA memory rule (the columns of MEMCPY_COLUMNS or MEMSET_COLUMNS): duration, start, the
+    memory ``kinds`` as labels, bytes, where the operation ran, and the API call that launched it."""
     import polars as pl
 
-    why = _needs(ctx, S.MEMCPY, "memcpy")
-    if why:
-        return empty(name, title, MEMCPY_COLUMNS, why)
-    cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"]
-    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
     labels = ctx.trace.schema.enum_labels(MEM_KIND)
-    out = df.select(
+    return df.select(
         "dur",
         "start",
-        _enum_label("srcKind", labels),
-        _enum_label("dstKind", labels),
+        *(_enum_label(k, labels) for k in kinds),
         "bytes",
         pid_of("globalPid"),
         "deviceId",
@@ -213,8 +200,18 @@ def _memcpy_rule(
         pl.when(pl.col("greenContextId") != 0).then(pl.col("greenContextId")),
         "streamId",
         "api",
-    )
-    return StatsTable(name, title, MEMCPY_COLUMNS, out.rows())
+    ).rows()
+
+
+def _memcpy_rule(
+    ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: pl.Expr
+) -> StatsTable:
+    why = _needs(ctx, S.MEMCPY, "memcpy")
+    if why:
+        return empty(name, title, MEMCPY_COLUMNS, why)
+    cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"]
+    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
+    return StatsTable(name, title, MEMCPY_COLUMNS, _memory_op_rows(ctx, df, "srcKind", "dstKind"))
 
 
 @report("cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", options=COMMON_OPTIONS, kind="rule")
@@ -255,20 +252,7 @@ def cuda_memset_sync(ctx: ReportContext) -> StatsTable:
         return empty(name, title, MEMSET_COLUMNS, why)
     keep = pl.col("memKind").is_in([PINNED, MANAGED]).fill_null(False)
     df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], like_test(["cudaMemset%"], ["%async%"]), keep)
-    labels = ctx.trace.schema.enum_labels(MEM_KIND)
-    out = df.select(
-        "dur",
-        "start",
-        _enum_label("memKind", labels),
-        "bytes",
-        pid_of("globalPid"),
-        "deviceId",
-        "contextId",
-        pl.when(pl.col("greenContextId") != 0).then(pl.col("greenContextId")),
-        "streamId",
-        "api",
-    )
-    return StatsTable(name, title, MEMSET_COLUMNS, out.rows())
+    return StatsTable(name, title, MEMSET_COLUMNS, _memory_op_rows(ctx, df, "memKind"))
 
 
 # ----------------------------------------------------------------------------------------------- cuda_api_sync

@@ -28,6 +28,19 @@ DIAGNOSTIC = "DIAGNOSTIC_EVENT"
 GPU_MEMORY_USAGE = "CUDA_GPU_MEMORY_USAGE_EVENTS"
 GPU_METRICS = "GPU_METRICS"
 
+# The launch geometry of a KERNEL row: grid and block sizes, registers, shared memory.
+KERNEL_GEOMETRY = (
+    "gridX",
+    "gridY",
+    "gridZ",
+    "blockX",
+    "blockY",
+    "blockZ",
+    "registersPerThread",
+    "staticSharedMemory",
+    "dynamicSharedMemory",
+)
+
 # Tables whose presence marks a file as an nsys export (any one of them, together with StringIds).
 NSYS_MARKER_TABLES = frozenset(
     {

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from ...units import format_ns
 from ..distribution import scalar_int
 from ..findings import CATALOGUE, SEVERITY_ORDER, Finding
 from .prose import late_by_name, pattern_text, short_op
-from .rank import RankSummary
+
+if TYPE_CHECKING:
+    from .reduce import Reduction
 
 # Finding ids raised here: id -> (title, action). Registered in the finding catalogue by the project.
 NCCL_CATALOGUE = {k: CATALOGUE[k] for k in ("nccl-rank-skew", "nccl-not-overlapped", "rank-imbalance")}
@@ -22,25 +26,14 @@ def finding(fid: str, severity: str, summary: str, evidence: dict[str, object]) 
     return Finding(fid, severity, summary, evidence)
 
 
-def nccl_findings(
-    inst: pl.DataFrame,
-    complete: pl.DataFrame,
-    late: dict[str, object],
-    worst: pl.DataFrame,
-    steps_info: dict[str, object],
-    overlap: pl.DataFrame,
-    imbalance: pl.DataFrame,
-    summaries: list[RankSummary],
-) -> list[Finding]:
+def nccl_findings(c: Reduction) -> list[Finding]:
+    inst, complete, late, worst, steps_info = c.inst, c.complete, c.late, c.worst, c.steps_info
+    overlap, imbalance, summaries = c.overlap, c.imbalance, c.summaries
     out: list[Finding] = []
     total = int(inst["dur"].sum() or 0)
     wait = int(inst["wait"].sum() or 0)
     share = wait / total if total else 0.0
-    per_rank_wait = (
-        inst.group_by("rank")
-        .agg(pl.col("wait").sum(), pl.col("dur").sum())
-        .sort(["wait", "rank"], descending=[True, False])
-    )
+    per_rank_wait = c.wait_per_rank()
     step_frac = None
     if imbalance.height and "wait_mean" in imbalance.columns:
         im = imbalance.filter(pl.col("steps") > 0)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ...units import format_ns
+
+if TYPE_CHECKING:
+    from .reduce import Reduction
 
 
 def short_op(name: str) -> str:
@@ -45,18 +49,13 @@ def late_by_name(complete: pl.DataFrame, rank: int, names: int = 3) -> str:
     )
 
 
-def headline_of(
-    inst: pl.DataFrame,
-    complete: pl.DataFrame,
-    late: dict[str, object],
-    worst: pl.DataFrame,
-    steps_info: dict[str, object],
-    matched: pl.DataFrame,
-    n_ranks: int,
-) -> list[str]:
+def headline_of(c: Reduction) -> list[str]:
+    inst, complete, late, worst, steps_info = c.inst, c.complete, c.late, c.worst, c.steps_info
     out: list[str] = []
     if complete.is_empty():
-        out.append(f"{inst.height} collective kernels on {n_ranks} rank(s); no instance could be matched across ranks")
+        out.append(
+            f"{inst.height} collective kernels on {len(c.summaries)} rank(s); no instance could be matched across ranks"
+        )
         return out
     lr = late["late_rank"]
     total, waiting = int(inst["dur"].sum() or 0), int(inst["wait"].sum() or 0)
@@ -73,18 +72,13 @@ def headline_of(
         f"{format_ns(late.get('skew_p50_ns'))}, p99 {format_ns(late.get('skew_p99_ns'))}, max "  # type: ignore[arg-type]
         f"{format_ns(late.get('skew_max_ns'))}"  # type: ignore[arg-type]
     )
-    per = (
-        inst.group_by("rank")
-        .agg(pl.col("wait").sum(), pl.col("dur").sum())
-        .sort(["wait", "rank"], descending=[True, False])
-    )
-    r = per.row(0, named=True)
-    if r["dur"]:
+    w = c.wait_per_rank().row(0, named=True)
+    if w["dur"]:
         out.append(
-            f"rank {r['rank']} spends {format_ns(r['dur'])} in collective kernels, {100 * r['wait'] / r['dur']:.0f}% "
-            f"of it waiting for the last rank and {format_ns(r['dur'] - r['wait'])} moving data"
+            f"rank {w['rank']} spends {format_ns(w['dur'])} in collective kernels, {100 * w['wait'] / w['dur']:.0f}% "
+            f"of it waiting for the last rank and {format_ns(w['dur'] - w['wait'])} moving data"
         )
-    for m in matched.head(3).iter_rows(named=True):
+    for m in c.matched.head(3).iter_rows(named=True):
         out.append(
             f"{short_op(m['name'])}: {m['instances']} matched; skew p50 {format_ns(m['skew_p50'])} vs transfer "
             f"p50 {format_ns(m['transfer_p50'])} on the last rank: {100 * (m['wait_share'] or 0):.0f}% of its time "

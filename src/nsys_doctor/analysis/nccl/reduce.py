@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -18,6 +19,29 @@ from .result import NcclResult
 SPIKE_FACTOR = 5  # an instance is a spike when its skew is this many times the median skew ...
 SPIKE_MIN_NS = 100_000  # ... and at least this long
 IDLE_NS = 5_000  # a GPU gap before a launched kernel longer than this is waiting on a dependency
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """What the reduce measured across ranks, as the findings and the headline read it."""
+
+    inst: pl.DataFrame  # every collective instance of every rank, with its wait and arrival delay
+    complete: pl.DataFrame  # instances seen on every rank of their group: skew, transfer, the last rank
+    late: dict[str, object]  # the late rank, its delay and the arrival skew percentiles
+    worst: pl.DataFrame  # the instances with the largest skew
+    steps_info: dict[str, object]  # skew spikes and the steps (and recurring pattern) that carry them
+    matched: pl.DataFrame  # per collective name: matched instances, skew and transfer percentiles
+    overlap: pl.DataFrame  # per rank: collective time overlapped with compute
+    imbalance: pl.DataFrame  # per rank: own time, compute and waiting per step
+    summaries: list[RankSummary]  # the ranks, in rank order
+
+    def wait_per_rank(self) -> pl.DataFrame:
+        """Waiting and collective kernel time per rank (rank, wait, dur), the rank that waits most first."""
+        return (
+            self.inst.group_by("rank")
+            .agg(pl.col("wait").sum(), pl.col("dur").sum())
+            .sort(["wait", "rank"], descending=[True, False])
+        )
 
 
 def analyze(summaries: list[RankSummary], top: int = 12) -> NcclResult:
@@ -165,8 +189,9 @@ def analyze(summaries: list[RankSummary], top: int = 12) -> NcclResult:
     overlap = _overlap(summaries)
     imbalance = _imbalance(summaries, inst)
     rank_rows = _rank_rows(summaries, inst, late, overlap)
-    findings = nccl_findings(inst, complete, late, worst, steps_info, overlap, imbalance, summaries)
-    headline = headline_of(inst, complete, late, worst, steps_info, matched, len(summaries))
+    reduction = Reduction(inst, complete, late, worst, steps_info, matched, overlap, imbalance, summaries)
+    findings = nccl_findings(reduction)
+    headline = headline_of(reduction)
     if len(summaries) < 2:
         notes.append("one rank: arrival skew needs every rank's trace (several traces, a directory, or one report)")
     return NcclResult(

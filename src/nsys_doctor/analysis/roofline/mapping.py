@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import UsageError
+from ...errors import UsageError, parse_toml
 
 
 @dataclass(frozen=True)
@@ -24,12 +23,7 @@ class MapRule:
 def parse_mapping(text: str, source: str) -> list[MapRule]:
     """Parse and validate a mapping file (``[[map]]`` tables with ``kernel``, ``shape`` and optional ``grid``)."""
     hint = "write [[map]] tables with kernel = '<regex>', shape = '<shape name>' and optionally grid = 'XxYxZ'"
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"mapping file {source} is not valid TOML: {exc}", hint) from exc
-    except RecursionError as exc:
-        raise UsageError(f"mapping file {source} is nested too deeply to be a mapping file", hint) from exc
+    doc = parse_toml(text, f"mapping file {source}", "mapping file", hint)
     tables = doc.get("map")
     if set(doc) - {"map"} or not isinstance(tables, list) or not tables:
         extra = sorted(set(doc) - {"map"})

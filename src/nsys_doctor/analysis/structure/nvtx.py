@@ -11,7 +11,7 @@ from .patterns import LIBRARY_DOMAINS, LIBRARY_TEXT, STRIDE_MIN_CUTS
 from .sequence import is_empty_frame
 
 
-@dataclass
+@dataclass(frozen=True)
 class NvtxGroup:
     name: str  # digits replaced by N
     texts: list[str]

@@ -9,7 +9,7 @@ import numpy as np
 from .sequence import Level, Seq
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Passes:
     first: np.ndarray  # kernel index of the first kernel of each pass
     last: np.ndarray  # kernel index after the last kernel of each pass (exclusive)
@@ -50,7 +50,7 @@ def passes_from_level(seq: Seq, lv: Level) -> _Passes:
     return _Passes(starts.astype(np.int64), ends.astype(np.int64), ok)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PassStats:
     first: np.ndarray
     last: np.ndarray

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ..phases import GRAPH_LAUNCH_API, LAUNCH_API
+from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, rows_where
 from .patterns import MIN_SEGMENTS, REGULAR_TOL
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -19,7 +19,7 @@ class Api:
     rows are selected with a boolean mask (traces have millions of calls)."""
 
     def __init__(self, api: pl.DataFrame, pid: int | None) -> None:
-        own = api if pid is None or api.is_empty() else api.filter(pl.col("pid") == pid)
+        own = api if pid is None else rows_where(api, "pid", pid)
         self.frame = own
         self.names: list[str] = own["name"].drop_nulls().unique().sort().to_list() if own.height else []
         if own.height:
@@ -41,7 +41,7 @@ def is_empty_frame(df: pl.DataFrame | None) -> bool:
     return df is None or df.is_empty()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Seq:
     """The kernel sequence of the main process in launch order, as numpy arrays."""
 
@@ -66,11 +66,12 @@ class Seq:
 
 
 def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
-    k = kernels if pid is None else kernels.filter(pl.col("pid") == pid)
-    k = k.with_columns(
-        pl.col("name").fill_null(pl.col("short")).fill_null("?"),
-        pl.col("short").fill_null(pl.col("name")).fill_null("?"),
-    )
+    k = kernels if pid is None else rows_where(kernels, "pid", pid)
+    if k["name"].null_count() or k["short"].null_count():
+        k = k.with_columns(
+            pl.col("name").fill_null(pl.col("short")).fill_null("?"),
+            pl.col("short").fill_null(pl.col("name")).fill_null("?"),
+        )
     start = k["start"].to_numpy()
     end = k["end"].to_numpy()
     t = start.copy()
@@ -105,7 +106,7 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
 # ------------------------------------------------------------------------------------------------ levels
 
 
-@dataclass
+@dataclass(frozen=True)
 class Level:
     count: int
     codes: list[int]  # names with exactly this count (the regular ones)

@@ -25,7 +25,7 @@ from .patterns import (
 from .sequence import Api, Cluster, Level, Seq, is_empty_frame
 
 
-@dataclass
+@dataclass(frozen=True)
 class Signals:
     """Host-side facts placed in the kernel sequence (as kernel positions) or in time."""
 

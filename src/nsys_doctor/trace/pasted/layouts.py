@@ -35,6 +35,14 @@ def _is_ellipsis(line: str) -> bool:
     return bool(ELLIPSIS.match(line))
 
 
+def _elided(line: str, raw: Raw) -> bool:
+    """Is ``line`` an ellipsis standing for rows left out of the paste? Then ``raw`` is marked partial."""
+    if not _is_ellipsis(line):
+        return False
+    raw.partial = True
+    return True
+
+
 def _slices(spans: list[tuple[int, int]]) -> list[slice]:
     """Cell slices of a column table: each span widened by one character (rows shifted by one still read), the
     last one open to the end of the line (long names)."""
@@ -163,8 +171,7 @@ def column_table(lines: list[str], dash: int) -> Raw | None:
         line = lines[i].expandtabs().rstrip("\n")
         if not line.strip():
             break
-        if _is_ellipsis(line):
-            raw.partial = True
+        if _elided(line, raw):
             i += 1
             continue
         cells = _cells_by_spans(line, cuts)
@@ -224,8 +231,7 @@ def box_table(lines: list[str], rule: int) -> Raw | None:
             break
         if not line.strip():
             break
-        if _is_ellipsis(line):
-            raw.partial = True
+        if _elided(line, raw):
             i += 1
             continue
         if not line.lstrip().startswith("|"):
@@ -299,8 +305,7 @@ def csv_table(lines: list[str], start: int) -> Raw | None:
         raw = Raw("csv", start, start + 1, [h.strip() for h in headers], [], fixed_decimal=".")
         i = start + 1
         while i < len(lines) and lines[i].strip():
-            if _is_ellipsis(lines[i]):
-                raw.partial = True
+            if _elided(lines[i], raw):
                 i += 1
                 continue
             cells = _csv_fields(lines[i].rstrip("\r\n"), delimiter)
