@@ -69,8 +69,15 @@ def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndar
 # ------------------------------------------------------------------------------------------------- profiles
 
 
+class Record:
+    """A result row whose JSON is its fields, as they are."""
+
+    def to_dict(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
 @dataclass(frozen=True)
-class Row:
+class Row(Record):
     key: str
     family: str
     category: str
@@ -79,9 +86,6 @@ class Row:
     per_step: list[int]  # total per decode step, aligned with the profile's steps (0 when absent)
     sample: list[int]  # instance durations (sorted; downsampled beyond SAMPLE_MAX)
     label: str = ""  # short display name of a kernel
-
-    def to_dict(self) -> dict[str, object]:
-        return self.__dict__.copy()
 
     @property
     def p50(self) -> float | None:
@@ -337,7 +341,7 @@ def build_profile(
 
 
 @dataclass(frozen=True)
-class DiffRow:
+class DiffRow(Record):
     kind: str  # "kernel", "api", "memop", "family"
     key: str
     family: str
@@ -356,12 +360,9 @@ class DiffRow:
     matched: str  # "name", "family" (renamed kernels), "before only", "after only"
     label: str = ""
 
-    def to_dict(self) -> dict[str, object]:
-        return self.__dict__.copy()
-
 
 @dataclass(frozen=True)
-class Headline:
+class Headline(Record):
     before_steps: int
     after_steps: int
     before_gpu_per_step: float
@@ -377,9 +378,6 @@ class Headline:
     after_launches_per_step: float
     before_graph_launches_per_step: float
     after_graph_launches_per_step: float
-
-    def to_dict(self) -> dict[str, object]:
-        return self.__dict__.copy()
 
 
 @dataclass(frozen=True)
@@ -618,13 +616,10 @@ def _merge(rows: list[Row], n: int) -> Row | None:
 
 
 @dataclass(frozen=True)
-class GateResult:
+class GateResult(Record):
     passed: bool
     threshold_pct: float
     reasons: list[str]
-
-    def to_dict(self) -> dict[str, object]:
-        return self.__dict__.copy()
 
 
 def gate(result: DiffResult, threshold_pct: float, family_thresholds: dict[str, float] | None = None) -> GateResult:
@@ -645,7 +640,7 @@ def gate(result: DiffResult, threshold_pct: float, family_thresholds: dict[str, 
 
 
 @dataclass(frozen=True)
-class ScalingRow:
+class ScalingRow(Record):
     kind: str  # "family" or "kernel"
     key: str
     family: str
@@ -654,9 +649,6 @@ class ScalingRow:
     growth_pct: float | None  # last vs first
     p_value: float  # first vs last trace, per-step totals
     status: str  # "scales (expected)", "investigate", "flat", "shrinks"
-
-    def to_dict(self) -> dict[str, object]:
-        return self.__dict__.copy()
 
 
 @dataclass(frozen=True)
