@@ -1,7 +1,7 @@
 """Speedup of the per-rank work (``nsys-doctor nccl``) with 1, 2 and 4 worker processes, on replicated rank traces.
 
-    python benchmarks/bench_ranks.py [--ranks 16] [--scale 16] [--workers 1,2,4] [--repeat 2] [--dask] [--report]
-        [--sources DIR]
+    python benchmarks/bench_ranks.py [--ranks 16] [--scale 16] [--workers 1,2,4] [--repeat 2] [--dask [ADDRESS]]
+        [--report] [--sources DIR]
 
 The two real rank traces of ``../shared/traces/multigpu`` (``tp2_straggler_rank0/1.sqlite``, 10k kernels each)
 are first made ``--scale`` times longer (their activity replicated in time with ``make_large_trace.replicate``,
@@ -9,7 +9,7 @@ the same time shift for both ranks so that their collectives still line up), the
 directory as ``trace_rank0.sqlite`` .. ``trace_rank{N-1}.sqlite`` (even ranks are copies of rank 0, odd of
 rank 1), then discover + read + summarize every rank + the cross-rank reduce are timed with each worker count
 (best of ``--repeat``; pool start-up included, as a user pays it). The results must be identical for every
-worker count (and for a local Dask cluster with ``--dask``). The peak resident memory of any worker process is
+worker count (and for a Dask cluster with ``--dask``). The peak resident memory of any worker process is
 printed too: a worker holds one rank trace at a time, so it does not grow with the number of ranks.
 
 ``--report`` also times the whole ``nsys-doctor report DIR --jobs N --format json`` command (a fresh process, the
@@ -125,7 +125,13 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=16, help="repeat each rank trace's activity this many times")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--dask", action="store_true", help="also time a local Dask cluster of 2 worker processes")
+    ap.add_argument(
+        "--dask",
+        nargs="?",
+        const="local:2",
+        metavar="ADDRESS",
+        help="also time a Dask cluster (default local:2: a local cluster of 2 worker processes; local:N for N)",
+    )
     ap.add_argument("--report", action="store_true", help="also time the whole report command per worker count")
     ap.add_argument("--sources", type=Path, help="folder holding tp2_straggler_rank0/1.sqlite")
     ap.add_argument(
@@ -163,8 +169,8 @@ def main() -> None:
                 f"CPU {cpu:6.1f} s ({cpu / best:3.1f} cores busy)  results identical to workers=1: {same}"
             )
         if a.dask:
-            best, text, _ = min(run_once(d, 1, "local:2") for _ in range(a.repeat))
-            print(f"dask local:2: {best:6.2f} s  speedup {base / best:4.2f}x  results identical: {text == reference}")
+            best, text, _ = min(run_once(d, 1, a.dask) for _ in range(a.repeat))
+            print(f"dask {a.dask}: {best:6.2f} s  speedup {base / best:4.2f}x  results identical: {text == reference}")
         if a.reduce:
             time_reduce(bases, [int(n) for n in a.reduce.split(",")])
         if a.report:
