@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nsys_doctor.capture import command as C
-from nsys_doctor.capture import guards, preflight, run, session, workload
+from nsys_doctor.capture import guards, preflight, run, session, sidecar, workload
 from nsys_doctor.capture.plan import CaptureArgs, plan
 from nsys_doctor.cli.main import main
 from nsys_doctor.config import Config
@@ -773,7 +773,7 @@ def test_the_real_capture_validates_and_report_analyzes_it():
 
 
 def test_the_real_sidecar_schema():
-    data = run.read_sidecar(CAPTURE)
+    data = sidecar.read_sidecar(CAPTURE)
     assert data is not None and data["schema"] == "nsys-doctor-capture/1"
     assert data["baseline"] == {
         "metric": "per_token_ms",
@@ -811,8 +811,8 @@ def test_empty_capture_is_a_problem():
 
 
 def test_sidecar_paths_and_repeat_files(tmp_path: Path):
-    assert run.sidecar_path("t/decode.sqlite") == Path("t/decode.nsys-doctor.json")
-    assert run.sidecar_path("t/rep.2.nsys-rep") == Path("t/rep.2.nsys-doctor.json")
+    assert sidecar.sidecar_path("t/decode.sqlite") == Path("t/decode.nsys-doctor.json")
+    assert sidecar.sidecar_path("t/rep.2.nsys-rep") == Path("t/rep.2.nsys-doctor.json")
     for n in ("r.1.sqlite", "r.2.sqlite", "r.10.sqlite", "r.1.nsys-rep", "r.2.nsys-rep", "rx.sqlite", "r.a.sqlite"):
         (tmp_path / n).write_text("x")
     found = run.find_traces(str(tmp_path / "r"), since=0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import io
-import json
 import os
 import re
 import shlex
@@ -24,15 +23,12 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import NsysDoctorError
-from ..safe_io import write_atomic
 from ..trace import Trace
 from ..trace.meta import TraceInfo, describe
 from . import preflight
 from .command import Range
+from .sidecar import read_sidecar, write_sidecar
 from .workload import metric_unit, timing_from_output
-
-SIDECAR_SCHEMA = "nsys-doctor-capture/1"
-SIDECAR_SUFFIX = ".nsys-doctor.json"
 
 
 class CaptureError(NsysDoctorError):
@@ -40,30 +36,6 @@ class CaptureError(NsysDoctorError):
 
 
 # ------------------------------------------------------------------------------------------- files and sidecar
-
-
-def sidecar_path(trace: str | Path) -> Path:
-    """``target/profiling/x.sqlite`` -> ``target/profiling/x.nsys-doctor.json`` (also for x.nsys-rep)."""
-    p = Path(trace)
-    if p.suffix in (".sqlite", ".nsys-rep"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + SIDECAR_SUFFIX)
-
-
-def read_sidecar(trace: str | Path) -> dict[str, object] | None:
-    """The capture record beside a trace, or None when there is none (or it is not ours)."""
-    p = sidecar_path(trace)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("schema") == SIDECAR_SCHEMA else None
-
-
-def write_sidecar(trace: str | Path, data: dict[str, object]) -> Path:
-    p = sidecar_path(trace)
-    write_atomic(p, json.dumps({"schema": SIDECAR_SCHEMA, **data}, indent=2, default=str) + "\n")
-    return p
 
 
 def existing_outputs(glob_base: str) -> list[Path]:

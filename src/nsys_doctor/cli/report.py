@@ -143,7 +143,7 @@ def add_roofline(
 
 def capture_timing(trace_path: Path) -> dict[str, object] | None:
     """Unprofiled vs traced timing from the capture record beside the trace (nsys-doctor capture --baseline-run)."""
-    from ..capture.run import read_sidecar
+    from ..capture.sidecar import read_sidecar
 
     rec = read_sidecar(trace_path)
     if not rec or not isinstance(rec.get("baseline"), dict):

@@ -130,7 +130,7 @@ def slot(
             total += st.st_size
         if not states or total < cache.min_trace_bytes():
             return None
-        from ..capture.run import sidecar_path
+        from ..capture.sidecar import sidecar_path
 
         contents = {name: _file_digest(p) for name, p in files.items()}
         contents |= {f"capture record {i}": _file_digest(sidecar_path(t)) for i, t in enumerate(traces)}
