@@ -29,7 +29,8 @@ import glob
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..errors import UsageError
 
@@ -170,23 +171,34 @@ def parse_backtrace(spec: str) -> str:
 
 
 @dataclass(frozen=True)
-class CaptureOptions:
-    """Everything that decides the nsys command line of one ``nsys profile`` capture."""
+class Switches:
+    """The nsys switches a capture takes as given: the same in the command line's arguments (``plan.CaptureArgs``)
+    and in the checked options (``CaptureOptions``)."""
 
-    output: str = f"{OUTPUT_DIR}/capture"  # the -o value, patterns already expanded (see expand_output_name)
-    range: Range = field(default_factory=Range)
     range_end: str = "stop"  # stop: the application runs on (and prints its timing); stop-shutdown: nsys ends it
     repeat: int | None = None
     start_later: bool = False
-    trace: tuple[str, ...] = DEFAULT_TRACE
     lighter: bool = False
     memory_usage: bool = False
-    backtrace: str | None = None
     gpu_metrics: bool = False
     gpu_metrics_frequency: int | None = None
     plugins: tuple[str, ...] = ()
     stats: bool = False
     graph_trace: str = "node"
+
+    def switches(self) -> dict[str, Any]:
+        """The switches alone, by name (to build the other kind of object from this one)."""
+        return {f.name: getattr(self, f.name) for f in fields(Switches)}
+
+
+@dataclass(frozen=True)
+class CaptureOptions(Switches):
+    """Everything that decides the nsys command line of one ``nsys profile`` capture."""
+
+    output: str = f"{OUTPUT_DIR}/capture"  # the -o value, patterns already expanded (see expand_output_name)
+    range: Range = field(default_factory=Range)
+    trace: tuple[str, ...] = DEFAULT_TRACE
+    backtrace: str | None = None  # checked and normalized (parse_backtrace)
     command_file: str | None = None
     extra: tuple[str, ...] = ()
 

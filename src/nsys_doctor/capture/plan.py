@@ -36,8 +36,10 @@ OPTION_FIELDS = {
 }
 
 
-@dataclass
-class CaptureArgs:
+@dataclass(frozen=True)
+class CaptureArgs(C.Switches):
+    """The capture command's arguments as given (the switches nsys takes as they are come from ``Switches``)."""
+
     command: list[str] = field(default_factory=list)
     name: str | None = None
     output_dir: str = C.OUTPUT_DIR
@@ -48,18 +50,8 @@ class CaptureArgs:
     iters: int | None = None
     no_graph: bool = False
     range: str | None = None
-    range_end: str = "stop"
-    repeat: int | None = None
-    start_later: bool = False
     trace: tuple[str, ...] = ()
-    lighter: bool = False
-    memory_usage: bool = False
-    backtrace: str | None = None
-    gpu_metrics: bool = False
-    gpu_metrics_frequency: int | None = None
-    plugins: tuple[str, ...] = ()
-    stats: bool = False
-    graph_trace: str = "node"
+    backtrace: str | None = None  # as typed; CaptureOptions holds it checked
     nsys_args: tuple[str, ...] = ()
     command_file: str | None = None
     allow_debug: bool = False
@@ -184,20 +176,11 @@ def plan(
     opts = C.CaptureOptions(
         output=out.nsys_value,
         range=rng,
-        range_end=args.range_end,
-        repeat=args.repeat,
-        start_later=args.start_later,
         trace=trace,
-        lighter=args.lighter,
-        memory_usage=args.memory_usage,
         backtrace=C.parse_backtrace(args.backtrace) if args.backtrace else None,
-        gpu_metrics=args.gpu_metrics,
-        gpu_metrics_frequency=args.gpu_metrics_frequency,
-        plugins=tuple(args.plugins),
-        stats=args.stats,
-        graph_trace=args.graph_trace,
         command_file=str(cf_path) if cf_path else None,
         extra=extra,
+        **args.switches(),
     )
     write = None
     only: set[str] | None = None
