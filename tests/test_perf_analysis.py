@@ -1,5 +1,6 @@
 """The fast paths of the report's hot spots give exactly what the straightforward definitions give: tail tables,
-percentiles, busy intervals, API call filters and the (pid, device) units of a trace. No timing here
+percentiles, busy intervals, API call filters, kernels joined to their launches and the (pid, device) units of a
+trace. No timing here
 (benchmarks/bench_report.py measures it)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from nsys_doctor.analysis.distribution import PERCENTILES, percentile, tail_table
 from nsys_doctor.analysis.host import _busy_intervals_grouped, busy_intervals
-from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, calls
+from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, calls, launched_kernels
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.ranks import MASK24, gpu_units
 from nsys_doctor.trace.tables import distinct_values
@@ -230,3 +231,75 @@ def test_tail_score_is_the_tail_table_s() -> None:
     # 250 us * log2(43) * 2500 by hand
     assert tail_score(250_000, 42, 100) == pytest.approx(250.0 * 5.426264754702098 * 2500, rel=1e-12)
     assert tail_score(1_000, 1, 0) == pytest.approx(1.0)  # no p50: ratio 1
+
+
+# ---------------------------------------------------------------------------------------------- launched kernels
+
+
+def _launched_reference(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
+    """The definition: a left join of the kernels to their launch calls on (correlationId, pid)."""
+    a = calls(api, LAUNCH_API, columns=["correlationId", "pid", "tid", "start", "end"])
+    return kernels.join(
+        a.rename({"start": "l_start", "end": "l_end"}), on=["correlationId", "pid"], how="left", maintain_order="left"
+    )
+
+
+def _api_rows(corr: list[int | None], pid: list[int | None]) -> pl.DataFrame:
+    n = len(corr)
+    return pl.DataFrame(
+        {
+            "correlationId": corr,
+            "pid": pid,
+            "tid": list(range(100, 100 + n)),
+            "start": [10 * i for i in range(n)],
+            "end": [10 * i + 5 for i in range(n)],
+            "name": ["cudaLaunchKernel"] * (n - 1) + ["cudaMemsetAsync"] if n else [],
+        },
+        schema={
+            "correlationId": pl.Int64,
+            "pid": pl.Int64,
+            "tid": pl.Int64,
+            "start": pl.Int64,
+            "end": pl.Int64,
+            "name": pl.Utf8,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("kcorr", "kpid", "acorr", "apid"),
+    [
+        ([1, 2, None, 4, 5], [7, 7, 7, None, 7], [1, 2, None, 5, 3], [7, 7, 7, 8, 7]),  # nulls, a pid mismatch
+        ([1, 2, 3], [7, 7, 7], [2, 2, 1, 9], [7, 7, 7, 7]),  # a launch recorded twice: the kernel's row repeats
+        ([1, 2, 3], [7, 7, 7], [], []),  # no launches
+        ([], [], [1, 2], [7, 7]),  # no kernels
+        ([1, 2, 2**33], [7, 7, 7], [1, 2, 2**33, 4], [7, 7, 7, 7]),  # ids beyond 32 bits: the join decides
+        ([3, 1, 2], [2**23, 5, 5], [2, 3, 1, 0], [5, 2**23, 5, 5]),  # out of order, a large pid
+    ],
+)
+def test_launched_kernels_is_the_left_join(
+    kcorr: list[int | None], kpid: list[int | None], acorr: list[int | None], apid: list[int | None]
+) -> None:
+    kernels = pl.DataFrame(
+        {"correlationId": kcorr, "pid": kpid, "start": list(range(len(kcorr)))},
+        schema={"correlationId": pl.Int64, "pid": pl.Int64, "start": pl.Int64},
+    )
+    api = _api_rows(acorr, apid)
+    got, want = launched_kernels(kernels, api), _launched_reference(kernels, api)
+    assert got.schema == want.schema
+    assert got.equals(want)
+
+
+def test_launched_kernels_of_a_real_trace_is_the_left_join() -> None:
+    from nsys_doctor.trace.tables import TraceFrames
+
+    from .conftest import SAMPLE
+
+    with Trace.open(SAMPLE) as trace:
+        f = TraceFrames(trace)
+        got = launched_kernels(f.kernels, f.api)
+        assert got.equals(_launched_reference(f.kernels, f.api))
+        launches = calls(f.api, LAUNCH_API, columns=["correlationId", "pid", "tid", "start", "end"])
+        fast = _lookup_launches(f.kernels, launches.rename({"start": "l_start", "end": "l_end"}))
+        assert fast is not None  # the binary search served it, not the join
+        assert got["l_start"].null_count() < got.height // 10  # the launches were found
