@@ -112,11 +112,17 @@ def time_reduce(bases: list[Path], counts: list[int]) -> None:
 
 def time_report(directory: Path, jobs: int) -> tuple[float, bytes]:
     """Wall seconds and output of the whole ``report`` command on the rank set (caches off)."""
-    env = dict(os.environ, NSYS_DOCTOR_NO_CACHE="1", PYTHONPATH=str(ROOT / "src"))
+    env = dict(
+        os.environ,
+        NSYS_DOCTOR_NO_CACHE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+    )
     cmd = [sys.executable, "-m", "nsys_doctor.cli.main", "report", str(directory), "--jobs", str(jobs)]
     t0 = time.perf_counter()
-    out = subprocess.run([*cmd, "--format", "json", "-q"], env=env, capture_output=True, check=True).stdout
-    return time.perf_counter() - t0, out
+    proc = subprocess.run([*cmd, "--format", "json", "-q"], env=env, capture_output=True)
+    if proc.returncode:
+        sys.exit(f"report --jobs {jobs} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}")
+    return time.perf_counter() - t0, proc.stdout
 
 
 def main() -> None:

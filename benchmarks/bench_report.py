@@ -186,7 +186,11 @@ def main() -> None:
     bare_sql = "; ".join(f"c.execute('SELECT count(*), sum(\"end\" - start) FROM {t}').fetchall()" for t in counts)
     bare = [py, "-c", f"import sqlite3; c = sqlite3.connect('file:{trace}?mode=ro', uri=True); {bare_sql}"]
     mod = [py, "-m", "nsys_doctor.cli.main"]
-    after_env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), NSYS_DOCTOR_NO_CACHE="1")
+    after_env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+        NSYS_DOCTOR_NO_CACHE="1",
+    )
     scratch = Path(tempfile.mkdtemp(prefix="nsys-doctor-bench-"))
     cold_dir, warm_dir = scratch / "cold", scratch / "warm"
     cache_env = dict(after_env, NSYS_DOCTOR_NO_CACHE="", NSYS_DOCTOR_CACHE_MIN_BYTES="0")
@@ -229,7 +233,11 @@ def run(
     }
     prepare = {"report (cache write)": empty_cold}
     if a.before is not None:
-        before_env = dict(os.environ, PYTHONPATH=str(a.before.resolve()), NSYS_DOCTOR_NO_CACHE="1")
+        before_env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(a.before.resolve()), os.environ.get("PYTHONPATH")])),
+            NSYS_DOCTOR_NO_CACHE="1",
+        )
         commands["report (before)"] = ([*mod, "report", str(trace), "--format", "terminal"], before_env)
     for k, (cmd, env) in commands.items():  # warm the page cache (and each tree's imports); fills warm_dir
         prepare.get(k, lambda: None)()

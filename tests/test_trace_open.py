@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -232,3 +233,25 @@ def test_workload_shape_from_command_line():
     assert prompt_length("serve --input-len=512") == 512 and prompt_length("bench --isl 128") == 128
     assert prompt_length("bench --prompt-len 0") is None  # a prompt of no tokens is no token count
     assert prompt_length("bench --prompt-len ²") is None  # a digit that is no ASCII number
+
+
+def test_every_query_on_the_trace_connection_holds_its_one_lock() -> None:
+    """The frames are read on several threads and a schema probe (PRAGMA) shares the connection with
+    ``Trace.rows``: a probe waits while another thread holds the connection. (Unserialized, a Python whose SQLite
+    is built multi-thread, not serialized, returned a table's columns empty under ``report --jobs 8``.)"""
+    with Trace.open(SAMPLE) as trace:
+        assert trace._lock is trace.schema.lock
+        table = next(t for t in sorted(trace.schema.tables) if t not in trace.schema._columns)
+        done = threading.Event()
+        got: list[tuple[str, ...]] = []
+
+        def probe() -> None:
+            got.append(trace.schema.columns(table))
+            done.set()
+
+        with trace._lock:  # another thread is using the connection
+            worker = threading.Thread(target=probe)
+            worker.start()
+            assert not done.wait(0.2)  # the probe waits for it
+        worker.join(10)
+        assert done.is_set() and got[0] == tuple(r[1] for r in trace.rows(f"PRAGMA table_info('{table}')"))

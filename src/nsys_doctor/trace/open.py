@@ -144,7 +144,7 @@ class Trace:
         self.path = path
         self.con = con
         self.schema = schema
-        self._lock = threading.Lock()
+        self._lock = schema.lock  # the connection's lock, shared with the schema's metadata queries
         self._adbc_db: AdbcDatabase | None = None
         # damaged rows (see damage.py): per table, what was counted; the condition keeping the usable rows
         self._damage_lock = threading.Lock()

@@ -8,6 +8,7 @@ instead of probing SQLite itself.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,9 @@ class Schema:
     _con: sqlite3.Connection | None = field(default=None, repr=False)
     _enums: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
     _path: Path | str = field(default="the trace", repr=False)
+    # the one lock of the connection: every query on it (these metadata probes and ``Trace.rows``) holds it, as
+    # the trace is read on several threads at once (frames, parallel reads, ranks on threads)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def detect(cls, con: sqlite3.Connection, path: Path | str = "the trace") -> Schema:
@@ -190,7 +194,8 @@ class Schema:
         ``TraceError``s."""
         assert self._con is not None
         try:
-            return self._con.execute(sql).fetchall()
+            with self.lock:
+                return self._con.execute(sql).fetchall()
         except sqlite3.Error as exc:
             raise db_error(self._path, exc) from exc
 
@@ -220,9 +225,10 @@ class Schema:
     def columns(self, table: str) -> tuple[str, ...]:
         if table not in self.tables:
             return ()
-        if table not in self._columns:
-            self._columns[table] = tuple(str(r[1]) for r in self._query(f"PRAGMA table_info('{table}')"))
-        return self._columns[table]
+        with self.lock:
+            if table not in self._columns:
+                self._columns[table] = tuple(str(r[1]) for r in self._query(f"PRAGMA table_info('{table}')"))
+            return self._columns[table]
 
     def has_column(self, table: str, column: str) -> bool:
         return column in self.columns(table)
