@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nsys_doctor.stats import ReportContext, kernels, parse_report_arg, run_report
+from nsys_doctor.stats import ReportContext, core, kernels, parse_report_arg, run_report
 from nsys_doctor.trace.window import EventFilter, event_filter
 
 from .conftest import DATA, SAMPLE, TRACES, open_trace
@@ -28,13 +28,13 @@ def _small_traces() -> list[Path]:
     found = [SAMPLE, *sorted(DATA.rglob("*.sqlite"))]
     if TRACES.is_dir():
         found += sorted(TRACES.rglob("*.sqlite"))
-    return [p for p in found if 0 < _kernel_rows(p) <= kernels.SMALL_ROWS]
+    return [p for p in found if 0 < _kernel_rows(p) <= core.SMALL_ROWS]
 
 
 def _both(ctx: ReportContext, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple] | None, list[tuple]]:
     fast = kernels.small_kern_sum(ctx)
     with monkeypatch.context() as m:
-        m.setattr(kernels, "SMALL_ROWS", 0)
+        m.setattr(core, "SMALL_ROWS", 0)
         assert kernels.small_kern_sum(ctx) is None
         slow = kernels.cuda_gpu_kern_sum(ctx).rows
     return fast, slow
@@ -59,7 +59,7 @@ def test_stdlib_rows_are_the_polars_rows(path: Path, monkeypatch: pytest.MonkeyP
 
 def test_large_or_damaged_tables_take_the_polars_path(monkeypatch: pytest.MonkeyPatch) -> None:
     trace = open_trace(SAMPLE)
-    monkeypatch.setattr(kernels, "SMALL_ROWS", 10)
+    monkeypatch.setattr(core, "SMALL_ROWS", 10)
     assert kernels.small_kern_sum(ReportContext(trace, EventFilter())) is None
     table = run_report(ReportContext(trace, EventFilter()), parse_report_arg("cuda_gpu_kern_sum"))
     assert table.rows and table.rows[0][2] > 0

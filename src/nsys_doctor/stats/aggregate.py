@@ -3,12 +3,19 @@
 nsys computes them in SQLite: ``count``, ``sum``, ``avg`` (double sum / count), ``median`` (middle value, or the
 mean of the two middle values), ``min``, ``max`` and the *sample* standard deviation (n-1; 0.0 for n <= 1). NULL
 inputs are ignored. Avg, Med and StdDev are then rounded to 0.1 with SQLite's ``round`` (``round_half_up``).
+
+Two engines compute the per-group statistics: ``grouped_stats`` in polars (large tables) and ``small_grouped_stats``
+in pure Python (small tables: a report then needs no polars, whose import costs more than the work). Both give
+groups as rows named ``n, total, med, min, max, std`` plus the keys, with the very same values (the Python engine
+reproduces polars' sums, medians and its streaming standard deviation bit for bit, or declines); ``sort_groups``
+orders either, and ``summary_rows`` turns either into nsys's rows.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..units import round_half_up
 
@@ -16,6 +23,12 @@ if TYPE_CHECKING:
     import polars as pl
 
 STAT_COLUMNS = ("n", "total", "med", "min", "max", "std")
+EXACT = 2**52
+"""Values below this (in magnitude) are exact in a double, and so are the means of two of them."""
+_INT64 = 2**63
+
+Groups: TypeAlias = "pl.DataFrame | list[dict[str, Any]]"
+"""Per-group statistics from either engine: ``grouped_stats``' frame or ``small_grouped_stats``' list of rows."""
 
 
 def grouped_stats(df: pl.DataFrame, keys: list[str], value: str, prefix: str = "") -> pl.DataFrame:
@@ -49,6 +62,108 @@ def grouped_stats_multi(df: pl.DataFrame, keys: list[str], values: list[str]) ->
             v.std(ddof=1).alias(f"{value}_std"),
         ]
     return df.group_by(keys, maintain_order=True).agg(aggs)
+
+
+def grouped(small: list[tuple] | None, keys: list[str], frame: Callable[[], pl.DataFrame], value: str) -> Groups:
+    """Per-group statistics of ``value``: the stdlib engine's on ``small`` (rows ``(*keys, value)`` read with sqlite3
+    alone, None when that was not possible) where it can, else ``grouped_stats`` on the polars frame ``frame()``."""
+    groups = None if small is None else small_grouped_stats(small, keys)
+    return groups if groups is not None else grouped_stats(frame(), keys, value)
+
+
+def small_grouped_stats(
+    rows: Iterable[tuple[Any, ...]], keys: Sequence[str], first: Sequence[str] = (), count: str = ""
+) -> list[dict[str, Any]] | None:
+    """``grouped_stats`` in pure Python, for a small table: ``rows`` are ``(*keys, *first, value)`` in table order.
+
+    Per group of ``keys`` (in order of first appearance, as ``group_by(maintain_order=True)``): n (non-NULL
+    values), total (0 when none), med, min, max, std (sample; None when n < 2), the values of the ``first`` columns
+    in the group's first row (``pl.col(c).first()``) and, when ``count`` names it, the number of rows, NULL values
+    included (``pl.len()``). The same numbers as polars gives: exact integer sums, medians of values below 2**52,
+    and polars' streaming (Welford) standard deviation, in the same order of values.
+
+    None (the caller's polars path decides) when anything would not be reproduced exactly: a NULL key, a value
+    that is not an integer or not below 2**52 in magnitude, or a sum beyond 64 bits."""
+    nk = len(keys)
+    nf = len(first)
+    groups: dict[Any, list[Any]] = {}
+    heads: dict[Any, tuple[Any, ...]] = {}
+    if nk == 1 and not nf:  # the common case, (key, value) pairs: a plain key, no tuple per row
+        for key, value in rows:
+            values = groups.get(key)
+            if values is None:
+                values = groups[key] = []
+            values.append(value)
+        if None in groups:
+            return None
+        groups = {(key,): values for key, values in groups.items()}
+    else:
+        for row in rows:
+            key = row[:nk]
+            values = groups.get(key)
+            if values is None:
+                if None in key:
+                    return None
+                values = groups[key] = []
+                heads[key] = tuple(row[nk : nk + nf])
+            values.append(row[-1])
+    out: list[dict[str, Any]] = []
+    for key, values in groups.items():
+        stats = _stats([v for v in values if v is not None] if None in values else values)
+        if stats is None:
+            return None
+        group = dict(zip(keys, key, strict=True))
+        group.update(zip(first, heads.get(key, ()), strict=True))
+        group.update(zip(STAT_COLUMNS, stats, strict=True))
+        if count:
+            group[count] = len(values)
+        out.append(group)
+    if abs(sum(g["total"] for g in out)) >= _INT64:
+        return None
+    return out
+
+
+def _stats(values: list[Any]) -> tuple[int, int, float | None, int | None, int | None, float | None] | None:
+    """(n, total, med, min, max, std) of a group's non-NULL values as polars computes them; None when not exact."""
+    n = len(values)
+    if not n:
+        return 0, 0, None, None, None, None
+    try:  # text or bytes fail here; a float makes the sum a float
+        ordered = sorted(values)
+        total = sum(values)
+    except TypeError:
+        return None
+    if type(total) is not int or ordered[0] <= -EXACT or ordered[-1] >= EXACT or abs(total) >= _INT64:
+        return None
+    std = None
+    if n > 1:  # polars' variance: Welford's update over the values in order, in doubles
+        mean = m2 = 0.0
+        for i, v in enumerate(values, 1):
+            x = float(v)
+            d = x - mean
+            mean += d / i
+            m2 += d * (x - mean)
+        std = math.sqrt(m2 / (n - 1))
+    mid = n // 2
+    med = float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return n, total, med, ordered[0], ordered[-1], std
+
+
+def sort_groups(groups: Groups, order: Sequence[str], descending: Sequence[bool]) -> list[dict[str, Any]]:
+    """Groups (of either engine) as named rows sorted by the ``order`` columns (each descending or not)."""
+    if isinstance(groups, list):
+        out = list(groups)
+        for col, desc in reversed(list(zip(order, descending, strict=True))):  # stable: least significant first
+            out.sort(key=lambda g: g[col], reverse=desc)
+        return out
+    return list(groups.sort(list(order), descending=list(descending)).iter_rows(named=True))
+
+
+def groups_total(groups: Groups) -> int | float:
+    """The sum of the groups' totals (0 when none): the denominator of Time (%)."""
+    if isinstance(groups, list):
+        return sum(g["total"] for g in groups)
+    return column_sum(groups["total"]) if groups.height else 0
 
 
 def avg(total: int | None, n: int) -> float | None:
@@ -90,12 +205,12 @@ def column_sum(s: pl.Series) -> int | float:
     return total if isinstance(total, (int, float)) else 0
 
 
-def summary_rows(stats: pl.DataFrame, keys: list[str], by_count: bool = True) -> list[tuple]:
-    """Rows ``Time%, Total, n, Avg, Med, Min, Max, StdDev, *keys`` from ``grouped_stats`` output, in nsys order:
+def summary_rows(stats: Groups, keys: list[str], by_count: bool = True) -> list[tuple]:
+    """Rows ``Time%, Total, n, Avg, Med, Min, Max, StdDev, *keys`` from either engine's groups, in nsys order:
     Total desc, then (``by_count``) n asc, then the keys asc."""
-    grand = column_sum(stats["total"]) if stats.height else 0
+    grand = groups_total(stats)
     order = ["total", *(["n"] if by_count else []), *keys]
-    ordered = stats.sort(order, descending=[True, *([False] * (len(order) - 1))])
+    ordered = sort_groups(stats, order, [True, *([False] * (len(order) - 1))])
     return [
         (
             share(r["total"], grand),
@@ -104,5 +219,5 @@ def summary_rows(stats: pl.DataFrame, keys: list[str], by_count: bool = True) ->
             *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
             *(r[k] for k in keys),
         )
-        for r in ordered.iter_rows(named=True)
+        for r in ordered
     ]

@@ -6,8 +6,8 @@ import re
 from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from .aggregate import grouped_stats, summary_rows
-from .core import Column, ReportContext, StatsTable, duration_columns, report
+from .aggregate import grouped, summary_rows
+from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,11 +43,20 @@ def api_calls(ctx: ReportContext, extra: list[str] | None = None) -> pl.DataFram
     return resolve_names(df, ctx.trace, "nameId", "api")
 
 
+def small_api_calls(ctx: ReportContext) -> list[tuple] | None:
+    """``api_calls`` of a small, clean API table read with sqlite3 alone, as rows ``(nameId, api, dur)`` in table
+    order; None when the polars path must decide (see ``small_rows``)."""
+    rows = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
+    if rows is None:
+        return None
+    strings = ctx.trace.strings
+    return [(i, strings.get(i, ""), dur) for i, dur in rows]
+
+
 @report("cuda_api_sum", "CUDA API Summary")
 def cuda_api_sum(ctx: ReportContext) -> StatsTable:
     """Time in each CUDA runtime and driver API function (host side)."""
-    df = api_calls(ctx)
-    stats = grouped_stats(df, ["nameId", "api"], "dur")
+    stats = grouped(small_api_calls(ctx), ["nameId", "api"], lambda: api_calls(ctx), "dur")
     rows = [(*r[:-1], nsys_api_name(r[-1])) for r in summary_rows(stats, ["api"], by_count=False)]
     cols = (*duration_columns("Num Calls"), Column("Name"))
     return StatsTable("cuda_api_sum", "CUDA API Summary", cols, rows)

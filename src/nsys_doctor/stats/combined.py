@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .aggregate import grouped_stats, summary_rows
-from .api import api_calls, api_name_expr
+from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
+from .api import api_calls, api_name_expr, nsys_api_name, small_api_calls
 from .core import Column, ReportContext, StatsTable, duration_columns, report
-from .kernels import kernels_with_names
-from .memops import memory_ops
+from .kernels import kernels_with_names, small_kernels
+from .memops import memory_ops, small_memory_ops
 
 if TYPE_CHECKING:
     import polars as pl
@@ -16,17 +17,47 @@ if TYPE_CHECKING:
 COLUMNS = (*duration_columns("Instances"), Column("Category"), Column("Operation"))
 
 
-def _summary(parts: list[pl.DataFrame]) -> list[tuple]:
-    """Group by display name only (category: the first seen), Time% over everything, Total desc."""
-    import polars as pl
+Part = tuple[str, Callable[[], "list[tuple] | None"]]
+"""A category and what reads its rows ``(name, dur)`` with sqlite3 alone (None: it cannot)."""
 
-    df = pl.concat([p.select("name", "category", "dur") for p in parts], how="vertical")
-    stats = grouped_stats(df, ["name"], "dur").join(
-        df.group_by("name", maintain_order=True).agg(pl.col("category").first()), on="name", how="left"
-    )
-    category = dict(stats.select("name", "category").iter_rows())
+
+def _small(parts: list[Part]) -> list[dict[str, Any]] | None:
+    """The stdlib engine over the parts' rows, in order; None when one part cannot be read so."""
+    rows: list[tuple] = []
+    for category, read in parts:
+        part = read()
+        if part is None:
+            return None
+        rows += [(name, category, dur) for name, dur in part]
+    return small_grouped_stats(rows, ["name"], first=["category"])
+
+
+def _summary(small: list[dict[str, Any]] | None, parts: Callable[[], list[pl.DataFrame]]) -> list[tuple]:
+    """Group by display name only (category: the first seen), Time% over everything, Total desc: the groups of the
+    stdlib engine (``small``), else polars on the frames ``parts()``."""
+    groups: Groups
+    if small is None:
+        import polars as pl
+
+        df = pl.concat([p.select("name", "category", "dur") for p in parts()], how="vertical")
+        groups = grouped_stats(df, ["name"], "dur").join(
+            df.group_by("name", maintain_order=True).agg(pl.col("category").first()), on="name", how="left"
+        )
+        category = dict(groups.select("name", "category").iter_rows())
+    else:
+        groups = small
+        category = {g["name"]: g["category"] for g in small}
     # nsys orders these combined summaries by Total, then by name (not by count as the per-kind summaries)
-    return [(*r[:-1], category[r[-1]], r[-1]) for r in summary_rows(stats, ["name"], by_count=False)]
+    return [(*r[:-1], category[r[-1]], r[-1]) for r in summary_rows(groups, ["name"], by_count=False)]
+
+
+def _small_gpu(ctx: ReportContext) -> list[Part]:
+    return [("CUDA_KERNEL", lambda: small_kernels(ctx)), ("MEMORY_OPER", lambda: small_memory_ops(ctx, "dur"))]
+
+
+def _small_api(ctx: ReportContext) -> list[tuple] | None:
+    calls = small_api_calls(ctx)
+    return None if calls is None else [(nsys_api_name(name), dur) for _, name, dur in calls]
 
 
 def _kernels(ctx: ReportContext) -> pl.DataFrame:
@@ -44,10 +75,14 @@ def _memops(ctx: ReportContext) -> pl.DataFrame:
 @report("cuda_api_gpu_sum", "CUDA Summary (API/Kernels/MemOps)", flags=("base", "mangled"))
 def cuda_api_gpu_sum(ctx: ReportContext) -> StatsTable:
     """API calls, kernels and memory operations in one table, grouped by name."""
-    import polars as pl
 
-    api = api_calls(ctx).with_columns(api_name_expr("api").alias("name"), pl.lit("CUDA_API").alias("category"))
-    rows = _summary([api, _kernels(ctx), _memops(ctx)])
+    def frames() -> list[pl.DataFrame]:
+        import polars as pl
+
+        api = api_calls(ctx).with_columns(api_name_expr("api").alias("name"), pl.lit("CUDA_API").alias("category"))
+        return [api, _kernels(ctx), _memops(ctx)]
+
+    rows = _summary(_small([("CUDA_API", lambda: _small_api(ctx)), *_small_gpu(ctx)]), frames)
     return StatsTable(
         "cuda_api_gpu_sum",
         "CUDA Summary (API/Kernels/MemOps)",
@@ -60,7 +95,7 @@ def cuda_api_gpu_sum(ctx: ReportContext) -> StatsTable:
 @report("cuda_gpu_sum", "GPU Summary (Kernels/MemOps)", flags=("base", "mangled"))
 def cuda_gpu_sum(ctx: ReportContext) -> StatsTable:
     """Kernels and memory operations in one table, grouped by name."""
-    rows = _summary([_kernels(ctx), _memops(ctx)])
+    rows = _summary(_small(_small_gpu(ctx)), lambda: [_kernels(ctx), _memops(ctx)])
     return StatsTable(
         "cuda_gpu_sum",
         "GPU Summary (Kernels/MemOps)",

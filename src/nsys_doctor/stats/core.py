@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
@@ -161,3 +163,72 @@ def kernel_name_column(ctx: ReportContext) -> str:
     if "mangled" in ctx.flags:
         return names.get("mangled", names["default"])
     return names["default"]
+
+
+SMALL_ROWS = 100_000
+"""Tables up to this many rows (of two values, fewer rows of more values: the cost is the values fetched) are
+summarized with the stdlib driver alone (``small_rows`` and ``aggregate.small_grouped_stats``): a small trace's
+summary reports then start as fast as ``info``, without loading polars, whose import costs more than their work."""
+DURATION = '"end" - "start"'
+"""A column of ``small_rows``: the duration, computed by SQLite (``start`` and ``end`` are integers in a table
+without damaged rows)."""
+
+
+def is_small(rows: int, columns: int) -> bool:
+    """Whether ``rows`` rows of ``columns`` values are few enough for the stdlib path (``SMALL_ROWS``)."""
+    return rows * max(2, columns) <= 2 * SMALL_ROWS
+
+
+def small_rows(
+    ctx: ReportContext,
+    table: str,
+    columns: list[str],
+    nullable: tuple[str, ...] = (),
+    text: tuple[str, ...] = (),
+    names: bool = True,
+    reads: tuple[str, ...] = (),
+) -> list[tuple] | None:
+    """``columns`` of ``table`` (the rows passing the context's filter, in table order) read with sqlite3 alone,
+    when that gives exactly what the polars loader (``tables.load``) would: [] for an absent table; None (the
+    polars path decides) when the table is not small (``is_small``), lacks a column, has damaged rows, or holds a
+    value of another type than its column's: every column an integer, NULL only in ``nullable`` ones, and text (or
+    NULL) in ``text`` ones. ``names``: the caller resolves StringIds, which are read first (as the polars path reads
+    them: an unusable StringIds is its own error).
+
+    A column is a column name, ``DURATION`` (end - start) or an SQL expression over the columns named in ``reads``
+    (e.g. ``coalesce("mangledName", "demangledName")``)."""
+    from ..trace.schema import ROW_KEYS
+
+    trace = ctx.trace
+    if not trace.schema.has(table):
+        return []
+    trace.require_columns(table)
+    present = trace.schema.columns(table)
+    plain = [c for c in columns if c.isidentifier()]
+    needed = {*plain, *reads, *(("start", "end") if DURATION in columns else ())}
+    if table not in ROW_KEYS or not needed <= set(present):
+        return None
+    lo, hi = trace.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
+    if lo is None:
+        return []
+    if not is_small(hi - lo + 1, len(columns)):
+        return None
+    if names:
+        trace.strings  # noqa: B018 - read first, as the polars path does
+    if trace.count_damage(table).damaged:
+        return None
+    where = ctx.flt.sql_where(present)
+    cols = ", ".join(f'"{c}"' if c.isidentifier() else c for c in columns)
+    rows = trace.rows(f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid")
+    if set(map(type, chain.from_iterable(rows))) <= {int}:
+        return rows
+    for i, c in enumerate(columns):
+        found = set(map(type, map(itemgetter(i), rows)))
+        found.discard(int)
+        if c in nullable or c in text:
+            found.discard(type(None))
+        if c in text:
+            found.discard(str)
+        if found:
+            return None
+    return rows

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from .aggregate import grouped_stats, share, stat_cells, summary_rows
-from .core import Column, ReportContext, StatsTable, duration_columns, kernel_name_column, load_kernels, report
+from .aggregate import Groups, grouped, small_grouped_stats, summary_rows
+from .core import (
+    DURATION,
+    Column,
+    ReportContext,
+    StatsTable,
+    duration_columns,
+    kernel_name_column,
+    load_kernels,
+    report,
+    small_rows,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -28,74 +37,48 @@ def kernels_with_names(ctx: ReportContext, extra: list[str]) -> pl.DataFrame:
     return resolve_names(df, ctx.trace, "name_id", "name")
 
 
+def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple] | None:
+    """``kernels_with_names`` of a small, clean kernel table read with sqlite3 alone, as rows ``(name, *extra,
+    dur)`` in table order (``extra``: integer columns); None when the polars path must decide (see ``small_rows``)."""
+    name_col = kernel_name_column(ctx)
+    mangled = name_col == "mangledName"  # the mangled name where recorded, else the demangled one
+    name = 'coalesce("mangledName", "demangledName")' if mangled else name_col
+    reads = ("mangledName", "demangledName") if mangled else ()
+    rows = small_rows(ctx, S.KERNEL, [name, *extra, DURATION], reads=reads)
+    if rows is None:
+        return None
+    strings = ctx.trace.strings
+    if not extra:
+        return [(strings.get(i, ""), dur) for i, dur in rows]
+    return [(strings.get(r[0], ""), *r[1:]) for r in rows]
+
+
+def kernel_groups(ctx: ReportContext, keys: list[str], extra: tuple[str, ...] = ()) -> Groups:
+    """Kernel time per group of ``keys`` (``name`` and the ``extra`` columns): the stdlib engine on a small clean
+    table, else polars."""
+    return grouped(small_kernels(ctx, extra), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
+
+
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))
 def cuda_gpu_kern_sum(ctx: ReportContext) -> StatsTable:
     """Kernel time per kernel name: total, instances, avg, median, min, max, stdev."""
-    rows = small_kern_sum(ctx)
-    if rows is None:
-        stats = grouped_stats(kernels_with_names(ctx, []), ["name"], "dur")
-        rows = summary_rows(stats, ["name"])
+    rows = summary_rows(kernel_groups(ctx, ["name"]), ["name"])
     return StatsTable("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", (*DUR_COLUMNS, Column("Name")), rows)
 
 
-SMALL_ROWS = 100_000
-"""Kernel tables up to this many rows are summarized with the stdlib driver alone (``small_kern_sum``): a small
-trace's kernel summary then starts as fast as ``info``, without loading polars."""
-_EXACT = 2**52  # durations below this are exact in a double, and so are the medians of two of them
-
-
 def small_kern_sum(ctx: ReportContext) -> list[tuple] | None:
-    """``cuda_gpu_kern_sum``'s rows of a small kernel table computed in Python from one SQLite query, the same
-    values as ``grouped_stats`` + ``summary_rows`` give; None (the polars path decides) when the table is large,
-    has damaged rows, or holds anything unusual (a NULL name, a non-integer value, a huge duration)."""
-    trace = ctx.trace
-    if not trace.schema.has(S.KERNEL):
-        return None
-    present = trace.schema.columns(S.KERNEL)
-    name_col = kernel_name_column(ctx)
-    if not {"start", "end", name_col} <= set(present) or (name_col == "mangledName" and "demangledName" not in present):
-        return None
-    lo, hi = trace.rows(f"SELECT (SELECT min(rowid) FROM {S.KERNEL}), (SELECT max(rowid) FROM {S.KERNEL})")[0]
-    if lo is None or hi - lo + 1 > SMALL_ROWS:
-        return None
-    strings = trace.strings  # first, as the polars path reads them: an unusable StringIds is its own error
-    if trace.count_damage(S.KERNEL).damaged:
-        return None
-    name = 'coalesce("mangledName", "demangledName")' if name_col == "mangledName" else f'"{name_col}"'
-    where = ctx.flt.sql_where(present)
-    sql = f'SELECT {name}, "end" - "start" FROM {S.KERNEL}' + (f" WHERE {where}" if where else "")
-    by_id: dict[int, list[int]] = {}
-    for name_id, dur in trace.rows(sql):  # no damaged row: integer times, end >= start, names in StringIds
-        by_id.setdefault(name_id, []).append(dur)
-    if None in by_id:
-        return None
-    groups: dict[str, list[int]] = {}
-    for name_id, durs in by_id.items():
-        groups.setdefault(strings.get(name_id, ""), []).extend(durs)
-    cells = []
-    for kernel, durs in groups.items():
-        durs.sort()
-        if durs[-1] >= _EXACT:
-            return None
-        n, total, mid = len(durs), sum(durs), len(durs) // 2
-        med = float(durs[mid]) if n % 2 else (durs[mid - 1] + durs[mid]) / 2
-        # sample variance from exact integer sums: (n * sum(x^2) - sum(x)^2) / (n (n - 1))
-        std = math.sqrt((n * sum(d * d for d in durs) - total * total) / (n * (n - 1))) if n > 1 else None
-        cells.append((total, n, med, durs[0], durs[-1], std, kernel))
-    cells.sort(key=lambda c: (-c[0], c[1], c[6]))
-    grand = sum(c[0] for c in cells)
-    return [
-        (share(total, grand), total, n, *stat_cells(n, total, med, mn, mx, std), kernel)
-        for total, n, med, mn, mx, std, kernel in cells
-    ]
+    """``cuda_gpu_kern_sum``'s rows from the stdlib engine alone; None where the polars path decides (a large
+    table, damaged rows, anything unusual: see ``small_rows`` and ``small_grouped_stats``)."""
+    rows = small_kernels(ctx)
+    groups = None if rows is None else small_grouped_stats(rows, ["name"])
+    return None if groups is None else summary_rows(groups, ["name"])
 
 
 @report("cuda_gpu_kern_gb_sum", "CUDA GPU Kernel/Grid/Block Summary", flags=("base", "mangled"))
 def cuda_gpu_kern_gb_sum(ctx: ReportContext) -> StatsTable:
     """Kernel time per kernel name and launch geometry (grid and block dimensions)."""
-    df = kernels_with_names(ctx, [*GRID, *BLOCK])
     keys = ["name", *GRID, *BLOCK]
-    stats = grouped_stats(df, keys, "dur")
+    stats = kernel_groups(ctx, keys, (*GRID, *BLOCK))
     rows = []
     for row in summary_rows(stats, keys):
         *head, name, gx, gy, gz, bx, by, bz = row

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.window import EventFilter
-from .aggregate import grouped_stats, stdev, summary_rows
-from .core import Column, ReportContext, StatsTable, duration_columns, report
+from .aggregate import Groups, grouped, sort_groups, stdev, summary_rows
+from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -42,10 +42,28 @@ def memory_ops(trace: Trace, flt: EventFilter | None, extra: list[str] | None = 
     return df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
 
 
+def small_memory_ops(ctx: ReportContext, value: str) -> list[tuple] | None:
+    """``memory_ops`` of small, clean memcpy and memset tables read with sqlite3 alone, as rows ``(name, value)``
+    (``value``: ``dur`` or ``bytes``), copies first, each in table order; None when the polars path must decide."""
+    column = "bytes" if value == "bytes" else DURATION
+    copies = small_rows(ctx, S.MEMCPY, ["copyKind", column], nullable=("copyKind",), names=False)
+    sets = small_rows(ctx, S.MEMSET, [column], names=False)
+    if copies is None or sets is None:
+        return None
+    labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+    name = {k: f"[CUDA memcpy {labels.get(k, 'Unknown')}]" for k in {k for k, _ in copies}}  # NULL: Unknown too
+    return [(name[k], v) for k, v in copies] + [(MEMSET_NAME, v) for (v,) in sets]
+
+
+def memory_groups(ctx: ReportContext, value: str) -> Groups:
+    """Statistics of ``value`` (``dur`` or ``bytes``) per kind of memory operation (``name``)."""
+    return grouped(small_memory_ops(ctx, value), ["name"], lambda: memory_ops(ctx.trace, ctx.flt), value)
+
+
 @report("cuda_gpu_mem_time_sum", "CUDA GPU MemOps Summary (by Time)")
 def cuda_gpu_mem_time_sum(ctx: ReportContext) -> StatsTable:
     """Time in GPU memory copies and memsets, per kind of operation."""
-    stats = grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], "dur")
+    stats = memory_groups(ctx, "dur")
     rows = summary_rows(stats, ["name"])
     cols = (*duration_columns("Count"), Column("Operation"))
     skipped = "" if rows else "does not contain GPU memory operations (memcpy/memset)"
@@ -55,9 +73,8 @@ def cuda_gpu_mem_time_sum(ctx: ReportContext) -> StatsTable:
 @report("cuda_gpu_mem_size_sum", "CUDA GPU MemOps Summary (by Size)")
 def cuda_gpu_mem_size_sum(ctx: ReportContext) -> StatsTable:
     """Bytes moved by GPU memory copies and memsets, per kind of operation (not rounded, as in nsys)."""
-    stats = grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], "bytes")
     rows = []
-    for r in stats.sort(["total", "n", "name"], descending=[True, False, False]).iter_rows(named=True):
+    for r in sort_groups(memory_groups(ctx, "bytes"), ["total", "n", "name"], [True, False, False]):
         n = r["n"]
         rows.append(
             (

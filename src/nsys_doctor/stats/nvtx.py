@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from .aggregate import column_sum, grouped_stats, r1, share, stat_cells
-from .core import Column, ReportContext, StatsTable, load_kernels, report
+from .aggregate import Groups, grouped_stats, groups_total, r1, share, small_grouped_stats, sort_groups, stat_cells
+from .core import Column, ReportContext, StatsTable, load_kernels, report, small_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -166,11 +166,74 @@ def _calls_in_ranges(calls: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
     return calls.join(qr, on=keys, how="left", maintain_order="left")
 
 
+def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
+    """``nvtx_sum``'s ranges as rows ``(name, style, dur)`` (dur None for an open range when no event has an end),
+    from a small, clean NVTX table read with sqlite3 alone: the rows ``_named_ranges`` gives, with domains named
+    and joined as there (a domain created on several threads of a process duplicates its ranges); None when the
+    polars path must decide (see ``small_rows``)."""
+    cols = ["start", "end", "eventType", "globalTid", "textId", "text", "domainId"]
+    events = small_rows(ctx, S.NVTX, cols, nullable=tuple(cols[1:]), text=("text",))
+    if events is None:
+        return None
+    strings = ctx.trace.strings
+
+    def label(text_id: int | None, text: str | None) -> str | None:  # coalesce(StringIds.value, text)
+        value = None if text_id is None else strings.get(text_id)
+        return text if value is None else value
+
+    def pid_key(tid: int | None) -> int | None:
+        return None if tid is None else (tid // PID_UNIT) % PID_UNIT
+
+    ends = [e[1] for e in events if e[1] is not None]
+    maxts = _sql_max(max(e[0] for e in events), max(ends)) if events and ends else None
+    # DomainCreate events: the earliest per (domainId, globalTid) names the domain for its process
+    domains: dict[tuple[int, int], list[str | None]] = {}
+    seen: set[tuple[int | None, int | None]] = set()
+    for _start, _end, _type, tid, text_id, text, domain in sorted(
+        (e for e in events if e[2] == DOMAIN_CREATE), key=lambda e: e[0]
+    ):
+        pk = pid_key(tid)
+        if (domain, tid) in seen:
+            continue
+        seen.add((domain, tid))
+        if domain is not None and pk is not None:
+            domains.setdefault((domain, pk), []).append(label(text_id, text))
+    rows = []
+    for start, end, event_type, tid, text_id, text, domain in events:
+        if event_type not in RANGE_TYPES:
+            continue
+        pk = pid_key(tid)
+        names = domains.get((domain, pk), [None]) if domain is not None and pk is not None else [None]
+        style = "PushPop" if event_type in PUSHPOP_TYPES else "StartEnd"
+        stop = end if end is not None else maxts
+        dur = None if stop is None else stop - start
+        text_label = label(text_id, text) or ""
+        rows += [((d or "") + ":" + text_label, style, dur) for d in names]
+    return rows
+
+
+def _range_groups(ctx: ReportContext) -> Groups:
+    """Range time per (name, style), with ``inst``: the ranges (open ones included); stdlib engine or polars."""
+    ranges = _small_ranges(ctx)
+    groups = None if ranges is None else small_grouped_stats(ranges, ["name", "style"], count="inst")
+    if groups is not None:
+        return groups
+    import polars as pl
+
+    events = _nvtx_events(ctx)
+    maxts = _sql_max(events["start"].max(), events["end"].max()) if events.height else None  # type: ignore[arg-type]
+    rng = _named_ranges(events).with_columns(
+        (pl.coalesce(pl.col("end"), pl.lit(maxts, dtype=pl.Int64)) - pl.col("start")).alias("dur")
+    )
+    keys = ["name", "style"]
+    return grouped_stats(rng, keys, "dur").join(
+        rng.group_by(keys).agg(pl.len().alias("inst")), on=keys, how="left", nulls_equal=True
+    )
+
+
 @report("nvtx_sum", "NVTX Range Summary")
 def nvtx_sum(ctx: ReportContext) -> StatsTable:
     """Time spent in each NVTX range (push/pop and start/end), per range name and style."""
-    import polars as pl
-
     cols = (
         Column("Time", "ratio_%"),
         Column("Total Time", "dur_ns"),
@@ -185,18 +248,10 @@ def nvtx_sum(ctx: ReportContext) -> StatsTable:
     )
     if not ctx.trace.schema.has(S.NVTX):
         return StatsTable("nvtx_sum", "NVTX Range Summary", cols, [], NO_NVTX)
-    events = _nvtx_events(ctx)
-    maxts = _sql_max(events["start"].max(), events["end"].max()) if events.height else None  # type: ignore[arg-type]
-    rng = _named_ranges(events).with_columns(
-        (pl.coalesce(pl.col("end"), pl.lit(maxts, dtype=pl.Int64)) - pl.col("start")).alias("dur")
-    )
-    keys = ["name", "style"]
-    stats = grouped_stats(rng, keys, "dur").join(
-        rng.group_by(keys).agg(pl.len().alias("inst")), on=keys, how="left", nulls_equal=True
-    )
-    grand = column_sum(stats["total"]) if stats.height else 0
+    stats = _range_groups(ctx)
+    grand = groups_total(stats)
     rows = []
-    for r in stats.sort(["total", "name", "style"], descending=[True, False, False]).iter_rows(named=True):
+    for r in sort_groups(stats, ["total", "name", "style"], [True, False, False]):
         rows.append(
             (
                 share(r["total"] or 0, grand),
@@ -213,10 +268,6 @@ def nvtx_sum(ctx: ReportContext) -> StatsTable:
 @report("nvtx_kern_sum", "NVTX Range Kernel Summary", flags=("base", "mangled"))
 def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     """Kernels per enclosing NVTX range (every range containing the launch call), per process and thread."""
-    import polars as pl
-
-    from ..trace.tables import resolve_names
-
     cols = (
         Column("NVTX Range"),
         Column("Style"),
@@ -239,6 +290,10 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     ):
         if not ctx.trace.schema.has(table):
             return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, [], why)
+    import polars as pl
+
+    from ..trace.tables import resolve_names
+
     ranges = _indexed_ranges(_nvtx_events(ctx))
     kern = load_kernels(ctx, ["start", "end", "correlationId", "globalPid"])
     kern = kern.with_row_index("kid").select(
@@ -337,10 +392,6 @@ def _levels(parents: pl.DataFrame) -> pl.DataFrame:
 @report("nvtx_gpu_proj_sum", "NVTX GPU Projection Summary")
 def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     """NVTX ranges projected onto the GPU: span of the GPU ops launched inside each range, per name and style."""
-    import polars as pl
-
-    from ..trace.tables import load
-
     cols = (
         Column("Range"),
         Column("Style"),
@@ -366,6 +417,10 @@ def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     ):
         if not ok:
             return StatsTable("nvtx_gpu_proj_sum", title, cols, [], why)
+    import polars as pl
+
+    from ..trace.tables import load
+
     ranges = _indexed_ranges(_nvtx_events(ctx))
     ops = pl.concat([load(ctx.trace, t, ["start", "end", "correlationId", "globalPid"], ctx.flt) for t in op_tables])
     # min(start), max(end) and count(DISTINCT correlationId) per range do not change if ops of one launch merge

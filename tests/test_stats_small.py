@@ -1,0 +1,314 @@
+"""Summary reports on small traces: the stdlib path (``core.small_rows`` + ``aggregate.small_grouped_stats``, no
+polars) gives the very rows of the polars path (``grouped_stats``, which the nsys goldens check), on every small
+trace at hand, with and without filters; it declines (the polars path decides) on damaged or unusual tables, and a
+summary of the bundled sample imports no polars at all."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nsys_doctor.stats import ReportContext, aggregate, core, parse_report_arg, run_report
+from nsys_doctor.stats.api import small_api_calls
+from nsys_doctor.stats.kernels import small_kernels
+from nsys_doctor.stats.memops import small_memory_ops
+from nsys_doctor.stats.nvtx import _small_ranges
+from nsys_doctor.trace import Trace
+from nsys_doctor.trace.window import EventFilter, event_filter, parse_filter_nvtx
+
+from .conftest import DATA, SAMPLE, TRACES, open_trace
+from .test_fuzz import MC, MS, K, N, R, both, mutated_copy, set_values, sql
+
+OSRT = "OSRT_API"
+# every report given a stdlib path: the tables it reads, each with the number of values a row gives (see is_small)
+REPORTS: dict[str, tuple[tuple[str, int], ...]] = {
+    "cuda_gpu_kern_sum": ((K, 2),),
+    "cuda_gpu_kern_sum:base": ((K, 2),),
+    "cuda_gpu_kern_sum:mangled": ((K, 2),),
+    "cuda_gpu_kern_gb_sum": ((K, 8),),
+    "cuda_gpu_kern_gb_sum:base": ((K, 8),),
+    "cuda_api_sum": ((R, 2),),
+    "cuda_gpu_mem_time_sum": ((MC, 2), (MS, 1)),
+    "cuda_gpu_mem_size_sum": ((MC, 2), (MS, 1)),
+    "cuda_gpu_sum": ((K, 2), (MC, 2), (MS, 1)),
+    "cuda_gpu_sum:mangled": ((K, 2), (MC, 2), (MS, 1)),
+    "cuda_api_gpu_sum": ((R, 2), (K, 2), (MC, 2), (MS, 1)),
+    "osrt_sum": ((OSRT, 3),),
+    "nvtx_sum": ((N, 7),),
+}
+MAX_FILE = 64 << 20  # traces above this size are not "small"
+
+
+def _rows(path: Path, table: str) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        try:
+            return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+
+def _traces() -> list[Path]:
+    found = [SAMPLE, *sorted(DATA.rglob("*.sqlite"))]
+    if TRACES.is_dir():
+        found += sorted(p for p in TRACES.rglob("*.sqlite") if p.stat().st_size <= MAX_FILE)
+    return found
+
+
+def _small(path: Path, report: str) -> bool:
+    """Whether every table ``report`` reads is within the stdlib path's limit (absent or empty tables are)."""
+    return all(core.is_small(_rows(path, table), width) for table, width in REPORTS[report])
+
+
+def _refuse_polars_reads(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the polars loader was used")
+
+
+def _both(ctx: ReportContext, report: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple], list[tuple]]:
+    """(rows of the stdlib path, which must not read a table through polars; rows of the polars path)."""
+    req = parse_report_arg(report)
+    with monkeypatch.context() as m:
+        m.setattr(Trace, "read_table", _refuse_polars_reads)
+        fast = run_report(ctx, req).rows
+    with monkeypatch.context() as m:
+        m.setattr(core, "SMALL_ROWS", 0)
+        slow = run_report(ctx, req).rows
+    return fast, slow
+
+
+def _same(fast: list[tuple], slow: list[tuple], what: str) -> None:
+    assert fast == slow, what
+    # the very same Python types too (an int total is not a float total: renderers print them differently)
+    assert [tuple(map(type, r)) for r in fast] == [tuple(map(type, r)) for r in slow], what
+
+
+def _nvtx_filter(trace: Trace) -> EventFilter | None:
+    """The --filter-nvtx of a range in the middle of the trace (a name that --filter-nvtx can spell), or None."""
+    from nsys_doctor.trace.tables import nvtx_ranges
+
+    ranges = nvtx_ranges(trace, S_all=True)
+    if not ranges.height:
+        return None
+    ranges = ranges.sort("start", maintain_order=True)
+    for row in ranges.slice(ranges.height // 2).iter_rows(named=True):
+        text, domain = row["text"], row["domain"]
+        if not text or any(c in text + (domain or "") for c in "@/\\"):
+            continue
+        spec = text if domain is None else f"{text}@{domain}"
+        same = ranges.filter(
+            (ranges["text"] == text) & (ranges["domain"].is_null() if domain is None else ranges["domain"] == domain)
+        )
+        index = same["start"].to_list().index(row["start"])
+        assert parse_filter_nvtx(f"{spec}/{index}")[0] == text
+        return event_filter(trace, None, f"{spec}/{index}")
+    return None
+
+
+def _filters(trace: Trace) -> Iterator[tuple[str, EventFilter]]:
+    yield "no filter", EventFilter()
+    lo, hi = trace.rows(f'SELECT min(start), max("end") FROM {K}')[0] if trace.schema.has(K) else (None, None)
+    if lo is not None and hi is not None and hi > lo:
+        third = (hi - lo) // 3
+        yield "--filter-time", event_filter(trace, f"{lo + third}ns/{hi - third}ns", None)
+    flt = _nvtx_filter(trace)
+    if flt is not None:
+        yield "--filter-nvtx", flt
+
+
+@pytest.mark.parametrize("path", _traces(), ids=lambda p: p.name)
+def test_stdlib_rows_are_the_polars_rows(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reports = [r for r in REPORTS if _small(path, r)]
+    if not reports:
+        pytest.skip(f"{path.name}: no table small enough")
+    trace = open_trace(path)
+    for label, flt in _filters(trace):
+        for report in reports:
+            fast, slow = _both(ReportContext(trace, flt), report, monkeypatch)
+            _same(fast, slow, f"{path.name} {report} ({label})")
+
+
+def test_the_sample_takes_the_stdlib_path_for_every_report_with_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = open_trace(SAMPLE)
+    for report in REPORTS:
+        fast, _ = _both(ReportContext(trace, EventFilter()), report, monkeypatch)
+        assert fast or report == "osrt_sum", report  # the sample has no OS runtime table
+
+
+def test_large_tables_take_the_polars_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = ReportContext(open_trace(SAMPLE), EventFilter())
+    monkeypatch.setattr(core, "SMALL_ROWS", 10)
+    assert small_kernels(ctx) is None
+    assert small_api_calls(ctx) is None
+    assert small_memory_ops(ctx, "dur") is None
+    assert _small_ranges(ctx) is None
+    for report in REPORTS:
+        assert run_report(ctx, parse_report_arg(report)).rows or report == "osrt_sum", report
+
+
+def test_engine_declines_what_it_cannot_reproduce() -> None:
+    assert aggregate.small_grouped_stats([("a", 1), ("a", 2**52)], ["k"]) is None  # not exact in a double
+    assert aggregate.small_grouped_stats([("a", 1), ("a", -(2**52))], ["k"]) is None
+    assert aggregate.small_grouped_stats([("a", 1), (None, 2)], ["k"]) is None  # a NULL key
+    assert aggregate.small_grouped_stats([("a", 1.5)], ["k"]) is None  # not an integer
+    assert aggregate.small_grouped_stats([("a", "7")], ["k"]) is None
+    big = [("a", 2**52 - 1)] * 2100  # a sum beyond 64 bits
+    assert aggregate.small_grouped_stats(big, ["k"]) is None
+    groups = aggregate.small_grouped_stats([("a", "x", None), ("a", "y", 4), ("b", "z", None)], ["k"], ["f"], "len")
+    assert groups == [
+        {"k": "a", "f": "x", "n": 1, "total": 4, "med": 4.0, "min": 4, "max": 4, "std": None, "len": 2},
+        {"k": "b", "f": "z", "n": 0, "total": 0, "med": None, "min": None, "max": None, "std": None, "len": 1},
+    ]
+
+
+def test_engine_is_polars_bit_for_bit() -> None:
+    """Medians and the (unrounded) standard deviation, as cuda_gpu_mem_size_sum prints them, equal polars'."""
+    import random
+
+    import polars as pl
+
+    rng = random.Random(7)
+    rows = [(rng.randrange(40), rng.choice([rng.randrange(10 ** rng.randrange(1, 13)), 4096])) for _ in range(20_000)]
+    small = aggregate.small_grouped_stats(rows, ["k"])
+    df = pl.DataFrame(rows, schema={"k": pl.Int64, "v": pl.Int64}, orient="row")
+    assert small == list(aggregate.grouped_stats(df, ["k"], "v").iter_rows(named=True))
+
+
+# ------------------------------------------------------------------------------------------- damaged or odd tables
+DECLINED = {
+    # (mutation, what declines): damaged rows, NULL or mistyped values, values not exact in a double
+    "kernel end < start": (set_values(K, "end", '"start" - 5'), "kernels"),
+    "kernel NULL name": (set_values(K, "demangledName", "NULL"), "kernels"),
+    "kernel name with no string": (set_values(K, "shortName", "987654321"), "kernels"),
+    "kernel huge duration": (set_values(K, "end", '"start" + 4503599627370496'), "kern_sum"),
+    "kernel NULL grid": (set_values(K, "gridX", "NULL"), "kern_gb"),
+    "kernel text grid": (set_values(K, "blockY", "'x'"), "kern_gb"),
+    "string NULL value": (
+        both(
+            set_values("StringIds", "value", "value", every=1),  # rebuilt without NOT NULL
+            sql(f"UPDATE StringIds SET value = NULL WHERE id IN (SELECT shortName FROM {K} LIMIT 1)"),
+        ),
+        "kernels",
+    ),
+    "api NULL nameId": (set_values(R, "nameId", "NULL"), "api"),
+    "api text start": (set_values(R, "start", "'soon'"), "api"),
+    "memcpy NULL bytes": (set_values(MC, "bytes", "NULL", every=3), "mem_bytes"),
+    "memset text bytes": (set_values(MS, "bytes", "'many'", every=3), "mem_bytes"),
+    "memcpy huge bytes": (set_values(MC, "bytes", "4503599627370496", every=3), "mem_bytes"),
+    "memcpy real copyKind": (set_values(MC, "copyKind", "1.5", every=3), "mem_dur"),
+    "nvtx text domain": (set_values(N, "domainId", "'d'", every=3), "nvtx"),
+    "nvtx missing string": (set_values(N, "textId", "987654321", every=5), "nvtx"),
+    "nvtx real end": (set_values(N, "end", '"end" + 0.5', every=5), "nvtx"),
+}
+SMALL_PATHS = {
+    "kernels": lambda ctx: small_kernels(ctx),
+    "kern_sum": lambda ctx: aggregate.small_grouped_stats(small_kernels(ctx) or [], ["name"]),
+    "kern_gb": lambda ctx: small_kernels(ctx, ("gridX", "blockY")),
+    "api": lambda ctx: small_api_calls(ctx),
+    "mem_bytes": lambda ctx: _grouped(small_memory_ops(ctx, "bytes")),
+    "mem_dur": lambda ctx: small_memory_ops(ctx, "dur"),
+    "nvtx": lambda ctx: _small_ranges(ctx),
+}
+
+
+def _outcome(run: Callable[[], list[tuple]]) -> list[tuple] | type[BaseException]:
+    """The rows, or the type of the exception raised."""
+    try:
+        return run()
+    except Exception as exc:
+        return type(exc)
+
+
+def _grouped(rows: list[tuple] | None) -> object:
+    return None if rows is None else aggregate.small_grouped_stats(rows, ["name"])
+
+
+@pytest.mark.parametrize("name", DECLINED)
+def test_guards_decline_damaged_or_odd_tables(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mutation, path = DECLINED[name]
+    trace = Trace.open(mutated_copy(SAMPLE, tmp_path / "damaged.sqlite", mutation))
+    try:
+        ctx = ReportContext(trace, EventFilter())
+        assert SMALL_PATHS[path](ctx) is None, name
+        # and the reports still give what the polars path gives (its rows, or its error)
+        for report in REPORTS:
+            req = parse_report_arg(report)
+            fast = _outcome(lambda r=req: run_report(ReportContext(trace, EventFilter()), r).rows)
+            with monkeypatch.context() as m:
+                m.setattr(core, "SMALL_ROWS", 0)
+                slow = _outcome(lambda r=req: run_report(ReportContext(trace, EventFilter()), r).rows)
+            if isinstance(slow, list) and isinstance(fast, list):
+                _same(fast, slow, f"{name}: {report}")
+            else:
+                assert fast == slow, f"{name}: {report}"
+    finally:
+        trace.close()
+
+
+REPRODUCED = {
+    # what the polars path treats in a way the stdlib path reproduces exactly: it takes these
+    "memcpy NULL copyKind": (set_values(MC, "copyKind", "NULL", every=3), ["cuda_gpu_mem_time_sum", "cuda_gpu_sum"]),
+    "nvtx open ranges": (set_values(N, "end", "NULL", every=4), ["nvtx_sum"]),
+    "nvtx every range open": (sql(f'UPDATE {N} SET "end" = NULL'), ["nvtx_sum"]),
+    "nvtx domains on two threads": (
+        sql(
+            f"INSERT INTO {N} (start, eventType, globalTid, domainId, text) "
+            f"SELECT min(start), 75, globalTid, 7, 'dom' FROM {N} WHERE eventType = 59 GROUP BY globalTid",
+            f"INSERT INTO {N} (start, eventType, globalTid, domainId, text) "
+            f"SELECT min(start) + 1, 75, globalTid + 1, 7, 'dom2' FROM {N} WHERE eventType = 59 GROUP BY globalTid",
+            f"UPDATE {N} SET domainId = 7 WHERE eventType = 59 AND rowid % 3 = 0",
+        ),
+        ["nvtx_sum"],
+    ),
+    "api names shared by two ids": (
+        sql(
+            "INSERT INTO StringIds (id, value) SELECT 900000 + id, value FROM StringIds "
+            f"WHERE id IN (SELECT nameId FROM {R})",
+            f"UPDATE {R} SET nameId = 900000 + nameId WHERE rowid % 2 = 0",
+        ),
+        ["cuda_api_sum", "cuda_api_gpu_sum"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REPRODUCED)
+def test_stdlib_path_reproduces_nulls_and_duplicates(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mutation, reports = REPRODUCED[name]
+    trace = Trace.open(mutated_copy(SAMPLE, tmp_path / "odd.sqlite", mutation))
+    try:
+        for report in reports:
+            fast, slow = _both(ReportContext(trace, EventFilter()), report, monkeypatch)
+            assert fast, f"{name}: {report}"
+            _same(fast, slow, f"{name}: {report}")
+    finally:
+        trace.close()
+
+
+# ------------------------------------------------------------------------------------------------- no polars at all
+@pytest.mark.parametrize("report", [*REPORTS, "nvtx_kern_sum", "nvtx_gpu_proj_sum"])
+def test_summary_of_the_sample_needs_no_polars(report: str, tmp_path: Path) -> None:
+    """`stats -r REPORT SAMPLE` in a fresh interpreter imports no polars (nor numpy, pyarrow); the reports whose
+    table is absent (osrt_sum on the sample; the NVTX reports on a trace without NVTX) decide SKIPPED without it."""
+    sample = SAMPLE
+    if report.startswith("nvtx_") and report != "nvtx_sum":
+        sample = mutated_copy(SAMPLE, tmp_path / "no_nvtx.sqlite", sql(f"DROP TABLE {N}"))
+    code = (
+        "import sys; from nsys_doctor.cli.main import main; rc = main(sys.argv[1:]); "
+        "print('LOADED', ' '.join(m for m in ('polars', 'numpy', 'pyarrow') if m in sys.modules), file=sys.stderr); "
+        "sys.exit(rc)"
+    )
+    for fmt in ("column", "csv"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, "stats", str(sample), "-r", report, "-f", fmt],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout or "SKIPPED" in proc.stderr
+        assert proc.stderr.rsplit("LOADED", 1)[1].split() == [], f"{report} -f {fmt}"
