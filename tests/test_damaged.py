@@ -359,6 +359,7 @@ def test_damage_found_by_workers_is_warned_once(tmp_path, monkeypatch, min_bytes
     from nsys_doctor import parallel
 
     monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", min_bytes)
+    monkeypatch.setattr(parallel, "THREAD_MIN_BYTES", 0)
     a = mutated_copy(SAMPLE, tmp_path / "a.sqlite", set_values(K, "start", "NULL", 100, 1))
     b = mutated_copy(SAMPLE, tmp_path / "b.sqlite", set_values(K, "start", "NULL", 100, 2))
     n_a = _count(SAMPLE, f"SELECT count(*) FROM {K} WHERE rowid % 100 = 1")

@@ -207,6 +207,7 @@ def test_threads_and_process_pool_give_the_same_result(monkeypatch, runner):
     specs = discover([RANK0, RANK1])
     a = analyze(map_ranks(specs, jobs=1)).to_dict()
     monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", 0 if runner == "processes" else 1 << 62)
+    monkeypatch.setattr(parallel, "THREAD_MIN_BYTES", 0)
     assert parallel.pick_runner(specs, 2) == runner
     b = analyze(map_ranks(specs, jobs=2)).to_dict()
     assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
@@ -219,6 +220,7 @@ def test_the_runner_follows_the_size_of_each_rank(tmp_path, monkeypatch):
     small.write_bytes(b"x" * 1000)
     big.write_bytes(b"x" * 4000)
     monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", 2000)
+    monkeypatch.setattr(parallel, "THREAD_MIN_BYTES", 1000)
     two_big = [RankSpec(0, str(big)), RankSpec(1, str(big), pid=7)]  # one file split in two ranks: 2000 each
     assert parallel.rank_bytes(two_big) == [2000, 2000]
     assert parallel.pick_runner(two_big, 2) == "processes"
@@ -227,6 +229,8 @@ def test_the_runner_follows_the_size_of_each_rank(tmp_path, monkeypatch):
     assert parallel.pick_runner(two_big[:1], 8) == "serial"
     three = [RankSpec(i, str(big), pid=i) for i in range(3)]  # 1333 bytes each
     assert parallel.pick_runner(three, 3) == "threads"
+    five = [RankSpec(i, str(big), pid=i) for i in range(5)]  # 800 bytes each: too small to gain from threads
+    assert parallel.pick_runner(five, 5) == "serial"
 
 
 @needs_shared
@@ -255,6 +259,7 @@ def test_worker_errors_come_back_with_their_hint(tmp_path, monkeypatch, min_byte
     from nsys_doctor import parallel
 
     monkeypatch.setattr(parallel, "PROCESS_MIN_BYTES", min_bytes)
+    monkeypatch.setattr(parallel, "THREAD_MIN_BYTES", 0)
     bad = tmp_path / "empty.sqlite"
     bad.write_bytes(b"")
     from nsys_doctor.errors import TraceError

@@ -25,6 +25,10 @@ POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
 # or more) costs more than it saves, so ``--jobs N`` runs the ranks on N threads of this process instead (SQLite
 # reads and polars release the GIL; nothing to start). See docs/multigpu.md for the measurements.
 PROCESS_MIN_BYTES = 256 << 20
+# Per rank: below this much trace, threads cost more than they save and the ranks run one after the other: ranks of
+# 3 MiB took 0.87-0.92x as long with ``--jobs 2`` as with ``--jobs 1`` (threads, 2 cores), ranks of 43 MiB ran 1.13x
+# faster there and 1.46-1.62x on 16 cores (docs/multigpu.md).
+THREAD_MIN_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -124,11 +128,15 @@ def rank_bytes(specs: Sequence[Any]) -> list[int]:
 
 
 def pick_runner(specs: Sequence[Any], jobs: int) -> str:
-    """``serial`` for one job or one rank, ``processes`` when every rank is large enough to pay a spawned
-    worker's start-up (``PROCESS_MIN_BYTES``), else ``threads``: ``--jobs 2`` is never the slower choice."""
+    """``serial`` for one job, one rank, or ranks too small to gain from threads (``THREAD_MIN_BYTES``),
+    ``processes`` when every rank is large enough to pay a spawned worker's start-up (``PROCESS_MIN_BYTES``), else
+    ``threads``: ``--jobs 2`` is never the slower choice. The smallest rank decides."""
     if jobs <= 1 or len(specs) <= 1:
         return "serial"
-    return "processes" if min(rank_bytes(specs)) >= PROCESS_MIN_BYTES else "threads"
+    smallest = min(rank_bytes(specs))
+    if smallest >= PROCESS_MIN_BYTES:
+        return "processes"
+    return "threads" if smallest >= THREAD_MIN_BYTES else "serial"
 
 
 def _thread_map(
