@@ -26,7 +26,7 @@ POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
 # reads and polars release the GIL; nothing to start). See docs/multigpu.md for the measurements.
 PROCESS_MIN_BYTES = 256 << 20
 # Per rank: below this much trace, threads cost more than they save and the ranks run one after the other: ranks of
-# 3 MiB took 0.87-0.92x as long with ``--jobs 2`` as with ``--jobs 1`` (threads, 2 cores), ranks of 43 MiB ran 1.13x
+# 3 MiB ran at 0.87-0.92x the speed with ``--jobs 2`` as with ``--jobs 1`` (threads, 2 cores), ranks of 43 MiB ran 1.13x
 # faster there and 1.46-1.62x on 16 cores (docs/multigpu.md).
 THREAD_MIN_BYTES = 16 << 20
 
