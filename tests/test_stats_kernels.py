@@ -80,3 +80,25 @@ def test_kernel_summary_of_the_sample_needs_no_polars() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("Time (%),Total Time (ns),Instances,")
     assert proc.stderr.rsplit("LOADED", 1)[1].split() == []
+
+
+def test_grid_and_block_of_a_null_dimension_print_as_sqlite_printf_does(tmp_path: Path) -> None:
+    """nsys renders GridXYZ/BlockXYZ with SQLite's printf('%4d %4d %4d'), which prints a NULL as 0; the NULL rows
+    stay a group of their own (GROUP BY keeps NULL apart from 0)."""
+    from nsys_doctor.trace import Trace
+
+    from .test_fuzz import K, mutated_copy, set_values
+
+    path = mutated_copy(SAMPLE, tmp_path / "null_grid.sqlite", set_values(K, "gridX", "NULL", 50, 3))
+    con = sqlite3.connect(path)
+    want = con.execute(
+        f"SELECT printf('%4d %4d %4d', gridX, gridY, gridZ), count(*) FROM {K} WHERE gridX IS NULL "
+        "GROUP BY gridX, gridY, gridZ, blockX, blockY, blockZ, shortName ORDER BY 2 DESC LIMIT 1"
+    ).fetchone()
+    con.close()
+    assert want is not None and want[0].startswith("   0 ")
+    with Trace.open(path) as trace:
+        table = run_report(ReportContext(trace, EventFilter()), parse_report_arg("cuda_gpu_kern_gb_sum"))
+    grids = [r[8] for r in table.rows]
+    assert want[0] in grids
+    assert all(isinstance(g, str) and len(g.split()) == 3 for g in grids)

@@ -74,6 +74,11 @@ def small_kern_sum(ctx: ReportContext) -> list[tuple] | None:
     return None if groups is None else summary_rows(groups, ["name"])
 
 
+def _xyz(*dims: int | None) -> str:
+    """SQLite's ``printf('%4d %4d %4d', x, y, z)``, as nsys renders GridXYZ/BlockXYZ: a NULL prints as 0."""
+    return " ".join(f"{0 if d is None else d:4d}" for d in dims)
+
+
 @report("cuda_gpu_kern_gb_sum", "CUDA GPU Kernel/Grid/Block Summary", flags=("base", "mangled"))
 def cuda_gpu_kern_gb_sum(ctx: ReportContext) -> StatsTable:
     """Kernel time per kernel name and launch geometry (grid and block dimensions)."""
@@ -82,7 +87,7 @@ def cuda_gpu_kern_gb_sum(ctx: ReportContext) -> StatsTable:
     rows = []
     for row in summary_rows(stats, keys):
         *head, name, gx, gy, gz, bx, by, bz = row
-        rows.append((*head, f"{gx:4d} {gy:4d} {gz:4d}", f"{bx:4d} {by:4d} {bz:4d}", name))
+        rows.append((*head, _xyz(gx, gy, gz), _xyz(bx, by, bz), name))
     return StatsTable(
         "cuda_gpu_kern_gb_sum",
         "CUDA GPU Kernel/Grid/Block Summary",
