@@ -272,6 +272,8 @@ def _api_rows(corr: list[int | None], pid: list[int | None]) -> pl.DataFrame:
         ([1, 2, None, 4, 5], [7, 7, 7, None, 7], [1, 2, None, 5, 3], [7, 7, 7, 8, 7]),  # nulls, a pid mismatch
         ([1, 2, 3], [7, 7, 7], [2, 2, 1, 9], [7, 7, 7, 7]),  # a launch recorded twice: the kernel's row repeats
         ([1, 2, 3], [7, 7, 7], [], []),  # no launches
+        ([1, 2, 3], [7, 7, 7], [None, None], [7, 7]),  # launches without correlation ids (an export without them)
+        ([None, None], [7, 7], [1, 2], [7, 7]),  # kernels without correlation ids
         ([], [], [1, 2], [7, 7]),  # no kernels
         ([1, 2, 2**33], [7, 7, 7], [1, 2, 2**33, 4], [7, 7, 7, 7]),  # ids beyond 32 bits: the join decides
         ([3, 1, 2], [2**23, 5, 5], [2, 3, 1, 0], [5, 2**23, 5, 5]),  # out of order, a large pid

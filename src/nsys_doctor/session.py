@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from .analysis.compare import Profile
-    from .analysis.diagnosis import Diagnosis
+    from .analysis.diagnosis import Diagnosis, Target
     from .analysis.findings import Finding
     from .analysis.model import Model
     from .analysis.ops import OpRule
@@ -547,7 +547,7 @@ class Report:
         return list(self.diagnosis.findings)
 
     @property
-    def target(self) -> dict[str, object]:
+    def target(self) -> Target:
         return self.diagnosis.target
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 
@@ -56,6 +56,23 @@ FAMILY_ADVICE: dict[str, str] = {
 }
 
 
+class Target(TypedDict, total=False):
+    """What to work on first: the ``diagnosis`` section of the report JSON (docs/report-json.md)."""
+
+    kind: str  # family (a family to tune), recapture (the trace cannot tell); explain also: need-data
+    why: str
+    flag: str  # recapture: the nsys flag to capture again with
+    family: str
+    category: str
+    share: float
+    host_first: str  # a host finding that costs more GPU idle time than the whole top family takes
+    host_cost_ns: int
+    measured: str  # with GPU metrics: what the target family does to the GPU
+    waiting_for_rank: int  # a rank set: this rank's collectives wait for that (late) rank
+    kernel_table_partial: bool  # explain: the pasted kernel table is cut short
+    copies: dict[str, object]  # explain: memory copies take a large share of GPU time
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     trace: dict[str, object]
@@ -71,7 +88,7 @@ class Diagnosis:
     api_tails: pl.DataFrame
     host: HostSummary
     findings: tuple[Finding, ...]
-    target: dict[str, object]
+    target: Target
     next_actions: tuple[str, ...]
     notes: tuple[str, ...] = ()
     run: dict[str, object] = field(default_factory=dict)  # the run's structure (run_summary)
@@ -516,9 +533,9 @@ def conclude(
     host: HostSummary,
     run_kind: str = "llm-decode",
     kernels: pl.DataFrame | None = None,
-) -> tuple[dict[str, object], list[str]]:
+) -> tuple[Target, list[str]]:
     ids = [f.id for f in findings]
-    target: dict[str, object] = {}
+    target: Target = {}
     actions: list[str] = []
     if "graph-trace-not-node" in ids:
         target = {
@@ -559,7 +576,7 @@ def conclude(
         )
         if host_issue is not None and (host_issue.cost_ns or 0) > int(top["total"]):
             target["host_first"] = host_issue.id
-            target["host_cost_ns"] = host_issue.cost_ns
+            target["host_cost_ns"] = int(host_issue.cost_ns or 0)  # not None: only findings with a cost compete
             target["why"] = str(target["why"]) + (
                 f"; but the host side costs more than all of it ({host_issue.id}: {format_ns(host_issue.cost_ns or 0)} "
                 f"of GPU idle time against {format_ns(int(top['total']))} of {top['category']} kernels): "

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from ...trace.pasted import PastedText
 from ...units import pct
-from ..diagnosis import FAMILY_ADVICE, conclude
+from ..diagnosis import FAMILY_ADVICE, Target, conclude
 from ..findings import Finding
 from ..ops import OpRule
 from .cannot_tell import INTERPRETED, partial_why, what_cannot_tell
@@ -37,7 +37,7 @@ class Explanation:
     graphs: dict[str, object]
     nvtx: dict[str, object]
     findings: list[Finding]
-    diagnosis: dict[str, object]
+    diagnosis: Target
     next_actions: list[str]
     cannot_tell: list[str]
     notes: list[str] = field(default_factory=list)

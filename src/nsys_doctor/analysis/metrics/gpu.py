@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import polars as pl
 
@@ -165,7 +167,7 @@ def gpu_metrics_summary(
     copies: pl.DataFrame,
     steps: pl.DataFrame,
     top_kernels: pl.DataFrame,
-    target: dict[str, object],
+    target: Mapping[str, object],
 ) -> dict[str, object] | None:
     """The ``gpu_metrics`` section.
 
@@ -313,7 +315,11 @@ def _family_rates(
 
 
 def _verdict(
-    target: dict[str, object], families: list[dict[str, object]], period: int, samples: int, r2: dict[str, float | None]
+    target: Mapping[str, object],
+    families: list[dict[str, object]],
+    period: int,
+    samples: int,
+    r2: dict[str, float | None],
 ) -> dict[str, object] | None:
     """For the target family: DRAM throughput while it runs, and whether that says memory-bound."""
     fam = target.get("family")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -14,7 +15,7 @@ def _ncu_name(short: str) -> str:
     return "ncu_" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", short).strip("_") or "kernel")[:60]
 
 
-def target_kernel(target: dict[str, object], top_kernels: pl.DataFrame) -> dict[str, object] | None:
+def target_kernel(target: Mapping[str, object], top_kernels: pl.DataFrame) -> dict[str, object] | None:
     """The kernel the diagnosis says to work on: the largest kernel of the target family among the top kernels."""
     if target.get("kind") != "family" or top_kernels.is_empty() or "family" not in top_kernels.columns:
         return None

@@ -12,7 +12,7 @@ from ..distribution import scalar_int
 from ..findings import Finding
 
 if TYPE_CHECKING:
-    from ..diagnosis import Diagnosis
+    from ..diagnosis import Diagnosis, Target
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def blame_late_rank(reports: list[tuple[int, Diagnosis]], result: NcclResult) ->
             f"waiting for rank {late}, the late rank: the cause is rank {late}'s lateness, not this rank's "
             "communication (see across ranks)"
         )
-        target = {**d.target, "waiting_for_rank": late, "why": f"{d.target.get('why', '')}; {why}".lstrip("; ")}
+        target: Target = {**d.target, "waiting_for_rank": late, "why": f"{d.target.get('why', '')}; {why}".lstrip("; ")}
         first = (
             f"Collectives here wait for rank {late}: find what rank {late} does just before its "
             "collectives (across ranks: the 'before' column) and remove or balance it; tuning this rank's "
