@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for mark in item.iter_markers("finding"):
             for fid in mark.args:
                 FINDING_MARKS.setdefault(fid, []).append(item.nodeid)
+
+
+@pytest.fixture
+def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache folder (frame and result caches, on) that caches traces of any size."""
+    from nsys_doctor.cli import result_cache
+    from nsys_doctor.trace import cache
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv(cache.ENV_DIR, str(root))
+    monkeypatch.setenv(cache.ENV_MIN_TRACE_BYTES, "0")
+    monkeypatch.setenv(cache.ENV_OFF, "")
+    monkeypatch.delenv(cache.ENV_MAX_BYTES, raising=False)
+    monkeypatch.delenv(result_cache.ENV_OFF, raising=False)
+    return root
+
+
+@pytest.fixture
+def trace_copy(tmp_path: Path) -> Path:
+    """A copy of the sample in a folder of its own (tests may change it)."""
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    dst = folder / "sample.sqlite"
+    shutil.copyfile(SAMPLE, dst)
+    return dst

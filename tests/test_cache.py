@@ -21,26 +21,6 @@ from .conftest import SAMPLE
 from .test_fuzz import K, md5, mutated_copy, run_cli, set_values
 
 
-@pytest.fixture
-def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache folder that caches traces of any size."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv(cache.ENV_DIR, str(root))
-    monkeypatch.setenv(cache.ENV_MIN_TRACE_BYTES, "0")
-    monkeypatch.setenv(cache.ENV_OFF, "")
-    monkeypatch.delenv(cache.ENV_MAX_BYTES, raising=False)
-    return root
-
-
-@pytest.fixture
-def trace_copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    dst = folder / "sample.sqlite"
-    shutil.copyfile(SAMPLE, dst)
-    return dst
-
-
 def entries(root: Path) -> list[Path]:
     """The frame entries (not the temporary folders, nor the result cache's entries: tests/test_result_cache.py)."""
     return sorted(p for p in root.iterdir() if not p.name.startswith((".", "r-"))) if root.is_dir() else []

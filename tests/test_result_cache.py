@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,27 +16,6 @@ from nsys_doctor.trace import cache
 
 from .conftest import SAMPLE
 from .test_fuzz import K, mutated_copy, run_cli, set_values
-
-
-@pytest.fixture
-def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache folder that caches traces of any size."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv(cache.ENV_DIR, str(root))
-    monkeypatch.setenv(cache.ENV_MIN_TRACE_BYTES, "0")
-    monkeypatch.setenv(cache.ENV_OFF, "")
-    monkeypatch.delenv(result_cache.ENV_OFF, raising=False)
-    monkeypatch.delenv(cache.ENV_MAX_BYTES, raising=False)
-    return root
-
-
-@pytest.fixture
-def trace_copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    dst = folder / "sample.sqlite"
-    shutil.copyfile(SAMPLE, dst)
-    return dst
 
 
 def results(root: Path) -> list[Path]:
