@@ -343,8 +343,13 @@ def test_whole_trace_and_request_windows(tmp_path: Path) -> None:
 
 
 def test_window_options_exclude_each_other(tmp_path: Path) -> None:
-    res = run(SAMPLE, "--perfetto", tmp_path / "x.json", "--whole-trace", "--request", "0")
-    assert res.exit_code == 2 and "exclude each other" in res.output
+    from .test_fuzz import run_cli
+
+    out = tmp_path / "x.json"
+    code, _, err = run_cli(["export", str(SAMPLE), "--perfetto", str(out), "--whole-trace", "--request", "0"])
+    assert code == 2
+    assert err == "nsys-doctor: error: --whole-trace and --request exclude each other: give at most one\n"
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------------------ Parquet

@@ -51,11 +51,11 @@ class WindowChoice:
     request: int | None = None  # --request N (0-based, warm-up requests included)
 
     def __post_init__(self) -> None:
-        given = (self.window, self.filter_nvtx, self.whole_trace, self.request is not None)
-        if sum(bool(x) for x in given) > 1:
-            raise UsageError(
-                "--window, --filter-nvtx, --whole-trace and --request exclude each other", "give at most one"
-            )
+        options = ("--window", "--filter-nvtx", "--whole-trace", "--request")
+        values = (self.window, self.filter_nvtx, self.whole_trace, self.request is not None)
+        given = [o for o, v in zip(options, values, strict=True) if v]
+        if len(given) > 1:
+            raise UsageError(f"{', '.join(given[:-1])} and {given[-1]} exclude each other", "give at most one")
 
 
 class TraceSession:

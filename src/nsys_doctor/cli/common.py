@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import click
 
@@ -19,16 +20,27 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def window_options(func: F) -> F:
-    """--window, --filter-nvtx and --whole-trace, as report, roofline and the rank commands read them."""
-    func = click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")(
-        func
+    """--window, --filter-nvtx and --whole-trace (and --request, where the command has it), as report, roofline and
+    export read them: the command gets them as one ``choice: WindowChoice``, which refuses two of them at once."""
+
+    @functools.wraps(func)
+    def with_choice(
+        *args: object, window: str | None, filter_nvtx: str | None, whole_trace: bool, **kwargs: object
+    ) -> object:
+        from ..session import WindowChoice
+
+        request = cast("int | None", kwargs.pop("request", None))
+        return func(*args, choice=WindowChoice(window, filter_nvtx, whole_trace, request), **kwargs)
+
+    out = cast(F, with_choice)  # (not ``func``: the wrapper calls that one)
+    out = click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")(
+        out
     )
-    func = click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]", help="Analyze the window of this NVTX range.")(
-        func
+    out = click.option("--filter-nvtx", metavar="RANGE[@DOMAIN][/N]", help="Analyze the window of this NVTX range.")(
+        out
     )
-    return click.option(
-        "--window", metavar="START/END", help="Analyze this time window (nsys time syntax, e.g. 2s/5s)."
-    )(func)
+    window_help = "Analyze this time window (nsys time syntax, e.g. 2s/5s)."
+    return click.option("--window", metavar="START/END", help=window_help)(out)
 
 
 def jobs_option(func: F) -> F:

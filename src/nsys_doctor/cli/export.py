@@ -95,10 +95,7 @@ def export(
     trace_path: Path,
     output: str | None,
     output_dir: str | None,
-    window: str | None,
-    filter_nvtx: str | None,
-    whole_trace: bool,
-    request: int | None,
+    choice: WindowChoice,
     ops_file: Path | None,
     no_flows: bool,
     demangled: bool,
@@ -118,8 +115,7 @@ def export(
     if not output and not output_dir:
         raise click.UsageError("give --perfetto FILE, --parquet DIR, or both")
     try:
-        _export(trace_path, output, output_dir, WindowChoice(window, filter_nvtx, whole_trace, request),
-                ops_file, not no_flows, demangled)  # fmt: skip
+        _export(trace_path, output, output_dir, choice, ops_file, not no_flows, demangled)
     except NsysDoctorError as exc:
         raise ExportError(exc.one_line()) from exc
 

@@ -235,9 +235,7 @@ def report(
     trace_paths: tuple[Path, ...],
     fmt: str,
     output: str | None,
-    window: str | None,
-    filter_nvtx: str | None,
-    whole_trace: bool,
+    choice: WindowChoice,
     ops_file: Path | None,
     top: int,
     rank_from: str,
@@ -246,7 +244,6 @@ def report(
     peak_bw: str | None,
     no_split: bool,
     jobs: int,
-    request: int | None,
 ) -> None:
     """Diagnose TRACES: top kernels and families, tails, host overhead, findings and the next actions.
 
@@ -261,10 +258,9 @@ def report(
     report per rank, then what holds across ranks: the late rank, waiting in collectives, unequal work per step
     (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
-    from ..session import TraceSession, WindowChoice
+    from ..session import TraceSession
     from ..trace.ranks import discover, multi_rank
 
-    WindowChoice(window, filter_nvtx, whole_trace, request)  # the window options exclude each other
     check_html_output(fmt, output)
     if no_split and len(trace_paths) > 1:
         raise UsageError("--no-split applies to one trace", "give one trace, or drop --no-split")
@@ -292,7 +288,6 @@ def report(
     if len(trace_paths) == 1 and (no_split or not multi_rank(trace_paths)):
         roof = None
         plots = None
-        choice = WindowChoice(window, filter_nvtx, whole_trace, request)
         with progress.task(), TraceSession.open(trace_paths[0], rules, choice) as session:
             read_in_stages(session)
             with progress.stage("analyses"):
@@ -308,7 +303,7 @@ def report(
                 lambda f: _render_one(d, roof, f, color),
             )
     else:
-        if request is not None:
+        if choice.request is not None:
             raise UsageError("--request applies to a report on one trace", "give one trace (or --no-split)")
         if model is not None:
             raise UsageError(
@@ -327,7 +322,7 @@ def report(
                     jobs=jobs,
                     progress=progress.counter(),
                     rules=rules,
-                    choice=WindowChoice(window, filter_nvtx, whole_trace),
+                    choice=choice,
                     top=top,
                     plots=fmt == "html",
                 )

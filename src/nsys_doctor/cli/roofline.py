@@ -19,6 +19,7 @@ from .report import FORMATS, project_rules, read_in_stages
 if TYPE_CHECKING:
     from ..analysis.ops import OpRule
     from ..analysis.roofline import MapRule, Roofline
+    from ..session import WindowChoice
     from ..trace import Trace
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -154,9 +155,7 @@ def roofline(
     tokens: int | None,
     fmt: str,
     output: str | None,
-    window: str | None,
-    filter_nvtx: str | None,
-    whole_trace: bool,
+    choice: WindowChoice,
     ops_file: Path | None,
 ) -> None:
     """Speed of light per linear-layer shape: achieved bandwidth and FLOP/s against the GPU's peaks.
@@ -170,8 +169,6 @@ def roofline(
     leaves little headroom (quantize or batch); under 70% a better GEMV kernel can win; GEMVs under 5 MB are
     expected lower.
     """
-    if sum(bool(x) for x in (window, filter_nvtx, whole_trace)) > 1:
-        raise UsageError("--window, --filter-nvtx and --whole-trace exclude each other", "give at most one")
     if group_size is not None and (dtype or "").lower() != "int4":
         raise UsageError("--group-size applies to --dtype int4 only", "add --dtype int4, or drop --group-size")
     bw = parse_bandwidth(peak_bw) if peak_bw is not None else None
@@ -194,9 +191,9 @@ def roofline(
             peak_flops=fl,
             mapping_path=mapping,
             tokens=tokens,
-            window=window,
-            filter_nvtx=filter_nvtx,
-            whole_trace=whole_trace,
+            window=choice.window,
+            filter_nvtx=choice.filter_nvtx,
+            whole_trace=choice.whole_trace,
         )
         with progress.stage("rendering"):
             tty = output is None and sys.stdout.isatty()
