@@ -1,5 +1,6 @@
-"""cuda_gpu_kern_sum on small traces: the stdlib path (``small_kern_sum``, no polars) gives the very rows of the
-polars path (``grouped_stats`` + ``summary_rows``, which the nsys goldens check), on every trace at hand."""
+"""cuda_gpu_kern_sum on small traces: the stdlib path (``small_kernels`` + ``small_grouped_stats``, no polars)
+gives the very rows of the polars path (``grouped_stats`` + ``summary_rows``, which the nsys goldens check), on every
+trace at hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nsys_doctor.stats import ReportContext, core, kernels, parse_report_arg, run_report
+from nsys_doctor.stats import ReportContext, aggregate, core, kernels, parse_report_arg, run_report
 from nsys_doctor.trace.window import EventFilter, event_filter
 
 from .conftest import DATA, SAMPLE, TRACES, open_trace
@@ -31,11 +32,18 @@ def _small_traces() -> list[Path]:
     return [p for p in found if 0 < _kernel_rows(p) <= core.SMALL_ROWS]
 
 
+def _small_kern_sum(ctx: ReportContext) -> list[tuple] | None:
+    """cuda_gpu_kern_sum's rows from the stdlib engine alone; None where the polars path decides."""
+    rows = kernels.small_kernels(ctx)
+    groups = None if rows is None else aggregate.small_grouped_stats(rows, ["name"])
+    return None if groups is None else aggregate.summary_rows(groups, ["name"])
+
+
 def _both(ctx: ReportContext, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple] | None, list[tuple]]:
-    fast = kernels.small_kern_sum(ctx)
+    fast = _small_kern_sum(ctx)
     with monkeypatch.context() as m:
         m.setattr(core, "SMALL_ROWS", 0)
-        assert kernels.small_kern_sum(ctx) is None
+        assert _small_kern_sum(ctx) is None
         slow = kernels.cuda_gpu_kern_sum(ctx).rows
     return fast, slow
 
@@ -60,7 +68,7 @@ def test_stdlib_rows_are_the_polars_rows(path: Path, monkeypatch: pytest.MonkeyP
 def test_large_or_damaged_tables_take_the_polars_path(monkeypatch: pytest.MonkeyPatch) -> None:
     trace = open_trace(SAMPLE)
     monkeypatch.setattr(core, "SMALL_ROWS", 10)
-    assert kernels.small_kern_sum(ReportContext(trace, EventFilter())) is None
+    assert _small_kern_sum(ReportContext(trace, EventFilter())) is None
     table = run_report(ReportContext(trace, EventFilter()), parse_report_arg("cuda_gpu_kern_sum"))
     assert table.rows and table.rows[0][2] > 0
 

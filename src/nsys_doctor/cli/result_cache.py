@@ -30,7 +30,6 @@ and a failure to write is silent.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -51,16 +50,12 @@ DEPENDENCIES = ("polars", "numpy", "rich", "click")
 ENV_OFF = "NSYS_DOCTOR_NO_RESULT_CACHE"
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _file_digest(path: Path | None) -> str | None:
     """The content's hash (None for no file or one that cannot be read)."""
     if path is None:
         return None
     try:
-        return _digest(Path(path).read_bytes())
+        return cache.digest(Path(path).read_bytes())
     except OSError:
         return None
 
@@ -102,7 +97,7 @@ class ResultSlot:
 
     @property
     def folder(self) -> Path:
-        return self.root / f"{PREFIX}{self.paths_id}-{self.state_id}-{_digest(self.key.encode())[:24]}"
+        return self.root / f"{PREFIX}{self.paths_id}-{self.state_id}-{cache.digest(self.key)[:24]}"
 
 
 def slot(
@@ -114,7 +109,7 @@ def slot(
 ) -> ResultSlot | None:
     """The slot of this command's output, or None when it is not cached (cache off, traces that are not plain
     ``.sqlite`` files, traces too small to pay, the cache folder beside a trace, or anything that cannot be read)."""
-    if not cache.enabled() or os.environ.get(ENV_OFF, "").strip().lower() not in ("", "0", "false", "no", "off"):
+    if not cache.enabled() or cache.switched_off(ENV_OFF):
         return None
     try:
         root = cache.cache_dir().resolve()
@@ -153,8 +148,8 @@ def slot(
         )
     except (OSError, RuntimeError, ValueError, TypeError):
         return None
-    paths_id = _digest(json.dumps([s[1] for s in states]).encode())[:16]
-    state_id = _digest(json.dumps(states).encode())[:16]
+    paths_id = cache.digest(json.dumps([s[1] for s in states]))[:16]
+    state_id = cache.digest(json.dumps(states))[:16]
     return ResultSlot(root, paths_id, state_id, key)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from .aggregate import Groups, grouped, small_grouped_stats, summary_rows
+from .aggregate import Groups, grouped, summary_rows
 from .core import (
     DURATION,
     Column,
@@ -64,14 +64,6 @@ def cuda_gpu_kern_sum(ctx: ReportContext) -> StatsTable:
     """Kernel time per kernel name: total, instances, avg, median, min, max, stdev."""
     rows = summary_rows(kernel_groups(ctx, ["name"]), ["name"])
     return StatsTable("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", (*DUR_COLUMNS, Column("Name")), rows)
-
-
-def small_kern_sum(ctx: ReportContext) -> list[tuple] | None:
-    """``cuda_gpu_kern_sum``'s rows from the stdlib engine alone; None where the polars path decides (a large
-    table, damaged rows, anything unusual: see ``small_rows`` and ``small_grouped_stats``)."""
-    rows = small_kernels(ctx)
-    groups = None if rows is None else small_grouped_stats(rows, ["name"])
-    return None if groups is None else summary_rows(groups, ["name"])
 
 
 def _xyz(*dims: int | None) -> str:

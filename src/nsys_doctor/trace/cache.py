@@ -65,8 +65,13 @@ def disable() -> None:
     os.environ[ENV_OFF] = "1"
 
 
+def switched_off(name: str) -> bool:
+    """Whether the environment variable ``name`` turns something off (set, and not 0, false, no or off)."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def enabled() -> bool:
-    return os.environ.get(ENV_OFF, "").strip().lower() in ("", "0", "false", "no", "off")
+    return not switched_off(ENV_OFF)
 
 
 def cache_dir() -> Path:
@@ -95,8 +100,9 @@ def min_trace_bytes() -> int:
     return _int_env(ENV_MIN_TRACE_BYTES, DEFAULT_MIN_TRACE_BYTES)
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def digest(data: str | bytes) -> str:
+    """The SHA-256 of ``data`` (text as UTF-8), in hex: the cache's one hash."""
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -147,11 +153,11 @@ def slot(trace: Trace, tables: Iterable[str]) -> Slot | None:
             # a rewrite in place that keeps the size and sets the old mtime back still changes these
             "ctime_ns": st.st_ctime_ns,
             "inode": st.st_ino,
-            "schema": _digest(json.dumps(fingerprint, sort_keys=True)),
+            "schema": digest(json.dumps(fingerprint, sort_keys=True)),
         },
         sort_keys=True,
     )
-    return Slot(root, _digest(str(path))[:16], _digest(key)[:32], key)
+    return Slot(root, digest(str(path))[:16], digest(key)[:32], key)
 
 
 def _schema_text(df: pl.DataFrame) -> list[list[str]]:
