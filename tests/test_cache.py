@@ -158,7 +158,7 @@ def test_bound_evicts_least_recently_used(cache_root: Path, tmp_path: Path, monk
     assert sum(f.stat().st_size for e in kept for f in e.iterdir()) <= 2 * size + size // 2
     # a hit counts as a use: t1 is now the most recent, so the next write evicts t2
     read_frames(paths[1])
-    t2 = [e for e in kept if e.name.startswith(cache._digest(str(paths[2].resolve()))[:16] + "-")]
+    t2 = [e for e in kept if e.name.startswith(cache.digest(str(paths[2].resolve()))[:16] + "-")]
     read_frames(paths[0])
     assert t2 and t2[0] not in entries(cache_root)
     # an entry over the bound on its own is not kept
