@@ -46,6 +46,30 @@ def profiler_stop():
         torch.cuda.cudart().cudaProfilerStop()
 
 
+# command-line size options of the workloads -> the transformers config fields they set
+SIZE_ARGS = {
+    "hidden": "hidden_size",
+    "intermediate": "intermediate_size",
+    "layers": "num_hidden_layers",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "vocab": "vocab_size",
+}
+
+
+def random_causal_lm(config_class, device, args, **config):
+    """A transformers causal LM with random bf16 weights, built on ``device`` in eval mode from ``config_class``
+    with the sizes the script's command line has (``SIZE_ARGS``), what every workload here sets (4096 positions,
+    BOS 1, padding 0, no EOS: every request decodes exactly its --new-tokens), then ``config``, which wins."""
+    from transformers import AutoModelForCausalLM
+
+    sizes = {field: getattr(args, name) for name, field in SIZE_ARGS.items() if hasattr(args, name)}
+    base = {"max_position_embeddings": 4096, "bos_token_id": 1, "eos_token_id": None, "pad_token_id": 0}
+    cfg = config_class(**{**sizes, **base, **config})
+    with device:
+        return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+
+
 def result(**kw):
     kw.setdefault("torch", torch.__version__)
     try:

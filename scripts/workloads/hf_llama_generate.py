@@ -11,8 +11,8 @@ measured requests). EOS is disabled so every request produces exactly --new-toke
 import argparse
 
 import torch
-from _common import Timer, result, setup
-from transformers import AutoModelForCausalLM, LlamaConfig
+from _common import Timer, random_causal_lm, result, setup
+from transformers import LlamaConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -29,20 +29,11 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = LlamaConfig(
-    hidden_size=a.hidden,
-    intermediate_size=a.intermediate,
-    num_hidden_layers=a.layers,
-    num_attention_heads=a.heads,
-    num_key_value_heads=a.kv_heads,
-    vocab_size=a.vocab,
-    max_position_embeddings=4096,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=0,
+model = random_causal_lm(
+    LlamaConfig,
+    dev,
+    a,
 )
-with dev:
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0)
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)

@@ -11,8 +11,8 @@ so `nsys profile -c cudaProfilerApi` captures only them. EOS is disabled: each r
 import argparse
 
 import torch
-from _common import Timer, profiler_start, profiler_stop, result, setup
-from transformers import AutoModelForCausalLM, Qwen2MoeConfig
+from _common import Timer, profiler_start, profiler_stop, random_causal_lm, result, setup
+from transformers import Qwen2MoeConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -31,9 +31,10 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = Qwen2MoeConfig(
-    hidden_size=a.hidden,
-    num_hidden_layers=a.layers,
+model = random_causal_lm(
+    Qwen2MoeConfig,
+    dev,
+    a,
     num_attention_heads=12,
     num_key_value_heads=4,
     num_experts=a.experts,
@@ -43,14 +44,7 @@ cfg = Qwen2MoeConfig(
     intermediate_size=a.shared_intermediate,
     decoder_sparse_step=1,
     mlp_only_layers=[],
-    vocab_size=a.vocab,
-    max_position_embeddings=4096,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=0,
 )
-with dev:
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 print("experts implementation:", getattr(model.config, "_experts_implementation", None), flush=True)
 gen = dict(
     max_new_tokens=a.new_tokens,

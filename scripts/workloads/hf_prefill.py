@@ -10,8 +10,8 @@ next token of each row (argmax of the last position, `.tolist()`: one device-to-
 import argparse
 
 import torch
-from _common import Timer, result, setup
-from transformers import AutoModelForCausalLM, Qwen3Config
+from _common import Timer, random_causal_lm, result, setup
+from transformers import Qwen3Config
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=8)
@@ -25,21 +25,15 @@ p.add_argument("--iters", type=int, default=5)
 a = p.parse_args()
 
 dev = setup()
-cfg = Qwen3Config(
-    hidden_size=a.hidden,
-    intermediate_size=a.intermediate,
-    num_hidden_layers=a.layers,
+model = random_causal_lm(
+    Qwen3Config,
+    dev,
+    a,
     num_attention_heads=16,
     num_key_value_heads=8,
     head_dim=64,
-    vocab_size=a.vocab,
-    max_position_embeddings=4096,
-    bos_token_id=1,
     eos_token_id=2,
-    pad_token_id=0,
 )
-with dev:
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
 
 times = []

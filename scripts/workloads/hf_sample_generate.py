@@ -13,8 +13,8 @@ decode forward passes per request.
 import argparse
 
 import torch
-from _common import Timer, result, setup
-from transformers import AutoModelForCausalLM, Qwen2Config
+from _common import Timer, random_causal_lm, result, setup
+from transformers import Qwen2Config
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -33,21 +33,12 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = Qwen2Config(
-    hidden_size=a.hidden,
-    intermediate_size=a.intermediate,
-    num_hidden_layers=a.layers,
-    num_attention_heads=a.heads,
-    num_key_value_heads=a.kv_heads,
-    vocab_size=a.vocab,
-    max_position_embeddings=4096,
+model = random_causal_lm(
+    Qwen2Config,
+    dev,
+    a,
     tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=0,
 )
-with dev:
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 gen = dict(
     max_new_tokens=a.new_tokens,
     min_new_tokens=None,

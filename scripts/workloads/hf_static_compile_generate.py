@@ -15,8 +15,8 @@ EOS is disabled: each request is 1 prefill + (new_tokens - 1) decode forward pas
 import argparse
 
 import torch
-from _common import Timer, result, setup
-from transformers import AutoModelForCausalLM, MistralConfig
+from _common import Timer, random_causal_lm, result, setup
+from transformers import MistralConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--layers", type=int, default=2)
@@ -30,22 +30,15 @@ p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
 
 dev = setup()
-cfg = MistralConfig(
-    hidden_size=a.hidden,
-    intermediate_size=a.intermediate,
-    num_hidden_layers=a.layers,
+model = random_causal_lm(
+    MistralConfig,
+    dev,
+    a,
     num_attention_heads=16,
     num_key_value_heads=8,
     head_dim=64,
-    vocab_size=a.vocab,
     sliding_window=None,
-    max_position_embeddings=4096,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=0,
 )
-with dev:
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 gen = dict(
     max_new_tokens=a.new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0, cache_implementation="static"
 )
