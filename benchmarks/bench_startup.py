@@ -9,7 +9,8 @@ the median wall time (and CPU time, user + system, which load on the machine dis
 ratio to the reference, ``PYTHON -c "import sqlite3"``, measured in the same
 run. PYTHON defaults to the interpreter running this script (the one the ``nsys-doctor`` script starts): a
 ``python3`` found on PATH may be a wrapper (pyenv's shim is a shell script costing ~0.2 s), which would flatter
-every ratio. ``import sqlite3, click`` is the floor of any click command line. TRACE defaults to the bundled
+every ratio. ``import sqlite3, click`` is the floor of any click command line; ``import sqlite3, pathlib,
+dataclasses, json, re, typing`` that of any command written with those standard modules. TRACE defaults to the bundled
 sample (``nsys-doctor sample``).
 
 Bytecode: by default the children write and read cached bytecode under a temporary PYTHONPYCACHEPREFIX (as an
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "nsys_doctor" / "data" / "sample_decode.sqlite"
 HEAVY = ("polars", "numpy", "rich", "pandas", "pyarrow")
 TARGET = 2.0
+STDLIB_FLOOR = "import sqlite3, pathlib, dataclasses, json, re, typing"
 
 
 def entry_script(python: str) -> list[str]:
@@ -103,6 +105,10 @@ def main() -> None:
     runs: dict[str, tuple[list[str], dict[str, str]]] = {
         'python -c "import sqlite3"': ([a.python, "-c", "import sqlite3"], env),
         'python -c "import click" (floor)': ([a.python, "-c", "import sqlite3, click"], env),
+        # the standard library that reading a trace and printing a table in Python commonly takes (paths, data
+        # classes, JSON, regular expressions, typing), without any code of ours: how far 2x is from any program
+        # written that way
+        'python -c "import sqlite3, pathlib, ..."': ([a.python, "-c", STDLIB_FLOOR], env),
     }
     trees = [("", base, env)]
     if a.before is not None:  # both trees run as python -m, each from its own source directory

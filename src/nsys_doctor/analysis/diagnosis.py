@@ -314,6 +314,9 @@ def diagnose(
             (pl.col("total") / max(n_steps, 1)).alias("per_step_ns"),
         )
         fam = fam.sort(["total", "family", "category"], descending=[True, False, False])
+    # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
+    # memory at the same time as the decode steps' kernels below
+    host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
     # unmapped kernels, the most GPU time first (per_kernel is sorted by total, then name)
     unmapped = (
         per_kernel.join(ops.filter(~pl.col("mapped")).select("name"), on="name", how="semi")["name"].to_list()
@@ -359,8 +362,9 @@ def diagnose(
         if api_w.height
         else tail_table(api_w, ["name"])
     )
-    host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
-    dynamic = _dynamic_shapes(lkw, decode_ids, names.select("name", "label"))
+    dynamic = _dynamic_shapes(
+        lkw, decode_ids, names.select("name", "label"), kt.select("name", *GRID, "t", "idx") if kt is not kw else None
+    )
     ovh: dict[str, int] = {}
     if overhead.height:
         o = overhead.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
@@ -446,19 +450,23 @@ def _slow_step_share(tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int) -> pl.
     return tails.join(slow, on="name", how="left").with_columns(pl.col("slow_step_share").fill_null(0.0))
 
 
-def _dynamic_shapes(lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+def _dynamic_shapes(
+    lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame, inside: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Kernels whose launch shapes change from one decode step to the next.
 
     Per decode step and kernel name, the sorted list of grids is the step's signature for that kernel; a kernel
     with more than one signature across steps runs with dynamic shapes (the same name used for several fixed
-    shapes inside every step is not dynamic)."""
+    shapes inside every step is not dynamic). ``inside``: the kernels of ``lk`` already placed in the decode steps
+    (name, grid, t, idx; only those with a step), when the caller has them."""
     empty = pl.DataFrame(
         schema={"label": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
     )
     if lk.is_empty() or decode.height < 2:
         return empty
-    lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t"))
-    inside = assign_to_steps(lk.select("name", *GRID, "t"), decode, "t").filter(pl.col("idx").is_not_null())
+    if inside is None:
+        lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t"))
+        inside = assign_to_steps(lk.select("name", *GRID, "t"), decode, "t").filter(pl.col("idx").is_not_null())
     if inside.is_empty():
         return empty
     codes, texts = text_codes(inside["name"])  # grouped by code: grouping by the names would copy them

@@ -245,12 +245,18 @@ def summarize_host(
     api_w = api.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     launches = calls(api_w, LAUNCH_API)
     # queue: kernel start minus launch end, for kernels launched in the window
-    lk = (launched_kernels(kernels, api) if lk is None else lk).filter(
-        pl.col("l_end").is_not_null() & (pl.col("l_start") >= w0) & (pl.col("l_start") <= w1)
+    # only the queue times are kept: filtering the launched kernels' every column would copy millions of rows
+    wait = (
+        (launched_kernels(kernels, api) if lk is None else lk)
+        .select(
+            (pl.col("start") - pl.col("l_end")).filter(
+                pl.col("l_end").is_not_null() & (pl.col("l_start") >= w0) & (pl.col("l_start") <= w1)
+            )
+        )
+        .to_series()
     )
-    wait = lk["start"] - lk["l_end"]
     # a Series: percentile() sorts it without a Python list
-    q: pl.Series | list[int] = wait.filter(wait >= 0) if lk.height else []
+    q: pl.Series | list[int] = wait.filter(wait >= 0) if wait.len() else []
     all_busy = busy_intervals(gpu_ops)
     busy = all_busy.filter((pl.col("end") >= w0) & (pl.col("start") <= w1))
     busy_ns = (

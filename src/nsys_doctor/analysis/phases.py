@@ -374,8 +374,12 @@ def find_steps(
     notes: list[str] = []
     api_w = api.filter((pl.col("start") >= window.start) & (pl.col("start") <= window.end))
     lk = launched_kernels(kernels, api) if lk is None else lk
-    lk = lk.with_columns(pl.coalesce("l_start", "start").alias("t_launch"))
-    lk_w = lk.filter((pl.col("t_launch") >= window.start) & (pl.col("t_launch") <= window.end))
+    # only the columns the steps read (the repeating marker's and the measures'): filtering every column of the
+    # launched kernels would copy millions of rows
+    measured = [c for c in ("short", "gridX", "gridY", "gridZ", "dur", "start", "end") if c in lk.columns]
+    lk_w = lk.select(*measured, pl.coalesce("l_start", "start").alias("t_launch")).filter(
+        (pl.col("t_launch") >= window.start) & (pl.col("t_launch") <= window.end)
+    )
     found = given if given is not None else _nvtx_steps(nvtx, window)
     if found is not None:
         table, source = found
@@ -383,7 +387,9 @@ def find_steps(
         table, source = _data_steps(lk_w, api_w, window, notes)
     if table.is_empty():
         return Steps("none", table.with_columns(*(pl.lit(None, t).alias(c) for c, t in _MEASURES.items())), notes)
-    ks = assign_to_steps(lk_w, table, "t_launch").filter(pl.col("idx").is_not_null())
+    ks = assign_to_steps(lk_w.select("t_launch", "dur", "start", "end"), table, "t_launch").filter(
+        pl.col("idx").is_not_null()
+    )
     per_k = ks.group_by("idx").agg(
         pl.col("dur").sum().alias("gpu_time"),
         pl.len().alias("kernels"),
