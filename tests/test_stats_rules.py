@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nsys_doctor.errors import UsageError
-from nsys_doctor.stats import ReportContext, parse_report_arg, run_report
+from nsys_doctor.stats import ReportContext, core, parse_report_arg, run_report
 from nsys_doctor.stats.core import StatsTable
 from nsys_doctor.stats.rules import like_regex, sqlite_sum
 from nsys_doctor.trace import Trace
@@ -216,7 +216,27 @@ def test_gpu_time_util_chunks_range_is_checked(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- memory rules
-def test_cuda_memcpy_async_flags_pageable_runtime_copies(tiny: Trace) -> None:
+# Each memory rule has two engines: sqlite3 alone for small tables (no polars import), polars otherwise. Every
+# hand-worked answer below is checked on both.
+MEMORY_RULES = ("cuda_memcpy_async", "cuda_memcpy_sync", "cuda_memset_sync")
+
+
+def _refuse_polars_reads(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the polars loader was used")
+
+
+@pytest.fixture(params=["stdlib", "polars"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The memory rules' engine under test: the stdlib one (which must not read through polars), or polars (the
+    stdlib one declining every table)."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(Trace, "read_table", _refuse_polars_reads)
+    else:
+        monkeypatch.setattr(core, "SMALL_ROWS", 0)
+    return str(request.param)
+
+
+def test_cuda_memcpy_async_flags_pageable_runtime_copies(tiny: Trace, engine: str) -> None:
     table = _run(tiny, "cuda_memcpy_async")
     assert table.labels == [
         "Duration",
@@ -239,24 +259,94 @@ def test_cuda_memcpy_async_flags_pageable_runtime_copies(tiny: Trace) -> None:
     assert [r[0] for r in _run(tiny, "cuda_memcpy_async:rows=1").rows] == [50]
 
 
-def test_memcpy_rule_joins_api_calls_outside_the_window(tiny: Trace) -> None:
+def test_memcpy_rule_joins_api_calls_outside_the_window(tiny: Trace, engine: str) -> None:
     # the API calls sit at 10 ms, outside [0, 2500): nsys joins them from the unfiltered runtime table
     assert [r[1] for r in _run(tiny, "cuda_memcpy_async:start=0:end=2500").rows] == [2000, 1000]
 
 
-def test_cuda_memcpy_sync_skips_small_htod_and_same_device(tiny: Trace) -> None:
+def test_cuda_memcpy_sync_skips_small_htod_and_same_device(tiny: Trace, engine: str) -> None:
     assert [(r[0], r[1], r[10]) for r in _run(tiny, "cuda_memcpy_sync").rows] == [
         (14, 7300, "cudaMemcpy_v3020"),
         (12, 7100, "cudaMemcpy_v3020"),
     ]
 
 
-def test_cuda_memset_sync_pinned_or_managed_only(tiny: Trace) -> None:
+def test_cuda_memset_sync_pinned_or_managed_only(tiny: Trace, engine: str) -> None:
     table = _run(tiny, "cuda_memset_sync")
     assert table.rows == [
         (55, 8300, "Managed", 4096, PID, 0, 1, None, 3, "cudaMemset_v3020"),
         (25, 8000, "Pinned", 4096, PID, 0, 1, None, 3, "cudaMemset_v3020"),
     ]
+
+
+ODD_MEMORY_ROWS = {
+    # what each engine must treat alike: NULLs in the tested columns, operations without a call or with two calls,
+    # a call recorded twice, and a text where an integer belongs (the stdlib engine declines; polars decides)
+    "NULL kinds, bytes and devices": [
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMCPY SET srcKind = NULL WHERE start = 1000",
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMCPY SET bytes = NULL WHERE start = 7000",
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMCPY SET srcDeviceId = NULL WHERE start = 7200",
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMSET SET memKind = NULL WHERE start = 8000",
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMSET SET greenContextId = NULL, globalPid = NULL WHERE start = 8300",
+    ],
+    "NULL correlation ids": [
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMCPY SET correlationId = NULL WHERE start IN (2000, 7300)",
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMSET SET correlationId = NULL WHERE start = 8300",
+    ],
+    "a call recorded twice, two operations of one call": [
+        "INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME SELECT start + 1, end + 1, eventClass, globalTid, correlationId, "
+        "nameId, returnValue FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE correlationId IN (1, 12, 34)",
+        "INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY SELECT start + 5, end + 5, deviceId, contextId, greenContextId, "
+        "streamId, correlationId, globalPid, bytes, copyKind, srcKind, dstKind, srcDeviceId, dstDeviceId "
+        "FROM CUPTI_ACTIVITY_KIND_MEMCPY WHERE correlationId IN (2, 14)",
+    ],
+    "equal durations": [
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMCPY SET end = start + 40",
+        "UPDATE CUPTI_ACTIVITY_KIND_MEMSET SET end = start + 40",
+    ],
+    "a text correlation id in the runtime table": [
+        "UPDATE CUPTI_ACTIVITY_KIND_RUNTIME SET correlationId = 'x' WHERE correlationId = 1",
+    ],
+}
+
+
+DECLINED_MEMORY_ROWS = {"a text correlation id in the runtime table"}
+
+
+@pytest.mark.parametrize("case", ODD_MEMORY_ROWS)
+def test_memory_rules_engines_agree_on_odd_rows(case: str, tiny: Trace, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sqlite3.connect(tiny.path) as con:
+        for statement in ODD_MEMORY_ROWS[case]:
+            con.execute(statement)
+    trace = Trace.open(tiny.path)
+    try:
+        for rule in MEMORY_RULES:
+            for args in ("", ":rows=1", ":rows=-1", ":start=0:end=7150"):
+                with monkeypatch.context() as m:
+                    if case not in DECLINED_MEMORY_ROWS:  # the stdlib engine answers: polars may not read
+                        m.setattr(Trace, "read_table", _refuse_polars_reads)
+                    fast = _run(trace, rule + args).rows
+                with monkeypatch.context() as m:
+                    m.setattr(core, "SMALL_ROWS", 0)
+                    slow = _run(trace, rule + args).rows
+                assert fast == slow, f"{case}: {rule}{args}"
+                assert [tuple(map(type, r)) for r in fast] == [tuple(map(type, r)) for r in slow]
+    finally:
+        trace.close()
+
+
+def test_memory_rules_stdlib_engine_declines_a_big_table(tiny: Trace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "SMALL_ROWS", 3)  # the memcpy table's 10 rows are too many; the memset table's 4 too
+    reads: list[str] = []
+    real = Trace.read_table
+
+    def spy(self: Trace, table: str, *args: object, **kwargs: object) -> object:
+        reads.append(table)
+        return real(self, table, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trace, "read_table", spy)
+    assert [r[0] for r in _run(tiny, "cuda_memcpy_sync").rows] == [14, 12]
+    assert "CUPTI_ACTIVITY_KIND_MEMCPY" in reads
 
 
 # ---------------------------------------------------------------------------------------------- cuda_api_sync

@@ -290,7 +290,10 @@ def test_stdlib_path_reproduces_nulls_and_duplicates(
 
 
 # ------------------------------------------------------------------------------------------------- no polars at all
-@pytest.mark.parametrize("report", [*REPORTS, "nvtx_kern_sum", "nvtx_gpu_proj_sum"])
+@pytest.mark.parametrize(
+    "report",
+    [*REPORTS, "nvtx_kern_sum", "nvtx_gpu_proj_sum", "cuda_memcpy_async", "cuda_memcpy_sync", "cuda_memset_sync"],
+)
 def test_summary_of_the_sample_needs_no_polars(report: str, tmp_path: Path) -> None:
     """`stats -r REPORT SAMPLE` in a fresh interpreter imports no polars (nor numpy, pyarrow); the reports whose
     table is absent (osrt_sum on the sample; the NVTX reports on a trace without NVTX) decide SKIPPED without it."""

@@ -21,14 +21,15 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.window import EventFilter, resolve_nvtx_filter
+from . import core
 from .aggregate import r1
-from .core import Column, ReportContext, StatsTable, report
+from .core import Column, ReportContext, StatsTable, is_small, report, small_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -167,6 +168,78 @@ def _gpu_ops_with_api(
     return limit(joined.sort("dur", descending=True, nulls_last=True, maintain_order=True), row_limit(ctx))
 
 
+def _small_gpu_ops_with_api(
+    ctx: ReportContext,
+    table: str,
+    columns: list[str],
+    api_test: Callable[[str], bool],
+    keep: Callable[[dict[str, Any]], bool],
+) -> list[dict[str, Any]] | None:
+    """``_gpu_ops_with_api`` with sqlite3 alone (no polars), its rows as dicts (``api``: the call's name, ``dur``),
+    when that gives exactly the same: the operations' table is small and undamaged (``core.small_rows``) and the
+    matching API calls are few, plain integers, in a runtime table with no damage counted. None: the polars path
+    decides. ``keep`` is the rule's row test (polars' ``keep`` with its nulls as False)."""
+    trace = ctx.trace
+    cols = [*GPU_OP_COLUMNS, *columns]
+    # the undamaged rows of a small table: only the key columns are never NULL
+    ops = small_rows(replace(ctx, flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False)
+    if ops is None:
+        return None
+    ids = string_ids(trace, api_test)
+    calls: list[tuple] = []
+    if ids:
+        if any(d.table == S.RUNTIME and d.damaged for d in trace.damaged.tables):
+            return None  # the polars path leaves the damaged rows out
+        trace.require_columns(S.RUNTIME)
+        cap = 2 * core.SMALL_ROWS + 1  # one row more than is_small allows: enough to decline
+        where = f"nameId IN ({', '.join(str(int(i)) for i in sorted(ids))})"
+        calls = trace.rows_in_parts(
+            S.RUNTIME,
+            f'SELECT "correlationId", "nameId" FROM {S.RUNTIME} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {cap}',
+        )
+        if not is_small(len(calls), 2) or any(type(v) is not int for row in calls for v in row):
+            return None
+    kept: dict[int, list[dict[str, Any]]] = {}
+    for row in ops:
+        op = dict(zip(cols, row, strict=True))
+        if op["correlationId"] is not None and keep(op):
+            kept.setdefault(op["correlationId"], []).append(op)
+    names = trace.strings
+    # API order, then operation order (nsys's plan); then by duration, longest first, ties in that order
+    joined = [
+        {**op, "api": names.get(name_id, ""), "dur": op["end"] - op["start"]}
+        for corr, name_id in calls
+        for op in kept.get(corr, ())
+    ]
+    joined.sort(key=lambda r: -r["dur"])
+    rows = row_limit(ctx)
+    return joined if rows is None else joined[:rows]
+
+
+def _small_memory_op_rows(ctx: ReportContext, ops: list[dict[str, Any]], *kinds: str) -> list[tuple[object, ...]]:
+    """``_memory_op_rows`` of ``_small_gpu_ops_with_api``'s rows."""
+    labels = ctx.trace.schema.enum_labels(MEM_KIND)
+
+    def pid(g: int | None) -> int | None:
+        return None if g is None else (g >> 24) & PID_MASK
+
+    return [
+        (
+            op["dur"],
+            op["start"],
+            *(labels.get(op[k]) if op[k] is not None else None for k in kinds),
+            op["bytes"],
+            pid(op["globalPid"]),
+            op["deviceId"],
+            op["contextId"],
+            op["greenContextId"] if op["greenContextId"] != 0 else None,
+            op["streamId"],
+            op["api"],
+        )
+        for op in ops
+    ]
+
+
 def _enum_label(col: str, labels: dict[int, str]) -> pl.Expr:
     import polars as pl
 
@@ -204,54 +277,90 @@ def _memory_op_rows(ctx: ReportContext, df: pl.DataFrame, *kinds: str) -> list[t
 
 
 def _memcpy_rule(
-    ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: pl.Expr
+    ctx: ReportContext,
+    name: str,
+    title: str,
+    api_test: Callable[[str], bool],
+    keep: Callable[[], pl.Expr],
+    small_keep: Callable[[dict[str, Any]], bool],
 ) -> StatsTable:
     why = _needs(ctx, S.MEMCPY, "memcpy")
     if why:
         return empty(name, title, MEMCPY_COLUMNS, why)
     cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"]
-    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
+    small = _small_gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, small_keep)
+    if small is not None:
+        return StatsTable(name, title, MEMCPY_COLUMNS, _small_memory_op_rows(ctx, small, "srcKind", "dstKind"))
+    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep())
     return StatsTable(name, title, MEMCPY_COLUMNS, _memory_op_rows(ctx, df, "srcKind", "dstKind"))
 
 
 @report("cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
     """Async memcpy calls (cudaMemcpy*Async*) with pageable host memory: they run synchronously."""
-    import polars as pl
 
-    keep = ((pl.col("srcKind") == S.MEM_PAGEABLE) | (pl.col("dstKind") == S.MEM_PAGEABLE)).fill_null(False)
+    def keep() -> pl.Expr:
+        import polars as pl
+
+        return ((pl.col("srcKind") == S.MEM_PAGEABLE) | (pl.col("dstKind") == S.MEM_PAGEABLE)).fill_null(False)
+
+    def small_keep(op: dict[str, Any]) -> bool:
+        return op["srcKind"] == S.MEM_PAGEABLE or op["dstKind"] == S.MEM_PAGEABLE
+
     return _memcpy_rule(
-        ctx, "cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", like_test(["cudaMemcpy%Async%"]), keep
+        ctx,
+        "cuda_memcpy_async",
+        "CUDA Async Memcpy with Pageable Memory",
+        like_test(["cudaMemcpy%Async%"]),
+        keep,
+        small_keep,
     )
 
 
 @report("cuda_memcpy_sync", "CUDA Synchronous Memcpy", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memcpy calls (except small host-to-device copies and copies within one device)."""
-    import polars as pl
 
-    small_htod = ((pl.col("copyKind") == S.COPY_HTOD) & (pl.col("bytes") <= SMALL_HTOD_BYTES)).fill_null(False)
-    same_device = (pl.col("srcDeviceId") == pl.col("dstDeviceId")).fill_null(False)
+    def keep() -> pl.Expr:
+        import polars as pl
+
+        small_htod = ((pl.col("copyKind") == S.COPY_HTOD) & (pl.col("bytes") <= SMALL_HTOD_BYTES)).fill_null(False)
+        same_device = (pl.col("srcDeviceId") == pl.col("dstDeviceId")).fill_null(False)
+        return ~small_htod & ~same_device
+
+    def small_keep(op: dict[str, Any]) -> bool:
+        nbytes, src, dst = op["bytes"], op["srcDeviceId"], op["dstDeviceId"]
+        small_htod = op["copyKind"] == S.COPY_HTOD and nbytes is not None and nbytes <= SMALL_HTOD_BYTES
+        same_device = src is not None and dst is not None and src == dst
+        return not small_htod and not same_device
+
     return _memcpy_rule(
         ctx,
         "cuda_memcpy_sync",
         "CUDA Synchronous Memcpy",
         like_test(["cudaMemcpy%"], ["%Async%"]),
-        ~small_htod & ~same_device,
+        keep,
+        small_keep,
     )
 
 
 @report("cuda_memset_sync", "CUDA Synchronous Memset", options=COMMON_OPTIONS, kind="rule")
 def cuda_memset_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memset calls (cudaMemset*, not *async*) on pinned or managed memory."""
-    import polars as pl
-
     name, title = "cuda_memset_sync", "CUDA Synchronous Memset"
     why = _needs(ctx, S.MEMSET, "memset")
     if why:
         return empty(name, title, MEMSET_COLUMNS, why)
+    api_test = like_test(["cudaMemset%"], ["%async%"])
+    small = _small_gpu_ops_with_api(
+        ctx, S.MEMSET, ["bytes", "memKind"], api_test, lambda op: op["memKind"] in (PINNED, MANAGED)
+    )
+    if small is not None:
+        return StatsTable(name, title, MEMSET_COLUMNS, _small_memory_op_rows(ctx, small, "memKind"))
+    import polars as pl
+
     keep = pl.col("memKind").is_in([PINNED, MANAGED]).fill_null(False)
-    df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], like_test(["cudaMemset%"], ["%async%"]), keep)
+    df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], api_test, keep)
     return StatsTable(name, title, MEMSET_COLUMNS, _memory_op_rows(ctx, df, "memKind"))
 
 
