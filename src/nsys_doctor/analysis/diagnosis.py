@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 import polars as pl
 
 from ..units import format_ns
-from .distribution import decode_texts, percentile, tail_table, text_codes
+from .distribution import decode_texts, percentile, ratio, tail_table, text_codes
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
 from .ops import OpRule, classify, label_frame
@@ -276,18 +276,15 @@ def diagnose(
     ops = refine_ops(ops, lkw, steps.table)
     names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
     per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
-    per_kernel = per_kernel.with_columns((pl.col("total") / max(total, 1)).alias("share")).sort(
+    per_kernel = per_kernel.with_columns(ratio(per_kernel["total"], max(total, 1), "share")).sort(
         ["total", "name"], descending=[True, False]
     )
-    fam = (
-        per_kernel.group_by("family", "category")
-        .agg(pl.col("total").sum(), pl.col("count").sum().alias("count"), pl.len().alias("kernels"))
-        .with_columns(
-            (pl.col("total") / max(total, 1)).alias("share"),
-            (pl.col("total") / max(n_steps, 1)).alias("per_step_ns"),
-        )
-        .sort(["total", "family", "category"], descending=[True, False, False])
+    fam = per_kernel.group_by("family", "category").agg(
+        pl.col("total").sum(), pl.col("count").sum().alias("count"), pl.len().alias("kernels")
     )
+    fam = fam.with_columns(
+        ratio(fam["total"], max(total, 1), "share"), ratio(fam["total"], max(n_steps, 1), "per_step_ns")
+    ).sort(["total", "family", "category"], descending=[True, False, False])
     # GPU time is kernels plus copies plus memsets: a copy-bound run must lead with its copies
     mem = gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & (pl.col("start") >= w.start))
     mem = mem.filter(pl.col("start") <= w.end).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
@@ -309,9 +306,9 @@ def diagnose(
                     pl.col("kernels").cast(fam.schema["kernels"]),
                 ),
             ]
-        ).with_columns(
-            (pl.col("total") / max(gpu_total, 1)).alias("share"),
-            (pl.col("total") / max(n_steps, 1)).alias("per_step_ns"),
+        )
+        fam = fam.with_columns(
+            ratio(fam["total"], max(gpu_total, 1), "share"), ratio(fam["total"], max(n_steps, 1), "per_step_ns")
         )
         fam = fam.sort(["total", "family", "category"], descending=[True, False, False])
     # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
@@ -340,8 +337,9 @@ def diagnose(
             name_tails.select("name", "total")
             .join(names.select("name", "family"), on="name", how="left")
             .group_by("family")
-            .agg((pl.col("total").sum() / decode_ids.height).alias("per_step_ns"))
+            .agg(pl.col("total").sum())
         )
+        per_step = per_step.select("family", ratio(per_step["total"], decode_ids.height, "per_step_ns"))
         fam = (
             fam.drop("per_step_ns")
             .join(per_step, on="family", how="left")

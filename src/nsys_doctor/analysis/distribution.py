@@ -63,18 +63,38 @@ def tail_score(max_ns: float, count: float, p50_ns: float) -> float:
 
 
 def text_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """A text column as codes: (a UInt32 code per row, null where the text is null; the distinct texts, the code
-    of each being its position). Grouping, sorting or joining millions of rows by their codes instead of their
-    texts never copies the texts' bytes; ``decode_texts`` turns codes back into texts."""
-    distinct = col.drop_nulls().unique(maintain_order=True)
-    codes = col.replace_strict(distinct, pl.int_range(distinct.len(), eager=True, dtype=pl.UInt32), default=None)
-    return codes.rename(col.name), distinct
+    """A text column as codes: (a UInt32 code per row, null where the text is null; the texts by code: the text of
+    code ``c`` is ``texts[c]``, null for a code no row has). Grouping, sorting or joining millions of rows by their
+    codes instead of their texts never copies the texts' bytes; ``decode_texts`` turns codes back into texts.
+
+    The codes are polars' categorical ids (a cast, no hash table of the texts' rows: 2x faster than replacing
+    each text by its position among the distinct ones, and a tenth of the memory at two million kernels); they are
+    arbitrary numbers, never an order."""
+    codes = col.cast(pl.Categorical).to_physical().cast(pl.UInt32).rename(col.name)
+    first = codes.arg_unique()  # one row of each code (and of null)
+    present = codes.gather(first)
+    keep = present.is_not_null()
+    present, texts = present.filter(keep), col.gather(first).filter(keep)
+    size = scalar_int(present.max()) + 1 if present.len() else 0
+    by_code = pl.Series(col.name, [None] * size, dtype=pl.String)
+    if present.len():
+        by_code = by_code.scatter(present, texts)
+    return codes, by_code
 
 
-def decode_texts(codes: pl.Series, distinct: pl.Series) -> pl.Series:
+def decode_texts(codes: pl.Series, texts: pl.Series) -> pl.Series:
     """The texts of ``text_codes``' codes (null stays null), named as ``codes``."""
-    code_of = pl.int_range(distinct.len(), eager=True, dtype=pl.UInt32)
-    return codes.replace_strict(code_of, distinct, default=None, return_dtype=pl.String).rename(codes.name)
+    if texts.is_empty():
+        return pl.Series(codes.name, [None] * codes.len(), dtype=pl.String)
+    return texts.gather(codes).rename(codes.name)
+
+
+def ratio(values: pl.Series, denominator: float, name: str) -> pl.Series:
+    """``values / denominator`` (null stays null), each quotient correctly rounded, as Python divides. Polars
+    divides a column by a number as a multiplication by its reciprocal on some chunk layouts and not on others,
+    and a frame's chunks follow the thread count that built it: the last bit of a share would differ from one
+    machine to the next. For small frames (families, kernels)."""
+    return pl.Series(name, [None if v is None else v / denominator for v in values.to_list()], dtype=pl.Float64)
 
 
 def _rank(pct: int) -> pl.Expr:

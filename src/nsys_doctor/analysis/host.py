@@ -3,6 +3,7 @@ pageable and synchronous copies. Pure functions over ``TraceFrames`` columns."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -270,7 +271,10 @@ def summarize_host(
     spans = st.filter(pl.col("gpu_start").is_not_null() & (pl.col("gpu_end") > pl.col("gpu_start")))
     if spans.height:
         busy_frac = (spans["gpu_time"] / (spans["gpu_end"] - spans["gpu_start"])).clip(upper_bound=1.0)
-        idle_share = 1.0 - scalar_float(busy_frac.mean())
+        # an exact sum: polars' mean adds in an order that follows how the frame is split into chunks (which
+        # depends on its thread count), and the last bit of the share would differ from machine to machine
+        fractions = busy_frac.drop_nulls().to_list()
+        idle_share = 1.0 - math.fsum(fractions) / len(fractions) if fractions else None
     step_wall_p50 = None
     if st.height:
         step_wall_p50 = percentile(st.filter(pl.col("kind") != "prefill")["wall"].to_list() or st["wall"].to_list(), 50)
