@@ -270,7 +270,9 @@ def diagnose(
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height
     n_steps = n_decode + steps.table.filter(pl.col("kind") == "prefill").height
     # names: one row per distinct kernel name, with its operation and label (joined onto small tables only)
-    names = kw.group_by("name").agg(pl.col("short").first())
+    # (the first row of each name, found by its code: grouping millions of rows by the names would hash them)
+    first = text_codes(kw["name"])[0].arg_unique()
+    names = pl.DataFrame([kw["name"].gather(first), kw["short"].gather(first)])
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
     # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
     ops = refine_ops(ops, lkw, steps.table)
