@@ -149,6 +149,14 @@ def test_diff_levels_are_the_comparison_levels() -> None:
     assert diff.LEVELS == LEVELS
 
 
+def test_rank_from_choices_are_the_rank_sources() -> None:
+    """`--rank-from` lists its choices without importing the rank discovery: the same tuple."""
+    from nsys_doctor.cli.common import RANK_FROM
+    from nsys_doctor.trace import ranks
+
+    assert RANK_FROM == ranks.RANK_FROM
+
+
 def test_group_help_loads_no_command_module() -> None:
     proc = _run("--help", importtime=True)
     seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
@@ -161,3 +169,26 @@ def test_lazy_group_still_runs_commands() -> None:
     assert proc.returncode == 0
     assert proc.stdout.strip().endswith("sample_decode.sqlite")
     assert cli_main.COMMAND_MODULES["scaling"] == "diff"
+
+
+def test_api_names_are_the_api() -> None:
+    import nsys_doctor
+    from nsys_doctor import api
+
+    assert tuple(api.__all__) == nsys_doctor.API_NAMES
+    assert nsys_doctor.open is api.open
+    with pytest.raises(AttributeError):
+        nsys_doctor.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "args", [("--help",), ("info", str(SAMPLE)), ("stats", str(SAMPLE), "-r", "cuda_gpu_kern_sum")]
+)
+def test_light_commands_do_not_load_the_python_api(args: tuple[str, ...]) -> None:
+    """``from nsys_doctor import progress`` (every command line) asked the package for an attribute, which once
+    imported the Python API, its trace session and all they import, on every start."""
+    proc = _run(*args, importtime=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "nsys_doctor.progress" in seen  # the list is real
+    assert sorted(seen & {"nsys_doctor.api", "nsys_doctor.session", "nsys_doctor.trace.ranks"}) == []

@@ -21,15 +21,19 @@ if TYPE_CHECKING:
     from .api import stats_frame as stats_frame
 
 
+# the names of the Python API (``api.__all__``; a test keeps the two equal)
+API_NAMES = ("Report", "TraceSession", "WindowChoice", "diff", "open", "sample", "scaling", "stats_frame")
+
+
 def __getattr__(name: str) -> object:
-    """The Python API (``nd.open``, ``nd.diff``... ``api.__all__``, docs/api.md), imported on first use: importing
-    the package, as every command line does, loads nothing heavy (polars, numpy)."""
-    if not name.startswith("_") and name != "api":
+    """The Python API (``nd.open``, ``nd.diff``... ``API_NAMES``, docs/api.md), imported on first use: importing
+    the package, as every command line does, loads nothing heavy (polars, numpy). Any other name is not looked
+    up in the API: ``from nsys_doctor import progress`` asks for a submodule not imported yet, which must not
+    load the API (the session and everything it imports) on the way."""
+    if name in API_NAMES:
         import importlib
 
-        api = importlib.import_module(f"{__name__}.api")
-        if name in api.__all__:
-            value = getattr(api, name)
-            globals()[name] = value
-            return value
+        value = getattr(importlib.import_module(f"{__name__}.api"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

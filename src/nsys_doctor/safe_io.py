@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -164,6 +162,8 @@ def open_atomic(
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist", "create it or choose another -o")
     tmp: str | None = None
     try:
+        import tempfile  # (here: a command printing to standard output never needs it)
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as raw:
             with _maybe_gzip(raw, compress) as fh:
@@ -188,6 +188,8 @@ def _maybe_gzip(raw: IO[bytes], compress: bool) -> Iterator[IO[bytes]]:
     if not compress:
         yield raw
         return
+    import gzip
+
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
         yield gz  # type: ignore[misc]  # a GzipFile is a binary file, which typeshed does not declare an IO[bytes]
 

@@ -15,7 +15,6 @@ from ..report.nsys_format import FORMATS, Units, render_chunks
 from ..safe_io import open_atomic, resolve_output, write_error, write_stdout
 from ..stats import REGISTRY, ReportContext, ReportRequest, load_all, parse_report_arg, run_report
 from ..trace import Trace
-from ..trace.ranks import discover, rank_filter
 from ..trace.window import EventFilter, event_filter, parse_filter_time
 from ..units import DISPLAY_MEM_UNITS, parse_timeunit
 from .common import command_inputs, rank_from_option
@@ -162,6 +161,8 @@ def _stats(trace_paths: tuple[Path, ...], run: StatsRun, per_rank: bool, rank_fr
         with Trace.open(trace_paths[0]) as trace:
             _run_reports(trace, event_filter(trace, run.filter_time, run.filter_nvtx), run, "")
         return
+    from ..trace.ranks import discover, rank_filter
+
     specs = discover(list(trace_paths), rank_from)
     time_filter = parse_filter_time(run.filter_time) if run.filter_time and not run.filter_nvtx else None
     for spec in specs:
