@@ -316,6 +316,7 @@ def diagnose(
     # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
     # memory at the same time as the decode steps' kernels below
     host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
+    del gpu_ops  # every GPU operation of the trace, not needed by the tails below: freed before they run
     # unmapped kernels, the most GPU time first (per_kernel is sorted by total, then name)
     unmapped = (
         per_kernel.join(ops.filter(~pl.col("mapped")).select("name"), on="name", how="semi")["name"].to_list()
