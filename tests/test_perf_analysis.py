@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.distribution import PERCENTILES, percentile, tail_table
+from nsys_doctor.analysis.distribution import PERCENTILES, decode_texts, percentile, ratio, tail_table, text_codes
 from nsys_doctor.analysis.host import _busy_intervals_grouped, busy_intervals
 from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, calls, launched_kernels
 from nsys_doctor.trace import Trace
@@ -74,6 +74,41 @@ def test_tail_table_matches_its_definition(seed: int) -> None:
     )
     for keys in (["name"], ["name", "grid"], ["grid"]):
         assert _same_frame(tail_table(df, keys), _tail_table_reference(df, keys), keys), keys
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["b", "a", None, "b", "c" * 40, "a", None],
+        [None, None],
+        [],
+        ["only"],
+    ],
+    ids=["mixed", "all-null", "empty", "one"],
+)
+def test_text_codes_round_trip_and_group_like_the_texts(texts: list[str | None]) -> None:
+    pl.Series(["unrelated", "names", "first"]).cast(pl.Categorical)  # codes need not start at 0 or be dense
+    col = pl.Series("name", texts, dtype=pl.String)
+    codes, by_code = text_codes(col)
+    assert codes.dtype == pl.UInt32 and codes.name == "name" and codes.len() == col.len()
+    assert decode_texts(codes, by_code).to_list() == texts
+    assert codes.is_null().to_list() == col.is_null().to_list()
+    # equal texts, equal codes; different texts, different codes
+    pairs = {(t, c) for t, c in zip(texts, codes.to_list(), strict=True) if t is not None}
+    assert len(pairs) == len({t for t, _ in pairs}) == len({c for _, c in pairs})
+
+
+def test_ratio_is_python_division_on_any_chunk_layout() -> None:
+    values = [24_845_760, 921_568, None, 0, 7, 2**53 + 1]
+    one = pl.Series("total", values, dtype=pl.Int64)
+    chunked = pl.concat([one.slice(i, 1) for i in range(one.len())], rechunk=False)
+    assert chunked.n_chunks() == one.len()
+    expected = [None if v is None else v / 2_122_950_580 for v in values]
+    assert ratio(one, 2_122_950_580, "share").to_list() == expected
+    assert ratio(chunked, 2_122_950_580, "share").to_list() == expected
+    # the correctly rounded quotient: polars 1.36 and 2.1 gave 0.0004340977169614565 for it on one chunk and this
+    # value on single-row chunks, which made the report's bytes follow the thread count
+    assert expected[1] == 0.00043409771696145655
 
 
 def test_tail_table_of_an_empty_frame_keeps_its_schema() -> None:
