@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 
 import polars as pl
 
+from ..trace.schema import GRID
 from ..units import format_ns
 from .distribution import decode_texts, percentile, ratio, tail_table, text_codes
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
@@ -179,9 +180,6 @@ def summarize_steps(steps: Steps, run_kind: str = "llm-decode") -> dict[str, obj
 
 def _grid_str(gx: object, gy: object, gz: object) -> str:
     return f"{gx}x{gy}x{gz}"
-
-
-GRID = ("gridX", "gridY", "gridZ")
 
 
 def _grid_text(prefix: str = "") -> pl.Expr:

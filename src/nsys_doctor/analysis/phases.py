@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from ..trace.schema import COPY_HTOD
+from ..trace.schema import COPY_HTOD, GRID
 from ..units import format_names
 from .distribution import scalar_float, scalar_int
 
@@ -376,7 +376,7 @@ def find_steps(
     lk = launched_kernels(kernels, api) if lk is None else lk
     # only the columns the steps read (the repeating marker's and the measures'): filtering every column of the
     # launched kernels would copy millions of rows
-    measured = [c for c in ("short", "gridX", "gridY", "gridZ", "dur", "start", "end") if c in lk.columns]
+    measured = [c for c in ("short", *GRID, "dur", "start", "end") if c in lk.columns]
     lk_w = lk.select(*measured, pl.coalesce("l_start", "start").alias("t_launch")).filter(
         (pl.col("t_launch") >= window.start) & (pl.col("t_launch") <= window.end)
     )
@@ -465,7 +465,7 @@ def _repeating_marker(lk: pl.DataFrame) -> tuple[str, list[int]] | None:
     if lk.height < 10:
         return None
     groups = (
-        lk.group_by("short", "gridX", "gridY", "gridZ")
+        lk.group_by("short", *GRID)
         .agg(pl.len().alias("n"), pl.col("dur").mean().alias("mean"), pl.col("t_launch").sort().alias("t"))
         .filter(pl.col("n") >= 3)
         .sort("mean", descending=True)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 DUR_COLUMNS = duration_columns("Instances")
-GRID = ("gridX", "gridY", "gridZ")
+GRID = S.GRID
 BLOCK = ("blockX", "blockY", "blockZ")
 
 

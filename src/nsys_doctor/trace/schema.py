@@ -30,10 +30,9 @@ GPU_MEMORY_USAGE = "CUDA_GPU_MEMORY_USAGE_EVENTS"
 GPU_METRICS = "GPU_METRICS"
 
 # The launch geometry of a KERNEL row: grid and block sizes, registers, shared memory.
+GRID = ("gridX", "gridY", "gridZ")  # the grid alone: kernels are told apart by name and grid
 KERNEL_GEOMETRY = (
-    "gridX",
-    "gridY",
-    "gridZ",
+    *GRID,
     "blockX",
     "blockY",
     "blockZ",
