@@ -9,12 +9,14 @@ import random
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from nsys_doctor.analysis.distribution import PERCENTILES, decode_texts, percentile, ratio, tail_table, text_codes
 from nsys_doctor.analysis.host import _busy_intervals_grouped, busy_intervals
 from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, calls, launched_kernels
+from nsys_doctor.analysis.structure.sequence import first_positions, launch_order, sorted_unique, stable_order
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.ranks import MASK24, gpu_units
 from nsys_doctor.trace.tables import distinct_values
@@ -340,3 +342,39 @@ def test_launched_kernels_of_a_real_trace_is_the_left_join() -> None:
         fast = _lookup_launches(f.kernels, launches.rename({"start": "l_start", "end": "l_end"}))
         assert fast is not None  # the binary search served it, not the join
         assert got["l_start"].null_count() < got.height // 10  # the launches were found
+
+
+# ---- the kernel sequence's sorts: the same as numpy's definitions, by hand on small cases
+
+
+def test_launch_order_by_hand() -> None:
+    # launch times tie for a graph's kernels (positions 1, 2, 3); ties go by GPU start, then end, then name code,
+    # and keys that tie on all four keep their positions (3 before 4)
+    t = np.array([50, 10, 10, 10, 10, 5])
+    start = np.array([0, 30, 20, 20, 20, 0])
+    end = np.array([0, 40, 25, 22, 22, 0])
+    code = np.array([0, 1, 2, 3, 3, 0])
+    assert launch_order(t, start, end, code).tolist() == [5, 3, 4, 2, 1, 0]
+    assert launch_order(*(np.zeros(0, dtype=np.int64),) * 4).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sequence_sorts_match_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n = int(rng.integers(0, 400))
+        t = rng.integers(0, int(rng.integers(1, 60)), n)  # few distinct launch times: many ties
+        start, end, code = rng.integers(0, 5, n), rng.integers(0, 5, n), rng.integers(0, 7, n)
+        assert launch_order(t, start, end, code).tolist() == np.lexsort((code, end, start, t)).tolist()
+        assert stable_order(code, 7).tolist() == np.argsort(code, kind="stable").tolist()
+        assert sorted_unique(t).tolist() == sorted(set(t.tolist()))
+        first = first_positions(code, 7).tolist()
+        assert first == [code.tolist().index(c) if c in code else n for c in range(7)]
+
+
+def test_stable_order_of_wide_codes_and_sorted_unique_by_hand() -> None:
+    code = np.array([70_000, 3, 70_000, 0, 3])  # more than 16 bits: no narrowing
+    assert stable_order(code, 70_001).tolist() == [3, 1, 4, 0, 2]
+    assert sorted_unique(np.array([5, 1, 5, 5, 2, 1])).tolist() == [1, 2, 5]
+    assert sorted_unique(np.array([7])).tolist() == [7]
+    assert first_positions(np.array([2, 2, 0]), 4).tolist() == [2, 3, 0, 3]

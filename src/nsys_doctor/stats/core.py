@@ -187,6 +187,7 @@ def small_rows(
     text: tuple[str, ...] = (),
     names: bool = True,
     reads: tuple[str, ...] = (),
+    where: str = "",
 ) -> list[tuple] | None:
     """``columns`` of ``table`` (the rows passing the context's filter, in table order) read with sqlite3 alone,
     when that gives exactly what the polars loader (``tables.load``) would: [] for an absent table; None (the
@@ -196,7 +197,8 @@ def small_rows(
     them: an unusable StringIds is its own error).
 
     A column is a column name, ``DURATION`` (end - start) or an SQL expression over the columns named in ``reads``
-    (e.g. ``coalesce("mangledName", "demangledName")``)."""
+    (e.g. ``coalesce("mangledName", "demangledName")``). ``where``: an SQL condition the rows must pass too (as
+    ``tables.load``'s)."""
     from ..trace.schema import ROW_KEYS
 
     trace = ctx.trace
@@ -217,7 +219,7 @@ def small_rows(
         trace.strings  # noqa: B018 - read first, as the polars path does
     if trace.count_damage(table).damaged:
         return None
-    where = ctx.flt.sql_where(present)
+    where = " AND ".join(f"({c})" for c in (ctx.flt.sql_where(present), where) if c)
     cols = ", ".join(f'"{c}"' if c.isidentifier() else c for c in columns)
     rows = trace.rows(f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid")
     if set(map(type, chain.from_iterable(rows))) <= {int}:

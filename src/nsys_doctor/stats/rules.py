@@ -146,14 +146,15 @@ def _api_rows_by_correlation(trace: Trace, ids: list[int]) -> pl.DataFrame:
 
 
 def _gpu_ops_with_api(
-    ctx: ReportContext, table: str, columns: list[str], api_test: Callable[[str], bool], keep: pl.Expr
+    ctx: ReportContext, table: str, columns: list[str], api_test: Callable[[str], bool], keep: str
 ) -> pl.DataFrame:
-    """Rows of ``table`` (filtered) passing ``keep``, inner-joined on correlationId to matching API calls."""
+    """Rows of ``table`` (filtered) passing the SQL condition ``keep``, inner-joined on correlationId to matching API
+    calls."""
     import polars as pl
 
     from ..trace.tables import load, resolve_names
 
-    ops = load(ctx.trace, table, [*GPU_OP_COLUMNS, *columns], rule_filter(ctx)).filter(keep)
+    ops = load(ctx.trace, table, [*GPU_OP_COLUMNS, *columns], rule_filter(ctx), keep)
     api = _api_rows_by_correlation(ctx.trace, string_ids(ctx.trace, api_test))
     # nsys's plan scans the runtime table outermost: join order = API rowid order, then op order
     joined = (
@@ -169,20 +170,16 @@ def _gpu_ops_with_api(
 
 
 def _small_gpu_ops_with_api(
-    ctx: ReportContext,
-    table: str,
-    columns: list[str],
-    api_test: Callable[[str], bool],
-    keep: Callable[[dict[str, Any]], bool],
+    ctx: ReportContext, table: str, columns: list[str], api_test: Callable[[str], bool], keep: str
 ) -> list[dict[str, Any]] | None:
     """``_gpu_ops_with_api`` with sqlite3 alone (no polars), its rows as dicts (``api``: the call's name, ``dur``),
     when that gives exactly the same: the operations' table is small and undamaged (``core.small_rows``) and the
     matching API calls are few, plain integers, in a runtime table with no damage counted. None: the polars path
-    decides. ``keep`` is the rule's row test (polars' ``keep`` with its nulls as False)."""
+    decides."""
     trace = ctx.trace
     cols = [*GPU_OP_COLUMNS, *columns]
     # the undamaged rows of a small table: only the key columns are never NULL
-    ops = small_rows(replace(ctx, flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False)
+    ops = small_rows(replace(ctx, flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False, where=keep)
     if ops is None:
         return None
     ids = string_ids(trace, api_test)
@@ -202,7 +199,7 @@ def _small_gpu_ops_with_api(
     kept: dict[int, list[dict[str, Any]]] = {}
     for row in ops:
         op = dict(zip(cols, row, strict=True))
-        if op["correlationId"] is not None and keep(op):
+        if op["correlationId"] is not None:
             kept.setdefault(op["correlationId"], []).append(op)
     names = trace.strings
     # API order, then operation order (nsys's plan); then by duration, longest first, ties in that order
@@ -276,71 +273,45 @@ def _memory_op_rows(ctx: ReportContext, df: pl.DataFrame, *kinds: str) -> list[t
     ).rows()
 
 
-def _memcpy_rule(
-    ctx: ReportContext,
-    name: str,
-    title: str,
-    api_test: Callable[[str], bool],
-    keep: Callable[[], pl.Expr],
-    small_keep: Callable[[dict[str, Any]], bool],
-) -> StatsTable:
+def _memcpy_rule(ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: str) -> StatsTable:
     why = _needs(ctx, S.MEMCPY, "memcpy")
     if why:
         return empty(name, title, MEMCPY_COLUMNS, why)
     cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"]
-    small = _small_gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, small_keep)
+    small = _small_gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
     if small is not None:
         return StatsTable(name, title, MEMCPY_COLUMNS, _small_memory_op_rows(ctx, small, "srcKind", "dstKind"))
-    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep())
+    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
     return StatsTable(name, title, MEMCPY_COLUMNS, _memory_op_rows(ctx, df, "srcKind", "dstKind"))
+
+
+# Each rule's test of an operation row, in SQL (as nsys states it), read by both engines: a row whose test is
+# NULL (a NULL kind) is left out, except where nsys's test is a NOT over a comparison that may be NULL.
+PAGEABLE_COPY = f'"srcKind" = {S.MEM_PAGEABLE} OR "dstKind" = {S.MEM_PAGEABLE}'
+SYNC_COPY = (
+    f'NOT coalesce("copyKind" = {S.COPY_HTOD} AND "bytes" <= {SMALL_HTOD_BYTES}, 0)'
+    ' AND NOT coalesce("srcDeviceId" = "dstDeviceId", 0)'
+)
+SYNC_MEMSET = f'"memKind" IN ({PINNED}, {MANAGED})'
 
 
 @report("cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
     """Async memcpy calls (cudaMemcpy*Async*) with pageable host memory: they run synchronously."""
-
-    def keep() -> pl.Expr:
-        import polars as pl
-
-        return ((pl.col("srcKind") == S.MEM_PAGEABLE) | (pl.col("dstKind") == S.MEM_PAGEABLE)).fill_null(False)
-
-    def small_keep(op: dict[str, Any]) -> bool:
-        return op["srcKind"] == S.MEM_PAGEABLE or op["dstKind"] == S.MEM_PAGEABLE
-
     return _memcpy_rule(
         ctx,
         "cuda_memcpy_async",
         "CUDA Async Memcpy with Pageable Memory",
         like_test(["cudaMemcpy%Async%"]),
-        keep,
-        small_keep,
+        PAGEABLE_COPY,
     )
 
 
 @report("cuda_memcpy_sync", "CUDA Synchronous Memcpy", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memcpy calls (except small host-to-device copies and copies within one device)."""
-
-    def keep() -> pl.Expr:
-        import polars as pl
-
-        small_htod = ((pl.col("copyKind") == S.COPY_HTOD) & (pl.col("bytes") <= SMALL_HTOD_BYTES)).fill_null(False)
-        same_device = (pl.col("srcDeviceId") == pl.col("dstDeviceId")).fill_null(False)
-        return ~small_htod & ~same_device
-
-    def small_keep(op: dict[str, Any]) -> bool:
-        nbytes, src, dst = op["bytes"], op["srcDeviceId"], op["dstDeviceId"]
-        small_htod = op["copyKind"] == S.COPY_HTOD and nbytes is not None and nbytes <= SMALL_HTOD_BYTES
-        same_device = src is not None and dst is not None and src == dst
-        return not small_htod and not same_device
-
     return _memcpy_rule(
-        ctx,
-        "cuda_memcpy_sync",
-        "CUDA Synchronous Memcpy",
-        like_test(["cudaMemcpy%"], ["%Async%"]),
-        keep,
-        small_keep,
+        ctx, "cuda_memcpy_sync", "CUDA Synchronous Memcpy", like_test(["cudaMemcpy%"], ["%Async%"]), SYNC_COPY
     )
 
 
@@ -352,15 +323,10 @@ def cuda_memset_sync(ctx: ReportContext) -> StatsTable:
     if why:
         return empty(name, title, MEMSET_COLUMNS, why)
     api_test = like_test(["cudaMemset%"], ["%async%"])
-    small = _small_gpu_ops_with_api(
-        ctx, S.MEMSET, ["bytes", "memKind"], api_test, lambda op: op["memKind"] in (PINNED, MANAGED)
-    )
+    small = _small_gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], api_test, SYNC_MEMSET)
     if small is not None:
         return StatsTable(name, title, MEMSET_COLUMNS, _small_memory_op_rows(ctx, small, "memKind"))
-    import polars as pl
-
-    keep = pl.col("memKind").is_in([PINNED, MANAGED]).fill_null(False)
-    df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], api_test, keep)
+    df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], api_test, SYNC_MEMSET)
     return StatsTable(name, title, MEMSET_COLUMNS, _memory_op_rows(ctx, df, "memKind"))
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sequence import Level, Seq
+from .sequence import Level, Seq, sorted_unique
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     pid = np.searchsorted(first, np.arange(n), side="right") - 1
     inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
     ncodes = len(seq.names)
-    key = np.unique(pid[inside].astype(np.int64) * ncodes + seq.code[inside])
+    key = sorted_unique(pid[inside].astype(np.int64) * ncodes + seq.code[inside])
     passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
     rare_code = passes_per_code < max(2.0, 0.25 * first.size)
     rare_k = np.bincount(pid[inside], weights=rare_code[seq.code[inside]].astype(np.float64), minlength=first.size)
