@@ -13,7 +13,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.distribution import PERCENTILES, decode_texts, percentile, ratio, tail_table, text_codes
+from nsys_doctor.analysis.distribution import (
+    PERCENTILES,
+    decode_texts,
+    percentile,
+    ratio,
+    tail_table,
+    tail_tables,
+    text_codes,
+)
 from nsys_doctor.analysis.host import _busy_intervals_grouped, busy_intervals
 from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, calls, launched_kernels
 from nsys_doctor.analysis.structure.sequence import first_positions, launch_order, sorted_unique, stable_order
@@ -74,8 +82,12 @@ def test_tail_table_matches_its_definition(seed: int) -> None:
         },
         schema={"name": pl.Utf8, "grid": pl.Int64, "dur": dtype},
     )
-    for keys in (["name"], ["name", "grid"], ["grid"]):
+    key_sets = [["name"], ["name", "grid"], ["grid"]]
+    for keys in key_sets:
         assert _same_frame(tail_table(df, keys), _tail_table_reference(df, keys), keys), keys
+    # several tables from one sort: each is its own definition
+    for keys, table in zip(key_sets, tail_tables(df, key_sets), strict=True):
+        assert _same_frame(table, _tail_table_reference(df, keys), keys), keys
 
 
 @pytest.mark.parametrize(
@@ -118,6 +130,10 @@ def test_tail_table_of_an_empty_frame_keeps_its_schema() -> None:
     out = tail_table(df, ["name"])
     assert out.is_empty()
     assert out.columns[:1] == ["name"]
+    tails = ["count", "total", "mean", "p50", "p95", "p99", "max", "p99_p50", "max_p50", "tail_score", "tail_excess"]
+    assert out.columns == ["name", *tails]
+    by_name, by_both = tail_tables(df.with_columns(pl.lit(1).alias("grid")), [["name"], ["name", "grid"]])
+    assert by_name.columns == out.columns and by_both.columns == ["name", "grid", *tails]
 
 
 # ---------------------------------------------------------------------------------------------------- percentile

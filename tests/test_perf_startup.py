@@ -192,3 +192,45 @@ def test_light_commands_do_not_load_the_python_api(args: tuple[str, ...]) -> Non
     seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "nsys_doctor.progress" in seen  # the list is real
     assert sorted(seen & {"nsys_doctor.api", "nsys_doctor.session", "nsys_doctor.trace.ranks"}) == []
+
+
+# ---- polars' allocator: bounded for the analysis commands, never for capture, never over the user's setting
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["report", "t.sqlite"], True),
+        (["--debug", "stats", "-r", "cuda_gpu_kern_sum", "t.sqlite"], True),
+        (["diff", "a.sqlite", "b.sqlite"], True),
+        (["capture", "--", "python", "serve.py"], False),  # the child is the user's program
+        (["check"], False),
+        (["session", "start", "--", "./engine"], False),
+        (["--help"], False),
+        (["no-such-command"], False),
+        ([], False),
+    ],
+)
+def test_allocator_setting_is_for_analysis_commands(args: list[str], expected: bool) -> None:
+    env: dict[str, str] = {}
+    assert cli_main.bound_allocator(args, env) is expected
+    assert env == ({cli_main.ALLOCATOR_ENV: "narenas:1,dirty_decay_ms:500,muzzy_decay_ms:1000"} if expected else {})
+
+
+def test_allocator_setting_never_replaces_the_users() -> None:
+    for own in ("", "narenas:8"):
+        env = {cli_main.ALLOCATOR_ENV: own}
+        assert cli_main.bound_allocator(["report", "t.sqlite"], env) is False
+        assert env == {cli_main.ALLOCATOR_ENV: own}
+
+
+def test_a_command_process_sets_the_allocator_before_polars_loads() -> None:
+    code = (
+        "import os, sys\n"
+        "from nsys_doctor.cli.main import main\n"
+        f"rc = main(['stats', '-r', 'cuda_gpu_kern_sum', '--format', 'csv', '-o', os.devnull, {str(SAMPLE)!r}])\n"
+        "print(rc, os.environ.get('_RJEM_MALLOC_CONF'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != cli_main.ALLOCATOR_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["0", "narenas:1,dirty_decay_ms:500,muzzy_decay_ms:1000"]

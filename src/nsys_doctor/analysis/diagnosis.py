@@ -13,7 +13,7 @@ import polars as pl
 
 from ..trace.schema import GRID
 from ..units import format_ns
-from .distribution import decode_texts, percentile, ratio, tail_table, text_codes
+from .distribution import decode_texts, percentile, ratio, tail_table, tail_tables, text_codes
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
 from .host import HostSummary, summarize_host
 from .ops import OpRule, classify, label_frame
@@ -332,7 +332,8 @@ def diagnose(
         ).filter(pl.col("idx").is_not_null())
         if in_decode.height:
             kt = in_decode
-    name_tails = tail_table(kt, ["name"])
+    # the tails by name, by name and grid, by short name: one sort of the durations, each name coded once
+    name_tails, grid_table, short_tails = tail_tables(kt, [["name"], ["name", *GRID], ["short"]])
     if kt is not kw:  # per decode step: the family time inside decode steps over their number
         per_step = (
             name_tails.select("name", "total")
@@ -346,7 +347,6 @@ def diagnose(
             .join(per_step, on="family", how="left")
             .sort(["total", "family"], descending=[True, False])
         )
-    grid_table = tail_table(kt, ["name", *GRID])
     ktails = kernel_tails(kt, name_tails.join(names, on="name", how="left"), grid_table)
     ktails = _slow_step_share(ktails, kt, decode_ids.height)
     grid_tails = (
@@ -354,7 +354,7 @@ def diagnose(
         .with_columns(_grid_text().alias("grid"))
         .drop(*GRID)
     )
-    base_tails = tail_table(kt, ["short"]).sort(["tail_score", "short"], descending=[True, False])
+    base_tails = short_tails.sort(["tail_score", "short"], descending=[True, False])
     api_w = w.rows(api)
     atails = (
         tail_table(api_w, ["name"]).sort(["total", "name"], descending=[True, False])

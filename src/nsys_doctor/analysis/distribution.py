@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from ..units import scalar_float as scalar_float  # the analyses' name for them
 from ..units import scalar_int as scalar_int
-
-if TYPE_CHECKING:
-    from ..trace.open import DType
 
 PERCENTILES = (50, 95, 99)
 
@@ -120,33 +116,26 @@ def duration_summary(col: str = "dur") -> list[pl.Expr]:
 
 def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.DataFrame:
     """Per group: count, total, mean, p50, p95, p99, max, ratios, tail score and tail excess (ns)."""
+    return tail_tables(df, [keys], value)[0]
+
+
+TAIL_COLUMNS = ("count", "total", "mean", "p50", "p95", "p99", "max", "p99_p50", "max_p50", "tail_score", "tail_excess")
+
+
+def tail_tables(df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur") -> list[pl.DataFrame]:
+    """``tail_table(df, keys)`` for each ``keys`` of ``key_sets``, from one sort of the values and one coding of
+    each text key (the tails of one frame by name, by name and grid, by short name share them)."""
     if df.is_empty():
-        schema: dict[str, DType] = {k: df.schema[k] for k in keys}
-        schema.update(
-            {
-                c: pl.Float64
-                for c in (
-                    "count",
-                    "total",
-                    "mean",
-                    "p50",
-                    "p95",
-                    "p99",
-                    "max",
-                    "p99_p50",
-                    "max_p50",
-                    "tail_score",
-                    "tail_excess",
-                )
-            }
-        )
-        return pl.DataFrame(schema=schema)
+        return [
+            pl.DataFrame(schema={**{k: df.schema[k] for k in keys}, **dict.fromkeys(TAIL_COLUMNS, pl.Float64)})
+            for keys in key_sets
+        ]
     v = pl.col(value)
     # text keys (kernel and API names) are grouped by a code per distinct text: sorting and grouping millions of
     # strings copies their bytes (hundreds of MB at two million kernels), their codes cost 4 bytes a row
     texts: dict[str, pl.Series] = {}
     cols: list[pl.Series] = []
-    for k in keys:
+    for k in dict.fromkeys(k for keys in key_sets for k in keys):
         col = df[k]
         if col.dtype == pl.String:
             col, texts[k] = text_codes(col)
@@ -155,6 +144,13 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
     # instances above p99 (the tail excess) are summed in the same pass
     ordered = pl.DataFrame([*cols, df[value]]).sort(value)
     at50, at99 = v.get(_rank(50)), v.get(_rank(99))
+    return [_tails(ordered, keys, v, at50, at99, texts) for keys in key_sets]
+
+
+def _tails(
+    ordered: pl.DataFrame, keys: list[str], v: pl.Expr, at50: pl.Expr, at99: pl.Expr, texts: dict[str, pl.Series]
+) -> pl.DataFrame:
+    """One tail table of the value-sorted frame (text keys as codes, their texts in ``texts``)."""
     out = ordered.group_by(keys).agg(
         pl.len().alias("count"),
         v.sum().alias("total"),
@@ -163,8 +159,9 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
         v.last().alias("max"),
         (v.filter(v > at99) - at50).sum().alias("tail_excess"),
     )
-    for k, distinct in texts.items():
-        out = out.with_columns(decode_texts(out[k], distinct))
+    for k in keys:
+        if k in texts:
+            out = out.with_columns(decode_texts(out[k], texts[k]))
     # a group with a null key has no tail excess: it was defined by a join on the keys, where nulls never match
     null_key = pl.any_horizontal(*(pl.col(k).is_null() for k in keys))
     if out.select(null_key.any()).item():

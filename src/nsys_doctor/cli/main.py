@@ -194,6 +194,26 @@ def _bug_line(exc: BaseException) -> str:
     )
 
 
+# polars' allocator (jemalloc, on Linux) has an arena per thread, and before polars 2 kept freed memory for ten
+# seconds: a report of two million kernels peaked at 1.27 GiB on a 16-core host, a quarter of it memory already
+# freed. One arena, and the decay polars 2 builds in (half a second), bound that (docs/performance.md has the peaks
+# and the time it costs). Set for the analysis commands only, never for `capture` (its child is the user's program),
+# and never over the user's own setting.
+ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
+ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:500,muzzy_decay_ms:1000"
+
+
+def bound_allocator(args: list[str], environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Set ``ALLOCATOR_CONF`` in ``environ`` for the command of ``args`` (before polars is imported) unless the
+    command runs the user's program or the variable is already set; says whether it was set."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    entry = COMMAND_TABLE.get(command or "")
+    if entry is None or entry[0] == "capture" or ALLOCATOR_ENV in environ:
+        return False
+    environ[ALLOCATOR_ENV] = ALLOCATOR_CONF
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure is one line on standard error and an exit code: 2 for bad input or usage, 3 for
     an internal error (``--debug`` anywhere on the command line shows its traceback instead), 130 on Ctrl-C."""
@@ -206,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
+    if "polars" not in sys.modules:  # the allocator reads its settings once, when polars is loaded
+        bound_allocator(args)
     if sys.stdout is None:
         sys.stdout = _ClosedStream("output")
     if sys.stderr is None:

@@ -386,18 +386,18 @@ def _roofline_section(roof: Roofline | None) -> list[tuple[str, str]]:
 
 def _render_one(d: Diagnosis, roof: Roofline | None, fmt: str, color: bool) -> str:
     """A one-trace report as terminal text, markdown or JSON (with the roofline of ``--model``)."""
-    from ..report import roofline_text
     from ..report.diagnosis_json import render_json
     from ..report.diagnosis_text import render_markdown, render_terminal
 
     if fmt == "json":
         return render_json(d)
+    if roof is None:
+        return render_markdown(d) if fmt == "markdown" else render_terminal(d, color=color)
+    from ..report import roofline_text
+
     if fmt == "markdown":
-        return render_markdown(d) + (roofline_text.render_markdown(roof) if roof is not None else "")
-    text = render_terminal(d, color=color)
-    if roof is not None:
-        text += "\n" + roofline_text.render_terminal(roof, color=color)
-    return text
+        return render_markdown(d) + roofline_text.render_markdown(roof)
+    return render_terminal(d, color=color) + "\n" + roofline_text.render_terminal(roof, color=color)
 
 
 COMMANDS = [report]
