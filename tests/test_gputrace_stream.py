@@ -1,10 +1,14 @@
 """The chunked, polars-formatted rendering of ``cuda_gpu_trace`` against the row-by-row renderers it replaced.
 
 ``render_csv``/``render_json``/``render_table``/``render_column`` over a plain list of rows are the reference; the
-frame-backed table (``stats.gputrace.FrameRows``) must give the same text in every format, unit and chunk size.
+chunked tables (``stats.gputrace.FrameRows``, ``StreamedRows``) must give the same text in every format, unit and chunk
+size; the streamed rows must be the rows of the whole-frame definition they replaced.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,10 +17,11 @@ from nsys_doctor.report import nsys_format as nf
 from nsys_doctor.report.nsys_format import Units, render, render_chunks
 from nsys_doctor.stats import ReportContext, StatsTable, parse_report_arg, run_report
 from nsys_doctor.stats.core import Column
-from nsys_doctor.stats.gputrace import FrameRows
-from nsys_doctor.trace.window import EventFilter
+from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows
+from nsys_doctor.trace.window import EventFilter, parse_filter_time
 
-from .conftest import TRACES, needs_shared, open_trace
+from .conftest import SAMPLE, TRACES, needs_shared, open_trace
+from .test_fuzz import MC, MS, K, mutated_copy, set_values, sql
 
 REFERENCE = {"csv": nf.render_csv, "json": nf.render_json, "table": nf.render_table, "column": nf.render_column}
 UNITS = [Units(), Units(time="us", mem="KiB"), Units(time="ms", mem="B"), Units(time="sec", mem="GB")]
@@ -134,14 +139,122 @@ def test_shared_traces_match_row_renderer(name: str, report: str) -> None:
     if not path.is_file():
         pytest.skip(f"{path} is not present")
     full = run_report(ReportContext(open_trace(path), EventFilter()), parse_report_arg(report))
-    assert isinstance(full.rows, FrameRows)
+    assert isinstance(full.rows, StreamedRows)
     # the row-by-row reference is slow: real rows from the start, the middle (kernels, copies, memsets of the
     # steady state) and the end of the trace, 3 x 3,000 rows; the whole reports are checked against real nsys by
     # tests/test_golden_parity.py
-    frame = full.rows.frame
+    frame = pl.concat(list(full.rows.chunks(65_536)))
     n = frame.height
     part = pl.concat([frame.head(3_000), frame.slice(max(0, n // 2 - 1_500), 3_000), frame.tail(3_000)])
     table = StatsTable(full.report, full.title, full.columns, FrameRows(part), full.skipped)
     units = [Units(), Units(time="us")] if report.endswith("base") else [Units(time="ms", mem="KiB")]
     for u in units:
         _check(table, u, (4_096, 1_000_000))  # chunk sizes 1 and 7: the synthetic frame above
+
+
+# ---- the streamed rows against the whole-frame definition they replaced
+
+
+def _whole_frame(ctx: ReportContext) -> pl.DataFrame:
+    """Every row of the report at once: each table read whole, concatenated, sorted by start then kind (a stable
+    sort: each table's rows in table order), as ``cuda_gpu_trace`` was made before it was streamed."""
+    from nsys_doctor.stats.core import load_kernels
+    from nsys_doctor.stats.memops import MEMSET_NAME, memcpy_name_expr
+    from nsys_doctor.trace import schema as S
+    from nsys_doctor.trace.tables import gpus, load, resolve_names
+
+    trace = ctx.trace
+    labels = trace.schema.enum_labels("ENUM_CUDA_MEM_KIND")
+
+    def kind(col: str) -> pl.Expr:
+        return pl.col(col).replace_strict(labels, default=None, return_dtype=pl.Utf8)
+
+    k = resolve_names(load_kernels(ctx, COLUMNS[S.KERNEL]), trace, "name_id", "name").with_columns(
+        pl.lit(None, pl.Int64).alias("bytes"), pl.lit(None, pl.Utf8).alias("src"), pl.lit(None, pl.Utf8).alias("dst")
+    )
+    cp = load(trace, S.MEMCPY, COLUMNS[S.MEMCPY], ctx.flt).with_columns(
+        memcpy_name_expr(trace).alias("name"), kind("srcKind").alias("src"), kind("dstKind").alias("dst")
+    )
+    ms = load(trace, S.MEMSET, COLUMNS[S.MEMSET], ctx.flt).with_columns(
+        pl.lit(MEMSET_NAME).alias("name"), kind("memKind").alias("src"), pl.lit(None, pl.Utf8).alias("dst")
+    )
+    parts = [f.with_columns(pl.lit(i, pl.Int8).alias("_kind")) for i, f in enumerate((k, cp, ms))]
+    df = pl.concat(parts, how="diagonal_relaxed")
+    gpu_names = gpus(trace).select("deviceId", pl.col("name").alias("_gpu"))
+    dur = pl.col("end") - pl.col("start")
+    df = df.join(gpu_names, on="deviceId", how="left", maintain_order="left").with_columns(
+        dur.alias("dur"),
+        pl.when(pl.col("bytes").is_not_null() & (dur > 0)).then(pl.col("bytes") * (1_000_000_000 // dur)).alias("thru"),
+        pl.format("{} ({})", pl.col("_gpu").fill_null(""), pl.col("deviceId")).alias("device"),
+        pl.col("contextId").replace(0, None).alias("ctx"),
+        pl.col("greenContextId").replace(0, None).alias("green"),
+        pl.col("streamId").replace(0, None).alias("strm"),
+    )
+    return df.sort(["start", "_kind"], maintain_order=True).select(OUT)
+
+
+def _streamed(ctx: ReportContext, n: int) -> pl.DataFrame:
+    rows = StreamedRows(ctx)
+    chunks = list(rows.chunks(n))
+    assert all(c.height == n for c in chunks[:-1]) and sum(c.height for c in chunks) == len(rows)
+    return pl.concat(chunks) if chunks else pl.DataFrame()
+
+
+def _shuffled_copy(tmp_path: Path) -> Path:
+    """The sample with its rows out of start order, starts shared across kernels, copies and memsets, and damaged
+    rows in each table (a NULL device, end before start): the order, the ties and the rows left out must all be
+    the whole frame's."""
+    moves = sql(
+        f'UPDATE {K} SET start = start + (rowid % 5) * 40000, "end" = "end" + (rowid % 5) * 40000',
+        f"UPDATE {MC} SET start = (SELECT start FROM {K} k WHERE k.rowid = {MC}.rowid * 3) WHERE rowid % 2 = 0",
+        f"UPDATE {MS} SET start = (SELECT start FROM {K} k WHERE k.rowid = {MS}.rowid * 5) WHERE rowid % 3 = 0",
+        f'UPDATE {K} SET "end" = start - 1 WHERE rowid % 97 = 0',
+    )
+
+    def mutate(con: sqlite3.Connection) -> None:
+        moves(con)
+        set_values(MC, "deviceId", "NULL", 11)(con)
+        set_values(MS, "streamId", "NULL", 13)(con)
+
+    return mutated_copy(SAMPLE, tmp_path / "shuffled.sqlite", mutate)
+
+
+@pytest.mark.parametrize("flags", [(), ("base",), ("mangled",)])
+def test_streamed_rows_are_the_whole_frame(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    path = _shuffled_copy(tmp_path)
+    whole = _whole_frame(ReportContext(open_trace(path), EventFilter(), flags=set(flags)))
+    assert whole.height > 10_000 and whole["start"].is_sorted() and not whole["start"].is_unique().all()
+    for n in (331, 4_096, 1_000_000):
+        trace = open_trace(path)
+        assert _streamed(ReportContext(trace, EventFilter(), flags=set(flags)), n).equals(whole), n
+        assert {d.table for d in trace.damaged.tables if d.damaged} == {K, MC, MS}
+
+
+def test_streamed_rows_under_a_time_filter(tmp_path: Path) -> None:
+    path = _shuffled_copy(tmp_path)
+    trace = open_trace(path)
+    lo, hi = trace.rows(f"SELECT min(start), max(start) FROM {K}")[0]
+    flt = parse_filter_time(f"{lo + (hi - lo) // 3}ns/{lo + (hi - lo) // 2}ns")
+    whole = _whole_frame(ReportContext(trace, flt))
+    assert 0 < whole.height < trace.count(K)
+    for n in (7, 1_000):  # chunks of 7 rows: copies and memsets of a chunk read from a range holding others
+        assert _streamed(ReportContext(open_trace(path), flt), n).equals(whole), n
+
+
+def test_streamed_rows_of_a_trace_without_gpu_work(tmp_path: Path) -> None:
+    path = mutated_copy(
+        SAMPLE, tmp_path / "none.sqlite", sql(f"DELETE FROM {K}", f"DELETE FROM {MC}", f"DELETE FROM {MS}")
+    )
+    table = run_report(ReportContext(open_trace(path), EventFilter()), parse_report_arg("cuda_gpu_trace"))
+    assert not table.rows and len(table.rows) == 0 and list(table.rows) == []
+    assert table.skipped == "does not contain CUDA kernels or memory operations"
+    assert render(table, "csv", Units()) == ""
+
+
+def test_streamed_rows_are_a_sequence() -> None:
+    rows = StreamedRows(ReportContext(open_trace(SAMPLE), EventFilter()))
+    listed = list(rows)
+    assert len(rows) == len(listed) > 1000
+    assert rows[0] == listed[0] and rows[-1] == listed[-1] and rows[5:8] == listed[5:8] and rows == listed
+    with pytest.raises(IndexError):
+        rows[len(listed)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..stats.core import Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
@@ -170,8 +170,8 @@ def render_column(table: StatsTable, units: Units) -> str:
 
 def render(table: StatsTable, fmt: str, units: Units) -> str:
     """The report body in one format ('' when it has no rows: the caller says why)."""
-    frame = _frame(table)
-    if frame is not None and frame.height:
+    rows = _chunked(table)
+    if rows is not None and len(rows):
         return "".join(render_chunks(table, fmt, units))
     if fmt == "csv":
         return render_csv(table, units)
@@ -185,7 +185,7 @@ def render(table: StatsTable, fmt: str, units: Units) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Chunked rendering of frame-backed tables (``stats.gputrace.FrameRows``): the same text as the row renderers above
+# Chunked rendering of chunked rows (``stats.gputrace.ChunkedRows``): the same text as the row renderers above
 # (which stay the reference, see tests/test_gputrace_stream.py), built a chunk of rows at a time from columns with
 # polars string expressions, so a report of millions of rows is written without a Python string per cell.
 
@@ -196,14 +196,19 @@ _JSON_CONTROL = [(chr(i), f"\\u{i:04x}") for i in range(0x20) if chr(i) not in "
 _JSON_SHORT = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
 
 
-def _frame(table: StatsTable) -> pl.DataFrame | None:
-    """The frame behind a frame-backed table (None for plain rows, which need no polars to render)."""
-    frame = getattr(table.rows, "frame", None)
-    if frame is None:
-        return None
-    import polars as pl
+class ChunkedRows(Protocol):
+    """Rows a report makes a chunk at a time (``stats.gputrace``): their number, and frames of ``n`` rows in order,
+    one column per report column."""
 
-    return frame if isinstance(frame, pl.DataFrame) else None
+    def __len__(self) -> int: ...
+
+    def chunks(self, n: int) -> Iterator[pl.DataFrame]: ...
+
+
+def _chunked(table: StatsTable) -> ChunkedRows | None:
+    """The chunked rows behind a table (None for plain rows, which need no polars to render)."""
+    rows = table.rows
+    return rows if callable(getattr(rows, "chunks", None)) else None  # type: ignore[return-value]
 
 
 def _is_text(dtype: pl.DataType) -> bool:
@@ -316,21 +321,19 @@ def _wrap(s: pl.Series, before: str, after: str = "") -> pl.Series:
     return pl.DataFrame({"v": s}).select((pl.lit(before) + pl.col("v") + pl.lit(after)).alias("v"))["v"]
 
 
-def _csv_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
+def _csv_chunks(rows: ChunkedRows, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
     yield ",".join(_csv_field(header(c, units)) for c in cols) + "\n"
-    for lo in range(0, frame.height, n):
-        chunk = frame.slice(lo, n)
+    for chunk in rows.chunks(n):
         cells = [_csv_quote(_plain(chunk[:, i], c, units).fill_null("")) for i, c in enumerate(cols)]
         yield _concat(_join(cells, ","), "\n")
 
 
-def _json_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
+def _json_chunks(rows: ChunkedRows, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
     import polars as pl
 
     heads = [json.dumps(header(c, units), ensure_ascii=False) for c in cols]
     yield "[\n"
-    for lo in range(0, frame.height, n):
-        chunk = frame.slice(lo, n)
+    for lo, chunk in enumerate(rows.chunks(n)):
         cells = []
         for i, (h, c) in enumerate(zip(heads, cols, strict=True)):
             s = chunk[:, i]
@@ -342,16 +345,17 @@ def _json_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n:
     yield "\n]\n"
 
 
-def _grid_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n: int, fmt: str) -> Iterator[str]:
+def _grid_chunks(rows: ChunkedRows, cols: tuple[Column, ...], units: Units, n: int, fmt: str) -> Iterator[str]:
 
     heads = [header(c, units) for c in cols]
     widths = [len(h) for h in heads]
-    for lo in range(0, frame.height, n):  # first pass: the widths, over every row
-        chunk = frame.slice(lo, n)
+    # first pass, over every row: the widths, and which columns are right-aligned (numbers, not all null)
+    right = [False] * len(cols)
+    for chunk in rows.chunks(n):
         for i, c in enumerate(cols):
             longest = _pretty(chunk[:, i], c, units).str.len_chars().max()
             widths[i] = max(widths[i], longest if isinstance(longest, int) else 0)
-    right = [not _is_text(frame.dtypes[i]) and frame[:, i].null_count() < frame.height for i in range(len(cols))]
+            right[i] = right[i] or (not _is_text(chunk.dtypes[i]) and chunk[:, i].null_count() < chunk.height)
 
     def pad(s: pl.Series, i: int) -> pl.Series:
         return s.str.pad_start(widths[i]) if right[i] else s.str.pad_end(widths[i])
@@ -364,8 +368,7 @@ def _grid_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n:
     else:
         yield (" " + "  ".join(_center(h, w) for h, w in zip(heads, widths, strict=True))).rstrip() + "\n"
         yield (" " + "  ".join("-" * w for w in widths)).rstrip() + "\n"
-    for lo in range(0, frame.height, n):
-        chunk = frame.slice(lo, n)
+    for chunk in rows.chunks(n):
         cells = [pad(_pretty(chunk[:, i], c, units), i) for i, c in enumerate(cols)]
         if fmt == "table":
             line = _wrap(_join(cells, " | "), "| ", " |")
@@ -379,16 +382,16 @@ def _grid_chunks(frame: pl.DataFrame, cols: tuple[Column, ...], units: Units, n:
 def render_chunks(table: StatsTable, fmt: str, units: Units, chunk_rows: int = CHUNK_ROWS) -> Iterator[str]:
     """``render(table, fmt, units)`` as pieces to write one after another (their concatenation is the same text).
     A frame-backed table is formatted ``chunk_rows`` rows at a time; any other table comes in one piece."""
-    frame = _frame(table)
-    if frame is None or frame.height == 0:
+    rows = _chunked(table)
+    if rows is None or len(rows) == 0:
         body = render(table, fmt, units)
         if body:
             yield body
         return
     n = max(1, int(chunk_rows))
     if fmt == "csv":
-        yield from _csv_chunks(frame, table.columns, units, n)
+        yield from _csv_chunks(rows, table.columns, units, n)
     elif fmt == "json":
-        yield from _json_chunks(frame, table.columns, units, n)
+        yield from _json_chunks(rows, table.columns, units, n)
     else:
-        yield from _grid_chunks(frame, table.columns, units, n, "table" if fmt == "table" else "column")
+        yield from _grid_chunks(rows, table.columns, units, n, "table" if fmt == "table" else "column")

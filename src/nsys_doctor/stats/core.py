@@ -140,9 +140,10 @@ def parse_report_arg(text: str) -> ReportRequest:
     return ReportRequest(name, frozenset(flags), options, text)
 
 
-def load_kernels(ctx: ReportContext, columns: list[str]) -> pl.DataFrame:
-    """Kernel rows (filtered by the context) with ``columns`` and ``name_id``: the StringIds id of the name variant
-    the report asks for (demangled; ``base``: short; ``mangled``: mangled where recorded, else demangled)."""
+def load_kernels(ctx: ReportContext, columns: list[str], rowids: tuple[int, int] | None = None) -> pl.DataFrame:
+    """Kernel rows (filtered by the context; ``rowids``: of that rowid range only) with ``columns`` and ``name_id``:
+    the StringIds id of the name variant the report asks for (demangled; ``base``: short; ``mangled``: mangled
+    where recorded, else demangled)."""
     import polars as pl
 
     from ..trace import schema as S
@@ -150,7 +151,7 @@ def load_kernels(ctx: ReportContext, columns: list[str]) -> pl.DataFrame:
 
     name_col = kernel_name_column(ctx)
     extra = [name_col] + (["demangledName"] if name_col == "mangledName" else [])
-    df = load(ctx.trace, S.KERNEL, list(dict.fromkeys([*columns, *extra])), ctx.flt)
+    df = load(ctx.trace, S.KERNEL, list(dict.fromkeys([*columns, *extra])), ctx.flt, rowids=rowids)
     name = pl.coalesce("mangledName", "demangledName") if name_col == "mangledName" else pl.col(name_col)
     return df.with_columns(name.alias("name_id"))
 

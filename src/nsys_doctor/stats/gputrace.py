@@ -10,6 +10,7 @@ from .core import Column, ReportContext, StatsTable, load_kernels, report
 from .memops import MEMSET_NAME, memcpy_name_expr
 
 if TYPE_CHECKING:
+    import numpy as np
     import polars as pl
 
 GEOMETRY = S.KERNEL_GEOMETRY
@@ -31,60 +32,23 @@ OUT = [
 COMMON = ["start", "end", "deviceId", "contextId", "greenContextId", "streamId", "correlationId"]
 
 
+SOURCES: tuple[tuple[int, str], ...] = ((0, S.KERNEL), (1, S.MEMCPY), (2, S.MEMSET))
+"""The tables of the report, by kind: rows that start together come kernels first, then copies, then memsets."""
+KIND_SHIFT = 58  # a row's sort key below its start: kind << KIND_SHIFT | rowid (rowids stay below 2**58)
+BLOCK_ROWS = 1 << 20  # rows of a table read at a time for the sort keys
+COLUMNS = {
+    S.KERNEL: [*COMMON, *GEOMETRY],
+    S.MEMCPY: [*COMMON, "bytes", "copyKind", "srcKind", "dstKind"],
+    S.MEMSET: [*COMMON, "bytes", "memKind"],
+}
+# the columns that decide whether a row is usable (trace/damage.py): the sort keys are read with them, so the rows
+# ordered are exactly the rows the report shows
+KEY_COLUMNS = ["start", "end", "deviceId", "streamId"]
+
+
 @report("cuda_gpu_trace", "CUDA GPU Trace", flags=("base", "mangled"))
 def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
     """Every kernel, memcpy and memset with launch geometry, bytes, throughput, device, context and stream."""
-    import polars as pl
-
-    from ..trace.tables import gpus, load, resolve_names
-
-    trace = ctx.trace
-    k = load_kernels(ctx, [*COMMON, *GEOMETRY])
-    k = resolve_names(k, trace, "name_id", "name").with_columns(
-        pl.lit(None, pl.Int64).alias("bytes"),
-        pl.lit(None, pl.Utf8).alias("src"),
-        pl.lit(None, pl.Utf8).alias("dst"),
-        pl.lit(0, pl.Int8).alias("_kind"),
-    )
-    mem_kinds = trace.schema.enum_labels("ENUM_CUDA_MEM_KIND")
-
-    def kind(col: str) -> pl.Expr:
-        return pl.col(col).replace_strict(mem_kinds, default=None, return_dtype=pl.Utf8)
-
-    cp = load(trace, S.MEMCPY, [*COMMON, "bytes", "copyKind", "srcKind", "dstKind"], ctx.flt)
-    cp = cp.with_columns(
-        memcpy_name_expr(trace).alias("name"),
-        kind("srcKind").alias("src"),
-        kind("dstKind").alias("dst"),
-        pl.lit(1, pl.Int8).alias("_kind"),
-    )
-    ms = load(trace, S.MEMSET, [*COMMON, "bytes", "memKind"], ctx.flt)
-    ms = ms.with_columns(
-        pl.lit(MEMSET_NAME).alias("name"),
-        kind("memKind").alias("src"),
-        pl.lit(None, pl.Utf8).alias("dst"),
-        pl.lit(2, pl.Int8).alias("_kind"),
-    )
-    df = pl.concat([k, cp, ms], how="diagonal_relaxed")
-    dev_names = dict(zip(*gpus(trace).select("deviceId", "name").to_dict(as_series=False).values(), strict=True))
-    dur = pl.col("end") - pl.col("start")
-    df = df.with_columns(
-        dur.alias("dur"),
-        pl.when(pl.col("bytes").is_not_null() & (dur > 0)).then(pl.col("bytes") * (1_000_000_000 // dur)).alias("thru"),
-        pl.concat_str(
-            pl.col("deviceId").replace_strict(dev_names, default="", return_dtype=pl.Utf8),
-            pl.lit(" ("),
-            pl.col("deviceId").cast(pl.Utf8),
-            pl.lit(")"),
-        ).alias("device"),
-        *(
-            pl.when(pl.col(c) != 0).then(pl.col(c)).alias(a)
-            for c, a in (("contextId", "ctx"), ("greenContextId", "green"), ("streamId", "strm"))
-        ),
-    )
-    # text columns repeat a few hundred values: categorical keeps each once (the frame is a fraction of the rows')
-    df = df.sort(["start", "_kind"], maintain_order=True).select(OUT)
-    df = df.with_columns(pl.col("name", "device", "src", "dst").cast(pl.Categorical))
     cols = (
         Column("Start", "ts_ns"),
         Column("Duration", "dur_ns"),
@@ -108,14 +72,202 @@ def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
         Column("Strm"),
         Column("Name"),
     )
-    skipped = "" if df.height else "does not contain CUDA kernels or memory operations"
-    return StatsTable("cuda_gpu_trace", "CUDA GPU Trace", cols, FrameRows(df), skipped)  # type: ignore[arg-type]
+    rows = StreamedRows(ctx)
+    skipped = "" if rows else "does not contain CUDA kernels or memory operations"
+    return StatsTable("cuda_gpu_trace", "CUDA GPU Trace", cols, rows, skipped)  # type: ignore[arg-type]
 
 
-class FrameRows(Sequence[tuple]):
-    """A report's rows kept as a polars frame (one column per report column, in order): a sequence of tuples to
-    whoever reads ``StatsTable.rows`` row by row, and the frame itself to ``report.nsys_format``, which formats it
-    a chunk of rows at a time with polars instead of building a Python tuple and string per cell."""
+def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int, int]) -> pl.DataFrame:
+    """``columns`` and the rowid (``_rid``) of the usable rows of ``table`` in a rowid range, filtered by the
+    context (kernels with the name the report asks for, as ``name_id``)."""
+    from ..trace.tables import ROWID, load
+
+    if table == S.KERNEL:
+        return load_kernels(ctx, [*columns, ROWID], rowids)
+    return load(ctx.trace, table, [*columns, ROWID], ctx.flt, rowids=rowids)
+
+
+def _rowid_range(ctx: ReportContext, table: str) -> tuple[int, int] | None:
+    if not ctx.trace.schema.has(table):
+        return None
+    lo, hi = ctx.trace.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
+    return None if lo is None else (int(lo), int(hi))
+
+
+def sort_keys(ctx: ReportContext) -> np.ndarray:
+    """The report's rows in order, as ``kind << KIND_SHIFT | rowid``: by start, then kind, then rowid (the table's
+    order), nsys's order. The tables are read a block of rows at a time; 8 bytes a row are kept."""
+    import numpy as np
+
+    starts: list[np.ndarray] = []
+    keys: list[np.ndarray] = []
+    for kind, table in SOURCES:
+        span = _rowid_range(ctx, table)
+        if span is None:
+            continue
+        for lo in range(span[0], span[1] + 1, BLOCK_ROWS):
+            part = _read(ctx, table, KEY_COLUMNS, (lo, min(span[1], lo + BLOCK_ROWS - 1)))
+            starts.append(part["start"].to_numpy())
+            keys.append(part["_rid"].to_numpy() | (kind << KIND_SHIFT))
+    if not starts:
+        return np.zeros(0, dtype=np.int64)
+    start = np.concatenate(starts)
+    del starts
+    key = np.concatenate(keys)  # ascending: kinds in order, each table's rows in rowid order
+    del keys
+    order = np.argsort(start, kind="stable")  # so a stable sort by start orders equal starts by kind, then rowid
+    del start
+    return key[order]
+
+
+class ChunkedRows(Sequence[tuple]):
+    """A report's rows made as polars frames of a chosen number of rows (``chunks``), one column per report column:
+    ``report.nsys_format`` formats them a chunk at a time with polars instead of building a Python tuple and string
+    per cell; to whoever reads ``StatsTable.rows`` row by row they are a sequence of tuples."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def chunks(self, n: int) -> Iterator[pl.DataFrame]:
+        raise NotImplementedError
+
+    def _rows(self, lo: int, hi: int) -> list[tuple]:
+        """Rows ``lo`` to ``hi`` (exclusive; 0 <= lo <= hi <= len)."""
+        raise NotImplementedError
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[tuple]:
+        for chunk in self.chunks(65_536):
+            yield from chunk.iter_rows()
+
+    @overload
+    def __getitem__(self, i: int) -> tuple: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple]: ...
+    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:
+        n = len(self)
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(n)
+            return self._rows(lo, max(lo, hi)) if step == 1 else list(self)[i]
+        if not -n <= i < n:
+            raise IndexError(i)
+        return self._rows(i % n, i % n + 1)[0]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, ChunkedRows)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class StreamedRows(ChunkedRows):
+    """The rows of ``cuda_gpu_trace``, made a chunk at a time: the sort keys of every row are read first (16 bytes
+    a row), then each chunk's rows are read by rowid and shaped (``chunks``), so that memory holds the keys and one
+    chunk, never the whole trace. A sequence of tuples to whoever reads it row by row; ``report.nsys_format``
+    formats it chunk by chunk."""
+
+    def __init__(self, ctx: ReportContext) -> None:
+        from ..trace.tables import gpus
+
+        self.ctx = ctx
+        self._key = sort_keys(ctx)
+        g = gpus(ctx.trace)
+        self._devices = dict(zip(g["deviceId"].to_list(), g["name"].to_list(), strict=True))
+        self._labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEM_KIND")
+
+    def __len__(self) -> int:
+        return int(self._key.size)
+
+    def chunks(self, n: int) -> Iterator[pl.DataFrame]:
+        """The rows as frames of ``n`` rows (the last one shorter), in order, columns ``OUT``. The next chunk is
+        read while the caller formats this one (SQLite and polars release the interpreter meanwhile)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = max(1, n)
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(self._chunk, 0, n) if len(self) else None
+            for lo in range(0, len(self), n):
+                assert ahead is not None
+                chunk = ahead.result()
+                ahead = pool.submit(self._chunk, lo + n, lo + 2 * n) if lo + n < len(self) else None
+                yield chunk
+
+    def _chunk(self, lo: int, hi: int) -> pl.DataFrame:
+        import numpy as np
+        import polars as pl
+
+        key = self._key[lo:hi]
+        kind = key >> KIND_SHIFT
+        rid = key & ((1 << KIND_SHIFT) - 1)
+        parts = []
+        for k, table in SOURCES:
+            ids = rid[kind == k]
+            if ids.size:
+                first, last = int(ids.min()), int(ids.max())
+                rows = _read(self.ctx, table, COLUMNS[table], (first, last))
+                if rows.height > ids.size:  # rows of other chunks in the range: keep this chunk's
+                    rows = rows.filter(pl.col("_rid").is_in(pl.Series(ids).implode()))
+                parts.append(self._shape(k, rows))
+        order = pl.DataFrame({"_kind": kind.astype(np.int8), "_rid": rid})
+        # every column, whichever tables the chunk holds rows of (text columns are the report's four names)
+        schema = {c: pl.Utf8 if c in ("src", "dst", "device", "name") else pl.Int64 for c in OUT}
+        rows = pl.concat(
+            [pl.DataFrame(schema={"_kind": pl.Int8, "_rid": pl.Int64, **schema}), *parts], how="diagonal_relaxed"
+        )
+        return order.join(rows, on=["_kind", "_rid"], how="left", maintain_order="left").select(OUT)
+
+    def _shape(self, kind: int, df: pl.DataFrame) -> pl.DataFrame:
+        """One table's rows as the report's columns (plus ``_kind`` and ``_rid``)."""
+        import polars as pl
+
+        from ..trace.tables import resolve_names
+
+        def label(col: str) -> pl.Expr:
+            return pl.col(col).replace_strict(self._labels, default=None, return_dtype=pl.Utf8)
+
+        trace = self.ctx.trace
+        if kind == 0:
+            df = resolve_names(df, trace, "name_id", "name").with_columns(
+                pl.lit(None, pl.Int64).alias("bytes"),
+                pl.lit(None, pl.Utf8).alias("src"),
+                pl.lit(None, pl.Utf8).alias("dst"),
+            )
+        elif kind == 1:
+            df = df.with_columns(
+                memcpy_name_expr(trace).alias("name"), label("srcKind").alias("src"), label("dstKind").alias("dst")
+            )
+        else:
+            df = df.with_columns(
+                pl.lit(MEMSET_NAME).alias("name"), label("memKind").alias("src"), pl.lit(None, pl.Utf8).alias("dst")
+            )
+        dur = pl.col("end") - pl.col("start")
+        return df.with_columns(
+            pl.lit(kind, pl.Int8).alias("_kind"),
+            dur.alias("dur"),
+            pl.when(pl.col("bytes").is_not_null() & (dur > 0))
+            .then(pl.col("bytes") * (1_000_000_000 // dur))
+            .alias("thru"),
+            pl.concat_str(
+                pl.col("deviceId").replace_strict(self._devices, default="", return_dtype=pl.Utf8),
+                pl.lit(" ("),
+                pl.col("deviceId").cast(pl.Utf8),
+                pl.lit(")"),
+            ).alias("device"),
+            *(
+                pl.when(pl.col(c) != 0).then(pl.col(c)).alias(a)
+                for c, a in (("contextId", "ctx"), ("greenContextId", "green"), ("streamId", "strm"))
+            ),
+        )
+
+    def _rows(self, lo: int, hi: int) -> list[tuple]:
+        return self._chunk(lo, hi).rows()
+
+
+class FrameRows(ChunkedRows):
+    """A report's rows kept as a polars frame (one column per report column, in order)."""
 
     def __init__(self, frame: pl.DataFrame) -> None:
         self.frame = frame
@@ -123,31 +275,15 @@ class FrameRows(Sequence[tuple]):
     def __len__(self) -> int:
         return self.frame.height
 
-    def __bool__(self) -> bool:
-        return self.frame.height > 0
+    def chunks(self, n: int) -> Iterator[pl.DataFrame]:
+        """The frame in slices of ``n`` rows."""
+        for lo in range(0, self.frame.height, max(1, n)):
+            yield self.frame.slice(lo, max(1, n))
 
-    def __iter__(self) -> Iterator[tuple]:
-        step = 65_536
-        for lo in range(0, self.frame.height, step):
-            yield from self.frame.slice(lo, step).iter_rows()
-
-    @overload
-    def __getitem__(self, i: int) -> tuple: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[tuple]: ...
-    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:
-        if isinstance(i, slice):
-            return self.frame[i].rows()
-        n = self.frame.height
-        if not -n <= i < n:
-            raise IndexError(i)
-        return self.frame.row(i % n)
+    def _rows(self, lo: int, hi: int) -> list[tuple]:
+        return self.frame.slice(lo, hi - lo).rows()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrameRows):
             return self.frame.equals(other.frame)
-        if isinstance(other, (list, tuple)):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
+        return super().__eq__(other)

@@ -268,8 +268,11 @@ class Trace:
                 "the file was edited or cut short; " + REEXPORT_HINT,
             )
 
-    def read_table(self, table: str, columns: ColumnTypes, where: str = "") -> pl.DataFrame:
-        """Columns of an activity table (``name -> dtype``; a name may be ``expr AS alias``), read as Arrow.
+    def read_table(
+        self, table: str, columns: ColumnTypes, where: str = "", rowids: tuple[int, int] | None = None
+    ) -> pl.DataFrame:
+        """Columns of an activity table (``name -> dtype``; a name may be ``expr AS alias``), read as Arrow;
+        ``rowids``: only the rows of that inclusive rowid range (a part of a table read a block at a time).
 
         Large tables are split in rowid ranges read on parallel connections; the result keeps table order.
         Damaged rows (see damage.py) are left out, and counted the first time they are met.
@@ -285,7 +288,7 @@ class Trace:
         with self._damage_lock:
             valid = self._valid.get(table, "")
         cond = " AND ".join(f"({c})" for c in (where, valid) if c)
-        df, coerced = self._read_rows(table, exprs, names, dtypes, cond)
+        df, coerced = self._read_rows(table, exprs, names, dtypes, cond, rowids)
         keys = ROW_KEYS.get(table)
         if keys is None or not df.height:
             return df
@@ -297,7 +300,7 @@ class Trace:
         with self._damage_lock:
             counted = table in self._damage
         if not counted and self.count_damage(table).damaged:
-            return self.read_table(table, columns, where)
+            return self.read_table(table, columns, where, rowids)
         return df if mask is None else df.filter(~mask)
 
     def restore_damage(self, damage: Iterable[TableDamage]) -> None:
@@ -337,14 +340,22 @@ class Trace:
         return damage
 
     def _read_rows(
-        self, table: str, exprs: list[str], names: list[str], dtypes: dict[str, DType], where: str
+        self,
+        table: str,
+        exprs: list[str],
+        names: list[str],
+        dtypes: dict[str, DType],
+        where: str,
+        rowids: tuple[int, int] | None = None,
     ) -> tuple[pl.DataFrame, bool]:
         """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``)."""
         import polars as pl
 
         # two subqueries: SQLite answers each from the b-tree ends; min() and max() in one query scan the table
         lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
-        if lo is None:
+        if lo is not None and rowids is not None:
+            lo, hi = max(lo, rowids[0]), min(hi, rowids[1])
+        if lo is None or hi < lo:
             return pl.DataFrame(schema=dtypes), False
         cond = f" AND ({where})" if where else ""
         # text columns are read as bytes and decoded here: Arrow would take invalid UTF-8 as it is

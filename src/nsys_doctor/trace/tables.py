@@ -64,16 +64,27 @@ COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None = None, where: str = "") -> pl.DataFrame:
-    """The named columns of ``table`` (rows passing ``flt`` and the SQL condition ``where``), in table order;
-    absent columns are nulls."""
-    types = COLUMN_TYPES[table]
+ROWID = "rowid AS _rid"
+"""A column ``load`` reads from any table: the row's rowid, named ``_rid``."""
+
+
+def load(
+    trace: Trace,
+    table: str,
+    columns: list[str],
+    flt: EventFilter | None = None,
+    where: str = "",
+    rowids: tuple[int, int] | None = None,
+) -> pl.DataFrame:
+    """The named columns of ``table`` (rows passing ``flt`` and the SQL condition ``where``; with ``rowids``, only
+    that inclusive rowid range), in table order; absent columns are nulls. ``ROWID`` is the rowid, as ``_rid``."""
+    types: dict[str, pl.DataType] = {**COLUMN_TYPES[table], ROWID: pl.Int64()}
     trace.require_columns(table)
-    present = trace.schema.columns(table)
+    present = (*trace.schema.columns(table), ROWID)
     read = {c: types[c] for c in columns if c in present}
     conds = [c for c in ((flt.sql_where(present) if flt is not None else ""), where) if c]
     where = " AND ".join(f"({c})" for c in conds)
-    df = trace.read_table(table, read, where) if read else pl.DataFrame()
+    df = trace.read_table(table, read, where, rowids) if read else pl.DataFrame()
     missing = [c for c in columns if c not in read]
     if missing:
         height = df.height if read else (trace.count(table) if not where else 0)
@@ -82,7 +93,7 @@ def load(trace: Trace, table: str, columns: list[str], flt: EventFilter | None =
             if read
             else pl.DataFrame({c: pl.Series(c, [None] * height, dtype=types[c]) for c in missing})
         )
-    return df.select(columns)
+    return df.select("_rid" if c == ROWID else c for c in columns)
 
 
 def strings(trace: Trace) -> pl.DataFrame:
