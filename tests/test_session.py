@@ -81,6 +81,12 @@ def fake_nsys(tmp_path: Path, monkeypatch) -> Path:
 def sleeper() -> Iterator[subprocess.Popen]:
     """An unrelated live process leading its own process group (so a wrong killpg would end it)."""
     p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    # the child runs `sleep` once it has exec'd: until then its command line reads as empty
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and Path(f"/proc/{p.pid}/cmdline").is_file():
+        if Path(f"/proc/{p.pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.01)
     yield p
     p.kill()
     p.wait()

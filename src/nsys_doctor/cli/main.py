@@ -194,13 +194,13 @@ def _bug_line(exc: BaseException) -> str:
     )
 
 
-# polars' allocator (jemalloc, on Linux) has an arena per thread, and before polars 2 kept freed memory for ten
-# seconds: a report of two million kernels peaked at 1.27 GiB on a 16-core host, a quarter of it memory already
-# freed. One arena, and the decay polars 2 builds in (half a second), bound that (docs/performance.md has the peaks
-# and the time it costs). Set for the analysis commands only, never for `capture` (its child is the user's program),
-# and never over the user's own setting.
+# polars' allocator (jemalloc, on Linux) has an arena per thread and keeps freed memory for a while: a report of two
+# million kernels peaked at 1.24 GiB on a 16-core host (polars 1.36), a quarter of it memory already freed. One
+# arena and a one-second decay bring that under 1 GiB (docs/performance.md has the peaks at 2M-20M kernels and the
+# time it costs; a half-second decay cost more time for no less memory). Set for the analysis commands only, never
+# for `capture` (its child is the user's program), and never over the user's own setting.
 ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
-ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:500,muzzy_decay_ms:1000"
+ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"
 
 
 def bound_allocator(args: list[str], environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
