@@ -189,7 +189,9 @@ def render(table: StatsTable, fmt: str, units: Units) -> str:
 # (which stay the reference, see tests/test_gputrace_stream.py), built a chunk of rows at a time from columns with
 # polars string expressions, so a report of millions of rows is written without a Python string per cell.
 
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 32_768
+"""Rows formatted at a time: half of 65,536 took cuda_gpu_trace of 10M kernels from 512 to 358 MiB at its peak
+(and 2M kernels from 443 to 318 MiB) for about a tenth more time (docs/performance.md)."""
 # what str.rstrip() strips (Python's whitespace is wider than Rust's trim_end: \x1c-\x1f count)
 _PY_SPACE = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
 _JSON_CONTROL = [(chr(i), f"\\u{i:04x}") for i in range(0x20) if chr(i) not in "\b\f\n\r\t"]

@@ -96,26 +96,30 @@ def _rowid_range(ctx: ReportContext, table: str) -> tuple[int, int] | None:
 
 def sort_keys(ctx: ReportContext) -> np.ndarray:
     """The report's rows in order, as ``kind << KIND_SHIFT | rowid``: by start, then kind, then rowid (the table's
-    order), nsys's order. The tables are read a block of rows at a time; 8 bytes a row are kept."""
+    order), nsys's order. The tables are read a block of rows at a time into two arrays sized by their rowid ranges
+    (16 bytes a row; 24 while they are sorted); 8 bytes a row are kept."""
     import numpy as np
 
-    starts: list[np.ndarray] = []
-    keys: list[np.ndarray] = []
-    for kind, table in SOURCES:
-        span = _rowid_range(ctx, table)
-        if span is None:
-            continue
-        for lo in range(span[0], span[1] + 1, BLOCK_ROWS):
-            part = _read(ctx, table, KEY_COLUMNS, (lo, min(span[1], lo + BLOCK_ROWS - 1)))
-            starts.append(part["start"].to_numpy())
-            keys.append(part["_rid"].to_numpy() | (kind << KIND_SHIFT))
-    if not starts:
-        return np.zeros(0, dtype=np.int64)
-    start = np.concatenate(starts)
-    del starts
-    key = np.concatenate(keys)  # ascending: kinds in order, each table's rows in rowid order
-    del keys
-    order = np.argsort(start, kind="stable")  # so a stable sort by start orders equal starts by kind, then rowid
+    spans = [(kind, table, span) for kind, table in SOURCES if (span := _rowid_range(ctx, table)) is not None]
+    # a table's rows fit in its rowid range; a range far wider than a block is checked against the row count
+    # (rowids need not be dense)
+    size = sum(
+        hi - lo + 1 if hi - lo < 16 * BLOCK_ROWS else min(hi - lo + 1, ctx.trace.count(table))
+        for _, table, (lo, hi) in spans
+    )
+    start = np.empty(size, dtype=np.int64)
+    key = np.empty(size, dtype=np.int64)
+    n = 0
+    for kind, table, (first, last) in spans:
+        for lo in range(first, last + 1, BLOCK_ROWS):
+            part = _read(ctx, table, KEY_COLUMNS, (lo, min(last, lo + BLOCK_ROWS - 1)))
+            start[n : n + part.height] = part["start"].to_numpy()
+            key[n : n + part.height] = part["_rid"].to_numpy() | (kind << KIND_SHIFT)
+            n += part.height
+            del part
+    # the keys are ascending (kinds in order, each table's rows in rowid order): a stable sort by start orders
+    # equal starts by kind, then rowid
+    order = np.argsort(start[:n], kind="stable")
     del start
     return key[order]
 
@@ -139,7 +143,7 @@ class ChunkedRows(Sequence[tuple]):
         return len(self) > 0
 
     def __iter__(self) -> Iterator[tuple]:
-        for chunk in self.chunks(65_536):
+        for chunk in self.chunks(32_768):
             yield from chunk.iter_rows()
 
     @overload
