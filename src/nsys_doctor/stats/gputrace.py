@@ -168,10 +168,9 @@ class ChunkedRows(Sequence[tuple]):
 
 
 class StreamedRows(ChunkedRows):
-    """The rows of ``cuda_gpu_trace``, made a chunk at a time: the sort keys of every row are read first (16 bytes
-    a row), then each chunk's rows are read by rowid and shaped (``chunks``), so that memory holds the keys and one
-    chunk, never the whole trace. A sequence of tuples to whoever reads it row by row; ``report.nsys_format``
-    formats it chunk by chunk."""
+    """The rows of ``cuda_gpu_trace``, made a chunk at a time: the sort key of every row is read first (``sort_keys``:
+    8 bytes a row are kept), then each chunk's rows are read by rowid range and shaped (``chunks``), so that memory
+    holds the keys and two chunks, never the whole trace."""
 
     def __init__(self, ctx: ReportContext) -> None:
         from ..trace.tables import gpus
