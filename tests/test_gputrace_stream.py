@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -17,11 +18,11 @@ from nsys_doctor.report import nsys_format as nf
 from nsys_doctor.report.nsys_format import Units, render, render_chunks
 from nsys_doctor.stats import ReportContext, StatsTable, parse_report_arg, run_report
 from nsys_doctor.stats.core import Column
-from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows
+from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows, sorted_pairs
 from nsys_doctor.trace.window import EventFilter, parse_filter_time
 
 from .conftest import SAMPLE, TRACES, needs_shared, open_trace
-from .test_fuzz import MC, MS, K, mutated_copy, set_values, sql
+from .test_fuzz import MC, MS, K, mutated_copy, run_cli, set_values, sql
 
 REFERENCE = {"csv": nf.render_csv, "json": nf.render_json, "table": nf.render_table, "column": nf.render_column}
 UNITS = [Units(), Units(time="us", mem="KiB"), Units(time="ms", mem="B"), Units(time="sec", mem="GB")]
@@ -258,3 +259,41 @@ def test_streamed_rows_are_a_sequence() -> None:
     assert rows[0] == listed[0] and rows[-1] == listed[-1] and rows[5:8] == listed[5:8] and rows == listed
     with pytest.raises(IndexError):
         rows[len(listed)]
+
+
+# ---- the sort of the keys: in place where doubles hold the values, by lexsort where they do not
+
+
+def _pairs(first: list[int], second: list[int], spare: int = 0) -> np.ndarray:
+    buf = np.empty(2 * (len(first) + spare), dtype=np.int64)
+    buf[0 : 2 * len(first) : 2], buf[1 : 2 * len(first) : 2] = first, second
+    return buf
+
+
+def test_sorted_pairs_by_hand() -> None:
+    # equal starts are ordered by their second value; the buffer may be longer than the pairs (filtered rows)
+    got = sorted_pairs(_pairs([30, 10, 10, -5, 20], [4, 9, 2, 7, 1], spare=3), 5)
+    assert got.tolist() == [7, 2, 9, 1, 4] and got.dtype == np.int64
+    assert sorted_pairs(_pairs([], []), 0).tolist() == []
+    # beyond what a double holds (2**53 + 1 and 2**53 round to one double): the lexsort path, still exact
+    big = 2**53
+    assert sorted_pairs(_pairs([big + 1, big, big + 1], [1, 2, 0]), 3).tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sorted_pairs_is_the_lexsort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5_000))
+    first = rng.integers(-(2**40), 2**40, n) // int(rng.integers(1, 2**38))  # many ties
+    second = rng.permutation(n) + (rng.integers(0, 3, n) << 40)
+    expected = second[np.lexsort((second, first))]
+    assert sorted_pairs(_pairs(first.tolist(), second.tolist(), spare=int(rng.integers(0, 50))), n).tolist() == (
+        expected.tolist()
+    )
+
+
+def test_rowids_beyond_the_key_are_refused(tmp_path: Path) -> None:
+    path = mutated_copy(SAMPLE, tmp_path / "far.sqlite", sql(f"UPDATE {MS} SET rowid = rowid + (1 << 41)"))
+    rc, out, err = run_cli(["stats", "-r", "cuda_gpu_trace", str(path)])
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "rowids outside 0..2**40" in err and "nsys export" in err
