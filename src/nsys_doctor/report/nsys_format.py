@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from ..stats.core import Column, StatsTable
+from ..stats.core import CHUNK_ROWS, ChunkedRows, Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
 
 if TYPE_CHECKING:
@@ -185,32 +185,20 @@ def render(table: StatsTable, fmt: str, units: Units) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Chunked rendering of chunked rows (``stats.gputrace.ChunkedRows``): the same text as the row renderers above
+# Chunked rendering of chunked rows (``stats.core.ChunkedRows``): the same text as the row renderers above
 # (which stay the reference, see tests/test_gputrace_stream.py), built a chunk of rows at a time from columns with
 # polars string expressions, so a report of millions of rows is written without a Python string per cell.
 
-CHUNK_ROWS = 32_768
-"""Rows formatted at a time: half of 65,536 took cuda_gpu_trace of 10M kernels from 512 to 358 MiB at its peak
-(and 2M kernels from 443 to 318 MiB) for about a tenth more time (docs/performance.md)."""
 # what str.rstrip() strips (Python's whitespace is wider than Rust's trim_end: \x1c-\x1f count)
 _PY_SPACE = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
 _JSON_CONTROL = [(chr(i), f"\\u{i:04x}") for i in range(0x20) if chr(i) not in "\b\f\n\r\t"]
 _JSON_SHORT = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
 
 
-class ChunkedRows(Protocol):
-    """Rows a report makes a chunk at a time (``stats.gputrace``): their number, and frames of ``n`` rows in order,
-    one column per report column."""
-
-    def __len__(self) -> int: ...
-
-    def chunks(self, n: int) -> Iterator[pl.DataFrame]: ...
-
-
 def _chunked(table: StatsTable) -> ChunkedRows | None:
     """The chunked rows behind a table (None for plain rows, which need no polars to render)."""
     rows = table.rows
-    return rows if callable(getattr(rows, "chunks", None)) else None  # type: ignore[return-value]
+    return rows if isinstance(rows, ChunkedRows) else None
 
 
 def _is_text(dtype: pl.DataType) -> bool:

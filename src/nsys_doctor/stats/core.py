@@ -7,11 +7,11 @@ as nsys does; rows hold plain Python values (int ns, float, str, None for an emp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from ..errors import UsageError
 from ..trace import Trace
@@ -49,6 +49,54 @@ class StatsTable:
     @property
     def labels(self) -> list[str]:
         return [c.label for c in self.columns]
+
+
+CHUNK_ROWS = 32_768
+"""Rows of a ``ChunkedRows`` made, and formatted, at a time: half of 65,536 took cuda_gpu_trace of 10M kernels from
+512 to 358 MiB at its peak (and 2M kernels from 443 to 318 MiB) for about a tenth more time (docs/performance.md)."""
+
+
+class ChunkedRows(Sequence[tuple]):
+    """A report's rows made as polars frames of a chosen number of rows (``chunks``), one column per report column:
+    ``report.nsys_format`` formats them a chunk at a time with polars instead of building a Python tuple and string
+    per cell; to whoever reads ``StatsTable.rows`` row by row they are a sequence of tuples."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def chunks(self, n: int) -> Iterator[pl.DataFrame]:
+        raise NotImplementedError
+
+    def _rows(self, lo: int, hi: int) -> list[tuple]:
+        """Rows ``lo`` to ``hi`` (exclusive; 0 <= lo <= hi <= len)."""
+        raise NotImplementedError
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[tuple]:
+        for chunk in self.chunks(CHUNK_ROWS):
+            yield from chunk.iter_rows()
+
+    @overload
+    def __getitem__(self, i: int) -> tuple: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple]: ...
+    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:
+        n = len(self)
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(n)
+            return self._rows(lo, max(lo, hi)) if step == 1 else list(self)[i]
+        if not -n <= i < n:
+            raise IndexError(i)
+        return self._rows(i % n, i % n + 1)[0]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, ChunkedRows)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -211,10 +259,10 @@ def small_rows(
     needed = {*plain, *reads, *(("start", "end") if DURATION in columns else ())}
     if table not in ROW_KEYS or not needed <= set(present):
         return None
-    lo, hi = trace.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
-    if lo is None:
+    span = trace.rowid_range(table)
+    if span is None:
         return []
-    if not is_small(hi - lo + 1, len(columns)):
+    if not is_small(span[1] - span[0] + 1, len(columns)):
         return None
     if names:
         trace.strings  # noqa: B018 - read first, as the polars path does

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, overload
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..trace import schema as S
-from .core import Column, ReportContext, StatsTable, load_kernels, report
+from .core import ChunkedRows, Column, ReportContext, StatsTable, load_kernels, report
 from .memops import MEMSET_NAME, memcpy_name_expr
 
 if TYPE_CHECKING:
@@ -87,20 +87,14 @@ def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int,
     return load(ctx.trace, table, [*columns, ROWID], ctx.flt, rowids=rowids)
 
 
-def _rowid_range(ctx: ReportContext, table: str) -> tuple[int, int] | None:
-    if not ctx.trace.schema.has(table):
-        return None
-    lo, hi = ctx.trace.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
-    return None if lo is None else (int(lo), int(hi))
-
-
 def sort_keys(ctx: ReportContext) -> np.ndarray:
     """The report's rows in order, as ``kind << KIND_SHIFT | rowid``: by start, then kind, then rowid (the table's
     order), nsys's order. The tables are read a block of rows at a time into one buffer of (start, key) pairs sized
     by their rowid ranges (16 bytes a row), sorted there (``sorted_pairs``); 8 bytes a row are kept."""
     import numpy as np
 
-    spans = [(kind, table, span) for kind, table in SOURCES if (span := _rowid_range(ctx, table)) is not None]
+    has = ctx.trace.schema.has
+    spans = [(k, table, span) for k, table in SOURCES if has(table) and (span := ctx.trace.rowid_range(table))]
     for _, table, (lo, hi) in spans:
         if lo < 0 or hi >= 1 << KIND_SHIFT:
             from ..errors import TraceError
@@ -159,49 +153,6 @@ def sorted_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
     del first, second, floats
     pairs.resize(n, refcheck=False)  # gives the rest back
     return pairs
-
-
-class ChunkedRows(Sequence[tuple]):
-    """A report's rows made as polars frames of a chosen number of rows (``chunks``), one column per report column:
-    ``report.nsys_format`` formats them a chunk at a time with polars instead of building a Python tuple and string
-    per cell; to whoever reads ``StatsTable.rows`` row by row they are a sequence of tuples."""
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def chunks(self, n: int) -> Iterator[pl.DataFrame]:
-        raise NotImplementedError
-
-    def _rows(self, lo: int, hi: int) -> list[tuple]:
-        """Rows ``lo`` to ``hi`` (exclusive; 0 <= lo <= hi <= len)."""
-        raise NotImplementedError
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def __iter__(self) -> Iterator[tuple]:
-        for chunk in self.chunks(32_768):
-            yield from chunk.iter_rows()
-
-    @overload
-    def __getitem__(self, i: int) -> tuple: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[tuple]: ...
-    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:
-        n = len(self)
-        if isinstance(i, slice):
-            lo, hi, step = i.indices(n)
-            return self._rows(lo, max(lo, hi)) if step == 1 else list(self)[i]
-        if not -n <= i < n:
-            raise IndexError(i)
-        return self._rows(i % n, i % n + 1)[0]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (list, tuple, ChunkedRows)):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class StreamedRows(ChunkedRows):

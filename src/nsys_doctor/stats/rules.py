@@ -273,16 +273,23 @@ def _memory_op_rows(ctx: ReportContext, df: pl.DataFrame, *kinds: str) -> list[t
     ).rows()
 
 
-def _memcpy_rule(ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: str) -> StatsTable:
-    why = _needs(ctx, S.MEMCPY, "memcpy")
+def _memory_rule(
+    ctx: ReportContext, name: str, title: str, api_test: Callable[[str], bool], keep: str, table: str = S.MEMCPY
+) -> StatsTable:
+    """A CUDA memory rule: the operations of ``table`` (memcpy or memset) passing ``keep`` whose launching API call
+    passes ``api_test``, with sqlite3 alone when the tables are small, else with polars."""
+    copies = table == S.MEMCPY
+    why = _needs(ctx, table, "memcpy" if copies else "memset")
+    out = MEMCPY_COLUMNS if copies else MEMSET_COLUMNS
     if why:
-        return empty(name, title, MEMCPY_COLUMNS, why)
-    cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"]
-    small = _small_gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
+        return empty(name, title, out, why)
+    cols = ["bytes", "copyKind", "srcKind", "dstKind", "srcDeviceId", "dstDeviceId"] if copies else ["bytes", "memKind"]
+    kinds = ("srcKind", "dstKind") if copies else ("memKind",)
+    small = _small_gpu_ops_with_api(ctx, table, cols, api_test, keep)
     if small is not None:
-        return StatsTable(name, title, MEMCPY_COLUMNS, _small_memory_op_rows(ctx, small, "srcKind", "dstKind"))
-    df = _gpu_ops_with_api(ctx, S.MEMCPY, cols, api_test, keep)
-    return StatsTable(name, title, MEMCPY_COLUMNS, _memory_op_rows(ctx, df, "srcKind", "dstKind"))
+        return StatsTable(name, title, out, _small_memory_op_rows(ctx, small, *kinds))
+    df = _gpu_ops_with_api(ctx, table, cols, api_test, keep)
+    return StatsTable(name, title, out, _memory_op_rows(ctx, df, *kinds))
 
 
 # Each rule's test of an operation row, in SQL (as nsys states it), read by both engines: a row whose test is
@@ -298,7 +305,7 @@ SYNC_MEMSET = f'"memKind" IN ({PINNED}, {MANAGED})'
 @report("cuda_memcpy_async", "CUDA Async Memcpy with Pageable Memory", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
     """Async memcpy calls (cudaMemcpy*Async*) with pageable host memory: they run synchronously."""
-    return _memcpy_rule(
+    return _memory_rule(
         ctx,
         "cuda_memcpy_async",
         "CUDA Async Memcpy with Pageable Memory",
@@ -310,7 +317,7 @@ def cuda_memcpy_async(ctx: ReportContext) -> StatsTable:
 @report("cuda_memcpy_sync", "CUDA Synchronous Memcpy", options=COMMON_OPTIONS, kind="rule")
 def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memcpy calls (except small host-to-device copies and copies within one device)."""
-    return _memcpy_rule(
+    return _memory_rule(
         ctx, "cuda_memcpy_sync", "CUDA Synchronous Memcpy", like_test(["cudaMemcpy%"], ["%Async%"]), SYNC_COPY
     )
 
@@ -318,16 +325,14 @@ def cuda_memcpy_sync(ctx: ReportContext) -> StatsTable:
 @report("cuda_memset_sync", "CUDA Synchronous Memset", options=COMMON_OPTIONS, kind="rule")
 def cuda_memset_sync(ctx: ReportContext) -> StatsTable:
     """Synchronous memset calls (cudaMemset*, not *async*) on pinned or managed memory."""
-    name, title = "cuda_memset_sync", "CUDA Synchronous Memset"
-    why = _needs(ctx, S.MEMSET, "memset")
-    if why:
-        return empty(name, title, MEMSET_COLUMNS, why)
-    api_test = like_test(["cudaMemset%"], ["%async%"])
-    small = _small_gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], api_test, SYNC_MEMSET)
-    if small is not None:
-        return StatsTable(name, title, MEMSET_COLUMNS, _small_memory_op_rows(ctx, small, "memKind"))
-    df = _gpu_ops_with_api(ctx, S.MEMSET, ["bytes", "memKind"], api_test, SYNC_MEMSET)
-    return StatsTable(name, title, MEMSET_COLUMNS, _memory_op_rows(ctx, df, "memKind"))
+    return _memory_rule(
+        ctx,
+        "cuda_memset_sync",
+        "CUDA Synchronous Memset",
+        like_test(["cudaMemset%"], ["%async%"]),
+        SYNC_MEMSET,
+        S.MEMSET,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- cuda_api_sync

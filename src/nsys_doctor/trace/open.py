@@ -38,6 +38,14 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 PARALLEL_MIN_ROWS = 100_000
 
 
+def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The rowid range lo..hi cut in ranges read on parallel connections (one per PARALLEL_MIN_ROWS rows, at most
+    one per core and 16)."""
+    n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
+    step = (hi - lo + 1 + n_parts - 1) // n_parts
+    return [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
+
+
 def _uri(path: Path) -> str:
     return "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
 
@@ -210,18 +218,22 @@ class Trace:
         except sqlite3.Error as exc:
             raise db_error(self.path, exc) from exc
 
+    def rowid_range(self, table: str) -> tuple[int, int] | None:
+        """The table's smallest and largest rowid (None when it has no rows): two subqueries, which SQLite answers
+        from the b-tree's ends (min() and max() in one query scan the table)."""
+        lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
+        return None if lo is None else (int(lo), int(hi))
+
     def rows_in_parts(self, table: str, sql: str) -> list[tuple]:
         """The rows of ``sql`` (which reads ``table`` and holds ``{range}``, a rowid condition) run over rowid ranges
         of the table on parallel connections, as ``read_table`` reads big tables; small tables are one query.
         The parts' rows are concatenated in rowid-range order (for queries whose parts combine, e.g. DISTINCT)."""
-        lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
-        if lo is None:
+        span = self.rowid_range(table)
+        if span is None:
             return self.rows(sql.format(range="1"))
-        n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
-        if n_parts == 1:
+        bounds = _parts(*span)
+        if len(bounds) == 1:
             return self.rows(sql.format(range="1"))
-        step = (hi - lo + 1 + n_parts - 1) // n_parts
-        bounds = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
 
         def part(b: tuple[int, int]) -> list[tuple]:
             query = sql.format(range=f"rowid BETWEEN {int(b[0])} AND {int(b[1])}")
@@ -239,7 +251,7 @@ class Trace:
 
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(n_parts) as pool:
+        with ThreadPoolExecutor(len(bounds)) as pool:
             return [r for rows in pool.map(part, bounds) for r in rows]
 
     def frame(self, sql: str, schema: ColumnTypes, params: Iterable[object] = ()) -> pl.DataFrame:
@@ -351,12 +363,12 @@ class Trace:
         """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``)."""
         import polars as pl
 
-        # two subqueries: SQLite answers each from the b-tree ends; min() and max() in one query scan the table
-        lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
-        if lo is not None and rowids is not None:
-            lo, hi = max(lo, rowids[0]), min(hi, rowids[1])
-        if lo is None or hi < lo:
+        span = self.rowid_range(table)
+        if span is not None and rowids is not None:
+            span = (max(span[0], rowids[0]), min(span[1], rowids[1]))
+        if span is None or span[1] < span[0]:
             return pl.DataFrame(schema=dtypes), False
+        lo, hi = span
         cond = f" AND ({where})" if where else ""
         # text columns are read as bytes and decoded here: Arrow would take invalid UTF-8 as it is
         sources = [e.rsplit(" AS ", 1)[0] if " AS " in e else e for e in exprs]  # without their alias
@@ -369,9 +381,8 @@ class Trace:
         typed = [_typed_expr(src, n, dtypes[n], n in strict) for src, n in zip(sources, names, strict=True)]
         tail = f" FROM {table} WHERE rowid BETWEEN {{lo}} AND {{hi}}{cond}"
         base = (f"SELECT {', '.join(plain)}{tail}", f"SELECT {', '.join(typed)}{tail}")
-        n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
-        step = (hi - lo + 1 + n_parts - 1) // n_parts
-        bounds = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
+        bounds = _parts(lo, hi)
+        n_parts = len(bounds)
         if n_parts == 1:
             parts = [self._read_part(base, bounds[0], names, dtypes, strict)]
         else:
