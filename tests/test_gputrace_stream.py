@@ -7,6 +7,7 @@ size; the streamed rows must be the rows of the whole-frame definition they repl
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from nsys_doctor.report import nsys_format as nf
 from nsys_doctor.report.nsys_format import Units, render, render_chunks
 from nsys_doctor.stats import ReportContext, StatsTable, parse_report_arg, run_report
 from nsys_doctor.stats.core import Column
-from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows, sorted_pairs
+from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows
+from nsys_doctor.stats.keysort import sorted_pairs
 from nsys_doctor.trace.window import EventFilter, parse_filter_time
 
 from .conftest import SAMPLE, TRACES, needs_shared, open_trace
@@ -297,3 +299,93 @@ def test_rowids_beyond_the_key_are_refused(tmp_path: Path) -> None:
     rc, out, err = run_cli(["stats", "-r", "cuda_gpu_trace", str(path)])
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "rowids outside 0..2**40" in err and "nsys export" in err
+
+
+# ---- the keys of a trace beyond memory: blocks sorted as runs on disk, merged a window at a time
+
+
+def _spill(monkeypatch: pytest.MonkeyPatch, block: int, window: tuple[int, int]) -> None:
+    """Every sort of keys goes through runs on disk, blocks of ``block`` rowids, windows of ``window`` pairs."""
+    from nsys_doctor.stats import gputrace, keysort
+
+    monkeypatch.setattr(keysort, "MEMORY_ROWS", 0)
+    monkeypatch.setattr(keysort, "MERGE_BYTES", 0)  # the smallest window
+    monkeypatch.setattr(keysort, "WINDOW_ROWS", window)
+    monkeypatch.setattr(gputrace, "BLOCK_ROWS", block)
+
+
+@pytest.mark.parametrize(("block", "window"), [(997, (4, 4)), (4_096, (64, 64)), (1 << 20, (1 << 10, 1 << 16))])
+def test_spilled_keys_are_the_whole_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, window: tuple[int, int]
+) -> None:
+    path = _shuffled_copy(tmp_path)
+    whole = _whole_frame(ReportContext(open_trace(path), EventFilter()))
+    _spill(monkeypatch, block, window)
+    rows = StreamedRows(ReportContext(open_trace(path), EventFilter()))
+    assert rows._key._keys is None and rows._key.size == whole.height  # in the file, not in memory
+    for n in (331, 1_000_000):
+        chunks = list(rows.chunks(n))
+        assert pl.concat(chunks).equals(whole), (block, window, n)
+    assert rows[0] == whole.row(0) and rows[-1] == whole.row(-1)
+
+
+def test_spilled_report_is_the_same_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _shuffled_copy(tmp_path)
+    rc, expected, err = run_cli(["stats", "-r", "cuda_gpu_trace", "--format", "csv", "-o", "-", str(path)])
+    assert rc == 0 and expected.count("\n") > 10_000, err
+    _spill(monkeypatch, 2_000, (16, 16))
+    assert run_cli(["stats", "-r", "cuda_gpu_trace", "--format", "csv", "-o", "-", str(path)]) == (0, expected, err)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_key_sorter_is_the_lexsort(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    from nsys_doctor.stats import keysort
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 20_000))
+    spread = [2**40, 2**62][seed % 2]  # beyond 2**53 the runs and rounds are sorted by lexsort
+    first = rng.integers(-spread, spread, n) // int(rng.integers(1, 2**38))  # many ties
+    second = rng.permutation(n) + (rng.integers(0, 3, n) << 40)
+    expected = second[np.lexsort((second, first))]
+    for memory, window in ((n, (1, 1)), (0, (1, 1)), (0, (3, 7)), (0, (256, 256))):
+        monkeypatch.setattr(keysort, "MEMORY_ROWS", memory)
+        monkeypatch.setattr(keysort, "MERGE_BYTES", 0)
+        monkeypatch.setattr(keysort, "WINDOW_ROWS", window)
+        sorter = keysort.KeySorter(n)
+        cuts = sorted({0, n, *rng.integers(0, n, int(rng.integers(0, 30))).tolist()})
+        for a, b in itertools.pairwise(cuts):  # blocks of any size, some empty
+            sorter.add(first[a:b], second[a:b])
+            sorter.add(first[a:a], second[a:a])
+        keys = sorter.finish()
+        assert keys.size == n and keys.slice(0, n).tolist() == expected.tolist(), (memory, window)
+        lo = int(rng.integers(0, n))
+        assert keys.slice(lo, lo + 5).tolist() == expected[lo : lo + 5].tolist()
+        assert keys.slice(n, n + 3).size == 0
+
+
+def test_key_sorter_without_room_for_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from nsys_doctor.stats import keysort
+
+    path = _shuffled_copy(tmp_path)
+    _spill(monkeypatch, 2_000, (16, 16))
+    before = path.read_bytes()
+
+    def refused(**_: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    def failing(argv: list[str], expected: str) -> None:
+        rc, out, err = run_cli(argv)
+        errors = [line for line in err.splitlines() if line.startswith("nsys-doctor: error: ")]
+        assert rc == 2 and out == "" and "Traceback" not in err and len(errors) == 1, err
+        assert expected in errors[0] and "TMPDIR" in errors[0], errors
+        assert path.read_bytes() == before
+
+    argv = ["stats", "-r", "cuda_gpu_trace", "--format", "csv", "-o", "-", str(path)]
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "TemporaryFile", refused)
+        failing(argv, "could not create a temporary file")
+    if Path("/dev/full").exists():  # a disk that fills while the runs are written
+        monkeypatch.setattr(keysort, "_temporary", lambda: open("/dev/full", "wb", buffering=0))  # noqa: SIM115
+        failing(argv, "could not write the sort's temporary file")

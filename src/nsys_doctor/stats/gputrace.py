@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from ..trace import schema as S
 from .core import ChunkedRows, Column, ReportContext, StatsTable, load_kernels, report
+from .keysort import KeySorter, SortedKeys
 from .memops import MEMSET_NAME, memcpy_name_expr
 
 if TYPE_CHECKING:
-    import numpy as np
     import polars as pl
 
 GEOMETRY = S.KERNEL_GEOMETRY
@@ -87,12 +87,10 @@ def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int,
     return load(ctx.trace, table, [*columns, ROWID], ctx.flt, rowids=rowids)
 
 
-def sort_keys(ctx: ReportContext) -> np.ndarray:
+def sort_keys(ctx: ReportContext) -> SortedKeys:
     """The report's rows in order, as ``kind << KIND_SHIFT | rowid``: by start, then kind, then rowid (the table's
-    order), nsys's order. The tables are read a block of rows at a time into one buffer of (start, key) pairs sized
-    by their rowid ranges (16 bytes a row), sorted there (``sorted_pairs``); 8 bytes a row are kept."""
-    import numpy as np
-
+    order), nsys's order. The tables are read a block of rows at a time into a ``KeySorter`` (bounded memory at any
+    size: sorted in one buffer up to its limit, else as runs on disk merged a window at a time)."""
     has = ctx.trace.schema.has
     spans = [(k, table, span) for k, table in SOURCES if has(table) and (span := ctx.trace.rowid_range(table))]
     for _, table, (lo, hi) in spans:
@@ -109,56 +107,20 @@ def sort_keys(ctx: ReportContext) -> np.ndarray:
         hi - lo + 1 if hi - lo < 16 * BLOCK_ROWS else min(hi - lo + 1, ctx.trace.count(table))
         for _, table, (lo, hi) in spans
     )
-    pairs = np.empty(2 * size, dtype=np.int64)
-    n = 0
+    sorter = KeySorter(size)
     for kind, table, (first, last) in spans:
         for lo in range(first, last + 1, BLOCK_ROWS):
             part = _read(ctx, table, KEY_COLUMNS, (lo, min(last, lo + BLOCK_ROWS - 1)))
-            pairs[2 * n : 2 * (n + part.height) : 2] = part["start"].to_numpy()
-            pairs[2 * n + 1 : 2 * (n + part.height) : 2] = part["_rid"].to_numpy() | (kind << KIND_SHIFT)
-            n += part.height
+            sorter.add(part["start"].to_numpy(), part["_rid"].to_numpy() | (kind << KIND_SHIFT))
             del part
-    return sorted_pairs(pairs, n)
-
-
-EXACT = 1 << 53
-"""Doubles hold every integer of magnitude below this exactly."""
-STEP = 1 << 20  # elements converted at a time inside the buffer
-
-
-def sorted_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
-    """The second values of the first ``n`` (first, second) int64 pairs of ``pairs`` (a buffer of at least 2n
-    values, which this takes over), ordered by first, then second: ``second[np.lexsort((second, first))]``.
-
-    Where every value is below 2**53 in magnitude (times in ns under 104 days), the pairs become complex numbers in
-    place, which numpy sorts by real part, then imaginary part, in place: no index, no copy (16 bytes a pair at
-    most, instead of 24 for an index and a gather); the buffer is then cut to the n second values."""
-    import numpy as np
-
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    first, second = pairs[0 : 2 * n : 2], pairs[1 : 2 * n : 2]
-    if not (
-        int(first.min()) > -EXACT and int(first.max()) < EXACT and 0 <= int(second.min()) <= int(second.max()) < EXACT
-    ):
-        return second[np.lexsort((second, first))]
-    floats = pairs.view(np.float64)
-    for a in range(0, 2 * n, STEP):  # each value to the double of the same integer, a slice at a time
-        b = min(2 * n, a + STEP)
-        floats[a:b] = pairs[a:b].astype(np.float64)
-    floats[: 2 * n].view(np.complex128).sort()
-    for a in range(0, n, STEP):  # the imaginary parts back to integers, packed at the front of the buffer
-        b = min(n, a + STEP)
-        pairs[a:b] = floats[2 * a + 1 : 2 * b : 2].astype(np.int64)
-    del first, second, floats
-    pairs.resize(n, refcheck=False)  # gives the rest back
-    return pairs
+    return sorter.finish()
 
 
 class StreamedRows(ChunkedRows):
-    """The rows of ``cuda_gpu_trace``, made a chunk at a time: the sort key of every row is read first (``sort_keys``:
-    8 bytes a row are kept), then each chunk's rows are read by rowid range and shaped (``chunks``), so that memory
-    holds the keys and two chunks, never the whole trace."""
+    """The rows of ``cuda_gpu_trace``, made a chunk at a time: the sort key of every row is found first
+    (``sort_keys``: in memory, 8 bytes a row, for up to ``keysort.MEMORY_ROWS`` rows, else in a temporary file), then
+    each chunk's rows are read by rowid range and shaped (``chunks``), so that memory holds two chunks and at most
+    ``MEMORY_ROWS`` keys, never the whole trace."""
 
     def __init__(self, ctx: ReportContext) -> None:
         from ..trace.tables import gpus
@@ -170,7 +132,7 @@ class StreamedRows(ChunkedRows):
         self._labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEM_KIND")
 
     def __len__(self) -> int:
-        return int(self._key.size)
+        return self._key.size
 
     def chunks(self, n: int) -> Iterator[pl.DataFrame]:
         """The rows as frames of ``n`` rows (the last one shorter), in order, columns ``OUT``. The next chunk is
@@ -190,7 +152,7 @@ class StreamedRows(ChunkedRows):
         import numpy as np
         import polars as pl
 
-        key = self._key[lo:hi]
+        key = self._key.slice(lo, hi)
         kind = key >> KIND_SHIFT
         rid = key & ((1 << KIND_SHIFT) - 1)
         parts = []
