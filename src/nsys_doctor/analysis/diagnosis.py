@@ -275,7 +275,8 @@ def diagnose(
     # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
     ops = refine_ops(ops, lkw, steps.table)
     names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
-    per_kernel = tail_table(kw, ["name"]).join(names, on="name", how="left")
+    kw_name_tails = tail_table(kw, ["name"])
+    per_kernel = kw_name_tails.join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns(ratio(per_kernel["total"], max(total, 1), "share")).sort(
         ["total", "name"], descending=[True, False]
     )
@@ -333,7 +334,11 @@ def diagnose(
         if in_decode.height:
             kt = in_decode
     # the tails by name, by name and grid, by short name: one sort of the durations, each name coded once
-    name_tails, grid_table, short_tails = tail_tables(kt, [["name"], ["name", *GRID], ["short"]])
+    if kt is kw:  # the tails by name are the table above
+        name_tails = kw_name_tails
+        grid_table, short_tails = tail_tables(kt, [["name", *GRID], ["short"]])
+    else:
+        name_tails, grid_table, short_tails = tail_tables(kt, [["name"], ["name", *GRID], ["short"]])
     if kt is not kw:  # per decode step: the family time inside decode steps over their number
         per_step = (
             name_tails.select("name", "total")

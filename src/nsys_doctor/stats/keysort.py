@@ -12,7 +12,6 @@ bytes a row, in ``tempfile.gettempdir()``, and are gone when the keys are).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import IO, TYPE_CHECKING
 
 from ..errors import NsysDoctorError
@@ -107,6 +106,8 @@ def _read(file: IO[bytes], offset: int, size: int) -> np.ndarray:
 
 
 def _write(file: IO[bytes], data: np.ndarray) -> None:
+    import tempfile
+
     view = data.data.cast("B")  # a contiguous array's bytes
     try:
         while view:  # unbuffered: a write may take part of the bytes
@@ -119,6 +120,8 @@ def _write(file: IO[bytes], data: np.ndarray) -> None:
 
 
 def _temporary() -> IO[bytes]:
+    import tempfile
+
     try:
         return tempfile.TemporaryFile(prefix="nsys-doctor-sort-", buffering=0)
     except OSError as exc:

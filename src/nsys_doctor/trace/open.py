@@ -158,6 +158,7 @@ class Trace:
         self._damage_lock = threading.Lock()
         self._damage: dict[str, TableDamage] = {}
         self._valid: dict[str, str] = {}
+        self._spans: dict[str, tuple[int, int] | None] = {}  # rowid_range, per table (the file never changes)
 
     # ---- opening
     @classmethod
@@ -220,9 +221,12 @@ class Trace:
 
     def rowid_range(self, table: str) -> tuple[int, int] | None:
         """The table's smallest and largest rowid (None when it has no rows): two subqueries, which SQLite answers
-        from the b-tree's ends (min() and max() in one query scan the table)."""
-        lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
-        return None if lo is None else (int(lo), int(hi))
+        from the b-tree's ends (min() and max() in one query scan the table), once per table: readers that read
+        a table a rowid range at a time ask for it at every range."""
+        if table not in self._spans:
+            lo, hi = self.rows(f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})")[0]
+            self._spans[table] = None if lo is None else (int(lo), int(hi))
+        return self._spans[table]
 
     def rows_in_parts(self, table: str, sql: str) -> list[tuple]:
         """The rows of ``sql`` (which reads ``table`` and holds ``{range}``, a rowid condition) run over rowid ranges
