@@ -194,6 +194,32 @@ def test_light_commands_do_not_load_the_python_api(args: tuple[str, ...]) -> Non
     assert sorted(seen & {"nsys_doctor.api", "nsys_doctor.session", "nsys_doctor.trace.ranks"}) == []
 
 
+def test_report_modules_name_where_each_report_is_defined() -> None:
+    from nsys_doctor.stats import MODULES, REGISTRY, load_all
+
+    load_all()
+    assert {name: spec.func.__module__ for name, spec in REGISTRY.items()} == {
+        name: f"nsys_doctor.stats.{module}" for name, module in MODULES.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("report", "module"), [("cuda_gpu_kern_sum", "kernels"), ("nvtx_sum", "nvtx"), ("gpu_gaps", "rules")]
+)
+def test_one_report_imports_its_module_only(report: str, module: str) -> None:
+    code = (
+        "import sys; from nsys_doctor.cli.main import main; rc = main(sys.argv[1:]); "
+        "print('LOADED', ' '.join(sorted(m for m in sys.modules if m.startswith('nsys_doctor.stats.'))), "
+        "file=sys.stderr); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "stats", str(SAMPLE), "-r", report], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = {m.rsplit(".", 1)[1] for m in proc.stderr.rsplit("LOADED ", 1)[1].split()} - {"core", "aggregate"}
+    assert loaded == {module}
+
+
 # ---- polars' allocator: bounded for the analysis commands, never for capture, never over the user's setting
 
 

@@ -450,9 +450,8 @@ class TraceSession:
     def stats_table(self, report: str, filter_time: str | None = None, filter_nvtx: str | None = None) -> StatsTable:
         """One ``nsys stats`` report or ``nsys analyze`` rule (``cuda_gpu_kern_sum``, ``nvtx_sum:base``, ...) as nsys
         computes it, with its columns' unit tags (what the nsys-format renderers take)."""
-        from .stats import ReportContext, load_all, parse_report_arg, run_report
+        from .stats import ReportContext, parse_report_arg, run_report
 
-        load_all()
         request = parse_report_arg(report)
         from .trace.window import event_filter
 

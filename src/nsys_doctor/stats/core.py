@@ -160,10 +160,10 @@ class ReportRequest:
 
 def parse_report_arg(text: str) -> ReportRequest:
     """``cuda_gpu_kern_sum:base``, ``gpu_gaps:gap=1:rows=-1`` -> name, flags, options (validated)."""
-    from . import load_all
+    from . import load
 
-    load_all()
     name, *args = text.split(":")
+    load(name)
     spec = REGISTRY.get(name)
     if spec is None:
         close = [n for n in sorted(REGISTRY) if name and (name in n or n.startswith(name[:6]))][:4]
