@@ -77,3 +77,23 @@ def test_prefill_is_one_step(name):
     steps = find_steps(f.kernels, f.api, f.nvtx, w)
     assert steps.count == 1 and steps.table["kind"][0] == "prefill"
     assert steps.table["kernels"][0] == 709
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_window_rows_are_the_filtered_rows(shuffle: bool) -> None:
+    """``Window.rows`` is the filter of the rows whose time lies in the window, in order, whether it answers with the
+    frame itself, a slice of a sorted frame or a filter: bounds inclusive, duplicates kept, empty windows empty."""
+    from nsys_doctor.analysis.phases import Window
+
+    starts = [5, 10, 10, 20, 30, 30, 30, 40, 55]
+    df = pl.DataFrame({"start": starts, "i": list(range(len(starts)))})
+    if shuffle:
+        df = df.sample(fraction=1.0, shuffle=True, seed=3)
+    for lo, hi in [(0, 100), (5, 55), (10, 30), (11, 29), (30, 30), (31, 39), (60, 70), (40, 10), (-5, 4)]:
+        w = Window(lo, hi, "user", "")
+        got = w.rows(df)
+        assert got.equals(df.filter((pl.col("start") >= lo) & (pl.col("start") <= hi))), (lo, hi)
+        if (lo, hi) == (0, 100):
+            assert got is df
+    with_null = pl.DataFrame({"start": [1, None, 3]}, schema={"start": pl.Int64})
+    assert Window(0, 2, "user", "").rows(with_null)["start"].to_list() == [1]
