@@ -132,6 +132,52 @@ def test_topk_that_is_per_layer_in_few_steps_only_stays() -> None:
     assert _family(refine_ops(ops, lk, st), ROUTER_TOPK)[0] == "sampling"
 
 
+# --- rule 3: a cumulative sum in the sampler is top-p's --------------------------------------------------------
+
+CUMSUM = "void at::native::tensor_kernel_scan_innermost_dim<float, std::plus<float>>(T1 *, const T1 *)"
+SAMPLER_SORT = "void at::native::radixSortKVInPlace<(int)2, (int)-1, (int)32, (int)4, float, long>(T8)"
+
+
+def _top_p_sampler() -> list[str]:
+    """Top-k, then top-p: sort the probabilities, their cumulative sum, softmax."""
+    return [NORM, GEMV, SAMPLER_TOPK, SAMPLER_SORT, CUMSUM, SAMPLER_SOFTMAX]
+
+
+def test_cumsum_beside_the_sampler_is_top_p() -> None:
+    forward = [n for _ in range(2) for n in _layer(router=False)] + _top_p_sampler()
+    ops, lk, st = _run([("decode", forward)] * 5)
+    assert _family(ops, CUMSUM)[0] == "reduction"  # by name alone
+    family, category, op, match = _family(refine_ops(ops, lk, st), CUMSUM)
+    assert (family, category, match) == ("sampling", "sampling / top-k", STRUCTURE_MATCH)
+    assert op == "cumulative sum (top-p) (by structure: after the last layer with the sampler, in 5 of 5 steps)"
+
+
+@pytest.mark.parametrize(
+    "forward",
+    [
+        # the cumsum of position ids, before the layers
+        [CUMSUM] + [n for _ in range(2) for n in _layer(router=False)] + _top_p_sampler()[:-3] + [SAMPLER_SOFTMAX],
+        # greedy decoding: no top-k or sort beside it
+        [n for _ in range(2) for n in _layer(router=False)] + [NORM, GEMV, CUMSUM, SAMPLER_SOFTMAX],
+        # a cumsum in every layer
+        [n for _ in range(2) for n in [*_layer(router=False), CUMSUM]] + _top_p_sampler()[:-2] + [SAMPLER_SOFTMAX],
+        # three times a step after the LM head: not the one cumsum of top-p
+        [n for _ in range(2) for n in _layer(router=False)] + _top_p_sampler() + [CUMSUM, CUMSUM],
+    ],
+    ids=["before-the-layers", "no-sampler", "per-layer", "three-a-step"],
+)
+def test_other_cumsums_stay_reductions(forward: list[str]) -> None:
+    ops, lk, st = _run([("decode", forward)] * 5)
+    assert _family(refine_ops(ops, lk, st), CUMSUM) == _family(ops, CUMSUM)
+
+
+def test_cumsum_with_the_sampler_in_few_of_its_steps_stays() -> None:
+    layers = [n for _ in range(2) for n in _layer(router=False)]
+    steps = [("decode", layers + _top_p_sampler())] * 2 + [("decode", [*layers, NORM, GEMV, CUMSUM])] * 3
+    ops, lk, st = _run(steps)
+    assert _family(refine_ops(ops, lk, st), CUMSUM)[0] == "reduction"
+
+
 # --- rule 2: attention by phase --------------------------------------------------------------------------------
 
 

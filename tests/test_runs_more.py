@@ -190,7 +190,6 @@ def test_sampling_topk_and_sort_are_sampling() -> None:
 
 
 @_needs(SAMPLE)
-@xfail("reduction", "sampling", "tensor_kernel_scan_innermost_dim<float> is top-p's cumsum, once per pass")
 def test_sampling_top_p_cumsum_is_sampling() -> None:
     # the float cumsum of the sorted probabilities (TopPLogitsWarper); the only other scan is the long cumsum of
     # position ids, once per prefill

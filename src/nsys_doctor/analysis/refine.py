@@ -18,6 +18,12 @@
    ``attention-prefill``. A kernel whose name says one phase but that runs (>= 90% of its time) in the other takes
    the phase of the evidence, and its op says so. Split kernels keep their family.
 
+3. **A cumulative sum in the sampler is top-p's.** A scan kernel (``cumsum``: PyTorch's ``tensor_kernel_scan``, cub's
+   ``DeviceScan``) is a reduction by name. One that runs after the last layer kernel of a step (the LM head's GEMM),
+   where the sampler's top-k or sort runs too, at most twice a step, in at least 90% of the steps it runs in, is the
+   cumulative probability of top-p (or min-p) sampling: family ``sampling``. The cumsum of position ids runs before
+   the layers (once per prefill) and stays a reduction.
+
 Every row changed here has ``match = "structure"`` (the family comes from where the kernel runs, not from a known
 library or from its name) and an op that says what the evidence was. Pure and vectorized: no loop over kernels.
 """
@@ -48,7 +54,13 @@ _PHASE = {
 }
 _NAMED_PHASE = {"attention-decode": "decode", "attention-prefill": "prefill"}
 
-_ROLE = "_role"  # topk, sort, softmax: sampling-family candidates for the per-layer rule; attention; None
+_ROLE = "_role"  # topk, sort, softmax: sampling-family candidates for the per-layer rule; attention; scan; None
+SCAN_NAMES = r"tensor_kernel_scan|(?i:cumsum)|DeviceScan(?:Init)?Kernel"
+"""Scan (cumulative sum) kernels, by name (cub's scan-by-key is the top-k's, already sampling by name)."""
+SAMPLER_SCAN_MAX_PER_STEP = 2
+SAMPLER_SCAN_SHARE = 0.9
+"""A scan is the sampler's when it runs at most this many times a step, after the last layer kernel beside the
+sampler's top-k or sort, in at least this share of the steps it runs in."""
 _COLUMNS = ("family", "category", "op", "match")
 
 
@@ -77,9 +89,8 @@ def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -
         steps.select("idx", pl.col("kind").alias("_kind")), on="idx", how="left"
     )
     has_moe = bool((ops["family"] == "moe").any())
-    updates = pl.concat([_per_layer_updates(events, has_moe), _phase_updates(events)], how="vertical_relaxed").unique(
-        "name", keep="first", maintain_order=True
-    )
+    parts = [_per_layer_updates(events, has_moe), _phase_updates(events), _sampler_scan_updates(events)]
+    updates = pl.concat(parts, how="vertical_relaxed").unique("name", keep="first", maintain_order=True)
     if updates.is_empty():
         return ops
     new = updates.select("name", *(pl.col(c).alias(f"_new_{c}") for c in _COLUMNS))
@@ -99,6 +110,8 @@ def _role_expr() -> pl.Expr:
         .then(pl.lit("softmax"))
         .when(pl.col("family").is_in(ATTENTION_FAMILIES))
         .then(pl.lit("attention"))
+        .when((pl.col("family") == "reduction") & pl.col("name").str.contains(SCAN_NAMES))
+        .then(pl.lit("scan"))
         .otherwise(pl.lit(None, pl.String))
     )
 
@@ -166,6 +179,43 @@ def _per_layer_updates(events: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
         .then(pl.concat_str(pl.lit("MoE router softmax"), how))
         .otherwise(pl.concat_str(pl.lit("softmax (eager attention)"), how))
         .alias("op"),
+        pl.lit(STRUCTURE_MATCH).alias("match"),
+    )
+
+
+def _sampler_scan_updates(events: pl.DataFrame) -> pl.DataFrame:
+    """Scan kernels that run with the sampler, after the last layer kernel of their steps (rule 3)."""
+    if events.filter(pl.col(_ROLE) == "scan").is_empty():
+        return _empty_updates()
+    inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
+    inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
+    inside = inside.with_columns((pl.col("_seg") == pl.col("_seg").max().over("idx")).alias("_tail"))
+    # steps whose last segment (after the last layer kernel) holds the sampler's top-k or sort
+    sampler_steps = inside.filter(pl.col("_tail") & pl.col(_ROLE).is_in(["topk", "sort"]))["idx"].unique()
+    per_step = (
+        inside.filter(pl.col(_ROLE) == "scan")
+        .group_by("name", "idx")
+        .agg(pl.len().alias("_n"), pl.col("_tail").all(), pl.col("op").first())
+        .with_columns(
+            (
+                pl.col("_tail")
+                & pl.col("idx").is_in(sampler_steps.implode())
+                & (pl.col("_n") <= SAMPLER_SCAN_MAX_PER_STEP)
+            ).alias("_with_sampler")
+        )
+    )
+    per_name = per_step.group_by("name").agg(
+        pl.len().alias("_steps"), pl.col("_with_sampler").sum().alias("_good"), pl.col("op").first()
+    )
+    found = per_name.filter((pl.col("_good") >= 2) & (pl.col("_good") >= SAMPLER_SCAN_SHARE * pl.col("_steps")))
+    if found.is_empty():
+        return _empty_updates()
+    how = pl.format(" (by structure: after the last layer with the sampler, in {} of {} steps)", "_good", "_steps")
+    return found.sort("name").select(
+        "name",
+        pl.lit("sampling").alias("family"),
+        pl.lit("sampling / top-k").alias("category"),
+        pl.concat_str(pl.lit("cumulative sum (top-p)"), how).alias("op"),
         pl.lit(STRUCTURE_MATCH).alias("match"),
     )
 
