@@ -224,3 +224,72 @@ def test_cnn_target_is_convolution(name: str) -> None:
     d = report(name)
     assert d["diagnosis"]["family"] == "conv"
     assert d["families"][0]["family"] == "conv"
+
+
+# ------------------------------------------------------------------------------------------ --warmup N
+# where the data cannot tell warm-up request 1 from the measured ones, the user can: cnn_requests.py --warmup 2
+
+
+def _run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(("name", "marker"), [(CNN, CNN_MARKER), (CNN_NVTX, CNN_MARKER)])
+def test_warmup_option_gives_the_truth_the_data_cannot(name: str, marker: str) -> None:
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    rc, out, err = _run_cli("report", str(_path(name)), "--format", "json", "--warmup", "2", "--no-cache")
+    assert rc == 0, err
+    d = json.loads(out)
+    run = d["run"]
+    assert (run["requests"], run["warmup_requests"], run["iterations"]) == (4, 2, 20)
+    assert [r["warmup"] for r in run["request_list"]] == [True, True, False, False, False, False]
+    assert [r["iterations"] for r in run["request_list"] if not r["warmup"]] == [5] * 4
+    w = d["window"]
+    inside = [w["start_ns"] <= a and b <= w["end_ns"] for a, b in passes(name, marker)]
+    assert (sum(inside[:10]), sum(not x for x in inside[10:])) == (0, 0)
+    assert "(--warmup 2)" in w["reason"]
+    assert any(e["source"] == "user" and e["fact"] == "warm-up" for e in run["evidence"])
+
+
+@_needs(SAMPLE)
+def test_warmup_zero_measures_every_request() -> None:
+    rc, out, err = _run_cli("report", str(_path(SAMPLE)), "--format", "json", "--warmup", "0", "--no-cache")
+    assert rc == 0, err
+    run = json.loads(out)["run"]
+    assert (run["requests"], run["warmup_requests"]) == (3, 0)
+    assert (run["prefill_steps"], run["decode_steps"]) == (3, 45)
+
+
+@_needs(CNN)
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--warmup", "6"], ["--warmup 6", "6 request(s)", "at most --warmup 5"]),
+        (["--warmup", "1", "--whole-trace"], ["--warmup and --whole-trace exclude each other"]),
+        (["--warmup", "1", "--window", "0s/1s"], ["--warmup and --window exclude each other"]),
+        (["--warmup", "-1"], ["--warmup"]),
+    ],
+)
+def test_warmup_option_errors(extra: list[str], words: list[str]) -> None:
+    path = _path(CNN)
+    before = path.read_bytes()
+    rc, out, err = _run_cli("report", str(path), "--no-cache", *extra)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert rc == 2 and out == "" and len(lines) == 1 and "Traceback" not in err, err
+    assert all(w in lines[0] for w in words), lines
+    assert path.read_bytes() == before
+
+
+@_needs(CNN)
+def test_warmup_in_the_python_api_and_other_commands(tmp_path: Path) -> None:
+    import nsys_doctor
+
+    with nsys_doctor.open(_path(CNN), warmup=2) as t:
+        assert len(t.structure.measured_requests) == 4 and len(t.structure.warmup_requests) == 2
+    out = tmp_path / "cnn.json"
+    rc, _, err = _run_cli("export", str(_path(CNN)), "--perfetto", str(out), "--warmup", "2", "--no-cache")
+    assert rc == 0 and out.stat().st_size > 0, err

@@ -22,8 +22,8 @@ TraceLike = TraceSession | str | os.PathLike[str]
 
 
 def open(path: str | os.PathLike[str], rules: list[OpRule] | None = None, **choice: Any) -> TraceSession:
-    """A ``TraceSession`` of the trace at ``path`` (``window=``, ``filter_nvtx=``, ``whole_trace=``, ``request=``
-    choose the window as the command-line options do). Use it in a ``with`` block, or call ``close()``."""
+    """A ``TraceSession`` of the trace at ``path`` (``window=``, ``filter_nvtx=``, ``whole_trace=``, ``request=``,
+    ``warmup=`` choose the window as the command-line options do). Use it in a ``with`` block, or call ``close()``."""
     return TraceSession.open(path, rules, WindowChoice(**choice))
 
 

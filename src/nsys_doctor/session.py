@@ -49,6 +49,7 @@ class WindowChoice:
     filter_nvtx: str | None = None  # --filter-nvtx RANGE[@DOMAIN][/N]
     whole_trace: bool = False  # --whole-trace
     request: int | None = None  # --request N (0-based, warm-up requests included)
+    warmup: int | None = None  # --warmup N: the first N requests are warm-up, the others measured
 
     def __post_init__(self) -> None:
         options = ("--window", "--filter-nvtx", "--whole-trace", "--request")
@@ -56,6 +57,16 @@ class WindowChoice:
         given = [o for o, v in zip(options, values, strict=True) if v]
         if len(given) > 1:
             raise UsageError(f"{', '.join(given[:-1])} and {given[-1]} exclude each other", "give at most one")
+        if self.warmup is not None:
+            if self.warmup < 0:
+                raise UsageError(
+                    f"--warmup {self.warmup}: a number of requests is 0 or more", "give --warmup N, N >= 0"
+                )
+            if given and given[0] != "--request":
+                raise UsageError(
+                    f"--warmup and {given[0]} exclude each other",
+                    "--warmup chooses the measured requests; a window of your own replaces them",
+                )
 
 
 class TraceSession:
@@ -186,6 +197,7 @@ class TraceSession:
             self.launched,
             f.graph_launches,
             self.choice.request,
+            self.choice.warmup,
         )
 
     @property

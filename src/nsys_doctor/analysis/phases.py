@@ -515,6 +515,9 @@ def window_and_steps(
         start = min(r.start for r in reqs)
         end = max(max(r.end, r.gpu_end) for r in reqs)
         warm = len(structure.warmup_requests)
+        said = next(
+            (e.detail.split(":")[0] for e in structure.evidence if e.fact == "warm-up" and e.source == "user"), ""
+        )
         counts = ", ".join(
             f"{structure.count(k)} {k} step{'s' if structure.count(k) != 1 else ''}"
             for k in STEP_KINDS
@@ -523,7 +526,7 @@ def window_and_steps(
         reason = (
             f"{len(reqs)} measured request{'s' if len(reqs) != 1 else ''} ({counts}) found from "
             f"{structure.source}" + (f"; {warm} warm-up request{'s' if warm != 1 else ''} left out" if warm else "")
-        )
+        ) + (f" ({said})" if said else "")
         if capture_range == "cudaProfilerApi" and api.height and calls(api, PROFILER_START_API).height:
             reason = f"inside the cudaProfilerApi capture range, {reason}"
         loading = [p.end for p in structure.phases if p.kind in ("loading", "compilation", "autotuning")]
@@ -590,9 +593,11 @@ def analyze_structure(
     lk: pl.DataFrame | None = None,
     graph_launches: pl.DataFrame | None = None,
     request: int | None = None,
+    warmup: int | None = None,
 ) -> tuple[RunStructure, Window, Steps]:
     """The one code path every command takes to the run's structure, its window and its steps: report, diff,
-    scaling, baselines, roofline and the per-rank analyses read the same answer."""
+    scaling, baselines, roofline and the per-rank analyses read the same answer. ``warmup``: the first that many
+    requests are warm-up, the others measured (the user's word, ``RunStructure.with_warmup``)."""
     from .ops import classify
     from .structure import find_structure
 
@@ -602,5 +607,7 @@ def analyze_structure(
         if names is not None:
             ops = classify(names["name"].to_list(), rules or [], short_names=names["short"].to_list())
     structure = find_structure(kernels, api, memcpy, None, nvtx, capture_range, ops, graph_launches)
+    if warmup is not None:
+        structure = structure.with_warmup(warmup)
     w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, chosen, lk, request)
     return structure, w, steps

@@ -20,19 +20,31 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def window_options(func: F) -> F:
-    """--window, --filter-nvtx and --whole-trace (and --request, where the command has it), as report, roofline and
-    export read them: the command gets them as one ``choice: WindowChoice``, which refuses two of them at once."""
+    """--window, --filter-nvtx, --whole-trace and --warmup (and --request, where the command has it), as report,
+    roofline and export read them: the command gets them as one ``choice: WindowChoice``, which refuses those that
+    exclude each other."""
 
     @functools.wraps(func)
     def with_choice(
-        *args: object, window: str | None, filter_nvtx: str | None, whole_trace: bool, **kwargs: object
+        *args: object,
+        window: str | None,
+        filter_nvtx: str | None,
+        whole_trace: bool,
+        warmup: int | None,
+        **kwargs: object,
     ) -> object:
         from ..session import WindowChoice
 
         request = cast("int | None", kwargs.pop("request", None))
-        return func(*args, choice=WindowChoice(window, filter_nvtx, whole_trace, request), **kwargs)
+        return func(*args, choice=WindowChoice(window, filter_nvtx, whole_trace, request, warmup), **kwargs)
 
     out = cast(F, with_choice)  # (not ``func``: the wrapper calls that one)
+    out = click.option(
+        "--warmup",
+        type=click.IntRange(0),
+        metavar="N",
+        help="The first N requests of the run are warm-up, the others measured (when the data cannot tell).",
+    )(out)
     out = click.option("--whole-trace", is_flag=True, help="Analyze the whole trace, loading and warm-up included.")(
         out
     )

@@ -118,12 +118,13 @@ def diagnose_trace(
     rank: RankSpec | None = None,
     frames: TraceFrames | None = None,
     request: int | None = None,
+    warmup: int | None = None,
 ) -> Diagnosis:
     """The diagnosis of an open trace (the window options as on the command line); with ``rank``, only that
     rank's process (and device) is analyzed; ``frames`` are reused when already read."""
     from ..session import TraceSession, WindowChoice
 
-    choice = WindowChoice(window, filter_nvtx, whole_trace, request)
+    choice = WindowChoice(window, filter_nvtx, whole_trace, request, warmup)
     return TraceSession(trace, rules, choice, rank, frames).diagnose(top)
 
 

@@ -85,6 +85,7 @@ def roofline_trace(
     window: str | None = None,
     filter_nvtx: str | None = None,
     whole_trace: bool = False,
+    warmup: int | None = None,
 ) -> Roofline:
     """Read what the roofline needs from an open trace and run it (options as on the command line).
 
@@ -96,7 +97,7 @@ def roofline_trace(
 
     model = model_path if isinstance(model_path, Model) else read_model(model_path, dtype, group_size)
     mapping = read_mapping(mapping_path) if isinstance(mapping_path, (str, Path)) else mapping_path
-    session = TraceSession(trace, rules, WindowChoice(window, filter_nvtx, whole_trace))
+    session = TraceSession(trace, rules, WindowChoice(window, filter_nvtx, whole_trace, warmup=warmup))
     read_in_stages(session)
     with progress.stage("analyses"):
         return session.roofline(model, peak_bw, peak_flops, mapping, tokens)
@@ -194,6 +195,7 @@ def roofline(
             window=choice.window,
             filter_nvtx=choice.filter_nvtx,
             whole_trace=choice.whole_trace,
+            warmup=choice.warmup,
         )
         with progress.stage("rendering"):
             tty = output is None and sys.stdout.isatty()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
+
+from ...errors import UsageError
 
 RUN_KINDS = ("llm-decode", "llm-prefill", "iterations", "unstructured")
 STEP_KINDS = ("prefill", "decode", "iteration")
@@ -119,6 +121,41 @@ class RunStructure:
     def measured_steps(self) -> tuple[Step, ...]:
         warm = {r.index for r in self.requests if r.warmup}
         return tuple(s for s in self.steps if s.request not in warm)
+
+    def with_warmup(self, n: int) -> RunStructure:
+        """The structure with exactly the first ``n`` requests as warm-up and the others measured, as the user says
+        (``--warmup N``): where warm-up requests run like the measured ones (no module loads, no autotuning, no
+        range of their own), the data cannot tell them apart. Steps, requests and their numbers are unchanged."""
+        if not self.requests:
+            raise UsageError(
+                f"--warmup {n}: no requests were found in this run", "analyze it with --window or --whole-trace"
+            )
+        if n >= len(self.requests):
+            last = len(self.requests) - 1
+            raise UsageError(
+                f"--warmup {n}: the run has {len(self.requests)} request(s), numbered 0 to {last}; "
+                f"{n} warm-up would leave none measured",
+                f"give at most --warmup {last} (the requests: report TRACE --format json, run.request_list)",
+            )
+        why = f"--warmup {n}"
+        requests = tuple(
+            replace(r, warmup=r.index < n, reason=(r.reason or why) if r.index < n else "") for r in self.requests
+        )
+        phases = [p for p in self.phases if p.kind not in ("warm-up", "measured")]
+        phases += [Phase("warm-up", r.start, r.end, f"request {r.index}: {r.reason}") for r in requests if r.warmup]
+        measured = [r for r in requests if not r.warmup]
+        phases.append(
+            Phase(
+                "measured", min(r.start for r in measured), max(r.end for r in measured), f"{len(measured)} request(s)"
+            )
+        )
+        said = Evidence("warm-up", "user", "high", f"{why}: the first {n} request(s) are warm-up, the others measured")
+        return replace(
+            self,
+            requests=requests,
+            phases=tuple(sorted(phases, key=lambda ph: (ph.start, ph.end))),
+            evidence=(*self.evidence, said),
+        )
 
     def count(self, kind: str, measured: bool = True) -> int:
         """Number of steps of ``kind`` (prefill, decode, iteration), in measured requests only by default."""
