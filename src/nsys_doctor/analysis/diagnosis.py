@@ -524,12 +524,13 @@ def _single_kernel_lever(
     """The top kernel and its family when one kernel outweighs the top family as a target: it belongs to another
     family, takes at least half the top family's time, and 1.5x the top family's own largest kernel. Tuning one
     kernel (an engine's attention kernel far from its bandwidth floor) is then the largest single lever, while the
-    top family's time is spread over several kernels and shapes."""
+    top family's time is spread over several kernels and shapes. Not when the top family is copies or memsets:
+    they are not kernels, and their time is not spread over kernels (a copy-bound run leads with its copies)."""
     if kernels is None or kernels.is_empty() or fam.height < 2 or "family" not in kernels.columns:
         return None
     k = kernels.row(0, named=True)
     top = fam.row(0, named=True)
-    if k["family"] == top["family"]:
+    if k["family"] == top["family"] or top["family"] in ("memcpy", "memset"):
         return None
     own = kernels.filter(pl.col("family") == top["family"])["total"]
     largest_own = int(own.max()) if own.len() else 0  # type: ignore[arg-type]

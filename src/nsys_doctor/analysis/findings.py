@@ -28,7 +28,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "no-kernels": (
         "No CUDA kernels in the analyzed window",
-        "check that the capture range was hit and CUDA was traced (--trace=cuda), or widen --window",
+        "check that the capture range was hit, that CUDA was traced (--trace=cuda) and that nsys could collect the "
+        "GPU's activity on this platform (not on WSL 2; see the diagnostics of nsys-doctor info), or widen --window",
     ),
     "host-sync-in-inference": (
         "The host waits for the GPU inside the step loop",
@@ -275,11 +276,20 @@ def no_kernels(f: Facts) -> list[Finding]:
     if f.kernels_in_window == 0:
         causes = [m for m in unique_messages(f.diagnostics) if EMPTY_TRACE_CAUSES.search(m)]
         why = f"; nsys said: {'; '.join(c[:160] for c in causes[:2])}" if causes else ""
+        n = f.host.launches
+        traced = (
+            f", although {n} kernel launch{'es were' if n != 1 else ' was'} traced in it: the GPU's activity was not "
+            "collected"
+            if n
+            else ""
+        )
         return [
             Finding(
                 "no-kernels",
                 "critical",
-                f"no kernel ran in the analyzed window ({format_ns(f.window.duration)}, {f.window.reason}){why}",
+                f"no kernel ran in the analyzed window ({format_ns(f.window.duration)}, {f.window.reason})"
+                + traced
+                + why,
                 {"window": f.window.to_dict(), "nsys_diagnostics": causes},
             )
         ]
@@ -317,8 +327,11 @@ def host_sync(f: Facts) -> list[Finding]:
 
 
 def _names(counts: dict[str, int], limit: int = 3) -> str:
-    """``name xN`` for the first few names, then "and N more"."""
-    items = [f"{k} x{v}" for k, v in counts.items()]
+    """``name xN`` for the first few API names (as nsys shows them: ``cudaFree``, not ``cudaFree_v3020``), then
+    "and N more"."""
+    from ..stats.api import nsys_api_name
+
+    items = [f"{nsys_api_name(k)} x{v}" for k, v in counts.items()]
     more = len(items) - limit
     return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 

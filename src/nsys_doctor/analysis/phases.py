@@ -41,6 +41,7 @@ MODULE_LOAD_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuMo
 PROFILER_START_API = re.compile(r"^(cuProfilerStart|cudaProfilerStart)")
 WEIGHT_COPY_BYTES = 1 << 20  # host-to-device copies this large at the start are model loading
 LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches are loading, not inference
+CONTEXT_INIT_NS = 10_000_000  # a first CUDA runtime call this long created the context (loading, not inference)
 
 
 def calls(
@@ -143,6 +144,11 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
         loads = calls(api, MODULE_LOAD_API).filter(pl.col("end") <= bulk)
         if loads.height:
             markers.append(scalar_int(loads["end"].max()))
+    if api.height:
+        # the first CUDA runtime call creates the context (tens of ms): one-time setup, as module loading is
+        first = api.filter(pl.col("name").str.starts_with("cuda")).sort("start").head(1)
+        if first.height and scalar_int(first["dur"][0]) >= CONTEXT_INIT_NS and scalar_int(first["end"][0]) <= bulk:
+            markers.append(scalar_int(first["end"][0]))
     head = ks.filter(pl.col("start") <= bulk).select("start", "end")
     if head.height > 1:
         gaps = head.with_columns(pl.col("end").cum_max().shift(1).alias("prev_end")).filter(
@@ -175,6 +181,15 @@ def _after_warmup(steps: pl.DataFrame) -> tuple[int, int]:
     if warm == 0:
         return first, 0
     return int(own["start"][warm]), warm
+
+
+def _launch_start(first: pl.DataFrame, api: pl.DataFrame) -> int | None:
+    """The start of the call that launched the kernels of ``first`` (the earliest), None when none is recorded."""
+    if first.is_empty() or api.is_empty() or not {"correlationId", "pid"} <= set(first.columns):
+        return None
+    launches = calls(api, LAUNCH_API, columns=["correlationId", "pid", "start"])
+    found = launches.join(first.select("correlationId", "pid").unique(), on=["correlationId", "pid"], how="semi")
+    return scalar_int(found["start"].min()) if found.height else None
 
 
 def choose_window(
@@ -223,8 +238,12 @@ def choose_window(
     if loading is not None:
         first = kernels.filter(pl.col("start") >= loading)
         s = scalar_int(first["start"].min()) if first.height else loading
-        return Window(s, hi, "data", "after model loading (weight copies, module loading or idle gaps) ends", loading)
-    return Window(lo, hi, "data", "no loading phase, capture range or NVTX ranges found: the whole trace", None)
+        # from the launch of the first kernel after loading: the window holds its launch call, as every other's
+        s = min(s, _launch_start(first.filter(pl.col("start") == s), api) or s) if first.height else s
+        reason = "after model loading (weight copies, module loading, context creation or idle gaps) ends"
+        return Window(s, hi, "data", reason, loading)
+    reason = "no loading phase, capture range or NVTX ranges found: all CUDA activity (first CUDA call to last GPU op)"
+    return Window(lo, hi, "data", reason, None)
 
 
 # ------------------------------------------------------------------------------------------------- steps

@@ -190,6 +190,8 @@ def _run_reports(trace: Trace, flt: EventFilter, run: StatsRun, rank_tag: str) -
         if not table.rows:
             why = table.skipped or "no matching events" + (f" in {flt.label}" if flt.label else "")
             click.echo(f"SKIPPED: {trace.path} {req.text}: {why}", err=True)
+            if not to_stdout:
+                continue  # a report with nothing to show writes no file: an empty one would pass for a result
         # the body comes in chunks (a per-event report such as cuda_gpu_trace is formatted a chunk of rows at a
         # time), each written as soon as it is made, so the whole text is never held at once
         chunks = _staged(render_chunks(table, fmt, units), f"rendering {req.name}")

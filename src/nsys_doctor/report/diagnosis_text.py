@@ -29,14 +29,15 @@ def steps_lines(d: Diagnosis) -> list[str]:
     s = d.step_summary
     if d.kernels.is_empty():
         return ["no step analysis: no kernel ran in the window"]
-    lines = [f"{s['count']} steps found ({s['source']})"]
+    lines = [f"{s['count']} step{'' if s['count'] == 1 else 's'} found ({s['source']})"]
     for kind in ("prefill", "decode", "step"):
         k = s.get(kind)
         if not isinstance(k, dict):
             continue
         g, w = k["gpu_time"], k["step_time"]
         lines.append(
-            f"{kind}: {k['count']} steps; GPU time per step p50 {format_ns(g['p50_ns'])}, "
+            f"{kind}: {k['count']} step{'' if k['count'] == 1 else 's'}; "
+            f"GPU time per step p50 {format_ns(g['p50_ns'])}, "
             f"p95 {format_ns(g['p95_ns'])}, p99 {format_ns(g['p99_ns'])}, max {format_ns(g['max_ns'])}; "
             f"host step time p50 {format_ns(w['p50_ns'])} (max {format_ns(w['max_ns'])}); "
             + (
@@ -398,7 +399,8 @@ RUN_WORDS = {
     "llm-decode": "LLM decode",
     "llm-prefill": "LLM prefill only",
     "iterations": "repeated forward passes (not token-by-token decode)",
-    "unstructured": "no repeating step structure",
+    "unstructured": "no repeating forward pass in the kernel sequence (any steps below come from host syncs, NVTX "
+    "ranges or graph launches)",
 }
 
 
@@ -413,5 +415,5 @@ def run_line(run: dict[str, object]) -> str:
         if run.get("warmup_requests"):
             req += f", {run.get('warmup_requests')} warm-up left out"
         parts.append(f"{req}; steps: {', '.join(counts) or 'none'}")
-    parts.append(f"from {run.get('source')}, {run.get('confidence')} confidence")
+        parts.append(f"from {run.get('source')}, {run.get('confidence')} confidence")
     return "; ".join(parts)

@@ -57,8 +57,13 @@ def render_info(info: TraceInfo) -> str:
         if extras:
             lines.append(f"  extras             {', '.join(e.replace('_', ' ') for e in extras)}")
     if info.diagnostics:
+        # once each, with how often (nsys repeats a message per process: 28 "No NVTX events collected" in one trace)
+        counts: dict[str, int] = {}
+        for d in info.diagnostics:
+            key = " ".join(str(d).split())
+            counts[key] = counts.get(key, 0) + 1
         lines.append("Diagnostics")
-        lines.extend(f"  {d}" for d in info.diagnostics)
+        lines.extend(f"  {d}" + (f" (x{n})" if n > 1 else "") for d, n in counts.items())
     if info.missing:
         lines.append("Missing")
         lines.extend(f"  - {m}" for m in info.missing)

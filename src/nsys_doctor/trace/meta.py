@@ -123,21 +123,27 @@ def capture_settings(trace: Trace) -> dict[str, object]:
     out["gpu_metrics"] = sch.has(S.GPU_METRICS)
     out["nvtx_domain_filter"] = kv.get("NVTX_OPTIONS:NVTX_DOMAIN_FILTER_STRING") or None
     # A cudaProfilerApi capture range shows as profiler start/stop calls in the API table.
-    starts = 0
-    if sch.has_column(S.RUNTIME, "nameId") and sch.has_column(S.STRINGS, "value") and sch.has_column(S.STRINGS, "id"):
-        ids = [
-            i
-            for (i,) in trace.rows(
-                "SELECT id FROM StringIds WHERE typeof(id) = 'integer' "
-                "AND (value LIKE 'cuProfilerStart%' OR value LIKE 'cudaProfilerStart%')"
-            )
-        ]
-        if ids:
-            marks = ",".join(str(int(i)) for i in ids)
-            # whether there is one, not how many: the first match ends the scan of the API table
-            starts = len(trace.rows(f"SELECT 1 FROM {S.RUNTIME} WHERE nameId IN ({marks}) LIMIT 1"))
+    starts = has_call(trace, ("cuProfilerStart%", "cudaProfilerStart%"))
     out["capture_range"] = "cudaProfilerApi" if starts else "none (whole run)"
     return out
+
+
+def has_call(trace: Trace, names: tuple[str, ...]) -> bool:
+    """Whether the CUDA API table holds a call whose name is LIKE one of ``names`` (SQL patterns). Whether there is
+    one, not how many: the first match ends the scan of the API table."""
+    sch = trace.schema
+    columns = ((S.RUNTIME, "nameId"), (S.STRINGS, "value"), (S.STRINGS, "id"))
+    if not all(sch.has_column(table, column) for table, column in columns):
+        return False
+    like = " OR ".join("value LIKE ?" for _ in names)
+    ids = [i for (i,) in trace.rows(f"SELECT id FROM StringIds WHERE typeof(id) = 'integer' AND ({like})", names)]
+    if not ids:
+        return False
+    marks = ",".join(str(int(i)) for i in ids)
+    return bool(trace.rows(f"SELECT 1 FROM {S.RUNTIME} WHERE nameId IN ({marks}) LIMIT 1"))
+
+
+GRAPH_LAUNCH_CALLS = ("cudaGraphLaunch%", "cuGraphLaunch%")
 
 
 def describe(trace: Trace) -> TraceInfo:
@@ -184,12 +190,20 @@ def describe(trace: Trace) -> TraceInfo:
         system=system,
         diagnostics=diagnostics,
     )
-    info.missing = missing_features(info, sch)
+    graphs = info.capture.get("cuda_graph_trace") == "graph" and has_call(trace, GRAPH_LAUNCH_CALLS)
+    launches = not counts.get(S.KERNEL) and has_call(trace, LAUNCH_CALLS)
+    info.missing = missing_features(info, sch, graphs, launches)
     return info
 
 
-def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
-    """What the trace lacks for a full analysis, each with the capture flag that would add it."""
+LAUNCH_CALLS = ("cudaLaunch%", "cuLaunch%", "cudaGraphLaunch%", "cuGraphLaunch%")
+
+
+def missing_features(info: TraceInfo, sch: S.Schema, graph_launches: bool = False, launches: bool = False) -> list[str]:
+    """What the trace lacks for a full analysis, each with the capture flag that would add it. ``graph_launches``:
+    CUDA graphs were launched (nsys's default graph-level tracing misses the kernels inside them only then);
+    ``launches``: the API table holds kernel launches (with no kernel rows, CUDA was traced but no GPU activity
+    was collected)."""
     out = []
     c = info.counts
     if not c.get(S.KERNEL):
@@ -197,9 +211,14 @@ def missing_features(info: TraceInfo, sch: S.Schema) -> list[str]:
             out.append(
                 "no per-kernel rows: CUDA graphs were traced as whole launches; recapture with --cuda-graph-trace=node"
             )
+        elif launches:
+            out.append(
+                "no CUDA kernels although kernel launches were traced: the GPU's activity was not collected (not "
+                "supported on this platform, e.g. WSL 2, or the profiler's injection failed: see the diagnostics)"
+            )
         else:
             out.append("no CUDA kernels: capture with --trace=cuda (and check the capture range was hit)")
-    elif info.capture.get("cuda_graph_trace") == "graph" or c.get(S.GRAPH_TRACE):
+    elif graph_launches or c.get(S.GRAPH_TRACE):
         out.append(
             "graph-level capture: kernels inside CUDA graphs are missing; recapture with --cuda-graph-trace=node"
         )
