@@ -20,6 +20,19 @@ KERN_SUMS = sorted(TRACES.glob("golden/*/stats_cuda_gpu_kern_sum.csv")) + sorted
 
 # (kernel name as a trace shows it, expected family, expected category, expected op or None for "don't care")
 SPOT_CHECKS: list[tuple[str, str, str, str | None]] = [
+    # cuDNN's own convolutions (a PyTorch CNN on a Turing card, DLProf's public trace): implicit GEMM convolutions
+    # are not linear layers, a convolution with its ReLU fused is not an activation
+    (
+        "void cudnn::detail::implicit_convolve_sgemm<float, float, (int)1024, (int)5, (int)5, (int)3, (int)3, (int)3, "
+        "(int)1, (bool)0, (bool)0, (bool)1>(int, int, int, const T1 *, int, T2 *, const T1 *, kernel_conv_params, "
+        "unsigned long long, int, float, float, int, const T2 *, const T2 *, bool, int, int)",
+        "conv",
+        "convolution",
+        "convolution (cuDNN)",
+    ),
+    ("volta_scudnn_128x32_relu_interior_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    ("turing_scudnn_128x64_relu_small_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    ("cudnn::gemm::computeOffsetsKernel(cudnn::gemm::ComputeOffsetsParams)", "conv", "convolution", None),
     # cuBLASLt nvjet: the tile's N <= 16 is the skinny (decode) GEMV case, a big N is a GEMM
     ("nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT", "gemv", "GEMV", "linear (GEMV)"),
     ("nvjet_sm90_tst_64x16_64x16_2x1_v_bz_splitK_TNT", "gemv", "GEMV", "linear (GEMV)"),

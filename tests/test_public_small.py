@@ -113,3 +113,15 @@ def test_copies_on_top_are_never_passed_over_for_one_kernel() -> None:
     # the same numbers with a kernel family on top: the lever is the GEMM kernel
     lever = _single_kernel_lever(fam.with_columns(pl.Series("family", ["elementwise", "gemm"])), kernels)
     assert lever is not None and lever[0]["name"] == "Kernel" and lever[1]["family"] == "gemm"
+
+
+@needs_shared
+def test_per_op_markers_are_not_steps() -> None:
+    """DLProf's per-op NVTX ranges are serialized dicts ("{'traceMarker': [... /forward ...]}"): annotations of one
+    operation each, never steps (../shared/traces/public/README.md); the PyTorch CNN's time is its convolutions."""
+    path = TRACES / "public" / "dlprof_nsys_profile_a.sqlite"
+    names = _sql(path, "SELECT count(*) FROM NVTX_EVENTS WHERE text LIKE '{''traceMarker''%forward%'")
+    assert names[0][0] > 0
+    d = _report(path)
+    assert d["window"]["source"] != "nvtx-steps" and not d["steps"]["source"].startswith("nvtx")
+    assert d["diagnosis"]["family"] == "conv"

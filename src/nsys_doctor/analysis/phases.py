@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 REQUEST_NAMES = re.compile(
     r"^(iter|iteration|request|req|generate|generation|inference|e2e|serve|batch|run)(_\d+)?$", re.IGNORECASE
 )
-STEP_NAMES = re.compile(r"(decode|prefill|step|forward|fwd|token|extend)", re.IGNORECASE)
+# a step's name holds one of these words; a name that is a serialized dict or list (DLProf and PyProf's per-op
+# markers: "{'traceMarker': [... /forward ...]}") is an annotation of one operation, never a step
+STEP_NAMES = re.compile(r"^(?:[^{\[].*)?(decode|prefill|step|forward|fwd|token|extend)", re.IGNORECASE)
 PREFILL_NAMES = re.compile(r"(prefill|prompt|context|extend)", re.IGNORECASE)
 LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
 GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
