@@ -1,6 +1,7 @@
 """Plain CUDA programs from public repositories (tests/data/public/README.md): the window holds the launch of its
-first kernel, CUDA context creation is set-up rather than allocation churn, a trace whose launches were traced but
-whose GPU activity was not says so, and no graph-level warning without graph launches. Every expected number is
+first kernel and ends with the work (not with the teardown), CUDA context creation is set-up rather than
+allocation churn, a trace whose launches were traced but whose GPU activity was not says so, no graph-level
+warning without graph launches, per-op NVTX markers are not steps. Every expected number is
 read from the trace with SQL or from what the program does, never from the tool."""
 
 from __future__ import annotations
@@ -125,3 +126,18 @@ def test_per_op_markers_are_not_steps() -> None:
     d = _report(path)
     assert d["window"]["source"] != "nvtx-steps" and not d["steps"]["source"].startswith("nvtx")
     assert d["diagnosis"]["family"] == "conv"
+
+
+def test_teardown_after_the_last_gpu_operation_is_not_in_the_window() -> None:
+    """``./wave`` frees its buffers after its kernel and copy back: those calls start after the GPU's last
+    operation, and the window (found from data) ends with the work, not with the teardown."""
+    (last_gpu,) = _sql(
+        WAVE,
+        "SELECT max(e) FROM (SELECT max(end) e FROM CUPTI_ACTIVITY_KIND_KERNEL UNION ALL "
+        "SELECT max(end) FROM CUPTI_ACTIVITY_KIND_MEMCPY)",
+    )[0]
+    frees = [(a, b) for a, b in _calls(WAVE, "cudaFree%") if a > last_gpu]
+    assert len(frees) == 2
+    d = _report(WAVE)
+    assert d["window"]["end_ns"] < frees[0][0]
+    assert not any(f["id"] == "alloc-churn" for f in d["findings"])

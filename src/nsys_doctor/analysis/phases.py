@@ -128,6 +128,20 @@ def data_extent(kernels: pl.DataFrame, api: pl.DataFrame, others: list[pl.DataFr
     return min(starts), max(ends)
 
 
+def work_end(kernels: pl.DataFrame, api: pl.DataFrame, gpu: list[pl.DataFrame]) -> int | None:
+    """End of the run's work: the end of the last kernel (or copy, or memset of ``gpu``), or of a host call that
+    started before it ended (the last synchronization, the copy back), whichever is later. Host calls that start
+    after the GPU's last operation (module unloads, frees, destroying streams: the teardown) are not work. None
+    without GPU operations."""
+    ends = [scalar_int(e) for f in (kernels, *gpu) if f.height and (e := f["end"].max()) is not None]
+    if not ends:
+        return None
+    last = max(ends)
+    during = api.filter(pl.col("start") <= last) if api.height else api
+    tail = during["end"].max() if during.height else None
+    return max(last, scalar_int(tail)) if tail is not None else last
+
+
 def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame) -> int | None:
     """End of model loading: the last weight copy / module load / long idle gap before steady kernel launches."""
     if kernels.is_empty():
@@ -199,6 +213,7 @@ def choose_window(
 ) -> Window:
     """The steady-state inference window and why it was chosen."""
     lo, hi = data_extent(kernels, api, [memcpy])
+    hi = work_end(kernels, api, [memcpy]) or hi  # the window of a run found from data ends with its work
     loading = _loading_end(kernels, api, memcpy)
     if capture_range == "cudaProfilerApi" and api.height:
         starts = calls(api, PROFILER_START_API)
@@ -244,7 +259,7 @@ def choose_window(
         s = min(s, _launch_start(first.filter(pl.col("start") == s), api) or s) if first.height else s
         reason = "after model loading (weight copies, module loading, context creation or idle gaps) ends"
         return Window(s, hi, "data", reason, loading)
-    reason = "no loading phase, capture range or NVTX ranges found: all CUDA activity (first CUDA call to last GPU op)"
+    reason = "no loading phase, capture range or NVTX ranges found: from the first CUDA call to the end of the work"
     return Window(lo, hi, "data", reason, None)
 
 
