@@ -156,3 +156,22 @@ def test_no_step_is_empty_or_negative(path):
     assert t.height >= 1
     assert (t["end"] > t["start"]).all() and (t["kernels"] > 0).all()
     assert t["idx"].to_list() == list(range(t.height))
+
+
+def test_sync_finding_counts_its_names_where_it_counts_its_syncs() -> None:
+    """The sync finding counts the syncs inside steps; its names count every sync of the window: when the two
+    differ, the summary says both, never one count per half. BERT's 10 measured iterations each end with
+    ``torch.cuda.synchronize()`` inside its NVTX range (tests/data/runs/README.md): 10 inside steps; the window
+    holds more syncs than that."""
+    from nsys_doctor.cli.report import diagnose_trace
+    from nsys_doctor.loaders import load_rules
+
+    from .conftest import DATA, open_trace
+
+    d = diagnose_trace(open_trace(DATA / "runs" / "bert_base_nvtx_whole.sqlite"), load_rules())
+    (f,) = [x for x in d.findings if x.id == "host-sync-in-inference"]
+    s = d.host.syncs
+    assert s.in_steps == 10 and s.count > 10 and sum(s.names.values()) == s.count
+    assert f.summary.startswith(
+        f"10 host synchronizations inside steps (1.0 per iteration; in the window, {s.count} in all)"
+    )

@@ -141,3 +141,21 @@ def test_teardown_after_the_last_gpu_operation_is_not_in_the_window() -> None:
     d = _report(WAVE)
     assert d["window"]["end_ns"] < frees[0][0]
     assert not any(f["id"] == "alloc-churn" for f in d["findings"])
+
+
+@pytest.mark.parametrize(
+    ("recorded", "shown"),
+    [("5154304", "515.43.04"), ("5509007", "550.90.07"), ("535.129.03", "535.129.03"), ("", ""), ("12345", "12345")],
+)
+def test_driver_version_as_written(recorded: str, shown: str) -> None:
+    from nsys_doctor.trace.meta import driver_text
+
+    assert driver_text(recorded) == shown
+
+
+@needs_shared
+def test_info_shows_an_old_export_s_driver_dotted() -> None:
+    path = TRACES / "public" / "dlprof_nsys_profile_a.sqlite"
+    assert _sql(path, "SELECT value FROM TARGET_INFO_SYSTEM_ENV WHERE name = 'NvDriverVersion'") == [("5154304",)]
+    rc, out, err = _run("info", str(path))
+    assert rc == 0 and "driver 515.43.04" in out, err

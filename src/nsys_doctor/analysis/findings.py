@@ -307,11 +307,13 @@ def host_sync(f: Facts) -> list[Finding]:
     if s.in_steps and s.in_steps >= max(2, 0.25 * max(n, 1)):
         per = _per_step(s.in_steps, n)
         names = _names(s.names)
+        # the names count every sync of the window: say so when some of them are outside the steps
+        where = f"; in the window, {s.count} in all" if s.count != s.in_steps else ""
         return [
             f.window_finding(
                 "host-sync-in-inference",
-                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per {f.step_word}): the GPU sits idle "
-                f"{format_ns(s.idle_ns)} after they return, until the host queues work again "
+                f"{s.in_steps} host synchronizations inside steps ({per:.1f} per {f.step_word}{where}): the GPU sits "
+                f"idle {format_ns(s.idle_ns)} after they return, until the host queues work again "
                 f"({format_ns(s.total_ns)} blocked, most of it waiting for the GPU's own work): {names}",
                 {
                     "syncs_in_steps": s.in_steps,

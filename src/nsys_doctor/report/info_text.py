@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..trace.meta import FRIENDLY, TraceInfo
+from ..trace.meta import FRIENDLY, TraceInfo, driver_text
 from ..units import format_bytes, format_ns, scalar_int
 from .serialize import dumps
 
@@ -30,7 +30,7 @@ def render_info(info: TraceInfo) -> str:
         drv = ", ".join(
             x
             for x in (
-                f"driver {s['NvDriverVersion']}" if "NvDriverVersion" in s else "",
+                f"driver {driver_text(s['NvDriverVersion'])}" if "NvDriverVersion" in s else "",
                 f"CUDA {int(s['CudaDriverVersion']) // 1000}.{int(s['CudaDriverVersion']) % 1000 // 10}"
                 if s.get("CudaDriverVersion", "").isdigit()
                 else "",

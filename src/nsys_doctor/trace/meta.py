@@ -146,6 +146,14 @@ def has_call(trace: Trace, names: tuple[str, ...]) -> bool:
 GRAPH_LAUNCH_CALLS = ("cudaGraphLaunch%", "cuGraphLaunch%")
 
 
+def driver_text(value: str) -> str:
+    """The NVIDIA driver version as it is written (``515.43.04``): nsys 2022 and 2023 recorded it as one number of
+    seven digits (``5154304``: 3 for the major version, 2 each for the minor and the patch); later versions record
+    the dotted text, kept as it is."""
+    v = value.strip()
+    return f"{v[:3]}.{v[3:5]}.{v[5:]}" if len(v) == 7 and v.isascii() and v.isdigit() else value
+
+
 def describe(trace: Trace) -> TraceInfo:
     sch = trace.schema
     counts = {t: trace.count(t) for t in COUNTED_TABLES if sch.has(t)}
