@@ -97,3 +97,28 @@ def test_window_rows_are_the_filtered_rows(shuffle: bool) -> None:
             assert got is df
     with_null = pl.DataFrame({"start": [1, None, 3]}, schema={"start": pl.Int64})
     assert Window(0, 2, "user", "").rows(with_null)["start"].to_list() == [1]
+
+
+def test_big_copies_all_through_the_work_are_inputs_not_loading() -> None:
+    """Weights are copied once, before the work: the last such copy ends the loading. The same copies going on
+    through the work (a benchmark copying its input every iteration) are the work's, and end no loading."""
+    from nsys_doctor.analysis.phases import COPY_HTOD, WEIGHT_COPY_BYTES, _loading_end
+
+    starts = [1_000 + 100 * i for i in range(100)]
+    kernels = pl.DataFrame({"start": starts, "end": [s + 50 for s in starts]})
+    api = pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64, "name": pl.String, "dur": pl.Int64})
+
+    def copies(starts: list[int]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "start": starts,
+                "end": [s + 10 for s in starts],
+                "copyKind": [COPY_HTOD] * len(starts),
+                "bytes": [WEIGHT_COPY_BYTES] * len(starts),
+            }
+        )
+
+    weights = copies([100, 200, 300])
+    assert _loading_end(kernels, api, weights) == 310
+    inputs = copies([990 + 100 * i for i in range(100)])  # one before each kernel
+    assert _loading_end(kernels, api, inputs) is None
