@@ -137,8 +137,8 @@ def work_end(kernels: pl.DataFrame, api: pl.DataFrame, gpu: list[pl.DataFrame]) 
     if not ends:
         return None
     last = max(ends)
-    during = api.filter(pl.col("start") <= last) if api.height else api
-    tail = during["end"].max() if during.height else None
+    # the latest end of a call that started by then (one column filtered: no copy of the API frame)
+    tail = api.select(pl.col("end").filter(pl.col("start") <= last).max()).item() if api.height else None
     return max(last, scalar_int(tail)) if tail is not None else last
 
 
@@ -161,11 +161,12 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
         loads = calls(api, MODULE_LOAD_API).filter(pl.col("end") <= bulk)
         if loads.height:
             markers.append(scalar_int(loads["end"].max()))
-    if api.height:
         # the first CUDA runtime call creates the context (tens of ms): one-time setup, as module loading is
-        first = api.filter(pl.col("name").str.starts_with("cuda")).sort("start").head(1)
-        if first.height and scalar_int(first["dur"][0]) >= CONTEXT_INIT_NS and scalar_int(first["end"][0]) <= bulk:
-            markers.append(scalar_int(first["end"][0]))
+        at = api.select(pl.when(pl.col("name").str.starts_with("cuda")).then(pl.col("start")).arg_min()).item()
+        if at is not None:
+            start, end = scalar_int(api["start"][at]), scalar_int(api["end"][at])
+            if end - start >= CONTEXT_INIT_NS and end <= bulk:
+                markers.append(end)
     head = ks.filter(pl.col("start") <= bulk).select("start", "end")
     if head.height > 1:
         gaps = head.with_columns(pl.col("end").cum_max().shift(1).alias("prev_end")).filter(
@@ -204,8 +205,9 @@ def _launch_start(first: pl.DataFrame, api: pl.DataFrame) -> int | None:
     """The start of the call that launched the kernels of ``first`` (the earliest), None when none is recorded."""
     if first.is_empty() or api.is_empty() or not {"correlationId", "pid"} <= set(first.columns):
         return None
-    launches = calls(api, LAUNCH_API, columns=["correlationId", "pid", "start"])
-    found = launches.join(first.select("correlationId", "pid").unique(), on=["correlationId", "pid"], how="semi")
+    keys = ["correlationId", "pid"]
+    found = api.select(*keys, "start", "name").join(first.select(keys).unique(), on=keys, how="semi")
+    found = found.filter(pl.col("name").str.contains(LAUNCH_API.pattern))
     return scalar_int(found["start"].min()) if found.height else None
 
 
