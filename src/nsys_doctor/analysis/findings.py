@@ -264,11 +264,10 @@ EMPTY_TRACE_CAUSES = re.compile(
 
 
 def unique_messages(msgs: list[str]) -> list[str]:
-    """nsys's diagnostics once each (a trace can repeat one message hundreds of times), whitespace folded."""
-    seen: dict[str, None] = {}
-    for m in msgs:
-        seen.setdefault(" ".join(str(m).split()), None)
-    return list(seen)
+    """nsys's diagnostics once each (``trace.meta.message_counts``)."""
+    from ..trace.meta import message_counts
+
+    return list(message_counts(msgs))
 
 
 @rule
@@ -331,7 +330,7 @@ def host_sync(f: Facts) -> list[Finding]:
 def _names(counts: dict[str, int], limit: int = 3) -> str:
     """``name xN`` for the first few API names (as nsys shows them: ``cudaFree``, not ``cudaFree_v3020``), then
     "and N more"."""
-    from ..stats.api import nsys_api_name
+    from ..trace.schema import nsys_api_name
 
     items = [f"{nsys_api_name(k)} x{v}" for k, v in counts.items()]
     more = len(items) - limit

@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 REQUEST_NAMES = re.compile(
     r"^(iter|iteration|request|req|generate|generation|inference|e2e|serve|batch|run)(_\d+)?$", re.IGNORECASE
 )
-# a step's name holds one of these words; a name that is a serialized dict or list (DLProf and PyProf's per-op
-# markers: "{'traceMarker': [... /forward ...]}") is an annotation of one operation, never a step
-STEP_NAMES = re.compile(r"^(?:[^{\[].*)?(decode|prefill|step|forward|fwd|token|extend)", re.IGNORECASE)
+NOT_ANNOTATION = r"^(?:[^{\[].*)?"
+"""The start of a step-name pattern: a name that is a serialized dict or list (DLProf and PyProf's per-op markers:
+"{'traceMarker': [... /forward ...]}") is an annotation of one operation, never a step."""
+STEP_NAMES = re.compile(NOT_ANNOTATION + r"(decode|prefill|step|forward|fwd|token|extend)", re.IGNORECASE)
 PREFILL_NAMES = re.compile(r"(prefill|prompt|context|extend)", re.IGNORECASE)
 LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
 GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
@@ -554,9 +555,7 @@ def window_and_steps(
         start = min(r.start for r in reqs)
         end = max(max(r.end, r.gpu_end) for r in reqs)
         warm = len(structure.warmup_requests)
-        said = next(
-            (e.detail.split(":")[0] for e in structure.evidence if e.fact == "warm-up" and e.source == "user"), ""
-        )
+        said = any(e.fact == "warm-up" and e.source == "user" for e in structure.evidence)  # --warmup N
         counts = ", ".join(
             f"{structure.count(k)} {k} step{'s' if structure.count(k) != 1 else ''}"
             for k in STEP_KINDS
@@ -565,7 +564,7 @@ def window_and_steps(
         reason = (
             f"{len(reqs)} measured request{'s' if len(reqs) != 1 else ''} ({counts}) found from "
             f"{structure.source}" + (f"; {warm} warm-up request{'s' if warm != 1 else ''} left out" if warm else "")
-        ) + (f" ({said})" if said else "")
+        ) + (f" (--warmup {warm})" if said else "")
         if capture_range == "cudaProfilerApi" and api.height and calls(api, PROFILER_START_API).height:
             reason = f"inside the cudaProfilerApi capture range, {reason}"
         loading = [p.end for p in structure.phases if p.kind in ("loading", "compilation", "autotuning")]

@@ -89,7 +89,11 @@ def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -
         steps.select("idx", pl.col("kind").alias("_kind")), on="idx", how="left"
     )
     has_moe = bool((ops["family"] == "moe").any())
-    parts = [_per_layer_updates(events, has_moe), _phase_updates(events), _sampler_scan_updates(events)]
+    # the kernels inside steps, in order, with their layer segment (how many layer kernels ran before each in its
+    # step): rules 1 and 3 read both
+    inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
+    inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
+    parts = [_per_layer_updates(inside, has_moe), _phase_updates(events), _sampler_scan_updates(inside)]
     updates = pl.concat(parts, how="vertical_relaxed").unique("name", keep="first", maintain_order=True)
     if updates.is_empty():
         return ops
@@ -120,13 +124,11 @@ def _empty_updates() -> pl.DataFrame:
     return pl.DataFrame(schema={"name": pl.String, **dict.fromkeys(_COLUMNS, pl.String)})
 
 
-def _per_layer_updates(events: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
-    """Sampling-family top-k, sort and softmax kernels that run in several layers of a step (rule 1)."""
-    inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
+def _per_layer_updates(inside: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
+    """Sampling-family top-k, sort and softmax kernels that run in several layers of a step (rule 1); ``inside``:
+    the kernels inside steps with their layer segment (``_seg``)."""
     if inside.is_empty():
         return _empty_updates()
-    # layer segment: how many layer kernels ran before this kernel in its step
-    inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
     per_step = (
         inside.filter(pl.col(_ROLE).is_in(["topk", "sort", "softmax"]))
         .group_by("name", "idx")
@@ -183,12 +185,11 @@ def _per_layer_updates(events: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
     )
 
 
-def _sampler_scan_updates(events: pl.DataFrame) -> pl.DataFrame:
-    """Scan kernels that run with the sampler, after the last layer kernel of their steps (rule 3)."""
-    if events.filter(pl.col(_ROLE) == "scan").is_empty():
+def _sampler_scan_updates(inside: pl.DataFrame) -> pl.DataFrame:
+    """Scan kernels that run with the sampler, after the last layer kernel of their steps (rule 3); ``inside``: the
+    kernels inside steps with their layer segment (``_seg``)."""
+    if inside.filter(pl.col(_ROLE) == "scan").is_empty():
         return _empty_updates()
-    inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
-    inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
     inside = inside.with_columns((pl.col("_seg") == pl.col("_seg").max().over("idx")).alias("_tail"))
     # steps whose last segment (after the last layer kernel) holds the sampler's top-k or sort
     sampler_steps = inside.filter(pl.col("_tail") & pl.col(_ROLE).is_in(["topk", "sort"]))["idx"].unique()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..trace.meta import FRIENDLY, TraceInfo, driver_text
+from ..trace.meta import FRIENDLY, TraceInfo, driver_text, message_counts
 from ..units import format_bytes, format_ns, scalar_int
 from .serialize import dumps
 
@@ -58,12 +58,8 @@ def render_info(info: TraceInfo) -> str:
             lines.append(f"  extras             {', '.join(e.replace('_', ' ') for e in extras)}")
     if info.diagnostics:
         # once each, with how often (nsys repeats a message per process: 28 "No NVTX events collected" in one trace)
-        counts: dict[str, int] = {}
-        for d in info.diagnostics:
-            key = " ".join(str(d).split())
-            counts[key] = counts.get(key, 0) + 1
         lines.append("Diagnostics")
-        lines.extend(f"  {d}" + (f" (x{n})" if n > 1 else "") for d, n in counts.items())
+        lines.extend(f"  {d}" + (f" (x{n})" if n > 1 else "") for d, n in message_counts(info.diagnostics).items())
     if info.missing:
         lines.append("Missing")
         lines.extend(f"  - {m}" for m in info.missing)

@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..trace import schema as S
+from ..trace.schema import nsys_api_name
 from .aggregate import grouped, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
@@ -13,11 +14,6 @@ if TYPE_CHECKING:
     import polars as pl
 
 _NSYS_SUFFIX = re.compile(r"_v\d{4}$")
-
-
-def nsys_api_name(name: str) -> str:
-    """nsys display name: drop the last 6 characters iff they are ``_v`` + 4 characters (``_v7000``)."""
-    return name[:-6] if len(name) >= 6 and name[-6:-4] == "_v" else name
 
 
 def api_name_expr(col: str = "api") -> pl.Expr:

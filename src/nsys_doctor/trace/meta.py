@@ -146,6 +146,16 @@ def has_call(trace: Trace, names: tuple[str, ...]) -> bool:
 GRAPH_LAUNCH_CALLS = ("cudaGraphLaunch%", "cuGraphLaunch%")
 
 
+def message_counts(msgs: list[str]) -> dict[str, int]:
+    """nsys's diagnostics once each, whitespace folded, in first-seen order, with how often each came (a trace can
+    repeat one message hundreds of times, once per process)."""
+    counts: dict[str, int] = {}
+    for m in msgs:
+        key = " ".join(str(m).split())
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def driver_text(value: str) -> str:
     """The NVIDIA driver version as it is written (``515.43.04``): nsys 2022 and 2023 recorded it as one number of
     seven digits (``5154304``: 3 for the major version, 2 each for the minor and the patch); later versions record

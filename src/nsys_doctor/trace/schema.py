@@ -267,3 +267,9 @@ class Schema:
         if self.has_column(KERNEL, "mangledName"):
             cols["mangled"] = "mangledName"
         return cols
+
+
+def nsys_api_name(name: str) -> str:
+    """An API function's name as nsys shows it: the recorded name less its version suffix, the last 6 characters
+    iff they are ``_v`` + 4 characters (``cudaFree_v3020`` -> ``cudaFree``)."""
+    return name[:-6] if len(name) >= 6 and name[-6:-4] == "_v" else name

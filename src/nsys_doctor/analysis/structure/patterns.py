@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..phases import SYNC_NAMES
+from ..phases import NOT_ANNOTATION, SYNC_NAMES
 
 # calls where the host waits for the GPU: the syncs (phases.SYNC_NAMES), stream queries and synchronous copies
 HOST_WAIT_API = re.compile(
@@ -22,8 +22,8 @@ ANCHOR_FAMILIES = frozenset({"sampling", "embedding"})
 SOFTMAX = re.compile(r"(?i)soft_?max")
 PREFILL_NAMES = re.compile(r"(?i)(prefill|prompt|context|extend|encode)")
 DECODE_NAMES = re.compile(r"(?i)(decode|token|generat|step)")
-STEP_NAMES = re.compile(r"(?i)^(?:[^{\[].*)?(decode|prefill|step|forward|fwd|token|extend|iter|batch)")
-"""A step's name (not a serialized dict or list: per-op markers such as DLProf's are never steps)."""
+STEP_NAMES = re.compile(r"(?i)" + NOT_ANNOTATION + r"(decode|prefill|step|forward|fwd|token|extend|iter|batch)")
+"""A step's name (phases.NOT_ANNOTATION: per-op markers such as DLProf's are never steps)."""
 REQUEST_NAMES = re.compile(
     r"(?i)^(iter|iteration|request|req|generate|generation|inference|e2e|serve|run|sample)(_N)?$"
 )
