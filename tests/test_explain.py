@@ -501,7 +501,7 @@ def test_cli_formats_and_stdin(tmp_path, capsys, monkeypatch):
     assert out.read_text().startswith("## nsys-doctor explain")
     from click.testing import CliRunner
 
-    from nsys_doctor.cli.main import _register, cli
+    from nsys_doctor.cli.app import _register, cli
 
     _register()
     res = CliRunner().invoke(cli, ["explain", "-"], input=src.read_bytes())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nsys_doctor.cli.main import _register, cli
+from nsys_doctor.cli.app import _register, cli
 from nsys_doctor.report.nsys_format import Units, render
 from nsys_doctor.stats import ReportContext, parse_report_arg, run_report
 from nsys_doctor.trace.window import EventFilter, resolve_nvtx_filter

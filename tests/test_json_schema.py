@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from nsys_doctor.cli.main import cli
+from nsys_doctor.cli.app import cli
 from nsys_doctor.report.serialize import KINDS, SCHEMA, dumps, envelope
 
 from .conftest import DATA, REPO, SAMPLE, TRACES

@@ -14,7 +14,8 @@ import click
 import pytest
 
 from nsys_doctor.cli import main as cli_main
-from nsys_doctor.cli.main import COMMAND_TABLE, _register, cli, short_help
+from nsys_doctor.cli.app import HELP_WIDTHS, _register, cli, help_paths, short_help
+from nsys_doctor.cli.main import COMMAND_TABLE, help_width, quick_text, terminal_columns
 
 from .conftest import SAMPLE
 
@@ -78,8 +79,9 @@ def test_group_help_is_what_click_prints_with_every_command_loaded(columns: int)
         [
             sys.executable,
             "-c",
-            "import click, sys; from nsys_doctor.cli.main import _register, cli, main; _register(); "
-            "cli.format_commands = click.Group.format_commands.__get__(cli); sys.exit(main(['--help']))",
+            "import click, sys, time; from nsys_doctor.cli.app import _register, cli, run; _register(); "
+            "cli.format_commands = click.Group.format_commands.__get__(cli); "
+            "sys.exit(run(['--help'], time.monotonic()))",
         ],
         capture_output=True,
         text=True,
@@ -137,8 +139,9 @@ def test_every_command_help_imports_no_heavy_package(command: tuple[str, ...]) -
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Usage: " in proc.stdout and "--help" in proc.stdout
     loaded = set(proc.stderr.rsplit("LOADED ", 1)[1].split())
-    assert "click" in loaded  # the list is real
+    assert "nsys_doctor" in loaded  # the list is real
     assert sorted(loaded & set(HEAVY)) == []
+    assert "click" not in loaded  # printed from helptext.py
 
 
 def test_diff_levels_are_the_comparison_levels() -> None:
@@ -157,11 +160,14 @@ def test_rank_from_choices_are_the_rank_sources() -> None:
     assert RANK_FROM == ranks.RANK_FROM
 
 
-def test_group_help_loads_no_command_module() -> None:
-    proc = _run("--help", importtime=True)
+@pytest.mark.parametrize("columns", [80, 100])  # printed from helptext.py; by click
+def test_group_help_loads_no_command_module(columns: int) -> None:
+    proc = _run("--help", columns=columns, importtime=True)
     seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    loaded = sorted(m for m in seen if m.startswith("nsys_doctor.cli.") and m != "nsys_doctor.cli.main")
-    assert loaded == []
+    front = {"nsys_doctor.cli.main", "nsys_doctor.cli.app", "nsys_doctor.cli.helptext"}
+    assert "nsys_doctor.cli.main" in seen  # the list is real
+    assert sorted(m for m in seen if m.startswith("nsys_doctor.cli.") and m not in front) == []
+    assert ("click" in seen) == (columns == 100)
 
 
 def test_lazy_group_still_runs_commands() -> None:
@@ -190,7 +196,7 @@ def test_light_commands_do_not_load_the_python_api(args: tuple[str, ...]) -> Non
     proc = _run(*args, importtime=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "nsys_doctor.progress" in seen  # the list is real
+    assert "nsys_doctor.cli.main" in seen  # the list is real
     assert sorted(seen & {"nsys_doctor.api", "nsys_doctor.session", "nsys_doctor.trace.ranks"}) == []
 
 
@@ -260,3 +266,75 @@ def test_a_command_process_sets_the_allocator_before_polars_loads() -> None:
     env = {k: v for k, v in os.environ.items() if k != cli_main.ALLOCATOR_ENV}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["0", "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"]
+
+
+def test_help_texts_are_what_click_prints() -> None:
+    """helptext.py is up to date: written by scripts/gen_helptext.py from the commands as they are now."""
+    import json
+
+    from nsys_doctor.cli.helptext import TEXTS
+
+    # in a fresh interpreter, as a user runs it: click makes a command's help option once, from the first context
+    # that asks (a test invoking `export` alone would leave it without -h)
+    code = "import json; from nsys_doctor.cli.app import help_texts; print(json.dumps(list(help_texts().items())))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    fresh = {(path, width): text for (path, width), text in json.loads(proc.stdout)}
+    assert sorted(fresh) == sorted(TEXTS), "run scripts/gen_helptext.py: the commands changed"
+    stale = [key for key in fresh if fresh[key] != TEXTS[key]]
+    assert stale == [], f"run scripts/gen_helptext.py: help changed for {stale}"
+    assert len(fresh) == len(HELP_WIDTHS) * len(help_paths()) > 2 * len(COMMAND_TABLE)
+    assert fresh[("stats", 78)].startswith("Usage: nsys-doctor stats [OPTIONS] TRACES...\n")
+    assert fresh[("report", 78)] != fresh[("report", 108)]  # wrapped at each width
+
+
+@pytest.mark.parametrize("columns", [50, 80, 100, 110, 200])
+@pytest.mark.parametrize(
+    "args", [("--help",), ("-h",), (), ("--version",), ("stats", "--help"), ("session", "start", "-h")]
+)
+def test_help_without_click_is_what_click_prints(args: tuple[str, ...], columns: int) -> None:
+    """The entry point prints help texts itself where helptext.py holds them for the terminal's width (80 and 110+
+    columns), and leaves the rest to click: either way the output is click's, byte for byte."""
+    code = (
+        "import sys, time; from nsys_doctor.cli.{0} import {1}; rc = {1}(sys.argv[1:]{2}); "
+        "print('CLICK' if 'click' in sys.modules else 'NO-CLICK', file=sys.stderr); sys.exit(rc)"
+    )
+    env = dict(os.environ, COLUMNS=str(columns))
+    runs = [
+        subprocess.run([sys.executable, "-c", code.format(*how), *args], capture_output=True, text=True, env=env)
+        for how in (("main", "main", ""), ("app", "run", ", time.monotonic()"))
+    ]
+    quick, stock = runs
+    assert quick.returncode == stock.returncode == 0, quick.stderr + stock.stderr
+    assert quick.stdout == stock.stdout
+    assert "Usage: nsys-doctor" in quick.stdout or quick.stdout.startswith("nsys-doctor, version ")
+    held = help_width(columns) in HELP_WIDTHS or args == ("--version",)
+    assert quick.stderr.split()[-1] == ("NO-CLICK" if held else "CLICK")
+
+
+def test_quick_text_leaves_everything_else_to_click() -> None:
+    width = HELP_WIDTHS[0]
+    os.environ["COLUMNS"] = str(width + 2)
+    try:
+        assert quick_text(["stats", "--help"]) is not None
+        for args in (
+            ["stats"],
+            ["info", str(SAMPLE)],
+            ["no-such-command", "--help"],
+            ["report", "trace.sqlite", "--help"],
+            ["--debug", "--help"],
+            ["--help", "stats"],
+            ["--version", "--help"],
+        ):
+            assert quick_text(args) is None, args
+    finally:
+        del os.environ["COLUMNS"]
+
+
+@pytest.mark.parametrize("value", ["", "0", "-3", "abc", "95"])
+def test_terminal_columns_is_shutils(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("COLUMNS", value)
+    monkeypatch.setenv("LINES", "24")
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    assert help_width(terminal_columns()) == max(min(shutil.get_terminal_size().columns, 110) - 2, 50)

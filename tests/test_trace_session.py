@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from nsys_doctor.analysis.phases import analyze_structure
-from nsys_doctor.cli.main import cli
+from nsys_doctor.cli.app import cli
 from nsys_doctor.errors import UsageError
 from nsys_doctor.session import TraceSession, WindowChoice
 from nsys_doctor.trace import tables
