@@ -7,6 +7,7 @@ tests/data/capture_decode.sqlite, never the module's own output. Step counts may
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -607,11 +608,13 @@ def _synthetic_passes(
     one_pass: Sequence[tuple[str, int]],
     request_tail: Sequence[tuple[str, int]] = (),
     read_back: str = "request",
+    closing: Sequence[tuple[str, int]] = (),
 ) -> dict[str, pl.DataFrame]:
     """Requests of ``passes`` identical forward passes launched back to back (20 us of host time between them). Each
     request copies its input host-to-device first and ends with its ``request_tail`` kernels, a device-to-host read
     back and a stream sync, then 2 ms of host time; with ``read_back="pass"`` every pass ends with the read back and
-    the sync (a token read) instead."""
+    the sync (a token read) instead. ``closing`` kernels, when given, run after the request's read back and before a
+    device sync that ends it."""
     names: list[str] = []
     starts: list[int] = []
     durs: list[int] = []
@@ -645,6 +648,10 @@ def _synthetic_passes(
         launch(request_tail)
         if read_back == "request":
             read()
+        if closing:
+            launch(closing)
+            calls.append((t, t + 5_000, "cudaDeviceSynchronize_v3020"))
+            t += 10_000
         t += 2_000_000
     n = len(names)
     ids = list(range(n + 1, n + 1 + len(calls) + len(copies)))
@@ -730,8 +737,115 @@ def test_a_convolution_led_run_with_an_argmax_per_pass_is_not_an_llm():
     s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
     assert s.kind == "iterations" and s.count("iteration") == 24, (s.kind, s.to_dict()["steps"])
     kind = [e.detail for e in s.evidence if e.fact == "kind"]
-    assert len(kind) == 1 and kind[0].startswith("not an LLM: kernel time led by convolution"), kind
+    assert len(kind) == 1 and kind[0].startswith("not an LLM: convolutions take 65% of the passes' GPU time"), kind
     assert "once-per-pass sampling/embedding kernels reduce_kernel" in kind[0], kind  # the signal it overrode
+
+
+NORM = "void at::native::batch_norm_transform_input_channels_last_kernel<c10::Half, float, float, int, true>"
+POINTWISE = "nvjet_sm90_hsh_64x8_64x16_4x1_v_bz_bias_TNT"  # a 1x1 convolution run as a GEMM
+HARDSWISH = "void at::native::vectorized_elementwise_kernel<4, at::native::hardswish_kernel_cuda>"
+
+
+def _mobilenet_pass(blocks: int = 11) -> list[tuple[str, int]]:
+    """A MobileNet-like pass: cheap depthwise convolutions (13% of the GPU time), heavier norms, 1x1 convolutions
+    as GEMMs, activations; then the classifier."""
+    out = [(STEM, 2_000), (NORM, 3_000), (HARDSWISH, 2_000)]
+    for _ in range(blocks):
+        out += [(POINTWISE, 2_000), (NORM, 3_000), (HARDSWISH, 2_000), (CONV, 1_500), (NORM, 3_000)]
+    return [*out, (MEAN, 3_000), (POINTWISE, 5_000)]
+
+
+def test_a_cnn_whose_norms_outweigh_its_convolutions_is_not_an_llm():
+    # MobileNet served one pass per read back with an argmax: convolution is not the top family (norms are, and the
+    # 1x1 convolutions count as GEMMs), yet it is a CNN: no attention, convolutions a sizeable share
+    f = _synthetic_passes(1, 20, [*_mobilenet_pass(), (ARGMAX, 2_000)], read_back="pass")
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations" and s.count("iteration") == 20, (s.kind, s.to_dict()["steps"])
+    kind = [e.detail for e in s.evidence if e.fact == "kind"]
+    assert len(kind) == 1 and kind[0].startswith("not an LLM: convolutions take 13% of the passes' GPU time"), kind
+
+
+def _detector_pass(seed: int) -> list[tuple[str, int]]:
+    """A detector's pass (Faster R-CNN-like): a backbone whose every convolution is its own kernel, proposals, NMS and
+    ROI heads; no name repeats at a regular finer period and nothing runs once per pass like sampling. ``seed``
+    varies nothing: every pass is the same."""
+    del seed
+    out: list[tuple[str, int]] = []
+    for i in range(24):
+        out += [(f"{CONV}_{i}", 8_000), (f"elementwise_kernel_frozen_bn_{i}", 2_000)]
+    out += [("nms_kernel_impl", 40_000), ("roi_align_forward_kernel", 20_000), ("gather_keep_from_mask", 3_000)]
+    return out
+
+
+def test_a_long_convolutional_unit_is_a_forward_pass():
+    # no layers found, no sampling kernel, no graph launch: a 51-kernel unit that is 63% convolution is still a
+    # CNN's forward pass (an HPC time step runs no cuDNN convolutions)
+    f = _synthetic_passes(1, 11, _detector_pass(0), read_back="pass")
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations" and s.count("iteration") == 11, (s.kind, s.notes)
+    passes = [e.detail for e in s.evidence if e.fact == "passes" and e.source == "kernel-mix"]
+    assert passes and passes[0].startswith("convolutions take 63% of the GPU time of a 51-kernel repeating unit")
+    # the same unit with its convolutions renamed to plain kernels is a loop, not a forward pass
+    plain = [(n.replace(CONV, "stencil_update"), d) for n, d in _detector_pass(0)]
+    g = _synthetic_passes(1, 11, plain, read_back="pass")
+    t = find_structure(g["kernels"], g["api"], g["memcpy"], capture_range="cudaProfilerApi")
+    assert t.kind == "unstructured" and any("not a forward pass" in n for n in t.notes), (t.kind, t.notes)
+
+
+def test_leading_passes_that_load_modules_are_warm_up_in_a_one_request_run():
+    # a CNN warmed up in the loop that measures it: 22 passes, each ending with a read back, no pause between them;
+    # modules load (lazy loading) inside the first two: those two are a warm-up request, the 20 after it measured
+    unit = [*_mobilenet_pass(), (ARGMAX, 2_000)]
+    f = _synthetic_passes(1, 22, unit, read_back="pass")
+    k = f["kernels"]
+    loads = [int(k["start"][i * len(unit) + 3]) - 300 for i in (0, 1)]
+    api = pl.concat(
+        [
+            f["api"],
+            pl.DataFrame(
+                {
+                    "start": loads,
+                    "end": [t + 200 for t in loads],
+                    "pid": [42, 42],
+                    "tid": [1, 1],
+                    "correlationId": [10**6, 10**6 + 1],
+                    "name": ["cuLibraryLoadData", "cuModuleLoadData"],
+                }
+            ),
+        ],
+        how="vertical_relaxed",
+    ).sort("start")
+    s = find_structure(k, api, f["memcpy"])
+    assert s.kind == "iterations" and s.count("iteration") == 20, (s.kind, s.to_dict()["steps"], s.notes)
+    assert [r.warmup for r in s.requests] == [True, False]
+    assert s.requests[0].iterations == 2 and s.requests[1].iterations == 20
+    assert any(e.detail.startswith("the first 2 pass(es) of a request load modules") for e in s.evidence)
+    # a load in a later pass too: no clean passes after the loads but that one, so the run stays one request
+    late = int(k["start"][20 * len(unit) + 3]) - 300
+    api2 = pl.concat(
+        [
+            api,
+            api.filter(pl.col("name") == "cuModuleLoadData").with_columns(
+                pl.lit(late, pl.Int64).alias("start"), pl.lit(late + 200, pl.Int64).alias("end")
+            ),
+        ]
+    ).sort("start")
+    t = find_structure(k, api2, f["memcpy"])
+    assert len(t.requests) == 1, [(r.index, r.iterations, r.warmup) for r in t.requests]
+
+
+def test_a_request_ends_after_its_last_sync():
+    # beam search: the request's token read (a stream sync), then its closing kernels (the beams' final reordering),
+    # then the caller's device sync; the next request starts after that one, not after the first sync
+    closing = [("void at::native::index_select_kernel<float>", 3_000)] * 4
+    f = _synthetic_passes(3, 12, _llm_pass(layers=4, per_layer=10), closing=closing)
+    s = find_structure(f["kernels"], f["api"], f["memcpy"])
+    assert len(s.requests) == 3, s.requests
+    k = f["kernels"].filter(pl.col("name").str.contains("index_select"))
+    for r, nxt in itertools.pairwise(s.requests):
+        mine = k.filter((pl.col("start") > r.start) & (pl.col("start") < nxt.start)).height
+        assert mine == len(closing), (r, nxt, mine)
+        assert r.gpu_end >= int(k.filter(pl.col("start") < nxt.start)["end"].max())  # type: ignore[arg-type]
 
 
 def test_a_stride_signal_splits_where_modules_load_too():

@@ -23,6 +23,10 @@ EXTRA[resnet50_fp16_cl_whole]="";                   ARGS[resnet50_fp16_cl_whole]
 EXTRA[resnet18_requests_whole]="";                ARGS[resnet18_requests_whole]="cnn_requests.py --arch resnet18 --dtype fp16 --batch 8 --warmup 2 --iters 4 --passes 5"
 EXTRA[hf_qwen2_sample_batch3_whole]="";           ARGS[hf_qwen2_sample_batch3_whole]="hf_sample_generate.py --layers 2 --batch 3 --prompt-len 40 --new-tokens 16 --top-k 50 --top-p 0.9 --warmup 1 --iters 2"
 EXTRA[resnet18_bench_nvtx_requests_whole]="";     ARGS[resnet18_bench_nvtx_requests_whole]="cnn_requests.py --arch resnet18 --dtype fp16 --batch 8 --warmup 2 --iters 4 --passes 5 --cudnn-benchmark 1 --nvtx-requests 1"
+EXTRA[detector_frcnn_whole]="";                    ARGS[detector_frcnn_whole]="detector.py --images 2 --warmup 1 --iters 10"
+EXTRA[mobilenet_readback_whole]="";                ARGS[mobilenet_readback_whole]="cnn_readback.py --arch mobilenet_v3_large --batch 8 --warmup 2 --iters 20"
+EXTRA[gpt2_beam_generate_whole]="";                ARGS[gpt2_beam_generate_whole]="hf_beam_generate.py --layers 4 --prompt-len 48 --new-tokens 16 --warmup 1 --iters 2"
+EXTRA[t5_generate_whole]="";                       ARGS[t5_generate_whole]="hf_encdec_generate.py --layers 4 --input-len 64 --new-tokens 24 --warmup 1 --iters 2"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -14,37 +14,25 @@
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import sys
+
+from scrub_trace import scrubbed_copy
 
 
 def main(src: str, dst: str, checkout: str) -> None:
-    shutil.copyfile(src, dst)
-    con = sqlite3.connect(dst)
-    launch = "SELECT id FROM StringIds WHERE value LIKE '%Launch%'"
-    con.execute(f"DELETE FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE eventClass = 67 AND nameId IN ({launch})")
-    con.execute(
-        "DELETE FROM CUDA_CALLCHAINS WHERE id NOT IN "
-        "(SELECT callchainId FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE callchainId IS NOT NULL)"
-    )
-    kept = " OR ".join(f"metricName LIKE '{m}%'" for m in ("SMs Active", "DRAM Read", "DRAM Write", "Tensor Active"))
-    con.execute(
-        f"DELETE FROM GPU_METRICS WHERE (typeId, metricId) NOT IN "
-        f"(SELECT typeId, metricId FROM TARGET_INFO_GPU_METRICS WHERE {kept})"
-    )
-    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    for t in tables:
-        cols = [r[1] for r in con.execute(f'PRAGMA table_info("{t}")') if r[2].upper() in ("TEXT", "")]
-        for c in cols:
-            for old, new in ((checkout, "/app"), ("/root", "/tmp")):
-                con.execute(
-                    f'UPDATE "{t}" SET "{c}" = replace("{c}", ?, ?) WHERE typeof("{c}") = \'text\' AND instr("{c}", ?)',
-                    (old, new, old),
-                )
-    con.commit()
-    con.execute("VACUUM")
-    con.close()
+    with scrubbed_copy(src, dst, checkout) as con:
+        launch = "SELECT id FROM StringIds WHERE value LIKE '%Launch%'"
+        con.execute(f"DELETE FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE eventClass = 67 AND nameId IN ({launch})")
+        con.execute(
+            "DELETE FROM CUDA_CALLCHAINS WHERE id NOT IN "
+            "(SELECT callchainId FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE callchainId IS NOT NULL)"
+        )
+        metrics = ("SMs Active", "DRAM Read", "DRAM Write", "Tensor Active")
+        kept = " OR ".join(f"metricName LIKE '{m}%'" for m in metrics)
+        con.execute(
+            f"DELETE FROM GPU_METRICS WHERE (typeId, metricId) NOT IN "
+            f"(SELECT typeId, metricId FROM TARGET_INFO_GPU_METRICS WHERE {kept})"
+        )
 
 
 if __name__ == "__main__":

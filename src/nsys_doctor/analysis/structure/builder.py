@@ -234,7 +234,9 @@ class _Builder(PassFinding, RequestCutting):
                 if 1 <= at.sum() <= 0.5 * at.size and inner <= max(1, 0.1 * p) and not (at & cut).all():
                     cut |= at
                     for i in np.nonzero(at)[0].tolist():  # the next request starts at the sync
-                        moves[i] = int(spos[np.searchsorted(spos, lo[i])])
+                        # (after the last one, when several kinds of sync end a request: the kernels between them
+                        # are the request's own closing work, such as beam search's final reordering)
+                        moves[i] = max(moves.get(i, 0), int(spos[np.searchsorted(spos, lo[i])]))
                     self.ev(
                         "requests",
                         "host-syncs",
@@ -299,6 +301,16 @@ class _Builder(PassFinding, RequestCutting):
             req_first = req_of.copy()
             req_last = req_of.copy()
             lead = np.ones(p, dtype=bool)
+        if kind == "iterations" and nreq == 1 and p > 1:
+            # one request for the whole run (no boundary found): its leading passes that load modules are warm-up;
+            # a request found from gaps, syncs or NVTX stays whole (its first pass's loads make all of it warm-up)
+            extra = self.warmup_passes(ps, req_first, req_last)
+            if extra.any():
+                cut = cut | extra
+                req_of = np.concatenate([[0], np.cumsum(cut)]).astype(np.int64)
+                nreq = int(req_of[-1]) + 1
+                req_first = np.searchsorted(req_of, np.arange(nreq), side="left")
+                req_last = np.searchsorted(req_of, np.arange(nreq), side="right") - 1
         if kind == "llm-decode" or kind == "llm-prefill":
             step_kind = np.where(lead, "prefill", "decode")
             if kind == "llm-prefill":

@@ -10,6 +10,8 @@ from ..phases import GRAPH_LAUNCH_API
 from .nvtx import count_inside
 from .patterns import (
     AUTOTUNE_KERNELS,
+    CNN_CONV_SHARE,
+    CNN_UNIT_KERNELS,
     GAP_FACTOR,
     GROUP_EXTRA_SHARE,
     INIT_KERNELS,
@@ -25,9 +27,29 @@ from .state import BuilderState
 
 class PassFinding(BuilderState):
     def forward_like(self, cl: Cluster) -> bool:
-        """A forward pass has layers inside, sampling/embedding kernels or one graph launch; a loop of a few
-        kernels (HPC time steps, a test repeating one kernel) is not one."""
-        return cl.finer or bool(cl.anchors) or cl.graphs or cl.whole
+        """A forward pass has layers inside, sampling/embedding kernels, one graph launch, or convolutions; a loop
+        of a few kernels (HPC time steps, a test repeating one kernel) is not one."""
+        return cl.finer or bool(cl.anchors) or cl.graphs or cl.whole or self.convolutional(cl)
+
+    def convolutional(self, cl: Cluster) -> bool:
+        """The repeating unit is a CNN's forward pass: at least ``CNN_UNIT_KERNELS`` kernels, convolutions at least
+        ``CNN_CONV_SHARE`` of their GPU time. A detector's pass (backbone, proposals, NMS, ROI heads) has no
+        regular finer level and no once-per-pass sampling kernel, yet it is a forward pass; an HPC time step does
+        not run cuDNN's convolutions."""
+        if cl.period < CNN_UNIT_KERNELS:
+            return False
+        pos = self.seq.positions(cut_level(cl).marker)
+        share, _ = self.convolution_share(int(pos[0]), int(pos[-1]))
+        if share < CNN_CONV_SHARE:
+            return False
+        self.ev(
+            "passes",
+            "kernel-mix",
+            "medium",
+            f"convolutions take {share:.0%} of the GPU time of a {round(cl.period)}-kernel repeating unit: a CNN's "
+            "forward pass",
+        )
+        return True
 
     def passes_inside(self, clusters: list[Cluster]) -> Cluster | None:
         """The forward-pass level inside the best level ``clusters[0]`` when that level is a group of passes (a

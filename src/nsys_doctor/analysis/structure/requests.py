@@ -9,9 +9,8 @@ from ..distribution import scalar_int
 from .nvtx import count_inside, regular_stride
 from .passes import PassStats
 from .patterns import (
-    ATTENTION_FAMILIES,
     AUTOTUNE_KERNELS,
-    CONV_FAMILIES,
+    CNN_CONV_SHARE,
     DECODE_NAMES,
     INIT_KERNELS,
     MIN_STRIDE_GAP_NS,
@@ -229,27 +228,45 @@ class RequestCutting(BuilderState):
         return "llm-decode", conf
 
     def _convolution_led(self, ps: PassStats) -> str | None:
-        """Why the passes are not an LLM's when their kernel time is led by convolution and no kernel is attention
-        (a CNN: an argmax over its outputs or a classifier head looks like sampling); None otherwise."""
+        """Why the passes are not an LLM's when convolutions take at least ``CNN_CONV_SHARE`` of their kernel time
+        and no kernel is attention (a CNN: an argmax over its outputs or a classifier head looks like sampling;
+        MobileNet's 1x1 convolutions run as GEMMs, its norms outweigh its convolutions); None otherwise."""
+        share, attention = self.convolution_share(int(ps.first[0]), int(ps.last[-1]))
+        if attention or share < CNN_CONV_SHARE:
+            return None
+        return f"convolutions take {share:.0%} of the passes' GPU time, no attention kernels"
+
+    def warmup_passes(self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
+        """Request boundaries after warm-up passes (for a run of iterations that is one request): a request whose
+        first passes load modules (lazy loading, JIT) or run autotuning kernels, and whose last two passes or more
+        do neither, starts with warm-up passes: they become a request of their own (a model warmed up in the same
+        loop that measures it, no pause or sync between). Returns a boundary flag per pair of consecutive passes,
+        as ``cut``."""
+        p = ps.first.size
+        extra = np.zeros(max(p - 1, 0), dtype=bool)
+        loads = self.sig.module_loads
         seq = self.seq
-        a, b = int(ps.first[0]), int(ps.last[-1])
-        if b <= a:
-            return None
-        codes = seq.code[a:b]
-        nc = len(seq.names)
-        t = np.bincount(codes, weights=seq.dur[a:b].astype(np.float64), minlength=nc)
-        n = np.bincount(codes, minlength=nc)
-        by: dict[str, float] = {}
-        for c in np.nonzero(n)[0].tolist():
-            by[self.fams[c]] = by.get(self.fams[c], 0.0) + float(t[c])
-        if not by or any(f in ATTENTION_FAMILIES for f in by):
-            return None
-        total = sum(by.values())
-        top = min(by, key=lambda f: (-by[f], f))
-        if top not in CONV_FAMILIES or total <= 0:
-            return None
-        share = by[top] / total
-        return f"kernel time led by convolution ({top} {share:.0%} of the passes' GPU time), no attention kernels"
+        tune_codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
+        tune = np.sort(np.concatenate([seq.positions(c) for c in tune_codes])) if tune_codes else np.zeros(0)
+        hot = np.zeros(p, dtype=bool)
+        if loads.size:
+            hot |= count_inside(loads, ps.t_start, ps.t_end) > 0
+        if tune.size:
+            hot |= count_inside(tune, ps.first, ps.last - 1) > 0
+        for a, b in zip(req_first.tolist(), req_last.tolist(), strict=True):
+            if not hot[a]:
+                continue
+            j = a + int(np.nonzero(hot[a : b + 1])[0][-1])
+            if b - j >= 2:
+                extra[j] = True
+                self.ev(
+                    "warm-up",
+                    "module-loads",
+                    "high",
+                    f"the first {j - a + 1} pass(es) of a request load modules or autotune, the {b - j} after them "
+                    "do not: warm-up passes",
+                )
+        return extra
 
     def warmup(
         self,

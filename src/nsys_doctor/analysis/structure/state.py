@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from .nvtx import NvtxGroup
+from .patterns import ATTENTION_FAMILIES, CONV_FAMILIES
 from .result import Evidence
 from .sequence import Api, Cluster, Seq
 from .signals import Signals
@@ -47,6 +48,18 @@ class BuilderState:
         self.notes: list[str] = []
         self.markers: np.ndarray | None = None
         self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
+
+    def convolution_share(self, a: int, b: int) -> tuple[float, bool]:
+        """Of the kernels ``a`` to ``b`` (exclusive) of the sequence: the share of their GPU time in convolutions,
+        and whether any of them is attention."""
+        seq = self.seq
+        if b <= a:
+            return 0.0, False
+        t = np.bincount(seq.code[a:b], weights=seq.dur[a:b].astype(np.float64), minlength=len(seq.names))
+        used = np.nonzero(np.bincount(seq.code[a:b], minlength=len(seq.names)))[0].tolist()
+        total = float(t.sum())
+        conv = sum(float(t[c]) for c in used if self.fams[c] in CONV_FAMILIES)
+        return (conv / total if total > 0 else 0.0), any(self.fams[c] in ATTENTION_FAMILIES for c in used)
 
     def ev(self, fact: str, source: str, confidence: str, detail: str) -> None:
         self.evidence.append(Evidence(fact, source, confidence, detail))
