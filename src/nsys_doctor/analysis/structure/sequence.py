@@ -23,7 +23,7 @@ class Api:
         self.frame = own
         self.names: list[str] = own["name"].drop_nulls().unique().sort().to_list() if own.height else []
         if own.height:
-            phys = own["name"].cast(pl.Enum(self.names)).to_physical().cast(pl.Int64)
+            phys = own["name"].cast(pl.Enum(self.names)).to_physical().cast(pl.UInt32)
             self.codes = phys.fill_null(len(self.names)).to_numpy()
         else:
             self.codes = np.zeros(0, dtype=np.int64)
@@ -111,7 +111,9 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
     t_end = start.copy()
     graph = np.zeros(k.height, dtype=bool)
     lmask = api.mask(LAUNCH_API)
-    launches = api.frame.filter(pl.Series(lmask)) if lmask.any() else api.frame.clear()
+    # only the three columns read: the API frame has millions of rows
+    launch_cols = api.frame.select("correlationId", "start", "end")
+    launches = launch_cols.filter(pl.Series(lmask)) if lmask.any() else launch_cols.clear()
     if launches.height and k.height:
         # kernels joined to their launch calls by correlationId (the process is fixed): a sorted-array lookup
         cl = launches["correlationId"].fill_null(-1).to_numpy()
