@@ -236,6 +236,12 @@ class RequestCutting(BuilderState):
             return None
         return f"convolutions take {share:.0%} of the passes' GPU time, no attention kernels"
 
+    def autotune_positions(self) -> np.ndarray:
+        """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
+        seq = self.seq
+        codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
+        return np.sort(np.concatenate([seq.positions(c) for c in codes])) if codes else np.zeros(0)
+
     def warmup_passes(self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
         """Request boundaries after warm-up passes (for a run of iterations that is one request): a request whose
         first passes load modules (lazy loading, JIT) or run autotuning kernels, and whose last two passes or more
@@ -245,9 +251,7 @@ class RequestCutting(BuilderState):
         p = ps.first.size
         extra = np.zeros(max(p - 1, 0), dtype=bool)
         loads = self.sig.module_loads
-        seq = self.seq
-        tune_codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
-        tune = np.sort(np.concatenate([seq.positions(c) for c in tune_codes])) if tune_codes else np.zeros(0)
+        tune = self.autotune_positions()
         hot = np.zeros(p, dtype=bool)
         if loads.size:
             hot |= count_inside(loads, ps.t_start, ps.t_end) > 0
@@ -279,7 +283,6 @@ class RequestCutting(BuilderState):
         nreq = req_first.size
         warm = [False] * nreq
         why = [""] * nreq
-        seq = self.seq
         if nv_requests and self.nv_requests_inside is not None:
             for r in range(nreq):
                 if not self.nv_requests_inside[req_first[r] : req_last[r] + 1].any():
@@ -288,8 +291,7 @@ class RequestCutting(BuilderState):
             if any(warm):
                 self.ev("warm-up", "nvtx", "high", f"{sum(warm)} request(s) outside the NVTX request ranges")
         loads = self.sig.module_loads
-        tune_codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
-        tune_pos = np.sort(np.concatenate([seq.positions(c) for c in tune_codes])) if tune_codes else np.zeros(0)
+        tune_pos = self.autotune_positions()
         for r in range(nreq):
             a, b = int(req_first[r]), int(req_last[r])
             t0, t1 = int(ps.t_start[a]), int(ps.t_end[b])
