@@ -83,6 +83,17 @@ CASES = [
           ("launch-bound",), frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "hf_qwen2_sample_batch3_whole.sqlite", "llm-decode", 2, 30, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
+    # a detector, a CNN reading back every pass, beam search, an encoder-decoder (tests/data/runs/README.md, section 5)
+    Truth(RUNS / "detector_frcnn_whole.sqlite", "iterations", 0, 0, 10, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    # its second warm-up pass runs exactly like the measured ones: 21 iterations, checked in tests/test_runs_more.py
+    Truth(RUNS / "mobilenet_readback_whole.sqlite", "iterations", 0, 0, None, None, None, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    Truth(RUNS / "gpt2_beam_generate_whole.sqlite", "llm-decode", 2, 30, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    # per request the encoder pass and the first decoder pass (which fills the cross-attention cache) read the prompt
+    Truth(RUNS / "t5_generate_whole.sqlite", "llm-decode", 4, 46, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
     # other people's public traces
     Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
     Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),

@@ -672,6 +672,19 @@ def test_topk_and_sort_kernels_read_as_sampling_by_name(rules: list[OpRule]) -> 
         assert classify([name], rules).row(0, named=True)["family"] == "sampling", name
 
 
+def test_resampling_kernels_are_not_sampling(rules: list[OpRule]) -> None:
+    # an image model's resize (torchvision's detection transform, a super-resolution or UNet decoder) is not a
+    # sampler: "upsample", "downsample" and "resample" do not read as sampling; a sampling kernel still does
+    for name in (
+        "void at::native::(anonymous namespace)::upsample_bilinear2d_out_frame<float, float>(int, float, float, bool)",
+        "void at::native::(anonymous namespace)::upsample_nearest2d_out_frame<c10::Half, float>(const T1 *, T1 *)",
+        "downsample_kernel",
+        "void resample_kernel<float>(int)",
+    ):
+        assert classify([name], rules).row(0, named=True)["family"] != "sampling", name
+    assert classify(["void sampling_kernel<float>(int)"], rules).row(0, named=True)["family"] == "sampling"
+
+
 def test_inline_rules_are_named_by_where_they_were_written() -> None:
     good = {"pattern": "a", "family": "gemv", "category": "GEMV", "op": "x"}
     rules = parse_rules_tables([good], "cfg.toml", where="project config cfg.toml, key ops-rule, rule")

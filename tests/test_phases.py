@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.phases import choose_window, find_steps
+from nsys_doctor.analysis.phases import Window, choose_window, find_steps
 from nsys_doctor.trace.meta import describe
 from nsys_doctor.trace.tables import TraceFrames
 
@@ -122,3 +122,72 @@ def test_big_copies_all_through_the_work_are_inputs_not_loading() -> None:
     assert _loading_end(kernels, api, weights) == 310
     inputs = copies([990 + 100 * i for i in range(100)])  # one before each kernel
     assert _loading_end(kernels, api, inputs) is None
+
+
+def _after_a_loading_gap(launch_ns: int) -> Window:
+    """A run whose first kernel is followed by a 1 s idle gap (loading), then 40 kernels launched 10 us apart; the
+    first of those is launched by a call lasting ``launch_ns`` (lazy loading inside it when long)."""
+    starts = [0, *(1_000_000_000 + 10_000 * i for i in range(40))]
+    kernels = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + 5_000 for s in starts],
+            "correlationId": list(range(1, 42)),
+            "pid": [7] * 41,
+            "deviceId": [0] * 41,
+            "name": ["k"] * 41,
+        }
+    )
+    l_start = [s - 3_000 for s in starts]
+    l_start[1] = starts[1] - launch_ns - 1_000
+    api = pl.DataFrame(
+        {
+            "start": l_start,
+            "end": [s - 1_000 for s in starts],
+            "correlationId": list(range(1, 42)),
+            "pid": [7] * 41,
+            "tid": [7] * 41,
+            "name": ["cudaLaunchKernel_v7000"] * 41,
+        }
+    )
+    memcpy = pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64, "copyKind": pl.Int64, "bytes": pl.Int64})
+    nvtx = pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64, "text": pl.Utf8, "domain": pl.Utf8})
+    return choose_window(kernels, api, memcpy, nvtx, None)
+
+
+def test_the_window_holds_the_first_launch_unless_loading_happened_inside_it():
+    # a plain launch call: the window starts with it (its host time is the run's); a launch call that lasted the
+    # loading gap (modules loaded lazily inside it, 900 ms) is loading: the window starts at its kernel
+    short = _after_a_loading_gap(2_000)
+    assert short.loading_end == 1_000_000_000 and short.start == 1_000_000_000 - 3_000
+    long = _after_a_loading_gap(900_000_000)
+    assert long.loading_end == 1_000_000_000 and long.start == 1_000_000_000
+
+
+def _launched(names: list[str]) -> pl.DataFrame:
+    """Launched kernels, one every 10 us, named ``names``; the ones named "conv" are the heaviest."""
+    n = len(names)
+    return pl.DataFrame(
+        {
+            "short": names,
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+            "dur": [50_000 if x == "conv" else 2_000 for x in names],
+            "t_launch": [10_000 * i for i in range(n)],
+        }
+    )
+
+
+def test_a_kernel_repeated_inside_one_pass_does_not_cut_steps():
+    from nsys_doctor.analysis.phases import _repeating_marker
+
+    # one forward pass of 100 kernels: the heaviest one runs three times, evenly spaced, among its first 20
+    one_pass = [f"k{i}" for i in range(100)]
+    for i in (2, 9, 16):
+        one_pass[i] = "conv"
+    assert _repeating_marker(_launched(one_pass)) is None
+    # a loop of 5 steps of 20 kernels, the heaviest once per step: its launches span the run, they cut the steps
+    loop = [("conv" if i % 20 == 0 else f"k{i % 20}") for i in range(100)]
+    found = _repeating_marker(_launched(loop))
+    assert found is not None and found[0] == "conv" and found[1] == [0, 200_000, 400_000, 600_000, 800_000]

@@ -444,3 +444,28 @@ def test_one_percent_formatter():
     assert pct(0.1234) == "12.3%" and pct(0.1234, 0) == "12%" and pct(1) == "100.0%"
     assert pct(12.5, 0, scale=1.0) == "12%" and change(4.0) == "+4.0%" and change(-0.25) == "-0.2%"
     assert pct(None) == pct("x") == pct(True) == change(None) == "-"
+
+
+def test_fp32_gemms_on_the_cuda_cores_are_told_to_use_tensor_cores() -> None:
+    """GEMMs that run mostly in cuBLAS's FP32 SIMT kernels (sgemm, ffma) get the TF32/BF16 advice, not "try FP8"
+    (an A100 has no FP8, and a model left in FP32 leaves its tensor cores idle)."""
+    from nsys_doctor.analysis.diagnosis import FAMILY_ADVICE, _gemm_advice
+
+    def kernels(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema={"name": pl.Utf8, "family": pl.Utf8, "total": pl.Int64}, orient="row")
+
+    simt = kernels(
+        [
+            ("ampere_sgemm_128x32_tn", "gemm", 600),
+            ("sm80_xmma_gemm_f32f32_f32f32_f32_tn_n_tilesize128x128x8_stage3_warpsize2x2x1_ffma_aligna4", "gemm", 300),
+            ("sm80_xmma_gemm_f32f32_tf32f32_f32_tn_n_tilesize128x128x16_stage3", "gemm", 100),
+            ("void at::native::vectorized_elementwise_kernel<4>", "elementwise", 5000),
+        ]
+    )
+    advice = _gemm_advice(simt)
+    assert advice is not None and "TF32" in advice and "FP8" not in advice
+    assert "90% of its time" in advice and "ampere_sgemm_128x32_tn" in advice
+    tensor = kernels([("nvjet_sm90_tst_256x8_64x6_2x1_v_bz_TNT", "gemm", 900), ("ampere_sgemm_128x32_tn", "gemm", 100)])
+    assert _gemm_advice(tensor) is None  # the stock advice stands
+    assert "FP8" in FAMILY_ADVICE["gemm"]
+    assert _gemm_advice(kernels([("k", "elementwise", 10)])) is None

@@ -293,3 +293,27 @@ def test_warmup_in_the_python_api_and_other_commands(tmp_path: Path) -> None:
     out = tmp_path / "cnn.json"
     rc, _, err = _run_cli("export", str(_path(CNN)), "--perfetto", str(out), "--warmup", "2", "--no-cache")
     assert rc == 0 and out.stat().st_size > 0, err
+
+
+# a CNN whose every pass ends with a read back (cnn_readback.py --warmup 2 --iters 20, README section 5): the argmax
+# of each pass is one of its once-per-pass kernels; pass 0 loads every module, pass 1 (warm-up too) runs like the rest
+MOBILENET = "mobilenet_readback_whole"
+
+
+@_needs(MOBILENET)
+def test_cnn_with_a_read_back_per_pass_is_iterations_without_its_loading_pass() -> None:
+    d = report(MOBILENET)
+    run = d["run"]
+    assert run["kind"] == "iterations" and run["prefill_steps"] == run["decode_steps"] == 0
+    # the truth is 20; the second warm-up pass has nothing of warm-up in the trace, so 21 are measured
+    assert run["iterations"] == 21 and run["warmup_requests"] == 1
+    with contextlib.closing(sqlite3.connect(f"file:{_path(MOBILENET)}?mode=ro", uri=True)) as c:
+        argmax = c.execute(
+            "select k.start from CUPTI_ACTIVITY_KIND_KERNEL k join StringIds s on k.demangledName = s.id "
+            "where s.value like '%ArgMaxOps%' order by k.start"
+        ).fetchall()
+    assert len(argmax) == 22  # 2 warm-up + 20 measured passes
+    w = d["window"]
+    inside = [w["start_ns"] <= int(t) <= w["end_ns"] for (t,) in argmax]
+    assert inside == [False] + [True] * 21
+    assert "LLM" not in run["kind"] and not any("decode step" in f["summary"] for f in d["findings"])

@@ -5,6 +5,7 @@ Pure function: in-memory tables in, a ``Diagnosis`` out (renderers turn it into 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
@@ -501,6 +502,32 @@ def _dynamic_shapes(
 
 
 # advice in words that fit runs that are not LLM decode (CNNs, ViTs, encoders, HPC): no RMSNorm/RoPE/decode talk
+FP32_GEMM_ADVICE = (
+    "GEMM dominates and runs in FP32 on the CUDA cores, not the tensor cores ({share:.0%} of its time in SIMT SGEMM "
+    "kernels such as {example}): allow TF32 (torch.backends.cuda.matmul.allow_tf32, "
+    "torch.set_float32_matmul_precision('high')) or run the model in BF16/FP16"
+)
+FP32_SIMT_GEMM = re.compile(r"sgemm|_ffma_|gemmSN_[A-Z]{2}_kernel<float")
+"""cuBLAS's FP32 GEMMs on the CUDA cores (``ampere_sgemm_*``, ``sm80_xmma_gemm_f32f32_f32f32_..._ffma_...``): a TF32
+kernel says ``tf32``, a half-precision one ``f16``/``bf16``/``hmma``."""
+
+
+def _gemm_advice(kernels: pl.DataFrame | None) -> str | None:
+    """The GEMM advice for GEMMs that run mostly (at least half their time) in FP32 SIMT kernels, else None."""
+    if kernels is None or kernels.is_empty():
+        return None
+    gemm = kernels.filter(pl.col("family") == "gemm")
+    total = int(gemm["total"].sum()) if gemm.height else 0
+    if total <= 0:
+        return None
+    simt = gemm.filter(pl.Series([bool(FP32_SIMT_GEMM.search(str(n))) for n in gemm["name"].to_list()]))
+    share = int(simt["total"].sum()) / total if simt.height else 0.0
+    if share < 0.5:
+        return None
+    example = str(simt.sort(["total", "name"], descending=[True, False])["name"][0]).split("(")[0].split("<")[0]
+    return FP32_GEMM_ADVICE.format(share=share, example=example.removeprefix("void ").strip())
+
+
 GENERIC_ADVICE: dict[str, str] = {
     "elementwise": "many small elementwise kernels: fuse them into their neighbours (a compiler such as torch.compile "
     "or XLA, or fused epilogues)",
@@ -599,6 +626,9 @@ def conclude(
         if f.severity in ("critical", "warning") and f.action not in actions:
             actions.append(f"{f.title}: {f.action}.")
     advice_for = FAMILY_ADVICE if run_kind.startswith("llm") else {**FAMILY_ADVICE, **GENERIC_ADVICE}
+    fp32_gemm = _gemm_advice(kernels)
+    if fp32_gemm is not None:
+        advice_for = {**advice_for, "gemm": fp32_gemm}
     if target.get("kind") == "family":
         advice = advice_for.get(str(target["family"]))
         if advice:

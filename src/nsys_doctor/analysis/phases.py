@@ -203,12 +203,14 @@ def _after_warmup(steps: pl.DataFrame) -> tuple[int, int]:
 
 
 def _launch_start(first: pl.DataFrame, api: pl.DataFrame) -> int | None:
-    """The start of the call that launched the kernels of ``first`` (the earliest), None when none is recorded."""
+    """The start of the call that launched the kernels of ``first`` (the earliest), None when none is recorded or
+    when that call lasted a loading gap or more: modules were loaded inside it (lazy loading), which is loading."""
     if first.is_empty() or api.is_empty() or not {"correlationId", "pid"} <= set(first.columns):
         return None
     keys = ["correlationId", "pid"]
-    found = api.select(*keys, "start", "name").join(first.select(keys).unique(), on=keys, how="semi")
+    found = api.select(*keys, "start", "end", "name").join(first.select(keys).unique(), on=keys, how="semi")
     found = found.filter(pl.col("name").str.contains(LAUNCH_API.pattern))
+    found = found.filter((pl.col("end") - pl.col("start")) < LOADING_GAP_NS)
     return scalar_int(found["start"].min()) if found.height else None
 
 
@@ -501,11 +503,19 @@ def _data_steps(lk: pl.DataFrame, api: pl.DataFrame, window: Window, notes: list
     return pl.DataFrame([(0, "step", window.start, window.end)], schema=STEP_SCHEMA, orient="row"), "window"
 
 
+MARKER_COVER = 0.5
+"""The least share of the window's kernels that a repeating kernel's first and last launch must hold between them to
+cut steps: a kernel repeated inside one forward pass (the same convolution in three blocks of a network) spans a
+tenth to a third of it; a loop's kernel spans all of it."""
+
+
 def _repeating_marker(lk: pl.DataFrame) -> tuple[str, list[int]] | None:
     """The kernel that runs once per step: the heaviest kernel (by mean time) that repeats at least 3 times
-    with a regular spacing; its launch times are the step boundaries."""
+    with a regular spacing, its launches spanning at least ``MARKER_COVER`` of the kernels; its launch times are the
+    step boundaries."""
     if lk.height < 10:
         return None
+    launches = lk["t_launch"].sort()
     groups = (
         lk.group_by("short", *GRID)
         .agg(pl.len().alias("n"), pl.col("dur").mean().alias("mean"), pl.col("t_launch").sort().alias("t"))
@@ -517,7 +527,8 @@ def _repeating_marker(lk: pl.DataFrame) -> tuple[str, list[int]] | None:
         gaps = [b - a for a, b in itertools.pairwise(t)]
         gaps_sorted = sorted(gaps)
         med = gaps_sorted[len(gaps) // 2]
-        if med > 0 and gaps_sorted[int(len(gaps) * 0.9)] <= 3 * med:
+        held = int(launches.search_sorted(t[-1], side="right")) - int(launches.search_sorted(t[0], side="left"))
+        if med > 0 and gaps_sorted[int(len(gaps) * 0.9)] <= 3 * med and held >= MARKER_COVER * lk.height:
             return str(row["short"]), [int(x) for x in t]
     return None
 
