@@ -848,6 +848,20 @@ def test_a_request_ends_after_its_last_sync():
         assert r.gpu_end >= int(k.filter(pl.col("start") < nxt.start)["end"].max())  # type: ignore[arg-type]
 
 
+def test_passes_that_run_backward_kernels_are_training_steps_not_an_llm():
+    # a language model's training step: its forward has the LM head and its argmax-like kernels, but autograd's
+    # backward kernels run too; inference never runs them
+    step = [*_llm_pass(layers=4, per_layer=10), ("void at::native::embedding_backward_feature_kernel<float>", 3_000)]
+    f = _synthetic_passes(2, 24, step, read_back="pass")
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations", (s.kind, [e.detail for e in s.evidence if e.fact == "kind"])
+    kind = [e.detail for e in s.evidence if e.fact == "kind"]
+    assert len(kind) == 1 and kind[0].startswith("not an LLM: backward kernels run in the passes"), kind
+    # the same passes without the backward kernel: an LLM
+    g = _synthetic_passes(2, 24, step[:-1], read_back="pass")
+    assert find_structure(g["kernels"], g["api"], g["memcpy"], capture_range="cudaProfilerApi").kind == "llm-decode"
+
+
 def test_a_stride_signal_splits_where_modules_load_too():
     # the input copy before every 10th pass; lazy module loading (the first request's last kernel) also falls in the
     # gap before pass 10: that boundary is on the stride, so it splits there like the others

@@ -10,6 +10,7 @@ from .nvtx import count_inside, regular_stride
 from .passes import PassStats
 from .patterns import (
     AUTOTUNE_KERNELS,
+    BACKWARD_KERNELS,
     CNN_CONV_SHARE,
     DECODE_NAMES,
     INIT_KERNELS,
@@ -209,7 +210,7 @@ class RequestCutting(BuilderState):
         if not signals:
             self.ev("kind", "kernel-mix", "medium", "repeated forward passes, no prefill/decode or sampling signal")
             return "iterations", "medium"
-        conv = self._convolution_led(ps)
+        conv = self._convolution_led(ps) or self._training(ps)
         if conv is not None:
             self.ev(
                 "kind",
@@ -235,6 +236,17 @@ class RequestCutting(BuilderState):
         if attention or share < CNN_CONV_SHARE:
             return None
         return f"convolutions take {share:.0%} of the passes' GPU time, no attention kernels"
+
+    def _training(self, ps: PassStats) -> str | None:
+        """Why the passes are not an LLM's inference when backward kernels run in them (autograd's
+        ``*_backward_*``: a training step, whose gradient sorts and gathers look like sampling); None otherwise."""
+        seq = self.seq
+        a, b = int(ps.first[0]), int(ps.last[-1])
+        used = np.nonzero(np.bincount(seq.code[a:b], minlength=len(seq.names)))[0].tolist() if b > a else []
+        backward = sorted({seq.shorts[c] for c in used if BACKWARD_KERNELS.search(seq.names[c])})
+        if not backward:
+            return None
+        return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
 
     def autotune_positions(self) -> np.ndarray:
         """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
