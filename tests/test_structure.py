@@ -862,6 +862,31 @@ def test_passes_that_run_backward_kernels_are_training_steps_not_an_llm():
     assert find_structure(g["kernels"], g["api"], g["memcpy"], capture_range="cudaProfilerApi").kind == "llm-decode"
 
 
+def test_ranges_around_a_block_of_a_pass_are_never_steps():
+    # one training step's forward annotated by hand: a "forward pass" range around 12 "transformer block forward"
+    # ranges (a data-parallel script's annotations); no kernel repeats with a period. The blocks are parts of the
+    # pass, not 12 steps
+    f = _synthetic_passes(1, 1, [(f"kernel_{i}", 5_000) for i in range(240)])
+    k = f["kernels"]
+    t0, t1 = int(k["start"].min()), int(k["end"].max())
+    starts = k["start"].to_list()
+    blocks = [(starts[20 * i] - 100, starts[20 * i + 19] + 5_000) for i in range(12)]
+    rows = [(t0 - 1_000, t1 + 1_000, "forward pass"), *((a, b, "transformer block forward") for a, b in blocks)]
+    nvtx = pl.DataFrame(
+        {
+            "start": [r[0] for r in rows],
+            "end": [r[1] for r in rows],
+            "text": [r[2] for r in rows],
+            "globalTid": [(42 << 24) + 1] * len(rows),
+            "domain": [None] * len(rows),
+        },
+        schema_overrides={"domain": pl.Utf8},
+    )
+    s = find_structure(k, f["api"], f["memcpy"], nvtx=nvtx)
+    assert len(s.steps) == 1, (len(s.steps), [e.detail for e in s.evidence if e.fact == "passes"])
+    assert any("'forward pass'" in e.detail for e in s.evidence if e.fact == "passes")
+
+
 def test_a_stride_signal_splits_where_modules_load_too():
     # the input copy before every 10th pass; lazy module loading (the first request's last kernel) also falls in the
     # gap before pass 10: that boundary is on the stride, so it splits there like the others

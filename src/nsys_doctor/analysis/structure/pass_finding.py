@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..phases import GRAPH_LAUNCH_API
@@ -17,6 +15,7 @@ from .patterns import (
     INIT_KERNELS,
     MIN_REQUEST_GAP_NS,
     MIN_SEGMENTS,
+    PART_NAMES,
     REQUEST_NAMES,
     STEP_NAMES,
 )
@@ -140,7 +139,7 @@ class PassFinding(BuilderState):
         """Steps from NVTX step ranges when the kernel sequence has no period: the step-named group with the
         most ranges (one nesting level)."""
         steps = [g for g in self.groups if STEP_NAMES.search(g.name) and not REQUEST_NAMES.search(g.name)]
-        steps = [g for g in steps if g.start.size >= 1 and not re.search(r"(?i)layer", g.name)]
+        steps = [g for g in steps if g.start.size >= 1 and not PART_NAMES.search(g.name)]
         if not steps:
             return None
         g = max(steps, key=lambda x: (x.start.size, x.name))

@@ -42,6 +42,7 @@ STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as
 MIN_STRIDE_GAP_NS = 50_000
 GROUP_EXTRA_SHARE = 0.05  # a level is a group of passes when its extra kernels are at most this share of one pass
 CONV_FAMILIES = frozenset({"conv", "convolution"})
+PART_NAMES = re.compile(r"(?i)layer|block")  # ranges around a part of a pass ("transformer block forward") are no steps
 BACKWARD_KERNELS = re.compile(r"(?i)backward")  # autograd's gradient kernels: never in inference
 CNN_UNIT_KERNELS = 32  # a repeating unit of fewer kernels is no CNN pass (ResNet-18 has 165, MobileNet-V3 296)
 CNN_CONV_SHARE = 0.1  # convolutions' least share of a CNN pass's GPU time (Faster R-CNN: 19%)
