@@ -504,8 +504,8 @@ def _dynamic_shapes(
 # advice in words that fit runs that are not LLM decode (CNNs, ViTs, encoders, HPC): no RMSNorm/RoPE/decode talk
 FP32_GEMM_ADVICE = (
     "GEMM dominates and runs in FP32 on the CUDA cores, not the tensor cores ({share:.0%} of its time in SIMT SGEMM "
-    "kernels such as {example}): allow TF32 (torch.backends.cuda.matmul.allow_tf32, "
-    "torch.set_float32_matmul_precision('high')) or run the model in BF16/FP16"
+    "kernels such as {example}): allow TF32 (PyTorch: torch.set_float32_matmul_precision('high'); cuBLAS: "
+    "CUBLAS_TF32_TENSOR_OP_MATH) or run the model in BF16/FP16"
 )
 FP32_SIMT_GEMM = re.compile(r"sgemm|_ffma_|gemmSN_[A-Z]{2}_kernel<float")
 """cuBLAS's FP32 GEMMs on the CUDA cores (``ampere_sgemm_*``, ``sm80_xmma_gemm_f32f32_f32f32_..._ffma_...``): a TF32
@@ -524,8 +524,11 @@ def _gemm_advice(kernels: pl.DataFrame | None) -> str | None:
     share = int(simt["total"].sum()) / total if simt.height else 0.0
     if share < 0.5:
         return None
-    example = str(simt.sort(["total", "name"], descending=[True, False])["name"][0]).split("(")[0].split("<")[0]
-    return FP32_GEMM_ADVICE.format(share=share, example=example.removeprefix("void ").strip())
+    example = str(simt.sort(["total", "name"], descending=[True, False])["name"][0]).split("(")[0]
+    example = example.removeprefix("void ").strip()
+    if len(example) > 80:  # cuBLAS's xmma names run to 120 characters
+        example = example[:77] + "..."
+    return FP32_GEMM_ADVICE.format(share=share, example=example)
 
 
 GENERIC_ADVICE: dict[str, str] = {
