@@ -887,6 +887,19 @@ def test_ranges_around_a_block_of_a_pass_are_never_steps():
     assert any("'forward pass'" in e.detail for e in s.evidence if e.fact == "passes")
 
 
+def test_the_only_training_step_goes_on_through_its_optimizer():
+    # one training step, captured whole: the forward and backward (found around the once-run embedding and argmax),
+    # then 60 optimizer kernels with no name repeated; the step holds them all, so the window does not end before them
+    step = [*_llm_pass(layers=12, per_layer=10), ("void at::native::embedding_backward_feature_kernel<float>", 3_000)]
+    optimizer = [(f"void at::native::vectorized_elementwise_kernel<4, adam_step_{i}>", 2_000) for i in range(60)]
+    f = _synthetic_passes(1, 1, [*step, *optimizer])
+    s = find_structure(f["kernels"], f["api"], f["memcpy"])
+    assert s.kind == "iterations" and len(s.steps) == 1, (s.kind, s.notes)
+    assert s.steps[0].kernels == f["kernels"].height == len(step) + 60
+    assert s.steps[0].gpu_end == int(f["kernels"]["end"].max())  # type: ignore[arg-type]
+    assert any(n.startswith("the only pass goes on to the end of the work: 60 more kernels") for n in s.notes)
+
+
 def test_a_stride_signal_splits_where_modules_load_too():
     # the input copy before every 10th pass; lazy module loading (the first request's last kernel) also falls in the
     # gap before pass 10: that boundary is on the stride, so it splits there like the others

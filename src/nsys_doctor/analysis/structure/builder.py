@@ -14,6 +14,7 @@ from .patterns import (
     GAP_FACTOR,
     HEAVY_FACTOR,
     MIN_REQUEST_GAP_NS,
+    ONE_PASS_TAIL_SHARE,
 )
 from .requests import RequestCutting
 from .result import CONFIDENCE, Phase, Request, RunStructure, Step
@@ -291,6 +292,15 @@ class _Builder(PassFinding, RequestCutting):
                 i += 1
         starts_distinct = [bool(lead[req_first[r]]) for r in range(nreq)]
         kind, kind_conf = self.run_kind(ps, lead, starts_distinct, req_first, req_last)
+        if kind == "iterations" and p == 1 and len(seq) - int(ps.last[0]) >= ONE_PASS_TAIL_SHARE * len(seq):
+            # one training step found around its forward and backward: the kernels after them (the optimizer step)
+            # are the rest of it, not something after the run
+            rest = len(seq) - int(ps.last[0])
+            ps = pass_stats(seq, ps.first, np.array([len(seq)], dtype=np.int64), self.markers)
+            self.notes.append(
+                f"the only pass goes on to the end of the work: {rest} more kernels (a training step's optimizer, or "
+                "the pass's own closing work)"
+            )
         if kind == "llm-decode" and not lead.any() and not self.nv_decode and p > 1 and self.gemm_led(ps).mean() >= 0.9:
             # identical passes that multiply matrices (GEMM, prefill attention) rather than vectors: prompts only
             kind = "llm-prefill"

@@ -36,6 +36,7 @@ REGULAR_TOL = 0.1  # occurrences one period (within 10%) apart are regular
 MAX_ROUND_TRIPS_PER_PASS = 4.0
 GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps separates requests
 MIN_REQUEST_GAP_NS = 2_000_000
+ONE_PASS_TAIL_SHARE = 0.1  # kernels after a run's only pass, at least this share of all, belong to it
 HEAVY_FACTOR = 3.0  # a leading pass this many times heavier (GPU time) than the steady ones is a prefill pass
 STRIDE_MIN_CUTS = 2  # a signal at a regular stride splits requests when it recurs at least this often
 STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as a signal that may recur
