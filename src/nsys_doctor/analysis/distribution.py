@@ -71,6 +71,10 @@ def text_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
     present = codes.gather(first)
     keep = present.is_not_null()
     present, texts = present.filter(keep), col.gather(first).filter(keep)
+    # in code order: polars 1.36 refuses to scatter a string column at unsorted indices ("set indices must be
+    # sorted"), and the categorical ids of a column's first rows need not rise
+    order = present.arg_sort()
+    present, texts = present.gather(order), texts.gather(order)
     size = scalar_int(present.max()) + 1 if present.len() else 0
     by_code = pl.Series(col.name, [None] * size, dtype=pl.String)
     if present.len():
