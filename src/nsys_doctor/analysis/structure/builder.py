@@ -38,6 +38,16 @@ def structure_of(frames: Any, capture_range: str | None = None, ops: pl.DataFram
     )
 
 
+def _requests_of(cut: np.ndarray, p: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """From the request boundaries ``cut`` between ``p`` passes: each pass's request, the number of requests, and
+    each request's first and last pass."""
+    req_of = np.concatenate([[0], np.cumsum(cut)]).astype(np.int64) if p else np.zeros(0, dtype=np.int64)
+    nreq = int(req_of[-1]) + 1 if p else 0
+    req_first = np.searchsorted(req_of, np.arange(nreq), side="left")
+    req_last = np.searchsorted(req_of, np.arange(nreq), side="right") - 1
+    return req_of, nreq, req_first, req_last
+
+
 def find_structure(
     kernels: pl.DataFrame,
     api: pl.DataFrame,
@@ -279,10 +289,7 @@ class _Builder(PassFinding, RequestCutting):
             del self.evidence[n_evidence:], self.notes[n_notes:]
             self.ev("prefill", "kernel-mix", "medium", split[2])
             return self._assemble(pass_stats(seq, split[0], split[1], self.markers), source, again=False)
-        req_of = np.concatenate([[0], np.cumsum(cut)]).astype(np.int64) if p else np.zeros(0, dtype=np.int64)
-        nreq = int(req_of[-1]) + 1 if p else 0
-        req_first = np.searchsorted(req_of, np.arange(nreq), side="left")
-        req_last = np.searchsorted(req_of, np.arange(nreq), side="right") - 1
+        req_of, nreq, req_first, req_last = _requests_of(cut, p)
         # kinds
         lead = np.zeros(p, dtype=bool)  # leading distinct passes of each request
         for r in range(nreq):
@@ -317,10 +324,7 @@ class _Builder(PassFinding, RequestCutting):
             extra = self.warmup_passes(ps, req_first, req_last)
             if extra.any():
                 cut = cut | extra
-                req_of = np.concatenate([[0], np.cumsum(cut)]).astype(np.int64)
-                nreq = int(req_of[-1]) + 1
-                req_first = np.searchsorted(req_of, np.arange(nreq), side="left")
-                req_last = np.searchsorted(req_of, np.arange(nreq), side="right") - 1
+                req_of, nreq, req_first, req_last = _requests_of(cut, p)
         if kind == "llm-decode" or kind == "llm-prefill":
             step_kind = np.where(lead, "prefill", "decode")
             if kind == "llm-prefill":

@@ -242,8 +242,7 @@ class RequestCutting(BuilderState):
         ``*_backward_*``: a training step, whose gradient sorts and gathers look like sampling); None otherwise."""
         seq = self.seq
         a, b = int(ps.first[0]), int(ps.last[-1])
-        used = np.nonzero(np.bincount(seq.code[a:b], minlength=len(seq.names)))[0].tolist() if b > a else []
-        backward = sorted({seq.shorts[c] for c in used if BACKWARD_KERNELS.search(seq.names[c])})
+        backward = sorted({seq.shorts[c] for c in self.codes_used(a, b) if BACKWARD_KERNELS.search(seq.names[c])})
         if not backward:
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"

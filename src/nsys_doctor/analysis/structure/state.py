@@ -49,6 +49,11 @@ class BuilderState:
         self.markers: np.ndarray | None = None
         self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
 
+    def codes_used(self, a: int, b: int) -> list[int]:
+        """The name codes of the kernels ``a`` to ``b`` (exclusive) of the sequence, in code order."""
+        seq = self.seq
+        return np.nonzero(np.bincount(seq.code[a:b], minlength=len(seq.names)))[0].tolist() if b > a else []
+
     def convolution_share(self, a: int, b: int) -> tuple[float, bool]:
         """Of the kernels ``a`` to ``b`` (exclusive) of the sequence: the share of their GPU time in convolutions,
         and whether any of them is attention."""
@@ -56,7 +61,7 @@ class BuilderState:
         if b <= a:
             return 0.0, False
         t = np.bincount(seq.code[a:b], weights=seq.dur[a:b].astype(np.float64), minlength=len(seq.names))
-        used = np.nonzero(np.bincount(seq.code[a:b], minlength=len(seq.names)))[0].tolist()
+        used = self.codes_used(a, b)
         total = float(t.sum())
         conv = sum(float(t[c]) for c in used if self.fams[c] in CONV_FAMILIES)
         return (conv / total if total > 0 else 0.0), any(self.fams[c] in ATTENTION_FAMILIES for c in used)
