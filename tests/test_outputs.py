@@ -213,7 +213,7 @@ def test_closed_stdout_is_a_one_line_error(pair: tuple[Path, Path]) -> None:
 
 
 def test_internal_error_is_one_line_exit_3(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import nsys_doctor.cli.info as info_mod
+    import nsys_doctor.cli.info_run as info_mod
 
     def broken(*_a: object, **_k: object) -> None:
         raise KeyError("boom")
@@ -222,7 +222,7 @@ def test_internal_error_is_one_line_exit_3(monkeypatch: pytest.MonkeyPatch, caps
     assert main(["info", str(SAMPLE)]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("nsys-doctor: internal error: KeyError: 'boom' at nsys_doctor/cli/info.py:")
+    assert err.startswith("nsys-doctor: internal error: KeyError: 'boom' at nsys_doctor/cli/info_run.py:")
     assert "--debug" in err
     with pytest.raises(KeyError):
         main(["info", str(SAMPLE), "--debug"])

@@ -68,3 +68,29 @@ def test_format_names_groups_numbered_names_and_stops_at_the_limit():
     assert format_names(["a", "b", "c", "d", "e"], limit=2) == "'a', 'b' and 3 more"
     long = ["x" * 100 + str(i) for i in range(3)]
     assert format_names(long, width=10, quote=False) == "xxxxxxx... (3 names)"
+
+
+def _decimal_round(x: float | int, nd: int) -> float:
+    """The reference: Python's decimal module, exact value quantized half up (an independent implementation)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return float(Decimal(x).quantize(Decimal(1).scaleb(-nd), rounding=ROUND_HALF_UP))
+
+
+def test_round_half_up_is_decimals_on_many_values():
+    import math
+    import random
+
+    rng = random.Random(7)
+    values: list[float | int] = [0.0, -0.0, 0.05, -0.05, 0.04, -0.04, 1e-300, 5e-324, 123456789012345.65, 8672]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(20_000)]
+    values += [k / 20 for k in range(-4000, 4000)]  # ties at one decimal (when exact) and their neighbours
+    values += [k / 200 + 0.005 for k in range(-2000, 2000)]
+    values += [rng.randrange(-(2**62), 2**62) / rng.choice([1, 10, 1000, 7, 3]) for _ in range(5_000)]
+    values += [rng.randrange(0, 2**63) for _ in range(1_000)]
+    for nd in (0, 1, 2, 3):
+        for x in values:
+            got, want = round_half_up(x, nd), _decimal_round(x, nd)
+            assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want), (x, nd, got, want)  # type: ignore[arg-type]
+    assert round_half_up(None) is None
+    assert math.isinf(round_half_up(math.inf))  # type: ignore[arg-type]

@@ -7,7 +7,9 @@ with code 2. Anything else that escapes is a bug and is allowed to raise.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class NsysDoctorError(Exception):

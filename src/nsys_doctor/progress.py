@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
+from _thread import RLock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+    from typing import IO, Any, TypeVar
+
     import click
 
 DELAY_S = 2.0
@@ -48,12 +51,18 @@ def set_origin(t: float | None) -> None:
     _origin = t
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    F = TypeVar("F", bound=Callable[..., Any])
+
+
+def set_quiet(value: bool) -> None:
+    """No progress line for the running command (``--quiet``)."""
+    global _quiet
+    _quiet = bool(value)
 
 
 def _set_quiet(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    global _quiet
-    _quiet = bool(value)
+    set_quiet(value)
     return value
 
 
@@ -129,8 +138,8 @@ class Progress:
         self._detail = ""
         self._stack: list[tuple[str, str]] = []  # the (stage, detail) each open stage replaced
         self._shown = 0  # characters of the line on the terminal now (0: nothing shown)
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
+        self._lock = RLock()
+        self._stop: threading.Event | None = None  # the drawing thread and its stop signal, once started
         self._thread: threading.Thread | None = None
         self._guard: _Guard | None = None
         self._saved_stderr: Any = None
@@ -169,12 +178,15 @@ class Progress:
             self._saved_stderr = sys.stderr
             self._guard = _Guard(self, self.stream)
             sys.stderr = self._guard
+        import threading  # only for a line on a terminal: a command that prints none never loads it
+
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nsys-doctor-progress", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         """Stop redrawing and clear the line."""
-        if self._thread is not None:
+        if self._thread is not None and self._stop is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
@@ -193,6 +205,7 @@ class Progress:
                 self._draw()  # a new stage is shown at once once the line is up
 
     def _run(self) -> None:
+        assert self._stop is not None
         if self._stop.wait(max(0.0, self.delay - self.elapsed())):
             return
         while True:

@@ -21,10 +21,13 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import IO
 
 from .errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import IO
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 TRACE_SUFFIXES = (".sqlite", ".nsys-rep", ".qdrep", ".sqlite-wal", ".sqlite-journal")
@@ -52,6 +55,8 @@ def _same(a: Path, b: Path) -> bool:
 
 def check_output(path: Path, inputs: Iterable[Path | str] = ()) -> None:
     """Refuse an output path that would overwrite an input or a trace (raises UsageError)."""
+    from pathlib import Path
+
     for inp in inputs:
         p = Path(inp)
         if _same(p, path):
@@ -68,6 +73,8 @@ def check_output(path: Path, inputs: Iterable[Path | str] = ()) -> None:
 
 def resolve_output(output: str | Path, default_name: str | None = None) -> Path:
     """``-o`` as given: a folder (trailing slash or an existing folder) gets ``default_name`` inside it."""
+    from pathlib import Path
+
     text = str(output)
     path = Path(text)
     if text.endswith(("/", os.sep)) or path.is_dir():
@@ -100,6 +107,8 @@ def write_atomic(
     refuse_symlink: bool = False,
 ) -> Path:
     """Write ``data`` to ``path`` safely (see the module docstring); returns the path written."""
+    from pathlib import Path
+
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     with open_atomic(path, inputs, refuse_symlink=refuse_symlink) as fh:
@@ -139,6 +148,8 @@ def open_atomic(
     ``refuse_symlink``, a symlink); written to a temporary file beside it, flushed, then renamed over it; special
     files (``/dev/stdout``) written in place. ``compress``: gzip, with no time or name in its header, so the bytes
     are the same every time."""
+    from pathlib import Path
+
     path = Path(path)
     check_output(path, inputs)
     if refuse_symlink and path.is_symlink():

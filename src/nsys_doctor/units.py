@@ -6,20 +6,26 @@ Python's ``round`` rounds half to even, so ``round_half_up`` reproduces SQLite h
 
 from __future__ import annotations
 
-import re
-from decimal import ROUND_HALF_UP, Decimal
+import math
+import sys
 
 from .errors import UsageError
 
-_QUANTA = {n: Decimal(1).scaleb(-n) for n in range(0, 10)}
-
 
 def round_half_up(x: float | int | None, ndigits: int = 1) -> float | None:
-    """SQLite 3.46 ``round(x, ndigits)``: exact binary value, ties away from zero; always a float."""
+    """SQLite 3.46 ``round(x, ndigits)``: exact binary value, ties away from zero; always a float (a negative value
+    that rounds to zero is -0.0). In integers: the float's exact ratio p/q (q a power of two) scaled by 10**ndigits
+    and rounded half up in magnitude, then divided back, which Python rounds correctly."""
     if x is None:
         return None
-    d = Decimal(x)  # exact binary value of a float
-    return float(d.quantize(_QUANTA[ndigits], rounding=ROUND_HALF_UP))
+    if isinstance(x, int):
+        return float(x)
+    if not math.isfinite(x):
+        return x
+    p, q = x.as_integer_ratio()
+    scale = 10**ndigits
+    k = (2 * abs(p) * scale + q) // (2 * q)
+    return -(k / scale) if math.copysign(1.0, x) < 0 else k / scale
 
 
 # Time units accepted by --timeunit and in --filter-time values, in nanoseconds: the one table of time factors.
@@ -83,18 +89,22 @@ def parse_timeunit(text: str) -> str:
     raise UsageError(f"unknown time unit '{text}'", "use one of ns, us, ms, sec")
 
 
-_TIME_TOKEN = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)")
+_TIME_TOKEN = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)"
 
 
 def parse_duration_ns(text: str) -> int:
     """Parse nsys time syntax into integer ns: ``1500``, ``1.5s``, ``1s2ms3us4ns``, ``-2e3us``."""
+    import re
+    from decimal import ROUND_HALF_UP, Decimal
+
+    token = re.compile(_TIME_TOKEN)
     s = text.strip()
     if not s:
         raise UsageError("empty time value", "write a time such as 10s, 1500ms or 1s200ms")
     pos = 0
     total = Decimal(0)
     while pos < len(s):
-        m = _TIME_TOKEN.match(s, pos)
+        m = token.match(s, pos)
         if not m or m.end() == pos:
             raise UsageError(
                 f"bad time value '{text}'", "write a time such as 10s, 1500ms, 1s2ms3us4ns (units: ns us ms s m h)"
@@ -132,13 +142,12 @@ def format_bytes(n: float | int | None) -> str:
     return f"{n:.0f} B"
 
 
-_NUMBER = re.compile(r"\d+")
-
-
 def name_pattern(name: str) -> str:
     """A name with its numbers replaced by placeholders: ``layer_3_token_7`` -> ``layer_{N}_token_{M}``."""
+    import re
+
     marks = iter("NMKLPQRSTUVW")
-    return _NUMBER.sub(lambda _m: "{" + next(marks, "X") + "}", name)
+    return re.sub(r"\d+", lambda _m: "{" + next(marks, "X") + "}", name)
 
 
 def format_names(names: list[str] | set[str], limit: int = 3, width: int = 60, quote: bool = True) -> str:
@@ -157,19 +166,27 @@ def format_names(names: list[str] | set[str], limit: int = 3, width: int = 60, q
     return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
+def _is_number(value: object) -> bool:
+    """An int, a float or a ``decimal.Decimal`` (only loaded where something made one)."""
+    if isinstance(value, (int, float)):
+        return True
+    decimal = sys.modules.get("decimal")
+    return decimal is not None and isinstance(value, decimal.Decimal)
+
+
 def scalar_int(value: object) -> int:
     """A polars aggregate of a numeric column (``Series.min()``, ``max()``, ``median()``, ``sum()``) as an int;
     TypeError for None or a value that is not a number, as ``int()`` raises for None."""
-    if isinstance(value, (int, float, Decimal)):
-        return int(value)
+    if _is_number(value):
+        return int(value)  # type: ignore[call-overload]
     raise TypeError(f"expected a number, got {value!r}")
 
 
 def scalar_float(value: object) -> float:
     """A polars aggregate of a numeric column (``Series.mean()``, ``median()`` ...) as a float; TypeError for None
     or a value that is not a number."""
-    if isinstance(value, (int, float, Decimal)):
-        return float(value)
+    if _is_number(value):
+        return float(value)  # type: ignore[arg-type]
     raise TypeError(f"expected a number, got {value!r}")
 
 

@@ -11,8 +11,8 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import NsysDoctorError, UsageError
-from .main import COMMAND_MODULES, COMMAND_TABLE, _silence_stdout, bound_allocator
+from .contract import guarded
+from .main import COMMAND_MODULES, COMMAND_TABLE, bound_allocator
 
 
 def _available() -> dict[str, str]:
@@ -155,72 +155,17 @@ def help_texts(widths: tuple[int, ...] = HELP_WIDTHS) -> dict[tuple[str, int], s
     return out
 
 
-class _ClosedStream(io.TextIOBase):
-    """Stands in for a standard stream the process was started without (``>&-``): writing to it is a usage error
-    (exit 2), not an AttributeError."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def isatty(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        raise UsageError(f"standard {self._name} is closed", "redirect it to a file, or use -o FILE")
-
-
-def _bug_line(exc: BaseException) -> str:
-    """One line naming an internal error and where it happened (the innermost frame inside nsys_doctor)."""
-    import traceback
-
-    where = ""
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if "nsys_doctor" in frame.filename.replace("\\", "/"):
-            path = frame.filename.replace("\\", "/")
-            where = f" at {path[path.rindex('nsys_doctor') :]}:{frame.lineno}"
-    text = " ".join(str(exc).split())[:200]
-    return (
-        f"nsys-doctor: internal error: {type(exc).__name__}{': ' + text if text else ''}{where}; this is a bug: "
-        "please report it to the nsys-doctor project with the output of the same command run with --debug"
-    )
-
-
 def run(args: list[str], origin: float) -> int:
-    """Run the command line ``args`` (the process started at ``origin``, ``time.monotonic()``); every failure is one
-    line on standard error and an exit code: 2 for bad input or usage, 3 for an internal error (``--debug``
-    anywhere on the command line shows its traceback instead), 130 on Ctrl-C."""
-    from .. import progress
-
-    progress.set_origin(origin)  # a progress line counts the time since the command line started
+    """Run the command line ``args`` (the process started at ``origin``, ``time.monotonic()``) under the error
+    contract (``contract.guarded``): every failure is one line on standard error and an exit code, 2 for bad input
+    or usage, 3 for an internal error (``--debug`` anywhere on the command line shows its traceback instead), 130
+    on Ctrl-C."""
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
     if "polars" not in sys.modules:  # the allocator reads its settings once, when polars is loaded
         bound_allocator(args)
-    if sys.stdout is None:
-        sys.stdout = _ClosedStream("output")
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        click.echo("nsys-doctor: interrupted", err=True)
-        return 130
-    except RecursionError as exc:
-        if debug:
-            raise
-        click.echo(_bug_line(exc), err=True)
-        return 3
-    except Exception as exc:
-        if debug:
-            raise
-        click.echo(_bug_line(exc), err=True)
-        return 3
-    finally:
-        progress.set_origin(None)
+    return guarded(lambda: _run(args), origin, debug)
 
 
 def _run(argv: list[str]) -> int:
@@ -228,9 +173,6 @@ def _run(argv: list[str]) -> int:
         rv = cli.main(args=argv, prog_name="nsys-doctor", standalone_mode=False)
         if isinstance(rv, int):  # click returns ctx.exit(code) / Exit(code) instead of raising without standalone mode
             return rv
-    except NsysDoctorError as exc:
-        click.echo(f"nsys-doctor: error: {exc.one_line()}", err=True)
-        return exc.exit_code
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         return 0
@@ -246,13 +188,5 @@ def _run(argv: list[str]) -> int:
         return exc.exit_code
     except click.ClickException as exc:
         click.echo(f"nsys-doctor: error: {' '.join(exc.format_message().split())}", err=True)
-        return 2
-    except BrokenPipeError:
-        _silence_stdout()
-        return 0
-    except MemoryError:
-        click.echo(
-            "nsys-doctor: error: out of memory: analyze a shorter window (--window) or a smaller trace", err=True
-        )
         return 2
     return 0

@@ -85,6 +85,8 @@ def bound_allocator(args: list[str], environ: dict[str, str] | os._Environ[str] 
 
 
 HELP_FLAGS = ("--help", "-h")
+QUICK_COMMANDS = ("info", "stats")
+"""The commands ``quick.py`` may run without click (one trace file, to standard output)."""
 
 
 def terminal_columns() -> int:
@@ -139,22 +141,19 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
         except BrokenPipeError:
-            _silence_stdout()
+            from .contract import silence_stdout
+
+            silence_stdout()
         return 0
+    if args and args[0] in QUICK_COMMANDS:
+        from .quick import run as run_quick
+
+        code = run_quick(args, origin)
+        if code is not None:
+            return code
     from .app import run
 
     return run(args, origin)
-
-
-def _silence_stdout() -> None:
-    """After a closed pipe (``| head``), point stdout at /dev/null so the interpreter's final flush stays quiet."""
-    import io
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        pass
 
 
 def entry() -> None:

@@ -7,14 +7,13 @@ Column and table formats add thousands separators and clip text at 100 character
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..stats.core import CHUNK_ROWS, ChunkedRows, Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
+from ..values import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 
@@ -22,10 +21,14 @@ FORMATS = ("column", "table", "csv", "json")
 COLMAX = 100
 
 
-@dataclass(frozen=True)
-class Units:
-    time: str = "ns"
-    mem: str = "MB"
+class Units(Value):
+    """The units of a report's durations (``time``: ns, us, ms, sec) and sizes (``mem``: ``DISPLAY_MEM_UNITS``)."""
+
+    _fields = ("time", "mem")
+
+    def __init__(self, time: str = "ns", mem: str = "MB") -> None:
+        self.time = time
+        self.mem = mem
 
 
 def header(col: Column, units: Units) -> str:
@@ -105,6 +108,8 @@ def render_csv(table: StatsTable, units: Units) -> str:
 
 
 def render_json(table: StatsTable, units: Units) -> str:
+    import json
+
     if not table.rows:
         return ""
     heads = [json.dumps(header(c, units), ensure_ascii=False) for c in table.columns]
@@ -319,6 +324,8 @@ def _csv_chunks(rows: ChunkedRows, cols: tuple[Column, ...], units: Units, n: in
 
 
 def _json_chunks(rows: ChunkedRows, cols: tuple[Column, ...], units: Units, n: int) -> Iterator[str]:
+    import json
+
     import polars as pl
 
     heads = [json.dumps(header(c, units), ensure_ascii=False) for c in cols]

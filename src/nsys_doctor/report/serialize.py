@@ -15,7 +15,6 @@ Policy, the same for every output:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 
@@ -61,6 +60,8 @@ def envelope(kind: str, payload: Mapping[str, object]) -> dict[str, object]:
 
 def dumps_value(value: object) -> str:
     """Any JSON value as text under the policy (an envelope built with ``envelope``, usually)."""
+    import json
+
     return json.dumps(clean(value), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
-
 from ..trace import schema as S
 from ..trace.schema import nsys_api_name
 from .aggregate import grouped, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
-
-_NSYS_SUFFIX = re.compile(r"_v\d{4}$")
 
 
 def api_name_expr(col: str = "api") -> pl.Expr:

@@ -8,23 +8,30 @@ as nsys does; rows hold plain Python values (int ns, float, str, None for an emp
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING, overload
 
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace.window import EventFilter
+from ..values import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import polars as pl
 
 
-@dataclass(frozen=True)
-class Column:
-    label: str
-    unit: str = ""  # "", "dur_ns", "ts_ns", "mem_B", "thru_B", "ratio_%"
+class Column(Value):
+    """A report column: its label and the unit of its values ("", "dur_ns", "ts_ns", "mem_B", "thru_B",
+    "ratio_%")."""
+
+    _fields = ("label", "unit")
+
+    def __init__(self, label: str, unit: str = "") -> None:
+        self.label = label
+        self.unit = unit
 
 
 def duration_columns(count_label: str = "Instances", share: bool = True) -> tuple[Column, ...]:
@@ -38,13 +45,25 @@ def duration_columns(count_label: str = "Instances", share: bool = True) -> tupl
     )
 
 
-@dataclass(frozen=True)
-class StatsTable:
-    report: str
-    title: str
-    columns: tuple[Column, ...]
-    rows: list[tuple] = field(default_factory=list)
-    skipped: str = ""  # non-empty: why the report could not run on this trace (nsys prints SKIPPED)
+class StatsTable(Value):
+    """A report's result: its name and title, columns and rows (``skipped``, when not empty: why the report could
+    not run on this trace, which nsys prints as SKIPPED)."""
+
+    _fields = ("report", "title", "columns", "rows", "skipped")
+
+    def __init__(
+        self,
+        report: str,
+        title: str,
+        columns: tuple[Column, ...],
+        rows: Sequence[tuple] | None = None,
+        skipped: str = "",
+    ) -> None:
+        self.report = report
+        self.title = title
+        self.columns = columns
+        self.rows: Sequence[tuple] = [] if rows is None else rows
+        self.skipped = skipped
 
     @property
     def labels(self) -> list[str]:
@@ -78,11 +97,7 @@ class ChunkedRows(Sequence[tuple]):
         for chunk in self.chunks(CHUNK_ROWS):
             yield from chunk.iter_rows()
 
-    @overload
-    def __getitem__(self, i: int) -> tuple: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[tuple]: ...
-    def __getitem__(self, i: int | slice) -> tuple | list[tuple]:
+    def __getitem__(self, i: int | slice) -> Any:  # a row (tuple) for an index, a list of rows for a slice
         n = len(self)
         if isinstance(i, slice):
             lo, hi, step = i.indices(n)
@@ -99,12 +114,19 @@ class ChunkedRows(Sequence[tuple]):
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass
-class ReportContext:
-    trace: Trace
-    flt: EventFilter
-    flags: set[str] = field(default_factory=set)
-    options: dict[str, str] = field(default_factory=dict)
+class ReportContext(Value):
+    """What a report runs on: the trace, the event filter, and the report's arguments (``flags``, ``options``)."""
+
+    _fields = ("trace", "flt", "flags", "options")
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __init__(
+        self, trace: Trace, flt: EventFilter, flags: set[str] | None = None, options: dict[str, str] | None = None
+    ) -> None:
+        self.trace = trace
+        self.flt = flt
+        self.flags: set[str] = set() if flags is None else flags
+        self.options: dict[str, str] = {} if options is None else options
 
     def int_option(self, key: str, default: int, lo: int, hi: int, what: str = "") -> int:
         """The integer report argument ``key=`` (``default`` when not given), which must lie in ``lo..hi``;
@@ -124,15 +146,29 @@ class ReportContext:
         return value
 
 
-@dataclass(frozen=True)
-class ReportSpec:
-    name: str
-    title: str
-    func: Callable[[ReportContext], StatsTable]
-    flags: frozenset[str] = frozenset()
-    options: frozenset[str] = frozenset()
-    kind: str = "stats"  # "stats" or "rule" (nsys analyze)
-    doc: str = ""
+class ReportSpec(Value):
+    """A registered report: name, title, the function that makes it, the arguments it takes, its kind ("stats",
+    or "rule" for nsys analyze) and its help text."""
+
+    _fields = ("name", "title", "func", "flags", "options", "kind", "doc")
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        func: Callable[[ReportContext], StatsTable],
+        flags: frozenset[str] = frozenset(),
+        options: frozenset[str] = frozenset(),
+        kind: str = "stats",
+        doc: str = "",
+    ) -> None:
+        self.name = name
+        self.title = title
+        self.func = func
+        self.flags = flags
+        self.options = options
+        self.kind = kind
+        self.doc = doc
 
 
 REGISTRY: dict[str, ReportSpec] = {}
@@ -150,12 +186,16 @@ def report(
     return deco
 
 
-@dataclass(frozen=True)
-class ReportRequest:
-    name: str
-    flags: frozenset[str]
-    options: dict[str, str]
-    text: str  # as the user wrote it
+class ReportRequest(Value):
+    """A report asked for on the command line: its name and arguments, and ``text``, as the user wrote it."""
+
+    _fields = ("name", "flags", "options", "text")
+
+    def __init__(self, name: str, flags: frozenset[str], options: dict[str, str], text: str) -> None:
+        self.name = name
+        self.flags = flags
+        self.options = options
+        self.text = text
 
 
 def parse_report_arg(text: str) -> ReportRequest:

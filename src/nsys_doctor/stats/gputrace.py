@@ -74,7 +74,7 @@ def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
     )
     rows = StreamedRows(ctx)
     skipped = "" if rows else "does not contain CUDA kernels or memory operations"
-    return StatsTable("cuda_gpu_trace", "CUDA GPU Trace", cols, rows, skipped)  # type: ignore[arg-type]
+    return StatsTable("cuda_gpu_trace", "CUDA GPU Trace", cols, rows, skipped)
 
 
 def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int, int]) -> pl.DataFrame:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..trace import schema as S
 from .aggregate import Groups, grouped, summary_rows
 from .core import (
@@ -18,6 +16,7 @@ from .core import (
     small_rows,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 

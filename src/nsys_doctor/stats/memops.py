@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.window import EventFilter
 from .aggregate import Groups, grouped, sort_groups, stdev, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 

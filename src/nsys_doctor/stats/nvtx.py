@@ -9,12 +9,11 @@ the candidates active at the last boundary before its start.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..trace import schema as S
 from .aggregate import Groups, grouped_stats, groups_total, r1, share, small_grouped_stats, sort_groups, stat_cells
 from .core import Column, ReportContext, StatsTable, load_kernels, report, small_rows
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..trace import schema as S
 from .aggregate import grouped, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 

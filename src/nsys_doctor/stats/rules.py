@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -56,15 +56,15 @@ def rule_filter(ctx: ReportContext) -> EventFilter:
     start = ctx.options.get("start")
     end = ctx.options.get("end")
     if start is not None:
-        flt = replace(flt, start=ctx.int_option("start", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
+        flt = flt.replace(start=ctx.int_option("start", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
     if end is not None:
-        flt = replace(flt, end=ctx.int_option("end", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
+        flt = flt.replace(end=ctx.int_option("end", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
     if flt.start > flt.end:
         raise UsageError(
             f"start={flt.start} is after end={flt.end}", "the start time cannot be greater than the end time"
         )
     if start is not None or end is not None:
-        flt = replace(flt, label=f"start={flt.start} end={flt.end}" + (f" {flt.label}" if flt.label else ""))
+        flt = flt.replace(label=f"start={flt.start} end={flt.end}" + (f" {flt.label}" if flt.label else ""))
     return flt
 
 
@@ -179,7 +179,7 @@ def _small_gpu_ops_with_api(
     trace = ctx.trace
     cols = [*GPU_OP_COLUMNS, *columns]
     # the undamaged rows of a small table: only the key columns are never NULL
-    ops = small_rows(replace(ctx, flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False, where=keep)
+    ops = small_rows(ctx.replace(flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False, where=keep)
     if ops is None:
         return None
     ids = string_ids(trace, api_test)

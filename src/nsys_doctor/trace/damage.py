@@ -14,14 +14,18 @@ one warning line (``announce``) when the trace is closed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
+from ..values import Value
 from .schema import VALID_STRING_SQL, RowKeys
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import polars as pl
 
 # A table with more damaged rows than this share is refused rather than analysed.
@@ -29,13 +33,15 @@ MOSTLY_DAMAGED = 0.5
 REEXPORT_HINT = "export it again from the .nsys-rep: nsys export --type=sqlite --force-overwrite=true <report>.nsys-rep"
 
 
-@dataclass(frozen=True)
-class TableDamage:
+class TableDamage(Value):
     """The damaged rows of one table: how many rows it has, and how many were left out for each reason."""
 
-    table: str
-    rows: int
-    reasons: tuple[tuple[str, int], ...]  # (reason, rows), most frequent first
+    _fields = ("table", "rows", "reasons")
+
+    def __init__(self, table: str, rows: int, reasons: tuple[tuple[str, int], ...]) -> None:
+        self.table = table
+        self.rows = rows
+        self.reasons = reasons  # (reason, rows), most frequent first
 
     @property
     def damaged(self) -> int:
@@ -53,12 +59,14 @@ class TableDamage:
         return {"table": self.table, "rows": self.rows, "damaged": self.damaged, "reasons": dict(self.reasons)}
 
 
-@dataclass(frozen=True)
-class DamageSummary:
+class DamageSummary(Value):
     """Every table of one trace where damaged rows were found (and left out)."""
 
-    path: str
-    tables: tuple[TableDamage, ...] = ()
+    _fields = ("path", "tables")
+
+    def __init__(self, path: str, tables: tuple[TableDamage, ...] = ()) -> None:
+        self.path = path
+        self.tables = tables
 
     @property
     def damaged(self) -> int:
@@ -157,7 +165,9 @@ def warning_line(summaries: Iterable[DamageSummary]) -> str:
         return ""
     total = sum(s.damaged for s in found)
     several = len(found) > 1
-    parts = [(f"{Path(s.path).name} " if several else "") + t.describe() for s in found for t in s.tables if t.damaged]
+    parts = [
+        (f"{os.path.basename(s.path)} " if several else "") + t.describe() for s in found for t in s.tables if t.damaged
+    ]
     line = f"nsys-doctor: warning: left out {total} damaged row{'s' if total != 1 else ''} ({'; '.join(parts)})"
     return " ".join(line.split())
 
@@ -178,14 +188,37 @@ def collect_stop() -> list[DamageSummary]:
     return found
 
 
+_SCOPE: dict[str, DamageSummary] | None = None  # the running command line's warnings (command_scope), per file
+
+
+@contextmanager
+def command_scope() -> Iterator[None]:
+    """The command line that runs inside: what ``announce`` receives meanwhile is printed as one warning line on
+    standard error when it ends (after its output, before an error line about it)."""
+    global _SCOPE
+    saved, _SCOPE = _SCOPE, {}
+    try:
+        yield
+    finally:
+        log, _SCOPE = _SCOPE, saved
+        line = warning_line(log.values())
+        if line and sys.stderr is not None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+
+def _click_context() -> Any:
+    """click's current context when click runs the command line (a test invoking a command), else None."""
+    click = sys.modules.get("click")
+    return None if click is None else click.get_current_context(silent=True)
+
+
 def announced() -> bool:
     """Whether the running command has queued a damaged-rows warning (its output must not be kept for a later run,
     which could not print the warning again)."""
-    try:
-        import click
-    except ImportError:  # pragma: no cover - click is a dependency
-        return False
-    ctx = click.get_current_context(silent=True)
+    if _SCOPE is not None:
+        return bool(_SCOPE)
+    ctx = _click_context()
     return ctx is not None and bool(ctx.find_root().meta.get(_META_KEY))
 
 
@@ -194,11 +227,11 @@ def announce(summary: DamageSummary) -> None:
     command line: a Python caller reads ``Trace.damaged``). The same trace opened twice counts once."""
     if not summary:
         return
-    try:
-        import click
-    except ImportError:  # pragma: no cover - click is a dependency
+    key = os.path.realpath(summary.path)
+    if _SCOPE is not None:
+        _SCOPE[key] = summary
         return
-    ctx = click.get_current_context(silent=True)
+    ctx = _click_context()
     if ctx is None:
         if _COLLECTED is not None:
             _COLLECTED.append(summary)
@@ -212,7 +245,7 @@ def announce(summary: DamageSummary) -> None:
         def flush(log: dict[str, DamageSummary] = log) -> None:
             line = warning_line(log.values())
             if line:
-                click.echo(line, err=True)
+                sys.modules["click"].echo(line, err=True)
 
         root.call_on_close(flush)
-    log[str(Path(summary.path).resolve())] = summary
+    log[key] = summary

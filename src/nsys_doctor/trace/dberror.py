@@ -6,15 +6,17 @@ the open, a page damaged on disk or a file removed under us reads the same which
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import TraceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import os
 
 _LOCKED = ("database is locked", "database table is locked", "locked", "busy")
 _DAMAGED = ("malformed", "not a database", "disk image", "file is not", "corrupt")
 
 
-def db_error(path: Path | str, exc: BaseException) -> TraceError:
+def db_error(path: str | os.PathLike[str], exc: BaseException) -> TraceError:
     """The ``TraceError`` for a failed query on the trace at ``path`` (one line: the problem and the fix)."""
     text = " ".join(str(exc).split())
     low = text.lower()

@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import os
 
+from ..values import Value
 from . import schema as S
 from .gpuinfo import gpu_rows
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .open import Trace
 
@@ -46,21 +47,55 @@ FRIENDLY = {
 }
 
 
-@dataclass
-class TraceInfo:
-    path: str
-    size_bytes: int
-    product_version: str | None
-    schema_version: str | None
-    era: str
-    session_start_utc: str | None
-    duration_ns: int | None
-    gpus: list[dict[str, object]]
-    counts: dict[str, int]
-    capture: dict[str, object]
-    system: dict[str, str]
-    diagnostics: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+class TraceInfo(Value):
+    """What ``describe`` finds in a trace (``missing`` is filled in last, from the rest)."""
+
+    _fields = (
+        "path",
+        "size_bytes",
+        "product_version",
+        "schema_version",
+        "era",
+        "session_start_utc",
+        "duration_ns",
+        "gpus",
+        "counts",
+        "capture",
+        "system",
+        "diagnostics",
+        "missing",
+    )
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __init__(
+        self,
+        path: str,
+        size_bytes: int,
+        product_version: str | None,
+        schema_version: str | None,
+        era: str,
+        session_start_utc: str | None,
+        duration_ns: int | None,
+        gpus: list[dict[str, object]],
+        counts: dict[str, int],
+        capture: dict[str, object],
+        system: dict[str, str],
+        diagnostics: list[str] | None = None,
+        missing: list[str] | None = None,
+    ) -> None:
+        self.path = path
+        self.size_bytes = size_bytes
+        self.product_version = product_version
+        self.schema_version = schema_version
+        self.era = era
+        self.session_start_utc = session_start_utc
+        self.duration_ns = duration_ns
+        self.gpus = gpus
+        self.counts = counts
+        self.capture = capture
+        self.system = system
+        self.diagnostics = [] if diagnostics is None else diagnostics
+        self.missing = [] if missing is None else missing
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -195,8 +230,8 @@ def describe(trace: Trace) -> TraceInfo:
         diagnostics = [str(t) for (t,) in trace.rows(f"SELECT text FROM {S.DIAGNOSTIC} WHERE severity >= 2")]
     capture = capture_settings(trace) if sch.is_nsys_export() else {}
     info = TraceInfo(
-        path=str(trace.path),
-        size_bytes=trace.path.stat().st_size,
+        path=trace.name,
+        size_bytes=os.path.getsize(trace.name),
         product_version=sch.product_version,
         schema_version=sch.schema_version,
         era=sch.era,

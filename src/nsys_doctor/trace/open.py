@@ -12,19 +12,20 @@ import errno
 import os
 import sqlite3
 import sys
-import threading
-import urllib.parse
+from _thread import allocate_lock
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import TraceError
 from .damage import REEXPORT_HINT, DamageSummary, TableDamage, announce, damaged_mask, reasons_sql, valid_sql
 from .dberror import db_error, is_lock_or_damage
 from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import TypeAlias
+
     import polars as pl
     from adbc_driver_manager import AdbcDatabase
 
@@ -46,11 +47,31 @@ def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
     return [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
 
 
-def _uri(path: Path) -> str:
-    return "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
 
 
-def _check_file(path: Path) -> None:
+def _uri(path: str | os.PathLike[str]) -> str:
+    """The read-only SQLite URI of the file at ``path``: its real path's bytes, percent-encoded where they are not
+    unreserved (``urllib.parse.quote``'s rule, on the file system's bytes, so that a name that is not UTF-8
+    opens too)."""
+    raw = os.fsencode(os.path.realpath(path))
+    return "file:" + "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in raw) + "?mode=ro"
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """``path`` as ``str(pathlib.Path(path))`` writes it (no empty or "." parts, no trailing slash), without
+    pathlib: the trace's name in every message."""
+    text = os.fspath(path)
+    if os.name != "posix":
+        from pathlib import Path
+
+        return str(Path(text))
+    root = "//" if text.startswith("//") and not text.startswith("///") else "/" if text.startswith("/") else ""
+    parts = [part for part in text.split("/") if part and part != "."]
+    return root + "/".join(parts) if root or parts else "."
+
+
+def _check_file(path: str) -> None:
     """Reject what is not a complete SQLite file, with the fix, before SQLite sees it."""
     try:
         os.stat(path)
@@ -59,13 +80,13 @@ def _check_file(path: Path) -> None:
             raise TraceError(f"{path} is a symbolic link loop", "point it at the .sqlite exported by nsys") from exc
     except ValueError as exc:  # a NUL byte in the path
         raise TraceError(f"bad trace path {str(path)!r}", "pass the .sqlite file exported by nsys") from exc
-    if not path.exists():
+    if not os.path.exists(path):
         raise TraceError(f"trace not found: {path}", "check the path (nsys writes <name>.sqlite with --export=sqlite)")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise TraceError(f"{path} is a directory, not a trace", "pass the .sqlite file exported by nsys")
     try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
             header = fh.read(100)
     except PermissionError as exc:
         raise TraceError(f"cannot read {path}: permission denied", "fix the file's permissions") from exc
@@ -148,24 +169,36 @@ def _rep_to_sqlite(rep: Path) -> Path:
 class Trace:
     """A read-only nsys export. Use ``Trace.open(path)``; close with ``close()`` or a ``with`` block."""
 
-    def __init__(self, path: Path, con: sqlite3.Connection, schema: Schema) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], con: sqlite3.Connection, schema: Schema) -> None:
+        self.name = path_text(path)  # as ``str(self.path)``
+        self._path: Path | None = None
         self.con = con
         self.schema = schema
         self._lock = schema.lock  # the connection's lock, shared with the schema's metadata queries
         self._adbc_db: AdbcDatabase | None = None
         # damaged rows (see damage.py): per table, what was counted; the condition keeping the usable rows
-        self._damage_lock = threading.Lock()
+        self._damage_lock = allocate_lock()
         self._damage: dict[str, TableDamage] = {}
         self._valid: dict[str, str] = {}
         self._spans: dict[str, tuple[int, int] | None] = {}  # rowid_range, per table (the file never changes)
 
     # ---- opening
+    @property
+    def path(self) -> Path:
+        """The trace's file (as given, or the .sqlite exported from the .nsys-rep given)."""
+        if self._path is None:
+            from pathlib import Path
+
+            self._path = Path(self.name)
+        return self._path
+
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Trace:
-        p = Path(path)
-        if p.suffix in (".nsys-rep", ".qdrep") and p.is_file():
-            p = _rep_to_sqlite(p)
+        p = path_text(path)
+        if os.path.splitext(p)[1] in (".nsys-rep", ".qdrep") and os.path.isfile(p):
+            from pathlib import Path
+
+            p = str(_rep_to_sqlite(Path(p)))
         _check_file(p)
         try:
             con = sqlite3.connect(_uri(p), uri=True, timeout=0.5, check_same_thread=False)
@@ -202,7 +235,7 @@ class Trace:
         frame this trace returns."""
         with self._damage_lock:
             tables = tuple(d for d in self._damage.values() if d.damaged)
-        return DamageSummary(str(self.path), tables)
+        return DamageSummary(self.name, tables)
 
     def __enter__(self) -> Trace:
         return self
@@ -217,7 +250,7 @@ class Trace:
             with self._lock:
                 return self.con.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
-            raise db_error(self.path, exc) from exc
+            raise db_error(self.name, exc) from exc
 
     def rowid_range(self, table: str) -> tuple[int, int] | None:
         """The table's smallest and largest rowid (None when it has no rows): two subqueries, which SQLite answers
@@ -242,14 +275,14 @@ class Trace:
         def part(b: tuple[int, int]) -> list[tuple]:
             query = sql.format(range=f"rowid BETWEEN {int(b[0])} AND {int(b[1])}")
             try:
-                con = sqlite3.connect(_uri(self.path), uri=True, timeout=0.5, check_same_thread=False)
+                con = sqlite3.connect(_uri(self.name), uri=True, timeout=0.5, check_same_thread=False)
             except sqlite3.Error as exc:
-                raise db_error(self.path, exc) from exc
+                raise db_error(self.name, exc) from exc
             try:
                 con.text_factory = self.con.text_factory
                 return con.execute(query).fetchall()
             except sqlite3.Error as exc:
-                raise db_error(self.path, exc) from exc
+                raise db_error(self.name, exc) from exc
             finally:
                 con.close()
 
@@ -279,7 +312,7 @@ class Trace:
         missing = [c for c in keys.required if c not in present]
         if missing:
             raise TraceError(
-                f"{self.path}: table {table} has no {', '.join(missing)} column"
+                f"{self.name}: table {table} has no {', '.join(missing)} column"
                 f"{'s' if len(missing) > 1 else ''}, which every nsys export of it has",
                 "the file was edited or cut short; " + REEXPORT_HINT,
             )
@@ -349,7 +382,7 @@ class Trace:
                 self._valid[table] = valid_sql(keys, present)
         if damage.mostly_damaged:
             raise TraceError(
-                f"{self.path}: table {table} is mostly damaged ({damage.damaged} of {damage.rows} rows unusable: "
+                f"{self.name}: table {table} is mostly damaged ({damage.damaged} of {damage.rows} rows unusable: "
                 f"{damage.describe().split(': ', 1)[1]})",
                 REEXPORT_HINT,
             )
@@ -423,7 +456,7 @@ class Trace:
                 raise
             except Exception as exc:  # the driver's type inference failed: retried below
                 if is_lock_or_damage(exc):
-                    raise db_error(self.path, exc) from exc
+                    raise db_error(self.name, exc) from exc
                 continue
             if df.width == len(names) and _castable(df, names, dtypes, strict):
                 break
@@ -461,9 +494,9 @@ class Trace:
                 import adbc_driver_sqlite
 
                 try:
-                    self._adbc_db = adbc_driver_sqlite.connect(_uri(self.path))
+                    self._adbc_db = adbc_driver_sqlite.connect(_uri(self.name))
                 except Exception as exc:
-                    raise db_error(self.path, exc) from exc
+                    raise db_error(self.name, exc) from exc
             return self._adbc_db
 
     @cached_property
@@ -472,7 +505,7 @@ class Trace:
         are counted as damaged and left out (the rows naming them are then damaged too)."""
         if not (self.schema.has_column(STRINGS, "id") and self.schema.has_column(STRINGS, "value")):
             raise TraceError(
-                f"{self.path}: table {STRINGS} has no id or value column, so no name can be read",
+                f"{self.name}: table {STRINGS} has no id or value column, so no name can be read",
                 "the file was edited or cut short; " + REEXPORT_HINT,
             )
         why = (
@@ -487,7 +520,7 @@ class Trace:
             self._damage[STRINGS] = damage
         if damage.mostly_damaged:
             raise TraceError(
-                f"{self.path}: table {STRINGS} is mostly damaged ({damage.damaged} of {damage.rows} strings "
+                f"{self.name}: table {STRINGS} is mostly damaged ({damage.damaged} of {damage.rows} strings "
                 f"unusable: {damage.describe().split(': ', 1)[1]})",
                 REEXPORT_HINT,
             )

@@ -8,11 +8,14 @@ instead of probing SQLite itself.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from _thread import RLock
 
+from ..values import Value
 from .dberror import db_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import os
 
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
@@ -62,18 +65,27 @@ CUDA_BACKTRACE_EVENT_CLASS = 67
 ACTIVITY_TABLES = (KERNEL, RUNTIME, MEMCPY, MEMSET, SYNC, GRAPH_TRACE, NVTX, OSRT)
 
 
-@dataclass(frozen=True)
-class RowKeys:
+class RowKeys(Value):
     """What a row of an activity table needs to be usable: integer ``start`` and ``end`` (``end`` may be NULL
     where ``end_optional``: NVTX marks and unterminated ranges) with ``end >= start``, and StringIds references
     that resolve. ``required`` are the columns without which the table cannot be read at all (other columns
     missing from an export read as NULL)."""
 
-    required: tuple[str, ...]
-    names: tuple[str, ...] = ()  # StringIds references: must resolve when set
-    required_names: tuple[str, ...] = ()  # of ``names``, those that must be set
-    end_optional: bool = False
-    ints: tuple[str, ...] = ()  # other NOT NULL integer columns of nsys's schema (checked when present)
+    _fields = ("required", "names", "required_names", "end_optional", "ints")
+
+    def __init__(
+        self,
+        required: tuple[str, ...],
+        names: tuple[str, ...] = (),  # StringIds references: must resolve when set
+        required_names: tuple[str, ...] = (),  # of ``names``, those that must be set
+        end_optional: bool = False,
+        ints: tuple[str, ...] = (),  # other NOT NULL integer columns of nsys's schema (checked when present)
+    ) -> None:
+        self.required = required
+        self.names = names
+        self.required_names = required_names
+        self.end_optional = end_optional
+        self.ints = ints
 
 
 _TIMES = ("start", "end")
@@ -157,22 +169,31 @@ def _version_tuple(text: str | None) -> tuple[int, ...]:
     return tuple(out)
 
 
-@dataclass
 class Schema:
     """What a given export contains, and how its tables are spelled."""
 
-    tables: frozenset[str]
-    export_meta: dict[str, str]
-    _columns: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-    _con: sqlite3.Connection | None = field(default=None, repr=False)
-    _enums: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
-    _path: Path | str = field(default="the trace", repr=False)
-    # the one lock of the connection: every query on it (these metadata probes and ``Trace.rows``) holds it, as
-    # the trace is read on several threads at once (frames, parallel reads, ranks on threads)
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    def __init__(
+        self,
+        tables: frozenset[str],
+        export_meta: dict[str, str],
+        con: sqlite3.Connection | None = None,
+        path: str | os.PathLike[str] = "the trace",
+    ) -> None:
+        self.tables = tables
+        self.export_meta = export_meta
+        self._columns: dict[str, tuple[str, ...]] = {}
+        self._con = con
+        self._enums: dict[str, dict[int, str]] = {}
+        self._path = path
+        # the one lock of the connection: every query on it (these metadata probes and ``Trace.rows``) holds it, as
+        # the trace is read on several threads at once (frames, parallel reads, ranks on threads)
+        self.lock = RLock()
+
+    def __repr__(self) -> str:
+        return f"Schema(tables={self.tables!r}, export_meta={self.export_meta!r})"
 
     @classmethod
-    def detect(cls, con: sqlite3.Connection, path: Path | str = "the trace") -> Schema:
+    def detect(cls, con: sqlite3.Connection, path: str | os.PathLike[str] = "the trace") -> Schema:
         """Tables and export metadata of the database behind ``con`` (errors come back as ``TraceError``)."""
         try:
             tables = frozenset(
@@ -186,7 +207,7 @@ class Schema:
                     break
         except sqlite3.Error as exc:
             raise db_error(path, exc) from exc
-        return cls(tables=tables, export_meta=meta, _con=con, _path=path)
+        return cls(tables=tables, export_meta=meta, con=con, path=path)
 
     def _query(self, sql: str) -> list[tuple]:
         """A metadata query on the open connection; SQLite errors (a lock taken since the open...) become

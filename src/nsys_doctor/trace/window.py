@@ -8,13 +8,12 @@ unclipped. An NVTX filter also restricts events to the range's thread (push/pop 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from ..errors import UsageError
 from ..units import parse_duration_ns
+from ..values import Value
 from . import schema as S
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 
@@ -23,13 +22,25 @@ if TYPE_CHECKING:
 MAX_TS = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class EventFilter:
-    start: int = 0
-    end: int = MAX_TS
-    pid: int | None = None
-    tid: int | None = None  # set only for thread-restricted (push/pop) NVTX filters
-    label: str = ""
+class EventFilter(Value):
+    """The events a report keeps: those overlapping [start, end), of process ``pid`` (and thread ``tid``) when
+    set; ``label`` names the filter in messages."""
+
+    _fields = ("start", "end", "pid", "tid", "label")
+
+    def __init__(
+        self,
+        start: int = 0,
+        end: int = MAX_TS,
+        pid: int | None = None,
+        tid: int | None = None,  # set only for thread-restricted (push/pop) NVTX filters
+        label: str = "",
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.pid = pid
+        self.tid = tid
+        self.label = label
 
     @property
     def is_open(self) -> bool:
@@ -160,7 +171,7 @@ def resolve_nvtx_filter(trace: Trace, text: str) -> EventFilter:
     if hits.height <= index:
         known = ", ".join(sorted(set(ranges["text"].drop_nulls().to_list()))[:8]) if ranges.height else "none"
         raise UsageError(
-            f"NVTX range '{text}' could not be found in {trace.path}",
+            f"NVTX range '{text}' could not be found in {trace.name}",
             f"ranges in this trace: {known}" if ranges.height else "this trace has no NVTX ranges; use --filter-time",
         )
     row = hits.row(index, named=True)
