@@ -94,6 +94,18 @@ CASES = [
     # per request the encoder pass and the first decoder pass (which fills the cross-attention cache) read the prompt
     Truth(RUNS / "t5_generate_whole.sqlite", "llm-decode", 4, 46, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
+    # code this project did not write, captured after the rules above were written (tests/data/runs README, part 6)
+    # a hand-written CUDA engine: the same kernels for the prompt and the tokens, over 8x to 128x the thread blocks
+    Truth(RUNS / "cuda_cpp_requests_whole.sqlite", "llm-decode", 4, 80, 0, 4, 1, "attention-decode"),
+    # Whisper's encoder pass and first decoder pass per request; 50 ms sleeps between requests
+    Truth(RUNS / "whisper_tiny_generate_whole.sqlite", "llm-decode", 4, 62, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    # XLA's compilation and autotuning (10 s, a 17-kernel candidate loop 232 times) before 12 jitted calls
+    Truth(RUNS / "jax_lax_cnn_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv", ("low-gpu-utilization",),
+          frozenset({"low-gpu-utilization"}), words=False),
+    # torch.compile: Triton benchmarks its candidates inside the first call (7,791 kernels), then 11 calls
+    Truth(RUNS / "compile_resnet18_default_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv",
+          ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), words=False),
     # other people's public traces
     Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
     Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),

@@ -191,3 +191,54 @@ def test_a_kernel_repeated_inside_one_pass_does_not_cut_steps():
     loop = [("conv" if i % 20 == 0 else f"k{i % 20}") for i in range(100)]
     found = _repeating_marker(_launched(loop))
     assert found is not None and found[0] == "conv" and found[1] == [0, 200_000, 400_000, 600_000, 800_000]
+
+
+def test_library_ranges_never_give_the_window() -> None:
+    # XLA's own ranges (domain TSL): a thunk per op of the jitted function, and compiler passes named "...forward";
+    # they look like step names, yet they annotate the library's work: they never choose the window. A range the
+    # program put around its steps does
+    starts = [1_000_000 + 10_000 * i for i in range(40)]
+    kernels = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + 5_000 for s in starts],
+            "correlationId": list(range(1, 41)),
+            "pid": [7] * 40,
+            "deviceId": [0] * 40,
+            "name": ["k"] * 40,
+        }
+    )
+    api = pl.DataFrame(
+        {
+            "start": [s - 3_000 for s in starts],
+            "end": [s - 1_000 for s in starts],
+            "correlationId": list(range(1, 41)),
+            "pid": [7] * 40,
+            "tid": [7] * 40,
+            "name": ["cudaLaunchKernel_v7000"] * 40,
+        }
+    )
+    memcpy = pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64, "copyKind": pl.Int64, "bytes": pl.Int64})
+
+    def ranges(rows: list[tuple[int, int, str, str | None]]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "start": [r[0] for r in rows],
+                "end": [r[1] for r in rows],
+                "text": [r[2] for r in rows],
+                "domain": [r[3] for r in rows],
+                "globalTid": [(7 << 24) + 7] * len(rows),
+            },
+            schema={"start": pl.Int64, "end": pl.Int64, "text": pl.Utf8, "domain": pl.Utf8, "globalTid": pl.Int64},
+        )
+
+    xla = [(s - 100, s + 6_000, "Thunk:#name=jit(forward)/conv_general_dilated,hlo_op=cudnn#", "TSL") for s in starts]
+    xla += [(100, 900_000, "XlaPass:#name=collective-pipeliner-forward,module=jit_f#", "TSL")]
+    w = choose_window(kernels, api, memcpy, ranges(xla), None)
+    assert w.source == "data", (w.source, w.reason)
+    # the same names in no domain are still the library's (LIBRARY_TEXT); a user's step range is a step
+    w = choose_window(kernels, api, memcpy, ranges([(a, b, t, None) for a, b, t, _ in xla]), None)
+    assert w.source == "data", (w.source, w.reason)
+    steps = [(starts[4 * i] - 3_500, starts[4 * i + 3] + 6_000, "decode_step", None) for i in range(10)]
+    w = choose_window(kernels, api, memcpy, ranges([*xla, *steps]), None)
+    assert w.source == "nvtx-steps" and "'decode_step'" in w.reason, (w.source, w.reason)

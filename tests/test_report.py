@@ -100,6 +100,8 @@ def test_pathologies_acceptance():
     assert "16384x1x1 instead of 16x1x1" in tail.summary
     gaps = finding(d, "gpu-idle-gap")
     assert gaps.evidence["gaps"] == 2  # the two 0.7 s sleeps between the three requests
+    assert "between requests (the host paused before queuing the next request)" in gaps.summary, gaps.summary
+    assert d.host.to_dict()["gaps_between_requests"] == 2
     assert all(650_000_000 < g["dur"] < 750_000_000 for g in gaps.evidence["longest"])
     assert gaps.evidence["loading_phase_gaps"] > 0  # loading gaps are counted as loading, not as findings
     assert d.steps.source.startswith("structure")

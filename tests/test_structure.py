@@ -925,3 +925,155 @@ def test_nvtx_request_ranges_that_hold_every_step_are_the_requests() -> None:
     assert s.kind == "llm-decode"
     assert [(r.warmup, r.decode_steps) for r in s.requests] == [(False, 24), (False, 24)]
     assert all(e.source == "nvtx" for e in s.evidence if e.fact == "requests")
+
+
+def _with_grids(f: dict[str, pl.DataFrame], grid_x: Sequence[int]) -> dict[str, pl.DataFrame]:
+    """``f`` with its kernels' gridX set to ``grid_x`` (one value per kernel, in launch order)."""
+    return {**f, "kernels": f["kernels"].with_columns(pl.Series("gridX", list(grid_x)))}
+
+
+def test_a_prompts_pass_is_told_apart_by_its_grids_when_its_kernels_are_a_tokens():
+    # a hand-written engine runs the same kernels for a prompt and for a token (no GEMM/GEMV names to tell them
+    # apart), each pass ending with a token read; the prompt's pass launches its kernels over 8x the thread blocks.
+    # 3 requests of 1 prompt pass + 10 token passes, each request starting with its input copy
+    one = _llm_pass(layers=4, per_layer=10)
+    f = _synthetic_passes(3, 11, one, read_back="pass")
+    n = len(one)
+    grids = [8 if (i // n) % 11 == 0 else 1 for i in range(f["kernels"].height)]
+    s = find_structure(**_with_grids(f, grids), capture_range="cudaProfilerApi")  # type: ignore[arg-type]
+    assert s.kind == "llm-decode", [e.detail for e in s.evidence]
+    assert [(r.prefill_steps, r.decode_steps) for r in s.requests] == [(1, 10)] * 3, s.requests
+    # one kernel of a pass given a bigger grid now and then (every 4th token, 64x the work) is no prompt
+    odd = [64 if (i // n) % 4 == 3 and i % n == 5 else 1 for i in range(f["kernels"].height)]
+    t = find_structure(**_with_grids(f, odd), capture_range="cudaProfilerApi")  # type: ignore[arg-type]
+    assert t.count("prefill", measured=False) == 0, [(r.prefill_steps, r.decode_steps) for r in t.requests]
+
+
+def _after_setup(f: dict[str, pl.DataFrame], setup: list[str], repeats: int) -> dict[str, pl.DataFrame]:
+    """``f`` preceded by a setup: ``repeats`` rounds of the ``setup`` kernels (5 us each, launched 1 us apart), a
+    module load before each round, 5 ms before ``f`` starts."""
+    k, api = f["kernels"], f["api"]
+    t0 = int(k["start"].min()) - 5_000_000 - repeats * (len(setup) * 6_000 + 20_000)
+    names, starts, loads = [], [], []
+    t = t0
+    for _ in range(repeats):
+        loads.append(t)
+        t += 10_000
+        for name in setup:
+            names.append(name)
+            starts.append(t)
+            t += 6_000
+        t += 10_000
+    n = len(names)
+    cid0 = int(api["correlationId"].max()) + 1
+    kern = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + 5_000 for s in starts],
+            "dur": [5_000] * n,
+            "deviceId": [0] * n,
+            "streamId": [7] * n,
+            "correlationId": list(range(cid0, cid0 + n)),
+            "pid": [42] * n,
+            "name": names,
+            "short": names,
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+        },
+        schema=k.schema,
+    )
+    calls = pl.DataFrame(
+        {
+            "start": [s - 500 for s in starts] + loads,
+            "end": [s - 100 for s in starts] + [a + 5_000 for a in loads],
+            "pid": [42] * (n + len(loads)),
+            "tid": [1] * (n + len(loads)),
+            "correlationId": list(range(cid0, cid0 + n)) + list(range(cid0 + n, cid0 + n + len(loads))),
+            "name": ["cudaLaunchKernel_v7000"] * n + ["cuModuleLoadData"] * len(loads),
+        },
+        schema=api.schema,
+    )
+    return {**f, "kernels": pl.concat([kern, k]), "api": pl.concat([calls, api])}
+
+
+XLA_CONV = "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize64x128x64_execute_kernel__5x_cudnn"
+
+
+def test_the_passes_after_a_compilers_autotuning_are_the_run():
+    # an XLA CNN: 25 fused kernels a pass (8 convolutions of their own tiles), 12 passes, no host round trip per
+    # pass; before them XLA autotuned its convolutions, 2000 rounds of a redzone check, a candidate, a comparison
+    # and a delay, loading a module each: a loop of its own, far more frequent, that hides the passes. The
+    # candidates are no pass; the 12 passes after the setup are
+    one = [(XLA_CONV.replace("64x128", f"{96 + i}x128"), 20_000) for i in range(8)]
+    one += [(f"loop_add_fusion_{i}", 2_000) for i in range(8)] + [(f"loop_relu_fusion_{i}", 1_000) for i in range(8)]
+    one.append(("gemm_fusion_dot", 5_000))
+    f = _synthetic_passes(1, 12, one)
+    setup = ["RedzoneAllocatorKernelImpl", XLA_CONV, "xla_fp_comparison", "DelayKernel"]
+    s = find_structure(**_after_setup(f, setup, 2000))  # type: ignore[arg-type]
+    assert s.kind == "iterations", (s.kind, s.notes)
+    assert s.count("iteration", measured=False) == 12 and s.period == len(one), (s.to_dict()["steps"], s.period)
+    assert [p.kind for p in s.phases][:2] == ["loading", "autotuning"], s.phases
+    assert any("no repeating forward pass in the whole run" in e.detail for e in s.evidence), s.evidence
+
+
+def test_a_first_pass_far_slower_on_the_host_is_warm_up():
+    # 12 CNN passes in one loop (one request); the first one's launches took 10x the host time of the others (a JIT
+    # dispatch cache or an allocator warming up): it is warm-up, the 11 after it are measured
+    one = _cnn_pass()
+    f = _synthetic_passes(1, 12, one, read_back="pass")
+    k, api = f["kernels"], f["api"]
+    n = len(one)
+    shift = pl.when(pl.int_range(pl.len()) < n).then(pl.int_range(pl.len()) * 40_000).otherwise(n * 40_000)
+    k = k.with_columns(pl.col("start") + shift, pl.col("end") + shift)
+    later = pl.col("start") >= int(api.filter(pl.col("correlationId") == n + 1)["start"][0])
+    api = (
+        api.sort("start")
+        .with_columns(
+            pl.when(pl.col("correlationId") <= n)
+            .then(pl.col("start") + (pl.col("correlationId") - 1) * 40_000)
+            .when(later)
+            .then(pl.col("start") + n * 40_000)
+            .otherwise(pl.col("start"))
+            .alias("start"),
+        )
+        .with_columns(pl.col("start").alias("_s"))
+    )
+    api = api.with_columns(
+        pl.when(pl.col("correlationId") <= n)
+        .then(pl.col("end") + (pl.col("correlationId") - 1) * 40_000)
+        .when(later)
+        .then(pl.col("end") + n * 40_000)
+        .otherwise(pl.col("end"))
+        .alias("end")
+    ).drop("_s")
+    s = find_structure(k, api, f["memcpy"])
+    assert s.kind == "iterations", s.notes
+    assert [(r.warmup, r.iterations) for r in s.requests] == [(True, 1), (False, 11)], s.requests
+    assert "over 3x the host time" in s.requests[0].reason
+
+
+def test_a_piece_of_a_pass_before_the_first_whole_one_is_no_request():
+    # a lone kernel (the end of a setup's last pass: the classifier's GEMM), then 5 ms later 10 whole passes
+    one = _cnn_pass()
+    f = _synthetic_passes(1, 10, one, read_back="pass")
+    k, api = f["kernels"], f["api"]
+    t = int(k["start"].min()) - 5_000_000
+    lone = (
+        k.slice(len(one) - 1, 1)
+        .with_columns(  # the pass's last kernel (the classifier's GEMM)
+            pl.lit(t).alias("start"), pl.lit(t + 3_000).alias("end"), pl.lit(10_000).alias("correlationId")
+        )
+        .cast(k.schema)
+    )  # type: ignore[arg-type]
+    call = (
+        api.slice(len(one) - 1, 1)
+        .with_columns(
+            pl.lit(t - 500).alias("start"), pl.lit(t - 100).alias("end"), pl.lit(10_000).alias("correlationId")
+        )
+        .cast(api.schema)
+    )  # type: ignore[arg-type]
+    s = find_structure(pl.concat([lone, k]), pl.concat([call, api]), f["memcpy"])
+    assert s.kind == "iterations" and len(s.measured_requests) == 1, s.requests
+    assert s.requests[0].warmup and s.requests[0].reason.startswith("a fragment"), s.requests[0]
+    assert s.count("iteration") == 10

@@ -7,10 +7,10 @@
 # Results land in $OUT (traces and logs packed as traces.tgz.part-*). DEADLINE_S bounds the whole run.
 set -u
 OUT=${OUT:-/tmp/out}; T=/tmp/traces; L=/tmp/wlogs; mkdir -p "$T" "$L" "$OUT" /tmp/wl
-cp scripts/workloads/*.py /tmp/wl/
+cp scripts/workloads/*.py scripts/workloads/*.cu /tmp/wl/
 FLAGS="--trace=cuda,nvtx --sample=none --cpuctxsw=none --cuda-graph-trace=node --export=sqlite"
 t_start=$(date +%s); DEADLINE_S=${DEADLINE_S:-540}
-declare -A EXTRA ARGS WARM
+declare -A EXTRA ARGS WARM BUILD
 EXTRA[hf_llama_generate_whole]="";                  ARGS[hf_llama_generate_whole]="hf_llama_generate.py --layers 2 --prompt-len 48 --new-tokens 20 --warmup 1 --iters 2"
 EXTRA[hf_moe_generate_sample_capture]="-c cudaProfilerApi"; ARGS[hf_moe_generate_sample_capture]="hf_moe_generate.py --layers 2 --experts 8 --topk-experts 2 --batch 4 --prompt-len 32 --new-tokens 12 --top-k 50 --warmup 2 --iters 2"
 EXTRA[hf_qwen3_prefill_whole]="";                   ARGS[hf_qwen3_prefill_whole]="hf_prefill.py --layers 8 --batch 2 --prompt-len 512 --warmup 1 --iters 5"
@@ -27,24 +27,32 @@ EXTRA[detector_frcnn_whole]="";                    ARGS[detector_frcnn_whole]="d
 EXTRA[mobilenet_readback_whole]="";                ARGS[mobilenet_readback_whole]="cnn_readback.py --arch mobilenet_v3_large --batch 8 --warmup 2 --iters 20"
 EXTRA[gpt2_beam_generate_whole]="";                ARGS[gpt2_beam_generate_whole]="hf_beam_generate.py --layers 4 --prompt-len 48 --new-tokens 16 --warmup 1 --iters 2"
 EXTRA[t5_generate_whole]="";                       ARGS[t5_generate_whole]="hf_encdec_generate.py --layers 4 --input-len 64 --new-tokens 24 --warmup 1 --iters 2"
+EXTRA[whisper_tiny_generate_whole]="";             ARGS[whisper_tiny_generate_whole]="hf_whisper_generate.py --layers 4 --new-tokens 32 --warmup 1 --iters 2"
+EXTRA[jax_lax_cnn_whole]="";                       ARGS[jax_lax_cnn_whole]="jax_cnn.py --batch 32 --warmup 2 --iters 10"
+EXTRA[compile_resnet18_default_whole]="";          ARGS[compile_resnet18_default_whole]="compile_resnet.py --arch resnet18 --batch 16 --warmup 2 --iters 10"
+# a compiled CUDA C++ program (no Python): BUILD runs first, then ARGS is the command itself (not a python3 script)
+EXTRA[cuda_cpp_requests_whole]="";                 ARGS[cuda_cpp_requests_whole]="/tmp/wl/cuda_requests --warmup 0 --requests 5 --decode 20 --prompt 128"
+BUILD[cuda_cpp_requests_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cuda_requests /tmp/wl/cuda_requests.cu"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }
   t0=$(date +%s)
+  RUN="python3 /tmp/wl/${ARGS[$name]}"
+  if [ -n "${BUILD[$name]:-}" ]; then ( cd /tmp/wl && ${BUILD[$name]} ) > "$L/$name.build.log" 2>&1 || { echo "$name: build failed"; tail -5 "$L/$name.build.log"; continue; }; RUN="${ARGS[$name]}"; fi
   export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache_$name; rm -rf "$TORCHINDUCTOR_CACHE_DIR"  # cold compile cache for the capture
   if [ "${WARM[$name]:-0}" = 1 ]; then  # warm the compile cache with the unprofiled run first, then capture
-    ( cd /tmp && timeout $(( $(left) - 30 )) python3 /tmp/wl/${ARGS[$name]} ) > "$L/$name.unprofiled.log" 2>&1
+    ( cd /tmp && timeout $(( $(left) - 30 )) $RUN ) > "$L/$name.unprofiled.log" 2>&1
     echo "$name: unprofiled (cache-warming) rc=$? $(( $(date +%s) - t0 )) s; $(grep RESULT $L/$name.unprofiled.log | cut -c1-400)"
   fi
   ( cd /tmp && timeout $(( $(left) - 20 )) nsys profile --force-overwrite=true $FLAGS ${EXTRA[$name]} -o "$T/$name" \
-      python3 /tmp/wl/${ARGS[$name]} ) > "$L/$name.profile.log" 2>&1
+      $RUN ) > "$L/$name.profile.log" 2>&1
   rc=$?
-  echo "nsys profile $FLAGS ${EXTRA[$name]} -o $name python3 ${ARGS[$name]}" > "$L/$name.COMMAND"
+  echo "nsys profile $FLAGS ${EXTRA[$name]} -o $name ${RUN//\/tmp\/wl\//}" > "$L/$name.COMMAND"
   echo "$name: profile rc=$rc $(( $(date +%s) - t0 )) s; $(ls -la $T/$name.sqlite 2>/dev/null | awk '{print $5}') bytes; $(grep RESULT $L/$name.profile.log | cut -c1-300)"
   [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ] && tail -15 "$L/$name.profile.log"
   [ "$(left)" -lt 45 ] || [ "${WARM[$name]:-0}" = 1 ] && continue
   t0=$(date +%s)
-  ( cd /tmp && timeout $(( $(left) - 15 )) python3 /tmp/wl/${ARGS[$name]} ) > "$L/$name.unprofiled.log" 2>&1
+  ( cd /tmp && timeout $(( $(left) - 15 )) $RUN ) > "$L/$name.unprofiled.log" 2>&1
   echo "$name: unprofiled rc=$? $(( $(date +%s) - t0 )) s; $(grep RESULT $L/$name.unprofiled.log | cut -c1-400)"
 done
 python3 - "$T" <<'PY'

@@ -448,11 +448,20 @@ def idle_gap(f: Facts) -> list[Finding]:
     if g.height:
         top = g.head(5)
         total = int(g["dur"].sum())
+        between = f.host.pause_gaps
+        where = "inside inference"
+        if between.height:
+            where = (
+                f"inside inference ({between.height} between requests, {format_ns(int(between['dur'].sum()))}: "
+                "the host paused before queuing the next request)"
+                if between.height < g.height
+                else "between requests (the host paused before queuing the next request)"
+            )
         return [
             f.window_finding(
                 "gpu-idle-gap",
                 f"{g.height} idle gaps of at least {format_ns(f.host.gap_threshold_ns)} (5x the step time) "
-                f"inside inference, {format_ns(total)} in total; longest "
+                f"{where}, {format_ns(total)} in total; longest "
                 f"{format_ns(int(g['dur'].max()))} at {int(top['start'][0]) / 1e9:.3f} s",  # type: ignore[arg-type]
                 {
                     "gaps": g.height,

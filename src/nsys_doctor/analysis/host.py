@@ -66,6 +66,7 @@ class HostSummary:
     gaps: pl.DataFrame  # start, end, dur of GPU idle gaps in the window above the threshold
     gap_threshold_ns: int
     loading_gaps: pl.DataFrame  # idle gaps before the window (loading, warm-up)
+    pause_gaps: pl.DataFrame  # of ``gaps``, those between two measured requests (the host paused between them)
     step_idle_ns: int = 0  # GPU idle time inside decode steps (between a step's first and last kernel)
     pageable_idle_ns: int = 0  # GPU idle time while the host was inside pageable copies
 
@@ -98,6 +99,8 @@ class HostSummary:
             "idle_gaps": self.gaps.to_dicts(),
             "idle_gap_threshold_ns": self.gap_threshold_ns,
             "loading_gaps": self.loading_gaps.height,
+            "gaps_between_requests": self.pause_gaps.height,
+            "gaps_between_requests_ns": int(self.pause_gaps["dur"].sum()) if self.pause_gaps.height else 0,
         }
 
 
@@ -280,6 +283,11 @@ def summarize_host(
         step_wall_p50 = percentile(st.filter(pl.col("kind") != "prefill")["wall"].to_list() or st["wall"].to_list(), 50)
     threshold = max(5 * int(step_wall_p50 or 0), 5_000_000)
     gaps = idle_gaps(busy, w0, w1, threshold)
+    if window.pauses and gaps.height:  # the gaps between two measured requests: the host paused between them
+        mid = (pl.col("start") + pl.col("end")) // 2
+        pause_gaps = gaps.filter(pl.any_horizontal([(mid >= a) & (mid <= b) for a, b in window.pauses]))
+    else:
+        pause_gaps = gaps.clear()
     loading = idle_gaps(
         all_busy,
         scalar_int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0,
@@ -331,6 +339,7 @@ def summarize_host(
         pageable_in_steps=pageable_in_steps,
         gaps=gaps,
         gap_threshold_ns=threshold,
+        pause_gaps=pause_gaps,
         loading_gaps=loading,
         step_idle_ns=step_idle,
         pageable_idle_ns=pageable_idle,

@@ -42,9 +42,26 @@ SYNC_NAMES = (
 SYNC_API = re.compile(rf"^({SYNC_NAMES})")
 MODULE_LOAD_API = re.compile(r"^(cuModuleLoad|cuLibraryLoad|cudaLibraryLoad|cuModuleGetFunction|cuLinkComplete)")
 PROFILER_START_API = re.compile(r"^(cuProfilerStart|cudaProfilerStart)")
+LIBRARY_DOMAINS = frozenset({"TSL", "NCCL", "CCCL", "CUBLAS", "CUDNN", "CUTLASS", "NVSHMEM", "MPI", "UCX", "NVTX"})
+"""NVTX domains of libraries (XLA's ``TSL``...): their ranges annotate the library's work, never a request or step."""
+LIBRARY_TEXT = re.compile(
+    r"^(\{|\[|aten::|Thunk:|Xla|XLA|cub::|thrust::|nccl|cublas|cudnn|void |at::|torch\.|c10::|autograd::)"
+)
+"""Range names of libraries and per-op annotations (DLProf's dictionaries, ``aten::`` ops, XLA's thunks)."""
 WEIGHT_COPY_BYTES = 1 << 20  # host-to-device copies this large at the start are model loading
 LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches are loading, not inference
 CONTEXT_INIT_NS = 10_000_000  # a first CUDA runtime call this long created the context (loading, not inference)
+
+
+def user_ranges(nvtx: pl.DataFrame) -> pl.DataFrame:
+    """The NVTX ranges of ``nvtx`` that the program's own code may have put around its requests and steps: not
+    those of a library's domain (``LIBRARY_DOMAINS``) nor named like a library's or a per-op annotation
+    (``LIBRARY_TEXT``)."""
+    if "domain" in nvtx.columns:
+        nvtx = nvtx.filter(
+            pl.col("domain").is_null() | ~pl.col("domain").str.to_uppercase().is_in(list(LIBRARY_DOMAINS))
+        )
+    return nvtx.filter(~pl.col("text").fill_null("").str.contains(LIBRARY_TEXT.pattern))
 
 
 def calls(
@@ -87,6 +104,9 @@ class Window:
     source: str  # "user", "capture-range", "nvtx-requests", "nvtx-steps", "data", "whole-trace"
     reason: str
     loading_end: int | None = None  # end of model loading when it was seen
+    # the GPU's spans between consecutive measured requests (from one's last GPU work to the next one's first):
+    # the client's pauses, not the engine's idle time
+    pauses: tuple[tuple[int, int], ...] = ()
 
     @property
     def duration(self) -> int:
@@ -232,7 +252,7 @@ def choose_window(
                 "the cudaProfilerApi capture range (cudaProfilerStart to the end)",
                 loading if loading is not None and loading < s else None,
             )
-    named = nvtx.filter(pl.col("end").is_not_null() & pl.col("text").is_not_null())
+    named = user_ranges(nvtx.filter(pl.col("end").is_not_null() & pl.col("text").is_not_null()))
     if named.height:
         req = named.filter(pl.col("text").str.contains(REQUEST_NAMES.pattern.replace("^", "^(?i)", 1)))
         if req.height:
@@ -579,7 +599,9 @@ def window_and_steps(
         if capture_range == "cudaProfilerApi" and api.height and calls(api, PROFILER_START_API).height:
             reason = f"inside the cudaProfilerApi capture range, {reason}"
         loading = [p.end for p in structure.phases if p.kind in ("loading", "compilation", "autotuning")]
-        w = Window(start, end, "structure", reason, max(loading) if loading else None)
+        order = sorted(reqs, key=lambda r: r.start)
+        pauses = tuple((a.gpu_end, b.gpu_start) for a, b in itertools.pairwise(order) if b.gpu_start > a.gpu_end)
+        w = Window(start, end, "structure", reason, max(loading) if loading else None, pauses)
     else:
         w = chosen
         if table is not None:

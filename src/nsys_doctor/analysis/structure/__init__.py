@@ -10,7 +10,9 @@
 - the **requests** and which are warm-up (left out of ``measured_*`` and of ``to_dict()["steps"]``): any request
   with lazy module loading, JIT compilation or autotuning inside; requests outside NVTX request ranges when such
   ranges line up; in a whole-run capture the first of identical requests, and the requests before the steady ones
-  (those with the steps and per-step kernel counts of the last request, when at least two share them); inside each
+  (those with the steps and per-step kernel counts of the last request, when at least two share them), a first
+  request of fewer kernels than half a pass (the end of a setup's last pass), and in a run of iterations that is
+  one request, leading passes that load modules, autotune or take over 3x a typical pass's host time; inside each
   request its **steps**: prefill and decode steps for an LLM, iterations (forward passes) otherwise.
 
 Method. The core signal is the repeating structure of the kernel-name sequence (kernels of the main process in
@@ -29,11 +31,19 @@ layer (the LM head alone, in GPU time). A repeating unit with none of layers, sa
 not a forward pass (an HPC time step, a test looping over one kernel): such runs are ``unstructured``. When the
 repeating unit has no sampling kernels but sampling/embedding kernels run a few times around many of its repeats
 (a prefill-only run), those kernels mark the passes and the unit is a layer.
+A repeating unit with autotuning kernels in most of its repeats is a loop over candidates (XLA's autotuner), not a
+forward pass; a CNN's pass has at least 16 kernels. When the whole sequence repeats no forward pass, the kernels
+after the run's setup are analysed alone: the setup ends at a module load, an autotuning kernel or the end of the
+compiler ranges, tried from the ones followed by the longest stretches of kernels (JIT compilation and
+autotuning, Triton's benchmarking of candidates inside a compiled model's first call, can hide the passes after
+them); the setup's phases are kept.
 The once-per-pass names keep one order inside a pass; a pass boundary lies between the last of them in one pass
 and the first in the next, at the largest host launch gap there (where the host waited for the token).
 Each pass is measured (kernels, GPU time, names that run in few passes, share of graph-launched kernels). A pass
 whose kernel mix differs (names rare elsewhere, or far heavier with such names, or eager among graphed passes)
-leads a request as its prefill; an eager prefill without the once-per-pass kernels of compiled or graphed decode
+leads a request as its prefill, and so does a pass most of whose kernels are launched over more than 3x the
+thread blocks their name usually gets (a prompt's rows, where a hand-written engine runs the same kernels for a
+prompt and a token); an eager prefill without the once-per-pass kernels of compiled or graphed decode
 steps (kernels with matrix products and sampling/embedding kernels before a pass's once-per-pass kernels, or just
 before the first pass) becomes a pass of its own; identical passes that run GEMMs rather than GEMVs are prefill
 passes of a prefill-only run, one request each; decode passes of one request share one kernel mix up to kernels

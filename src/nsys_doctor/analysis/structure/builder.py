@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,13 +12,16 @@ from .nvtx import count_inside, nvtx_groups
 from .pass_finding import PassFinding
 from .passes import PassStats, pass_stats, passes_from_level
 from .patterns import (
+    AUTOTUNE_KERNELS,
     GAP_FACTOR,
     HEAVY_FACTOR,
     MIN_REQUEST_GAP_NS,
     ONE_PASS_TAIL_SHARE,
+    SETUP_TAIL_KERNELS,
+    SETUP_TAIL_TRIES,
 )
 from .requests import RequestCutting
-from .result import CONFIDENCE, Phase, Request, RunStructure, Step
+from .result import CONFIDENCE, Evidence, Phase, Request, RunStructure, Step
 from .sequence import Api, Cluster, find_clusters, find_levels, kernel_sequence
 from .signals import cut_level, families, find_signals, score_clusters
 
@@ -161,10 +165,71 @@ class _Builder(PassFinding, RequestCutting):
                     first, last = span
                     source = "graph-launches"
         if first is None or last is None or first.size == 0:
-            return self.unstructured(seq)
+            return self.after_setup() or self.unstructured(seq)
         first, last = self.add_leading_prefills(first, last)
         ps = pass_stats(seq, first, last, self.markers)
         return self._assemble(ps, source)
+
+    def after_setup(self) -> RunStructure | None:
+        """The structure of the kernels after the run's setup, when the whole sequence has none: JIT compilation
+        and autotuning (XLA's compiler ranges and autotuning kernels, Triton benchmarking candidate kernels while
+        modules load) can repeat a loop of their own far more often than the run repeats its forward pass, and hide
+        it. Setup signals are module loads, autotuning kernels and the end of the compiler NVTX ranges; the kernels
+        from one of them to the end are analysed alone, from the signals followed by the longest stretches of
+        kernels without another (at most ``SETUP_TAIL_TRIES``, each at least ``SETUP_TAIL_KERNELS`` kernels); the
+        first that repeats a forward pass is the run, and the setup a phase of it."""
+        if self.lead_phases is not None:
+            return None
+        seq = self.seq
+        signals = [self.sig.module_loads.astype(np.int64)]
+        tune = [c for c in range(len(seq.names)) if AUTOTUNE_KERNELS.search(seq.names[c])]
+        if tune:
+            signals.append(seq.end[np.concatenate([seq.positions(c) for c in tune])].astype(np.int64))
+        comp = self._compile_ranges()
+        if comp is not None:
+            signals.append(np.array([comp[1]], dtype=np.int64))
+        at = np.unique(np.concatenate(signals))
+        if at.size == 0:
+            return None
+        t = np.sort(seq.t)
+        ends = np.append(at[1:], np.iinfo(np.int64).max)
+        stretch = np.searchsorted(t, ends, side="right") - np.searchsorted(t, at, side="right")
+        order = [
+            int(i) for i in np.argsort(-stretch, kind="stable")[:SETUP_TAIL_TRIES] if stretch[i] >= SETUP_TAIL_KERNELS
+        ]
+        lead: list[Phase] | None = None
+        for i in order:
+            setup_end = int(at[i])
+            tail = _Builder(
+                self.kernels.filter(pl.col("start") > setup_end),
+                self.api,
+                self.memcpy,
+                self.nvtx,
+                "cudaProfilerApi" if self.capture else None,
+                self.ops,
+                self.graph_launches,
+            )
+            if lead is None:  # the setup's phases (their evidence is the result's, not this analysis')
+                kept = len(self.evidence)
+                lead = [p for p in self.loading_phases(int(seq.t.min()), None) if p.kind != "loading"]
+                del self.evidence[kept:]
+            tail.lead_phases = lead
+            found = tail.run()
+            if found.kind == "unstructured":
+                continue
+            phases = tuple(sorted((*lead, *found.phases), key=lambda p: (p.start, p.end)))
+            evidence = (
+                *found.evidence,
+                Evidence(
+                    "phase",
+                    "kernel-period",
+                    "medium",
+                    f"no repeating forward pass in the whole run; the {int((seq.t > setup_end).sum())} kernels "
+                    f"after its setup (compilation, autotuning, module loads; to {setup_end}) repeat one",
+                ),
+            )
+            return replace(found, phases=phases, evidence=evidence)
+        return None
 
     # -- requests, kinds, warm-up, phases
     def _assemble(self, ps: PassStats, source: str, again: bool = True) -> RunStructure:
@@ -174,10 +239,12 @@ class _Builder(PassFinding, RequestCutting):
         med_gpu = float(np.median(ps.gpu_time)) if p else 0.0
         heavy = ps.gpu_time >= HEAVY_FACTOR * max(med_gpu, 1.0)
         mode = float(np.median(ps.graph_share)) if p else 0.0
+        wide = ps.wide_share >= 0.5  # most of its kernels launched over far more thread blocks than usual
         distinct = (
             (ps.rare_share >= 0.1)
             | (heavy & (ps.rare_names >= 2))
             | (np.abs(ps.graph_share - mode) > 0.5)  # eager prefill before graphed decode steps
+            | wide  # the same kernels launched over a prompt's rows rather than one token's
         )
         if p < 3:
             distinct = heavy | (ps.rare_share >= 0.5)

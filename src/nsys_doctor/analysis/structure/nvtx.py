@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .patterns import LIBRARY_DOMAINS, LIBRARY_TEXT, STRIDE_MIN_CUTS
+from ..phases import user_ranges
+from .patterns import STRIDE_MIN_CUTS
 from .sequence import is_empty_frame
 
 
@@ -30,9 +31,7 @@ def nvtx_groups(nvtx: pl.DataFrame | None, pid: int | None) -> list[NvtxGroup]:
         nv = nv.filter(((pl.col("globalTid") // (1 << 24)) % (1 << 24)) == pid)
     if nv.is_empty():
         return []
-    if "domain" in nv.columns:
-        nv = nv.filter(pl.col("domain").is_null() | ~pl.col("domain").str.to_uppercase().is_in(list(LIBRARY_DOMAINS)))
-    nv = nv.filter(~pl.col("text").str.contains(LIBRARY_TEXT.pattern) & (pl.col("text").str.len_chars() <= 80))
+    nv = user_ranges(nv).filter(pl.col("text").str.len_chars() <= 80)
     if nv.is_empty():
         return []
     nv = nv.with_columns(pl.col("text").str.replace_all(r"\d+", "N").alias("_g"))

@@ -28,7 +28,29 @@ class PassFinding(BuilderState):
     def forward_like(self, cl: Cluster) -> bool:
         """A forward pass has layers inside, sampling/embedding kernels, one graph launch, or convolutions; a loop
         of a few kernels (HPC time steps, a test repeating one kernel) is not one."""
+        if self.autotuning(cl):
+            return False
         return cl.finer or bool(cl.anchors) or cl.graphs or cl.whole or self.convolutional(cl)
+
+    def autotuning(self, cl: Cluster) -> bool:
+        """The repeating unit runs autotuning kernels (XLA's redzone checks, delays and comparisons between
+        candidate kernels): a loop over candidates, not a forward pass."""
+        seq = self.seq
+        pos = seq.positions(cut_level(cl).marker)
+        codes = [c for c in range(len(seq.names)) if AUTOTUNE_KERNELS.search(seq.names[c])]
+        if pos.size < 2 or not codes:
+            return False
+        tune = np.sort(np.concatenate([seq.positions(c) for c in codes]))
+        # units (from one marker to the next) with autotuning kernels inside: most of them in a loop over candidates
+        hit = count_inside(tune, pos[:-1], pos[1:] - 1) > 0
+        tuning = sorted({seq.shorts[c] for c in codes})
+        if float(hit.mean()) >= 0.5:
+            self.notes.append(
+                f"a loop of {round(cl.period)} kernel(s) repeats {cl.count} times with autotuning kernels "
+                f"({', '.join(tuning[:2])}): candidates tried, not a forward pass"
+            )
+            return True
+        return False
 
     def convolutional(self, cl: Cluster) -> bool:
         """The repeating unit is a CNN's forward pass: at least ``CNN_UNIT_KERNELS`` kernels, convolutions at least

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .patterns import WIDE_FACTOR
 from .sequence import Level, Seq, sorted_unique
 
 
@@ -66,6 +67,7 @@ class PassStats:
     t_mid: np.ndarray  # launch time of the pass's middle kernel (to match NVTX ranges)
     mark_first: np.ndarray  # position of the pass's first once-per-pass kernel (its first kernel when none)
     mark_last: np.ndarray  # position of its last once-per-pass kernel (its last kernel when none)
+    wide_share: np.ndarray  # share of its kernels launched over far more thread blocks than is usual for their name
 
 
 def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarray | None = None) -> PassStats:
@@ -80,6 +82,7 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     te = np.maximum.reduceat(pad([seq.t_end, seq.t_end[-1:]]), idx)[0::2]
     cs = np.concatenate([[0], np.cumsum(seq.dur)])
     cg = np.concatenate([[0], np.cumsum(seq.graph.astype(np.int64))])
+    cw = np.concatenate([[0], np.cumsum(wide_kernels(seq))])
     gpu_time = cs[last] - cs[first]
     kernels = last - first
     # names that run in few passes (prefill-only kernels, autotuning, lazy initialisation)
@@ -105,7 +108,20 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
         (cg[last] - cg[first]) / np.maximum(kernels, 1),
         seq.t[(first + last - 1) // 2],
         *_marker_spans(first, last, markers),
+        (cw[last] - cw[first]) / np.maximum(kernels, 1),
     )
+
+
+def wide_kernels(seq: Seq) -> np.ndarray:
+    """Per kernel of the sequence: launched over more than ``WIDE_FACTOR`` times the thread blocks its name usually
+    gets (the median of its launches). A prompt's pass runs the same kernels as a token's over the prompt's rows;
+    one kernel given a bigger grid now and then is not that."""
+    med = np.zeros(len(seq.names), dtype=np.float64)
+    for c in range(len(seq.names)):
+        b = seq.blocks[seq.positions(c)]
+        med[c] = float(np.median(b)) if b.size else 0.0
+    typical = med[seq.code]
+    return ((typical > 0) & (seq.blocks > WIDE_FACTOR * typical)).astype(np.int64)
 
 
 def _marker_spans(first: np.ndarray, last: np.ndarray, markers: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

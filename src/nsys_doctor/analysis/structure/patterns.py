@@ -27,16 +27,13 @@ STEP_NAMES = re.compile(r"(?i)" + NOT_ANNOTATION + r"(decode|prefill|step|forwar
 REQUEST_NAMES = re.compile(
     r"(?i)^(iter|iteration|request|req|generate|generation|inference|e2e|serve|run|sample)(_N)?$"
 )
-LIBRARY_DOMAINS = frozenset({"TSL", "NCCL", "CCCL", "CUBLAS", "CUDNN", "CUTLASS", "NVSHMEM", "MPI", "UCX", "NVTX"})
-LIBRARY_TEXT = re.compile(
-    r"^(\{|\[|aten::|Thunk:|Xla|XLA|cub::|thrust::|nccl|cublas|cudnn|void |at::|torch\.|c10::|autograd::)"
-)
 MIN_SEGMENTS = 3  # a level must repeat at least this often
 REGULAR_TOL = 0.1  # occurrences one period (within 10%) apart are regular
 MAX_ROUND_TRIPS_PER_PASS = 4.0
 GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps separates requests
 MIN_REQUEST_GAP_NS = 2_000_000
 ONE_PASS_TAIL_SHARE = 0.1  # kernels after a run's only pass, at least this share of all, belong to it
+WIDE_FACTOR = 3.0  # a kernel launched over this many times its name's usual thread blocks (a prompt's rows)
 HEAVY_FACTOR = 3.0  # a leading pass this many times heavier (GPU time) than the steady ones is a prefill pass
 STRIDE_MIN_CUTS = 2  # a signal at a regular stride splits requests when it recurs at least this often
 STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as a signal that may recur
@@ -45,6 +42,10 @@ GROUP_EXTRA_SHARE = 0.05  # a level is a group of passes when its extra kernels 
 CONV_FAMILIES = frozenset({"conv", "convolution"})
 PART_NAMES = re.compile(r"(?i)layer|block")  # ranges around a part of a pass ("transformer block forward") are no steps
 BACKWARD_KERNELS = re.compile(r"(?i)backward")  # autograd's gradient kernels: never in inference
-CNN_UNIT_KERNELS = 32  # a repeating unit of fewer kernels is no CNN pass (ResNet-18 has 165, MobileNet-V3 296)
+CNN_UNIT_KERNELS = 16  # a smaller repeating unit is no CNN pass (ResNet-18: 165 eager, 41 compiled; an XLA CNN: 25)
+SLOW_WARMUP_FACTOR = 3  # leading passes this many times slower on the host than the typical one are warm-up
+FRAGMENT_SHARE = 0.5  # a first request of fewer kernels than this share of a pass is a fragment, not a request
+SETUP_TAIL_KERNELS = 50  # kernels after a run's setup (compilation, autotuning) worth analysing alone
+SETUP_TAIL_TRIES = 4  # setup signals (the last before the longest stretches of kernels) tried as the setup's end
 CNN_CONV_SHARE = 0.1  # convolutions' least share of a CNN pass's GPU time (Faster R-CNN: 19%)
 ATTENTION_FAMILIES = frozenset({"attention", "attention-prefill", "attention-decode"})

@@ -13,10 +13,12 @@ from .patterns import (
     BACKWARD_KERNELS,
     CNN_CONV_SHARE,
     DECODE_NAMES,
+    FRAGMENT_SHARE,
     INIT_KERNELS,
     MIN_STRIDE_GAP_NS,
     PREFILL_NAMES,
     REQUEST_NAMES,
+    SLOW_WARMUP_FACTOR,
     STEP_NAMES,
     STRIDE_GAP_FACTOR,
     STRIDE_MIN_CUTS,
@@ -255,8 +257,9 @@ class RequestCutting(BuilderState):
 
     def warmup_passes(self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
         """Request boundaries after warm-up passes (for a run of iterations that is one request): a request whose
-        first passes load modules (lazy loading, JIT) or run autotuning kernels, and whose last two passes or more
-        do neither, starts with warm-up passes: they become a request of their own (a model warmed up in the same
+        first passes load modules (lazy loading, JIT), run autotuning kernels or take ``SLOW_WARMUP_FACTOR`` times
+        the host time of a typical pass (the median of the others), and whose last two passes or more do none of
+        that, starts with warm-up passes: they become a request of their own (a model warmed up in the same
         loop that measures it, no pause or sync between). Returns a boundary flag per pair of consecutive passes,
         as ``cut``."""
         p = ps.first.size
@@ -264,11 +267,20 @@ class RequestCutting(BuilderState):
         loads = self.sig.module_loads
         tune = self.autotune_positions()
         hot = np.zeros(p, dtype=bool)
+        self.slow_passes = np.zeros(p, dtype=bool)
         if loads.size:
             hot |= count_inside(loads, ps.t_start, ps.t_end) > 0
         if tune.size:
             hot |= count_inside(tune, ps.first, ps.last - 1) > 0
+        span = (ps.t_end - ps.t_start).astype(np.float64)
         for a, b in zip(req_first.tolist(), req_last.tolist(), strict=True):
+            # leading passes far slower on the host than the rest (a JIT dispatch cache or an allocator warming up)
+            typical = float(np.median(span[a + 1 : b + 1])) if b - a >= 3 else 0.0
+            j = a
+            while typical > 0 and j < b and span[j] > SLOW_WARMUP_FACTOR * typical:
+                self.slow_passes[j] = not hot[j]  # (a pass that loads modules is warm-up for that already)
+                hot[j] = True
+                j += 1
             if not hot[a]:
                 continue
             j = a + int(np.nonzero(hot[a : b + 1])[0][-1])
@@ -279,7 +291,11 @@ class RequestCutting(BuilderState):
                     "module-loads",
                     "high",
                     f"the first {j - a + 1} pass(es) of a request load modules or autotune, the {b - j} after them "
-                    "do not: warm-up passes",
+                    "do not: warm-up passes"
+                    if not self.slow_passes[a : j + 1].any()
+                    else f"the first {j - a + 1} pass(es) of a request load modules, autotune or take over "
+                    f"{SLOW_WARMUP_FACTOR}x the host time of a typical pass, the {b - j} after them do not: "
+                    "warm-up passes",
                 )
         return extra
 
@@ -317,6 +333,8 @@ class RequestCutting(BuilderState):
                 parts.append(f"{nl} module load(s) inside (lazy loading or JIT)")
             if nt:
                 parts.append(f"{nt} autotuning kernel(s) inside")
+            if not parts and self.slow_passes is not None and bool(self.slow_passes[a : b + 1].all()):
+                parts.append(f"over {SLOW_WARMUP_FACTOR}x the host time of the passes after it")
             if parts and not warm[r]:
                 warm[r] = True
                 why[r] = "; ".join(parts)
@@ -366,6 +384,13 @@ class RequestCutting(BuilderState):
                         "medium",
                         f"{lead_n} request(s) before the first one with the steps and kernel counts of the last one",
                     )
+        if nreq >= 2 and not warm[0]:
+            # a piece of a pass before the first whole one (the end of a setup's last pass) is no request
+            typical = float(np.median(ps.kernels))
+            if float(ps.kernels[req_first[0] : req_last[0] + 1].sum()) < FRAGMENT_SHARE * typical:
+                warm[0] = True
+                why[0] = "a fragment: fewer kernels than half a pass, before the first whole pass"
+                self.ev("warm-up", "kernel-mix", "medium", f"request 0: {why[0]}")
         if nreq and all(warm):
             warm[-1] = False
             self.notes.append(f"every request looked like warm-up; request {nreq - 1} is kept as measured")

@@ -90,6 +90,7 @@ class Seq:
     counts: np.ndarray
     pos_order: np.ndarray  # positions sorted by code (stable): positions of code c are a slice
     pos_offsets: np.ndarray
+    blocks: np.ndarray  # thread blocks launched (gridX * gridY * gridZ; 0 when not recorded)
 
     def __len__(self) -> int:
         return int(self.code.shape[0])
@@ -107,6 +108,16 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
         )
     start = k["start"].to_numpy()
     end = k["end"].to_numpy()
+    grid = [c for c in ("gridX", "gridY", "gridZ") if c in k.columns]
+    blocks = (
+        k.select(
+            pl.fold(pl.lit(1, pl.Int64), lambda a, b: a * b, [pl.col(c).fill_null(0).cast(pl.Int64) for c in grid])
+        )
+        .to_series()
+        .to_numpy()
+        if len(grid) == 3
+        else np.zeros(k.height, dtype=np.int64)
+    )
     t = start.copy()
     t_end = start.copy()
     graph = np.zeros(k.height, dtype=bool)
@@ -130,11 +141,11 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
     code = k["name"].cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
     shorts = k["short"].gather(first_positions(code, len(names))).to_list()
     o = launch_order(t, start, end, code)  # launch order; ties by GPU start, end, name: deterministic
-    code, t, t_end, start, end, graph = code[o], t[o], t_end[o], start[o], end[o], graph[o]
+    code, t, t_end, start, end, graph, blocks = code[o], t[o], t_end[o], start[o], end[o], graph[o], blocks[o]
     counts = np.bincount(code, minlength=len(names)) if code.size else np.zeros(len(names), dtype=np.int64)
     pos_order = stable_order(code, len(names))
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return Seq(names, shorts, code, t, t_end, start, end, end - start, graph, counts, pos_order, offsets)
+    return Seq(names, shorts, code, t, t_end, start, end, end - start, graph, counts, pos_order, offsets, blocks)
 
 
 # ------------------------------------------------------------------------------------------------ levels

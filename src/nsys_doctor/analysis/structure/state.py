@@ -7,7 +7,7 @@ import polars as pl
 
 from .nvtx import NvtxGroup
 from .patterns import ATTENTION_FAMILIES, CONV_FAMILIES
-from .result import Evidence
+from .result import Evidence, Phase
 from .sequence import Api, Cluster, Seq
 from .signals import Signals
 
@@ -48,6 +48,8 @@ class BuilderState:
         self.notes: list[str] = []
         self.markers: np.ndarray | None = None
         self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
+        self.lead_phases: list[Phase] | None = None  # set on the analysis of the kernels after a setup
+        self.slow_passes: np.ndarray | None = None  # leading passes far slower on the host (warmup_passes)
 
     def codes_used(self, a: int, b: int) -> list[int]:
         """The name codes of the kernels ``a`` to ``b`` (exclusive) of the sequence, in code order."""
