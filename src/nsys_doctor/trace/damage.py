@@ -87,9 +87,11 @@ def _string_ids_sql() -> str:
     return f"(SELECT id FROM StringIds WHERE {VALID_STRING_SQL})"
 
 
-def _checks(keys: RowKeys, present: Iterable[str]) -> list[tuple[str, str]]:
+def _checks(keys: RowKeys, present: Iterable[str], span: tuple[int, int] | None = None) -> list[tuple[str, str]]:
     """(SQL condition that makes a row damaged, SQL expression naming why), in the order the reasons are
-    tested; only columns the table has."""
+    tested; only columns the table has. ``span``: the usable StringIds ids are exactly ``lo..hi`` (nsys numbers
+    its strings from 0 without holes), so a reference resolves when it lies in that range: a comparison per row
+    instead of a lookup (a reference's type is tested before)."""
     cols = set(present)
     out: list[tuple[str, str]] = []
 
@@ -111,13 +113,15 @@ def _checks(keys: RowKeys, present: Iterable[str]) -> list[tuple[str, str]]:
         if c in keys.required_names:
             out.append((f"{_q(c)} IS NULL", f"'NULL {c}'"))
         out.append((f"{_q(c)} IS NOT NULL AND typeof({_q(c)}) != 'integer'", kind(c)))
-        out.append((f"{_q(c)} NOT IN {_string_ids_sql()}", f"'{c} with no string'"))
+        resolves = f"BETWEEN {int(span[0])} AND {int(span[1])}" if span is not None else f"IN {_string_ids_sql()}"
+        out.append((f"{_q(c)} NOT {resolves}", f"'{c} with no string'"))
     return out
 
 
-def reasons_sql(table: str, keys: RowKeys, present: Iterable[str]) -> str:
-    """One query counting the damaged rows of ``table`` per reason (each row counted once, first reason wins)."""
-    checks = _checks(keys, present)
+def reasons_sql(table: str, keys: RowKeys, present: Iterable[str], span: tuple[int, int] | None = None) -> str:
+    """One query counting the damaged rows of ``table`` per reason (each row counted once, first reason wins);
+    ``span`` as ``_checks``'."""
+    checks = _checks(keys, present, span)
     if not checks:
         return ""
     case = " ".join(f"WHEN {cond} THEN {why}" for cond, why in checks)
@@ -127,9 +131,10 @@ def reasons_sql(table: str, keys: RowKeys, present: Iterable[str]) -> str:
     )
 
 
-def valid_sql(keys: RowKeys, present: Iterable[str]) -> str:
-    """A WHERE condition keeping only the usable rows (empty when the table has none of the key columns)."""
-    checks = _checks(keys, present)
+def valid_sql(keys: RowKeys, present: Iterable[str], span: tuple[int, int] | None = None) -> str:
+    """A WHERE condition keeping only the usable rows (empty when the table has none of the key columns); ``span``
+    as ``_checks``'."""
+    checks = _checks(keys, present, span)
     return " AND ".join(f"NOT coalesce({cond}, 0)" for cond, _ in checks)
 
 

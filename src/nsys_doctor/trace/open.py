@@ -298,6 +298,16 @@ class Trace:
         data = self.rows(sql, params)
         return pl.DataFrame(data, schema=schema, orient="row")
 
+    def string_span(self) -> tuple[int, int] | None:
+        """``(lo, hi)`` when the usable StringIds ids are exactly ``lo..hi`` (no holes), else None: the damage
+        checks then test a reference with a comparison instead of a lookup. Asked of SQLite once per trace."""
+        if "_string_span" not in self.__dict__:
+            n, lo, hi = self.rows(f"SELECT count(*), min(id), max(id) FROM {STRINGS} WHERE {VALID_STRING_SQL}")[0]
+            dense = n and lo is not None and int(hi) - int(lo) + 1 == int(n)
+            self.__dict__["_string_span"] = (int(lo), int(hi)) if dense else None
+        span: tuple[int, int] | None = self.__dict__["_string_span"]
+        return span
+
     def count(self, table: str) -> int:
         if not self.schema.has(table):
             return 0
@@ -373,13 +383,14 @@ class Trace:
                 return self._damage[table]
         keys = ROW_KEYS[table]
         present = self.schema.columns(table)
-        sql = reasons_sql(table, keys, present)
+        span = self.string_span() if keys.names else None
+        sql = reasons_sql(table, keys, present, span)
         reasons = tuple((str(why), int(n)) for why, n in self.rows(sql)) if sql else ()
         damage = TableDamage(table, self.count(table), reasons)
         with self._damage_lock:
             self._damage[table] = damage
             if damage.damaged:
-                self._valid[table] = valid_sql(keys, present)
+                self._valid[table] = valid_sql(keys, present, span)
         if damage.mostly_damaged:
             raise TraceError(
                 f"{self.name}: table {table} is mostly damaged ({damage.damaged} of {damage.rows} rows unusable: "
