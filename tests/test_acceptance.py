@@ -48,8 +48,11 @@ CASES = [
     Truth(T / "prefill_2048.sqlite", "llm-prefill", 1, 0, 0, 1, 0, "gemm", (),
           frozenset({"low-gpu-utilization"})),
     # other engines on an H200
-    Truth(E / "cpp_llama3b_graph.sqlite", "llm-decode", 1, 47, 0, 1, 0, "attention-decode"),
-    Truth(E / "cpp_llama3b_eager_whole.sqlite", "llm-decode", 2, 94, 0, 2, 1, "attention-decode"),
+    # decode attention over 24 thread blocks (one per head) on 132 SMs, a fused norm over one block: the grids
+    Truth(E / "cpp_llama3b_graph.sqlite", "llm-decode", 1, 47, 0, 1, 0, "attention-decode", ("small-grid",),
+          frozenset({"small-grid"})),
+    Truth(E / "cpp_llama3b_eager_whole.sqlite", "llm-decode", 2, 94, 0, 2, 1, "attention-decode", ("small-grid",),
+          frozenset({"small-grid"})),
     Truth(E / "hf_qwen2_generate.sqlite", "llm-decode", 2, 78, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
     Truth(E / "jax_decode_small.sqlite", "llm-decode", 1, 31, 0, 1, 1, None, (),
@@ -96,7 +99,8 @@ CASES = [
           frozenset({"launch-bound"})),
     # code this project did not write, captured after the rules above were written (tests/data/runs README, part 6)
     # a hand-written CUDA engine: the same kernels for the prompt and the tokens, over 8x to 128x the thread blocks
-    Truth(RUNS / "cuda_cpp_requests_whole.sqlite", "llm-decode", 4, 80, 0, 4, 1, "attention-decode"),
+    Truth(RUNS / "cuda_cpp_requests_whole.sqlite", "llm-decode", 4, 80, 0, 4, 1, "attention-decode", ("small-grid",),
+          frozenset({"small-grid"})),
     # Whisper's encoder pass and first decoder pass per request; 50 ms sleeps between requests
     Truth(RUNS / "whisper_tiny_generate_whole.sqlite", "llm-decode", 4, 62, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
@@ -106,6 +110,12 @@ CASES = [
     # torch.compile: Triton benchmarks its candidates inside the first call (7,791 kernels), then 11 calls
     Truth(RUNS / "compile_resnet18_default_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv",
           ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), words=False),
+    # a diffusion loop: 20 UNet forwards per image, a randn per image (part 7)
+    Truth(RUNS / "diffusion_unet_whole.sqlite", "iterations", 0, 0, 80, 4, 1, "conv", ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    # a cuBLAS engine whose decode step is one CUDA graph: 1 eager prefill + 24 graph launches per request
+    Truth(RUNS / "cublas_graph_decode_whole.sqlite", "llm-decode", 3, 72, 0, 3, 1, None, ("small-grid",),
+          frozenset({"small-grid"})),
     # other people's public traces
     Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
     Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),

@@ -175,3 +175,45 @@ def test_sync_finding_counts_its_names_where_it_counts_its_syncs() -> None:
     assert f.summary.startswith(
         f"10 host synchronizations inside steps (1.0 per iteration; in the window, {s.count} in all)"
     )
+
+
+@pytest.mark.finding("small-grid")
+def test_small_grids_cost_the_sm_time_they_leave_idle():
+    # the hand-written engine's decode attention runs 2 thread blocks on the H200's 132 SMs: the finding names it and
+    # costs its GPU time in the window times the share of SMs without a block, counted here from the trace itself
+    import sqlite3
+
+    from .conftest import DATA
+
+    path = DATA / "runs" / "cuda_cpp_requests_whole.sqlite"
+    d = diagnose_trace(open_trace(path), load_rules())
+    found = next(f for f in d.findings if f.id == "small-grid")
+    assert d.findings[0] is found and found.severity == "critical"
+    assert found.evidence["sm_count"] == 132
+    kernels = {(k["label"], k["grid"]): k for k in found.evidence["kernels"]}  # type: ignore[attr-defined]
+    attn = kernels[("attn_scores_kernel", "2x1x1")]
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    n, total = con.execute(
+        "SELECT count(*), sum(k.end - k.start) FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName"
+        " WHERE s.value = 'attn_scores_kernel' AND k.gridX = 2 AND k.gridY = 1 AND k.gridZ = 1"
+        " AND k.start >= ? AND k.start <= ?",
+        (d.window.start, d.window.end),
+    ).fetchone()
+    con.close()
+    assert (attn["blocks"], attn["count"], attn["total"]) == (2, n, total)
+    assert attn["idle_sm_ns"] == round(total * (1 - 2 / 132))
+    assert found.cost_ns == sum(k["idle_sm_ns"] for k in kernels.values())
+    # its prompt passes launch the same kernel over 128 blocks (a quarter of the SMs or more): not named
+    assert ("attn_scores_kernel", "1x128x1") not in kernels
+
+
+@needs_shared
+def test_graphed_decode_on_the_bundled_gpu_names_its_one_block_norm():
+    d = diagnose_trace(open_trace(TRACES / "decode_graph_node.sqlite"), load_rules())
+    found = next(f for f in d.findings if f.id == "small-grid")
+    labels = {k["label"]: k["blocks"] for k in found.evidence["kernels"]}  # type: ignore[attr-defined]
+    assert labels.get("vectorized_layer_norm_kernel") == 1, labels
+    assert found.severity == "warning"  # 9% of the window: worth a look, not the first thing to fix
+    # ViT at batch 16: every kernel's grid covers the SMs
+    vit = diagnose_trace(open_trace(ENGINES / "vit_b16_infer.sqlite"), load_rules())
+    assert "small-grid" not in {f.id for f in vit.findings}

@@ -33,6 +33,11 @@ EXTRA[compile_resnet18_default_whole]="";          ARGS[compile_resnet18_default
 # a compiled CUDA C++ program (no Python): BUILD runs first, then ARGS is the command itself (not a python3 script)
 EXTRA[cuda_cpp_requests_whole]="";                 ARGS[cuda_cpp_requests_whole]="/tmp/wl/cuda_requests --warmup 0 --requests 5 --decode 20 --prompt 128"
 BUILD[cuda_cpp_requests_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cuda_requests /tmp/wl/cuda_requests.cu"
+EXTRA[diffusion_unet_whole]="";                    ARGS[diffusion_unet_whole]="diffusion_unet.py --warmup 2 --iters 3 --steps 20"
+EXTRA[jax_decode_scan_whole]="";                   ARGS[jax_decode_scan_whole]="jax_decode_scan.py --prompt-len 32 --new-tokens 32 --warmup 1 --iters 3"
+EXTRA[hf_assisted_generate_whole]="";              ARGS[hf_assisted_generate_whole]="hf_assisted_generate.py --layers 4 --new-tokens 32 --draft 5 --warmup 1 --iters 2"
+EXTRA[cublas_graph_decode_whole]="";               ARGS[cublas_graph_decode_whole]="/tmp/wl/cublas_graph_decode --warmup 0 --requests 4 --decode 24 --prompt 128"
+BUILD[cublas_graph_decode_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cublas_graph_decode /tmp/wl/cublas_graph_decode.cu -lcublas"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

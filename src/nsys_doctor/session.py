@@ -226,6 +226,7 @@ class TraceSession:
             "schema_version": info.schema_version,
             "gpu": gpu.get("name"),
             "gpu_peak_bandwidth_Bps": gpu.get("memoryBandwidth"),
+            "gpu_sms": gpu.get("smCount"),
             "gpus": len(info.gpus),
             "cuda_graph_trace": info.capture.get("cuda_graph_trace"),
             "capture_range": info.capture.get("capture_range"),

@@ -357,7 +357,10 @@ def diagnose(
     ktails = _slow_step_share(ktails, kt, decode_ids.height)
     grid_tails = (
         grid_table.join(names.select("name", "label"), on="name", how="left")
-        .with_columns(_grid_text().alias("grid"))
+        .with_columns(
+            _grid_text().alias("grid"),
+            pl.fold(pl.lit(1, pl.Int64), lambda a, b: a * b, [pl.col(g).cast(pl.Int64) for g in GRID]).alias("blocks"),
+        )
         .drop(*GRID)
     )
     base_tails = short_tails.sort(["tail_score", "short"], descending=[True, False])
@@ -389,6 +392,7 @@ def diagnose(
         overhead=ovh,
         dynamic=dynamic,
         run_kind=structure.kind,
+        sm_count=sms if isinstance(sms := trace_info.get("gpu_sms"), int) and sms > 0 else None,
     )
     findings = run_rules(facts)
     target, actions = conclude(fam, findings, host, structure.kind, per_kernel)

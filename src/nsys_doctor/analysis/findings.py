@@ -74,6 +74,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Systematic kernel tail: p99 well above p50",
         "microbenchmark the kernel across the shapes it sees; check contention and clocks",
     ),
+    "small-grid": (
+        "Kernels launch far fewer thread blocks than the GPU has SMs",
+        "spread each kernel's work over more blocks (split-K or flash-decoding over a long context, a grid over "
+        "rows and columns, one block per head and split), batch more requests, or fuse it into a neighbour; ncu's "
+        "Launch Statistics and Occupancy sections show the grid against the SMs",
+    ),
     "dynamic-shapes": (
         "Kernels run with changing launch shapes from step to step",
         "pad or bucket shapes so steps are identical (a precondition for CUDA graphs)",
@@ -198,6 +204,7 @@ class Facts:
     overhead: dict[str, int]  # profiler overhead name -> ns inside the window
     dynamic: pl.DataFrame  # name, grids (distinct grids inside decode steps), instances
     run_kind: str = "llm-decode"  # llm-decode | llm-prefill | iterations | unstructured (analysis/structure/)
+    sm_count: int | None = None  # streaming multiprocessors of the GPU the kernels ran on (None: not recorded)
 
     def window_finding(self, fid: str, summary: str, evidence: dict[str, object], cost_ns: int) -> Finding:
         """A finding whose severity follows its cost as a share of the analyzed window (see ``costed``)."""
@@ -607,6 +614,51 @@ def tails(f: Facts) -> list[Finding]:
         cols = ["name", "label", "grid", "count", "p50", "p99", "max", "p99_p50", "tail_excess"]
         out.append(_tail_finding(f, "tail-systematic", sys_, cols, items, "p50 in the slowest 1%"))
     return out
+
+
+# A launch of fewer thread blocks than this share of the GPU's SMs leaves most of them idle while it runs; such
+# launches must take at least SMALL_GRID_MIN_SHARE of the window's kernel time to be worth a finding.
+SMALL_GRID_FILL = 0.25
+SMALL_GRID_MIN_SHARE = 0.05
+SMALL_GRID_MIN_COUNT = 10
+
+
+@rule
+def small_grid(f: Facts) -> list[Finding]:
+    """Kernels (per name and launch shape) whose grid fills under a quarter of the SMs: its cost is the SM time left
+    idle while they run, their GPU time times the share of SMs without a block (what a grid over every SM could
+    save at most)."""
+    g = f.grid_tails
+    sms = f.sm_count
+    if sms is None or g.is_empty() or "blocks" not in g.columns or not f.kernel_time_ns:
+        return []
+    small = g.filter(
+        (pl.col("blocks") > 0) & (pl.col("blocks") < SMALL_GRID_FILL * sms) & (pl.col("count") >= SMALL_GRID_MIN_COUNT)
+    )
+    small = small.filter(pl.col("total") >= SMALL_GRID_MIN_SHARE * f.kernel_time_ns)
+    if small.is_empty():
+        return []
+    small = small.with_columns(
+        (pl.col("total") * (1 - pl.col("blocks") / sms)).round(0).cast(pl.Int64).alias("idle_sm_ns")
+    ).sort(["idle_sm_ns", "name", "grid"], descending=[True, False, False])
+    cost = int(small["idle_sm_ns"].sum())
+    top = small.head(5)
+    items = [
+        f"{r['label']} (grid {r['grid']}: {r['blocks']} block{'s' if r['blocks'] != 1 else ''} on {sms} SMs, "
+        f"{100 * r['total'] / f.kernel_time_ns:.0f}% of the kernel time)"
+        for r in top.iter_rows(named=True)
+    ]
+    return [
+        f.window_finding(
+            "small-grid",
+            "; ".join(items) + f": {format_ns(cost)} of SM time left idle while they run",
+            {
+                "sm_count": sms,
+                "kernels": top.select("name", "label", "grid", "blocks", "count", "total", "idle_sm_ns").to_dicts(),
+            },
+            cost,
+        )
+    ]
 
 
 @rule

@@ -90,14 +90,20 @@ class PassFinding(BuilderState):
         inners = [c for c in clusters if c is not outer and c.period <= outer.period / 2 and c.count >= 2 * ocut.count]
         if not inners:
             return None
-        # each name's count per outer unit (between consecutive markers; the lower median over the units) and its
-        # mean GPU time
+        # each short name's count per outer unit (between consecutive markers; the lower median over the units) and
+        # its mean GPU time: by short name, as variants of one kernel may take turns from pass to pass (two
+        # instantiations of an elementwise kernel, each in every other denoising step)
+        shorts = sorted(set(seq.shorts))
+        short_of = np.array([shorts.index(x) for x in seq.shorts], dtype=np.int64)
+        nc = len(shorts)
+        code = short_of[seq.code]
         n = len(seq)
         unit = np.searchsorted(pos, np.arange(n), side="right") - 1
         ok = (unit >= 0) & (unit < nper)
-        per = np.bincount(unit[ok] * nc + seq.code[ok], minlength=nper * nc).reshape(nper, nc)
+        per = np.bincount(unit[ok] * nc + code[ok], minlength=nper * nc).reshape(nper, nc)
         m = np.sort(per, axis=0)[(nper - 1) // 2]
-        dur = np.bincount(seq.code, weights=seq.dur.astype(np.float64), minlength=nc) / np.maximum(seq.counts, 1)
+        counts = np.bincount(code, minlength=nc)
+        dur = np.bincount(code, weights=seq.dur.astype(np.float64), minlength=nc) / np.maximum(counts, 1)
         for inner in sorted(inners, key=lambda c: (-c.period, c.count)):
             k = round(outer.period / inner.period)
             icut = cut_level(inner)
@@ -109,7 +115,7 @@ class PassFinding(BuilderState):
             et, bt = float((extra * dur).sum()), float((body * dur).sum()) / k
             if not (1 <= ek <= GROUP_EXTRA_SHARE * bk and et <= GROUP_EXTRA_SHARE * bt and bt > 0):
                 continue
-            names = sorted({seq.shorts[c] for c in np.nonzero(extra)[0].tolist()})
+            names = sorted({shorts[c] for c in np.nonzero(extra)[0].tolist()})
             share = k * bt / (k * bt + et)
             why = (
                 f"whole forward passes: {k} of them make up {k * bk:.0f} of the {k * bk + ek:.0f} kernels and "
