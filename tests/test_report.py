@@ -471,3 +471,33 @@ def test_fp32_gemms_on_the_cuda_cores_are_told_to_use_tensor_cores() -> None:
     assert _gemm_advice(tensor) is None  # the stock advice stands
     assert "FP8" in FAMILY_ADVICE["gemm"]
     assert _gemm_advice(kernels([("k", "elementwise", 10)])) is None
+
+
+def test_a_kernel_launched_more_often_in_some_steps_has_no_dynamic_shape():
+    # 6 steps of 1 ms: "fill" runs once in even steps and twice in odd ones, always over 16 blocks (its work varies,
+    # not its shape); "copy" runs once per step over 8 blocks, then 16 from step 3 on (its shape changes)
+    from nsys_doctor.analysis.diagnosis import _dynamic_shapes
+
+    rows = []
+    for i in range(6):
+        t = i * 1_000_000
+        rows.append(("fill", 16, t + 100))
+        if i % 2:
+            rows.append(("fill", 16, t + 200))
+        rows.append(("copy", 8 if i < 3 else 16, t + 300))
+    lk = pl.DataFrame(
+        {
+            "name": [r[0] for r in rows],
+            "gridX": [r[1] for r in rows],
+            "gridY": [1] * len(rows),
+            "gridZ": [1] * len(rows),
+            "l_start": [r[2] for r in rows],
+            "start": [r[2] + 50 for r in rows],
+        }
+    )
+    steps = pl.DataFrame({"idx": list(range(6)), "start": [i * 1_000_000 for i in range(6)]}).with_columns(
+        (pl.col("start") + 999_999).alias("end")
+    )
+    labels = pl.DataFrame({"name": ["fill", "copy"], "label": ["fill", "copy"]})
+    out = _dynamic_shapes(lk, steps, labels)
+    assert out.select("name", "signatures", "grids").rows() == [("copy", 2, 2)]

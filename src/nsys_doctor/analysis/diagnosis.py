@@ -464,9 +464,10 @@ def _dynamic_shapes(
 ) -> pl.DataFrame:
     """Kernels whose launch shapes change from one decode step to the next.
 
-    Per decode step and kernel name, the sorted list of grids is the step's signature for that kernel; a kernel
-    with more than one signature across steps runs with dynamic shapes (the same name used for several fixed
-    shapes inside every step is not dynamic). ``inside``: the kernels of ``lk`` already placed in the decode steps
+    Per decode step and kernel name, the set of its grids is the step's signature for that kernel; a kernel with
+    more than one signature across steps runs with dynamic shapes (the same name used for several fixed shapes
+    inside every step is not dynamic, nor is a kernel launched more often in some steps than in others with the
+    same grid: its work changes, not its shape). ``inside``: the kernels of ``lk`` already placed in the decode steps
     (name, grid, t, idx; only those with a step), when the caller has them."""
     empty = pl.DataFrame(
         schema={"label": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
@@ -484,7 +485,7 @@ def _dynamic_shapes(
         "idx",
         (pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")).alias("g"),
     )
-    per_step = inside.group_by("idx", "name").agg(pl.col("g").sort().alias("sig"))
+    per_step = inside.group_by("idx", "name").agg(pl.col("g").unique().sort().alias("sig"))
     out = per_step.group_by("name").agg(
         pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps")
     )
