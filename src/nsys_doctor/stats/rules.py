@@ -29,7 +29,7 @@ from ..trace import schema as S
 from ..trace.window import EventFilter, resolve_nvtx_filter
 from . import core
 from .aggregate import r1
-from .core import Column, ReportContext, StatsTable, is_small, report, small_rows
+from .core import DURATION, Column, ReportContext, StatsTable, is_small, report, small_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -348,10 +348,6 @@ API_SYNC_COLUMNS = (
 @report("cuda_api_sync", "CUDA Synchronization APIs", options=(*COMMON_OPTIONS, "process", "thread"), kind="rule")
 def cuda_api_sync(ctx: ReportContext) -> StatsTable:
     """Host-blocking synchronization calls: cudaDeviceSynchronize and cudaStreamSynchronize."""
-    import polars as pl
-
-    from ..trace.tables import load, resolve_names
-
     name, title = "cuda_api_sync", "CUDA Synchronization APIs"
     allowed = f"a process or thread id, 0..{MAX_ID} (-1: any)"
     process = ctx.int_option("process", -1, -1, MAX_ID, allowed)
@@ -363,7 +359,23 @@ def cuda_api_sync(ctx: ReportContext) -> StatsTable:
     ids = string_ids(ctx.trace, like_test(["cudaDeviceSynchronize%", "cudaStreamSynchronize%"]))
     # the name test runs in SQLite: only the synchronization calls are read, not every runtime row
     where = f"nameId IN ({','.join(str(int(i)) for i in sorted(ids))})" if ids else "0"
-    df = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "nameId"], rule_filter(ctx), where)
+    flt = rule_filter(ctx)
+    small = small_rows(ctx.replace(flt=flt), S.RUNTIME, [DURATION, "start", "globalTid", "nameId"], where=where)
+    if small is not None:  # a small runtime table: the same rows with sqlite3 alone
+        calls = []
+        for dur, start, gtid, nid in small:
+            pid, tid = (gtid >> 24) & PID_MASK, gtid & PID_MASK
+            if (process < 0 or pid == process) and (thread < 0 or tid == thread):
+                calls.append((dur, start, pid, tid, nid))
+        calls.sort(key=lambda r: -r[0])  # stable, as polars' sort with maintain_order
+        rows = row_limit(ctx)
+        strings = ctx.trace.strings
+        return StatsTable(name, title, API_SYNC_COLUMNS, [(*r[:4], strings.get(r[4], "")) for r in calls[:rows]])
+    import polars as pl
+
+    from ..trace.tables import load, resolve_names
+
+    df = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "nameId"], flt, where)
     df = df.with_columns(
         (pl.col("end") - pl.col("start")).alias("dur"),
         pid_of("globalTid").alias("pid"),
