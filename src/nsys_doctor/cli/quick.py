@@ -76,8 +76,7 @@ def parse(args: list[str]) -> tuple[str, dict[str, object]] | None:
         if choices is not None and value not in choices:
             return None
         if repeatable:
-            given.setdefault(param, [])
-            given[param].append(value)  # type: ignore[attr-defined]
+            given[param] = (*given.get(param, ()), value)  # type: ignore[misc]  # a tuple, as click collects it
         else:
             given[param] = value
     if len(positional) != 1 or not os.path.isfile(positional[0]):
@@ -103,8 +102,6 @@ def body(command: str, given: dict[str, object]) -> Callable[[], int]:
     from .stats_run import run_stats
 
     progress.set_quiet(bool(given.pop("quiet", False)))  # for this command only, as click's option sets it
-    if "reports" in given:
-        given["reports"] = tuple(given["reports"])  # type: ignore[arg-type]
 
     def stats() -> int:
         run_stats((trace,), **given)  # type: ignore[arg-type]
