@@ -217,3 +217,21 @@ def test_graphed_decode_on_the_bundled_gpu_names_its_one_block_norm():
     # ViT at batch 16: every kernel's grid covers the SMs
     vit = diagnose_trace(open_trace(ENGINES / "vit_b16_infer.sqlite"), load_rules())
     assert "small-grid" not in {f.id for f in vit.findings}
+
+
+@needs_shared
+def test_next_actions_follow_what_they_cost():
+    # the C++ engine: its per-step token read costs 35 ms of GPU idle time, less than its decode attention kernel
+    # (31% of the GPU time): the sync's action comes after the attention advice (the engines' README), and the
+    # small grids of that attention, which cost more than the kernel's whole time, before it
+    d = diagnose_trace(open_trace(ENGINES / "cpp_llama3b_graph.sqlite"), load_rules())
+    costs = {f.id: f.cost_ns for f in d.findings}
+    lever = int(d.kernels.filter(pl.col("name") == "decode_attention_kernel")["total"][0])
+    assert costs["host-sync-in-inference"] < lever < costs["small-grid"]  # type: ignore[operator]
+    order = [a.split(":")[0] for a in d.next_actions]
+    titles = {f.id: f.title for f in d.findings}
+    advice = next(i for i, a in enumerate(d.next_actions) if a.startswith("decode attention dominates"))
+    assert order.index(titles["small-grid"]) < advice < order.index(titles["host-sync-in-inference"]), order
+    # eager decode: launch-bound costs more than its whole top family, so it goes first
+    e = diagnose_trace(open_trace(TRACES / "decode_eager.sqlite"), load_rules())
+    assert e.next_actions[0].startswith("Launch-bound"), e.next_actions

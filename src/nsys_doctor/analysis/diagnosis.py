@@ -585,6 +585,7 @@ def conclude(
     ids = [f.id for f in findings]
     target: Target = {}
     actions: list[str] = []
+    top_total: int | None = None  # the GPU time of the target family (what its advice could save at most)
     if "graph-trace-not-node" in ids:
         target = {
             "kind": "recapture",
@@ -609,6 +610,7 @@ def conclude(
                 f"{100 * top['share']:.1f}% spread over {top['kernels']} kernels"
             )
             second, top = top, row
+        top_total = int(top["total"])
         target = {
             "kind": "family",
             "family": top["family"],
@@ -630,8 +632,12 @@ def conclude(
                 f"of GPU idle time against {format_ns(int(top['total']))} of {top['category']} kernels): "
                 f"{host_issue.summary}"
             )
-    for f in findings:
-        if f.severity in ("critical", "warning") and f.action not in actions:
+    # actions in the order of what they cost: a finding's before the top family's advice only when it costs more
+    # than that whole family (or has no cost: a blocker); the others after it
+    urgent = [f for f in findings if f.severity in ("critical", "warning")]
+    later = [f for f in urgent if top_total is not None and f.cost_ns is not None and f.cost_ns <= top_total]
+    for f in urgent:
+        if f not in later and f.action not in actions:
             actions.append(f"{f.title}: {f.action}.")
     advice_for = FAMILY_ADVICE if run_kind.startswith("llm") else {**FAMILY_ADVICE, **GENERIC_ADVICE}
     fp32_gemm = _gemm_advice(kernels)
@@ -648,6 +654,9 @@ def conclude(
             if adv2 and second["share"] >= 0.1:
                 then = "Then " if advice else ""
                 actions.append(f"{then}{second['category']} ({100 * second['share']:.0f}%): {adv2}.")
+    for f in later:
+        if f.action not in actions:
+            actions.append(f"{f.title}: {f.action}.")
     if not actions:
         actions.append("No problem stands out: profile a longer run or compare against a baseline (nsys-doctor diff).")
     return target, actions
