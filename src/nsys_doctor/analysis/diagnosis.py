@@ -25,6 +25,7 @@ from .phases import (
     analyze_structure,
     assign_to_steps,
     calls,
+    launch_blocks,
     launched_kernels,
     window_and_steps,
 )
@@ -359,7 +360,7 @@ def diagnose(
         grid_table.join(names.select("name", "label"), on="name", how="left")
         .with_columns(
             _grid_text().alias("grid"),
-            pl.fold(pl.lit(1, pl.Int64), lambda a, b: a * b, [pl.col(g).cast(pl.Int64) for g in GRID]).alias("blocks"),
+            launch_blocks().alias("blocks"),
         )
         .drop(*GRID)
     )

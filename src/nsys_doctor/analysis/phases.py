@@ -53,6 +53,11 @@ LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches a
 CONTEXT_INIT_NS = 10_000_000  # a first CUDA runtime call this long created the context (loading, not inference)
 
 
+def launch_blocks() -> pl.Expr:
+    """A kernel launch's thread blocks: gridX * gridY * gridZ (0 where a dimension is not recorded)."""
+    return pl.fold(pl.lit(1, pl.Int64), lambda a, b: a * b, [pl.col(g).fill_null(0).cast(pl.Int64) for g in GRID])
+
+
 def user_ranges(nvtx: pl.DataFrame) -> pl.DataFrame:
     """The NVTX ranges of ``nvtx`` that the program's own code may have put around its requests and steps: not
     those of a library's domain (``LIBRARY_DOMAINS``) nor named like a library's or a per-op annotation

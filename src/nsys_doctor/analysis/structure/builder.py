@@ -12,7 +12,6 @@ from .nvtx import count_inside, nvtx_groups
 from .pass_finding import PassFinding
 from .passes import PassStats, pass_stats, passes_from_level
 from .patterns import (
-    AUTOTUNE_KERNELS,
     GAP_FACTOR,
     HEAVY_FACTOR,
     MIN_REQUEST_GAP_NS,
@@ -182,9 +181,9 @@ class _Builder(PassFinding, RequestCutting):
             return None
         seq = self.seq
         signals = [self.sig.module_loads.astype(np.int64)]
-        tune = [c for c in range(len(seq.names)) if AUTOTUNE_KERNELS.search(seq.names[c])]
-        if tune:
-            signals.append(seq.end[np.concatenate([seq.positions(c) for c in tune])].astype(np.int64))
+        tune = self.autotune_positions()
+        if tune.size:
+            signals.append(seq.end[tune].astype(np.int64))
         comp = self._compile_ranges()
         if comp is not None:
             signals.append(np.array([comp[1]], dtype=np.int64))

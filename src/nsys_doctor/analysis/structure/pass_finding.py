@@ -37,13 +37,12 @@ class PassFinding(BuilderState):
         candidate kernels): a loop over candidates, not a forward pass."""
         seq = self.seq
         pos = seq.positions(cut_level(cl).marker)
-        codes = [c for c in range(len(seq.names)) if AUTOTUNE_KERNELS.search(seq.names[c])]
-        if pos.size < 2 or not codes:
+        tune = self.autotune_positions()
+        if pos.size < 2 or not tune.size:
             return False
-        tune = np.sort(np.concatenate([seq.positions(c) for c in codes]))
         # units (from one marker to the next) with autotuning kernels inside: most of them in a loop over candidates
         hit = count_inside(tune, pos[:-1], pos[1:] - 1) > 0
-        tuning = sorted({seq.shorts[c] for c in codes})
+        tuning = sorted({seq.shorts[c] for c in np.unique(seq.code[tune]).tolist()})
         if float(hit.mean()) >= 0.5:
             self.notes.append(
                 f"a loop of {round(cl.period)} kernel(s) repeats {cl.count} times with autotuning kernels "
@@ -94,7 +93,8 @@ class PassFinding(BuilderState):
         # its mean GPU time: by short name, as variants of one kernel may take turns from pass to pass (two
         # instantiations of an elementwise kernel, each in every other denoising step)
         shorts = sorted(set(seq.shorts))
-        short_of = np.array([shorts.index(x) for x in seq.shorts], dtype=np.int64)
+        index = {x: i for i, x in enumerate(shorts)}
+        short_of = np.array([index[x] for x in seq.shorts], dtype=np.int64)
         nc = len(shorts)
         code = short_of[seq.code]
         n = len(seq)

@@ -9,7 +9,6 @@ from ..distribution import scalar_int
 from .nvtx import count_inside, regular_stride
 from .passes import PassStats
 from .patterns import (
-    AUTOTUNE_KERNELS,
     BACKWARD_KERNELS,
     CNN_CONV_SHARE,
     DECODE_NAMES,
@@ -249,12 +248,6 @@ class RequestCutting(BuilderState):
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
 
-    def autotune_positions(self) -> np.ndarray:
-        """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
-        seq = self.seq
-        codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
-        return np.sort(np.concatenate([seq.positions(c) for c in codes])) if codes else np.zeros(0)
-
     def warmup_passes(self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
         """Request boundaries after warm-up passes (for a run of iterations that is one request): a request whose
         first passes load modules (lazy loading, JIT), run autotuning kernels or take ``SLOW_WARMUP_FACTOR`` times
@@ -421,11 +414,11 @@ class RequestCutting(BuilderState):
             found.append(
                 f"{n_init} initialisation kernels (" + ", ".join(sorted({seq.shorts[c] for c in init})[:3]) + ")"
             )
-        tune = [c for c in range(len(seq.names)) if AUTOTUNE_KERNELS.search(seq.names[c])]
-        if tune:
-            pos = np.sort(np.concatenate([seq.positions(c) for c in tune]))
+        pos = self.autotune_positions()
+        if pos.size:
             a, b = int(seq.t[pos[0]]), int(seq.end[pos[-1]])
-            out.append(Phase("autotuning", a, b, f"{pos.size} autotuning kernels ({seq.shorts[tune[0]]}, ...)"))
+            first = seq.shorts[int(seq.code[pos].min())]  # the first autotuning kernel's name in name order
+            out.append(Phase("autotuning", a, b, f"{pos.size} autotuning kernels ({first}, ...)"))
             self.ev("phase", "autotuning", "high", f"{pos.size} autotuning kernels")
         comp = self._compile_ranges()
         if comp is not None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, rows_where
+from ...trace.schema import GRID
+from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, launch_blocks, rows_where
 from .patterns import MIN_SEGMENTS, REGULAR_TOL
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -108,16 +109,8 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
         )
     start = k["start"].to_numpy()
     end = k["end"].to_numpy()
-    grid = [c for c in ("gridX", "gridY", "gridZ") if c in k.columns]
-    blocks = (
-        k.select(
-            pl.fold(pl.lit(1, pl.Int64), lambda a, b: a * b, [pl.col(c).fill_null(0).cast(pl.Int64) for c in grid])
-        )
-        .to_series()
-        .to_numpy()
-        if len(grid) == 3
-        else np.zeros(k.height, dtype=np.int64)
-    )
+    has_grid = all(c in k.columns for c in GRID)
+    blocks = k.select(launch_blocks()).to_series().to_numpy() if has_grid else np.zeros(k.height, dtype=np.int64)
     t = start.copy()
     t_end = start.copy()
     graph = np.zeros(k.height, dtype=bool)

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from .nvtx import NvtxGroup
-from .patterns import ATTENTION_FAMILIES, CONV_FAMILIES
+from .patterns import ATTENTION_FAMILIES, AUTOTUNE_KERNELS, CONV_FAMILIES
 from .result import Evidence, Phase
 from .sequence import Api, Cluster, Seq
 from .signals import Signals
@@ -50,6 +50,12 @@ class BuilderState:
         self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
         self.lead_phases: list[Phase] | None = None  # set on the analysis of the kernels after a setup
         self.slow_passes: np.ndarray | None = None  # leading passes far slower on the host (warmup_passes)
+
+    def autotune_positions(self) -> np.ndarray:
+        """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
+        seq = self.seq
+        codes = [c for c, n in enumerate(seq.names) if AUTOTUNE_KERNELS.search(n)]
+        return np.sort(np.concatenate([seq.positions(c) for c in codes])) if codes else np.zeros(0, dtype=np.int64)
 
     def codes_used(self, a: int, b: int) -> list[int]:
         """The name codes of the kernels ``a`` to ``b`` (exclusive) of the sequence, in code order."""
