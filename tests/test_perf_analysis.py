@@ -22,7 +22,7 @@ from nsys_doctor.analysis.distribution import (
     tail_tables,
     text_codes,
 )
-from nsys_doctor.analysis.host import _busy_intervals_grouped, busy_intervals
+from nsys_doctor.analysis.host import _busy_intervals_grouped, _merged, busy_intervals, gpu_idle, overlapping
 from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, calls, launched_kernels
 from nsys_doctor.analysis.structure.sequence import first_positions, launch_order, sorted_unique, stable_order
 from nsys_doctor.trace import Trace
@@ -200,6 +200,42 @@ def test_busy_intervals_with_nulls_or_reversed_rows_keeps_the_grouped_definition
     )
     assert busy_intervals(ops).equals(_busy_intervals_grouped(ops))
     assert busy_intervals(ops.head(0)).is_empty()
+
+
+def _idle_reference(rows: list[tuple[int, int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The stretches of [lo, hi] where no interval of any device runs, from the union of all devices."""
+    out = []
+    at = lo
+    for _, s, e in _union_reference([(0, s, e) for _, s, e in rows]):
+        if s > at and at < hi:
+            out.append((at, min(s, hi)))
+        at = max(at, e)
+    if at < hi:
+        out.append((at, hi))
+    return [(a, b) for a, b in out if b > a]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_overlapping_and_gpu_idle_give_the_filter_and_the_union_with_or_without_the_merged_path(seed: int) -> None:
+    rng = random.Random(seed)
+    devices = rng.choice([[0], [0], [0, 1], [3]])
+    rows = []
+    for _ in range(rng.choice([1, 2, 7, 300])):
+        s = rng.randint(0, 5000)
+        rows.append((rng.choice(devices), s, s + rng.choice([0, 1, rng.randint(0, 200)])))
+    ops = pl.DataFrame(rows, schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64}, orient="row")
+    busy = busy_intervals(ops)
+    # one device's busy intervals are their own union (the slice and no second merge); two devices' are not
+    assert _merged(busy) is (len({d for d, _, _ in rows}) == 1)
+    for _ in range(20):
+        lo = rng.randint(-100, 5300)
+        hi = lo + rng.choice([0, 1, rng.randint(0, 6000)])
+        want = busy.filter((pl.col("end") >= lo) & (pl.col("start") <= hi))
+        assert overlapping(busy, lo, hi).equals(want), (lo, hi)
+        if hi > lo:
+            got = gpu_idle(overlapping(busy, lo, hi), lo, hi)
+            assert got.select("start", "end").rows() == _idle_reference(rows, lo, hi), (lo, hi)
+            assert got["gid"].to_list() == list(range(got.height))
 
 
 # ---------------------------------------------------------------------------------------------------- API calls

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import platform
 import subprocess
 import sys
 
@@ -247,6 +248,28 @@ def test_allocator_setting_is_for_analysis_commands(args: list[str], expected: b
     env: dict[str, str] = {}
     assert cli_main.bound_allocator(args, env) is expected
     assert env == ({cli_main.ALLOCATOR_ENV: "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"} if expected else {})
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["report", "t.sqlite"], True), (["capture", "--", "python", "serve.py"], False), (["--help"], False)],
+)
+def test_the_c_heap_is_bounded_for_analysis_commands_only(
+    args: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nsys_doctor.cli import app
+
+    called: list[bool] = []
+    monkeypatch.setattr(app, "bound_native_heap", lambda: called.append(True) or True)
+    monkeypatch.setattr(app, "_run", lambda argv: 0)
+    monkeypatch.setitem(os.environ, cli_main.ALLOCATOR_ENV, "")  # the test process's allocator is left alone
+    assert app.run(args, 0.0) == 0
+    assert called == ([True] if expected else [])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_the_c_heap_bound_takes_with_glibc() -> None:
+    assert cli_main.bound_native_heap() is True
 
 
 def test_allocator_setting_never_replaces_the_users() -> None:

@@ -292,7 +292,7 @@ def build_profile(
         "base": _rows(ka.with_columns(pl.col("label").alias("base")), "base", n),
         "family": _rows(ka, "family", n),
     }
-    api_w = api.filter((pl.col("start") >= window.start) & (pl.col("start") <= window.end))
+    api_w = window.rows(api)
     names = api_w["name"].unique().to_list()
     mapping = {nm: api_key(nm) for nm in names}
     api_w = api_w.with_columns(pl.col("name").replace_strict(mapping, return_dtype=pl.Utf8).alias("api"))

@@ -14,9 +14,9 @@ import polars as pl
 
 from ..trace.schema import GRID
 from ..units import format_ns
-from .distribution import decode_texts, percentile, ratio, tail_table, tail_tables, text_codes
+from .distribution import decode_texts, percentile, ratio, scalar_int, tail_table, tail_tables, text_codes
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
-from .host import HostSummary, summarize_host
+from .host import HostSummary, busy_intervals, summarize_host
 from .ops import OpRule, classify, label_frame
 from .phases import (
     GRAPH_LAUNCH_API,
@@ -293,7 +293,7 @@ def diagnose(
     mem = mem.filter(pl.col("start") <= w.end).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
     if mem.height:
         mem_rows = (
-            mem.group_by(pl.col("kind").alias("family"))
+            mem.group_by(pl.col("kind").cast(pl.String).alias("family"))
             .agg(pl.col("dur").sum().alias("total"), pl.len().alias("count"))
             .with_columns(pl.lit("memcpy / memset").alias("category"), pl.lit(0, pl.UInt32).alias("kernels"))
         )
@@ -316,8 +316,13 @@ def diagnose(
         fam = fam.sort(["total", "family", "category"], descending=[True, False, False])
     # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
     # memory at the same time as the decode steps' kernels below
-    host = summarize_host(kernels, api, memcpy, gpu_ops, w, steps, lk)
-    del gpu_ops  # every GPU operation of the trace, not needed by the tails below: freed before they run
+    # the GPU's busy time; every GPU operation of the trace (millions of rows) is then freed before the host's
+    # passes and the tails below run
+    all_busy = busy_intervals(gpu_ops)
+    first_op = scalar_int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0
+    del gpu_ops
+    host = summarize_host(kernels, api, memcpy, all_busy, first_op, w, steps, lk)
+    del all_busy
     # unmapped kernels, the most GPU time first (per_kernel is sorted by total, then name)
     unmapped = (
         per_kernel.join(ops.filter(~pl.col("mapped")).select("name"), on="name", how="semi")["name"].to_list()
@@ -386,7 +391,7 @@ def diagnose(
         grid_tails=grid_tails,
         graph_mode=capture.get("cuda_graph_trace"),  # type: ignore[arg-type]
         graph_launch_rows=graph_launch_rows,
-        graph_launch_calls=calls(api_w, GRAPH_LAUNCH_API).height,
+        graph_launch_calls=calls(api_w, GRAPH_LAUNCH_API, columns=["start"]).height,
         kernels_in_window=kw.height,
         kernel_time_ns=total,
         diagnostics=diagnostics,

@@ -173,13 +173,33 @@ def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     if busy.is_empty():
         return pl.DataFrame({"gid": [0], "start": [lo], "end": [hi]}, schema=schema)
-    merged = busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))  # union over devices
+    merged = busy if _merged(busy) else busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))
     b = merged.filter((pl.col("end") > lo) & (pl.col("start") < hi))
     starts = pl.concat([pl.Series("start", [lo], pl.Int64), b["end"].cast(pl.Int64).rename("start")])
     ends = pl.concat([b["start"].cast(pl.Int64).rename("end"), pl.Series("end", [hi], pl.Int64)])
     g = pl.DataFrame([starts, ends])
     g = g.with_columns(pl.col("start").clip(lo, hi), pl.col("end").clip(lo, hi)).filter(pl.col("end") > pl.col("start"))
     return g.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64)).select("gid", "start", "end")
+
+
+def overlapping(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
+    """The intervals of ``busy`` that overlap [lo, hi] (end >= lo, start <= hi): a slice, not a copy, when they are
+    one device's disjoint intervals in order (their ends then rise with their starts)."""
+    if not _merged(busy):
+        return busy.filter((pl.col("end") >= lo) & (pl.col("start") <= hi))
+    first = int(busy["end"].search_sorted(lo, side="left"))
+    last = int(busy["start"].search_sorted(hi, side="right"))
+    return busy.slice(first, max(0, last - first))
+
+
+def _merged(busy: pl.DataFrame) -> bool:
+    """Whether ``busy`` is already its own union over devices (one device's ``busy_intervals``: sorted by start, each
+    interval starting after the one before ends), so that merging it again would copy millions of rows for
+    nothing."""
+    dev, start, end = busy["deviceId"], busy["start"], busy["end"]
+    if dev.null_count() or start.null_count() or end.null_count() or dev.min() != dev.max():
+        return False
+    return busy.height < 2 or bool((start.slice(1) > end.slice(0, busy.height - 1)).all())
 
 
 def gpu_idle_caused(idle: pl.DataFrame, sel: pl.DataFrame, sync: bool) -> int:
@@ -191,7 +211,7 @@ def gpu_idle_caused(idle: pl.DataFrame, sel: pl.DataFrame, sync: bool) -> int:
     time a sync spends blocked while the GPU works is the GPU's own work, not a cost."""
     if idle.is_empty() or sel.is_empty():
         return 0
-    iv = idle.sort("start")
+    iv = idle if idle["start"].is_sorted() else idle.sort("start")  # gpu_idle's are: no copy of millions of rows
     calls_ = sel.select(pl.col("start").alias("c0"), pl.col("end").alias("c1")).sort("c1")
     if sync:
         # the idle interval whose start lies inside the call (the GPU drained while the host waited)
@@ -238,16 +258,20 @@ def summarize_host(
     kernels: pl.DataFrame,
     api: pl.DataFrame,
     memcpy: pl.DataFrame,
-    gpu_ops: pl.DataFrame,
+    all_busy: pl.DataFrame,
+    first_op_ns: int,
     window: Window,
     steps: Steps,
     lk: pl.DataFrame | None = None,
 ) -> HostSummary:
+    """The host's side of ``window``. ``all_busy`` is ``busy_intervals`` of every GPU operation of the trace
+    (kernels, copies, memsets, graph launches) and ``first_op_ns`` the start of the first of them (0 when none):
+    the caller frees the operations themselves, millions of rows, before this runs."""
     from .phases import assign_to_steps
 
     w0, w1 = window.start, window.end
-    api_w = api.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
-    launches = calls(api_w, LAUNCH_API)
+    api_w = window.rows(api)  # the frame itself, or a slice of it, where it can: a filter copies millions of rows
+    launches = calls(api_w, LAUNCH_API, columns=["dur"])  # only what is counted: millions of launches
     # queue: kernel start minus launch end, for kernels launched in the window
     # only the queue times are kept: filtering the launched kernels' every column would copy millions of rows
     wait = (
@@ -261,8 +285,7 @@ def summarize_host(
     )
     # a Series: percentile() sorts it without a Python list
     q: pl.Series | list[int] = wait.filter(wait >= 0) if wait.len() else []
-    all_busy = busy_intervals(gpu_ops)
-    busy = all_busy.filter((pl.col("end") >= w0) & (pl.col("start") <= w1))
+    busy = overlapping(all_busy, w0, w1)
     busy_ns = (
         int((busy["end"].clip(upper_bound=w1) - busy["start"].clip(lower_bound=w0)).clip(lower_bound=0).sum())
         if busy.height
@@ -290,7 +313,7 @@ def summarize_host(
         pause_gaps = gaps.clear()
     loading = idle_gaps(
         all_busy,
-        scalar_int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0,
+        first_op_ns,
         w0,
         max(threshold, 100_000_000),
     )

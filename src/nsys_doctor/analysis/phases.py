@@ -441,7 +441,7 @@ def find_steps(
     (idx, kind, start, end) and its source, from the run structure; without it the steps come from NVTX step
     ranges, else graph launches, host syncs or a repeating kernel."""
     notes: list[str] = []
-    api_w = api.filter((pl.col("start") >= window.start) & (pl.col("start") <= window.end))
+    api_w = window.rows(api)
     lk = launched_kernels(kernels, api) if lk is None else lk
     # only the columns the steps read (the repeating marker's and the measures'): filtering every column of the
     # launched kernels would copy millions of rows
@@ -465,7 +465,7 @@ def find_steps(
         pl.col("start").min().alias("gpu_start"),
         pl.col("end").max().alias("gpu_end"),
     )
-    launches = assign_to_steps(calls(api_w, LAUNCH_API), table, "start")
+    launches = assign_to_steps(calls(api_w, LAUNCH_API, columns=["start"]), table, "start")  # counted: one column
     per_l = launches.filter(pl.col("idx").is_not_null()).group_by("idx").agg(pl.len().alias("launches"))
     table = (
         table.join(per_k, on="idx", how="left")
@@ -512,10 +512,10 @@ _ORDER = ["idx", "kind", "start", "end", "wall", "gpu_time", "kernels", "launche
 
 
 def _data_steps(lk: pl.DataFrame, api: pl.DataFrame, window: Window, notes: list[str]) -> tuple[pl.DataFrame, str]:
-    graph = calls(api, GRAPH_LAUNCH_API).sort("start")
+    graph = calls(api, GRAPH_LAUNCH_API, columns=["start"]).sort("start")
     if graph.height >= 2:
         return _boundaries_to_steps(graph["start"].to_list(), window.end), "graph-launches"
-    syncs = calls(api, SYNC_API).sort("start")
+    syncs = calls(api, SYNC_API, columns=["start", "end"]).sort("start")
     if syncs.height >= 3:
         ends = syncs["end"].to_list()
         bounds = [window.start] + [e + 1 for e in ends[:-1]]

@@ -165,7 +165,7 @@ def step_series(
     nxt_has = np.concatenate((has[1:], [False]))
     gap_on = has & nxt_has & (nxt > b)
     gap = np.where(gap_on, np.maximum(nxt - b, 0) - covered(b, np.maximum(nxt, b)), 0)
-    launches = calls(api, LAUNCH_API).select("start", "dur")
+    launches = calls(api, LAUNCH_API, columns=["start", "dur"])
     launch = np.zeros(st.height, dtype=np.int64)
     if launches.height:
         pos = st.select("idx", "start", "end").with_row_index("_pos")

@@ -12,7 +12,7 @@ import click
 
 from .. import __version__
 from .contract import guarded
-from .main import COMMAND_MODULES, COMMAND_TABLE, bound_allocator
+from .main import COMMAND_MODULES, COMMAND_TABLE, analyses, bound_allocator, bound_native_heap
 
 
 def _available() -> dict[str, str]:
@@ -165,6 +165,8 @@ def run(args: list[str], origin: float) -> int:
         args = [a for a in args if a != "--debug"]
     if "polars" not in sys.modules:  # the allocator reads its settings once, when polars is loaded
         bound_allocator(args)
+    if analyses(args):
+        bound_native_heap()
     return guarded(lambda: _run(args), origin, debug)
 
 

@@ -73,15 +73,41 @@ ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
 ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"
 
 
+def analyses(args: list[str]) -> bool:
+    """Whether the command of ``args`` is one of the analysis commands (any but ``capture``, whose child is the
+    user's program)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    entry = COMMAND_TABLE.get(command or "")
+    return entry is not None and entry[0] != "capture"
+
+
 def bound_allocator(args: list[str], environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
     """Set ``ALLOCATOR_CONF`` in ``environ`` for the command of ``args`` (before polars is imported) unless the
     command runs the user's program or the variable is already set; says whether it was set."""
-    command = next((a for a in args if not a.startswith("-")), None)
-    entry = COMMAND_TABLE.get(command or "")
-    if entry is None or entry[0] == "capture" or ALLOCATOR_ENV in environ:
+    if not analyses(args) or ALLOCATOR_ENV in environ:
         return False
     environ[ALLOCATOR_ENV] = ALLOCATOR_CONF
     return True
+
+
+# The C library's allocator (numpy's arrays, SQLite's buffers) serves a large block from its own mapping, returned
+# to the system when freed, but glibc raises that threshold to the size of each such block freed (up to 32 MiB), and
+# from then on keeps freed blocks of that size in its heap: the run structure's arrays at two million kernels left
+# 60-85 MB there for the rest of `report`. A fixed threshold (which turns the raising off) returns them.
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+NATIVE_MMAP_THRESHOLD = 1 << 20
+
+
+def bound_native_heap() -> bool:
+    """Fix the C allocator's mapping threshold at ``NATIVE_MMAP_THRESHOLD`` where the C library has glibc's
+    ``mallopt``; says whether it took. Costs the import of ctypes (about 2 ms): for commands that load polars."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # no mallopt (macOS), no C library handle (Windows)
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, NATIVE_MMAP_THRESHOLD))
 
 
 HELP_FLAGS = ("--help", "-h")

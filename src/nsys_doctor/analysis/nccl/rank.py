@@ -49,7 +49,7 @@ INSTANCE_COLUMNS = [
 
 
 def _unique_launches(api: pl.DataFrame) -> pl.DataFrame:
-    launches = calls(api, LAUNCH_API).sort("start")
+    launches = calls(api, LAUNCH_API, columns=["pid", "correlationId", "start", "end", "tid"]).sort("start")
     return launches.unique(subset=["pid", "correlationId"], keep="first", maintain_order=True).select(
         "pid", "correlationId", pl.col("start").alias("l_start"), pl.col("end").alias("l_end"), "tid"
     )

@@ -100,17 +100,10 @@ class Seq:
         return self.pos_order[self.pos_offsets[c] : self.pos_offsets[c + 1]]
 
 
-def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
-    k = kernels if pid is None else rows_where(kernels, "pid", pid)
-    if k["name"].null_count() or k["short"].null_count():
-        k = k.with_columns(
-            pl.col("name").fill_null(pl.col("short")).fill_null("?"),
-            pl.col("short").fill_null(pl.col("name")).fill_null("?"),
-        )
-    start = k["start"].to_numpy()
-    end = k["end"].to_numpy()
-    has_grid = all(c in k.columns for c in GRID)
-    blocks = k.select(launch_blocks()).to_series().to_numpy() if has_grid else np.zeros(k.height, dtype=np.int64)
+def _launch_times(k: pl.DataFrame, api: Api, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per kernel of ``k``: the start and end of the call that launched it (the kernel's ``start`` for both when
+    none did) and whether that call launched a graph. Its own function: the lookup's arrays (millions of rows
+    each) are freed before the sequence is sorted."""
     t = start.copy()
     t_end = start.copy()
     graph = np.zeros(k.height, dtype=bool)
@@ -130,6 +123,21 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
         t = np.where(ok, launches["start"].to_numpy()[row], start)
         t_end = np.where(ok, launches["end"].to_numpy()[row], start)
         graph = ok & api.mask(GRAPH_LAUNCH_API)[lmask][row]
+    return t, t_end, graph
+
+
+def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
+    k = kernels if pid is None else rows_where(kernels, "pid", pid)
+    if k["name"].null_count() or k["short"].null_count():
+        k = k.with_columns(
+            pl.col("name").fill_null(pl.col("short")).fill_null("?"),
+            pl.col("short").fill_null(pl.col("name")).fill_null("?"),
+        )
+    start = k["start"].to_numpy()
+    end = k["end"].to_numpy()
+    has_grid = all(c in k.columns for c in GRID)
+    blocks = k.select(launch_blocks()).to_series().to_numpy() if has_grid else np.zeros(k.height, dtype=np.int64)
+    t, t_end, graph = _launch_times(k, api, start)
     names = k["name"].unique().sort().to_list()
     code = k["name"].cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
     shorts = k["short"].gather(first_positions(code, len(names))).to_list()
