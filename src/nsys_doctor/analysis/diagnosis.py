@@ -340,6 +340,7 @@ def diagnose(
         ).filter(pl.col("idx").is_not_null())
         if in_decode.height:
             kt = in_decode
+        del in_decode
     # the tails by name, by name and grid, by short name: one sort of the durations, each name coded once
     if kt is kw:  # the tails by name are the table above
         name_tails = kw_name_tails
@@ -370,14 +371,16 @@ def diagnose(
         .drop(*GRID)
     )
     base_tails = short_tails.sort(["tail_score", "short"], descending=[True, False])
+    dynamic = _dynamic_shapes(
+        lkw, decode_ids, names.select("name", "label"), kt.select("name", *GRID, "t", "idx") if kt is not kw else None
+    )
+    # the decode steps' kernels (a copy of millions of rows) are freed before the API calls' tails sort theirs
+    del kt
     api_w = w.rows(api)
     atails = (
         tail_table(api_w, ["name"]).sort(["total", "name"], descending=[True, False])
         if api_w.height
         else tail_table(api_w, ["name"])
-    )
-    dynamic = _dynamic_shapes(
-        lkw, decode_ids, names.select("name", "label"), kt.select("name", *GRID, "t", "idx") if kt is not kw else None
     )
     ovh: dict[str, int] = {}
     if overhead.height:

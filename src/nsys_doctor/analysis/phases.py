@@ -340,7 +340,9 @@ def _lookup_launches(kernels: pl.DataFrame, launches: pl.DataFrame) -> list[pl.S
     cols = ["tid", "l_start", "l_end"]
 
     def key(df: pl.DataFrame) -> pl.Series:
-        return df.select((pl.col("pid") * (1 << _CORR_BITS) + pl.col("correlationId")).alias("key"))["key"]
+        return df.select((pl.col("pid").cast(pl.Int64) * (1 << _CORR_BITS) + pl.col("correlationId")).alias("key"))[
+            "key"
+        ]
 
     for df in (kernels, launches):
         if (

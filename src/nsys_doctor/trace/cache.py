@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from .open import Trace
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the frames' pid and tid are Int32
 ENV_DIR = "NSYS_DOCTOR_CACHE_DIR"
 ENV_OFF = "NSYS_DOCTOR_NO_CACHE"
 ENV_MAX_BYTES = "NSYS_DOCTOR_CACHE_MAX_BYTES"

@@ -385,16 +385,12 @@ def long_os_calls(trace: Trace, spec: RankSpec, min_ns: int) -> pl.DataFrame:
     pid, tid, name. Empty when the OS runtime was not traced."""
     import polars as pl
 
-    from .tables import load, resolve_names
+    from .tables import load, pid_of, resolve_names, tid_of
 
     where = f'"end" - "start" >= {int(min_ns)}'
     o = load(trace, S.OSRT, ["start", "end", "globalTid", "nameId"], spec.event_filter, where=where)
     o = resolve_names(o, trace, "nameId", "name").drop("nameId")
-    return o.with_columns(
-        (pl.col("end") - pl.col("start")).alias("dur"),
-        ((pl.col("globalTid") // (1 << 24)) % (1 << 24)).alias("pid"),
-        (pl.col("globalTid") % (1 << 24)).alias("tid"),
-    )
+    return o.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalTid"), tid_of("globalTid"))
 
 
 def multi_rank(inputs: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]) -> bool:

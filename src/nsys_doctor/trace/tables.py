@@ -186,6 +186,17 @@ FRAME_NAMES = ("kernels", "api", "memcpy", "memset", "graph_launches", "nvtx", "
 FRAME_TABLES = (S.KERNEL, S.RUNTIME, S.MEMCPY, S.MEMSET, S.GRAPH_TRACE, S.NVTX, S.PROFILER_OVERHEAD, S.STRINGS)
 
 
+def pid_of(column: str) -> pl.Expr:
+    """The process id held in a ``globalTid``/``globalPid`` column (bits 24-47), as ``pid``: an Int32, as wide as
+    the id is (an Int64 would take twice the memory over millions of calls)."""
+    return ((pl.col(column) // (1 << 24)) % (1 << 24)).cast(pl.Int32).alias("pid")
+
+
+def tid_of(column: str) -> pl.Expr:
+    """The thread id held in a ``globalTid`` column (bits 0-23), as ``tid``, an Int32 (see ``pid_of``)."""
+    return (pl.col(column) % (1 << 24)).cast(pl.Int32).alias("tid")
+
+
 GPU_OP_KINDS = ("kernel", "memcpy", "memset", "graph")
 """The kinds of ``TraceFrames.gpu_ops``' rows."""
 
@@ -193,9 +204,9 @@ GPU_OP_KINDS = ("kernel", "memcpy", "memset", "graph")
 class TraceFrames:
     """Columns of one trace that analyses use, read once (optionally through an EventFilter).
 
-    kernels: start, end, dur, deviceId, streamId, correlationId, globalPid, pid, name (demangled), short,
+    kernels: start, end, dur, deviceId, streamId, correlationId, globalPid, pid (Int32), name (demangled), short,
              gridX, gridY, gridZ
-    api:     start, end, dur, globalTid, pid, tid, correlationId, name (as recorded, e.g. cudaLaunchKernel_v7000)
+    api:     start, end, dur, globalTid, pid, tid (Int32), correlationId, name (as recorded: cudaLaunchKernel_v7000)
     memcpy:  start, end, dur, bytes, copyKind, srcKind, dstKind, correlationId, globalPid, deviceId, streamId
     memset:  start, end, dur, bytes, memKind, correlationId, globalPid, deviceId, streamId
     graph_launches (graph-level capture only), nvtx (ranges with text/domain), sync
@@ -272,7 +283,6 @@ class TraceFrames:
 
     @staticmethod
     def _kernels(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
-        mask = 1 << 24
         k = load(
             trace,
             S.KERNEL,
@@ -293,13 +303,10 @@ class TraceFrames:
         )
         k = resolve_names(k, trace, "demangledName", "name")
         k = resolve_names(k, trace, "shortName", "short").drop("demangledName", "shortName")
-        return k.with_columns(
-            (pl.col("end") - pl.col("start")).alias("dur"), ((pl.col("globalPid") // mask) % mask).alias("pid")
-        )
+        return k.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalPid"))
 
     @staticmethod
     def _api(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
-        mask = 1 << 24
         # with --cudabacktrace nsys writes a second row for every traced call (event class 67, "CUDA backtrace",
         # the same correlationId and a slightly wider span): the call is counted once, from its runtime/driver row
         where = ""
@@ -307,11 +314,7 @@ class TraceFrames:
             where = f"eventClass IS NULL OR eventClass != {S.CUDA_BACKTRACE_EVENT_CLASS}"
         a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt, where)
         a = resolve_names(a, trace, "nameId", "name").drop("nameId")
-        return a.with_columns(
-            (pl.col("end") - pl.col("start")).alias("dur"),
-            ((pl.col("globalTid") // mask) % mask).alias("pid"),
-            (pl.col("globalTid") % mask).alias("tid"),
-        )
+        return a.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalTid"), tid_of("globalTid"))
 
     @property
     def damaged(self) -> DamageSummary:

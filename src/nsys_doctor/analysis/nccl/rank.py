@@ -88,8 +88,11 @@ def _last_long_call(inst: pl.DataFrame, host: pl.DataFrame, prefix: str) -> pl.D
     name, dur = f"{prefix}_name", f"{prefix}_dur"
     if host.is_empty() or inst.is_empty():
         return inst.with_columns(pl.lit(None, pl.Utf8).alias(name), pl.lit(None, pl.Int64).alias(dur))
-    h = host.select(
-        pl.col("tid"), pl.col("start").alias("_hs"), pl.col("end").alias("_he"), pl.col("name").alias("_hn")
+    h = host.select(  # the thread ids as the launches have them (the frames' Int32, or a caller's Int64)
+        pl.col("tid").cast(inst.schema["tid"]),
+        pl.col("start").alias("_hs"),
+        pl.col("end").alias("_he"),
+        pl.col("name").alias("_hn"),
     ).sort("_hs")
     left = inst.with_columns((pl.col("l_start") - 1).alias("_before_launch"))
     has = left.filter(pl.col("_before_launch").is_not_null() & pl.col("tid").is_not_null()).sort("_before_launch")
