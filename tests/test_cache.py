@@ -53,6 +53,26 @@ def test_hit_gives_the_frames_of_a_miss(cache_root: Path, trace_copy: Path) -> N
     assert_same_frames(bare, hit)
 
 
+def test_an_entry_stores_texts_once_and_gives_them_back_in_one_chunk(
+    cache_root: Path, trace_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # row groups of 1000 rows: read back, a column comes in many chunks unless they are joined
+    write = pl.DataFrame.write_parquet
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", lambda df, f, **kw: write(df, f, row_group_size=1000, **kw))
+    missed, _ = read_frames(trace_copy)
+    folder = entries(cache_root)[0]
+    stored = pl.read_parquet(folder / "kernels.parquet")
+    assert stored["start"].n_chunks() > 1
+    # the texts as a dictionary of the distinct ones (as a categorical), not once per row
+    assert stored.schema["name"] == pl.Categorical and stored.schema["short"] == pl.Categorical
+    assert stored["name"].n_unique() < stored.height / 10
+    hit, _ = read_frames(trace_copy)
+    assert_same_frames(missed, hit)
+    for name, df in hit.items():
+        assert df.schema == missed[name].schema  # texts are texts again
+        assert all(df[c].n_chunks() == 1 for c in df.columns), name
+
+
 def test_hit_is_used_and_not_the_trace(cache_root: Path, trace_copy: Path) -> None:
     """A second read comes from the entry: a marked entry (its kernel frame cut to 5 rows, the meta made to match)
     is what the frames hold."""

@@ -247,7 +247,7 @@ def test_one_report_imports_its_module_only(report: str, module: str) -> None:
 def test_allocator_setting_is_for_analysis_commands(args: list[str], expected: bool) -> None:
     env: dict[str, str] = {}
     assert cli_main.bound_allocator(args, env) is expected
-    assert env == ({cli_main.ALLOCATOR_ENV: "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"} if expected else {})
+    assert env == ({cli_main.ALLOCATOR_ENV: "narenas:1,dirty_decay_ms:250,muzzy_decay_ms:250"} if expected else {})
 
 
 @pytest.mark.parametrize(
@@ -288,7 +288,7 @@ def test_a_command_process_sets_the_allocator_before_polars_loads() -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != cli_main.ALLOCATOR_ENV}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split() == ["0", "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"]
+    assert out.split() == ["0", "narenas:1,dirty_decay_ms:250,muzzy_decay_ms:250"]
 
 
 def test_help_texts_are_what_click_prints() -> None:

@@ -66,11 +66,12 @@ COMMAND_MODULES: dict[str, str] = {name: module for name, (module, _) in COMMAND
 
 # polars' allocator (jemalloc, on Linux) has an arena per thread and keeps freed memory for a while: a report of two
 # million kernels peaked at 1.24 GiB on a 16-core host (polars 1.36), a quarter of it memory already freed. One
-# arena and a one-second decay bring that under 1 GiB (docs/performance.md has the peaks at 2M-20M kernels and the
-# time it costs; a half-second decay cost more time for no less memory). Set for the analysis commands only, never
-# for `capture` (its child is the user's program), and never over the user's own setting.
+# arena and a short decay keep what was freed from adding up: on 2M kernels + 5M API calls (2 vCPUs, polars 2.1) a
+# report peaked at 1034-1066 MiB with a one-second decay, 990-998 MiB with a quarter second (about 8% more time)
+# and 941 MiB with none (about 25% more time); docs/performance.md has the runs. Set for the analysis commands
+# only, never for `capture` (its child is the user's program), and never over the user's own setting.
 ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
-ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:1000"
+ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:250,muzzy_decay_ms:250"
 
 
 def analyses(args: list[str]) -> bool:

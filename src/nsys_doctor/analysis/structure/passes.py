@@ -72,7 +72,6 @@ class PassStats:
 
 def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarray | None = None) -> PassStats:
     """Measures of the passes [first, last); ``markers`` are the sorted positions of once-per-pass kernels."""
-    n = len(seq)
     idx = np.empty(2 * first.size, dtype=np.int64)
     idx[0::2] = first
     idx[1::2] = last
@@ -80,20 +79,10 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     gs = np.minimum.reduceat(pad([seq.start, seq.start[-1:]]), idx)[0::2]
     ge = np.maximum.reduceat(pad([seq.end, seq.end[-1:]]), idx)[0::2]
     te = np.maximum.reduceat(pad([seq.t_end, seq.t_end[-1:]]), idx)[0::2]
-    cs = np.concatenate([[0], np.cumsum(seq.dur)])
-    cg = np.concatenate([[0], np.cumsum(seq.graph.astype(np.int64))])
-    cw = np.concatenate([[0], np.cumsum(wide_kernels(seq))])
-    gpu_time = cs[last] - cs[first]
     kernels = last - first
-    # names that run in few passes (prefill-only kernels, autotuning, lazy initialisation)
-    pid = np.searchsorted(first, np.arange(n), side="right") - 1
-    inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
-    ncodes = len(seq.names)
-    key = sorted_unique(pid[inside].astype(np.int64) * ncodes + seq.code[inside])
-    passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
-    rare_code = passes_per_code < max(2.0, 0.25 * first.size)
-    rare_k = np.bincount(pid[inside], weights=rare_code[seq.code[inside]].astype(np.float64), minlength=first.size)
-    rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
+    # each measure in a function of its own: the per-kernel arrays it needs (millions of rows each) are freed
+    # before the next is computed
+    rare_k, rare_n = _rare_names(seq, first, last)
     return PassStats(
         first,
         last,
@@ -101,15 +90,39 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
         te,
         gs,
         ge,
-        gpu_time,
+        _span_sums(seq.dur, first, last),
         kernels,
         rare_k / np.maximum(kernels, 1),
         rare_n,
-        (cg[last] - cg[first]) / np.maximum(kernels, 1),
+        _span_sums(seq.graph.astype(np.int64), first, last) / np.maximum(kernels, 1),
         seq.t[(first + last - 1) // 2],
         *_marker_spans(first, last, markers),
-        (cw[last] - cw[first]) / np.maximum(kernels, 1),
+        _span_sums(wide_kernels(seq), first, last) / np.maximum(kernels, 1),
     )
+
+
+def _span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The sum of ``values`` over each span [first, last) (integers, exact)."""
+    c = np.concatenate([[0], np.cumsum(values)])
+    return c[last] - c[first]
+
+
+def _rare_names(seq: Seq, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pass [first, last): how many of its kernels, and how many distinct names, are of names that run in few
+    passes (prefill-only kernels, autotuning, lazy initialisation)."""
+    n = len(seq)
+    pid = np.searchsorted(first, np.arange(n), side="right") - 1
+    inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
+    pid = pid[inside]
+    code = seq.code[inside]
+    del inside
+    ncodes = len(seq.names)
+    key = sorted_unique(pid.astype(np.int64) * ncodes + code)
+    passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
+    rare_code = passes_per_code < max(2.0, 0.25 * first.size)
+    rare_k = np.bincount(pid, weights=rare_code[code].astype(np.float64), minlength=first.size)
+    rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
+    return rare_k, rare_n
 
 
 def wide_kernels(seq: Seq) -> np.ndarray:
