@@ -53,6 +53,13 @@ KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
 TARGET = 3.0  # report / kernel summary
 CACHE_TARGET = 1.5  # warm report / bare scan
+MEMORY_TARGETS = ((2_500_000, 1024), (25_000_000, 2048))
+"""report's peak memory (MiB) for traces up to that many kernels: under 1 GiB at 2M kernels, 2 GiB at 20M."""
+
+
+def memory_target(kernels: int) -> int | None:
+    """The peak memory target (MiB) of a report on ``kernels`` kernels (None beyond the largest)."""
+    return next((mib for most, mib in MEMORY_TARGETS if kernels <= most), None)
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, bytes, float]:
@@ -274,6 +281,17 @@ def run(
     print()
     ratio = best["report (no cache)"] / best["stats -r cuda_gpu_kern_sum"]
     print(f"report / kernel summary : {ratio:.2f}x (target < {TARGET:.0f}x) {'PASS' if ratio < TARGET else 'FAIL'}")
+    kernels = int(counts.get("CUPTI_ACTIVITY_KIND_KERNEL", 0))
+    target_mib = memory_target(kernels)
+    first_runs = ("report (no cache)", "report (cache write)", "report (frames cached)")
+    worst = max(peaks[k] for k in first_runs)
+    if target_mib is not None:
+        verdict = "PASS" if worst < target_mib else "FAIL"
+        shown = " / ".join(f"{peaks[k]:.0f}" for k in first_runs)
+        print(
+            f"report peak (no cache / cache write / frames cached): {shown} MiB, the highest of {a.runs} runs each "
+            f"(target < {target_mib} MiB at {kernels:,} kernels) {verdict}"
+        )
     warm = best["report (cache warm)"] / ref
     verdict = "PASS" if warm <= CACHE_TARGET else "FAIL"
     print(f"warm report / bare scan : {warm:.2f}x (target <= {CACHE_TARGET}x) {verdict}")

@@ -27,6 +27,7 @@ from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, 
 from nsys_doctor.analysis.structure.sequence import first_positions, launch_order, sorted_unique, stable_order
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.ranks import MASK24, gpu_units
+from nsys_doctor.trace.schema import GRID
 from nsys_doctor.trace.tables import distinct_values
 
 # ---------------------------------------------------------------------------------------------------- tail table
@@ -86,6 +87,30 @@ def test_tail_table_matches_its_definition(seed: int) -> None:
     for keys in key_sets:
         assert _same_frame(tail_table(df, keys), _tail_table_reference(df, keys), keys), keys
     # several tables from one sort: each is its own definition
+    for keys, table in zip(key_sets, tail_tables(df, key_sets), strict=True):
+        assert _same_frame(table, _tail_table_reference(df, keys), keys), keys
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_tail_tables_by_launch_grid_match_the_definition_packed_or_not(seed: int) -> None:
+    # a grid within 21 bits a dimension is grouped as one packed key; one beyond it, or unknown, as three columns
+    rng = random.Random(seed)
+    n = rng.choice([1, 5, 300, 2000])
+    top = rng.choice([3, 2**21 - 1, 2**21, 2**31 - 1])
+    unknown = rng.random() < 0.25
+    dtype = rng.choice([pl.Int64, pl.Int32])
+    df = pl.DataFrame(
+        {
+            "name": [rng.choice(["k1", "k2", "k3"]) for _ in range(n)],
+            "short": [rng.choice(["s1", "s2"]) for _ in range(n)],
+            **{
+                g: [None if unknown and rng.random() < 0.2 else rng.choice([0, 1, top]) for _ in range(n)] for g in GRID
+            },
+            "dur": [rng.randint(0, 10**6) for _ in range(n)],
+        },
+        schema={"name": pl.String, "short": pl.String, **dict.fromkeys(GRID, dtype), "dur": pl.Int64},
+    )
+    key_sets = [["name"], ["name", *GRID], ["short"], [*GRID]]
     for keys, table in zip(key_sets, tail_tables(df, key_sets), strict=True):
         assert _same_frame(table, _tail_table_reference(df, keys), keys), keys
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from ..trace.schema import GRID
 from ..units import scalar_float as scalar_float  # the analyses' name for them
 from ..units import scalar_int as scalar_int
 
@@ -139,7 +140,12 @@ def tail_tables(df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur")
     # strings copies their bytes (hundreds of MB at two million kernels), their codes cost 4 bytes a row
     texts: dict[str, pl.Series] = {}
     cols: list[pl.Series] = []
+    packed = _packable_grid(df, key_sets)
     for k in dict.fromkeys(k for keys in key_sets for k in keys):
+        if packed and k in GRID:
+            if k == GRID[0]:  # a launch grid as one key of 8 bytes, not three
+                cols.append(df.select(_pack_grid()).to_series())
+            continue
         col = df[k]
         if col.dtype == pl.String:
             col, texts[k] = text_codes(col)
@@ -147,15 +153,53 @@ def tail_tables(df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur")
     # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the
     # instances above p99 (the tail excess) are summed in the same pass
     ordered = pl.DataFrame([*cols, df[value]]).sort(value)
+    del cols
     at50, at99 = v.get(_rank(50)), v.get(_rank(99))
-    return [_tails(ordered, keys, v, at50, at99, texts) for keys in key_sets]
+    grid_types = {g: df.schema[g] for g in GRID} if packed else {}
+    return [_tails(ordered, keys, v, at50, at99, texts, grid_types) for keys in key_sets]
+
+
+GRID_BITS = 21
+"""Bits of each launch grid dimension in a packed grid key (``_pack_grid``)."""
+PACKED_GRID = "_grid"
+
+
+def _packable_grid(df: pl.DataFrame, key_sets: list[list[str]]) -> bool:
+    """Whether the grid columns of ``key_sets`` can be grouped as one packed key: every key set that names a grid
+    dimension names all three, and every dimension is known and below ``2**GRID_BITS`` (always so in practice)."""
+    named = [keys for keys in key_sets if any(g in keys for g in GRID)]
+    if not named or any(not set(GRID) <= set(keys) for keys in named):
+        return False
+    limits = df.select(
+        *(pl.col(g).null_count().alias(f"{g}_nulls") for g in GRID),
+        *(pl.col(g).min().alias(f"{g}_min") for g in GRID),
+        *(pl.col(g).max().alias(f"{g}_max") for g in GRID),
+    ).row(0, named=True)
+    return all(
+        limits[f"{g}_nulls"] == 0 and limits[f"{g}_min"] >= 0 and limits[f"{g}_max"] < (1 << GRID_BITS) for g in GRID
+    )
+
+
+def _pack_grid() -> pl.Expr:
+    x, y, z = (pl.col(g).cast(pl.Int64) for g in GRID)
+    return ((x * (1 << (2 * GRID_BITS))) + (y * (1 << GRID_BITS)) + z).alias(PACKED_GRID)
 
 
 def _tails(
-    ordered: pl.DataFrame, keys: list[str], v: pl.Expr, at50: pl.Expr, at99: pl.Expr, texts: dict[str, pl.Series]
+    ordered: pl.DataFrame,
+    keys: list[str],
+    v: pl.Expr,
+    at50: pl.Expr,
+    at99: pl.Expr,
+    texts: dict[str, pl.Series],
+    grid_types: dict[str, pl.DataType],
 ) -> pl.DataFrame:
-    """One tail table of the value-sorted frame (text keys as codes, their texts in ``texts``)."""
-    out = ordered.group_by(keys).agg(
+    """One tail table of the value-sorted frame (text keys as codes, their texts in ``texts``; with ``grid_types``,
+    the grid as one packed key, unpacked into columns of those types)."""
+    group_keys = keys
+    if grid_types and GRID[0] in keys:
+        group_keys = list(dict.fromkeys(PACKED_GRID if k in GRID else k for k in keys))
+    out = ordered.group_by(group_keys).agg(
         pl.len().alias("count"),
         v.sum().alias("total"),
         v.mean().alias("mean"),
@@ -166,6 +210,13 @@ def _tails(
     for k in keys:
         if k in texts:
             out = out.with_columns(decode_texts(out[k], texts[k]))
+    if group_keys is not keys:
+        mask = (1 << GRID_BITS) - 1
+        g = pl.col(PACKED_GRID)
+        shifts = dict(zip(GRID, (2 * GRID_BITS, GRID_BITS, 0), strict=True))
+        out = out.with_columns(
+            ((g // (1 << shifts[d])) % (mask + 1)).cast(grid_types[d]).alias(d) for d in GRID
+        ).select(*keys, pl.exclude(*keys, PACKED_GRID))
     # a group with a null key has no tail excess: it was defined by a join on the keys, where nulls never match
     null_key = pl.any_horizontal(*(pl.col(k).is_null() for k in keys))
     if out.select(null_key.any()).item():
