@@ -315,9 +315,8 @@ def diagnose(
         )
         fam = fam.sort(["total", "family", "category"], descending=[True, False, False])
     # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
-    # memory at the same time as the decode steps' kernels below
-    # the GPU's busy time; every GPU operation of the trace (millions of rows) is then freed before the host's
-    # passes and the tails below run
+    # memory at the same time as the decode steps' kernels below; every GPU operation of the trace (millions of
+    # rows) is freed once its busy time is known, before those passes run
     all_busy = busy_intervals(gpu_ops)
     first_op = scalar_int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0
     del gpu_ops

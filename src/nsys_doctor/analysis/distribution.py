@@ -211,11 +211,10 @@ def _tails(
         if k in texts:
             out = out.with_columns(decode_texts(out[k], texts[k]))
     if group_keys is not keys:
-        mask = (1 << GRID_BITS) - 1
         g = pl.col(PACKED_GRID)
         shifts = dict(zip(GRID, (2 * GRID_BITS, GRID_BITS, 0), strict=True))
         out = out.with_columns(
-            ((g // (1 << shifts[d])) % (mask + 1)).cast(grid_types[d]).alias(d) for d in GRID
+            ((g // (1 << shifts[d])) % (1 << GRID_BITS)).cast(grid_types[d]).alias(d) for d in GRID
         ).select(*keys, pl.exclude(*keys, PACKED_GRID))
     # a group with a null key has no tail excess: it was defined by a join on the keys, where nulls never match
     null_key = pl.any_horizontal(*(pl.col(k).is_null() for k in keys))
