@@ -96,13 +96,6 @@ def like_test(include: Iterable[str], exclude: Iterable[str] = ()) -> Callable[[
     return lambda s: any(r.fullmatch(s) for r in inc) and not any(r.fullmatch(s) for r in exc)
 
 
-def pid_of(col: str) -> pl.Expr:
-    """``(g >> 24) & 0xFFFFFF``."""
-    import polars as pl
-
-    return (pl.col(col) // (1 << 24)) & PID_MASK
-
-
 def missing_tables(trace: Trace, tables: Iterable[str]) -> str:
     absent = [t for t in tables if not trace.schema.has(t)]
     return f"the trace has no {', '.join(absent)} table" if absent else ""
@@ -258,13 +251,15 @@ def _memory_op_rows(ctx: ReportContext, df: pl.DataFrame, *kinds: str) -> list[t
     memory ``kinds`` as labels, bytes, where the operation ran, and the API call that launched it."""
     import polars as pl
 
+    from ..trace.tables import pid_of
+
     labels = ctx.trace.schema.enum_labels(MEM_KIND)
     return df.select(
         "dur",
         "start",
         *(_enum_label(k, labels) for k in kinds),
         "bytes",
-        pid_of("globalPid"),
+        pid_of("globalPid").alias("globalPid"),
         "deviceId",
         "contextId",
         pl.when(pl.col("greenContextId") != 0).then(pl.col("greenContextId")),
@@ -373,7 +368,7 @@ def cuda_api_sync(ctx: ReportContext) -> StatsTable:
         return StatsTable(name, title, API_SYNC_COLUMNS, [(*r[:4], strings.get(r[4], "")) for r in calls[:rows]])
     import polars as pl
 
-    from ..trace.tables import load, resolve_names
+    from ..trace.tables import load, pid_of, resolve_names
 
     df = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "nameId"], flt, where)
     df = df.with_columns(
@@ -424,6 +419,8 @@ def _read_ops(trace: Trace, table: str, src: GpuSource, flt: EventFilter) -> pl.
     """start, end, pid, globalId, deviceId, contextId of one table's GPU operations with ``start > 0``."""
     import polars as pl
 
+    from ..trace.tables import pid_of
+
     present = trace.schema.columns(table)
     wanted = {
         "start": "start",
@@ -457,7 +454,7 @@ def gpu_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> pl.DataFram
     """GPU operations of one API in nsys's union order (overheads first), or None when the trace has none."""
     import polars as pl
 
-    from ..trace.tables import load
+    from ..trace.tables import load, pid_of
 
     trace = ctx.trace
     tables = [t for t in src.tables if trace.schema.has(t)]

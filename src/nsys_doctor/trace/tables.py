@@ -151,7 +151,7 @@ def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = Fals
         all_nvtx.filter(pl.col("eventType") == NVTX_DOMAIN_CREATE)
         .select(
             pl.col("domainId"),
-            ((pl.col("globalTid") // (1 << 24)) % (1 << 24)).alias("_pid"),
+            pid_of("globalTid").alias("_pid"),
             pl.col("text").alias("domain"),
         )
         .unique(subset=["domainId", "_pid"], keep="first", maintain_order=True)
@@ -160,7 +160,7 @@ def nvtx_ranges(trace: Trace, flt: EventFilter | None = None, S_all: bool = Fals
     rng = resolve_names(rng.with_columns(pl.col("textId").fill_null(-1)), trace, "textId", "_registered")
     rng = rng.with_columns(
         pl.coalesce(pl.col("text"), pl.when(pl.col("textId") >= 0).then(pl.col("_registered"))).alias("text"),
-        ((pl.col("globalTid") // (1 << 24)) % (1 << 24)).alias("_pid"),
+        pid_of("globalTid").alias("_pid"),
     )
     rng = rng.join(domains, on=["domainId", "_pid"], how="left", maintain_order="left")
     return rng.select("start", "end", "eventType", "globalTid", "endGlobalTid", "domainId", "text", "domain")

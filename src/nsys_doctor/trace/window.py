@@ -15,8 +15,6 @@ from . import schema as S
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import polars as pl
-
     from .open import Trace
 
 MAX_TS = 2**63 - 1
@@ -64,30 +62,6 @@ class EventFilter(Value):
             elif "globalPid" in columns:
                 parts.append(f"((globalPid >> 24) & 16777215) = {self.pid}")
         return " AND ".join(parts)
-
-    def apply(self, df: pl.DataFrame) -> pl.DataFrame:
-        """The same filter on a frame already in memory (columns start, end, globalTid/globalPid)."""
-        import polars as pl
-
-        if self.is_open:
-            return df
-        cond = pl.lit(True)
-        if not (self.start == 0 and self.end == MAX_TS):
-            s, e = self.start, self.end
-            st, en = pl.col("start"), pl.col("end")
-            cond = (
-                ((st >= s) & (st < e))
-                | ((en >= s) & (en < e)).fill_null(False)
-                | ((st < s) & (en >= e)).fill_null(False)
-            )
-        if self.pid is not None:
-            if "globalTid" in df.columns:
-                cond = cond & (((pl.col("globalTid") // (1 << 24)) % (1 << 24)) == self.pid)
-                if self.tid is not None:
-                    cond = cond & ((pl.col("globalTid") % (1 << 24)) == self.tid)
-            elif "globalPid" in df.columns:
-                cond = cond & (((pl.col("globalPid") // (1 << 24)) % (1 << 24)) == self.pid)
-        return df.filter(cond)
 
 
 def _filter_time_value(text: str, side: str, whole: str) -> int:
