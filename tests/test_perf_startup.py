@@ -211,7 +211,8 @@ def test_report_modules_name_where_each_report_is_defined() -> None:
 
 
 @pytest.mark.parametrize(
-    ("report", "module"), [("cuda_gpu_kern_sum", "kernels"), ("nvtx_sum", "nvtx"), ("gpu_gaps", "rules")]
+    ("report", "module"),
+    [("cuda_gpu_kern_sum", "kernels"), ("nvtx_sum", "nvtx"), ("gpu_gaps", "gpu_rules"), ("cuda_api_sync", "rules")],
 )
 def test_one_report_imports_its_module_only(report: str, module: str) -> None:
     code = (
@@ -223,7 +224,11 @@ def test_one_report_imports_its_module_only(report: str, module: str) -> None:
         [sys.executable, "-c", code, "stats", str(SAMPLE), "-r", report], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    loaded = {m.rsplit(".", 1)[1] for m in proc.stderr.rsplit("LOADED ", 1)[1].split()} - {"core", "aggregate"}
+    loaded = {m.rsplit(".", 1)[1] for m in proc.stderr.rsplit("LOADED ", 1)[1].split()} - {
+        "core",
+        "aggregate",
+        "rulebase",
+    }
     assert loaded == {module}
 
 

@@ -11,7 +11,8 @@ import pytest
 from nsys_doctor.errors import UsageError
 from nsys_doctor.stats import ReportContext, core, parse_report_arg, run_report
 from nsys_doctor.stats.core import StatsTable
-from nsys_doctor.stats.rules import like_regex, sqlite_sum
+from nsys_doctor.stats.gpu_rules import sqlite_sum
+from nsys_doctor.stats.rulebase import like_regex
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.window import EventFilter
 

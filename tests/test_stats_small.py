@@ -15,6 +15,8 @@ import pytest
 
 from nsys_doctor.stats import ReportContext, aggregate, core, parse_report_arg, run_report
 from nsys_doctor.stats.api import small_api_calls
+from nsys_doctor.stats.exec import _small_launch_stats
+from nsys_doctor.stats.gpu_rules import _small_sources
 from nsys_doctor.stats.kernels import small_kernels
 from nsys_doctor.stats.memops import small_memory_ops
 from nsys_doctor.stats.nvtx import _small_ranges
@@ -25,6 +27,7 @@ from .conftest import DATA, SAMPLE, TRACES, open_trace
 from .test_fuzz import MC, MS, K, N, R, both, mutated_copy, set_values, sql
 
 OSRT = "OSRT_API"
+GPU_OPS = ((K, 5), (MC, 5), (MS, 5), ("PROFILER_OVERHEAD", 4))
 # every report given a stdlib path: the tables it reads, each with the number of values a row gives (see is_small)
 REPORTS: dict[str, tuple[tuple[str, int], ...]] = {
     "cuda_gpu_kern_sum": ((K, 2),),
@@ -44,6 +47,16 @@ REPORTS: dict[str, tuple[tuple[str, int], ...]] = {
     "cuda_api_sync:rows=2": ((R, 4),),
     "cuda_api_sync:process=0": ((R, 4),),
     "cuda_api_sync:rows=-1:thread=1": ((R, 4),),
+    "cuda_kern_exec_sum": ((K, 6), (R, 5)),
+    "cuda_kern_exec_sum:base": ((K, 6), (R, 5)),
+    "cuda_kern_exec_sum:mangled": ((K, 6), (R, 5)),
+    "gpu_gaps": GPU_OPS,
+    "gpu_gaps:gap=0": GPU_OPS,
+    "gpu_gaps:gap=0:rows=3": GPU_OPS,
+    "gpu_time_util": GPU_OPS,
+    "gpu_time_util:threshold=90:chunks=7": GPU_OPS,
+    "gpu_time_util:threshold=100:chunks=1000:rows=-1": GPU_OPS,
+    "gpu_time_util:threshold=80:rows=2": GPU_OPS,
 }
 MAX_FILE = 64 << 20  # traces above this size are not "small"
 
@@ -135,12 +148,17 @@ def test_stdlib_rows_are_the_polars_rows(path: Path, monkeypatch: pytest.MonkeyP
             _same(fast, slow, f"{path.name} {report} ({label})")
 
 
+def _empty_on_sample(report: str) -> bool:
+    """The sample has no OS runtime table, no synchronization call (its token is read back in a graph) and no GPU
+    idle for 500 ms."""
+    return report in ("osrt_sum", "gpu_gaps") or report.startswith("cuda_api_sync")
+
+
 def test_the_sample_takes_the_stdlib_path_for_every_report_with_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     trace = open_trace(SAMPLE)
     for report in REPORTS:
         fast, _ = _both(ReportContext(trace, EventFilter()), report, monkeypatch)
-        # the sample has no OS runtime table, and no synchronization call (its token is read back in a graph)
-        assert fast or report == "osrt_sum" or report.startswith("cuda_api_sync"), report
+        assert fast or _empty_on_sample(report), report
 
 
 def test_large_tables_take_the_polars_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,8 +168,10 @@ def test_large_tables_take_the_polars_path(monkeypatch: pytest.MonkeyPatch) -> N
     assert small_api_calls(ctx) is None
     assert small_memory_ops(ctx, "dur") is None
     assert _small_ranges(ctx) is None
+    assert _small_launch_stats(ctx) is None
+    assert _small_sources(ctx) is None
     for report in REPORTS:
-        assert run_report(ctx, parse_report_arg(report)).rows or report == "osrt_sum" or "api_sync" in report, report
+        assert run_report(ctx, parse_report_arg(report)).rows or _empty_on_sample(report), report
 
 
 def test_engine_declines_what_it_cannot_reproduce() -> None:
@@ -207,6 +227,11 @@ DECLINED = {
     "nvtx text domain": (set_values(N, "domainId", "'d'", every=3), "nvtx"),
     "nvtx missing string": (set_values(N, "textId", "987654321", every=5), "nvtx"),
     "nvtx real end": (set_values(N, "end", '"end" + 0.5', every=5), "nvtx"),
+    "kernel negative globalPid": (set_values(K, "globalPid", '-"globalPid"', every=7), "launches"),
+    "api negative globalTid": (set_values(R, "globalTid", '-"globalTid"', every=7), "launches"),
+    "api NULL correlationId": (set_values(R, "correlationId", "NULL", every=7), "launches"),
+    "kernel NULL deviceId": (set_values(K, "deviceId", "NULL", every=7), "gpu_ops"),
+    "memcpy negative globalPid": (set_values(MC, "globalPid", '-"globalPid"', every=3), "gpu_ops"),
 }
 SMALL_PATHS = {
     "kernels": lambda ctx: small_kernels(ctx),
@@ -216,6 +241,8 @@ SMALL_PATHS = {
     "mem_bytes": lambda ctx: _grouped(small_memory_ops(ctx, "bytes")),
     "mem_dur": lambda ctx: small_memory_ops(ctx, "dur"),
     "nvtx": lambda ctx: _small_ranges(ctx),
+    "launches": lambda ctx: _small_launch_stats(ctx),
+    "gpu_ops": lambda ctx: _small_sources(ctx),
 }
 
 

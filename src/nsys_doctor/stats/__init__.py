@@ -23,8 +23,8 @@ MODULES = {
     "cuda_memcpy_sync": "rules",
     "cuda_memset_sync": "rules",
     "dx12_mem_ops": "rules",
-    "gpu_gaps": "rules",
-    "gpu_time_util": "rules",
+    "gpu_gaps": "gpu_rules",
+    "gpu_time_util": "gpu_rules",
 }
 """The module that defines each report (a test checks it against ``REGISTRY``): a command that runs one report
 imports that module only."""
@@ -32,7 +32,7 @@ imports that module only."""
 
 def load_all() -> None:
     """Import every report module so that each registers itself."""
-    from . import api, combined, exec, gputrace, kernels, memops, nvtx, osrt, rules  # noqa: F401
+    from . import api, combined, exec, gpu_rules, gputrace, kernels, memops, nvtx, osrt, rules  # noqa: F401
 
 
 def load(name: str) -> None:

@@ -111,7 +111,7 @@ def small_grouped_stats(
             values.append(row[-1])
     out: list[dict[str, Any]] = []
     for key, values in groups.items():
-        stats = _stats([v for v in values if v is not None] if None in values else values)
+        stats = value_stats([v for v in values if v is not None] if None in values else values)
         if stats is None:
             return None
         group = dict(zip(keys, key, strict=True))
@@ -125,7 +125,7 @@ def small_grouped_stats(
     return out
 
 
-def _stats(values: list[Any]) -> tuple[int, int, float | None, int | None, int | None, float | None] | None:
+def value_stats(values: list[Any]) -> tuple[int, int, float | None, int | None, int | None, float | None] | None:
     """(n, total, med, min, max, std) of a group's non-NULL values as polars computes them; None when not exact."""
     n = len(values)
     if not n:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..trace import schema as S
-from .aggregate import grouped_stats_multi, stat_cells
+from ..trace.schema import LAUNCH_NAMES_SQL
+from .aggregate import STAT_COLUMNS, grouped_stats_multi, stat_cells, value_stats
 from .api import nsys_api_name
-from .core import Column, ReportContext, StatsTable, load_kernels, report
+from .core import Column, ReportContext, StatsTable, load_kernels, report, small_rows
+from .kernels import small_kernel_rows
 
 if TYPE_CHECKING:
     import polars as pl
 
 PID_MASK = 1 << 24
+KEYS = ["pid", "tid", "deviceId", "api_id", "kname_id"]
 
 
 def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -> pl.DataFrame:
@@ -24,7 +28,7 @@ def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -
     """
     import polars as pl
 
-    from ..trace.tables import LAUNCH_NAMES_SQL, load
+    from ..trace.tables import load
 
     k = load_kernels(ctx, ["start", "end", "deviceId", "correlationId", "globalPid", *(kernel_extra or [])])
     r = load(
@@ -47,28 +51,69 @@ def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -
     )
 
 
+def _small_launch_stats(ctx: ReportContext) -> list[dict[str, Any]] | None:
+    """``kernel_launches``' per-site statistics of T, A, Q and K with sqlite3 alone, when both tables are small and
+    clean (``small_rows``; no negative global id): rows named as ``grouped_stats_multi``'s, in the order of the
+    kernel table, each kernel's launching calls in the order of the runtime table, as the polars join gives them.
+    None: the polars path decides."""
+    kernels = small_kernel_rows(ctx, ["start", "end", "deviceId", "correlationId", "globalPid"])
+    if kernels is None:
+        return None
+    calls = small_rows(
+        ctx, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], names=False, where=LAUNCH_NAMES_SQL
+    )
+    if calls is None or any(k[5] < 0 for k in kernels) or any(c[2] < 0 for c in calls):
+        return None
+    launches: dict[tuple[int, int], list[tuple]] = {}
+    for call in calls:
+        launches.setdefault((call[3], call[2] // PID_MASK * PID_MASK), []).append(call)
+    display = {i: nsys_api_name(ctx.trace.strings.get(i, "")) for i in sorted({c[4] for c in calls})}
+    first: dict[str, int] = {}
+    canon = {i: first.setdefault(name, i) for i, name in display.items()}
+    values: dict[tuple[int, ...], tuple[list[int], ...]] = {}
+    for kname, k_start, k_end, device, corr, gpid in kernels:
+        for r_start, r_end, gtid, _, name_id in launches.get((corr, gpid), ()):
+            key = ((gtid // PID_MASK) % PID_MASK, gtid % PID_MASK, device, canon[name_id], kname)
+            group = values.get(key)
+            if group is None:
+                group = values[key] = ([], [], [], [])
+            t, a, q, k = group
+            t.append(max(r_end, k_end) - r_start)
+            a.append(r_end - r_start)
+            if k_start >= r_end:
+                q.append(k_start - r_end)
+            k.append(k_end - k_start)
+    out = []
+    for site, group in values.items():
+        row: dict[str, Any] = dict(zip(KEYS, site, strict=True))
+        for v, measured in zip("TAQK", group, strict=True):
+            stats = value_stats(measured)
+            if stats is None:
+                return None
+            row.update(zip((f"{v}_{c}" for c in STAT_COLUMNS), stats, strict=True))
+        out.append(row)
+    return out
+
+
 @report("cuda_kern_exec_sum", "CUDA Kernel Launch & Exec Time Summary", flags=("base", "mangled"))
 def cuda_kern_exec_sum(ctx: ReportContext) -> StatsTable:
     """Per launch site and kernel: total, API, queue and kernel time statistics."""
-    import polars as pl
+    groups: Iterable[dict[str, Any]] | None = _small_launch_stats(ctx)
+    if groups is None:
+        import polars as pl
 
-    df = kernel_launches(ctx)
-    df = df.select(
-        "pid",
-        "tid",
-        "deviceId",
-        "api_id",
-        "kname_id",
-        (pl.max_horizontal("r_end", "k_end") - pl.col("r_start")).alias("T"),
-        (pl.col("r_end") - pl.col("r_start")).alias("A"),
-        pl.when(pl.col("k_start") >= pl.col("r_end")).then(pl.col("k_start") - pl.col("r_end")).alias("Q"),
-        (pl.col("k_end") - pl.col("k_start")).alias("K"),
-    )
-    keys = ["pid", "tid", "deviceId", "api_id", "kname_id"]
-    stats = grouped_stats_multi(df, keys, list("TAQK"))
+        df = kernel_launches(ctx)
+        df = df.select(
+            *KEYS,
+            (pl.max_horizontal("r_end", "k_end") - pl.col("r_start")).alias("T"),
+            (pl.col("r_end") - pl.col("r_start")).alias("A"),
+            pl.when(pl.col("k_start") >= pl.col("r_end")).then(pl.col("k_start") - pl.col("r_end")).alias("Q"),
+            (pl.col("k_end") - pl.col("k_start")).alias("K"),
+        )
+        groups = grouped_stats_multi(df, KEYS, list("TAQK")).iter_rows(named=True)
     strings = ctx.trace.strings
     rows = []
-    for r in stats.iter_rows(named=True):
+    for r in groups:
         cells: list[Any] = [r["pid"], r["tid"], r["deviceId"], r["T_n"], r["Q_n"]]
         for v in "TAQK":
             cells.extend(

@@ -36,14 +36,21 @@ def kernels_with_names(ctx: ReportContext, extra: list[str]) -> pl.DataFrame:
     return resolve_names(df, ctx.trace, "name_id", "name")
 
 
-def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple] | None:
-    """``kernels_with_names`` of a small, clean kernel table read with sqlite3 alone, as rows ``(name, *extra,
-    dur)`` in table order (``extra``: integer columns); None when the polars path must decide (see ``small_rows``)."""
+def small_kernel_rows(ctx: ReportContext, columns: list[str]) -> list[tuple] | None:
+    """Rows ``(name_id, *columns)`` of a small, clean kernel table read with sqlite3 alone, in table order:
+    ``load_kernels``' ``name_id`` and integer ``columns`` (or ``DURATION``); None when the polars path must decide
+    (see ``small_rows``)."""
     name_col = kernel_name_column(ctx)
     mangled = name_col == "mangledName"  # the mangled name where recorded, else the demangled one
     name = 'coalesce("mangledName", "demangledName")' if mangled else name_col
     reads = ("mangledName", "demangledName") if mangled else ()
-    rows = small_rows(ctx, S.KERNEL, [name, *extra, DURATION], reads=reads)
+    return small_rows(ctx, S.KERNEL, [name, *columns], reads=reads)
+
+
+def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple] | None:
+    """``kernels_with_names`` of a small, clean kernel table read with sqlite3 alone, as rows ``(name, *extra,
+    dur)`` in table order (``extra``: integer columns); None when the polars path must decide (see ``small_rows``)."""
+    rows = small_kernel_rows(ctx, [*extra, DURATION])
     if rows is None:
         return None
     strings = ctx.trace.strings

@@ -10,6 +10,7 @@ the candidates active at the last boundary before its start.
 from __future__ import annotations
 
 from ..trace import schema as S
+from ..trace.schema import LAUNCH_NAMES_SQL
 from .aggregate import Groups, grouped_stats, groups_total, r1, share, small_grouped_stats, sort_groups, stat_cells
 from .core import Column, ReportContext, StatsTable, load_kernels, report, small_rows
 
@@ -143,7 +144,7 @@ def _api_calls(ctx: ReportContext, launches_only: bool = False) -> pl.DataFrame:
     ``launches_only`` reads only kernel-launch calls (enough when joining kernels, and much less to read)."""
     import polars as pl
 
-    from ..trace.tables import LAUNCH_NAMES_SQL, load
+    from ..trace.tables import load
 
     where = LAUNCH_NAMES_SQL if launches_only else ""
     r = load(ctx.trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], ctx.flt, where=where)

@@ -1,4 +1,5 @@
-"""nsys's expert-system rules (``nsys analyze``): the seven default rules, with nsys 2025.3's exact output.
+"""nsys's expert-system rules (``nsys analyze``): the seven default rules, with nsys 2025.3's exact output (the two
+over every GPU operation, ``gpu_gaps`` and ``gpu_time_util``, are in ``gpu_rules``).
 
 Every rule takes ``rows=`` (default 50, ``-1`` = no limit), ``start=``/``end=`` (ns; they override the CLI
 window and NVTX times) and ``nvtx=`` (an NVTX range as the filter window). nsys quirks reproduced on purpose:
@@ -6,103 +7,40 @@ window and NVTX times) and ``nvtx=`` (an NVTX range as the filter window). nsys 
 * the memcpy/memset rules join GPU operations to their API call on ``correlationId`` only, against the
   *unfiltered* runtime table (so a copy whose API call lies outside the window still counts);
 * API names are matched with SQLite ``LIKE`` (ASCII case-insensitive, ``%``/``_`` wildcards);
-* ``gpu_gaps`` pairs the i-th smallest op end with the (i+1)-th smallest op start per (pid, device);
 * rows that tie on the sort key keep the order of nsys's query plan (runtime table order for the API joins);
-* ``gpu_time_util`` applies the row limit twice: to the low-utilization chunk groups in time order, then again
-  after sorting them by utilization (so ``rows=5`` may not show the 5 lowest); it works in float chunk sizes
-  (``ceil``) and averages with SQLite's compensated ``sum``.
 
 All of this was checked against real nsys 2025.3.1 ``nsys analyze`` on the shared traces, options included.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace import schema as S
-from ..trace.window import EventFilter, resolve_nvtx_filter
 from . import core
-from .aggregate import r1
 from .core import DURATION, Column, ReportContext, StatsTable, is_small, report, small_rows
+from .rulebase import (
+    COMMON_OPTIONS,
+    MAX_ID,
+    PID_MASK,
+    empty,
+    like_test,
+    limit,
+    missing_tables,
+    row_limit,
+    rule_filter,
+    string_ids,
+)
 
 if TYPE_CHECKING:
     import polars as pl
 
-COMMON_OPTIONS = ("rows", "start", "end", "nvtx")
-DEFAULT_ROWS = 50
-MAX_ROWS = 1_000_000_000
-MAX_TS = 2**63 - 1
-MAX_GAP_MS = 1_000_000_000  # gap= is in ms; its value in ns must stay a 64-bit integer
-MAX_ID = 0xFFFFFF  # process and thread ids are 24-bit fields of nsys's global ids
-PID_MASK = 0xFFFFFF
 MEM_KIND = "ENUM_CUDA_MEM_KIND"
 SMALL_HTOD_BYTES = 64_000  # nsys's "64 KB" is decimal
 PINNED, MANAGED = 1, 4
-
-
-# ----------------------------------------------------------------------------------------------- shared helpers
-def rule_filter(ctx: ReportContext) -> EventFilter:
-    """The rule's window: the CLI filter, replaced by ``nvtx=``, with ``start=``/``end=`` overriding its times."""
-    flt = ctx.flt
-    nvtx = ctx.options.get("nvtx")
-    if nvtx:
-        flt = resolve_nvtx_filter(ctx.trace, nvtx)
-    start = ctx.options.get("start")
-    end = ctx.options.get("end")
-    if start is not None:
-        flt = flt.replace(start=ctx.int_option("start", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
-    if end is not None:
-        flt = flt.replace(end=ctx.int_option("end", 0, 0, MAX_TS, "a time in ns, 0..2^63-1"))
-    if flt.start > flt.end:
-        raise UsageError(
-            f"start={flt.start} is after end={flt.end}", "the start time cannot be greater than the end time"
-        )
-    if start is not None or end is not None:
-        flt = flt.replace(label=f"start={flt.start} end={flt.end}" + (f" {flt.label}" if flt.label else ""))
-    return flt
-
-
-def row_limit(ctx: ReportContext) -> int | None:
-    """``rows=``: None for no limit (any negative value, as SQLite's ``LIMIT -1``)."""
-    rows = ctx.int_option("rows", DEFAULT_ROWS, -1, MAX_ROWS, f"-1 for no limit, else 0..{MAX_ROWS}")
-    return None if rows < 0 else rows
-
-
-def limit(df: pl.DataFrame, rows: int | None) -> pl.DataFrame:
-    return df if rows is None else df.head(rows)
-
-
-def like_regex(pattern: str) -> re.Pattern[str]:
-    """SQLite ``LIKE`` (no ESCAPE): ``%`` any run, ``_`` one character, ASCII letters case-insensitive."""
-    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern]
-    return re.compile("".join(parts), re.IGNORECASE | re.ASCII | re.DOTALL)
-
-
-def string_ids(trace: Trace, test: Callable[[str], bool]) -> list[int]:
-    """StringIds ids whose text passes ``test`` (the StringIds table is small next to activity tables)."""
-    return [i for i, text in trace.strings.items() if test(text)]
-
-
-def like_test(include: Iterable[str], exclude: Iterable[str] = ()) -> Callable[[str], bool]:
-    """``value LIKE any(include) AND NOT LIKE any(exclude)``."""
-    inc = [like_regex(p) for p in include]
-    exc = [like_regex(p) for p in exclude]
-    return lambda s: any(r.fullmatch(s) for r in inc) and not any(r.fullmatch(s) for r in exc)
-
-
-def missing_tables(trace: Trace, tables: Iterable[str]) -> str:
-    absent = [t for t in tables if not trace.schema.has(t)]
-    return f"the trace has no {', '.join(absent)} table" if absent else ""
-
-
-def empty(name: str, title: str, columns: tuple[Column, ...], skipped: str = "") -> StatsTable:
-    return StatsTable(name, title, columns, [], skipped)
 
 
 # ----------------------------------------------------------------------------------------------- memcpy / memset
@@ -383,296 +321,6 @@ def cuda_api_sync(ctx: ReportContext) -> StatsTable:
     df = limit(df.sort("dur", descending=True, nulls_last=True, maintain_order=True), row_limit(ctx))
     df = resolve_names(df, ctx.trace, "nameId", "api")
     return StatsTable(name, title, API_SYNC_COLUMNS, df.select("dur", "start", "pid", "tid", "api").rows())
-
-
-# ----------------------------------------------------------------------------------------------- GPU operations
-@dataclass(frozen=True)
-class GpuSource:
-    """One graphics/compute API whose GPU work nsys's gpu_gaps/gpu_time_util examine (each on its own)."""
-
-    api: str
-    tables: tuple[str, ...]
-    global_id: str
-    device: str
-    context: str
-    overhead: tuple[str, ...]  # PROFILER_OVERHEAD names counted as GPU busy time
-
-
-GPU_SOURCES = (
-    GpuSource(
-        "cuda",
-        (S.KERNEL, S.MEMCPY, S.MEMSET),
-        "globalPid",
-        "deviceId",
-        "contextId",
-        ("CUDA profiling data flush overhead", "CUDA profiling stop overhead", "CUDA profiling overhead"),
-    ),
-    GpuSource("vulkan", ("VULKAN_WORKLOAD",), "globalTid", "gpu", "contextId", ("Vulkan profiling overhead",)),
-    GpuSource("opengl", ("OPENGL_WORKLOAD",), "globalTid", "gpu", "contextId", ("OpenGL profiling overhead",)),
-    GpuSource("dx12", ("DX12_WORKLOAD",), "globalTid", "gpu", "shortContextId", ("DX12 profiling overhead",)),
-)
-OPS_COLUMNS = ["start", "end", "pid", "globalId", "deviceId", "contextId"]  # every source's GPU operations (Int64)
-GROUP = ["pid", "deviceId"]
-
-
-def _read_ops(trace: Trace, table: str, src: GpuSource, flt: EventFilter) -> pl.DataFrame:
-    """start, end, pid, globalId, deviceId, contextId of one table's GPU operations with ``start > 0``."""
-    import polars as pl
-
-    from ..trace.tables import pid_of
-
-    present = trace.schema.columns(table)
-    wanted = {
-        "start": "start",
-        "end": "end",
-        src.global_id: "globalId",
-        src.device: "deviceId",
-        src.context: "contextId",
-    }
-    cols = {(f'"{c}" AS {alias}' if c in present else f"NULL AS {alias}"): pl.Int64 for c, alias in wanted.items()}
-    where = " AND ".join(p for p in (flt.sql_where(present), '"start" > 0') if p)
-    df = trace.read_table(table, cols, where)
-    return df.with_columns(pid_of("globalId").alias("pid")).select(OPS_COLUMNS)
-
-
-def _bare_rows(ops: pl.DataFrame) -> pl.DataFrame:
-    """Per (deviceId, pid): min(start), max(end) and the bare columns SQLite takes for them.
-
-    With ``min(start), max(end)`` in one query SQLite loads bare columns on each row where the *last* min/max
-    aggregate (max(end)) changes, i.e. from the first row, in scan order, that reaches the maximum end.
-    """
-    import polars as pl
-
-    keys = ["deviceId", "pid"]
-    bounds = ops.group_by(keys, maintain_order=True).agg(pl.col("start").min(), pl.col("end").max())
-    at_max = ops.filter(pl.col("end") == pl.col("end").max().over(keys))
-    bare = at_max.group_by(keys, maintain_order=True).agg(pl.col("globalId").first(), pl.col("contextId").first())
-    return bounds.join(bare, on=keys, how="left").sort(keys, maintain_order=True)
-
-
-def gpu_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> pl.DataFrame | None:
-    """GPU operations of one API in nsys's union order (overheads first), or None when the trace has none."""
-    import polars as pl
-
-    from ..trace.tables import load, pid_of
-
-    trace = ctx.trace
-    tables = [t for t in src.tables if trace.schema.has(t)]
-    if not tables:
-        return None
-    frames = [_read_ops(trace, t, src, flt) for t in tables]
-    ops = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    if not trace.schema.has(S.PROFILER_OVERHEAD):
-        return ops
-    names = set(src.overhead)
-    ids = string_ids(trace, lambda s: s in names)
-    if not ids or ops.is_empty():
-        return ops
-    over = load(trace, S.PROFILER_OVERHEAD, ["start", "end", "globalTid", "nameId"], flt)
-    over = over.filter(pl.col("nameId").is_in(ids)).select("start", "end", pid_of("globalTid").alias("pid"))
-    if over.is_empty():
-        return ops
-    ranges = _bare_rows(ops).rename({"start": "r_start", "end": "r_end"})
-    # a profiling overhead on one thread stalls every device of its process: one row per (overhead, device)
-    extra = (
-        over.with_row_index("_o")
-        .join(ranges, on="pid", how="inner")
-        .filter((pl.col("start") > pl.col("r_start")) & (pl.col("end") < pl.col("r_end")))
-        .sort(["_o", "deviceId"], maintain_order=True)
-        .select(OPS_COLUMNS)
-    )
-    return pl.concat([extra, ops], how="vertical")
-
-
-def gpu_sources(ctx: ReportContext) -> list[tuple[str, pl.DataFrame]]:
-    """(api, ops) for each API with GPU work in the trace; nsys analyzes each separately, then unions the rows."""
-    flt = rule_filter(ctx)
-    out = []
-    for src in GPU_SOURCES:
-        ops = gpu_ops(ctx, src, flt)
-        if ops is not None:
-            out.append((src.api, ops))
-    return out
-
-
-NO_GPU_OPS = "the trace has no GPU operations (no kernel, memcpy, memset or graphics workload tables)"
-
-
-# ----------------------------------------------------------------------------------------------- gpu_gaps
-GAP_COLUMNS = (
-    Column("Row#"),
-    Column("Duration", "dur_ns"),
-    Column("Start", "ts_ns"),
-    Column("PID"),
-    Column("Device ID"),
-    Column("Context ID"),
-)
-
-
-def find_gaps(ops: pl.DataFrame, threshold_ns: int) -> pl.DataFrame:
-    """Idle gaps per (pid, device): the i-th smallest end paired with the (i+1)-th smallest start.
-
-    Columns duration, gapStart, pid, deviceId, contextId (of the op whose end opens the gap), in time order.
-    """
-    import polars as pl
-
-    starts = ops.select(*GROUP, "start").sort([*GROUP, "start"], maintain_order=True)
-    ends = ops.select(*GROUP, "end", "contextId").sort([*GROUP, "end"], maintain_order=True)
-    paired = ends.with_columns(
-        starts["start"].shift(-1).alias("gapEnd"),
-        starts["pid"].shift(-1).alias("_pid"),
-        starts["deviceId"].shift(-1).alias("_dev"),
-    )
-    gaps = paired.filter(
-        (pl.col("_pid") == pl.col("pid"))
-        & (pl.col("_dev") == pl.col("deviceId"))
-        & ((pl.col("gapEnd") - pl.col("end")) > threshold_ns)
-        & (pl.col("end") < pl.col("gapEnd"))
-    )
-    return gaps.select(
-        (pl.col("gapEnd") - pl.col("end")).alias("duration"),
-        pl.col("end").alias("gapStart"),
-        "pid",
-        "deviceId",
-        "contextId",
-    )
-
-
-@report("gpu_gaps", "GPU Gaps", options=(*COMMON_OPTIONS, "gap"), kind="rule")
-def gpu_gaps(ctx: ReportContext) -> StatsTable:
-    """Time ranges where a GPU is idle for longer than gap= ms (default 500), per process and device."""
-    import polars as pl
-
-    name, title = "gpu_gaps", "GPU Gaps"
-    gap = ctx.int_option("gap", 500, 0, MAX_GAP_MS, f"milliseconds, 0..{MAX_GAP_MS}")
-    rows = row_limit(ctx)
-    sources = gpu_sources(ctx)
-    if not sources:
-        return empty(name, title, GAP_COLUMNS, NO_GPU_OPS)
-    parts = [find_gaps(ops, gap * 1_000_000) for _, ops in sources]
-    gaps = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
-    gaps = limit(gaps.sort(["duration", "gapStart"], descending=[True, False], maintain_order=True), rows)
-    gaps = gaps.with_row_index("row", offset=1)
-    out = gaps.select("row", "duration", "gapStart", "pid", "deviceId", "contextId").rows()
-    return StatsTable(name, title, GAP_COLUMNS, out)
-
-
-# ----------------------------------------------------------------------------------------------- gpu_time_util
-UTIL_COLUMNS = (
-    Column("Row#"),
-    Column("In-Use", "ratio_%"),
-    Column("Duration", "dur_ns"),
-    Column("Start", "ts_ns"),
-    Column("PID"),
-    Column("Device ID"),
-    Column("Context ID"),
-)
-
-
-def sqlite_sum(values: Iterable[float]) -> float:
-    """SQLite 3.46 ``sum()`` of REAL values: Kahan-Babuska-Neumaier compensated summation, in input order."""
-    total, err = 0.0, 0.0
-    for r in values:
-        t = total + r
-        if abs(total) > abs(r):
-            err += (total - t) + r
-        else:
-            err += (r - t) + total
-        total = t
-    return total + err if not math.isinf(err) else total
-
-
-def low_util_chunks(ops: pl.DataFrame, chunks: int, threshold: int) -> pl.DataFrame:
-    """Chunks of each (pid, device)'s busy range with utilization below ``threshold`` %.
-
-    Columns pid, deviceId, contextId, rangeId, cstart, cend, pct, ordered by (pid, deviceId, rangeId). Chunk
-    size is ``ceil(float(end - start) / chunks)``; every quantity stays an exact integer below 2**53, as the
-    REALs of nsys's SQL are.
-    """
-    import polars as pl
-
-    ranges = (
-        _bare_rows(ops)
-        .with_columns(((pl.col("end") - pl.col("start")).cast(pl.Float64) / chunks).ceil().cast(pl.Int64).alias("cs"))
-        .rename({"start": "S", "end": "E"})
-    )
-    chunk = (
-        ranges.filter(pl.col("cs") > 0)
-        .with_columns(pl.int_ranges(0, chunks).alias("rangeId"))
-        .explode("rangeId")
-        .with_columns((pl.col("S") + pl.col("rangeId") * pl.col("cs")).alias("cstart"))
-        .with_columns(pl.min_horizontal(pl.col("cstart") + pl.col("cs"), pl.col("E")).alias("cend"))
-        .filter(pl.col("cstart") < pl.col("cend"))
-        .select("pid", "deviceId", "contextId", "rangeId", "cstart", "cend")
-    )
-    # each op against only the chunks it can overlap: rangeId in [floor((start-S)/cs), ceil((end-S)/cs) - 1]
-    first = ((pl.col("start") - pl.col("S")) // pl.col("cs")).clip(lower_bound=0)
-    last = (-((pl.col("S") - pl.col("end")) // pl.col("cs")) - 1).clip(upper_bound=chunks - 1)
-    spans = (
-        ops.select("start", "end", "pid", "deviceId")
-        .join(ranges.filter(pl.col("cs") > 0).select("pid", "deviceId", "S", "cs"), on=GROUP, how="inner")
-        .with_columns(pl.int_ranges(first, pl.max_horizontal(first, last + 1)).alias("rangeId"))
-        .explode("rangeId")
-        .drop_nulls("rangeId")
-        .join(chunk.select("pid", "deviceId", "rangeId", "cstart", "cend"), on=[*GROUP, "rangeId"], how="inner")
-        .filter((pl.col("start") < pl.col("cend")) & (pl.col("end") > pl.col("cstart")))
-        .group_by([*GROUP, "rangeId"])
-        .agg((pl.min_horizontal("end", "cend") - pl.max_horizontal("start", "cstart")).sum().alias("busy"))
-    )
-    util = chunk.join(spans, on=[*GROUP, "rangeId"], how="left").with_columns(
-        (
-            pl.col("busy").fill_null(0).cast(pl.Float64) / (pl.col("cend") - pl.col("cstart")).cast(pl.Float64) * 100.0
-        ).alias("pct")
-    )
-    return util.filter(pl.col("pct") < threshold).sort([*GROUP, "rangeId"]).drop("busy")
-
-
-def coalesce_chunks(low: pl.DataFrame) -> pl.DataFrame:
-    """Runs of consecutive low chunks -> start, duration, average (length-weighted, rounded to 0.1).
-
-    Rows ordered by (groupId, deviceId, pid) as nsys's GROUP BY returns them.
-    """
-    import polars as pl
-
-    low = low.with_columns(
-        (pl.col("rangeId") - pl.int_range(1, pl.len() + 1).over(GROUP)).alias("groupId"),
-        (pl.col("cend") - pl.col("cstart")).alias("size"),
-    )
-    keys = ["groupId", "deviceId", "pid"]
-    groups = low.group_by(keys, maintain_order=True).agg(
-        pl.col("cstart").min().alias("start"),
-        (pl.col("cend").max() - pl.col("cstart").min()).alias("duration"),
-        pl.col("contextId").first(),
-        pl.col("size"),
-        pl.col("pct"),
-    )
-    averages = []
-    for sizes, pcts in zip(groups["size"].to_list(), groups["pct"].to_list(), strict=True):
-        weighted = sqlite_sum(float(s) * p for s, p in zip(sizes, pcts, strict=True))
-        averages.append(r1(weighted / sqlite_sum(float(s) for s in sizes)))
-    groups = groups.with_columns(pl.Series("average", averages, dtype=pl.Float64))
-    return groups.sort(keys, maintain_order=True).select("average", "duration", "start", "pid", "deviceId", "contextId")
-
-
-@report("gpu_time_util", "GPU Time Utilization", options=(*COMMON_OPTIONS, "threshold", "chunks"), kind="rule")
-def gpu_time_util(ctx: ReportContext) -> StatsTable:
-    """Time ranges where GPU time utilization is below threshold= % (default 50), in chunks= pieces (default 30)."""
-    import polars as pl
-
-    name, title = "gpu_time_util", "GPU Time Utilization"
-    threshold = ctx.int_option("threshold", 50, 0, 100, "a percentage, 0..100")
-    chunks = ctx.int_option("chunks", 30, 0, 1000)  # nsys lets chunks=0 through (and then finds nothing)
-    rows = row_limit(ctx)
-    sources = gpu_sources(ctx)
-    if not sources:
-        return empty(name, title, UTIL_COLUMNS, NO_GPU_OPS)
-    if chunks == 0:
-        return empty(name, title, UTIL_COLUMNS)
-    parts = [limit(coalesce_chunks(low_util_chunks(ops, chunks, threshold)), rows) for _, ops in sources]
-    groups = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
-    groups = limit(groups.sort(["average", "duration"], maintain_order=True), rows).with_row_index("row", offset=1)
-    out = groups.select("row", "average", "duration", "start", "pid", "deviceId", "contextId").rows()
-    return StatsTable(name, title, UTIL_COLUMNS, out)
 
 
 # ----------------------------------------------------------------------------------------------- dx12_mem_ops

@@ -109,6 +109,10 @@ ROW_KEYS: dict[str, RowKeys] = {
 }
 # A StringIds row is usable when its id is an integer and its value is text.
 VALID_STRING_SQL = "typeof(id) = 'integer' AND typeof(value) = 'text'"
+# Every CUDA API that launches kernels has "Launch" in its name (cudaLaunchKernel*, cuLaunchKernel*, cuLaunchGrid*,
+# cudaLaunchCooperativeKernel*, cudaGraphLaunch*, cuGraphLaunch*). Reports that join kernels to their launching call
+# read only those rows: a fraction of the API table.
+LAUNCH_NAMES_SQL = "nameId IN (SELECT id FROM StringIds WHERE value LIKE '%Launch%')"
 
 # Copy kinds (CUPTI_ACTIVITY_KIND_MEMCPY.copyKind, ENUM_CUDA_MEMCPY_OPER) and memory kinds (srcKind / dstKind,
 # ENUM_CUDA_MEM_KIND) the analyses test for, and the copy kinds' labels: defined here only.

@@ -131,11 +131,6 @@ def distinct_values(df: pl.DataFrame, column: str) -> list[object]:
     return values
 
 
-# Every CUDA API that launches kernels has "Launch" in its name (cudaLaunchKernel*, cuLaunchKernel*, cuLaunchGrid*,
-# cudaLaunchCooperativeKernel*, cudaGraphLaunch*, cuGraphLaunch*). Reports that join kernels to their launching call
-# read only those rows: a fraction of the API table.
-LAUNCH_NAMES_SQL = "nameId IN (SELECT id FROM StringIds WHERE value LIKE '%Launch%')"
-
 NVTX_RANGE_TYPES = (59, 60, 70, 71)
 NVTX_DOMAIN_CREATE = 75
 
