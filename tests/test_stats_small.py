@@ -50,6 +50,9 @@ REPORTS: dict[str, tuple[tuple[str, int], ...]] = {
     "cuda_kern_exec_sum": ((K, 6), (R, 5)),
     "cuda_kern_exec_sum:base": ((K, 6), (R, 5)),
     "cuda_kern_exec_sum:mangled": ((K, 6), (R, 5)),
+    "nvtx_kern_sum": ((N, 8), (K, 5), (R, 4)),
+    "nvtx_kern_sum:base": ((N, 8), (K, 5), (R, 4)),
+    "nvtx_gpu_proj_sum": ((N, 8), (K, 4), (MC, 4), (MS, 4), (R, 4)),
     "gpu_gaps": GPU_OPS,
     "gpu_gaps:gap=0": GPU_OPS,
     "gpu_gaps:gap=0:rows=3": GPU_OPS,
@@ -295,6 +298,19 @@ REPRODUCED = {
         ),
         ["nvtx_sum"],
     ),
+    "nvtx ranges nested, twinned and empty": (
+        sql(
+            # a parent around every range, a twin of every range (the two contain each other: a cycle of parents),
+            # and a child range without GPU work at the start of every range
+            f'INSERT INTO {N} (start, "end", eventType, globalTid, text, domainId) '
+            f"SELECT start - 1, \"end\" + 1, 59, globalTid, 'outer', domainId FROM {N} WHERE eventType = 59",
+            f'INSERT INTO {N} (start, "end", eventType, globalTid, text, domainId) SELECT start, "end", 59, '
+            f"globalTid, 'twin', domainId FROM {N} WHERE eventType = 59 AND text IS NOT 'outer'",
+            f'INSERT INTO {N} (start, "end", eventType, globalTid, text, domainId) SELECT start, start + 1, 59, '
+            f"globalTid, 'empty', domainId FROM {N} WHERE eventType = 59 AND text NOT IN ('outer', 'twin')",
+        ),
+        ["nvtx_gpu_proj_sum", "nvtx_kern_sum", "nvtx_sum"],
+    ),
     "api names shared by two ids": (
         sql(
             "INSERT INTO StringIds (id, value) SELECT 900000 + id, value FROM StringIds "
@@ -324,13 +340,21 @@ def test_stdlib_path_reproduces_nulls_and_duplicates(
 # ------------------------------------------------------------------------------------------------- no polars at all
 @pytest.mark.parametrize(
     "report",
-    [*REPORTS, "nvtx_kern_sum", "nvtx_gpu_proj_sum", "cuda_memcpy_async", "cuda_memcpy_sync", "cuda_memset_sync"],
+    [
+        *REPORTS,
+        "nvtx_kern_sum/no NVTX",
+        "nvtx_gpu_proj_sum/no NVTX",
+        "cuda_memcpy_async",
+        "cuda_memcpy_sync",
+        "cuda_memset_sync",
+    ],
 )
 def test_summary_of_the_sample_needs_no_polars(report: str, tmp_path: Path) -> None:
     """`stats -r REPORT SAMPLE` in a fresh interpreter imports no polars (nor numpy, pyarrow); the reports whose
     table is absent (osrt_sum on the sample; the NVTX reports on a trace without NVTX) decide SKIPPED without it."""
     sample = SAMPLE
-    if report.startswith("nvtx_") and report != "nvtx_sum":
+    if report.endswith("/no NVTX"):
+        report = report.split("/")[0]
         sample = mutated_copy(SAMPLE, tmp_path / "no_nvtx.sqlite", sql(f"DROP TABLE {N}"))
     code = (
         "import sys; from nsys_doctor.cli.main import main; rc = main(sys.argv[1:]); "

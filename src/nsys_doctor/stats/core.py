@@ -323,3 +323,16 @@ def small_rows(
         if found:
             return None
     return rows
+
+
+def small_kernel_rows(ctx: ReportContext, columns: list[str]) -> list[tuple] | None:
+    """Rows ``(name_id, *columns)`` of a small, clean kernel table read with sqlite3 alone, in table order:
+    ``load_kernels``' ``name_id`` and integer ``columns`` (or ``DURATION``); None when the polars path must decide
+    (see ``small_rows``)."""
+    from ..trace.schema import KERNEL
+
+    name_col = kernel_name_column(ctx)
+    mangled = name_col == "mangledName"  # the mangled name where recorded, else the demangled one
+    name = 'coalesce("mangledName", "demangledName")' if mangled else name_col
+    reads = ("mangledName", "demangledName") if mangled else ()
+    return small_rows(ctx, KERNEL, [name, *columns], reads=reads)

@@ -9,8 +9,7 @@ from ..trace import schema as S
 from ..trace.schema import LAUNCH_NAMES_SQL
 from .aggregate import STAT_COLUMNS, grouped_stats_multi, stat_cells, value_stats
 from .api import nsys_api_name
-from .core import Column, ReportContext, StatsTable, load_kernels, report, small_rows
-from .kernels import small_kernel_rows
+from .core import Column, ReportContext, StatsTable, load_kernels, report, small_kernel_rows, small_rows
 
 if TYPE_CHECKING:
     import polars as pl

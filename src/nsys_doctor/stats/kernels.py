@@ -10,10 +10,9 @@ from .core import (
     ReportContext,
     StatsTable,
     duration_columns,
-    kernel_name_column,
     load_kernels,
     report,
-    small_rows,
+    small_kernel_rows,
 )
 
 TYPE_CHECKING = False
@@ -34,17 +33,6 @@ def kernels_with_names(ctx: ReportContext, extra: list[str]) -> pl.DataFrame:
     df = load_kernels(ctx, ["start", "end", *extra])
     df = df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
     return resolve_names(df, ctx.trace, "name_id", "name")
-
-
-def small_kernel_rows(ctx: ReportContext, columns: list[str]) -> list[tuple] | None:
-    """Rows ``(name_id, *columns)`` of a small, clean kernel table read with sqlite3 alone, in table order:
-    ``load_kernels``' ``name_id`` and integer ``columns`` (or ``DURATION``); None when the polars path must decide
-    (see ``small_rows``)."""
-    name_col = kernel_name_column(ctx)
-    mangled = name_col == "mangledName"  # the mangled name where recorded, else the demangled one
-    name = 'coalesce("mangledName", "demangledName")' if mangled else name_col
-    reads = ("mangledName", "demangledName") if mangled else ()
-    return small_rows(ctx, S.KERNEL, [name, *columns], reads=reads)
 
 
 def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple] | None:

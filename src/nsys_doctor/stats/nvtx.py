@@ -11,11 +11,25 @@ from __future__ import annotations
 
 from ..trace import schema as S
 from ..trace.schema import LAUNCH_NAMES_SQL
-from .aggregate import Groups, grouped_stats, groups_total, r1, share, small_grouped_stats, sort_groups, stat_cells
-from .core import Column, ReportContext, StatsTable, load_kernels, report, small_rows
+from ..values import Value
+from .aggregate import (
+    STAT_COLUMNS,
+    Groups,
+    grouped_stats,
+    groups_total,
+    r1,
+    share,
+    small_grouped_stats,
+    sort_groups,
+    stat_cells,
+    value_stats,
+)
+from .core import Column, ReportContext, StatsTable, load_kernels, report, small_kernel_rows, small_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import polars as pl
 
 PID_UNIT = 1 << 24
@@ -212,6 +226,251 @@ def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
     return rows
 
 
+class SmallRange(Value):
+    """A range of the stdlib engine's containment (``_indexed_ranges``' row): rid, tid, rs, re, name, style."""
+
+    _fields = ("rid", "tid", "rs", "re", "name", "style")
+
+    def __init__(self, rid: int, tid: int | None, rs: int, re: int | None, name: str, style: str) -> None:
+        self.rid = rid
+        self.tid = tid
+        self.rs = rs
+        self.re = re
+        self.name = name
+        self.style = style
+
+
+def _small_indexed_ranges(ctx: ReportContext) -> list[SmallRange] | None:
+    """``_indexed_ranges`` with sqlite3 alone, from a small clean NVTX table; None (the polars path decides) when
+    the table is not small and clean (``small_rows``), a domain is created on several threads of one process (its
+    ranges would be duplicated), or a range ends before it starts."""
+    cols = ["start", "end", "eventType", "globalTid", "endGlobalTid", "textId", "text", "domainId"]
+    events = small_rows(ctx, S.NVTX, cols, nullable=tuple(cols[1:]), text=("text",))
+    if events is None:
+        return None
+    strings = ctx.trace.strings
+
+    def label(text_id: int | None, text: str | None) -> str:  # coalesce(StringIds.value, text), then ''
+        value = None if text_id is None else strings.get(text_id)
+        return (text if value is None else value) or ""
+
+    kept = [e for e in events if e[2] in RANGE_TYPES]
+    ends = [e[1] for e in kept if e[1] is not None]
+    maxts = _sql_max(max(e[0] for e in kept), max(ends)) if kept and ends else None
+    domains: dict[tuple[int, int], str] = {}
+    seen: set[tuple[int, int]] = set()
+    for _start, _end, _type, tid, _end_tid, text_id, text, domain in sorted(
+        (e for e in events if e[2] == DOMAIN_CREATE), key=lambda e: e[0]
+    ):
+        if domain is None or tid is None or (domain, tid) in seen:
+            continue
+        seen.add((domain, tid))
+        key = (domain, (tid // PID_UNIT) % PID_UNIT)
+        if key in domains:
+            return None
+        domains[key] = label(text_id, text)
+    out = []
+    for rid, (start, end, event_type, tid, end_tid, text_id, text, domain) in enumerate(events):
+        if event_type not in RANGE_TYPES or end_tid is not None:
+            continue
+        stop = end if end is not None else maxts
+        if stop is not None and stop < start:
+            return None
+        pk = None if tid is None else (tid // PID_UNIT) % PID_UNIT
+        scope = domains.get((domain, pk), "") if domain is not None and pk is not None else ""
+        style = "PushPop" if event_type in PUSHPOP_TYPES else "StartEnd"
+        out.append(SmallRange(rid, tid, start, stop, scope + ":" + label(text_id, text), style))
+    return out
+
+
+def _small_containing(queries: list[tuple[int, int, int, int]], ranges: list[SmallRange]) -> dict[int, list[int]]:
+    """``containing`` of the stdlib engine: for each query ``(qid, tid, s, e)`` with ``s <= e``, the rids of the
+    ranges on its thread with ``rs <= s`` and ``re >= e`` (in order of start), by a sweep over the queries in order
+    of start that keeps the ranges open at that start."""
+    by_tid: dict[int, list[SmallRange]] = {}
+    for r in sorted(ranges, key=lambda r: r.rs):
+        if r.tid is not None and r.re is not None:
+            by_tid.setdefault(r.tid, []).append(r)
+    asked: dict[int, list[tuple[int, int, int]]] = {}
+    for qid, tid, s, e in queries:
+        asked.setdefault(tid, []).append((s, e, qid))
+    found: dict[int, list[int]] = {}
+    for tid, group in asked.items():
+        pending = by_tid.get(tid, [])
+        i = 0
+        active: list[SmallRange] = []
+        for s, e, qid in sorted(group):
+            while i < len(pending) and pending[i].rs <= s:
+                active.append(pending[i])
+                i += 1
+            active = [r for r in active if r.re >= s]  # type: ignore[operator]
+            found[qid] = [r.rid for r in active if r.re >= e]  # type: ignore[operator]
+    return found
+
+
+def _small_launches(ctx: ReportContext, where: str) -> dict[tuple[int, int], list[tuple[int, int, int, int]]] | None:
+    """API calls (``_api_calls``) with sqlite3 alone: ``(correlationId, globalPid) -> [(qid, globalTid, r_start,
+    r_end)]``, qid the call's index in table order; None (the polars path decides) when the table is not small and
+    clean, or a call ends before it starts or has a negative thread id."""
+    calls = small_rows(ctx, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], names=False, where=where)
+    if calls is None:
+        return None
+    out: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+    for qid, (start, end, tid, corr) in enumerate(calls):
+        if end < start or tid < 0:
+            return None
+        out.setdefault((corr, tid // PID_UNIT * PID_UNIT), []).append((qid, tid, start, end))
+    return out
+
+
+def _small_kernel_groups(ctx: ReportContext) -> list[dict[str, Any]] | None:
+    """``nvtx_kern_sum``'s groups with sqlite3 alone (rows named as the polars path's, ``kname`` resolved), or None
+    when the polars path must decide."""
+    ranges = _small_indexed_ranges(ctx)
+    kernels = None if ranges is None else small_kernel_rows(ctx, ["start", "end", "correlationId", "globalPid"])
+    calls = None if kernels is None else _small_launches(ctx, LAUNCH_NAMES_SQL)
+    if ranges is None or kernels is None or calls is None:
+        return None
+    used = {call for k in kernels for call in calls.get((k[3], k[4]), ())}
+    hits = _small_containing([(q, tid, s, e) for q, tid, s, e in used], ranges)
+    by_rid = {r.rid: r for r in ranges}
+    groups: dict[tuple, tuple[list[int], set[int], set[int]]] = {}
+    for kid, (kname, start, end, corr, gpid) in enumerate(kernels):
+        matched = calls.get((corr, gpid))
+        # a kernel without its launching call, or a call in no range, counts once with NULL for what is missing
+        sites: list[tuple[int | None, int | None]] = [(q, t) for q, t, _, _ in matched] if matched else [(None, None)]
+        for qid, tid in sites:
+            pid = None if tid is None else (tid // PID_UNIT) % PID_UNIT
+            thread = None if tid is None else tid % PID_UNIT
+            rids: list[int | None] = list(hits.get(qid, ())) if qid is not None else []
+            for rid in rids or [None]:
+                r = None if rid is None else by_rid[rid]
+                key = (pid, thread, None if r is None else r.name, None if r is None else r.style, kname)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], set(), set())
+                group[0].append(end - start)
+                if rid is not None:
+                    group[1].add(rid)
+                group[2].add(kid)
+    out = []
+    strings = ctx.trace.strings
+    for (pid, tid, name, style, kname), (durs, ranges_in, kids) in groups.items():
+        stats = value_stats(durs)
+        if stats is None:
+            return None
+        row = {"pid": pid, "tid": tid, "name": name, "style": style, "kname": strings.get(kname)}
+        row.update(zip(STAT_COLUMNS, stats, strict=True))
+        row.update(nvtx_inst=len(ranges_in), kern_inst=len(kids))
+        out.append(row)
+    # name, pid, tid, total (descending), style, kernel name; NULL first (as polars' sort with nulls_last=False)
+    for col, desc in (("kname", False), ("style", False), ("total", True), ("tid", False), ("pid", False)):
+        out.sort(key=lambda g: (g[col] is not None, g[col] if g[col] is None or not desc else -g[col]))
+    out.sort(key=lambda g: (g["name"] is not None, g["name"] or ""))
+    return out
+
+
+def _small_parents(ranges: list[SmallRange]) -> dict[int, int | None]:
+    """``_parents`` of the stdlib engine: rid -> the tightest other range on its thread containing it (the shortest,
+    then the lowest rid), None for a root."""
+    queries = [(r.rid, r.tid, r.rs, r.re) for r in ranges if r.tid is not None and r.re is not None]
+    found = _small_containing(queries, ranges)
+    length = {r.rid: r.re - r.rs for r in ranges if r.re is not None}
+    parents: dict[int, int | None] = {}
+    for r in ranges:
+        others = [rid for rid in found.get(r.rid, ()) if rid != r.rid]
+        parents[r.rid] = min(others, key=lambda rid: (length[rid], rid)) if others else None
+    return parents
+
+
+def _small_levels(parents: dict[int, int | None]) -> dict[int, int | None]:
+    """``_levels`` of the stdlib engine: rid -> its number of ancestors; None on or below a cycle of parents."""
+    levels: dict[int, int | None] = {}
+    for rid in parents:
+        chain: list[int] = []
+        seen: set[int] = set()
+        node: int | None = rid
+        while node is not None and node not in levels and node not in seen:
+            seen.add(node)
+            chain.append(node)
+            node = parents[node]
+        level = -1 if node is None else levels.get(node) if node in levels else None  # None: a cycle
+        for n in reversed(chain):
+            level = None if level is None else level + 1
+            levels[n] = level
+    return levels
+
+
+def _mean(values: list[int]) -> float | None:
+    return float(sum(values)) / len(values) if values else None
+
+
+def _small_projection_groups(ctx: ReportContext, op_tables: list[str]) -> list[dict[str, Any]] | None:
+    """``nvtx_gpu_proj_sum``'s groups with sqlite3 alone (named as the polars path's), in the report's order, or
+    None when the polars path must decide."""
+    ranges = _small_indexed_ranges(ctx)
+    if ranges is None:
+        return None
+    spans: dict[tuple[int, int], list[int]] = {}  # the GPU operations of each launch: min(start), max(end)
+    for table in op_tables:
+        ops = small_rows(ctx, table, ["start", "end", "correlationId", "globalPid"], names=False)
+        if ops is None:
+            return None
+        for start, end, corr, gpid in ops:
+            span = spans.get((corr, gpid))
+            if span is None:
+                spans[(corr, gpid)] = [start, end]
+            else:
+                span[0], span[1] = min(span[0], start), max(span[1], end)
+    calls = _small_launches(ctx, "")
+    if calls is None:
+        return None
+    used = {call for key in spans for call in calls.get(key, ())}
+    hits = _small_containing(list(used), ranges)
+    proj: dict[int, tuple[list[int], set[int]]] = {}  # rid -> ([p_start, p_end], correlation ids)
+    for (corr, gpid), (start, end) in spans.items():
+        for qid, *_ in calls.get((corr, gpid), ()):
+            for rid in hits.get(qid, ()):
+                p = proj.get(rid)
+                if p is None:
+                    proj[rid] = ([start, end], {corr})
+                else:
+                    p[0][:] = [min(p[0][0], start), max(p[0][1], end)]
+                    p[1].add(corr)
+    parents = _small_parents(ranges)
+    levels = _small_levels(parents)
+    children: dict[int, int] = {}
+    for rid, parent in parents.items():
+        if parent is not None and rid in proj:
+            children[parent] = children.get(parent, 0) + 1
+    by_rid = {r.rid: r for r in ranges}
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for rid in sorted(proj):
+        r = by_rid[rid]
+        grouped.setdefault((r.name, r.style), []).append(rid)
+    out = []
+    for (name, style), rids in grouped.items():
+        stats = value_stats([proj[rid][0][1] - proj[rid][0][0] for rid in rids])
+        if stats is None:
+            return None
+        counts = [len(proj[rid][1]) for rid in rids]
+        lvls = [lv for lv in (levels[rid] for rid in rids) if lv is not None]
+        row: dict[str, Any] = {
+            "name": name,
+            "style": style,
+            "rtotal": sum((by_rid[rid].re or 0) - by_rid[rid].rs for rid in rids),  # re: never NULL in a projection
+            "inst": len(rids),
+            "ops": sum(counts),
+            "avg_ops": _mean(counts),
+            "avg_lvl": _mean(lvls),
+            "avg_child": _mean([children.get(rid, 0) for rid in rids]),
+        }
+        row.update(zip(STAT_COLUMNS, stats, strict=True))
+        out.append(row)
+    out.sort(key=lambda g: (-g["total"], g["name"], g["style"]))
+    return out
+
+
 def _range_groups(ctx: ReportContext) -> Groups:
     """Range time per (name, style), with ``inst``: the ranges (open ones included); stdlib engine or polars."""
     ranges = _small_ranges(ctx)
@@ -290,6 +549,26 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     ):
         if not ctx.trace.schema.has(table):
             return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, [], why)
+    groups = _small_kernel_groups(ctx)
+    rows = [
+        (
+            r["name"],
+            r["style"],
+            r["pid"],
+            r["tid"],
+            r["nvtx_inst"],
+            r["kern_inst"],
+            r["total"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            r["kname"],
+        )
+        for r in (_kernel_groups(ctx) if groups is None else groups)
+    ]
+    return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, rows, "" if rows else "no CUDA kernels")
+
+
+def _kernel_groups(ctx: ReportContext) -> list[dict[str, Any]]:
+    """``nvtx_kern_sum``'s groups, in order, as named rows (polars)."""
     import polars as pl
 
     from ..trace.tables import resolve_names
@@ -332,21 +611,7 @@ def nvtx_kern_sum(ctx: ReportContext) -> StatsTable:
     stats = resolve_names(stats, ctx.trace, "kname_id", "kname")
     order = ["name", "pid", "tid", "total", "style", "kname"]
     stats = stats.sort(order, descending=[False, False, False, True, False, False], nulls_last=False)
-    rows = [
-        (
-            r["name"],
-            r["style"],
-            r["pid"],
-            r["tid"],
-            r["nvtx_inst"],
-            r["kern_inst"],
-            r["total"],
-            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-            r["kname"],
-        )
-        for r in stats.iter_rows(named=True)
-    ]
-    return StatsTable("nvtx_kern_sum", "NVTX Range Kernel Summary", cols, rows, "" if rows else "no CUDA kernels")
+    return list(stats.iter_rows(named=True))
 
 
 def _parents(ranges: pl.DataFrame) -> pl.DataFrame:
@@ -417,6 +682,27 @@ def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     ):
         if not ok:
             return StatsTable("nvtx_gpu_proj_sum", title, cols, [], why)
+    groups = _small_projection_groups(ctx, op_tables)
+    rows = [
+        (
+            r["name"],
+            r["style"],
+            r["total"],
+            r["rtotal"],
+            r["inst"],
+            *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
+            r["ops"],
+            r1(r["avg_ops"]),
+            r1(r["avg_lvl"]),
+            r1(r["avg_child"]),
+        )
+        for r in (_projection_groups(ctx, op_tables) if groups is None else groups)
+    ]
+    return StatsTable("nvtx_gpu_proj_sum", title, cols, rows, "" if rows else "no GPU operations inside NVTX ranges")
+
+
+def _projection_groups(ctx: ReportContext, op_tables: list[str]) -> list[dict[str, Any]]:
+    """``nvtx_gpu_proj_sum``'s groups, in order, as named rows (polars)."""
     import polars as pl
 
     from ..trace.tables import load
@@ -427,10 +713,15 @@ def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
     ops = ops.group_by("correlationId", "globalPid").agg(pl.col("start").min(), pl.col("end").max())
     calls = ops.join(_api_calls(ctx), on=["correlationId", "globalPid"], how="inner")
     inside = _calls_in_ranges(calls, ranges.select("rid", "tid", "rs", "re")).drop_nulls("rid")
-    proj = inside.group_by("rid").agg(
-        pl.col("start").min().alias("p_start"),
-        pl.col("end").max().alias("p_end"),
-        pl.col("correlationId").n_unique().alias("ops"),
+    # in range order, so that the statistics see the projections in one order, run after run
+    proj = (
+        inside.group_by("rid")
+        .agg(
+            pl.col("start").min().alias("p_start"),
+            pl.col("end").max().alias("p_end"),
+            pl.col("correlationId").n_unique().alias("ops"),
+        )
+        .sort("rid")
     )
     parents = _parents(ranges)
     children = (
@@ -441,9 +732,9 @@ def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
         .rename({"parent": "rid"})
     )
     proj = (
-        proj.join(ranges, on="rid", how="left")
-        .join(_levels(parents), on="rid", how="left")
-        .join(children, on="rid", how="left")
+        proj.join(ranges, on="rid", how="left", maintain_order="left")
+        .join(_levels(parents), on="rid", how="left", maintain_order="left")
+        .join(children, on="rid", how="left", maintain_order="left")
         .with_columns(
             (pl.col("p_end") - pl.col("p_start")).alias("pdur"),
             (pl.col("re") - pl.col("rs")).alias("rdur"),
@@ -460,20 +751,4 @@ def nvtx_gpu_proj_sum(ctx: ReportContext) -> StatsTable:
         pl.col("nchild").mean().alias("avg_child"),
     )
     stats = grouped_stats(proj, keys, "pdur").join(extra, on=keys, how="left", nulls_equal=True)
-    rows = []
-    for r in stats.sort(["total", "name", "style"], descending=[True, False, False]).iter_rows(named=True):
-        rows.append(
-            (
-                r["name"],
-                r["style"],
-                r["total"],
-                r["rtotal"],
-                r["inst"],
-                *stat_cells(r["n"], r["total"], r["med"], r["min"], r["max"], r["std"]),
-                r["ops"],
-                r1(r["avg_ops"]),
-                r1(r["avg_lvl"]),
-                r1(r["avg_child"]),
-            )
-        )
-    return StatsTable("nvtx_gpu_proj_sum", title, cols, rows, "" if rows else "no GPU operations inside NVTX ranges")
+    return list(stats.sort(["total", "name", "style"], descending=[True, False, False]).iter_rows(named=True))
