@@ -13,8 +13,10 @@ repeated; the two commands of one report run back to back so that machine noise 
 * ours: ``python3 -m nsys_doctor.cli.main stats TRACE -r R --format csv -o -`` (the whole process: interpreter
   start, imports, reading, rendering).
 
-Printed per row: both wall times, nsys/ours (the speedup; target >= 1.5x), and whether the CSVs are identical.
-nsys is run on a copy of each trace (nsys may add tables to a file it reads); the copy's md5 is checked after.
+With ``--repeat N`` (small traces, where one run is a fraction of a second) the two commands run N times each,
+alternated, and their median wall times are compared. Printed per row: both wall times, nsys/ours (the speedup;
+target >= 1.5x), and whether the CSVs are identical. nsys is run on a copy of each trace (nsys may add tables to a
+file it reads); the copy's md5 is checked after.
 With ``--deadline S`` no new report starts after S seconds; ``--skip-nsys-over S`` leaves out the reports whose
 nsys run took longer than S on an earlier trace of the list (big traces after small ones).
 Only the standard library is needed (and nsys-doctor importable by ``python3 -m``).
@@ -27,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +95,7 @@ def main() -> None:
     ap.add_argument("--skip-nsys-over", type=float, default=None)
     ap.add_argument("--deadline", type=float, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each command (alternated); medians are compared")
     a = ap.parse_args()
     t_start = time.perf_counter()
     reports = [r for r in a.reports.split(",") if r]
@@ -120,8 +124,13 @@ def main() -> None:
                 nsys = [a.nsys, tool, "--format", "csv", "-o", "-", "-r", r, str(copy)]
                 if tool == "stats":
                     nsys.insert(2, "--force-export=false")
-                tn, rc_n, out_n = run(nsys, a.timeout)
-                to, rc_o, out_o = run([*ours_cmd, str(trace), "-r", r, "--format", "csv", "-o", "-"], a.timeout)
+                times_n, times_o = [], []
+                for _ in range(a.repeat):  # alternated, so that machine noise hits both alike
+                    tn, rc_n, out_n = run(nsys, a.timeout)
+                    to, rc_o, out_o = run([*ours_cmd, str(trace), "-r", r, "--format", "csv", "-o", "-"], a.timeout)
+                    times_n.append(tn)
+                    times_o.append(to)
+                tn, to = statistics.median(times_n), statistics.median(times_o)
                 same = rc_n == 0 and rc_o == 0 and body(out_n) == body(out_o)
                 speed = tn / to if to > 0 else float("inf")
                 verdict = "PASS" if speed >= TARGET else "FAIL"
