@@ -389,3 +389,25 @@ def test_key_sorter_without_room_for_its_files(tmp_path: Path, monkeypatch: pyte
     if Path("/dev/full").exists():  # a disk that fills while the runs are written
         monkeypatch.setattr(keysort, "_temporary", lambda: open("/dev/full", "wb", buffering=0))  # noqa: SIM115
         failing(argv, "could not write the sort's temporary file")
+
+
+def test_column_formatters_are_the_cell_functions() -> None:
+    """``cell_formatter`` (one column's cells, its unit looked up once) gives ``pretty_cell``'s and ``plain_cell``'s
+    text for every kind of value, unit and display unit."""
+    import math
+    import random
+
+    rng = random.Random(11)
+    values: list[object] = [None, "", "x" * 150, "a,b", True, 0, -0.0, 0.0, 5e-324, 1e16, -1e16, 9.5e15, math.inf]
+    values += [math.nan, -math.inf, 0.25, -0.5, 1234.5, -1234.05, 2**63 - 1, -(2**62)]
+    values += [rng.randrange(-(10**15), 10**15) for _ in range(2000)]
+    values += [rng.uniform(-1e9, 1e9) for _ in range(2000)]
+    values += [rng.getrandbits(53) * 2.0 ** rng.randrange(-1127, 60) * rng.choice([1, -1]) for _ in range(2000)]
+    for unit in ("", "dur_ns", "ts_ns", "mem_B", "thru_B", "ratio_%"):
+        col = Column("c", unit)
+        for units in (Units(), Units("us", "B"), Units("sec", "GiB"), Units("ms", "KB")):
+            pretty = nf.cell_formatter(col, units, pretty=True)
+            plain = nf.cell_formatter(col, units, pretty=False)
+            for v in values:
+                assert pretty(v) == nf.pretty_cell(v, col, units), (unit, units, v)
+                assert plain(v) == nf.plain_cell(v, col, units), (unit, units, v)

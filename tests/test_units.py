@@ -88,6 +88,8 @@ def test_round_half_up_is_decimals_on_many_values():
     values += [k / 200 + 0.005 for k in range(-2000, 2000)]
     values += [rng.randrange(-(2**62), 2**62) / rng.choice([1, 10, 1000, 7, 3]) for _ in range(5_000)]
     values += [rng.randrange(0, 2**63) for _ in range(1_000)]
+    # doubles of every exponent up to 2**40 (subnormals too), either sign
+    values += [rng.choice([1, -1]) * rng.getrandbits(53) * 2.0 ** rng.randrange(-1127, -13) for _ in range(20_000)]
     for nd in (0, 1, 2, 3):
         for x in values:
             got, want = round_half_up(x, nd), _decimal_round(x, nd)

@@ -22,6 +22,10 @@ def round_half_up(x: float | int | None, ndigits: int = 1) -> float | None:
         return float(x)
     if not math.isfinite(x):
         return x
+    if ndigits == 1:  # a tie at one decimal is a float of which 4x is an odd integer; elsewhere round() agrees
+        y = 4.0 * x
+        if not (y.is_integer() and y % 2 == 1):
+            return round(x, 1)
     p, q = x.as_integer_ratio()
     scale = 10**ndigits
     k = (2 * abs(p) * scale + q) // (2 * q)

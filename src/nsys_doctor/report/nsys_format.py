@@ -7,7 +7,7 @@ Column and table formats add thousands separators and clip text at 100 character
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..stats.core import CHUNK_ROWS, ChunkedRows, Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
@@ -92,8 +92,39 @@ def pretty_cell(value: object, col: Column, units: Units) -> str:
     return str(v)
 
 
+def _scaled(col: Column, units: Units) -> bool:
+    """Whether ``_convert`` changes the column's numbers (a unit other than ns or B)."""
+    if col.unit in ("dur_ns", "ts_ns"):
+        return DISPLAY_TIME_UNITS[units.time][0] != 1
+    if col.unit in ("mem_B", "thru_B"):
+        return DISPLAY_MEM_UNITS[units.mem][0] != 1
+    return False
+
+
+def cell_formatter(col: Column, units: Units, pretty: bool) -> Callable[[object], str]:
+    """``pretty_cell`` (``pretty``) or ``plain_cell`` of one column as a function of the value alone, with the same
+    text for every value: the column's unit is looked up once, and the numbers of a column shown as they are take a
+    shortcut (a report of many rows formats hundreds of thousands of cells)."""
+    cell = pretty_cell if pretty else plain_cell
+    if _scaled(col, units):
+        return lambda v: cell(v, col, units)
+    if pretty:
+
+        def pretty_number(v: object) -> str:  # format's "," on a float: repr's digits, its exponent above 1e16
+            t = type(v)
+            return f"{v:,}" if t is int or t is float else cell(v, col, units)
+
+        return pretty_number
+
+    def plain_number(v: object) -> str:
+        t = type(v)
+        return str(v) if t is int else repr(v) if t is float else cell(v, col, units)
+
+    return plain_number
+
+
 def _csv_field(text: str) -> str:
-    if any(ch in text for ch in ',"\n'):
+    if "," in text or '"' in text or "\n" in text:
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -102,8 +133,9 @@ def render_csv(table: StatsTable, units: Units) -> str:
     if not table.rows:
         return ""
     lines = [",".join(_csv_field(header(c, units)) for c in table.columns)]
+    cells = [cell_formatter(c, units, pretty=False) for c in table.columns]
     for row in table.rows:
-        lines.append(",".join(_csv_field(plain_cell(v, c, units)) for v, c in zip(row, table.columns, strict=True)))
+        lines.append(",".join(_csv_field(cell(v)) for v, cell in zip(row, cells, strict=True)))
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +162,8 @@ def render_json(table: StatsTable, units: Units) -> str:
 
 def _grid(table: StatsTable, units: Units) -> tuple[list[str], list[list[str]], list[int], list[bool]]:
     heads = [header(c, units) for c in table.columns]
-    cells = [[pretty_cell(v, c, units) for v, c in zip(row, table.columns, strict=True)] for row in table.rows]
+    formats = [cell_formatter(c, units, pretty=True) for c in table.columns]
+    cells = [[cell(v) for v, cell in zip(row, formats, strict=True)] for row in table.rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(heads)]
     right = []
     for i in range(len(heads)):
