@@ -455,3 +455,62 @@ def test_stable_order_of_wide_codes_and_sorted_unique_by_hand() -> None:
     assert sorted_unique(np.array([5, 1, 5, 5, 2, 1])).tolist() == [1, 2, 5]
     assert sorted_unique(np.array([7])).tolist() == [7]
     assert first_positions(np.array([2, 2, 0]), 4).tolist() == [2, 3, 0, 3]
+
+
+# ---- the per-step profile: labels and rows by text codes, as the joins and groups on texts gave them
+def _named_frame(rng: random.Random, n: int) -> pl.DataFrame:
+    names = ["void at::native::vectorized_elementwise_kernel<4, at::native::MulFunctor<float>>", "gemm", "rms", None]
+    shorts = ["vectorized_elementwise_kernel", "gemm", None, "rms"]
+    return pl.DataFrame(
+        {
+            "name": [rng.choice(names) for _ in range(n)],
+            "short": [rng.choice(shorts) for _ in range(n)],
+            "dur": [rng.randrange(1, 10_000) for _ in range(n)],
+            "idx": [rng.choice([None, 0, 1, 2, 3]) for _ in range(n)],
+            "family": [rng.choice(["gemm", "elementwise"]) for _ in range(n)],
+            "category": ["compute"] * n,
+        },
+        schema_overrides={"idx": pl.Int64},
+    )
+
+
+def test_label_frame_is_the_join_on_the_texts() -> None:
+    from nsys_doctor.analysis.ops import kernel_label, label_frame
+
+    for seed in range(4):
+        df = _named_frame(random.Random(seed), 500)
+        got = label_frame(df)
+        # the definition: labels per distinct (name, short), joined back on the two texts (nulls match nothing)
+        want = [
+            None if n is None or s is None else kernel_label(n, s)
+            for n, s in zip(df["name"].to_list(), df["short"].to_list(), strict=True)
+        ]
+        assert got.columns == [*df.columns, "label"]
+        assert got.drop("label").equals(df)
+        assert got["label"].to_list() == want
+    assert label_frame(_named_frame(random.Random(0), 0))["label"].to_list() == []
+
+
+def test_profile_rows_are_the_groups_of_the_texts() -> None:
+    from nsys_doctor.analysis.compare import SAMPLE_MAX, _rows
+    from nsys_doctor.analysis.distribution import downsample
+
+    for seed in range(4):
+        df = _named_frame(random.Random(seed), 3000)
+        for key in ("name", "family"):
+            rows = _rows(df, key, 4)
+            # the definition, in plain Python: per text of the key (null as "None", its steps never counted)
+            groups: dict[object, list[dict[str, object]]] = {}
+            for r in df.iter_rows(named=True):
+                groups.setdefault(r[key], []).append(r)
+            assert sorted(rows) == sorted(str(k) for k in groups)
+            for k, members in groups.items():
+                row = rows[str(k)]
+                durs = [int(m["dur"]) for m in members]  # type: ignore[call-overload]
+                per_step = [0] * 4
+                for m in members:
+                    if m["idx"] is not None and k is not None:
+                        per_step[m["idx"]] += int(m["dur"])  # type: ignore[index, call-overload]
+                assert (row.count, row.total, row.per_step) == (len(durs), sum(durs), per_step), (key, k)
+                assert row.sample == downsample(np.array(durs), SAMPLE_MAX), (key, k)
+                assert row.family == (str(members[0]["family"]) if key == "name" else str(k)), (key, k)

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from ..trace.schema import COPY_DTOD, COPY_DTOH, COPY_HTOD, COPY_PEER, MEMCPY_KIND_LABELS
-from .distribution import downsample, percentile
+from .distribution import downsample, percentile, text_codes
 from .phases import GRAPH_LAUNCH_API, LAUNCH_API, Steps, Window, assign_to_steps, calls, launched_kernels
 
 PROFILE_SCHEMA = "nsys-doctor-profile/1"
@@ -227,18 +227,33 @@ def _rows(
         return out
     wanted = ("family", "category") if key == "family" else ("family", "category", "label")
     meta_cols = [c for c in wanted if c in df.columns and c != key]
+    texts: list[str | None] | None = None
+    if df[key].dtype == pl.String:  # grouped by the texts' codes: hashing millions of texts held 600 MB at 5M calls
+        codes, by_code = text_codes(df[key])
+        df, texts = df.with_columns(codes), by_code.to_list()
     agg = df.group_by(key).agg(
         pl.len().alias("count"),
         pl.col("dur").sum().alias("total"),
         pl.col("dur").alias("durs"),
         *(pl.col(c).first() for c in meta_cols),
     )
-    steps = df.filter(pl.col("idx").is_not_null()).group_by(key, "idx").agg(pl.col("dur").sum().alias("t"))
-    per: dict[str, np.ndarray] = {}
-    for k, idx, t in steps.iter_rows():
-        arr = per.setdefault(k, np.zeros(n_steps, dtype=np.int64))
-        arr[int(idx)] = int(t)
-    for r in agg.iter_rows(named=True):
+    # grouped first, then the groups outside steps dropped: filtering the events would copy every column
+    steps = (
+        df.select(key, "idx", "dur")
+        .group_by(key, "idx")
+        .agg(pl.col("dur").sum().alias("t"))
+        .filter(pl.col("idx").is_not_null())
+    )
+    per: dict[object, np.ndarray] = {}
+    for g, idx, t in steps.iter_rows():
+        if g is not None:
+            arr = per.setdefault(g, np.zeros(n_steps, dtype=np.int64))
+            arr[int(idx)] = int(t)
+    durs = agg["durs"]  # each group's durations reach downsample as an array, never as Python integers
+    for i, r in enumerate(agg.drop("durs").iter_rows(named=True)):
+        g = r[key]
+        if texts is not None and g is not None:
+            r[key] = texts[g]
         k = str(r[key])
         out[k] = Row(
             key=k,
@@ -246,8 +261,8 @@ def _rows(
             category=str(r.get("category") or category or ""),
             count=int(r["count"]),
             total=int(r["total"]),
-            per_step=[int(v) for v in per.get(k, np.zeros(n_steps, dtype=np.int64))],
-            sample=downsample(np.asarray(r["durs"], dtype=np.int64), SAMPLE_MAX),
+            per_step=[int(v) for v in per.get(g, np.zeros(n_steps, dtype=np.int64))],
+            sample=downsample(durs[i].to_numpy().astype(np.int64, copy=False), SAMPLE_MAX),
             label=str(r.get("label") or ""),
         )
     return out
@@ -278,7 +293,8 @@ def build_profile(
     decode = decode.sort("start").with_row_index("pos").with_columns(pl.col("pos").cast(pl.Int64))
     n = decode.height
     st_pos = decode.select(pl.col("pos").alias("idx"), "start", "end")
-    lk = launched_kernels(kernels, api).with_columns(pl.coalesce("l_start", "start").alias("t"))
+    # only the columns the profile reads: every later step (filter, joins, the sort by time) copies them all
+    lk = launched_kernels(kernels, api).select("name", "short", "dur", pl.coalesce("l_start", "start").alias("t"))
     lk = lk.filter((pl.col("t") >= window.start) & (pl.col("t") <= window.end))
     lk = lk.join(ops.select("name", "family", "category"), on="name", how="left")
     lk = label_frame(lk).with_columns(pl.col("family").fill_null("other"), pl.col("category").fill_null("other"))
@@ -292,7 +308,7 @@ def build_profile(
         "base": _rows(ka.with_columns(pl.col("label").alias("base")), "base", n),
         "family": _rows(ka, "family", n),
     }
-    api_w = window.rows(api)
+    api_w = window.rows(api).select("name", "start", "dur")
     names = api_w["name"].unique().to_list()
     mapping = {nm: api_key(nm) for nm in names}
     api_w = api_w.with_columns(pl.col("name").replace_strict(mapping, return_dtype=pl.Utf8).alias("api"))
