@@ -237,13 +237,26 @@ def _rows(
         pl.col("dur").alias("durs"),
         *(pl.col(c).first() for c in meta_cols),
     )
-    # grouped first, then the groups outside steps dropped: filtering the events would copy every column
-    steps = (
-        df.select(key, "idx", "dur")
-        .group_by(key, "idx")
-        .agg(pl.col("dur").sum().alias("t"))
-        .filter(pl.col("idx").is_not_null())
-    )
+    # grouped first, then the groups outside steps dropped: filtering the events would copy every column; coded
+    # texts group with their step as one integer (a group_by of two columns hashes a row encoding of both)
+    if texts is not None:
+        pair = (pl.col(key).cast(pl.Int64) * max(n_steps, 1) + pl.col("idx")).alias("_pair")
+        steps = (
+            df.select(pair, "dur")
+            .group_by("_pair")
+            .agg(pl.col("dur").sum().alias("t"))
+            .drop_nulls("_pair")
+            .select(
+                (pl.col("_pair") // max(n_steps, 1)).alias(key), (pl.col("_pair") % max(n_steps, 1)).alias("idx"), "t"
+            )
+        )
+    else:
+        steps = (
+            df.select(key, "idx", "dur")
+            .group_by(key, "idx")
+            .agg(pl.col("dur").sum().alias("t"))
+            .filter(pl.col("idx").is_not_null())
+        )
     per: dict[object, np.ndarray] = {}
     for g, idx, t in steps.iter_rows():
         if g is not None:
@@ -299,9 +312,9 @@ def build_profile(
     lk = lk.join(ops.select("name", "family", "category"), on="name", how="left")
     lk = label_frame(lk).with_columns(pl.col("family").fill_null("other"), pl.col("category").fill_null("other"))
     ka = assign_to_steps(lk, st_pos, "t")
-    in_steps = ka.filter(pl.col("idx").is_not_null())
+    del lk  # a copy when assign_to_steps sorted it
     step_gpu = np.zeros(n, dtype=np.int64)
-    for idx, t in in_steps.group_by("idx").agg(pl.col("dur").sum()).iter_rows():
+    for idx, t in ka.group_by("idx").agg(pl.col("dur").sum()).drop_nulls("idx").iter_rows():
         step_gpu[int(idx)] = int(t)
     kernels_rows = {
         "name": _rows(ka, "name", n),
@@ -313,10 +326,11 @@ def build_profile(
     mapping = {nm: api_key(nm) for nm in names}
     api_w = api_w.with_columns(pl.col("name").replace_strict(mapping, return_dtype=pl.Utf8).alias("api"))
     aa = assign_to_steps(api_w, st_pos, "start")
+    del api_w
     launches = np.zeros(n, dtype=np.int64)
     graph_launches = np.zeros(n, dtype=np.int64)
-    for frame, arr in ((calls(aa, LAUNCH_API), launches), (calls(aa, GRAPH_LAUNCH_API), graph_launches)):
-        for idx, c in frame.filter(pl.col("idx").is_not_null()).group_by("idx").len().iter_rows():
+    for pattern, arr in ((LAUNCH_API, launches), (GRAPH_LAUNCH_API, graph_launches)):
+        for idx, c in calls(aa, pattern, columns=["idx"]).group_by("idx").len().drop_nulls("idx").iter_rows():
             arr[int(idx)] = int(c)
     from ..stats.memops import MEMSET_NAME
 
@@ -332,7 +346,9 @@ def build_profile(
     mem = pl.concat([mc, ms], how="vertical").filter(
         (pl.col("start") >= window.start) & (pl.col("start") <= window.end)
     )
-    mem = mem.join(api.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left")
+    # the launching calls of these operations only: a join would hash every API call's correlation id
+    launch = api.filter(pl.col("correlationId").is_in(mem["correlationId"].drop_nulls().unique().implode()))
+    mem = mem.join(launch.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left")
     mem = assign_to_steps(mem.with_columns(pl.coalesce("l_start", "start").alias("t")), st_pos, "t")
     ctx = None
     if prompt_len is not None:

@@ -38,16 +38,19 @@ def kernel_launches(ctx: ReportContext, kernel_extra: list[str] | None = None) -
     )
     k = k.rename({"start": "k_start", "end": "k_end", "name_id": "kname_id"})
     df = k.join(r, on=["correlationId", "globalPid"], how="inner")
-    # API names are grouped by their nsys display name: ids whose names display the same share one id
-    ids = df["nameId"].unique().drop_nulls().to_list()
-    display = {i: nsys_api_name(ctx.trace.strings.get(int(i), "")) for i in ids}
-    first: dict[str, int] = {}
-    canon = {i: first.setdefault(name, i) for i, name in sorted(display.items())}
+    canon = _display_ids(ctx, df["nameId"].unique().drop_nulls().to_list())
     df = df.with_columns(pl.col("nameId").replace_strict(canon, return_dtype=pl.Int64).alias("api_id"))
     return df.with_columns(
         ((pl.col("globalTid") // PID_MASK) % PID_MASK).alias("pid"),
         (pl.col("globalTid") % PID_MASK).alias("tid"),
     )
+
+
+def _display_ids(ctx: ReportContext, ids: Iterable[int]) -> dict[int, int]:
+    """API name ids -> one id per nsys display name (the smallest id of the names that display the same): the
+    report groups API names as nsys displays them."""
+    first: dict[str, int] = {}
+    return {i: first.setdefault(nsys_api_name(ctx.trace.strings.get(int(i), "")), i) for i in sorted(ids)}
 
 
 def _small_launch_stats(ctx: ReportContext) -> list[dict[str, Any]] | None:
@@ -66,9 +69,7 @@ def _small_launch_stats(ctx: ReportContext) -> list[dict[str, Any]] | None:
     launches: dict[tuple[int, int], list[tuple]] = {}
     for call in calls:
         launches.setdefault((call[3], call[2] // PID_MASK * PID_MASK), []).append(call)
-    display = {i: nsys_api_name(ctx.trace.strings.get(i, "")) for i in sorted({c[4] for c in calls})}
-    first: dict[str, int] = {}
-    canon = {i: first.setdefault(name, i) for i, name in display.items()}
+    canon = _display_ids(ctx, {c[4] for c in calls})
     values: dict[tuple[int, ...], tuple[list[int], ...]] = {}
     for kname, k_start, k_end, device, corr, gpid in kernels:
         for r_start, r_end, gtid, _, name_id in launches.get((corr, gpid), ()):
