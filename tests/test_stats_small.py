@@ -371,3 +371,27 @@ def test_summary_of_the_sample_needs_no_polars(report: str, tmp_path: Path) -> N
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout or "SKIPPED" in proc.stderr
         assert proc.stderr.rsplit("LOADED", 1)[1].split() == [], f"{report} -f {fmt}"
+
+
+def test_engines_decline_past_their_work_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of ranges left open on one thread, or operations that each span many chunks, would make the stdlib
+    sweeps quadratic: past their bound they decline, and the reports give the polars path's rows."""
+    from nsys_doctor.stats import gpu_rules, nvtx
+
+    trace = open_trace(SAMPLE)
+    ctx = ReportContext(trace, EventFilter())
+    assert nvtx._small_kernel_groups(ctx) is not None
+    monkeypatch.setattr(nvtx, "SMALL_SWEEP", 5)
+    monkeypatch.setattr(gpu_rules, "SMALL_CHUNK_VISITS", 5)
+    assert nvtx._small_kernel_groups(ctx) is None
+    assert nvtx._small_projection_groups(ctx, [K, MC, MS]) is None
+    sources = gpu_rules._small_sources(ctx)
+    assert sources and gpu_rules._small_low_chunks(sources[0][1], 30, 50) is None
+    for report in ("nvtx_kern_sum", "nvtx_gpu_proj_sum", "gpu_time_util", "gpu_time_util:chunks=1000:threshold=100"):
+        req = parse_report_arg(report)
+        fast = run_report(ReportContext(trace, EventFilter()), req).rows
+        with monkeypatch.context() as m:
+            m.setattr(core, "SMALL_ROWS", 0)
+            slow = run_report(ReportContext(trace, EventFilter()), req).rows
+        assert fast, report
+        _same(fast, slow, report)

@@ -235,11 +235,17 @@ def _small_gaps(ops: list[Op], threshold_ns: int) -> list[tuple]:
     return out
 
 
-def _small_low_chunks(ops: list[Op], chunks: int, threshold: int) -> list[tuple]:
+SMALL_CHUNK_VISITS = 4_000_000
+"""The most (operation, chunk) pairs the stdlib engine of ``gpu_time_util`` visits: beyond it (many operations
+that each span many chunks), the polars path decides."""
+
+
+def _small_low_chunks(ops: list[Op], chunks: int, threshold: int) -> list[tuple] | None:
     """``low_util_chunks`` of the stdlib engine: rows (pid, deviceId, contextId, rangeId, cstart, cend, pct) in
-    (pid, deviceId, rangeId) order."""
+    (pid, deviceId, rangeId) order; None past ``SMALL_CHUNK_VISITS``."""
     groups = _by_device(ops)
     out = []
+    visits = 0
     for device, pid, lo, hi, _, context in sorted(_small_bare_rows(ops), key=lambda b: (b[1], b[0])):
         size = math.ceil(float(hi - lo) / chunks)
         if size <= 0:
@@ -249,6 +255,9 @@ def _small_low_chunks(ops: list[Op], chunks: int, threshold: int) -> list[tuple]
         for start, end, *_ in groups[(pid, device)]:
             first = max(0, (start - lo) // size)
             last = min(chunks - 1, -((lo - end) // size) - 1)
+            visits += max(0, last + 1 - first)
+            if visits > SMALL_CHUNK_VISITS:
+                return None
             for i in range(first, max(first, last + 1)):
                 cstart, cend = bounds[i]
                 if cstart < cend and start < cend and end > cstart:
@@ -454,9 +463,11 @@ def gpu_time_util(ctx: ReportContext) -> StatsTable:
             return empty(name, title, UTIL_COLUMNS, NO_GPU_OPS)
         if chunks == 0:
             return empty(name, title, UTIL_COLUMNS)
-        found = [row for _, ops in small for row in _small_coalesce(_small_low_chunks(ops, chunks, threshold))[:rows]]
-        found.sort(key=lambda r: (r[0], r[1]))  # stable, as polars' sort with maintain_order
-        return StatsTable(name, title, UTIL_COLUMNS, [(i, *r) for i, r in enumerate(found[:rows], 1)])
+        low = [_small_low_chunks(ops, chunks, threshold) for _, ops in small]
+        if all(part is not None for part in low):
+            found = [row for part in low for row in _small_coalesce(part)[:rows]]  # type: ignore[arg-type]
+            found.sort(key=lambda r: (r[0], r[1]))  # stable, as polars' sort with maintain_order
+            return StatsTable(name, title, UTIL_COLUMNS, [(i, *r) for i, r in enumerate(found[:rows], 1)])
     import polars as pl
 
     sources = gpu_sources(ctx)

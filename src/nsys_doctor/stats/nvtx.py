@@ -283,10 +283,17 @@ def _small_indexed_ranges(ctx: ReportContext) -> list[SmallRange] | None:
     return out
 
 
-def _small_containing(queries: list[tuple[int, int, int, int]], ranges: list[SmallRange]) -> dict[int, list[int]]:
+SMALL_SWEEP = 4_000_000
+"""The most open ranges the stdlib engine's sweep looks at in all (queries x ranges open at their start): beyond it
+(thousands of ranges left open on one thread), the polars path decides."""
+
+
+def _small_containing(
+    queries: list[tuple[int, int, int, int]], ranges: list[SmallRange]
+) -> dict[int, list[int]] | None:
     """``containing`` of the stdlib engine: for each query ``(qid, tid, s, e)`` with ``s <= e``, the rids of the
     ranges on its thread with ``rs <= s`` and ``re >= e`` (in order of start), by a sweep over the queries in order
-    of start that keeps the ranges open at that start."""
+    of start that keeps the ranges open at that start; None past ``SMALL_SWEEP``."""
     by_tid: dict[int, list[SmallRange]] = {}
     for r in sorted(ranges, key=lambda r: r.rs):
         if r.tid is not None and r.re is not None:
@@ -295,6 +302,7 @@ def _small_containing(queries: list[tuple[int, int, int, int]], ranges: list[Sma
     for qid, tid, s, e in queries:
         asked.setdefault(tid, []).append((s, e, qid))
     found: dict[int, list[int]] = {}
+    work = 0
     for tid, group in asked.items():
         pending = by_tid.get(tid, [])
         i = 0
@@ -305,6 +313,9 @@ def _small_containing(queries: list[tuple[int, int, int, int]], ranges: list[Sma
                 i += 1
             active = [r for r in active if r.re >= s]  # type: ignore[operator]
             found[qid] = [r.rid for r in active if r.re >= e]  # type: ignore[operator]
+            work += len(active)
+            if work > SMALL_SWEEP:
+                return None
     return found
 
 
@@ -333,6 +344,8 @@ def _small_kernel_groups(ctx: ReportContext) -> list[dict[str, Any]] | None:
         return None
     used = {call for k in kernels for call in calls.get((k[3], k[4]), ())}
     hits = _small_containing([(q, tid, s, e) for q, tid, s, e in used], ranges)
+    if hits is None:
+        return None
     by_rid = {r.rid: r for r in ranges}
     groups: dict[tuple, tuple[list[int], set[int], set[int]]] = {}
     for kid, (kname, start, end, corr, gpid) in enumerate(kernels):
@@ -370,11 +383,13 @@ def _small_kernel_groups(ctx: ReportContext) -> list[dict[str, Any]] | None:
     return out
 
 
-def _small_parents(ranges: list[SmallRange]) -> dict[int, int | None]:
+def _small_parents(ranges: list[SmallRange]) -> dict[int, int | None] | None:
     """``_parents`` of the stdlib engine: rid -> the tightest other range on its thread containing it (the shortest,
-    then the lowest rid), None for a root."""
+    then the lowest rid), None for a root; None past ``SMALL_SWEEP``."""
     queries = [(r.rid, r.tid, r.rs, r.re) for r in ranges if r.tid is not None and r.re is not None]
     found = _small_containing(queries, ranges)
+    if found is None:
+        return None
     length = {r.rid: r.re - r.rs for r in ranges if r.re is not None}
     parents: dict[int, int | None] = {}
     for r in ranges:
@@ -427,6 +442,8 @@ def _small_projection_groups(ctx: ReportContext, op_tables: list[str]) -> list[d
         return None
     used = {call for key in spans for call in calls.get(key, ())}
     hits = _small_containing(list(used), ranges)
+    if hits is None:
+        return None
     proj: dict[int, tuple[list[int], set[int]]] = {}  # rid -> ([p_start, p_end], correlation ids)
     for (corr, gpid), (start, end) in spans.items():
         for qid, *_ in calls.get((corr, gpid), ()):
@@ -438,6 +455,8 @@ def _small_projection_groups(ctx: ReportContext, op_tables: list[str]) -> list[d
                     p[0][:] = [min(p[0][0], start), max(p[0][1], end)]
                     p[1].add(corr)
     parents = _small_parents(ranges)
+    if parents is None:
+        return None
     levels = _small_levels(parents)
     children: dict[int, int] = {}
     for rid, parent in parents.items():
