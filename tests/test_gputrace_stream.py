@@ -411,3 +411,8 @@ def test_column_formatters_are_the_cell_functions() -> None:
             for v in values:
                 assert pretty(v) == nf.pretty_cell(v, col, units), (unit, units, v)
                 assert plain(v) == nf.plain_cell(v, col, units), (unit, units, v)
+
+
+def test_python_whitespace_is_what_str_rstrip_strips() -> None:
+    assert "".join(chr(i) for i in range(0x3001) if chr(i).isspace()) == nf._PY_SPACE
+    assert all(not chr(i).isspace() for i in range(0x3001, 0x110000))  # and nothing above
