@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..trace import schema as S
-from ..trace.schema import LAUNCH_NAMES_SQL
+from ..trace.schema import LAUNCH_NAMES_SQL, global_pid, global_tid
 from .aggregate import STAT_COLUMNS, grouped_stats_multi, stat_cells, value_stats
 from .api import nsys_api_name
 from .core import Column, ReportContext, StatsTable, load_kernels, report, small_kernel_rows, small_rows
@@ -73,7 +73,7 @@ def _small_launch_stats(ctx: ReportContext) -> list[dict[str, Any]] | None:
     values: dict[tuple[int, ...], tuple[list[int], ...]] = {}
     for kname, k_start, k_end, device, corr, gpid in kernels:
         for r_start, r_end, gtid, _, name_id in launches.get((corr, gpid), ()):
-            key = ((gtid // PID_MASK) % PID_MASK, gtid % PID_MASK, device, canon[name_id], kname)
+            key = (global_pid(gtid), global_tid(gtid), device, canon[name_id], kname)
             group = values.get(key)
             if group is None:
                 group = values[key] = ([], [], [], [])

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 
 from ..trace import Trace
 from ..trace import schema as S
+from ..trace.schema import global_pid
 from ..trace.window import EventFilter
 from .aggregate import r1
 from .core import Column, ReportContext, StatsTable, report, small_rows
-from .rulebase import COMMON_OPTIONS, MAX_GAP_MS, PID_MASK, empty, limit, row_limit, rule_filter, string_ids
+from .rulebase import COMMON_OPTIONS, MAX_GAP_MS, empty, limit, row_limit, rule_filter, string_ids
 
 if TYPE_CHECKING:
     import polars as pl
@@ -165,7 +166,7 @@ def _small_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> list[Op]
         rows = small_rows(window, table, columns, nullable=(src.context,), names=False, where='"start" > 0')
         if rows is None or any(r[2] < 0 for r in rows):
             return None
-        ops += [(start, end, (g >> 24) & PID_MASK, g, device, context) for start, end, g, device, context in rows]
+        ops += [(start, end, global_pid(g), g, device, context) for start, end, g, device, context in rows]
     if not ops or not trace.schema.has(S.PROFILER_OVERHEAD):
         return ops
     names = set(src.overhead)
@@ -182,7 +183,7 @@ def _small_ops(ctx: ReportContext, src: GpuSource, flt: EventFilter) -> list[Op]
         for start, end, gtid, name_id in over
         if name_id in ids
         for device, pid, r_start, r_end, g, context in ranges
-        if pid == (gtid >> 24) & PID_MASK and r_start < start and end < r_end
+        if pid == global_pid(gtid) and r_start < start and end < r_end
     ]
     return extra + ops
 

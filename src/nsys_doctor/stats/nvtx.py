@@ -10,7 +10,7 @@ the candidates active at the last boundary before its start.
 from __future__ import annotations
 
 from ..trace import schema as S
-from ..trace.schema import LAUNCH_NAMES_SQL
+from ..trace.schema import LAUNCH_NAMES_SQL, global_pid, global_tid
 from ..values import Value
 from .aggregate import (
     STAT_COLUMNS,
@@ -28,6 +28,7 @@ from .core import Column, ReportContext, StatsTable, load_kernels, report, small
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     import polars as pl
@@ -180,6 +181,34 @@ def _calls_in_ranges(calls: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
     return calls.join(qr, on=keys, how="left", maintain_order="left")
 
 
+def _labeller(ctx: ReportContext) -> Callable[[int | None, str | None], str | None]:
+    """``coalesce(StringIds.value, text)`` of an NVTX event's ``textId`` and ``text``."""
+    strings = ctx.trace.strings
+
+    def label(text_id: int | None, text: str | None) -> str | None:
+        value = None if text_id is None else strings.get(text_id)
+        return text if value is None else value
+
+    return label
+
+
+def _small_domains(
+    creates: Iterable[tuple[int, int | None, int | None, str | None, int | None]],
+    label: Callable[[int | None, str | None], str | None],
+) -> dict[tuple[int, int], list[str | None]]:
+    """The names of the NVTX domains from their DomainCreate events ``(start, globalTid, textId, text, domainId)``:
+    the earliest per (domainId, globalTid) names the domain for its process, keyed (domainId, pid); a domain created
+    on several threads of one process has several names (nsys's join duplicates its ranges)."""
+    domains: dict[tuple[int, int], list[str | None]] = {}
+    seen: set[tuple[int, int]] = set()
+    for _start, tid, text_id, text, domain in sorted(creates, key=lambda e: e[0]):
+        if domain is None or tid is None or (domain, tid) in seen:
+            continue
+        seen.add((domain, tid))
+        domains.setdefault((domain, global_pid(tid)), []).append(label(text_id, text))
+    return domains
+
+
 def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
     """``nvtx_sum``'s ranges as rows ``(name, style, dur)`` (dur None for an open range when no event has an end),
     from a small, clean NVTX table read with sqlite3 alone: the rows ``_named_ranges`` gives, with domains named
@@ -189,34 +218,15 @@ def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
     events = small_rows(ctx, S.NVTX, cols, nullable=tuple(cols[1:]), text=("text",))
     if events is None:
         return None
-    strings = ctx.trace.strings
-
-    def label(text_id: int | None, text: str | None) -> str | None:  # coalesce(StringIds.value, text)
-        value = None if text_id is None else strings.get(text_id)
-        return text if value is None else value
-
-    def pid_key(tid: int | None) -> int | None:
-        return None if tid is None else (tid // PID_UNIT) % PID_UNIT
-
+    label = _labeller(ctx)
     ends = [e[1] for e in events if e[1] is not None]
     maxts = _sql_max(max(e[0] for e in events), max(ends)) if events and ends else None
-    # DomainCreate events: the earliest per (domainId, globalTid) names the domain for its process
-    domains: dict[tuple[int, int], list[str | None]] = {}
-    seen: set[tuple[int | None, int | None]] = set()
-    for _start, _end, _type, tid, text_id, text, domain in sorted(
-        (e for e in events if e[2] == DOMAIN_CREATE), key=lambda e: e[0]
-    ):
-        pk = pid_key(tid)
-        if (domain, tid) in seen:
-            continue
-        seen.add((domain, tid))
-        if domain is not None and pk is not None:
-            domains.setdefault((domain, pk), []).append(label(text_id, text))
+    domains = _small_domains(((e[0], *e[3:]) for e in events if e[2] == DOMAIN_CREATE), label)
     rows = []
     for start, end, event_type, tid, text_id, text, domain in events:
         if event_type not in RANGE_TYPES:
             continue
-        pk = pid_key(tid)
+        pk = None if tid is None else global_pid(tid)
         names = domains.get((domain, pk), [None]) if domain is not None and pk is not None else [None]
         style = "PushPop" if event_type in PUSHPOP_TYPES else "StartEnd"
         stop = end if end is not None else maxts
@@ -248,27 +258,13 @@ def _small_indexed_ranges(ctx: ReportContext) -> list[SmallRange] | None:
     events = small_rows(ctx, S.NVTX, cols, nullable=tuple(cols[1:]), text=("text",))
     if events is None:
         return None
-    strings = ctx.trace.strings
-
-    def label(text_id: int | None, text: str | None) -> str:  # coalesce(StringIds.value, text), then ''
-        value = None if text_id is None else strings.get(text_id)
-        return (text if value is None else value) or ""
-
+    label = _labeller(ctx)
     kept = [e for e in events if e[2] in RANGE_TYPES]
     ends = [e[1] for e in kept if e[1] is not None]
     maxts = _sql_max(max(e[0] for e in kept), max(ends)) if kept and ends else None
-    domains: dict[tuple[int, int], str] = {}
-    seen: set[tuple[int, int]] = set()
-    for _start, _end, _type, tid, _end_tid, text_id, text, domain in sorted(
-        (e for e in events if e[2] == DOMAIN_CREATE), key=lambda e: e[0]
-    ):
-        if domain is None or tid is None or (domain, tid) in seen:
-            continue
-        seen.add((domain, tid))
-        key = (domain, (tid // PID_UNIT) % PID_UNIT)
-        if key in domains:
-            return None
-        domains[key] = label(text_id, text)
+    domains = _small_domains(((e[0], e[3], *e[5:]) for e in events if e[2] == DOMAIN_CREATE), label)
+    if any(len(names) > 1 for names in domains.values()):
+        return None
     out = []
     for rid, (start, end, event_type, tid, end_tid, text_id, text, domain) in enumerate(events):
         if event_type not in RANGE_TYPES or end_tid is not None:
@@ -276,10 +272,11 @@ def _small_indexed_ranges(ctx: ReportContext) -> list[SmallRange] | None:
         stop = end if end is not None else maxts
         if stop is not None and stop < start:
             return None
-        pk = None if tid is None else (tid // PID_UNIT) % PID_UNIT
-        scope = domains.get((domain, pk), "") if domain is not None and pk is not None else ""
+        pk = None if tid is None else global_pid(tid)
+        scope = domains.get((domain, pk), [""])[0] if domain is not None and pk is not None else ""
         style = "PushPop" if event_type in PUSHPOP_TYPES else "StartEnd"
-        out.append(SmallRange(rid, tid, start, stop, scope + ":" + label(text_id, text), style))
+        name = (scope or "") + ":" + (label(text_id, text) or "")
+        out.append(SmallRange(rid, tid, start, stop, name, style))
     return out
 
 
@@ -353,8 +350,8 @@ def _small_kernel_groups(ctx: ReportContext) -> list[dict[str, Any]] | None:
         # a kernel without its launching call, or a call in no range, counts once with NULL for what is missing
         sites: list[tuple[int | None, int | None]] = [(q, t) for q, t, _, _ in matched] if matched else [(None, None)]
         for qid, tid in sites:
-            pid = None if tid is None else (tid // PID_UNIT) % PID_UNIT
-            thread = None if tid is None else tid % PID_UNIT
+            pid = None if tid is None else global_pid(tid)
+            thread = None if tid is None else global_tid(tid)
             rids: list[int | None] = list(hits.get(qid, ())) if qid is not None else []
             for rid in rids or [None]:
                 r = None if rid is None else by_rid[rid]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace import schema as S
+from ..trace.schema import global_pid, global_tid
 from . import core
 from .core import DURATION, Column, ReportContext, StatsTable, is_small, report, small_rows
 from .rulebase import (
@@ -149,7 +150,7 @@ def _small_memory_op_rows(ctx: ReportContext, ops: list[dict[str, Any]], *kinds:
     labels = ctx.trace.schema.enum_labels(MEM_KIND)
 
     def pid(g: int | None) -> int | None:
-        return None if g is None else (g >> 24) & PID_MASK
+        return None if g is None else global_pid(g)
 
     return [
         (
@@ -297,7 +298,7 @@ def cuda_api_sync(ctx: ReportContext) -> StatsTable:
     if small is not None:  # a small runtime table: the same rows with sqlite3 alone
         calls = []
         for dur, start, gtid, nid in small:
-            pid, tid = (gtid >> 24) & PID_MASK, gtid & PID_MASK
+            pid, tid = global_pid(gtid), global_tid(gtid)
             if (process < 0 or pid == process) and (thread < 0 or tid == thread):
                 calls.append((dur, start, pid, tid, nid))
         calls.sort(key=lambda r: -r[0])  # stable, as polars' sort with maintain_order

@@ -109,6 +109,18 @@ ROW_KEYS: dict[str, RowKeys] = {
 }
 # A StringIds row is usable when its id is an integer and its value is text.
 VALID_STRING_SQL = "typeof(id) = 'integer' AND typeof(value) = 'text'"
+
+
+def global_pid(global_id: int) -> int:
+    """The process id held in a ``globalTid``/``globalPid`` value (bits 24-47): ``tables.pid_of`` for one integer."""
+    return (global_id >> 24) & 0xFFFFFF
+
+
+def global_tid(global_id: int) -> int:
+    """The thread id held in a ``globalTid`` value (bits 0-23): ``tables.tid_of`` for one integer."""
+    return global_id & 0xFFFFFF
+
+
 # Every CUDA API that launches kernels has "Launch" in its name (cudaLaunchKernel*, cuLaunchKernel*, cuLaunchGrid*,
 # cudaLaunchCooperativeKernel*, cudaGraphLaunch*, cuGraphLaunch*). Reports that join kernels to their launching call
 # read only those rows: a fraction of the API table.
