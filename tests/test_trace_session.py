@@ -60,6 +60,42 @@ def test_analyses_share_one_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     assert p.steps == s.step_set.of_kind("decode").height == d.run["decode_steps"]
 
 
+@pytest.mark.parametrize("name", ["sample", "hf_llama_generate_whole.sqlite", "jax_lax_cnn_whole.sqlite"])
+def test_last_profile_lets_go_of_the_frames(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``profile(last=True)``: the same profile, built after the session dropped its frames (only the columns
+    ``PROFILE_COLUMNS`` names stay alive); asked again, the session reads the trace again."""
+    import gc
+    import weakref
+
+    from nsys_doctor.analysis.compare import PROFILE_COLUMNS
+
+    path = SAMPLE if name == "sample" else DATA / "runs" / name
+    with TraceSession.open(path) as s:
+        expected = s.profile().to_dict()
+    reads = _count_reads(monkeypatch)
+    from nsys_doctor.analysis import compare
+
+    real, taken = compare.build_profile, []
+
+    def recording(source: str, *frames: object, **kw: object) -> object:
+        taken.append([f.columns for f in frames[:4]])  # type: ignore[attr-defined]
+        return real(source, *frames, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compare, "build_profile", recording)
+    with TraceSession.open(path) as s:
+        kernels = weakref.ref(s.frames.kernels)
+        launched = weakref.ref(s.launched)
+        assert set(PROFILE_COLUMNS["launched"]) <= set(s.launched.columns)
+        assert s.profile(last=True).to_dict() == expected
+        assert "frames" not in s.__dict__ and "launched" not in s.__dict__
+        gc.collect()
+        assert kernels() is None and launched() is None  # nothing else held them
+        assert s.profile().to_dict() == expected  # read again
+    assert reads == [path, path]
+    assert taken[0] == [PROFILE_COLUMNS[k] for k in ("launched", "api", "memcpy", "memset")]
+    assert all(set(a) <= set(b) for a, b in zip(taken[0], taken[1], strict=True))
+
+
 def test_report_with_model_reads_the_trace_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     reads = _count_reads(monkeypatch)
     out = tmp_path / "r.json"

@@ -53,4 +53,4 @@ def _profile_of(t: TraceLike) -> Profile:
     if isinstance(t, TraceSession):
         return t.profile()
     with TraceSession.open(t) as s:
-        return s.profile()
+        return s.profile(last=True)

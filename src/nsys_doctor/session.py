@@ -396,9 +396,13 @@ class TraceSession:
             window=self.window.to_dict(),
         )
 
-    def profile(self, source: str | None = None, context: int | None = None) -> Profile:
-        """The per-step profile ``diff``, ``scaling`` and baselines compare (refused for graph-level captures)."""
-        from .analysis.compare import build_profile
+    def profile(self, source: str | None = None, context: int | None = None, last: bool = False) -> Profile:
+        """The per-step profile ``diff``, ``scaling`` and baselines compare (refused for graph-level captures).
+
+        ``last``: the profile is the last thing asked of this session (a command that compares profiles builds
+        one per trace, then closes it): the frames' columns the profile does not read are let go first (at two
+        million kernels, a third of the frames); the session answers nothing else afterwards."""
+        from .analysis.compare import PROFILE_COLUMNS, build_profile
         from .analysis.ops import classify
         from .trace.meta import workload_shape
 
@@ -409,17 +413,26 @@ class TraceSession:
                 "are missing, so its per-step kernel time cannot be compared",
                 "recapture it with --cuda-graph-trace=node",
             )
-        ops = classify(f.kernels["name"].unique().to_list(), self.rules)
+        window, step_set, launched = self.window, self.step_set, self.launched
+        api, memcpy, memset = f.api, f.memcpy, f.memset
+        if last:  # the session lets go of its frames: only the columns selected here stay alive
+            cols = PROFILE_COLUMNS
+            launched, api = launched.select(cols["launched"]), api.select(cols["api"])
+            memcpy, memset = memcpy.select(cols["memcpy"]), memset.select(cols["memset"])
+            del f
+            for cached in ("frames", "launched", "_analysis"):  # read again if asked again
+                self.__dict__.pop(cached, None)
+        ops = classify(launched["name"].unique().to_list(), self.rules)
         command = self.info.capture.get("command")
         prompt, output = workload_shape(command if isinstance(command, str) else None)
         return build_profile(
             source if source is not None else str(self.trace.path),
-            f.kernels,
-            f.api,
-            f.memcpy,
-            f.memset,
-            self.window,
-            self.step_set,
+            launched,
+            api,
+            memcpy,
+            memset,
+            window,
+            step_set,
             ops,
             context if context is not None else prompt,
             output,

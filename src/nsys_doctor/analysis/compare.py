@@ -22,7 +22,7 @@ import polars as pl
 
 from ..trace.schema import COPY_DTOD, COPY_DTOH, COPY_HTOD, COPY_PEER, MEMCPY_KIND_LABELS
 from .distribution import downsample, percentile, text_codes
-from .phases import GRAPH_LAUNCH_API, LAUNCH_API, Steps, Window, assign_to_steps, calls, launched_kernels
+from .phases import GRAPH_LAUNCH_API, LAUNCH_API, Steps, Window, assign_to_steps
 
 PROFILE_SCHEMA = "nsys-doctor-profile/1"
 LEVELS = ("name", "base", "family")
@@ -219,16 +219,23 @@ def _row_map(m: object, where: str, steps: int) -> dict[str, Row]:
 
 
 def _rows(
-    df: pl.DataFrame, key: str, n_steps: int, family: str | None = None, category: str | None = None
+    df: pl.DataFrame,
+    key: str,
+    n_steps: int,
+    family: str | None = None,
+    category: str | None = None,
+    texts: Sequence[str | None] | None = None,
 ) -> dict[str, Row]:
-    """Rows per ``key`` from events with ``dur`` and ``idx`` (step index 0..n-1, or null outside steps)."""
+    """Rows per ``key`` from events with ``dur`` and ``idx`` (step index 0..n-1, or null outside steps). ``texts``:
+    ``key`` holds codes (null for none), and code ``c`` stands for the text ``texts[c]`` (codes of one text each)."""
     out: dict[str, Row] = {}
     if df.is_empty():
         return out
     wanted = ("family", "category") if key == "family" else ("family", "category", "label")
     meta_cols = [c for c in wanted if c in df.columns and c != key]
-    texts: list[str | None] | None = None
-    if df[key].dtype == pl.String:  # grouped by the texts' codes: hashing millions of texts held 600 MB at 5M calls
+    if (
+        texts is None and df[key].dtype == pl.String
+    ):  # grouped by the texts' codes: hashing millions of texts held 600 MB at 5M calls
         codes, by_code = text_codes(df[key])
         df, texts = df.with_columns(codes), by_code.to_list()
     agg = df.group_by(key).agg(
@@ -281,9 +288,19 @@ def _rows(
     return out
 
 
+PROFILE_COLUMNS = {
+    "launched": ["name", "short", "dur", "start", "l_start"],
+    "api": ["name", "start", "dur", "correlationId"],
+    "memcpy": ["start", "dur", "copyKind", "correlationId"],
+    "memset": ["start", "dur", "correlationId"],
+}
+"""The columns ``build_profile`` reads of each frame it takes (a session building its last profile keeps only
+these)."""
+
+
 def build_profile(
     source: str,
-    kernels: pl.DataFrame,
+    launched: pl.DataFrame,
     api: pl.DataFrame,
     memcpy: pl.DataFrame,
     memset: pl.DataFrame,
@@ -293,7 +310,8 @@ def build_profile(
     prompt_len: int | None = None,
     output_len: int | None = None,
 ) -> Profile:
-    """The per-step profile of one trace. ``ops`` maps kernel ``name`` to family/category (``ops.classify``)."""
+    """The per-step profile of one trace. ``launched``: its kernels with their launch calls' times
+    (``phases.launched_kernels``); ``ops`` maps kernel ``name`` to family/category (``ops.classify``)."""
     from .ops import label_frame
 
     st = steps.table
@@ -307,7 +325,7 @@ def build_profile(
     n = decode.height
     st_pos = decode.select(pl.col("pos").alias("idx"), "start", "end")
     # only the columns the profile reads: every later step (filter, joins, the sort by time) copies them all
-    lk = launched_kernels(kernels, api).select("name", "short", "dur", pl.coalesce("l_start", "start").alias("t"))
+    lk = launched.select("name", "short", "dur", pl.coalesce("l_start", "start").alias("t"))
     lk = lk.filter((pl.col("t") >= window.start) & (pl.col("t") <= window.end))
     lk = lk.join(ops.select("name", "family", "category"), on="name", how="left")
     lk = label_frame(lk).with_columns(pl.col("family").fill_null("other"), pl.col("category").fill_null("other"))
@@ -321,16 +339,26 @@ def build_profile(
         "base": _rows(ka.with_columns(pl.col("label").alias("base")), "base", n),
         "family": _rows(ka, "family", n),
     }
+    # API calls by codes: the call's name (for the launch counts) and its key (the name without version suffix,
+    # what the rows are keyed by); the texts of millions of calls are never copied
     api_w = window.rows(api).select("name", "start", "dur")
-    names = api_w["name"].unique().to_list()
-    mapping = {nm: api_key(nm) for nm in names}
-    api_w = api_w.with_columns(pl.col("name").replace_strict(mapping, return_dtype=pl.Utf8).alias("api"))
+    name_codes, by_code = text_codes(api_w["name"])
+    names = by_code.to_list()
+    keys = [None if nm is None else api_key(nm) for nm in names]
+    key_texts = sorted({k for k in keys if k is not None})
+    key_code = {k: i for i, k in enumerate(key_texts)}
+    to_key = pl.Series([None if k is None else key_code[k] for k in keys], dtype=pl.UInt32)
+    api_w = api_w.select(name_codes, to_key.gather(name_codes).alias("api"), "start", "dur")
     aa = assign_to_steps(api_w, st_pos, "start")
     del api_w
     launches = np.zeros(n, dtype=np.int64)
     graph_launches = np.zeros(n, dtype=np.int64)
     for pattern, arr in ((LAUNCH_API, launches), (GRAPH_LAUNCH_API, graph_launches)):
-        for idx, c in calls(aa, pattern, columns=["idx"]).group_by("idx").len().drop_nulls("idx").iter_rows():
+        matching = [c for c, nm in enumerate(names) if nm is not None and pattern.search(nm)]
+        if not matching:
+            continue
+        launched_calls = aa.filter(pl.col("name").is_in(pl.Series(matching, dtype=pl.UInt32).implode()))
+        for idx, c in launched_calls.group_by("idx").len().drop_nulls("idx").iter_rows():
             arr[int(idx)] = int(c)
     from ..stats.memops import MEMSET_NAME
 
@@ -364,7 +392,7 @@ def build_profile(
         step_launches=[int(v) for v in launches],
         step_graph_launches=[int(v) for v in graph_launches],
         kernels=kernels_rows,
-        api=_rows(aa, "api", n),
+        api=_rows(aa, "api", n, texts=key_texts),
         memops=_rows(mem, "op", n),
     )
 

@@ -36,7 +36,7 @@ def profile_of(path: Path, ops_file: Path | None = None, context: int | None = N
     with progress.task(), TraceSession.open(path, project_rules(ops_file)) as session:
         read_in_stages(session)
         with progress.stage("analyses"):
-            return session.profile(str(path), context)
+            return session.profile(str(path), context, last=True)
 
 
 def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
@@ -46,7 +46,7 @@ def rank_profile(spec: RankSpec, rules: list[OpRule]) -> object:
 
     try:
         with TraceSession.open(spec.path, rules, rank=spec) as session:
-            return session.profile(f"{spec.label} (rank {spec.rank})")
+            return session.profile(f"{spec.label} (rank {spec.rank})", last=True)
     except NsysDoctorError as exc:
         return WorkerError(type(exc).__name__, exc.message, exc.hint)
 
