@@ -115,6 +115,48 @@ def test_tail_tables_by_launch_grid_match_the_definition_packed_or_not(seed: int
         assert _same_frame(table, _tail_table_reference(df, keys), keys), keys
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_tails_of_coded_names_are_those_of_the_names(seed: int) -> None:
+    """The report's decode-step kernels carry their names as codes (``coded``): the tail tables, the slow-step
+    shares and the dynamic shapes are the same as from the names themselves."""
+    from nsys_doctor.analysis.diagnosis import _dynamic_shapes, _slow_step_share
+
+    rng = random.Random(seed)
+    n = rng.choice([1, 6, 300, 2000])
+    pl.Series([f"other{seed}", "k3"]).cast(pl.Categorical)  # codes need not start at 0 or follow the names
+    df = pl.DataFrame(
+        {
+            "name": [rng.choice(["k1", "k2", "k3", None]) for _ in range(n)],
+            "short": [rng.choice(["s1", "s2"]) for _ in range(n)],
+            **{g: [rng.choice([1, 2, 2**22]) for _ in range(n)] for g in GRID},
+            "dur": [rng.randint(0, 10**6) for _ in range(n)],
+            "t": sorted(rng.randint(0, 10**7) for _ in range(n)),
+        },
+        schema={"name": pl.String, "short": pl.String, **dict.fromkeys(GRID, pl.Int64), "dur": pl.Int64, "t": pl.Int64},
+    )
+    df = df.with_columns((pl.col("t") // 1_000_000).alias("idx"))
+    (name_codes, names), (short_codes, shorts) = text_codes(df["name"]), text_codes(df["short"])
+    coded = df.with_columns(name_codes, short_codes)
+    key_sets = [["name"], ["name", *GRID], ["short"]]
+    plain_tables = tail_tables(df, key_sets)
+    coded_tables = tail_tables(coded, key_sets, coded={"name": names, "short": shorts})
+    for keys, a, b in zip(key_sets, plain_tables, coded_tables, strict=True):
+        assert _same_frame(a, b, keys), keys
+    tails = plain_tables[0]
+    a = _slow_step_share(tails, df, 10)
+    b = _slow_step_share(tails, coded, 10, names)
+    assert _same_frame(a, b, ["name"])
+    steps = pl.DataFrame({"idx": list(range(10)), "start": [i * 1_000_000 for i in range(10)]}).with_columns(
+        (pl.col("start") + 999_999).alias("end")
+    )
+    labels = pl.DataFrame({"name": ["k1", "k2", "k3"], "label": ["K1", "K2", "K3"]})
+    inside = ["name", *GRID, "t", "idx"]
+    a = _dynamic_shapes(df, steps, labels, df.select(inside).drop_nulls("idx"))
+    b = _dynamic_shapes(df, steps, labels, coded.select(inside).drop_nulls("idx"), names)
+    assert a.equals(b)
+    assert n < 300 or not a.is_empty()  # random grids per step: the kernels' shapes change
+
+
 @pytest.mark.parametrize(
     "texts",
     [
@@ -171,9 +213,12 @@ def test_percentile_of_a_series_is_the_percentile_of_its_list(seed: int) -> None
     for dtype, make in ((pl.Int64, lambda: rng.randint(-5, 10**6)), (pl.Float64, lambda: rng.random() * 100)):
         values = [make() for _ in range(n)]
         s = pl.Series(values, dtype=dtype)
+        ordered = s.sort()  # flagged sorted: not sorted again
+        assert n < 2 or ordered.flags["SORTED_ASC"]
         for pct in (0, 1, 50, 95, 99, 100):
             want, got = percentile(values, pct), percentile(s, pct)
             assert got == want and type(got) is type(want), (n, pct)
+            assert percentile(ordered, pct) == want and percentile(s.reverse(), pct) == want, (n, pct)
 
 
 def test_percentile_of_a_series_with_nulls_behaves_as_its_list() -> None:

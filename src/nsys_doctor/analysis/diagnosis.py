@@ -332,20 +332,26 @@ def diagnose(
     # kernel are other work, not a tail
     decode_ids = steps.table.filter(pl.col("kind") != "prefill").select("idx", "start", "end")
     kt = kw
+    coded: dict[str, pl.Series] = {}  # the texts of kt's coded columns (none when kt is kw)
     if decode_ids.height >= 3:
-        # only the columns the tails read: every other column of the launched kernels would be copied too
+        # only the columns the tails read, the names as codes: every other column of the launched kernels, and
+        # the names' 16-byte views, would be copied too (millions of rows)
+        (name_codes, name_texts), (short_codes, short_texts) = text_codes(lkw["name"]), text_codes(lkw["short"])
         in_decode = assign_to_steps(
-            lkw.select("name", "short", *GRID, "dur", pl.coalesce("l_start", "start").alias("t")), decode_ids, "t"
+            lkw.select(name_codes, short_codes, *GRID, "dur", pl.coalesce("l_start", "start").alias("t")),
+            decode_ids,
+            "t",
         ).filter(pl.col("idx").is_not_null())
+        del name_codes, short_codes
         if in_decode.height:
-            kt = in_decode
+            kt, coded = in_decode, {"name": name_texts, "short": short_texts}
         del in_decode
     # the tails by name, by name and grid, by short name: one sort of the durations, each name coded once
     if kt is kw:  # the tails by name are the table above
         name_tails = kw_name_tails
         grid_table, short_tails = tail_tables(kt, [["name", *GRID], ["short"]])
     else:
-        name_tails, grid_table, short_tails = tail_tables(kt, [["name"], ["name", *GRID], ["short"]])
+        name_tails, grid_table, short_tails = tail_tables(kt, [["name"], ["name", *GRID], ["short"]], coded=coded)
     if kt is not kw:  # per decode step: the family time inside decode steps over their number
         per_step = (
             name_tails.select("name", "total")
@@ -360,7 +366,7 @@ def diagnose(
             .sort(["total", "family"], descending=[True, False])
         )
     ktails = kernel_tails(kt, name_tails.join(names, on="name", how="left"), grid_table)
-    ktails = _slow_step_share(ktails, kt, decode_ids.height)
+    ktails = _slow_step_share(ktails, kt, decode_ids.height, coded.get("name"))
     grid_tails = (
         grid_table.join(names.select("name", "label"), on="name", how="left")
         .with_columns(
@@ -371,7 +377,11 @@ def diagnose(
     )
     base_tails = short_tails.sort(["tail_score", "short"], descending=[True, False])
     dynamic = _dynamic_shapes(
-        lkw, decode_ids, names.select("name", "label"), kt.select("name", *GRID, "t", "idx") if kt is not kw else None
+        lkw,
+        decode_ids,
+        names.select("name", "label"),
+        kt.select("name", *GRID, "t", "idx") if kt is not kw else None,
+        coded.get("name"),
     )
     # the decode steps' kernels (a copy of millions of rows) are freed before the API calls' tails sort theirs
     del kt
@@ -448,8 +458,11 @@ def run_summary(structure: RunStructure, steps: Steps) -> dict[str, object]:
     }
 
 
-def _slow_step_share(tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int) -> pl.DataFrame:
+def _slow_step_share(
+    tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int, texts: pl.Series | None = None
+) -> pl.DataFrame:
     """Per kernel: the share of decode steps with an instance slower than 2x its p50 (null without steps).
+    ``texts``: ``kt``'s names are ``text_codes``' codes of these texts.
 
     An outlier is rare (the pathology's 1-in-25 steps); a kernel slow in most steps has a systematic, bimodal cost
     (like a KV-cache copy that grows every step), not a tail."""
@@ -457,18 +470,28 @@ def _slow_step_share(tails: pl.DataFrame, kt: pl.DataFrame, n_steps: int) -> pl.
         return tails.with_columns(pl.lit(None, pl.Float64).alias("slow_step_share"))
     # each instance against twice its kernel's p50, looked up by name without joining (which would copy the names)
     known = tails.filter(pl.col("name").is_not_null())
-    p50 = kt["name"].replace_strict(known["name"], known["p50"], default=None, return_dtype=pl.Float64)
+    keys = known["name"]
+    if texts is not None:  # the names' codes
+        code_of = {t: c for c, t in enumerate(texts.to_list()) if t is not None}
+        keys = pl.Series([code_of[n] for n in keys.to_list()], dtype=kt.schema["name"])
+    p50 = kt["name"].replace_strict(keys, known["p50"], default=None, return_dtype=pl.Float64)
     slow = (
         kt.select("name", "idx")
         .filter((kt["dur"] > 2 * p50).fill_null(False))
         .group_by("name")
         .agg((pl.col("idx").n_unique() / n_steps).alias("slow_step_share"))
     )
+    if texts is not None:
+        slow = slow.with_columns(decode_texts(slow["name"], texts))
     return tails.join(slow, on="name", how="left").with_columns(pl.col("slow_step_share").fill_null(0.0))
 
 
 def _dynamic_shapes(
-    lk: pl.DataFrame, decode: pl.DataFrame, labels: pl.DataFrame, inside: pl.DataFrame | None = None
+    lk: pl.DataFrame,
+    decode: pl.DataFrame,
+    labels: pl.DataFrame,
+    inside: pl.DataFrame | None = None,
+    texts: pl.Series | None = None,
 ) -> pl.DataFrame:
     """Kernels whose launch shapes change from one decode step to the next.
 
@@ -476,7 +499,8 @@ def _dynamic_shapes(
     more than one signature across steps runs with dynamic shapes (the same name used for several fixed shapes
     inside every step is not dynamic, nor is a kernel launched more often in some steps than in others with the
     same grid: its work changes, not its shape). ``inside``: the kernels of ``lk`` already placed in the decode steps
-    (name, grid, t, idx; only those with a step), when the caller has them."""
+    (name, grid, t, idx; only those with a step), when the caller has them; ``texts``: their names are
+    ``text_codes``' codes of these texts."""
     empty = pl.DataFrame(
         schema={"label": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
     )
@@ -487,7 +511,10 @@ def _dynamic_shapes(
         inside = assign_to_steps(lk.select("name", *GRID, "t"), decode, "t").filter(pl.col("idx").is_not_null())
     if inside.is_empty():
         return empty
-    codes, texts = text_codes(inside["name"])  # grouped by code: grouping by the names would copy them
+    if texts is None:
+        codes, texts = text_codes(inside["name"])  # grouped by code: grouping by the names would copy them
+    else:
+        codes = inside["name"]
     inside = inside.select(
         codes,
         "idx",

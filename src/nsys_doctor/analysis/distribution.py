@@ -13,7 +13,7 @@ Derived figures:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -27,14 +27,16 @@ PERCENTILES = (50, 95, 99)
 
 def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | float | None:
     """Nearest-rank percentile of a list or a polars Series (None when empty). A Series without nulls is sorted
-    by polars (millions of values: no Python list is built); the value is the same."""
+    by polars (millions of values: no Python list is built; not again when polars knows it is sorted); the value
+    is the same."""
     if isinstance(values, pl.Series):
         if values.null_count():
             return percentile(values.to_list(), pct)
         if values.is_empty():
             return None
         rank = max(1, (len(values) * pct + 99) // 100)
-        return values.sort()[rank - 1]
+        ordered = values if values.flags["SORTED_ASC"] else values.sort()
+        return ordered[rank - 1]
     if not values:
         return None
     ordered = sorted(values)
@@ -127,9 +129,12 @@ def tail_table(df: pl.DataFrame, keys: list[str], value: str = "dur") -> pl.Data
 TAIL_COLUMNS = ("count", "total", "mean", "p50", "p95", "p99", "max", "p99_p50", "max_p50", "tail_score", "tail_excess")
 
 
-def tail_tables(df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur") -> list[pl.DataFrame]:
+def tail_tables(
+    df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur", coded: Mapping[str, pl.Series] | None = None
+) -> list[pl.DataFrame]:
     """``tail_table(df, keys)`` for each ``keys`` of ``key_sets``, from one sort of the values and one coding of
-    each text key (the tails of one frame by name, by name and grid, by short name share them)."""
+    each text key (the tails of one frame by name, by name and grid, by short name share them). ``coded``: key
+    columns of ``df`` that already hold ``text_codes``' codes, with their texts (the tables show the texts)."""
     if df.is_empty():
         return [
             pl.DataFrame(schema={**{k: df.schema[k] for k in keys}, **dict.fromkeys(TAIL_COLUMNS, pl.Float64)})
@@ -147,7 +152,9 @@ def tail_tables(df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur")
                 cols.append(df.select(_pack_grid()).to_series())
             continue
         col = df[k]
-        if col.dtype == pl.String:
+        if coded is not None and k in coded:
+            texts[k] = coded[k]
+        elif col.dtype == pl.String:
             col, texts[k] = text_codes(col)
         cols.append(col)
     # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the

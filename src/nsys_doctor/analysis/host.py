@@ -284,7 +284,8 @@ def summarize_host(
         .to_series()
     )
     # a Series: percentile() sorts it without a Python list
-    q: pl.Series | list[int] = wait.filter(wait >= 0) if wait.len() else []
+    # sorted once for both percentiles (``percentile`` sorts a Series unless polars knows it is sorted)
+    q: pl.Series | list[int] = wait.filter(wait >= 0).sort() if wait.len() else []
     busy = overlapping(all_busy, w0, w1)
     busy_ns = (
         int((busy["end"].clip(upper_bound=w1) - busy["start"].clip(lower_bound=w0)).clip(lower_bound=0).sum())
