@@ -35,8 +35,8 @@ def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | flo
         if values.is_empty():
             return None
         rank = max(1, (len(values) * pct + 99) // 100)
-        ordered = values if values.flags["SORTED_ASC"] else values.sort()
-        return ordered[rank - 1]
+        by_size = values if values.flags["SORTED_ASC"] else values.sort()
+        return by_size[rank - 1]
     if not values:
         return None
     ordered = sorted(values)
