@@ -1,6 +1,6 @@
 """Time ``nsys-doctor report`` against a bare SQLite scan of the same trace (and against an earlier version).
 
-    python benchmarks/bench_report.py [TRACE] [--runs 3] [--before OLD_SRC] [--json FILE] [--profile N]
+    python benchmarks/bench_report.py [TRACE] [--runs 3] [--before OLD_SRC] [--diff] [--json FILE] [--profile N]
     python benchmarks/bench_report.py --cache-costs TRACE [TRACE ...] [--runs 3]
 
 Measured in one run, as whole processes (interpreter start and imports included, as a user sees them), with the
@@ -20,6 +20,10 @@ runs interleaved so that machine noise hits every command alike; each line is th
   report within 1.5x of ``bare``. The four outputs are compared byte for byte. ``--profile N`` then runs the
   frames-cached report once more under cProfile and prints its N most expensive functions (cumulative and own
   time), to show where the analyses go.
+
+``--diff``: also ``diff TRACE COPY --format json`` (COPY: a copy of TRACE in the benchmark's folder; no cache), with
+``--before`` from there too: its time and peak memory, held to the report's memory target (one side's frames
+and run structure are read, its profile built, then the other's), and whether the two JSON outputs are the same.
 
 ``--cache-costs`` measures the cache's parts inside this process instead, per trace (best of ``--runs``):
 ``TraceFrames`` read from SQLite, the entry written, the frames read back from it (a hit), and the same frames
@@ -179,6 +183,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile: top N functions")
     ap.add_argument("--cache-costs", nargs="+", type=Path, metavar="TRACE", help="the cache's costs, in process")
+    ap.add_argument("--diff", action="store_true", help="also diff TRACE against a copy of it")
     a = ap.parse_args()
     if a.cache_costs:
         cache_costs([p.resolve() for p in a.cache_costs], a.runs)
@@ -203,6 +208,8 @@ def main() -> None:
     cache_env = dict(after_env, NSYS_DOCTOR_NO_CACHE="", NSYS_DOCTOR_CACHE_MIN_BYTES="0")
     report_cmd = [*mod, "report", str(trace), "--format", "terminal"]
     try:
+        if a.diff:
+            shutil.copyfile(trace, scratch / "copy.sqlite")
         run(a, trace, counts, py, bare, mod, after_env, cache_env, cold_dir, warm_dir, report_cmd)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -239,6 +246,9 @@ def run(
         "report (cache warm)": (report_cmd, dict(cache_env, NSYS_DOCTOR_CACHE_DIR=str(warm_dir))),
     }
     prepare = {"report (cache write)": empty_cold}
+    diff_cmd = [*mod, "diff", str(trace), str(cold_dir.parent / "copy.sqlite"), "--format", "json"]
+    if a.diff:
+        commands["diff (no cache)"] = (diff_cmd, after_env)
     if a.before is not None:
         before_env = dict(
             os.environ,
@@ -246,6 +256,8 @@ def run(
             NSYS_DOCTOR_NO_CACHE="1",
         )
         commands["report (before)"] = ([*mod, "report", str(trace), "--format", "terminal"], before_env)
+        if a.diff:
+            commands["diff (before)"] = (diff_cmd, before_env)
     for k, (cmd, env) in commands.items():  # warm the page cache (and each tree's imports); fills warm_dir
         prepare.get(k, lambda: None)()
         run_measured(cmd, env)
@@ -292,6 +304,12 @@ def run(
             f"report peak (no cache / cache write / frames cached): {shown} MiB, the highest of {a.runs} runs each "
             f"(target < {target_mib} MiB at {kernels:,} kernels) {verdict}"
         )
+    if a.diff and target_mib is not None:
+        verdict = "PASS" if peaks["diff (no cache)"] < target_mib else "FAIL"
+        print(
+            f"diff peak: {peaks['diff (no cache)']:.0f} MiB, the highest of {a.runs} runs (target < {target_mib} MiB "
+            f"at {kernels:,} kernels) {verdict}"
+        )
     warm = best["report (cache warm)"] / ref
     verdict = "PASS" if warm <= CACHE_TARGET else "FAIL"
     print(f"warm report / bare scan : {warm:.2f}x (target <= {CACHE_TARGET}x) {verdict}")
@@ -331,6 +349,11 @@ def run(
         same = outputs["report (before)"] == outputs["report (no cache)"]
         print(f"report before / after   : {speedup:.2f}x faster; same output: {'yes' if same else 'NO'}")
         result.update(before_over_after=speedup, same_output=same)
+        if a.diff:
+            speedup = best["diff (before)"] / best["diff (no cache)"]
+            same = outputs["diff (before)"] == outputs["diff (no cache)"]
+            print(f"diff before / after     : {speedup:.2f}x faster; same output: {'yes' if same else 'NO'}")
+            result.update(diff_before_over_after=speedup, diff_same_output=same)
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
     if a.profile:

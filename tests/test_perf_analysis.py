@@ -203,6 +203,34 @@ def test_tail_table_of_an_empty_frame_keeps_its_schema() -> None:
     assert by_name.columns == out.columns and by_both.columns == ["name", "grid", *tails]
 
 
+# ---------------------------------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_resolve_names_is_the_join_on_the_distinct_ids(seed: int) -> None:
+    """A StringIds column's texts gathered by position equal the left join of the distinct ids and their texts
+    (the definition): an id with no string reads "", a null id null; the other columns are the frame's own."""
+    from types import SimpleNamespace
+
+    from nsys_doctor.trace.tables import resolve_names
+
+    rng = random.Random(seed)
+    strings = {i: f"kernel_{i}_" + "x" * rng.randint(0, 40) for i in range(0, 30, 2)}
+    n = rng.choice([0, 1, 5, 1000])
+    df = pl.DataFrame(
+        {"start": list(range(n)), "nameId": [rng.choice([*range(35), None]) for _ in range(n)]},
+        schema={"start": pl.Int64, "nameId": pl.Int64},
+    )
+    ids = df["nameId"].unique().drop_nulls().to_list()
+    small = pl.DataFrame(
+        {"nameId": ids, "name": [strings.get(i, "") for i in ids]}, schema={"nameId": pl.Int64, "name": pl.Utf8}
+    )
+    want = df.join(small, on="nameId", how="left", maintain_order="left")
+    got = resolve_names(df, SimpleNamespace(strings=strings), "nameId", "name")  # type: ignore[arg-type]
+    assert got.schema == want.schema and got.equals(want)
+    assert got["start"].to_list() == df["start"].to_list()
+
+
 # ---------------------------------------------------------------------------------------------------- percentile
 
 

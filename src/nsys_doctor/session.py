@@ -400,8 +400,8 @@ class TraceSession:
         """The per-step profile ``diff``, ``scaling`` and baselines compare (refused for graph-level captures).
 
         ``last``: the profile is the last thing asked of this session (a command that compares profiles builds
-        one per trace, then closes it): the frames' columns the profile does not read are let go first (at two
-        million kernels, a third of the frames); the session answers nothing else afterwards."""
+        one per trace, then closes it): the session lets go of its frames first, keeping only the columns the
+        profile reads (at two million kernels, a third of the frames); asked for more, it reads the trace again."""
         from .analysis.compare import PROFILE_COLUMNS, build_profile
         from .analysis.ops import classify
         from .trace.meta import workload_shape

@@ -233,9 +233,8 @@ def _rows(
         return out
     wanted = ("family", "category") if key == "family" else ("family", "category", "label")
     meta_cols = [c for c in wanted if c in df.columns and c != key]
-    if (
-        texts is None and df[key].dtype == pl.String
-    ):  # grouped by the texts' codes: hashing millions of texts held 600 MB at 5M calls
+    # grouped by the texts' codes: hashing millions of texts held 600 MB at 5M calls
+    if texts is None and df[key].dtype == pl.String:
         codes, by_code = text_codes(df[key])
         df, texts = df.with_columns(codes), by_code.to_list()
     agg = df.group_by(key).agg(

@@ -101,13 +101,16 @@ def strings(trace: Trace) -> pl.DataFrame:
 
 
 def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str) -> pl.DataFrame:
-    """Replace a StringIds id column by its text (new column ``out``)."""
+    """``df`` with the text of its StringIds id column ``id_col`` as a new last column ``out`` ("" for an id with no
+    string, null for a null id).
+
+    Each row's text is gathered from the distinct texts by position: the rows share the texts' bytes, and the
+    other columns are not copied (a join would copy every column of millions of rows to add one)."""
     mapping = trace.strings
-    ids = df[id_col].unique().drop_nulls().to_list()
-    small = pl.DataFrame(
-        {id_col: ids, out: [mapping.get(int(i), "") for i in ids]}, schema={id_col: pl.Int64, out: pl.Utf8}
-    )
-    return df.join(small, on=id_col, how="left", maintain_order="left")
+    ids = df[id_col].unique().drop_nulls()
+    texts = pl.Series(out, [mapping.get(int(i), "") for i in ids.to_list()], dtype=pl.Utf8)
+    at = df[id_col].replace_strict(ids, pl.Series(range(ids.len()), dtype=pl.UInt32), default=None)
+    return df.with_columns(texts.gather(at))
 
 
 # distinct values of a frame's column, remembered per frame object (frames are never changed in place here):
