@@ -201,6 +201,10 @@ def test_tail_table_of_an_empty_frame_keeps_its_schema() -> None:
     assert out.columns == ["name", *tails]
     by_name, by_both = tail_tables(df.with_columns(pl.lit(1).alias("grid")), [["name"], ["name", "grid"]])
     assert by_name.columns == out.columns and by_both.columns == ["name", "grid", *tails]
+    # names given as codes: the empty table's names are texts all the same
+    codes, texts = text_codes(df["name"])
+    coded = tail_tables(df.with_columns(codes), [["name"]], coded={"name": texts})[0]
+    assert coded.schema == out.schema
 
 
 # ---------------------------------------------------------------------------------------------------- names

@@ -270,14 +270,17 @@ def diagnose(
     n_decode = steps.table.filter(pl.col("kind") != "prefill").height
     n_steps = n_decode + steps.table.filter(pl.col("kind") == "prefill").height
     # names: one row per distinct kernel name, with its operation and label (joined onto small tables only)
-    # (the first row of each name, found by its code: grouping millions of rows by the names would hash them)
-    first = text_codes(kw["name"])[0].arg_unique()
+    # (the first row of each name, found by its code: grouping millions of rows by the names would hash them;
+    # the same codes give the tails by name below)
+    kw_codes, kw_texts = text_codes(kw["name"])
+    first = kw_codes.arg_unique()
     names = pl.DataFrame([kw["name"].gather(first), kw["short"].gather(first)])
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
     # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
     ops = refine_ops(ops, lkw, steps.table)
     names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
-    kw_name_tails = tail_table(kw, ["name"])
+    kw_name_tails = tail_tables(kw.with_columns(kw_codes), [["name"]], coded={"name": kw_texts})[0]
+    del kw_codes  # a column of millions of rows: not held through the host's passes
     per_kernel = kw_name_tails.join(names, on="name", how="left")
     per_kernel = per_kernel.with_columns(ratio(per_kernel["total"], max(total, 1), "share")).sort(
         ["total", "name"], descending=[True, False]

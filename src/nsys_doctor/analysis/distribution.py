@@ -136,8 +136,9 @@ def tail_tables(
     each text key (the tails of one frame by name, by name and grid, by short name share them). ``coded``: key
     columns of ``df`` that already hold ``text_codes``' codes, with their texts (the tables show the texts)."""
     if df.is_empty():
+        types = {k: coded[k].dtype if coded is not None and k in coded else df.schema[k] for k in df.columns}
         return [
-            pl.DataFrame(schema={**{k: df.schema[k] for k in keys}, **dict.fromkeys(TAIL_COLUMNS, pl.Float64)})
+            pl.DataFrame(schema={**{k: types[k] for k in keys}, **dict.fromkeys(TAIL_COLUMNS, pl.Float64)})
             for keys in key_sets
         ]
     v = pl.col(value)
