@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from nsys_doctor.analysis.compare import Profile, Row, api_key, diff_profiles, gate, mann_whitney_p
+from nsys_doctor.analysis.compare import Profile, Row, StepTotals, api_key, diff_profiles, gate, mann_whitney_p
 from nsys_doctor.cli.main import main
 
 from .conftest import SAMPLE, TRACES, needs_shared
@@ -65,6 +65,43 @@ def _profile(values: list[int], name: str = "k") -> Profile:
         step_graph_launches=[0] * len(values),
         kernels={"name": {name: row}, "family": {"gemv": row}},
     )
+
+
+def test_step_totals_are_a_compact_sequence_of_ints():
+    import pickle
+
+    import numpy as np
+
+    big = 3 * 10**15  # beyond a float's exact integers: kept exactly
+    t = StepTotals([5, 0, big])
+    assert len(t) == 3 and t[2] == big and type(t[0]) is int and all(type(v) is int for v in t)
+    assert t == [5, 0, big] and t == (5, 0, big) and t != [5, 0] and t != [5, 0, big + 1] and t != "abc"
+    assert t[1:] == [0, big] and isinstance(t[1:], StepTotals)
+    assert np.asarray(t).dtype == np.int64 and np.asarray(t).nbytes == 24
+    with pytest.raises(ValueError):
+        np.asarray(t)[0] = 1  # read-only: a profile's rows are values
+    assert pickle.loads(pickle.dumps(t)) == t
+    with pytest.raises(ValueError):
+        StepTotals([[1, 2]])
+    row = Row("k", "gemm", "GEMM", 2, 5, [2, 3], [2, 3])
+    assert isinstance(row.per_step, StepTotals) and row.to_dict()["per_step"] == [2, 3]
+    assert type(row.to_dict()["per_step"]) is list
+
+
+def test_profile_json_and_pickle_round_trip_keep_the_step_totals():
+    import pickle
+
+    import nsys_doctor.api as nd
+
+    with nd.open(SAMPLE) as s:
+        p = s.profile(str(SAMPLE))
+    rows = [r for level in p.kernels.values() for r in level.values()]
+    assert rows and all(isinstance(r.per_step, StepTotals) and len(r.per_step) == p.steps for r in rows)
+    # per step totals add up to each row's total where every instance falls in a step
+    assert any(sum(r.per_step) == r.total > 0 for r in rows)
+    back = Profile.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert back.to_dict() == p.to_dict() and back == p
+    assert pickle.loads(pickle.dumps(p)) == p
 
 
 def test_diff_and_gate_on_synthetic_profiles():

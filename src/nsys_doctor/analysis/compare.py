@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import polars as pl
@@ -76,6 +77,55 @@ class Record:
         return self.__dict__.copy()
 
 
+class StepTotals(Sequence[int]):
+    """Integers, one per step (ns), held as one int64 array: a profile keeps one for every kernel, call and memory
+    operation at three levels, and over ten thousand steps Python integers took five times the memory. A read-only
+    sequence of Python ints; equal to any sequence of the same integers; ``numpy.asarray`` reads it without a copy."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, values: Iterable[int] | np.ndarray = ()) -> None:
+        a = np.array(values if isinstance(values, np.ndarray | Sequence) else list(values), dtype=np.int64)
+        if a.ndim != 1:
+            raise ValueError("step totals are one integer per step")
+        a.setflags(write=False)
+        self._a = a
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> StepTotals: ...
+    def __getitem__(self, i: int | slice) -> int | StepTotals:
+        return StepTotals(self._a[i]) if isinstance(i, slice) else int(self._a[i])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._a.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StepTotals):
+            return bool(np.array_equal(self._a, other._a))
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self) and list(other) == self._a.tolist()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # as a list's
+
+    def __array__(self, dtype: object = None, copy: bool | None = None) -> np.ndarray:
+        return self._a if dtype is None else self._a.astype(dtype)  # type: ignore[call-overload]
+
+    def __reduce__(self) -> tuple[type[StepTotals], tuple[np.ndarray]]:
+        return StepTotals, (self._a,)
+
+    def __repr__(self) -> str:
+        return f"StepTotals({self._a.tolist()})"
+
+    def tolist(self) -> list[int]:
+        return list(self._a.tolist())
+
+
 @dataclass(frozen=True)
 class Row(Record):
     key: str
@@ -83,9 +133,16 @@ class Row(Record):
     category: str
     count: int
     total: int
-    per_step: list[int]  # total per decode step, aligned with the profile's steps (0 when absent)
+    per_step: Sequence[int]  # total per decode step, aligned with the profile's steps (0 when absent): a StepTotals
     sample: list[int]  # instance durations (sorted; downsampled beyond SAMPLE_MAX)
     label: str = ""  # short display name of a kernel
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.per_step, StepTotals):
+            object.__setattr__(self, "per_step", StepTotals(self.per_step))
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "per_step": list(self.per_step)}
 
     @property
     def p50(self) -> float | None:
@@ -280,7 +337,7 @@ def _rows(
             category=str(r.get("category") or category or ""),
             count=int(r["count"]),
             total=int(r["total"]),
-            per_step=[int(v) for v in per.get(g, np.zeros(n_steps, dtype=np.int64))],
+            per_step=StepTotals(per.get(g, np.zeros(n_steps, dtype=np.int64))),
             sample=downsample(durs[i].to_numpy().astype(np.int64, copy=False), SAMPLE_MAX),
             label=str(r.get("label") or ""),
         )
@@ -468,7 +525,7 @@ class DiffResult:
         }
 
 
-def _mean(v: list[int]) -> float:
+def _mean(v: Sequence[int]) -> float:
     return float(np.mean(v)) if v else 0.0
 
 
@@ -666,7 +723,7 @@ def _merge(rows: list[Row], n: int) -> Row | None:
         category=rows[0].category,
         count=sum(r.count for r in rows),
         total=sum(r.total for r in rows),
-        per_step=[int(v) for v in per],
+        per_step=StepTotals(per),
         sample=downsample(np.asarray(sample, dtype=np.int64), SAMPLE_MAX),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import SAMPLE_MAX, Profile, Row
+from .compare import SAMPLE_MAX, Profile, Row, StepTotals
 from .distribution import downsample
 
 
@@ -27,7 +27,7 @@ def _mean_rows(rows: list[Row | None], n: int, ranks: int) -> Row:
         category=first.category,
         count=sum(r.count for r in present),
         total=sum(r.total for r in present) // ranks,
-        per_step=np.rint(per / ranks).astype(np.int64).tolist(),
+        per_step=StepTotals(np.rint(per / ranks).astype(np.int64)),
         sample=downsample(sample, SAMPLE_MAX),
         label=first.label,
     )
