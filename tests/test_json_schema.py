@@ -4,6 +4,7 @@ every schema property is described, and docs/report-json.md names every top-leve
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from nsys_doctor.cli.app import cli
-from nsys_doctor.report.serialize import KINDS, SCHEMA, dumps, envelope
+from nsys_doctor.report.serialize import KINDS, SCHEMA, clean, dumps, dumps_value, envelope
 
 from .conftest import DATA, REPO, SAMPLE, TRACES
 
@@ -205,6 +206,46 @@ def test_serializer_policy() -> None:
         envelope("report", {"schema": "x"})
     with pytest.raises(ValueError, match="unknown"):
         envelope("nope", {})
+
+
+def _random_value(rng: random.Random, depth: int) -> object:
+    kind = rng.randrange(12 if depth < 4 else 8)
+    scalars: list[object] = [
+        None,
+        True,
+        False,
+        rng.randrange(-(10**20), 10**20),
+        rng.choice([0.1, -2.5e-300, 1e300, float("nan"), float("inf"), -0.0, 3.0]),
+        rng.choice(["", "a", 'q"uote\\', "é\n\t\x01", "\u2028"]),
+        rng.randrange(-5, 5),
+        rng.random(),
+    ]
+    if kind < 8:
+        return scalars[kind]
+    n = rng.randrange(4)
+    if kind == 8:
+        return [_random_value(rng, depth + 1) for _ in range(n)]
+    if kind == 9:
+        return tuple(rng.randrange(100) for _ in range(n))  # a list of numbers only
+    keys: list[object] = ["k", "é", 1, 2.5, None, True, "z"]
+    return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(n)}
+
+
+def test_serializer_writes_the_bytes_of_the_standard_encoder() -> None:
+    """``dumps_value`` writes in one pass what ``json.dumps(clean(x), indent=2, ensure_ascii=False)`` writes."""
+    for seed in range(300):
+        rng = random.Random(seed)
+        value = {"v": _random_value(rng, 0), "w": [_random_value(rng, 1) for _ in range(3)]}
+        expected = json.dumps(clean(value), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        assert dumps_value(value) == expected, seed
+    out = CliRunner().invoke(cli, ["report", str(SAMPLE), "--format", "json"]).output
+    assert json.loads(out)["kind"] == "report" and len(out) > 10_000
+    assert dumps_value(json.loads(out)) == out == json.dumps(json.loads(out), indent=2, ensure_ascii=False) + "\n"
+    for bad in ({"a": object()}, [1, {2, 3}], b"x"):
+        with pytest.raises(TypeError):
+            dumps_value(bad)
+        with pytest.raises(TypeError):
+            json.dumps(clean(bad))
 
 
 def test_capture_record_matches_its_schema() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from json.encoder import encode_basestring as _string  # the C encoder of the json module, where present
 
 from .. import JSON_SCHEMA
 
@@ -59,10 +60,71 @@ def envelope(kind: str, payload: Mapping[str, object]) -> dict[str, object]:
 
 
 def dumps_value(value: object) -> str:
-    """Any JSON value as text under the policy (an envelope built with ``envelope``, usually)."""
-    import json
+    """Any JSON value as text under the policy (an envelope built with ``envelope``, usually): the bytes of
+    ``json.dumps(clean(value), indent=2, ensure_ascii=False, allow_nan=False)`` and a newline, written in one pass
+    (the standard encoder, given an indent, runs in Python a generator per level; a report's per-step lists hold
+    hundreds of thousands of values). A value of another type is a ``TypeError``, as there."""
+    out: list[str] = []
+    _write(value, "\n", out)
+    out.append("\n")
+    return "".join(out)
 
-    return json.dumps(clean(value), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+def _scalar(x: object) -> str | None:
+    """The JSON text of a scalar (None for a container or an unknown type)."""
+    if isinstance(x, str):
+        return _string(x)
+    if x is None:
+        return "null"
+    if x is True:
+        return "true"
+    if x is False:
+        return "false"
+    if isinstance(x, int):
+        return int.__repr__(x)
+    if isinstance(x, float):
+        return "null" if math.isnan(x) or math.isinf(x) else float.__repr__(x)
+    return None
+
+
+def _write(x: object, nl: str, out: list[str]) -> None:
+    """Append the JSON text of ``x`` to ``out``; ``nl``: a newline and the indent of ``x``'s own level."""
+    text = _scalar(x)
+    if text is not None:
+        out.append(text)
+        return
+    inner = nl + "  "
+    if isinstance(x, Mapping):
+        if not x:
+            out.append("{}")
+            return
+        sep = "{" + inner
+        for k, v in x.items():
+            out.append(sep)
+            out.append(_string(k if isinstance(k, str) else str(k)))
+            out.append(": ")
+            _write(v, inner, out)
+            sep = "," + inner
+        out.append(nl + "}")
+    elif isinstance(x, list | tuple):
+        if not x:
+            out.append("[]")
+            return
+        texts = [_scalar(v) for v in x]
+        if None not in texts:  # a list of numbers or texts (most of a report's bulk): joined at once
+            out.append("[" + inner + ("," + inner).join(texts) + nl + "]")  # type: ignore[arg-type]
+            return
+        sep = "[" + inner
+        for v, t in zip(x, texts, strict=True):
+            out.append(sep)
+            if t is None:
+                _write(v, inner, out)
+            else:
+                out.append(t)
+            sep = "," + inner
+        out.append(nl + "]")
+    else:
+        raise TypeError(f"Object of type {type(x).__name__} is not JSON serializable")
 
 
 def dumps(kind: str, payload: Mapping[str, object]) -> str:
