@@ -255,3 +255,37 @@ def test_every_query_on_the_trace_connection_holds_its_one_lock() -> None:
             assert not done.wait(0.2)  # the probe waits for it
         worker.join(10)
         assert done.is_set() and got[0] == tuple(r[1] for r in trace.rows(f"PRAGMA table_info('{table}')"))
+
+
+@pytest.mark.parametrize("min_rows", [5, 1000, 10**9])
+def test_parallel_reads_give_one_chunk_per_column_and_the_same_rows(monkeypatch, min_rows: int) -> None:
+    """A table read in rowid ranges on parallel connections (and in the driver's batches) comes back as one
+    chunk per column, the rows in table order, as read in one query; adding a column then copies nothing else."""
+    import sqlite3
+
+    from nsys_doctor.trace import schema as S
+    from nsys_doctor.trace import tables
+
+    monkeypatch.setattr("nsys_doctor.trace.open.PARALLEL_MIN_ROWS", min_rows)
+    with Trace.open(SAMPLE) as trace:
+        api = tables.TraceFrames._api(trace, None)
+        kernels = tables.load(trace, S.KERNEL, ["start", "end", "correlationId", "demangledName"])
+    assert all(n == 1 for n in api.n_chunks("all")) and all(n == 1 for n in kernels.n_chunks("all"))
+    con = sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True)
+    rows = con.execute(f'SELECT start, "end", correlationId, demangledName FROM {S.KERNEL} ORDER BY rowid').fetchall()
+    ids = con.execute(f"SELECT correlationId FROM {S.RUNTIME} ORDER BY rowid").fetchall()
+    con.close()
+    assert kernels.rows() == rows and len(rows) > 1000
+    assert api["correlationId"].to_list() == [i for (i,) in ids]
+
+
+def test_release_native_heap_finds_glibc_where_there_is_one() -> None:
+    import platform
+
+    from nsys_doctor.trace import open as trace_open
+
+    trace_open.release_native_heap()
+    trace_open.release_native_heap()  # looked up once
+    assert len(trace_open._TRIM) == 1
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert trace_open._TRIM[0] is not None
