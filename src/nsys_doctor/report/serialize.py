@@ -38,17 +38,6 @@ KINDS = (
 ENVELOPE_KEYS = ("schema", "kind")
 
 
-def clean(x: object) -> object:
-    """``x`` with the NaN policy applied: NaN and infinities become None, keys strings, tuples lists."""
-    if isinstance(x, float):
-        return None if math.isnan(x) or math.isinf(x) else x
-    if isinstance(x, Mapping):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [clean(v) for v in x]
-    return x
-
-
 def envelope(kind: str, payload: Mapping[str, object]) -> dict[str, object]:
     """``{"schema": ..., "kind": kind, **payload}``. The payload must not carry the envelope's own keys."""
     if kind not in KINDS:
@@ -61,7 +50,8 @@ def envelope(kind: str, payload: Mapping[str, object]) -> dict[str, object]:
 
 def dumps_value(value: object) -> str:
     """Any JSON value as text under the policy (an envelope built with ``envelope``, usually): the bytes of
-    ``json.dumps(clean(value), indent=2, ensure_ascii=False, allow_nan=False)`` and a newline, written in one pass
+    ``json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)`` and a newline, with the policy applied
+    first (NaN and infinities as null, keys as strings, tuples as lists), written in one pass
     (the standard encoder, given an indent, runs in Python a generator per level; a report's per-step lists hold
     hundreds of thousands of values). A value of another type is a ``TypeError``, as there."""
     out: list[str] = []
