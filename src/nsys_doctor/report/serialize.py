@@ -16,8 +16,7 @@ Policy, the same for every output:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from json.encoder import encode_basestring as _string  # the C encoder of the json module, where present
+from collections.abc import Callable, Mapping
 
 from .. import JSON_SCHEMA
 
@@ -54,16 +53,19 @@ def dumps_value(value: object) -> str:
     first (NaN and infinities as null, keys as strings, tuples as lists), written in one pass
     (the standard encoder, given an indent, runs in Python a generator per level; a report's per-step lists hold
     hundreds of thousands of values). A value of another type is a ``TypeError``, as there."""
+    from json.encoder import encode_basestring  # the json module's C function, where present (imported here: the
+    # light commands' text output never loads json)
+
     out: list[str] = []
-    _write(value, "\n", out)
+    _write(value, "\n", out, encode_basestring)
     out.append("\n")
     return "".join(out)
 
 
-def _scalar(x: object) -> str | None:
-    """The JSON text of a scalar (None for a container or an unknown type)."""
+def _scalar(x: object, string: Callable[[str], str]) -> str | None:
+    """The JSON text of a scalar (None for a container or an unknown type); ``string`` writes a text."""
     if isinstance(x, str):
-        return _string(x)
+        return string(x)
     if x is None:
         return "null"
     if x is True:
@@ -77,9 +79,9 @@ def _scalar(x: object) -> str | None:
     return None
 
 
-def _write(x: object, nl: str, out: list[str]) -> None:
+def _write(x: object, nl: str, out: list[str], string: Callable[[str], str]) -> None:
     """Append the JSON text of ``x`` to ``out``; ``nl``: a newline and the indent of ``x``'s own level."""
-    text = _scalar(x)
+    text = _scalar(x, string)
     if text is not None:
         out.append(text)
         return
@@ -91,16 +93,16 @@ def _write(x: object, nl: str, out: list[str]) -> None:
         sep = "{" + inner
         for k, v in x.items():
             out.append(sep)
-            out.append(_string(k if isinstance(k, str) else str(k)))
+            out.append(string(k if isinstance(k, str) else str(k)))
             out.append(": ")
-            _write(v, inner, out)
+            _write(v, inner, out, string)
             sep = "," + inner
         out.append(nl + "}")
     elif isinstance(x, list | tuple):
         if not x:
             out.append("[]")
             return
-        texts = [_scalar(v) for v in x]
+        texts = [_scalar(v, string) for v in x]
         if None not in texts:  # a list of numbers or texts (most of a report's bulk): joined at once
             out.append("[" + inner + ("," + inner).join(texts) + nl + "]")  # type: ignore[arg-type]
             return
@@ -108,7 +110,7 @@ def _write(x: object, nl: str, out: list[str]) -> None:
         for v, t in zip(x, texts, strict=True):
             out.append(sep)
             if t is None:
-                _write(v, inner, out)
+                _write(v, inner, out, string)
             else:
                 out.append(t)
             sep = "," + inner
