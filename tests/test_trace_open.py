@@ -289,3 +289,19 @@ def test_release_native_heap_finds_glibc_where_there_is_one() -> None:
     assert len(trace_open._TRIM) == 1
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert trace_open._TRIM[0] is not None
+
+
+@pytest.mark.parametrize(("cores", "rows", "expected"), [(32, 10_000_000, 8), (4, 10_000_000, 4), (32, 250_000, 2)])
+def test_parallel_parts_cover_the_range_once(monkeypatch, cores: int, rows: int, expected: int) -> None:
+    """At most one part per core, per 100k rows and PARALLEL_MAX_PARTS (8: as fast as 16 on a 16-core host, and
+    leaner); the parts tile lo..hi in order, without gap or overlap."""
+    from itertools import pairwise
+
+    from nsys_doctor.trace import open as trace_open
+
+    monkeypatch.setattr(trace_open.os, "cpu_count", lambda: cores)
+    lo, hi = 7, 7 + rows - 1
+    parts = trace_open._parts(lo, hi)
+    assert len(parts) == expected
+    assert parts[0][0] == lo and parts[-1][1] == hi
+    assert all(b[0] == a[1] + 1 for a, b in pairwise(parts))

@@ -37,12 +37,15 @@ if TYPE_CHECKING:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Rows per parallel chunk when reading a big table; below this a table is read in one query.
 PARALLEL_MIN_ROWS = 100_000
+# At most this many parallel connections per table. On a 16-core host, `report` of 2M kernels + 5M calls took as
+# long with 8 as with 16 (6.9-7.3 s against 6.7-7.4 s) and peaked 65-130 MB lower; 4 were slower (docs/performance.md).
+PARALLEL_MAX_PARTS = 8
 
 
 def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
     """The rowid range lo..hi cut in ranges read on parallel connections (one per PARALLEL_MIN_ROWS rows, at most
-    one per core and 16)."""
-    n_parts = max(1, min(os.cpu_count() or 1, 16, (hi - lo + 1) // PARALLEL_MIN_ROWS))
+    one per core and PARALLEL_MAX_PARTS)."""
+    n_parts = max(1, min(os.cpu_count() or 1, PARALLEL_MAX_PARTS, (hi - lo + 1) // PARALLEL_MIN_ROWS))
     step = (hi - lo + 1 + n_parts - 1) // n_parts
     return [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
 
