@@ -122,9 +122,6 @@ class StepTotals(Sequence[int]):
     def __repr__(self) -> str:
         return f"StepTotals({self._a.tolist()})"
 
-    def tolist(self) -> list[int]:
-        return list(self._a.tolist())
-
 
 @dataclass(frozen=True)
 class Row(Record):

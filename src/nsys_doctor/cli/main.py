@@ -102,13 +102,10 @@ NATIVE_MMAP_THRESHOLD = 1 << 20
 def bound_native_heap() -> bool:
     """Fix the C allocator's mapping threshold at ``NATIVE_MMAP_THRESHOLD`` where the C library has glibc's
     ``mallopt``; says whether it took. Costs the import of ctypes (about 2 ms): for commands that load polars."""
-    import ctypes
+    from ..native import libc_function
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError, TypeError):  # no mallopt (macOS), no C library handle (Windows)
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, NATIVE_MMAP_THRESHOLD))
+    mallopt = libc_function("mallopt")
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, NATIVE_MMAP_THRESHOLD))
 
 
 HELP_FLAGS = ("--help", "-h")

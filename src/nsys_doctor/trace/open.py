@@ -13,7 +13,7 @@ import os
 import sqlite3
 import sys
 from _thread import allocate_lock
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 
 from ..errors import TraceError
@@ -561,22 +561,14 @@ class Trace:
         )
 
 
-_TRIM: list[Callable[[int], int] | None] = []
-
-
 def release_native_heap() -> None:
     """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``; nothing where there is no
     such function). The driver builds its batches with the C allocator, in one glibc arena per reading thread, and
     the arenas keep them once freed: after a parallel read of 5M calls on 16 threads, 90 MB more for the rest of
     the command than on 2 (docs/performance.md)."""
-    if not _TRIM:
-        try:
-            import ctypes
+    from ..native import libc_function
 
-            _TRIM.append(ctypes.CDLL(None).malloc_trim)
-        except (AttributeError, OSError, TypeError, ImportError):  # no glibc (macOS, musl), no C library handle
-            _TRIM.append(None)
-    trim = _TRIM[0]
+    trim = libc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
@@ -588,7 +580,7 @@ def _contiguous(frames: list[pl.DataFrame], names: list[str]) -> pl.DataFrame:
     the frame at once, twice the table's memory for a moment."""
     import polars as pl
 
-    if all(f.n_chunks() == 1 for f in frames) and len(frames) == 1:
+    if len(frames) == 1 and frames[0].n_chunks() == 1:
         return frames[0]
     columns = []
     for name in names:
