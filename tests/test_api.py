@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import nsys_doctor as nd
@@ -74,6 +75,10 @@ def test_frames_of_the_window() -> None:
     assert k["family"].null_count() == 0
     assert k["start"].is_sorted()
     assert sorted(steps.group_by("kind").len().rows()) == [("decode", 38), ("prefill", 2)]
+    # names as text (the session's frames hold them as categoricals)
+    assert k.schema["name"] == k.schema["short"] == a.schema["name"] == pl.String
+    assert whole.schema["name"] == pl.Categorical
+    assert k["name"].str.contains("gemm|gemv|nvjet").any() and a["name"].str.starts_with("cudaLaunch").any()
 
 
 def test_window_choice_through_open() -> None:

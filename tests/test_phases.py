@@ -62,7 +62,8 @@ def test_data_window_skips_model_loading():
 @needs_shared
 def test_repeating_kernel_marks_steps():
     f, _ = frames("decode_eager")
-    api = f.api.filter(~pl.col("name").str.contains("Synchronize"))  # no syncs and no graphs: the LM head repeats
+    # no syncs and no graphs: the LM head repeats (names are categoricals in the frames)
+    api = f.api.filter(~pl.col("name").cast(pl.String).str.contains("Synchronize"))
     w = choose_window(f.kernels, api, f.memcpy, no_nvtx(f), "cudaProfilerApi")
     steps = find_steps(f.kernels, api, no_nvtx(f), w)
     assert steps.source.startswith("repeating-kernel:nvjet_sm90_tst_384x8")

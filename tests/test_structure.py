@@ -841,7 +841,7 @@ def test_a_request_ends_after_its_last_sync():
     f = _synthetic_passes(3, 12, _llm_pass(layers=4, per_layer=10), closing=closing)
     s = find_structure(f["kernels"], f["api"], f["memcpy"])
     assert len(s.requests) == 3, s.requests
-    k = f["kernels"].filter(pl.col("name").str.contains("index_select"))
+    k = f["kernels"].filter(pl.col("name").cast(pl.String).str.contains("index_select"))
     for r, nxt in itertools.pairwise(s.requests):
         mine = k.filter((pl.col("start") > r.start) & (pl.col("start") < nxt.start)).height
         assert mine == len(closing), (r, nxt, mine)
@@ -904,7 +904,7 @@ def test_a_stride_signal_splits_where_modules_load_too():
     # the input copy before every 10th pass; lazy module loading (the first request's last kernel) also falls in the
     # gap before pass 10: that boundary is on the stride, so it splits there like the others
     f = _synthetic_iterations(signal_at=range(0, 50, 10))
-    copy_at = f["api"].filter(pl.col("name").str.starts_with("cudaMemcpy"))["start"].sort().to_list()[1]
+    copy_at = f["api"].filter(pl.col("name").cast(pl.String).str.starts_with("cudaMemcpy"))["start"].sort().to_list()[1]
     load = pl.DataFrame(
         {"start": [copy_at - 15_000], "end": [copy_at - 11_000], "pid": [42], "tid": [1], "correlationId": [10**6]},
         schema_overrides={"start": pl.Int64, "end": pl.Int64, "correlationId": pl.Int64},

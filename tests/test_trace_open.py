@@ -307,3 +307,28 @@ def test_parallel_parts_cover_the_range_once(monkeypatch, cores: int, rows: int,
     assert len(parts) == expected
     assert parts[0][0] == lo and parts[-1][1] == hi
     assert all(b[0] == a[1] + 1 for a, b in pairwise(parts))
+
+
+def test_frame_names_are_categoricals_of_the_traces_texts() -> None:
+    """Kernel and call names are held as categoricals (4 bytes a row, not a 16-byte view): the same texts, row for
+    row, as SQLite gives."""
+    import sqlite3
+
+    from nsys_doctor.trace.tables import TraceFrames
+
+    path = DATA / "runs" / "hf_llama_generate_whole.sqlite"
+    with Trace.open(path) as trace:
+        f = TraceFrames(trace)
+        kernels, api = f.kernels, f.api
+    assert kernels.schema["name"] == kernels.schema["short"] == api.schema["name"] == pl.Categorical
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        want_k = db.execute(
+            "SELECT d.value, s.value FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds d ON d.id = k.demangledName "
+            "JOIN StringIds s ON s.id = k.shortName ORDER BY k.rowid"
+        ).fetchall()
+        want_a = db.execute(
+            "SELECT s.value FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN StringIds s ON s.id = r.nameId ORDER BY r.rowid"
+        ).fetchall()
+    assert kernels.select(pl.col("name", "short").cast(pl.String)).rows() == want_k
+    assert api.select(pl.col("name").cast(pl.String)).rows() == want_a
+    assert len(want_k) > 1000 and len(want_a) > 1000

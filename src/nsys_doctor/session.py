@@ -294,7 +294,10 @@ class TraceSession:
         on_device = pl.col("deviceId") == device if device is not None else pl.lit(True)
         samples = tm.gpu_metric_samples(trace, device)
         if samples is not None and samples.frame.height and d.kernel_families is not None:
-            k = f.kernels.filter(in_window & on_device).join(d.kernel_families, on="name", how="left")
+            from .analysis.ops import keyed_like
+
+            k = f.kernels.filter(in_window & on_device)
+            k = k.join(keyed_like(d.kernel_families, k), on="name", how="left")
             ops = f.gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & in_window & on_device)
             top = d.kernels.select("name", "label", "family") if d.kernels.height else d.kernels
             gpu_metrics = am.gpu_metrics_summary(
@@ -506,7 +509,9 @@ class TraceSession:
             from .trace.extras import with_block_sizes
 
             k = with_block_sizes(self.trace, k)
+        # names as text here (categoricals in the frames, to keep them small)
         k = k.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end))
+        k = k.with_columns(pl.col("name", "short").cast(pl.String))
         names = k.group_by("name").agg(pl.col("short").first()).sort("name")
         ops = classify(names["name"].to_list(), self.rules, short_names=names["short"].to_list())
         k = k.join(
@@ -520,7 +525,8 @@ class TraceSession:
 
         w = self.window
         a = self.frames.api
-        return a.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).sort(["start", "correlationId"])
+        a = a.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).sort(["start", "correlationId"])
+        return a.with_columns(pl.col("name").cast(pl.String))
 
     def steps(self) -> pl.DataFrame:
         """The window's steps, one row each: idx, kind (prefill, decode, iteration, step), start and end (host

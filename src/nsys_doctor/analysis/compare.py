@@ -365,7 +365,7 @@ def build_profile(
 ) -> Profile:
     """The per-step profile of one trace. ``launched``: its kernels with their launch calls' times
     (``phases.launched_kernels``); ``ops`` maps kernel ``name`` to family/category (``ops.classify``)."""
-    from .ops import label_frame
+    from .ops import keyed_like, label_frame
 
     st = steps.table
     decode = st.filter(pl.col("kind") == "decode")
@@ -380,7 +380,7 @@ def build_profile(
     # only the columns the profile reads: every later step (filter, joins, the sort by time) copies them all
     lk = launched.select("name", "short", "dur", pl.coalesce("l_start", "start").alias("t"))
     lk = lk.filter((pl.col("t") >= window.start) & (pl.col("t") <= window.end))
-    lk = lk.join(ops.select("name", "family", "category"), on="name", how="left")
+    lk = lk.join(keyed_like(ops.select("name", "family", "category"), lk), on="name", how="left")
     lk = label_frame(lk).with_columns(pl.col("family").fill_null("other"), pl.col("category").fill_null("other"))
     ka = assign_to_steps(lk, st_pos, "t")
     del lk  # a copy when assign_to_steps sorted it

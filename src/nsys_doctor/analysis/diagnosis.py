@@ -274,7 +274,7 @@ def diagnose(
     # the same codes give the tails by name below)
     kw_codes, kw_texts = text_codes(kw["name"])
     first = kw_codes.arg_unique()
-    names = pl.DataFrame([kw["name"].gather(first), kw["short"].gather(first)])
+    names = pl.DataFrame([kw["name"].gather(first), kw["short"].gather(first)]).cast(pl.String)
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
     # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
     ops = refine_ops(ops, lkw, steps.table)

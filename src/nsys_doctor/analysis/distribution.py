@@ -73,7 +73,7 @@ def text_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
     first = codes.arg_unique()  # one row of each code (and of null)
     present = codes.gather(first)
     keep = present.is_not_null()
-    present, texts = present.filter(keep), col.gather(first).filter(keep)
+    present, texts = present.filter(keep), col.gather(first).filter(keep).cast(pl.String)
     # in code order: polars 1.36 refuses to scatter a string column at unsorted indices ("set indices must be
     # sorted"), and the categorical ids of a column's first rows need not rise
     order = present.arg_sort()
@@ -137,6 +137,7 @@ def tail_tables(
     columns of ``df`` that already hold ``text_codes``' codes, with their texts (the tables show the texts)."""
     if df.is_empty():
         types = {k: coded[k].dtype if coded is not None and k in coded else df.schema[k] for k in df.columns}
+        types = {k: pl.String() if t == pl.Categorical else t for k, t in types.items()}  # the tables show texts
         return [
             pl.DataFrame(schema={**{k: types[k] for k in keys}, **dict.fromkeys(TAIL_COLUMNS, pl.Float64)})
             for keys in key_sets
@@ -155,7 +156,7 @@ def tail_tables(
         col = df[k]
         if coded is not None and k in coded:
             texts[k] = coded[k]
-        elif col.dtype == pl.String:
+        elif col.dtype in (pl.String, pl.Categorical):  # the tables show texts
             col, texts[k] = text_codes(col)
         cols.append(col)
     # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the

@@ -340,7 +340,18 @@ def classify(
         for k, column in enumerate(COLUMNS[1:])
     )
     out = frame.with_row_index("_row").join(lookup, on=["name", "short"], how="left", nulls_equal=True)
-    return out.sort("_row").select(COLUMNS)
+    out = out.sort("_row").select(COLUMNS)
+    if isinstance(names, pl.Series) and names.dtype == pl.Categorical:
+        # names from a trace frame (categorical there): the lookup joins back onto the frame by name
+        out = out.with_columns(pl.col("name").cast(pl.Categorical))
+    return out
+
+
+def keyed_like(lookup: pl.DataFrame, frame: pl.DataFrame, key: str = "name") -> pl.DataFrame:
+    """``lookup`` with its ``key`` column of ``frame[key]``'s type, to be joined onto ``frame``: the trace's frames
+    hold kernel and call names as categoricals (4 bytes a row, not 16), small tables of distinct names as text."""
+    want = frame.schema[key]
+    return lookup if lookup.schema[key] == want else lookup.with_columns(pl.col(key).cast(want))
 
 
 def _as_strings(values: list[str] | pl.Series, alias: str) -> pl.Series:

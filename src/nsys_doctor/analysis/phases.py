@@ -188,7 +188,10 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
         if loads.height:
             markers.append(scalar_int(loads["end"].max()))
         # the first CUDA runtime call creates the context (tens of ms): one-time setup, as module loading is
-        at = api.select(pl.when(pl.col("name").str.starts_with("cuda")).then(pl.col("start")).arg_min()).item()
+        from ..trace.tables import distinct_values
+
+        runtime = [n for n in distinct_values(api, "name") if isinstance(n, str) and n.startswith("cuda")]
+        at = api.select(pl.when(pl.col("name").is_in(runtime)).then(pl.col("start")).arg_min()).item()
         if at is not None:
             start, end = scalar_int(api["start"][at]), scalar_int(api["end"][at])
             if end - start >= CONTEXT_INIT_NS and end <= bulk:
@@ -234,7 +237,7 @@ def _launch_start(first: pl.DataFrame, api: pl.DataFrame) -> int | None:
         return None
     keys = ["correlationId", "pid"]
     found = api.select(*keys, "start", "end", "name").join(first.select(keys).unique(), on=keys, how="semi")
-    found = found.filter(pl.col("name").str.contains(LAUNCH_API.pattern))
+    found = found.filter(pl.col("name").cast(pl.String).str.contains(LAUNCH_API.pattern))
     found = found.filter((pl.col("end") - pl.col("start")) < LOADING_GAP_NS)
     return scalar_int(found["start"].min()) if found.height else None
 

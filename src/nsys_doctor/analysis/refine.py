@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .ops import STRUCTURE_MATCH
+from .ops import STRUCTURE_MATCH, keyed_like
 from .phases import assign_to_steps
 
 __all__ = ["STRUCTURE_MATCH", "refine_ops"]
@@ -81,9 +81,8 @@ def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -
         return ops
     dur = pl.col("dur") if "dur" in lk.columns else pl.col("end") - pl.col("start")
     launch = pl.coalesce("l_start", "start") if "l_start" in lk.columns else pl.col("start")
-    events = lk.select(pl.col("name").cast(pl.String), pl.col("start"), dur.alias("_dur"), launch.alias("_t")).join(
-        kinds, on="name", how="inner"
-    )
+    events = lk.select("name", "start", dur.alias("_dur"), launch.alias("_t"))
+    events = events.join(keyed_like(kinds, events), on="name", how="inner")  # names as the trace's frames hold them
     steps = steps_table.select("idx", "kind", "start", "end")
     events = assign_to_steps(events, steps.select("idx", "start", "end"), "_t").join(
         steps.select("idx", pl.col("kind").alias("_kind")), on="idx", how="left"
@@ -94,6 +93,7 @@ def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -
     inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
     inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
     parts = [_per_layer_updates(inside, has_moe), _phase_updates(events), _sampler_scan_updates(inside)]
+    parts = [p.with_columns(pl.col("name").cast(pl.String)) for p in parts]  # small: per name (and step)
     updates = pl.concat(parts, how="vertical_relaxed").unique("name", keep="first", maintain_order=True)
     if updates.is_empty():
         return ops

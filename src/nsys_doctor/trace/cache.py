@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
     from .open import Trace
 
-FORMAT_VERSION = 2  # 2: the frames' pid and tid are Int32, texts are stored as a dictionary
+FORMAT_VERSION = 3  # 2: the frames' pid and tid are Int32, texts are stored as a dictionary; 3: kernel and call
+# names are categoricals in the frames (and stay so)
 ENV_DIR = "NSYS_DOCTOR_CACHE_DIR"
 ENV_OFF = "NSYS_DOCTOR_NO_CACHE"
 ENV_MAX_BYTES = "NSYS_DOCTOR_CACHE_MAX_BYTES"
@@ -198,7 +199,8 @@ def read(s: Slot, names: Iterable[str]) -> tuple[dict[str, pl.DataFrame], tuple[
             if file.stat().st_size != info["bytes"]:
                 raise ValueError("size")
             df = pl.read_parquet(file)
-            df = df.with_columns(_texts(df[c]) for c, t in df.schema.items() if t == pl.Categorical)
+            texts = set(info["texts"])  # the columns that were texts (the others were categoricals)
+            df = df.with_columns(_texts(df[c]) for c, t in df.schema.items() if t == pl.Categorical and c in texts)
             for c in df.columns:  # one chunk per column, as a frame read from the trace has (not one per row group):
                 df = df.with_columns(df[c].rechunk())  # slices and searches then copy nothing; a column at a time
             if df.height != info["height"] or _schema_text(df) != info["schema"]:
@@ -233,7 +235,12 @@ def write(s: Slot, frames: Mapping[str, pl.DataFrame], damage: Iterable[TableDam
             df.with_columns(pl.col(pl.String).cast(pl.Categorical)).write_parquet(
                 file, compression="uncompressed", statistics=False
             )
-            info[name] = {"height": df.height, "schema": _schema_text(df), "bytes": file.stat().st_size}
+            info[name] = {
+                "height": df.height,
+                "schema": _schema_text(df),
+                "bytes": file.stat().st_size,
+                "texts": [c for c, t in df.schema.items() if t == pl.String],
+            }
         meta = {
             "format": FORMAT_VERSION,
             "key": s.key,

@@ -100,7 +100,7 @@ def strings(trace: Trace) -> pl.DataFrame:
     return trace.string_frame()
 
 
-def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str) -> pl.DataFrame:
+def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str, categorical: bool = False) -> pl.DataFrame:
     """``df`` with the text of its StringIds id column ``id_col`` as a new last column ``out`` ("" for an id with no
     string, null for a null id).
 
@@ -109,6 +109,8 @@ def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str) -> pl.D
     mapping = trace.strings
     ids = df[id_col].unique().drop_nulls()
     texts = pl.Series(out, [mapping.get(int(i), "") for i in ids.to_list()], dtype=pl.Utf8)
+    if categorical:
+        texts = texts.cast(pl.Categorical)
     at = df[id_col].replace_strict(ids, pl.Series(range(ids.len()), dtype=pl.UInt32), default=None)
     return df.with_columns(texts.gather(at))
 
@@ -205,6 +207,8 @@ class TraceFrames:
     kernels: start, end, dur, deviceId, streamId, correlationId, globalPid, pid (Int32), name (demangled), short,
              gridX, gridY, gridZ
     api:     start, end, dur, globalTid, pid, tid (Int32), correlationId, name (as recorded: cudaLaunchKernel_v7000)
+    (the names of kernels and calls are categoricals: 4 bytes a row where a text view takes 16, and casting them
+    to text copies every row's bytes; a small table of names is joined onto them with ``ops.keyed_like``)
     memcpy:  start, end, dur, bytes, copyKind, srcKind, dstKind, correlationId, globalPid, deviceId, streamId
     memset:  start, end, dur, bytes, memKind, correlationId, globalPid, deviceId, streamId
     graph_launches (graph-level capture only), nvtx (ranges with text/domain), sync
@@ -299,8 +303,8 @@ class TraceFrames:
             ],
             flt,
         )
-        k = resolve_names(k, trace, "demangledName", "name")
-        k = resolve_names(k, trace, "shortName", "short").drop("demangledName", "shortName")
+        k = resolve_names(k, trace, "demangledName", "name", categorical=True)
+        k = resolve_names(k, trace, "shortName", "short", categorical=True).drop("demangledName", "shortName")
         return k.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalPid"))
 
     @staticmethod
@@ -311,7 +315,7 @@ class TraceFrames:
         if "eventClass" in trace.schema.columns(S.RUNTIME):
             where = f"eventClass IS NULL OR eventClass != {S.CUDA_BACKTRACE_EVENT_CLASS}"
         a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt, where)
-        a = resolve_names(a, trace, "nameId", "name").drop("nameId")
+        a = resolve_names(a, trace, "nameId", "name", categorical=True).drop("nameId")
         return a.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalTid"), tid_of("globalTid"))
 
     @property

@@ -170,7 +170,7 @@ def summarize_rank(
         .alias("in_step")
     )
     host_api = api.filter(pl.col("dur") >= LONG_HOST_NS).select("tid", "start", "end", "name")
-    host_api = host_api.filter(~pl.col("name").str.contains(LAUNCH_API.pattern))
+    host_api = host_api.filter(~pl.col("name").cast(pl.String).str.contains(LAUNCH_API.pattern))
     inst = _last_long_call(inst, host_api, "api")
     osc = os_calls if os_calls is not None else pl.DataFrame()
     if osc.height:

@@ -47,7 +47,7 @@ def find_signals(seq: Seq, api: Api, memcpy: pl.DataFrame | None, pid: int | Non
     syncs = api.calls(HOST_WAIT_API)
     by_api: dict[str, np.ndarray] = {}
     if syncs.height and len(seq):
-        base = syncs.with_columns(pl.col("name").str.replace(r"_v\d+$", "").alias("_api"))
+        base = syncs.with_columns(pl.col("name").cast(pl.String).str.replace(r"_v\d+$", "").alias("_api"))
         for name in sorted(base["_api"].unique().to_list()):
             t = np.sort(base.filter(pl.col("_api") == name)["start"].to_numpy())
             by_api[name] = np.searchsorted(seq.t, t, side="left")
