@@ -296,6 +296,54 @@ def test_a_command_process_sets_the_allocator_before_polars_loads() -> None:
     assert out.split() == ["0", "narenas:1,dirty_decay_ms:250,muzzy_decay_ms:250"]
 
 
+@pytest.mark.parametrize(
+    ("args", "cores", "expected"),
+    [
+        (["report", "t.sqlite"], 16, True),
+        (["--debug", "diff", "a.sqlite", "b.sqlite"], 5, True),
+        (["report", "t.sqlite"], 4, False),  # no more cores than the bound
+        (["stats", "-r", "cuda_gpu_kern_sum", "t.sqlite"], 16, False),  # timed against nsys with every core
+        (["capture", "--", "python", "serve.py"], 16, False),
+        (["--help"], 16, False),
+    ],
+)
+def test_thread_bound_is_for_analysis_commands(args: list[str], cores: int, expected: bool) -> None:
+    env: dict[str, str] = {}
+    assert cli_main.bound_threads(args, env, cores) is expected
+    assert env == ({cli_main.THREADS_ENV: "4"} if expected else {})
+
+
+def test_thread_bound_never_replaces_the_users() -> None:
+    env = {cli_main.THREADS_ENV: "12"}
+    assert cli_main.bound_threads(["report", "t.sqlite"], env, 16) is False
+    assert env == {cli_main.THREADS_ENV: "12"}
+
+
+def test_a_report_process_starts_polars_with_the_bound() -> None:
+    code = (
+        "import os, sys\n"
+        "os.cpu_count = lambda: 16\n"
+        "from nsys_doctor.cli.main import main\n"
+        f"rc = main(['report', '-q', '-o', os.devnull, {str(SAMPLE)!r}])\n"
+        "import polars\n"
+        "print(rc, polars.thread_pool_size())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != cli_main.THREADS_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["0", "4"]
+
+
+def test_worker_processes_share_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsys_doctor.parallel import worker_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert worker_threads(2, {}) == 8
+    assert worker_threads(2, {"POLARS_MAX_THREADS": "4"}) == 4
+    assert worker_threads(8, {"POLARS_MAX_THREADS": "4"}) == 2
+    assert worker_threads(32, {}) == 1
+    assert worker_threads(2, {"POLARS_MAX_THREADS": "many"}) == 8
+
+
 def test_help_texts_are_what_click_prints() -> None:
     """helptext.py is up to date: written by scripts/gen_helptext.py from the commands as they are now."""
     import json

@@ -59,7 +59,15 @@ def rank_summary(spec: Any, rules: list[Any] | None = None) -> Any:
 
 def _init_worker(threads: int) -> None:
     """Each worker gets its share of the cores for polars (read when polars first starts its thread pool)."""
-    os.environ.setdefault(POLARS_THREADS_ENV, str(max(1, threads)))
+    os.environ[POLARS_THREADS_ENV] = str(max(1, threads))
+
+
+def worker_threads(workers: int, environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """The polars threads of each of ``workers`` worker processes: its share of the cores, and no more than the
+    command's own bound (``POLARS_MAX_THREADS``, set by the user or by the CLI) when there is one."""
+    share = max(1, (os.cpu_count() or 1) // workers)
+    own = environ.get(POLARS_THREADS_ENV, "")
+    return min(share, int(own)) if own.isdigit() and int(own) > 0 else share
 
 
 def _check(results: list[Any]) -> list[Any]:
@@ -98,7 +106,7 @@ def map_ranks(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     workers = min(jobs, n)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs polars threads
     results: list[Any] = [None] * n
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:

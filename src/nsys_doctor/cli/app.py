@@ -12,7 +12,7 @@ import click
 
 from .. import __version__
 from .contract import guarded
-from .main import COMMAND_MODULES, COMMAND_TABLE, analyses, bound_allocator, bound_native_heap
+from .main import COMMAND_MODULES, COMMAND_TABLE, analyses, bound_allocator, bound_native_heap, bound_threads
 
 
 def _available() -> dict[str, str]:
@@ -163,8 +163,9 @@ def run(args: list[str], origin: float) -> int:
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
-    if "polars" not in sys.modules:  # the allocator reads its settings once, when polars is loaded
+    if "polars" not in sys.modules:  # the allocator and the thread pool read their settings when polars is loaded
         bound_allocator(args)
+        bound_threads(args)
     if analyses(args):
         bound_native_heap()
     return guarded(lambda: _run(args), origin, debug)

@@ -91,6 +91,27 @@ def bound_allocator(args: list[str], environ: dict[str, str] | os._Environ[str] 
     return True
 
 
+# polars runs a thread per core, and each thread holds its own buffers while a sort, join or group runs: on a
+# 16-core host a report of 2M kernels + 5M API calls peaked at 1054-1181 MiB with 16 threads and 972-1001 MiB with
+# 4, in less time (6.2-6.4 s against 6.7-6.8 s; docs/performance.md). The analysis commands other than `stats`
+# (whose reports were timed against nsys with every core) run on at most this many, unless the user says otherwise.
+THREADS_ENV = "POLARS_MAX_THREADS"
+ANALYSIS_THREADS = 4
+
+
+def bound_threads(args: list[str], environ: dict[str, str] | os._Environ[str] = os.environ, cores: int = 0) -> bool:
+    """Set ``THREADS_ENV`` to ``ANALYSIS_THREADS`` in ``environ`` (before polars is imported) for an analysis
+    command other than ``stats``, on a host of more cores (``cores``: ``os.cpu_count()`` when 0), unless the user
+    set it; says whether it was set."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if not analyses(args) or command == "stats" or THREADS_ENV in environ:
+        return False
+    if (cores or os.cpu_count() or 1) <= ANALYSIS_THREADS:
+        return False
+    environ[THREADS_ENV] = str(ANALYSIS_THREADS)
+    return True
+
+
 # The C library's allocator (numpy's arrays, SQLite's buffers) serves a large block from its own mapping, returned
 # to the system when freed, but glibc raises that threshold to the size of each such block freed (up to 32 MiB), and
 # from then on keeps freed blocks of that size in its heap: the run structure's arrays at two million kernels left
