@@ -332,3 +332,31 @@ def test_frame_names_are_categoricals_of_the_traces_texts() -> None:
     assert kernels.select(pl.col("name", "short").cast(pl.String)).rows() == want_k
     assert api.select(pl.col("name").cast(pl.String)).rows() == want_a
     assert len(want_k) > 1000 and len(want_a) > 1000
+
+
+def test_call_frame_gives_process_and_thread_from_its_global_thread_id() -> None:
+    """The call frame has no pid and tid columns (8 bytes a call); ``calls`` gives them from globalTid, as SQLite
+    reads them, and the Python API's ``api()`` has them."""
+    import sqlite3
+
+    import nsys_doctor as nd
+    from nsys_doctor.analysis.phases import LAUNCH_API, calls
+    from nsys_doctor.trace.tables import TraceFrames
+
+    path = DATA / "runs" / "hf_llama_generate_whole.sqlite"
+    with Trace.open(path) as trace:
+        api = TraceFrames(trace).api
+    assert "pid" not in api.columns and "tid" not in api.columns
+    got = calls(api, LAUNCH_API, columns=["correlationId", "pid", "tid"])
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        want = db.execute(
+            "SELECT r.correlationId, (r.globalTid >> 24) & 16777215, r.globalTid & 16777215 "
+            "FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN StringIds s ON s.id = r.nameId "
+            "WHERE s.value GLOB 'cudaLaunch*' OR s.value GLOB 'cuLaunch*' OR s.value GLOB 'cudaGraphLaunch*' "
+            "OR s.value GLOB 'cuGraphLaunch*' ORDER BY r.rowid"
+        ).fetchall()
+    assert got.rows() == want and len(want) > 1000
+    assert len({pid for _, pid, _ in want}) == 1 and got.schema["pid"] == got.schema["tid"] == pl.Int32
+    with nd.open(path) as t:
+        window = t.api()
+    assert {"pid", "tid"} <= set(window.columns) and window["pid"].n_unique() == 1

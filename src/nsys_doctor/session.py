@@ -525,8 +525,10 @@ class TraceSession:
 
         w = self.window
         a = self.frames.api
+        from .trace.tables import pid_of, tid_of
+
         a = a.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).sort(["start", "correlationId"])
-        return a.with_columns(pl.col("name").cast(pl.String))
+        return a.with_columns(pl.col("name").cast(pl.String), pid_of("globalTid"), tid_of("globalTid"))
 
     def steps(self) -> pl.DataFrame:
         """The window's steps, one row each: idx, kind (prefill, decode, iteration, step), start and end (host

@@ -76,30 +76,40 @@ def calls(
     columns: list[str] | None = None,
 ) -> pl.DataFrame:
     """API rows whose name matches ``pattern`` (and not ``exclude``); ``columns``: only those columns (the others
-    are not copied). Names are matched once per distinct name, not once per call: traces have millions of calls but
-    a few dozen API names."""
-    from ..trace.tables import distinct_values  # the distinct names of a frame are listed once, not per call
+    are not copied; ``pid`` and ``tid``, when the frame has none, from its globalTid). Names are matched once per
+    distinct name, not once per call: traces have millions of calls but a few dozen API names."""
+    from ..trace.tables import distinct_values, pid_of, tid_of  # the distinct names of a frame are listed once
 
     names = [
         n
         for n in distinct_values(api, "name")
         if isinstance(n, str) and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
-    out = api if columns is None else api.select(columns)
-    if not names:
-        return out.clear()
-    return out.filter(api["name"].is_in(names))
+    ids = {"pid": pid_of, "tid": tid_of}
+    if names:
+        api = api.filter(api["name"].is_in(names))
+    out = (
+        api
+        if columns is None
+        else api.select(
+            ids[c]("globalTid") if c in ids and c not in api.columns and "globalTid" in api.columns else pl.col(c)
+            for c in columns
+        )
+    )
+    return out if names else out.clear()
 
 
-def rows_where(df: pl.DataFrame, col: str, value: int) -> pl.DataFrame:
-    """The rows of ``df`` whose ``col`` equals ``value``; ``df`` itself, not a copy, when every row does (a trace of
-    one process: a filter would copy every column of millions of rows)."""
+def rows_where(df: pl.DataFrame, col: str | pl.Expr, value: int) -> pl.DataFrame:
+    """The rows of ``df`` whose ``col`` (a column, or an expression of its columns) equals ``value``; ``df`` itself,
+    not a copy, when every row does (a trace of one process: a filter would copy every column of millions of
+    rows)."""
     if df.is_empty():
         return df
-    s = df[col]
+    e = pl.col(col) if isinstance(col, str) else col
+    s = df.select(e).to_series()
     if s.null_count() == 0 and s.min() == value and s.max() == value:
         return df
-    return df.filter(pl.col(col) == value)
+    return df.filter(s == value)
 
 
 @dataclass(frozen=True)
@@ -236,9 +246,10 @@ def _launch_start(first: pl.DataFrame, api: pl.DataFrame) -> int | None:
     if first.is_empty() or api.is_empty() or not {"correlationId", "pid"} <= set(first.columns):
         return None
     keys = ["correlationId", "pid"]
-    found = api.select(*keys, "start", "end", "name").join(first.select(keys).unique(), on=keys, how="semi")
-    found = found.filter(pl.col("name").cast(pl.String).str.contains(LAUNCH_API.pattern))
-    found = found.filter((pl.col("end") - pl.col("start")) < LOADING_GAP_NS)
+    found = calls(api, LAUNCH_API, columns=[*keys, "start", "end"])
+    found = found.join(first.select(keys).unique(), on=keys, how="semi").filter(
+        (pl.col("end") - pl.col("start")) < LOADING_GAP_NS
+    )
     return scalar_int(found["start"].min()) if found.height else None
 
 

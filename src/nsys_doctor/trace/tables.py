@@ -206,7 +206,8 @@ class TraceFrames:
 
     kernels: start, end, dur, deviceId, streamId, correlationId, globalPid, pid (Int32), name (demangled), short,
              gridX, gridY, gridZ
-    api:     start, end, dur, globalTid, pid, tid (Int32), correlationId, name (as recorded: cudaLaunchKernel_v7000)
+    api:     start, end, dur, globalTid, correlationId, name (as recorded: cudaLaunchKernel_v7000); the process and
+             thread ids are ``pid_of``/``tid_of`` of globalTid (``phases.calls`` gives them as columns on request)
     (the names of kernels and calls are categoricals: 4 bytes a row where a text view takes 16, and casting them
     to text copies every row's bytes; a small table of names is joined onto them with ``ops.keyed_like``)
     memcpy:  start, end, dur, bytes, copyKind, srcKind, dstKind, correlationId, globalPid, deviceId, streamId
@@ -316,7 +317,8 @@ class TraceFrames:
             where = f"eventClass IS NULL OR eventClass != {S.CUDA_BACKTRACE_EVENT_CLASS}"
         a = load(trace, S.RUNTIME, ["start", "end", "globalTid", "correlationId", "nameId"], flt, where)
         a = resolve_names(a, trace, "nameId", "name", categorical=True).drop("nameId")
-        return a.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalTid"), tid_of("globalTid"))
+        # no pid and tid columns (8 bytes a call): ``pid_of``/``tid_of`` of globalTid where one is needed
+        return a.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
 
     @property
     def damaged(self) -> DamageSummary:
