@@ -525,10 +525,10 @@ class TraceSession:
 
         w = self.window
         a = self.frames.api
-        from .trace.tables import pid_of, tid_of
+        from .trace.tables import call_column
 
         a = a.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).sort(["start", "correlationId"])
-        return a.with_columns(pl.col("name").cast(pl.String), pid_of("globalTid"), tid_of("globalTid"))
+        return a.with_columns(pl.col("name").cast(pl.String), call_column(a, "pid"), call_column(a, "tid"))
 
     def steps(self) -> pl.DataFrame:
         """The window's steps, one row each: idx, kind (prefill, decode, iteration, step), start and end (host

@@ -340,11 +340,7 @@ def classify(
         for k, column in enumerate(COLUMNS[1:])
     )
     out = frame.with_row_index("_row").join(lookup, on=["name", "short"], how="left", nulls_equal=True)
-    out = out.sort("_row").select(COLUMNS)
-    if isinstance(names, pl.Series) and names.dtype == pl.Categorical:
-        # names from a trace frame (categorical there): the lookup joins back onto the frame by name
-        out = out.with_columns(pl.col("name").cast(pl.Categorical))
-    return out
+    return out.sort("_row").select(COLUMNS)
 
 
 def keyed_like(lookup: pl.DataFrame, frame: pl.DataFrame, key: str = "name") -> pl.DataFrame:

@@ -34,6 +34,7 @@ STEP_NAMES = re.compile(NOT_ANNOTATION + r"(decode|prefill|step|forward|fwd|toke
 PREFILL_NAMES = re.compile(r"(prefill|prompt|context|extend)", re.IGNORECASE)
 LAUNCH_API = re.compile(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
 GRAPH_LAUNCH_API = re.compile(r"^(cudaGraphLaunch|cuGraphLaunch)")
+RUNTIME_API = re.compile(r"^cuda")  # the CUDA runtime's calls (the driver's start with "cu")
 # the host synchronization calls (the regex alternatives; structure.HOST_WAIT_API adds queries and blocking copies)
 SYNC_NAMES = (
     r"cudaStreamSynchronize|cuStreamSynchronize|cudaDeviceSynchronize|cudaThreadSynchronize|cuCtxSynchronize|"
@@ -78,24 +79,16 @@ def calls(
     """API rows whose name matches ``pattern`` (and not ``exclude``); ``columns``: only those columns (the others
     are not copied; ``pid`` and ``tid``, when the frame has none, from its globalTid). Names are matched once per
     distinct name, not once per call: traces have millions of calls but a few dozen API names."""
-    from ..trace.tables import distinct_values, pid_of, tid_of  # the distinct names of a frame are listed once
+    from ..trace.tables import call_column, distinct_values  # the distinct names of a frame are listed once
 
     names = [
         n
         for n in distinct_values(api, "name")
         if isinstance(n, str) and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
-    ids = {"pid": pid_of, "tid": tid_of}
     if names:
         api = api.filter(api["name"].is_in(names))
-    out = (
-        api
-        if columns is None
-        else api.select(
-            ids[c]("globalTid") if c in ids and c not in api.columns and "globalTid" in api.columns else pl.col(c)
-            for c in columns
-        )
-    )
+    out = api if columns is None else api.select(call_column(api, c) for c in columns)
     return out if names else out.clear()
 
 
@@ -198,12 +191,10 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
         if loads.height:
             markers.append(scalar_int(loads["end"].max()))
         # the first CUDA runtime call creates the context (tens of ms): one-time setup, as module loading is
-        from ..trace.tables import distinct_values
-
-        runtime = [n for n in distinct_values(api, "name") if isinstance(n, str) and n.startswith("cuda")]
-        at = api.select(pl.when(pl.col("name").is_in(runtime)).then(pl.col("start")).arg_min()).item()
+        runtime = calls(api, RUNTIME_API, columns=["start", "end"])
+        at = runtime["start"].arg_min() if runtime.height else None
         if at is not None:
-            start, end = scalar_int(api["start"][at]), scalar_int(api["end"][at])
+            start, end = scalar_int(runtime["start"][at]), scalar_int(runtime["end"][at])
             if end - start >= CONTEXT_INIT_NS and end <= bulk:
                 markers.append(end)
     head = ks.filter(pl.col("start") <= bulk).select("start", "end")

@@ -74,11 +74,15 @@ ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
 ALLOCATOR_CONF = "narenas:1,dirty_decay_ms:250,muzzy_decay_ms:250"
 
 
+def command_of(args: list[str]) -> str | None:
+    """The command named in ``args`` (its first word that is not an option)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def analyses(args: list[str]) -> bool:
     """Whether the command of ``args`` is one of the analysis commands (any but ``capture``, whose child is the
     user's program)."""
-    command = next((a for a in args if not a.startswith("-")), None)
-    entry = COMMAND_TABLE.get(command or "")
+    entry = COMMAND_TABLE.get(command_of(args) or "")
     return entry is not None and entry[0] != "capture"
 
 
@@ -103,8 +107,7 @@ def bound_threads(args: list[str], environ: dict[str, str] | os._Environ[str] = 
     """Set ``THREADS_ENV`` to ``ANALYSIS_THREADS`` in ``environ`` (before polars is imported) for an analysis
     command other than ``stats``, on a host of more cores (``cores``: ``os.cpu_count()`` when 0), unless the user
     set it; says whether it was set."""
-    command = next((a for a in args if not a.startswith("-")), None)
-    if not analyses(args) or command == "stats" or THREADS_ENV in environ:
+    if not analyses(args) or command_of(args) == "stats" or THREADS_ENV in environ:
         return False
     if (cores or os.cpu_count() or 1) <= ANALYSIS_THREADS:
         return False

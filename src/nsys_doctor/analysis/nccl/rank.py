@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ...trace.tables import tid_of
+from ...trace.tables import call_column
 from ..distribution import duration_summary
 from ..ops import OpRule, builtin_rules, classify
 from ..phases import LAUNCH_API, assign_to_steps, calls
@@ -170,8 +170,7 @@ def summarize_rank(
         .cast(pl.Int64)
         .alias("in_step")
     )
-    tid = pl.col("tid") if "tid" in api.columns else tid_of("globalTid")  # the trace's frame has globalTid alone
-    host_api = api.filter(pl.col("dur") >= LONG_HOST_NS).select(tid, "start", "end", "name")
+    host_api = api.filter(pl.col("dur") >= LONG_HOST_NS).select(call_column(api, "tid"), "start", "end", "name")
     host_api = host_api.filter(~pl.col("name").cast(pl.String).str.contains(LAUNCH_API.pattern))
     inst = _last_long_call(inst, host_api, "api")
     osc = os_calls if os_calls is not None else pl.DataFrame()

@@ -12,7 +12,7 @@ from ...errors import UsageError
 from ...units import format_bytes, format_ns
 from ..distribution import percentile, percentile_expr
 from ..model import DTYPES, Layout, LinearShape, Model
-from ..ops import OpRule, classify, label_frame
+from ..ops import OpRule, classify, keyed_like, label_frame
 from ..phases import Steps, assign_to_steps, launched_kernels
 from .findings import roofline_findings
 from .mapping import MapRule
@@ -55,7 +55,7 @@ def _linear_instances(
         return empty, 0
     names = ks.select("name", "short").unique()
     ops = classify(names["name"], rules, names["short"]).select("name", "family", "op").unique("name")
-    ks = label_frame(ks.join(ops, on="name", how="left")).with_columns(
+    ks = label_frame(ks.join(keyed_like(ops, ks), on="name", how="left")).with_columns(
         pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid"),
         (pl.col("gridX") * pl.col("gridY") * pl.col("gridZ")).alias("tiles"),
     )
@@ -244,7 +244,9 @@ def _match_phase(
     count_in_step = {n: sum(1 for s, _ in layout.sequence() if s.name == n) for n in shapes_by_name}
 
     # the kernel signature each shape usually runs, and how consistently
-    sigs = matched.group_by("shape", "sig", "short", "tiles", "family").len().sort("len", descending=True)
+    # (ties in a fixed order: the grouping's order changes from run to run)
+    keys = ["shape", "sig", "short", "tiles", "family"]
+    sigs = matched.group_by(keys).len().sort(["len", *keys], descending=[True, *[False] * len(keys)], nulls_last=True)
     totals = matched.group_by("shape").len().rename({"len": "total"})
     stats = matched.group_by("shape").agg(
         pl.len().alias("instances"),

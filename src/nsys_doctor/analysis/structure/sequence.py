@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from ...trace.schema import GRID
-from ...trace.tables import pid_of
+from ...trace.tables import call_column
 from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, launch_blocks, rows_where
 from .patterns import MIN_SEGMENTS, REGULAR_TOL
 
@@ -21,7 +21,7 @@ class Api:
     rows are selected with a boolean mask (traces have millions of calls)."""
 
     def __init__(self, api: pl.DataFrame, pid: int | None) -> None:
-        own = api if pid is None else rows_where(api, pid_of("globalTid") if "pid" not in api.columns else "pid", pid)
+        own = api if pid is None else rows_where(api, call_column(api, "pid"), pid)
         self.frame = own
         self.names: list[str] = own["name"].drop_nulls().unique().sort().to_list() if own.height else []
         if own.height:
