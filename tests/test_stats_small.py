@@ -23,7 +23,7 @@ from nsys_doctor.stats.nvtx import _small_ranges
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.window import EventFilter, event_filter, parse_filter_nvtx
 
-from .conftest import DATA, SAMPLE, TRACES, open_trace
+from .conftest import DATA, SAMPLE, TRACES, needs_shared, open_trace
 from .test_fuzz import MC, MS, K, N, R, both, mutated_copy, set_values, sql
 
 OSRT = "OSRT_API"
@@ -395,3 +395,80 @@ def test_engines_decline_past_their_work_bounds(monkeypatch: pytest.MonkeyPatch)
             slow = run_report(ReportContext(trace, EventFilter()), req).rows
         assert fast, report
         _same(fast, slow, report)
+
+
+# ------------------------------------------------------------------------------------ a few kept rows of a big table
+SYNC_CALLS = (
+    "SELECT count(*) FROM {R} r JOIN StringIds s ON s.id = r.nameId WHERE s.value LIKE 'cuda{what}Synchronize%'"
+)
+
+
+def _sync_calls(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        return sum(int(con.execute(SYNC_CALLS.format(R=R, what=w)).fetchone()[0]) for w in ("Device", "Stream"))
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["decode_eager.sqlite", "decode_pathologies.sqlite"])
+def test_few_kept_rows_of_a_big_table_need_no_polars(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule keeping a few rows of a big table (the synchronization calls among 0.19-0.30M runtime calls) reads
+    them with sqlite3 alone and gives the polars path's rows, with and without filters."""
+    path = TRACES / name
+    trace = open_trace(path)
+    assert not core.is_small(_rows(path, R), 4)  # the runtime table is big; the calls kept are few
+    calls = _sync_calls(path)
+    assert 100 < calls < core.SMALL_ROWS // 2
+    for label, flt in _filters(trace):
+        for report in ("cuda_api_sync", "cuda_api_sync:rows=-1", "cuda_api_sync:rows=3", "cuda_memcpy_sync"):
+            fast, slow = _both(ReportContext(trace, flt), report, monkeypatch)
+            _same(fast, slow, f"{name} {report} ({label})")
+            if label == "no filter" and report == "cuda_api_sync:rows=-1":
+                assert len(fast) == calls
+
+
+@needs_shared
+def test_few_kept_rows_of_a_big_memcpy_table_need_no_polars(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pageable copies among decode_pathologies' copies, with the limit set so that the copies' table is big
+    and the kept rows are not: the stdlib path reads them and gives the polars path's rows."""
+    path = TRACES / "decode_pathologies.sqlite"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        kept = int(con.execute(f'SELECT count(*) FROM {MC} WHERE "srcKind" = 0 OR "dstKind" = 0').fetchone()[0])
+    assert kept == 794  # of 1174 copies
+    monkeypatch.setattr(core, "SMALL_ROWS", 7 * kept)  # 14 values a row: 794 rows are small, 1174 are not
+    assert core.is_small(kept, 14) and not core.is_small(_rows(path, MC), 14)
+    fast, slow = _both(ReportContext(open_trace(path), EventFilter()), "cuda_memcpy_async:rows=-1", monkeypatch)
+    _same(fast, slow, "cuda_memcpy_async")
+    assert len(fast) == kept
+    monkeypatch.setattr(core, "SMALL_ROWS", 7 * kept - 7)  # one row too many: the polars path decides
+    with pytest.raises(AssertionError, match="polars loader"):
+        _both(ReportContext(open_trace(path), EventFilter()), "cuda_memcpy_async", monkeypatch)
+
+
+@needs_shared
+@pytest.mark.parametrize("kept", [True, False])
+def test_damage_among_the_kept_rows_declines(kept: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged synchronization call (end < start) sends cuda_api_sync to the polars path, which leaves it out; a
+    damaged call that the rule does not keep does not (the polars path reads only the kept rows too)."""
+    base = TRACES / "decode_eager.sqlite"
+    with sqlite3.connect(f"file:{base}?mode=ro", uri=True) as con:
+        ids = [r[0] for r in con.execute("SELECT id FROM StringIds WHERE value LIKE 'cudaStreamSynchronize%'")]
+    test = f"nameId IN ({','.join(map(str, ids))})"
+    rowid = f"(SELECT min(rowid) FROM {R} WHERE {'' if kept else 'NOT '}{test})"
+    path = mutated_copy(
+        base, tmp_path / "damaged.sqlite", sql(f'UPDATE {R} SET "end" = start - 5 WHERE rowid = {rowid}')
+    )
+    trace = Trace.open(path)
+    try:
+        req = parse_report_arg("cuda_api_sync:rows=-1")
+        if kept:  # the stdlib path declines; the command's rows are the polars path's, without the damaged call
+            with monkeypatch.context() as m, pytest.raises(AssertionError, match="polars loader"):
+                m.setattr(Trace, "read_table", _refuse_polars_reads)
+                run_report(ReportContext(trace, EventFilter()), req)
+            rows = run_report(ReportContext(trace, EventFilter()), req).rows
+            assert trace.damaged.damaged == 1
+        else:
+            rows, slow = _both(ReportContext(trace, EventFilter()), "cuda_api_sync:rows=-1", monkeypatch)
+            _same(rows, slow, "cuda_api_sync")
+        assert len(rows) == _sync_calls(base) - kept
+    finally:
+        trace.close()

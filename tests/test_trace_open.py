@@ -360,3 +360,30 @@ def test_call_frame_gives_process_and_thread_from_its_global_thread_id() -> None
     with nd.open(path) as t:
         window = t.api()
     assert {"pid", "tid"} <= set(window.columns) and window["pid"].n_unique() == 1
+
+
+def test_stdlib_reads_in_parts_use_at_most_two_connections(monkeypatch) -> None:
+    """``rows_in_parts`` (Python's sqlite3) opens at most STDLIB_MAX_PARTS connections, even where ``read_table``
+    would use 8 (the SQLite it links against may serialize threads), and gives the rows of one query, in order."""
+    import sqlite3
+
+    from nsys_doctor.trace import open as trace_open
+
+    monkeypatch.setattr(trace_open.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(trace_open, "PARALLEL_MIN_ROWS", 1000)
+    table = "CUPTI_ACTIVITY_KIND_KERNEL"  # 12,086 rows
+    with Trace.open(SAMPLE) as trace:
+        lo, hi = trace.rowid_range(table) or (0, 0)
+        assert len(trace_open._parts(lo, hi)) == 8  # what read_table would use
+        opened: list[str] = []
+        real = sqlite3.connect
+
+        def connect(*args, **kwargs):
+            opened.append(str(args[0]))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(trace_open.sqlite3, "connect", connect)
+        sql = f"SELECT correlationId, start FROM {table} WHERE {{range}} AND correlationId % 3 = 0 ORDER BY rowid"
+        rows = trace.rows_in_parts(table, sql)
+        assert len(opened) == trace_open.STDLIB_MAX_PARTS == 2
+        assert rows == trace.rows(sql.format(range="1")) and len(rows) > 100

@@ -287,7 +287,11 @@ def small_rows(
 
     A column is a column name, ``DURATION`` (end - start) or an SQL expression over the columns named in ``reads``
     (e.g. ``coalesce("mangledName", "demangledName")``). ``where``: an SQL condition the rows must pass too (as
-    ``tables.load``'s)."""
+    ``tables.load``'s). With ``where``, a big table whose kept rows are few is small too: its rows are read (on
+    parallel connections, as ``Trace.rows_in_parts``) up to one more than ``is_small`` allows, and None when they
+    reach that (a rule's few API calls among millions need no polars). Damage is then sought in the kept rows
+    alone, as the polars loader seeks it in the rows it reads: None when one of them is damaged."""
+    from ..trace.damage import valid_sql
     from ..trace.schema import ROW_KEYS
 
     trace = ctx.trace
@@ -302,15 +306,26 @@ def small_rows(
     span = trace.rowid_range(table)
     if span is None:
         return []
-    if not is_small(span[1] - span[0] + 1, len(columns)):
+    capped = not is_small(span[1] - span[0] + 1, len(columns))
+    if capped and not where:
         return None
     if names:
         trace.strings  # noqa: B018 - read first, as the polars path does
-    if trace.count_damage(table).damaged:
+    if not capped and trace.count_damage(table).damaged:
         return None
     where = " AND ".join(f"({c})" for c in (ctx.flt.sql_where(present), where) if c)
     cols = ", ".join(f'"{c}"' if c.isidentifier() else c for c in columns)
-    rows = trace.rows(f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid")
+    if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
+        most = 2 * SMALL_ROWS // max(2, len(columns))
+        keys = ROW_KEYS[table]
+        usable = valid_sql(keys, present, trace.string_span() if keys.names else None) or "1"
+        sql = f"SELECT {cols}, {usable} FROM {table} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {most + 1}"
+        flagged = trace.rows_in_parts(table, sql)
+        if len(flagged) > most or not all(row[-1] for row in flagged):
+            return None
+        rows = [row[:-1] for row in flagged]
+    else:
+        rows = trace.rows(f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid")
     if set(map(type, chain.from_iterable(rows))) <= {int}:
         return rows
     for i, c in enumerate(columns):

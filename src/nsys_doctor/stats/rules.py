@@ -109,25 +109,26 @@ def _small_gpu_ops_with_api(
     matching API calls are few, plain integers, in a runtime table with no damage counted. None: the polars path
     decides."""
     trace = ctx.trace
-    cols = [*GPU_OP_COLUMNS, *columns]
-    # the undamaged rows of a small table: only the key columns are never NULL
+    ids = string_ids(trace, api_test)
+    # the undamaged rows of a small table: only the key columns are never NULL; with no API call to match, the
+    # result is empty and one column tells whether polars would have found damage in the rows it reads
+    cols = [*GPU_OP_COLUMNS, *columns] if ids else ["start"]
     ops = small_rows(ctx.replace(flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False, where=keep)
     if ops is None:
         return None
-    ids = string_ids(trace, api_test)
-    calls: list[tuple] = []
-    if ids:
-        if any(d.table == S.RUNTIME and d.damaged for d in trace.damaged.tables):
-            return None  # the polars path leaves the damaged rows out
-        trace.require_columns(S.RUNTIME)
-        cap = 2 * core.SMALL_ROWS + 1  # one row more than is_small allows: enough to decline
-        where = f"nameId IN ({', '.join(str(int(i)) for i in sorted(ids))})"
-        calls = trace.rows_in_parts(
-            S.RUNTIME,
-            f'SELECT "correlationId", "nameId" FROM {S.RUNTIME} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {cap}',
-        )
-        if not is_small(len(calls), 2) or any(type(v) is not int for row in calls for v in row):
-            return None
+    if not ids:
+        return []
+    if any(d.table == S.RUNTIME and d.damaged for d in trace.damaged.tables):
+        return None  # the polars path leaves the damaged rows out
+    trace.require_columns(S.RUNTIME)
+    cap = 2 * core.SMALL_ROWS + 1  # one row more than is_small allows: enough to decline
+    where = f"nameId IN ({', '.join(str(int(i)) for i in sorted(ids))})"
+    calls = trace.rows_in_parts(
+        S.RUNTIME,
+        f'SELECT "correlationId", "nameId" FROM {S.RUNTIME} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {cap}',
+    )
+    if not is_small(len(calls), 2) or any(type(v) is not int for row in calls for v in row):
+        return None
     kept: dict[int, list[dict[str, Any]]] = {}
     for row in ops:
         op = dict(zip(cols, row, strict=True))

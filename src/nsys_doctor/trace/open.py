@@ -40,12 +40,16 @@ PARALLEL_MIN_ROWS = 100_000
 # At most this many parallel connections per table. On a 16-core host, `report` of 2M kernels + 5M calls took as
 # long with 8 as with 16 (6.9-7.3 s against 6.7-7.4 s) and peaked 65-130 MB lower; 4 were slower (docs/performance.md).
 PARALLEL_MAX_PARTS = 8
+# At most this many parallel connections of Python's own sqlite3 (``Trace.rows_in_parts``). The SQLite it links
+# against may serialize its threads: on a 16-core host (Ubuntu's SQLite 3.45.1) a filtered scan of 5M calls took
+# 0.47 s on one connection, 0.35 s on 2, 0.44 s on 4, 1.12 s on 8 and 1.37 s on 16 (ADBC's own SQLite: 0.09 s on 8).
+STDLIB_MAX_PARTS = 2
 
 
-def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
+def _parts(lo: int, hi: int, most: int = PARALLEL_MAX_PARTS) -> list[tuple[int, int]]:
     """The rowid range lo..hi cut in ranges read on parallel connections (one per PARALLEL_MIN_ROWS rows, at most
-    one per core and PARALLEL_MAX_PARTS)."""
-    n_parts = max(1, min(os.cpu_count() or 1, PARALLEL_MAX_PARTS, (hi - lo + 1) // PARALLEL_MIN_ROWS))
+    one per core and ``most``)."""
+    n_parts = max(1, min(os.cpu_count() or 1, most, (hi - lo + 1) // PARALLEL_MIN_ROWS))
     step = (hi - lo + 1 + n_parts - 1) // n_parts
     return [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
 
@@ -266,12 +270,12 @@ class Trace:
 
     def rows_in_parts(self, table: str, sql: str) -> list[tuple]:
         """The rows of ``sql`` (which reads ``table`` and holds ``{range}``, a rowid condition) run over rowid ranges
-        of the table on parallel connections, as ``read_table`` reads big tables; small tables are one query.
-        The parts' rows are concatenated in rowid-range order (for queries whose parts combine, e.g. DISTINCT)."""
+        of the table on parallel connections (at most ``STDLIB_MAX_PARTS``); small tables are one query. The
+        parts' rows are concatenated in rowid-range order (for queries whose parts combine, e.g. DISTINCT)."""
         span = self.rowid_range(table)
         if span is None:
             return self.rows(sql.format(range="1"))
-        bounds = _parts(*span)
+        bounds = _parts(*span, STDLIB_MAX_PARTS)
         if len(bounds) == 1:
             return self.rows(sql.format(range="1"))
 
