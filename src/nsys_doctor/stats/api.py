@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..trace import schema as S
 from ..trace.schema import nsys_api_name
-from .aggregate import grouped, summary_rows
+from .aggregate import Groups, grouped, small_grouped_stats, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
 TYPE_CHECKING = False
@@ -45,10 +45,23 @@ def small_api_calls(ctx: ReportContext) -> list[tuple] | None:
     return [(i, strings.get(i, ""), dur) for i, dur in rows]
 
 
+def _api_groups(ctx: ReportContext) -> Groups:
+    """Call time per (nameId, api): the stdlib engine groups a small clean table's calls by nameId alone and names
+    the groups (the name is the id's: the same groups in the same order), else polars."""
+    rows = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
+    groups = None if rows is None else small_grouped_stats(rows, ["nameId"])
+    if groups is None:
+        return grouped(None, ["nameId", "api"], lambda: api_calls(ctx), "dur")
+    strings = ctx.trace.strings
+    for g in groups:
+        g["api"] = strings.get(g["nameId"], "")
+    return groups
+
+
 @report("cuda_api_sum", "CUDA API Summary")
 def cuda_api_sum(ctx: ReportContext) -> StatsTable:
     """Time in each CUDA runtime and driver API function (host side)."""
-    stats = grouped(small_api_calls(ctx), ["nameId", "api"], lambda: api_calls(ctx), "dur")
+    stats = _api_groups(ctx)
     rows = [(*r[:-1], nsys_api_name(r[-1])) for r in summary_rows(stats, ["api"], by_count=False)]
     cols = (*duration_columns("Num Calls"), Column("Name"))
     return StatsTable("cuda_api_sum", "CUDA API Summary", cols, rows)

@@ -277,6 +277,7 @@ def small_rows(
     names: bool = True,
     reads: tuple[str, ...] = (),
     where: str = "",
+    checks: Sequence[str] = (),
 ) -> list[tuple] | None:
     """``columns`` of ``table`` (the rows passing the context's filter, in table order) read with sqlite3 alone,
     when that gives exactly what the polars loader (``tables.load``) would: [] for an absent table; None (the
@@ -289,9 +290,13 @@ def small_rows(
     (e.g. ``coalesce("mangledName", "demangledName")``). ``where``: an SQL condition the rows must pass too (as
     ``tables.load``'s). With ``where``, a big table whose kept rows are few is small too: its rows are read (on
     parallel connections, as ``Trace.rows_in_parts``) up to one more than ``is_small`` allows, and None when they
-    reach that (a rule's few API calls among millions need no polars). Damage is then sought in the kept rows
-    alone, as the polars loader seeks it in the rows it reads: None when one of them is damaged."""
-    from ..trace.damage import valid_sql
+    reach that (a rule's few API calls among millions need no polars).
+
+    Damage is sought as the polars loader seeks it: in the rows it reads (those passing the filter and ``where``)
+    and by the tests of the columns it reads (``damage.damaged_sql``): these, ``start`` and ``end`` (every loader
+    reads them) and ``checks`` (what else the caller's polars path reads). None when a row is damaged (the polars
+    path then counts the table's damage and leaves those rows out) or the table's damage was counted already."""
+    from ..trace.damage import damaged_sql, valid_sql
     from ..trace.schema import ROW_KEYS
 
     trace = ctx.trace
@@ -311,20 +316,27 @@ def small_rows(
         return None
     if names:
         trace.strings  # noqa: B018 - read first, as the polars path does
-    if not capped and trace.count_damage(table).damaged:
-        return None
+    if any(d.table == table for d in trace.damaged.tables):
+        return None  # the polars path leaves the damaged rows out
     where = " AND ".join(f"({c})" for c in (ctx.flt.sql_where(present), where) if c)
     cols = ", ".join(f'"{c}"' if c.isidentifier() else c for c in columns)
+    keys = ROW_KEYS[table]
+    # the columns the polars path reads: these, the times (every loader reads them) and ``checks``
+    read = [c for c in present if c in needed or c in ("start", "end") or c in checks]
+    strings = trace.string_span() if any(c in keys.names for c in read) else None
     if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
         most = 2 * SMALL_ROWS // max(2, len(columns))
-        keys = ROW_KEYS[table]
-        usable = valid_sql(keys, present, trace.string_span() if keys.names else None) or "1"
+        usable = valid_sql(keys, read, strings) or "1"
         sql = f"SELECT {cols}, {usable} FROM {table} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {most + 1}"
         flagged = trace.rows_in_parts(table, sql)
         if len(flagged) > most or not all(row[-1] for row in flagged):
             return None
         rows = [row[:-1] for row in flagged]
     else:
+        damaged = damaged_sql(keys, read, strings)
+        seek = " AND ".join(f"({c})" for c in (where, damaged) if c)
+        if damaged and trace.rows(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {seek})")[0][0]:
+            return None
         rows = trace.rows(f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid")
     if set(map(type, chain.from_iterable(rows))) <= {int}:
         return rows

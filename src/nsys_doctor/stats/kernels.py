@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..trace import schema as S
-from .aggregate import Groups, grouped, summary_rows
+from .aggregate import Groups, grouped, small_grouped_stats, summary_rows
 from .core import (
     DURATION,
     Column,
@@ -49,8 +49,18 @@ def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple
 
 def kernel_groups(ctx: ReportContext, keys: list[str], extra: tuple[str, ...] = ()) -> Groups:
     """Kernel time per group of ``keys`` (``name`` and the ``extra`` columns): the stdlib engine on a small clean
-    table, else polars."""
-    return grouped(small_kernels(ctx, extra), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
+    table, else polars. The stdlib engine groups the rows by name id, then names the groups: the same groups, in
+    the same order, as grouping by the names, unless two ids hold one name (then it groups by the names)."""
+    rows = small_kernel_rows(ctx, [*extra, DURATION])
+    by_id = None if rows is None else small_grouped_stats(rows, keys)
+    if by_id is not None:
+        strings = ctx.trace.strings
+        for group in by_id:
+            group["name"] = strings.get(group["name"], "")
+        if len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id):
+            return by_id
+    named = None if rows is None else [(ctx.trace.strings.get(r[0], ""), *r[1:]) for r in rows]
+    return grouped(named, keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
 
 
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))

@@ -111,9 +111,11 @@ def _small_gpu_ops_with_api(
     trace = ctx.trace
     ids = string_ids(trace, api_test)
     # the undamaged rows of a small table: only the key columns are never NULL; with no API call to match, the
-    # result is empty and one column tells whether polars would have found damage in the rows it reads
-    cols = [*GPU_OP_COLUMNS, *columns] if ids else ["start"]
-    ops = small_rows(ctx.replace(flt=rule_filter(ctx)), table, cols, nullable=tuple(cols), names=False, where=keep)
+    # result is empty: one column is read, and the columns polars would read are tested for damage
+    read = [*GPU_OP_COLUMNS, *columns]
+    cols = read if ids else ["start"]
+    ctx = ctx.replace(flt=rule_filter(ctx))
+    ops = small_rows(ctx, table, cols, nullable=tuple(cols), names=False, where=keep, checks=read)
     if ops is None:
         return None
     if not ids:

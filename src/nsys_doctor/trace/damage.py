@@ -131,6 +131,13 @@ def reasons_sql(table: str, keys: RowKeys, present: Iterable[str], span: tuple[i
     )
 
 
+def damaged_sql(keys: RowKeys, present: Iterable[str], span: tuple[int, int] | None = None) -> str:
+    """A WHERE condition true on the damaged rows, by the tests of the columns in ``present`` alone (empty when
+    none applies); ``span`` as ``_checks``'. A test that is NULL (a comparison with a NULL that another test
+    allows) does not make a row damaged, as in ``valid_sql``."""
+    return " OR ".join(f"({cond})" for cond, _ in _checks(keys, present, span))
+
+
 def valid_sql(keys: RowKeys, present: Iterable[str], span: tuple[int, int] | None = None) -> str:
     """A WHERE condition keeping only the usable rows (empty when the table has none of the key columns); ``span``
     as ``_checks``'."""
