@@ -105,7 +105,7 @@ def _small_gpu_ops_with_api(
     ctx: ReportContext, table: str, columns: list[str], api_test: Callable[[str], bool], keep: str
 ) -> list[dict[str, Any]] | None:
     """``_gpu_ops_with_api`` with sqlite3 alone (no polars), its rows as dicts (``api``: the call's name, ``dur``),
-    when that gives exactly the same: the operations' table is small and undamaged (``core.small_rows``) and the
+    when that gives exactly the same: the operations kept are few and undamaged (``core.small_rows``) and the
     matching API calls are few, plain integers, in a runtime table with no damage counted. None: the polars path
     decides."""
     trace = ctx.trace
