@@ -157,6 +157,58 @@ def test_tails_of_coded_names_are_those_of_the_names(seed: int) -> None:
     assert n < 300 or not a.is_empty()  # random grids per step: the kernels' shapes change
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_tails_of_a_packed_grid_are_those_of_the_grid(seed: int) -> None:
+    """The report's decode-step kernels carry their grid as one packed key (``pack_grid``): the tail tables (empty
+    ones too) and the dynamic shapes are the same as from the three dimensions."""
+    from nsys_doctor.analysis.diagnosis import _dynamic_shapes
+    from nsys_doctor.analysis.distribution import PACKED_GRID, pack_grid, packable_grid
+
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 6, 300, 2000])
+    top = rng.choice([2, 2**21 - 1])
+    df = pl.DataFrame(
+        {
+            "name": [rng.choice(["k1", "k2", "k3"]) for _ in range(n)],
+            "short": [rng.choice(["s1", "s2"]) for _ in range(n)],
+            **{g: [rng.choice([0, 1, top]) for _ in range(n)] for g in GRID},
+            "dur": [rng.randint(0, 10**6) for _ in range(n)],
+            "idx": sorted(rng.randint(0, 9) for _ in range(n)),
+        },
+        schema={
+            "name": pl.String,
+            "short": pl.String,
+            **dict.fromkeys(GRID, pl.Int64),
+            "dur": pl.Int64,
+            "idx": pl.Int64,
+        },
+    )
+    assert packable_grid(df) or n == 0
+    (name_codes, names), (short_codes, shorts) = text_codes(df["name"]), text_codes(df["short"])
+    coded = df.with_columns(name_codes, short_codes)
+    packed = coded.select("name", "short", pack_grid(), "dur", "idx")
+    assert PACKED_GRID in packed.columns and not set(GRID) & set(packed.columns)
+    key_sets = [["name"], ["name", *GRID], ["short"]]
+    texts = {"name": names, "short": shorts}
+    grid_types = dict.fromkeys(GRID, pl.Int64())
+    for keys, a, b in zip(
+        key_sets,
+        tail_tables(coded, key_sets, coded=texts),
+        tail_tables(packed, key_sets, coded=texts, grid_types=grid_types),
+        strict=True,
+    ):
+        assert _same_frame(a, b, keys), keys
+    steps = pl.DataFrame({"idx": list(range(10)), "start": [i * 1_000_000 for i in range(10)]}).with_columns(
+        (pl.col("start") + 999_999).alias("end")
+    )
+    labels = pl.DataFrame({"name": ["k1", "k2", "k3"], "label": ["K1", "K2", "K3"]})
+    lk = df.with_columns(pl.lit(0, pl.Int64).alias("start"), pl.lit(None, pl.Int64).alias("l_start"))
+    a = _dynamic_shapes(lk, steps, labels, coded.select("name", *GRID, "idx"), names)
+    b = _dynamic_shapes(lk, steps, labels, packed.select("name", PACKED_GRID, "idx"), names)
+    assert a.equals(b)
+    assert n < 300 or not a.is_empty()  # random grids per step: the kernels' shapes change
+
+
 @pytest.mark.parametrize(
     "texts",
     [

@@ -14,7 +14,18 @@ import polars as pl
 
 from ..trace.schema import GRID
 from ..units import format_ns
-from .distribution import decode_texts, percentile, ratio, scalar_int, tail_table, tail_tables, text_codes
+from .distribution import (
+    PACKED_GRID,
+    decode_texts,
+    pack_grid,
+    packable_grid,
+    percentile,
+    ratio,
+    scalar_int,
+    tail_table,
+    tail_tables,
+    text_codes,
+)
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
 from .host import HostSummary, busy_intervals, summarize_host
 from .ops import OpRule, classify, label_frame
@@ -340,21 +351,30 @@ def diagnose(
         # only the columns the tails read, the names as codes: every other column of the launched kernels, and
         # the names' 16-byte views, would be copied too (millions of rows)
         (name_codes, name_texts), (short_codes, short_texts) = text_codes(lkw["name"]), text_codes(lkw["short"])
-        in_decode = assign_to_steps(
-            lkw.select(name_codes, short_codes, *GRID, "dur", pl.coalesce("l_start", "start").alias("t")),
-            decode_ids,
-            "t",
-        ).filter(pl.col("idx").is_not_null())
+        # the grid as one packed key (8 bytes a row, not 24), and the step's time left out once the step is found
+        grid = [pack_grid()] if packable_grid(lkw) else GRID
+        in_decode = (
+            assign_to_steps(
+                lkw.select(name_codes, short_codes, *grid, "dur", pl.coalesce("l_start", "start").alias("t")),
+                decode_ids,
+                "t",
+            )
+            .select(pl.exclude("t"))
+            .filter(pl.col("idx").is_not_null())
+        )
         del name_codes, short_codes
         if in_decode.height:
             kt, coded = in_decode, {"name": name_texts, "short": short_texts}
         del in_decode
+    grid_types = {g: kw.schema[g] for g in GRID}
     # the tails by name, by name and grid, by short name: one sort of the durations, each name coded once
     if kt is kw:  # the tails by name are the table above
         name_tails = kw_name_tails
         grid_table, short_tails = tail_tables(kt, [["name", *GRID], ["short"]])
     else:
-        name_tails, grid_table, short_tails = tail_tables(kt, [["name"], ["name", *GRID], ["short"]], coded=coded)
+        name_tails, grid_table, short_tails = tail_tables(
+            kt, [["name"], ["name", *GRID], ["short"]], coded=coded, grid_types=grid_types
+        )
     if kt is not kw:  # per decode step: the family time inside decode steps over their number
         per_step = (
             name_tails.select("name", "total")
@@ -383,7 +403,7 @@ def diagnose(
         lkw,
         decode_ids,
         names.select("name", "label"),
-        kt.select("name", *GRID, "t", "idx") if kt is not kw else None,
+        kt.select("name", PACKED_GRID if PACKED_GRID in kt.columns else GRID, "idx") if kt is not kw else None,
         coded.get("name"),
     )
     # the decode steps' kernels (a copy of millions of rows) are freed before the API calls' tails sort theirs
@@ -502,8 +522,8 @@ def _dynamic_shapes(
     more than one signature across steps runs with dynamic shapes (the same name used for several fixed shapes
     inside every step is not dynamic, nor is a kernel launched more often in some steps than in others with the
     same grid: its work changes, not its shape). ``inside``: the kernels of ``lk`` already placed in the decode steps
-    (name, grid, t, idx; only those with a step), when the caller has them; ``texts``: their names are
-    ``text_codes``' codes of these texts."""
+    (name, the grid or its packed key ``PACKED_GRID``, idx; only those with a step), when the caller has them;
+    ``texts``: their names are ``text_codes``' codes of these texts."""
     empty = pl.DataFrame(
         schema={"label": pl.Utf8, "name": pl.Utf8, "signatures": pl.UInt32, "grids": pl.UInt32, "steps": pl.UInt32}
     )
@@ -518,11 +538,12 @@ def _dynamic_shapes(
         codes, texts = text_codes(inside["name"])  # grouped by code: grouping by the names would copy them
     else:
         codes = inside["name"]
-    inside = inside.select(
-        codes,
-        "idx",
-        (pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")).alias("g"),
+    grid = (
+        pl.col(PACKED_GRID)  # packed by the caller, as below
+        if PACKED_GRID in inside.columns
+        else pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")
     )
+    inside = inside.select(codes, "idx", grid.alias("g"))
     per_step = inside.group_by("idx", "name").agg(pl.col("g").unique().sort().alias("sig"))
     out = per_step.group_by("name").agg(
         pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps")

@@ -130,28 +130,47 @@ TAIL_COLUMNS = ("count", "total", "mean", "p50", "p95", "p99", "max", "p99_p50",
 
 
 def tail_tables(
-    df: pl.DataFrame, key_sets: list[list[str]], value: str = "dur", coded: Mapping[str, pl.Series] | None = None
+    df: pl.DataFrame,
+    key_sets: list[list[str]],
+    value: str = "dur",
+    coded: Mapping[str, pl.Series] | None = None,
+    grid_types: Mapping[str, pl.DataType] | None = None,
 ) -> list[pl.DataFrame]:
     """``tail_table(df, keys)`` for each ``keys`` of ``key_sets``, from one sort of the values and one coding of
     each text key (the tails of one frame by name, by name and grid, by short name share them). ``coded``: key
-    columns of ``df`` that already hold ``text_codes``' codes, with their texts (the tables show the texts)."""
-    if df.is_empty():
+    columns of ``df`` that already hold ``text_codes``' codes, with their texts (the tables show the texts).
+    ``grid_types``: ``df`` holds the launch grid as one packed column (``pack_grid``), not the three dimensions,
+    which the tables show with these types."""
+    if grid_types is not None and PACKED_GRID in df.columns:
+        return _tails_of(df, key_sets, value, coded, dict(grid_types))
+    packed = not df.is_empty() and _packable_grid(df, key_sets)
+    return _tails_of(df, key_sets, value, coded, {g: df.schema[g] for g in GRID} if packed else {})
+
+
+def _tails_of(
+    df: pl.DataFrame,
+    key_sets: list[list[str]],
+    value: str,
+    coded: Mapping[str, pl.Series] | None,
+    grid_types: dict[str, pl.DataType],
+) -> list[pl.DataFrame]:
+    """``tail_tables``' work; ``grid_types``: the grid is grouped as one packed key (empty: as its columns)."""
+    v = pl.col(value)
+    if df.is_empty():  # the tables show texts, and a packed grid as its dimensions
         types = {k: coded[k].dtype if coded is not None and k in coded else df.schema[k] for k in df.columns}
-        types = {k: pl.String() if t == pl.Categorical else t for k, t in types.items()}  # the tables show texts
+        types = {k: pl.String() if t == pl.Categorical else t for k, t in types.items()} | grid_types
         return [
             pl.DataFrame(schema={**{k: types[k] for k in keys}, **dict.fromkeys(TAIL_COLUMNS, pl.Float64)})
             for keys in key_sets
         ]
-    v = pl.col(value)
     # text keys (kernel and API names) are grouped by a code per distinct text: sorting and grouping millions of
     # strings copies their bytes (hundreds of MB at two million kernels), their codes cost 4 bytes a row
     texts: dict[str, pl.Series] = {}
     cols: list[pl.Series] = []
-    packed = _packable_grid(df, key_sets)
     for k in dict.fromkeys(k for keys in key_sets for k in keys):
-        if packed and k in GRID:
+        if grid_types and k in GRID:
             if k == GRID[0]:  # a launch grid as one key of 8 bytes, not three
-                cols.append(df.select(_pack_grid()).to_series())
+                cols.append(df[PACKED_GRID] if PACKED_GRID in df.columns else df.select(pack_grid()).to_series())
             continue
         col = df[k]
         if coded is not None and k in coded:
@@ -164,12 +183,11 @@ def tail_tables(
     ordered = pl.DataFrame([*cols, df[value]]).sort(value)
     del cols
     at50, at99 = v.get(_rank(50)), v.get(_rank(99))
-    grid_types = {g: df.schema[g] for g in GRID} if packed else {}
     return [_tails(ordered, keys, v, at50, at99, texts, grid_types) for keys in key_sets]
 
 
 GRID_BITS = 21
-"""Bits of each launch grid dimension in a packed grid key (``_pack_grid``)."""
+"""Bits of each launch grid dimension in a packed grid key (``pack_grid``)."""
 PACKED_GRID = "_grid"
 
 
@@ -189,7 +207,14 @@ def _packable_grid(df: pl.DataFrame, key_sets: list[list[str]]) -> bool:
     )
 
 
-def _pack_grid() -> pl.Expr:
+def packable_grid(df: pl.DataFrame) -> bool:
+    """Whether the launch grids of ``df`` can be held as one packed key (``pack_grid``): every dimension known and
+    below ``2**GRID_BITS`` (False for an empty frame)."""
+    return not df.is_empty() and _packable_grid(df, [list(GRID)])
+
+
+def pack_grid() -> pl.Expr:
+    """The launch grid as one Int64 key, ``PACKED_GRID`` (x, y, z in ``GRID_BITS`` bits each; ``packable_grid``)."""
     x, y, z = (pl.col(g).cast(pl.Int64) for g in GRID)
     return ((x * (1 << (2 * GRID_BITS))) + (y * (1 << GRID_BITS)) + z).alias(PACKED_GRID)
 
