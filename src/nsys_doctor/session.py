@@ -523,10 +523,10 @@ class TraceSession:
         """The window's CUDA runtime and driver API calls: start, end, dur (ns), name, pid, tid, correlationId."""
         import polars as pl
 
-        w = self.window
-        a = self.frames.api
         from .trace.tables import call_column
 
+        w = self.window
+        a = self.frames.api
         a = a.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)).sort(["start", "correlationId"])
         return a.with_columns(pl.col("name").cast(pl.String), call_column(a, "pid"), call_column(a, "tid"))
 

@@ -366,12 +366,12 @@ def diagnose(
         if in_decode.height:
             kt, coded = in_decode, {"name": name_texts, "short": short_texts}
         del in_decode
-    grid_types = {g: kw.schema[g] for g in GRID}
     # the tails by name, by name and grid, by short name: one sort of the durations, each name coded once
     if kt is kw:  # the tails by name are the table above
         name_tails = kw_name_tails
         grid_table, short_tails = tail_tables(kt, [["name", *GRID], ["short"]])
     else:
+        grid_types = {g: kw.schema[g] for g in GRID}  # of the grid packed in kt, if it is
         name_tails, grid_table, short_tails = tail_tables(
             kt, [["name"], ["name", *GRID], ["short"]], coded=coded, grid_types=grid_types
         )

@@ -86,10 +86,8 @@ def calls(
         for n in distinct_values(api, "name")
         if isinstance(n, str) and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
-    if names:
-        api = api.filter(api["name"].is_in(names))
-    out = api if columns is None else api.select(call_column(api, c) for c in columns)
-    return out if names else out.clear()
+    api = api.filter(api["name"].is_in(names)) if names else api.clear()
+    return api if columns is None else api.select(call_column(api, c) for c in columns)
 
 
 def rows_where(df: pl.DataFrame, col: str | pl.Expr, value: int) -> pl.DataFrame:

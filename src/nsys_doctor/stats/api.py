@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..trace import schema as S
 from ..trace.schema import nsys_api_name
-from .aggregate import Groups, grouped, small_grouped_stats, summary_rows
+from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
 TYPE_CHECKING = False
@@ -51,7 +51,7 @@ def _api_groups(ctx: ReportContext) -> Groups:
     rows = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
     groups = None if rows is None else small_grouped_stats(rows, ["nameId"])
     if groups is None:
-        return grouped(None, ["nameId", "api"], lambda: api_calls(ctx), "dur")
+        return grouped_stats(api_calls(ctx), ["nameId", "api"], "dur")
     strings = ctx.trace.strings
     for g in groups:
         g["api"] = strings.get(g["nameId"], "")

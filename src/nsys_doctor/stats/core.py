@@ -316,7 +316,7 @@ def small_rows(
         return None
     if names:
         trace.strings  # noqa: B018 - read first, as the polars path does
-    if any(d.table == table for d in trace.damaged.tables):
+    if trace.damage_found(table):
         return None  # the polars path leaves the damaged rows out
     where = " AND ".join(f"({c})" for c in (ctx.flt.sql_where(present), where) if c)
     cols = ", ".join(f'"{c}"' if c.isidentifier() else c for c in columns)
@@ -324,6 +324,8 @@ def small_rows(
     # the columns the polars path reads: these, the times (every loader reads them) and ``checks``
     read = [c for c in present if c in needed or c in ("start", "end") or c in checks]
     strings = trace.string_span() if any(c in keys.names for c in read) else None
+    # damage: a flag on each row read from a big table (another scan of it would cost as much as the read); on a
+    # small one, one EXISTS query before the read (cheaper than a flag on every row)
     if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
         most = 2 * SMALL_ROWS // max(2, len(columns))
         usable = valid_sql(keys, read, strings) or "1"

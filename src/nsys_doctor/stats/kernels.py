@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..trace import schema as S
-from .aggregate import Groups, grouped, small_grouped_stats, summary_rows
+from .aggregate import Groups, grouped, grouped_stats, small_grouped_stats, summary_rows
 from .core import (
     DURATION,
     Column,
@@ -39,28 +39,30 @@ def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple
     """``kernels_with_names`` of a small, clean kernel table read with sqlite3 alone, as rows ``(name, *extra,
     dur)`` in table order (``extra``: integer columns); None when the polars path must decide (see ``small_rows``)."""
     rows = small_kernel_rows(ctx, [*extra, DURATION])
-    if rows is None:
-        return None
+    return None if rows is None else _named(ctx, rows)
+
+
+def _named(ctx: ReportContext, rows: list[tuple]) -> list[tuple]:
+    """``small_kernel_rows``' rows with the name of each name id."""
     strings = ctx.trace.strings
-    if not extra:
-        return [(strings.get(i, ""), dur) for i, dur in rows]
     return [(strings.get(r[0], ""), *r[1:]) for r in rows]
 
 
 def kernel_groups(ctx: ReportContext, keys: list[str], extra: tuple[str, ...] = ()) -> Groups:
     """Kernel time per group of ``keys`` (``name`` and the ``extra`` columns): the stdlib engine on a small clean
     table, else polars. The stdlib engine groups the rows by name id, then names the groups: the same groups, in
-    the same order, as grouping by the names, unless two ids hold one name (then it groups by the names)."""
+    the same order, as grouping by the names, unless two ids hold one name (then it groups by the names). What it
+    declines by id (a value it cannot reproduce exactly, a NULL key) it would decline by name too."""
     rows = small_kernel_rows(ctx, [*extra, DURATION])
     by_id = None if rows is None else small_grouped_stats(rows, keys)
-    if by_id is not None:
-        strings = ctx.trace.strings
-        for group in by_id:
-            group["name"] = strings.get(group["name"], "")
-        if len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id):
-            return by_id
-    named = None if rows is None else [(ctx.trace.strings.get(r[0], ""), *r[1:]) for r in rows]
-    return grouped(named, keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
+    if rows is None or by_id is None:
+        return grouped_stats(kernels_with_names(ctx, list(extra)), keys, "dur")
+    strings = ctx.trace.strings
+    for group in by_id:
+        group["name"] = strings.get(group["name"], "")
+    if len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id):
+        return by_id
+    return grouped(_named(ctx, rows), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
 
 
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))

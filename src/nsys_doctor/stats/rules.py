@@ -120,7 +120,7 @@ def _small_gpu_ops_with_api(
         return None
     if not ids:
         return []
-    if any(d.table == S.RUNTIME and d.damaged for d in trace.damaged.tables):
+    if trace.damage_found(S.RUNTIME):
         return None  # the polars path leaves the damaged rows out
     trace.require_columns(S.RUNTIME)
     cap = 2 * core.SMALL_ROWS + 1  # one row more than is_small allows: enough to decline

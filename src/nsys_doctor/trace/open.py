@@ -244,6 +244,12 @@ class Trace:
             tables = tuple(d for d in self._damage.values() if d.damaged)
         return DamageSummary(self.name, tables)
 
+    def damage_found(self, table: str) -> bool:
+        """Whether damaged rows of ``table`` were found (and are left out of every read of it from then on)."""
+        with self._damage_lock:
+            found = self._damage.get(table)
+        return found is not None and found.damaged > 0
+
     def __enter__(self) -> Trace:
         return self
 

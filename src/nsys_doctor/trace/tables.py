@@ -192,17 +192,17 @@ def pid_of(column: str) -> pl.Expr:
     return ((pl.col(column) // (1 << 24)) % (1 << 24)).cast(pl.Int32).alias("pid")
 
 
+def tid_of(column: str) -> pl.Expr:
+    """The thread id held in a ``globalTid`` column (bits 0-23), as ``tid``, an Int32 (see ``pid_of``)."""
+    return (pl.col(column) % (1 << 24)).cast(pl.Int32).alias("tid")
+
+
 def call_column(frame: pl.DataFrame, column: str) -> pl.Expr:
     """``column`` of a call frame as an expression: ``pid`` and ``tid`` from its globalTid when the frame holds no
     such column (``TraceFrames.api`` does not: 8 bytes a call)."""
     if column in ("pid", "tid") and column not in frame.columns and "globalTid" in frame.columns:
         return pid_of("globalTid") if column == "pid" else tid_of("globalTid")
     return pl.col(column)
-
-
-def tid_of(column: str) -> pl.Expr:
-    """The thread id held in a ``globalTid`` column (bits 0-23), as ``tid``, an Int32 (see ``pid_of``)."""
-    return (pl.col(column) % (1 << 24)).cast(pl.Int32).alias("tid")
 
 
 GPU_OP_KINDS = ("kernel", "memcpy", "memset", "graph")
