@@ -10,8 +10,16 @@ repeated; the two commands of one report run back to back so that machine noise 
 
 * nsys: ``nsys stats --force-export=false --format csv -o - -r R TRACE`` (``nsys analyze --format csv -o - -r R
   TRACE`` for a rule); its ``Processing [...]`` banner is left out of the comparison;
-* ours: ``python3 -m nsys_doctor.cli.main stats TRACE -r R --format csv -o -`` (the whole process: interpreter
-  start, imports, reading, rendering).
+* ours: ``nsys-doctor stats TRACE -r R --format csv -o -`` (the whole process: interpreter start, imports, reading,
+  rendering), started as the installed ``nsys-doctor`` script starts it: the console script beside the interpreter
+  when there is one, else the same few lines (import ``entry`` from ``nsys_doctor.cli.main`` and call it) through
+  ``python -c``. ``python -m`` would add runpy's imports, which the installed command does not make.
+
+Bytecode: by default our commands write and read cached bytecode under a temporary PYTHONPYCACHEPREFIX, as an
+installed package has its ``.pyc`` files (pip compiles them at install); the source tree is left alone, and
+PYTHONDONTWRITEBYTECODE, which some images set, is cleared for them. ``--no-bytecode`` measures a Python that
+compiles every module of ours at every start. The interpreter's own start (``python -c "import sqlite3"``, median of
+``--repeat`` runs or at least 5) is printed first: the floor under every one of our times.
 
 With ``--repeat N`` (small traces, where one run is a fraction of a second) the two commands run N times each,
 alternated, and their median wall times are compared. Printed per row: both wall times, nsys/ours (the speedup;
@@ -62,10 +70,19 @@ RULES = [
 TARGET = 1.5
 
 
-def run(cmd: list[str], timeout: float) -> tuple[float, int, bytes]:
+def entry_script(python: str) -> list[str]:
+    """How the installed command starts: the console script beside the interpreter, else its lines run by
+    ``python -c`` (not ``python -m``, whose runpy imports the installed script does not make)."""
+    exe = shutil.which("nsys-doctor", path=str(Path(python).parent))
+    if exe:
+        return [exe]
+    return [python, "-c", "import sys; from nsys_doctor.cli.main import entry; sys.exit(entry())"]
+
+
+def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[float, int, bytes]:
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout, env=env)
         return time.perf_counter() - t0, p.returncode, p.stdout
     except subprocess.TimeoutExpired:
         return time.perf_counter() - t0, -9, b""
@@ -96,12 +113,31 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each command (alternated); medians are compared")
+    ap.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="run ours with PYTHONDONTWRITEBYTECODE=1 and no cached bytecode (every module compiled at every start)",
+    )
     a = ap.parse_args()
     t_start = time.perf_counter()
     reports = [r for r in a.reports.split(",") if r]
-    ours_cmd = [sys.executable, "-m", "nsys_doctor.cli.main", "stats"]
+    env = dict(os.environ)
+    pyc_dir = None
+    if a.no_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    else:  # bytecode cached as an installed package has it, kept out of the source tree
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        pyc_dir = tempfile.mkdtemp(prefix="nsys-doctor-pyc-")
+        env["PYTHONPYCACHEPREFIX"] = pyc_dir
+    ours_cmd = [*entry_script(sys.executable), "stats"]
     version = subprocess.run([a.nsys, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"nsys: {version}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
+    floor = [run([sys.executable, "-c", "import sqlite3"], a.timeout, env)[0] for _ in range(max(5, a.repeat))]
+    how = "the console script" if len(ours_cmd) == 2 else "python -c (the console script's lines)"
+    cached = "not cached" if a.no_bytecode else "cached"
+    print(f"interpreter start (python -c 'import sqlite3'), median: {statistics.median(floor):.3f} s; ours run as "
+          f"{how}, bytecode {cached}")  # fmt: skip
     slow: set[str] = set()
     passed = identical = 0
     results: list[dict[str, object]] = []
@@ -127,7 +163,8 @@ def main() -> None:
                 times_n, times_o = [], []
                 for _ in range(a.repeat):  # alternated, so that machine noise hits both alike
                     tn, rc_n, out_n = run(nsys, a.timeout)
-                    to, rc_o, out_o = run([*ours_cmd, str(trace), "-r", r, "--format", "csv", "-o", "-"], a.timeout)
+                    ours = [*ours_cmd, str(trace), "-r", r, "--format", "csv", "-o", "-"]
+                    to, rc_o, out_o = run(ours, a.timeout, env)
                     times_n.append(tn)
                     times_o.append(to)
                 tn, to = statistics.median(times_n), statistics.median(times_o)
@@ -147,6 +184,8 @@ def main() -> None:
             copy.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if pyc_dir is not None:
+            shutil.rmtree(pyc_dir, ignore_errors=True)
     n = len(results)
     print(f"\n{passed} of {n} at least {TARGET}x faster than nsys; {identical} of {n} identical CSVs")
     if a.json:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 
 import polars as pl
+import pytest
 
-from nsys_doctor.stats.aggregate import grouped_stats, share, stat_cells
+from nsys_doctor.report.nsys_format import Units, render_csv
+from nsys_doctor.stats.aggregate import grouped_stats, r1, share, stat_cells
+from nsys_doctor.stats.core import Column, StatsTable
+from nsys_doctor.units import round_half_up
 
 
 def _cells(values: list[int | None]) -> tuple:
@@ -41,3 +45,31 @@ def test_share_rounds_like_sqlite():
     assert share(1, 8) == 12.5
     assert share(1, 3) == 33.3
     assert share(0, 0) is None
+
+
+def test_r1_is_round_half_up_at_one_decimal() -> None:
+    """``r1``'s shortcut for floats that are no tie gives what ``round_half_up`` gives, ties and odd values too."""
+    values: list[float | int | None] = [2.25, -2.25, 0.35, 0.05, -0.05, 1234567.25, 2.675, 1.04999, -0.04, 0.0, -0.0]
+    values += [1e300, -1e-300, 12.15, 7, -3, None, math.inf, -math.inf]
+    values += [k / 8 for k in range(-80, 80)] + [k / 3 for k in range(-30, 30)]
+    for v in values:
+        got, want = r1(v), round_half_up(v, 1)
+        assert repr(got) == repr(want), v
+    assert math.isnan(r1(math.nan))  # type: ignore[arg-type]
+
+
+def test_csv_quotes_text_and_never_numbers() -> None:
+    cols = (Column("Total Time", "dur_ns"), Column("Avg", "dur_ns"), Column("Name"), Column("Count"))
+    rows = [(1500, 2.5, "void k<int, 2>(float*)", 3), (7, None, 'say "hi"', 0), (0, -0.0, "plain", None)]
+    table = StatsTable("t", "T", cols, rows, "")
+    assert render_csv(table, Units()) == (
+        "Total Time (ns),Avg (ns),Name,Count\n"
+        '1500,2.5,"void k<int, 2>(float*)",3\n'
+        '7,,"say ""hi""",0\n'
+        "0,-0.0,plain,\n"
+    )
+    # shown in microseconds: the numbers are converted (and still never quoted)
+    assert render_csv(table, Units(time="us")).splitlines()[1] == '1.500,0.003,"void k<int, 2>(float*)",3'
+    bad = StatsTable("t", "T", cols, [(1, 2.0, "x")], "")
+    with pytest.raises(ValueError, match="3 cells in a table of 4 columns"):
+        render_csv(bad, Units())

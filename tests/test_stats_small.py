@@ -205,6 +205,25 @@ def test_engine_is_polars_bit_for_bit() -> None:
     assert small == list(aggregate.grouped_stats(df, ["k"], "v").iter_rows(named=True))
 
 
+def test_engine_on_two_keys_from_an_iterator_and_groups_of_one() -> None:
+    """Rows of two keys, given as a generator (read twice by the engine's two-key path, so it must hold them),
+    most groups a single row (the shortcut for one value): the same groups as polars, in the same order."""
+    import random
+
+    import polars as pl
+
+    rng = random.Random(11)
+    rows = [(f"r{rng.randrange(3000)}", rng.choice("ab"), rng.randrange(10**9)) for _ in range(4000)]
+    small = aggregate.small_grouped_stats((r for r in rows), ["name", "style"])
+    df = pl.DataFrame(rows, schema={"name": pl.Utf8, "style": pl.Utf8, "v": pl.Int64}, orient="row")
+    assert small == list(aggregate.grouped_stats(df, ["name", "style"], "v").iter_rows(named=True))
+    assert sum(g["n"] == 1 for g in small or []) > 1000
+    # a group of one value declines as a longer group does: not an integer, or not exact in a double
+    assert aggregate.small_grouped_stats([("a", "b", 1.0)], ["k", "j"]) is None
+    assert aggregate.small_grouped_stats([("a", 2**52)], ["k"]) is None
+    assert aggregate.small_grouped_stats([("a", None, 3)], ["k", "j"]) is None  # a NULL in a key of two
+
+
 # ------------------------------------------------------------------------------------------- damaged or odd tables
 DECLINED = {
     # (mutation, what declines): damaged rows, NULL or mistyped values, values not exact in a double

@@ -129,13 +129,31 @@ def _csv_field(text: str) -> str:
     return text
 
 
+def csv_formatter(col: Column, units: Units) -> Callable[[object], str]:
+    """``plain_cell`` of one column as a CSV field: quoted where the text needs it (``_csv_field``). An int's or a
+    float's text never does, so a column shown as it is prints its numbers without the test."""
+    cell = cell_formatter(col, units, pretty=False)
+    if _scaled(col, units):
+        return lambda v: _csv_field(cell(v))
+
+    def field(v: object) -> str:
+        t = type(v)
+        return str(v) if t is int else repr(v) if t is float else _csv_field(cell(v))
+
+    return field
+
+
 def render_csv(table: StatsTable, units: Units) -> str:
     if not table.rows:
         return ""
-    lines = [",".join(_csv_field(header(c, units)) for c in table.columns)]
-    cells = [cell_formatter(c, units, pretty=False) for c in table.columns]
+    lines = [",".join([_csv_field(header(c, units)) for c in table.columns])]
+    fields = [csv_formatter(c, units) for c in table.columns]
+    width = len(fields)
+    join = ",".join
     for row in table.rows:
-        lines.append(",".join(_csv_field(cell(v)) for v, cell in zip(row, cells, strict=True)))
+        if len(row) != width:
+            raise ValueError(f"a row of {len(row)} cells in a table of {width} columns")
+        lines.append(join([f(v) for f, v in zip(fields, row)]))  # noqa: B905 - the width is checked above
     return "\n".join(lines) + "\n"
 
 

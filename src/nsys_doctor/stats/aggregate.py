@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 
 from ..units import round_half_up
 
@@ -90,15 +91,23 @@ def small_grouped_stats(
     nf = len(first)
     groups: dict[Any, list[Any]] = {}
     heads: dict[Any, tuple[Any, ...]] = {}
-    if nk == 1 and not nf:  # the common case, (key, value) pairs: a plain key, no tuple per row
-        for key, value in rows:
+    if not nf:  # the common case, (key, value) pairs: a plain key, or the key columns' tuple cut out in C
+        if nk == 1:
+            pairs: Iterable[tuple[Any, ...]] = rows
+        else:  # two passes over the rows: a list, not an iterator
+            table = rows if isinstance(rows, list) else list(rows)
+            pairs = zip(map(itemgetter(slice(0, nk)), table), map(itemgetter(-1), table), strict=True)
+        for key, value in pairs:
             values = groups.get(key)
             if values is None:
                 values = groups[key] = []
             values.append(value)
-        if None in groups:
+        if nk == 1:
+            if None in groups:
+                return None
+            groups = {(key,): values for key, values in groups.items()}
+        elif any(None in key for key in groups):
             return None
-        groups = {(key,): values for key, values in groups.items()}
     else:
         for row in rows:
             key = row[:nk]
@@ -110,13 +119,13 @@ def small_grouped_stats(
                 heads[key] = tuple(row[nk : nk + nf])
             values.append(row[-1])
     out: list[dict[str, Any]] = []
+    names = (*keys, *first, *STAT_COLUMNS)
+    no_head = ()
     for key, values in groups.items():
         stats = value_stats([v for v in values if v is not None] if None in values else values)
         if stats is None:
             return None
-        group = dict(zip(keys, key, strict=True))
-        group.update(zip(first, heads.get(key, ()), strict=True))
-        group.update(zip(STAT_COLUMNS, stats, strict=True))
+        group = dict(zip(names, (*key, *heads.get(key, no_head), *stats), strict=True))
         if count:
             group[count] = len(values)
         out.append(group)
@@ -130,6 +139,9 @@ def value_stats(values: list[Any]) -> tuple[int, int, float | None, int | None, 
     n = len(values)
     if not n:
         return 0, 0, None, None, None, None
+    if n == 1:  # one value (a range or a kernel seen once): its own sum, median, minimum and maximum
+        v = values[0]
+        return (1, v, float(v), v, v, None) if type(v) is int and -EXACT < v < EXACT else None
     try:  # text or bytes fail here; a float makes the sum a float
         ordered = sorted(values)
         total = sum(values)
@@ -156,7 +168,7 @@ def sort_groups(groups: Groups, order: Sequence[str], descending: Sequence[bool]
     if isinstance(groups, list):
         out = list(groups)
         for col, desc in reversed(list(zip(order, descending, strict=True))):  # stable: least significant first
-            out.sort(key=lambda g: g[col], reverse=desc)
+            out.sort(key=itemgetter(col), reverse=desc)
         return out
     return list(groups.sort(list(order), descending=list(descending)).iter_rows(named=True))
 
@@ -176,7 +188,12 @@ def avg(total: int | None, n: int) -> float | None:
 
 
 def r1(x: float | int | None) -> float | None:
-    """SQLite ``round(x, 1)``."""
+    """SQLite ``round(x, 1)`` (``round_half_up``; a float that is no tie at one decimal takes its shortcut here,
+    as most cells of a summary do)."""
+    if type(x) is float:
+        y = 4.0 * x
+        if not (y.is_integer() and y % 2 == 1):  # inf and nan too: round() gives them back, as round_half_up does
+            return round(x, 1)
     return round_half_up(x, 1)
 
 

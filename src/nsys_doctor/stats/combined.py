@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from ..trace import schema as S
 from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
-from .api import api_calls, api_name_expr, nsys_api_name, small_api_calls
-from .core import Column, ReportContext, StatsTable, duration_columns, report
+from .api import api_calls, api_name_expr, nsys_api_name
+from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 from .kernels import kernels_with_names, small_kernels
 from .memops import memory_ops, small_memory_ops
 
@@ -22,14 +24,23 @@ Part = tuple[str, Callable[[], "list[tuple] | None"]]
 
 
 def _small(parts: list[Part]) -> list[dict[str, Any]] | None:
-    """The stdlib engine over the parts' rows, in order; None when one part cannot be read so."""
+    """The stdlib engine over the parts' rows, in order; None when one part cannot be read so. A name's category
+    is its first row's (``pl.col("category").first()``): the first part that holds the name."""
     rows: list[tuple] = []
-    for category, read in parts:
+    category: dict[Any, str] = {}
+    for cat, read in parts:
         part = read()
         if part is None:
             return None
-        rows += [(name, category, dur) for name, dur in part]
-    return small_grouped_stats(rows, ["name"], first=["category"])
+        for name in dict.fromkeys(map(itemgetter(0), part)):
+            category.setdefault(name, cat)
+        rows += part
+    groups = small_grouped_stats(rows, ["name"])
+    if groups is None:
+        return None
+    for g in groups:
+        g["category"] = category[g["name"]]
+    return groups
 
 
 def _summary(small: list[dict[str, Any]] | None, parts: Callable[[], list[pl.DataFrame]]) -> list[tuple]:
@@ -56,8 +67,13 @@ def _small_gpu(ctx: ReportContext) -> list[Part]:
 
 
 def _small_api(ctx: ReportContext) -> list[tuple] | None:
-    calls = small_api_calls(ctx)
-    return None if calls is None else [(nsys_api_name(name), dur) for _, name, dur in calls]
+    """The calls ``small_api_calls`` reads, as rows ``(name as nsys shows it, dur)``: each name id's name made once."""
+    calls = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
+    if calls is None:
+        return None
+    strings = ctx.trace.strings
+    shown = {i: nsys_api_name(strings.get(i, "")) for i in dict.fromkeys(map(itemgetter(0), calls))}
+    return [(shown[i], dur) for i, dur in calls]
 
 
 def _kernels(ctx: ReportContext) -> pl.DataFrame:

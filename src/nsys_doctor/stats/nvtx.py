@@ -222,17 +222,23 @@ def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
     ends = [e[1] for e in events if e[1] is not None]
     maxts = _sql_max(max(e[0] for e in events), max(ends)) if events and ends else None
     domains = _small_domains(((e[0], *e[3:]) for e in events if e[2] == DOMAIN_CREATE), label)
-    rows = []
+    styles = {t: "PushPop" if t in PUSHPOP_TYPES else "StartEnd" for t in RANGE_TYPES}
+    strings = ctx.trace.strings
+    rows: list[tuple] = []
+    add = rows.append
     for start, end, event_type, tid, text_id, text, domain in events:
-        if event_type not in RANGE_TYPES:
+        style = styles.get(event_type)
+        if style is None:
             continue
-        pk = None if tid is None else global_pid(tid)
-        names = domains.get((domain, pk), [None]) if domain is not None and pk is not None else [None]
-        style = "PushPop" if event_type in PUSHPOP_TYPES else "StartEnd"
         stop = end if end is not None else maxts
         dur = None if stop is None else stop - start
-        text_label = label(text_id, text) or ""
-        rows += [((d or "") + ":" + text_label, style, dur) for d in names]
+        value = None if text_id is None else strings.get(text_id)  # label(text_id, text), inline
+        text_label = (text if value is None else value) or ""
+        if domain is None or tid is None or not domains:
+            add((":" + text_label, style, dur))
+            continue
+        for d in domains.get((domain, global_pid(tid)), (None,)):
+            add(((d or "") + ":" + text_label, style, dur))
     return rows
 
 

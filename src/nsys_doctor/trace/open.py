@@ -553,7 +553,7 @@ class Trace:
                 f"unusable: {damage.describe().split(': ', 1)[1]})",
                 REEXPORT_HINT,
             )
-        return {int(i): v for i, v in self.rows(f"SELECT id, value FROM {STRINGS} WHERE {VALID_STRING_SQL}")}
+        return dict(self.rows(f"SELECT id, value FROM {STRINGS} WHERE {VALID_STRING_SQL}"))  # ids: integers
 
     @cached_property
     def string_ids(self) -> pl.Series:
