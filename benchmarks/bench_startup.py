@@ -36,21 +36,16 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from child_env import bytecode_env, entry_script  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "nsys_doctor" / "data" / "sample_decode.sqlite"
 HEAVY = ("polars", "numpy", "rich", "pandas", "pyarrow")
 TARGET = 2.0
 STDLIB_FLOOR = "import sqlite3, pathlib, dataclasses, json, re, typing"
-
-
-def entry_script(python: str) -> list[str]:
-    """How a user starts nsys-doctor: the console script beside the interpreter, else ``python -m``."""
-    exe = shutil.which("nsys-doctor", path=str(Path(python).parent))
-    return [exe] if exe else [python, "-m", "nsys_doctor.cli.main"]
 
 
 def commands(python: str, env: dict[str, str]) -> list[str]:
@@ -91,15 +86,7 @@ def main() -> None:
     )
     ap.add_argument("--before", type=Path, help="also run the commands from this earlier source directory")
     a = ap.parse_args()
-    env = dict(os.environ)
-    pyc_dir = None
-    if a.no_bytecode:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env.pop("PYTHONPYCACHEPREFIX", None)
-    else:  # bytecode cached as an installed package has it, kept out of the source tree
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        pyc_dir = tempfile.mkdtemp(prefix="nsys-doctor-pyc-")
-        env["PYTHONPYCACHEPREFIX"] = pyc_dir
+    env, pyc_dir = bytecode_env(a.no_bytecode)
     base = entry_script(a.python)
     trace = str(a.trace)
     runs: dict[str, tuple[list[str], dict[str, str]]] = {

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from child_env import bytecode_env, entry_script  # beside this script
+
 STATS = [
     "cuda_api_sum",
     "cuda_api_gpu_sum",
@@ -68,15 +70,6 @@ RULES = [
     "gpu_time_util",
 ]
 TARGET = 1.5
-
-
-def entry_script(python: str) -> list[str]:
-    """How the installed command starts: the console script beside the interpreter, else its lines run by
-    ``python -c`` (not ``python -m``, whose runpy imports the installed script does not make)."""
-    exe = shutil.which("nsys-doctor", path=str(Path(python).parent))
-    if exe:
-        return [exe]
-    return [python, "-c", "import sys; from nsys_doctor.cli.main import entry; sys.exit(entry())"]
 
 
 def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[float, int, bytes]:
@@ -121,15 +114,7 @@ def main() -> None:
     a = ap.parse_args()
     t_start = time.perf_counter()
     reports = [r for r in a.reports.split(",") if r]
-    env = dict(os.environ)
-    pyc_dir = None
-    if a.no_bytecode:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env.pop("PYTHONPYCACHEPREFIX", None)
-    else:  # bytecode cached as an installed package has it, kept out of the source tree
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        pyc_dir = tempfile.mkdtemp(prefix="nsys-doctor-pyc-")
-        env["PYTHONPYCACHEPREFIX"] = pyc_dir
+    env, pyc_dir = bytecode_env(a.no_bytecode)
     ours_cmd = [*entry_script(sys.executable), "stats"]
     version = subprocess.run([a.nsys, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"nsys: {version}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
