@@ -32,9 +32,10 @@ def _calls(*iv: tuple[int, int]) -> pl.DataFrame:
 
 def test_gpu_idle_is_the_complement_of_busy_over_all_devices():
     busy = pl.concat([_busy((10, 20), (40, 50)), _busy((15, 45), device=1)])
-    idle = gpu_idle(busy, 0, 100)
+    idle = gpu_idle(busy, 0, 100).frame()
     assert idle.select("start", "end").rows() == [(0, 10), (50, 100)]
-    assert gpu_idle(_busy(), 5, 8).select("start", "end").rows() == [(5, 8)]
+    assert gpu_idle(_busy(), 5, 8).frame().select("start", "end").rows() == [(5, 8)]
+    assert gpu_idle(_busy(), 8, 5).frame().is_empty()
 
 
 def test_a_sync_costs_the_refill_that_starts_while_it_waits():
@@ -45,6 +46,72 @@ def test_a_sync_costs_the_refill_that_starts_while_it_waits():
     assert gpu_idle_caused(idle, _calls((10, 50)), sync=True) == 0
     # two syncs in the same drain count the idle interval once
     assert gpu_idle_caused(idle, _calls((60, 101), (100, 105)), sync=True) == 30
+
+
+def test_a_sync_is_not_charged_a_long_gap_but_the_refill_before_it():
+    # idle 100-130 (30 ns, a refill) and 200-1000 (a sleep); a sync from 90 to 250 waits through both starts
+    idle = gpu_idle(_busy((0, 100), (130, 200), (1000, 1100)), 0, 1100)
+    assert gpu_idle_caused(idle, _calls((90, 250)), sync=True) == 800
+    assert gpu_idle_caused(idle, _calls((90, 250)), sync=True, shorter_than=100) == 30
+    # the long gap alone began inside the call: nothing shorter did
+    assert gpu_idle_caused(idle, _calls((150, 250)), sync=True, shorter_than=100) == 0
+
+
+def _oracle(busy: list[tuple[int, int]], lo: int, hi: int, calls: list[tuple[int, int]], sync: bool, short):
+    """The costs by their definitions, on plain lists: the idle intervals are the complement of the busy ones in
+    [lo, hi]; a sync is charged the last (short enough) interval to start by its return, when it started inside
+    the call, each interval once; a blocking call the overlap with the last interval to start by its start and
+    with the last to start inside it."""
+    idle, t = [], lo
+    for a, b in sorted(busy):
+        if a > t and t < hi:
+            idle.append((t, min(a, hi)))
+        t = max(t, b)
+    if t < hi:
+        idle.append((max(t, lo), hi))
+    idle = [(a, b) for a, b in idle if b > a]
+
+    def last(x, ok=lambda iv: True):
+        found = [iv for iv in idle if iv[0] <= x and ok(iv)]
+        return found[-1] if found else None
+
+    if sync:
+        hits = set()
+        for c0, c1 in calls:
+            iv = last(c1, lambda iv: short is None or iv[1] - iv[0] < short)
+            if iv is not None and iv[0] >= c0:
+                hits.add(iv)
+        return sum(b - a for a, b in hits)
+    total = 0
+    for c0, c1 in calls:
+        iv = last(c0)
+        if iv is not None:
+            total += max(0, min(c1, iv[1]) - max(c0, iv[0]))
+        iv = last(c1)
+        if iv is not None and iv[0] > c0:
+            total += max(0, min(c1, iv[1]) - iv[0])
+    return min(sum(b - a for a, b in idle), total)
+
+
+def test_idle_costs_match_their_definitions_on_random_runs():
+    import random
+
+    rng = random.Random(5)
+    for _ in range(300):
+        t, busy = rng.randrange(0, 50), []
+        for _ in range(rng.randrange(0, 12)):
+            a = t + rng.choice([1, 2, 5, 40, 300])
+            t = a + rng.randrange(1, 60)
+            busy.append((a, t))
+        lo, hi = rng.randrange(-20, 200), rng.randrange(-20, t + 400)
+        calls = []
+        for _ in range(rng.randrange(1, 8)):
+            c0 = rng.randrange(-30, t + 400)
+            calls.append((c0, c0 + rng.choice([0, 3, 30, 300, 2000])))
+        idle = gpu_idle(_busy(*busy), lo, hi)
+        for sync, short in ((True, None), (True, 50), (False, None)):
+            want = _oracle(busy, lo, hi, calls, sync, short) if hi > lo else 0
+            assert gpu_idle_caused(idle, _calls(*calls), sync, short) == want, (busy, lo, hi, calls, sync, short)
 
 
 def test_a_blocking_call_costs_the_idle_time_it_overlaps():
@@ -235,3 +302,30 @@ def test_next_actions_follow_what_they_cost():
     # eager decode: launch-bound costs more than its whole top family, so it goes first
     e = diagnose_trace(open_trace(TRACES / "decode_eager.sqlite"), load_rules())
     assert e.next_actions[0].startswith("Launch-bound"), e.next_actions
+
+
+def test_idle_gaps_of_one_device_are_the_gaps_between_its_intervals():
+    import itertools
+    import random
+
+    from nsys_doctor.analysis.host import busy_intervals, idle_gaps
+
+    rng = random.Random(9)
+    for _ in range(200):
+        t, raw = 0, []
+        for _ in range(rng.randrange(0, 15)):
+            a = t + rng.choice([0, 1, 7, 50, 400])
+            t = a + rng.randrange(1, 90)
+            raw.append((a, t))
+        busy = busy_intervals(_busy(*raw)) if raw else _busy()
+        lo, hi, least = rng.randrange(-10, 300), rng.randrange(0, t + 50), rng.choice([1, 10, 100])
+        iv = busy.rows()
+        want = [
+            (d, e0, s1, s1 - e0)
+            for (_, _, e0), (d, s1, _) in itertools.pairwise(iv)
+            if s1 - e0 >= least and e0 >= lo and s1 <= hi
+        ]
+        got = idle_gaps(busy, lo, hi, least)
+        assert sorted(got.rows()) == sorted(want)
+        assert got["dur"].to_list() == sorted(got["dur"].to_list(), reverse=True)
+        assert got.schema == {"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64, "dur": pl.Int64}

@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from ..trace.schema import MEM_PAGEABLE
@@ -156,6 +157,14 @@ def idle_gaps(busy: pl.DataFrame, lo: int, hi: int, min_ns: int) -> pl.DataFrame
     """Idle gaps between busy intervals, inside [lo, hi], at least ``min_ns`` long."""
     if busy.is_empty():
         return pl.DataFrame(schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64, "dur": pl.Int64})
+    if _merged(busy):  # one device's intervals in order: the gaps between neighbours, without a frame of them all
+        ends, starts = busy["end"].slice(0, busy.height - 1), busy["start"].slice(1)
+        dur = starts - ends
+        at = ((dur >= min_ns) & (ends >= lo) & (starts <= hi)).arg_true()
+        g = pl.DataFrame(
+            [busy["deviceId"].slice(1).gather(at), ends.gather(at).alias("start"), starts.gather(at).alias("end")]
+        )
+        return g.with_columns(dur.gather(at).alias("dur")).sort("dur", descending=True)
     g = busy.with_columns(pl.col("end").shift(1).over("deviceId").alias("gap_start")).filter(
         pl.col("gap_start").is_not_null()
     )
@@ -166,20 +175,115 @@ def idle_gaps(busy: pl.DataFrame, lo: int, hi: int, min_ns: int) -> pl.DataFrame
     )
 
 
-def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
-    """Idle intervals of the GPU(s) inside [lo, hi] as gid, start, end: times when no device of ``busy`` works."""
-    schema = {"gid": pl.Int64, "start": pl.Int64, "end": pl.Int64}
-    if hi <= lo:
-        return pl.DataFrame(schema=schema)
-    if busy.is_empty():
-        return pl.DataFrame({"gid": [0], "start": [lo], "end": [hi]}, schema=schema)
-    merged = busy if _merged(busy) else busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))
-    b = merged.filter((pl.col("end") > lo) & (pl.col("start") < hi))
-    starts = pl.concat([pl.Series("start", [lo], pl.Int64), b["end"].cast(pl.Int64).rename("start")])
-    ends = pl.concat([b["start"].cast(pl.Int64).rename("end"), pl.Series("end", [hi], pl.Int64)])
-    g = pl.DataFrame([starts, ends])
-    g = g.with_columns(pl.col("start").clip(lo, hi), pl.col("end").clip(lo, hi)).filter(pl.col("end") > pl.col("start"))
-    return g.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64)).select("gid", "start", "end")
+class GpuIdle:
+    """The idle intervals of the GPU(s) inside [lo, hi]: the times when no device of ``busy`` works, held as the
+    merged busy intervals around them (idle interval k runs from the end of busy interval k - 1, or ``lo``, to the
+    start of busy interval k, or ``hi``, clipped to [lo, hi]; the empty ones are none). A window of millions of
+    kernels has millions of idle intervals: they are looked up where host calls need them, never made into a
+    frame (``frame`` makes one, for small cases)."""
+
+    def __init__(self, busy: pl.DataFrame, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        empty = np.zeros(0, dtype=np.int64)
+        self.bs, self.be = empty, empty
+        self.none = hi <= lo  # no window: no interval at all
+        if self.none or busy.is_empty():
+            return
+        merged = busy if _merged(busy) else busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))
+        # the intervals with end > lo and start < hi: one stretch of the merged ones (sorted, disjoint)
+        first = int(merged["end"].search_sorted(lo, side="right"))
+        last = int(merged["start"].search_sorted(hi, side="left"))
+        b = merged.slice(first, max(0, last - first))
+        self.bs = b["start"].cast(pl.Int64).to_numpy()
+        self.be = b["end"].cast(pl.Int64).to_numpy()
+
+    def _bounds(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) of idle intervals ``k`` (0 <= k <= number of busy intervals), clipped to [lo, hi]."""
+        m = self.bs.size
+        s = np.where(k == 0, self.lo, self.be[np.clip(k - 1, 0, max(m - 1, 0))] if m else self.lo)
+        e = np.where(k == m, self.hi, self.bs[np.clip(k, 0, max(m - 1, 0))] if m else self.hi)
+        return np.clip(s, self.lo, self.hi), np.clip(e, self.lo, self.hi)
+
+    def _last_starting_by(self, x: np.ndarray) -> np.ndarray:
+        """Per time in ``x``: the index of the last idle interval (empty ones included) whose start is <= it, -1
+        when none."""
+        if self.none:
+            return np.full(x.size, -1, dtype=np.int64)
+        k = np.searchsorted(self.be, x, side="right").astype(np.int64)  # starts of k >= 1 are the busy ends
+        return np.where(x < self.lo, -1, np.where(x >= self.hi, self.bs.size, k))
+
+    def total(self) -> int:
+        """The idle time inside [lo, hi]: the window less the busy time in it (the busy intervals are disjoint)."""
+        if self.none:
+            return 0
+        covered = int((np.minimum(self.be, self.hi) - np.maximum(self.bs, self.lo)).clip(min=0).sum())
+        return (self.hi - self.lo) - covered
+
+    def frame(self) -> pl.DataFrame:
+        """The idle intervals as rows gid, start, end (gid: their order)."""
+        schema = {"gid": pl.Int64, "start": pl.Int64, "end": pl.Int64}
+        if self.none:
+            return pl.DataFrame(schema=schema)
+        s, e = self._bounds(np.arange(self.bs.size + 1, dtype=np.int64))
+        keep = e > s
+        g = pl.DataFrame({"start": s[keep], "end": e[keep]}, schema={"start": pl.Int64, "end": pl.Int64})
+        return g.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64)).select("gid", "start", "end")
+
+    def caused(self, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None) -> int:
+        """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
+
+        A blocking call (allocation, module load, pageable copy) costs the idle time that overlaps it: the GPU had
+        nothing to do while the host was inside the call. A synchronization returns when the GPU has drained, so it
+        costs the idle interval that begins while the host waits (its refill: the time until the next GPU work
+        starts), the last one to begin by its return among those shorter than ``shorter_than`` (a long gap, a
+        sleep or the next request, is an idle gap of its own). The time a sync spends blocked while the GPU works
+        is the GPU's own work, not a cost."""
+        if self.none or sel.is_empty():
+            return 0
+        c0 = sel["start"].cast(pl.Int64).to_numpy()
+        c1 = sel["end"].cast(pl.Int64).to_numpy()
+        if sync:
+            k = self._last_starting_by(c1)
+            s, e = self._bounds(np.maximum(k, 0))
+            usable = (k >= 0) & (e > s) & ((e - s) < shorter_than if shorter_than is not None else True)
+            # where the last interval to start is empty or too long, an earlier one may still have started inside
+            # the call: step back (few calls, few steps: each step passes a whole busy interval or a long gap)
+            for i in np.flatnonzero(~usable & (k >= 0)):
+                j = int(k[i]) - 1
+                while j >= 0:
+                    (sj,), (ej,) = self._bounds(np.array([j]))
+                    if sj < c0[i]:
+                        break
+                    if ej > sj and (shorter_than is None or ej - sj < shorter_than):
+                        k[i], usable[i] = j, True
+                        break
+                    j -= 1
+            s, e = self._bounds(np.maximum(k, 0))
+            hit = usable & (s >= c0)
+            ids, first = np.unique(k[hit], return_index=True)
+            return int((e[hit][first] - s[hit][first]).sum()) if ids.size else 0
+        # overlap of each call with the last nonempty interval to start by its start, and with the last one to
+        # start inside it (calls rarely span more than one interval)
+        total = 0
+        for at, inside in ((c0, False), (c1, True)):
+            k = self._last_starting_by(at)
+            s, e = self._bounds(np.maximum(k, 0))
+            empty = (k >= 0) & (e <= s)  # only the first and the last interval can be empty: one step back
+            k = np.where(empty, k - 1, k)
+            s, e = self._bounds(np.maximum(k, 0))
+            ok = k >= 0
+            if inside:
+                ok &= s > c0
+                ov = np.minimum(c1, e) - s
+            else:
+                ov = np.minimum(c1, e) - np.maximum(c0, s)
+            total += int(np.where(ok, ov.clip(min=0), 0).sum())
+        return min(self.total(), total)
+
+
+def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> GpuIdle:
+    """The idle intervals of the GPU(s) inside [lo, hi] (``GpuIdle``): times when no device of ``busy`` works."""
+    return GpuIdle(busy, lo, hi)
 
 
 def overlapping(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
@@ -202,35 +306,9 @@ def _merged(busy: pl.DataFrame) -> bool:
     return busy.height < 2 or bool((start.slice(1) > end.slice(0, busy.height - 1)).all())
 
 
-def gpu_idle_caused(idle: pl.DataFrame, sel: pl.DataFrame, sync: bool) -> int:
-    """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
-
-    A blocking call (allocation, module load, pageable copy) costs the idle time that overlaps it: the GPU had
-    nothing to do while the host was inside the call. A synchronization returns when the GPU has drained, so it costs
-    the idle interval that begins while the host waits (its refill: the time until the next GPU work starts). The
-    time a sync spends blocked while the GPU works is the GPU's own work, not a cost."""
-    if idle.is_empty() or sel.is_empty():
-        return 0
-    iv = idle if idle["start"].is_sorted() else idle.sort("start")  # gpu_idle's are: no copy of millions of rows
-    calls_ = sel.select(pl.col("start").alias("c0"), pl.col("end").alias("c1")).sort("c1")
-    if sync:
-        # the idle interval whose start lies inside the call (the GPU drained while the host waited)
-        j = calls_.join_asof(iv, left_on="c1", right_on="start", strategy="backward")
-        hit = j.filter(pl.col("start").is_not_null() & (pl.col("start") >= pl.col("c0")))
-        if hit.is_empty():
-            return 0
-        return int(hit.unique("gid").select((pl.col("end") - pl.col("start")).sum()).item())
-    # overlap of each call with the idle intervals that it touches (calls rarely span more than one interval)
-    j = calls_.sort("c0").join_asof(iv, left_on="c0", right_on="start", strategy="backward")
-    j = j.filter(pl.col("start").is_not_null()).with_columns(
-        (pl.min_horizontal("c1", "end") - pl.max_horizontal("c0", "start")).clip(lower_bound=0).alias("ov")
-    )
-    j2 = calls_.sort("c1").join_asof(iv, left_on="c1", right_on="start", strategy="backward")
-    j2 = j2.filter(pl.col("start") > pl.col("c0")).with_columns(
-        (pl.min_horizontal("c1", "end") - pl.col("start")).clip(lower_bound=0).alias("ov")
-    )
-    total_idle = int(idle.select((pl.col("end") - pl.col("start")).sum()).item() or 0)
-    return min(total_idle, scalar_int(j["ov"].fill_null(0).sum()) + scalar_int(j2["ov"].fill_null(0).sum()))
+def gpu_idle_caused(idle: GpuIdle, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None) -> int:
+    """``GpuIdle.caused``: the GPU idle time host calls ``sel`` (start, end) explain."""
+    return idle.caused(sel, sync, shorter_than)
 
 
 def _group(
@@ -238,8 +316,9 @@ def _group(
     pattern: re.Pattern[str],
     step_tbl: pl.DataFrame,
     exclude: re.Pattern[str] | None = None,
-    idle: pl.DataFrame | None = None,
+    idle: GpuIdle | None = None,
     sync: bool = False,
+    shorter_than: int | None = None,
 ) -> ApiGroup:
     from .phases import assign_to_steps
 
@@ -250,7 +329,7 @@ def _group(
     in_steps = 0
     if step_tbl.height:
         in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
-    cost = gpu_idle_caused(idle, sel, sync) if idle is not None else 0
+    cost = gpu_idle_caused(idle, sel, sync, shorter_than) if idle is not None else 0
     return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, scalar_int(sel["dur"].max()), cost)
 
 
@@ -319,8 +398,6 @@ def summarize_host(
         max(threshold, 100_000_000),
     )
     idle = gpu_idle(busy, w0, w1)
-    # a sync is charged the refill after it, not a long gap (a sleep, the next request): those are idle gaps
-    refill = idle.filter((pl.col("end") - pl.col("start")) < threshold)
     # idle inside decode steps: the span from a step's first to its last kernel minus the GPU work in it
     dec = spans.filter(pl.col("kind") != "prefill") if spans.height else spans
     if dec.is_empty() and st.height and st.filter(pl.col("kind") != "prefill").is_empty():
@@ -350,9 +427,10 @@ def summarize_host(
         gpu_busy_ns=busy_ns,
         window_ns=window.duration,
         step_gpu_idle_share=idle_share,
-        syncs=_group(api_w, SYNC_API, st, idle=refill, sync=True),
-        sync_memcpy=_group(api_w, SYNC_MEMCPY_API, st, ASYNC, idle=refill, sync=True),
-        sync_memset=_group(api_w, SYNC_MEMSET_API, st, ASYNC, idle=refill, sync=True),
+        # a sync is charged the refill after it, not a long gap (a sleep, the next request): those are idle gaps
+        syncs=_group(api_w, SYNC_API, st, idle=idle, sync=True, shorter_than=threshold),
+        sync_memcpy=_group(api_w, SYNC_MEMCPY_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold),
+        sync_memset=_group(api_w, SYNC_MEMSET_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold),
         allocations=_group(api_w, ALLOC_API, st, idle=idle),
         module_loads=_group(api_w, MODULE_LOAD_API, st, idle=idle),
         pageable_copies=pageable.height,
