@@ -387,7 +387,7 @@ def test_overlapping_and_gpu_idle_give_the_filter_and_the_union_with_or_without_
         want = busy.filter((pl.col("end") >= lo) & (pl.col("start") <= hi))
         assert overlapping(busy, lo, hi).equals(want), (lo, hi)
         if hi > lo:
-            got = gpu_idle(overlapping(busy, lo, hi), lo, hi)
+            got = gpu_idle(overlapping(busy, lo, hi), lo, hi).frame()
             assert got.select("start", "end").rows() == _idle_reference(rows, lo, hi), (lo, hi)
             assert got["gid"].to_list() == list(range(got.height))
 

@@ -190,6 +190,8 @@ class GpuIdle:
         if self.none or busy.is_empty():
             return
         merged = busy if _merged(busy) else busy_intervals(busy.with_columns(pl.lit(0, pl.Int64).alias("deviceId")))
+        if merged["start"].null_count() or merged["end"].null_count():  # no time, no interval (a filter drops it)
+            merged = merged.drop_nulls(["start", "end"])
         # the intervals with end > lo and start < hi: one stretch of the merged ones (sorted, disjoint)
         first = int(merged["end"].search_sorted(lo, side="right"))
         last = int(merged["start"].search_sorted(hi, side="left"))
