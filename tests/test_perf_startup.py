@@ -232,6 +232,48 @@ def test_one_report_imports_its_module_only(report: str, module: str) -> None:
     assert loaded == {module}
 
 
+SMALL_REPORTS = [
+    "cuda_api_sum",
+    "cuda_api_gpu_sum",
+    "cuda_gpu_kern_sum",
+    "cuda_gpu_kern_gb_sum",
+    "cuda_gpu_mem_size_sum",
+    "cuda_gpu_mem_time_sum",
+    "cuda_gpu_sum",
+    "cuda_kern_exec_sum",
+    "nvtx_sum",
+    "nvtx_kern_sum",
+    "nvtx_gpu_proj_sum",
+    "osrt_sum",
+    "cuda_api_sync",
+    "cuda_memcpy_async",
+    "cuda_memcpy_sync",
+    "cuda_memset_sync",
+    "gpu_gaps",
+    "gpu_time_util",
+]
+
+
+@pytest.mark.parametrize("report", SMALL_REPORTS)
+def test_a_small_report_imports_no_slow_standard_module(report: str) -> None:
+    """A report of the sample loads neither polars nor the standard modules whose import costs more than its
+    work: dataclasses (with inspect and ast) and typing."""
+    code = (
+        "import sys; from nsys_doctor.cli.main import main; rc = main(sys.argv[1:]); "
+        "print('LOADED', ' '.join(sorted(sys.modules)), file=sys.stderr); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "stats", str(SAMPLE), "-r", report, "--format", "csv", "-o", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = set(proc.stderr.rsplit("LOADED ", 1)[1].split())
+    assert "nsys_doctor.stats.core" in loaded  # the list is real
+    assert sorted(loaded & {"dataclasses", "inspect", "ast", "typing", *HEAVY}) == []
+
+
 # ---- polars' allocator: bounded for the analysis commands, never for capture, never over the user's setting
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
 
 from ..trace import schema as S
 from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
@@ -13,7 +12,10 @@ from .core import DURATION, Column, ReportContext, StatsTable, duration_columns,
 from .kernels import kernels_with_names, small_kernels
 from .memops import memory_ops, small_memory_ops
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import polars as pl
 
 COLUMNS = (*duration_columns("Instances"), Column("Category"), Column("Operation"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from ..trace import schema as S
 from ..trace.schema import LAUNCH_NAMES_SQL, global_pid, global_tid
@@ -11,7 +10,10 @@ from .aggregate import STAT_COLUMNS, grouped_stats_multi, stat_cells, value_stat
 from .api import nsys_api_name
 from .core import Column, ReportContext, StatsTable, load_kernels, report, small_kernel_rows, small_rows
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import polars as pl
 
 PID_MASK = 1 << 24

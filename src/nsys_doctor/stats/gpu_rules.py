@@ -18,32 +18,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.schema import global_pid
 from ..trace.window import EventFilter
+from ..values import Value
 from .aggregate import r1
 from .core import Column, ReportContext, StatsTable, report, small_rows
 from .rulebase import COMMON_OPTIONS, MAX_GAP_MS, empty, limit, row_limit, rule_filter, string_ids
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
 
 
 # ----------------------------------------------------------------------------------------------- GPU operations
-@dataclass(frozen=True)
-class GpuSource:
+class GpuSource(Value):
     """One graphics/compute API whose GPU work nsys's gpu_gaps/gpu_time_util examine (each on its own)."""
 
-    api: str
-    tables: tuple[str, ...]
-    global_id: str
-    device: str
-    context: str
-    overhead: tuple[str, ...]  # PROFILER_OVERHEAD names counted as GPU busy time
+    _fields = ("api", "tables", "global_id", "device", "context", "overhead")
+
+    def __init__(
+        self, api: str, tables: tuple[str, ...], global_id: str, device: str, context: str, overhead: tuple[str, ...]
+    ) -> None:
+        self.api = api
+        self.tables = tables
+        self.global_id = global_id
+        self.device = device
+        self.context = context
+        self.overhead = overhead  # PROFILER_OVERHEAD names counted as GPU busy time
 
 
 GPU_SOURCES = (

@@ -3,16 +3,17 @@ rule's window, its row limit, SQLite ``LIKE`` and the rule's empty result."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..trace import Trace
 from ..trace.window import EventFilter, resolve_nvtx_filter
 from .core import Column, ReportContext, StatsTable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
+
     import polars as pl
 
 COMMON_OPTIONS = ("rows", "start", "end", "nvtx")
@@ -57,6 +58,8 @@ def limit(df: pl.DataFrame, rows: int | None) -> pl.DataFrame:
 
 def like_regex(pattern: str) -> re.Pattern[str]:
     """SQLite ``LIKE`` (no ESCAPE): ``%`` any run, ``_`` one character, ASCII letters case-insensitive."""
+    import re  # here: only a rule that matches names by pattern needs it
+
     parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern]
     return re.compile("".join(parts), re.IGNORECASE | re.ASCII | re.DOTALL)
 

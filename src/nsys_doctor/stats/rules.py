@@ -15,7 +15,6 @@ All of this was checked against real nsys 2025.3.1 ``nsys analyze`` on the share
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..trace import Trace
@@ -36,7 +35,10 @@ from .rulebase import (
     string_ids,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import polars as pl
 
 MEM_KIND = "ENUM_CUDA_MEM_KIND"
