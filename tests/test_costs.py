@@ -329,3 +329,36 @@ def test_idle_gaps_of_one_device_are_the_gaps_between_its_intervals():
         assert sorted(got.rows()) == sorted(want)
         assert got["dur"].to_list() == sorted(got["dur"].to_list(), reverse=True)
         assert got.schema == {"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64, "dur": pl.Int64}
+
+
+def test_idle_costs_and_gaps_take_narrow_columns_bounds_beyond_them_and_calls_without_times():
+    from nsys_doctor.analysis.host import idle_gaps
+
+    narrow = _busy((10, 20), (30, 40)).with_columns(pl.col("start", "end").cast(pl.UInt32))
+    gaps = idle_gaps(narrow, -5, 2**40, 0)  # bounds no UInt32 holds
+    assert gaps.rows() == [(0, 20, 30, 10)]
+    assert gaps.schema["start"] == pl.UInt32  # the gaps keep the intervals' type
+    idle = gpu_idle(narrow, 0, 50)
+    calls = pl.DataFrame({"start": [12, None, 15], "end": [None, 35, 35]}, schema={"start": pl.Int64, "end": pl.Int64})
+    # the calls without both times are nowhere on the timeline: only (15, 35) counts, and it waits through the
+    # idle interval 20-30 (a sync is charged it; a blocking call overlaps it)
+    assert gpu_idle_caused(idle, calls, sync=True) == 10
+    assert gpu_idle_caused(idle, calls, sync=False) == 10
+    assert gpu_idle_caused(idle, calls.tail(1), sync=True) == gpu_idle_caused(idle, calls, sync=True)
+
+
+def test_many_syncs_inside_one_long_gap_are_looked_up_together(monkeypatch: pytest.MonkeyPatch):
+    from nsys_doctor.analysis.host import GpuIdle
+
+    # 1,000 kernels, then a 20 s gap with 200,000 syncs inside it: each started after the gap began, so none is
+    # charged the gap (a long gap is an idle gap of its own); the syncs step back together, not one by one (one
+    # Python step per call took 3 s on 200,000 calls)
+    busy = _busy(*[(100 * i, 100 * i + 50) for i in range(1000)], (20_000_000_000, 20_000_000_100))
+    starts = [200_000 + 10_000 * i for i in range(200_000)]
+    calls = pl.DataFrame({"start": starts, "end": [s + 5000 for s in starts]})
+    idle = gpu_idle(busy, 0, 20_000_001_000)
+    lookups = []
+    bounds = GpuIdle._bounds
+    monkeypatch.setattr(GpuIdle, "_bounds", lambda self, k: lookups.append(k.size) or bounds(self, k))
+    assert gpu_idle_caused(idle, calls, sync=True, shorter_than=5_000_000) == 0
+    assert len(lookups) <= 4 and max(lookups) == 200_000

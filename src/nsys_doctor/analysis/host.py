@@ -159,12 +159,12 @@ def idle_gaps(busy: pl.DataFrame, lo: int, hi: int, min_ns: int) -> pl.DataFrame
         return pl.DataFrame(schema={"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64, "dur": pl.Int64})
     if _merged(busy):  # one device's intervals in order: the gaps between neighbours, without a frame of them all
         ends, starts = busy["end"].slice(0, busy.height - 1), busy["start"].slice(1)
-        dur = starts - ends
-        at = ((dur >= min_ns) & (ends >= lo) & (starts <= hi)).arg_true()
+        e64, s64 = ends.cast(pl.Int64), starts.cast(pl.Int64)  # compared as Int64: any bound fits
+        at = (((s64 - e64) >= min_ns) & (e64 >= lo) & (s64 <= hi)).arg_true()
         g = pl.DataFrame(
             [busy["deviceId"].slice(1).gather(at), ends.gather(at).alias("start"), starts.gather(at).alias("end")]
         )
-        return g.with_columns(dur.gather(at).alias("dur")).sort("dur", descending=True)
+        return g.with_columns((pl.col("end") - pl.col("start")).alias("dur")).sort("dur", descending=True)
     g = busy.with_columns(pl.col("end").shift(1).over("deviceId").alias("gap_start")).filter(
         pl.col("gap_start").is_not_null()
     )
@@ -231,6 +231,12 @@ class GpuIdle:
         g = pl.DataFrame({"start": s[keep], "end": e[keep]}, schema={"start": pl.Int64, "end": pl.Int64})
         return g.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64)).select("gid", "start", "end")
 
+    @staticmethod
+    def _usable(s: np.ndarray, e: np.ndarray, shorter_than: int | None) -> np.ndarray:
+        """Which intervals (start ``s``, end ``e``) a sync may be charged: not empty, shorter than ``shorter_than``."""
+        nonempty: np.ndarray = e > s
+        return nonempty & ((e - s) < shorter_than) if shorter_than is not None else nonempty
+
     def caused(self, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None) -> int:
         """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
 
@@ -240,6 +246,7 @@ class GpuIdle:
         starts), the last one to begin by its return among those shorter than ``shorter_than`` (a long gap, a
         sleep or the next request, is an idle gap of its own). The time a sync spends blocked while the GPU works
         is the GPU's own work, not a cost."""
+        sel = sel.drop_nulls(["start", "end"])  # a call without both times is nowhere on the timeline
         if self.none or sel.is_empty():
             return 0
         c0 = sel["start"].cast(pl.Int64).to_numpy()
@@ -247,19 +254,22 @@ class GpuIdle:
         if sync:
             k = self._last_starting_by(c1)
             s, e = self._bounds(np.maximum(k, 0))
-            usable = (k >= 0) & (e > s) & ((e - s) < shorter_than if shorter_than is not None else True)
+            usable = (k >= 0) & self._usable(s, e, shorter_than)
             # where the last interval to start is empty or too long, an earlier one may still have started inside
-            # the call: step back (few calls, few steps: each step passes a whole busy interval or a long gap)
-            for i in np.flatnonzero(~usable & (k >= 0)):
-                j = int(k[i]) - 1
-                while j >= 0:
-                    (sj,), (ej,) = self._bounds(np.array([j]))
-                    if sj < c0[i]:
-                        break
-                    if ej > sj and (shorter_than is None or ej - sj < shorter_than):
-                        k[i], usable[i] = j, True
-                        break
-                    j -= 1
+            # the call: step back, every such call at once, until one is usable or starts before the call (one
+            # step passes a whole busy interval or a long gap: few steps)
+            pending = np.flatnonzero(~usable & (k >= 0))
+            j = k[pending] - 1
+            while pending.size:
+                keep = j >= 0
+                pending, j = pending[keep], j[keep]
+                sj, ej = self._bounds(j)
+                began = sj >= c0[pending]  # an interval that began before the call: no refill of it
+                pending, j, sj, ej = pending[began], j[began], sj[began], ej[began]
+                good = self._usable(sj, ej, shorter_than)
+                k[pending[good]] = j[good]
+                usable[pending[good]] = True
+                pending, j = pending[~good], j[~good] - 1
             s, e = self._bounds(np.maximum(k, 0))
             hit = usable & (s >= c0)
             ids, first = np.unique(k[hit], return_index=True)
