@@ -17,6 +17,7 @@ import pytest
 from nsys_doctor.cli import main as cli_main
 from nsys_doctor.cli.app import HELP_WIDTHS, _register, cli, help_paths, short_help
 from nsys_doctor.cli.main import COMMAND_TABLE, help_width, quick_text, terminal_columns
+from nsys_doctor.stats import MODULES
 
 from .conftest import SAMPLE
 
@@ -232,26 +233,7 @@ def test_one_report_imports_its_module_only(report: str, module: str) -> None:
     assert loaded == {module}
 
 
-SMALL_REPORTS = [
-    "cuda_api_sum",
-    "cuda_api_gpu_sum",
-    "cuda_gpu_kern_sum",
-    "cuda_gpu_kern_gb_sum",
-    "cuda_gpu_mem_size_sum",
-    "cuda_gpu_mem_time_sum",
-    "cuda_gpu_sum",
-    "cuda_kern_exec_sum",
-    "nvtx_sum",
-    "nvtx_kern_sum",
-    "nvtx_gpu_proj_sum",
-    "osrt_sum",
-    "cuda_api_sync",
-    "cuda_memcpy_async",
-    "cuda_memcpy_sync",
-    "cuda_memset_sync",
-    "gpu_gaps",
-    "gpu_time_util",
-]
+SMALL_REPORTS = sorted(set(MODULES) - {"cuda_gpu_trace"})  # every report and rule but the per-kernel trace
 
 
 @pytest.mark.parametrize("report", SMALL_REPORTS)

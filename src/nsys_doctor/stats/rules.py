@@ -371,14 +371,14 @@ def _dx12_warning() -> pl.Expr:
 @report("dx12_mem_ops", "DX12 Memory Operations", options=COMMON_OPTIONS, kind="rule")
 def dx12_mem_ops(ctx: ReportContext) -> StatsTable:
     """DX12 memory operations that can block the host (Windows only): zeroed heaps, reads from upload heaps..."""
-    import polars as pl
-
-    from ..trace.tables import resolve_names
-
     name, title = "dx12_mem_ops", "DX12 Memory Operations"
     trace = ctx.trace
     if not (trace.schema.has(DX12_API) and trace.schema.has(DX12_MEMORY_OPERATION)):
         return empty(name, title, DX12_COLUMNS, "DX12 rule: the trace has no DX12 API data (Windows/DX12 only)")
+    import polars as pl  # only once there is DX12 data: the usual answer, that there is none, needs no polars
+
+    from ..trace.tables import resolve_names
+
     flt = rule_filter(ctx)
     rows = row_limit(ctx)
 
