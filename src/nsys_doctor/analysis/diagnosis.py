@@ -538,11 +538,7 @@ def _dynamic_shapes(
         codes, texts = text_codes(inside["name"])  # grouped by code: grouping by the names would copy them
     else:
         codes = inside["name"]
-    grid = (
-        pl.col(PACKED_GRID)  # packed by the caller, as below
-        if PACKED_GRID in inside.columns
-        else pl.col("gridX") * (1 << 42) + pl.col("gridY") * (1 << 21) + pl.col("gridZ")
-    )
+    grid = pl.col(PACKED_GRID) if PACKED_GRID in inside.columns else pack_grid()  # packed by the caller, or here
     inside = inside.select(codes, "idx", grid.alias("g"))
     per_step = inside.group_by("idx", "name").agg(pl.col("g").unique().sort().alias("sig"))
     out = per_step.group_by("name").agg(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from operator import itemgetter
 
-from ..trace import schema as S
 from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
-from .api import api_calls, api_name_expr, nsys_api_name
-from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
+from .api import api_calls, api_name_expr, nsys_api_name, small_api_calls
+from .core import Column, ReportContext, StatsTable, duration_columns, report
 from .kernels import kernels_with_names, small_kernels
 from .memops import memory_ops, small_memory_ops
 
@@ -69,13 +68,12 @@ def _small_gpu(ctx: ReportContext) -> list[Part]:
 
 
 def _small_api(ctx: ReportContext) -> list[tuple] | None:
-    """The calls ``small_api_calls`` reads, as rows ``(name as nsys shows it, dur)``: each name id's name made once."""
-    calls = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
+    """``small_api_calls`` as rows ``(name as nsys shows it, dur)``: each distinct name made so once."""
+    calls = small_api_calls(ctx)
     if calls is None:
         return None
-    strings = ctx.trace.strings
-    shown = {i: nsys_api_name(strings.get(i, "")) for i in dict.fromkeys(map(itemgetter(0), calls))}
-    return [(shown[i], dur) for i, dur in calls]
+    shown = {name: nsys_api_name(name) for name in dict.fromkeys(map(itemgetter(1), calls))}
+    return [(shown[name], dur) for _, name, dur in calls]
 
 
 def _kernels(ctx: ReportContext) -> pl.DataFrame:
