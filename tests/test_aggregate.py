@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 
 import polars as pl
 import pytest
 
-from nsys_doctor.report.nsys_format import Units, render_csv
+from nsys_doctor.report.nsys_format import Units, csv_formatter, header, render_csv
 from nsys_doctor.stats.aggregate import grouped_stats, r1, share, stat_cells
 from nsys_doctor.stats.core import Column, StatsTable
 from nsys_doctor.units import round_half_up
@@ -70,3 +71,28 @@ def test_csv_quotes_text_and_never_numbers() -> None:
     bad = StatsTable("t", "T", cols, [(1, 2.0, "x")], "")
     with pytest.raises(ValueError, match="3 cells in a table of 4 columns"):
         render_csv(bad, Units())
+
+
+def test_csv_by_column_is_csv_by_cell() -> None:
+    """The CSV is written a column at a time (one ``str``/``repr`` over a column of ints or floats, texts as they
+    are when none needs quotes): the same text as each cell's own formatter, for every mix of cell types."""
+    columns = {
+        "ints": [1, -2, 3_000_000_000_000, 0],
+        "floats": [2.5, -0.0, 1e17, float("nan")],
+        "mixed": [1, 2.5, None, True],
+        "plain text": ["a", "b<int>", "", "x y"],
+        "text to quote": ["a,b", 'say "hi"', "two\nlines", "plain"],
+        "texts and NULL": ["a", None, "b", "c"],
+    }
+    rng = random.Random(7)
+    for units in (Units(), Units(time="us"), Units(mem="KiB")):
+        for unit in ("", "dur_ns", "mem_B", "ratio_%"):
+            for _ in range(20):
+                names = rng.choices(list(columns), k=3)
+                cols = tuple(Column(f"c{i}", unit) for i in range(3))
+                rows = [tuple(columns[n][r] for n in names) for r in rng.sample(range(4), 4)]
+                table = StatsTable("t", "T", cols, rows, "")
+                cells = [csv_formatter(c, units) for c in cols]
+                head = ",".join(header(c, units) for c in cols)
+                want = "\n".join([head, *(",".join(f(v) for f, v in zip(cells, row, strict=True)) for row in rows)])
+                assert render_csv(table, units) == want + "\n", (names, unit, units)

@@ -7,7 +7,7 @@ Column and table formats add thousands separators and clip text at 100 character
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ..stats.core import CHUNK_ROWS, ChunkedRows, Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
@@ -143,17 +143,34 @@ def csv_formatter(col: Column, units: Units) -> Callable[[object], str]:
     return field
 
 
+def csv_column(values: Sequence[object], col: Column, units: Units) -> list[str]:
+    """The CSV fields of one column's ``values`` (``csv_formatter``'s text for each), a column at a time: a
+    column shown as it is, of ints alone or floats alone, is one ``str`` or ``repr`` over all of it, and a column
+    of texts that need no quotes is itself."""
+    kinds = set(map(type, values))
+    if not _scaled(col, units):
+        if kinds <= {int}:
+            return list(map(str, values))
+        if kinds <= {float}:
+            return list(map(repr, values))
+        if kinds <= {str}:
+            text = "".join(values)  # type: ignore[arg-type]
+            if "," not in text and '"' not in text and "\n" not in text:
+                return list(values)  # type: ignore[arg-type]
+            return list(map(_csv_field, values))  # type: ignore[arg-type]
+    return list(map(csv_formatter(col, units), values))
+
+
 def render_csv(table: StatsTable, units: Units) -> str:
     if not table.rows:
         return ""
-    lines = [",".join([_csv_field(header(c, units)) for c in table.columns])]
-    fields = [csv_formatter(c, units) for c in table.columns]
-    width = len(fields)
-    join = ",".join
+    width = len(table.columns)
     for row in table.rows:
         if len(row) != width:
             raise ValueError(f"a row of {len(row)} cells in a table of {width} columns")
-        lines.append(join([f(v) for f, v in zip(fields, row)]))  # noqa: B905 - the width is checked above
+    lines = [",".join([_csv_field(header(c, units)) for c in table.columns])]
+    columns = [csv_column(values, c, units) for values, c in zip(zip(*table.rows), table.columns)]  # noqa: B905
+    lines.extend(map(",".join, zip(*columns)))  # noqa: B905 - every row's width is checked above
     return "\n".join(lines) + "\n"
 
 
