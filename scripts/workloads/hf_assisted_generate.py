@@ -8,13 +8,15 @@ are scaled by --layer-scale: the next token is then mostly decided by the shared
 layers' differences make some drafts wrong (partial acceptance, like a real draft model).
 
 `model.generate(..., assistant_model=assistant)`, greedy, batch 1, --prompt-len prompt, exactly --new-tokens new
-tokens (no EOS). The assistant drafts up to --draft tokens per round (num_assistant_tokens, schedule "constant",
-confidence threshold 0 = off, so it always drafts the full number unless near the end), then the target verifies
-them all in ONE forward pass over (the tokens it has not seen + the drafts); the accepted drafts + 1 target token
-are appended. --warmup warm-up requests then --iters measured ones, each followed by torch.cuda.synchronize() and
-a 50 ms sleep. Eager PyTorch, no NVTX, whole process captured. Forward passes of both models are counted on the
-CPU (forward pre-hooks on the two LlamaForCausalLM modules, recording the number of input tokens of each pass) and
-the accepted drafts per round through AssistedCandidateGenerator.update_candidate_strategy (num_matches).
+tokens (no EOS). The assistant drafts up to --draft tokens per round (num_assistant_tokens, schedule --schedule:
+"constant" by default, so with confidence threshold 0 = off it always drafts the full number unless near the end;
+"heuristic", transformers' default, adds 2 after a round whose drafts were all accepted and takes 1 away otherwise),
+then the target verifies them all in ONE forward pass over (the tokens it has not seen + the drafts); the accepted
+drafts + 1 target token are appended. --warmup warm-up requests then --iters measured ones, each followed by
+torch.cuda.synchronize() and a 50 ms sleep. Eager PyTorch, no NVTX, whole process captured. Forward passes of both
+models are counted on the CPU (forward pre-hooks on the two LlamaForCausalLM modules, recording the number of input
+tokens of each pass) and the accepted drafts per round through AssistedCandidateGenerator.update_candidate_strategy
+(num_matches).
 
     python3 scripts/workloads/hf_assisted_generate.py --layers 4 --new-tokens 32 --warmup 1 --iters 2
 """
@@ -38,6 +40,7 @@ p.add_argument("--vocab", type=int, default=32000)
 p.add_argument("--prompt-len", type=int, default=48)
 p.add_argument("--new-tokens", type=int, default=32)
 p.add_argument("--draft", type=int, default=5)
+p.add_argument("--schedule", default="constant", help="num_assistant_tokens_schedule (transformers: heuristic)")
 p.add_argument("--layer-scale", type=float, default=0.005)
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
@@ -56,7 +59,7 @@ with torch.no_grad():
             layer.mlp.down_proj.weight.mul_(a.layer_scale)
 agc = assistant.generation_config
 agc.num_assistant_tokens = a.draft
-agc.num_assistant_tokens_schedule = "constant"
+agc.num_assistant_tokens_schedule = a.schedule
 agc.assistant_confidence_threshold = 0.0
 
 passes = {"target": [], "assistant": []}

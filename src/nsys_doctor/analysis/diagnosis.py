@@ -474,6 +474,7 @@ def run_summary(structure: RunStructure, steps: Steps) -> dict[str, object]:
         "confidence": structure.confidence,
         "period_kernels": structure.period,
         "marker": structure.marker,
+        "draft_passes": structure.draft_passes,
         "phases": d.get("phases"),
         "request_list": d.get("request_list"),
         "evidence": d.get("evidence"),

@@ -408,6 +408,12 @@ def run_line(run: dict[str, object]) -> str:
     """One line: the kind of run, what was measured and how sure the structure is."""
     kind = str(run.get("kind"))
     parts = [RUN_WORDS.get(kind, kind)]
+    drafts = run.get("draft_passes")
+    if drafts:
+        parts[0] += (
+            f" with speculative decoding (a step: draft passes of a small model, {drafts} in the median, then one "
+            "verify pass)"
+        )
     if kind != "unstructured":
         counts = [f"{run.get(k)} {w}" for k, w in (("prefill_steps", "prefill"), ("decode_steps", "decode"),
                                                      ("iterations", "iterations")) if run.get(k)]  # fmt: skip

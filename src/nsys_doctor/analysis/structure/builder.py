@@ -23,6 +23,7 @@ from .requests import RequestCutting
 from .result import CONFIDENCE, Evidence, Phase, Request, RunStructure, Step
 from .sequence import Api, Cluster, find_clusters, find_levels, kernel_sequence
 from .signals import cut_level, families, find_signals, score_clusters
+from .speculative import speculative_rounds
 
 # ------------------------------------------------------------------------------------------------ entry points
 
@@ -125,7 +126,16 @@ class _Builder(PassFinding, RequestCutting):
                 "graph launches: not a forward pass"
             )
             clusters = []
-        if clusters and clusters[0].score >= 1:
+        spec = speculative_rounds(seq, self.fams)
+        if spec is not None:  # draft passes and a verify pass: a step is one round (no one period fits both)
+            first, last = spec.first, spec.last
+            self.markers = spec.markers
+            self.marker = seq.shorts[spec.anchor]
+            self.spec_anchors = [seq.shorts[spec.anchor]]
+            self.spec_drafts = spec.drafts
+            source = "kernel-period"
+            self.ev("passes", "kernel-period", "medium", spec.why(seq))
+        elif clusters and clusters[0].score >= 1:
             cl = clusters[0]
             self.cluster = cl
             cut = above if above is not None else cut_level(cl)
@@ -165,7 +175,8 @@ class _Builder(PassFinding, RequestCutting):
                     source = "graph-launches"
         if first is None or last is None or first.size == 0:
             return self.after_setup() or self.unstructured(seq)
-        first, last = self.add_leading_prefills(first, last)
+        if self.spec_drafts is None:  # a speculative run's rounds hold its prompt passes
+            first, last = self.add_leading_prefills(first, last)
         ps = pass_stats(seq, first, last, self.markers)
         return self._assemble(ps, source)
 
@@ -374,8 +385,10 @@ class _Builder(PassFinding, RequestCutting):
                 f"the only pass goes on to the end of the work: {rest} more kernels (a training step's optimizer, or "
                 "the pass's own closing work)"
             )
-        if kind == "llm-decode" and not lead.any() and not self.nv_decode and p > 1 and self.gemm_led(ps).mean() >= 0.9:
-            # identical passes that multiply matrices (GEMM, prefill attention) rather than vectors: prompts only
+        prompts_only = not lead.any() and not self.nv_decode and p > 1 and self.spec_drafts is None
+        if kind == "llm-decode" and prompts_only and self.gemm_led(ps).mean() >= 0.9:
+            # identical passes that multiply matrices (GEMM, prefill attention) rather than vectors: prompts only (a
+            # speculative round's verify pass multiplies matrices too: over its drafts, after them)
             kind = "llm-prefill"
             self.evidence = [e for e in self.evidence if e.fact != "kind"]
             self.ev("kind", "kernel-mix", "medium", f"all {p} passes run GEMMs, not GEMVs: prefill passes")
@@ -468,4 +481,5 @@ class _Builder(PassFinding, RequestCutting):
             per,
             self.marker,
             self.pid,
+            self.spec_drafts,
         )

@@ -19,6 +19,7 @@ INIT_KERNELS = re.compile(
 )
 TOKEN_ANCHORS = re.compile(r"(?i)(argmax|arg_max|ArgMaxOps|top_?k|top_?p|sampl|multinomial|embedding|lm_?head|logits)")
 ANCHOR_FAMILIES = frozenset({"sampling", "embedding"})
+UP_DOWN_SAMPLING = re.compile(r"(?i)(up|down|re)_?sampl")  # image resizing, not sampling from logits
 SOFTMAX = re.compile(r"(?i)soft_?max")
 PREFILL_NAMES = re.compile(r"(?i)(prefill|prompt|context|extend|encode)")
 DECODE_NAMES = re.compile(r"(?i)(decode|token|generat|step)")
@@ -48,4 +49,6 @@ FRAGMENT_SHARE = 0.5  # a first request of fewer kernels than this share of a pa
 SETUP_TAIL_KERNELS = 50  # kernels after a run's setup (compilation, autotuning) worth analysing alone
 SETUP_TAIL_TRIES = 4  # setup signals (the last before the longest stretches of kernels) tried as the setup's end
 CNN_CONV_SHARE = 0.1  # convolutions' least share of a CNN pass's GPU time (Faster R-CNN: 19%)
+SPEC_MIN_ROUNDS = 4  # a speculative run verifies at least this often
+SPEC_MAX_DRAFTS = 16  # a speculative round's draft passes (the median), at most: a decoder after an encoder runs more
 ATTENTION_FAMILIES = frozenset({"attention", "attention-prefill", "attention-decode"})

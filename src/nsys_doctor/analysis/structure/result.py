@@ -108,6 +108,7 @@ class RunStructure:
     period: int | None = None  # kernels per steady step (median)
     marker: str | None = None  # the once-per-pass kernel the periods were measured on
     pid: int | None = None  # the process analyzed
+    draft_passes: int | None = None  # speculative decoding: the draft passes before each verify pass (a step)
 
     @property
     def measured_requests(self) -> tuple[Request, ...]:
@@ -202,6 +203,7 @@ class RunStructure:
             "period_kernels": self.period,
             "marker": self.marker,
             "pid": self.pid,
+            "draft_passes": self.draft_passes,
             "time_base": "host launch time (ns)",
             "request_list": [r.to_dict() for r in self.requests],
             "phases": [p.to_dict() for p in self.phases],

@@ -50,6 +50,8 @@ class BuilderState:
         self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
         self.lead_phases: list[Phase] | None = None  # set on the analysis of the kernels after a setup
         self.slow_passes: np.ndarray | None = None  # leading passes far slower on the host (warmup_passes)
+        self.spec_anchors: list[str] = []  # the sampling kernel a speculative run's passes were cut at
+        self.spec_drafts: int | None = None  # and its draft passes per round (a step)
 
     def autotune_positions(self) -> np.ndarray:
         """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""

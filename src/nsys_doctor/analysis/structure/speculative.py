@@ -1,0 +1,148 @@
+"""Speculative decoding: a draft model's passes, then one pass of the target model that verifies them.
+
+A run of speculative decoding (transformers' assisted generation, a draft model or an EAGLE-style head in front of
+a serving engine's target model) repeats a *round*: k passes of a small draft model, each proposing one token, then
+one pass of the target model over the k proposals. Every pass of either model ends in the same once-per-pass
+sampling kernel (an argmax over the logits), so cutting at that kernel finds passes of two sizes; no single period
+fits both, and a period finder takes a whole request (or a few passes) for the unit. The two models tell themselves
+apart by their layers: a kernel run once or twice per layer (a norm's mean, a residual add) runs a few times in a
+draft pass and several times as often in a verify pass, while every pass of one model runs it equally often (a
+prompt's pass and a token's pass alike). A step of such a run is one round: its drafts and the verify pass after
+them (the tokens a round yields depend on how many drafts the target accepts, which the trace does not show).
+
+``speculative_rounds`` finds the rounds when the passes cut at the most frequent sampling kernel come in two sizes
+by some every-pass kernel (the two sizes nearly all passes; at least ``LAYER_KERNELS`` such kernels agree on which
+pass is which), the larger ones are single passes between runs of
+smaller ones (a verify pass after drafts, rarely two verify passes in a row), and a round has few drafts (the
+median at most ``SPEC_MAX_DRAFTS``; their number may change from round to round, as transformers' default
+schedule changes it). An encoder-decoder run (one encoder pass, then many decoder passes per request) and a
+model whose passes are all alike never match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .patterns import MIN_SEGMENTS, SPEC_MAX_DRAFTS, SPEC_MIN_ROUNDS, TOKEN_ANCHORS, UP_DOWN_SAMPLING
+from .sequence import Seq
+from .signals import is_anchor
+
+SPLIT_COVER = 0.9  # the two sizes cover at least this share of the passes
+SIZE_RATIO = 1.5  # a verify pass runs the layer kernel at least this many times as often as a draft pass
+ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow another
+LAYER_KERNELS = 3  # every-pass kernels that must agree on the split (a norm, an activation, a residual add)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """The rounds of a speculative run: kernel ``first`` to ``last`` (exclusive) of the sequence each, in order."""
+
+    first: np.ndarray
+    last: np.ndarray
+    markers: np.ndarray  # sequence positions of the sampling kernels that end the verify passes
+    anchor: int  # the sampling kernel's code
+    layer: int  # the code of the kernel whose count per pass tells the two models apart
+    draft_units: int  # that kernel's count in a draft pass
+    verify_units: int  # and in a verify pass
+    drafts: int  # the typical (median) number of draft passes per round
+    fewest: int  # the fewest and the most draft passes of a round (a request's first round: its prompt too)
+    most: int
+    passes: int  # all passes (drafts and verify passes) cut at the sampling kernel
+
+    def why(self, seq: Seq) -> str:
+        return (
+            f"speculative decoding: {self.first.size} rounds of {self.drafts} draft pass(es) (median; "
+            f"{self.fewest} to {self.most}) then one verify pass "
+            f"({self.passes} passes cut at {seq.shorts[self.anchor]}; {seq.shorts[self.layer]} runs "
+            f"{self.draft_units} time(s) in a draft pass and {self.verify_units} in a verify pass: two models); a "
+            "step is one round"
+        )
+
+
+def _sampling(name: str, short: str, family: str) -> bool:
+    """A once-per-pass kernel that ends a pass: sampling from the logits (an argmax, top-k, a multinomial draw),
+    not an embedding (a pass's first kernel) and not image resampling."""
+    if not is_anchor(name, short, family) or UP_DOWN_SAMPLING.search(name):
+        return False
+    if family == "sampling":
+        return True
+    named = TOKEN_ANCHORS.search(short) or TOKEN_ANCHORS.search(name)
+    return bool(named) and "embedding" not in name.lower() and "embedding" not in short.lower()
+
+
+def speculative_rounds(seq: Seq, fams: list[str]) -> Rounds | None:
+    """The draft-and-verify rounds of ``seq``, or None when it is no speculative run (see the module docstring)."""
+    n, nc = len(seq), len(seq.names)
+    cands = [
+        c for c in range(nc) if seq.counts[c] >= SPEC_MIN_ROUNDS * 2 and _sampling(seq.names[c], seq.shorts[c], fams[c])
+    ]
+    if not cands:
+        return None
+    anchor = max(cands, key=lambda c: (int(seq.counts[c]), -c))
+    pos = seq.positions(anchor)
+    spans = pos.size - 1  # pass i+1: the kernels after sampling kernel i, up to and with sampling kernel i+1
+    if spans < MIN_SEGMENTS or spans * nc > 20_000_000:
+        return None
+    span = np.searchsorted(pos, np.arange(n), side="left") - 1
+    inside = (span >= 0) & (span < spans)
+    per = np.bincount(span[inside] * nc + seq.code[inside], minlength=spans * nc).reshape(spans, nc)
+    present = (per > 0).mean(axis=0)
+    for c in np.argsort(-seq.counts, kind="stable").tolist():
+        if c == anchor or present[c] < 0.95:
+            continue
+        values, counts = np.unique(per[:, c], return_counts=True)
+        if values.size < 2:
+            continue
+        top = np.argsort(-counts, kind="stable")[:2]
+        lo, hi = sorted(int(v) for v in values[top])
+        if lo < 1 or hi < SIZE_RATIO * lo or counts[top].sum() < SPLIT_COVER * spans:
+            continue
+        verify = per[:, c] >= (lo + hi) / 2
+        if _layer_kernels(per, present, verify) < LAYER_KERNELS:
+            return None  # one kernel run more often now and then (a periodic copy), not a deeper model
+        found = _rounds(verify, pos)
+        if found is None:
+            return None  # the kernel that best splits the passes in two: its split is no round structure
+        first, last, markers, drafts = found
+        return Rounds(
+            first, last, markers, anchor, c, lo, hi, int(np.median(drafts)), int(drafts.min()), int(drafts.max()), spans
+        )
+    return None
+
+
+def _layer_kernels(per: np.ndarray, present: np.ndarray, verify: np.ndarray) -> int:
+    """How many every-pass kernels split the passes as ``verify`` does: run at least ``SIZE_RATIO`` times as often
+    (the median) in the larger passes as in the smaller ones, and above the midpoint in the larger passes alone
+    (all but a twentieth of the passes). A deeper model runs each of its per-layer kernels more often; a periodic
+    extra copy or allocation changes one kernel or two."""
+    if verify.all() or not verify.any():
+        return 0
+    every = np.flatnonzero(present >= 0.95)
+    small = np.median(per[~verify][:, every], axis=0)
+    large = np.median(per[verify][:, every], axis=0)
+    ok = (small >= 1) & (large >= SIZE_RATIO * small)
+    split = per[:, every[ok]] >= (small[ok] + large[ok]) / 2
+    return int(((split == verify[:, None]).mean(axis=0) >= 0.95).sum())
+
+
+def _rounds(verify: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Rounds from the passes' sizes (``verify``: pass i+1, between sampling kernels ``pos[i]`` and ``pos[i+1]``,
+    is a verify pass): the drafts since the last verify pass, then the verify pass. None when the sizes do not
+    alternate so."""
+    at = np.flatnonzero(verify)
+    if at.size < SPEC_MIN_ROUNDS:
+        return None
+    drafts = np.diff(at) - 1  # draft passes between consecutive verify passes
+    if float((drafts == 0).mean()) > ADJACENT_SHARE:
+        return None  # verify passes in a row: no drafts between them
+    typical = int(np.median(drafts))
+    if not 1 <= typical <= SPEC_MAX_DRAFTS:
+        return None  # an encoder pass before a long decode (many small passes per big one) is no round
+    # round j: the passes after verify pass j-1, to verify pass j (a request's first round holds the draft model's
+    # pass over the prompt too); the first round goes back as many passes as the longest round has drafts
+    start_pass = np.concatenate([[max(int(at[0]) - int(drafts.max()), 0)], at[:-1] + 1])
+    first = pos[start_pass] + 1
+    last = pos[at + 1] + 1
+    counts = np.concatenate([[at[0] - start_pass[0]], drafts])  # draft passes of each round
+    return first.astype(np.int64), last.astype(np.int64), pos[at + 1].astype(np.int64), counts

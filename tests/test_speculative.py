@@ -1,0 +1,189 @@
+"""Speculative decoding (``analysis/structure/speculative.py``): rounds of draft passes and one verify pass.
+
+Synthetic runs built pass by pass (a draft model of few layers, a target of more, each pass ending in the LM head
+and an argmax), the same runs without a draft model, an encoder-decoder and a run whose bigger passes come in a
+row (none of which is speculative), and a real capture of transformers' assisted generation
+(``tests/data/runs/hf_assisted_small_whole.sqlite``)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from nsys_doctor.analysis.structure import find_structure
+from nsys_doctor.analysis.structure.sequence import Api, kernel_sequence
+from nsys_doctor.analysis.structure.signals import families
+from nsys_doctor.analysis.structure.speculative import _sampling, speculative_rounds
+
+from .conftest import DATA
+from .test_structure import Truth, check, structure
+
+
+def _pass(layers: int, tokens: int, cross: bool = False, sample: bool = True) -> list[str]:
+    """The kernels of one eager forward pass: embedding, ``layers`` layers, final norm, LM head (and argmax)."""
+    mm = "gemm" if tokens > 1 else "gemv"
+    out = ["embedding_kernel"]
+    for _ in range(layers):
+        out += ["rms_norm_kernel", f"{mm}_qkv", "attention_kernel", f"{mm}_o", "residual_add_kernel"]
+        if cross:
+            out += ["rms_norm_kernel", f"{mm}_cross_q", "cross_attention_kernel", "residual_add_kernel"]
+        out += ["rms_norm_kernel", f"{mm}_mlp_up", "silu_mul_kernel", f"{mm}_mlp_down", "residual_add_kernel"]
+    out += ["rms_norm_kernel", f"lm_head_{mm}"]
+    return out + (["argmax_kernel"] if sample else [])
+
+
+def _frames(requests: list[list[list[str]]], gap_ns: int = 50_000_000) -> dict[str, pl.DataFrame]:
+    """Kernel and API frames of ``requests`` (each a list of passes, each a list of kernel names), launched one
+    after another; a host sync after every pass; an idle gap between requests."""
+    names: list[str] = []
+    starts: list[int] = []
+    syncs: list[int] = []
+    t = 1_000_000
+    for passes in requests:
+        for kernels in passes:
+            for n in kernels:
+                names.append(n)
+                starts.append(t)
+                t += 5_000
+            syncs.append(t)
+            t += 30_000
+        t += gap_ns
+    n = len(names)
+    kernels = pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + 4_000 for s in starts],
+            "dur": [4_000] * n,
+            "deviceId": [0] * n,
+            "streamId": [7] * n,
+            "correlationId": list(range(1, n + 1)),
+            "pid": [42] * n,
+            "name": names,
+            "short": names,
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+        }
+    )
+    calls = {"pid": [42] * n, "tid": [1] * n, "correlationId": list(range(1, n + 1))}
+    launch = pl.DataFrame(
+        {"start": [s - 500 for s in starts], "end": [s - 100 for s in starts], **calls},
+    ).with_columns(pl.lit("cudaLaunchKernel_v7000").alias("name"))
+    sync = pl.DataFrame(
+        {
+            "start": syncs,
+            "end": [s + 20_000 for s in syncs],
+            "pid": [42] * len(syncs),
+            "tid": [1] * len(syncs),
+            "correlationId": list(range(n + 1, n + 1 + len(syncs))),
+            "name": ["cudaStreamSynchronize_v3020"] * len(syncs),
+        }
+    )
+    return {"kernels": kernels, "api": pl.concat([launch, sync])}
+
+
+def _speculative(drafts: list[int], requests: int = 3, draft_layers: int = 1, target_layers: int = 4) -> list:
+    """Requests of assisted generation: the draft model's pass over the prompt, then per round ``drafts[j]`` draft
+    passes of one token and one verify pass of the target over them (the first verify pass holds the prompt)."""
+    out = []
+    for _ in range(requests):
+        passes = [_pass(draft_layers, 32)]
+        for j, k in enumerate(drafts):
+            passes += [_pass(draft_layers, 1) for _ in range(k - 1 if j == 0 else k)]
+            passes.append(_pass(target_layers, 33 if j == 0 else k + 1))
+        out.append(passes)
+    return out
+
+
+def _rounds(requests: list) -> object:
+    f = _frames(requests)
+    seq = kernel_sequence(f["kernels"], Api(f["api"], 42), 42)
+    return speculative_rounds(seq, families(seq.names, seq.shorts, None)), seq
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 8])
+def test_constant_drafts(k: int) -> None:
+    rounds, seq = _rounds(_speculative([k] * 6))
+    assert rounds is not None
+    assert rounds.first.size == 18 and rounds.drafts == k
+    assert (rounds.draft_units, rounds.verify_units) in ((3, 9), (2, 8), (1, 4))  # one layer against four
+    # every round ends with its verify pass's argmax, and the next begins right after it
+    assert all(seq.shorts[int(seq.code[m])] == "argmax_kernel" for m in rounds.markers)
+    assert (rounds.last == rounds.markers + 1).all() and (rounds.first[1:] == rounds.last[:-1]).all()
+    s = find_structure(*_frames(_speculative([k] * 6)).values())
+    check(s, Truth("llm-decode", 3, 1, 0, 12, total_passes=18))
+    assert s.draft_passes == k and s.to_dict()["draft_passes"] == k
+    assert any(e.fact == "passes" and "speculative decoding" in e.detail for e in s.evidence)
+
+
+def test_drafts_that_change_from_round_to_round() -> None:
+    # transformers' default schedule: 2 more drafts after a round whose drafts were all taken, 1 fewer otherwise
+    schedule = [5, 4, 3, 2, 4, 3, 2, 4, 6, 5, 4, 1]
+    rounds, _ = _rounds(_speculative(schedule))
+    assert rounds is not None and rounds.first.size == 36
+    assert rounds.drafts == 4 and (rounds.fewest, rounds.most) == (1, 6)
+    s = find_structure(*_frames(_speculative(schedule)).values())
+    check(s, Truth("llm-decode", 3, 1, 0, 24, total_passes=36))
+    assert [r.decode_steps for r in s.requests] == [12, 12, 12]
+
+
+def test_a_bigger_draft_model() -> None:
+    rounds, _ = _rounds(_speculative([3] * 8, draft_layers=2, target_layers=6))
+    assert rounds is not None and rounds.first.size == 24 and rounds.drafts == 3
+
+
+def test_one_model_is_no_speculation() -> None:
+    # the same requests without a draft model: a prompt's pass then token passes, all with the same layers
+    plain = [[_pass(4, 33), *(_pass(4, 1) for _ in range(20))] for _ in range(3)]
+    rounds, _ = _rounds(plain)
+    assert rounds is None
+    s = find_structure(*_frames(plain).values())
+    assert s.draft_passes is None and s.to_dict()["draft_passes"] is None
+    check(s, Truth("llm-decode", 3, 1, 2, 40, total_passes=63))
+
+
+def test_an_encoder_then_many_decoder_passes_is_no_round() -> None:
+    # T5/Whisper-like: per request one encoder pass (no sampling at its end) then 24 decoder passes with
+    # cross-attention: two sizes of pass, the bigger ones alone, but 24 "drafts" each: no round of speculation
+    encdec = [[_pass(6, 64, sample=False), *(_pass(4, 1, cross=True) for _ in range(24))] for _ in range(6)]
+    rounds, _ = _rounds(encdec)
+    assert rounds is None
+
+
+def test_bigger_passes_in_a_row_are_no_verify_passes() -> None:
+    # a third of the big passes follow another big pass: no draft-and-verify rounds (a round has one verify pass),
+    # though two small passes lie between big ones in the median
+    small, big = _pass(1, 1), _pass(4, 1)
+    passes = [small, small, big, small, small, big, big] * 6
+    rounds, _ = _rounds([passes])
+    assert rounds is None
+
+
+def test_an_extra_kernel_every_few_passes_is_no_second_model() -> None:
+    # one model; every 8th pass copies twice (a cache grown in blocks): one kernel's count splits the passes in two
+    # sizes, one at a time between runs of 7, but no per-layer kernel runs more often in them
+    passes = [[*_pass(4, 1), "copy_kernel", *(["copy_kernel"] if i % 8 == 7 else [])] for i in range(48)]
+    rounds, _ = _rounds([passes[:24], passes[24:]])
+    assert rounds is None
+
+
+def test_image_resampling_is_no_sampling_kernel() -> None:
+    assert not _sampling("upsample_bilinear2d_out_frame", "upsample_bilinear2d_out_frame", "other")
+    assert not _sampling("void at::native::upsample_nearest2d_out_frame<float>()", "upsample_nearest2d", "other")
+    assert not _sampling("embedding_kernel", "embedding_kernel", "embedding")
+    assert _sampling("void at::native::reduce_kernel<ArgMaxOps<float>>()", "reduce_kernel", "reduction")
+    assert _sampling("argmax_kernel", "argmax_kernel", "other")
+
+
+RUNS = DATA / "runs"
+
+
+@pytest.mark.skipif(not (RUNS / "hf_assisted_small_whole.sqlite").is_file(), reason="trace not present")
+def test_assisted_generation_capture() -> None:
+    # transformers 5.17 assisted generation on an H200 (tests/data/runs/README.md): a 2-layer Llama target, a
+    # 1-layer assistant drafting 4 tokens a round; 1 warm-up + 2 measured requests of 16 tokens, 4 rounds each
+    s = structure(RUNS / "hf_assisted_small_whole.sqlite")
+    check(s, Truth("llm-decode", 3, 1, 0, 8, total_passes=12))
+    assert [r.decode_steps for r in s.measured_requests] == [4, 4]
+    assert s.draft_passes == 4
+    assert any("speculative decoding" in e.detail and "4 draft pass(es)" in e.detail for e in s.evidence)
