@@ -16,11 +16,12 @@ from nsys_doctor.analysis.structure.signals import families
 from nsys_doctor.analysis.structure.speculative import _sampling, speculative_rounds
 
 from .conftest import DATA
-from .test_structure import Truth, check, structure
+from .test_structure import Truth, check, kernel_frame, launches_and_syncs, structure
 
 
-def _pass(layers: int, tokens: int, cross: bool = False, sample: bool = True) -> list[str]:
-    """The kernels of one eager forward pass: embedding, ``layers`` layers, final norm, LM head (and argmax)."""
+def _pass(layers: int, tokens: int, cross: bool = False, sample: bool = True, topk: bool = False) -> list[str]:
+    """The kernels of one eager forward pass: embedding, ``layers`` layers, final norm, LM head (and argmax; with
+    ``topk``, a top-k over the vocabulary in three blocks and a multinomial draw)."""
     mm = "gemm" if tokens > 1 else "gemv"
     out = ["embedding_kernel"]
     for _ in range(layers):
@@ -29,12 +30,14 @@ def _pass(layers: int, tokens: int, cross: bool = False, sample: bool = True) ->
             out += ["rms_norm_kernel", f"{mm}_cross_q", "cross_attention_kernel", "residual_add_kernel"]
         out += ["rms_norm_kernel", f"{mm}_mlp_up", "silu_mul_kernel", f"{mm}_mlp_down", "residual_add_kernel"]
     out += ["rms_norm_kernel", f"lm_head_{mm}"]
+    if topk:
+        return [*out, *(["topk_radix_select_kernel"] * 3), "softmax_kernel", "multinomial_kernel"]
     return out + (["argmax_kernel"] if sample else [])
 
 
-def _frames(requests: list[list[list[str]]], gap_ns: int = 50_000_000) -> dict[str, pl.DataFrame]:
+def _frames(requests: list[list[list[str]]], gap_ns: int = 50_000_000, sync: bool = True) -> dict[str, pl.DataFrame]:
     """Kernel and API frames of ``requests`` (each a list of passes, each a list of kernel names), launched one
-    after another; a host sync after every pass; an idle gap between requests."""
+    after another; a host sync after every pass (``sync``); an idle gap between requests."""
     names: list[str] = []
     starts: list[int] = []
     syncs: list[int] = []
@@ -45,52 +48,24 @@ def _frames(requests: list[list[list[str]]], gap_ns: int = 50_000_000) -> dict[s
                 names.append(n)
                 starts.append(t)
                 t += 5_000
-            syncs.append(t)
+            if sync:
+                syncs.append(t)
             t += 30_000
         t += gap_ns
-    n = len(names)
-    kernels = pl.DataFrame(
-        {
-            "start": starts,
-            "end": [s + 4_000 for s in starts],
-            "dur": [4_000] * n,
-            "deviceId": [0] * n,
-            "streamId": [7] * n,
-            "correlationId": list(range(1, n + 1)),
-            "pid": [42] * n,
-            "name": names,
-            "short": names,
-            "gridX": [1] * n,
-            "gridY": [1] * n,
-            "gridZ": [1] * n,
-        }
-    )
-    calls = {"pid": [42] * n, "tid": [1] * n, "correlationId": list(range(1, n + 1))}
-    launch = pl.DataFrame(
-        {"start": [s - 500 for s in starts], "end": [s - 100 for s in starts], **calls},
-    ).with_columns(pl.lit("cudaLaunchKernel_v7000").alias("name"))
-    sync = pl.DataFrame(
-        {
-            "start": syncs,
-            "end": [s + 20_000 for s in syncs],
-            "pid": [42] * len(syncs),
-            "tid": [1] * len(syncs),
-            "correlationId": list(range(n + 1, n + 1 + len(syncs))),
-            "name": ["cudaStreamSynchronize_v3020"] * len(syncs),
-        }
-    )
-    return {"kernels": kernels, "api": pl.concat([launch, sync])}
+    return {"kernels": kernel_frame(names, starts, [4_000] * len(names)), "api": launches_and_syncs(starts, syncs)}
 
 
-def _speculative(drafts: list[int], requests: int = 3, draft_layers: int = 1, target_layers: int = 4) -> list:
+def _speculative(
+    drafts: list[int], requests: int = 3, draft_layers: int = 1, target_layers: int = 4, topk: bool = False
+) -> list:
     """Requests of assisted generation: the draft model's pass over the prompt, then per round ``drafts[j]`` draft
     passes of one token and one verify pass of the target over them (the first verify pass holds the prompt)."""
     out = []
     for _ in range(requests):
-        passes = [_pass(draft_layers, 32)]
+        passes = [_pass(draft_layers, 32, topk=topk)]
         for j, k in enumerate(drafts):
-            passes += [_pass(draft_layers, 1) for _ in range(k - 1 if j == 0 else k)]
-            passes.append(_pass(target_layers, 33 if j == 0 else k + 1))
+            passes += [_pass(draft_layers, 1, topk=topk) for _ in range(k - 1 if j == 0 else k)]
+            passes.append(_pass(target_layers, 33 if j == 0 else k + 1, topk=topk))
         out.append(passes)
     return out
 
@@ -125,6 +100,14 @@ def test_drafts_that_change_from_round_to_round() -> None:
     s = find_structure(*_frames(_speculative(schedule)).values())
     check(s, Truth("llm-decode", 3, 1, 0, 24, total_passes=36))
     assert [r.decode_steps for r in s.requests] == [12, 12, 12]
+
+
+def test_sampling_whose_top_k_runs_several_times_a_pass() -> None:
+    # speculative sampling: each pass draws its token after a top-k over the vocabulary in three blocks; the top-k
+    # kernel, the most frequent sampling kernel, cuts passes in three; the multinomial draw ends each pass
+    rounds, seq = _rounds(_speculative([4] * 6, topk=True))
+    assert rounds is not None and rounds.first.size == 18 and rounds.drafts == 4
+    assert seq.shorts[rounds.anchor] == "multinomial_kernel"
 
 
 def test_a_bigger_draft_model() -> None:

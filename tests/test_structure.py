@@ -306,6 +306,9 @@ RUN_TRUTH = {
     "compile_decode_default_warmcache": Truth("llm-decode", 3, 1, 0, 64, total_passes=80),
     # 2 warm-up + 2 measured requests of 1 eager prefill + 19 graphed decode passes
     "hf_mistral_static_compile_whole": Truth("llm-decode", 4, 2, 2, 38, total_passes=80),
+    # generate with prompt lookup decoding (no draft found in a random prompt: every pass is one token), whose n-gram
+    # search gathers once per request: 1 warm-up + 2 measured requests of 1 prefill + 15 decode passes (section 8)
+    "hf_prompt_lookup_small_whole": Truth("llm-decode", 3, 1, 2, 30, total_passes=48),
 }
 
 
@@ -352,6 +355,56 @@ def test_runs_compilation_is_not_inference():
 
 
 # ------------------------------------------------------------------------------------------ API and synthetic runs
+def kernel_frame(names: list[str], starts: list[int], durs: list[int], shorts: list[str] | None = None) -> pl.DataFrame:
+    """The kernel frame of a synthetic run: kernel i named ``names[i]`` (short name ``shorts[i]``, else the same)
+    runs from ``starts[i]`` for ``durs[i]`` ns, all on one device, stream and process, correlation ids 1, 2, ... in
+    order, grids of one block."""
+    n = len(names)
+    return pl.DataFrame(
+        {
+            "start": starts,
+            "end": [s + d for s, d in zip(starts, durs, strict=True)],
+            "dur": durs,
+            "deviceId": [0] * n,
+            "streamId": [7] * n,
+            "correlationId": list(range(1, n + 1)),
+            "pid": [42] * n,
+            "name": names,
+            "short": names if shorts is None else shorts,
+            "gridX": [1] * n,
+            "gridY": [1] * n,
+            "gridZ": [1] * n,
+        }
+    )
+
+
+def launches_and_syncs(starts: list[int], syncs: list[int]) -> pl.DataFrame:
+    """The API frame of a synthetic run: a launch call just before each kernel start (correlation ids 1, 2, ...) and
+    a ``cudaStreamSynchronize`` of 20 us at each of ``syncs``."""
+    n = len(starts)
+    launch = pl.DataFrame(
+        {
+            "start": [s - 500 for s in starts],
+            "end": [s - 100 for s in starts],
+            "pid": [42] * n,
+            "tid": [1] * n,
+            "correlationId": list(range(1, n + 1)),
+            "name": ["cudaLaunchKernel_v7000"] * n,
+        }
+    )
+    sync = pl.DataFrame(
+        {
+            "start": syncs,
+            "end": [s + 20_000 for s in syncs],
+            "pid": [42] * len(syncs),
+            "tid": [1] * len(syncs),
+            "correlationId": list(range(n + 1, n + 1 + len(syncs))),
+            "name": ["cudaStreamSynchronize_v3020"] * len(syncs),
+        }
+    )
+    return pl.concat([launch, sync])
+
+
 def _synthetic(requests: int = 3, decode: int = 20, layers: int = 4, gap_ns: int = 50_000_000) -> dict[str, object]:
     """A synthetic eager LLM run: per request a prefill pass (GEMMs, prefill attention) then ``decode`` decode
     passes (GEMVs, decode attention), each pass ending with the LM head, argmax and a host sync."""
@@ -378,44 +431,7 @@ def _synthetic(requests: int = 3, decode: int = 20, layers: int = 4, gap_ns: int
             syncs.append(t)
             t += 30_000
         t += gap_ns
-    n = len(names)
-    kernels = pl.DataFrame(
-        {
-            "start": starts,
-            "end": [s + d for s, d in zip(starts, durs, strict=True)],
-            "dur": durs,
-            "deviceId": [0] * n,
-            "streamId": [7] * n,
-            "correlationId": list(range(1, n + 1)),
-            "pid": [42] * n,
-            "name": names,
-            "short": names,
-            "gridX": [1] * n,
-            "gridY": [1] * n,
-            "gridZ": [1] * n,
-        }
-    )
-    launch = pl.DataFrame(
-        {
-            "start": [s - 500 for s in starts],
-            "end": [s - 100 for s in starts],
-            "pid": [42] * n,
-            "tid": [1] * n,
-            "correlationId": list(range(1, n + 1)),
-            "name": ["cudaLaunchKernel_v7000"] * n,
-        }
-    )
-    sync = pl.DataFrame(
-        {
-            "start": syncs,
-            "end": [s + 20_000 for s in syncs],
-            "pid": [42] * len(syncs),
-            "tid": [1] * len(syncs),
-            "correlationId": list(range(n + 1, n + 1 + len(syncs))),
-            "name": ["cudaStreamSynchronize_v3020"] * len(syncs),
-        }
-    )
-    return {"kernels": kernels, "api": pl.concat([launch, sync])}
+    return {"kernels": kernel_frame(names, starts, durs), "api": launches_and_syncs(starts, syncs)}
 
 
 def test_synthetic_decode_run():
@@ -491,22 +507,7 @@ def _synthetic_iterations(
             t += 5_000
         t += 100_000
     n = len(names)
-    kernels = pl.DataFrame(
-        {
-            "start": starts,
-            "end": [s + 4_000 for s in starts],
-            "dur": [4_000] * n,
-            "deviceId": [0] * n,
-            "streamId": [7] * n,
-            "correlationId": list(range(1, n + 1)),
-            "pid": [42] * n,
-            "name": names,
-            "short": names,
-            "gridX": [1] * n,
-            "gridY": [1] * n,
-            "gridZ": [1] * n,
-        }
-    )
+    kernels = kernel_frame(names, starts, [4_000] * n)
     ids = list(range(n + 1, n + 1 + len(copies)))
     api = pl.DataFrame(
         {
@@ -665,22 +666,7 @@ def _synthetic_passes(
             "name": ["cudaLaunchKernel_v7000"] * n + [c[2] for c in calls] + ["cudaMemcpyAsync_v3020"] * len(copies),
         }
     )
-    kernels = pl.DataFrame(
-        {
-            "start": starts,
-            "end": [s + d for s, d in zip(starts, durs, strict=True)],
-            "dur": durs,
-            "deviceId": [0] * n,
-            "streamId": [7] * n,
-            "correlationId": list(range(1, n + 1)),
-            "pid": [42] * n,
-            "name": names,
-            "short": [m.split("<")[0].removeprefix("void at::native::") for m in names],
-            "gridX": [1] * n,
-            "gridY": [1] * n,
-            "gridZ": [1] * n,
-        }
-    )
+    kernels = kernel_frame(names, starts, durs, [m.split("<")[0].removeprefix("void at::native::") for m in names])
     memcpy = pl.DataFrame(
         {
             "start": [c[0] + 1_000 for c in copies],

@@ -18,6 +18,9 @@ models are counted on the CPU (forward pre-hooks on the two LlamaForCausalLM mod
 tokens of each pass) and the accepted drafts per round through AssistedCandidateGenerator.update_candidate_strategy
 (num_matches).
 
+--sample: speculative sampling (do_sample, top-k 50; the target accepts drafts by rejection sampling). --prompt-lookup
+N: no assistant at all (prompt lookup decoding: drafts are copied from the prompt, the target verifies them).
+
     python3 scripts/workloads/hf_assisted_generate.py --layers 4 --new-tokens 32 --warmup 1 --iters 2
 """
 
@@ -42,6 +45,8 @@ p.add_argument("--new-tokens", type=int, default=32)
 p.add_argument("--draft", type=int, default=5)
 p.add_argument("--schedule", default="constant", help="num_assistant_tokens_schedule (transformers: heuristic)")
 p.add_argument("--layer-scale", type=float, default=0.005)
+p.add_argument("--sample", action="store_true", help="do_sample=True, top_k 50 (speculative sampling)")
+p.add_argument("--prompt-lookup", type=int, default=0, help="no assistant: prompt lookup decoding with N tokens")
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
 a = p.parse_args()
@@ -86,7 +91,10 @@ def _update(self, input_ids, scores, num_matches):
 
 cg.AssistedCandidateGenerator.update_candidate_strategy = _update
 
-gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0)
+gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=a.sample, eos_token_id=None, pad_token_id=0)
+if a.sample:
+    gen.update(top_k=50, temperature=1.0)
+helper = dict(prompt_lookup_num_tokens=a.prompt_lookup) if a.prompt_lookup else dict(assistant_model=assistant)
 prompt = torch.randint(3, a.vocab, (1, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)
 
@@ -97,7 +105,7 @@ with torch.inference_mode():
             v.clear()
         matches.clear()
         with Timer() as t:
-            out = target.generate(input_ids=prompt, attention_mask=mask, assistant_model=assistant, **gen)
+            out = target.generate(input_ids=prompt, attention_mask=mask, **helper, **gen)
         assert out.shape[1] == a.prompt_len + a.new_tokens, out.shape
         times.append(t.ms)
         rec = dict(

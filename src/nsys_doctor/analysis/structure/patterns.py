@@ -19,6 +19,7 @@ INIT_KERNELS = re.compile(
 )
 TOKEN_ANCHORS = re.compile(r"(?i)(argmax|arg_max|ArgMaxOps|top_?k|top_?p|sampl|multinomial|embedding|lm_?head|logits)")
 ANCHOR_FAMILIES = frozenset({"sampling", "embedding"})
+PASS_END = re.compile(r"(?i)(argmax|arg_max|ArgMaxOps|multinomial)")  # a token's sampling: the end of a forward pass
 UP_DOWN_SAMPLING = re.compile(r"(?i)(up|down|re)_?sampl")  # image resizing, not sampling from logits
 SOFTMAX = re.compile(r"(?i)soft_?max")
 PREFILL_NAMES = re.compile(r"(?i)(prefill|prompt|context|extend|encode)")

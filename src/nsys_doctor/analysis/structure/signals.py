@@ -18,6 +18,7 @@ from .patterns import (
     LOAD_ONLY_API,
     MAX_ROUND_TRIPS_PER_PASS,
     MIN_SEGMENTS,
+    PASS_END,
     PROFILER_STOP_API,
     SOFTMAX,
     TOKEN_ANCHORS,
@@ -165,7 +166,21 @@ def score_clusters(clusters: list[Cluster], seq: Seq, sig: Signals, fams: list[s
             score += 1
         cl.score = score
         cl.reasons = notes
+    for cl in cands:  # a finer level that ends in a token's sampling holds the passes: this one groups them
+        if cl.finer and any(_groups_passes(cl, o, seq) for o in cands):
+            cl.score -= 1
+            cl.reasons = [r for r in cl.reasons if not r.startswith("a finer repeating level")]
+            cl.reasons.append("a finer level ends in a token's sampling (the passes): this one groups them")
     return sorted(cands, key=lambda c: (-c.score, c.count, -c.names))
+
+
+def _groups_passes(cl: Cluster, finer: Cluster, seq: Seq) -> bool:
+    """Whether ``finer`` (at least twice as frequent, at most half as long) is the forward pass inside ``cl``: one
+    of its once-per-unit kernels samples the next token (an argmax or a draw over the logits). A layer never does:
+    a router's top-k inside each layer of a mixture of experts is no argmax."""
+    if finer is cl or finer.count < 2 * cl.count or finer.period > cl.period / 2:
+        return False
+    return any(PASS_END.search(seq.names[c]) for lv in finer.levels for c in lv.codes)
 
 
 def cut_level(cl: Cluster) -> Level:

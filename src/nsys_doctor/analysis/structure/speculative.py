@@ -24,13 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .patterns import MIN_SEGMENTS, SPEC_MAX_DRAFTS, SPEC_MIN_ROUNDS, TOKEN_ANCHORS, UP_DOWN_SAMPLING
+from .patterns import MIN_SEGMENTS, PASS_END, SPEC_MAX_DRAFTS, SPEC_MIN_ROUNDS, TOKEN_ANCHORS, UP_DOWN_SAMPLING
 from .sequence import Seq
 from .signals import is_anchor
 
 SPLIT_COVER = 0.9  # the two sizes cover at least this share of the passes
 SIZE_RATIO = 1.5  # a verify pass runs the layer kernel at least this many times as often as a draft pass
 ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow another
+SPEC_ANCHORS_TRIED = 4  # sampling kernels tried as the end of a pass (one per count), the most frequent first
+SPLIT_KERNELS_TRIED = 16  # about this many of the most frequent kernels are tried for the split
 LAYER_KERNELS = 3  # every-pass kernels that must agree on the split (a norm, an activation, a residual add)
 
 
@@ -73,13 +75,30 @@ def _sampling(name: str, short: str, family: str) -> bool:
 
 def speculative_rounds(seq: Seq, fams: list[str]) -> Rounds | None:
     """The draft-and-verify rounds of ``seq``, or None when it is no speculative run (see the module docstring)."""
-    n, nc = len(seq), len(seq.names)
+    nc = len(seq.names)
     cands = [
         c for c in range(nc) if seq.counts[c] >= SPEC_MIN_ROUNDS * 2 and _sampling(seq.names[c], seq.shorts[c], fams[c])
     ]
     if not cands:
         return None
-    anchor = max(cands, key=lambda c: (int(seq.counts[c]), -c))
+    # the most frequent sampling kernel, then the argmax or multinomial draws, one per count: those end every pass,
+    # while the kernels of a top-k may run several times in one (a radix select over the vocabulary in blocks), and
+    # other top-k kernels (a beam search's, a detector's sort) cut no pass of a speculative run
+    ordered = sorted(cands, key=lambda c: (-int(seq.counts[c]), c))
+    by_count: dict[int, int] = {int(seq.counts[ordered[0]]): ordered[0]}
+    for c in ordered:
+        if PASS_END.search(seq.names[c]):
+            by_count.setdefault(int(seq.counts[c]), c)
+    for anchor in list(by_count.values())[:SPEC_ANCHORS_TRIED]:
+        found = _rounds_at(seq, anchor)
+        if found is not None:
+            return found
+    return None
+
+
+def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
+    """The rounds of ``seq`` with its passes cut at ``anchor``, or None."""
+    n, nc = len(seq), len(seq.names)
     pos = seq.positions(anchor)
     spans = pos.size - 1  # pass i+1: the kernels after sampling kernel i, up to and with sampling kernel i+1
     if spans < MIN_SEGMENTS or spans * nc > 20_000_000:
@@ -88,7 +107,11 @@ def speculative_rounds(seq: Seq, fams: list[str]) -> Rounds | None:
     inside = (span >= 0) & (span < spans)
     per = np.bincount(span[inside] * nc + seq.code[inside], minlength=spans * nc).reshape(spans, nc)
     present = (per > 0).mean(axis=0)
-    for c in np.argsort(-seq.counts, kind="stable").tolist():
+    # the split of the passes in two sizes that the most every-pass kernels agree with (a deeper model runs each of
+    # its per-layer kernels more often; a top-k's kernels count the positions sampled, which a verify pass of one
+    # token has as few of as a draft), among the kernels whose counts per pass take two values
+    best: tuple[int, int, int, int, np.ndarray] | None = None
+    for c in np.argsort(-seq.counts, kind="stable")[: SPLIT_KERNELS_TRIED * 4].tolist():
         if c == anchor or present[c] < 0.95:
             continue
         values, counts = np.unique(per[:, c], return_counts=True)
@@ -99,16 +122,19 @@ def speculative_rounds(seq: Seq, fams: list[str]) -> Rounds | None:
         if lo < 1 or hi < SIZE_RATIO * lo or counts[top].sum() < SPLIT_COVER * spans:
             continue
         verify = per[:, c] >= (lo + hi) / 2
-        if _layer_kernels(per, present, verify) < LAYER_KERNELS:
-            return None  # one kernel run more often now and then (a periodic copy), not a deeper model
-        found = _rounds(verify, pos)
-        if found is None:
-            return None  # the kernel that best splits the passes in two: its split is no round structure
-        first, last, markers, drafts = found
-        return Rounds(
-            first, last, markers, anchor, c, lo, hi, int(np.median(drafts)), int(drafts.min()), int(drafts.max()), spans
-        )
-    return None
+        agree = _layer_kernels(per, present, verify)
+        if best is None or agree > best[0]:
+            best = (agree, c, lo, hi, verify)
+    if best is None or best[0] < LAYER_KERNELS:
+        return None  # no split, or one kernel run more often now and then (a periodic copy): not a deeper model
+    _, c, lo, hi, verify = best
+    found = _rounds(verify, pos)
+    if found is None:
+        return None  # the passes split in two sizes, but not as drafts and a verify pass
+    first, last, markers, drafts = found
+    return Rounds(
+        first, last, markers, anchor, c, lo, hi, int(np.median(drafts)), int(drafts.min()), int(drafts.max()), spans
+    )
 
 
 def _layer_kernels(per: np.ndarray, present: np.ndarray, verify: np.ndarray) -> int:
