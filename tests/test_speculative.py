@@ -85,9 +85,14 @@ def test_constant_drafts(k: int) -> None:
     # every round ends with its verify pass's argmax, and the next begins right after it
     assert all(seq.shorts[int(seq.code[m])] == "argmax_kernel" for m in rounds.markers)
     assert (rounds.last == rounds.markers + 1).all() and (rounds.first[1:] == rounds.last[:-1]).all()
+    # the drafts' share of a round: k draft passes (5 us a kernel, 30 us after each pass) before the verify pass
+    draft = k * (len(_pass(1, 1)) * 5_000 + 30_000)
+    verify = (len(_pass(4, k + 1)) - 1) * 5_000 + 4_000  # to the end of its last kernel
+    assert rounds.draft_share == pytest.approx(draft / (draft + verify))
     s = find_structure(*_frames(_speculative([k] * 6)).values())
     check(s, Truth("llm-decode", 3, 1, 0, 12, total_passes=18))
     assert s.draft_passes == k and s.to_dict()["draft_passes"] == k
+    assert s.draft_share == round(rounds.draft_share, 3) and s.to_dict()["draft_share"] == s.draft_share
     assert any(e.fact == "passes" and "speculative decoding" in e.detail for e in s.evidence)
 
 
@@ -122,6 +127,7 @@ def test_one_model_is_no_speculation() -> None:
     assert rounds is None
     s = find_structure(*_frames(plain).values())
     assert s.draft_passes is None and s.to_dict()["draft_passes"] is None
+    assert s.draft_share is None and s.to_dict()["draft_share"] is None
     check(s, Truth("llm-decode", 3, 1, 2, 40, total_passes=63))
 
 
@@ -170,3 +176,5 @@ def test_assisted_generation_capture() -> None:
     assert [r.decode_steps for r in s.measured_requests] == [4, 4]
     assert s.draft_passes == 4
     assert any("speculative decoding" in e.detail and "4 draft pass(es)" in e.detail for e in s.evidence)
+    # four 1-layer draft passes of 93 launches each against one 2-layer verify pass of 144, eager: 72% of the launches
+    assert s.draft_share is not None and 0.65 <= s.draft_share <= 0.85

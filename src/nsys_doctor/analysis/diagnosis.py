@@ -475,6 +475,7 @@ def run_summary(structure: RunStructure, steps: Steps) -> dict[str, object]:
         "period_kernels": structure.period,
         "marker": structure.marker,
         "draft_passes": structure.draft_passes,
+        "draft_share": structure.draft_share,
         "phases": d.get("phases"),
         "request_list": d.get("request_list"),
         "evidence": d.get("evidence"),

@@ -410,9 +410,11 @@ def run_line(run: dict[str, object]) -> str:
     parts = [RUN_WORDS.get(kind, kind)]
     drafts = run.get("draft_passes")
     if drafts:
+        share = run.get("draft_share")
+        spent = f"; the drafts take {share:.0%} of a step" if isinstance(share, float) else ""
         parts[0] += (
             f" with speculative decoding (a step: draft passes of a small model, {drafts} in the median, then one "
-            "verify pass)"
+            f"verify pass{spent})"
         )
     if kind != "unstructured":
         counts = [f"{run.get(k)} {w}" for k, w in (("prefill_steps", "prefill"), ("decode_steps", "decode"),

@@ -84,8 +84,9 @@ API::
 
     RunStructure(kind, source, confidence, steps: tuple[Step], requests: tuple[Request], phases: tuple[Phase],
                  evidence: tuple[Evidence], notes: tuple[str], period: int | None, marker: str | None,
-                 pid: int | None, draft_passes: int | None)   # draft_passes: speculative decoding's drafts
-                                                                   # before each verify pass (a step is one round)
+                 pid: int | None, draft_passes: int | None, draft_share: float | None)
+      # draft_passes: speculative decoding's drafts before each verify pass (a step is one round); draft_share:
+      # their share of a round (the median round, from its first kernel's start to its last one's end on the GPU)
       .measured_requests / .warmup_requests  (tuples of Request)
       .measured_steps  (steps of measured requests)
       .count(kind, measured=True) -> int
@@ -94,7 +95,7 @@ API::
                                                    request)
       .to_dict() -> dict for JSON: kind, source, confidence, requests, warmup_requests, measured_requests,
                     iterations, steps {prefill, decode, iteration}, steps_all, period_kernels, marker, draft_passes,
-                    time_base,
+                    draft_share, time_base,
                     request_list, phases, evidence, notes
     Step(index, request, kind, start, end, gpu_start, gpu_end, kernels, gpu_time)   # kind: prefill|decode|iteration
     Request(index, start, end, gpu_start, gpu_end, warmup, reason, prefill_steps, decode_steps, iterations)

@@ -133,6 +133,7 @@ class _Builder(PassFinding, RequestCutting):
             self.marker = seq.shorts[spec.anchor]
             self.spec_anchors = [seq.shorts[spec.anchor]]
             self.spec_drafts = spec.drafts
+            self.spec_share = spec.draft_share
             source = "kernel-period"
             self.ev("passes", "kernel-period", "medium", spec.why(seq))
         elif clusters and clusters[0].score >= 1:
@@ -482,4 +483,5 @@ class _Builder(PassFinding, RequestCutting):
             self.marker,
             self.pid,
             self.spec_drafts,
+            None if self.spec_drafts is None else round(self.spec_share, 3),
         )

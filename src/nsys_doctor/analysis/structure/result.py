@@ -109,6 +109,7 @@ class RunStructure:
     marker: str | None = None  # the once-per-pass kernel the periods were measured on
     pid: int | None = None  # the process analyzed
     draft_passes: int | None = None  # speculative decoding: the draft passes before each verify pass (a step)
+    draft_share: float | None = None  # and the drafts' share of a step (the median round, on the GPU timeline)
 
     @property
     def measured_requests(self) -> tuple[Request, ...]:
@@ -204,6 +205,7 @@ class RunStructure:
             "marker": self.marker,
             "pid": self.pid,
             "draft_passes": self.draft_passes,
+            "draft_share": self.draft_share,
             "time_base": "host launch time (ns)",
             "request_list": [r.to_dict() for r in self.requests],
             "phases": [p.to_dict() for p in self.phases],

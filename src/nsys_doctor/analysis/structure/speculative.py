@@ -51,6 +51,7 @@ class Rounds:
     fewest: int  # the fewest and the most draft passes of a round (a request's first round: its prompt too)
     most: int
     passes: int  # all passes (drafts and verify passes) cut at the sampling kernel
+    draft_share: float  # the median round's share of its GPU span before its verify pass (the drafts)
 
     def why(self, seq: Seq) -> str:
         return (
@@ -58,7 +59,8 @@ class Rounds:
             f"{self.fewest} to {self.most}) then one verify pass "
             f"({self.passes} passes cut at {seq.shorts[self.anchor]}; {seq.shorts[self.layer]} runs "
             f"{self.draft_units} time(s) in a draft pass and {self.verify_units} in a verify pass: two models); a "
-            "step is one round"
+            f"step is one round, its drafts {self.draft_share:.0%} of it (the median, from its first kernel's start to "
+            "its last one's end on the GPU)"
         )
 
 
@@ -131,9 +133,22 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
     found = _rounds(verify, pos)
     if found is None:
         return None  # the passes split in two sizes, but not as drafts and a verify pass
-    first, last, markers, drafts = found
+    first, last, markers, drafts, verify_first = found
+    span = (seq.end[last - 1] - seq.start[first]).astype(np.float64)
+    share = float(np.median((seq.start[verify_first] - seq.start[first]) / np.maximum(span, 1.0)))
     return Rounds(
-        first, last, markers, anchor, c, lo, hi, int(np.median(drafts)), int(drafts.min()), int(drafts.max()), spans
+        first,
+        last,
+        markers,
+        anchor,
+        c,
+        lo,
+        hi,
+        int(np.median(drafts)),
+        int(drafts.min()),
+        int(drafts.max()),
+        spans,
+        min(max(share, 0.0), 1.0),
     )
 
 
@@ -152,10 +167,11 @@ def _layer_kernels(per: np.ndarray, present: np.ndarray, verify: np.ndarray) -> 
     return int(((split == verify[:, None]).mean(axis=0) >= 0.95).sum())
 
 
-def _rounds(verify: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _rounds(verify: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """Rounds from the passes' sizes (``verify``: pass i+1, between sampling kernels ``pos[i]`` and ``pos[i+1]``,
-    is a verify pass): the drafts since the last verify pass, then the verify pass. None when the sizes do not
-    alternate so."""
+    is a verify pass): the drafts since the last verify pass, then the verify pass, as (first kernel, end kernel
+    (exclusive), sampling kernel at the end, draft passes, the verify pass's first kernel) per round. None when the
+    sizes do not alternate so."""
     at = np.flatnonzero(verify)
     if at.size < SPEC_MIN_ROUNDS:
         return None
@@ -171,4 +187,5 @@ def _rounds(verify: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray
     first = pos[start_pass] + 1
     last = pos[at + 1] + 1
     counts = np.concatenate([[at[0] - start_pass[0]], drafts])  # draft passes of each round
-    return first.astype(np.int64), last.astype(np.int64), pos[at + 1].astype(np.int64), counts
+    ends = pos[at + 1].astype(np.int64)
+    return first.astype(np.int64), last.astype(np.int64), ends, counts, (pos[at] + 1).astype(np.int64)

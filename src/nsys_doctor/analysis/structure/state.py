@@ -52,6 +52,7 @@ class BuilderState:
         self.slow_passes: np.ndarray | None = None  # leading passes far slower on the host (warmup_passes)
         self.spec_anchors: list[str] = []  # the sampling kernel a speculative run's passes were cut at
         self.spec_drafts: int | None = None  # and its draft passes per round (a step)
+        self.spec_share = 0.0  # and the drafts' share of a round
 
     def autotune_positions(self) -> np.ndarray:
         """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
