@@ -90,7 +90,8 @@ def test_constant_drafts(k: int) -> None:
     verify = (len(_pass(4, k + 1)) - 1) * 5_000 + 4_000  # to the end of its last kernel
     assert rounds.draft_share == pytest.approx(draft / (draft + verify))
     s = find_structure(*_frames(_speculative([k] * 6)).values())
-    check(s, Truth("llm-decode", 3, 1, 0, 12, total_passes=18))
+    # a request's first round holds the prompt's passes: its prefill step
+    check(s, Truth("llm-decode", 3, 1, 2, 10, total_passes=18))
     assert s.draft_passes == k and s.to_dict()["draft_passes"] == k
     assert s.draft_share == round(rounds.draft_share, 3) and s.to_dict()["draft_share"] == s.draft_share
     assert any(e.fact == "passes" and "speculative decoding" in e.detail for e in s.evidence)
@@ -103,8 +104,8 @@ def test_drafts_that_change_from_round_to_round() -> None:
     assert rounds is not None and rounds.first.size == 36
     assert rounds.drafts == 4 and (rounds.fewest, rounds.most) == (1, 6)
     s = find_structure(*_frames(_speculative(schedule)).values())
-    check(s, Truth("llm-decode", 3, 1, 0, 24, total_passes=36))
-    assert [r.decode_steps for r in s.requests] == [12, 12, 12]
+    check(s, Truth("llm-decode", 3, 1, 2, 22, total_passes=36))
+    assert [(r.prefill_steps, r.decode_steps) for r in s.requests] == [(1, 11)] * 3
 
 
 def test_sampling_whose_top_k_runs_several_times_a_pass() -> None:
@@ -172,8 +173,8 @@ def test_assisted_generation_capture() -> None:
     # transformers 5.17 assisted generation on an H200 (tests/data/runs/README.md): a 2-layer Llama target, a
     # 1-layer assistant drafting 4 tokens a round; 1 warm-up + 2 measured requests of 16 tokens, 4 rounds each
     s = structure(RUNS / "hf_assisted_small_whole.sqlite")
-    check(s, Truth("llm-decode", 3, 1, 0, 8, total_passes=12))
-    assert [r.decode_steps for r in s.measured_requests] == [4, 4]
+    check(s, Truth("llm-decode", 3, 1, 2, 6, total_passes=12))
+    assert [(r.prefill_steps, r.decode_steps) for r in s.measured_requests] == [(1, 3), (1, 3)]
     assert s.draft_passes == 4
     assert any("speculative decoding" in e.detail and "4 draft pass(es)" in e.detail for e in s.evidence)
     # four 1-layer draft passes of 93 launches each against one 2-layer verify pass of 144, eager: 72% of the launches

@@ -375,6 +375,11 @@ class _Builder(PassFinding, RequestCutting):
             while i <= req_last[r] and distinct[i]:
                 lead[i] = True
                 i += 1
+        if self.spec_drafts is not None and nreq and not lead[req_first].all():
+            # a speculative request's first round holds the prompt's passes (the draft model's and the target's,
+            # which verifies the first drafts over the prompt): its prefill step
+            lead[req_first] = True
+            self.ev("prefill", "kernel-mix", "medium", "each request's first round holds the prompt's passes")
         starts_distinct = [bool(lead[req_first[r]]) for r in range(nreq)]
         kind, kind_conf = self.run_kind(ps, lead, starts_distinct, req_first, req_last)
         if kind == "iterations" and p == 1 and len(seq) - int(ps.last[0]) >= ONE_PASS_TAIL_SHARE * len(seq):
