@@ -28,6 +28,7 @@ from .patterns import MIN_SEGMENTS, PASS_END, SPEC_MAX_DRAFTS, SPEC_MIN_ROUNDS, 
 from .sequence import Seq
 from .signals import is_anchor
 
+ONE_SIZE_SHARE = 0.95  # passes within 10% of the median number of kernels: this share or more is one size
 SPLIT_COVER = 0.9  # the two sizes cover at least this share of the passes
 SIZE_RATIO = 1.5  # a verify pass runs the layer kernel at least this many times as often as a draft pass
 ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow another
@@ -105,9 +106,17 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
     spans = pos.size - 1  # pass i+1: the kernels after sampling kernel i, up to and with sampling kernel i+1
     if spans < MIN_SEGMENTS or spans * nc > 20_000_000:
         return None
-    span = np.searchsorted(pos, np.arange(n), side="left") - 1
+    sizes = np.diff(pos)
+    typical = float(np.median(sizes))
+    if float((np.abs(sizes - typical) <= 0.1 * typical).mean()) >= ONE_SIZE_SHARE:
+        return None  # the passes are of one size (a prompt's pass runs as many kernels as a token's): one model
+    # each kernel's pass: how many sampling kernels come before it, less one (O(n), no search)
+    marks = np.zeros(n, dtype=np.int32)
+    marks[pos] = 1
+    span = np.cumsum(marks, dtype=np.int32) - marks - 1
+    del marks
     inside = (span >= 0) & (span < spans)
-    per = np.bincount(span[inside] * nc + seq.code[inside], minlength=spans * nc).reshape(spans, nc)
+    per = np.bincount(span[inside].astype(np.int64) * nc + seq.code[inside], minlength=spans * nc).reshape(spans, nc)
     present = (per > 0).mean(axis=0)
     # the split of the passes in two sizes that the most every-pass kernels agree with (a deeper model runs each of
     # its per-layer kernels more often; a top-k's kernels count the positions sampled, which a verify pass of one
