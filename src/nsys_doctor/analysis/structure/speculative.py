@@ -10,13 +10,13 @@ draft pass and several times as often in a verify pass, while every pass of one 
 prompt's pass and a token's pass alike). A step of such a run is one round: its drafts and the verify pass after
 them (the tokens a round yields depend on how many drafts the target accepts, which the trace does not show).
 
-``speculative_rounds`` finds the rounds when the passes cut at the most frequent sampling kernel come in two sizes
-by some every-pass kernel (the two sizes nearly all passes; at least ``LAYER_KERNELS`` such kernels agree on which
-pass is which), the larger ones are single passes between runs of
-smaller ones (a verify pass after drafts, rarely two verify passes in a row), and a round has few drafts (the
-median at most ``SPEC_MAX_DRAFTS``; their number may change from round to round, as transformers' default
-schedule changes it). An encoder-decoder run (one encoder pass, then many decoder passes per request) and a
-model whose passes are all alike never match."""
+``speculative_rounds`` finds the rounds when the passes cut at a sampling kernel (the most frequent one, then the
+argmax or multinomial draws) come in two sizes by the count of every-pass kernels (two values in nearly all passes;
+at least ``LAYER_KERNELS`` such kernels agree on which pass is which), the larger ones are single passes between
+runs of smaller ones (a verify pass after drafts, rarely two verify passes in a row), and a round has few drafts
+(the median at most ``SPEC_MAX_DRAFTS``; their number may change from round to round, as transformers' default
+schedule changes it). An encoder-decoder run (one encoder pass, then many decoder passes per request) and a model
+whose passes are all of one size never match."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ SPLIT_COVER = 0.9  # the two sizes cover at least this share of the passes
 SIZE_RATIO = 1.5  # a verify pass runs the layer kernel at least this many times as often as a draft pass
 ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow another
 SPEC_ANCHORS_TRIED = 4  # sampling kernels tried as the end of a pass (one per count), the most frequent first
-SPLIT_KERNELS_TRIED = 16  # about this many of the most frequent kernels are tried for the split
+SPLIT_KERNELS = 64  # the most frequent kernels looked at for the split of the passes in two sizes
 LAYER_KERNELS = 3  # every-pass kernels that must agree on the split (a norm, an activation, a residual add)
 
 
@@ -103,7 +103,7 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
     """The rounds of ``seq`` with its passes cut at ``anchor``, or None."""
     n, nc = len(seq), len(seq.names)
     pos = seq.positions(anchor)
-    spans = pos.size - 1  # pass i+1: the kernels after sampling kernel i, up to and with sampling kernel i+1
+    spans = pos.size - 1  # pass i: the kernels after sampling kernel i, up to and with sampling kernel i + 1
     if spans < MIN_SEGMENTS or spans * nc > 20_000_000:
         return None
     sizes = np.diff(pos)
@@ -122,7 +122,7 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
     # its per-layer kernels more often; a top-k's kernels count the positions sampled, which a verify pass of one
     # token has as few of as a draft), among the kernels whose counts per pass take two values
     best: tuple[int, int, int, int, np.ndarray] | None = None
-    for c in np.argsort(-seq.counts, kind="stable")[: SPLIT_KERNELS_TRIED * 4].tolist():
+    for c in np.argsort(-seq.counts, kind="stable")[:SPLIT_KERNELS].tolist():
         if c == anchor or present[c] < 0.95:
             continue
         values, counts = np.unique(per[:, c], return_counts=True)
@@ -177,10 +177,10 @@ def _layer_kernels(per: np.ndarray, present: np.ndarray, verify: np.ndarray) -> 
 
 
 def _rounds(verify: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...] | None:
-    """Rounds from the passes' sizes (``verify``: pass i+1, between sampling kernels ``pos[i]`` and ``pos[i+1]``,
-    is a verify pass): the drafts since the last verify pass, then the verify pass, as (first kernel, end kernel
-    (exclusive), sampling kernel at the end, draft passes, the verify pass's first kernel) per round. None when the
-    sizes do not alternate so."""
+    """Rounds from the passes' sizes (``verify[i]``: the pass after sampling kernel ``pos[i]``, up to and with
+    ``pos[i + 1]``, is a verify pass): the drafts since the last verify pass, then the verify pass, as (first kernel,
+    end kernel (exclusive), sampling kernel at the end, draft passes, the verify pass's first kernel) per round.
+    None when the sizes do not alternate so."""
     at = np.flatnonzero(verify)
     if at.size < SPEC_MIN_ROUNDS:
         return None
