@@ -449,6 +449,31 @@ def test_synthetic_decode_run():
     assert frame.height == 42 and frame["kind"].to_list().count("prefill") == 2
 
 
+def test_modules_every_request_loads_are_no_warm_up():
+    # a library that loads (or compiles) a few modules in every call: 3 in each request, 12 in the first (its lazy
+    # loading); the later requests are measured, the first is warm-up
+    f = _synthetic()
+    k, api = f["kernels"], f["api"]
+    starts = k["start"].sort().to_list()
+    heads = [starts[0]] + [b for a, b in itertools.pairwise(starts) if b - a > 10_000_000]
+    loads = [h + 2_200 + 5_000 * i for r, h in enumerate(heads) for i in range(12 if r == 0 else 3)]
+    n = api.height
+    extra = pl.DataFrame(
+        {
+            "start": loads,
+            "end": [t + 300 for t in loads],
+            "pid": [42] * len(loads),
+            "tid": [1] * len(loads),
+            "correlationId": list(range(10 * n, 10 * n + len(loads))),
+            "name": ["cuLibraryLoadData"] * len(loads),
+        }
+    )
+    s = find_structure(k, pl.concat([api, extra]))
+    check(s, Truth("llm-decode", 3, 1, 2, 40, total_passes=63))
+    assert "12 module load(s)" in s.requests[0].reason
+    assert any("the last request loads 3 module(s) too" in note for note in s.notes)
+
+
 def test_synthetic_prefill_only_requests():
     # 5 prompts, no decode: every pass multiplies matrices (GEMM) and each is its own request
     f = _synthetic(requests=5, decode=0)

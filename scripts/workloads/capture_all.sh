@@ -43,6 +43,7 @@ EXTRA[hf_assisted_sample_whole]="";                ARGS[hf_assisted_sample_whole
 EXTRA[hf_prompt_lookup_whole]="";                  ARGS[hf_prompt_lookup_whole]="hf_assisted_generate.py --layers 4 --prompt-len 64 --new-tokens 32 --prompt-lookup 5 --warmup 1 --iters 2"
 EXTRA[hf_prompt_lookup_small_whole]="";            ARGS[hf_prompt_lookup_small_whole]="hf_assisted_generate.py --layers 2 --prompt-len 32 --new-tokens 16 --prompt-lookup 4 --warmup 1 --iters 2"
 EXTRA[hf_assisted_sample_small_whole]="";          ARGS[hf_assisted_sample_small_whole]="hf_assisted_generate.py --layers 2 --prompt-len 32 --new-tokens 16 --draft 4 --sample --warmup 1 --iters 2"
+EXTRA[hf_continuous_batching_whole]="";            ARGS[hf_continuous_batching_whole]="hf_continuous_batching.py --layers 2 --prompts 8 --new-tokens 16 --warmup 1 --iters 2"
 EXTRA[cublas_graph_decode_whole]="";               ARGS[cublas_graph_decode_whole]="/tmp/wl/cublas_graph_decode --warmup 0 --requests 4 --decode 24 --prompt 128"
 BUILD[cublas_graph_decode_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cublas_graph_decode /tmp/wl/cublas_graph_decode.cu -lcublas"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }

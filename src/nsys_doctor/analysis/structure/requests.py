@@ -312,10 +312,18 @@ class RequestCutting(BuilderState):
                 self.ev("warm-up", "nvtx", "high", f"{sum(warm)} request(s) outside the NVTX request ranges")
         loads = self.sig.module_loads
         tune_pos = self.autotune_positions()
+        t_req = (ps.t_start[req_first], ps.t_end[req_last])
+        n_loads = count_inside(loads, *t_req) if loads.size and nreq else np.zeros(nreq, dtype=np.int64)
+        # modules loaded in the last request too belong to every request (a library that loads or compiles per
+        # call): a request is warm-up for its loads only when it loads more than the last one
+        every_call = int(n_loads[-1]) if nreq >= 2 else 0
+        if every_call:
+            self.notes.append(
+                f"the last request loads {every_call} module(s) too: loads up to that many are no warm-up"
+            )
         for r in range(nreq):
             a, b = int(req_first[r]), int(req_last[r])
-            t0, t1 = int(ps.t_start[a]), int(ps.t_end[b])
-            nl = int(count_inside(loads, np.array([t0]), np.array([t1]))[0]) if loads.size else 0
+            nl = int(n_loads[r]) if int(n_loads[r]) > every_call else 0
             nt = (
                 int(count_inside(tune_pos, np.array([ps.first[a]]), np.array([ps.last[b] - 1]))[0])
                 if tune_pos.size
