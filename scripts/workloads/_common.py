@@ -57,6 +57,17 @@ SIZE_ARGS = {
 }
 
 
+def llama_size_options(parser, layers=2):
+    """The model-size options of a small Llama workload (``SIZE_ARGS``): --layers (``layers``), --hidden 1024,
+    --intermediate 2816, --heads 16, --kv-heads 4, --vocab 32000."""
+    parser.add_argument("--layers", type=int, default=layers)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--intermediate", type=int, default=2816)
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--kv-heads", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=32000)
+
+
 def random_causal_lm(config_class, device, args, **config):
     """A transformers causal LM with random bf16 weights, built on ``device`` in eval mode from ``config_class``
     with the sizes the script's command line has (``SIZE_ARGS``), what every workload here sets (4096 positions,

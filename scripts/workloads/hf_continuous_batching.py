@@ -16,17 +16,12 @@ import argparse
 import time
 
 import torch
-from _common import Timer, random_causal_lm, result, setup
+from _common import Timer, llama_size_options, random_causal_lm, result, setup
 from transformers import LlamaConfig
 from transformers.generation import GenerationConfig
 
 p = argparse.ArgumentParser()
-p.add_argument("--layers", type=int, default=2)
-p.add_argument("--hidden", type=int, default=1024)
-p.add_argument("--intermediate", type=int, default=2816)
-p.add_argument("--heads", type=int, default=16)
-p.add_argument("--kv-heads", type=int, default=4)
-p.add_argument("--vocab", type=int, default=32000)
+llama_size_options(p)
 p.add_argument("--prompts", type=int, default=8)
 p.add_argument("--min-len", type=int, default=16)
 p.add_argument("--max-len", type=int, default=96)
