@@ -131,9 +131,7 @@ class _Builder(PassFinding, RequestCutting):
             first, last = spec.first, spec.last
             self.markers = spec.markers
             self.marker = seq.shorts[spec.anchor]
-            self.spec_anchors = [seq.shorts[spec.anchor]]
-            self.spec_drafts = spec.drafts
-            self.spec_share = spec.draft_share
+            self.spec = spec
             source = "kernel-period"
             self.ev("passes", "kernel-period", "medium", spec.why(seq))
         elif clusters and clusters[0].score >= 1:
@@ -176,7 +174,7 @@ class _Builder(PassFinding, RequestCutting):
                     source = "graph-launches"
         if first is None or last is None or first.size == 0:
             return self.after_setup() or self.unstructured(seq)
-        if self.spec_drafts is None:  # a speculative run's rounds hold its prompt passes
+        if self.spec is None:  # a speculative run's rounds hold its prompt passes
             first, last = self.add_leading_prefills(first, last)
         ps = pass_stats(seq, first, last, self.markers)
         return self._assemble(ps, source)
@@ -375,7 +373,7 @@ class _Builder(PassFinding, RequestCutting):
             while i <= req_last[r] and distinct[i]:
                 lead[i] = True
                 i += 1
-        if self.spec_drafts is not None and nreq and not lead[req_first].all():
+        if self.spec is not None and nreq and not lead[req_first].all():
             # a speculative request's first round holds the prompt's passes (the draft model's and the target's,
             # which verifies the first drafts over the prompt): its prefill step
             lead[req_first] = True
@@ -391,7 +389,7 @@ class _Builder(PassFinding, RequestCutting):
                 f"the only pass goes on to the end of the work: {rest} more kernels (a training step's optimizer, or "
                 "the pass's own closing work)"
             )
-        prompts_only = not lead.any() and not self.nv_decode and p > 1 and self.spec_drafts is None
+        prompts_only = not lead.any() and not self.nv_decode and p > 1 and self.spec is None
         if kind == "llm-decode" and prompts_only and self.gemm_led(ps).mean() >= 0.9:
             # identical passes that multiply matrices (GEMM, prefill attention) rather than vectors: prompts only (a
             # speculative round's verify pass multiplies matrices too: over its drafts, after them)
@@ -487,6 +485,6 @@ class _Builder(PassFinding, RequestCutting):
             per,
             self.marker,
             self.pid,
-            self.spec_drafts,
-            None if self.spec_drafts is None else round(self.spec_share, 3),
+            None if self.spec is None else self.spec.drafts,
+            None if self.spec is None else round(self.spec.draft_share, 3),
         )

@@ -157,7 +157,7 @@ class RequestCutting(BuilderState):
         """Split a pass whose kernels before its once-per-pass kernels are far more than the other passes have
         there and form a forward pass of their own (matrix products and sampling/embedding kernels): that head is
         an eager prefill before compiled or graphed decode steps."""
-        if self.markers is None or ps.first.size < 4 or self.spec_drafts is not None:
+        if self.markers is None or ps.first.size < 4 or self.spec is not None:
             return None  # a speculative round's drafts before its verify pass vary in number by design
         seq = self.seq
         head = ps.mark_first - ps.first
@@ -198,7 +198,9 @@ class RequestCutting(BuilderState):
         req_first: np.ndarray,
         req_last: np.ndarray,
     ) -> tuple[str, str]:
-        anchors = self.cluster.anchors if self.cluster is not None else self.spec_anchors
+        anchors = self.cluster.anchors if self.cluster is not None else []
+        if self.spec is not None and self.marker:  # a speculative run's passes were cut at its sampling kernel
+            anchors = [self.marker]
         nreq = len(starts_distinct)
         by_req = nreq >= 2 and sum(starts_distinct) >= max(2, 0.5 * nreq)
         signals = []

@@ -143,8 +143,8 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
     if found is None:
         return None  # the passes split in two sizes, but not as drafts and a verify pass
     first, last, markers, drafts, verify_first = found
-    span = (seq.end[last - 1] - seq.start[first]).astype(np.float64)
-    share = float(np.median((seq.start[verify_first] - seq.start[first]) / np.maximum(span, 1.0)))
+    length = (seq.end[last - 1] - seq.start[first]).astype(np.float64)  # each round's GPU span
+    share = float(np.median((seq.start[verify_first] - seq.start[first]) / np.maximum(length, 1.0)))
     return Rounds(
         first,
         last,

@@ -10,6 +10,7 @@ from .patterns import ATTENTION_FAMILIES, AUTOTUNE_KERNELS, CONV_FAMILIES
 from .result import Evidence, Phase
 from .sequence import Api, Cluster, Seq
 from .signals import Signals
+from .speculative import Rounds
 
 
 class BuilderState:
@@ -50,9 +51,7 @@ class BuilderState:
         self.marker: str | None = None  # the once-per-pass kernel the passes were cut at
         self.lead_phases: list[Phase] | None = None  # set on the analysis of the kernels after a setup
         self.slow_passes: np.ndarray | None = None  # leading passes far slower on the host (warmup_passes)
-        self.spec_anchors: list[str] = []  # the sampling kernel a speculative run's passes were cut at
-        self.spec_drafts: int | None = None  # and its draft passes per round (a step)
-        self.spec_share = 0.0  # and the drafts' share of a round
+        self.spec: Rounds | None = None  # a speculative run's rounds, its steps (speculative.py)
 
     def autotune_positions(self) -> np.ndarray:
         """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
