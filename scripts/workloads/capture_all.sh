@@ -46,6 +46,10 @@ EXTRA[hf_assisted_sample_small_whole]="";          ARGS[hf_assisted_sample_small
 EXTRA[hf_continuous_batching_whole]="";            ARGS[hf_continuous_batching_whole]="hf_continuous_batching.py --layers 2 --prompts 8 --new-tokens 16 --warmup 1 --iters 2"
 EXTRA[cublas_graph_decode_whole]="";               ARGS[cublas_graph_decode_whole]="/tmp/wl/cublas_graph_decode --warmup 0 --requests 4 --decode 24 --prompt 128"
 BUILD[cublas_graph_decode_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cublas_graph_decode /tmp/wl/cublas_graph_decode.cu -lcublas"
+EXTRA[train_resnet18_whole]="";                    ARGS[train_resnet18_whole]="train_steps.py --model resnet18 --batch 32 --warmup 2 --iters 8"
+EXTRA[train_resnet18_nosync_whole]="";             ARGS[train_resnet18_nosync_whole]="train_steps.py --model resnet18 --batch 32 --loss-item 0 --warmup 2 --iters 8"
+EXTRA[train_llama_whole]="";                       ARGS[train_llama_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --warmup 2 --iters 6"
+EXTRA[train_llama_accum_whole]="";                 ARGS[train_llama_accum_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --accum 4 --warmup 1 --iters 4"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -9,6 +9,11 @@ import numpy as np
 from .patterns import WIDE_FACTOR
 from .sequence import Level, Seq, sorted_unique
 
+SEEN_TABLE_MAX = 1 << 25
+"""The most cells (passes x kernel names, a byte each) of the table ``_rare_names`` marks each pass's names in;
+past it the (pass, name) pairs are sorted instead (on two million kernels the sort took 0.2-0.3 s, the table
+a few ms)."""
+
 
 @dataclass(frozen=True)
 class _Passes:
@@ -111,17 +116,26 @@ def _rare_names(seq: Seq, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarr
     """Per pass [first, last): how many of its kernels, and how many distinct names, are of names that run in few
     passes (prefill-only kernels, autotuning, lazy initialisation)."""
     n = len(seq)
-    pid = np.searchsorted(first, np.arange(n), side="right") - 1
+    # each kernel's pass: the last one starting at or before it (``first`` is sorted), counted by a running sum
+    starts = np.bincount(first[first < n], minlength=n) if n else np.zeros(0, dtype=np.int64)
+    pid = np.cumsum(starts) - 1
     inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
     pid = pid[inside]
     code = seq.code[inside]
     del inside
     ncodes = len(seq.names)
-    key = sorted_unique(pid.astype(np.int64) * ncodes + code)
-    passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
-    rare_code = passes_per_code < max(2.0, 0.25 * first.size)
+    if first.size * ncodes <= SEEN_TABLE_MAX:  # which names each pass runs, as a table of passes x names
+        seen = np.zeros((first.size, ncodes), dtype=bool)
+        seen[pid, code] = True
+        passes_per_code = seen.sum(axis=0)
+        rare_code = passes_per_code < max(2.0, 0.25 * first.size)
+        rare_n = seen[:, rare_code].sum(axis=1).astype(np.float64)
+    else:  # the distinct (pass, name) pairs, by a sort
+        key = sorted_unique(pid.astype(np.int64) * ncodes + code)
+        passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
+        rare_code = passes_per_code < max(2.0, 0.25 * first.size)
+        rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
     rare_k = np.bincount(pid, weights=rare_code[code].astype(np.float64), minlength=first.size)
-    rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
     return rare_k, rare_n
 
 

@@ -143,7 +143,10 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
     code = k["name"].cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
     shorts = k["short"].gather(first_positions(code, len(names))).to_list()
     o = launch_order(t, start, end, code)  # launch order; ties by GPU start, end, name: deterministic
-    code, t, t_end, start, end, graph, blocks = code[o], t[o], t_end[o], start[o], end[o], graph[o], blocks[o]
+    # kernels already in launch order (the table's order, in nearly every trace) are not copied
+    if o.size > 1 and not bool(np.all(o[1:] > o[:-1])):
+        code, t, t_end, start, end, graph, blocks = code[o], t[o], t_end[o], start[o], end[o], graph[o], blocks[o]
+    del o
     counts = np.bincount(code, minlength=len(names)) if code.size else np.zeros(len(names), dtype=np.int64)
     pos_order = stable_order(code, len(names))
     offsets = np.concatenate([[0], np.cumsum(counts)])

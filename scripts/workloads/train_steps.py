@@ -1,0 +1,108 @@
+"""Training steps: a torchvision CNN or a small transformers Llama, random weights and random data.
+
+Each optimizer step runs --accum micro-batches (forward, loss, backward; the loss divided by --accum), then
+``optimizer.step()`` and ``optimizer.zero_grad(set_to_none=True)``; with --loss-item 1 the loss is read with
+``.item()`` once per optimizer step (the usual logging line: one host sync per step). --warmup optimizer steps,
+then --iters measured ones; the host synchronizes after the warm-up and after the measured loop, no NVTX, whole
+process captured. The truth (the RESULT line): --warmup + --iters optimizer steps of --accum micro-batches each.
+
+    python3 scripts/workloads/train_steps.py --model resnet18 --batch 32 --warmup 2 --iters 8
+    python3 scripts/workloads/train_steps.py --model llama --layers 2 --batch 4 --seq 128 --warmup 2 --iters 6
+    python3 scripts/workloads/train_steps.py --model llama --layers 2 --batch 4 --seq 128 --accum 4 --warmup 1 --iters 4
+"""
+
+import argparse
+
+import torch
+from _common import Timer, llama_size_options, result, setup
+
+p = argparse.ArgumentParser()
+p.add_argument("--model", choices=("resnet18", "resnet50", "llama"), default="resnet18")
+p.add_argument("--batch", type=int, default=32)
+p.add_argument("--seq", type=int, default=128)
+p.add_argument("--accum", type=int, default=1)
+p.add_argument("--optimizer", choices=("sgd", "adamw"), default="")
+p.add_argument("--bf16", type=int, default=1, help="autocast the forward to bf16")
+p.add_argument("--loss-item", type=int, default=1)
+p.add_argument("--warmup", type=int, default=2)
+p.add_argument("--iters", type=int, default=8)
+llama_size_options(p)
+a = p.parse_args()
+
+dev = setup()
+if a.model == "llama":
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        hidden_size=a.hidden,
+        intermediate_size=a.intermediate,
+        num_hidden_layers=a.layers,
+        num_attention_heads=a.heads,
+        num_key_value_heads=a.kv_heads,
+        vocab_size=a.vocab,
+        max_position_embeddings=4096,
+    )
+    model = LlamaForCausalLM(cfg).to(dev).train()
+
+    def batch():
+        ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+        return {"input_ids": ids, "labels": ids}
+
+    def loss_of(b):
+        return model(**b).loss
+
+    opt_name = a.optimizer or "adamw"
+else:
+    import torchvision
+
+    model = getattr(torchvision.models, a.model)(weights=None).to(dev).train()
+    model = model.to(memory_format=torch.channels_last)
+    crit = torch.nn.CrossEntropyLoss()
+
+    def batch():
+        x = torch.randn(a.batch, 3, 224, 224, device=dev).to(memory_format=torch.channels_last)
+        return {"x": x, "y": torch.randint(0, 1000, (a.batch,), device=dev)}
+
+    def loss_of(b):
+        return crit(model(b["x"]), b["y"])
+
+    opt_name = a.optimizer or "sgd"
+opt = (
+    torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if opt_name == "adamw"
+    else torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+)
+data = [batch() for _ in range(a.accum)]  # made once: the loop runs no data loading
+losses = []
+
+
+def step():
+    for b in data:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
+            loss = loss_of(b) / a.accum
+        loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if a.loss_item:
+        losses.append(loss.item() * a.accum)
+
+
+with Timer() as tw:
+    for _ in range(a.warmup):
+        step()
+with Timer() as tm:
+    for _ in range(a.iters):
+        step()
+print(f"warmup {a.warmup} steps {tw.ms:.1f} ms; measured {a.iters} steps {tm.ms:.1f} ms; {losses[-1:]}", flush=True)
+result(
+    workload="train_steps",
+    model=a.model,
+    optimizer=opt_name,
+    accum=a.accum,
+    warmup_steps=a.warmup,
+    measured_steps=a.iters,
+    micro_batches=(a.warmup + a.iters) * a.accum,
+    warmup_ms=tw.ms,
+    measured_ms=tm.ms,
+    ms_per_step_measured=tm.ms / a.iters,
+)
