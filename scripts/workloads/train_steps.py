@@ -14,7 +14,7 @@ process captured. The truth (the RESULT line): --warmup + --iters optimizer step
 import argparse
 
 import torch
-from _common import Timer, llama_size_options, result, setup
+from _common import SIZE_ARGS, Timer, llama_size_options, result, setup
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", choices=("resnet18", "resnet50", "llama"), default="resnet18")
@@ -33,15 +33,8 @@ dev = setup()
 if a.model == "llama":
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(
-        hidden_size=a.hidden,
-        intermediate_size=a.intermediate,
-        num_hidden_layers=a.layers,
-        num_attention_heads=a.heads,
-        num_key_value_heads=a.kv_heads,
-        vocab_size=a.vocab,
-        max_position_embeddings=4096,
-    )
+    sizes = {field: getattr(a, name) for name, field in SIZE_ARGS.items()}
+    cfg = LlamaConfig(**sizes, max_position_embeddings=4096)
     model = LlamaForCausalLM(cfg).to(dev).train()
 
     def batch():
