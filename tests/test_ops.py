@@ -199,6 +199,33 @@ SPOT_CHECKS: list[tuple[str, str, str, str | None]] = [
         "norm",
         "LayerNorm",
     ),
+    (  # cuDNN SDPA's backward (a transformers Llama training step)
+        "void cudnn::fusion::compute_dot_do_o_specialized<(bool)1, (int)64>(const void *, const void *, void *, "
+        "void *, unsigned int, unsigned int, unsigned int)",
+        "attention",
+        "attention",
+        "attention backward (dO.O row sums, dQ conversion)",
+    ),
+    (
+        "void cudnn::fusion::convert_dq_to_16bits<(bool)1>(const void *, void *, unsigned int, unsigned int)",
+        "attention",
+        "attention",
+        "attention backward (dO.O row sums, dQ conversion)",
+    ),
+    (  # a training step's loss gradient: a row reduction, not sampling
+        "void at::native::<unnamed>::cunn_SoftMaxBackward<(int)4, float, float, float, "
+        "at::native::<unnamed>::LogSoftMaxBackwardEpilogue>(T2 *, const T4 *, const T4 *, long)",
+        "reduction",
+        "elementwise / other",
+        "softmax backward (training)",
+    ),
+    (
+        "void <unnamed>::softmax_warp_backward<c10::BFloat16, c10::BFloat16, float, (int)10, (bool)1, (bool)0>"
+        "(T2 *, const T1 *, const T1 *, int, int, int, const bool *)",
+        "reduction",
+        "elementwise / other",
+        "softmax backward (training)",
+    ),
     (
         "void at::native::<unnamed>::cunn_SoftMaxForward<(int)8, c10::BFloat16, float, c10::BFloat16, "
         "at::native::<unnamed>::SoftMaxForwardEpilogue>(T4 *, const T2 *, int)",

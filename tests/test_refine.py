@@ -327,3 +327,38 @@ def test_cpp_engine_attention_families(trace: str, requests: int) -> None:
     assert _one(fams, "decode_attention_kernel") == ("attention-decode", "meaning", layers * 47 * requests)
     assert _one(fams, "prefill_attention_kernel") == ("attention-prefill", "meaning", layers * requests)
     assert not any(m == STRUCTURE_MATCH for _f, m, _n in fams.values())
+
+
+# --- rule 4: a training step samples nothing --------------------------------------------------------------------
+
+DROPOUT_RNG = "void at::native::<unnamed>::distribution_elementwise_grid_stride_kernel<float, (int)4>(long, T4)"
+
+
+def test_training_steps_have_no_sampling() -> None:
+    steps = [("iteration", [*_forward(layers=2, router=False), DROPOUT_RNG])] * 4
+    ops, lk, st = _run(steps)
+    assert {_family(ops, n)[0] for n in (SAMPLER_TOPK, SAMPLER_SOFTMAX, DROPOUT_RNG)} == {"sampling"}
+    same = refine_ops(ops, lk, st)  # not training: the names' sampling stays
+    assert _family(same, SAMPLER_SOFTMAX)[0] == "sampling"
+    out = refine_ops(ops, lk, st, training=True)
+    assert _family(out, SAMPLER_SOFTMAX) == (
+        "reduction",
+        "elementwise / other",
+        "softmax / log-softmax of the loss (a training step samples nothing)",
+        STRUCTURE_MATCH,
+    )
+    assert _family(out, DROPOUT_RNG)[:2] == ("elementwise", "elementwise / other")
+    family, category, op, match = _family(out, SAMPLER_TOPK)
+    assert (family, category, match) == ("top-k", "elementwise / other", STRUCTURE_MATCH)
+    assert op.endswith("(a training step samples nothing)"), op
+    assert not (out["family"] == "sampling").any()
+    # every other row is as the names made it
+    others = ~ops["family"].is_in(["sampling"])
+    assert out.filter(others).equals(ops.filter(others))
+
+
+def test_training_keeps_the_moe_router() -> None:
+    ops, lk, st = _run([("iteration", _forward())] * 4, extra=[MOE])
+    out = refine_ops(ops, lk, st, training=True)
+    assert _family(out, ROUTER_TOPK)[0] == "moe"  # rule 1 first
+    assert _family(out, SAMPLER_SOFTMAX)[0] == "reduction"

@@ -320,7 +320,9 @@ def _runs_here(name: str) -> bool:
 def test_runs(name):
     if not _runs_here(name):
         pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
-    check(structure(RUNS / f"{name}.sqlite"), RUN_TRUTH[name])
+    s = structure(RUNS / f"{name}.sqlite")
+    check(s, RUN_TRUTH[name])
+    assert not s.training and s.micro_batches is None  # inference: no backward kernel
 
 
 @pytest.mark.skipif(not _runs_here("bert_base_nvtx_whole"), reason="trace not present")
@@ -341,6 +343,40 @@ def test_runs_cnn_without_per_pass_sync():
     assert len(s.steps) == 12 and s.count("iteration") == 10
     assert sum(r.iterations for r in s.warmup_requests) == 2
     assert s.period is not None and abs(s.period - 280) <= 2
+
+
+@pytest.mark.skipif(not _runs_here("train_llama_accum_whole"), reason="trace not present")
+def test_runs_training_with_gradient_accumulation():
+    # AdamW steps of 4 micro-batches each (forward, loss / 4, backward), the loss read with .item() once per optimizer
+    # step; 1 warm-up + 4 measured optimizer steps (tests/data/runs/README.md, section 1)
+    s = structure(RUNS / "train_llama_accum_whole.sqlite")
+    assert s.kind == "iterations" and s.training
+    assert s.micro_batches == 4
+    assert [(r.iterations, r.warmup) for r in s.requests] == [(4, True)] + [(4, False)] * 4
+    assert s.words() == ("optimizer step", "micro-batch")
+    assert s.to_dict()["micro_batches"] == 4 and s.to_dict()["training"] is True
+
+
+@pytest.mark.skipif(not _runs_here("train_resnet18_whole"), reason="trace not present")
+def test_runs_training_steps_of_a_cnn():
+    # SGD with momentum, 2 warm-up + 8 measured optimizer steps, the loss read with .item() once per step
+    s = structure(RUNS / "train_resnet18_whole.sqlite")
+    assert s.kind == "iterations" and s.training and s.micro_batches is None
+    assert len(s.steps) == 10
+    # the second warm-up step runs like the measured ones (the idle gap after the warm-up loop holds a lazy module
+    # load, so it is no request boundary): only the first step, with 35 module loads, is left out
+    assert len(s.warmup_requests) == 1 and s.count("iteration") == 9
+    assert s.words() == ("request", "training step")
+
+
+def test_optimizer_kernel_names():
+    from nsys_doctor.analysis.structure.patterns import OPTIMIZER_KERNELS
+
+    for name in ("void at::native::<unnamed>::multi_tensor_apply_kernel<TensorListMetadata<4>>", "FusedAdam<float>",
+                 "apex::multi_tensor_adam", "fused_adamw_kernel", "fused_sgd_kernel", "OptimizerStep"):  # fmt: skip
+        assert OPTIMIZER_KERNELS.search(name), name
+    for name in ("void at::native::elementwise_kernel<128, 2, lambda>", "Lamb", "Madame", "gemv_kernel"):
+        assert not OPTIMIZER_KERNELS.search(name), name
 
 
 @pytest.mark.skipif(not _runs_here("compile_decode_graphs_whole"), reason="trace not present")
@@ -866,8 +902,15 @@ def test_passes_that_run_backward_kernels_are_training_steps_not_an_llm():
     f = _synthetic_passes(2, 24, step, read_back="pass")
     s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
     assert s.kind == "iterations", (s.kind, [e.detail for e in s.evidence if e.fact == "kind"])
-    kind = [e.detail for e in s.evidence if e.fact == "kind"]
+    kind = [e.detail for e in s.evidence if e.fact == "kind" and e.source == "kernel-mix"]
     assert len(kind) == 1 and kind[0].startswith("not an LLM: backward kernels run in the passes"), kind
+    # training steps without a known optimizer kernel: no gradient accumulation is claimed
+    assert s.training and s.micro_batches is None
+    names = [e.detail for e in s.evidence if e.fact == "kind" and e.source == "kernel-names"]
+    assert names == [
+        "backward kernels run in the passes (embedding_backward_feature_kernel): training steps; no optimizer kernel "
+        "known by name"
+    ]
     # the same passes without the backward kernel: an LLM
     g = _synthetic_passes(2, 24, step[:-1], read_back="pass")
     assert find_structure(g["kernels"], g["api"], g["memcpy"], capture_range="cudaProfilerApi").kind == "llm-decode"
@@ -1088,3 +1131,27 @@ def test_a_piece_of_a_pass_before_the_first_whole_one_is_no_request():
     assert s.kind == "iterations" and len(s.measured_requests) == 1, s.requests
     assert s.requests[0].warmup and s.requests[0].reason.startswith("a fragment"), s.requests[0]
     assert s.count("iteration") == 10
+
+
+def test_gradient_accumulation_from_where_the_optimizer_runs():
+    # training steps of 3 micro-batches: forward and backward 3 times, then the optimizer's kernels once, before the
+    # step's loss is read back
+    fwd_bwd = [*_llm_pass(layers=4, per_layer=10), ("void at::native::embedding_backward_feature_kernel<float>", 3_000)]
+    optimizer = [("void at::native::multi_tensor_apply_kernel<TensorListMetadata<4>>", 40_000)] * 2
+    f = _synthetic_passes(4, 3, fwd_bwd, request_tail=optimizer)
+    s = find_structure(f["kernels"], f["api"], f["memcpy"], capture_range="cudaProfilerApi")
+    assert s.kind == "iterations" and s.training
+    assert [r.iterations for r in s.requests] == [3, 3, 3, 3]
+    assert s.micro_batches == 3 and s.words() == ("optimizer step", "micro-batch")
+    # the optimizer in every pass: each pass is an optimizer step
+    g = _synthetic_passes(4, 3, [*fwd_bwd, *optimizer])
+    t = find_structure(g["kernels"], g["api"], g["memcpy"], capture_range="cudaProfilerApi")
+    assert t.training and t.micro_batches is None and t.words() == ("request", "training step")
+    # one pass per request: nothing is accumulated
+    h = _synthetic_passes(6, 1, fwd_bwd, request_tail=optimizer)
+    u = find_structure(h["kernels"], h["api"], h["memcpy"], capture_range="cudaProfilerApi")
+    assert u.training and u.micro_batches is None
+    # inference passes with the same optimizer-like tail are no training
+    i = _synthetic_passes(4, 3, fwd_bwd[:-1], request_tail=optimizer)
+    v = find_structure(i["kernels"], i["api"], i["memcpy"], capture_range="cudaProfilerApi")
+    assert not v.training and v.micro_batches is None

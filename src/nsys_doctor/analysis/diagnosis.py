@@ -287,8 +287,9 @@ def diagnose(
     first = kw_codes.arg_unique()
     names = pl.DataFrame([kw["name"].gather(first), kw["short"].gather(first)]).cast(pl.String)
     ops = classify(names["name"].to_list(), rules, short_names=names["short"].to_list())
-    # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps)
-    ops = refine_ops(ops, lkw, steps.table)
+    # kernel identity from where each kernel runs (per-layer top-k = MoE router, attention phase from its steps; no
+    # sampling in a training step)
+    ops = refine_ops(ops, lkw, steps.table, training=structure.training)
     names = label_frame(names.join(ops.select("name", "family", "category", "op", "match"), on="name", how="left"))
     kw_name_tails = tail_tables(kw.with_columns(kw_codes), [["name"]], coded={"name": kw_texts})[0]
     del kw_codes  # a column of millions of rows: not held through the host's passes
@@ -436,7 +437,7 @@ def diagnose(
         sm_count=sms if isinstance(sms := trace_info.get("gpu_sms"), int) and sms > 0 else None,
     )
     findings = run_rules(facts)
-    target, actions = conclude(fam, findings, host, structure.kind, per_kernel)
+    target, actions = conclude(fam, findings, host, structure.kind, per_kernel, training=structure.training)
     return Diagnosis(
         trace=trace_info,
         window=w,
@@ -476,6 +477,8 @@ def run_summary(structure: RunStructure, steps: Steps) -> dict[str, object]:
         "marker": structure.marker,
         "draft_passes": structure.draft_passes,
         "draft_share": structure.draft_share,
+        "training": structure.training,
+        "micro_batches": structure.micro_batches,
         "phases": d.get("phases"),
         "request_list": d.get("request_list"),
         "evidence": d.get("evidence"),
@@ -604,6 +607,14 @@ GENERIC_ADVICE: dict[str, str] = {
 }
 
 
+# a training step keeps its batch norm (it cannot be folded into the convolution while its statistics are learned)
+TRAINING_ADVICE: dict[str, str] = {
+    "norm": "normalization kernels are heavy: in training they cannot be folded into the convolution, so fuse "
+    "them with their neighbours (a compiler such as torch.compile fuses batch norm with the activation and the "
+    "residual add, forward and backward)",
+}
+
+
 def _fam_name(row: dict[str, object]) -> str:
     """The category, or the family where the category is the catch-all (XLA reductions, pooling...)."""
     cat, fam = str(row["category"]), str(row["family"])
@@ -638,6 +649,7 @@ def conclude(
     host: HostSummary,
     run_kind: str = "llm-decode",
     kernels: pl.DataFrame | None = None,
+    training: bool = False,
 ) -> tuple[Target, list[str]]:
     ids = [f.id for f in findings]
     target: Target = {}
@@ -697,6 +709,8 @@ def conclude(
         if f not in later and f.action not in actions:
             actions.append(f"{f.title}: {f.action}.")
     advice_for = FAMILY_ADVICE if run_kind.startswith("llm") else {**FAMILY_ADVICE, **GENERIC_ADVICE}
+    if training:
+        advice_for = {**advice_for, **TRAINING_ADVICE}
     fp32_gemm = _gemm_advice(kernels)
     if fp32_gemm is not None:
         advice_for = {**advice_for, "gemm": fp32_gemm}

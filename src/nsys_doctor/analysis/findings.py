@@ -37,20 +37,20 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "read it asynchronously (pinned buffer + event) or batch the reads",
     ),
     "pageable-memcpy": (
-        "Copies from pageable host memory inside inference",
+        "Copies from pageable host memory inside the analyzed window",
         "allocate the host buffer once in pinned memory (cudaHostAlloc / pin_memory()) and reuse it; pageable "
         "copies are staged and synchronous",
     ),
     "sync-memcpy": (
-        "Synchronous cudaMemcpy inside inference",
+        "Synchronous cudaMemcpy inside the analyzed window",
         "use cudaMemcpyAsync on the compute stream with pinned memory, or keep the data on the GPU",
     ),
     "sync-memset": (
-        "Synchronous cudaMemset inside inference",
+        "Synchronous cudaMemset inside the analyzed window",
         "use cudaMemsetAsync on the compute stream (or fold the clear into a kernel)",
     ),
     "alloc-churn": (
-        "Memory is allocated and freed inside inference",
+        "Memory is allocated and freed inside the analyzed window",
         "preallocate buffers (or use a caching/stream-ordered pool) outside the step loop",
     ),
     "launch-bound": (
@@ -59,11 +59,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "kernels, so one launch replaces hundreds",
     ),
     "gpu-idle-gap": (
-        "The GPU sits idle inside inference",
+        "The GPU sits idle inside the analyzed window",
         "find what the host does in the gap (CPU work, I/O, sleeps, waiting for requests) and overlap or remove it",
     ),
     "low-gpu-utilization": (
-        "The GPU is busy for only a small part of the inference window",
+        "The GPU is busy for only a small part of the analyzed window",
         "look at host overhead and idle gaps first: kernel tuning cannot help while the GPU waits",
     ),
     "tail-outlier": (
@@ -85,7 +85,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "pad or bucket shapes so steps are identical (a precondition for CUDA graphs)",
     ),
     "module-loading-in-window": (
-        "CUDA modules are loaded inside the inference window",
+        "CUDA modules are loaded inside the analyzed window",
         "warm up every code path before measuring (JIT, lazy loading: CUDA_MODULE_LOADING=EAGER)",
     ),
     "profiler-dropped-data": (
@@ -456,11 +456,11 @@ def idle_gap(f: Facts) -> list[Finding]:
         top = g.head(5)
         total = int(g["dur"].sum())
         between = f.host.pause_gaps
-        where = "inside inference"
+        where = "inside the analyzed window"
         if between.height:
             where = (
-                f"inside inference ({between.height} between requests, {format_ns(int(between['dur'].sum()))}: "
-                "the host paused before queuing the next request)"
+                f"inside the analyzed window ({between.height} between requests, "
+                f"{format_ns(int(between['dur'].sum()))}: the host paused before queuing the next request)"
                 if between.height < g.height
                 else "between requests (the host paused before queuing the next request)"
             )

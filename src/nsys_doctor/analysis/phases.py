@@ -620,14 +620,19 @@ def window_and_steps(
         end = max(max(r.end, r.gpu_end) for r in reqs)
         warm = len(structure.warmup_requests)
         said = any(e.fact == "warm-up" and e.source == "user" for e in structure.evidence)  # --warmup N
+        rq_word, it_word = structure.words()
+
+        def many(n: int, word: str) -> str:
+            return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('ch') else 's'}"
+
         counts = ", ".join(
-            f"{structure.count(k)} {k} step{'s' if structure.count(k) != 1 else ''}"
+            many(structure.count(k), it_word if k == "iteration" else f"{k} step")
             for k in STEP_KINDS
             if structure.count(k)
         )
         reason = (
-            f"{len(reqs)} measured request{'s' if len(reqs) != 1 else ''} ({counts}) found from "
-            f"{structure.source}" + (f"; {warm} warm-up request{'s' if warm != 1 else ''} left out" if warm else "")
+            f"{many(len(reqs), 'measured ' + rq_word)} ({counts}) found from {structure.source}"
+            + (f"; {many(warm, 'warm-up ' + rq_word)} left out" if warm else "")
         ) + (f" (--warmup {warm})" if said else "")
         if capture_range == "cudaProfilerApi" and api.height and calls(api, PROFILER_START_API).height:
             reason = f"inside the cudaProfilerApi capture range, {reason}"

@@ -24,6 +24,11 @@
    cumulative probability of top-p (or min-p) sampling: family ``sampling``. The cumsum of position ids runs before
    the layers (once per prefill) and stays a reduction.
 
+4. **A training step samples nothing.** In a run whose steps train (backward kernels run in them, see
+   ``analysis/structure``), what the names call sampling is the step's own work: a softmax or log-softmax is the
+   loss (cross-entropy; family ``reduction``), random numbers are dropout or augmentation (family ``elementwise``),
+   a top-k or sort is a metric or a router (family ``top-k``). Applied after rules 1-3 (an MoE router stays one).
+
 Every row changed here has ``match = "structure"`` (the family comes from where the kernel runs, not from a known
 library or from its name) and an op that says what the evidence was. Pure and vectorized: no loop over kernels.
 """
@@ -64,14 +69,50 @@ sampler's top-k or sort, in at least this share of the steps it runs in."""
 _COLUMNS = ("family", "category", "op", "match")
 
 
-def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -> pl.DataFrame:
+def refine_ops(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame, training: bool = False) -> pl.DataFrame:
     """``ops`` (``classify``'s frame) with ``family``, ``category``, ``op`` and ``match`` replaced where the run's
     structure says what a kernel is (see the module docstring). Other rows and the row order are unchanged.
+    ``training``: the run's steps train (rule 4).
 
     ``lk``: the kernels of the analyzed window (columns ``name``, ``start``, ``l_start`` (launch time, may be null),
     and ``dur`` or ``end``); ``steps_table``: its steps (``idx``, ``kind``, ``start``, ``end``). A kernel is in the
     step that holds its launch (its start when it has no launch), as elsewhere in the diagnosis. Without steps or
     kernels, ``ops`` is returned as it is."""
+    out = _refine_by_steps(ops, lk, steps_table)
+    return _training_updates(out) if training else out
+
+
+def _training_updates(ops: pl.DataFrame) -> pl.DataFrame:
+    """Rule 4: the sampling-family rows of a training run, renamed for what they are in a training step."""
+    if ops.is_empty() or not set(_COLUMNS) <= set(ops.columns):
+        return ops
+    sampling = pl.col("family") == "sampling"
+    op = pl.col("op").str.to_lowercase()
+    softmax, rng = op.str.contains("softmax"), op.str.contains("random|rng|multinomial")
+    return ops.with_columns(
+        pl.when(sampling & softmax)
+        .then(pl.lit("reduction"))
+        .when(sampling & rng)
+        .then(pl.lit("elementwise"))
+        .when(sampling)
+        .then(pl.lit("top-k"))
+        .otherwise(pl.col("family"))
+        .alias("family"),
+        pl.when(sampling).then(pl.lit("elementwise / other")).otherwise(pl.col("category")).alias("category"),
+        pl.when(sampling & softmax)
+        .then(pl.lit("softmax / log-softmax of the loss (a training step samples nothing)"))
+        .when(sampling & rng)
+        .then(pl.lit("random numbers: dropout (a training step samples nothing)"))
+        .when(sampling)
+        .then(pl.col("op") + pl.lit(" (a training step samples nothing)"))
+        .otherwise(pl.col("op"))
+        .alias("op"),
+        pl.when(sampling).then(pl.lit(STRUCTURE_MATCH)).otherwise(pl.col("match")).alias("match"),
+    )
+
+
+def _refine_by_steps(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFrame) -> pl.DataFrame:
+    """Rules 1-3 (see ``refine_ops``)."""
     if ops.is_empty() or lk.is_empty() or steps_table.is_empty() or not set(_COLUMNS) <= set(ops.columns):
         return ops
     kinds = ops.select("name", "family", "op").unique("name", keep="first", maintain_order=True)

@@ -336,6 +336,8 @@ def render_markdown(d: Diagnosis) -> str:
         f"`{t.get('cuda_graph_trace') or '?'}`. Window {w.start / 1e9:.3f} s to {w.end / 1e9:.3f} s "
         f"({format_ns(w.duration)}): {w.reason}."
     )
+    if d.run:
+        out += ["", f"Run: {md_escape(run_line(d.run))}."]
     out += ["", "### Diagnosis", "", str(d.target.get("why", "nothing to analyze")), ""]
     if d.target.get("measured"):
         out += [str(d.target["measured"]), ""]
@@ -408,6 +410,17 @@ def run_line(run: dict[str, object]) -> str:
     """One line: the kind of run, what was measured and how sure the structure is."""
     kind = str(run.get("kind"))
     parts = [RUN_WORDS.get(kind, kind)]
+    accum = run.get("micro_batches")
+    rq_word, it_word = "request(s)", "iterations"
+    if kind == "iterations" and run.get("training"):
+        parts[0] = "training steps (forward, backward and optimizer; not inference)"
+        it_word = "training steps"
+        if accum:
+            parts[0] = (
+                f"training with gradient accumulation (an optimizer step of {accum} micro-batches, each a forward and "
+                "a backward pass; not inference)"
+            )
+            rq_word, it_word = "optimizer step(s)", "micro-batches"
     drafts = run.get("draft_passes")
     if drafts:
         share = run.get("draft_share")
@@ -418,8 +431,8 @@ def run_line(run: dict[str, object]) -> str:
         )
     if kind != "unstructured":
         counts = [f"{run.get(k)} {w}" for k, w in (("prefill_steps", "prefill"), ("decode_steps", "decode"),
-                                                     ("iterations", "iterations")) if run.get(k)]  # fmt: skip
-        req = f"{run.get('requests')} measured request(s)"
+                                                     ("iterations", it_word)) if run.get(k)]  # fmt: skip
+        req = f"{run.get('requests')} measured {rq_word}"
         if run.get("warmup_requests"):
             req += f", {run.get('warmup_requests')} warm-up left out"
         parts.append(f"{req}; steps: {', '.join(counts) or 'none'}")

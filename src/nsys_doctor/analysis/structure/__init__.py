@@ -5,6 +5,10 @@
 - the **run kind**: ``"llm-decode"`` (token-by-token generation: a prefill pass, then one forward pass per token),
   ``"llm-prefill"`` (prompt processing only, no decode), ``"iterations"`` (repeated forward passes that are not
   token-by-token decode: CNN, ViT, encoders, training steps) or ``"unstructured"`` (tests, HPC codes, no repeat);
+- whether **a run of iterations trains** (``training``: autograd's backward kernels run in its passes) and, with
+  gradient accumulation, the **micro-batches per optimizer step** (``micro_batches``: the optimizer's kernels run in
+  exactly one pass, with the kernels after it, of each measured request of k >= 2 passes; a request is then one
+  optimizer step);
 - the **phases**: loading (module loads, weight copies, random initialisation), compilation and autotuning (XLA's
   ``RedzoneAllocatorKernelImpl``/``DelayKernel``/comparison kernels), warm-up and measured requests;
 - the **requests** and which are warm-up (left out of ``measured_*`` and of ``to_dict()["steps"]``): any request
@@ -84,9 +88,13 @@ API::
 
     RunStructure(kind, source, confidence, steps: tuple[Step], requests: tuple[Request], phases: tuple[Phase],
                  evidence: tuple[Evidence], notes: tuple[str], period: int | None, marker: str | None,
-                 pid: int | None, draft_passes: int | None, draft_share: float | None)
+                 pid: int | None, draft_passes: int | None, draft_share: float | None, training: bool,
+                 micro_batches: int | None)
       # draft_passes: speculative decoding's drafts before each verify pass (a step is one round); draft_share:
       # their share of a round (the median round, from its first kernel's start to its last one's end on the GPU)
+      # training: backward kernels run in the steps; micro_batches: gradient accumulation's steps per optimizer step
+      .words() -> (request word, iteration-step word): ("request", "iteration step"), ("request", "training
+                  step"), or ("optimizer step", "micro-batch") with gradient accumulation
       .measured_requests / .warmup_requests  (tuples of Request)
       .measured_steps  (steps of measured requests)
       .count(kind, measured=True) -> int
@@ -95,7 +103,7 @@ API::
                                                    request)
       .to_dict() -> dict for JSON: kind, source, confidence, requests, warmup_requests, measured_requests,
                     iterations, steps {prefill, decode, iteration}, steps_all, period_kernels, marker, draft_passes,
-                    draft_share, time_base,
+                    draft_share, training, micro_batches, time_base,
                     request_list, phases, evidence, notes
     Step(index, request, kind, start, end, gpu_start, gpu_end, kernels, gpu_time)   # kind: prefill|decode|iteration
     Request(index, start, end, gpu_start, gpu_end, warmup, reason, prefill_steps, decode_steps, iterations)

@@ -465,6 +465,9 @@ class _Builder(PassFinding, RequestCutting):
                     f"{len(measured)} request(s)",
                 )
             )
+        training, micro_batches = (
+            self.training_steps(ps, req_first, req_last, warm) if kind == "iterations" else (False, None)
+        )
         per = int(np.median(ps.kernels[~lead])) if (~lead).any() else int(np.median(ps.kernels))
         conf = min(
             (e.confidence for e in self.evidence if e.fact == "passes"),
@@ -487,4 +490,6 @@ class _Builder(PassFinding, RequestCutting):
             self.pid,
             None if self.spec is None else self.spec.drafts,
             None if self.spec is None else round(self.spec.draft_share, 3),
+            training,
+            micro_batches,
         )

@@ -44,6 +44,11 @@ GROUP_EXTRA_SHARE = 0.05  # a level is a group of passes when its extra kernels 
 CONV_FAMILIES = frozenset({"conv", "convolution"})
 PART_NAMES = re.compile(r"(?i)layer|block")  # ranges around a part of a pass ("transformer block forward") are no steps
 BACKWARD_KERNELS = re.compile(r"(?i)backward")  # autograd's gradient kernels: never in inference
+# an optimizer's update: PyTorch's foreach/fused optimizers (multi_tensor_apply_kernel), fused Adam/SGD kernels of
+# Apex, DeepSpeed and others ("lambda" must not match, nor an "adam" inside a longer word)
+OPTIMIZER_KERNELS = re.compile(
+    r"multi_tensor_apply|(?i:(?<![a-z])(?:fused_?)?adam(?:w)?(?![a-z])|fused_?sgd|optimi[sz]er)"
+)
 CNN_UNIT_KERNELS = 16  # a smaller repeating unit is no CNN pass (ResNet-18: 165 eager, 41 compiled; an XLA CNN: 25)
 SLOW_WARMUP_FACTOR = 3  # leading passes this many times slower on the host than the typical one are warm-up
 FRAGMENT_SHARE = 0.5  # a first request of fewer kernels than this share of a pass is a fragment, not a request

@@ -15,6 +15,7 @@ from .patterns import (
     FRAGMENT_SHARE,
     INIT_KERNELS,
     MIN_STRIDE_GAP_NS,
+    OPTIMIZER_KERNELS,
     PREFILL_NAMES,
     REQUEST_NAMES,
     SLOW_WARMUP_FACTOR,
@@ -249,6 +250,49 @@ class RequestCutting(BuilderState):
         if not backward:
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
+
+    def training_steps(
+        self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray, warm: list[bool]
+    ) -> tuple[bool, int | None]:
+        """Whether a run of iterations trains (autograd's backward kernels run in its passes), and with gradient
+        accumulation the micro-batches per optimizer step: when every measured request has the same k >= 2 passes
+        and the optimizer's kernels (``OPTIMIZER_KERNELS``) run in exactly one pass of each (the optimizer step
+        after the last micro-batch, on either side of the pass boundary), a request is one optimizer step of k
+        micro-batches. Optimizer kernels in every pass make each pass an optimizer step (no accumulation). A pass
+        counts with the kernels after it up to the next pass (the optimizer step can lie between two passes)."""
+        seq = self.seq
+        a, b = int(ps.first[0]), int(ps.last[-1])
+        used = self.codes_used(a, b)
+        backward = sorted({seq.shorts[c] for c in used if BACKWARD_KERNELS.search(seq.names[c])})
+        if not backward:
+            return False, None
+        optimizer = [c for c in used if OPTIMIZER_KERNELS.search(seq.names[c])]
+        detail = f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
+        if not optimizer:
+            self.ev("kind", "kernel-names", "medium", detail + "; no optimizer kernel known by name")
+            return True, None
+        names = sorted({seq.shorts[c] for c in optimizer})
+        per_kernel = np.isin(seq.code, np.array(optimizer, dtype=seq.code.dtype))
+        before = np.concatenate([[0], np.cumsum(per_kernel)])
+        # a pass with the kernels after it, up to the next pass: an optimizer step between requests is outside both
+        ends = np.concatenate([ps.first[1:], [len(seq)]])
+        in_pass = (before[ends] - before[ps.first]) > 0
+        measured = [r for r in range(len(req_first)) if not warm[r]]
+        sizes = {int(req_last[r] - req_first[r] + 1) for r in measured}
+        per_request = [int(in_pass[req_first[r] : req_last[r] + 1].sum()) for r in measured]
+        detail += f"; optimizer kernels {', '.join(names[:2])}"
+        if measured and len(sizes) == 1 and min(sizes) >= 2 and all(n == 1 for n in per_request):
+            k = sizes.pop()
+            self.ev(
+                "kind",
+                "kernel-names",
+                "medium",
+                f"{detail} run in one of every {k} passes, once per request: gradient accumulation, a request is one "
+                f"optimizer step of {k} micro-batches",
+            )
+            return True, k
+        self.ev("kind", "kernel-names", "medium", f"{detail} run in {int(in_pass.sum())} of {len(in_pass)} passes")
+        return True, None
 
     def warmup_passes(self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
         """Request boundaries after warm-up passes (for a run of iterations that is one request): a request whose

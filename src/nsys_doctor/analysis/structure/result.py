@@ -110,6 +110,16 @@ class RunStructure:
     pid: int | None = None  # the process analyzed
     draft_passes: int | None = None  # speculative decoding: the draft passes before each verify pass (a step)
     draft_share: float | None = None  # and the drafts' share of a step (the median round, on the GPU timeline)
+    training: bool = False  # backward kernels run in the steps: training steps (forward, backward, optimizer)
+    micro_batches: int | None = None  # gradient accumulation: a request is one optimizer step of this many steps
+
+    def words(self) -> tuple[str, str]:
+        """What a request and an iteration step are called in this run: ("request", "iteration step"); in a
+        training run ("request", "training step"), or with gradient accumulation ("optimizer step",
+        "micro-batch")."""
+        if self.micro_batches:
+            return "optimizer step", "micro-batch"
+        return "request", "training step" if self.training else "iteration step"
 
     @property
     def measured_requests(self) -> tuple[Request, ...]:
@@ -206,6 +216,8 @@ class RunStructure:
             "pid": self.pid,
             "draft_passes": self.draft_passes,
             "draft_share": self.draft_share,
+            "training": self.training,
+            "micro_batches": self.micro_batches,
             "time_base": "host launch time (ns)",
             "request_list": [r.to_dict() for r in self.requests],
             "phases": [p.to_dict() for p in self.phases],

@@ -1,0 +1,79 @@
+"""Training runs (tests/data/runs/README.md: `train_resnet18_whole`, `train_llama_accum_whole`), checked through
+`nsys-doctor report`: a training step is told from inference (backward kernels), gradient accumulation from where
+the optimizer runs, and the report speaks of training steps, not requests of forward passes, with advice that
+holds in training. Every expected value is how the workload ran (scripts/workloads/train_steps.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from nsys_doctor.cli.main import main
+
+from .conftest import DATA
+
+RUNS = DATA / "runs"
+CNN = "train_resnet18_whole"  # SGD with momentum, 2 warm-up + 8 measured steps, batch 32, .item() per step
+ACCUM = "train_llama_accum_whole"  # AdamW, 1 warm-up + 4 measured optimizer steps of 4 micro-batches
+
+
+def _path(name: str) -> Path:
+    return RUNS / f"{name}.sqlite"
+
+
+def _needs(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not _path(name).is_file(), reason=f"tests/data/runs/{name}.sqlite is not present")
+
+
+@cache
+def _report(name: str, fmt: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["report", str(_path(name)), "--format", fmt, "--no-cache", "--top", "1000"])
+    assert rc == 0
+    return out.getvalue()
+
+
+def _text(name: str) -> str:
+    return " ".join(_report(name, "markdown").split())
+
+
+@_needs(CNN)
+def test_cnn_training_steps() -> None:
+    d = json.loads(_report(CNN, "json"))
+    run = d["run"]
+    assert run["kind"] == "iterations" and run["training"] is True and run["micro_batches"] is None
+    # 10 optimizer steps; the first (35 lazy module loads) is left out, the second warm-up step cannot be told apart
+    assert run["iterations"] == 9 and run["warmup_requests"] == 1
+    text = _text(CNN)
+    assert "training steps (forward, backward and optimizer; not inference)" in text
+    assert "1 measured request (9 training steps)" in text
+    # batch norm cannot be folded into the convolution while it trains
+    assert "for inference" not in text and "cannot be folded into the convolution" in text
+
+
+@_needs(ACCUM)
+def test_gradient_accumulation_is_found_and_named() -> None:
+    d = json.loads(_report(ACCUM, "json"))
+    run = d["run"]
+    assert run["training"] is True and run["micro_batches"] == 4
+    assert run["requests"] == 4 and run["warmup_requests"] == 1 and run["iterations"] == 16
+    text = _text(ACCUM)
+    assert "4 measured optimizer steps (16 micro-batches)" in text and "1 warm-up optimizer step left out" in text
+    assert "gradient accumulation (an optimizer step of 4 micro-batches" in text
+
+
+@_needs(ACCUM)
+def test_a_training_step_samples_nothing() -> None:
+    d = json.loads(_report(ACCUM, "json"))
+    fams = {f["family"] for f in d["families"]}
+    assert "sampling" not in fams
+    loss = [k for k in d["kernels"] if "cunn_SoftMaxForward" in k["name"]]
+    assert loss and all(k["family"] == "reduction" for k in loss)
+    # cuDNN's attention backward is attention, nothing unmapped
+    assert not d["unmapped_kernels"]
