@@ -369,6 +369,19 @@ def test_runs_training_steps_of_a_cnn():
     assert s.words() == ("request", "training step")
 
 
+@pytest.mark.skipif(not _runs_here("train_resnet50_adamw_accum_whole"), reason="trace not present")
+def test_runs_optimizer_steps_are_requests():
+    # AdamW steps of 2 micro-batches, 1 warm-up + 4 measured (README section 9). The first micro-batch lies in the
+    # run's setup (cuDNN autotuning, 56 module loads), and the syncs after the warm-up step are no boundary (a
+    # module loads there): the optimizer's kernels, once every 2 passes, cut the optimizer steps
+    s = structure(RUNS / "train_resnet50_adamw_accum_whole.sqlite")
+    assert s.training and s.micro_batches == 2
+    assert [r.iterations for r in s.requests] == [1, 2, 2, 2, 2]
+    # the first measured step lazily loads a module (AdamW's second step): it is left out with the warm-up
+    assert [r.warmup for r in s.requests] == [True, True, False, False, False]
+    assert "1 module load(s)" in s.requests[1].reason
+
+
 def test_optimizer_kernel_names():
     from nsys_doctor.analysis.structure.patterns import OPTIMIZER_KERNELS
 
@@ -1151,6 +1164,10 @@ def test_gradient_accumulation_from_where_the_optimizer_runs():
     h = _synthetic_passes(6, 1, fwd_bwd, request_tail=optimizer)
     u = find_structure(h["kernels"], h["api"], h["memcpy"], capture_range="cudaProfilerApi")
     assert u.training and u.micro_batches is None
+    # a loss read after every micro-batch (a sync at every pass boundary): the optimizer still cuts the steps
+    w = _synthetic_passes(4, 3, fwd_bwd, request_tail=optimizer, read_back="pass")
+    x = find_structure(w["kernels"], w["api"], w["memcpy"], capture_range="cudaProfilerApi")
+    assert x.micro_batches == 3 and [r.iterations for r in x.requests] == [3, 3, 3, 3]
     # inference passes with the same optimizer-like tail are no training
     i = _synthetic_passes(4, 3, fwd_bwd[:-1], request_tail=optimizer)
     v = find_structure(i["kernels"], i["api"], i["memcpy"], capture_range="cudaProfilerApi")

@@ -50,6 +50,13 @@ EXTRA[train_resnet18_whole]="";                    ARGS[train_resnet18_whole]="t
 EXTRA[train_resnet18_nosync_whole]="";             ARGS[train_resnet18_nosync_whole]="train_steps.py --model resnet18 --batch 32 --loss-item 0 --warmup 2 --iters 8"
 EXTRA[train_llama_whole]="";                       ARGS[train_llama_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --warmup 2 --iters 6"
 EXTRA[train_llama_accum_whole]="";                 ARGS[train_llama_accum_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --accum 4 --warmup 1 --iters 4"
+EXTRA[train_resnet50_adamw_accum_whole]="";        ARGS[train_resnet50_adamw_accum_whole]="train_steps.py --model resnet50 --batch 32 --optimizer adamw --accum 2 --warmup 1 --iters 4"
+EXTRA[train_resnet18_compile_whole]="";            ARGS[train_resnet18_compile_whole]="train_steps.py --model resnet18 --batch 32 --compile 1 --warmup 3 --iters 8"
+EXTRA[train_llama_compile_whole]="";               ARGS[train_llama_compile_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --compile 1 --warmup 3 --iters 6"
+EXTRA[jax_train_mlp_whole]="";                     ARGS[jax_train_mlp_whole]="jax_train.py --batch 256 --width 2048 --warmup 2 --iters 8"
+EXTRA[hf_varlen_generate_whole]="";               ARGS[hf_varlen_generate_whole]="hf_varlen_generate.py --model llama --prompt-lens 24,96,48,160 --new-tokens 8,24,16,32 --warmup 1 --iters 3"
+EXTRA[hf_mamba_generate_whole]="";                 ARGS[hf_mamba_generate_whole]="hf_varlen_generate.py --model mamba --hidden 768 --layers 4 --prompt-lens 32 --new-tokens 16 --warmup 1 --iters 2"
+EXTRA[hf_embed_requests_whole]="";                 ARGS[hf_embed_requests_whole]="hf_embed_requests.py --layers 6 --batch 4 --seq-lens 37,128,64,200,15,96,150,48 --warmup 2 --iters 6"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

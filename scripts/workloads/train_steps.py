@@ -9,6 +9,10 @@ process captured. The truth (the RESULT line): --warmup + --iters optimizer step
     python3 scripts/workloads/train_steps.py --model resnet18 --batch 32 --warmup 2 --iters 8
     python3 scripts/workloads/train_steps.py --model llama --layers 2 --batch 4 --seq 128 --warmup 2 --iters 6
     python3 scripts/workloads/train_steps.py --model llama --layers 2 --batch 4 --seq 128 --accum 4 --warmup 1 --iters 4
+    python3 scripts/workloads/train_steps.py --model resnet18 --batch 32 --compile 1 --warmup 3 --iters 8
+
+--compile 1 compiles the model with torch.compile (the first steps then compile forward and backward with inductor:
+Triton kernels named after the fused ops).
 """
 
 import argparse
@@ -24,6 +28,7 @@ p.add_argument("--accum", type=int, default=1)
 p.add_argument("--optimizer", choices=("sgd", "adamw"), default="")
 p.add_argument("--bf16", type=int, default=1, help="autocast the forward to bf16")
 p.add_argument("--loss-item", type=int, default=1)
+p.add_argument("--compile", type=int, default=0, help="torch.compile the model (inductor, default mode)")
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--iters", type=int, default=8)
 llama_size_options(p)
@@ -60,6 +65,8 @@ else:
         return crit(model(b["x"]), b["y"])
 
     opt_name = a.optimizer or "sgd"
+if a.compile:
+    model = torch.compile(model)
 opt = (
     torch.optim.AdamW(model.parameters(), lr=1e-4)
     if opt_name == "adamw"
@@ -90,6 +97,7 @@ print(f"warmup {a.warmup} steps {tw.ms:.1f} ms; measured {a.iters} steps {tm.ms:
 result(
     workload="train_steps",
     model=a.model,
+    compile=a.compile,
     optimizer=opt_name,
     accum=a.accum,
     warmup_steps=a.warmup,

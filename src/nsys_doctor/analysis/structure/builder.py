@@ -185,8 +185,10 @@ class _Builder(PassFinding, RequestCutting):
         modules load) can repeat a loop of their own far more often than the run repeats its forward pass, and hide
         it. Setup signals are module loads, autotuning kernels and the end of the compiler NVTX ranges; the kernels
         from one of them to the end are analysed alone, from the signals followed by the longest stretches of
-        kernels without another (at most ``SETUP_TAIL_TRIES``, each at least ``SETUP_TAIL_KERNELS`` kernels); the
-        first that repeats a forward pass is the run, and the setup a phase of it."""
+        kernels without another (at most ``SETUP_TAIL_TRIES``, each at least ``SETUP_TAIL_KERNELS`` kernels), then the
+        last signal (the kernels after all of the setup: a compiled model's many module loads and benchmarking
+        stretches can outnumber the tries); the first that repeats a forward pass is the run, and the setup a phase
+        of it."""
         if self.lead_phases is not None:
             return None
         seq = self.seq
@@ -206,6 +208,8 @@ class _Builder(PassFinding, RequestCutting):
         order = [
             int(i) for i in np.argsort(-stretch, kind="stable")[:SETUP_TAIL_TRIES] if stretch[i] >= SETUP_TAIL_KERNELS
         ]
+        if at.size - 1 not in order and stretch[-1] >= SETUP_TAIL_KERNELS:
+            order.append(at.size - 1)  # and the last signal: the kernels after all of the setup
         lead: list[Phase] | None = None
         for i in order:
             setup_end = int(at[i])
@@ -380,6 +384,24 @@ class _Builder(PassFinding, RequestCutting):
             self.ev("prefill", "kernel-mix", "medium", "each request's first round holds the prompt's passes")
         starts_distinct = [bool(lead[req_first[r]]) for r in range(nreq)]
         kind, kind_conf = self.run_kind(ps, lead, starts_distinct, req_first, req_last)
+        by_optimizer = self.optimizer_cuts(ps) if kind == "iterations" and p > 2 else None
+        if by_optimizer is not None and (by_optimizer != cut).any():
+            # training with gradient accumulation: a request is one optimizer step (its micro-batches' passes)
+            cut = by_optimizer
+            req_of, nreq, req_first, req_last = _requests_of(cut, p)
+            lead = np.zeros(p, dtype=bool)
+            for r in range(nreq):
+                i = int(req_first[r])
+                while i <= req_last[r] and distinct[i]:
+                    lead[i] = True
+                    i += 1
+            self.ev(
+                "requests",
+                "kernel-names",
+                "medium",
+                f"the optimizer runs after every {int(np.diff(np.nonzero(cut)[0]).max(initial=2))} passes: each "
+                "optimizer step is a request",
+            )
         if kind == "iterations" and p == 1 and len(seq) - int(ps.last[0]) >= ONE_PASS_TAIL_SHARE * len(seq):
             # one training step found around its forward and backward: the kernels after them (the optimizer step)
             # are the rest of it, not something after the run

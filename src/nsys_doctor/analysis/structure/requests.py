@@ -251,32 +251,63 @@ class RequestCutting(BuilderState):
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
 
-    def training_steps(
-        self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray, warm: list[bool]
-    ) -> tuple[bool, int | None]:
-        """Whether a run of iterations trains (autograd's backward kernels run in its passes), and with gradient
-        accumulation the micro-batches per optimizer step: when every measured request has the same k >= 2 passes
-        and the optimizer's kernels (``OPTIMIZER_KERNELS``) run in exactly one pass of each (the optimizer step
-        after the last micro-batch, on either side of the pass boundary), a request is one optimizer step of k
-        micro-batches. Optimizer kernels in every pass make each pass an optimizer step (no accumulation). A pass
-        counts with the kernels after it up to the next pass (the optimizer step can lie between two passes)."""
+    def optimizer_passes(self, ps: PassStats) -> tuple[list[str], list[str], np.ndarray | None]:
+        """The short names of the backward kernels that run in the passes (none: no training), of the optimizer
+        kernels (``OPTIMIZER_KERNELS``), and which passes run the optimizer (None without optimizer kernels). An
+        optimizer step (its kernels with less than half a pass between them) is in the pass that holds its first
+        kernel, a pass counting with the kernels after it up to the next pass (the optimizer step can lie between two
+        passes)."""
         seq = self.seq
         a, b = int(ps.first[0]), int(ps.last[-1])
         used = self.codes_used(a, b)
         backward = sorted({seq.shorts[c] for c in used if BACKWARD_KERNELS.search(seq.names[c])})
         if not backward:
-            return False, None
-        optimizer = [c for c in used if OPTIMIZER_KERNELS.search(seq.names[c])]
-        detail = f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
+            return [], [], None
+        optimizer = [c for c in self.codes_used(a, len(seq)) if OPTIMIZER_KERNELS.search(seq.names[c])]
         if not optimizer:
+            return backward, [], None
+        at = np.nonzero(np.isin(seq.code[a:], np.array(optimizer, dtype=seq.code.dtype)))[0] + a
+        # one optimizer step: its kernels with less than half a pass between them; it belongs to the pass that
+        # holds its first kernel, after the backward it follows (a pass boundary may fall inside the step: at a
+        # lazy module load of the first step's optimizer kernels)
+        step_start = at[np.concatenate([[True], np.diff(at) > max(1, int(np.median(ps.kernels)) // 2)])]
+        in_pass = np.bincount(np.searchsorted(ps.first, step_start, side="right") - 1, minlength=len(ps.first)) > 0
+        return backward, sorted({seq.shorts[c] for c in optimizer}), in_pass
+
+    def optimizer_cuts(self, ps: PassStats) -> np.ndarray | None:
+        """Request boundaries at the optimizer steps of a training run with gradient accumulation: when the
+        optimizer runs after every k-th pass (k >= 2, at least three times, equal spacing), each optimizer step is a
+        request, cut after the passes that run it, whatever syncs and gaps say (a sync may follow each micro-batch;
+        modules may load in the gap after the warm-up). None otherwise (no training, the optimizer in every pass or
+        at uneven spacing: passes cut on either side of the optimizer step)."""
+        backward, _, in_pass = self.optimizer_passes(ps)
+        if not backward or in_pass is None:
+            return None
+        at = np.nonzero(in_pass)[0]
+        spacing = np.diff(at)
+        if at.size < 3 or spacing.min() < 2 or spacing.min() != spacing.max():
+            return None
+        if len(in_pass) - 1 - at[-1] >= spacing[0]:  # a whole step after the last optimizer step: no such rhythm
+            return None
+        cut = np.zeros(len(in_pass) - 1, dtype=bool)
+        cut[at[at < len(in_pass) - 1]] = True
+        return cut
+
+    def training_steps(
+        self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray, warm: list[bool]
+    ) -> tuple[bool, int | None]:
+        """Whether a run of iterations trains (autograd's backward kernels run in its passes), and with gradient
+        accumulation the micro-batches per optimizer step: when every measured request has the same k >= 2 passes
+        and the optimizer's kernels run in exactly one pass of each (the optimizer step after the last
+        micro-batch, on either side of the pass boundary; see ``optimizer_passes``), a request is one optimizer step
+        of k micro-batches. Optimizer kernels in every pass make each pass an optimizer step (no accumulation)."""
+        backward, names, in_pass = self.optimizer_passes(ps)
+        if not backward:
+            return False, None
+        detail = f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
+        if in_pass is None:
             self.ev("kind", "kernel-names", "medium", detail + "; no optimizer kernel known by name")
             return True, None
-        names = sorted({seq.shorts[c] for c in optimizer})
-        per_kernel = np.isin(seq.code, np.array(optimizer, dtype=seq.code.dtype))
-        before = np.concatenate([[0], np.cumsum(per_kernel)])
-        # a pass with the kernels after it, up to the next pass: an optimizer step between requests is outside both
-        ends = np.concatenate([ps.first[1:], [len(seq)]])
-        in_pass = (before[ends] - before[ps.first]) > 0
         measured = [r for r in range(len(req_first)) if not warm[r]]
         sizes = {int(req_last[r] - req_first[r] + 1) for r in measured}
         per_request = [int(in_pass[req_first[r] : req_last[r] + 1].sum()) for r in measured]
