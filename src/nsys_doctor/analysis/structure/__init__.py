@@ -62,7 +62,12 @@ cannot be told apart). Gaps and syncs do not split requests where modules load b
 lazy loading) nor, when requests are led by prefill passes, before a decode pass.
 The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
 requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
-all (a CNN whose argmax or classifier looks like sampling): then it is iterations.
+all (a CNN whose argmax or classifier looks like sampling): then it is iterations. When requests led by a pass of
+their own mix are the only sign, the passes after those leading ones must keep one shape of their matrix products
+(kernels and thread blocks), as decode steps do at a given batch: when fewer than half of them share one, they are
+forward passes of changing shape (an encoder serving requests of changing length): iterations, whose requests are
+cut again with no pass told apart by its mix, and with a host-to-device copy before every pass and inside none
+cutting at every pass (a fresh input for each).
 NVTX ranges count only where they line up with this structure (one pass per range); library ranges (domains such
 as XLA's ``TSL``, ``NCCL``, ``CCCL``), per-op annotations (DLProf dictionaries, ``aten::`` ops) never do; nested
 levels are used one level at a time, per-layer ranges are never steps, and numbered names (``layer_3_token_7``)

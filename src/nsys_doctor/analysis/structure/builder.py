@@ -245,7 +245,9 @@ class _Builder(PassFinding, RequestCutting):
         return None
 
     # -- requests, kinds, warm-up, phases
-    def _assemble(self, ps: PassStats, source: str, again: bool = True) -> RunStructure:
+    def _assemble(self, ps: PassStats, source: str, again: bool = True, plain: bool = False) -> RunStructure:
+        """The requests, steps and kind of the passes ``ps``. ``plain``: no pass is told apart by its kernel mix
+        (none leads a request as a prefill): the passes were found to be forward passes of changing shape."""
         seq = self.seq
         p = ps.first.size
         n_evidence, n_notes = len(self.evidence), len(self.notes)
@@ -261,6 +263,8 @@ class _Builder(PassFinding, RequestCutting):
         )
         if p < 3:
             distinct = heavy | (ps.rare_share >= 0.5)
+        if plain:
+            distinct = np.zeros(p, dtype=bool)
         # NVTX ranges that line up with the passes
         nv_prefill, nv_request = self.nvtx_check(ps)
         if nv_prefill is not None:
@@ -355,6 +359,8 @@ class _Builder(PassFinding, RequestCutting):
                 if nv_request is not None:
                     cut |= nv_request
                 self.stride_cuts(ps, cut, gap, med_gap, compiling, led)
+                if plain:
+                    self.input_cuts(ps, cut)
         moves = {i: q for i, q in moves.items() if cut[i] and ps.first[i] < q < ps.last[i + 1]}
         if moves:
             first, last = ps.first.copy(), ps.last.copy()
@@ -384,6 +390,14 @@ class _Builder(PassFinding, RequestCutting):
             self.ev("prefill", "kernel-mix", "medium", "each request's first round holds the prompt's passes")
         starts_distinct = [bool(lead[req_first[r]]) for r in range(nreq)]
         kind, kind_conf = self.run_kind(ps, lead, starts_distinct, req_first, req_last)
+        if kind == "iterations" and lead.any() and not plain:
+            reshaped = [e for e in self.evidence[n_evidence:] if e.fact == "kind" and "changing shape" in e.detail]
+            if reshaped:
+                # passes of changing shape, not prefill and decode: their kernel mix cuts no request
+                del self.evidence[n_evidence:], self.notes[n_notes:]
+                found = self._assemble(ps, source, again=again, plain=True)
+                evidence = tuple(e for e in found.evidence if e.fact != "kind")
+                return replace(found, evidence=(*evidence, *reshaped))
         by_optimizer = self.optimizer_cuts(ps) if kind == "iterations" and p > 2 else None
         if by_optimizer is not None and (by_optimizer != cut).any():
             # training with gradient accumulation: a request is one optimizer step (its micro-batches' passes)

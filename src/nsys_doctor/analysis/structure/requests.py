@@ -134,6 +134,26 @@ class RequestCutting(BuilderState):
             cut, gap >= floor, compiling, led, "idle-gaps", f"an idle gap of at least {floor / 1e6:.3f} ms"
         )
 
+    def input_cuts(self, ps: PassStats, cut: np.ndarray) -> None:
+        """Request boundaries of forward passes of changing shape (not decode steps: see ``_reshaped_decode``): a
+        host-to-device copy at every pass boundary and inside none is a fresh input for every pass, so each pass is
+        a request (an encoder serving requests of changing length). In token-by-token decode the same copy (the next
+        token, fed by the host) cuts nothing. Adds to ``cut``."""
+        pos = self.sig.copy_positions.get("host-to-device copy")
+        if pos is None or not cut.size:
+            return
+        lo = ps.mark_last[:-1] + 1
+        hi = ps.mark_first[1:]
+        if (count_inside(pos, lo, hi) > 0).all() and not (count_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).any():
+            cut[:] = True
+            self.ev(
+                "requests",
+                "copies",
+                "medium",
+                "a host-to-device copy before every pass and inside none: each pass of changing shape takes a fresh "
+                "input, a request each",
+            )
+
     def _stride_cut(
         self, cut: np.ndarray, at: np.ndarray, compiling: np.ndarray, led: np.ndarray, source: str, label: str
     ) -> None:
@@ -214,6 +234,17 @@ class RequestCutting(BuilderState):
         if not signals:
             self.ev("kind", "kernel-mix", "medium", "repeated forward passes, no prefill/decode or sampling signal")
             return "iterations", "medium"
+        if signals == [signals[-1]] and by_req:
+            reshaped = self._reshaped_decode(ps, lead, req_first, req_last)
+            if reshaped is not None:
+                self.ev(
+                    "kind",
+                    "kernel-mix",
+                    "medium",
+                    f"requests start with a step of their own kernel mix, but {reshaped}: repeated forward passes of "
+                    "changing shape, not token-by-token decode",
+                )
+                return "iterations", "medium"
         conv = self._convolution_led(ps) or self._training(ps)
         if conv is not None:
             self.ev(
@@ -231,6 +262,31 @@ class RequestCutting(BuilderState):
             return "llm-prefill", conf
         self.ev("kind", "kernel-mix", conf, "LLM decode: " + "; ".join(signals))
         return "llm-decode", conf
+
+    def _reshaped_decode(
+        self, ps: PassStats, lead: np.ndarray, req_first: np.ndarray, req_last: np.ndarray
+    ) -> str | None:
+        """Why the would-be decode steps (the passes after a request's first ones) are no decode steps, when their
+        matrix products have no common shape (the GEMM and GEMV kernels and the thread blocks they are launched
+        over: an encoder's requests of changing length): fewer than half of those steps share the most common one.
+        A decode step's linear layers keep one shape at a given batch (only attention grows with the context). None
+        with fewer than 3 such steps or without recorded grids."""
+        seq = self.seq
+        steps = np.nonzero(~lead)[0].tolist()
+        if len(steps) < 3 or not seq.blocks.any():
+            return None
+        linear = np.isin(np.array([*self.fams, "other"], dtype=object), ["gemm", "gemv"])[seq.code]
+        shapes: dict[tuple[tuple[int, int], ...], int] = {}
+        for i in steps:
+            a, b = int(ps.first[i]), int(ps.last[i])
+            keep = linear[a:b]
+            shape = tuple(sorted(zip(seq.code[a:b][keep].tolist(), seq.blocks[a:b][keep].tolist(), strict=True)))
+            shapes[shape] = shapes.get(shape, 0) + 1
+        common = max(shapes.values())
+        if 2 * common >= len(steps):
+            return None
+        many = len(steps)
+        return f"the matrix products of those steps take {len(shapes)} shapes, the most common in {common} of {many}"
 
     def _convolution_led(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's when convolutions take at least ``CNN_CONV_SHARE`` of their kernel time
