@@ -311,6 +311,9 @@ RUN_TRUTH = {
     "hf_prompt_lookup_small_whole": Truth("llm-decode", 3, 1, 2, 30, total_passes=48),
     # requests of different lengths: 1 warm-up request of 8 passes, then 24, 16 and 32 (1 prefill + the rest decode)
     "hf_varlen_generate_whole": Truth("llm-decode", 4, 1, 3, 69, total_passes=80),
+    # a Mamba (no attention; its prefill scans the prompt's tokens in a loop): 1 warm-up + 2 measured requests of
+    # 1 prefill + 15 decode passes
+    "hf_mamba_generate_whole": Truth("llm-decode", 3, 1, 2, 30, total_passes=48),
 }
 
 

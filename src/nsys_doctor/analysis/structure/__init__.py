@@ -49,7 +49,8 @@ leads a request as its prefill, and so does a pass most of whose kernels are lau
 thread blocks their name usually gets (a prompt's rows, where a hand-written engine runs the same kernels for a
 prompt and a token); an eager prefill without the once-per-pass kernels of compiled or graphed decode
 steps (kernels with matrix products and sampling/embedding kernels before a pass's once-per-pass kernels, or just
-before the first pass) becomes a pass of its own; identical passes that run GEMMs rather than GEMVs are prefill
+before the first pass, at least half of them names a typical pass does not run: not a recurrent model's scan over
+its prompt) becomes a pass of its own; identical passes that run GEMMs rather than GEMVs are prefill
 passes of a prefill-only run, one request each; decode passes of one request share one kernel mix up to kernels
 whose shape grows with the context. Requests also split at idle gaps far longer than the gaps between passes, at
 a kind of host sync that occurs between a few passes only (end of request; the next request then starts at that

@@ -51,6 +51,10 @@ OPTIMIZER_KERNELS = re.compile(
 )
 CNN_UNIT_KERNELS = 16  # a smaller repeating unit is no CNN pass (ResNet-18: 165 eager, 41 compiled; an XLA CNN: 25)
 SLOW_WARMUP_FACTOR = 3  # leading passes this many times slower on the host than the typical one are warm-up
+# a pass's long head is a pass of its own when at least this share of its kernels are names a typical pass does not
+# run (an eager prefill before compiled decode: 0.66; Whisper's encoder: 0.79); a Mamba prefill's scan over its
+# prompt, before its first once-per-pass kernel, runs the decode pass's own kernels (0.28 of others)
+HEAD_OWN_SHARE = 0.5
 FRAGMENT_SHARE = 0.5  # a first request of fewer kernels than this share of a pass is a fragment, not a request
 SETUP_TAIL_KERNELS = 50  # kernels after a run's setup (compilation, autotuning) worth analysing alone
 SETUP_TAIL_TRIES = 4  # setup signals (the last before the longest stretches of kernels) tried as the setup's end

@@ -13,6 +13,7 @@ from .patterns import (
     CNN_CONV_SHARE,
     DECODE_NAMES,
     FRAGMENT_SHARE,
+    HEAD_OWN_SHARE,
     INIT_KERNELS,
     MIN_STRIDE_GAP_NS,
     OPTIMIZER_KERNELS,
@@ -176,8 +177,10 @@ class RequestCutting(BuilderState):
 
     def split_heads(self, ps: PassStats) -> tuple[np.ndarray, np.ndarray, str] | None:
         """Split a pass whose kernels before its once-per-pass kernels are far more than the other passes have
-        there and form a forward pass of their own (matrix products and sampling/embedding kernels): that head is
-        an eager prefill before compiled or graphed decode steps."""
+        there and form a forward pass of their own (matrix products and sampling/embedding kernels, at least
+        ``HEAD_OWN_SHARE`` of them kernels a typical pass does not run): that head is an eager prefill before
+        compiled or graphed decode steps, or an encoder's pass before the decoder's. A head of mostly the passes'
+        own kernels is the first pass's own prompt work (a recurrent model's scan over the prompt's tokens)."""
         if self.markers is None or ps.first.size < 4 or self.spec is not None:
             return None  # a speculative round's drafts before its verify pass vary in number by design
         seq = self.seq
@@ -187,11 +190,16 @@ class RequestCutting(BuilderState):
         linear = {"gemm", "gemv", "attention", "attention-prefill", "attention-decode", "moe"}
         cuts: list[int] = []
         long_head = (head - typical >= max(16, 0.25 * med_k)) & (head - typical <= 4 * med_k)
+        mid_pass = int(np.argsort(ps.kernels, kind="stable")[ps.kernels.size // 2])
+        usual = np.zeros(len(seq.names), dtype=bool)  # the names a typical pass runs
+        usual[seq.code[int(ps.first[mid_pass]) : int(ps.last[mid_pass])]] = True
         for i in np.nonzero(long_head)[0].tolist():
             a, m = int(ps.first[i]), int(ps.mark_first[i]) - typical
             codes = seq.code[a:m]
             if int(np.isin(np.array(self.fams, dtype=object)[codes], list(linear)).sum()) < 2:
                 continue
+            if usual[codes].mean() > 1 - HEAD_OWN_SHARE:
+                continue  # the passes' own kernels, more of them: the pass's prompt work (a scan over its tokens)
             if any(is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in np.unique(codes).tolist()):
                 cuts.append(i)
         if not cuts:
