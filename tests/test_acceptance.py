@@ -116,6 +116,18 @@ CASES = [
     # a cuBLAS engine whose decode step is one CUDA graph: 1 eager prefill + 24 graph launches per request
     Truth(RUNS / "cublas_graph_decode_whole.sqlite", "llm-decode", 3, 72, 0, 3, 1, None, ("small-grid",),
           frozenset({"small-grid"})),
+    # requests of different lengths, a Mamba, training, an embedding service (tests/data/runs/README.md, 9 and 10)
+    Truth(RUNS / "hf_varlen_generate_whole.sqlite", "llm-decode", 3, 69, 0, 3, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    Truth(RUNS / "hf_mamba_generate_whole.sqlite", "llm-decode", 2, 30, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    # AdamW, 4 measured optimizer steps (the requests) of 4 micro-batches
+    Truth(RUNS / "train_llama_accum_whole.sqlite", "iterations", 0, 0, 16, 4, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    # BERT-base answering 10 requests of changing length, 2 of them warm-up; the host's own time between requests
+    # (it makes each request's ids, then reads the embeddings back) leaves the GPU idle
+    Truth(RUNS / "hf_embed_requests_b8_whole.sqlite", "iterations", 0, 0, 8, 8, 2, None, ("launch-bound",),
+          frozenset({"launch-bound", "gpu-idle-gap"}), words=False),
     # other people's public traces
     Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
     Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),

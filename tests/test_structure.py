@@ -407,6 +407,19 @@ def test_runs_embedding_requests_of_changing_length():
         )
 
 
+@pytest.mark.skipif(not _runs_here("hf_embed_requests_b8_whole"), reason="trace not present")
+def test_runs_embedding_requests_each_with_its_input():
+    # 10 requests of one BERT-base pass (12 layers, batch 8, 16 to 256 tokens), each copying its ids to the GPU; no
+    # pass looks like a prefill here, yet the input copy before every pass makes each a request
+    s = structure(RUNS / "hf_embed_requests_b8_whole.sqlite")
+    assert s.kind == "iterations"
+    assert [r.iterations for r in s.requests] == [1] * 10
+    # warm-up: request 0 (24 module loads); request 6, the only one of 16 tokens, lazily loads 5 more and ran 2x
+    # slower than the others unprofiled (72.8 ms against 32-41 ms), while request 1, a warm-up by how the loop ran,
+    # ran like the measured ones
+    assert [r.index for r in s.requests if r.warmup] == [0, 6]
+
+
 def test_optimizer_kernel_names():
     from nsys_doctor.analysis.structure.patterns import OPTIMIZER_KERNELS
 

@@ -57,6 +57,10 @@ EXTRA[jax_train_mlp_whole]="";                     ARGS[jax_train_mlp_whole]="ja
 EXTRA[hf_varlen_generate_whole]="";               ARGS[hf_varlen_generate_whole]="hf_varlen_generate.py --model llama --prompt-lens 24,96,48,160 --new-tokens 8,24,16,32 --warmup 1 --iters 3"
 EXTRA[hf_mamba_generate_whole]="";                 ARGS[hf_mamba_generate_whole]="hf_varlen_generate.py --model mamba --hidden 768 --layers 4 --prompt-lens 32 --new-tokens 16 --warmup 1 --iters 2"
 EXTRA[hf_embed_requests_whole]="";                 ARGS[hf_embed_requests_whole]="hf_embed_requests.py --layers 6 --batch 4 --seq-lens 37,128,64,200,15,96,150,48 --warmup 2 --iters 6"
+EXTRA[train_gpt2_accum_whole]="";                  ARGS[train_gpt2_accum_whole]="train_steps.py --model gpt2 --layers 4 --hidden 768 --heads 12 --batch 8 --seq 128 --accum 3 --warmup 1 --iters 4"
+EXTRA[hf_embed_requests_b8_whole]="";              ARGS[hf_embed_requests_b8_whole]="hf_embed_requests.py --layers 12 --batch 8 --seq-lens 120,33,256,77,180,64,16,140,99,200 --warmup 2 --iters 8"
+EXTRA[hf_mamba_generate_l8_whole]="";              ARGS[hf_mamba_generate_l8_whole]="hf_varlen_generate.py --model mamba --hidden 1024 --layers 8 --prompt-lens 64,24,48 --new-tokens 24,12,20 --warmup 1 --iters 3"
+EXTRA[train_resnet50_sgd_accum3_whole]="";         ARGS[train_resnet50_sgd_accum3_whole]="train_steps.py --model resnet50 --batch 16 --accum 3 --warmup 2 --iters 3"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

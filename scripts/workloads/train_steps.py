@@ -1,4 +1,4 @@
-"""Training steps: a torchvision CNN or a small transformers Llama, random weights and random data.
+"""Training steps: a torchvision CNN or a small transformers Llama or GPT-2, random weights and random data.
 
 Each optimizer step runs --accum micro-batches (forward, loss, backward; the loss divided by --accum), then
 ``optimizer.step()`` and ``optimizer.zero_grad(set_to_none=True)``; with --loss-item 1 the loss is read with
@@ -21,7 +21,7 @@ import torch
 from _common import SIZE_ARGS, Timer, llama_size_options, result, setup
 
 p = argparse.ArgumentParser()
-p.add_argument("--model", choices=("resnet18", "resnet50", "llama"), default="resnet18")
+p.add_argument("--model", choices=("resnet18", "resnet50", "llama", "gpt2"), default="resnet18")
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--seq", type=int, default=128)
 p.add_argument("--accum", type=int, default=1)
@@ -35,12 +35,15 @@ llama_size_options(p)
 a = p.parse_args()
 
 dev = setup()
-if a.model == "llama":
-    from transformers import LlamaConfig, LlamaForCausalLM
+if a.model in ("llama", "gpt2"):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    sizes = {field: getattr(a, name) for name, field in SIZE_ARGS.items()}
-    cfg = LlamaConfig(**sizes, max_position_embeddings=4096)
-    model = LlamaForCausalLM(cfg).to(dev).train()
+    if a.model == "llama":
+        sizes = {field: getattr(a, name) for name, field in SIZE_ARGS.items()}
+        model = LlamaForCausalLM(LlamaConfig(**sizes, max_position_embeddings=4096)).to(dev).train()
+    else:  # GPT-2 (learned positions, LayerNorm, GELU, dropout 0.1): --layers, --hidden, --heads, --vocab
+        cfg = GPT2Config(n_layer=a.layers, n_embd=a.hidden, n_head=a.heads, vocab_size=a.vocab, n_positions=1024)
+        model = GPT2LMHeadModel(cfg).to(dev).train()
 
     def batch():
         ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)

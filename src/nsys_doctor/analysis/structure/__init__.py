@@ -67,8 +67,9 @@ all (a CNN whose argmax or classifier looks like sampling): then it is iteration
 their own mix are the only sign, the passes after those leading ones must keep one shape of their matrix products
 (kernels and thread blocks), as decode steps do at a given batch: when fewer than half of them share one, they are
 forward passes of changing shape (an encoder serving requests of changing length): iterations, whose requests are
-cut again with no pass told apart by its mix, and with a host-to-device copy before every pass and inside none
-cutting at every pass (a fresh input for each).
+cut again with no pass told apart by its mix. In a run of iterations, a host-to-device copy before every pass and
+inside none makes each pass a request when the passes' matrix products change shape (a fresh input of its own size
+for each); a loop over batches of one shape stays one request.
 NVTX ranges count only where they line up with this structure (one pass per range); library ranges (domains such
 as XLA's ``TSL``, ``NCCL``, ``CCCL``), per-op annotations (DLProf dictionaries, ``aten::`` ops) never do; nested
 levels are used one level at a time, per-layer ranges are never steps, and numbered names (``layer_3_token_7``)

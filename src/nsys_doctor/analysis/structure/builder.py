@@ -359,8 +359,6 @@ class _Builder(PassFinding, RequestCutting):
                 if nv_request is not None:
                     cut |= nv_request
                 self.stride_cuts(ps, cut, gap, med_gap, compiling, led)
-                if plain:
-                    self.input_cuts(ps, cut)
         moves = {i: q for i, q in moves.items() if cut[i] and ps.first[i] < q < ps.last[i + 1]}
         if moves:
             first, last = ps.first.copy(), ps.last.copy()
@@ -399,6 +397,12 @@ class _Builder(PassFinding, RequestCutting):
                 evidence = tuple(e for e in found.evidence if e.fact != "kind")
                 return replace(found, evidence=(*evidence, *reshaped))
         by_optimizer = self.optimizer_cuts(ps) if kind == "iterations" and p > 2 else None
+        by_input = self.input_cuts(ps, cut) if kind == "iterations" and by_optimizer is None else None
+        if by_input is not None:
+            # forward passes that each take a fresh input from the host: a request each
+            cut = by_input
+            req_of, nreq, req_first, req_last = _requests_of(cut, p)
+            lead = np.zeros(p, dtype=bool)
         if by_optimizer is not None and (by_optimizer != cut).any():
             # training with gradient accumulation: a request is one optimizer step (its micro-batches' passes)
             cut = by_optimizer

@@ -135,25 +135,31 @@ class RequestCutting(BuilderState):
             cut, gap >= floor, compiling, led, "idle-gaps", f"an idle gap of at least {floor / 1e6:.3f} ms"
         )
 
-    def input_cuts(self, ps: PassStats, cut: np.ndarray) -> None:
-        """Request boundaries of forward passes of changing shape (not decode steps: see ``_reshaped_decode``): a
-        host-to-device copy at every pass boundary and inside none is a fresh input for every pass, so each pass is
-        a request (an encoder serving requests of changing length). In token-by-token decode the same copy (the next
-        token, fed by the host) cuts nothing. Adds to ``cut``."""
+    def input_cuts(self, ps: PassStats, cut: np.ndarray) -> np.ndarray | None:
+        """Request boundaries of a run of iterations (forward passes, not token-by-token decode) at every pass, when
+        a host-to-device copy lies at every pass boundary and inside no pass and the passes change shape (``_shapes``):
+        each pass takes a fresh input of its own size from the host (an encoder serving requests). In token-by-token
+        decode the same copy (the next token, fed by the host) cuts nothing; a loop over batches of one shape stays
+        one request of iterations. None when that is not so or every boundary is cut already."""
         pos = self.sig.copy_positions.get("host-to-device copy")
-        if pos is None or not cut.size:
-            return
+        if pos is None or not cut.size or cut.all():
+            return None
         lo = ps.mark_last[:-1] + 1
         hi = ps.mark_first[1:]
-        if (count_inside(pos, lo, hi) > 0).all() and not (count_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).any():
-            cut[:] = True
-            self.ev(
-                "requests",
-                "copies",
-                "medium",
-                "a host-to-device copy before every pass and inside none: each pass of changing shape takes a fresh "
-                "input, a request each",
-            )
+        if not (count_inside(pos, lo, hi) > 0).all() or (count_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).any():
+            return None
+        shapes = self._shapes(ps, list(range(ps.first.size)))
+        if shapes is None:
+            return None  # inputs of one shape: a loop over batches, iterations of one request
+        self.ev(
+            "requests",
+            "copies",
+            "medium",
+            "a host-to-device copy before every pass and inside none, and the passes' matrix products take "
+            f"{shapes[0]} shapes (the most common in {shapes[1]} of {shapes[2]} passes): each pass takes a fresh "
+            "input of its own size, a request each",
+        )
+        return np.ones(cut.size, dtype=bool)
 
     def _stride_cut(
         self, cut: np.ndarray, at: np.ndarray, compiling: np.ndarray, led: np.ndarray, source: str, label: str
@@ -275,26 +281,30 @@ class RequestCutting(BuilderState):
         self, ps: PassStats, lead: np.ndarray, req_first: np.ndarray, req_last: np.ndarray
     ) -> str | None:
         """Why the would-be decode steps (the passes after a request's first ones) are no decode steps, when their
-        matrix products have no common shape (the GEMM and GEMV kernels and the thread blocks they are launched
-        over: an encoder's requests of changing length): fewer than half of those steps share the most common one.
-        A decode step's linear layers keep one shape at a given batch (only attention grows with the context). None
-        with fewer than 3 such steps or without recorded grids."""
+        matrix products have no common shape (``_shapes``: an encoder's requests of changing length). A decode
+        step's linear layers keep one shape at a given batch (only attention grows with the context)."""
+        found = self._shapes(ps, np.nonzero(~lead)[0].tolist())
+        if found is None:
+            return None
+        kinds, common, many = found
+        return f"the matrix products of those steps take {kinds} shapes, the most common in {common} of {many}"
+
+    def _shapes(self, ps: PassStats, passes: list[int]) -> tuple[int, int, int] | None:
+        """(shapes, passes of the most common one, passes) of the matrix products (the GEMM and GEMV kernels and the
+        thread blocks they are launched over) of ``passes``, when fewer than half of them share one shape; None
+        when they do, with fewer than 3 passes or without recorded grids."""
         seq = self.seq
-        steps = np.nonzero(~lead)[0].tolist()
-        if len(steps) < 3 or not seq.blocks.any():
+        if len(passes) < 3 or not seq.blocks.any():
             return None
         linear = np.isin(np.array([*self.fams, "other"], dtype=object), ["gemm", "gemv"])[seq.code]
         shapes: dict[tuple[tuple[int, int], ...], int] = {}
-        for i in steps:
+        for i in passes:
             a, b = int(ps.first[i]), int(ps.last[i])
             keep = linear[a:b]
             shape = tuple(sorted(zip(seq.code[a:b][keep].tolist(), seq.blocks[a:b][keep].tolist(), strict=True)))
             shapes[shape] = shapes.get(shape, 0) + 1
         common = max(shapes.values())
-        if 2 * common >= len(steps):
-            return None
-        many = len(steps)
-        return f"the matrix products of those steps take {len(shapes)} shapes, the most common in {common} of {many}"
+        return None if 2 * common >= len(passes) else (len(shapes), common, len(passes))
 
     def _convolution_led(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's when convolutions take at least ``CNN_CONV_SHARE`` of their kernel time
