@@ -344,7 +344,7 @@ def test_training_steps_have_no_sampling() -> None:
     assert _family(out, SAMPLER_SOFTMAX) == (
         "reduction",
         "elementwise / other",
-        "softmax / log-softmax of the loss (a training step samples nothing)",
+        "softmax / log-softmax: the loss's or attention's (a training step samples nothing)",
         STRUCTURE_MATCH,
     )
     assert _family(out, DROPOUT_RNG)[:2] == ("elementwise", "elementwise / other")

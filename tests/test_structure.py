@@ -8,6 +8,7 @@ tests/data/capture_decode.sqlite, never the module's own output. Step counts may
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -396,7 +397,7 @@ def test_runs_embedding_requests_of_changing_length():
     # after them change shape from one to the next, which no decode step does: not an LLM
     assert s.kind == "iterations" and s.count("prefill") == s.count("decode") == 0
     kind = [e.detail for e in s.evidence if e.fact == "kind"]
-    assert any("the most common in 1 of 4" in d for d in kind), kind
+    assert any("changes between 1 of 1 following steps" in d for d in kind), kind
     # then an input copy before every pass (and inside none) makes each pass a request, as the workload ran
     assert [r.iterations for r in s.requests] == [1] * 8
     warm = [r.index for r in s.requests if r.warmup]
@@ -1122,6 +1123,34 @@ def test_the_passes_after_a_compilers_autotuning_are_the_run():
     assert any("no repeating forward pass in the whole run" in e.detail for e in s.evidence), s.evidence
 
 
+def test_the_passes_after_the_last_setup_signal_are_the_run():
+    # a compiled model's first call: six stretches of benchmarking (an L2 flush before each of 200 candidates, 400
+    # kernels each, after a module load each), then a last module load and 12 passes of 25 kernels. The stretches
+    # after the first signals are the longest and hold no pass of their own; the kernels after the last signal do
+    one = [(XLA_CONV.replace("64x128", f"{96 + i}x128"), 20_000) for i in range(8)]
+    one += [(f"loop_add_fusion_{i}", 2_000) for i in range(8)] + [(f"loop_relu_fusion_{i}", 1_000) for i in range(8)]
+    one.append(("gemm_fusion_dot", 5_000))
+    f = _synthetic_passes(1, 12, one)
+    k, api = f["kernels"], f["api"]
+    t = int(k["start"].min()) - 1_000_000
+    load = api.head(1).with_columns(
+        pl.lit(t).alias("start"),
+        pl.lit(t + 5_000).alias("end"),
+        pl.lit(int(api["correlationId"].max()) + 1).alias("correlationId"),
+        pl.lit("cuModuleLoadData").alias("name"),
+    )
+    g = {**f, "api": pl.concat([api, load.cast(api.schema)])}
+    rng = random.Random(0)
+    for _ in range(6):
+        setup = []
+        for _ in range(200):
+            setup += ["vectorized_elementwise_kernel_fill", f"triton_candidate_{rng.randrange(40)}"]
+        g = _after_setup(g, setup, 1)
+    s = find_structure(**g)  # type: ignore[arg-type]
+    assert s.kind == "iterations" and s.count("iteration", measured=False) == 12 and s.period == 25, s.to_dict()
+    assert any("the 300 kernels after its setup" in e.detail for e in s.evidence), s.evidence
+
+
 def test_a_first_pass_far_slower_on_the_host_is_warm_up():
     # 12 CNN passes in one loop (one request); the first one's launches took 10x the host time of the others (a JIT
     # dispatch cache or an allocator warming up): it is warm-up, the 11 after it are measured
@@ -1202,6 +1231,13 @@ def test_gradient_accumulation_from_where_the_optimizer_runs():
     h = _synthetic_passes(6, 1, fwd_bwd, request_tail=optimizer)
     u = find_structure(h["kernels"], h["api"], h["memcpy"], capture_range="cudaProfilerApi")
     assert u.training and u.micro_batches is None
+    # a capture that stops inside the last optimizer step (after 2 of its 3 micro-batches): still 3 per step
+    last = f["kernels"].filter(pl.col("name").str.contains("lm_head")).sort("start")["start"][-2]
+    cut_at = int(last) + 1
+    short = {name: (frame.filter(pl.col("start") < cut_at) if "start" in frame.columns else frame)
+             for name, frame in f.items()}  # fmt: skip
+    y = find_structure(short["kernels"], short["api"], short["memcpy"], capture_range="cudaProfilerApi")
+    assert [r.iterations for r in y.requests] == [3, 3, 3, 2] and y.micro_batches == 3
     # a loss read after every micro-batch (a sync at every pass boundary): the optimizer still cuts the steps
     w = _synthetic_passes(4, 3, fwd_bwd, request_tail=optimizer, read_back="pass")
     x = find_structure(w["kernels"], w["api"], w["memcpy"], capture_range="cudaProfilerApi")

@@ -609,9 +609,9 @@ GENERIC_ADVICE: dict[str, str] = {
 
 # a training step keeps its batch norm (it cannot be folded into the convolution while its statistics are learned)
 TRAINING_ADVICE: dict[str, str] = {
-    "norm": "normalization kernels are heavy: in training they cannot be folded into the convolution, so fuse "
-    "them with their neighbours (a compiler such as torch.compile fuses batch norm with the activation and the "
-    "residual add, forward and backward)",
+    "norm": "normalization kernels are heavy: in training batch norm cannot be folded into a convolution, so fuse "
+    "norms with their neighbours (a compiler such as torch.compile fuses batch norm or layer norm with the "
+    "activation and the residual add, forward and backward)",
 }
 
 

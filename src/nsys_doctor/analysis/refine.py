@@ -26,8 +26,9 @@
 
 4. **A training step samples nothing.** In a run whose steps train (backward kernels run in them, see
    ``analysis/structure``), what the names call sampling is the step's own work: a softmax or log-softmax is the
-   loss (cross-entropy; family ``reduction``), random numbers are dropout or augmentation (family ``elementwise``),
-   a top-k or sort is a metric or a router (family ``top-k``). Applied after rules 1-3 (an MoE router stays one).
+   loss's (cross-entropy) or an eager attention's (family ``reduction``), random numbers are dropout or
+   augmentation (family ``elementwise``), a top-k or sort is a metric or a router (family ``top-k``). Applied after
+   rules 1-3 (an MoE router stays one).
 
 Every row changed here has ``match = "structure"`` (the family comes from where the kernel runs, not from a known
 library or from its name) and an op that says what the evidence was. Pure and vectorized: no loop over kernels.
@@ -100,7 +101,7 @@ def _training_updates(ops: pl.DataFrame) -> pl.DataFrame:
         .alias("family"),
         pl.when(sampling).then(pl.lit("elementwise / other")).otherwise(pl.col("category")).alias("category"),
         pl.when(sampling & softmax)
-        .then(pl.lit("softmax / log-softmax of the loss (a training step samples nothing)"))
+        .then(pl.lit("softmax / log-softmax: the loss's or attention's (a training step samples nothing)"))
         .when(sampling & rng)
         .then(pl.lit("random numbers: dropout (a training step samples nothing)"))
         .when(sampling)

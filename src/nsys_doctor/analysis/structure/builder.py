@@ -394,10 +394,15 @@ class _Builder(PassFinding, RequestCutting):
                 # passes of changing shape, not prefill and decode: their kernel mix cuts no request
                 del self.evidence[n_evidence:], self.notes[n_notes:]
                 found = self._assemble(ps, source, again=again, plain=True)
-                evidence = tuple(e for e in found.evidence if e.fact != "kind")
+                evidence = tuple(e for e in found.evidence if e.fact != "kind" or e.source != "kernel-mix")
                 return replace(found, evidence=(*evidence, *reshaped))
         by_optimizer = self.optimizer_cuts(ps) if kind == "iterations" and p > 2 else None
+        before_input = len(self.evidence)
         by_input = self.input_cuts(ps, cut) if kind == "iterations" and by_optimizer is None else None
+        if by_input is not None or (by_optimizer is not None and (by_optimizer != cut).any()):
+            # these cuts replace the others: what idle gaps, syncs and strides said of requests no longer holds
+            stale = range(n_evidence, before_input)
+            self.evidence = [e for i, e in enumerate(self.evidence) if i not in stale or e.fact != "requests"]
         if by_input is not None:
             # forward passes that each take a fresh input from the host: a request each
             cut = by_input

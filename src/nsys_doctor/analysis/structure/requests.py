@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import polars as pl
 
@@ -137,7 +139,8 @@ class RequestCutting(BuilderState):
 
     def input_cuts(self, ps: PassStats, cut: np.ndarray) -> np.ndarray | None:
         """Request boundaries of a run of iterations (forward passes, not token-by-token decode) at every pass, when
-        a host-to-device copy lies at every pass boundary and inside no pass and the passes change shape (``_shapes``):
+        a host-to-device copy lies at every pass boundary and inside no pass and the passes change shape
+        (``_shape_changes``):
         each pass takes a fresh input of its own size from the host (an encoder serving requests). In token-by-token
         decode the same copy (the next token, fed by the host) cuts nothing; a loop over batches of one shape stays
         one request of iterations. None when that is not so or every boundary is cut already."""
@@ -148,16 +151,18 @@ class RequestCutting(BuilderState):
         hi = ps.mark_first[1:]
         if not (count_inside(pos, lo, hi) > 0).all() or (count_inside(pos, ps.mark_first + 1, ps.mark_last) > 0).any():
             return None
-        shapes = self._shapes(ps, list(range(ps.first.size)))
-        if shapes is None:
+        if ps.first.size < 3:
+            return None
+        changes = self._shape_changes(ps, [list(range(ps.first.size))])
+        if changes is None:
             return None  # inputs of one shape: a loop over batches, iterations of one request
         self.ev(
             "requests",
             "copies",
             "medium",
-            "a host-to-device copy before every pass and inside none, and the passes' matrix products take "
-            f"{shapes[0]} shapes (the most common in {shapes[1]} of {shapes[2]} passes): each pass takes a fresh "
-            "input of its own size, a request each",
+            "a host-to-device copy before every pass and inside none, and the shape of the passes' matrix products "
+            f"changes between {changes[0]} of {changes[1]} following passes: each pass takes a fresh input of its "
+            "own size, a request each",
         )
         return np.ones(cut.size, dtype=bool)
 
@@ -280,31 +285,41 @@ class RequestCutting(BuilderState):
     def _reshaped_decode(
         self, ps: PassStats, lead: np.ndarray, req_first: np.ndarray, req_last: np.ndarray
     ) -> str | None:
-        """Why the would-be decode steps (the passes after a request's first ones) are no decode steps, when their
-        matrix products have no common shape (``_shapes``: an encoder's requests of changing length). A decode
-        step's linear layers keep one shape at a given batch (only attention grows with the context)."""
-        found = self._shapes(ps, np.nonzero(~lead)[0].tolist())
+        """Why the would-be decode steps (the passes after a request's first ones) are no decode steps, when the
+        shape of their matrix products changes from one to the next inside a request more often than not
+        (``_shape_changes``: an encoder's requests of changing length). A decode step's linear layers keep one
+        shape at a given batch; only attention's grows with the context, now and then."""
+        groups = [
+            [i for i in range(int(req_first[r]), int(req_last[r]) + 1) if not lead[i]] for r in range(len(req_first))
+        ]
+        if sum(len(g) for g in groups) < 3:
+            return None
+        found = self._shape_changes(ps, groups)
         if found is None:
             return None
-        kinds, common, many = found
-        return f"the matrix products of those steps take {kinds} shapes, the most common in {common} of {many}"
+        changed, pairs = found
+        return f"the shape of their matrix products changes between {changed} of {pairs} following steps"
 
-    def _shapes(self, ps: PassStats, passes: list[int]) -> tuple[int, int, int] | None:
-        """(shapes, passes of the most common one, passes) of the matrix products (the GEMM and GEMV kernels and the
-        thread blocks they are launched over) of ``passes``, when fewer than half of them share one shape; None
-        when they do, with fewer than 3 passes or without recorded grids."""
+    def _shape_changes(self, ps: PassStats, groups: list[list[int]]) -> tuple[int, int] | None:
+        """(changes, pairs): how many pairs of following passes of each group differ in the shape of their matrix
+        products (the GEMM and GEMV kernels and the thread blocks they are launched over), when more than half do;
+        None when not, without such a pair or without recorded grids."""
         seq = self.seq
-        if len(passes) < 3 or not seq.blocks.any():
+        if not seq.blocks.any():
             return None
         linear = np.isin(np.array([*self.fams, "other"], dtype=object), ["gemm", "gemv"])[seq.code]
-        shapes: dict[tuple[tuple[int, int], ...], int] = {}
-        for i in passes:
+
+        def shape(i: int) -> tuple[tuple[int, int], ...]:
             a, b = int(ps.first[i]), int(ps.last[i])
             keep = linear[a:b]
-            shape = tuple(sorted(zip(seq.code[a:b][keep].tolist(), seq.blocks[a:b][keep].tolist(), strict=True)))
-            shapes[shape] = shapes.get(shape, 0) + 1
-        common = max(shapes.values())
-        return None if 2 * common >= len(passes) else (len(shapes), common, len(passes))
+            return tuple(sorted(zip(seq.code[a:b][keep].tolist(), seq.blocks[a:b][keep].tolist(), strict=True)))
+
+        pairs = changed = 0
+        for group in groups:
+            shapes = [shape(i) for i in group]
+            pairs += max(len(shapes) - 1, 0)
+            changed += sum(x != y for x, y in itertools.pairwise(shapes))
+        return (changed, pairs) if pairs and 2 * changed > pairs else None
 
     def _convolution_led(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's when convolutions take at least ``CNN_CONV_SHARE`` of their kernel time
@@ -371,7 +386,8 @@ class RequestCutting(BuilderState):
         self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray, warm: list[bool]
     ) -> tuple[bool, int | None]:
         """Whether a run of iterations trains (autograd's backward kernels run in its passes), and with gradient
-        accumulation the micro-batches per optimizer step: when every measured request has the same k >= 2 passes
+        accumulation the micro-batches per optimizer step: when at least two measured requests, all but a shorter
+        first or last one (a capture that starts or stops inside an optimizer step), have the same k >= 2 passes
         and the optimizer's kernels run in exactly one pass of each (the optimizer step after the last
         micro-batch, on either side of the pass boundary; see ``optimizer_passes``), a request is one optimizer step
         of k micro-batches. Optimizer kernels in every pass make each pass an optimizer step (no accumulation)."""
@@ -383,10 +399,15 @@ class RequestCutting(BuilderState):
             self.ev("kind", "kernel-names", "medium", detail + "; no optimizer kernel known by name")
             return True, None
         measured = [r for r in range(len(req_first)) if not warm[r]]
-        sizes = {int(req_last[r] - req_first[r] + 1) for r in measured}
-        per_request = [int(in_pass[req_first[r] : req_last[r] + 1].sum()) for r in measured]
+        size = {r: int(req_last[r] - req_first[r] + 1) for r in measured}
+        full = list(measured)
+        for end in (-1, 0):  # a capture that starts or stops inside an optimizer step: a shorter first or last one
+            if len(full) > 2 and size[full[end]] < max(size.values()):
+                full.pop(end)
+        sizes = {size[r] for r in full}
+        per_request = [int(in_pass[req_first[r] : req_last[r] + 1].sum()) for r in full]
         detail += f"; optimizer kernels {', '.join(names[:2])}"
-        if measured and len(sizes) == 1 and min(sizes) >= 2 and all(n == 1 for n in per_request):
+        if len(full) >= 2 and len(sizes) == 1 and min(sizes) >= 2 and all(n == 1 for n in per_request):
             k = sizes.pop()
             self.ev(
                 "kind",
