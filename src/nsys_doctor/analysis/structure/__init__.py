@@ -64,9 +64,10 @@ lazy loading) nor, when requests are led by prefill passes, before a decode pass
 The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
 requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
 all (a CNN whose argmax or classifier looks like sampling): then it is iterations. When requests led by a pass of
-their own mix are the only sign, the passes after those leading ones must keep one shape of their matrix products
-(kernels and thread blocks), as decode steps do at a given batch: when fewer than half of them share one, they are
-forward passes of changing shape (an encoder serving requests of changing length): iterations, whose requests are
+their own mix are the only sign, the passes after those leading ones must keep the shape of their matrix products
+(kernels and thread blocks) from one to the next inside a request, as decode steps do at a given batch (attention's
+grows with the context now and then): when it changes between more than half of them, they are forward passes of
+changing shape (an encoder serving requests of changing length): iterations, whose requests are
 cut again with no pass told apart by its mix. In a run of iterations, a host-to-device copy before every pass and
 inside none makes each pass a request when the passes' matrix products change shape (a fresh input of its own size
 for each); a loop over batches of one shape stays one request.
