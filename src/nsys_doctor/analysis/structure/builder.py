@@ -52,6 +52,17 @@ def _requests_of(cut: np.ndarray, p: int) -> tuple[np.ndarray, int, np.ndarray, 
     return req_of, nreq, req_first, req_last
 
 
+def _leading(distinct: np.ndarray, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
+    """Per pass: whether it is one of the distinct passes a request starts with (its prefill)."""
+    lead = np.zeros(distinct.size, dtype=bool)
+    for a, b in zip(req_first.tolist(), req_last.tolist(), strict=True):
+        i = a
+        while i <= b and distinct[i]:
+            lead[i] = True
+            i += 1
+    return lead
+
+
 def find_structure(
     kernels: pl.DataFrame,
     api: pl.DataFrame,
@@ -375,12 +386,7 @@ class _Builder(PassFinding, RequestCutting):
             return self._assemble(pass_stats(seq, split[0], split[1], self.markers), source, again=False)
         req_of, nreq, req_first, req_last = _requests_of(cut, p)
         # kinds
-        lead = np.zeros(p, dtype=bool)  # leading distinct passes of each request
-        for r in range(nreq):
-            i = int(req_first[r])
-            while i <= req_last[r] and distinct[i]:
-                lead[i] = True
-                i += 1
+        lead = _leading(distinct, req_first, req_last)
         if self.spec is not None and nreq and not lead[req_first].all():
             # a speculative request's first round holds the prompt's passes (the draft model's and the target's,
             # which verifies the first drafts over the prompt): its prefill step
@@ -396,28 +402,23 @@ class _Builder(PassFinding, RequestCutting):
                 found = self._assemble(ps, source, again=again, plain=True)
                 evidence = tuple(e for e in found.evidence if e.fact != "kind" or e.source != "kernel-mix")
                 return replace(found, evidence=(*evidence, *reshaped))
-        by_optimizer = self.optimizer_cuts(ps) if kind == "iterations" and p > 2 else None
+        optimizer = self.optimizer_passes(ps) if kind == "iterations" else None  # (training only)
+        by_optimizer = self.optimizer_cuts(optimizer) if optimizer is not None and p > 2 else None
         before_input = len(self.evidence)
         by_input = self.input_cuts(ps, cut) if kind == "iterations" and by_optimizer is None else None
-        if by_input is not None or (by_optimizer is not None and (by_optimizer != cut).any()):
+        if by_optimizer is not None and not (by_optimizer != cut).any():
+            by_optimizer = None  # the requests are the optimizer steps already
+        recut = by_input if by_input is not None else by_optimizer
+        if recut is not None:
             # these cuts replace the others: what idle gaps, syncs and strides said of requests no longer holds
             stale = range(n_evidence, before_input)
             self.evidence = [e for i, e in enumerate(self.evidence) if i not in stale or e.fact != "requests"]
-        if by_input is not None:
-            # forward passes that each take a fresh input from the host: a request each
-            cut = by_input
+            cut = recut
             req_of, nreq, req_first, req_last = _requests_of(cut, p)
-            lead = np.zeros(p, dtype=bool)
-        if by_optimizer is not None and (by_optimizer != cut).any():
+            # passes that each take an input of their own size lead nothing; an optimizer step may start with one
+            lead = _leading(distinct if by_input is None else np.zeros(p, dtype=bool), req_first, req_last)
+        if by_optimizer is not None:
             # training with gradient accumulation: a request is one optimizer step (its micro-batches' passes)
-            cut = by_optimizer
-            req_of, nreq, req_first, req_last = _requests_of(cut, p)
-            lead = np.zeros(p, dtype=bool)
-            for r in range(nreq):
-                i = int(req_first[r])
-                while i <= req_last[r] and distinct[i]:
-                    lead[i] = True
-                    i += 1
             self.ev(
                 "requests",
                 "kernel-names",
@@ -430,6 +431,7 @@ class _Builder(PassFinding, RequestCutting):
             # are the rest of it, not something after the run
             rest = len(seq) - int(ps.last[0])
             ps = pass_stats(seq, ps.first, np.array([len(seq)], dtype=np.int64), self.markers)
+            optimizer = self.optimizer_passes(ps)
             self.notes.append(
                 f"the only pass goes on to the end of the work: {rest} more kernels (a training step's optimizer, or "
                 "the pass's own closing work)"
@@ -511,7 +513,7 @@ class _Builder(PassFinding, RequestCutting):
                 )
             )
         training, micro_batches = (
-            self.training_steps(ps, req_first, req_last, warm) if kind == "iterations" else (False, None)
+            self.training_steps(optimizer, req_first, req_last, warm) if optimizer is not None else (False, None)
         )
         per = int(np.median(ps.kernels[~lead])) if (~lead).any() else int(np.median(ps.kernels))
         conf = min(

@@ -363,13 +363,13 @@ class RequestCutting(BuilderState):
         in_pass = np.bincount(np.searchsorted(ps.first, step_start, side="right") - 1, minlength=len(ps.first)) > 0
         return backward, sorted({seq.shorts[c] for c in optimizer}), in_pass
 
-    def optimizer_cuts(self, ps: PassStats) -> np.ndarray | None:
+    def optimizer_cuts(self, found: tuple[list[str], list[str], np.ndarray | None]) -> np.ndarray | None:
         """Request boundaries at the optimizer steps of a training run with gradient accumulation: when the
         optimizer runs after every k-th pass (k >= 2, at least three times, equal spacing), each optimizer step is a
         request, cut after the passes that run it, whatever syncs and gaps say (a sync may follow each micro-batch;
         modules may load in the gap after the warm-up). None otherwise (no training, the optimizer in every pass or
         at uneven spacing: passes cut on either side of the optimizer step)."""
-        backward, _, in_pass = self.optimizer_passes(ps)
+        backward, _, in_pass = found  # optimizer_passes
         if not backward or in_pass is None:
             return None
         at = np.nonzero(in_pass)[0]
@@ -383,7 +383,11 @@ class RequestCutting(BuilderState):
         return cut
 
     def training_steps(
-        self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray, warm: list[bool]
+        self,
+        found: tuple[list[str], list[str], np.ndarray | None],
+        req_first: np.ndarray,
+        req_last: np.ndarray,
+        warm: list[bool],
     ) -> tuple[bool, int | None]:
         """Whether a run of iterations trains (autograd's backward kernels run in its passes), and with gradient
         accumulation the micro-batches per optimizer step: when at least two measured requests, all but a shorter
@@ -391,7 +395,7 @@ class RequestCutting(BuilderState):
         and the optimizer's kernels run in exactly one pass of each (the optimizer step after the last
         micro-batch, on either side of the pass boundary; see ``optimizer_passes``), a request is one optimizer step
         of k micro-batches. Optimizer kernels in every pass make each pass an optimizer step (no accumulation)."""
-        backward, names, in_pass = self.optimizer_passes(ps)
+        backward, names, in_pass = found  # optimizer_passes
         if not backward:
             return False, None
         detail = f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
