@@ -128,6 +128,18 @@ CASES = [
     # (it makes each request's ids, then reads the embeddings back) leaves the GPU idle
     Truth(RUNS / "hf_embed_requests_b8_whole.sqlite", "iterations", 0, 0, 8, 8, 2, None, ("launch-bound",),
           frozenset({"launch-bound", "gpu-idle-gap"}), words=False),
+    # engines and models captured after the rules above (tests/data/runs/README.md, section 11): a decode step the
+    # program captured in a CUDA graph itself; an LSTM classifier (a recurrent cell over each request's sequence:
+    # its embedding gather and argmax run once per pass, as an LLM's would); fp16 training with a GradScaler; a
+    # model of hand-written Triton kernels, compiled at their first call (no kernel runs once per pass)
+    Truth(RUNS / "graph_decode_whole.sqlite", "llm-decode", 3, 93, 0, 3, 1, None, ("small-grid",),
+          frozenset({"small-grid"})),
+    Truth(RUNS / "rnn_requests_whole.sqlite", "iterations", 0, 0, 9, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    Truth(RUNS / "train_llama_fp16scaler_whole.sqlite", "iterations", 0, 0, 6, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
+          critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces
     Truth(P / "sc23omp_report3.sqlite", "unstructured", target="memcpy", words=False),
     Truth(P / "gpu4_report2.sqlite", "unstructured", target="memcpy", critical_ok=frozenset({"alloc-churn"}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from nsys_doctor.analysis.phases import Window, choose_window, find_steps
+from nsys_doctor.analysis.phases import Window, _first_calls_end, choose_window, find_steps
 from nsys_doctor.trace.meta import describe
 from nsys_doctor.trace.tables import TraceFrames
 
@@ -243,3 +243,72 @@ def test_library_ranges_never_give_the_window() -> None:
     steps = [(starts[4 * i] - 3_500, starts[4 * i + 3] + 6_000, "decode_step", None) for i in range(10)]
     w = choose_window(kernels, api, memcpy, ranges([*xla, *steps]), None)
     assert w.source == "nvtx-steps" and "'decode_step'" in w.reason, (w.source, w.reason)
+
+
+# ------------------------------------------------------------------------------------- first-call compilation
+
+
+def _frames(starts: list[int], names: list[str], loads: list[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Kernels of 1 us starting at ``starts`` with ``names``, and module loads (1 us calls) ending at ``loads``."""
+    kernels = pl.DataFrame(
+        {"start": starts, "end": [s + 1_000 for s in starts], "name": names},
+        schema={"start": pl.Int64, "end": pl.Int64, "name": pl.Categorical},
+    )
+    api = pl.DataFrame(
+        {"start": [e - 1_000 for e in loads], "end": loads, "name": ["cuModuleLoadData"] * len(loads)},
+        schema={"start": pl.Int64, "end": pl.Int64, "name": pl.Categorical},
+    )
+    return kernels, api
+
+
+def _compiled_loop(passes: int, late_load: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Three kernels a pass; the first pass waits 1 s before each kernel for its compilation (a load at its end)."""
+    names = ["norm", "matmul", "add"] * passes
+    starts, loads, t = [], [], 0
+    for i in range(len(names)):
+        t += 1_000_000_000 if i < 3 else 10_000
+        if i < 3:
+            loads.append(t - 5_000)
+        starts.append(t)
+    if late_load:  # a load in a long gap before the last pass too
+        starts[-3:] = [s + 5_000_000_000 for s in starts[-3:]]
+        loads.append(starts[-3] - 5_000)
+    return _frames(starts, names, loads)
+
+
+def test_the_window_of_a_run_without_passes_starts_after_first_call_compilation():
+    kernels, api = _compiled_loop(40)
+    # gaps between kernels: before the second and the third (the first has none before it); the window starts at
+    # the third, after 2 gaps of 1 s less the microsecond of the kernel before each
+    assert _first_calls_end(kernels, api, 0) == (int(kernels["start"][2]), 2, 2 * (1_000_000_000 - 1_000))
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("once", "the compiled kernels never run again: no steady part"),
+        ("short", "fewer than 50 kernels after the compilation"),
+        ("late", "a later gap holding a load idles the GPU longer than the early ones"),
+    ],
+)
+def test_first_call_compilation_is_not_cut_when_nothing_steady_follows(case: str, why: str):
+    kernels, api = _compiled_loop(40 if case != "short" else 17, late_load=case == "late")
+    if case == "once":
+        kernels = kernels.with_columns(
+            pl.Series("name", ["norm0", "matmul0", "add0"] + ["x"] * (kernels.height - 3), dtype=pl.Categorical)
+        )
+    assert _first_calls_end(kernels, api, 0) is None, why
+
+
+def test_the_triton_model_is_analyzed_after_its_jit_and_the_nvfuser_test_whole():
+    from .conftest import DATA
+
+    f = TraceFrames(open_trace(DATA / "runs" / "triton_mlp_whole.sqlite"))
+    w = choose_window(f.kernels, f.api, f.memcpy, f.nvtx, None)
+    # kernel 49 of 597 (ordered by start): the first of the steady passes, after 4 compiling gaps (3.07 s)
+    steady = int(f.kernels.sort("start")["start"][48])
+    assert w.start <= steady < w.start + 1_000_000 and "4 GPU idle gap(s)" in w.reason
+    fuser = TRACES / "public" / "fuser_report1_8fa9ec2.sqlite"
+    if fuser.is_file():  # 19 kernels, most of them compiled for one call: no steady part to keep
+        g = TraceFrames(open_trace(fuser))
+        assert "first-call" not in choose_window(g.kernels, g.api, g.memcpy, g.nvtx, None).reason

@@ -61,6 +61,13 @@ EXTRA[train_gpt2_accum_whole]="";                  ARGS[train_gpt2_accum_whole]=
 EXTRA[hf_embed_requests_b8_whole]="";              ARGS[hf_embed_requests_b8_whole]="hf_embed_requests.py --layers 12 --batch 8 --seq-lens 120,33,256,77,180,64,16,140,99,200 --warmup 2 --iters 8"
 EXTRA[hf_mamba_generate_l8_whole]="";              ARGS[hf_mamba_generate_l8_whole]="hf_varlen_generate.py --model mamba --hidden 1024 --layers 8 --prompt-lens 64,24,48 --new-tokens 24,12,20 --warmup 1 --iters 3"
 EXTRA[train_resnet50_sgd_accum3_whole]="";         ARGS[train_resnet50_sgd_accum3_whole]="train_steps.py --model resnet50 --batch 16 --accum 3 --warmup 2 --iters 3"
+EXTRA[graph_decode_whole]="";                      ARGS[graph_decode_whole]="graph_decode.py --layers 4 --batch 2 --prompt-len 64 --new-tokens 32 --warmup 1 --iters 3"
+EXTRA[triton_mlp_whole]="";                        ARGS[triton_mlp_whole]="triton_mlp.py --layers 4 --tokens 256 --hidden 1024 --warmup 3 --iters 20"
+EXTRA[rnn_requests_whole]="";                      ARGS[rnn_requests_whole]="rnn_requests.py --layers 2 --hidden 512 --batch 16 --seq 100 --warmup 2 --iters 8"
+EXTRA[train_llama_fp16scaler_whole]="";            ARGS[train_llama_fp16scaler_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --fp16-scaler 1 --warmup 2 --iters 6"
+EXTRA[rnn_generate_whole]="";                      ARGS[rnn_generate_whole]="rnn_generate.py --layers 2 --hidden 1024 --batch 4 --prompt-len 64 --new-tokens 32 --warmup 1 --iters 3"
+EXTRA[gru_requests_whole]="";                      ARGS[gru_requests_whole]="rnn_requests.py --cell gru --layers 3 --hidden 1024 --batch 64 --seq 50 --warmup 2 --iters 8"
+EXTRA[resnet50_graph_requests_whole]="";           ARGS[resnet50_graph_requests_whole]="cnn_requests.py --arch resnet50 --dtype fp16 --batch 16 --warmup 2 --iters 6 --passes 3 --graph 1"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -12,7 +12,9 @@ process captured. The truth (the RESULT line): --warmup + --iters optimizer step
     python3 scripts/workloads/train_steps.py --model resnet18 --batch 32 --compile 1 --warmup 3 --iters 8
 
 --compile 1 compiles the model with torch.compile (the first steps then compile forward and backward with inductor:
-Triton kernels named after the fused ops).
+Triton kernels named after the fused ops). --fp16-scaler 1 autocasts to fp16 instead of bf16 and scales the loss
+with ``torch.amp.GradScaler`` (the gradients are unscaled and checked for inf/NaN before each optimizer step, and the
+scale is updated after it: the mixed-precision recipe of most fp16 training loops).
 """
 
 import argparse
@@ -28,6 +30,7 @@ p.add_argument("--accum", type=int, default=1)
 p.add_argument("--optimizer", choices=("sgd", "adamw"), default="")
 p.add_argument("--bf16", type=int, default=1, help="autocast the forward to bf16")
 p.add_argument("--loss-item", type=int, default=1)
+p.add_argument("--fp16-scaler", type=int, default=0, help="fp16 autocast with a GradScaler")
 p.add_argument("--compile", type=int, default=0, help="torch.compile the model (inductor, default mode)")
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--iters", type=int, default=8)
@@ -75,16 +78,22 @@ opt = (
     if opt_name == "adamw"
     else torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 )
+scaler = torch.amp.GradScaler(dev.type) if a.fp16_scaler else None
+amp_dtype = torch.float16 if a.fp16_scaler else torch.bfloat16
 data = [batch() for _ in range(a.accum)]  # made once: the loop runs no data loading
 losses = []
 
 
 def step():
     for b in data:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=bool(a.bf16 or a.fp16_scaler)):
             loss = loss_of(b) / a.accum
-        loss.backward()
-    opt.step()
+        (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
     opt.zero_grad(set_to_none=True)
     if a.loss_item:
         losses.append(loss.item() * a.accum)
@@ -101,6 +110,7 @@ result(
     workload="train_steps",
     model=a.model,
     compile=a.compile,
+    fp16_scaler=a.fp16_scaler,
     optimizer=opt_name,
     accum=a.accum,
     warmup_steps=a.warmup,

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from ..trace.schema import COPY_HTOD, GRID
@@ -52,6 +53,9 @@ LIBRARY_TEXT = re.compile(
 WEIGHT_COPY_BYTES = 1 << 20  # host-to-device copies this large at the start are model loading
 LOADING_GAP_NS = 100_000_000  # idle GPU gaps this long before steady launches are loading, not inference
 CONTEXT_INIT_NS = 10_000_000  # a first CUDA runtime call this long created the context (loading, not inference)
+FIRST_CALLS_SHARE = 0.25  # module loads in GPU idle gaps among this first share of the kernels: first-call compilation
+FIRST_CALLS_AFTER = 50  # kernels after first-call compilation worth a window of their own
+FIRST_CALLS_LATER = 0.25  # GPU idle in gaps holding module loads after it, at most, for its share before it
 
 
 def launch_blocks() -> pl.Expr:
@@ -228,6 +232,44 @@ def _loading_end(kernels: pl.DataFrame, api: pl.DataFrame, memcpy: pl.DataFrame)
     return max(markers) if markers else None
 
 
+def _first_calls_end(kernels: pl.DataFrame, api: pl.DataFrame, after: int) -> tuple[int, int, int] | None:
+    """The end of first-call compilation after ``after`` (the end of loading): (start of the first kernel after the
+    last GPU idle gap that holds a module load, the number of such gaps, their total length). The first call of each
+    kernel compiles and loads it (Triton's JIT, NVRTC, lazy loading) while the GPU waits: warm-up, not steady work.
+    Such gaps count among the first ``FIRST_CALLS_SHARE`` of the kernels after ``after`` only, when at least
+    ``FIRST_CALLS_AFTER`` kernels follow the last one, every kernel that ran right after one of them runs again
+    after it (compiled once, then reused: a test that compiles and runs each kernel once has no steady part), and
+    the GPU idles in such gaps after it no more than ``FIRST_CALLS_LATER`` of the time it idled in them before it.
+    Module loads later in the run stay in the window (a code path warmed up too late). None when there is no such
+    gap."""
+    if kernels.is_empty() or api.is_empty():
+        return None
+    loads = calls(api, MODULE_LOAD_API, columns=["start", "end"]).filter(pl.col("start") >= after)
+    if loads.is_empty():
+        return None
+    ks = kernels.filter(pl.col("start") >= after).select("start", "end", "name").sort("start")
+    if ks.height <= FIRST_CALLS_AFTER:
+        return None
+    begin = ks["start"].to_numpy()
+    prev_end = np.maximum.accumulate(ks["end"].to_numpy())[:-1]
+    # a load that ends between kernel i's end (all before it ended) and kernel i + 1's start: a gap around it
+    ends = np.sort(loads["end"].to_numpy())
+    held = np.searchsorted(ends, begin[1:], side="right") - np.searchsorted(ends, prev_end, side="right") > 0
+    every = np.nonzero(held & (begin[1:] > prev_end))[0]
+    at = every[(every < int(FIRST_CALLS_SHARE * ks.height)) & (every + 1 < ks.height - FIRST_CALLS_AFTER)]
+    if at.size == 0:
+        return None
+    idle = begin[every + 1] - prev_end[every]
+    later = every > at[-1]
+    if idle[later].sum() > FIRST_CALLS_LATER * idle[~later].sum():
+        return None  # loads all through the run (a trace of many runs, a service loading as it goes): no first phase
+    name = ks["name"]
+    codes = (name.to_physical() if name.dtype == pl.Categorical else name.rank("dense")).to_numpy()
+    if not np.isin(codes[at + 1], codes[int(at[-1]) + 2 :]).all():
+        return None
+    return int(begin[int(at[-1]) + 1]), int(at.size), int((begin[at + 1] - prev_end[at]).sum())
+
+
 WARMUP_FACTOR = 3.0  # leading steps this many times slower than the typical late step are warm-up
 
 
@@ -309,12 +351,20 @@ def choose_window(
                 reason,
                 loading,
             )
-    if loading is not None:
-        first = kernels.filter(pl.col("start") >= loading)
-        s = scalar_int(first["start"].min()) if first.height else loading
+    compiled = _first_calls_end(kernels, api, lo if loading is None else loading)
+    after = compiled[0] if compiled is not None else loading
+    if after is not None:
+        first = kernels.filter(pl.col("start") >= after)
+        s = scalar_int(first["start"].min()) if first.height else after
         # from the launch of the first kernel after loading: the window holds its launch call, as every other's
         s = min(s, _launch_start(first.filter(pl.col("start") == s), api) or s) if first.height else s
         reason = "after model loading (weight copies, module loading, context creation or idle gaps) ends"
+        if compiled is not None:
+            reason = (
+                f"after first-call compilation ends: {compiled[1]} GPU idle gap(s) holding module loads (JIT, lazy "
+                f"loading), {compiled[2] / 1e6:.1f} ms in all, among the first kernels"
+                + ("" if loading is None else " (after model loading)")
+            )
         return Window(s, hi, "data", reason, loading)
     reason = "no loading phase, capture range or NVTX ranges found: from the first CUDA call to the end of the work"
     return Window(lo, hi, "data", reason, None)

@@ -63,7 +63,10 @@ cannot be told apart). Gaps and syncs do not split requests where modules load b
 lazy loading) nor, when requests are led by prefill passes, before a decode pass.
 The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
 requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
-all (a CNN whose argmax or classifier looks like sampling): then it is iterations. When requests led by a pass of
+all (a CNN whose argmax or classifier looks like sampling), backward kernels run in its passes (training), or most
+passes run a recurrent cell over a sequence with no attention kernel (a cycle of two to four kernels with a matrix
+product in it, repeated at least 16 times in a row: an LSTM over its input's time steps, where a decode step would
+read one token): then it is iterations. When requests led by a pass of
 their own mix are the only sign, the passes after those leading ones must keep the shape of their matrix products
 (kernels and thread blocks) from one to the next inside a request, as decode steps do at a given batch (attention's
 grows with the context now and then): when it changes between more than half of them, they are forward passes of
@@ -75,7 +78,9 @@ NVTX ranges count only where they line up with this structure (one pass per rang
 as XLA's ``TSL``, ``NCCL``, ``CCCL``), per-op annotations (DLProf dictionaries, ``aten::`` ops) never do; nested
 levels are used one level at a time, per-layer ranges are never steps, and numbered names (``layer_3_token_7``)
 are grouped as ``layer_N_token_N``. When the kernel sequence has no usable period, NVTX step ranges that are not
-library ranges, then graph launches, give the steps. ``memset`` is accepted for a uniform signature.
+library ranges, then graph launches, give the steps, and the analysis window of such a run starts after model loading
+and after first-call compilation (GPU idle gaps holding module loads among its first kernels, when the kernels
+compiled there run again later: ``phases.choose_window``). ``memset`` is accepted for a uniform signature.
 
 All work is columnar: numpy over the kernel sequence, Python loops only over distinct names, candidate levels and
 passes. The result is deterministic.

@@ -62,3 +62,9 @@ CNN_CONV_SHARE = 0.1  # convolutions' least share of a CNN pass's GPU time (Fast
 SPEC_MIN_ROUNDS = 4  # a speculative run verifies at least this often
 SPEC_MAX_DRAFTS = 16  # a speculative round's draft passes (the median), at most: a decoder after an encoder runs more
 ATTENTION_FAMILIES = frozenset({"attention", "attention-prefill", "attention-decode"})
+MATRIX_FAMILIES = frozenset({"gemm", "gemv"})
+# a recurrent cell over a sequence (cuDNN's LSTM: a GEMV and elemWiseRNNcell per time step and layer) is a cycle of
+# at most RECURRENT_PERIOD kernels, repeated at least RECURRENT_STEPS times in a row; a transformer layer runs more
+# kernels than that (norms, projections, attention, MLP)
+RECURRENT_PERIOD = 4
+RECURRENT_STEPS = 16

@@ -17,9 +17,12 @@ from .patterns import (
     FRAGMENT_SHARE,
     HEAD_OWN_SHARE,
     INIT_KERNELS,
+    MATRIX_FAMILIES,
     MIN_STRIDE_GAP_NS,
     OPTIMIZER_KERNELS,
     PREFILL_NAMES,
+    RECURRENT_PERIOD,
+    RECURRENT_STEPS,
     REQUEST_NAMES,
     SLOW_WARMUP_FACTOR,
     STEP_NAMES,
@@ -264,7 +267,7 @@ class RequestCutting(BuilderState):
                     "changing shape, not token-by-token decode",
                 )
                 return "iterations", "medium"
-        conv = self._convolution_led(ps) or self._training(ps)
+        conv = self._convolution_led(ps) or self._training(ps) or self._recurrent(ps)
         if conv is not None:
             self.ev(
                 "kind",
@@ -339,6 +342,44 @@ class RequestCutting(BuilderState):
         if not backward:
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
+
+    def _recurrent(self, ps: PassStats) -> str | None:
+        """Why the passes are not an LLM's decode steps when most of them run a recurrent cell over a sequence: a
+        cycle of two to ``RECURRENT_PERIOD`` kernels, a matrix product among them, repeated at least
+        ``RECURRENT_STEPS`` times in a row, and no kernel is attention (an LSTM or GRU over its input's time steps).
+        Such a pass reads a whole sequence where a decode step reads one token: a recurrent language model's decode
+        steps run its cell once per layer, only its prompt's pass loops. None otherwise."""
+        seq = self.seq
+        a, b = int(ps.first[0]), int(ps.last[-1])
+        if self.convolution_share(a, b)[1]:
+            return None  # attention: a transformer
+        code = seq.code[a:b]
+        matrix = np.array([f in MATRIX_FAMILIES for f in self.fams], dtype=bool)
+        looping = np.zeros(ps.first.size, dtype=bool)
+        found: tuple[int, tuple[int, ...]] | None = None  # (repeats, cycle) of the longest loop
+        for period in range(2, RECURRENT_PERIOD + 1):
+            if code.size <= period * RECURRENT_STEPS:
+                break
+            same = np.concatenate([[0], (code[period:] == code[:-period]).astype(np.int8), [0]])
+            edges = np.diff(same)
+            starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+            long = ends - starts >= (RECURRENT_STEPS - 1) * period
+            for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
+                cycle = tuple(int(c) for c in code[s : s + period])
+                if len(set(cycle)) < 2 or not matrix[list(cycle)].any():
+                    continue  # one kernel over and over (a loop of copies), or no matrix product in the cycle
+                looping[np.searchsorted(ps.first, s + a, side="right") - 1] = True
+                repeats = (e - s) // period + 1
+                if found is None or repeats > found[0]:
+                    found = (repeats, cycle)
+        if found is None or looping.mean() < 0.5:
+            return None
+        names = ", ".join(dict.fromkeys(seq.shorts[c] for c in found[1]))
+        return (
+            f"a cycle of {len(found[1])} kernels ({names}) repeats up to {found[0]} times in a row in "
+            f"{int(looping.sum())} of {looping.size} passes and no kernel is attention: a recurrent cell over each "
+            "pass's sequence, not one token per step"
+        )
 
     def optimizer_passes(self, ps: PassStats) -> tuple[list[str], list[str], np.ndarray | None]:
         """The short names of the backward kernels that run in the passes (none: no training), of the optimizer
