@@ -138,6 +138,13 @@ CASES = [
           frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "train_llama_fp16scaler_whole.sqlite", "iterations", 0, 0, 6, 1, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
+    # captured after the LSTM rule was written: a 3-layer GRU over batches of 64 (its GEMMs, in runs of 8 time steps
+    # between the next chunk's input projections, first failed a rule that wanted 16 in a row)
+    Truth(RUNS / "gru_requests_whole.sqlite", "iterations", 0, 0, 9, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
+    # the host makes each request's batch (torch.randn on the CPU, ~20 ms) while the GPU waits: a true idle gap
+    Truth(RUNS / "resnet50_graph_requests_whole.sqlite", "iterations", 0, 0, None, None, 2, None, ("gpu-idle-gap",),
+          frozenset({"gpu-idle-gap"}), words=False),
     Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
           critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces

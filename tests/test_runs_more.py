@@ -25,6 +25,8 @@ RUNS = DATA / "runs"
 CNN = "resnet18_requests_whole"
 SAMPLE = "hf_qwen2_sample_batch3_whole"
 CNN_NVTX = "resnet18_bench_nvtx_requests_whole"
+RNN_LM = "rnn_generate_whole"
+CNN_GRAPH = "resnet50_graph_requests_whole"
 
 # once-per-forward-pass kernels (README section 3): their instances are the forward passes, in time order
 CNN_MARKER = "max_pool_forward_nchw"  # 30 = 6 requests x 5 passes; passes 0-9 are the 2 warm-up requests
@@ -101,6 +103,22 @@ STRUCTURE = [
     pytest.param(CNN_NVTX, "all_requests", 6),
     pytest.param(CNN_NVTX, "all_iterations", 30),
     pytest.param(CNN_NVTX, "period_kernels", 165),
+    # 4. an LSTM language model (2 layers, hidden 1024), 1 warm-up + 3 measured requests of a prompt pass over 64
+    # tokens (cuDNN loops over them: 280 kernels) then 31 decode steps of 9 kernels (README section 11): the kernel
+    # sequence's only regular level is the request (the decode steps' sampling kernels are spaced regularly only
+    # across half of it), so the passes found are the requests
+    pytest.param(RNN_LM, "kind", "llm-decode"),
+    pytest.param(RNN_LM, "requests", 3, marks=xfail(1, 3, "one pass per request: the request level is the pass")),
+    pytest.param(RNN_LM, "decode_steps", 93, marks=xfail(4, 93, "one pass per request: the request level is the pass")),
+    pytest.param(RNN_LM, "prefill_steps", 3, marks=xfail(0, 3, "one pass per request: the request level is the pass")),
+    # 5. ResNet-50 fp16, each pass one replay of a CUDA graph the program captured after 3 eager passes on a side
+    # stream: those 3 passes, then 2 warm-up + 6 measured requests of 3 replays; warm-up request 1 runs like the
+    # measured ones (as in 1), so the eager passes and request 0 are the 2 warm-up requests left out
+    pytest.param(CNN_GRAPH, "kind", "iterations"),
+    pytest.param(CNN_GRAPH, "all_iterations", 27),
+    pytest.param(CNN_GRAPH, "all_requests", 9),
+    pytest.param(CNN_GRAPH, "requests", 6, marks=xfail(7, 6, WARMUP_1)),
+    pytest.param(CNN_GRAPH, "period_kernels", 347),
 ]
 
 

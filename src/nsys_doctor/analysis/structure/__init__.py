@@ -65,15 +65,15 @@ The run is an LLM (decode or prefill) on sampling/embedding kernels once per pas
 requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
 all (a CNN whose argmax or classifier looks like sampling), backward kernels run in its passes (training), or most
 passes run a recurrent cell over a sequence with no attention kernel (a cycle of two to four kernels with a matrix
-product in it, repeated at least 16 times in a row: an LSTM over its input's time steps, where a decode step would
-read one token): then it is iterations. When requests led by a pass of
-their own mix are the only sign, the passes after those leading ones must keep the shape of their matrix products
-(kernels and thread blocks) from one to the next inside a request, as decode steps do at a given batch (attention's
-grows with the context now and then): when it changes between more than half of them, they are forward passes of
-changing shape (an encoder serving requests of changing length): iterations, whose requests are
-cut again with no pass told apart by its mix. In a run of iterations, a host-to-device copy before every pass and
-inside none makes each pass a request when the passes' matrix products change shape (a fresh input of its own size
-for each); a loop over batches of one shape stays one request.
+product in it, at least 16 times a pass in runs of at least 4, and sampling/embedding kernels at most 4 times a
+pass: an LSTM or GRU over its input's time steps, where a decode step would read one token): then it is iterations.
+When requests led by a pass of their own mix are the only sign, the passes after those leading ones must keep the
+shape of their matrix products (kernels and thread blocks) from one to the next inside a request, as decode steps
+do at a given batch (attention's grows with the context now and then): when it changes between more than half of
+them, they are forward passes of changing shape (an encoder serving requests of changing length): iterations, whose
+requests are cut again with no pass told apart by its mix. In a run of iterations, a host-to-device copy before
+every pass and inside none makes each pass a request when the passes' matrix products change shape (a fresh input
+of its own size for each); a loop over batches of one shape stays one request.
 NVTX ranges count only where they line up with this structure (one pass per range); library ranges (domains such
 as XLA's ``TSL``, ``NCCL``, ``CCCL``), per-op annotations (DLProf dictionaries, ``aten::`` ops) never do; nested
 levels are used one level at a time, per-layer ranges are never steps, and numbered names (``layer_3_token_7``)

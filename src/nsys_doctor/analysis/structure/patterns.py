@@ -63,8 +63,11 @@ SPEC_MIN_ROUNDS = 4  # a speculative run verifies at least this often
 SPEC_MAX_DRAFTS = 16  # a speculative round's draft passes (the median), at most: a decoder after an encoder runs more
 ATTENTION_FAMILIES = frozenset({"attention", "attention-prefill", "attention-decode"})
 MATRIX_FAMILIES = frozenset({"gemm", "gemv"})
-# a recurrent cell over a sequence (cuDNN's LSTM: a GEMV and elemWiseRNNcell per time step and layer) is a cycle of
-# at most RECURRENT_PERIOD kernels, repeated at least RECURRENT_STEPS times in a row; a transformer layer runs more
-# kernels than that (norms, projections, attention, MLP)
+# a recurrent cell over a sequence (cuDNN's LSTM and GRU: a GEMV or GEMM and elemWiseRNNcell per time step and
+# layer, an input projection every 8 or 16 steps) is a cycle of at most RECURRENT_PERIOD kernels, at least
+# RECURRENT_STEPS times a pass in runs of at least RECURRENT_RUN; a transformer layer runs more kernels than that
+# (norms, projections, attention, MLP), a recurrent model's decode step one cell per layer
 RECURRENT_PERIOD = 4
 RECURRENT_STEPS = 16
+RECURRENT_RUN = 4
+RECURRENT_ANCHORS = 4  # sampling/embedding kernels a sequence's pass runs at most (an embedding gather, an argmax)

@@ -21,7 +21,9 @@ from .patterns import (
     MIN_STRIDE_GAP_NS,
     OPTIMIZER_KERNELS,
     PREFILL_NAMES,
+    RECURRENT_ANCHORS,
     RECURRENT_PERIOD,
+    RECURRENT_RUN,
     RECURRENT_STEPS,
     REQUEST_NAMES,
     SLOW_WARMUP_FACTOR,
@@ -345,40 +347,52 @@ class RequestCutting(BuilderState):
 
     def _recurrent(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's decode steps when most of them run a recurrent cell over a sequence: a
-        cycle of two to ``RECURRENT_PERIOD`` kernels, a matrix product among them, repeated at least
-        ``RECURRENT_STEPS`` times in a row, and no kernel is attention (an LSTM or GRU over its input's time steps).
-        Such a pass reads a whole sequence where a decode step reads one token: a recurrent language model's decode
-        steps run its cell once per layer, only its prompt's pass loops. None otherwise."""
+        cycle of two to ``RECURRENT_PERIOD`` kernels, a matrix product among them, at least ``RECURRENT_STEPS``
+        times in the pass, in runs of at least ``RECURRENT_RUN`` repeats in a row (cuDNN's LSTM and GRU step a GEMV or
+        GEMM and ``elemWiseRNNcell`` per time step and layer, and project the next chunk of 8 or 16 time steps'
+        inputs in between), and no kernel is attention, and sampling/embedding kernels run at most
+        ``RECURRENT_ANCHORS`` times in the median pass. Such a pass reads a whole sequence where a decode step reads
+        one token: a recurrent language model's decode steps run its cell once per layer, only its prompt's pass
+        loops (a "pass" that holds a prompt's loop and many sampled tokens is a whole request). None otherwise."""
         seq = self.seq
         a, b = int(ps.first[0]), int(ps.last[-1])
         if self.convolution_share(a, b)[1]:
             return None  # attention: a transformer
         code = seq.code[a:b]
         matrix = np.array([f in MATRIX_FAMILIES for f in self.fams], dtype=bool)
-        looping = np.zeros(ps.first.size, dtype=bool)
-        found: tuple[int, tuple[int, ...]] | None = None  # (repeats, cycle) of the longest loop
+        repeats = np.zeros(ps.first.size, dtype=np.int64)  # time steps of recurrent cells in each pass
+        cycles: dict[tuple[int, ...], int] = {}
         for period in range(2, RECURRENT_PERIOD + 1):
-            if code.size <= period * RECURRENT_STEPS:
+            if code.size <= period * RECURRENT_RUN:
                 break
             same = np.concatenate([[0], (code[period:] == code[:-period]).astype(np.int8), [0]])
             edges = np.diff(same)
             starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-            long = ends - starts >= (RECURRENT_STEPS - 1) * period
+            long = ends - starts >= (RECURRENT_RUN - 1) * period
             for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
                 cycle = tuple(int(c) for c in code[s : s + period])
                 if len(set(cycle)) < 2 or not matrix[list(cycle)].any():
                     continue  # one kernel over and over (a loop of copies), or no matrix product in the cycle
-                looping[np.searchsorted(ps.first, s + a, side="right") - 1] = True
-                repeats = (e - s) // period + 1
-                if found is None or repeats > found[0]:
-                    found = (repeats, cycle)
-        if found is None or looping.mean() < 0.5:
+                if period == 4 and cycle[:2] == cycle[2:]:
+                    continue  # a cycle of two, counted as such
+                n = (e - s) // period + 1
+                repeats[np.searchsorted(ps.first, s + a, side="right") - 1] += n
+                cycles[cycle] = cycles.get(cycle, 0) + n
+        looping = repeats >= RECURRENT_STEPS
+        if not cycles or looping.mean() < 0.5:
             return None
-        names = ", ".join(dict.fromkeys(seq.shorts[c] for c in found[1]))
+        anchor = np.array(
+            [is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in range(len(seq.names))], dtype=bool
+        )
+        held = np.concatenate([[0], np.cumsum(anchor[seq.code])])
+        if float(np.median(held[ps.last] - held[ps.first])) > RECURRENT_ANCHORS:
+            return None  # sampling and embedding kernels many times a pass: a token's steps inside each "pass"
+        cycle = max(cycles, key=lambda c: cycles[c])
+        names = ", ".join(dict.fromkeys(seq.shorts[c] for c in cycle))
         return (
-            f"a cycle of {len(found[1])} kernels ({names}) repeats up to {found[0]} times in a row in "
-            f"{int(looping.sum())} of {looping.size} passes and no kernel is attention: a recurrent cell over each "
-            "pass's sequence, not one token per step"
+            f"a cycle of {len(cycle)} kernels ({names}) runs {int(np.median(repeats[looping]))} times in the median "
+            f"pass, in {int(looping.sum())} of {looping.size} passes, and no kernel is attention: a recurrent cell "
+            "over each pass's sequence, not one token per step"
         )
 
     def optimizer_passes(self, ps: PassStats) -> tuple[list[str], list[str], np.ndarray | None]:
