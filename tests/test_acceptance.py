@@ -145,6 +145,16 @@ CASES = [
     # the host makes each request's batch (torch.randn on the CPU, ~20 ms) while the GPU waits: a true idle gap
     Truth(RUNS / "resnet50_graph_requests_whole.sqlite", "iterations", 0, 0, None, None, 2, None, ("gpu-idle-gap",),
           frozenset({"gpu-idle-gap"}), words=False),
+    # a generation loop written by hand around a transformers Llama: the tokens stay on the GPU (argmax), read back
+    # once per request, so only the request has a host round trip; its tokens' passes each end in an argmax
+    Truth(RUNS / "hf_manual_decode_whole.sqlite", "llm-decode", 3, 69, 0, 3, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    # the hand-written C++ engine sampling on the host (logits copied back, the token copied in, per pass) and
+    # keeping its tokens on the GPU (one read back per request)
+    Truth(RUNS / "cuda_cpp_host_sample_whole.sqlite", "llm-decode", 4, 80, 0, 4, 1, "attention-decode",
+          ("small-grid",), frozenset({"small-grid"})),
+    Truth(RUNS / "cuda_cpp_gpu_tokens_whole.sqlite", "llm-decode", 3, 90, 0, 3, 1, "attention-decode",
+          ("small-grid",), frozenset({"small-grid"})),
     Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
           critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces

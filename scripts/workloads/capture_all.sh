@@ -68,6 +68,13 @@ EXTRA[train_llama_fp16scaler_whole]="";            ARGS[train_llama_fp16scaler_w
 EXTRA[rnn_generate_whole]="";                      ARGS[rnn_generate_whole]="rnn_generate.py --layers 2 --hidden 1024 --batch 4 --prompt-len 64 --new-tokens 32 --warmup 1 --iters 3"
 EXTRA[gru_requests_whole]="";                      ARGS[gru_requests_whole]="rnn_requests.py --cell gru --layers 3 --hidden 1024 --batch 64 --seq 50 --warmup 2 --iters 8"
 EXTRA[resnet50_graph_requests_whole]="";           ARGS[resnet50_graph_requests_whole]="cnn_requests.py --arch resnet50 --dtype fp16 --batch 16 --warmup 2 --iters 6 --passes 3 --graph 1"
+EXTRA[hf_manual_decode_whole]="";                  ARGS[hf_manual_decode_whole]="hf_manual_decode.py --layers 2 --batch 2 --prompt-len 48 --new-tokens 24 --warmup 1 --iters 3"
+EXTRA[hf_nocache_decode_whole]="";                 ARGS[hf_nocache_decode_whole]="hf_manual_decode.py --layers 2 --batch 2 --prompt-len 48 --new-tokens 24 --no-cache 1 --warmup 1 --iters 3"
+EXTRA[cuda_cpp_host_sample_whole]="";              ARGS[cuda_cpp_host_sample_whole]="/tmp/wl/cuda_requests --warmup 1 --requests 4 --decode 20 --prompt 96 --host-sample 1"
+BUILD[cuda_cpp_host_sample_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cuda_requests /tmp/wl/cuda_requests.cu"
+EXTRA[gpt2_manual_sample_whole]="";                ARGS[gpt2_manual_sample_whole]="hf_manual_decode.py --model gpt2 --layers 4 --hidden 768 --heads 12 --batch 4 --prompt-len 40 --new-tokens 32 --sample 1 --warmup 2 --iters 2"
+EXTRA[cuda_cpp_gpu_tokens_whole]="";               ARGS[cuda_cpp_gpu_tokens_whole]="/tmp/wl/cuda_requests --warmup 1 --requests 3 --decode 30 --prompt 64 --gpu-tokens 1"
+BUILD[cuda_cpp_gpu_tokens_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cuda_requests /tmp/wl/cuda_requests.cu"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -12,7 +12,12 @@
 // Everything runs on one created (non-default) stream. A request = 1 prefill-like pass over --prompt rows
 // (M = prompt) + --decode decode-like passes (M = 1 row, the token of the previous pass), each pass ending with the
 // token read-back + cudaStreamSynchronize. --warmup warm-up requests, then --requests measured ones, back to back;
-// timings are host wall clock around each request. No NVTX.
+// timings are host wall clock around each request. No NVTX. With --host-sample 1 the host samples instead
+// (as simple engines do): no argmax_kernel; each pass copies the logits of its last row to the host
+// (cudaMemcpyAsync device-to-host of V floats + cudaStreamSynchronize), the host takes their argmax, and the next
+// decode pass starts with a 4-byte host-to-device copy of that token. With --gpu-tokens 1 the tokens stay on the
+// GPU (no read-back or sync per pass: each argmax writes the request's token buffer, the next pass reads it), and
+// the request's tokens are copied back once at its end (one cudaMemcpyAsync device-to-host + sync).
 //
 //   nvcc -O2 -arch=sm_90 -o cuda_requests cuda_requests.cu && ./cuda_requests --warmup 0 --requests 5 --decode 20
 #include <cuda_runtime.h>
@@ -167,7 +172,11 @@ struct Model {
   float *emb, *wq[L], *w1[L], *gamma[L], *wout, *kcache[L];
   float *x, *q, *h, *s;
   int *tok_d, *next_d, *tok_h;
+  float* logits_h;
 };
+
+static bool host_sample = false;
+static bool gpu_tokens = false;
 
 static void rnd(float* p, size_t n, unsigned seed, float scale, cudaStream_t st) {
   init_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(p, n, seed, scale);
@@ -190,7 +199,18 @@ static int pass(Model& m, int M, int pos, cudaStream_t st) {
   }
   dim3 gV((V + TILE - 1) / TILE, 1);
   tiled_matmul_kernel<<<gV, blk, 0, st>>>(m.x + (size_t)(M - 1) * D, m.wout, m.s, 1, V, D);
+  if (host_sample) {
+    CK(cudaMemcpyAsync(m.logits_h, m.s, sizeof(float) * V, cudaMemcpyDeviceToHost, st));
+    CK(cudaStreamSynchronize(st));
+    CK(cudaGetLastError());
+    int best = 0;
+    for (int j = 1; j < V; ++j)
+      if (m.logits_h[j] > m.logits_h[best]) best = j;
+    *m.tok_h = best;
+    return best;
+  }
   argmax_kernel<<<1, 256, 0, st>>>(m.s, V, m.next_d);
+  if (gpu_tokens) return -1;  // the token stays on the GPU
   CK(cudaMemcpyAsync(m.tok_h, m.next_d, sizeof(int), cudaMemcpyDeviceToHost, st));
   CK(cudaStreamSynchronize(st));
   CK(cudaGetLastError());
@@ -204,6 +224,8 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--requests")) requests = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--decode")) decode = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--prompt")) prompt = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--host-sample")) host_sample = atoi(argv[i + 1]) != 0;
+    else if (!strcmp(argv[i], "--gpu-tokens")) gpu_tokens = atoi(argv[i + 1]) != 0;
   }
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
@@ -229,6 +251,7 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&m.tok_d, sizeof(int) * MAXCTX));
   CK(cudaMalloc(&m.next_d, sizeof(int)));
   CK(cudaMallocHost(&m.tok_h, sizeof(int)));
+  CK(cudaMallocHost(&m.logits_h, sizeof(float) * V));
   std::vector<int> ptok(prompt);
   for (int i = 0; i < prompt; ++i) ptok[i] = (i * 7919 + 13) % V;
   CK(cudaStreamSynchronize(st));
@@ -241,8 +264,16 @@ int main(int argc, char** argv) {
     int tok = pass(m, prompt, 0, st);
     auto t1 = std::chrono::steady_clock::now();
     for (int s = 0; s < decode; ++s) {
-      CK(cudaMemcpyAsync(m.tok_d, m.next_d, sizeof(int), cudaMemcpyDeviceToDevice, st));
+      if (host_sample)
+        CK(cudaMemcpyAsync(m.tok_d, m.tok_h, sizeof(int), cudaMemcpyHostToDevice, st));
+      else
+        CK(cudaMemcpyAsync(m.tok_d, m.next_d, sizeof(int), cudaMemcpyDeviceToDevice, st));
       tok = pass(m, 1, prompt + s, st);
+    }
+    if (gpu_tokens) {  // the request's last token, read back once at its end
+      CK(cudaMemcpyAsync(m.tok_h, m.next_d, sizeof(int), cudaMemcpyDeviceToHost, st));
+      CK(cudaStreamSynchronize(st));
+      tok = *m.tok_h;
     }
     auto t2 = std::chrono::steady_clock::now();
     last = tok;

@@ -27,7 +27,9 @@ spaced is a candidate level; levels with the same period are one cluster (P, P -
 The forward-pass level is the cluster the other signals agree with: host round trips (token reads: stream, event
 and device syncs, synchronous and device-to-host copies, graph launches) about one to four per period and far
 fewer per layer; sampling/argmax or embedding kernels among its names; a finer level (layers) inside; then the
-coarser of equal candidates. A level whose unit is k >= 2 repeats of a finer level plus a few extra kernels is a
+coarser of equal candidates. A level whose units each end in a token's sampling (an argmax or a draw) wins over a
+coarser one that groups them even when only the coarser has host round trips (tokens kept on the GPU, read back
+once per request). A level whose unit is k >= 2 repeats of a finer level plus a few extra kernels is a
 group of passes (a request), not a pass, when those extra kernels are at most 5% of one finer unit in kernels and
 in GPU time (an argmax over a request's outputs once per 5 CNN passes); the finer level is then the pass. Layers
 never qualify: a pass adds to them an embedding, a final norm, an LM head and sampling, a sizeable share of one

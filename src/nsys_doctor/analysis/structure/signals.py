@@ -166,11 +166,20 @@ def score_clusters(clusters: list[Cluster], seq: Seq, sig: Signals, fams: list[s
             score += 1
         cl.score = score
         cl.reasons = notes
+    sampled: set[int] = set()
     for cl in cands:  # a finer level that ends in a token's sampling holds the passes: this one groups them
-        if cl.finer and any(_groups_passes(cl, o, seq) for o in cands):
+        inner = [o for o in cands if _groups_passes(cl, o, seq)]
+        if cl.finer and inner:
             cl.score -= 1
             cl.reasons = [r for r in cl.reasons if not r.startswith("a finer repeating level")]
             cl.reasons.append("a finer level ends in a token's sampling (the passes): this one groups them")
+        # the passes win over their group even where only the group has host round trips (a request read back at
+        # its end, its tokens sampled on the GPU with no sync between them)
+        sampled.update(id(o) for o in inner if not o.round_trip_ok and cl.round_trip_ok)
+    for cl in cands:
+        if id(cl) in sampled:
+            cl.score += 3
+            cl.reasons.append("each unit ends in a token's sampling, with no host round trip between them")
     return sorted(cands, key=lambda c: (-c.score, c.count, -c.names))
 
 
