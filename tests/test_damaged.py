@@ -397,3 +397,20 @@ def test_references_to_a_missing_string_are_found_with_or_without_holes(tmp_path
     out, warnings = _stdout_and_warnings(["stats", "-r", "cuda_gpu_kern_sum", "--format", "csv", str(damaged)])
     assert not warnings
     assert sum(int(line.split(",")[2]) for line in out.splitlines()[1:]) == _count(SAMPLE, f"SELECT count(*) FROM {K}")
+
+
+def test_info_tests_each_table_at_both_ends(tmp_path):
+    """``info`` counts rows without reading them: a table damaged at its first or last row is counted then (a mostly
+    damaged one is an error, some damaged rows a warning); a clean trace costs two lookups a table, no warning."""
+    code, out, err = run_cli(["info", str(SAMPLE)])
+    assert code == 0 and "warning" not in err and "kernels" in out
+    whole = mutated_copy(SAMPLE, tmp_path / "whole.sqlite", set_values(K, "start", "'x'", 1, 0))
+    code, out, err = run_cli(["info", str(whole)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"table {K} is mostly damaged" in lines[0], err
+    first = mutated_copy(
+        SAMPLE, tmp_path / "first.sqlite", set_where(K, "start", "NULL", f"rowid = (SELECT min(rowid) FROM {K})")
+    )
+    code, out, err = run_cli(["info", str(first)])
+    warnings = [line for line in err.splitlines() if line.startswith("nsys-doctor: warning: ")]
+    assert code == 0 and "kernels" in out and len(warnings) == 1 and K in warnings[0] and "1 " in warnings[0], err

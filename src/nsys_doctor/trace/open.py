@@ -17,7 +17,16 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 
 from ..errors import TraceError
-from .damage import REEXPORT_HINT, DamageSummary, TableDamage, announce, damaged_mask, reasons_sql, valid_sql
+from .damage import (
+    REEXPORT_HINT,
+    DamageSummary,
+    TableDamage,
+    announce,
+    damaged_mask,
+    damaged_sql,
+    reasons_sql,
+    valid_sql,
+)
 from .dberror import db_error, is_lock_or_damage
 from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
 
@@ -387,6 +396,23 @@ class Trace:
                 keys = ROW_KEYS.get(d.table)
                 if keys is not None and d.damaged:
                     self._valid[d.table] = valid_sql(keys, self.schema.columns(d.table))
+
+    def spot_damage(self, table: str) -> None:
+        """Test the times of the first and the last row of ``table`` for damage (two lookups by rowid, for a reader
+        that reads no rows, such as ``info``); when either is damaged, count the table's damage (``count_damage``:
+        a mostly damaged table is a ``TraceError``, other damage is reported when the trace closes)."""
+        keys = ROW_KEYS.get(table)
+        span = self.rowid_range(table) if keys is not None and self.schema.has(table) else None
+        if keys is None or span is None:
+            return
+        # the times' tests alone: a name's test would first ask for the span of the string ids (a scan of them)
+        times = [c for c in self.schema.columns(table) if c in ("start", "end")]
+        damaged = damaged_sql(keys, times)
+        if not damaged:
+            return
+        sql = f"SELECT count(*) FROM {table} WHERE rowid IN ({span[0]}, {span[1]}) AND ({damaged})"
+        if self.rows(sql)[0][0]:
+            self.count_damage(table)
 
     def count_damage(self, table: str) -> TableDamage:
         """Count the damaged rows of ``table`` per reason (one SQL query; cached). From then on every read of the
