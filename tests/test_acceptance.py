@@ -142,6 +142,9 @@ CASES = [
     # between the next chunk's input projections, first failed a rule that wanted 16 in a row)
     Truth(RUNS / "gru_requests_whole.sqlite", "iterations", 0, 0, 9, 1, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
+    # and a 1-layer LSTM at batch 1 over 200 tokens, captured after the rule was settled (it was "LLM prefill")
+    Truth(RUNS / "lstm_small_requests_whole.sqlite", "iterations", 0, 0, 7, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
     # the host makes each request's batch (torch.randn on the CPU, ~20 ms) while the GPU waits: a true idle gap
     Truth(RUNS / "resnet50_graph_requests_whole.sqlite", "iterations", 0, 0, None, None, 2, None, ("gpu-idle-gap",),
           frozenset({"gpu-idle-gap"}), words=False),
