@@ -261,13 +261,18 @@ def _frames(starts: list[int], names: list[str], loads: list[int]) -> tuple[pl.D
     return kernels, api
 
 
-def _compiled_loop(passes: int, late_load: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Three kernels a pass; the first pass waits 1 s before each kernel for its compilation (a load at its end)."""
+def _compiled_loop(
+    passes: int, late_load: bool = False, wait: int = 1_000_000_000, more: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Three kernels a pass; the first pass waits ``wait`` ns before each kernel for its compilation (a load at its
+    end); ``more``: one more load, in a gap of 100 ms before kernel ``more`` (a kernel compiled later)."""
     names = ["norm", "matmul", "add"] * passes
     starts, loads, t = [], [], 0
     for i in range(len(names)):
-        t += 1_000_000_000 if i < 3 else 10_000
-        if i < 3:
+        t += wait if i < 3 else 10_000
+        if i < 3 or i == more:
+            if i == more:
+                t += 100_000_000
             loads.append(t - 5_000)
         starts.append(t)
     if late_load:  # a load in a long gap before the last pass too
@@ -278,6 +283,7 @@ def _compiled_loop(passes: int, late_load: bool = False) -> tuple[pl.DataFrame, 
 
 def test_the_window_of_a_run_without_passes_starts_after_first_call_compilation():
     kernels, api = _compiled_loop(40)
+    assert _first_calls_end(*_compiled_loop(40, more=100), 0) is not None  # a load far later stays in the window
     # gaps between kernels: before the second and the third (the first has none before it); the window starts at
     # the third, after 2 gaps of 1 s less the microsecond of the kernel before each
     assert _first_calls_end(kernels, api, 0) == (int(kernels["start"][2]), 2, 2 * (1_000_000_000 - 1_000))
@@ -289,10 +295,17 @@ def test_the_window_of_a_run_without_passes_starts_after_first_call_compilation(
         ("once", "the compiled kernels never run again: no steady part"),
         ("short", "fewer than 50 kernels after the compilation"),
         ("late", "a later gap holding a load idles the GPU longer than the early ones"),
+        ("tiny", "gaps of microseconds around the loads: nothing compiled while the GPU waited"),
+        ("past", "a load just past the first quarter of the kernels: the compilation did not end before it"),
     ],
 )
 def test_first_call_compilation_is_not_cut_when_nothing_steady_follows(case: str, why: str):
-    kernels, api = _compiled_loop(40 if case != "short" else 17, late_load=case == "late")
+    kernels, api = _compiled_loop(
+        40 if case != "short" else 17,
+        late_load=case == "late",
+        wait=5_000 if case == "tiny" else 1_000_000_000,
+        more=31 if case == "past" else None,  # kernel 31 of 120: just past the 30 of the first quarter
+    )
     if case == "once":
         kernels = kernels.with_columns(
             pl.Series("name", ["norm0", "matmul0", "add0"] + ["x"] * (kernels.height - 3), dtype=pl.Categorical)
@@ -309,6 +322,6 @@ def test_the_triton_model_is_analyzed_after_its_jit_and_the_nvfuser_test_whole()
     steady = int(f.kernels.sort("start")["start"][48])
     assert w.start <= steady < w.start + 1_000_000 and "4 GPU idle gap(s)" in w.reason
     fuser = TRACES / "public" / "fuser_report1_8fa9ec2.sqlite"
-    if fuser.is_file():  # 19 kernels, most of them compiled for one call: no steady part to keep
+    if fuser.is_file():  # 19 kernels: fewer than the 50 a steady part needs after the compilation
         g = TraceFrames(open_trace(fuser))
         assert "first-call" not in choose_window(g.kernels, g.api, g.memcpy, g.nvtx, None).reason

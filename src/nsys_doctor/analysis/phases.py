@@ -56,6 +56,7 @@ CONTEXT_INIT_NS = 10_000_000  # a first CUDA runtime call this long created the 
 FIRST_CALLS_SHARE = 0.25  # module loads in GPU idle gaps among this first share of the kernels: first-call compilation
 FIRST_CALLS_AFTER = 50  # kernels after first-call compilation worth a window of their own
 FIRST_CALLS_LATER = 0.25  # GPU idle in gaps holding module loads after it, at most, for its share before it
+FIRST_CALLS_MIN_NS = 10_000_000  # GPU idle in first-call compilation, at least (a lookup between kernels is none)
 
 
 def launch_blocks() -> pl.Expr:
@@ -238,16 +239,18 @@ def _first_calls_end(kernels: pl.DataFrame, api: pl.DataFrame, after: int) -> tu
     kernel compiles and loads it (Triton's JIT, NVRTC, lazy loading) while the GPU waits: warm-up, not steady work.
     Such gaps count among the first ``FIRST_CALLS_SHARE`` of the kernels after ``after`` only, when at least
     ``FIRST_CALLS_AFTER`` kernels follow the last one, every kernel that ran right after one of them runs again
-    after it (compiled once, then reused: a test that compiles and runs each kernel once has no steady part), and
-    the GPU idles in such gaps after it no more than ``FIRST_CALLS_LATER`` of the time it idled in them before it.
+    after it (compiled once, then reused: a test that compiles and runs each kernel once has no steady part), the
+    GPU idled in them at least ``FIRST_CALLS_MIN_NS`` in all, no such gap follows within the next
+    ``FIRST_CALLS_SHARE`` of the kernels (the loads end where they end, not at that share), and the GPU idles in
+    such gaps after it no more than ``FIRST_CALLS_LATER`` of the time it idled in them before it.
     Module loads later in the run stay in the window (a code path warmed up too late). None when there is no such
     gap."""
-    if kernels.is_empty() or api.is_empty():
+    if kernels.is_empty() or api.is_empty() or "name" not in kernels.columns:
         return None
     loads = calls(api, MODULE_LOAD_API, columns=["start", "end"]).filter(pl.col("start") >= after)
     if loads.is_empty():
         return None
-    ks = kernels.filter(pl.col("start") >= after).select("start", "end", "name").sort("start")
+    ks = kernels.select("start", "end", "name").filter(pl.col("start") >= after).sort("start")
     if ks.height <= FIRST_CALLS_AFTER:
         return None
     begin = ks["start"].to_numpy()
@@ -255,14 +258,19 @@ def _first_calls_end(kernels: pl.DataFrame, api: pl.DataFrame, after: int) -> tu
     # a load that ends between kernel i's end (all before it ended) and kernel i + 1's start: a gap around it
     ends = np.sort(loads["end"].to_numpy())
     held = np.searchsorted(ends, begin[1:], side="right") - np.searchsorted(ends, prev_end, side="right") > 0
-    every = np.nonzero(held & (begin[1:] > prev_end))[0]
-    at = every[(every < int(FIRST_CALLS_SHARE * ks.height)) & (every + 1 < ks.height - FIRST_CALLS_AFTER)]
+    every = np.nonzero(held)[0]
+    share = int(FIRST_CALLS_SHARE * ks.height)
+    at = every[(every < share) & (every + 1 < ks.height - FIRST_CALLS_AFTER)]
     if at.size == 0:
         return None
     idle = begin[every + 1] - prev_end[every]
     later = every > at[-1]
+    if idle[~later].sum() < FIRST_CALLS_MIN_NS:
+        return None  # a lookup in a gap of microseconds: nothing was compiled while the GPU waited
     if idle[later].sum() > FIRST_CALLS_LATER * idle[~later].sum():
         return None  # loads all through the run (a trace of many runs, a service loading as it goes): no first phase
+    if (every[later] <= int(at[-1]) + share).any():
+        return None  # the loads go on past the first share of the kernels: where they end is not known
     name = ks["name"]
     codes = (name.to_physical() if name.dtype == pl.Categorical else name.rank("dense")).to_numpy()
     if not np.isin(codes[at + 1], codes[int(at[-1]) + 2 :]).all():

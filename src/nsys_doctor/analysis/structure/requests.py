@@ -369,17 +369,26 @@ class RequestCutting(BuilderState):
             edges = np.diff(same)
             starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
             long = ends - starts >= (RECURRENT_RUN - 1) * period
-            for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
-                cycle = tuple(int(c) for c in code[s : s + period])
-                if len(set(cycle)) < 2 or not matrix[list(cycle)].any():
-                    continue  # one kernel over and over (a loop of copies), or no matrix product in the cycle
-                if period == 4 and cycle[:2] == cycle[2:]:
-                    continue  # a cycle of two, counted as such
-                n = (e - s) // period + 1
-                repeats[np.searchsorted(ps.first, s + a, side="right") - 1] += n
-                cycles[cycle] = cycles.get(cycle, 0) + n
+            starts, ends = starts[long], ends[long]
+            if not starts.size:
+                continue
+            cyc = code[starts[:, None] + np.arange(period)]  # each run's cycle, one row each
+            # two kernels at least (one kernel over and over is a loop of copies) and a matrix product among them
+            keep = (cyc != cyc[:, :1]).any(axis=1) & matrix[cyc].any(axis=1)
+            if period == 4:
+                keep &= ~(cyc[:, :2] == cyc[:, 2:]).all(axis=1)  # a cycle of two, counted as such
+            at = np.searchsorted(ps.first, starts + a, side="right") - 1  # the pass each run starts in
+            keep &= (at >= 0) & (starts + a < ps.last[np.maximum(at, 0)])
+            if not keep.any():
+                continue
+            n = (ends - starts)[keep] // period + 1
+            np.add.at(repeats, at[keep], n)
+            rows, inverse = np.unique(cyc[keep], axis=0, return_inverse=True)
+            totals = np.bincount(inverse.ravel(), weights=n)
+            for row, total in zip(rows.tolist(), totals.tolist(), strict=True):
+                cycles[tuple(row)] = cycles.get(tuple(row), 0) + int(total)
         looping = repeats >= RECURRENT_STEPS
-        if not cycles or looping.mean() < 0.5:
+        if not cycles or looping.mean() <= 0.5:
             return None
         anchor = np.array(
             [is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in range(len(seq.names))], dtype=bool
@@ -390,9 +399,9 @@ class RequestCutting(BuilderState):
         cycle = max(cycles, key=lambda c: cycles[c])
         names = ", ".join(dict.fromkeys(seq.shorts[c] for c in cycle))
         return (
-            f"a cycle of {len(cycle)} kernels ({names}) runs {int(np.median(repeats[looping]))} times in the median "
-            f"pass, in {int(looping.sum())} of {looping.size} passes, and no kernel is attention: a recurrent cell "
-            "over each pass's sequence, not one token per step"
+            f"a cycle of {len(cycle)} kernels ({names}) runs in {int(looping.sum())} of {looping.size} passes "
+            f"({int(np.median(repeats[looping]))} times in the median of them) and no kernel is attention: a "
+            "recurrent cell over each pass's sequence, not one token per step"
         )
 
     def optimizer_passes(self, ps: PassStats) -> tuple[list[str], list[str], np.ndarray | None]:

@@ -175,7 +175,7 @@ def score_clusters(clusters: list[Cluster], seq: Seq, sig: Signals, fams: list[s
             cl.reasons.append("a finer level ends in a token's sampling (the passes): this one groups them")
         # the passes win over their group even where only the group has host round trips (a request read back at
         # its end, its tokens sampled on the GPU with no sync between them)
-        sampled.update(id(o) for o in inner if not o.round_trip_ok and cl.round_trip_ok)
+        sampled.update(id(o) for o in inner if o.round_trips < 0.5 and cl.round_trip_ok)
     for cl in cands:
         if id(cl) in sampled:
             cl.score += 3
