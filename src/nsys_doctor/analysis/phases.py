@@ -265,9 +265,10 @@ def _first_calls_end(kernels: pl.DataFrame, api: pl.DataFrame, after: int) -> tu
         return None
     idle = begin[every + 1] - prev_end[every]
     later = every > at[-1]
-    if idle[~later].sum() < FIRST_CALLS_MIN_NS:
+    compiling = int(idle[~later].sum())  # the idle of the gaps counted (``at``: those up to the last one)
+    if compiling < FIRST_CALLS_MIN_NS:
         return None  # a lookup in a gap of microseconds: nothing was compiled while the GPU waited
-    if idle[later].sum() > FIRST_CALLS_LATER * idle[~later].sum():
+    if idle[later].sum() > FIRST_CALLS_LATER * compiling:
         return None  # loads all through the run (a trace of many runs, a service loading as it goes): no first phase
     if (every[later] <= int(at[-1]) + share).any():
         return None  # the loads go on past the first share of the kernels: where they end is not known
@@ -275,7 +276,7 @@ def _first_calls_end(kernels: pl.DataFrame, api: pl.DataFrame, after: int) -> tu
     codes = (name.to_physical() if name.dtype == pl.Categorical else name.rank("dense")).to_numpy()
     if not np.isin(codes[at + 1], codes[int(at[-1]) + 2 :]).all():
         return None
-    return int(begin[int(at[-1]) + 1]), int(at.size), int((begin[at + 1] - prev_end[at]).sum())
+    return int(begin[int(at[-1]) + 1]), int(at.size), compiling
 
 
 WARMUP_FACTOR = 3.0  # leading steps this many times slower than the typical late step are warm-up

@@ -95,18 +95,18 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
         te,
         gs,
         ge,
-        _span_sums(seq.dur, first, last),
+        span_sums(seq.dur, first, last),
         kernels,
         rare_k / np.maximum(kernels, 1),
         rare_n,
-        _span_sums(seq.graph.astype(np.int64), first, last) / np.maximum(kernels, 1),
+        span_sums(seq.graph.astype(np.int64), first, last) / np.maximum(kernels, 1),
         seq.t[(first + last - 1) // 2],
         *_marker_spans(first, last, markers),
-        _span_sums(wide_kernels(seq), first, last) / np.maximum(kernels, 1),
+        span_sums(wide_kernels(seq), first, last) / np.maximum(kernels, 1),
     )
 
 
-def _span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+def span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """The sum of ``values`` over each span [first, last) (integers, exact)."""
     c = np.concatenate([[0], np.cumsum(values)])
     return c[last] - c[first]

@@ -9,7 +9,7 @@ import polars as pl
 
 from ..distribution import scalar_int
 from .nvtx import count_inside, regular_stride
-from .passes import PassStats
+from .passes import PassStats, span_sums
 from .patterns import (
     BACKWARD_KERNELS,
     CNN_CONV_SHARE,
@@ -231,9 +231,7 @@ class RequestCutting(BuilderState):
         fam = np.array([*self.fams, "other"])
         gemm = np.isin(fam, ["gemm", "attention-prefill"])[self.seq.code]
         gemv = np.isin(fam, ["gemv", "attention-decode"])[self.seq.code]
-        cm = np.concatenate([[0], np.cumsum(gemm)])
-        cv = np.concatenate([[0], np.cumsum(gemv)])
-        return (cm[ps.last] - cm[ps.first]) > (cv[ps.last] - cv[ps.first])
+        return span_sums(gemm, ps.first, ps.last) > span_sums(gemv, ps.first, ps.last)
 
     def run_kind(
         self,
@@ -269,7 +267,8 @@ class RequestCutting(BuilderState):
                     "changing shape, not token-by-token decode",
                 )
                 return "iterations", "medium"
-        conv = self._convolution_led(ps) or self._training(ps) or self._recurrent(ps)
+        share, attention = self.convolution_share(int(ps.first[0]), int(ps.last[-1]))
+        conv = self._convolution_led(share, attention) or self._training(ps) or self._recurrent(ps, attention)
         if conv is not None:
             self.ev(
                 "kind",
@@ -326,11 +325,11 @@ class RequestCutting(BuilderState):
             changed += sum(x != y for x, y in itertools.pairwise(shapes))
         return (changed, pairs) if pairs and 2 * changed > pairs else None
 
-    def _convolution_led(self, ps: PassStats) -> str | None:
+    @staticmethod
+    def _convolution_led(share: float, attention: bool) -> str | None:
         """Why the passes are not an LLM's when convolutions take at least ``CNN_CONV_SHARE`` of their kernel time
-        and no kernel is attention (a CNN: an argmax over its outputs or a classifier head looks like sampling;
-        MobileNet's 1x1 convolutions run as GEMMs, its norms outweigh its convolutions); None otherwise."""
-        share, attention = self.convolution_share(int(ps.first[0]), int(ps.last[-1]))
+        (``share``) and no kernel is attention (a CNN: an argmax over its outputs or a classifier head looks like
+        sampling; MobileNet's 1x1 convolutions run as GEMMs, its norms outweigh its convolutions); None otherwise."""
         if attention or share < CNN_CONV_SHARE:
             return None
         return f"convolutions take {share:.0%} of the passes' GPU time, no attention kernels"
@@ -345,19 +344,19 @@ class RequestCutting(BuilderState):
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
 
-    def _recurrent(self, ps: PassStats) -> str | None:
+    def _recurrent(self, ps: PassStats, attention: bool) -> str | None:
         """Why the passes are not an LLM's decode steps when most of them run a recurrent cell over a sequence: a
         cycle of two to ``RECURRENT_PERIOD`` kernels, a matrix product among them, at least ``RECURRENT_STEPS``
         times in the pass, in runs of at least ``RECURRENT_RUN`` repeats in a row (cuDNN's LSTM and GRU step a GEMV or
         GEMM and ``elemWiseRNNcell`` per time step and layer, and project the next chunk of 8 or 16 time steps'
-        inputs in between), and no kernel is attention, and sampling/embedding kernels run at most
+        inputs in between), no kernel is attention (``attention``), and sampling/embedding kernels run at most
         ``RECURRENT_ANCHORS`` times in the median pass. Such a pass reads a whole sequence where a decode step reads
         one token: a recurrent language model's decode steps run its cell once per layer, only its prompt's pass
         loops (a "pass" that holds a prompt's loop and many sampled tokens is a whole request). None otherwise."""
+        if attention:
+            return None  # a transformer
         seq = self.seq
         a, b = int(ps.first[0]), int(ps.last[-1])
-        if self.convolution_share(a, b)[1]:
-            return None  # attention: a transformer
         code = seq.code[a:b]
         matrix = np.array([f in MATRIX_FAMILIES for f in self.fams], dtype=bool)
         repeats = np.zeros(ps.first.size, dtype=np.int64)  # time steps of recurrent cells in each pass
@@ -393,8 +392,7 @@ class RequestCutting(BuilderState):
         anchor = np.array(
             [is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in range(len(seq.names))], dtype=bool
         )
-        held = np.concatenate([[0], np.cumsum(anchor[seq.code])])
-        if float(np.median(held[ps.last] - held[ps.first])) > RECURRENT_ANCHORS:
+        if float(np.median(span_sums(anchor[seq.code], ps.first, ps.last))) > RECURRENT_ANCHORS:
             return None  # sampling and embedding kernels many times a pass: a token's steps inside each "pass"
         cycle = max(cycles, key=lambda c: cycles[c])
         names = ", ".join(dict.fromkeys(seq.shorts[c] for c in cycle))
