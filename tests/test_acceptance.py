@@ -30,6 +30,7 @@ class Truth:
     first: tuple[str, ...] = ()  # allowed first findings (empty: not checked)
     critical_ok: frozenset[str] = field(default_factory=frozenset)  # findings allowed to be critical
     words: bool = True  # LLM words (decode step, TPOT) allowed
+    no_cache: bool = False  # LLM decode without a KV cache: the no-kv-cache finding (and on no other run)
 
 
 T, E, P = TRACES, TRACES / "engines", TRACES / "public"
@@ -158,6 +159,13 @@ CASES = [
           ("small-grid",), frozenset({"small-grid"})),
     Truth(RUNS / "cuda_cpp_gpu_tokens_whole.sqlite", "llm-decode", 3, 90, 0, 3, 1, "attention-decode",
           ("small-grid",), frozenset({"small-grid"})),
+    # decode without a KV cache: each pass runs over the whole sequence so far. A hand-written GPT-2 loop (its
+    # requests were cut where cuBLAS changed GEMMs with the length: 5 requests, 2 warm-up) and transformers'
+    # generate(use_cache=False) (8 "prefill steps" a request); at these sizes the growth costs little GPU time
+    Truth(RUNS / "gpt2_manual_nocache_whole.sqlite", "llm-decode", 3, 117, 0, 3, 1, None,
+          ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), no_cache=True),
+    Truth(RUNS / "hf_llama_nocache_generate_whole.sqlite", "llm-decode", 2, 62, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), no_cache=True),
     Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
           critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces
@@ -196,6 +204,8 @@ def test_report_matches_the_truth(truth: Truth) -> None:
         assert d.findings and d.findings[0].id in truth.first, [f.id for f in d.findings]
     critical = {f.id for f in d.findings if f.severity == "critical"}
     assert critical <= truth.critical_ok, critical - truth.critical_ok
+    assert ("no-kv-cache" in {f.id for f in d.findings}) == truth.no_cache, [f.id for f in d.findings]
+    assert (run["growing_passes"] is not None) == truth.no_cache, run["growing_passes"]
     if not truth.words:
         text = " ".join([str(d.target.get("why", "")), *d.next_actions, *(f.summary for f in d.findings)])
         words = (

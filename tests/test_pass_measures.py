@@ -85,3 +85,82 @@ def test_rows_where_filters_the_calls_of_several_processes() -> None:
     assert rows_where(mixed, call_column(mixed, "pid"), 43)["start"].to_list() == [1]
     with_null = pl.DataFrame({"start": [0, 1], "globalTid": [(42 << 24) + 1, None]})
     assert rows_where(with_null, call_column(with_null, "pid"), 42)["start"].to_list() == [0]
+
+
+# passes of "a b c" after a prompt's pass "p a b c"; the blocks of "a" and "b" grow pass after pass (a decode pass
+# over the whole sequence: no KV cache), "c" keeps its grid; pass 4 is the next prompt (its kernels shrink back);
+# in pass 6 "b" shrinks while "a" and "c" grow
+GROW_NAMES = ["p", "a", "b", "c"] + ["a", "b", "c"] * 3 + ["p", "a", "b", "c"] + ["a", "b", "c"] * 2
+GROW_BLOCKS = [*(10, 10, 20, 5), *(11, 22, 5), *(12, 24, 5), *(13, 26, 5), *(10, 10, 20, 5), *(11, 22, 5), *(12, 20, 6)]
+GROW_FIRST = np.array([0, 4, 7, 10, 13, 17, 20])
+GROW_LAST = np.array([4, 7, 10, 13, 17, 20, 23])
+
+
+def _growing_sequence(blocks: list[int]) -> Seq:
+    from dataclasses import replace
+
+    return replace(_sequence(GROW_NAMES), blocks=np.array(blocks, dtype=np.int64))
+
+
+def test_pass_growth_compares_each_pass_with_the_one_before_by_position() -> None:
+    seq = _growing_sequence(GROW_BLOCKS)
+    matched, grew, fell = passes.pass_growth(seq, GROW_FIRST, GROW_LAST)
+    # pass 1 against the prompt's pass: counted from the first kernels no name matches (a, b, c against p, a, b),
+    # from the last ones all three do; passes 4 and 5 the same way
+    assert np.isnan(matched[0]) and np.isnan(grew[0]) and np.isnan(fell[0])
+    assert matched[1:].tolist() == [1.0] * 6
+    assert np.allclose(grew[1:], [2 / 3, 2 / 3, 2 / 3, 0.0, 2 / 3, 2 / 3])
+    assert np.allclose(fell[1:], [0.0, 0.0, 0.0, 2 / 3, 0.0, 1 / 3])
+
+
+def test_pass_growth_without_grids_or_common_names_is_nan() -> None:
+    seq = _growing_sequence([0] * len(GROW_NAMES))  # no grid recorded
+    assert all(np.isnan(x).all() for x in passes.pass_growth(seq, GROW_FIRST, GROW_LAST))
+    # two passes with no name in common: nothing to compare
+    seq = _sequence(["a", "b", "x", "y"])
+    matched, grew, fell = passes.pass_growth(replace_blocks(seq, [1, 2, 3, 4]), np.array([0, 2]), np.array([2, 4]))
+    assert np.isnan(matched).all() and np.isnan(grew).all() and np.isnan(fell).all()
+
+
+def replace_blocks(seq: Seq, blocks: list[int]) -> Seq:
+    from dataclasses import replace
+
+    return replace(seq, blocks=np.array(blocks, dtype=np.int64))
+
+
+def _cutter(seq: Seq) -> object:
+    from nsys_doctor.analysis.structure.requests import RequestCutting
+
+    cutter = RequestCutting.__new__(RequestCutting)  # only its sequence is read
+    cutter.seq = seq
+    return cutter
+
+
+def test_growing_passes_start_requests_where_the_kernels_shrink_back() -> None:
+    from types import SimpleNamespace
+
+    from nsys_doctor.analysis.structure.requests import RequestCutting
+
+    ps = SimpleNamespace(first=GROW_FIRST, last=GROW_LAST)
+    # pass 6's "b" shrinks (1/3 of its kernels fell, above RESET_SHARE): it is taken for a new prompt too; the median
+    # share grown is 2/3 and the median share shrunk 0
+    found = RequestCutting.growing_passes(_cutter(_growing_sequence(GROW_BLOCKS)), ps)  # type: ignore[arg-type]
+    assert found is not None
+    share, starts = found
+    assert share == pytest.approx(2 / 3)
+    assert starts.tolist() == [True, False, False, False, True, False, True]
+    # the same kernels at constant grids (a KV cache): nothing grows
+    flat = [10, 10, 20, 5] + [1, 2, 5] * 3 + [10, 10, 20, 5] + [1, 2, 5] * 2
+    assert RequestCutting.growing_passes(_cutter(_growing_sequence(flat)), ps) is None  # type: ignore[arg-type]
+    # growth in fewer than GROWING_PAIRS pairs of passes decides nothing
+    short = SimpleNamespace(first=GROW_FIRST[:4], last=GROW_LAST[:4])
+    assert RequestCutting.growing_passes(_cutter(_growing_sequence(GROW_BLOCKS)), short) is None  # type: ignore[arg-type]
+
+
+def test_pass_growth_of_some_passes_only() -> None:
+    seq = _growing_sequence(GROW_BLOCKS)
+    every = passes.pass_growth(seq, GROW_FIRST, GROW_LAST)
+    some = passes.pass_growth(seq, GROW_FIRST, GROW_LAST, np.array([2, 4]))
+    for all_passes, picked in zip(every, some, strict=True):
+        assert np.isnan(picked[[0, 1, 3, 5, 6]]).all()
+        assert picked[[2, 4]].tolist() == all_passes[[2, 4]].tolist()

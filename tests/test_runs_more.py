@@ -335,3 +335,41 @@ def test_cnn_with_a_read_back_per_pass_is_iterations_without_its_loading_pass() 
     inside = [w["start_ns"] <= int(t) <= w["end_ns"] for (t,) in argmax]
     assert inside == [False] + [True] * 21
     assert "LLM" not in run["kind"] and not any("decode step" in f["summary"] for f in d["findings"])
+
+
+# ------------------------------------------------------------------------------------------ no KV cache
+# hf_manual_decode.py --model gpt2 --no-cache 1: every token's pass runs GPT-2 over the whole sequence so far
+NO_CACHE = "gpt2_manual_nocache_whole"
+
+
+@_needs(NO_CACHE)
+@pytest.mark.finding("no-kv-cache")
+def test_decode_without_a_kv_cache_is_found_and_costed_by_its_growth() -> None:
+    from nsys_doctor.loaders import load_rules
+    from nsys_doctor.session import TraceSession, WindowChoice
+
+    d = report(NO_CACHE)
+    run = d["run"]
+    # the truth (how it ran): 1 warm-up + 3 measured requests of a prompt pass and 39 token passes
+    assert (run["requests"], run["warmup_requests"]) == (3, 1)
+    assert [(r["prefill_steps"], r["decode_steps"]) for r in run["request_list"]] == [(1, 39)] * 4
+    assert run["growing_passes"] >= 0.25
+    assert any(e["fact"] == "kv-cache" for e in run["evidence"])
+    (f,) = [f for f in d["findings"] if f["id"] == "no-kv-cache"]
+    # its cost: each decode step's GPU time above its request's first decode step, summed (an oracle over the
+    # window's steps, written out here)
+    with TraceSession.open(_path(NO_CACHE), load_rules(), WindowChoice(None, None, False, None, None)) as s:
+        rows = s.step_set.table.sort("idx").select("kind", "gpu_time").rows()
+    expected, base = 0, None
+    for kind, gpu in rows:
+        if kind == "prefill":
+            base = None
+        elif base is None:
+            base = gpu
+        else:
+            expected += max(0, gpu - base)
+    assert [k for k, _ in rows].count("prefill") == 3 and len(rows) == 120
+    assert f["cost_ns"] == expected == f["evidence"]["growth_ns"] > 0
+    assert f["evidence"]["first_decode_step_gpu_ns"] < f["evidence"]["last_decode_step_gpu_ns"]
+    assert f["severity"] == "info" and f["cost_share"] < 0.05  # launch-bound at this size: the growth costs little
+    assert "whole sequence" in f["summary"]

@@ -77,6 +77,9 @@ EXTRA[cuda_cpp_gpu_tokens_whole]="";               ARGS[cuda_cpp_gpu_tokens_whol
 BUILD[cuda_cpp_gpu_tokens_whole]="nvcc -O2 -arch=sm_90 -o /tmp/wl/cuda_requests /tmp/wl/cuda_requests.cu"
 EXTRA[gpt2_manual_argmax_whole]="";                ARGS[gpt2_manual_argmax_whole]="hf_manual_decode.py --model gpt2 --layers 6 --hidden 768 --heads 12 --batch 1 --prompt-len 32 --new-tokens 40 --warmup 1 --iters 3"
 EXTRA[lstm_small_requests_whole]="";               ARGS[lstm_small_requests_whole]="rnn_requests.py --cell lstm --layers 1 --hidden 256 --batch 1 --seq 200 --warmup 2 --iters 6"
+EXTRA[hf_llama_nocache_generate_whole]="";         ARGS[hf_llama_nocache_generate_whole]="hf_llama_generate.py --no-cache 1 --layers 4 --hidden 2048 --intermediate 5632 --batch 4 --prompt-len 256 --new-tokens 32 --warmup 1 --iters 2"
+EXTRA[hf_llama_cache_generate_big_whole]="";       ARGS[hf_llama_cache_generate_big_whole]="hf_llama_generate.py --layers 4 --hidden 2048 --intermediate 5632 --batch 4 --prompt-len 256 --new-tokens 32 --warmup 1 --iters 2"
+EXTRA[gpt2_manual_nocache_whole]="";               ARGS[gpt2_manual_nocache_whole]="hf_manual_decode.py --model gpt2 --layers 4 --hidden 768 --heads 12 --batch 1 --prompt-len 32 --new-tokens 40 --no-cache 1 --warmup 1 --iters 3"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -3,7 +3,8 @@
 Greedy decoding, batch 1, dynamic KV cache (transformers' default), eager PyTorch, no NVTX, no capture range:
 the whole process is meant to be captured (model construction on the GPU, 1 warm-up request, then the
 measured requests). EOS is disabled so every request produces exactly --new-tokens tokens:
-1 prefill forward pass + (new_tokens - 1) decode forward passes per request.
+1 prefill forward pass + (new_tokens - 1) decode forward passes per request. With --no-cache 1 there is no KV
+cache (``use_cache=False``): every decode pass runs the model over the whole sequence so far.
 
     python3 scripts/workloads/hf_llama_generate.py --layers 2 --prompt-len 48 --new-tokens 20 --warmup 1 --iters 2
 """
@@ -26,6 +27,7 @@ p.add_argument("--prompt-len", type=int, default=48)
 p.add_argument("--new-tokens", type=int, default=20)
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
+p.add_argument("--no-cache", type=int, default=0)
 a = p.parse_args()
 
 dev = setup()
@@ -35,6 +37,8 @@ model = random_causal_lm(
     a,
 )
 gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0)
+if a.no_cache:
+    gen["use_cache"] = False
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)
 
@@ -51,4 +55,9 @@ with torch.inference_mode():
             flush=True,
         )
 meas = times[a.warmup :]
-result(workload="hf_llama_generate", request_ms=times, ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens)
+result(
+    workload="hf_llama_generate",
+    no_cache=a.no_cache,
+    request_ms=times,
+    ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens,
+)

@@ -435,6 +435,7 @@ def diagnose(
         dynamic=dynamic,
         run_kind=structure.kind,
         sm_count=sms if isinstance(sms := trace_info.get("gpu_sms"), int) and sms > 0 else None,
+        growing_passes=structure.growing_passes,
     )
     findings = run_rules(facts)
     target, actions = conclude(fam, findings, host, structure.kind, per_kernel, training=structure.training)
@@ -479,6 +480,7 @@ def run_summary(structure: RunStructure, steps: Steps) -> dict[str, object]:
         "draft_share": structure.draft_share,
         "training": structure.training,
         "micro_batches": structure.micro_batches,
+        "growing_passes": None if structure.growing_passes is None else round(structure.growing_passes, 3),
         "phases": d.get("phases"),
         "request_list": d.get("request_list"),
         "evidence": d.get("evidence"),

@@ -80,6 +80,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "rows and columns, one block per head and split), batch more requests, or fuse it into a neighbour; ncu's "
         "Launch Statistics and Occupancy sections show the grid against the SMs",
     ),
+    "no-kv-cache": (
+        "Decode steps run over the whole sequence: no KV cache",
+        "keep the keys and values of earlier tokens and run each decode step over the new token only (transformers: "
+        "use_cache=True, the default, and pass past_key_values back in a hand-written loop; an engine of its own: a "
+        "KV cache per layer); without it every step redoes the prompt and all earlier tokens, a cost that grows "
+        "with the square of the output length",
+    ),
     "dynamic-shapes": (
         "Kernels run with changing launch shapes from step to step",
         "pad or bucket shapes so steps are identical (a precondition for CUDA graphs)",
@@ -205,6 +212,7 @@ class Facts:
     dynamic: pl.DataFrame  # name, grids (distinct grids inside decode steps), instances
     run_kind: str = "llm-decode"  # llm-decode | llm-prefill | iterations | unstructured (analysis/structure/)
     sm_count: int | None = None  # streaming multiprocessors of the GPU the kernels ran on (None: not recorded)
+    growing_passes: float | None = None  # no KV cache: the median share of a pass's kernels grown (structure)
 
     def window_finding(self, fid: str, summary: str, evidence: dict[str, object], cost_ns: int) -> Finding:
         """A finding whose severity follows its cost as a share of the analyzed window (see ``costed``)."""
@@ -659,6 +667,53 @@ def small_grid(f: Facts) -> list[Finding]:
             cost,
         )
     ]
+
+
+@rule
+def no_kv_cache(f: Facts) -> list[Finding]:
+    """Decode passes that grow with the sequence (``RunStructure.growing_passes``). The cost counted is what the
+    growth alone adds: each decode step's GPU time above its request's first decode step (a step over the new token
+    only would take less than even that first one, so the saving is at least this)."""
+    if f.growing_passes is None or f.run_kind != "llm-decode":
+        return []
+    t = f.steps.table.sort("idx")
+    extra = 0
+    steps = 0
+    first_ns: list[int] = []
+    last_ns: list[int] = []
+    base: int | None = None
+    for kind, gpu in zip(t["kind"].to_list(), t["gpu_time"].to_list(), strict=True):
+        if kind == "prefill":
+            base = None
+            continue
+        if kind != "decode" or gpu is None:
+            continue
+        steps += 1
+        if base is None:
+            base = int(gpu)
+            first_ns.append(base)
+            last_ns.append(base)
+            continue
+        extra += max(0, int(gpu) - base)
+        last_ns[-1] = int(gpu)
+    if not steps:
+        return []
+    first, last = sorted(first_ns)[len(first_ns) // 2], sorted(last_ns)[len(last_ns) // 2]
+    summary = (
+        f"each decode step runs the model over the whole sequence so far ({f.growing_passes:.0%} of a step's kernels "
+        f"launch over more thread blocks than in the step before); a request's decode steps grow from "
+        f"{format_ns(first)} to {format_ns(last)} of GPU time (the median request): {format_ns(extra)} of GPU time "
+        f"above each request's first decode step in {steps} decode steps, and more than that against steps over "
+        "the new token only"
+    )
+    evidence: dict[str, object] = {
+        "grown_kernel_share": round(f.growing_passes, 3),
+        "decode_steps": steps,
+        "first_decode_step_gpu_ns": first,
+        "last_decode_step_gpu_ns": last,
+        "growth_ns": extra,
+    }
+    return [f.window_finding("no-kv-cache", summary, evidence, extra)]
 
 
 @rule

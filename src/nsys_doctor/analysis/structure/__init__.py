@@ -54,15 +54,19 @@ steps (kernels with matrix products and sampling/embedding kernels before a pass
 before the first pass, at least half of them names a typical pass does not run: not a recurrent model's scan over
 its prompt) becomes a pass of its own; identical passes that run GEMMs rather than GEMVs are prefill
 passes of a prefill-only run, one request each; decode passes of one request share one kernel mix up to kernels
-whose shape grows with the context. Requests also split at idle gaps far longer than the gaps between passes, at
-a kind of host sync that occurs between a few passes only (end of request; the next request then starts at that
-sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no boundary by itself (a
-host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical one) recurs at a fixed
-stride: at every k-th pass boundary and no other, at least twice, so that it divides the passes into equal
-requests of k passes (a boundary where modules load counts when the stride holds with it). Passes that no signal
-separates stay one request (back-to-back requests of an eager loop without a sync, a copy or a gap between them
-cannot be told apart). Gaps and syncs do not split requests where modules load between the passes (compilation,
-lazy loading) nor, when requests are led by prefill passes, before a decode pass.
+whose shape grows with the context. Passes that grow (an LLM decoding without a KV cache, each pass over the whole
+sequence so far: in the median pair of passes that match kernel by kernel, a quarter or more of the kernels launch
+over more thread blocks than in the pass before, and hardly any over fewer) are told apart by their width instead: a
+request starts where the kernels shrink back (a new prompt), only its first pass is its prefill, and the kernel mix
+(cuBLAS picks other GEMMs as the sequence grows) cuts nothing. Requests also split at idle gaps far longer than the
+gaps between passes, at a kind of host sync that occurs between a few passes only (end of request; the next request
+then starts at that sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no
+boundary by itself (a host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical
+one) recurs at a fixed stride: at every k-th pass boundary and no other, at least twice, so that it divides the
+passes into equal requests of k passes (a boundary where modules load counts when the stride holds with it). Passes
+that no signal separates stay one request (back-to-back requests of an eager loop without a sync, a copy or a gap
+between them cannot be told apart). Gaps and syncs do not split requests where modules load between the passes
+(compilation, lazy loading) nor, when requests are led by prefill passes, before a decode pass.
 The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
 requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
 all (a CNN whose argmax or classifier looks like sampling), backward kernels run in its passes (training), or most

@@ -274,6 +274,20 @@ class _Builder(PassFinding, RequestCutting):
         )
         if p < 3:
             distinct = heavy | (ps.rare_share >= 0.5)
+        grows = self.growing_passes(ps) if p >= 3 else None
+        if grows is not None:
+            # no KV cache: the passes are told apart by their width, which grows with the sequence and falls back
+            # at a new prompt; their kernel mix changes with it (other GEMMs for longer sequences) and cuts nothing
+            distinct = grows[1]
+            self.ev(
+                "kv-cache",
+                "kernel-growth",
+                "medium",
+                f"{grows[0]:.0%} of a pass's kernels (the median) launch over more thread blocks than in the pass "
+                "before: each pass runs over the whole sequence so far (no KV cache); they shrink back (a new "
+                f"prompt) at {int(distinct[1:].sum())} pass(es)",
+            )
+        self.growing = None if grows is None else grows[0]
         if plain:
             distinct = np.zeros(p, dtype=bool)
         # NVTX ranges that line up with the passes
@@ -387,6 +401,9 @@ class _Builder(PassFinding, RequestCutting):
         req_of, nreq, req_first, req_last = _requests_of(cut, p)
         # kinds
         lead = _leading(distinct, req_first, req_last)
+        if self.growing is not None:  # no KV cache: a request's prompt is its first pass, and only that
+            lead = np.zeros(p, dtype=bool)
+            lead[req_first] = True
         if self.spec is not None and nreq and not lead[req_first].all():
             # a speculative request's first round holds the prompt's passes (the draft model's and the target's,
             # which verifies the first drafts over the prompt): its prefill step
@@ -539,4 +556,5 @@ class _Builder(PassFinding, RequestCutting):
             None if self.spec is None else round(self.spec.draft_share, 3),
             training,
             micro_batches,
+            self.growing if kind == "llm-decode" else None,
         )

@@ -36,6 +36,16 @@ GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps se
 MIN_REQUEST_GAP_NS = 2_000_000
 ONE_PASS_TAIL_SHARE = 0.1  # kernels after a run's only pass, at least this share of all, belong to it
 WIDE_FACTOR = 3.0  # a kernel launched over this many times its name's usual thread blocks (a prompt's rows)
+# LLM decode without a KV cache: each pass runs the model over the whole sequence so far, so pass after pass most of
+# its kernels (elementwise, norms, GEMMs over the sequence's rows) launch over more thread blocks than the same
+# kernel of the pass before; with a cache only the cache's own copies and attention grow (0-6% of a pass's kernels
+# on 53 cached runs; 46-57% without a cache). Counted on pairs of passes whose kernels mostly match by position.
+GROWING_SHARE = 0.25  # the median share of a pass's kernels grown since the pass before, for passes that grow
+GROWING_MATCH = 0.8  # a pair of passes is compared when this share of their kernels match by name and position
+GROWING_PAIRS = 4  # pairs of passes compared, at least
+GROWING_SAMPLE = 512  # pairs of passes the growth is decided on, spread over the run, at most
+RESET_SHARE = 0.25  # in passes that grow, a pass with this share of its kernels shrunk starts a request (the prompt)
+RESET_MATCH = 0.5  # ... when this share of its kernels match the pass before (cuBLAS picks other GEMMs by size)
 HEAVY_FACTOR = 3.0  # a leading pass this many times heavier (GPU time) than the steady ones is a prefill pass
 STRIDE_MIN_CUTS = 2  # a signal at a regular stride splits requests when it recurs at least this often
 STRIDE_GAP_FACTOR = 3.0  # an idle gap this many times the typical one counts as a signal that may recur

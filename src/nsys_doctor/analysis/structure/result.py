@@ -112,6 +112,9 @@ class RunStructure:
     draft_share: float | None = None  # and the drafts' share of a step (the median round, on the GPU timeline)
     training: bool = False  # backward kernels run in the steps: training steps (forward, backward, optimizer)
     micro_batches: int | None = None  # gradient accumulation: a request is one optimizer step of this many steps
+    # LLM decode without a KV cache: the median share of a pass's kernels launched over more thread blocks than in
+    # the pass before (each pass runs over the whole sequence so far); None when the passes do not grow
+    growing_passes: float | None = None
 
     def words(self) -> tuple[str, str]:
         """What a request and an iteration step are called in this run: ("request", "iteration step"); in a
@@ -218,6 +221,7 @@ class RunStructure:
             "draft_share": self.draft_share,
             "training": self.training,
             "micro_batches": self.micro_batches,
+            "growing_passes": None if self.growing_passes is None else round(self.growing_passes, 3),
             "time_base": "host launch time (ns)",
             "request_list": [r.to_dict() for r in self.requests],
             "phases": [p.to_dict() for p in self.phases],

@@ -52,6 +52,7 @@ class BuilderState:
         self.lead_phases: list[Phase] | None = None  # set on the analysis of the kernels after a setup
         self.slow_passes: np.ndarray | None = None  # leading passes far slower on the host (warmup_passes)
         self.spec: Rounds | None = None  # a speculative run's rounds, its steps (speculative.py)
+        self.growing: float | None = None  # passes that grow (no KV cache): the median share of kernels grown
 
     def autotune_positions(self) -> np.ndarray:
         """Sequence positions of the autotuning kernels (cuDNN, XLA), in order."""
