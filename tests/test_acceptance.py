@@ -166,6 +166,15 @@ CASES = [
           ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), no_cache=True),
     Truth(RUNS / "hf_llama_nocache_generate_whole.sqlite", "llm-decode", 2, 62, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), no_cache=True),
+    # transformers' continuous batching (generate_batch): 8 prompts of 16-90 tokens served together, each job 1 pass
+    # over all prompts (444 tokens) and 15 decode passes of 8 tokens; a kernel runs 3 more times in the prompt's
+    # pass, which was cut into 4 "steps" (2 prefill, 2 decode)
+    Truth(RUNS / "hf_continuous_batching_whole.sqlite", "llm-decode", 2, 30, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    # GPT-2 training without accumulation (AdamW, .item() per step), captured to check the backward-kernel rule
+    # once written: it was unstructured
+    Truth(RUNS / "train_gpt2_whole.sqlite", "iterations", 0, 0, 6, 1, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
           critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces

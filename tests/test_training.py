@@ -20,6 +20,7 @@ from .conftest import DATA
 RUNS = DATA / "runs"
 CNN = "train_resnet18_whole"  # SGD with momentum, 2 warm-up + 8 measured steps, batch 32, .item() per step
 ACCUM = "train_llama_accum_whole"  # AdamW, 1 warm-up + 4 measured optimizer steps of 4 micro-batches
+GPT2_ACCUM = "train_gpt2_accum_whole"  # AdamW, 1 warm-up + 4 measured optimizer steps of 3 micro-batches, no NVTX
 
 
 def _path(name: str) -> Path:
@@ -77,3 +78,18 @@ def test_a_training_step_samples_nothing() -> None:
     assert loss and all(k["family"] == "reduction" for k in loss)
     # cuDNN's attention backward is attention, nothing unmapped
     assert not d["unmapped_kernels"]
+
+
+@_needs(GPT2_ACCUM)
+def test_gradient_accumulation_without_a_marker_of_its_own() -> None:
+    # GPT-2's micro-batches have no sampling kernel and a host round trip only once per optimizer step (the loss's
+    # .item()): the unit is a training step by its backward kernels (it was "no repeating forward pass")
+    d = json.loads(_report(GPT2_ACCUM, "json"))
+    run = d["run"]
+    assert run["kind"] == "iterations" and run["training"] is True and run["micro_batches"] == 3
+    # 5 optimizer steps of 3 micro-batches; the second loads a module too (lazy loading) and is left out with the
+    # first
+    assert [r["iterations"] for r in run["request_list"]] == [3] * 5
+    assert run["requests"] + run["warmup_requests"] == 5 and run["iterations"] == 3 * run["requests"]
+    assert any("backward kernels in the units" in e["detail"] for e in run["evidence"] if e["fact"] == "passes")
+    assert "gradient accumulation (an optimizer step of 3 micro-batches" in _text(GPT2_ACCUM)

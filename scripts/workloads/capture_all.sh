@@ -80,6 +80,13 @@ EXTRA[lstm_small_requests_whole]="";               ARGS[lstm_small_requests_whol
 EXTRA[hf_llama_nocache_generate_whole]="";         ARGS[hf_llama_nocache_generate_whole]="hf_llama_generate.py --no-cache 1 --layers 4 --hidden 2048 --intermediate 5632 --batch 4 --prompt-len 256 --new-tokens 32 --warmup 1 --iters 2"
 EXTRA[hf_llama_cache_generate_big_whole]="";       ARGS[hf_llama_cache_generate_big_whole]="hf_llama_generate.py --layers 4 --hidden 2048 --intermediate 5632 --batch 4 --prompt-len 256 --new-tokens 32 --warmup 1 --iters 2"
 EXTRA[gpt2_manual_nocache_whole]="";               ARGS[gpt2_manual_nocache_whole]="hf_manual_decode.py --model gpt2 --layers 4 --hidden 768 --heads 12 --batch 1 --prompt-len 32 --new-tokens 40 --no-cache 1 --warmup 1 --iters 3"
+EXTRA[hf_continuous_batching_p16_whole]="";        ARGS[hf_continuous_batching_p16_whole]="hf_continuous_batching.py --layers 4 --prompts 16 --min-len 24 --max-len 200 --new-tokens 24 --warmup 1 --iters 2"
+EXTRA[hf_continuous_batching_p12_whole]="";        ARGS[hf_continuous_batching_p12_whole]="hf_continuous_batching.py --layers 3 --prompts 12 --min-len 8 --max-len 300 --new-tokens 20 --warmup 1 --iters 3"
+EXTRA[train_gpt2_accum4_whole]="";                 ARGS[train_gpt2_accum4_whole]="train_steps.py --model gpt2 --layers 6 --hidden 512 --heads 8 --batch 4 --seq 256 --accum 4 --warmup 2 --iters 3"
+EXTRA[train_gpt2_whole]="";                        ARGS[train_gpt2_whole]="train_steps.py --model gpt2 --layers 4 --hidden 768 --heads 12 --batch 8 --seq 128 --warmup 2 --iters 6"
+EXTRA[t5_nocache_generate_whole]="";               ARGS[t5_nocache_generate_whole]="hf_encdec_generate.py --layers 4 --input-len 64 --new-tokens 24 --no-cache 1 --warmup 1 --iters 2"
+EXTRA[qwen2_sample_nocache_whole]="";              ARGS[qwen2_sample_nocache_whole]="hf_sample_generate.py --layers 2 --batch 3 --prompt-len 40 --new-tokens 16 --top-k 50 --top-p 0.9 --no-cache 1 --warmup 1 --iters 2"
+EXTRA[hf_llama_long_prompt_whole]="";              ARGS[hf_llama_long_prompt_whole]="hf_llama_generate.py --layers 4 --batch 8 --prompt-len 2048 --new-tokens 16 --warmup 1 --iters 2"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -20,6 +20,7 @@ p.add_argument("--input-len", type=int, default=64)
 p.add_argument("--new-tokens", type=int, default=24)
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
+p.add_argument("--no-cache", type=int, default=0, help="use_cache=False: every decoder pass over all tokens so far")
 a = p.parse_args()
 
 dev = setup()
@@ -36,6 +37,8 @@ cfg = T5Config(
 model = T5ForConditionalGeneration(cfg).to(dev, torch.bfloat16).eval()
 x = torch.randint(2, 32000, (1, a.input_len), device=dev)
 gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False)
+if a.no_cache:
+    gen["use_cache"] = False
 times = []
 with torch.inference_mode():
     for i in range(a.warmup + a.iters):

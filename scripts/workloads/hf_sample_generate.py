@@ -26,6 +26,7 @@ p.add_argument("--vocab", type=int, default=32000)
 p.add_argument("--batch", type=int, default=3)
 p.add_argument("--prompt-len", type=int, default=40)
 p.add_argument("--new-tokens", type=int, default=16)
+p.add_argument("--no-cache", type=int, default=0, help="use_cache=False: every pass over all tokens so far")
 p.add_argument("--top-k", type=int, default=50)
 p.add_argument("--top-p", type=float, default=0.9)
 p.add_argument("--warmup", type=int, default=1)
@@ -49,6 +50,8 @@ gen = dict(
     eos_token_id=None,
     pad_token_id=0,
 )
+if a.no_cache:
+    gen["use_cache"] = False
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)
 

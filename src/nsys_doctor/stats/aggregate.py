@@ -82,8 +82,10 @@ def small_grouped_stats(
     Per group of ``keys`` (in order of first appearance, as ``group_by(maintain_order=True)``): n (non-NULL
     values), total (0 when none), med, min, max, std (sample; None when n < 2), the values of the ``first`` columns
     in the group's first row (``pl.col(c).first()``) and, when ``count`` names it, the number of rows, NULL values
-    included (``pl.len()``). The same numbers as polars gives: exact integer sums, medians of values below 2**52,
-    and polars' streaming (Welford) standard deviation, in the same order of values.
+    included (``pl.len()``). The same numbers as polars gives: exact integer sums and medians of values below 2**52;
+    the standard deviation is Welford's update over the values in table order, as nsys's SQLite ``stdev`` computes
+    it (polars' ``std`` may differ from it in the last bits: 4870.885875072131 against 4870.885875072133 for 27
+    memset sizes of one trace; the reports print it rounded).
 
     None (the caller's polars path decides) when anything would not be reproduced exactly: a NULL key, a value
     that is not an integer or not below 2**52 in magnitude, or a sum beyond 64 bits."""
@@ -150,7 +152,7 @@ def value_stats(values: list[Any]) -> tuple[int, int, float | None, int | None, 
     if type(total) is not int or ordered[0] <= -EXACT or ordered[-1] >= EXACT or abs(total) >= _INT64:
         return None
     std = None
-    if n > 1:  # polars' variance: Welford's update over the values in order, in doubles
+    if n > 1:  # nsys's stdev (SQLite extension): Welford's update over the values in order, in doubles
         mean = m2 = 0.0
         for i, v in enumerate(values, 1):
             x = float(v)

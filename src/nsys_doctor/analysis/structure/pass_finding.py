@@ -26,11 +26,12 @@ from .state import BuilderState
 
 class PassFinding(BuilderState):
     def forward_like(self, cl: Cluster) -> bool:
-        """A forward pass has layers inside, sampling/embedding kernels, one graph launch, or convolutions; a loop
-        of a few kernels (HPC time steps, a test repeating one kernel) is not one."""
+        """A forward pass has layers inside, sampling/embedding kernels, one graph launch, convolutions, or
+        autograd's backward kernels after it (a training step); a loop of a few kernels (HPC time steps, a test
+        repeating one kernel) is not one."""
         if self.autotuning(cl):
             return False
-        return cl.finer or bool(cl.anchors) or cl.graphs or cl.whole or self.convolutional(cl)
+        return cl.finer or bool(cl.anchors) or cl.graphs or cl.whole or cl.backward or self.convolutional(cl)
 
     def autotuning(self, cl: Cluster) -> bool:
         """The repeating unit runs autotuning kernels (XLA's redzone checks, delays and comparisons between

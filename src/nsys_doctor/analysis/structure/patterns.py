@@ -30,6 +30,9 @@ REQUEST_NAMES = re.compile(
     r"(?i)^(iter|iteration|request|req|generate|generation|inference|e2e|serve|run|sample)(_N)?$"
 )
 MIN_SEGMENTS = 3  # a level must repeat at least this often
+# a unit shorter than this share of the period is a piece of a pass, not a pass: a continuous-batching prefill over 8
+# prompts runs a once-per-pass kernel 3 more times, 0.49 of a period apart; T5's encoder pass is 0.72 of one
+FRAGMENT_RATIO = 0.6
 REGULAR_TOL = 0.1  # occurrences one period (within 10%) apart are regular
 MAX_ROUND_TRIPS_PER_PASS = 4.0
 GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps separates requests

@@ -11,7 +11,7 @@ import polars as pl
 from ...trace.schema import GRID
 from ...trace.tables import call_column
 from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, launch_blocks, rows_where
-from .patterns import MIN_SEGMENTS, REGULAR_TOL
+from .patterns import MIN_SEGMENTS, PASS_END, REGULAR_TOL
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -166,6 +166,7 @@ class Level:
     coverage: float  # share of the marker's span covered by regular distances
     span: float  # share of the sequence between the marker's first and last occurrence
     min_ratio: float  # smallest distance / period (a name that occurs twice per period has a small one)
+    sampled: bool = False  # one of its names samples a token (an argmax or a draw over the logits: PASS_END)
 
 
 @dataclass
@@ -180,6 +181,7 @@ class Cluster:
     graphs: bool = False  # one graph launch per period
     round_trip_ok: bool = False  # one to a few host round trips per period
     whole: bool = False  # whole forward passes: found inside a level that groups them (requests)
+    backward: bool = False  # autograd's backward kernels in most units: training steps (forward and backward)
 
     @property
     def count(self) -> int:
@@ -232,6 +234,7 @@ def find_levels(seq: Seq) -> list[Level]:
                 best[6],
                 best[1] / n,
                 min(s[7] for s in scored if abs(s[4] - best[4]) <= REGULAR_TOL * best[4] + 0.5),
+                any(PASS_END.search(seq.names[s[3]]) for s in scored),
             )
         )
     return out

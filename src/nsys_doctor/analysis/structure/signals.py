@@ -13,6 +13,8 @@ from ..phases import GRAPH_LAUNCH_API, PROFILER_START_API, WEIGHT_COPY_BYTES
 from .patterns import (
     ANCHOR_FAMILIES,
     AUTOTUNE_KERNELS,
+    BACKWARD_KERNELS,
+    FRAGMENT_RATIO,
     HOST_WAIT_API,
     INIT_KERNELS,
     LOAD_ONLY_API,
@@ -132,11 +134,20 @@ def is_anchor(name: str, short: str, family: str) -> bool:
 def score_clusters(clusters: list[Cluster], seq: Seq, sig: Signals, fams: list[str]) -> list[Cluster]:
     """Score each cluster as the forward-pass level; return the candidates, best first."""
     cands = [c for c in clusters if c.count >= MIN_SEGMENTS and max(lv.span for lv in c.levels) >= 0.2]
+    backward = [c for c, n in enumerate(seq.names) if BACKWARD_KERNELS.search(n)]
+    back = np.sort(np.concatenate([seq.positions(c) for c in backward])) if backward else np.zeros(0, np.int64)
     for cl in cands:
         cut = cut_level(cl)
         pos = seq.positions(cut.marker)
         notes = []
         score = 0.0
+        if back.size and pos.size > 1:
+            # units with autograd's backward kernels in them: training steps, forward and backward passes
+            inside = np.searchsorted(back, pos[1:], side="left") - np.searchsorted(back, pos[:-1], side="left")
+            if float((inside > 0).mean()) >= 0.5:
+                cl.backward = True
+                score += 1
+                notes.append("backward kernels in the units (training steps)")
         if sig.round_trips.size >= cut.count // 2:
             per = np.histogram(sig.round_trips, bins=pos)[0] if pos.size > 1 else np.zeros(0)
             if per.size:
@@ -194,8 +205,15 @@ def _groups_passes(cl: Cluster, finer: Cluster, seq: Seq) -> bool:
 
 def cut_level(cl: Cluster) -> Level:
     """The level whose names occur once in every pass: the largest count whose names never occur twice within one
-    period (a name with one extra occurrence per request has a short distance somewhere)."""
-    for lv in sorted(cl.levels, key=lambda x: -x.count):
-        if lv.min_ratio >= 0.3:
-            return lv
+    period (a name with one extra occurrence per request has a short distance somewhere). When that level's extra
+    occurrences cut a unit shorter than ``FRAGMENT_RATIO`` of a period and a level of fewer occurrences samples a
+    token (once per pass), that one: the extra ones are a prompt's pass run in pieces (a continuous-batching
+    scheduler's prefill over several prompts), not passes of their own (an encoder's pass before the decoder's)."""
+    once = [lv for lv in sorted(cl.levels, key=lambda x: -x.count) if lv.min_ratio >= 0.3]
+    if once and once[0].min_ratio < FRAGMENT_RATIO:
+        for lv in once[1:]:
+            if lv.sampled:
+                return lv
+    if once:
+        return once[0]
     return max(cl.levels, key=lambda x: (len(x.codes), x.count))
