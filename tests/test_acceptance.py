@@ -166,6 +166,9 @@ CASES = [
           ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), no_cache=True),
     Truth(RUNS / "hf_llama_nocache_generate_whole.sqlite", "llm-decode", 2, 62, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), no_cache=True),
+    # captured after the rule: sampling generate(use_cache=False) on Qwen2, whose sampler's kernels keep their size
+    Truth(RUNS / "qwen2_sample_nocache_whole.sqlite", "llm-decode", 2, 30, 0, 2, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"}), no_cache=True),
     # transformers' continuous batching (generate_batch): 8 prompts of 16-90 tokens served together, each job 1 pass
     # over all prompts (444 tokens) and 15 decode passes of 8 tokens; a kernel runs 3 more times in the prompt's
     # pass, which was cut into 4 "steps" (2 prefill, 2 decode)

@@ -87,30 +87,34 @@ def test_rows_where_filters_the_calls_of_several_processes() -> None:
     assert rows_where(with_null, call_column(with_null, "pid"), 42)["start"].to_list() == [0]
 
 
-# passes of "a b c" after a prompt's pass "p a b c"; the blocks of "a" and "b" grow pass after pass (a decode pass
-# over the whole sequence: no KV cache), "c" keeps its grid; pass 4 is the next prompt (its kernels shrink back);
-# in pass 6 "b" shrinks while "a" and "c" grow
-GROW_NAMES = ["p", "a", "b", "c"] + ["a", "b", "c"] * 3 + ["p", "a", "b", "c"] + ["a", "b", "c"] * 2
-GROW_BLOCKS = [*(10, 10, 20, 5), *(11, 22, 5), *(12, 24, 5), *(13, 26, 5), *(10, 10, 20, 5), *(11, 22, 5), *(12, 20, 6)]
-GROW_FIRST = np.array([0, 4, 7, 10, 13, 17, 20])
-GROW_LAST = np.array([4, 7, 10, 13, 17, 20, 23])
+# passes of "a b c x" after a prompt's pass "p a b c x" ("x": an argmax, a token sampled per pass); the blocks of
+# "a" and "b" grow pass after pass by a token's rows (a decode pass over the whole sequence: no KV cache), "c" and
+# "x" keep their grids; pass 4 is the next prompt (its kernels shrink back)
+GROW_NAMES = ["p", "a", "b", "c", "argmax"] + ["a", "b", "c", "argmax"] * 3 + ["p", "a", "b", "c", "argmax"]
+GROW_NAMES += ["a", "b", "c", "argmax"] * 2
+GROW_BLOCKS = [*(10, 10, 20, 5, 1), *(11, 22, 5, 1), *(12, 24, 5, 1), *(13, 26, 5, 1), *(10, 10, 20, 5, 1)]
+GROW_BLOCKS += [*(11, 22, 5, 1), *(12, 24, 5, 1)]
+GROW_FIRST = np.array([0, 5, 9, 13, 17, 22, 26])
+GROW_LAST = np.array([5, 9, 13, 17, 22, 26, 30])
 
 
-def _growing_sequence(blocks: list[int]) -> Seq:
+def _growing_sequence(blocks: list[int], names: list[str] = GROW_NAMES) -> Seq:
     from dataclasses import replace
 
-    return replace(_sequence(GROW_NAMES), blocks=np.array(blocks, dtype=np.int64))
+    return replace(_sequence(names), blocks=np.array(blocks, dtype=np.int64))
 
 
 def test_pass_growth_compares_each_pass_with_the_one_before_by_position() -> None:
     seq = _growing_sequence(GROW_BLOCKS)
-    matched, grew, fell = passes.pass_growth(seq, GROW_FIRST, GROW_LAST)
-    # pass 1 against the prompt's pass: counted from the first kernels no name matches (a, b, c against p, a, b),
-    # from the last ones all three do; passes 4 and 5 the same way
-    assert np.isnan(matched[0]) and np.isnan(grew[0]) and np.isnan(fell[0])
+    matched, grew, fell, step = passes.pass_growth(seq, GROW_FIRST, GROW_LAST)
+    # pass 1 against the prompt's pass: counted from the first kernels no name matches (a, b, c, argmax against p, a,
+    # b, c), from the last ones all four do; passes 4 and 5 the same way
+    assert all(np.isnan(x[0]) for x in (matched, grew, fell, step))
     assert matched[1:].tolist() == [1.0] * 6
-    assert np.allclose(grew[1:], [2 / 3, 2 / 3, 2 / 3, 0.0, 2 / 3, 2 / 3])
-    assert np.allclose(fell[1:], [0.0, 0.0, 0.0, 2 / 3, 0.0, 1 / 3])
+    assert np.allclose(grew[1:], [0.5, 0.5, 0.5, 0.0, 0.5, 0.5])
+    assert np.allclose(fell[1:], [0.0, 0.0, 0.0, 0.5, 0.0, 0.0])
+    # the grown kernels' step: the geometric mean of their blocks over the pass before's (11/10 and 22/20: 1.1)
+    assert np.allclose(step[[1, 2, 3, 5, 6]], [1.1, 12 / 11, 13 / 12, 1.1, 12 / 11]) and np.isnan(step[4])
 
 
 def test_pass_growth_without_grids_or_common_names_is_nan() -> None:
@@ -118,8 +122,8 @@ def test_pass_growth_without_grids_or_common_names_is_nan() -> None:
     assert all(np.isnan(x).all() for x in passes.pass_growth(seq, GROW_FIRST, GROW_LAST))
     # two passes with no name in common: nothing to compare
     seq = _sequence(["a", "b", "x", "y"])
-    matched, grew, fell = passes.pass_growth(replace_blocks(seq, [1, 2, 3, 4]), np.array([0, 2]), np.array([2, 4]))
-    assert np.isnan(matched).all() and np.isnan(grew).all() and np.isnan(fell).all()
+    out = passes.pass_growth(replace_blocks(seq, [1, 2, 3, 4]), np.array([0, 2]), np.array([2, 4]))
+    assert all(np.isnan(x).all() for x in out)
 
 
 def replace_blocks(seq: Seq, blocks: list[int]) -> Seq:
@@ -136,31 +140,41 @@ def _cutter(seq: Seq) -> object:
     return cutter
 
 
-def test_growing_passes_start_requests_where_the_kernels_shrink_back() -> None:
+def _growing(blocks: list[int], names: list[str] = GROW_NAMES, passes_: int = 7) -> object:
     from types import SimpleNamespace
 
     from nsys_doctor.analysis.structure.requests import RequestCutting
 
-    ps = SimpleNamespace(first=GROW_FIRST, last=GROW_LAST)
-    # pass 6's "b" shrinks (1/3 of its kernels fell, above RESET_SHARE): it is taken for a new prompt too; the median
-    # share grown is 2/3 and the median share shrunk 0
-    found = RequestCutting.growing_passes(_cutter(_growing_sequence(GROW_BLOCKS)), ps)  # type: ignore[arg-type]
+    ps = SimpleNamespace(first=GROW_FIRST[:passes_], last=GROW_LAST[:passes_])
+    return RequestCutting.growing_passes(_cutter(_growing_sequence(blocks, names)), ps)  # type: ignore[arg-type]
+
+
+def test_growing_passes_start_requests_where_the_kernels_shrink_back() -> None:
+    found = _growing(GROW_BLOCKS)
     assert found is not None
-    share, starts = found
-    assert share == pytest.approx(2 / 3)
-    assert starts.tolist() == [True, False, False, False, True, False, True]
+    share, starts = found  # type: ignore[misc]
+    assert share == pytest.approx(0.5)  # the median pair: 2 of 4 kernels grew
+    assert starts.tolist() == [True, False, False, False, True, False, False]
+
+
+def test_growing_passes_need_small_steps_sampled_tokens_and_enough_pairs() -> None:
     # the same kernels at constant grids (a KV cache): nothing grows
-    flat = [10, 10, 20, 5] + [1, 2, 5] * 3 + [10, 10, 20, 5] + [1, 2, 5] * 2
-    assert RequestCutting.growing_passes(_cutter(_growing_sequence(flat)), ps) is None  # type: ignore[arg-type]
+    flat = [*(10, 10, 20, 5, 1), *(1, 2, 5, 1) * 3, *(10, 10, 20, 5, 1), *(1, 2, 5, 1) * 2]
+    assert _growing(flat) is None
+    # prompts of doubling length, one pass each (a prefill sweep): "a" and "b" grow by far more than a token's rows
+    sweep = [*(10, 10, 20, 5, 1), *(20, 40, 5, 1), *(40, 80, 5, 1), *(80, 160, 5, 1), *(10, 10, 20, 5, 1)]
+    sweep += [*(20, 40, 5, 1), *(40, 80, 5, 1)]
+    assert _growing(sweep) is None
+    # no token sampled in the passes (no argmax or draw): not a decode run
+    assert _growing(GROW_BLOCKS, [n.replace("argmax", "relu") for n in GROW_NAMES]) is None
     # growth in fewer than GROWING_PAIRS pairs of passes decides nothing
-    short = SimpleNamespace(first=GROW_FIRST[:4], last=GROW_LAST[:4])
-    assert RequestCutting.growing_passes(_cutter(_growing_sequence(GROW_BLOCKS)), short) is None  # type: ignore[arg-type]
+    assert _growing(GROW_BLOCKS, passes_=4) is None
 
 
 def test_pass_growth_of_some_passes_only() -> None:
     seq = _growing_sequence(GROW_BLOCKS)
     every = passes.pass_growth(seq, GROW_FIRST, GROW_LAST)
-    some = passes.pass_growth(seq, GROW_FIRST, GROW_LAST, np.array([2, 4]))
+    some = passes.pass_growth(seq, GROW_FIRST, GROW_LAST, np.array([0, 2, 4]))  # the first pass has none before it
     for all_passes, picked in zip(every, some, strict=True):
         assert np.isnan(picked[[0, 1, 3, 5, 6]]).all()
-        assert picked[[2, 4]].tolist() == all_passes[[2, 4]].tolist()
+        assert np.array_equal(picked[[2, 4]], all_passes[[2, 4]], equal_nan=True)

@@ -669,48 +669,56 @@ def small_grid(f: Facts) -> list[Finding]:
     ]
 
 
+def growth_per_step(gpu_ns: list[int]) -> float:
+    """The trend of a request's decode steps' GPU times, per step: the median of its last third less the median of
+    its first third, over the steps between their middles (robust to one slow step; 0.0 under three steps)."""
+    n = len(gpu_ns)
+    third = n // 3
+    if third < 1:
+        return 0.0
+    head, tail = sorted(gpu_ns[:third]), sorted(gpu_ns[-third:])
+
+    def median(v: list[int]) -> float:
+        k = len(v) // 2
+        return float(v[k]) if len(v) % 2 else (v[k - 1] + v[k]) / 2
+
+    return (median(tail) - median(head)) / float(n - third)
+
+
 @rule
 def no_kv_cache(f: Facts) -> list[Finding]:
     """Decode passes that grow with the sequence (``RunStructure.growing_passes``). The cost counted is what the
-    growth alone adds: each decode step's GPU time above its request's first decode step (a step over the new token
-    only would take less than even that first one, so the saving is at least this)."""
+    growth alone adds, from each request's trend (``growth_per_step``): step i of n costs i times the growth per
+    step more than its request's first decode step, n(n-1)/2 steps' growth in all. A step over the new token only
+    would take less than even that first one: the saving is at least this. Nothing when the steps' GPU time does
+    not grow (launch-bound steps hide it)."""
     if f.growing_passes is None or f.run_kind != "llm-decode":
         return []
     t = f.steps.table.sort("idx")
-    extra = 0
-    steps = 0
-    first_ns: list[int] = []
-    last_ns: list[int] = []
-    base: int | None = None
+    requests: list[list[int]] = []
     for kind, gpu in zip(t["kind"].to_list(), t["gpu_time"].to_list(), strict=True):
-        if kind == "prefill":
-            base = None
-            continue
-        if kind != "decode" or gpu is None:
-            continue
-        steps += 1
-        if base is None:
-            base = int(gpu)
-            first_ns.append(base)
-            last_ns.append(base)
-            continue
-        extra += max(0, int(gpu) - base)
-        last_ns[-1] = int(gpu)
-    if not steps:
+        if kind == "prefill" or not requests:
+            requests.append([])
+        if kind == "decode" and gpu is not None:
+            requests[-1].append(int(gpu))
+    requests = [r for r in requests if r]
+    slopes = [growth_per_step(r) for r in requests]
+    extra = round(sum(max(0.0, s) * len(r) * (len(r) - 1) / 2 for s, r in zip(slopes, requests, strict=True)))
+    if extra <= 0:
         return []
-    first, last = sorted(first_ns)[len(first_ns) // 2], sorted(last_ns)[len(last_ns) // 2]
+    steps = sum(len(r) for r in requests)
+    slope = sorted(slopes)[len(slopes) // 2]
     summary = (
         f"each decode step runs the model over the whole sequence so far ({f.growing_passes:.0%} of a step's kernels "
-        f"launch over more thread blocks than in the step before); a request's decode steps grow from "
-        f"{format_ns(first)} to {format_ns(last)} of GPU time (the median request): {format_ns(extra)} of GPU time "
-        f"above each request's first decode step in {steps} decode steps, and more than that against steps over "
-        "the new token only"
+        f"launch over more thread blocks than in the step before); the decode steps' GPU time grows by "
+        f"{format_ns(round(slope))} a step (the median request's trend): {format_ns(extra)} of GPU time above each "
+        f"request's first decode step in {steps} decode steps, a lower bound of what steps over the new token "
+        "only would save"
     )
     evidence: dict[str, object] = {
         "grown_kernel_share": round(f.growing_passes, 3),
         "decode_steps": steps,
-        "first_decode_step_gpu_ns": first,
-        "last_decode_step_gpu_ns": last,
+        "growth_per_step_ns": round(slope),
         "growth_ns": extra,
     }
     return [f.window_finding("no-kv-cache", summary, evidence, extra)]

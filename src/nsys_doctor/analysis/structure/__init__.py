@@ -27,17 +27,17 @@ spaced is a candidate level; levels with the same period are one cluster (P, P -
 forward-pass level is the cluster the other signals agree with: host round trips (token reads: stream, event and
 device syncs, synchronous and device-to-host copies, graph launches) about one to four per period and far fewer per
 layer; sampling/argmax or embedding kernels among its names; a finer level (layers) inside; autograd's backward
-kernels in most of its units (a training step); then the coarser of equal candidates. A level whose units each end
-in a token's sampling (an argmax or a draw) wins over a coarser one that groups them even when only the coarser has
-host round trips (tokens kept on the GPU, read back once per request). A level whose unit is k >= 2 repeats of a
-finer level plus a few extra kernels is a group of passes (a request), not a pass, when those extra kernels are at
-most 5% of one finer unit in kernels and in GPU time (an argmax over a request's outputs once per 5 CNN passes); the
-finer level is then the pass. Layers never qualify: a pass adds to them an embedding, a final norm, an LM head and
-sampling, a sizeable share of one layer (the LM head alone, in GPU time). A repeating unit with none of layers,
-sampling kernels, graph launches or backward kernels is not a forward pass (an HPC time step, a test looping over
-one kernel): such runs are ``unstructured``. When the repeating unit has no sampling kernels but sampling/embedding
-kernels run a few times around many of its repeats (a prefill-only run), those kernels mark the passes and the unit
-is a layer.
+kernels in most of its units, in a run with an optimizer (a training step); then the coarser of equal candidates. A
+level whose units each end in a token's sampling (an argmax or a draw) wins over a coarser one that groups them even
+when only the coarser has host round trips (tokens kept on the GPU, read back once per request). A level whose unit
+is k >= 2 repeats of a finer level plus a few extra kernels is a group of passes (a request), not a pass, when those
+extra kernels are at most 5% of one finer unit in kernels and in GPU time (an argmax over a request's outputs once
+per 5 CNN passes); the finer level is then the pass. Layers never qualify: a pass adds to them an embedding, a final
+norm, an LM head and sampling, a sizeable share of one layer (the LM head alone, in GPU time). A repeating unit with
+none of layers, sampling kernels, graph launches or backward kernels is not a forward pass (an HPC time step, a test
+looping over one kernel): such runs are ``unstructured``. When the repeating unit has no sampling kernels but
+sampling/embedding kernels run a few times around many of its repeats (a prefill-only run), those kernels mark the
+passes and the unit is a layer.
 A repeating unit with autotuning kernels in most of its repeats is a loop over candidates (XLA's autotuner), not a
 forward pass; a CNN's pass has at least 16 kernels. When the whole sequence repeats no forward pass, the kernels
 after the run's setup are analysed alone: the setup ends at a module load, an autotuning kernel or the end of the
@@ -59,18 +59,19 @@ before the first pass, at least half of them names a typical pass does not run: 
 its prompt) becomes a pass of its own; identical passes that run GEMMs rather than GEMVs are prefill
 passes of a prefill-only run, one request each; decode passes of one request share one kernel mix up to kernels
 whose shape grows with the context. Passes that grow (an LLM decoding without a KV cache, each pass over the whole
-sequence so far: in the median pair of passes that match kernel by kernel, a quarter or more of the kernels launch
-over more thread blocks than in the pass before, and hardly any over fewer) are told apart by their width instead: a
-request starts where the kernels shrink back (a new prompt), only its first pass is its prefill, and the kernel mix
-(cuBLAS picks other GEMMs as the sequence grows) cuts nothing. Requests also split at idle gaps far longer than the
-gaps between passes, at a kind of host sync that occurs between a few passes only (end of request; the next request
-then starts at that sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no
-boundary by itself (a host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical
-one) recurs at a fixed stride: at every k-th pass boundary and no other, at least twice, so that it divides the
-passes into equal requests of k passes (a boundary where modules load counts when the stride holds with it). Passes
-that no signal separates stay one request (back-to-back requests of an eager loop without a sync, a copy or a gap
-between them cannot be told apart). Gaps and syncs do not split requests where modules load between the passes
-(compilation, lazy loading) nor, when requests are led by prefill passes, before a decode pass.
+sequence so far: in the median pair of passes that match kernel by kernel, 17% or more of the kernels launch over
+more thread blocks than in the pass before, by a token's rows (at most 1.25 times as many blocks), and hardly any
+over fewer, in a run that samples a token in most passes) are told apart by their width instead: a request starts
+where the kernels shrink back (a new prompt), only its first pass is its prefill, and the kernel mix (cuBLAS picks
+other GEMMs as the sequence grows) cuts nothing. Requests also split at idle gaps far longer than the gaps between
+passes, at a kind of host sync that occurs between a few passes only (end of request; the next request then starts
+at that sync), at cudaProfilerStart calls, at NVTX request ranges, and where a signal that is no boundary by itself
+(a host-to-device input copy, a read back, a kind of sync, an idle gap a few times the typical one) recurs at a
+fixed stride: at every k-th pass boundary and no other, at least twice, so that it divides the passes into equal
+requests of k passes (a boundary where modules load counts when the stride holds with it). Passes that no signal
+separates stay one request (back-to-back requests of an eager loop without a sync, a copy or a gap between them
+cannot be told apart). Gaps and syncs do not split requests where modules load between the passes (compilation, lazy
+loading) nor, when requests are led by prefill passes, before a decode pass.
 The run is an LLM (decode or prefill) on sampling/embedding kernels once per pass, NVTX prefill/decode ranges or
 requests led by a pass of their own mix, unless its kernel time is led by convolution with no attention kernel at
 all (a CNN whose argmax or classifier looks like sampling), backward kernels run in its passes (training), or most

@@ -279,13 +279,14 @@ class _Builder(PassFinding, RequestCutting):
             # no KV cache: the passes are told apart by their width, which grows with the sequence and falls back
             # at a new prompt; their kernel mix changes with it (other GEMMs for longer sequences) and cuts nothing
             distinct = grows[1]
+            resets = int(distinct[1:].sum())
             self.ev(
                 "kv-cache",
                 "kernel-growth",
                 "medium",
                 f"{grows[0]:.0%} of a pass's kernels (the median) launch over more thread blocks than in the pass "
-                "before: each pass runs over the whole sequence so far (no KV cache); they shrink back (a new "
-                f"prompt) at {int(distinct[1:].sum())} pass(es)",
+                "before: each pass runs over the whole sequence so far (no KV cache)"
+                + (f"; they shrink back (a new prompt) at {resets} pass(es)" if resets else ""),
             )
         self.growing = None if grows is None else grows[0]
         if plain:
@@ -401,7 +402,7 @@ class _Builder(PassFinding, RequestCutting):
         req_of, nreq, req_first, req_last = _requests_of(cut, p)
         # kinds
         lead = _leading(distinct, req_first, req_last)
-        if self.growing is not None:  # no KV cache: a request's prompt is its first pass, and only that
+        if self.growing is not None and nv_prefill is None:  # no KV cache: a request's prompt is its first pass
             lead = np.zeros(p, dtype=bool)
             lead[req_first] = True
         if self.spec is not None and nreq and not lead[req_first].all():

@@ -155,50 +155,62 @@ def wide_kernels(seq: Seq) -> np.ndarray:
 
 def pass_growth(
     seq: Seq, first: np.ndarray, last: np.ndarray, which: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per pass [first, last), against the pass before it, kernel by kernel at the same position in both (counted
     from their first kernels, or from their last ones where that lines up more of them: a prompt's pass may run a
     few kernels more at its start): the share of positions where both run the same kernel name (``matched``), and
     of those, the share launched over more thread blocks than in the pass before (``grew``) and over fewer
-    (``fell``). NaN in all three for the first pass and for a pass with no kernel name in common with the one
-    before. ``which``: only these passes (sorted indices from 1; the others NaN), else every pass. Two passes over
-    the kernels compared."""
+    (``fell``), and by how much the grown ones grew (``step``: the geometric mean of their thread blocks over those
+    of the pass before). NaN in all four for the first pass and for a pass with no kernel name in common with the
+    one before (``step`` also where none grew). ``which``: only these passes (sorted indices; the first pass and
+    the others NaN), else every pass. Two passes over the kernels compared."""
     p = first.size
     nan = np.full(p, np.nan)
     if p < 2 or not seq.blocks.any():
-        return nan, nan.copy(), nan.copy()
+        return nan, nan.copy(), nan.copy(), nan.copy()
     kernels = last - first
-    ids = np.arange(1, p) if which is None else which
+    ids = np.arange(1, p) if which is None else which[which > 0]
     m = np.zeros(p, dtype=np.int64)  # positions compared, per pass
     m[ids] = np.minimum(kernels[ids], kernels[ids - 1]).clip(min=0)
     total = int(m.sum())
     if not total:
-        return nan, nan.copy(), nan.copy()
+        return nan, nan.copy(), nan.copy(), nan.copy()
     pair = np.repeat(np.arange(p), m)
     offset = np.arange(total) - np.repeat(np.cumsum(m) - m, m)
-    best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    best: tuple[np.ndarray, ...] | None = None
     for here, before in (
         (first[pair] + offset, first[pair - 1] + offset),  # from the first kernels
         (last[pair] - 1 - offset, last[pair - 1] - 1 - offset),  # from the last ones
     ):
         same = seq.code[here] == seq.code[before]
         b_here, b_before = seq.blocks[here], seq.blocks[before]
+        up = same & (b_here > b_before) & (b_before > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_step = np.where(up, np.log(np.maximum(b_here, 1) / np.maximum(b_before, 1)), 0.0)
         counts = (
             np.bincount(pair, weights=same, minlength=p),
             np.bincount(pair, weights=same & (b_here > b_before), minlength=p),
             np.bincount(pair, weights=same & (b_here < b_before), minlength=p),
+            np.bincount(pair, weights=log_step, minlength=p),
+            np.bincount(pair, weights=up, minlength=p),
         )
         if best is None:
             best = counts
         else:
             better = counts[0] > best[0]
-            best = tuple(np.where(better, c, b) for c, b in zip(counts, best, strict=True))  # type: ignore[assignment]
-    n_same, grew, fell = best  # type: ignore[misc]
+            best = tuple(np.where(better, c, b) for c, b in zip(counts, best, strict=True))
+    n_same, grew, fell, log_sum, n_up = best  # type: ignore[misc]
     matched = n_same / np.maximum(m, 1)
     seen = n_same > 0
     matched[~seen] = np.nan
     denominator = np.maximum(n_same, 1)
-    return matched, np.where(seen, grew / denominator, np.nan), np.where(seen, fell / denominator, np.nan)
+    step = np.where(n_up > 0, np.exp(log_sum / np.maximum(n_up, 1)), np.nan)
+    return (
+        matched,
+        np.where(seen, grew / denominator, np.nan),
+        np.where(seen, fell / denominator, np.nan),
+        np.where(seen, step, np.nan),
+    )
 
 
 def _marker_spans(first: np.ndarray, last: np.ndarray, markers: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -42,10 +42,13 @@ WIDE_FACTOR = 3.0  # a kernel launched over this many times its name's usual thr
 # LLM decode without a KV cache: each pass runs the model over the whole sequence so far, so pass after pass most of
 # its kernels (elementwise, norms, GEMMs over the sequence's rows) launch over more thread blocks than the same
 # kernel of the pass before; with a cache only the cache's own copies and attention grow (0-6% of a pass's kernels
-# on 53 cached runs; 46-57% without a cache). Counted on pairs of passes whose kernels mostly match by position.
-GROWING_SHARE = 0.25  # the median share of a pass's kernels grown since the pass before, for passes that grow
+# on 53 cached runs, 10% on a tensor-parallel one; 28-57% on 5 runs without a cache: less where a sampler's or an
+# encoder's cross-attention kernels keep their size). Counted on pairs of passes whose kernels mostly match by position.
+GROWING_SHARE = 0.17  # the median share of a pass's kernels grown since the pass before, for passes that grow
 GROWING_MATCH = 0.8  # a pair of passes is compared when this share of their kernels match by name and position
 GROWING_PAIRS = 4  # pairs of passes compared, at least
+# the grown kernels' thread blocks over those of the pass before, at most (the median pass): a token's rows
+GROWING_STEP = 1.25
 GROWING_SAMPLE = 512  # pairs of passes the growth is decided on, spread over the run, at most
 RESET_SHARE = 0.25  # in passes that grow, a pass with this share of its kernels shrunk starts a request (the prompt)
 RESET_MATCH = 0.5  # ... when this share of its kernels match the pass before (cuBLAS picks other GEMMs by size)

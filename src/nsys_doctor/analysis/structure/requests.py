@@ -19,11 +19,13 @@ from .patterns import (
     GROWING_PAIRS,
     GROWING_SAMPLE,
     GROWING_SHARE,
+    GROWING_STEP,
     HEAD_OWN_SHARE,
     INIT_KERNELS,
     MATRIX_FAMILIES,
     MIN_STRIDE_GAP_NS,
     OPTIMIZER_KERNELS,
+    PASS_END,
     PREFILL_NAMES,
     RECURRENT_ANCHORS,
     RECURRENT_PERIOD,
@@ -49,21 +51,30 @@ class RequestCutting(BuilderState):
         sequence so far): the median share of a pass's kernels launched over more thread blocks than the same
         kernel of the pass before (over ``GROWING_PAIRS`` or more pairs of passes that match by position) is at
         least ``GROWING_SHARE``, and hardly any shrink. Then (that share, the passes that start a request): the
-        first, and each whose kernels shrink back (a new prompt). None when the passes do not grow."""
+        first, and each whose kernels shrink back (a new prompt). None when the passes do not grow, grow by more
+        than a token's rows a pass (the grown kernels' thread blocks over ``GROWING_STEP`` times those of the pass
+        before, the median pass: prompts of rising lengths, one pass each), or sample no token in most passes."""
         p = ps.first.size
+        seq = self.seq
+        sampling = sum(int(seq.counts[c]) for c, n in enumerate(seq.names) if PASS_END.search(n))
+        if sampling < 0.5 * p:
+            return None
         # decided on at most GROWING_SAMPLE pairs spread over the run (2 million kernels: 0.28 s for all of them)
         sample = np.unique(np.linspace(1, p - 1, min(p - 1, GROWING_SAMPLE)).astype(np.int64)) if p > 1 else None
         if sample is None:
             return None
-        matched, grew, fell = pass_growth(self.seq, ps.first, ps.last, sample)
+        matched, grew, fell, step = pass_growth(seq, ps.first, ps.last, sample)
         pairs = matched >= GROWING_MATCH  # NaN compares False
         if int(pairs.sum()) < GROWING_PAIRS:
             return None
         share = float(np.median(grew[pairs]))
         if share < GROWING_SHARE or float(np.median(fell[pairs])) > 0.05:
             return None
+        steps = step[pairs & ~np.isnan(step)]
+        if not steps.size or float(np.median(steps)) > GROWING_STEP:
+            return None
         if sample.size < p - 1:  # the passes grow: every pass is needed to find where they shrink back
-            matched, grew, fell = pass_growth(self.seq, ps.first, ps.last)
+            matched, grew, fell, _ = pass_growth(seq, ps.first, ps.last)
         starts = (matched >= RESET_MATCH) & (fell >= RESET_SHARE)
         starts[0] = True
         return share, starts

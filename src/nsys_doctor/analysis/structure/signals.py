@@ -20,6 +20,7 @@ from .patterns import (
     LOAD_ONLY_API,
     MAX_ROUND_TRIPS_PER_PASS,
     MIN_SEGMENTS,
+    OPTIMIZER_KERNELS,
     PASS_END,
     PROFILER_STOP_API,
     SOFTMAX,
@@ -134,7 +135,11 @@ def is_anchor(name: str, short: str, family: str) -> bool:
 def score_clusters(clusters: list[Cluster], seq: Seq, sig: Signals, fams: list[str]) -> list[Cluster]:
     """Score each cluster as the forward-pass level; return the candidates, best first."""
     cands = [c for c in clusters if c.count >= MIN_SEGMENTS and max(lv.span for lv in c.levels) >= 0.2]
+    # autograd's backward kernels, in a run that also runs an optimizer (an FFT's or a solver's "backward" sweep
+    # runs none)
     backward = [c for c, n in enumerate(seq.names) if BACKWARD_KERNELS.search(n)]
+    if not any(OPTIMIZER_KERNELS.search(n) for n in seq.names):
+        backward = []
     back = np.sort(np.concatenate([seq.positions(c) for c in backward])) if backward else np.zeros(0, np.int64)
     for cl in cands:
         cut = cut_level(cl)
