@@ -1247,3 +1247,35 @@ def test_gradient_accumulation_from_where_the_optimizer_runs():
     i = _synthetic_passes(4, 3, fwd_bwd[:-1], request_tail=optimizer)
     v = find_structure(i["kernels"], i["api"], i["memcpy"], capture_range="cudaProfilerApi")
     assert not v.training and v.micro_batches is None
+
+
+def _loop(unit: list[str], repeats: int, syncs_every: int = 0) -> RunStructure:
+    """A synthetic run repeating ``unit`` (kernels of 5 us, 1 us apart), with a host sync after every
+    ``syncs_every``-th repeat (none for 0)."""
+    names: list[str] = []
+    starts: list[int] = []
+    syncs: list[int] = []
+    t = 1_000_000
+    for i in range(repeats):
+        for n in unit:
+            names.append(n)
+            starts.append(t)
+            t += 6_000
+        if syncs_every and (i + 1) % syncs_every == 0:
+            syncs.append(t)
+            t += 30_000
+    k = kernel_frame(names, starts, [5_000] * len(names))
+    return find_structure(k, launches_and_syncs(starts, syncs))
+
+
+def test_a_solvers_backward_sweep_is_no_training_step():
+    # an HPC loop whose kernels say "backward" (an FFT's inverse, a tridiagonal solver's back substitution) runs no
+    # optimizer: no training step, and no forward pass either (no layers, sampling or graph launches)
+    fft = ["stencil_kernel", "fft_forward_kernel", "spectral_multiply", "fft_backward_kernel", "residual_reduce"]
+    s = _loop(fft, 100, syncs_every=10)
+    assert s.kind == "unstructured" and not s.training
+    # the same unit with an optimizer's update in it (autograd's backward kernels and an Adam step): training steps
+    train = ["linear_fwd", "gelu_kernel", "GeluBackwardCUDAKernelImpl", "linear_bwd", "multi_tensor_apply_kernel"]
+    t = _loop([*train, *train], 12, syncs_every=1)
+    assert t.kind == "iterations" and t.training
+    assert any("backward kernels in the units" in e.detail for e in t.evidence if e.fact == "passes")
