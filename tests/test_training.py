@@ -93,3 +93,22 @@ def test_gradient_accumulation_without_a_marker_of_its_own() -> None:
     assert run["requests"] + run["warmup_requests"] == 5 and run["iterations"] == 3 * run["requests"]
     assert any("backward kernels in the units" in e["detail"] for e in run["evidence"] if e["fact"] == "passes")
     assert "gradient accumulation (an optimizer step of 3 micro-batches" in _text(GPT2_ACCUM)
+
+
+JAX_TRAIN = "jax_train_mlp_whole"  # jax_train.py: one jax.jit step (forward, grad, SGD), 2 warm-up + 8 measured
+JAX_INFER = "jax_lax_cnn_whole"  # a jax.jit CNN forward, inference only
+
+
+@_needs(JAX_TRAIN)
+@_needs(JAX_INFER)
+def test_jax_training_is_told_by_its_reverse_mode_ops() -> None:
+    # XLA's kernels carry no "backward" (fusions, cuBLAS GEMMs); XLA's NVTX ranges name each op with JAX's name
+    # stack, where reverse-mode differentiation writes transpose(jvp(...))
+    run = json.loads(_report(JAX_TRAIN, "json"))["run"]
+    assert run["kind"] == "iterations" and run["training"] is True and run["micro_batches"] is None
+    # the 10 steps (each one CUDA graph launch); the 2 warm-up steps run like the others once compiled
+    assert run["iterations"] + sum(r["iterations"] for r in run["request_list"] if r["warmup"]) == 10
+    assert any("transpose(jvp" in e["detail"] for e in run["evidence"] if e["fact"] == "kind")
+    assert "training steps (forward, backward and optimizer; not inference)" in _text(JAX_TRAIN)
+    # a JAX model's inference has the same ranges without them
+    assert json.loads(_report(JAX_INFER, "json"))["run"]["training"] is False

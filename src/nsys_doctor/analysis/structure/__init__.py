@@ -5,7 +5,8 @@
 - the **run kind**: ``"llm-decode"`` (token-by-token generation: a prefill pass, then one forward pass per token),
   ``"llm-prefill"`` (prompt processing only, no decode), ``"iterations"`` (repeated forward passes that are not
   token-by-token decode: CNN, ViT, encoders, training steps) or ``"unstructured"`` (tests, HPC codes, no repeat);
-- whether **a run of iterations trains** (``training``: autograd's backward kernels run in its passes) and, with
+- whether **a run of iterations trains** (``training``: autograd's backward kernels run in its passes, or, for
+  XLA, its NVTX ranges of ops that JAX's reverse-mode differentiation made, ``transpose(jvp(...))``) and, with
   gradient accumulation, the **micro-batches per optimizer step** (``micro_batches``: the optimizer's kernels run in
   exactly one pass, with the kernels after it, of each measured request of k >= 2 passes; a request is then one
   optimizer step);

@@ -60,6 +60,9 @@ GROUP_EXTRA_SHARE = 0.05  # a level is a group of passes when its extra kernels 
 CONV_FAMILIES = frozenset({"conv", "convolution"})
 PART_NAMES = re.compile(r"(?i)layer|block")  # ranges around a part of a pass ("transformer block forward") are no steps
 BACKWARD_KERNELS = re.compile(r"(?i)backward")  # autograd's gradient kernels: never in inference
+# JAX names the ops its reverse-mode differentiation makes transpose(jvp(...)) in their name stack, which XLA's
+# NVTX ranges of the ops carry (``Thunk:#name=jit(train_step)/transpose(jvp())/...``): a backward pass
+XLA_BACKWARD = "transpose(jvp("
 # an optimizer's update: PyTorch's foreach/fused optimizers (multi_tensor_apply_kernel), fused Adam/SGD kernels of
 # Apex, DeepSpeed and others ("lambda" must not match, nor an "adam" inside a longer word)
 OPTIMIZER_KERNELS = re.compile(

@@ -38,6 +38,7 @@ from .patterns import (
     STEP_NAMES,
     STRIDE_GAP_FACTOR,
     STRIDE_MIN_CUTS,
+    XLA_BACKWARD,
 )
 from .result import Phase, RunStructure
 from .sequence import Seq, is_empty_frame
@@ -378,12 +379,26 @@ class RequestCutting(BuilderState):
     def _training(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's inference when backward kernels run in them (autograd's
         ``*_backward_*``: a training step, whose gradient sorts and gathers look like sampling); None otherwise."""
-        seq = self.seq
-        a, b = int(ps.first[0]), int(ps.last[-1])
-        backward = sorted({seq.shorts[c] for c in self.codes_used(a, b) if BACKWARD_KERNELS.search(seq.names[c])})
+        backward = self.backward_kernels(ps)
         if not backward:
             return None
         return f"backward kernels run in the passes ({', '.join(backward[:3])}): training steps"
+
+    def backward_kernels(self, ps: PassStats) -> list[str]:
+        """What says the passes run a backward pass: the short names of their autograd backward kernels
+        (``BACKWARD_KERNELS``), else, for XLA, its NVTX ranges of the ops JAX's reverse-mode differentiation made
+        (``XLA_BACKWARD``: ``transpose(jvp(...))`` in an op's name stack) during the passes; [] when none."""
+        seq = self.seq
+        a, b = int(ps.first[0]), int(ps.last[-1])
+        backward = sorted({seq.shorts[c] for c in self.codes_used(a, b) if BACKWARD_KERNELS.search(seq.names[c])})
+        if backward or is_empty_frame(self.nvtx) or "text" not in self.nvtx.columns:  # type: ignore[union-attr]
+            return backward
+        nv = self.nvtx
+        t0, t1 = int(ps.t_start[0]), int(ps.t_end[-1])
+        grads = nv.filter(  # type: ignore[union-attr]
+            (pl.col("start") >= t0) & (pl.col("start") <= t1) & pl.col("text").str.contains(XLA_BACKWARD, literal=True)
+        ).height
+        return [f"{grads} XLA ops of JAX's reverse-mode differentiation, transpose(jvp(...))"] if grads else []
 
     def _recurrent(self, ps: PassStats, attention: bool) -> str | None:
         """Why the passes are not an LLM's decode steps when most of them run a recurrent cell over a sequence: a
@@ -450,9 +465,8 @@ class RequestCutting(BuilderState):
         kernel, a pass counting with the kernels after it up to the next pass (the optimizer step can lie between two
         passes)."""
         seq = self.seq
-        a, b = int(ps.first[0]), int(ps.last[-1])
-        used = self.codes_used(a, b)
-        backward = sorted({seq.shorts[c] for c in used if BACKWARD_KERNELS.search(seq.names[c])})
+        a = int(ps.first[0])
+        backward = self.backward_kernels(ps)
         if not backward:
             return [], [], None
         optimizer = [c for c in self.codes_used(a, len(seq)) if OPTIMIZER_KERNELS.search(seq.names[c])]
