@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import median
 
 import polars as pl
 
@@ -676,13 +677,7 @@ def growth_per_step(gpu_ns: list[int]) -> float:
     third = n // 3
     if third < 1:
         return 0.0
-    head, tail = sorted(gpu_ns[:third]), sorted(gpu_ns[-third:])
-
-    def median(v: list[int]) -> float:
-        k = len(v) // 2
-        return float(v[k]) if len(v) % 2 else (v[k - 1] + v[k]) / 2
-
-    return (median(tail) - median(head)) / float(n - third)
+    return float(median(gpu_ns[-third:]) - median(gpu_ns[:third])) / float(n - third)
 
 
 @rule
