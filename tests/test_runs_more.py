@@ -379,3 +379,85 @@ def test_decode_without_a_kv_cache_is_found_and_costed_by_its_growth() -> None:
     assert f["cost_ns"] == f["evidence"]["growth_ns"] > 0
     assert f["severity"] == "info" and f["cost_share"] < 0.05  # launch-bound at this size: the growth costs little
     assert "whole sequence" in f["summary"] and "lower bound" in f["summary"]
+
+
+# rag_requests.py (README section 14): per request a BERT encoder pass, then a Llama generate of 20 tokens. Request 2
+# has the prompt length of request 1; requests 1 and 3 run context lengths no request ran before, and unprofiled they
+# took 814 and 841 ms against 87 ms for request 2 (the same kernels): the decode steps at new lengths are host stalls
+RAG = "rag_requests_whole"
+
+
+@_needs(RAG)
+@pytest.mark.finding("slow-steps")
+def test_decode_steps_at_new_lengths_are_slow_steps_costed_by_their_excess() -> None:
+    d = report(RAG)
+    run = d["run"]
+    assert (run["requests"], run["warmup_requests"]) == (3, 1)
+    assert [(r["prefill_steps"], r["decode_steps"]) for r in run["request_list"][1:]] == [(2, 19)] * 3
+    (f,) = [f for f in d["findings"] if f["id"] == "slow-steps"]
+    assert d["findings"][0]["id"] == "slow-steps" and f["severity"] == "critical"
+    ev = f["evidence"]
+    assert ev["launches_slow"] == ev["launches_typical"] == 203
+    assert abs(ev["gpu_time_slow_ns"] - ev["gpu_time_typical_ns"]) < 0.05 * ev["gpu_time_typical_ns"]
+    # the requests' own host spans (not the finding's arithmetic): requests 1 and 3 less twice request 2, which ran
+    # the same kernels at lengths seen before, is what the stalls cost; the finding's excess agrees within 25%
+    spans = [r["end_ns"] - r["start_ns"] for r in run["request_list"]]
+    stalls = spans[1] + spans[3] - 2 * spans[2]
+    assert 0.75 * stalls <= f["cost_ns"] <= 1.25 * stalls, (f["cost_ns"], stalls)
+    # request 2 holds no stall: its 21 steps (an encoder pass, a prompt pass, 19 decode steps) fit in 30 typical
+    # steps, and the typical step is a plain decode step of this model (5-10 ms of host time for 203 launches)
+    assert 5_000_000 <= ev["typical_step_ns"] <= 10_000_000
+    assert spans[2] < 30 * ev["typical_step_ns"]
+    # the launch-bound finding judges the typical steps and no longer counts the stalls; low utilization sums up
+    (lb,) = [x for x in d["findings"] if x["id"] == "launch-bound"]
+    assert lb["cost_ns"] == lb["evidence"]["idle_within_steps_ns"] - ev["excess_ns"]
+    assert lb["evidence"]["step_time_ns"] < 10_000_000
+    (util,) = [x for x in d["findings"] if x["id"] == "low-gpu-utilization"]
+    assert util["cost_ns"] is None
+
+
+def test_slow_steps_need_a_typical_step_to_stand_out_from() -> None:
+    import polars as pl
+
+    from nsys_doctor.analysis.findings import slow_step_rows, typical_step
+
+    def steps(spans: list[int], work: list[int] | None = None) -> pl.DataFrame:
+        """Steps of these GPU spans, each of 5 ns of kernel time and 10 launches (or ``work`` ns)."""
+        n = len(spans)
+        gpu = work or [5] * n
+        columns = {"idx": list(range(n)), "wall": spans, "gpu_start": [0] * n, "gpu_end": spans}
+        return pl.DataFrame({**columns, "gpu_time": gpu, "launches": [10] * n})
+
+    times = [40, 10, 30, 20, 50, 60, 70, 80, 90, 100]
+    assert typical_step(times) == 10 and typical_step([7]) == 7  # the 10th percentile, nearest rank (rank 1 of 10)
+    assert typical_step([*times, 110]) == 20  # rank ceil(1.1) = 2 of 11
+    found = slow_step_rows(steps([10] * 20 + [50, 21, 19]))
+    assert found is not None and found[1] == 10 and found[0]["wall"].to_list() == [50, 21]
+    # most steps slow (every request at a new length): the fast tenth is the typical step
+    found = slow_step_rows(steps([10] * 2 + [60] * 10))
+    assert found is not None and found[0].height == 10
+    assert slow_step_rows(steps([10] * 20 + [50])) is None  # one slow step is a tail, not a pattern
+    assert slow_step_rows(steps([10, 10, 10, 50, 50, 50, 50])) is None  # too few steps to say what is typical
+    assert slow_step_rows(steps([10] + [60] * 11)) is None  # over nine tenths slow: they are the typical step
+    # steps that run more GPU work than the others are no stalls (a prefill among decode steps, a bigger batch)
+    assert slow_step_rows(steps([10] * 20 + [50, 50], [5] * 20 + [40, 40])) is None
+    # nor are steps whose kernels run longer than a typical step lasts (a GPU-bound step over a longer context)
+    assert slow_step_rows(steps([100] * 20 + [210, 220], [90] * 20 + [120, 130])) is None
+
+
+# README section 14: models that are no LLM, one fresh input a request (the truth: how many passes each loop ran)
+@pytest.mark.parametrize(
+    ("name", "passes", "per_request"),
+    [("gnn_requests_whole", 17, 1), ("recsys_requests_whole", 23, None), ("two_tower_requests_whole", 22, None)],
+)
+def test_models_that_are_no_llm_run_their_passes_as_iterations(name: str, passes: int, per_request: int | None) -> None:
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    run = report(name)["run"]
+    assert run["kind"] == "iterations" and run["prefill_steps"] == run["decode_steps"] == 0
+    found = [r["iterations"] for r in run["request_list"]]
+    assert sum(found) == passes, found  # warm-up requests included
+    if per_request is not None:  # a graph of its own size a request: each pass is a request
+        assert found == [per_request] * passes
+    kind = [e["detail"] for e in run["evidence"] if e["fact"] == "kind"]
+    assert len(kind) == 1 and kind[0].startswith("not an LLM"), kind

@@ -87,6 +87,15 @@ EXTRA[train_gpt2_whole]="";                        ARGS[train_gpt2_whole]="train
 EXTRA[t5_nocache_generate_whole]="";               ARGS[t5_nocache_generate_whole]="hf_encdec_generate.py --layers 4 --input-len 64 --new-tokens 24 --no-cache 1 --warmup 1 --iters 2"
 EXTRA[qwen2_sample_nocache_whole]="";              ARGS[qwen2_sample_nocache_whole]="hf_sample_generate.py --layers 2 --batch 3 --prompt-len 40 --new-tokens 16 --top-k 50 --top-p 0.9 --no-cache 1 --warmup 1 --iters 2"
 EXTRA[hf_llama_long_prompt_whole]="";              ARGS[hf_llama_long_prompt_whole]="hf_llama_generate.py --layers 4 --batch 8 --prompt-len 2048 --new-tokens 16 --warmup 1 --iters 2"
+EXTRA[recsys_requests_whole]="";                 ARGS[recsys_requests_whole]="recsys_requests.py --tables 8 --rows 200000 --dim 64 --batch 2048 --warmup 3 --iters 20"
+EXTRA[gnn_requests_whole]="";                     ARGS[gnn_requests_whole]="gnn_requests.py --nodes 50000 --degree 10 --hidden 256 --warmup 2 --iters 15"
+EXTRA[vlm_generate_whole]="";                     ARGS[vlm_generate_whole]="vlm_generate.py --layers 4 --vision-layers 6 --prompt-len 32 --new-tokens 24 --warmup 1 --iters 2"
+EXTRA[rag_requests_whole]="";                     ARGS[rag_requests_whole]="rag_requests.py --enc-layers 6 --layers 4 --docs 16 --top 3 --new-tokens 20 --warmup 1 --iters 3"
+EXTRA[hf_varlen_extreme_whole]="";                ARGS[hf_varlen_extreme_whole]="hf_varlen_generate.py --model llama --layers 4 --prompt-lens 16,1024,64,512 --new-tokens 40,4,12,28 --warmup 1 --iters 4"
+EXTRA[two_tower_requests_whole]="";               ARGS[two_tower_requests_whole]="two_tower_requests.py --candidates 2048 --history 50 --top 100 --warmup 2 --iters 20"
+EXTRA[gnn_spmm_requests_whole]="";                ARGS[gnn_spmm_requests_whole]="gnn_requests.py --aggregate spmm --nodes 30000 --degree 8 --hidden 256 --warmup 2 --iters 12"
+EXTRA[hf_qwen2_varlen_whole]="";                  ARGS[hf_qwen2_varlen_whole]="hf_varlen_generate.py --model qwen2 --layers 4 --prompt-lens 200,40,700,90,200 --new-tokens 10,30,6,20,10 --warmup 1 --iters 4"
+EXTRA[compile_vit_batches_whole]="";              ARGS[compile_vit_batches_whole]="compile_vit_batches.py --batches 8,1,32,8,4 --warmup 1 --iters 9"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -1,6 +1,7 @@
 """transformers `generate` with requests of different lengths: each request has its own prompt length and its own
 number of new tokens (the lists cycle), greedy, batch 1, dynamic KV cache, eager, no NVTX, whole process captured.
---model llama: a small dense Llama (random bf16 weights); --model mamba: a small Mamba (state-space layers, no
+--model llama: a small dense Llama (random bf16 weights); --model qwen2: the same sizes as a Qwen2 (biased QKV
+projections); --model mamba: a small Mamba (state-space layers, no
 attention; transformers' PyTorch path when the mamba-ssm kernels are absent). EOS is disabled, so request i makes
 exactly its new-token count: 1 prefill pass + (new_tokens - 1) decode passes (printed per request).
 
@@ -14,7 +15,7 @@ import torch
 from _common import Timer, llama_size_options, random_causal_lm, result, setup
 
 p = argparse.ArgumentParser()
-p.add_argument("--model", choices=("llama", "mamba"), default="llama")
+p.add_argument("--model", choices=("llama", "qwen2", "mamba"), default="llama")
 llama_size_options(p)
 p.add_argument("--prompt-lens", default="32")
 p.add_argument("--new-tokens", default="16")
@@ -34,6 +35,10 @@ if a.model == "mamba":
     )  # fmt: skip
     with dev:
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+elif a.model == "qwen2":
+    from transformers import Qwen2Config
+
+    model = random_causal_lm(Qwen2Config, dev, a)
 else:
     from transformers import LlamaConfig
 

@@ -59,6 +59,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         'capture the step in a CUDA graph (torch.compile mode="reduce-overhead", cudaGraphLaunch) or fuse small '
         "kernels, so one launch replaces hundreds",
     ),
+    "slow-steps": (
+        "Some steps take far longer than the typical step, with no more GPU work",
+        "find what the host does in those steps (py-spy, or nsys with --sample=cpu / --python-sampling=true): "
+        "first-time work for a new shape (cuDNN or cuBLAS plan building, autotuning, recompilation: pad or bucket "
+        "the shapes and warm each one up before serving), garbage collection (gc.freeze() after loading, fewer "
+        "Python objects per step), logging, checkpointing or I/O on the serving path",
+    ),
     "gpu-idle-gap": (
         "The GPU sits idle inside the analyzed window",
         "find what the host does in the gap (CPU work, I/O, sleeps, waiting for requests) and overlap or remove it",
@@ -432,10 +439,17 @@ def launch_bound(f: Facts) -> list[Finding]:
     d = f.decode_steps
     if d.height < 2:
         return []
+    # steps far slower than the typical one are the slow-steps finding's: judged and costed without them
+    slow = slow_step_rows(d) if f.run_kind != "unstructured" else None
+    excess = 0
+    if slow is not None:
+        excess = int(slow[0]["span"].sum()) - slow[1] * slow[0].height
+        d = d.filter(~pl.col("idx").is_in(slow[0]["idx"].implode()))
     launches = float(d["launches"].median())  # type: ignore[arg-type]
     gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
     wall = float(d["wall"].median())  # type: ignore[arg-type]
     idle = f.host.step_gpu_idle_share
+    cost = max(0, f.host.step_idle_ns - excess)
     if launches >= 100 and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
         return [
             f.window_finding(
@@ -443,7 +457,8 @@ def launch_bound(f: Facts) -> list[Finding]:
                 f"{launches:.0f} kernel launches per {f.step_word}; the GPU works {format_ns(gpu)} of a "
                 f"{format_ns(wall)} step ({100 * gpu / wall:.0f}%) and is idle "
                 f"{100 * (idle or 0):.0f}% of the time between a step's first and last kernel "
-                f"({format_ns(f.host.step_idle_ns)} in all steps)",
+                f"({format_ns(f.host.step_idle_ns)} in all steps"
+                + (f"; {slow[0].height} slow steps aside, {format_ns(cost)})" if slow is not None else ")"),
                 {
                     "launches_per_step": launches,
                     "gpu_time_per_step_ns": gpu,
@@ -451,11 +466,96 @@ def launch_bound(f: Facts) -> list[Finding]:
                     "gpu_share_of_step": round(gpu / wall, 3),
                     "idle_share_within_steps": idle,
                     "idle_within_steps_ns": f.host.step_idle_ns,
+                    "slow_steps_excess_ns": excess,
                 },
-                f.host.step_idle_ns,
+                cost,
             )
         ]
     return []
+
+
+# slow steps: at least SLOW_STEP_MIN of the judged steps that run the typical GPU work (SLOW_STEP_MIN_STEPS or more,
+# within SLOW_STEP_WORK times the median kernel time and launches either way) take over SLOW_STEP_FACTOR times the
+# typical step, with no more kernel time than a typical step lasts (the extra time is idle: a step whose kernels take
+# longer, over a longer context, is no stall). The typical step: the SLOW_STEP_PCT-th percentile of those steps'
+# times, what a step takes when nothing else happens in it (the median is one of the slow ones when most are: every
+# request at a new length). A step's time is its GPU span, its first kernel's start to its last kernel's end: what
+# the GPU's timeline lost (a host that stalls while it runs ahead of the GPU, with work queued, costs nothing; one
+# that stalls mid-step leaves the GPU idle)
+SLOW_STEP_FACTOR = 2.0
+SLOW_STEP_WORK = 1.5
+SLOW_STEP_PCT = 10
+SLOW_STEP_MIN = 2
+SLOW_STEP_MIN_STEPS = 8
+
+
+def typical_step(times: list[int]) -> int:
+    """The typical step time of the judged steps: the ``SLOW_STEP_PCT``-th percentile (nearest rank) of their times."""
+    ordered = sorted(times)
+    return ordered[max(1, (len(ordered) * SLOW_STEP_PCT + 99) // 100) - 1]
+
+
+def step_span() -> pl.Expr:
+    """A step's time (``span``): its GPU span, its first kernel's start to its last kernel's end."""
+    return (pl.col("gpu_end") - pl.col("gpu_start")).fill_null(0).alias("span")
+
+
+def slow_step_rows(d: pl.DataFrame) -> tuple[pl.DataFrame, int] | None:
+    """The slow steps of the judged steps ``d`` (with their ``span``) and the typical step time, or None when fewer
+    than ``SLOW_STEP_MIN`` (or fewer than ``SLOW_STEP_MIN_STEPS`` steps)."""
+    if d.height < SLOW_STEP_MIN_STEPS:
+        return None
+    gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
+    launches = float(d["launches"].median())  # type: ignore[arg-type]
+    # the steps that run the typical work (a prefill pass, a bigger batch or a fragment of a pass is another step)
+    same = d.with_columns(step_span()).filter(
+        pl.col("gpu_time").is_between(gpu / SLOW_STEP_WORK, SLOW_STEP_WORK * gpu)
+        & pl.col("launches").is_between(launches / SLOW_STEP_WORK - 1, SLOW_STEP_WORK * launches + 1)
+    )
+    if same.height < SLOW_STEP_MIN_STEPS:
+        return None
+    base = typical_step(same["span"].to_list())
+    slow = same.filter((pl.col("span") > SLOW_STEP_FACTOR * base) & (pl.col("gpu_time") <= base))
+    return (slow, base) if base > 0 and slow.height >= SLOW_STEP_MIN else None
+
+
+@rule
+def slow_steps(f: Facts) -> list[Finding]:
+    if f.run_kind == "unstructured":
+        return []  # its steps are host syncs or repeating kernels, not one piece of work repeated
+    d = f.decode_steps
+    found = slow_step_rows(d)
+    if found is None:
+        return []
+    slow, base = found
+    rest = d.filter(~pl.col("idx").is_in(slow["idx"].implode()))
+    excess = int(slow["span"].sum()) - base * slow.height
+    gpu_slow, gpu_rest = (float(x["gpu_time"].median()) for x in (slow, rest))  # type: ignore[arg-type]
+    launches_slow, launches_rest = (float(x["launches"].median()) for x in (slow, rest))  # type: ignore[arg-type]
+    span_slow = float(slow["span"].median())  # type: ignore[arg-type]
+    return [
+        f.window_finding(
+            "slow-steps",
+            f"{slow.height} of {d.height} {f.step_word}s take over {SLOW_STEP_FACTOR:g}x the typical "
+            f"{format_ns(base)} (median {format_ns(int(span_slow))}) with the GPU work of the others "
+            f"({format_ns(gpu_slow)} against {format_ns(gpu_rest)} of kernel time, {launches_slow:.0f} against "
+            f"{launches_rest:.0f} launches): the extra time is the host's, {format_ns(excess)} above the typical "
+            "step in all",
+            {
+                "slow_steps": slow.height,
+                "steps": d.height,
+                "typical_step_ns": base,
+                "slow_step_median_ns": int(span_slow),
+                "excess_ns": excess,
+                "gpu_time_slow_ns": int(gpu_slow),
+                "gpu_time_typical_ns": int(gpu_rest),
+                "launches_slow": launches_slow,
+                "launches_typical": launches_rest,
+                "first_slow_steps": slow["idx"].head(5).to_list(),
+            },
+            excess,
+        )
+    ]
 
 
 @rule
@@ -502,6 +602,7 @@ HOST_CAUSES = frozenset(
         "sync-memset",
         "alloc-churn",
         "module-loading-in-window",
+        "slow-steps",
     }
 )
 

@@ -90,3 +90,9 @@ RECURRENT_PERIOD = 4
 RECURRENT_STEPS = 16
 RECURRENT_RUN = 4
 RECURRENT_ANCHORS = 4  # sampling/embedding kernels a sequence's pass runs at most (an embedding gather, an argmax)
+# a pass that starts by copying at least FRESH_INPUT_BYTES from the host takes a fresh input (a batch of features,
+# a graph, an image): a decode step's input is the token sampled before it (none copied, or its ids: bytes to a few
+# KiB at a large batch; 4-16 KiB a step under continuous batching), an LLM's prompt pass copies the prompt's ids
+FRESH_INPUT_BYTES = 64 * 1024
+FRESH_INPUT_SHARE = 0.75  # the least share of the passes that do
+MIN_ALIKE_PASSES = 8  # passes that all run alike, with no attention and no prompt's pass: a model's iterations

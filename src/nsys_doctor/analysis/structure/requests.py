@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import polars as pl
 
+from ...trace.schema import COPY_HTOD
 from ..distribution import scalar_int
 from .nvtx import count_inside, regular_stride
 from .passes import PassStats, pass_growth, span_sums
@@ -15,6 +16,8 @@ from .patterns import (
     CNN_CONV_SHARE,
     DECODE_NAMES,
     FRAGMENT_SHARE,
+    FRESH_INPUT_BYTES,
+    FRESH_INPUT_SHARE,
     GROWING_MATCH,
     GROWING_PAIRS,
     GROWING_SAMPLE,
@@ -23,6 +26,7 @@ from .patterns import (
     HEAD_OWN_SHARE,
     INIT_KERNELS,
     MATRIX_FAMILIES,
+    MIN_ALIKE_PASSES,
     MIN_STRIDE_GAP_NS,
     OPTIMIZER_KERNELS,
     PASS_END,
@@ -41,7 +45,7 @@ from .patterns import (
     XLA_BACKWARD,
 )
 from .result import Phase, RunStructure
-from .sequence import Seq, is_empty_frame
+from .sequence import Seq, first_positions, is_empty_frame
 from .signals import is_anchor
 from .state import BuilderState
 
@@ -310,7 +314,13 @@ class RequestCutting(BuilderState):
                 )
                 return "iterations", "medium"
         share, attention = self.convolution_share(int(ps.first[0]), int(ps.last[-1]))
-        conv = self._convolution_led(share, attention) or self._training(ps) or self._recurrent(ps, attention)
+        conv = (
+            self._convolution_led(share, attention)
+            or self._training(ps)
+            or self._recurrent(ps, attention)
+            or self._fresh_inputs(ps, attention)
+            or self._no_prompt_pass(ps, lead, attention, signals)
+        )
         if conv is not None:
             self.ev(
                 "kind",
@@ -375,6 +385,42 @@ class RequestCutting(BuilderState):
         if attention or share < CNN_CONV_SHARE:
             return None
         return f"convolutions take {share:.0%} of the passes' GPU time, no attention kernels"
+
+    def _fresh_inputs(self, ps: PassStats, attention: bool) -> str | None:
+        """Why the passes are not an LLM's when no kernel is attention (``attention``) and at least
+        ``FRESH_INPUT_SHARE`` of them start by copying ``FRESH_INPUT_BYTES`` or more from the host: each pass takes
+        a fresh input (a recommender's batch of features and ids, a graph, images), where a decode step takes the
+        token sampled before it (its embedding lookup and the classifier's argmax look like an LLM's). The copies
+        are those whose GPU start lies after the pass before it ended, up to the pass's own end. None otherwise."""
+        if attention or self.memcpy is None or self.memcpy.is_empty() or ps.first.size < 2:
+            return None
+        h2d = self.memcpy.filter(pl.col("copyKind") == COPY_HTOD)
+        if h2d.is_empty():
+            return None
+        at = np.searchsorted(ps.gpu_end, h2d["start"].to_numpy(), side="left")
+        inside = at < ps.first.size
+        size = h2d["bytes"].fill_null(0).to_numpy()[inside]
+        per_pass = np.bincount(at[inside], weights=size, minlength=ps.first.size)
+        fresh = per_pass >= FRESH_INPUT_BYTES
+        if float(fresh.mean()) < FRESH_INPUT_SHARE:
+            return None
+        med = float(np.median(per_pass))
+        return (
+            f"{int(fresh.sum())} of {ps.first.size} passes start by copying {FRESH_INPUT_BYTES // 1024} KiB or more "
+            f"from the host (median {med / 1024:,.0f} KiB), no attention kernels: each takes a fresh input"
+        )
+
+    def _no_prompt_pass(self, ps: PassStats, lead: np.ndarray, attention: bool, signals: list[str]) -> str | None:
+        """Why the passes are not an LLM's when the only LLM signal is their sampling or embedding kernels, no kernel
+        is attention, no pass leads a request (no prompt's pass: every pass runs alike) and the whole run was
+        captured (a capture range may hold decode steps alone): an LLM's request starts with its prompt's pass, a
+        retrieval or ranking model's top-k and embedding lookups run in every one of its passes. Not for
+        speculative rounds or passes that grow (no KV cache). None otherwise."""
+        if attention or lead.any() or len(signals) != 1 or not signals[0].startswith("once-per-pass"):
+            return None
+        if self.capture or self.spec is not None or self.growing is not None or ps.first.size < MIN_ALIKE_PASSES:
+            return None
+        return f"all {ps.first.size} passes run alike (no prompt's pass leads a request) and no kernel is attention"
 
     def _training(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's inference when backward kernels run in them (autograd's
@@ -614,9 +660,10 @@ class RequestCutting(BuilderState):
             self.notes.append(
                 f"the last request loads {every_call} module(s) too: loads up to that many are no warm-up"
             )
+        own_shape = self._own_shape_loads(ps, req_first, req_last, np.where(n_loads > every_call, n_loads, 0))
         for r in range(nreq):
             a, b = int(req_first[r]), int(req_last[r])
-            nl = int(n_loads[r]) if int(n_loads[r]) > every_call else 0
+            nl = int(n_loads[r]) if int(n_loads[r]) > every_call and r not in own_shape else 0
             nt = (
                 int(count_inside(tune_pos, np.array([ps.first[a]]), np.array([ps.last[b] - 1]))[0])
                 if tune_pos.size
@@ -690,6 +737,42 @@ class RequestCutting(BuilderState):
             self.notes.append(f"every request looked like warm-up; request {nreq - 1} is kept as measured")
             why[-1] = ""
         return warm, why
+
+    def _own_shape_loads(
+        self, ps: PassStats, req_first: np.ndarray, req_last: np.ndarray, n_loads: np.ndarray
+    ) -> set[int]:
+        """The requests after the first whose module loads (``n_loads``: those that would make them warm-up) are for
+        kernels of their own shape, not warm-up: the kernel names they run first (lazy loading loads a kernel's
+        module at its first launch) are mostly run by fewer than half the requests after it (a longer prompt's
+        attention or GEMM variant). A request that first runs kernels the requests after it keep running is warming
+        up for them. Each is said in a note."""
+        nreq = req_first.size
+        if nreq < 3 or not n_loads[1:-1].any():
+            return set()
+        seq = self.seq
+        first_at = first_positions(seq.code, len(seq.names))
+        names = [np.unique(seq.code[int(ps.first[req_first[q]]) : int(ps.last[req_last[q]])]) for q in range(nreq)]
+        out: set[int] = set()
+        for r in range(1, nreq - 1):
+            if not n_loads[r]:
+                continue
+            a, b = int(ps.first[req_first[r]]), int(ps.last[req_last[r]])
+            codes = names[r]
+            new = codes[(first_at[codes] >= a) & (first_at[codes] < b)]
+            if not new.size:
+                continue  # loads for no kernel of its own: a library's, warm-up as before
+            # a name the later requests keep running (at least half of them) is one the request warmed up
+            runs = np.zeros(new.size, dtype=np.int64)
+            for q in range(r + 1, nreq):
+                runs += np.isin(new, names[q])
+            later = int((2 * runs >= nreq - 1 - r).sum())
+            if 2 * later < new.size:
+                out.add(r)
+                self.notes.append(
+                    f"request {r} loads {int(n_loads[r])} module(s) for kernels it runs first, {new.size - later} "
+                    f"of {new.size} of them run by fewer than half the requests after it (its own shapes): no warm-up"
+                )
+        return out
 
     def loading_phases(self, t0: int, first_start: int | None) -> list[Phase]:
         """Loading, compilation and autotuning before the first step (or in the whole trace when none)."""
