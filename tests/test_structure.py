@@ -878,6 +878,7 @@ EMBEDDING_BAG = "void at::native::<unnamed>::EmbeddingBag_updateOutputKernel_sum
 FP32_GEMM = "sm80_xmma_gemm_f32f32_f32f32_f32_tn_n_tilesize64x64x8_stage3_warpsize1x4x1_ffma_aligna4_alignc4"
 RELU = "void at::native::vectorized_elementwise_kernel<4, at::native::relu_kernel_cuda>"
 FLASH = "fmha_cutlassF_f32_aligned_64x64_rf_sm80"
+GEMV = "void gemv2T_kernel_val<int, int, float, float, float, float, 128, 16, 4, 4, false, false>"
 
 
 def test_passes_that_each_copy_a_fresh_input_without_attention_are_not_an_llm():
@@ -889,11 +890,18 @@ def test_passes_that_each_copy_a_fresh_input_without_attention_are_not_an_llm():
     assert s.kind == "iterations" and s.count("iteration", measured=False) == 20, (s.kind, s.to_dict()["steps"])
     kind = [e.detail for e in s.evidence if e.fact == "kind"]
     assert len(kind) == 1 and kind[0].startswith("not an LLM: 20 of 20 passes start by copying 64 KiB or more"), kind
-    # passes with attention that copy as much are an LLM's (one fed a large buffer every step: decode_pathologies'
-    # 1 MiB pageable copy)
-    g = _synthetic_passes(20, 1, [*ranker[:8], (FLASH, 5_000), *ranker[8:]])
+    # a transformer classifier (attention, GEMMs over a batch of images' rows) fed its images pass by pass is none
+    # either; but decode steps with attention that multiply by a token's GEMVs are an LLM's even when each copies
+    # as much (one fed a large buffer every step: decode_pathologies' 1 MiB pageable copy)
+    vit = [(EMBEDDING_BAG, 3_000)] + [(FP32_GEMM, 10_000), (FLASH, 5_000), (RELU, 1_000)] * 4 + [(ARGMAX, 2_000)]
+    g = _synthetic_passes(20, 1, vit)
     t = find_structure(g["kernels"], g["api"], g["memcpy"])
-    assert t.kind == "llm-prefill", (t.kind, [e.detail for e in t.evidence if e.fact == "kind"])
+    kind = [e.detail for e in t.evidence if e.fact == "kind"]
+    assert t.kind == "iterations" and "GEMMs over the whole input" in kind[0], (t.kind, kind)
+    decode = [(EMBEDDING_BAG, 3_000)] + [(GEMV, 10_000), (FLASH, 5_000), (RELU, 1_000)] * 4 + [(ARGMAX, 2_000)]
+    h = _synthetic_passes(20, 1, decode)
+    u = find_structure(h["kernels"], h["api"], h["memcpy"])
+    assert u.kind.startswith("llm-"), (u.kind, [e.detail for e in u.evidence if e.fact == "kind"])
 
 
 def test_passes_all_alike_without_attention_or_a_prompt_pass_are_not_an_llm():

@@ -17,6 +17,7 @@ from .patterns import (
     DECODE_NAMES,
     FRAGMENT_SHARE,
     FRESH_INPUT_BYTES,
+    FRESH_INPUT_GEMM_SHARE,
     FRESH_INPUT_SHARE,
     GROWING_MATCH,
     GROWING_PAIRS,
@@ -387,12 +388,18 @@ class RequestCutting(BuilderState):
         return f"convolutions take {share:.0%} of the passes' GPU time, no attention kernels"
 
     def _fresh_inputs(self, ps: PassStats, attention: bool) -> str | None:
-        """Why the passes are not an LLM's when no kernel is attention (``attention``) and at least
-        ``FRESH_INPUT_SHARE`` of them start by copying ``FRESH_INPUT_BYTES`` or more from the host: each pass takes
-        a fresh input (a recommender's batch of features and ids, a graph, images), where a decode step takes the
-        token sampled before it (its embedding lookup and the classifier's argmax look like an LLM's). The copies
-        are those whose GPU start lies after the pass before it ended, up to the pass's own end. None otherwise."""
-        if attention or self.memcpy is None or self.memcpy.is_empty() or ps.first.size < 2:
+        """Why the passes are not an LLM's when at least ``FRESH_INPUT_SHARE`` of them start by copying
+        ``FRESH_INPUT_BYTES`` or more from the host, and no kernel is attention (``attention``) or nearly every pass
+        multiplies matrices as GEMMs (``gemm_led``: a whole input's rows, where a decode step's GEMVs multiply one
+        token's): each pass takes a fresh input (a recommender's batch of features and ids, a graph, images for a
+        vision transformer), where a decode step takes the token sampled before it (its embedding lookup and the
+        classifier's argmax look like an LLM's; an LLM fed a large buffer every step still decodes with GEMVs). The
+        copies are those whose GPU start lies after the pass before it ended, up to the pass's own end. None
+        otherwise."""
+        if self.memcpy is None or self.memcpy.is_empty() or ps.first.size < 2:
+            return None
+        gemm = attention and float(self.gemm_led(ps).mean()) >= FRESH_INPUT_GEMM_SHARE
+        if attention and not gemm:
             return None
         h2d = self.memcpy.filter(pl.col("copyKind") == COPY_HTOD)
         if h2d.is_empty():
@@ -405,9 +412,10 @@ class RequestCutting(BuilderState):
         if float(fresh.mean()) < FRESH_INPUT_SHARE:
             return None
         med = float(np.median(per_pass))
+        how = "their matrix products GEMMs over the whole input" if gemm else "no attention kernels"
         return (
             f"{int(fresh.sum())} of {ps.first.size} passes start by copying {FRESH_INPUT_BYTES // 1024} KiB or more "
-            f"from the host (median {med / 1024:,.0f} KiB), no attention kernels: each takes a fresh input"
+            f"from the host (median {med / 1024:,.0f} KiB), {how}: each takes a fresh input"
         )
 
     def _no_prompt_pass(self, ps: PassStats, lead: np.ndarray, attention: bool, signals: list[str]) -> str | None:
