@@ -96,6 +96,9 @@ EXTRA[two_tower_requests_whole]="";               ARGS[two_tower_requests_whole]
 EXTRA[gnn_spmm_requests_whole]="";                ARGS[gnn_spmm_requests_whole]="gnn_requests.py --aggregate spmm --nodes 30000 --degree 8 --hidden 256 --warmup 2 --iters 12"
 EXTRA[hf_qwen2_varlen_whole]="";                  ARGS[hf_qwen2_varlen_whole]="hf_varlen_generate.py --model qwen2 --layers 4 --prompt-lens 200,40,700,90,200 --new-tokens 10,30,6,20,10 --warmup 1 --iters 4"
 EXTRA[compile_vit_batches_whole]="";              ARGS[compile_vit_batches_whole]="compile_vit_batches.py --batches 8,1,32,8,4 --warmup 1 --iters 9"
+EXTRA[hf_llama_offloaded_b1_whole]="";            ARGS[hf_llama_offloaded_b1_whole]="hf_llama_generate.py --cache offloaded --layers 4 --batch 1 --prompt-len 128 --new-tokens 24 --host-prompt 1 --warmup 1 --iters 2"
+EXTRA[hf_llama_offloaded_b16_whole]="";           ARGS[hf_llama_offloaded_b16_whole]="hf_llama_generate.py --cache offloaded --layers 4 --batch 16 --prompt-len 256 --new-tokens 24 --host-prompt 1 --warmup 1 --iters 2"
+EXTRA[hf_llama_b32_hostprompt_whole]="";          ARGS[hf_llama_b32_hostprompt_whole]="hf_llama_generate.py --layers 4 --batch 32 --prompt-len 512 --new-tokens 16 --host-prompt 1 --warmup 1 --iters 3"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -4,7 +4,9 @@ Greedy decoding, batch 1, dynamic KV cache (transformers' default), eager PyTorc
 the whole process is meant to be captured (model construction on the GPU, 1 warm-up request, then the
 measured requests). EOS is disabled so every request produces exactly --new-tokens tokens:
 1 prefill forward pass + (new_tokens - 1) decode forward passes per request. With --no-cache 1 there is no KV
-cache (``use_cache=False``): every decode pass runs the model over the whole sequence so far.
+cache (``use_cache=False``): every decode pass runs the model over the whole sequence so far. ``--cache offloaded``
+passes ``cache_implementation="offloaded"`` (the KV cache kept on the host, each layer's copied to the GPU and back
+in every pass); ``--host-prompt 1`` copies the prompt's ids from the host at each request.
 
     python3 scripts/workloads/hf_llama_generate.py --layers 2 --prompt-len 48 --new-tokens 20 --warmup 1 --iters 2
 """
@@ -28,6 +30,8 @@ p.add_argument("--new-tokens", type=int, default=20)
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
 p.add_argument("--no-cache", type=int, default=0)
+p.add_argument("--cache", default="", help="a cache_implementation of generate (e.g. offloaded: KV on the host)")
+p.add_argument("--host-prompt", type=int, default=0, help="1: each request's prompt ids are copied from the host")
 a = p.parse_args()
 
 dev = setup()
@@ -39,13 +43,18 @@ model = random_causal_lm(
 gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0)
 if a.no_cache:
     gen["use_cache"] = False
-prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
+if a.cache:
+    gen["cache_implementation"] = a.cache
+host_prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len))
+prompt = host_prompt.to(dev)
 mask = torch.ones_like(prompt)
 
 times = []
 with torch.inference_mode():
     for i in range(a.warmup + a.iters):
         with Timer() as t:
+            if a.host_prompt:
+                prompt = host_prompt.to(dev)
             out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
         assert out.shape[1] == a.prompt_len + a.new_tokens, out.shape
         times.append(t.ms)
@@ -58,6 +67,7 @@ meas = times[a.warmup :]
 result(
     workload="hf_llama_generate",
     no_cache=a.no_cache,
+    cache=a.cache or "dynamic",
     request_ms=times,
     ms_per_token_measured=sum(meas) / len(meas) / a.new_tokens,
 )
