@@ -99,6 +99,9 @@ EXTRA[compile_vit_batches_whole]="";              ARGS[compile_vit_batches_whole
 EXTRA[hf_llama_offloaded_b1_whole]="";            ARGS[hf_llama_offloaded_b1_whole]="hf_llama_generate.py --cache offloaded --layers 4 --batch 1 --prompt-len 128 --new-tokens 24 --host-prompt 1 --warmup 1 --iters 2"
 EXTRA[hf_llama_offloaded_b16_whole]="";           ARGS[hf_llama_offloaded_b16_whole]="hf_llama_generate.py --cache offloaded --layers 4 --batch 16 --prompt-len 256 --new-tokens 24 --host-prompt 1 --warmup 1 --iters 2"
 EXTRA[hf_llama_b32_hostprompt_whole]="";          ARGS[hf_llama_b32_hostprompt_whole]="hf_llama_generate.py --layers 4 --batch 32 --prompt-len 512 --new-tokens 16 --host-prompt 1 --warmup 1 --iters 3"
+EXTRA[bert_classify_requests_whole]="";           ARGS[bert_classify_requests_whole]="bert_classify_requests.py --layers 6 --batch 32 --seq 128 --warmup 2 --iters 15"
+EXTRA[vit_readback_whole]="";                     ARGS[vit_readback_whole]="cnn_readback.py --arch vit_b_16 --batch 8 --warmup 2 --iters 20"
+EXTRA[swin_readback_whole]="";                    ARGS[swin_readback_whole]="cnn_readback.py --arch swin_t --batch 8 --warmup 2 --iters 20"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -96,4 +96,5 @@ RECURRENT_ANCHORS = 4  # sampling/embedding kernels a sequence's pass runs at mo
 FRESH_INPUT_BYTES = 64 * 1024
 FRESH_INPUT_SHARE = 0.75  # the least share of the passes that do
 FRESH_INPUT_GEMM_SHARE = 0.9  # with attention: the least share of GEMM-led passes (a whole input's rows)
+RNN_KERNELS = re.compile(r"(?i)(RNN|LSTM|GRU)")  # cuDNN's and PyTorch's recurrent cells (elemWiseRNNcell, ...)
 MIN_ALIKE_PASSES = 8  # passes that all run alike, with no attention and no prompt's pass: a model's iterations

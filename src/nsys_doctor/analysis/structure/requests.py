@@ -39,6 +39,7 @@ from .patterns import (
     REQUEST_NAMES,
     RESET_MATCH,
     RESET_SHARE,
+    RNN_KERNELS,
     SLOW_WARMUP_FACTOR,
     STEP_NAMES,
     STRIDE_GAP_FACTOR,
@@ -402,6 +403,8 @@ class RequestCutting(BuilderState):
         if attention and not gemm:
             return None
         h2d = self.memcpy.filter(pl.col("copyKind") == COPY_HTOD)
+        if self.pid is not None and "globalPid" in h2d.columns:  # the analyzed process's copies only
+            h2d = h2d.filter(((pl.col("globalPid") // (1 << 24)) % (1 << 24)) == self.pid)
         if h2d.is_empty():
             return None
         at = np.searchsorted(ps.gpu_end, h2d["start"].to_numpy(), side="left")
@@ -423,10 +426,18 @@ class RequestCutting(BuilderState):
         is attention, no pass leads a request (no prompt's pass: every pass runs alike) and the whole run was
         captured (a capture range may hold decode steps alone): an LLM's request starts with its prompt's pass, a
         retrieval or ranking model's top-k and embedding lookups run in every one of its passes. Not for
-        speculative rounds or passes that grow (no KV cache). None otherwise."""
+        speculative rounds or passes that grow (no KV cache), nor for a recurrent model (``RNN_KERNELS``: a recurrent
+        language model's request runs alike too). The capture must hold the program's start: weights copied to the
+        GPU before the first pass (a capture that starts later, with ``--delay`` or ``--duration``, may hold an
+        LLM's decode steps alone, and eager attention's batched products and softmax are no attention kernel by
+        name). None otherwise."""
         if attention or lead.any() or len(signals) != 1 or not signals[0].startswith("once-per-pass"):
             return None
         if self.capture or self.spec is not None or self.growing is not None or ps.first.size < MIN_ALIKE_PASSES:
+            return None
+        if not (self.sig.weight_copies < ps.t_start[0]).any():
+            return None
+        if any(RNN_KERNELS.search(self.seq.names[c]) for c in self.codes_used(int(ps.first[0]), int(ps.last[-1]))):
             return None
         return f"all {ps.first.size} passes run alike (no prompt's pass leads a request) and no kernel is attention"
 
