@@ -908,6 +908,20 @@ def test_passes_that_each_copy_a_fresh_input_without_attention_are_not_an_llm():
     assert u.kind.startswith("llm-"), (u.kind, [e.detail for e in u.evidence if e.fact == "kind"])
 
 
+def test_passes_that_start_with_a_patch_embedding_convolution_are_not_an_llm():
+    # a vision transformer benchmarked with its images on the GPU (no copy a pass), an argmax read back per pass:
+    # attention, GEMMs and an argmax as an LLM's prompt passes have, but each pass starts with a convolution
+    vit = [(STEM, 3_000)] + [(FP32_GEMM, 10_000), (FLASH, 5_000), (RELU, 1_000)] * 4 + [(ARGMAX, 2_000)]
+    f = _synthetic_passes(20, 1, vit, input_bytes=16)
+    s = find_structure(f["kernels"], f["api"], f["memcpy"])
+    kind = [e.detail for e in s.evidence if e.fact == "kind"]
+    assert s.kind == "iterations" and "start with a convolution" in kind[0], (s.kind, kind)
+    # the same passes without the convolution are an LLM's prompts, as before
+    g = _synthetic_passes(20, 1, vit[1:], input_bytes=16)
+    t = find_structure(g["kernels"], g["api"], g["memcpy"])
+    assert t.kind == "llm-prefill", (t.kind, [e.detail for e in t.evidence if e.fact == "kind"])
+
+
 def test_passes_all_alike_without_attention_or_a_prompt_pass_are_not_an_llm():
     # the ranker fed a few bytes a pass (ids of a retrieval model's candidates): no pass leads a request, nothing is
     # attention, the whole run was captured: its embedding lookups and argmax make no LLM

@@ -12,8 +12,10 @@ from ..distribution import scalar_int
 from .nvtx import count_inside, regular_stride
 from .passes import PassStats, pass_growth, span_sums
 from .patterns import (
+    ATTENTION_FAMILIES,
     BACKWARD_KERNELS,
     CNN_CONV_SHARE,
+    CONV_FAMILIES,
     DECODE_NAMES,
     FRAGMENT_SHARE,
     FRESH_INPUT_BYTES,
@@ -322,6 +324,7 @@ class RequestCutting(BuilderState):
             or self._recurrent(ps, attention)
             or self._fresh_inputs(ps, attention)
             or self._no_prompt_pass(ps, lead, attention, signals)
+            or self._convolution_front(ps, lead)
         )
         if conv is not None:
             self.ev(
@@ -440,6 +443,25 @@ class RequestCutting(BuilderState):
         if any(RNN_KERNELS.search(self.seq.names[c]) for c in self.codes_used(int(ps.first[0]), int(ps.last[-1]))):
             return None
         return f"all {ps.first.size} passes run alike (no prompt's pass leads a request) and no kernel is attention"
+
+    def _convolution_front(self, ps: PassStats, lead: np.ndarray) -> str | None:
+        """Why the passes are not an LLM's when no pass leads a request (prompts alone, no decode step) and most
+        passes start their matrix work with a convolution: an image's (or a signal's) patch embedding, the front of
+        a vision transformer, which no LLM's pass has (a classifier's argmax and attention look like an LLM's).
+        None otherwise."""
+        if lead.any() or self.spec is not None or self.growing is not None or self.nv_decode:
+            return None
+        seq = self.seq
+        fam = np.array([*self.fams, "other"], dtype=object)
+        conv = np.isin(fam, list(CONV_FAMILIES))[seq.code]
+        work = conv | np.isin(fam, [*MATRIX_FAMILIES, *ATTENTION_FAMILIES])[seq.code]
+        front = 0
+        for a, b in zip(ps.first.tolist(), ps.last.tolist(), strict=True):
+            at = np.flatnonzero(work[a:b])
+            front += bool(at.size and conv[a + int(at[0])])
+        if 2 * front <= ps.first.size:
+            return None
+        return f"{front} of {ps.first.size} passes start with a convolution (a patch embedding) and none decodes"
 
     def _training(self, ps: PassStats) -> str | None:
         """Why the passes are not an LLM's inference when backward kernels run in them (autograd's
