@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from ...trace.schema import COPY_HTOD
+from ...trace.tables import pid_of
 from ..distribution import scalar_int
 from .nvtx import count_inside, regular_stride
 from .passes import PassStats, pass_growth, span_sums
@@ -407,7 +408,7 @@ class RequestCutting(BuilderState):
             return None
         h2d = self.memcpy.filter(pl.col("copyKind") == COPY_HTOD)
         if self.pid is not None and "globalPid" in h2d.columns:  # the analyzed process's copies only
-            h2d = h2d.filter(((pl.col("globalPid") // (1 << 24)) % (1 << 24)) == self.pid)
+            h2d = h2d.filter(pid_of("globalPid") == self.pid)
         if h2d.is_empty():
             return None
         at = np.searchsorted(ps.gpu_end, h2d["start"].to_numpy(), side="left")
@@ -454,11 +455,11 @@ class RequestCutting(BuilderState):
         seq = self.seq
         fam = np.array([*self.fams, "other"], dtype=object)
         conv = np.isin(fam, list(CONV_FAMILIES))[seq.code]
-        work = conv | np.isin(fam, [*MATRIX_FAMILIES, *ATTENTION_FAMILIES])[seq.code]
-        front = 0
-        for a, b in zip(ps.first.tolist(), ps.last.tolist(), strict=True):
-            at = np.flatnonzero(work[a:b])
-            front += bool(at.size and conv[a + int(at[0])])
+        work = np.flatnonzero(conv | np.isin(fam, [*MATRIX_FAMILIES, *ATTENTION_FAMILIES])[seq.code])
+        # each pass's first kernel of matrix work (a convolution, a matrix product or attention): a convolution?
+        at = np.searchsorted(work, ps.first)
+        first = work[np.minimum(at, max(work.size - 1, 0))] if work.size else np.zeros(0, dtype=np.int64)
+        front = int((conv[first] & (first >= ps.first) & (first < ps.last)).sum()) if work.size else 0
         if 2 * front <= ps.first.size:
             return None
         return f"{front} of {ps.first.size} passes start with a convolution (a patch embedding) and none decodes"
@@ -793,19 +794,20 @@ class RequestCutting(BuilderState):
         seq = self.seq
         first_at = first_positions(seq.code, len(seq.names))
         names = [np.unique(seq.code[int(ps.first[req_first[q]]) : int(ps.last[req_last[q]])]) for q in range(nreq)]
+        # every (name, request) that runs it, as one sorted key: the requests after r that run a name are counted
+        # by two binary searches (no loop over the later requests for each request that loads)
+        keys = np.sort(np.concatenate([c.astype(np.int64) * nreq + q for q, c in enumerate(names)]))
         out: set[int] = set()
         for r in range(1, nreq - 1):
             if not n_loads[r]:
                 continue
             a, b = int(ps.first[req_first[r]]), int(ps.last[req_last[r]])
             codes = names[r]
-            new = codes[(first_at[codes] >= a) & (first_at[codes] < b)]
+            new = codes[(first_at[codes] >= a) & (first_at[codes] < b)].astype(np.int64)
             if not new.size:
                 continue  # loads for no kernel of its own: a library's, warm-up as before
             # a name the later requests keep running (at least half of them) is one the request warmed up
-            runs = np.zeros(new.size, dtype=np.int64)
-            for q in range(r + 1, nreq):
-                runs += np.isin(new, names[q])
+            runs = np.searchsorted(keys, new * nreq + nreq) - np.searchsorted(keys, new * nreq + r + 1)
             later = int((2 * runs >= nreq - 1 - r).sum())
             if 2 * later < new.size:
                 out.add(r)

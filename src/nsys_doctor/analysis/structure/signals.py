@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from ...trace.schema import COPY_DTOH, COPY_HTOD, MEMCPY_KIND_LABELS
+from ...trace.tables import pid_of
 from ..phases import GRAPH_LAUNCH_API, PROFILER_START_API, WEIGHT_COPY_BYTES
 from .patterns import (
     ANCHOR_FAMILIES,
@@ -68,7 +69,7 @@ def find_signals(seq: Seq, api: Api, memcpy: pl.DataFrame | None, pid: int | Non
         assert memcpy is not None
         mc = memcpy
         if pid is not None and "globalPid" in mc.columns:
-            mc = mc.filter(((pl.col("globalPid") // (1 << 24)) % (1 << 24)) == pid)
+            mc = mc.filter(pid_of("globalPid") == pid)
         for kind in (COPY_HTOD, COPY_DTOH):
             label = f"{MEMCPY_KIND_LABELS[kind].lower()} copy"  # host-to-device copy, device-to-host copy
             part = mc.filter(pl.col("copyKind") == kind)
