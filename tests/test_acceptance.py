@@ -212,6 +212,15 @@ CASES = [
     # (batch 16): an LLM's decode still (attention, its linear layers a token's GEMVs)
     Truth(RUNS / "hf_llama_offloaded_b16_whole.sqlite", "llm-decode", 2, 46, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
+    # captured after the rules above, configurations not analyzed before (part 15): encoder-decoders of short outputs
+    # (T5, 8 tokens; Whisper, 10, with 50 ms sleeps between requests), as few decoder passes a request as a round of
+    # speculative decoding has drafts (both were taken for it: 1 request), and a speculative run beside them
+    Truth(RUNS / "t5_short_out_whole.sqlite", "llm-decode", 10, 35, 0, 5, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
+    Truth(RUNS / "whisper_short_out_whole.sqlite", "llm-decode", 10, 45, 0, 5, 1, None,
+          critical_ok=frozenset({"low-gpu-utilization", "launch-bound", "gpu-idle-gap"})),
+    Truth(RUNS / "hf_assisted_d2_long_whole.sqlite", "llm-decode", 4, 40, 0, 4, 1, None, ("launch-bound",),
+          frozenset({"launch-bound"})),
     Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
           critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces

@@ -74,6 +74,25 @@ def test_sqlite_but_not_nsys(capsys, tmp_path):
     assert _digest(p) == before
 
 
+def test_export_cut_short(capsys, tmp_path):
+    # what nsys 2025.3 wrote for a report recorded by nsys 2025.6 (a public .nsys-rep): its string table and two
+    # tables of the file's own, no event or target table
+    p = tmp_path / "cut_short.sqlite"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE StringIds(id INTEGER PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("CREATE TABLE ANALYSIS_FILE(id INTEGER PRIMARY KEY, filename TEXT)")
+    con.execute("CREATE TABLE ProcessStreams(globalPid INTEGER, filenameId INTEGER, contentId INTEGER)")
+    con.execute("INSERT INTO StringIds VALUES (1, 'x')")
+    con.commit()
+    con.close()
+    before = _digest(p)
+    for cmd in (["stats", str(p), "-r", "cuda_gpu_kern_sum"], ["report", str(p)], ["info", str(p)]):
+        code, err = _run(capsys, *cmd)
+        _one_line_error(code, err, "export cut short", "StringIds", "nsys export --type=sqlite")
+        assert "not an nsys export" not in err
+    assert _digest(p) == before
+
+
 def test_truncated_copy(capsys, tmp_path):
     p = tmp_path / "cut.sqlite"
     data = SAMPLE.read_bytes()

@@ -33,6 +33,49 @@ SPOT_CHECKS: list[tuple[str, str, str, str | None]] = [
     ("volta_scudnn_128x32_relu_interior_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
     ("turing_scudnn_128x64_relu_small_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
     ("cudnn::gemm::computeOffsetsKernel(cudnn::gemm::ComputeOffsetsParams)", "conv", "convolution", None),
+    # their tensor-core variants, named after the MMA shape, and TensorRT's builds of them, a ReLU or GELU fused (as
+    # public TensorRT tactic logs and nsys tables print them: a T4 engine's "trt_turing_h1688cudnn_...", a YOLOv8
+    # engine's "trt_ampere_h16816cudnn_...", TensorRT 7.2's banned tactics): convolutions, not activations
+    ("volta_h884cudnn_256x128_ldg8_relu_exp_small_nhwc_tn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    ("turing_h1688cudnn_256x128_ldg8_relu_exp_medium_nhwc_tn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    ("trt_turing_h1688cudnn_256x64_ldg8_relu_exp_small_nhwc_tn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    (
+        "trt_ampere_h16816cudnn_64x128_sliced1x2_ldg8_relu_exp_stages_64x4_medium_nhwc_tn",
+        "conv",
+        "convolution",
+        "convolution (cuDNN)",
+    ),
+    (
+        "turing_fp16_s1688cudnn_fp16_128x128_ldg8_relu_f2f_exp_medium_nhwc_gelu_tn_v1",
+        "conv",
+        "convolution",
+        "convolution (cuDNN)",
+    ),
+    ("ampere_scudnn_winograd_128x128_ldg1_ldg4_relu_tile148t_nt_v1", "conv", "convolution", "convolution (cuDNN)"),
+    # TensorRT's own kernels: its generated pointwise fusions, Myelin's fused kernels, reformatting between layouts
+    # and precisions, padding, slicing; cuTENSOR's permutations
+    ("generatedNativePointwise", "elementwise", "elementwise / other", "fused elementwise (TensorRT)"),
+    ("__myl_AddMulRouMaxMinTra_0xa2e185eeee77c88be9eabf5c34ef6679", "elementwise", "elementwise / other", None),
+    (
+        "void genericReformat::copyPackedKernel<float, __half, (bool)1, (bool)1, genericReformat::ArrayN<(int)4>, "
+        "(int)4>(unsigned int, unsigned int, void *, genericReformat::ArrayN<(int)4>)",
+        "elementwise",
+        "elementwise / other",
+        "reformat / pad / slice (TensorRT)",
+    ),
+    (
+        "void cuPad::pad<__half, (int)128, (bool)0>(T2 *, nvinfer1::DimsNCHW, const T2 *)",
+        "elementwise",
+        "elementwise / other",
+        "reformat / pad / slice (TensorRT)",
+    ),
+    (
+        "void CUTENSOR_NAMESPACE::permutationKernelPLC3<CUTENSOR_NAMESPACE::VectorWrite2D<__half, __half>>()",
+        "elementwise",
+        "elementwise / other",
+        "permute (cuTENSOR)",
+    ),
+    ("sm50_xmma_pooling_coalescedC_NHWC_kMAX_2_False_execute_kernel_trt", "pooling", "elementwise / other", None),
     # cuBLASLt nvjet: the tile's N <= 16 is the skinny (decode) GEMV case, a big N is a GEMM
     ("nvjet_sm90_tst_128x8_64x12_2x1_v_bz_TNT", "gemv", "GEMV", "linear (GEMV)"),
     ("nvjet_sm90_tst_64x16_64x16_2x1_v_bz_splitK_TNT", "gemv", "GEMV", "linear (GEMV)"),

@@ -159,3 +159,28 @@ def test_info_shows_an_old_export_s_driver_dotted() -> None:
     assert _sql(path, "SELECT value FROM TARGET_INFO_SYSTEM_ENV WHERE name = 'NvDriverVersion'") == [("5154304",)]
     rc, out, err = _run("info", str(path))
     assert rc == 0 and "driver 515.43.04" in out, err
+
+
+TRT = PUBLIC / "realcugan_trt_profile.sqlite"
+
+
+def test_a_tensorrt_engine_is_read_as_its_convolutions() -> None:
+    # RealCUGAN super-resolution with TensorRT on an RTX 2080 Ti: its convolutions are cuDNN tensor-core kernels
+    # built by TensorRT with the ReLU fused ("trt_turing_h1688cudnn_..._relu_...") and implicit-GEMM (de)convolutions;
+    # they were read as activations ("fuse them into the convolution epilogue": they are the convolution)
+    conv_like = "(s.value LIKE '%cudnn%' OR s.value LIKE '%xmma_fprop%' OR s.value LIKE '%xmma_deconv%')"
+    ((conv_ns, all_ns),) = _sql(
+        TRT,
+        f"SELECT sum(CASE WHEN {conv_like} THEN k.end - k.start ELSE 0 END), sum(k.end - k.start) "
+        "FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName",
+    )
+    assert conv_ns > all_ns / 2  # most of the GPU's kernel time is convolutions (SQL, whole trace)
+    d = _report(TRT)
+    assert d["diagnosis"]["family"] == "conv"
+    assert d["next_actions"][0].startswith("convolutions dominate")
+    assert all(k["family"] == "conv" for k in d["kernels"] if "cudnn" in k["name"] or "xmma_fprop" in k["name"])
+    assert "activation" not in {f["family"] for f in d["families"]}
+    # TensorRT's own pointwise fusions and reformat / pad kernels are elementwise work, not unmapped
+    by_name = {k["short"]: k for k in d["kernels"]}
+    assert by_name["generatedNativePointwise"]["family"] == "elementwise"
+    assert by_name["pad"]["op"] == "reformat / pad / slice (TensorRT)"

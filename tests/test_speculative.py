@@ -140,6 +140,21 @@ def test_an_encoder_then_many_decoder_passes_is_no_round() -> None:
     assert rounds is None
 
 
+@pytest.mark.parametrize("outputs", [4, 8, 12])
+def test_an_encoder_then_few_decoder_passes_is_no_round(outputs: int) -> None:
+    # a short output (a translation, a label, a short utterance): as few decoder passes after each encoder pass as
+    # a round has drafts; but every big pass comes after the idle gap between requests, where a verify pass follows
+    # its drafts at once: requests of a prefill step (the encoder pass; these decoder passes are all alike) and decode
+    # steps
+    encdec = [[_pass(6, 64, sample=False), *(_pass(4, 1, cross=True) for _ in range(outputs))] for _ in range(6)]
+    rounds, _ = _rounds(encdec)
+    assert rounds is None
+    s = find_structure(*_frames(encdec).values())
+    assert s.draft_passes is None
+    assert len(s.requests) == 6
+    assert [(r.prefill_steps, r.decode_steps) for r in s.measured_requests] == [(1, outputs)] * len(s.measured_requests)
+
+
 def test_bigger_passes_in_a_row_are_no_verify_passes() -> None:
     # a third of the big passes follow another big pass: no draft-and-verify rounds (a round has one verify pass),
     # though two small passes lie between big ones in the median

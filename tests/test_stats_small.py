@@ -18,7 +18,7 @@ from nsys_doctor.stats.api import small_api_calls
 from nsys_doctor.stats.exec import _small_launch_stats
 from nsys_doctor.stats.gpu_rules import _small_sources
 from nsys_doctor.stats.kernels import small_kernels
-from nsys_doctor.stats.memops import small_memory_ops
+from nsys_doctor.stats.memops import small_memory_groups, small_memory_ops
 from nsys_doctor.stats.nvtx import _small_ranges
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.window import EventFilter, event_filter, parse_filter_nvtx
@@ -251,6 +251,39 @@ def test_engine_on_two_keys_from_an_iterator_and_groups_of_one() -> None:
     assert aggregate.small_grouped_stats([("a", "b", 1.0)], ["k", "j"]) is None
     assert aggregate.small_grouped_stats([("a", 2**52)], ["k"]) is None
     assert aggregate.small_grouped_stats([("a", None, 3)], ["k", "j"]) is None  # a NULL in a key of two
+
+
+COPY_KINDS = {
+    # copyKind values set on every third copy (the sample's copies are all device to device, kind 8)
+    "another kind": ("1", ["[CUDA memcpy Device-to-Device]", "[CUDA memcpy Host-to-Device]"]),
+    "NULL kind": ("NULL", ["[CUDA memcpy Device-to-Device]", "[CUDA memcpy Unknown]"]),
+    "two unknown numbers": ("98 + rowid % 2", ["[CUDA memcpy Device-to-Device]", "[CUDA memcpy Unknown]"]),
+}
+
+
+@pytest.mark.parametrize("case", COPY_KINDS)
+def test_memory_groups_by_kind_are_the_groups_by_name(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stdlib path groups copies by their kind's number and names each group once; where a kind is NULL or two
+    numbers share a label ("Unknown") it groups by the label, as the polars path does: the same rows either way."""
+    value, names = COPY_KINDS[case]
+    trace = Trace.open(mutated_copy(SAMPLE, tmp_path / "kinds.sqlite", set_values(MC, "copyKind", value, every=3)))
+    try:
+        ctx = ReportContext(trace, EventFilter())
+        for column in ("bytes", "dur"):
+            groups = small_memory_groups(ctx, column)
+            assert groups is not None, case  # still the stdlib path
+            assert sorted(g["name"] for g in groups) == [*names, "[CUDA memset]"], case
+        for report in ("cuda_gpu_mem_time_sum", "cuda_gpu_mem_size_sum"):
+            fast = run_report(ReportContext(trace, EventFilter()), parse_report_arg(report)).rows
+            with monkeypatch.context() as m:
+                m.setattr(core, "SMALL_ROWS", 0)
+                slow = run_report(ReportContext(trace, EventFilter()), parse_report_arg(report)).rows
+            assert len(fast) == 3
+            _same(fast, slow, f"{case}: {report}")
+    finally:
+        trace.close()
 
 
 # ------------------------------------------------------------------------------------------- damaged or odd tables

@@ -58,6 +58,20 @@ def test_cnn_training_steps() -> None:
     assert "for inference" not in text and "batch norm cannot be folded into a convolution" in text
 
 
+@_needs(CNN)
+@_needs("resnet18_requests_whole")
+def test_convolution_advice_in_training_and_inference() -> None:
+    # both spend most GPU time in convolutions: the advice for them, first of the kernel advice; inference may fold
+    # batch norm and the activation into the convolution, training may not
+    for name, fold in ((CNN, False), ("resnet18_requests_whole", True)):
+        d = json.loads(_report(name, "json"))
+        assert d["diagnosis"]["family"] == "conv"
+        advice = [a for a in d["next_actions"] if a.startswith("convolutions dominate")]
+        assert len(advice) == 1, d["next_actions"]
+        assert ("fold batch norm and the activation into the convolution" in advice[0]) is fold, advice
+        assert ("mixed precision" in advice[0]) is not fold, advice
+
+
 @_needs(ACCUM)
 def test_gradient_accumulation_is_found_and_named() -> None:
     d = json.loads(_report(ACCUM, "json"))

@@ -102,6 +102,27 @@ EXTRA[hf_llama_b32_hostprompt_whole]="";          ARGS[hf_llama_b32_hostprompt_w
 EXTRA[bert_classify_requests_whole]="";           ARGS[bert_classify_requests_whole]="bert_classify_requests.py --layers 6 --batch 32 --seq 128 --warmup 2 --iters 15"
 EXTRA[vit_readback_whole]="";                     ARGS[vit_readback_whole]="cnn_readback.py --arch vit_b_16 --batch 8 --warmup 2 --iters 20"
 EXTRA[swin_readback_whole]="";                    ARGS[swin_readback_whole]="cnn_readback.py --arch swin_t --batch 8 --warmup 2 --iters 20"
+# configurations never analyzed before they were captured (a check of the rules on runs they were not written on)
+EXTRA[hf_moe_b1_long_whole]="";                   ARGS[hf_moe_b1_long_whole]="hf_moe_generate.py --layers 4 --batch 1 --prompt-len 128 --new-tokens 40 --warmup 1 --iters 3"
+EXTRA[gpt2_beam8_whole]="";                       ARGS[gpt2_beam8_whole]="hf_beam_generate.py --layers 2 --beams 8 --prompt-len 100 --new-tokens 30 --warmup 2 --iters 3"
+EXTRA[whisper_long_whole]="";                     ARGS[whisper_long_whole]="hf_whisper_generate.py --layers 2 --new-tokens 60 --warmup 2 --iters 4"
+EXTRA[t5_long_input_whole]="";                    ARGS[t5_long_input_whole]="hf_encdec_generate.py --layers 6 --input-len 200 --new-tokens 12 --warmup 1 --iters 4"
+EXTRA[effnet_b1_requests_whole]="";               ARGS[effnet_b1_requests_whole]="cnn_requests.py --arch efficientnet_b0 --dtype fp32 --batch 1 --warmup 3 --iters 5 --passes 3"
+EXTRA[qwen2_sample_b8_whole]="";                  ARGS[qwen2_sample_b8_whole]="hf_sample_generate.py --layers 4 --batch 8 --prompt-len 200 --new-tokens 50 --warmup 1 --iters 2"
+EXTRA[bert_large_batch_whole]="";                 ARGS[bert_large_batch_whole]="bert_classify_requests.py --layers 12 --batch 16 --seq 256 --warmup 3 --iters 10"
+EXTRA[jax_decode_long_whole]="";                  ARGS[jax_decode_long_whole]="jax_decode_scan.py --prompt-len 100 --new-tokens 50 --max-len 160 --warmup 2 --iters 2"
+# encoder-decoder runs of short outputs (a few decoder passes after each encoder pass) and speculative runs beside them
+EXTRA[t5_short_out_whole]="";                     ARGS[t5_short_out_whole]="hf_encdec_generate.py --layers 6 --input-len 128 --new-tokens 8 --warmup 1 --iters 5"
+EXTRA[t5_mid_out_whole]="";                       ARGS[t5_mid_out_whole]="hf_encdec_generate.py --layers 4 --input-len 300 --new-tokens 16 --warmup 2 --iters 3"
+EXTRA[whisper_short_out_whole]="";                ARGS[whisper_short_out_whole]="hf_whisper_generate.py --layers 4 --new-tokens 10 --warmup 1 --iters 5"
+EXTRA[hf_assisted_d2_long_whole]="";              ARGS[hf_assisted_d2_long_whole]="hf_assisted_generate.py --layers 6 --assistant-layers 1 --prompt-len 200 --new-tokens 24 --draft 2 --warmup 1 --iters 4"
+# the same with no pause between requests (back to back: only the host's own work between them), batches, BART
+EXTRA[t5_nopause_whole]="";                       ARGS[t5_nopause_whole]="hf_encdec_generate.py --layers 4 --input-len 96 --new-tokens 6 --pause-ms 0 --warmup 1 --iters 6"
+EXTRA[t5_b8_3tok_whole]="";                       ARGS[t5_b8_3tok_whole]="hf_encdec_generate.py --layers 6 --input-len 64 --new-tokens 3 --batch 8 --pause-ms 0 --warmup 2 --iters 8"
+EXTRA[bart_b4_short_whole]="";                    ARGS[bart_b4_short_whole]="hf_encdec_generate.py --model bart --layers 6 --input-len 256 --new-tokens 10 --batch 4 --pause-ms 0 --warmup 2 --iters 4"
+EXTRA[bart_long_out_whole]="";                    ARGS[bart_long_out_whole]="hf_encdec_generate.py --model bart --layers 3 --input-len 64 --new-tokens 40 --pause-ms 20 --warmup 1 --iters 3"
+EXTRA[whisper_nopause_whole]="";                  ARGS[whisper_nopause_whole]="hf_whisper_generate.py --layers 2 --new-tokens 6 --pause-ms 0 --warmup 1 --iters 6"
+EXTRA[hf_assisted_nopause_whole]="";              ARGS[hf_assisted_nopause_whole]="hf_assisted_generate.py --layers 4 --prompt-len 64 --new-tokens 24 --draft 4 --pause-ms 0 --warmup 1 --iters 3"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

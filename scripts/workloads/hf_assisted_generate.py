@@ -13,10 +13,10 @@ tokens (no EOS). The assistant drafts up to --draft tokens per round (num_assist
 "heuristic", transformers' default, adds 2 after a round whose drafts were all accepted and takes 1 away otherwise),
 then the target verifies them all in ONE forward pass over (the tokens it has not seen + the drafts); the accepted
 drafts + 1 target token are appended. --warmup warm-up requests then --iters measured ones, each followed by
-torch.cuda.synchronize() and a 50 ms sleep. Eager PyTorch, no NVTX, whole process captured. Forward passes of both
-models are counted on the CPU (forward pre-hooks on the two LlamaForCausalLM modules, recording the number of input
-tokens of each pass) and the accepted drafts per round through AssistedCandidateGenerator.update_candidate_strategy
-(num_matches).
+torch.cuda.synchronize() and a pause of --pause-ms (50 ms). Eager PyTorch, no NVTX, whole process captured. Forward
+passes of both models are counted on the CPU (forward pre-hooks on the two LlamaForCausalLM modules, recording the
+number of input tokens of each pass) and the accepted drafts per round through
+AssistedCandidateGenerator.update_candidate_strategy (num_matches).
 
 --sample: speculative sampling (do_sample, top-k 50; the target accepts drafts by rejection sampling). --prompt-lookup
 N: no assistant at all (prompt lookup decoding: drafts are copied from the prompt, the target verifies them).
@@ -49,6 +49,7 @@ p.add_argument("--sample", action="store_true", help="do_sample=True, top_k 50 (
 p.add_argument("--prompt-lookup", type=int, default=0, help="no assistant: prompt lookup decoding with N tokens")
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
+p.add_argument("--pause-ms", type=float, default=50.0)
 a = p.parse_args()
 
 dev = setup()
@@ -121,7 +122,7 @@ with torch.inference_mode():
             f"{out.shape[1] - a.prompt_len} new tokens, {rec}",
             flush=True,
         )
-        time.sleep(0.05)
+        time.sleep(a.pause_ms / 1000)
 meas = times[a.warmup :]
 result(
     workload="hf_assisted_generate",

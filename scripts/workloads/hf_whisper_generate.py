@@ -6,8 +6,8 @@ Per request: one encoder pass over the 3000 mel frames (two convolutions, then 1
 --new-tokens decoder passes (min_new_tokens = max_new_tokens keeps EOS away; the generation config has no language
 table, so no language-detection pass; the decoder starts from the single decoder start token). The first decoder
 pass also projects the encoder output into every layer's cross-attention keys and values. After each request
-torch.cuda.synchronize(), then a 50 ms pause. --warmup warm-up requests, then --iters measured ones; no NVTX, whole
-process captured.
+torch.cuda.synchronize(), then a pause of --pause-ms (50 ms; 0: the next request at once). --warmup warm-up
+requests, then --iters measured ones; no NVTX, whole process captured.
 
     python3 scripts/workloads/hf_whisper_generate.py --layers 4 --new-tokens 32 --warmup 1 --iters 2
 """
@@ -26,6 +26,7 @@ p.add_argument("--heads", type=int, default=6)
 p.add_argument("--new-tokens", type=int, default=32)
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=2)
+p.add_argument("--pause-ms", type=float, default=50.0)
 a = p.parse_args()
 
 dev = setup()
@@ -56,7 +57,7 @@ with torch.inference_mode():
             f"request {i} ({'warmup' if i < a.warmup else 'measured'}): {t.ms:.1f} ms, output {tuple(out.shape)}",
             flush=True,
         )
-        time.sleep(0.05)
+        time.sleep(a.pause_ms / 1000)
 meas = times[a.warmup :]
 result(
     workload="hf_whisper_generate",

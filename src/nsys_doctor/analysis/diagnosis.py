@@ -67,6 +67,10 @@ FAMILY_ADVICE: dict[str, str] = {
     "memset": "memsets are heavy: avoid clearing buffers every step",
     "reduction": "reductions are heavy: fuse them into the producing kernel",
     "moe": "MoE routing/expert kernels dominate: check expert load balance and grouped-GEMM efficiency",
+    "conv": "convolutions dominate: check they run on the tensor cores (FP16/BF16 or INT8 kernels, not FP32 ones "
+    "such as *_scudnn_* or implicit_convolve_sgemm) with channels-last (NHWC) tensors, let cuDNN pick the fastest "
+    "algorithm for fixed shapes (torch.backends.cudnn.benchmark = True; TensorRT picks its tactics when it builds "
+    "the engine), and fold batch norm and the activation into the convolution",
 }
 
 
@@ -547,7 +551,10 @@ def _dynamic_shapes(
         codes = inside["name"]
     grid = pl.col(PACKED_GRID) if PACKED_GRID in inside.columns else pack_grid()  # packed by the caller, or here
     inside = inside.select(codes, "idx", grid.alias("g"))
-    per_step = inside.group_by("idx", "name").agg(pl.col("g").unique().sort().alias("sig"))
+    # a step's signature for a name is its grids, distinct and sorted: one sort of the distinct (name, step, grid)
+    # rows makes each signature a run of rows in order (sorting inside every group is twice as slow)
+    runs = inside.unique(["name", "idx", "g"]).sort("name", "idx", "g")
+    per_step = runs.group_by("name", "idx", maintain_order=True).agg(pl.col("g").alias("sig"))
     out = per_step.group_by("name").agg(
         pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps")
     )
@@ -614,6 +621,9 @@ TRAINING_ADVICE: dict[str, str] = {
     "norm": "normalization kernels are heavy: in training batch norm cannot be folded into a convolution, so fuse "
     "norms with their neighbours (a compiler such as torch.compile fuses batch norm or layer norm with the "
     "activation and the residual add, forward and backward)",
+    "conv": "convolutions dominate: check they run on the tensor cores (mixed precision: BF16/FP16 autocast) with "
+    "channels-last (NHWC) tensors, and let cuDNN pick the fastest algorithm for fixed shapes "
+    "(torch.backends.cudnn.benchmark = True)",
 }
 
 

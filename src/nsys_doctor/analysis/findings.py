@@ -34,8 +34,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "host-sync-in-inference": (
         "The host waits for the GPU inside the step loop",
-        "remove per-step synchronization (.item(), .cpu(), cudaStreamSynchronize): keep the token on the GPU, "
-        "read it asynchronously (pinned buffer + event) or batch the reads",
+        "remove per-step synchronization (.item(), .cpu(), cudaStreamSynchronize, cudaEventSynchronize): keep "
+        "results on the GPU (in a decode loop, the sampled token), read them asynchronously (pinned buffer + event) "
+        "or batch the reads",
     ),
     "pageable-memcpy": (
         "Copies from pageable host memory inside the analyzed window",

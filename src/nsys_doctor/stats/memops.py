@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.window import EventFilter
-from .aggregate import Groups, grouped, sort_groups, stdev, summary_rows
+from .aggregate import Groups, grouped_stats, small_grouped_stats, sort_groups, stdev, summary_rows
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
 TYPE_CHECKING = False
@@ -41,22 +41,50 @@ def memory_ops(trace: Trace, flt: EventFilter | None, extra: list[str] | None = 
     return df.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
 
 
-def small_memory_ops(ctx: ReportContext, value: str) -> list[tuple] | None:
-    """``memory_ops`` of small, clean memcpy and memset tables read with sqlite3 alone, as rows ``(name, value)``
-    (``value``: ``dur`` or ``bytes``), copies first, each in table order; None when the polars path must decide."""
+def _small_tables(ctx: ReportContext, value: str) -> tuple[list[tuple], list[tuple], dict[int, str]] | None:
+    """Small, clean memcpy rows ``(copyKind, value)`` and memset rows ``(value,)`` read with sqlite3 alone, each in
+    table order, with the copy kinds' labels; None when the polars path must decide."""
     column = "bytes" if value == "bytes" else DURATION
     copies = small_rows(ctx, S.MEMCPY, ["copyKind", column], nullable=("copyKind",), names=False)
     sets = small_rows(ctx, S.MEMSET, [column], names=False)
     if copies is None or sets is None:
         return None
-    labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+    return copies, sets, ctx.trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+
+
+def _named(copies: list[tuple], sets: list[tuple], labels: dict[int, str]) -> list[tuple]:
+    """Rows ``(name, value)``: copies first, then memsets."""
     name = {k: f"[CUDA memcpy {labels.get(k, 'Unknown')}]" for k in {k for k, _ in copies}}  # NULL: Unknown too
     return [(name[k], v) for k, v in copies] + [(MEMSET_NAME, v) for (v,) in sets]
 
 
+def small_memory_ops(ctx: ReportContext, value: str) -> list[tuple] | None:
+    """``memory_ops`` of small, clean memcpy and memset tables read with sqlite3 alone, as rows ``(name, value)``
+    (``value``: ``dur`` or ``bytes``), copies first, each in table order; None when the polars path must decide."""
+    found = _small_tables(ctx, value)
+    return None if found is None else _named(*found)
+
+
+def small_memory_groups(ctx: ReportContext, value: str) -> Groups | None:
+    """``memory_groups`` of small, clean memcpy and memset tables read with sqlite3 alone: the copies grouped by
+    their kind's number, named once per group (no name is made per row); grouped by name where that cannot be (a
+    NULL kind, two numbers of one label); None when the polars path must decide."""
+    found = _small_tables(ctx, value)
+    if found is None:
+        return None
+    copies, sets, labels = found
+    by_kind = small_grouped_stats(copies, ["name"])
+    by_set = small_grouped_stats(sets, [])
+    names = [] if by_kind is None else [f"[CUDA memcpy {labels.get(g['name'], 'Unknown')}]" for g in by_kind]
+    if by_kind is None or by_set is None or len(set(names)) < len(names):
+        return small_grouped_stats(_named(copies, sets, labels), ["name"])
+    return [g | {"name": n} for g, n in zip(by_kind, names, strict=True)] + [g | {"name": MEMSET_NAME} for g in by_set]
+
+
 def memory_groups(ctx: ReportContext, value: str) -> Groups:
     """Statistics of ``value`` (``dur`` or ``bytes``) per kind of memory operation (``name``)."""
-    return grouped(small_memory_ops(ctx, value), ["name"], lambda: memory_ops(ctx.trace, ctx.flt), value)
+    groups = small_memory_groups(ctx, value)
+    return groups if groups is not None else grouped_stats(memory_ops(ctx.trace, ctx.flt), ["name"], value)
 
 
 @report("cuda_gpu_mem_time_sum", "CUDA GPU MemOps Summary (by Time)")

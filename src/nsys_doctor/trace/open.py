@@ -228,6 +228,13 @@ class Trace:
             raise
         if not schema.is_nsys_export():
             con.close()
+            if STRINGS in schema.tables and len(schema.tables) <= 8:  # nsys began the export, wrote no event table
+                raise TraceError(
+                    f"{p} is an nsys export cut short: only {', '.join(sorted(schema.tables))}, no event or target "
+                    "table (the export stopped early, e.g. an nsys older than the one that recorded the report)",
+                    "export the .nsys-rep again with the nsys version that recorded it or a newer one "
+                    "(nsys export --type=sqlite REPORT.nsys-rep)",
+                )
             raise TraceError(
                 f"{p} is a SQLite database but not an nsys export (no nsys tables in it)",
                 "pass a file written by nsys export --type=sqlite or nsys profile --export=sqlite",

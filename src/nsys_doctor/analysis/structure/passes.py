@@ -145,11 +145,7 @@ def wide_kernels(seq: Seq) -> np.ndarray:
     """Per kernel of the sequence: launched over more than ``WIDE_FACTOR`` times the thread blocks its name usually
     gets (the median of its launches). A prompt's pass runs the same kernels as a token's over the prompt's rows;
     one kernel given a bigger grid now and then is not that."""
-    med = np.zeros(len(seq.names), dtype=np.float64)
-    for c in range(len(seq.names)):
-        b = seq.blocks[seq.positions(c)]
-        med[c] = float(np.median(b)) if b.size else 0.0
-    typical = med[seq.code]
+    typical = seq.typical_blocks[seq.code]
     return ((typical > 0) & (seq.blocks > WIDE_FACTOR * typical)).astype(np.int64)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -99,6 +100,16 @@ class Seq:
 
     def positions(self, c: int) -> np.ndarray:
         return self.pos_order[self.pos_offsets[c] : self.pos_offsets[c + 1]]
+
+    @cached_property
+    def typical_blocks(self) -> np.ndarray:
+        """Per name (code): the median of the thread blocks of its launches (0 for a name never launched);
+        computed once, as the passes of every candidate level are measured against it."""
+        med = np.zeros(len(self.names), dtype=np.float64)
+        for c in range(len(self.names)):
+            b = self.blocks[self.positions(c)]
+            med[c] = float(np.median(b)) if b.size else 0.0
+        return med
 
 
 def _launch_times(k: pl.DataFrame, api: Api, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

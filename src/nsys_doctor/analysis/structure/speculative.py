@@ -35,6 +35,8 @@ ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow anot
 SPEC_ANCHORS_TRIED = 4  # sampling kernels tried as the end of a pass (one per count), the most frequent first
 SPLIT_KERNELS = 64  # the most frequent kernels looked at for the split of the passes in two sizes
 LAYER_KERNELS = 3  # every-pass kernels that must agree on the split (a norm, an activation, a residual add)
+REQUEST_GAP_NS = 1_000_000  # a GPU idle gap of a request boundary: at least 1 ms
+REQUEST_GAP_FACTOR = 20  # and this many times the median idle before a pass
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
     if found is None:
         return None  # the passes split in two sizes, but not as drafts and a verify pass
     first, last, markers, drafts, verify_first = found
+    if _requests_at_big_passes(seq, pos, markers, verify_first, first):
+        return None  # each big pass starts a request (an encoder pass, its decoder passes after it): no rounds
     length = (seq.end[last - 1] - seq.start[first]).astype(np.float64)  # each round's GPU span
     share = float(np.median((seq.start[verify_first] - seq.start[first]) / np.maximum(length, 1.0)))
     return Rounds(
@@ -159,6 +163,28 @@ def _rounds_at(seq: Seq, anchor: int) -> Rounds | None:
         spans,
         min(max(share, 0.0), 1.0),
     )
+
+
+def _requests_at_big_passes(
+    seq: Seq, pos: np.ndarray, markers: np.ndarray, verify_first: np.ndarray, first: np.ndarray
+) -> bool:
+    """Whether most rounds hold their longest GPU idle gap in the verify pass (from the end of the pass before it
+    to its sampling kernel), and that gap is of a request's size (``REQUEST_GAP_NS`` and ``REQUEST_GAP_FACTOR``
+    times the median idle before a pass). A target model verifies the drafts just made, at once; a big pass that
+    keeps coming after the run's longest idle starts a request: an encoder pass, whose decoder passes follow it
+    (a short output, few enough of them to look like drafts)."""
+    gaps = np.zeros(len(seq), dtype=np.int64)  # idle on the GPU before each kernel
+    gaps[1:] = np.maximum(seq.start[1:] - seq.end[:-1], 0)
+    before_pass = gaps[pos[:-1] + 1]
+    floor = max(REQUEST_GAP_NS, REQUEST_GAP_FACTOR * float(np.median(before_pass)) if before_pass.size else 0.0)
+    # the verify pass's kernels: from the one after the sampling kernel that ends the last draft, to its own
+    at = np.searchsorted(pos, verify_first - 1)
+    big = 0
+    for f, v, m in zip(first.tolist(), pos[at].tolist(), markers.tolist(), strict=True):
+        in_verify = int(gaps[v : m + 1].max())
+        in_drafts = int(gaps[f:v].max()) if v > f else 0
+        big += in_verify >= floor and in_verify > in_drafts
+    return big > first.size / 2
 
 
 def _layer_kernels(per: np.ndarray, present: np.ndarray, verify: np.ndarray) -> int:
