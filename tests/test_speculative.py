@@ -183,6 +183,25 @@ def test_image_resampling_is_no_sampling_kernel() -> None:
 RUNS = DATA / "runs"
 
 
+@pytest.mark.parametrize(
+    ("name", "requests", "steps"),
+    [("t5_short_out_whole", 6, (2, 7)), ("whisper_short_out_whole", 6, (2, 9)), ("bart_b4_short_whole", 6, (2, 9))],
+)
+def test_short_outputs_of_an_encoder_decoder_capture(name: str, requests: int, steps: tuple[int, int]) -> None:
+    # transformers 5.17 on an H200 (tests/data/runs/README.md, part 15): T5 with 8 output tokens and Whisper with 10
+    # (50 ms pauses between requests), BART at batch 4 with 10 (back to back); each request an encoder pass and as
+    # many decoder passes as tokens, the first decoder pass filling the cross-attention cache. All three were
+    # speculative decoding of one request
+    path = RUNS / f"{name}.sqlite"
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    s = structure(path)
+    assert s.draft_passes is None
+    assert not any("speculative" in e.detail for e in s.evidence)
+    assert len(s.requests) == requests
+    assert {(r.prefill_steps, r.decode_steps) for r in s.measured_requests} == {steps}
+
+
 @pytest.mark.skipif(not (RUNS / "hf_assisted_small_whole.sqlite").is_file(), reason="trace not present")
 def test_assisted_generation_capture() -> None:
     # transformers 5.17 assisted generation on an H200 (tests/data/runs/README.md): a 2-layer Llama target, a

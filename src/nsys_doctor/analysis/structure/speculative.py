@@ -15,8 +15,10 @@ argmax or multinomial draws) come in two sizes by the count of every-pass kernel
 at least ``LAYER_KERNELS`` such kernels agree on which pass is which), the larger ones are single passes between
 runs of smaller ones (a verify pass after drafts, rarely two verify passes in a row), and a round has few drafts
 (the median at most ``SPEC_MAX_DRAFTS``; their number may change from round to round, as transformers' default
-schedule changes it). An encoder-decoder run (one encoder pass, then many decoder passes per request) and a model
-whose passes are all of one size never match."""
+schedule changes it), and a verify pass follows its drafts at once: in most rounds the longest GPU idle gap is not
+in the verify pass (``_requests_at_big_passes``). An encoder-decoder run (one encoder pass, then the decoder passes
+of a request: more than a round has drafts, or, for a short output, as few, but every encoder pass after the idle
+gap between requests) and a model whose passes are all of one size never match."""
 
 from __future__ import annotations
 
@@ -177,10 +179,10 @@ def _requests_at_big_passes(
     gaps[1:] = np.maximum(seq.start[1:] - seq.end[:-1], 0)
     before_pass = gaps[pos[:-1] + 1]
     floor = max(REQUEST_GAP_NS, REQUEST_GAP_FACTOR * float(np.median(before_pass)) if before_pass.size else 0.0)
-    # the verify pass's kernels: from the one after the sampling kernel that ends the last draft, to its own
-    at = np.searchsorted(pos, verify_first - 1)
+    # the verify pass: its first kernel v (after the sampling kernel that ends the last draft) to its sampling kernel
+    # m, and the idle before each of them; the drafts: the round's kernels before v, from the idle before its first
     big = 0
-    for f, v, m in zip(first.tolist(), pos[at].tolist(), markers.tolist(), strict=True):
+    for f, v, m in zip(first.tolist(), verify_first.tolist(), markers.tolist(), strict=True):
         in_verify = int(gaps[v : m + 1].max())
         in_drafts = int(gaps[f:v].max()) if v > f else 0
         big += in_verify >= floor and in_verify > in_drafts
