@@ -52,6 +52,10 @@ SPOT_CHECKS: list[tuple[str, str, str, str | None]] = [
         "convolution (cuDNN)",
     ),
     ("ampere_scudnn_winograd_128x128_ldg1_ldg4_relu_tile148t_nt_v1", "conv", "convolution", "convolution (cuDNN)"),
+    # TensorRT's INT8 convolutions (public nvprof listings of TensorRT engines)
+    ("trt_maxwell_int8x4_icudnn_int8x4_128x128_relu_small_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    ("trt_volta_int8x4_icudnn_int8x4_128x64_relu_xregs_large_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
+    ("trt_volta_fp32_icudnn_int8x4_128x64_relu_small_nn_v1", "conv", "convolution", "convolution (cuDNN)"),
     # TensorRT's own kernels: its generated pointwise fusions, Myelin's fused kernels, reformatting between layouts
     # and precisions, padding, slicing; cuTENSOR's permutations
     ("generatedNativePointwise", "elementwise", "elementwise / other", "fused elementwise (TensorRT)"),

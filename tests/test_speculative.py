@@ -183,6 +183,45 @@ def test_image_resampling_is_no_sampling_kernel() -> None:
 RUNS = DATA / "runs"
 
 
+def _served(drafts: int, before_verify: int, after_verify: int, draft_gap: int, rounds: int = 10) -> list:
+    """Kernel and API frames of a serving engine's speculative decoding: per request (50 ms apart) the target's pass
+    over the prompt, then rounds of ``drafts`` draft passes back to back on the GPU (``draft_gap`` ns apart), the
+    host's scheduling (``before_verify`` ns idle) and the target's verify pass, ``after_verify`` ns before the
+    next round's drafts."""
+    names: list[str] = []
+    starts: list[int] = []
+    t = 1_000_000
+    for _ in range(3):
+        t += 50_000_000
+        passes = [(0, _pass(4, 32))]
+        for _ in range(rounds):
+            passes += [(after_verify if d == 0 else draft_gap, _pass(1, 1)) for d in range(drafts)]
+            passes.append((before_verify, _pass(4, drafts + 1)))
+        for gap, kernels in passes:
+            t += gap
+            for n in kernels:
+                names.append(n)
+                starts.append(t)
+                t += 5_000
+    return [kernel_frame(names, starts, [4_000] * len(names)), launches_and_syncs(starts, [])]
+
+
+@pytest.mark.parametrize(
+    ("drafts", "before_verify", "after_verify", "draft_gap"),
+    [(3, 1_500_000, 300_000, 10_000), (4, 1_500_000, 0, 10_000), (5, 3_000_000, 1_000_000, 10_000),
+     (2, 1_200_000, 30_000, 5_000)],
+)  # fmt: skip
+def test_scheduling_before_each_verify_pass_keeps_the_rounds(
+    drafts: int, before_verify: int, after_verify: int, draft_gap: int
+) -> None:
+    # an engine that schedules the next step between its drafts and its verify pass (the host idles the GPU 1.2-3 ms
+    # there, the longest idle of every round) while the drafts run back to back: rounds, not requests
+    kernels, api = _served(drafts, before_verify, after_verify, draft_gap)
+    seq = kernel_sequence(kernels, Api(api, 42), 42)
+    rounds = speculative_rounds(seq, families(seq.names, seq.shorts, None))
+    assert rounds is not None and rounds.first.size >= 30 and rounds.drafts == drafts  # and the prompts
+
+
 @pytest.mark.parametrize(
     ("name", "requests", "steps"),
     [("t5_short_out_whole", 6, (2, 7)), ("whisper_short_out_whole", 6, (2, 9)), ("bart_b4_short_whole", 6, (2, 9))],

@@ -37,8 +37,9 @@ ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow anot
 SPEC_ANCHORS_TRIED = 4  # sampling kernels tried as the end of a pass (one per count), the most frequent first
 SPLIT_KERNELS = 64  # the most frequent kernels looked at for the split of the passes in two sizes
 LAYER_KERNELS = 3  # every-pass kernels that must agree on the split (a norm, an activation, a residual add)
-REQUEST_GAP_NS = 1_000_000  # a GPU idle gap of a request boundary: at least 1 ms
-REQUEST_GAP_FACTOR = 20  # and this many times the median idle before a pass
+REQUEST_GAP_NS = 2_000_000  # a GPU idle gap of a request boundary: at least 2 ms (a serving engine's scheduling
+# between steps, before its verify pass, takes less)
+REQUEST_GAP_FACTOR = 20  # and this many times the median idle before a pass, and the idle after the big pass
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,13 @@ def _requests_at_big_passes(
     seq: Seq, pos: np.ndarray, markers: np.ndarray, verify_first: np.ndarray, first: np.ndarray
 ) -> bool:
     """Whether most rounds hold their longest GPU idle gap in the verify pass (from the end of the pass before it
-    to its sampling kernel), and that gap is of a request's size (``REQUEST_GAP_NS`` and ``REQUEST_GAP_FACTOR``
-    times the median idle before a pass). A target model verifies the drafts just made, at once; a big pass that
-    keeps coming after the run's longest idle starts a request: an encoder pass, whose decoder passes follow it
-    (a short output, few enough of them to look like drafts)."""
+    to its sampling kernel), and that gap is of a request's size: ``REQUEST_GAP_NS`` and ``REQUEST_GAP_FACTOR``
+    times both the median idle before a pass and the idle right after the big pass's sampling kernel. A target
+    model verifies the drafts just made; a big pass that keeps coming after the run's longest idle, and is followed
+    at once by the next pass, starts a request: an encoder pass, whose decoder passes follow it (a short output,
+    few enough of them to look like drafts). A serving engine that schedules between steps (before its verify pass)
+    idles less than that, and after its verify pass too; an encoder-decoder whose requests follow each other within
+    ``REQUEST_GAP_NS`` is not told apart (its rounds stand)."""
     gaps = np.zeros(len(seq), dtype=np.int64)  # idle on the GPU before each kernel
     gaps[1:] = np.maximum(seq.start[1:] - seq.end[:-1], 0)
     before_pass = gaps[pos[:-1] + 1]
@@ -185,7 +189,8 @@ def _requests_at_big_passes(
     for f, v, m in zip(first.tolist(), verify_first.tolist(), markers.tolist(), strict=True):
         in_verify = int(gaps[v : m + 1].max())
         in_drafts = int(gaps[f:v].max()) if v > f else 0
-        big += in_verify >= floor and in_verify > in_drafts
+        after = int(gaps[m + 1]) if m + 1 < gaps.size else 0
+        big += in_verify >= floor and in_verify > in_drafts and in_verify >= REQUEST_GAP_FACTOR * after
     return big > first.size / 2
 
 
