@@ -184,3 +184,14 @@ def test_a_tensorrt_engine_is_read_as_its_convolutions() -> None:
     by_name = {k["short"]: k for k in d["kernels"]}
     assert by_name["generatedNativePointwise"]["family"] == "elementwise"
     assert by_name["pad"]["op"] == "reformat / pad / slice (TensorRT)"
+    # they are long (SQL: 0.55 ms at the median for the pointwise fusions over a super-resolution image), so the
+    # elementwise advice is about the bytes they stream, not about many small launches
+    pointwise = "FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName WHERE s.value = "
+    pointwise += "'generatedNativePointwise'"
+    ((median_ns,),) = _sql(
+        TRT, f"SELECT k.end - k.start AS d {pointwise} ORDER BY d LIMIT 1 OFFSET (SELECT count(*) / 2 {pointwise})"
+    )
+    assert median_ns > 500_000
+    elementwise = [a for a in d["next_actions"] if "elementwise" in a]
+    assert len(elementwise) == 1 and "elementwise kernels are long here" in elementwise[0], d["next_actions"]
+    assert "many small elementwise kernels" not in " ".join(d["next_actions"])

@@ -473,6 +473,21 @@ def test_fp32_gemms_on_the_cuda_cores_are_told_to_use_tensor_cores() -> None:
     assert _gemm_advice(kernels([("k", "elementwise", 10)])) is None
 
 
+def test_long_elementwise_kernels_are_not_called_many_small_ones() -> None:
+    """The elementwise advice speaks of the bytes streamed when the family's kernels average 50 us or more, of many
+    small kernels otherwise (the stock advice)."""
+    from nsys_doctor.analysis.diagnosis import LONG_ELEMENTWISE_NS, _long_elementwise
+
+    def fam(rows: list[tuple[str, int, int]]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema={"family": pl.Utf8, "total": pl.Int64, "count": pl.Int64}, orient="row")
+
+    assert _long_elementwise(fam([("conv", 9_000_000, 10), ("elementwise", LONG_ELEMENTWISE_NS * 40, 40)]))
+    assert not _long_elementwise(fam([("elementwise", LONG_ELEMENTWISE_NS * 40 - 1, 40)]))
+    assert not _long_elementwise(fam([("conv", 9_000_000, 10)]))  # no elementwise work
+    assert not _long_elementwise(fam([("elementwise", 0, 0)]))
+    assert not _long_elementwise(fam([]))
+
+
 def test_a_kernel_launched_more_often_in_some_steps_has_no_dynamic_shape():
     # 6 steps of 1 ms: "fill" runs once in even steps and twice in odd ones, always over 16 blocks (its work varies,
     # not its shape); "copy" runs once per step over 8 blocks, then 16 from step 3 on (its shape changes)
