@@ -228,10 +228,7 @@ class Trace:
             raise
         if not schema.is_nsys_export():
             con.close()
-            if STRINGS in schema.tables and any(  # nsys began the export, and wrote no event or target table
-                t in ("ProcessStreams", "ANALYSIS_FILE", "ANALYSIS_DETAILS") or t.startswith(("ENUM_", "META_DATA_"))
-                for t in schema.tables
-            ):
+            if schema.is_cut_short_export():
                 raise TraceError(
                     f"{p} is an nsys export cut short: only {', '.join(sorted(schema.tables))}, no event or target "
                     "table (the export stopped early, e.g. an nsys older than the one that recorded the report)",

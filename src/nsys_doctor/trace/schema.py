@@ -45,6 +45,8 @@ KERNEL_GEOMETRY = (
 )
 
 # Tables whose presence marks a file as an nsys export (any one of them, together with StringIds).
+NSYS_FILE_TABLES = frozenset({"ProcessStreams", "ANALYSIS_FILE"})
+"""Tables of the report file itself, which nsys writes first in an export (``Schema.is_cut_short_export``)."""
 NSYS_MARKER_TABLES = frozenset(
     {
         "TARGET_INFO_SESSION_START_TIME",
@@ -271,6 +273,16 @@ class Schema:
 
     def is_nsys_export(self) -> bool:
         return STRINGS in self.tables and bool(self.tables & NSYS_MARKER_TABLES)
+
+    def is_cut_short_export(self) -> bool:
+        """No nsys export (``is_nsys_export``), but nsys began one: its string table and a table of the report file
+        (``NSYS_FILE_TABLES``) or an enum, and no event or target table (an nsys older than the one that recorded
+        the report stops there)."""
+        return (
+            not self.is_nsys_export()
+            and STRINGS in self.tables
+            and any(t in NSYS_FILE_TABLES or t.startswith("ENUM_") for t in self.tables)
+        )
 
     def enum_labels(self, enum_table: str) -> dict[int, str]:
         """id -> label of an ENUM_* table; built-in labels for exports that predate ENUM tables."""
