@@ -222,6 +222,9 @@ CASES = [
     Truth(RUNS / "hf_assisted_d2_long_whole.sqlite", "llm-decode", 4, 40, 0, 4, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
     # and after that rule, BART at batch 4 with 10 output tokens, requests back to back (no pause between them)
+    # README section 16: a host stall inside a pass (EfficientNet-B0 at batch 1, 8 requests of 3 passes)
+    Truth(RUNS / "effnet_b1_requests_whole.sqlite", "iterations", 0, 0, None, None, None, None, ("launch-bound",),
+          frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "bart_b4_short_whole.sqlite", "llm-decode", 8, 36, 0, 4, 2, None, ("launch-bound",),
           frozenset({"launch-bound"}),
           known="the second warm-up request (no module loads, the kernels of the measured ones) is taken for a "

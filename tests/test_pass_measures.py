@@ -9,7 +9,7 @@ import pytest
 
 from nsys_doctor.analysis.phases import rows_where
 from nsys_doctor.analysis.structure import passes
-from nsys_doctor.analysis.structure.sequence import Api, Seq, kernel_sequence
+from nsys_doctor.analysis.structure.sequence import Api, Level, Seq, kernel_sequence
 from nsys_doctor.trace.tables import call_column
 
 from .test_structure import kernel_frame, launches_and_syncs
@@ -178,3 +178,54 @@ def test_pass_growth_of_some_passes_only() -> None:
     for all_passes, picked in zip(every, some, strict=True):
         assert np.isnan(picked[[0, 1, 3, 5, 6]]).all()
         assert np.array_equal(picked[[2, 4]], all_passes[[2, 4]], equal_nan=True)
+
+
+def _stalled_run(stall_ns: int, head: tuple[str, ...] = ()) -> tuple[Seq, list[int]]:
+    """Four requests of three passes. A pass launches "k" (a generic kernel that also runs inside it), "conv" and
+    "mark" (its once-per-pass kernels), six more, and ends with "pool"; a request's first pass starts with ``head``
+    and "conv" (no "k" before it) after a 1 ms host round trip. Launches 10 us apart; a stall of ``stall_ns`` on
+    the host (a garbage collection) before the "k" in the middle of pass 4 (a request's second pass). Returns the
+    sequence and each pass's first position."""
+    body = ["conv", "mark", "a", "b", "k", "c", "d", "e", "pool"]
+    names: list[str] = []
+    starts: list[int] = []
+    firsts: list[int] = []
+    t = 1_000_000
+    for p in range(12):
+        t += 1_000_000 if p % 3 == 0 else 40_000
+        firsts.append(len(names))
+        for i, name in enumerate([*head, *body] if p % 3 == 0 else ["k", *body]):
+            if p == 4 and name == "k" and i > len(head):
+                t += stall_ns
+            names.append(name)
+            starts.append(t)
+            t += 10_000
+    k = kernel_frame(names, starts, [5_000] * len(names))
+    return kernel_sequence(k, Api(launches_and_syncs(starts, []), 42), 42), firsts
+
+
+def _conv_level(seq: Seq) -> Level:
+    conv, mark = seq.names.index("conv"), seq.names.index("mark")
+    return Level(12, [conv, mark], mark, 9.7, 1.0, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("stall", [0, 5_000_000])
+def test_a_host_stall_inside_a_pass_is_no_pass_boundary(stall: int) -> None:
+    seq, firsts = _stalled_run(stall)
+    found = passes.passes_from_level(seq, _conv_level(seq))
+    # every pass starts at its own first kernel: "k" inside a request, "conv" at a request's start (the kernel
+    # before it there, "pool", is not the usual first kernel); the stall inside pass 4, its largest launch gap,
+    # 500 times the others, is no boundary
+    assert found.first.tolist() == firsts
+    assert np.diff(found.first).tolist() == [9, 10, 10] * 3 + [9, 10]
+    assert found.last.tolist() == [*firsts[1:], len(seq)]
+
+
+def test_a_pass_with_a_longer_head_keeps_it() -> None:
+    # a request's first pass starts with three kernels more ("emb", "x", "y") and a "k": the usual first kernel
+    # lies inside its head, but moving the boundary there would take its first kernels into the pass before (both
+    # passes further from the median length), so the boundary stays at the largest launch gap
+    seq, firsts = _stalled_run(5_000_000, head=("emb", "x", "y", "k"))
+    found = passes.passes_from_level(seq, _conv_level(seq))
+    assert found.first.tolist()[1:] == firsts[1:]  # (the first pass starts at the usual head before "conv")
+    assert [seq.names[seq.code[f]] for f in found.first.tolist()[1:4]] == ["k", "k", "emb"]

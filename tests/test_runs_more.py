@@ -468,3 +468,18 @@ def test_models_that_are_no_llm_run_their_passes_as_iterations(name: str, passes
         assert found == [per_request] * passes
     kind = [e["detail"] for e in run["evidence"] if e["fact"] == "kind"]
     assert len(kind) == 1 and kind[0].startswith("not an LLM"), kind
+
+
+def test_a_host_stall_inside_a_pass_cuts_no_request() -> None:
+    # README section 16: EfficientNet-B0 at batch 1, 3 + 5 requests of 3 forward passes each (cnn_requests.py). Its
+    # once-per-pass kernels sit near each pass's start, so a pass boundary is sought over almost a whole pass; a
+    # host stall of 9.7 ms inside one pass (launch gaps there are 0.1-0.2 ms) cut that pass, and the request
+    # boundaries (a read back every 3 passes) fell out of step: 10 requests of 2, 1 and 3 passes
+    name = "effnet_b1_requests_whole"
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    run = report(name)["run"]
+    assert run["kind"] == "iterations"
+    assert [r["iterations"] for r in run["request_list"]] == [3] * 8
+    # the first request loads its kernels (lazy loading); the two warm-up requests after it run like measured ones
+    assert [r["warmup"] for r in run["request_list"]] == [True] + [False] * 7

@@ -40,6 +40,7 @@ def passes_from_level(seq: Seq, lv: Level) -> _Passes:
     for i in range(p - 1):
         a, b = int(lasts[i]), int(firsts[i + 1])
         bounds[i] = a + 1 + int(np.argmax(dt[a:b])) if b > a else b
+    bounds = _realigned(seq, bounds, firsts, lasts)
     if p > 1:
         head = int(np.median(firsts[1:] - bounds))
         tail = int(np.median(bounds - 1 - lasts[:-1]))
@@ -54,6 +55,43 @@ def passes_from_level(seq: Seq, lv: Level) -> _Passes:
     starts = np.maximum(starts, 0)
     ends = np.minimum(np.maximum(ends, starts + 1), n)
     return _Passes(starts.astype(np.int64), ends.astype(np.int64), ok)
+
+
+def _realigned(seq: Seq, bounds: np.ndarray, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """Boundaries between passes moved to the passes' usual first kernel where the largest launch gap put them
+    elsewhere. Each boundary is first the largest gap between one pass's last once-per-pass kernel and the next
+    one's first; when most boundaries lie the same number of kernels before the next once-per-pass kernel, at a
+    kernel of one name (the pass's first kernel), a boundary at an offset no other boundary has is moved to the
+    usual offset when the kernel there has that name and the two passes beside it come nearer the median pass
+    length (left to right: a boundary moved is the next one's neighbour). A host stall inside a pass (a garbage
+    collection, a page fault) is then no pass boundary, and a kernel launched just before a pass's first kernel
+    stays with it."""
+    if bounds.size < 4:
+        return bounds
+    off = firsts[1:] - bounds
+    vals, counts = np.unique(off, return_counts=True)
+    if 2 * int(counts.max()) <= off.size:
+        return bounds  # no usual offset
+    usual = int(vals[int(np.argmax(counts))])
+    codes, at = np.unique(seq.code[bounds[off == usual]], return_counts=True)
+    if 2 * int(at.max()) <= int(at.sum()):
+        return bounds  # the usual boundaries start with kernels of several names
+    head = int(codes[int(np.argmax(at))])
+    cand = firsts[1:] - usual
+    # a boundary at an offset of its own (an offset that recurs is a kind of boundary: a request's start, or a pass
+    # of two phases whose largest gap lies now here, now there)
+    move = (counts[np.searchsorted(vals, off)] == 1) & (cand > lasts[:-1]) & (cand <= firsts[1:])
+    move &= seq.code[np.minimum(cand, len(seq) - 1)] == head
+    if not move.any():
+        return bounds
+    out = bounds.copy()
+    edges = np.concatenate([[max(0, int(firsts[0]))], out, [int(lasts[-1]) + 1]])
+    med = float(np.median(np.diff(edges)))
+    for i in np.nonzero(move)[0].tolist():  # left to right: a boundary moved is the next one's neighbour
+        before, after, b, c = int(edges[i]), int(edges[i + 2]), int(edges[i + 1]), int(cand[i])
+        if abs(c - before - med) + abs(after - c - med) < abs(b - before - med) + abs(after - b - med):
+            edges[i + 1] = out[i] = c
+    return out
 
 
 @dataclass(frozen=True)
