@@ -43,10 +43,12 @@ def test_rare_names_counts_the_kernels_and_names_of_few_passes(monkeypatch: pyte
         monkeypatch.setattr(passes, "SEEN_TABLE_MAX", 0)
     seq = _sequence(RUN)
     assert len(seq) == 30
-    rare_k, rare_n = passes._rare_names(seq, FIRST, LAST)
+    c = np.array([i for i, name in enumerate(RUN) if name == "c"])  # each pass's last once-per-pass kernel
+    rare_k, rare_n, after = passes._rare_names(seq, FIRST, LAST, c)
     # "p" and "t" run in one pass each (rare); "w" in two of eight (2 >= max(2.0, 2.0): not rare); "g" in none
     assert rare_k.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     assert rare_n.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert after.tolist() == [0.0] * 8  # both run before "c"
     assert rare_k.dtype == np.float64 and rare_n.dtype == np.float64
 
 
@@ -60,9 +62,11 @@ def test_rare_names_counts_a_name_once_per_pass(monkeypatch: pytest.MonkeyPatch,
     seq = _sequence(names)
     first = np.array([2, 4, 9, 11, 13])
     last = np.array([4, 9, 11, 13, 15])
-    rare_k, rare_n = passes._rare_names(seq, first, last)
+    b = np.array([3, 7, 10, 12, 14])  # each pass's "b", its last once-per-pass kernel
+    rare_k, rare_n, after = passes._rare_names(seq, first, last, b)
     assert rare_k.tolist() == [0.0, 3.0, 0.0, 0.0, 0.0]
     assert rare_n.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert after.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]  # the "x" after the second pass's "b"
 
 
 def _calls(tids: list[int]) -> pl.DataFrame:

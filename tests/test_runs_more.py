@@ -483,3 +483,20 @@ def test_a_host_stall_inside_a_pass_cuts_no_request() -> None:
     assert [r["iterations"] for r in run["request_list"]] == [3] * 8
     # the first request loads its kernels (lazy loading); the two warm-up requests after it run like measured ones
     assert [r["warmup"] for r in run["request_list"]] == [True] + [False] * 7
+
+
+def test_a_request_s_closing_work_makes_its_last_pass_no_prompt_pass() -> None:
+    # README section 16: Whisper with 6 tokens a request, back to back (1 warm-up + 6 requests of an encoder pass and
+    # 6 decoder passes). Each request's last decoder pass runs its generate loop's closing work after the argmax
+    # (CUB compactions, 10 kernels of names no other pass runs): that made it a "prefill" that started a request,
+    # and each request held the last pass of the one before. Rare kernels after a pass's last once-per-pass kernel
+    # no longer make it a prompt's pass; the sync that ends each request then cuts there
+    name = "whisper_nopause_whole"
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    run = report(name)["run"]
+    requests = run["request_list"]
+    assert len(requests) == 7 and [r["warmup"] for r in requests] == [True] + [False] * 6
+    # every measured request holds its 7 passes (the warm-up's encoder pass runs before the first step found)
+    assert [r["prefill_steps"] + r["decode_steps"] for r in requests[1:]] == [7] * 6
+    assert all(r["prefill_steps"] >= 1 for r in requests[1:])

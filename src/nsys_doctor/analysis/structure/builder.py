@@ -267,7 +267,7 @@ class _Builder(PassFinding, RequestCutting):
         mode = float(np.median(ps.graph_share)) if p else 0.0
         wide = ps.wide_share >= 0.5  # most of its kernels launched over far more thread blocks than usual
         distinct = (
-            (ps.rare_share >= 0.1)
+            (ps.own_rare_share() >= 0.1)
             | (heavy & (ps.rare_names >= 2))
             | (np.abs(ps.graph_share - mode) > 0.5)  # eager prefill before graphed decode steps
             | wide  # the same kernels launched over a prompt's rows rather than one token's

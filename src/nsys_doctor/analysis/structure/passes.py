@@ -111,6 +111,19 @@ class PassStats:
     mark_first: np.ndarray  # position of the pass's first once-per-pass kernel (its first kernel when none)
     mark_last: np.ndarray  # position of its last once-per-pass kernel (its last kernel when none)
     wide_share: np.ndarray  # share of its kernels launched over far more thread blocks than is usual for their name
+    closing_share: np.ndarray  # share of its kernels of rare names after its last once-per-pass kernel
+
+    def own_rare_share(self) -> np.ndarray:
+        """``rare_share`` without a request's closing work where the once-per-pass kernels end a pass (the passes
+        run few kernels after their last once-per-pass kernel, the median at most a quarter of a pass): the
+        kernels of rare names that a pass runs after its sampling kernel (a generate loop's final compaction of
+        its finished sequences) make the request's last pass no prompt's pass."""
+        if not self.first.size:
+            return self.rare_share
+        tail = self.last - self.mark_last - 1
+        if float(np.median(tail)) > 0.25 * float(np.median(self.kernels)):
+            return self.rare_share
+        return self.rare_share - self.closing_share
 
 
 def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarray | None = None) -> PassStats:
@@ -125,7 +138,8 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     kernels = last - first
     # each measure in a function of its own: the per-kernel arrays it needs (millions of rows each) are freed
     # before the next is computed
-    rare_k, rare_n = _rare_names(seq, first, last)
+    mark_first, mark_last = _marker_spans(first, last, markers)
+    rare_k, rare_n, rare_after = _rare_names(seq, first, last, mark_last)
     return PassStats(
         first,
         last,
@@ -139,8 +153,10 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
         rare_n,
         span_sums(seq.graph.astype(np.int64), first, last) / np.maximum(kernels, 1),
         seq.t[(first + last - 1) // 2],
-        *_marker_spans(first, last, markers),
+        mark_first,
+        mark_last,
         span_sums(wide_kernels(seq), first, last) / np.maximum(kernels, 1),
+        rare_after / np.maximum(kernels, 1),
     )
 
 
@@ -150,17 +166,21 @@ def span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.nda
     return c[last] - c[first]
 
 
-def _rare_names(seq: Seq, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rare_names(
+    seq: Seq, first: np.ndarray, last: np.ndarray, mark_last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pass [first, last): how many of its kernels, and how many distinct names, are of names that run in few
-    passes (prefill-only kernels, autotuning, lazy initialisation)."""
+    passes (prefill-only kernels, autotuning, lazy initialisation), and how many of those kernels run after its
+    last once-per-pass kernel (at ``mark_last``)."""
     n = len(seq)
     # each kernel's pass: the last one starting at or before it (``first`` is sorted), counted by a running sum
     starts = np.bincount(first[first < n], minlength=n) if n else np.zeros(0, dtype=np.int64)
     pid = np.cumsum(starts) - 1
     inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
-    pid = pid[inside]
-    code = seq.code[inside]
+    pos = np.nonzero(inside)[0]
     del inside
+    pid = pid[pos]
+    code = seq.code[pos]
     ncodes = len(seq.names)
     table = first.size * ncodes <= SEEN_TABLE_MAX
     if table:  # which names each pass runs, as a table of passes x names
@@ -175,8 +195,11 @@ def _rare_names(seq: Seq, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarr
         rare_n = seen[:, rare_code].sum(axis=1).astype(np.float64)
     else:
         rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
-    rare_k = np.bincount(pid, weights=rare_code[code].astype(np.float64), minlength=first.size)
-    return rare_k, rare_n
+    rare = rare_code[code]
+    rare_k = np.bincount(pid, weights=rare.astype(np.float64), minlength=first.size)
+    after = rare & (pos > mark_last[pid])
+    rare_after = np.bincount(pid, weights=after.astype(np.float64), minlength=first.size)
+    return rare_k, rare_n, rare_after
 
 
 def wide_kernels(seq: Seq) -> np.ndarray:
