@@ -70,11 +70,13 @@ CASES = [
     Truth(RUNS / "hf_qwen3_prefill_whole.sqlite", "llm-prefill", 5, 0, 0, 5, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "compile_decode_graphs_whole.sqlite", "llm-decode", 0, 120, 0, 3, 1, "gemv"),
-    Truth(RUNS / "compile_decode_default_warmcache.sqlite", "llm-decode", 0, 64, 0, 2, 1, "gemv", (),
-          frozenset({"low-gpu-utilization"})),
+    # torch.compile's default mode launches each Triton kernel from Python (no CUDA graph): 66 launches a step, the
+    # GPU idle 85% of it between them
+    Truth(RUNS / "compile_decode_default_warmcache.sqlite", "llm-decode", 0, 64, 0, 2, 1, "gemv", ("launch-bound",),
+          frozenset({"launch-bound"})),
     # graphed decode plus ~30 eager kernels of generate per token: the GPU is busy 14% of the window
     Truth(RUNS / "hf_mistral_static_compile_whole.sqlite", "llm-decode", 2, 38, 0, 2, 2, None, (),
-          frozenset({"low-gpu-utilization"})),
+          frozenset({"low-gpu-utilization", "launch-bound"})),
     Truth(RUNS / "bert_base_nvtx_whole.sqlite", "iterations", 0, 0, 10, None, None, "gemm", ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "resnet50_fp16_cl_whole.sqlite", "iterations", 0, 0, 10, 1, 1, None, ("launch-bound",),
@@ -111,7 +113,7 @@ CASES = [
           frozenset({"low-gpu-utilization"}), words=False),
     # torch.compile: Triton benchmarks its candidates inside the first call (7,791 kernels), then 11 calls
     Truth(RUNS / "compile_resnet18_default_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv",
-          ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), words=False),
+          ("launch-bound",), frozenset({"launch-bound"}), words=False),
     # a diffusion loop: 20 UNet forwards per image, a randn per image (part 7)
     Truth(RUNS / "diffusion_unet_whole.sqlite", "iterations", 0, 0, 80, 4, 1, "conv", ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
@@ -166,7 +168,7 @@ CASES = [
     # requests were cut where cuBLAS changed GEMMs with the length: 5 requests, 2 warm-up) and transformers'
     # generate(use_cache=False) (8 "prefill steps" a request); at these sizes the growth costs little GPU time
     Truth(RUNS / "gpt2_manual_nocache_whole.sqlite", "llm-decode", 3, 117, 0, 3, 1, None,
-          ("low-gpu-utilization",), frozenset({"low-gpu-utilization"}), no_cache=True),
+          ("launch-bound",), frozenset({"launch-bound"}), no_cache=True),
     Truth(RUNS / "hf_llama_nocache_generate_whole.sqlite", "llm-decode", 2, 62, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"}), no_cache=True),
     # captured after the rule: sampling generate(use_cache=False) on Qwen2, whose sampler's kernels keep their size
@@ -203,7 +205,7 @@ CASES = [
     Truth(RUNS / "hf_qwen2_varlen_whole.sqlite", "llm-decode", 4, 62, 0, 4, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
     Truth(RUNS / "two_tower_requests_whole.sqlite", "iterations", 0, 0,
-          critical_ok=frozenset({"low-gpu-utilization"}), words=False),
+          critical_ok=frozenset({"low-gpu-utilization", "launch-bound"}), words=False),
     Truth(RUNS / "gnn_spmm_requests_whole.sqlite", "iterations", 0, 0, 12, 12, 2,
           critical_ok=frozenset({"gpu-idle-gap"}), words=False,
           known="each of the 3 layers (cuSPARSE syncs in every one) is taken for a pass: 13 requests of 3 iterations "

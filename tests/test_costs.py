@@ -3,6 +3,9 @@ the order of findings, and when the host goes before the kernels."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import polars as pl
 import pytest
 
@@ -362,3 +365,40 @@ def test_many_syncs_inside_one_long_gap_are_looked_up_together(monkeypatch: pyte
     monkeypatch.setattr(GpuIdle, "_bounds", lambda self, k: lookups.append(k.size) or bounds(self, k))
     assert gpu_idle_caused(idle, calls, sync=True, shorter_than=5_000_000) == 0
     assert len(lookups) <= 4 and max(lookups) == 200_000
+
+
+def test_largest_gap_shares_per_span():
+    # busy 0-10, 20-30, 32-40, 100-110, 150-160: idle 10-20 (10), 30-32 (2), 40-100 (60), 110-150 (40)
+    idle = gpu_idle(_busy((0, 10), (20, 30), (32, 40), (100, 110), (150, 160)), 0, 200)
+    starts = np.array([0, 0, 100, 20, 35, 0])
+    ends = np.array([40, 160, 160, 30, 38, 5])
+    got = idle.largest_gap_shares(starts, ends)
+    # 10 of 12; 60 of 112; 40 of 40; none inside 20-30 or 35-38 (an interval counts only whole); none before 5
+    assert got[:3].tolist() == [10 / 12, 60 / 112, 1.0]
+    assert np.isnan(got[3:]).all()
+    assert np.isnan(gpu_idle(_busy((0, 10)), 0, 20).largest_gap_shares(np.array([0]), np.array([20]))).all()
+
+
+def test_largest_gap_shares_match_their_definition_on_random_runs():
+    import random
+
+    rng = random.Random(11)
+    for _ in range(300):
+        t, busy = 0, []
+        for _ in range(rng.randrange(0, 10)):
+            a = t + rng.choice([1, 3, 20, 200])
+            t = a + rng.randrange(1, 40)
+            busy.append((a, t))
+        spans = []
+        for _ in range(rng.randrange(1, 6)):
+            a = rng.randrange(-10, t + 20)
+            spans.append((a, a + rng.choice([0, 5, 50, 500])))
+        idle = gpu_idle(_busy(*busy), 0, t + 50)
+        got = idle.largest_gap_shares(np.array([a for a, _ in spans]), np.array([b for _, b in spans]))
+        gaps = [(busy[i][1], busy[i + 1][0]) for i in range(len(busy) - 1) if busy[i + 1][0] > busy[i][1]]
+        for (a, b), share in zip(spans, got.tolist(), strict=True):
+            inside = [e - s for s, e in gaps if s >= a and e <= b]
+            if sum(inside):
+                assert share == max(inside) / sum(inside), (busy, a, b)
+            else:
+                assert math.isnan(share), (busy, a, b)

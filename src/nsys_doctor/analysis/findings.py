@@ -57,8 +57,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "launch-bound": (
         "Launch-bound: the GPU waits for the host between kernels",
-        'capture the step in a CUDA graph (torch.compile mode="reduce-overhead", cudaGraphLaunch) or fuse small '
-        "kernels, so one launch replaces hundreds",
+        'capture the step in a CUDA graph (torch.compile mode="reduce-overhead", cudaGraphLaunch, XLA\'s command '
+        "buffers) or fuse small kernels, so one launch replaces many",
     ),
     "slow-steps": (
         "Some steps take far longer than the typical step, with no more GPU work",
@@ -435,6 +435,20 @@ def alloc_churn(f: Facts) -> list[Finding]:
     return []
 
 
+LAUNCH_BOUND_MIN = 100
+"""Kernel launches a step (the median) from which a step whose GPU works less than half its time is launch-bound."""
+SPREAD_LAUNCH_MIN = 16
+SPREAD_GAP_SHARE = 0.2
+"""A step of at least ``SPREAD_LAUNCH_MIN`` launches is launch-bound too when its idle time is spread over its
+kernels: the largest idle interval holds at most ``SPREAD_GAP_SHARE`` of a step's idle time (the median over steps,
+``HostSummary.step_largest_gap_share``). Where the idle is spread, the GPU waits for the host's work between
+operations (launch overhead, eager Python per operation); a launch-bound run of hundreds of launches shows 0.01-0.05,
+a 2-layer Whisper decoder of 84 launches 0.04, a recommender's 20-launch requests 0.11; a step whose idle is one
+stall (a read back, a copy from pageable memory: 0.8 in an embedding service) is not launch-bound. Nor is a step
+whose idle time follows host syncs for at least half of it (a sync after each of a few operations spreads the idle
+as well: those have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
+
+
 @rule
 def launch_bound(f: Facts) -> list[Finding]:
     d = f.decode_steps
@@ -451,7 +465,19 @@ def launch_bound(f: Facts) -> list[Finding]:
     wall = float(d["wall"].median())  # type: ignore[arg-type]
     idle = f.host.step_gpu_idle_share
     cost = max(0, f.host.step_idle_ns - excess)
-    if launches >= 100 and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
+    # many launches a step; or fewer, when the GPU waits a little before each of them (no one stall holds more than
+    # a fifth of a step's idle time: Python's per-operation work between small kernels, not a sync or a copy)
+    h = f.host
+    spread = h.step_largest_gap_share
+    after_syncs = h.syncs.idle_ns + h.sync_memcpy.idle_ns + h.sync_memset.idle_ns
+    waits = launches >= LAUNCH_BOUND_MIN or (
+        launches >= SPREAD_LAUNCH_MIN
+        and spread is not None
+        and spread <= SPREAD_GAP_SHARE
+        and 2 * after_syncs < h.step_idle_ns  # the host's syncs do not explain the idle (they have a finding)
+        and f.run_kind != "unstructured"  # steps between host syncs are no passes: their idle may be anything
+    )
+    if waits and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
         return [
             f.window_finding(
                 "launch-bound",

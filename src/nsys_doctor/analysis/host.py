@@ -70,6 +70,9 @@ class HostSummary:
     pause_gaps: pl.DataFrame  # of ``gaps``, those between two measured requests (the host paused between them)
     step_idle_ns: int = 0  # GPU idle time inside decode steps (between a step's first and last kernel)
     pageable_idle_ns: int = 0  # GPU idle time while the host was inside pageable copies
+    # the median over decode steps of the largest idle interval's share of the step's idle time (None: no step
+    # idles): small when the GPU waits before each of many kernels, near 1 when one stall explains a step's idle
+    step_largest_gap_share: float | None = None
 
     @property
     def gpu_busy_share(self) -> float | None:
@@ -96,6 +99,7 @@ class HostSummary:
             "pageable_sizes": {str(k): v for k, v in self.pageable_sizes.items()},
             "pageable_in_steps": self.pageable_in_steps,
             "step_idle_ns": self.step_idle_ns,
+            "step_largest_gap_share": self.step_largest_gap_share,
             "pageable_idle_ns": self.pageable_idle_ns,
             "idle_gaps": self.gaps.to_dicts(),
             "idle_gap_threshold_ns": self.gap_threshold_ns,
@@ -198,6 +202,29 @@ class GpuIdle:
         b = merged.slice(first, max(0, last - first))
         self.bs = b["start"].cast(pl.Int64).to_numpy()
         self.be = b["end"].cast(pl.Int64).to_numpy()
+
+    def largest_gap_shares(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Per span [start, end] (a step, from its first kernel's start to its last kernel's end): the largest idle
+        interval lying inside it as a share of all the idle time of the intervals inside it; NaN where none lies
+        inside. Near 1: one stall explains the span's idle time; small: the GPU waits a little before each of many
+        kernels (launch overhead, or the host's per-operation work)."""
+        out = np.full(starts.size, np.nan)
+        if self.bs.size < 2 or not starts.size:
+            return out
+        gs, ge = self.be[:-1], self.bs[1:]  # the idle intervals between two busy ones (sorted, disjoint)
+        dur = ge - gs
+        first = np.searchsorted(gs, starts, side="left")  # the first one starting at or after the span's start
+        stop = np.searchsorted(ge, ends, side="right")  # past the last one ending by its end
+        ok = stop > first
+        if not ok.any():
+            return out
+        total = np.concatenate([[0], np.cumsum(dur)])
+        idx = np.empty(2 * int(ok.sum()), dtype=np.int64)
+        idx[0::2], idx[1::2] = first[ok], stop[ok]
+        largest = np.maximum.reduceat(np.concatenate([dur, [0]]), idx)[0::2]
+        held = total[stop[ok]] - total[first[ok]]
+        out[ok] = np.where(held > 0, largest / np.maximum(held, 1), np.nan)
+        return out
 
     def _bounds(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) of idle intervals ``k`` (0 <= k <= number of busy intervals), clipped to [lo, hi]."""
@@ -417,6 +444,11 @@ def summarize_host(
     step_idle = (
         int(((dec["gpu_end"] - dec["gpu_start"]) - dec["gpu_time"]).clip(lower_bound=0).sum()) if dec.height else 0
     )
+    shares = (
+        idle.largest_gap_shares(dec["gpu_start"].to_numpy(), dec["gpu_end"].to_numpy()) if dec.height else np.zeros(0)
+    )
+    shares = shares[~np.isnan(shares)]
+    largest_gap_share = percentile(shares.tolist(), 50) if shares.size else None
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
@@ -457,4 +489,5 @@ def summarize_host(
         loading_gaps=loading,
         step_idle_ns=step_idle,
         pageable_idle_ns=pageable_idle,
+        step_largest_gap_share=None if largest_gap_share is None else float(largest_gap_share),
     )
