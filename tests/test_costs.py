@@ -379,16 +379,23 @@ def test_largest_gap_shares_per_span():
     assert np.isnan(gpu_idle(_busy((0, 10)), 0, 20).largest_gap_shares(np.array([0]), np.array([20]))).all()
 
 
+def _random_busy(rng, most: int, gaps: list[int], longest: int) -> tuple[int, list[tuple[int, int]]]:
+    """Up to ``most`` disjoint busy intervals in order, each after a gap of one of ``gaps``, shorter than
+    ``longest``; and the end of the last (0 when none)."""
+    t, busy = 0, []
+    for _ in range(rng.randrange(0, most)):
+        a = t + rng.choice(gaps)
+        t = a + rng.randrange(1, longest)
+        busy.append((a, t))
+    return t, busy
+
+
 def test_largest_gap_shares_match_their_definition_on_random_runs():
     import random
 
     rng = random.Random(11)
     for _ in range(300):
-        t, busy = 0, []
-        for _ in range(rng.randrange(0, 10)):
-            a = t + rng.choice([1, 3, 20, 200])
-            t = a + rng.randrange(1, 40)
-            busy.append((a, t))
+        t, busy = _random_busy(rng, 10, [1, 3, 20, 200], 40)
         spans = []
         for _ in range(rng.randrange(1, 6)):
             a = rng.randrange(-10, t + 20)
@@ -402,3 +409,35 @@ def test_largest_gap_shares_match_their_definition_on_random_runs():
                 assert share == max(inside) / sum(inside), (busy, a, b)
             else:
                 assert math.isnan(share), (busy, a, b)
+
+
+def test_idle_intervals_holding_times():
+    # idle 10-20, 30-32, 40-100 (and 0-0 empty, 110-200 after the last busy interval)
+    idle = gpu_idle(_busy((0, 10), (20, 30), (32, 40), (100, 110)), 0, 200)
+    s, e = idle.holding(np.array([12, 15, 31, 32, 150]))
+    # 12 and 15 share one interval (counted once); 32 is where the GPU works again, in no idle interval
+    assert list(zip(s.tolist(), e.tolist(), strict=True)) == [(10, 20), (30, 32), (110, 200)]
+    s, e = idle.holding(np.array([12, 50, 150]), shorter_than=60)  # 40-100 and 110-200 are long gaps of their own
+    assert list(zip(s.tolist(), e.tolist(), strict=True)) == [(10, 20)]
+    assert idle.holding(np.array([5, 35]))[0].size == 0  # while the GPU works
+
+
+def test_idle_intervals_holding_times_match_their_definition_on_random_runs():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(300):
+        t, busy = _random_busy(rng, 8, [1, 4, 30, 300], 50)
+        lo, hi = rng.randrange(-10, 40), t + rng.randrange(-20, 200)
+        times = np.array(sorted(rng.randrange(-20, t + 220) for _ in range(rng.randrange(1, 7))))
+        short = rng.choice([None, 40])
+        idle = gpu_idle(_busy(*busy), lo, hi)
+        got = list(zip(*(a.tolist() for a in idle.holding(times, short)), strict=True))
+        edges = [lo, *(x for iv in busy for x in iv), hi]
+        gaps = [(max(a, lo), min(b, hi)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
+        want = [
+            (a, b)
+            for a, b in gaps
+            if b > a and (short is None or b - a < short) and any(a <= x < b for x in times.tolist())
+        ]
+        assert got == want, (busy, lo, hi, times, short)

@@ -389,35 +389,35 @@ RAG = "rag_requests_whole"
 
 @_needs(RAG)
 @pytest.mark.finding("slow-steps")
-def test_decode_steps_at_new_lengths_are_slow_steps_costed_by_their_excess() -> None:
+def test_decode_steps_at_new_lengths_cost_the_module_loads_in_them() -> None:
     d = report(RAG)
     run = d["run"]
     assert (run["requests"], run["warmup_requests"]) == (3, 1)
     assert [(r["prefill_steps"], r["decode_steps"]) for r in run["request_list"][1:]] == [(2, 19)] * 3
-    (f,) = [f for f in d["findings"] if f["id"] == "slow-steps"]
-    assert d["findings"][0]["id"] == "slow-steps" and f["severity"] == "critical"
-    ev = f["evidence"]
-    assert ev["launches_slow"] == ev["launches_typical"] == 203
-    assert abs(ev["gpu_time_slow_ns"] - ev["gpu_time_typical_ns"]) < 0.05 * ev["gpu_time_typical_ns"]
+    found = {f["id"]: f for f in d["findings"]}
+    # a decode step at a length not run before loads a module (cuDNN's runtime-fused attention, built for that
+    # length) after the host's work on it: those steps are slow, and the gaps that hold the loads are their cost
+    f = found["module-loading-in-window"]
+    assert d["findings"][0]["id"] == "module-loading-in-window" and f["severity"] == "critical"
+    assert next(iter(d["host"]["after_loads"])).startswith("cudnn_generated_fort_native_sdpa")
     # the requests' own host spans (not the finding's arithmetic): requests 1 and 3 less twice request 2, which ran
-    # the same kernels at lengths seen before, is what the stalls cost; the finding's excess agrees within 25%
+    # the same kernels at lengths seen before, is what the stalls cost; the loads' gaps and the idle gap inside one
+    # of the slow steps (the gpu-idle-gap finding's) make the stalls within 25%
     spans = [r["end_ns"] - r["start_ns"] for r in run["request_list"]]
     stalls = spans[1] + spans[3] - 2 * spans[2]
-    # the idle gap inside one of the slow steps is the gpu-idle-gap finding's: the two together make the stalls
-    (gap,) = [x for x in d["findings"] if x["id"] == "gpu-idle-gap"]
-    assert f["cost_ns"] < stalls
+    gap = found["gpu-idle-gap"]
     assert 0.75 * stalls <= f["cost_ns"] + gap["cost_ns"] <= 1.25 * stalls, (f["cost_ns"], gap["cost_ns"], stalls)
+    # the slow steps keep only what the loads and the gap do not explain (nothing, or a little)
+    slow = found["slow-steps"]["cost_ns"] if "slow-steps" in found else 0
+    assert slow < 0.05 * stalls
     # request 2 holds no stall: its 21 steps (an encoder pass, a prompt pass, 19 decode steps) fit in 30 typical
     # steps, and the typical step is a plain decode step of this model (5-10 ms of host time for 203 launches)
-    assert 5_000_000 <= ev["typical_step_ns"] <= 10_000_000
-    assert spans[2] < 30 * ev["typical_step_ns"]
-    # the launch-bound finding judges the typical steps and no longer counts the stalls; low utilization sums up
-    (lb,) = [x for x in d["findings"] if x["id"] == "launch-bound"]
-    assert lb["evidence"]["step_time_ns"] < 10_000_000
+    lb = found["launch-bound"]
+    assert 5_000_000 <= lb["evidence"]["step_time_ns"] <= 10_000_000
+    assert spans[2] < 30 * lb["evidence"]["step_time_ns"]
     window = d["window"]["end_ns"] - d["window"]["start_ns"]
-    assert f["cost_ns"] + gap["cost_ns"] + lb["cost_ns"] <= window  # no time costed twice
-    (util,) = [x for x in d["findings"] if x["id"] == "low-gpu-utilization"]
-    assert util["cost_ns"] is None
+    assert f["cost_ns"] + gap["cost_ns"] + lb["cost_ns"] + slow <= window  # no time costed twice
+    assert found["low-gpu-utilization"]["cost_ns"] is None
 
 
 def test_slow_steps_need_a_typical_step_to_stand_out_from() -> None:
@@ -547,3 +547,25 @@ def test_idle_in_one_stall_a_step_or_after_syncs_is_not_launch_bound() -> None:
     triton = _path("triton_mlp_whole")
     if triton.is_file():
         assert "launch-bound" not in _findings(triton)
+
+
+def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> None:
+    # README section 10: transformers generate with each request its own prompt and output length on an H200. Every
+    # decode step (KV length new each step) loads a module (cuLibraryLoadData) before cuDNN's runtime-fused
+    # attention kernel (cudnn_generated_..._sdpa), after some 34 ms of host work with no CUDA call: the step takes
+    # 37.6 ms where the GPU works 0.25 ms. The loads cost the idle intervals that hold them, not only the 4 ms the
+    # GPU idles while the load calls run; launch-bound keeps the rest of the idle time inside the steps
+    name = "hf_varlen_generate_whole"
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    found = _findings(_path(name))
+    host, loads = found["host"], found["module-loading-in-window"]
+    ids = [k for k in found if k != "host"]
+    assert ids[0] == "module-loading-in-window" and loads["severity"] == "critical"
+    assert loads["cost_ns"] == host["load_gap_ns"] > 20 * host["module_loads"]["idle_ns"]
+    assert loads["evidence"]["in_steps"] == 80
+    assert "1.2 per decode step: kernels built for new shapes" in loads["summary"]
+    top, count = next(iter(host["after_loads"].items()))
+    assert top.startswith("cudnn_generated_fort_native_sdpa") and count == 68
+    lb = found["launch-bound"]
+    assert lb["cost_ns"] == host["step_idle_ns"] - host["load_gap_in_steps_ns"] and lb["severity"] == "warning"

@@ -102,7 +102,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "module-loading-in-window": (
         "CUDA modules are loaded inside the analyzed window",
-        "warm up every code path before measuring (JIT, lazy loading: CUDA_MODULE_LOADING=EAGER)",
+        "warm up every code path before measuring (JIT, lazy loading: CUDA_MODULE_LOADING=EAGER); a load in every "
+        "step is a kernel built for each new shape: make the shapes static (a static KV cache, padding to a few "
+        "lengths) or use a backend that does not build per shape (cuDNN's runtime-fused attention, "
+        "cudnn_generated_..._sdpa, is built per sequence length: torch.backends.cuda.enable_cudnn_sdp(False))",
     ),
     "profiler-dropped-data": (
         "The profiler may have dropped events",
@@ -449,6 +452,20 @@ whose idle time follows host syncs for at least half of it (a sync after each of
 as well: those have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
 
 
+def _less_load_gaps(d: pl.DataFrame, gaps: pl.DataFrame) -> pl.Series:
+    """The steps' ``wall`` times less the module loads' idle intervals (``HostSummary.load_gaps``, sorted by start)
+    that start inside each step's GPU span: a step's time without the kernels built or loaded in it."""
+    import numpy as np  # here: the commands that only read the catalogue (explain) need no numpy
+
+    if not gaps.height or not d.height:
+        return d["wall"]
+    g0 = gaps["start"].to_numpy()
+    held = np.concatenate([[0], np.cumsum(gaps["dur"].to_numpy())])
+    a = np.searchsorted(g0, d["gpu_start"].fill_null(0).to_numpy(), side="left")
+    b = np.searchsorted(g0, d["gpu_end"].fill_null(0).to_numpy(), side="right")
+    return d["wall"] - pl.Series(np.where(b > a, held[b] - held[a], 0))
+
+
 @rule
 def launch_bound(f: Facts) -> list[Finding]:
     d = f.decode_steps
@@ -457,14 +474,15 @@ def launch_bound(f: Facts) -> list[Finding]:
     # steps far slower than the typical one are the slow-steps finding's: judged and costed without them
     slow = slow_step_rows(d) if f.run_kind != "unstructured" else None
     excess = 0
-    if slow is not None:  # all of their time above the typical step: what they idle is neither launch-bound's
-        excess = slow_excess(slow[0], slow[1])
+    if slow is not None:  # their time above the typical step (but the loads' gaps): neither launch-bound's
+        excess = slow_excess(slow[0], slow[1], f.host.load_gaps)
         d = d.filter(~pl.col("idx").is_in(slow[0]["idx"].implode()))
     launches = float(d["launches"].median())  # type: ignore[arg-type]
     gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
-    wall = float(d["wall"].median())  # type: ignore[arg-type]
+    wall = float(_less_load_gaps(d, f.host.load_gaps).median())  # type: ignore[arg-type]
     idle = f.host.step_gpu_idle_share
-    cost = max(0, f.host.step_idle_ns - excess)
+    # the idle intervals that hold a module load are the loading's (module-loading-in-window): not launch overhead
+    cost = max(0, f.host.step_idle_ns - excess - f.host.load_gap_in_steps_ns)
     # many launches a step; or fewer, when the GPU waits a little before each of them (no one stall holds more than
     # a fifth of a step's idle time: Python's per-operation work between small kernels, not a sync or a copy)
     h = f.host
@@ -580,9 +598,11 @@ def slow_steps(f: Facts) -> list[Finding]:
         return []
     slow, base = found
     rest = d.filter(~pl.col("idx").is_in(slow["idx"].implode()))
-    excess = slow_excess(slow, base, f.host.gaps)
+    # the idle gaps and the module loads' gaps inside them are the gpu-idle-gap and module-loading findings'
+    gaps = pl.concat([f.host.gaps.select(pl.col("start", "dur").cast(pl.Int64)), f.host.load_gaps])
+    excess = slow_excess(slow, base, gaps)
     if excess <= 0:
-        return []  # the gaps inside them are all the gpu-idle-gap finding's
+        return []  # the gaps inside them are all the gpu-idle-gap and module-loading findings
     gpu_slow, gpu_rest = (float(x["gpu_time"].median()) for x in (slow, rest))  # type: ignore[arg-type]
     launches_slow, launches_rest = (float(x["launches"].median()) for x in (slow, rest))  # type: ignore[arg-type]
     span_slow = float(slow["span"].median())  # type: ignore[arg-type]
@@ -897,23 +917,42 @@ def dynamic_shapes(f: Facts) -> list[Finding]:
 
 @rule
 def module_loading(f: Facts) -> list[Finding]:
-    m = f.host.module_loads
+    """Module loads in the window cost the GPU idle intervals that hold them: before a load the host compiles the
+    kernel (a JIT: NVRTC, Triton, cuDNN's runtime-fused engines) or reads it, and the GPU waits for that kernel
+    until the load is done (at least the idle time while the calls run, when a load ends while the GPU works)."""
+    h = f.host
+    m = h.module_loads
     if m.count:
-        return [
-            f.window_finding(
-                "module-loading-in-window",
-                f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps; the GPU "
-                f"idles {format_ns(m.idle_ns)} while they load)",
-                {
-                    "count": m.count,
-                    "total_ns": m.total_ns,
-                    "in_steps": m.in_steps,
-                    "gpu_idle_ns": m.idle_ns,
-                    "by_name": m.names,
-                },
-                m.idle_ns,
-            )
-        ]
+        cost = max(m.idle_ns, h.load_gap_ns)
+        n = f.decode_steps.height
+        every = n >= 3 and m.in_steps >= n / 2
+        nxt = ", ".join(f"{name} ({k})" for name, k in h.after_loads.items())
+        summary = (
+            f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps"
+            + (f", {m.in_steps / n:.1f} per {f.step_word}: kernels built for new shapes" if every else "")
+            + f"; the GPU idles {format_ns(cost)} in the gaps that hold them"
+            + (f"; the kernels that run next: {nxt}" if nxt else "")
+            + ")"
+        )
+        found = f.window_finding(
+            "module-loading-in-window",
+            summary,
+            {
+                "count": m.count,
+                "total_ns": m.total_ns,
+                "in_steps": m.in_steps,
+                "gpu_idle_ns": m.idle_ns,
+                "gap_ns": h.load_gap_ns,
+                "gap_in_steps_ns": h.load_gap_in_steps_ns,
+                "next_kernels": h.after_loads,
+                "by_name": m.names,
+            },
+            cost,
+        )
+        if f.run_kind == "unstructured" and found.severity == "critical":
+            # no step structure (a test harness, a whole trace): compiling before it runs may be the program's work
+            found = Finding(found.id, "warning", found.summary, found.evidence, found.cost_ns, found.cost_share)
+        return [found]
     return []
 
 

@@ -45,6 +45,9 @@ class ApiGroup:
         }
 
 
+LOAD_GAPS_SCHEMA = {"start": pl.Int64, "dur": pl.Int64}
+
+
 @dataclass(frozen=True)
 class HostSummary:
     launches: int
@@ -73,6 +76,12 @@ class HostSummary:
     # the median over decode steps of the largest idle interval's share of the step's idle time (None: no step
     # idles): small when the GPU waits before each of many kernels, near 1 when one stall explains a step's idle
     step_largest_gap_share: float | None = None
+    # the GPU idle intervals that hold the end of a module load (shorter than ``gap_threshold_ns``): the host
+    # compiled (JIT) and loaded the kernel the GPU then waits for; in all, and the part inside decode steps
+    load_gap_ns: int = 0
+    load_gap_in_steps_ns: int = 0
+    after_loads: dict[str, int] = field(default_factory=dict)  # short name of the kernel that runs next -> loads
+    load_gaps: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LOAD_GAPS_SCHEMA))  # start, dur
 
     @property
     def gpu_busy_share(self) -> float | None:
@@ -100,6 +109,9 @@ class HostSummary:
             "pageable_in_steps": self.pageable_in_steps,
             "step_idle_ns": self.step_idle_ns,
             "step_largest_gap_share": self.step_largest_gap_share,
+            "load_gap_ns": self.load_gap_ns,
+            "load_gap_in_steps_ns": self.load_gap_in_steps_ns,
+            "after_loads": self.after_loads,
             "pageable_idle_ns": self.pageable_idle_ns,
             "idle_gaps": self.gaps.to_dicts(),
             "idle_gap_threshold_ns": self.gap_threshold_ns,
@@ -225,6 +237,18 @@ class GpuIdle:
         held = total[stop[ok]] - total[first[ok]]
         out[ok] = np.where(held > 0, largest / np.maximum(held, 1), np.nan)
         return out
+
+    def holding(self, times: np.ndarray, shorter_than: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct idle intervals (starts, ends, in order) that hold one of ``times``, those shorter than
+        ``shorter_than`` (a longer one is an idle gap of its own: a sleep, the next request)."""
+        empty = np.zeros(0, dtype=np.int64)
+        if self.none or not times.size:
+            return empty, empty
+        k = self._last_starting_by(times)
+        s, e = self._bounds(np.maximum(k, 0))
+        hit = (k >= 0) & (times >= s) & (times < e) & self._usable(s, e, shorter_than)
+        ids, first = np.unique(k[hit], return_index=True)
+        return (s[hit][first], e[hit][first]) if ids.size else (empty, empty)
 
     def _bounds(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) of idle intervals ``k`` (0 <= k <= number of busy intervals), clipped to [lo, hi]."""
@@ -449,6 +473,7 @@ def summarize_host(
     )
     shares = shares[~np.isnan(shares)]
     largest_gap_share = percentile(shares.tolist(), 50) if shares.size else None
+    load_gaps, load_gap_in_steps, after_loads = _load_gaps(kernels, api_w, idle, dec, threshold)
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
@@ -490,4 +515,51 @@ def summarize_host(
         step_idle_ns=step_idle,
         pageable_idle_ns=pageable_idle,
         step_largest_gap_share=None if largest_gap_share is None else float(largest_gap_share),
+        load_gap_ns=int(load_gaps["dur"].sum()),
+        load_gap_in_steps_ns=load_gap_in_steps,
+        after_loads=after_loads,
+        load_gaps=load_gaps,
     )
+
+
+AFTER_LOADS_TOP = 3
+"""How many names of the kernels that run right after module loads ``HostSummary.after_loads`` keeps."""
+
+
+def _load_gaps(
+    kernels: pl.DataFrame, api_w: pl.DataFrame, idle: GpuIdle, dec: pl.DataFrame, shorter_than: int
+) -> tuple[pl.DataFrame, int, dict[str, int]]:
+    """The GPU idle intervals that hold the end of a module load in the window (``GpuIdle.holding``; start, dur),
+    the part of them inside the decode steps ``dec`` (gpu_start, gpu_end), and the short names of the kernels that
+    start first after the loads (the kernel compiled or loaded; the most loads first, at most
+    ``AFTER_LOADS_TOP``)."""
+    none = pl.DataFrame(schema=LOAD_GAPS_SCHEMA)
+    loads = calls(api_w, MODULE_LOAD_API).drop_nulls(["end"])
+    if loads.is_empty():
+        return none, 0, {}
+    s, e = idle.holding(np.sort(loads["end"].cast(pl.Int64).to_numpy()), shorter_than)
+    if not s.size:
+        return none, 0, {}
+    gaps = pl.DataFrame({"start": s, "dur": e - s}, schema=LOAD_GAPS_SCHEMA)
+    inside = 0
+    if dec.height:
+        d0, d1 = dec["gpu_start"].to_numpy(), dec["gpu_end"].to_numpy()
+        order = np.argsort(d0, kind="stable")
+        d0, d1 = d0[order], d1[order]
+        j = np.searchsorted(d0, s, side="right") - 1  # the last step starting by the interval's start
+        ok = (j >= 0) & (e <= d1[np.maximum(j, 0)])
+        inside = int((e - s)[ok].sum())
+    # the first kernel to start when each interval ends (a copy may come first): the one the host prepared while
+    # the GPU waited
+    col = "short" if "short" in kernels.columns else "name"
+    starts = kernels["start"].fill_null(np.iinfo(np.int64).max).cast(pl.Int64).to_numpy()
+    by_start = None if bool((starts[1:] >= starts[:-1]).all()) else np.argsort(starts, kind="stable")
+    at = np.searchsorted(starts if by_start is None else starts[by_start], e, side="left")
+    at = at[at < starts.size]
+    rows = at if by_start is None else by_start[at]
+    names = kernels[col].gather(rows.tolist()).cast(pl.String).drop_nulls().to_list()
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    top = sorted(counts.items(), key=lambda x: (-x[1], x[0]))
+    return gaps, inside, dict(top[:AFTER_LOADS_TOP])
