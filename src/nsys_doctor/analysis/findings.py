@@ -452,6 +452,22 @@ whose idle time follows host syncs for at least half of it (a sync after each of
 as well: those have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
 
 
+def _inside_steps(d: pl.DataFrame, gaps: pl.DataFrame) -> int:
+    """The time of the intervals ``gaps`` (start, dur; disjoint) inside the GPU spans of the steps ``d``."""
+    import numpy as np  # here: the commands that only read the catalogue (explain) need no numpy
+
+    if not gaps.height or not d.height:
+        return 0
+    spans = d.select("gpu_start", "gpu_end").drop_nulls()
+    a, b = spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy()
+    g0 = gaps["start"].to_numpy()
+    g1 = g0 + gaps["dur"].to_numpy()
+    total = 0
+    for x0, x1 in zip(g0.tolist(), g1.tolist(), strict=True):  # few gaps; each against every step, at once
+        total += int(np.clip(np.minimum(b, x1) - np.maximum(a, x0), 0, None).sum())
+    return total
+
+
 def _less_load_gaps(d: pl.DataFrame, gaps: pl.DataFrame) -> pl.Series:
     """The steps' ``wall`` times less the module loads' idle intervals (``HostSummary.load_gaps``, sorted by start)
     that start inside each step's GPU span: a step's time without the kernels built or loaded in it."""
@@ -471,21 +487,24 @@ def launch_bound(f: Facts) -> list[Finding]:
     d = f.decode_steps
     if d.height < 2:
         return []
+    # the idle gaps (gpu-idle-gap) and the intervals that hold a module load (module-loading-in-window) inside the
+    # steps are those findings' time, not launch overhead
+    h = f.host
+    held = pl.concat([h.gaps.select(pl.col("start", "dur").cast(pl.Int64)), h.load_gaps])
+    others = _inside_steps(d, held)
     # steps far slower than the typical one are the slow-steps finding's: judged and costed without them
     slow = slow_step_rows(d) if f.run_kind != "unstructured" else None
     excess = 0
-    if slow is not None:  # their time above the typical step (but the loads' gaps): neither launch-bound's
-        excess = slow_excess(slow[0], slow[1], f.host.load_gaps)
+    if slow is not None:  # their time above the typical step (less those intervals): neither launch-bound's
+        excess = slow_excess(slow[0], slow[1], held)
         d = d.filter(~pl.col("idx").is_in(slow[0]["idx"].implode()))
     launches = float(d["launches"].median())  # type: ignore[arg-type]
     gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
     wall = float(_less_load_gaps(d, f.host.load_gaps).median())  # type: ignore[arg-type]
     idle = f.host.step_gpu_idle_share
-    # the idle intervals that hold a module load are the loading's (module-loading-in-window): not launch overhead
-    cost = max(0, f.host.step_idle_ns - excess - f.host.load_gap_in_steps_ns)
+    cost = max(0, f.host.step_idle_ns - excess - others)
     # many launches a step; or fewer, when the GPU waits a little before each of them (no one stall holds more than
     # a fifth of a step's idle time: Python's per-operation work between small kernels, not a sync or a copy)
-    h = f.host
     spread = h.step_largest_gap_share
     after_syncs = h.syncs.idle_ns + h.sync_memcpy.idle_ns + h.sync_memset.idle_ns
     waits = launches >= LAUNCH_BOUND_MIN or (
