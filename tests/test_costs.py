@@ -441,3 +441,30 @@ def test_idle_intervals_holding_times_match_their_definition_on_random_runs():
             if b > a and (short is None or b - a < short) and any(a <= x < b for x in times.tolist())
         ]
         assert got == want, (busy, lo, hi, times, short)
+
+
+def test_span_overlaps_count_the_union_of_intervals():
+    import random
+
+    from nsys_doctor.analysis.findings import span_overlaps
+
+    rng = random.Random(5)
+    for _ in range(1000):
+        gaps = [(rng.randrange(0, 200), rng.choice([0, 1, 5, 30, 80])) for _ in range(rng.randrange(0, 8))]
+        spans = [(a, a + rng.choice([0, 3, 40, 150])) for a in (rng.randrange(-20, 250) for _ in range(5))]
+        frame = pl.DataFrame(
+            {"start": [g for g, _ in gaps], "dur": [d for _, d in gaps]}, schema={"start": pl.Int64, "dur": pl.Int64}
+        )
+        got = span_overlaps(np.array([a for a, _ in spans]), np.array([b for _, b in spans]), frame).tolist()
+        covered = {t for g, d in gaps for t in range(g, g + d)}  # overlapping intervals (two devices) count once
+        assert got == [sum(1 for t in covered if a <= t < b) for a, b in spans], (gaps, spans)
+
+
+def test_a_sync_is_not_charged_a_refill_that_holds_a_module_load():
+    # idle 100-130 and 200-260; a sync from 90 to 101 waits into the first refill, one from 190 to 201 into the
+    # second, whose end a module load (at 250) falls in: the host built a kernel there, the loading's time
+    idle = gpu_idle(_busy((0, 100), (130, 200), (260, 300)), 0, 300)
+    both = _calls((90, 101), (190, 201))
+    assert gpu_idle_caused(idle, both, sync=True) == 90
+    loaded = idle.holding_ids(np.array([250]))
+    assert gpu_idle_caused(idle, both, sync=True, skip=loaded) == 30

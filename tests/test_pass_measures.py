@@ -233,3 +233,21 @@ def test_a_pass_with_a_longer_head_keeps_it() -> None:
     found = passes.passes_from_level(seq, _conv_level(seq))
     assert found.first.tolist()[1:] == firsts[1:]  # (the first pass starts at the usual head before "conv")
     assert [seq.names[seq.code[f]] for f in found.first.tolist()[1:4]] == ["k", "k", "emb"]
+
+
+def test_closing_work_is_left_out_only_where_passes_end_with_their_once_per_pass_kernels() -> None:
+    # 6 passes of "a m b" with the once-per-pass kernel "m" in the middle; the last pass closes with "x y" (rare):
+    # where "m" ends the passes (tail 0) those are the request's closing work and leave the pass's kernel mix
+    # plain; where passes run on after "m" (here a tail of 1 of 2 kernels, over a quarter), they count
+    names = ["a", "m"] * 5 + ["a", "m", "x", "y"]
+    seq = _sequence(names)
+    first = np.array([0, 2, 4, 6, 8, 10])
+    last = np.array([2, 4, 6, 8, 10, 14])
+    m = np.array([i for i, n in enumerate(names) if n == "m"])
+    ends = passes.pass_stats(seq, first, last, m)
+    assert ends.rare_share[-1] == 0.5 and ends.own_rare_share()[-1] == 0.0
+    names = ["m", "a"] * 5 + ["m", "a", "x", "y"]
+    seq = _sequence(names)
+    m = np.array([i for i, n in enumerate(names) if n == "m"])
+    runs_on = passes.pass_stats(seq, first, last, m)
+    assert runs_on.rare_share[-1] == 0.5 and runs_on.own_rare_share()[-1] == 0.5

@@ -13,6 +13,7 @@ import io
 import json
 import sqlite3
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -508,7 +509,7 @@ def _findings(path: Path) -> dict[str, dict]:
         rc = main(["report", str(path), "--format", "json", "--no-cache"])
     assert rc == 0
     doc = json.loads(out.getvalue())
-    return {"host": doc["host"], **{f["id"]: f for f in doc["findings"]}}
+    return {"host": doc["host"], "window": doc["window"], **{f["id"]: f for f in doc["findings"]}}
 
 
 @pytest.mark.parametrize(
@@ -549,6 +550,38 @@ def test_idle_in_one_stall_a_step_or_after_syncs_is_not_launch_bound() -> None:
         assert "launch-bound" not in _findings(triton)
 
 
+def _load_gap_oracle(path: Path, found: dict[str, dict]) -> int:
+    """The idle intervals holding module-load ends, from the SQLite tables with a plain sweep (not the tool's code)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    ops: list[tuple[int, int]] = []
+    for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"):
+        ops += db.execute(f'SELECT start, "end" FROM {table}').fetchall()
+    loads = db.execute(
+        'SELECT r."end" FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN StringIds s ON s.id = r.nameId '
+        "WHERE s.value LIKE 'cuLibraryLoad%' OR s.value LIKE 'cuModuleLoad%' OR s.value LIKE 'cudaLibraryLoad%' "
+        "OR s.value LIKE 'cuModuleGetFunction%' OR s.value LIKE 'cuLinkComplete%'"
+    ).fetchall()
+    db.close()
+    ops.sort()
+    merged: list[list[int]] = []
+    for a, b in ops:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    w0 = found["window"]["start_ns"]
+    w1 = found["window"]["end_ns"]
+    threshold = found["host"]["idle_gap_threshold_ns"]
+    held = set()
+    for (t,) in loads:
+        if not w0 <= t <= w1:
+            continue
+        for (_, e0), (s1, _) in pairwise(merged):
+            if e0 <= t < s1 and s1 - e0 < threshold:
+                held.add((e0, s1))
+    return sum(b - a for a, b in held)
+
+
 def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> None:
     # README section 10: transformers generate with each request its own prompt and output length on an H200. Every
     # decode step (KV length new each step) loads a module (cuLibraryLoadData) before cuDNN's runtime-fused
@@ -561,17 +594,18 @@ def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> Non
         pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
     found = _findings(_path(name))
     host, loads = found["host"], found["module-loading-in-window"]
-    ids = [k for k in found if k != "host"]
+    ids = [k for k in found if k not in ("host", "window")]
     assert ids[0] == "module-loading-in-window" and loads["severity"] == "critical"
-    assert loads["cost_ns"] == host["load_gap_ns"] > 20 * host["module_loads"]["idle_ns"]
-    assert loads["evidence"]["in_steps"] == 80
-    assert "1.2 per decode step: kernels built for new shapes" in loads["summary"]
-    top, count = next(iter(host["after_loads"].items()))
-    assert top.startswith("cudnn_generated_fort_native_sdpa") and count == 68
-    # the idle time inside the decode steps, each part costed once: the loads' intervals, the one long idle gap
-    # (inside a step here) and what launch-bound keeps
-    lb, gap = found["launch-bound"], found["gpu-idle-gap"]
-    assert lb["cost_ns"] + host["load_gap_in_steps_ns"] + gap["cost_ns"] == host["step_idle_ns"]
+    # the truth of the run: every decode step reaches a KV length no request ran before (prompts 24, 96, 48, 160
+    # with 8, 24, 16, 32 tokens), so each of the 69 loads one
+    assert loads["evidence"]["in_decode_steps"] == 69
+    assert "1.0 per decode step: kernels built for new shapes" in loads["summary"]
+    top = next(iter(host["after_loads"]))
+    assert top.startswith("cudnn_generated_fort_native_sdpa")
+    # the cost, worked out again from the trace's own tables: the GPU idle intervals (no kernel, copy or memset on
+    # any device) that hold the end of a module-load call in the window, each once, shorter than the gap threshold
+    assert loads["cost_ns"] == _load_gap_oracle(_path(name), found) > 20 * host["module_loads"]["idle_ns"]
+    lb = found["launch-bound"]
     assert lb["severity"] == "warning" and 3_000_000 < lb["evidence"]["step_time_ns"] < 5_000_000
 
 
@@ -579,17 +613,17 @@ def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> Non
     "name",
     ["hf_embed_requests_b8_whole", "hf_continuous_batching_whole", "hf_varlen_extreme_whole", "rag_requests_whole"],
 )
-def test_idle_time_inside_steps_is_costed_once(name: str) -> None:
-    # module loads, long idle gaps, slow steps and launch overhead inside the same steps: each span of idle time
-    # goes to one finding (the embedding service's launch-bound cost held its 260 ms idle gap too: 139% of the
-    # window in all)
+def test_the_costs_of_idle_time_add_up_to_no_more_than_the_idle_time(name: str) -> None:
+    # module loads, long idle gaps, slow steps, syncs and launch overhead inside the same steps: their costs
+    # together fit in the GPU's idle time (the embedding service's launch-bound cost held its 260 ms idle gap too:
+    # 139% of the window in all); a bound, not a proof that no span of time is costed twice
     if not _path(name).is_file():
         pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["report", str(_path(name)), "--format", "json", "--no-cache"]) == 0
     d = json.loads(out.getvalue())
-    ids = ("launch-bound", "module-loading-in-window", "gpu-idle-gap", "slow-steps")
+    ids = ("launch-bound", "module-loading-in-window", "gpu-idle-gap", "slow-steps", "host-sync-in-inference")
     costs = {f["id"]: f["cost_ns"] for f in d["findings"] if f["id"] in ids}
     assert "module-loading-in-window" in costs and "launch-bound" in costs
     window = d["window"]["end_ns"] - d["window"]["start_ns"]

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
 
 import polars as pl
 
@@ -453,19 +454,11 @@ as well: those have their own finding), nor a step of an unstructured run (steps
 
 
 def _inside_steps(d: pl.DataFrame, gaps: pl.DataFrame) -> int:
-    """The time of the intervals ``gaps`` (start, dur; disjoint) inside the GPU spans of the steps ``d``."""
-    import numpy as np  # here: the commands that only read the catalogue (explain) need no numpy
-
+    """The time of the union of the intervals ``gaps`` (start, dur) inside the GPU spans of the steps ``d``."""
     if not gaps.height or not d.height:
         return 0
     spans = d.select("gpu_start", "gpu_end").drop_nulls()
-    a, b = spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy()
-    g0 = gaps["start"].to_numpy()
-    g1 = g0 + gaps["dur"].to_numpy()
-    total = 0
-    for x0, x1 in zip(g0.tolist(), g1.tolist(), strict=True):  # few gaps; each against every step, at once
-        total += int(np.clip(np.minimum(b, x1) - np.maximum(a, x0), 0, None).sum())
-    return total
+    return int(span_overlaps(spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy(), gaps).sum())
 
 
 def _less_load_gaps(d: pl.DataFrame, gaps: pl.DataFrame) -> pl.Series:
@@ -522,7 +515,9 @@ def launch_bound(f: Facts) -> list[Finding]:
                 f"{format_ns(wall)} step ({100 * gpu / wall:.0f}%) and is idle "
                 f"{100 * (idle or 0):.0f}% of the time between a step's first and last kernel "
                 f"({format_ns(f.host.step_idle_ns)} in all steps"
-                + (f"; {slow[0].height} slow steps aside, {format_ns(cost)})" if slow is not None else ")"),
+                + (f"; {format_ns(others)} of it module loads' and long idle gaps' time" if others else "")
+                + (f"; {slow[0].height} slow steps aside" if slow is not None else "")
+                + (f": {format_ns(cost)} launch-bound)" if others or slow is not None else ")"),
                 {
                     "launches_per_step": launches,
                     "gpu_time_per_step_ns": gpu,
@@ -531,6 +526,7 @@ def launch_bound(f: Facts) -> list[Finding]:
                     "idle_share_within_steps": idle,
                     "idle_within_steps_ns": f.host.step_idle_ns,
                     "slow_steps_excess_ns": excess,
+                    "loads_and_gaps_in_steps_ns": others,
                 },
                 cost,
             )
@@ -599,12 +595,35 @@ def slow_excess(slow: pl.DataFrame, base: int, gaps: pl.DataFrame | None = None)
     if not slow.height:
         return 0
     a, b = slow["gpu_start"].to_numpy(), slow["gpu_end"].to_numpy()
-    over = np.zeros(slow.height, dtype=np.int64)
-    if gaps is not None and gaps.height:
-        g0 = gaps["start"].to_numpy()
-        g1 = g0 + gaps["dur"].to_numpy()
-        over = np.clip(np.minimum(b[:, None], g1[None, :]) - np.maximum(a[:, None], g0[None, :]), 0, None).sum(axis=1)
+    over = span_overlaps(a, b, gaps) if gaps is not None else np.zeros(slow.height, dtype=np.int64)
     return int(np.clip(slow["span"].to_numpy() - base - over, 0, None).sum())
+
+
+def span_overlaps(a: Any, b: Any, gaps: pl.DataFrame) -> Any:
+    """Per span [a, b] (numpy arrays): the time the union of the intervals ``gaps`` (start, dur; they may overlap:
+    several devices' idle gaps, or two kinds of interval) holds inside it. Sorted once, a running sum and two binary
+    searches per span: millions of spans against as many intervals cost no more than sorting them."""
+    import numpy as np  # here: the commands that only read the catalogue (explain) need no numpy
+
+    if not gaps.height or not len(a):
+        return np.zeros(len(a), dtype=np.int64)
+    order = np.argsort(gaps["start"].to_numpy(), kind="stable")
+    g0 = gaps["start"].to_numpy()[order]
+    g1 = g0 + gaps["dur"].to_numpy()[order]
+    # the union: an interval starts a new piece where it begins after every earlier one has ended
+    reach = np.maximum.accumulate(g1)
+    new = np.concatenate([[True], g0[1:] > reach[:-1]])
+    u0 = g0[new]
+    u1 = np.maximum.reduceat(g1, np.flatnonzero(new))
+    held = np.concatenate([[0], np.cumsum(u1 - u0)])
+
+    def upto(x: Any) -> Any:  # the union's time before x
+        k = np.searchsorted(u0, x, side="right")  # pieces starting at or before x
+        last = np.maximum(k - 1, 0)
+        part = np.where(k > 0, np.clip(x - u0[last], 0, (u1 - u0)[last]), 0)
+        return held[np.maximum(k - 1, 0)] * (k > 0) + part
+
+    return np.maximum(upto(b) - upto(a), 0).astype(np.int64)
 
 
 @rule
@@ -944,11 +963,11 @@ def module_loading(f: Facts) -> list[Finding]:
     if m.count:
         cost = max(m.idle_ns, h.load_gap_ns)
         n = f.decode_steps.height
-        every = n >= 3 and m.in_steps >= n / 2
+        every = n >= 3 and h.decode_step_loads >= n / 2
         nxt = ", ".join(f"{name} ({k})" for name, k in h.after_loads.items())
         summary = (
             f"{m.count} module loads in the window ({format_ns(m.total_ns)}, {m.in_steps} inside steps"
-            + (f", {m.in_steps / n:.1f} per {f.step_word}: kernels built for new shapes" if every else "")
+            + (f", {h.decode_step_loads / n:.1f} per {f.step_word}: kernels built for new shapes" if every else "")
             + f"; the GPU idles {format_ns(cost)} in the gaps that hold them"
             + (f"; the kernels that run next: {nxt}" if nxt else "")
             + ")"
@@ -960,6 +979,7 @@ def module_loading(f: Facts) -> list[Finding]:
                 "count": m.count,
                 "total_ns": m.total_ns,
                 "in_steps": m.in_steps,
+                "in_decode_steps": h.decode_step_loads,
                 "gpu_idle_ns": m.idle_ns,
                 "gap_ns": h.load_gap_ns,
                 "gap_in_steps_ns": h.load_gap_in_steps_ns,

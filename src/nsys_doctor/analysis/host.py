@@ -82,6 +82,7 @@ class HostSummary:
     load_gap_in_steps_ns: int = 0
     after_loads: dict[str, int] = field(default_factory=dict)  # short name of the kernel that runs next -> loads
     load_gaps: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LOAD_GAPS_SCHEMA))  # start, dur
+    decode_step_loads: int = 0  # module loads that end inside a decode step's GPU span
 
     @property
     def gpu_busy_share(self) -> float | None:
@@ -238,17 +239,19 @@ class GpuIdle:
         out[ok] = np.where(held > 0, largest / np.maximum(held, 1), np.nan)
         return out
 
-    def holding(self, times: np.ndarray, shorter_than: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct idle intervals (starts, ends, in order) that hold one of ``times``, those shorter than
+    def holding_ids(self, times: np.ndarray, shorter_than: int | None = None) -> np.ndarray:
+        """The numbers (sorted, distinct) of the idle intervals that hold one of ``times``, those shorter than
         ``shorter_than`` (a longer one is an idle gap of its own: a sleep, the next request)."""
-        empty = np.zeros(0, dtype=np.int64)
         if self.none or not times.size:
-            return empty, empty
+            return np.zeros(0, dtype=np.int64)
         k = self._last_starting_by(times)
         s, e = self._bounds(np.maximum(k, 0))
         hit = (k >= 0) & (times >= s) & (times < e) & self._usable(s, e, shorter_than)
-        ids, first = np.unique(k[hit], return_index=True)
-        return (s[hit][first], e[hit][first]) if ids.size else (empty, empty)
+        return np.unique(k[hit])
+
+    def holding(self, times: np.ndarray, shorter_than: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The idle intervals (starts, ends, in order) that ``holding_ids`` numbers."""
+        return self._bounds(self.holding_ids(times, shorter_than))
 
     def _bounds(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) of idle intervals ``k`` (0 <= k <= number of busy intervals), clipped to [lo, hi]."""
@@ -288,7 +291,9 @@ class GpuIdle:
         nonempty: np.ndarray = e > s
         return nonempty & ((e - s) < shorter_than) if shorter_than is not None else nonempty
 
-    def caused(self, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None) -> int:
+    def caused(
+        self, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None, skip: np.ndarray | None = None
+    ) -> int:
         """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
 
         A blocking call (allocation, module load, pageable copy) costs the idle time that overlaps it: the GPU had
@@ -296,7 +301,8 @@ class GpuIdle:
         costs the idle interval that begins while the host waits (its refill: the time until the next GPU work
         starts), the last one to begin by its return among those shorter than ``shorter_than`` (a long gap, a
         sleep or the next request, is an idle gap of its own). The time a sync spends blocked while the GPU works
-        is the GPU's own work, not a cost."""
+        is the GPU's own work, not a cost. ``skip``: numbers of idle intervals a sync is not charged (those that
+        hold a module load: the loading's, ``holding_ids``)."""
         sel = sel.drop_nulls(["start", "end"])  # a call without both times is nowhere on the timeline
         if self.none or sel.is_empty():
             return 0
@@ -323,6 +329,8 @@ class GpuIdle:
                 pending, j = pending[~good], j[~good] - 1
             s, e = self._bounds(np.maximum(k, 0))
             hit = usable & (s >= c0)
+            if skip is not None and skip.size:
+                hit &= ~np.isin(k, skip)
             ids, first = np.unique(k[hit], return_index=True)
             return int((e[hit][first] - s[hit][first]).sum()) if ids.size else 0
         # overlap of each call with the last nonempty interval to start by its start, and with the last one to
@@ -369,9 +377,11 @@ def _merged(busy: pl.DataFrame) -> bool:
     return busy.height < 2 or bool((start.slice(1) > end.slice(0, busy.height - 1)).all())
 
 
-def gpu_idle_caused(idle: GpuIdle, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None) -> int:
+def gpu_idle_caused(
+    idle: GpuIdle, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None, skip: np.ndarray | None = None
+) -> int:
     """``GpuIdle.caused``: the GPU idle time host calls ``sel`` (start, end) explain."""
-    return idle.caused(sel, sync, shorter_than)
+    return idle.caused(sel, sync, shorter_than, skip)
 
 
 def _group(
@@ -382,6 +392,7 @@ def _group(
     idle: GpuIdle | None = None,
     sync: bool = False,
     shorter_than: int | None = None,
+    skip: np.ndarray | None = None,
 ) -> ApiGroup:
     from .phases import assign_to_steps
 
@@ -392,7 +403,7 @@ def _group(
     in_steps = 0
     if step_tbl.height:
         in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
-    cost = gpu_idle_caused(idle, sel, sync, shorter_than) if idle is not None else 0
+    cost = gpu_idle_caused(idle, sel, sync, shorter_than, skip) if idle is not None else 0
     return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, scalar_int(sel["dur"].max()), cost)
 
 
@@ -473,7 +484,9 @@ def summarize_host(
     )
     shares = shares[~np.isnan(shares)]
     largest_gap_share = percentile(shares.tolist(), 50) if shares.size else None
-    load_gaps, load_gap_in_steps, after_loads = _load_gaps(kernels, api_w, idle, dec, threshold)
+    load_ends = np.sort(calls(api_w, MODULE_LOAD_API).drop_nulls(["end"])["end"].cast(pl.Int64).to_numpy())
+    loaded = idle.holding_ids(load_ends, threshold)
+    load_gaps, load_gap_in_steps, after_loads, decode_step_loads = _load_gaps(kernels, load_ends, idle, dec, threshold)
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
@@ -497,9 +510,14 @@ def summarize_host(
         window_ns=window.duration,
         step_gpu_idle_share=idle_share,
         # a sync is charged the refill after it, not a long gap (a sleep, the next request): those are idle gaps
-        syncs=_group(api_w, SYNC_API, st, idle=idle, sync=True, shorter_than=threshold),
-        sync_memcpy=_group(api_w, SYNC_MEMCPY_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold),
-        sync_memset=_group(api_w, SYNC_MEMSET_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold),
+        # (the refills that hold a module load are the loading's: module-loading-in-window)
+        syncs=_group(api_w, SYNC_API, st, idle=idle, sync=True, shorter_than=threshold, skip=loaded),
+        sync_memcpy=_group(
+            api_w, SYNC_MEMCPY_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded
+        ),
+        sync_memset=_group(
+            api_w, SYNC_MEMSET_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded
+        ),
         allocations=_group(api_w, ALLOC_API, st, idle=idle),
         module_loads=_group(api_w, MODULE_LOAD_API, st, idle=idle),
         pageable_copies=pageable.height,
@@ -519,6 +537,7 @@ def summarize_host(
         load_gap_in_steps_ns=load_gap_in_steps,
         after_loads=after_loads,
         load_gaps=load_gaps,
+        decode_step_loads=decode_step_loads,
     )
 
 
@@ -527,25 +546,30 @@ AFTER_LOADS_TOP = 3
 
 
 def _load_gaps(
-    kernels: pl.DataFrame, api_w: pl.DataFrame, idle: GpuIdle, dec: pl.DataFrame, shorter_than: int
-) -> tuple[pl.DataFrame, int, dict[str, int]]:
-    """The GPU idle intervals that hold the end of a module load in the window (``GpuIdle.holding``; start, dur),
-    the part of them inside the decode steps ``dec`` (gpu_start, gpu_end), and the short names of the kernels that
-    start first after the loads (the kernel compiled or loaded; the most loads first, at most
-    ``AFTER_LOADS_TOP``)."""
+    kernels: pl.DataFrame, ends: np.ndarray, idle: GpuIdle, dec: pl.DataFrame, shorter_than: int
+) -> tuple[pl.DataFrame, int, dict[str, int], int]:
+    """The GPU idle intervals that hold the end of a module load in the window (``ends``, sorted;
+    ``GpuIdle.holding``; start, dur),
+    the part of them inside the decode steps ``dec`` (gpu_start, gpu_end), the short names of the kernels that
+    start first after the loads (the kernel compiled or loaded; the most loads first, at most ``AFTER_LOADS_TOP``)
+    and how many loads end inside a decode step."""
     none = pl.DataFrame(schema=LOAD_GAPS_SCHEMA)
-    loads = calls(api_w, MODULE_LOAD_API).drop_nulls(["end"])
-    if loads.is_empty():
-        return none, 0, {}
-    s, e = idle.holding(np.sort(loads["end"].cast(pl.Int64).to_numpy()), shorter_than)
-    if not s.size:
-        return none, 0, {}
-    gaps = pl.DataFrame({"start": s, "dur": e - s}, schema=LOAD_GAPS_SCHEMA)
-    inside = 0
+    if not ends.size:
+        return none, 0, {}, 0
+    in_decode = 0
+    d0 = d1 = np.zeros(0, dtype=np.int64)
     if dec.height:
         d0, d1 = dec["gpu_start"].to_numpy(), dec["gpu_end"].to_numpy()
         order = np.argsort(d0, kind="stable")
         d0, d1 = d0[order], d1[order]
+        k = np.searchsorted(d0, ends, side="right") - 1  # the last step starting by the load's end
+        in_decode = int(((k >= 0) & (ends <= d1[np.maximum(k, 0)])).sum())
+    s, e = idle.holding(ends, shorter_than)
+    if not s.size:
+        return none, 0, {}, in_decode
+    gaps = pl.DataFrame({"start": s, "dur": e - s}, schema=LOAD_GAPS_SCHEMA)
+    inside = 0
+    if d0.size:
         j = np.searchsorted(d0, s, side="right") - 1  # the last step starting by the interval's start
         ok = (j >= 0) & (e <= d1[np.maximum(j, 0)])
         inside = int((e - s)[ok].sum())
@@ -562,4 +586,4 @@ def _load_gaps(
     for name in names:
         counts[name] = counts.get(name, 0) + 1
     top = sorted(counts.items(), key=lambda x: (-x[1], x[0]))
-    return gaps, inside, dict(top[:AFTER_LOADS_TOP])
+    return gaps, inside, dict(top[:AFTER_LOADS_TOP]), in_decode

@@ -63,9 +63,9 @@ def _realigned(seq: Seq, bounds: np.ndarray, firsts: np.ndarray, lasts: np.ndarr
     one's first; when most boundaries lie the same number of kernels before the next once-per-pass kernel, at a
     kernel of one name (the pass's first kernel), a boundary at an offset no other boundary has is moved to the
     usual offset when the kernel there has that name and the two passes beside it come nearer the median pass
-    length (left to right: a boundary moved is the next one's neighbour). A host stall inside a pass (a garbage
-    collection, a page fault) is then no pass boundary, and a kernel launched just before a pass's first kernel
-    stays with it."""
+    length in sum (their two distances from it added; left to right: a boundary moved is the next one's
+    neighbour). A host stall inside a pass (a garbage collection, a page fault) is then no pass boundary, and a
+    kernel launched just before a pass's first kernel stays with it."""
     if bounds.size < 4:
         return bounds
     off = firsts[1:] - bounds
@@ -80,7 +80,7 @@ def _realigned(seq: Seq, bounds: np.ndarray, firsts: np.ndarray, lasts: np.ndarr
     cand = firsts[1:] - usual
     # a boundary at an offset of its own (an offset that recurs is a kind of boundary: a request's start, or a pass
     # of two phases whose largest gap lies now here, now there)
-    move = (counts[np.searchsorted(vals, off)] == 1) & (cand > lasts[:-1]) & (cand <= firsts[1:])
+    move = (counts[np.searchsorted(vals, off)] == 1) & (cand > lasts[:-1])  # (cand <= firsts[1:]: off >= 0)
     move &= seq.code[np.minimum(cand, len(seq) - 1)] == head
     if not move.any():
         return bounds
