@@ -446,7 +446,7 @@ def test_idle_intervals_holding_times_match_their_definition_on_random_runs():
 def test_span_overlaps_count_the_union_of_intervals():
     import random
 
-    from nsys_doctor.analysis.findings import span_overlaps
+    from nsys_doctor.analysis.host import span_overlaps
 
     rng = random.Random(5)
     for _ in range(1000):
@@ -468,3 +468,11 @@ def test_a_sync_is_not_charged_a_refill_that_holds_a_module_load():
     assert gpu_idle_caused(idle, both, sync=True) == 90
     loaded = idle.holding_ids(np.array([250]))
     assert gpu_idle_caused(idle, both, sync=True, skip=loaded) == 30
+
+
+def test_the_refills_a_sync_is_charged_are_kept_when_asked():
+    idle = gpu_idle(_busy((0, 100), (130, 200), (260, 300)), 0, 300)
+    idle.charged = []
+    assert gpu_idle_caused(idle, _calls((90, 101), (190, 201)), sync=True) == 90
+    (ids,) = idle.charged
+    assert list(zip(*(a.tolist() for a in idle.bounds(ids)), strict=True)) == [(100, 130), (200, 260)]

@@ -628,3 +628,18 @@ def test_the_costs_of_idle_time_add_up_to_no_more_than_the_idle_time(name: str) 
     assert "module-loading-in-window" in costs and "launch-bound" in costs
     window = d["window"]["end_ns"] - d["window"]["start_ns"]
     assert sum(costs.values()) <= window - d["host"]["gpu_busy_ns"], costs
+
+
+def test_syncs_between_steps_do_not_keep_the_idle_inside_them_from_launch_bound() -> None:
+    # a recommender (DLRM-style, 24 launches a request-pass): its syncs read results back between the passes, so
+    # their refills lie outside the steps; the GPU's idle inside the steps is spread over its kernels
+    recsys = _path("recsys_requests_whole")
+    if recsys.is_file():
+        found = _findings(recsys)
+        assert found["host"]["sync_idle_in_steps_ns"] == 0 < found["host-sync-in-inference"]["cost_ns"]
+        assert found["launch-bound"]["severity"] == "warning" and found["host"]["launches_per_step"] == 24
+    # a layer-streaming loop syncs after each layer inside its steps: the idle follows those syncs
+    public = TRACES / "public" / "llama3inf_real_inference_simulation.sqlite"
+    if public.is_file():
+        host = _findings(public)["host"]
+        assert 2 * host["sync_idle_in_steps_ns"] >= host["step_idle_ns"]

@@ -10,13 +10,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
 
 import polars as pl
 
 from ..units import format_bytes, format_ns
 from .distribution import scalar_int, tail_score
-from .host import ApiGroup, HostSummary
+from .host import ApiGroup, HostSummary, span_overlaps
 from .phases import Steps, Window
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -449,8 +448,9 @@ kernels: the largest idle interval holds at most ``SPREAD_GAP_SHARE`` of a step'
 operations (launch overhead, eager Python per operation); a launch-bound run of hundreds of launches shows 0.01-0.05,
 a 2-layer Whisper decoder of 84 launches 0.04, a recommender's 20-launch requests 0.11; a step whose idle is one
 stall (a read back, a copy from pageable memory: 0.8 in an embedding service) is not launch-bound. Nor is a step
-whose idle time follows host syncs for at least half of it (a sync after each of a few operations spreads the idle
-as well: those have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
+whose idle time follows host syncs for at least half of it (the syncs' refill intervals inside the decode steps,
+``HostSummary.sync_idle_in_steps_ns``: a sync after each of a few operations spreads the idle as well, and those
+have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
 
 
 def _inside_steps(d: pl.DataFrame, gaps: pl.DataFrame) -> int:
@@ -499,12 +499,11 @@ def launch_bound(f: Facts) -> list[Finding]:
     # many launches a step; or fewer, when the GPU waits a little before each of them (no one stall holds more than
     # a fifth of a step's idle time: Python's per-operation work between small kernels, not a sync or a copy)
     spread = h.step_largest_gap_share
-    after_syncs = h.syncs.idle_ns + h.sync_memcpy.idle_ns + h.sync_memset.idle_ns
     waits = launches >= LAUNCH_BOUND_MIN or (
         launches >= SPREAD_LAUNCH_MIN
         and spread is not None
         and spread <= SPREAD_GAP_SHARE
-        and 2 * after_syncs < h.step_idle_ns  # the host's syncs do not explain the idle (they have a finding)
+        and 2 * h.sync_idle_in_steps_ns < h.step_idle_ns  # syncs inside the steps do not explain its idle
         and f.run_kind != "unstructured"  # steps between host syncs are no passes: their idle may be anything
     )
     if waits and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
@@ -597,33 +596,6 @@ def slow_excess(slow: pl.DataFrame, base: int, gaps: pl.DataFrame | None = None)
     a, b = slow["gpu_start"].to_numpy(), slow["gpu_end"].to_numpy()
     over = span_overlaps(a, b, gaps) if gaps is not None else np.zeros(slow.height, dtype=np.int64)
     return int(np.clip(slow["span"].to_numpy() - base - over, 0, None).sum())
-
-
-def span_overlaps(a: Any, b: Any, gaps: pl.DataFrame) -> Any:
-    """Per span [a, b] (numpy arrays): the time the union of the intervals ``gaps`` (start, dur; they may overlap:
-    several devices' idle gaps, or two kinds of interval) holds inside it. Sorted once, a running sum and two binary
-    searches per span: millions of spans against as many intervals cost no more than sorting them."""
-    import numpy as np  # here: the commands that only read the catalogue (explain) need no numpy
-
-    if not gaps.height or not len(a):
-        return np.zeros(len(a), dtype=np.int64)
-    order = np.argsort(gaps["start"].to_numpy(), kind="stable")
-    g0 = gaps["start"].to_numpy()[order]
-    g1 = g0 + gaps["dur"].to_numpy()[order]
-    # the union: an interval starts a new piece where it begins after every earlier one has ended
-    reach = np.maximum.accumulate(g1)
-    new = np.concatenate([[True], g0[1:] > reach[:-1]])
-    u0 = g0[new]
-    u1 = np.maximum.reduceat(g1, np.flatnonzero(new))
-    held = np.concatenate([[0], np.cumsum(u1 - u0)])
-
-    def upto(x: Any) -> Any:  # the union's time before x
-        k = np.searchsorted(u0, x, side="right")  # pieces starting at or before x
-        last = np.maximum(k - 1, 0)
-        part = np.where(k > 0, np.clip(x - u0[last], 0, (u1 - u0)[last]), 0)
-        return held[np.maximum(k - 1, 0)] * (k > 0) + part
-
-    return np.maximum(upto(b) - upto(a), 0).astype(np.int64)
 
 
 @rule

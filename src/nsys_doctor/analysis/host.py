@@ -83,6 +83,7 @@ class HostSummary:
     after_loads: dict[str, int] = field(default_factory=dict)  # short name of the kernel that runs next -> loads
     load_gaps: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LOAD_GAPS_SCHEMA))  # start, dur
     decode_step_loads: int = 0  # module loads that end inside a decode step's GPU span
+    sync_idle_in_steps_ns: int = 0  # of the refill intervals the syncs are charged, the time inside decode steps
 
     @property
     def gpu_busy_share(self) -> float | None:
@@ -112,6 +113,7 @@ class HostSummary:
             "step_largest_gap_share": self.step_largest_gap_share,
             "load_gap_ns": self.load_gap_ns,
             "load_gap_in_steps_ns": self.load_gap_in_steps_ns,
+            "sync_idle_in_steps_ns": self.sync_idle_in_steps_ns,
             "after_loads": self.after_loads,
             "pageable_idle_ns": self.pageable_idle_ns,
             "idle_gaps": self.gaps.to_dicts(),
@@ -201,6 +203,7 @@ class GpuIdle:
 
     def __init__(self, busy: pl.DataFrame, lo: int, hi: int) -> None:
         self.lo, self.hi = lo, hi
+        self.charged: list[np.ndarray] | None = None  # when a list: the numbers of the intervals syncs were charged
         empty = np.zeros(0, dtype=np.int64)
         self.bs, self.be = empty, empty
         self.none = hi <= lo  # no window: no interval at all
@@ -252,6 +255,10 @@ class GpuIdle:
     def holding(self, times: np.ndarray, shorter_than: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The idle intervals (starts, ends, in order) that ``holding_ids`` numbers."""
         return self._bounds(self.holding_ids(times, shorter_than))
+
+    def bounds(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) of the idle intervals numbered ``k``, clipped to [lo, hi]."""
+        return self._bounds(k)
 
     def _bounds(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) of idle intervals ``k`` (0 <= k <= number of busy intervals), clipped to [lo, hi]."""
@@ -332,6 +339,8 @@ class GpuIdle:
             if skip is not None and skip.size:
                 hit &= ~np.isin(k, skip)
             ids, first = np.unique(k[hit], return_index=True)
+            if self.charged is not None:
+                self.charged.append(ids)
             return int((e[hit][first] - s[hit][first]).sum()) if ids.size else 0
         # overlap of each call with the last nonempty interval to start by its start, and with the last one to
         # start inside it (calls rarely span more than one interval)
@@ -487,6 +496,18 @@ def summarize_host(
     load_ends = np.sort(calls(api_w, MODULE_LOAD_API).drop_nulls(["end"])["end"].cast(pl.Int64).to_numpy())
     loaded = idle.holding_ids(load_ends, threshold)
     load_gaps, load_gap_in_steps, after_loads, decode_step_loads = _load_gaps(kernels, load_ends, idle, dec, threshold)
+    # syncs, and the refill intervals they are charged (the refills that hold a module load are the loading's)
+    idle.charged = []
+    syncs = _group(api_w, SYNC_API, st, idle=idle, sync=True, shorter_than=threshold, skip=loaded)
+    sync_memcpy = _group(api_w, SYNC_MEMCPY_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded)
+    sync_memset = _group(api_w, SYNC_MEMSET_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded)
+    charged, idle.charged = idle.charged, None
+    sync_in_steps = 0
+    if charged and dec.height:
+        s0, s1 = idle.bounds(np.unique(np.concatenate(charged)))
+        refills = pl.DataFrame({"start": s0, "dur": s1 - s0}, schema=LOAD_GAPS_SCHEMA)
+        spans = dec.select("gpu_start", "gpu_end").drop_nulls()
+        sync_in_steps = int(span_overlaps(spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy(), refills).sum())
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
@@ -511,13 +532,10 @@ def summarize_host(
         step_gpu_idle_share=idle_share,
         # a sync is charged the refill after it, not a long gap (a sleep, the next request): those are idle gaps
         # (the refills that hold a module load are the loading's: module-loading-in-window)
-        syncs=_group(api_w, SYNC_API, st, idle=idle, sync=True, shorter_than=threshold, skip=loaded),
-        sync_memcpy=_group(
-            api_w, SYNC_MEMCPY_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded
-        ),
-        sync_memset=_group(
-            api_w, SYNC_MEMSET_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded
-        ),
+        syncs=syncs,
+        sync_memcpy=sync_memcpy,
+        sync_memset=sync_memset,
+        sync_idle_in_steps_ns=sync_in_steps,
         allocations=_group(api_w, ALLOC_API, st, idle=idle),
         module_loads=_group(api_w, MODULE_LOAD_API, st, idle=idle),
         pageable_copies=pageable.height,
@@ -587,3 +605,28 @@ def _load_gaps(
         counts[name] = counts.get(name, 0) + 1
     top = sorted(counts.items(), key=lambda x: (-x[1], x[0]))
     return gaps, inside, dict(top[:AFTER_LOADS_TOP]), in_decode
+
+
+def span_overlaps(a: np.ndarray, b: np.ndarray, gaps: pl.DataFrame) -> np.ndarray:
+    """Per span [a, b] (numpy arrays): the time the union of the intervals ``gaps`` (start, dur; they may overlap:
+    several devices' idle gaps, or two kinds of interval) holds inside it. Sorted once, a running sum and two binary
+    searches per span: millions of spans against as many intervals cost no more than sorting them."""
+    if not gaps.height or not len(a):
+        return np.zeros(len(a), dtype=np.int64)
+    order = np.argsort(gaps["start"].to_numpy(), kind="stable")
+    g0 = gaps["start"].to_numpy()[order]
+    g1 = g0 + gaps["dur"].to_numpy()[order]
+    # the union: an interval starts a new piece where it begins after every earlier one has ended
+    reach = np.maximum.accumulate(g1)
+    new = np.concatenate([[True], g0[1:] > reach[:-1]])
+    u0 = g0[new]
+    u1 = np.maximum.reduceat(g1, np.flatnonzero(new))
+    held = np.concatenate([[0], np.cumsum(u1 - u0)])
+
+    def upto(x: np.ndarray) -> np.ndarray:  # the union's time before x
+        k = np.searchsorted(u0, x, side="right")  # pieces starting at or before x
+        last = np.maximum(k - 1, 0)
+        part = np.where(k > 0, np.clip(x - u0[last], 0, (u1 - u0)[last]), 0)
+        return held[np.maximum(k - 1, 0)] * (k > 0) + part
+
+    return np.maximum(upto(b) - upto(a), 0).astype(np.int64)
