@@ -472,7 +472,7 @@ def test_a_sync_is_not_charged_a_refill_that_holds_a_module_load():
 
 def test_the_refills_a_sync_is_charged_are_kept_when_asked():
     idle = gpu_idle(_busy((0, 100), (130, 200), (260, 300)), 0, 300)
-    idle.charged = []
-    assert gpu_idle_caused(idle, _calls((90, 101), (190, 201)), sync=True) == 90
-    (ids,) = idle.charged
+    charged: list[np.ndarray] = []
+    assert gpu_idle_caused(idle, _calls((90, 101), (190, 201)), sync=True, charged=charged) == 90
+    (ids,) = charged
     assert list(zip(*(a.tolist() for a in idle.bounds(ids)), strict=True)) == [(100, 130), (200, 260)]

@@ -15,7 +15,7 @@ import polars as pl
 
 from ..units import format_bytes, format_ns
 from .distribution import scalar_int, tail_score
-from .host import ApiGroup, HostSummary, span_overlaps
+from .host import ApiGroup, HostSummary, span_overlaps, time_inside
 from .phases import Steps, Window
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -453,26 +453,13 @@ whose idle time follows host syncs for at least half of it (the syncs' refill in
 have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
 
 
-def _inside_steps(d: pl.DataFrame, gaps: pl.DataFrame) -> int:
-    """The time of the union of the intervals ``gaps`` (start, dur) inside the GPU spans of the steps ``d``."""
-    if not gaps.height or not d.height:
-        return 0
-    spans = d.select("gpu_start", "gpu_end").drop_nulls()
-    return int(span_overlaps(spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy(), gaps).sum())
-
-
 def _less_load_gaps(d: pl.DataFrame, gaps: pl.DataFrame) -> pl.Series:
-    """The steps' ``wall`` times less the module loads' idle intervals (``HostSummary.load_gaps``, sorted by start)
-    that start inside each step's GPU span: a step's time without the kernels built or loaded in it."""
-    import numpy as np  # here: the commands that only read the catalogue (explain) need no numpy
-
+    """The steps' ``wall`` times less the time of the module loads' idle intervals (``HostSummary.load_gaps``)
+    inside each step's GPU span: a step's time without the kernels built or loaded in it."""
     if not gaps.height or not d.height:
         return d["wall"]
-    g0 = gaps["start"].to_numpy()
-    held = np.concatenate([[0], np.cumsum(gaps["dur"].to_numpy())])
-    a = np.searchsorted(g0, d["gpu_start"].fill_null(0).to_numpy(), side="left")
-    b = np.searchsorted(g0, d["gpu_end"].fill_null(0).to_numpy(), side="right")
-    return d["wall"] - pl.Series(np.where(b > a, held[b] - held[a], 0))
+    a, b = d["gpu_start"].fill_null(0).to_numpy(), d["gpu_end"].fill_null(0).to_numpy()
+    return d["wall"] - pl.Series(span_overlaps(a, b, gaps))
 
 
 @rule
@@ -483,8 +470,8 @@ def launch_bound(f: Facts) -> list[Finding]:
     # the idle gaps (gpu-idle-gap) and the intervals that hold a module load (module-loading-in-window) inside the
     # steps are those findings' time, not launch overhead
     h = f.host
-    held = pl.concat([h.gaps.select(pl.col("start", "dur").cast(pl.Int64)), h.load_gaps])
-    others = _inside_steps(d, held)
+    held = h.costed_gaps
+    others = time_inside(d, held)
     # steps far slower than the typical one are the slow-steps finding's: judged and costed without them
     slow = slow_step_rows(d) if f.run_kind != "unstructured" else None
     excess = 0
@@ -609,8 +596,7 @@ def slow_steps(f: Facts) -> list[Finding]:
     slow, base = found
     rest = d.filter(~pl.col("idx").is_in(slow["idx"].implode()))
     # the idle gaps and the module loads' gaps inside them are the gpu-idle-gap and module-loading findings'
-    gaps = pl.concat([f.host.gaps.select(pl.col("start", "dur").cast(pl.Int64)), f.host.load_gaps])
-    excess = slow_excess(slow, base, gaps)
+    excess = slow_excess(slow, base, f.host.costed_gaps)
     if excess <= 0:
         return []  # the gaps inside them are all the gpu-idle-gap and module-loading findings
     gpu_slow, gpu_rest = (float(x["gpu_time"].median()) for x in (slow, rest))  # type: ignore[arg-type]

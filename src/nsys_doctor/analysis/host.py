@@ -86,6 +86,13 @@ class HostSummary:
     sync_idle_in_steps_ns: int = 0  # of the refill intervals the syncs are charged, the time inside decode steps
 
     @property
+    def costed_gaps(self) -> pl.DataFrame:
+        """The long idle gaps (``gaps``, gpu-idle-gap's) and the intervals that hold module loads (``load_gaps``,
+        module-loading-in-window's) as start, dur: idle time those findings cost, which the step findings leave
+        out."""
+        return pl.concat([self.gaps.select(pl.col("start", "dur").cast(pl.Int64)), self.load_gaps])
+
+    @property
     def gpu_busy_share(self) -> float | None:
         return self.gpu_busy_ns / self.window_ns if self.window_ns else None
 
@@ -203,7 +210,6 @@ class GpuIdle:
 
     def __init__(self, busy: pl.DataFrame, lo: int, hi: int) -> None:
         self.lo, self.hi = lo, hi
-        self.charged: list[np.ndarray] | None = None  # when a list: the numbers of the intervals syncs were charged
         empty = np.zeros(0, dtype=np.int64)
         self.bs, self.be = empty, empty
         self.none = hi <= lo  # no window: no interval at all
@@ -299,7 +305,12 @@ class GpuIdle:
         return nonempty & ((e - s) < shorter_than) if shorter_than is not None else nonempty
 
     def caused(
-        self, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None, skip: np.ndarray | None = None
+        self,
+        sel: pl.DataFrame,
+        sync: bool,
+        shorter_than: int | None = None,
+        skip: np.ndarray | None = None,
+        charged: list[np.ndarray] | None = None,
     ) -> int:
         """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
 
@@ -309,7 +320,8 @@ class GpuIdle:
         starts), the last one to begin by its return among those shorter than ``shorter_than`` (a long gap, a
         sleep or the next request, is an idle gap of its own). The time a sync spends blocked while the GPU works
         is the GPU's own work, not a cost. ``skip``: numbers of idle intervals a sync is not charged (those that
-        hold a module load: the loading's, ``holding_ids``)."""
+        hold a module load: the loading's, ``holding_ids``); ``charged``: a list the numbers of the intervals syncs
+        are charged are added to."""
         sel = sel.drop_nulls(["start", "end"])  # a call without both times is nowhere on the timeline
         if self.none or sel.is_empty():
             return 0
@@ -339,8 +351,8 @@ class GpuIdle:
             if skip is not None and skip.size:
                 hit &= ~np.isin(k, skip)
             ids, first = np.unique(k[hit], return_index=True)
-            if self.charged is not None:
-                self.charged.append(ids)
+            if charged is not None:
+                charged.append(ids)
             return int((e[hit][first] - s[hit][first]).sum()) if ids.size else 0
         # overlap of each call with the last nonempty interval to start by its start, and with the last one to
         # start inside it (calls rarely span more than one interval)
@@ -387,10 +399,15 @@ def _merged(busy: pl.DataFrame) -> bool:
 
 
 def gpu_idle_caused(
-    idle: GpuIdle, sel: pl.DataFrame, sync: bool, shorter_than: int | None = None, skip: np.ndarray | None = None
+    idle: GpuIdle,
+    sel: pl.DataFrame,
+    sync: bool,
+    shorter_than: int | None = None,
+    skip: np.ndarray | None = None,
+    charged: list[np.ndarray] | None = None,
 ) -> int:
     """``GpuIdle.caused``: the GPU idle time host calls ``sel`` (start, end) explain."""
-    return idle.caused(sel, sync, shorter_than, skip)
+    return idle.caused(sel, sync, shorter_than, skip, charged)
 
 
 def _group(
@@ -402,6 +419,7 @@ def _group(
     sync: bool = False,
     shorter_than: int | None = None,
     skip: np.ndarray | None = None,
+    charged: list[np.ndarray] | None = None,
 ) -> ApiGroup:
     from .phases import assign_to_steps
 
@@ -412,7 +430,7 @@ def _group(
     in_steps = 0
     if step_tbl.height:
         in_steps = assign_to_steps(sel, step_tbl, "start").filter(pl.col("idx").is_not_null()).height
-    cost = gpu_idle_caused(idle, sel, sync, shorter_than, skip) if idle is not None else 0
+    cost = gpu_idle_caused(idle, sel, sync, shorter_than, skip, charged) if idle is not None else 0
     return ApiGroup(sel.height, int(sel["dur"].sum()), in_steps, names, scalar_int(sel["dur"].max()), cost)
 
 
@@ -497,17 +515,13 @@ def summarize_host(
     loaded = idle.holding_ids(load_ends, threshold)
     load_gaps, load_gap_in_steps, after_loads, decode_step_loads = _load_gaps(kernels, load_ends, idle, dec, threshold)
     # syncs, and the refill intervals they are charged (the refills that hold a module load are the loading's)
-    idle.charged = []
-    syncs = _group(api_w, SYNC_API, st, idle=idle, sync=True, shorter_than=threshold, skip=loaded)
-    sync_memcpy = _group(api_w, SYNC_MEMCPY_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded)
-    sync_memset = _group(api_w, SYNC_MEMSET_API, st, ASYNC, idle=idle, sync=True, shorter_than=threshold, skip=loaded)
-    charged, idle.charged = idle.charged, None
-    sync_in_steps = 0
-    if charged and dec.height:
-        s0, s1 = idle.bounds(np.unique(np.concatenate(charged)))
-        refills = pl.DataFrame({"start": s0, "dur": s1 - s0}, schema=LOAD_GAPS_SCHEMA)
-        spans = dec.select("gpu_start", "gpu_end").drop_nulls()
-        sync_in_steps = int(span_overlaps(spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy(), refills).sum())
+    charged: list[np.ndarray] = []
+    syncs, sync_memcpy, sync_memset = (
+        _group(api_w, pattern, st, exclude, idle, True, threshold, loaded, charged)
+        for pattern, exclude in ((SYNC_API, None), (SYNC_MEMCPY_API, ASYNC), (SYNC_MEMSET_API, ASYNC))
+    )
+    s0, s1 = idle.bounds(np.unique(np.concatenate(charged))) if charged else (np.zeros(0), np.zeros(0))
+    sync_in_steps = time_inside(dec, pl.DataFrame({"start": s0, "dur": s1 - s0}, schema=LOAD_GAPS_SCHEMA))
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
@@ -586,11 +600,7 @@ def _load_gaps(
     if not s.size:
         return none, 0, {}, in_decode
     gaps = pl.DataFrame({"start": s, "dur": e - s}, schema=LOAD_GAPS_SCHEMA)
-    inside = 0
-    if d0.size:
-        j = np.searchsorted(d0, s, side="right") - 1  # the last step starting by the interval's start
-        ok = (j >= 0) & (e <= d1[np.maximum(j, 0)])
-        inside = int((e - s)[ok].sum())
+    inside = time_inside(dec, gaps)
     # the first kernel to start when each interval ends (a copy may come first): the one the host prepared while
     # the GPU waited
     col = "short" if "short" in kernels.columns else "name"
@@ -630,3 +640,12 @@ def span_overlaps(a: np.ndarray, b: np.ndarray, gaps: pl.DataFrame) -> np.ndarra
         return held[np.maximum(k - 1, 0)] * (k > 0) + part
 
     return np.maximum(upto(b) - upto(a), 0).astype(np.int64)
+
+
+def time_inside(steps: pl.DataFrame, gaps: pl.DataFrame) -> int:
+    """The time of the union of the intervals ``gaps`` (start, dur) inside the GPU spans (gpu_start, gpu_end) of
+    ``steps``."""
+    if not gaps.height or not steps.height:
+        return 0
+    spans = steps.select("gpu_start", "gpu_end").drop_nulls()
+    return int(span_overlaps(spans["gpu_start"].to_numpy(), spans["gpu_end"].to_numpy(), gaps).sum())

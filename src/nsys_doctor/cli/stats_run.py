@@ -118,6 +118,13 @@ def _run_reports(trace: Trace, flt: EventFilter, run: StatsRun, rank_tag: str) -
     """Every requested report on one trace (or rank): to standard output, or one file per report."""
     requests, fmts, units, output = run.requests, run.fmts, run.units, run.output
     to_stdout = output in (None, "-")
+    if to_stdout and len(requests) > 1:
+        # several reports on standard output (nsys's default set reads every event table): a mostly damaged table
+        # is refused before any report is printed, in one line, not after the reports before the one reading it
+        from ..trace.meta import COUNTED_TABLES
+
+        for name in COUNTED_TABLES:
+            trace.spot_damage(name)
     for i, req in enumerate(requests):
         fmt = fmts[i] if len(fmts) > 1 else fmts[0]
         with progress.stage(f"reading {req.name}"):

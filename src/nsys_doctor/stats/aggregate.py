@@ -74,6 +74,12 @@ def grouped(small: list[tuple] | None, keys: list[str], frame: Callable[[], pl.D
     return groups if groups is not None else grouped_stats(frame(), keys, value)
 
 
+def totals_fit(groups: Sequence[dict[str, Any]]) -> bool:
+    """Whether the groups' totals add up within 64 bits, as SQLite's integer sum must (beyond it the polars path
+    decides)."""
+    return abs(sum(g["total"] for g in groups)) < _INT64
+
+
 def small_grouped_stats(
     rows: Iterable[tuple[Any, ...]], keys: Sequence[str], first: Sequence[str] = (), count: str = ""
 ) -> list[dict[str, Any]] | None:
@@ -131,9 +137,7 @@ def small_grouped_stats(
         if count:
             group[count] = len(values)
         out.append(group)
-    if abs(sum(g["total"] for g in out)) >= _INT64:
-        return None
-    return out
+    return out if totals_fit(out) else None
 
 
 def value_stats(values: list[Any]) -> tuple[int, int, float | None, int | None, int | None, float | None] | None:

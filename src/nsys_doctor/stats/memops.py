@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.window import EventFilter
-from .aggregate import Groups, grouped_stats, small_grouped_stats, sort_groups, stdev, summary_rows
+from .aggregate import Groups, grouped_stats, small_grouped_stats, sort_groups, stdev, summary_rows, totals_fit
 from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
 
 TYPE_CHECKING = False
@@ -78,7 +78,7 @@ def small_memory_groups(ctx: ReportContext, value: str) -> Groups | None:
     names = [] if by_kind is None else [f"[CUDA memcpy {labels.get(g['name'], 'Unknown')}]" for g in by_kind]
     if by_kind is None or by_set is None or len(set(names)) < len(names):
         return small_grouped_stats(_named(copies, sets, labels), ["name"])
-    if abs(sum(g["total"] for g in by_kind + by_set)) >= 2**63:  # as the engine declines a sum beyond 64 bits
+    if not totals_fit(by_kind + by_set):
         return None
     return [g | {"name": n} for g, n in zip(by_kind, names, strict=True)] + [g | {"name": MEMSET_NAME} for g in by_set]
 
