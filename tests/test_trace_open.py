@@ -257,16 +257,21 @@ def test_every_query_on_the_trace_connection_holds_its_one_lock() -> None:
         assert done.is_set() and got[0] == tuple(r[1] for r in trace.rows(f"PRAGMA table_info('{table}')"))
 
 
-@pytest.mark.parametrize("min_rows", [5, 1000, 10**9])
-def test_parallel_reads_give_one_chunk_per_column_and_the_same_rows(monkeypatch, min_rows: int) -> None:
-    """A table read in rowid ranges on parallel connections (and in the driver's batches) comes back as one
-    chunk per column, the rows in table order, as read in one query; adding a column then copies nothing else."""
+PIECE_CASES = [(5, 1 << 20), (5, 7), (1000, 1000), (10**9, 1 << 20), (10**9, 333)]
+
+
+@pytest.mark.parametrize(("min_rows", "piece_rows"), PIECE_CASES)
+def test_parallel_reads_give_one_chunk_per_column_and_the_same_rows(monkeypatch, min_rows: int, piece_rows: int):
+    """A table read in rowid ranges on parallel connections, each range in queries of at most PIECE_ROWS rows (and
+    in the driver's batches), comes back as one chunk per column, the rows in table order, as read in one query;
+    adding a column then copies nothing else."""
     import sqlite3
 
     from nsys_doctor.trace import schema as S
     from nsys_doctor.trace import tables
 
     monkeypatch.setattr("nsys_doctor.trace.open.PARALLEL_MIN_ROWS", min_rows)
+    monkeypatch.setattr("nsys_doctor.trace.open.PIECE_ROWS", piece_rows)
     with Trace.open(SAMPLE) as trace:
         api = tables.TraceFrames._api(trace, None)
         kernels = tables.load(trace, S.KERNEL, ["start", "end", "correlationId", "demangledName"])

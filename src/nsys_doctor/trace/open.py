@@ -49,6 +49,11 @@ PARALLEL_MIN_ROWS = 100_000
 # At most this many parallel connections per table. On a 16-core host, `report` of 2M kernels + 5M calls took as
 # long with 8 as with 16 (6.9-7.3 s against 6.7-7.4 s) and peaked 65-130 MB lower; 4 were slower (docs/performance.md).
 PARALLEL_MAX_PARTS = 8
+# A parallel part is read in queries of at most this many rows, each copied into memory of polars' own as soon as it
+# arrives: the driver's batches hold all their columns in one allocation, freed only when the last of them is
+# dropped, so a table copied into one frame a column at a time would otherwise hold twice its size until the end
+# (20M kernels: 3.6 GB for a 1.8 GB frame; docs/performance.md).
+PIECE_ROWS = 1 << 20
 # At most this many parallel connections of Python's own sqlite3 (``Trace.rows_in_parts``). The SQLite it links
 # against may serialize its threads: on a 16-core host (Ubuntu's SQLite 3.45.1) a filtered scan of 5M calls took
 # 0.47 s on one connection, 0.35 s on 2, 0.44 s on 4, 1.12 s on 8 and 1.37 s on 16 (ADBC's own SQLite: 0.09 s on 8).
@@ -477,18 +482,29 @@ class Trace:
         base = (f"SELECT {', '.join(plain)}{tail}", f"SELECT {', '.join(typed)}{tail}")
         bounds = _parts(lo, hi)
         n_parts = len(bounds)
+
+        def read(b: tuple[int, int]) -> list[tuple[pl.DataFrame, bool]]:
+            if b[1] - b[0] < PIECE_ROWS:
+                return [self._read_part(base, b, names, dtypes, strict)]
+            pieces = []
+            for p_lo in range(b[0], b[1] + 1, PIECE_ROWS):
+                df, coerced = self._read_part(base, (p_lo, min(b[1], p_lo + PIECE_ROWS - 1)), names, dtypes, strict)
+                pieces.append((df.rechunk(), coerced))  # polars' own memory: the driver's batches are freed here
+                del df
+            return pieces
+
         if n_parts == 1:
-            parts = [self._read_part(base, bounds[0], names, dtypes, strict)]
+            parts = read(bounds[0])
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(n_parts) as pool:
-                parts = list(pool.map(lambda b: self._read_part(base, b, names, dtypes, strict), bounds))
+                parts = [piece for pieces in pool.map(read, bounds) for piece in pieces]
         coerced = any(c for _, c in parts)
         frames = [df for df, _ in parts]
         del parts
         out = _contiguous(frames, names)
-        if n_parts > 1:
+        if len(frames) > 1:
             del frames
             release_native_heap()
         return out, coerced
