@@ -238,6 +238,11 @@ CASES = [
           critical_ok=frozenset({"launch-bound", "low-gpu-utilization", "gpu-idle-gap"}),
           known="each request's first decoder pass (2 kernels more than a token's pass, 1.2x its GPU time) is "
                 "counted as a decode step: 1 prefill + 6 decode steps a request, 36 in all"),
+    # T5 at batch 8, 3 tokens a request: no pass found; launch-bound judged over the window (tests/test_runs_more.py)
+    Truth(RUNS / "t5_b8_3tok_whole.sqlite", "llm-decode", 16, 16, 0, 8, 2, None, ("launch-bound",),
+          frozenset({"launch-bound"}),
+          known="with 3 decoder passes a request the once-per-pass names are spaced unevenly and the one level "
+                "found (4 repeats a request) has no layers nor sampling: the run is taken for unstructured"),
     Truth(RUNS / "triton_mlp_whole.sqlite", "unstructured", first=("module-loading-in-window",),
           critical_ok=frozenset({"module-loading-in-window"}), words=False),
     # other people's public traces

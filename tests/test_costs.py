@@ -4,6 +4,7 @@ the order of findings, and when the host goes before the kernels."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -377,6 +378,38 @@ def test_largest_gap_shares_per_span():
     assert got[:3].tolist() == [10 / 12, 60 / 112, 1.0]
     assert np.isnan(got[3:]).all()
     assert np.isnan(gpu_idle(_busy((0, 10)), 0, 20).largest_gap_shares(np.array([0]), np.array([20]))).all()
+
+
+def test_short_idle_sums_the_short_intervals_between_busy_ones():
+    # busy 0-10, 20-30, 32-40, 100-110, 150-160 in a window 0-200: idle 10-20 (10), 30-32 (2), 40-100 (60),
+    # 110-150 (40) between them, and 160-200 after the last (no kernel after it: not counted)
+    idle = gpu_idle(_busy((0, 10), (20, 30), (32, 40), (100, 110), (150, 160)), 0, 200)
+    assert idle.short_idle(50) == 10 + 2 + 40
+    assert idle.short_idle(11) == 10 + 2 and idle.short_idle(10) == 2 and idle.short_idle(2) == 0
+    # intervals numbered to skip (interval k follows busy interval k - 1): 30-32 is number 2, 110-150 number 4;
+    # 0 (before the first) and 5 (after the last) are no interval between two busy ones
+    assert idle.short_idle(50, skip=np.array([2, 4, 0, 5])) == 10
+    assert gpu_idle(_busy((0, 10)), 0, 20).short_idle(100) == 0
+
+
+def test_short_idle_matches_a_plain_sweep_on_random_timelines():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 40))
+        starts, durs = rng.integers(0, 5000, n).tolist(), rng.integers(1, 300, n).tolist()
+        ops = sorted((a, a + d) for a, d in zip(starts, durs, strict=True))
+        lo, hi = int(rng.integers(-100, 2000)), int(rng.integers(2000, 6000))
+        limit = int(rng.integers(1, 400))
+        merged: list[list[int]] = []
+        for a, b in ops:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        inside = [m for m in merged if m[1] > lo and m[0] < hi]
+        want = sum(s1 - e0 for (_, e0), (s1, _) in pairwise(inside) if 0 < s1 - e0 < limit)
+        busy = _busy(*[tuple(o) for o in ops]) if ops else pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64})
+        assert gpu_idle(busy, lo, hi).short_idle(limit) == want
 
 
 def _random_busy(rng, most: int, gaps: list[int], longest: int) -> tuple[int, list[tuple[int, int]]]:

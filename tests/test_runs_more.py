@@ -582,6 +582,49 @@ def _load_gap_oracle(path: Path, found: dict[str, dict]) -> int:
     return sum(b - a for a, b in held)
 
 
+def test_a_run_without_passes_is_launch_bound_over_its_window() -> None:
+    # README section 17: T5 at batch 8, 3 tokens a request, back to back (2 + 8 requests of about 1,500 kernels,
+    # 53-55 ms each unprofiled): no pass is found, the steps between host syncs hold 4 launches, and the GPU works
+    # 4% of the window. Judged over the window: 14,255 launches, the idle spread over the intervals between them
+    name = "t5_b8_3tok_whole"
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    path = _path(name)
+    found = _findings(path)
+    lb = found["launch-bound"]
+    ids = [k for k in found if k not in ("host", "window")]
+    assert ids[0] == "launch-bound" and lb["severity"] == "critical"
+    # the cost, from the trace's own tables: the idle intervals shorter than 200 us between two busy intervals (any
+    # kernel, copy or memset) that reach into the window; the tool leaves out those a sync is charged or a module
+    # load holds (at most one interval for each such call in the window)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    ops: list[tuple[int, int]] = []
+    for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"):
+        ops += db.execute(f'SELECT start, "end" FROM {table}').fetchall()
+    w0, w1 = found["window"]["start_ns"], found["window"]["end_ns"]
+    calls = db.execute(
+        "SELECT count(*) FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN StringIds s ON s.id = r.nameId WHERE r.start "
+        "BETWEEN ? AND ? AND (s.value LIKE '%Synchronize%' OR s.value LIKE 'cuLibraryLoad%' OR s.value LIKE "
+        "'cuModuleLoad%')",
+        (w0, w1),
+    ).fetchone()[0]
+    db.close()
+    ops.sort()
+    merged: list[list[int]] = []
+    for a, b in ops:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    inside = [m for m in merged if m[1] > w0 and m[0] < w1]
+    short = sum(s1 - e0 for (_, e0), (s1, _) in pairwise(inside) if 0 < s1 - e0 < 200_000)
+    idle = (w1 - w0) - found["host"]["gpu_busy_ns"]
+    assert short - calls * 200_000 <= lb["cost_ns"] <= short
+    assert lb["cost_ns"] == found["host"]["short_gap_idle_ns"] >= 0.5 * idle
+    assert lb["evidence"]["launches_in_window"] == found["host"]["launches"] > 10_000
+    assert "low-gpu-utilization" in found and found["low-gpu-utilization"]["severity"] == "info"
+
+
 def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> None:
     # README section 10: transformers generate with each request its own prompt and output length on an H200. Every
     # decode step (KV length new each step) loads a module (cuLibraryLoadData) before cuDNN's runtime-fused

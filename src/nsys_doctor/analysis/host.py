@@ -84,6 +84,10 @@ class HostSummary:
     load_gaps: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LOAD_GAPS_SCHEMA))  # start, dur
     decode_step_loads: int = 0  # module loads that end inside a decode step's GPU span
     sync_idle_in_steps_ns: int = 0  # of the refill intervals the syncs are charged, the time inside decode steps
+    # the window's GPU idle in intervals between kernels shorter than ``SHORT_GAP_NS``, less the syncs' refills and
+    # the intervals that hold a module load: the GPU waiting a little before each of many kernels (launch-bound,
+    # judged over the window when the run has no passes)
+    short_gap_idle_ns: int = 0
 
     @property
     def costed_gaps(self) -> pl.DataFrame:
@@ -121,6 +125,7 @@ class HostSummary:
             "load_gap_ns": self.load_gap_ns,
             "load_gap_in_steps_ns": self.load_gap_in_steps_ns,
             "sync_idle_in_steps_ns": self.sync_idle_in_steps_ns,
+            "short_gap_idle_ns": self.short_gap_idle_ns,
             "after_loads": self.after_loads,
             "pageable_idle_ns": self.pageable_idle_ns,
             "idle_gaps": self.gaps.to_dicts(),
@@ -287,6 +292,19 @@ class GpuIdle:
             return 0
         covered = int((np.minimum(self.be, self.hi) - np.maximum(self.bs, self.lo)).clip(min=0).sum())
         return (self.hi - self.lo) - covered
+
+    def short_idle(self, shorter_than: int, skip: np.ndarray | None = None) -> int:
+        """The idle time of the intervals between two busy ones shorter than ``shorter_than``, less the intervals
+        numbered ``skip`` (a sync's refills, costed by its finding): the GPU waiting a little before each of many
+        kernels (the host's per-operation work), not a stall."""
+        if self.bs.size < 2:
+            return 0
+        dur = self.bs[1:] - self.be[:-1]  # interval k (1 <= k < number of busy intervals) is dur[k - 1]
+        short = (dur > 0) & (dur < shorter_than)
+        if skip is not None and skip.size:
+            inner = skip[(skip >= 1) & (skip < self.bs.size)]
+            short[inner - 1] = False
+        return int(dur[short].sum())
 
     def frame(self) -> pl.DataFrame:
         """The idle intervals as rows gid, start, end (gid: their order)."""
@@ -520,7 +538,8 @@ def summarize_host(
         _group(api_w, pattern, st, exclude, idle, True, threshold, loaded, charged)
         for pattern, exclude in ((SYNC_API, None), (SYNC_MEMCPY_API, ASYNC), (SYNC_MEMSET_API, ASYNC))
     )
-    s0, s1 = idle.bounds(np.unique(np.concatenate(charged))) if charged else (np.zeros(0), np.zeros(0))
+    refills = np.unique(np.concatenate(charged)) if charged else np.zeros(0, dtype=np.int64)
+    s0, s1 = idle.bounds(refills) if refills.size else (np.zeros(0), np.zeros(0))
     sync_in_steps = time_inside(dec, pl.DataFrame({"start": s0, "dur": s1 - s0}, schema=LOAD_GAPS_SCHEMA))
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
@@ -570,8 +589,13 @@ def summarize_host(
         after_loads=after_loads,
         load_gaps=load_gaps,
         decode_step_loads=decode_step_loads,
+        short_gap_idle_ns=idle.short_idle(SHORT_GAP_NS, skip=np.concatenate([refills, loaded])),
     )
 
+
+SHORT_GAP_NS = 200_000
+"""An idle interval between two kernels shorter than this is the host's per-operation work (Python dispatch, a
+launch), not a stall: ``HostSummary.short_gap_idle_ns``."""
 
 AFTER_LOADS_TOP = 3
 """How many names of the kernels that run right after module loads ``HostSummary.after_loads`` keeps."""
