@@ -625,6 +625,20 @@ def test_a_run_without_passes_is_launch_bound_over_its_window() -> None:
     assert "low-gpu-utilization" in found and found["low-gpu-utilization"]["severity"] == "info"
 
 
+def test_an_encoder_decoder_with_requests_back_to_back_is_no_speculative_run() -> None:
+    # README section 17: BART at batch 8, 3 tokens a request, 2 + 8 requests back to back (hf_encdec_generate.py):
+    # each request is an encoder pass with its first decoder pass (big), then 2 decoder passes (small), which cut at
+    # the argmax look like rounds of 2 drafts and a verify pass. The GPU idles 1.44-1.5 ms before each encoder pass
+    # (the request boundary), 20 times the idle before a pass: no draft model, no verify pass
+    name = "bart_b8_3tok_whole"
+    if not _path(name).is_file():
+        pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
+    found = _findings(_path(name))
+    run = report(name)["run"]
+    assert run["draft_passes"] is None and not any("speculative" in e["detail"] for e in run["evidence"])
+    assert "launch-bound" in found and found["launch-bound"]["severity"] == "critical"
+
+
 def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> None:
     # README section 10: transformers generate with each request its own prompt and output length on an H200. Every
     # decode step (KV length new each step) loads a module (cuLibraryLoadData) before cuDNN's runtime-fused
