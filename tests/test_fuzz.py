@@ -553,7 +553,8 @@ def test_lock_taken_mid_run(
     command: str,
 ) -> None:
     """Another process takes an exclusive lock on the trace after nsys-doctor opened it (right after the open,
-    or just before the first activity table is read): one line naming the lock, exit 2."""
+    or just before the first activity table is read, by polars or by the stdlib driver): one line naming the lock,
+    exit 2."""
     trace = tmp_path / "locked.sqlite"
     shutil.copyfile(bases[0], trace)
     before = md5(trace)
@@ -577,6 +578,15 @@ def test_lock_taken_mid_run(
             return original_read(self, *args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(Trace, "read_table", lock_then_read)
+        original_rows = Trace.rows
+
+        def lock_then_rows(self: Trace, sql: str, *args: object, **kwargs: object) -> object:
+            # the stdlib driver's reads of a small trace's activity tables (the summaries, a small cuda_gpu_trace)
+            if "CUPTI_ACTIVITY_KIND" in sql and Path(self.path).resolve() == target:
+                locker.lock_once(target)
+            return original_rows(self, sql, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Trace, "rows", lock_then_rows)
     argv = command_lines(trace, bases[1])[command]
     code, _, err = run_cli(argv)
     check_run(argv, code, err)

@@ -17,9 +17,9 @@ import pytest
 
 from nsys_doctor.report import nsys_format as nf
 from nsys_doctor.report.nsys_format import Units, render, render_chunks
-from nsys_doctor.stats import ReportContext, StatsTable, parse_report_arg, run_report
+from nsys_doctor.stats import ReportContext, StatsTable, gputrace, parse_report_arg, run_report
 from nsys_doctor.stats.core import Column
-from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows
+from nsys_doctor.stats.gputrace import COLUMNS, OUT, FrameRows, StreamedRows, small_trace_rows
 from nsys_doctor.stats.keysort import sorted_pairs
 from nsys_doctor.trace.window import EventFilter, parse_filter_time
 
@@ -137,10 +137,11 @@ SHARED = ["decode_pathologies", "decode_eager", "prefill_2048"]
 @needs_shared
 @pytest.mark.parametrize("name", SHARED)
 @pytest.mark.parametrize("report", ["cuda_gpu_trace", "cuda_gpu_trace:base"])
-def test_shared_traces_match_row_renderer(name: str, report: str) -> None:
+def test_shared_traces_match_row_renderer(name: str, report: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path = TRACES / f"{name}.sqlite"
     if not path.is_file():
         pytest.skip(f"{path} is not present")
+    monkeypatch.setattr(gputrace, "SMALL_TRACE_VALUES", 0)  # the streamed path, even for a small trace
     full = run_report(ReportContext(open_trace(path), EventFilter()), parse_report_arg(report))
     assert isinstance(full.rows, StreamedRows)
     # the row-by-row reference is slow: real rows from the start, the middle (kernels, copies, memsets of the
@@ -252,6 +253,51 @@ def test_streamed_rows_of_a_trace_without_gpu_work(tmp_path: Path) -> None:
     assert not table.rows and len(table.rows) == 0 and list(table.rows) == []
     assert table.skipped == "does not contain CUDA kernels or memory operations"
     assert render(table, "csv", Units()) == ""
+
+
+def _ties_copy(tmp_path: Path) -> Path:
+    """The sample with rows out of start order and starts shared across kernels, copies and memsets (no damage)."""
+    return mutated_copy(
+        SAMPLE,
+        tmp_path / "ties.sqlite",
+        sql(
+            f'UPDATE {K} SET start = start + (rowid % 5) * 40000, "end" = "end" + (rowid % 5) * 40000',
+            f"UPDATE {MC} SET start = (SELECT start FROM {K} k WHERE k.rowid = {MC}.rowid * 3) WHERE rowid % 2 = 0",
+            f"UPDATE {MS} SET start = (SELECT start FROM {K} k WHERE k.rowid = {MS}.rowid * 5) WHERE rowid % 3 = 0",
+        ),
+    )
+
+
+@pytest.mark.parametrize("flags", [(), ("base",), ("mangled",)])
+def test_small_trace_rows_are_the_whole_frame(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    # a small clean trace's report made with the stdlib driver alone: the rows of the whole-frame oracle, ties of a
+    # kernel, a copy and a memset at one start in that order, each table's rows in table order
+    for path in (SAMPLE, _ties_copy(tmp_path)):
+        ctx = ReportContext(open_trace(path), EventFilter(), flags=set(flags))
+        rows = small_trace_rows(ctx)
+        whole = _whole_frame(ctx)
+        assert rows is not None and len(rows) == whole.height > 10_000
+        assert rows == whole.rows()
+    trace = open_trace(_ties_copy(tmp_path))
+    lo, hi = trace.rows(f"SELECT min(start), max(start) FROM {K}")[0]
+    flt = parse_filter_time(f"{lo + (hi - lo) // 3}ns/{lo + (hi - lo) // 2}ns")
+    rows = small_trace_rows(ReportContext(trace, flt))
+    assert rows is not None and rows == _whole_frame(ReportContext(trace, flt)).rows() and 0 < len(rows) < 12_086
+
+
+def test_small_trace_rows_leave_damage_and_big_tables_to_the_streamed_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # damaged rows (and NULLs the stdlib path does not reproduce) go the streamed way, which leaves them out and
+    # counts them; so do tables of more values than SMALL_TRACE_VALUES
+    damaged = ReportContext(open_trace(_shuffled_copy(tmp_path)), EventFilter())
+    assert small_trace_rows(damaged) is None
+    table = run_report(damaged, parse_report_arg("cuda_gpu_trace"))
+    assert isinstance(table.rows, StreamedRows)
+    monkeypatch.setattr(gputrace, "SMALL_TRACE_VALUES", 12_000 * len(OUT))  # fewer than the sample's rows
+    assert small_trace_rows(ReportContext(open_trace(SAMPLE), EventFilter())) is None
+    monkeypatch.setattr(gputrace, "SMALL_TRACE_VALUES", 13_000 * len(OUT))
+    assert small_trace_rows(ReportContext(open_trace(SAMPLE), EventFilter())) is not None
 
 
 def test_streamed_rows_are_a_sequence() -> None:

@@ -263,9 +263,10 @@ DURATION = '"end" - "start"'
 without damaged rows)."""
 
 
-def is_small(rows: int, columns: int) -> bool:
-    """Whether ``rows`` rows of ``columns`` values are few enough for the stdlib path (``SMALL_ROWS``)."""
-    return rows * max(2, columns) <= 2 * SMALL_ROWS
+def is_small(rows: int, columns: int, values: int | None = None) -> bool:
+    """Whether ``rows`` rows of ``columns`` values are few enough for the stdlib path (at most ``values`` values:
+    ``SMALL_ROWS`` rows of two by default)."""
+    return rows * max(2, columns) <= (2 * SMALL_ROWS if values is None else values)
 
 
 def small_rows(
@@ -278,6 +279,7 @@ def small_rows(
     reads: tuple[str, ...] = (),
     where: str = "",
     checks: Sequence[str] = (),
+    values: int | None = None,
 ) -> list[tuple] | None:
     """``columns`` of ``table`` (the rows passing the context's filter, in table order) read with sqlite3 alone,
     when that gives exactly what the polars loader (``tables.load``) would: [] for an absent table; None (the
@@ -286,6 +288,8 @@ def small_rows(
     NULL) in ``text`` ones. ``names``: the caller resolves StringIds, which are read first (as the polars path reads
     them: an unusable StringIds is its own error).
 
+    ``values``: what ``is_small`` allows (None: its default; a report of many columns may read more values than a
+    summary of two).
     A column is a column name, ``DURATION`` (end - start) or an SQL expression over the columns named in ``reads``
     (e.g. ``coalesce("mangledName", "demangledName")``). ``where``: an SQL condition the rows must pass too (as
     ``tables.load``'s). With ``where``, a big table whose kept rows are few is small too: its rows are read (on
@@ -311,7 +315,7 @@ def small_rows(
     span = trace.rowid_range(table)
     if span is None:
         return []
-    capped = not is_small(span[1] - span[0] + 1, len(columns))
+    capped = not is_small(span[1] - span[0] + 1, len(columns), values)
     if capped and not where:
         return None
     if names:
@@ -327,7 +331,7 @@ def small_rows(
     # damage: a flag on each row read from a big table (another scan of it would cost as much as the read); on a
     # small one, one EXISTS query before the read (cheaper than a flag on every row)
     if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
-        most = 2 * SMALL_ROWS // max(2, len(columns))
+        most = (2 * SMALL_ROWS if values is None else values) // max(2, len(columns))
         usable = valid_sql(keys, read, strings) or "1"
         sql = f"SELECT {cols}, {usable} FROM {table} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {most + 1}"
         flagged = trace.rows_in_parts(table, sql)
@@ -354,7 +358,7 @@ def small_rows(
     return rows
 
 
-def small_kernel_rows(ctx: ReportContext, columns: list[str]) -> list[tuple] | None:
+def small_kernel_rows(ctx: ReportContext, columns: list[str], values: int | None = None) -> list[tuple] | None:
     """Rows ``(name_id, *columns)`` of a small, clean kernel table read with sqlite3 alone, in table order:
     ``load_kernels``' ``name_id`` and integer ``columns`` (or ``DURATION``); None when the polars path must decide
     (see ``small_rows``)."""
@@ -364,4 +368,4 @@ def small_kernel_rows(ctx: ReportContext, columns: list[str]) -> list[tuple] | N
     mangled = name_col == "mangledName"  # the mangled name where recorded, else the demangled one
     name = 'coalesce("mangledName", "demangledName")' if mangled else name_col
     reads = ("mangledName", "demangledName") if mangled else ()
-    return small_rows(ctx, KERNEL, [name, *columns], reads=reads)
+    return small_rows(ctx, KERNEL, [name, *columns], reads=reads, values=values)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
 
 from ..trace import schema as S
-from .core import ChunkedRows, Column, ReportContext, StatsTable, load_kernels, report
-from .keysort import KeySorter, SortedKeys
+from .core import (
+    ChunkedRows,
+    Column,
+    ReportContext,
+    StatsTable,
+    load_kernels,
+    report,
+    small_kernel_rows,
+    small_rows,
+)
 from .memops import MEMSET_NAME, memcpy_name_expr
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import polars as pl
+
+    from .keysort import SortedKeys
 
 GEOMETRY = S.KERNEL_GEOMETRY
 OUT = [
@@ -72,9 +82,76 @@ def cuda_gpu_trace(ctx: ReportContext) -> StatsTable:
         Column("Strm"),
         Column("Name"),
     )
-    rows = StreamedRows(ctx)
+    small = small_trace_rows(ctx)
+    rows: Sequence[tuple] = small if small is not None else StreamedRows(ctx)
     skipped = "" if rows else "does not contain CUDA kernels or memory operations"
     return StatsTable("cuda_gpu_trace", "CUDA GPU Trace", cols, rows, skipped)
+
+
+SMALL_TRACE_VALUES = 600_000
+"""Up to this many values (about 33,000 kernels), ``cuda_gpu_trace`` is made with the stdlib driver alone
+(``small_trace_rows``): the whole report then costs less than importing polars and numpy, which the streamed path
+needs (a trace of 12,086 kernels: 0.36-0.41 s against nsys's 0.14-0.30 s on the GPU host; docs/performance.md)."""
+
+
+def small_trace_rows(ctx: ReportContext) -> list[tuple] | None:
+    """The report's rows (columns ``OUT``, in nsys's order: by start, then kernels, copies and memsets, then table
+    order) of small, clean tables read with sqlite3 alone; None when the streamed path must decide (a big table, a
+    NULL or a value of another type in a column read, damaged rows: see ``core.small_rows``)."""
+    trace = ctx.trace
+    _spans(ctx)  # rowids an nsys export never has are refused on either path
+    kernels = small_kernel_rows(ctx, [*COMMON, *GEOMETRY], SMALL_TRACE_VALUES)
+    if kernels is None:
+        return None
+    copies = small_rows(ctx, S.MEMCPY, COLUMNS[S.MEMCPY], names=False, values=SMALL_TRACE_VALUES)
+    sets = small_rows(ctx, S.MEMSET, COLUMNS[S.MEMSET], names=False, values=SMALL_TRACE_VALUES)
+    if copies is None or sets is None:
+        return None
+    if (len(kernels) + len(copies) + len(sets)) * len(OUT) > SMALL_TRACE_VALUES:
+        return None
+    from ..trace.gpuinfo import gpu_rows
+
+    names = {r["deviceId"]: r["name"] for r in gpu_rows(trace)}
+    devices: dict[int, str | None] = {}
+
+    def device(d: int) -> str | None:
+        if d not in devices:
+            name = names.get(d, "")
+            devices[d] = None if name is None else f"{name} ({d})"
+        return devices[d]
+
+    labels = trace.schema.enum_labels("ENUM_CUDA_MEM_KIND")
+    copy_names = trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+    strings = trace.strings
+    keyed: list[tuple[int, int, int, tuple]] = []
+
+    def common(r: tuple) -> tuple[int, int, int, int | None, int | None, int | None, str | None]:
+        # start, end, deviceId, contextId, greenContextId, streamId, correlationId
+        start, end, dev, ctx_id, green, strm, corr = r
+        return start, end - start, corr, ctx_id or None, green or None, strm or None, device(dev)
+
+    def thru(n: int, dur: int) -> int | None:
+        return n * (1_000_000_000 // dur) if dur > 0 else None
+
+    for i, k in enumerate(kernels):
+        start, dur, corr, c, g, st, dv = common(k[1:8])
+        row = (start, dur, corr, *k[8:], None, None, None, None, dv, c, g, st, strings.get(k[0], ""))
+        keyed.append((start, 0, i, row))
+    for i, r in enumerate(copies):
+        start, dur, corr, c, g, st, dv = common(r[:7])
+        n, kind, src, dst = r[7:]
+        name = f"[CUDA memcpy {copy_names.get(kind, 'Unknown')}]"
+        row = (start, dur, corr, *(None,) * len(GEOMETRY), n, thru(n, dur), labels.get(src), labels.get(dst), dv,
+               c, g, st, name)  # fmt: skip
+        keyed.append((start, 1, i, row))
+    for i, r in enumerate(sets):
+        start, dur, corr, c, g, st, dv = common(r[:7])
+        n, kind = r[7:]
+        row = (start, dur, corr, *(None,) * len(GEOMETRY), n, thru(n, dur), labels.get(kind), None, dv, c, g, st,
+               MEMSET_NAME)  # fmt: skip
+        keyed.append((start, 2, i, row))
+    keyed.sort(key=lambda k: k[:3])
+    return [k[3] for k in keyed]
 
 
 def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int, int]) -> pl.DataFrame:
@@ -87,10 +164,9 @@ def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int,
     return load(ctx.trace, table, [*columns, ROWID], ctx.flt, rowids=rowids)
 
 
-def sort_keys(ctx: ReportContext) -> SortedKeys:
-    """The report's rows in order, as ``kind << KIND_SHIFT | rowid``: by start, then kind, then rowid (the table's
-    order), nsys's order. The tables are read a block of rows at a time into a ``KeySorter`` (bounded memory at any
-    size: sorted in one buffer up to its limit, else as runs on disk merged a window at a time)."""
+def _spans(ctx: ReportContext) -> list[tuple[int, str, tuple[int, int]]]:
+    """(kind, table, rowid range) of the report's tables that hold rows; a rowid outside 0..2**KIND_SHIFT (which
+    the sort keys cannot hold, and nsys never writes) is a ``TraceError``."""
     has = ctx.trace.schema.has
     spans = [(k, table, span) for k, table in SOURCES if has(table) and (span := ctx.trace.rowid_range(table))]
     for _, table, (lo, hi) in spans:
@@ -101,6 +177,16 @@ def sort_keys(ctx: ReportContext) -> SortedKeys:
                 f"{table} has rowids outside 0..2**{KIND_SHIFT}: the file is not an nsys export as written",
                 "export the report again with nsys export --type=sqlite",
             )
+    return spans
+
+
+def sort_keys(ctx: ReportContext) -> SortedKeys:
+    """The report's rows in order, as ``kind << KIND_SHIFT | rowid``: by start, then kind, then rowid (the table's
+    order), nsys's order. The tables are read a block of rows at a time into a ``KeySorter`` (bounded memory at any
+    size: sorted in one buffer up to its limit, else as runs on disk merged a window at a time)."""
+    from .keysort import KeySorter  # here: the stdlib path of a small trace (small_trace_rows) needs none of it
+
+    spans = _spans(ctx)
     # a table's rows fit in its rowid range; a range far wider than a block is checked against the row count
     # (rowids need not be dense)
     size = sum(
