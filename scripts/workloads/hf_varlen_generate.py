@@ -6,6 +6,7 @@ attention; transformers' PyTorch path when the mamba-ssm kernels are absent). EO
 exactly its new-token count: 1 prefill pass + (new_tokens - 1) decode passes (printed per request).
 
     python3 scripts/workloads/hf_varlen_generate.py --model llama --prompt-lens 24,96,48,160 --new-tokens 8,24,16,32
+    python3 scripts/workloads/hf_varlen_generate.py --model llama --cudnn-sdp off   # no per-length cuDNN attention
     python3 scripts/workloads/hf_varlen_generate.py --model mamba --layers 4 --new-tokens 16 --warmup 1 --iters 2
 """
 
@@ -21,11 +22,17 @@ p.add_argument("--prompt-lens", default="32")
 p.add_argument("--new-tokens", default="16")
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=3)
+p.add_argument(
+    "--cudnn-sdp", choices=("on", "off"), default="on",
+    help="off: torch.backends.cuda.enable_cudnn_sdp(False), attention without cuDNN's per-shape fused kernels",
+)  # fmt: skip
 a = p.parse_args()
 prompt_lens = [int(x) for x in a.prompt_lens.split(",")]
 new_tokens = [int(x) for x in a.new_tokens.split(",")]
 
 dev = setup()
+if a.cudnn_sdp == "off":
+    torch.backends.cuda.enable_cudnn_sdp(False)
 if a.model == "mamba":
     from transformers import AutoModelForCausalLM, MambaConfig
 
@@ -57,4 +64,4 @@ with torch.inference_mode():
         plan.append({"prompt": n_prompt, "new_tokens": n_new, "passes": n_new, "warmup": i < a.warmup})
         print(f"request {i} ({'warmup' if i < a.warmup else 'measured'}): prompt {n_prompt}, {n_new} new tokens "
               f"(1 prefill + {n_new - 1} decode passes), {t.ms:.1f} ms", flush=True)  # fmt: skip
-result(workload="hf_varlen_generate", model=a.model, requests=plan, request_ms=times)
+result(workload="hf_varlen_generate", model=a.model, cudnn_sdp=a.cudnn_sdp, requests=plan, request_ms=times)
