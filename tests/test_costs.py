@@ -407,9 +407,14 @@ def test_short_idle_matches_a_plain_sweep_on_random_timelines():
             else:
                 merged.append([a, b])
         inside = [m for m in merged if m[1] > lo and m[0] < hi]
-        want = sum(s1 - e0 for (_, e0), (s1, _) in pairwise(inside) if 0 < s1 - e0 < limit)
+        between = list(pairwise(inside))  # interval k (k >= 1) lies between busy intervals k - 1 and k
+        skip = sorted({int(k) for k in rng.integers(0, len(inside) + 2, 3)})
+        want = sum(s1 - e0 for k, ((_, e0), (s1, _)) in enumerate(between, 1) if 0 < s1 - e0 < limit)
+        kept = sum(s1 - e0 for k, ((_, e0), (s1, _)) in enumerate(between, 1) if 0 < s1 - e0 < limit and k not in skip)
         busy = _busy(*[tuple(o) for o in ops]) if ops else pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64})
-        assert gpu_idle(busy, lo, hi).short_idle(limit) == want
+        idle = gpu_idle(busy, lo, hi)
+        assert idle.short_idle(limit) == want
+        assert idle.short_idle(limit, skip=np.array(skip, dtype=np.int64)) == kept
 
 
 def _random_busy(rng, most: int, gaps: list[int], longest: int) -> tuple[int, list[tuple[int, int]]]:

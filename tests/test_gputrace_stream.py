@@ -285,6 +285,23 @@ def test_small_trace_rows_are_the_whole_frame(tmp_path: Path, flags: tuple[str, 
     assert rows is not None and rows == _whole_frame(ReportContext(trace, flt)).rows() and 0 < len(rows) < 12_086
 
 
+def test_a_throughput_beyond_64_bits_is_an_empty_cell_on_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 9 TB set in a nanosecond: 9e21 B/s, which no 64-bit integer holds (the streamed path wrapped it to a negative
+    # number); the cell is empty on both paths, and a throughput that fits is unchanged
+    huge = sql(f'UPDATE {MS} SET bytes = 9000000000000, "end" = start + 1 WHERE rowid = 1')
+    path = mutated_copy(SAMPLE, tmp_path / "thru.sqlite", huge)
+    small = small_trace_rows(ReportContext(open_trace(path), EventFilter()))
+    monkeypatch.setattr(gputrace, "SMALL_TRACE_VALUES", 0)
+    streamed = list(StreamedRows(ReportContext(open_trace(path), EventFilter())))
+    assert small is not None and small == streamed
+    at = OUT.index("thru")
+    memsets = [r for r in small if r[-1] == "[CUDA memset]"]
+    assert [r[at] for r in memsets if r[OUT.index("bytes")] == 9_000_000_000_000] == [None]
+    assert all(r[at] is not None and r[at] >= 0 for r in memsets if r[OUT.index("bytes")] != 9_000_000_000_000)
+
+
 def test_small_trace_rows_leave_damage_and_big_tables_to_the_streamed_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

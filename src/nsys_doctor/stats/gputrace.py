@@ -99,7 +99,9 @@ def small_trace_rows(ctx: ReportContext) -> list[tuple] | None:
     order) of small, clean tables read with sqlite3 alone; None when the streamed path must decide (a big table, a
     NULL or a value of another type in a column read, damaged rows: see ``core.small_rows``)."""
     trace = ctx.trace
-    _spans(ctx)  # rowids an nsys export never has are refused on either path
+    spans = _spans(ctx)  # rowids an nsys export never has are refused on either path
+    if sum(hi - lo + 1 for _, _, (lo, hi) in spans) * len(OUT) > SMALL_TRACE_VALUES:
+        return None  # more rows than the stdlib path takes (before reading any)
     kernels = small_kernel_rows(ctx, [*COMMON, *GEOMETRY], SMALL_TRACE_VALUES)
     if kernels is None:
         return None
@@ -131,7 +133,10 @@ def small_trace_rows(ctx: ReportContext) -> list[tuple] | None:
         return start, end - start, corr, ctx_id or None, green or None, strm or None, device(dev)
 
     def thru(n: int, dur: int) -> int | None:
-        return n * (1_000_000_000 // dur) if dur > 0 else None
+        if dur <= 0:
+            return None
+        per = 1_000_000_000 // dur
+        return None if per and n > INT64_MAX // per else n * per  # beyond 64 bits: none (as the streamed path)
 
     for i, k in enumerate(kernels):
         start, dur, corr, c, g, st, dv = common(k[1:8])
@@ -162,6 +167,18 @@ def _read(ctx: ReportContext, table: str, columns: list[str], rowids: tuple[int,
     if table == S.KERNEL:
         return load_kernels(ctx, [*columns, ROWID], rowids)
     return load(ctx.trace, table, [*columns, ROWID], ctx.flt, rowids=rowids)
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+def _fits_throughput(dur: pl.Expr) -> pl.Expr:
+    """Whether bytes * (1e9 // dur), the throughput in B/s, fits in 64 bits (a copy of 9 TB in a nanosecond does
+    not: its cell is left empty, on both paths, rather than wrapped to a negative number)."""
+    import polars as pl
+
+    per = 1_000_000_000 // dur
+    return (per == 0) | (pl.col("bytes") <= pl.lit(INT64_MAX) // per)
 
 
 def _spans(ctx: ReportContext) -> list[tuple[int, str, tuple[int, int]]]:
@@ -286,7 +303,7 @@ class StreamedRows(ChunkedRows):
         return df.with_columns(
             pl.lit(kind, pl.Int8).alias("_kind"),
             dur.alias("dur"),
-            pl.when(pl.col("bytes").is_not_null() & (dur > 0))
+            pl.when(pl.col("bytes").is_not_null() & (dur > 0) & _fits_throughput(dur))
             .then(pl.col("bytes") * (1_000_000_000 // dur))
             .alias("thru"),
             pl.concat_str(

@@ -37,10 +37,11 @@ ADJACENT_SHARE = 0.2  # at most this share of verify passes directly follow anot
 SPEC_ANCHORS_TRIED = 4  # sampling kernels tried as the end of a pass (one per count), the most frequent first
 SPLIT_KERNELS = 64  # the most frequent kernels looked at for the split of the passes in two sizes
 LAYER_KERNELS = 3  # every-pass kernels that must agree on the split (a norm, an activation, a residual add)
-REQUEST_GAP_NS = 1_000_000  # a GPU idle gap of a request boundary: at least 1 ms (a serving engine's scheduling
-# between steps, before its verify pass, takes less)
+REQUEST_GAP_NS = 1_000_000  # a GPU idle gap of a request boundary here: at least 1 ms, below the 2 ms of
+# patterns.MIN_REQUEST_GAP_NS, as the relative tests below decide (BART at batch 8 with its requests back to back
+# idles 1.44-1.5 ms before each encoder pass); an engine that schedules for 1 ms or more between its drafts and its
+# verify pass, and little after it, is taken for requests (tests/test_speculative.py: a known limit)
 REQUEST_GAP_FACTOR = 20  # and this many times the median idle before a pass, and the idle after the big pass
-REQUEST_TIER = 10  # a few big passes with this many times the typical idle before them: those start the requests
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,7 @@ def _requests_at_big_passes(
     at once by the next pass, starts a request: an encoder pass, whose decoder passes follow it (a short output,
     few enough of them to look like drafts). A serving engine that schedules between steps (before its verify pass)
     idles less than that, and after its verify pass too; an encoder-decoder whose requests follow each other within
-    ``REQUEST_GAP_NS`` is not told apart (its rounds stand), nor one whose big passes come after two tiers of idle
-    (at least two ``REQUEST_TIER`` times the typical one): the rare long ones start the requests, the typical ones
-    are an engine's scheduling before its verify passes."""
+    ``REQUEST_GAP_NS`` is not told apart (its rounds stand)."""
     gaps = np.zeros(len(seq), dtype=np.int64)  # idle on the GPU before each kernel
     gaps[1:] = np.maximum(seq.start[1:] - seq.end[:-1], 0)
     before_pass = gaps[pos[:-1] + 1]
@@ -189,18 +188,11 @@ def _requests_at_big_passes(
     # the verify pass: its first kernel v (after the sampling kernel that ends the last draft) to its sampling kernel
     # m, and the idle before each of them; the drafts: the round's kernels before v, from the idle before its first
     big = 0
-    before_big: list[int] = []
     for f, v, m in zip(first.tolist(), verify_first.tolist(), markers.tolist(), strict=True):
         in_verify = int(gaps[v : m + 1].max())
-        before_big.append(in_verify)
         in_drafts = int(gaps[f:v].max()) if v > f else 0
         after = int(gaps[m + 1]) if m + 1 < gaps.size else 0
         big += in_verify >= floor and in_verify > in_drafts and in_verify >= REQUEST_GAP_FACTOR * after
-    # requests far apart (a tier of idle gaps before big passes, REQUEST_TIER times the typical one): the typical
-    # gap before a big pass is no request's, but an engine's scheduling before each verify pass
-    typical = float(np.median(before_big)) if before_big else 0.0
-    if sum(g >= REQUEST_TIER * typical for g in before_big) >= 2:
-        return False
     return big > first.size / 2
 
 
