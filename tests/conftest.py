@@ -87,3 +87,15 @@ def trace_copy(tmp_path: Path) -> Path:
     dst = folder / "sample.sqlite"
     shutil.copyfile(SAMPLE, dst)
     return dst
+
+
+def merged_intervals(ops: list[tuple[int, int]]) -> list[list[int]]:
+    """The union of [start, end] intervals as disjoint [start, end] pairs in order: a plain sweep, the oracle the
+    GPU-idle tests measure the tool's busy and idle intervals against."""
+    merged: list[list[int]] = []
+    for a, b in sorted(ops):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged

@@ -15,7 +15,7 @@ from nsys_doctor.analysis.host import gpu_idle, gpu_idle_caused
 from nsys_doctor.cli.report import diagnose_trace
 from nsys_doctor.loaders import load_rules
 
-from .conftest import TRACES, needs_shared, open_trace
+from .conftest import TRACES, merged_intervals, needs_shared, open_trace
 
 PUBLIC = TRACES / "public"
 ENGINES = TRACES / "engines"
@@ -400,13 +400,7 @@ def test_short_idle_matches_a_plain_sweep_on_random_timelines():
         ops = sorted((a, a + d) for a, d in zip(starts, durs, strict=True))
         lo, hi = int(rng.integers(-100, 2000)), int(rng.integers(2000, 6000))
         limit = int(rng.integers(1, 400))
-        merged: list[list[int]] = []
-        for a, b in ops:
-            if merged and a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        inside = [m for m in merged if m[1] > lo and m[0] < hi]
+        inside = [m for m in merged_intervals(ops) if m[1] > lo and m[0] < hi]
         between = list(pairwise(inside))  # interval k (k >= 1) lies between busy intervals k - 1 and k
         skip = sorted({int(k) for k in rng.integers(0, len(inside) + 2, 3)})
         want = sum(s1 - e0 for k, ((_, e0), (s1, _)) in enumerate(between, 1) if 0 < s1 - e0 < limit)

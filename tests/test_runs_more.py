@@ -20,7 +20,7 @@ import pytest
 
 from nsys_doctor.cli.main import main
 
-from .conftest import DATA, TRACES
+from .conftest import DATA, TRACES, merged_intervals
 
 RUNS = DATA / "runs"
 CNN = "resnet18_requests_whole"
@@ -550,25 +550,25 @@ def test_idle_in_one_stall_a_step_or_after_syncs_is_not_launch_bound() -> None:
         assert "launch-bound" not in _findings(triton)
 
 
-def _load_gap_oracle(path: Path, found: dict[str, dict]) -> int:
-    """The idle intervals holding module-load ends, from the SQLite tables with a plain sweep (not the tool's code)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _gpu_ops(db: sqlite3.Connection) -> list[tuple[int, int]]:
+    """(start, end) of every kernel, copy and memset of the trace, from its tables."""
     ops: list[tuple[int, int]] = []
     for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"):
         ops += db.execute(f'SELECT start, "end" FROM {table}').fetchall()
+    return ops
+
+
+def _load_gap_oracle(path: Path, found: dict[str, dict]) -> int:
+    """The idle intervals holding module-load ends, from the SQLite tables with a plain sweep (not the tool's code)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    ops = _gpu_ops(db)
     loads = db.execute(
         'SELECT r."end" FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN StringIds s ON s.id = r.nameId '
         "WHERE s.value LIKE 'cuLibraryLoad%' OR s.value LIKE 'cuModuleLoad%' OR s.value LIKE 'cudaLibraryLoad%' "
         "OR s.value LIKE 'cuModuleGetFunction%' OR s.value LIKE 'cuLinkComplete%'"
     ).fetchall()
     db.close()
-    ops.sort()
-    merged: list[list[int]] = []
-    for a, b in ops:
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
+    merged = merged_intervals(ops)
     w0 = found["window"]["start_ns"]
     w1 = found["window"]["end_ns"]
     threshold = found["host"]["idle_gap_threshold_ns"]
@@ -598,9 +598,7 @@ def test_a_run_without_passes_is_launch_bound_over_its_window() -> None:
     # kernel, copy or memset) that reach into the window; the tool leaves out those a sync is charged or a module
     # load holds (at most one interval for each such call in the window)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    ops: list[tuple[int, int]] = []
-    for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"):
-        ops += db.execute(f'SELECT start, "end" FROM {table}').fetchall()
+    ops = _gpu_ops(db)
     w0, w1 = found["window"]["start_ns"], found["window"]["end_ns"]
     calls = db.execute(
         "SELECT count(*) FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN StringIds s ON s.id = r.nameId WHERE r.start "
@@ -609,13 +607,7 @@ def test_a_run_without_passes_is_launch_bound_over_its_window() -> None:
         (w0, w1),
     ).fetchone()[0]
     db.close()
-    ops.sort()
-    merged: list[list[int]] = []
-    for a, b in ops:
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
+    merged = merged_intervals(ops)
     inside = [m for m in merged if m[1] > w0 and m[0] < w1]
     short = sum(s1 - e0 for (_, e0), (s1, _) in pairwise(inside) if 0 < s1 - e0 < 200_000)
     idle = (w1 - w0) - found["host"]["gpu_busy_ns"]

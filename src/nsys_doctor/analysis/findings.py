@@ -15,7 +15,7 @@ import polars as pl
 
 from ..units import format_bytes, format_ns
 from .distribution import scalar_int, tail_score
-from .host import ApiGroup, HostSummary, span_overlaps, time_inside
+from .host import SHORT_GAP_NS, ApiGroup, HostSummary, span_overlaps, time_inside
 from .phases import Steps, Window
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -482,8 +482,6 @@ def launch_bound(f: Facts) -> list[Finding]:
 def _launch_bound_window(f: Facts) -> list[Finding]:
     """launch-bound judged over the window (``WINDOW_SHORT_IDLE_SHARE``): a run without passes has no steps to
     judge (the steps between its host syncs may hold a few kernels each)."""
-    from .host import SHORT_GAP_NS
-
     h = f.host
     idle = h.window_ns - h.gpu_busy_ns
     short = h.short_gap_idle_ns
