@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
+from nsys_doctor.analysis.phases import launched_kernels
 from nsys_doctor.analysis.structure import RunStructure, find_structure, structure_of
+from nsys_doctor.analysis.structure.sequence import Api, Seq, kernel_sequence
 from nsys_doctor.trace.meta import capture_settings
 from nsys_doctor.trace.tables import TraceFrames
 
@@ -1387,3 +1390,42 @@ def test_a_solvers_backward_sweep_is_no_training_step():
     t = _loop([*train, *train], 12, syncs_every=1)
     assert t.kind == "iterations" and t.training
     assert any("backward kernels in the units" in e.detail for e in t.evidence if e.fact == "passes")
+
+
+# ------------------------------------------------------------------------------------------ launch times, once
+def _launch_sequences(path: Path) -> tuple[Seq, Seq]:
+    """The analyzed process's kernel sequence with its launch times found from the API rows, and from the launch
+    columns ``launched_kernels`` found for the whole report."""
+    f, _ = frames(path)
+    k = f.kernels
+    pids = k.group_by("pid").len().sort(["len", "pid"], descending=[True, False])
+    pid = int(pids["pid"][0])
+    api = Api(f.api, pid)
+    return kernel_sequence(k, api, pid), kernel_sequence(k, api, pid, launched_kernels(k, f.api))
+
+
+def _same_sequence(a: Seq, b: Seq) -> None:
+    assert a.names == b.names and a.shorts == b.shorts
+    for field in ("code", "t", "t_end", "start", "end", "graph", "blocks", "pos_order"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+@pytest.mark.parametrize(
+    ("name", "graphed"),
+    [("graph_decode_whole", True), ("cublas_graph_decode_whole", True), ("hf_llama_generate_whole", False)],
+)
+def test_launch_times_of_the_report_lookup_are_those_of_the_api_rows(name, graphed):
+    # the structure reuses the report's launch lookup (keyed by process and correlationId) rather than matching
+    # the kernels to the API rows again: the same launch times, ends and graph-launched kernels
+    a, b = _launch_sequences(RUNS / f"{name}.sqlite")
+    _same_sequence(a, b)
+    assert bool(a.graph.any()) is graphed
+    assert (a.t != a.start).mean() > 0.9  # nearly every kernel has its launch call's time, not its GPU start
+
+
+@needs_shared
+def test_launch_times_of_two_processes():
+    # two processes whose correlation ids overlap: the analyzed process's kernels get their own launches
+    a, b = _launch_sequences(MULTI / "tp2_allranks.sqlite")
+    _same_sequence(a, b)
+    assert (a.t != a.start).mean() > 0.9

@@ -392,3 +392,33 @@ def test_stdlib_reads_in_parts_use_at_most_two_connections(monkeypatch) -> None:
         rows = trace.rows_in_parts(table, sql)
         assert len(opened) == trace_open.STDLIB_MAX_PARTS == 2
         assert rows == trace.rows(sql.format(range="1")) and len(rows) > 100
+
+
+def test_a_check_beside_a_read(monkeypatch) -> None:
+    """``rows_beside`` runs its check on a connection of its own while the read runs on the trace's, and gives both
+    results as the two queries give them one after the other; a failure of the check is the trace's one-line
+    error, never lost behind the read's rows."""
+    import sqlite3
+
+    from nsys_doctor.trace import open as trace_open
+
+    table = "CUPTI_ACTIVITY_KIND_KERNEL"
+    check = f'SELECT EXISTS (SELECT 1 FROM {table} WHERE "end" < "start")'
+    read = f'SELECT "demangledName", "end" - "start" FROM {table} ORDER BY rowid'
+    with Trace.open(SAMPLE) as trace:
+        opened: list[str] = []
+        real = sqlite3.connect
+
+        def connect(*args, **kwargs):
+            opened.append(str(args[0]))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(trace_open.sqlite3, "connect", connect)
+        found, rows = trace.rows_beside(check, read)
+        assert len(opened) == 1 and opened[0].endswith("?mode=ro")
+        assert found == trace.rows(check) == [(0,)]
+        assert rows == trace.rows(read) and len(rows) == 12_086
+        with pytest.raises(TraceError, match="no such table"):
+            trace.rows_beside("SELECT count(*) FROM NO_SUCH_TABLE", read)
+        with pytest.raises(TraceError, match="no such table"):  # the read's own failure, after the check ended
+            trace.rows_beside(check, "SELECT count(*) FROM NO_SUCH_TABLE")

@@ -774,7 +774,7 @@ def analyze_structure(
         names = kernels.group_by("name").agg(pl.col("short").first()) if "short" in kernels.columns else None
         if names is not None:
             ops = classify(names["name"].to_list(), rules or [], short_names=names["short"].to_list())
-    structure = find_structure(kernels, api, memcpy, None, nvtx, capture_range, ops, graph_launches)
+    structure = find_structure(kernels, api, memcpy, None, nvtx, capture_range, ops, graph_launches, lk)
     if warmup is not None:
         structure = structure.with_warmup(warmup)
     w, steps = window_and_steps(kernels, api, memcpy, nvtx, capture_range, structure, chosen, lk, request)

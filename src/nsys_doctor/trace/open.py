@@ -286,6 +286,42 @@ class Trace:
         except sqlite3.Error as exc:
             raise db_error(self.name, exc) from exc
 
+    def rows_beside(self, aside: str, sql: str) -> tuple[list[tuple], list[tuple]]:
+        """The rows of ``aside`` and of ``sql``, run at once: ``aside`` on a connection of its own in a thread of its
+        own, ``sql`` on the trace's. A check that scans a table (``small_rows``' search for damaged rows) then costs
+        no time beside a read of that table: SQLite runs it without the interpreter's lock, on another core. The
+        thread is the interpreter's own primitive (``_thread``: ``threading`` costs more to import than a small
+        check takes)."""
+        import _thread
+
+        done = _thread.allocate_lock()
+        done.acquire()
+        got: list[list[tuple] | BaseException] = []
+
+        def run() -> None:
+            try:
+                con = sqlite3.connect(_uri(self.name), uri=True, timeout=0.5, check_same_thread=False)
+                try:
+                    got.append(con.execute(aside).fetchall())
+                finally:
+                    con.close()
+            except BaseException as exc:  # raised in the caller's thread, below
+                got.append(exc)
+            finally:
+                done.release()
+
+        _thread.start_new_thread(run, ())
+        try:
+            rows = self.rows(sql)
+        finally:
+            done.acquire()  # the thread has ended its work (and closed its connection)
+        result = got[0]
+        if isinstance(result, sqlite3.Error):
+            raise db_error(self.name, result) from result
+        if isinstance(result, BaseException):
+            raise result
+        return result, rows
+
     def rowid_range(self, table: str) -> tuple[int, int] | None:
         """The table's smallest and largest rowid (None when it has no rows): two subqueries, which SQLite answers
         from the b-tree's ends (min() and max() in one query scan the table), once per table: readers that read

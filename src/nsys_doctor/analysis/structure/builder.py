@@ -72,13 +72,15 @@ def find_structure(
     capture_range: str | None = None,
     ops: pl.DataFrame | None = None,
     graph_launches: pl.DataFrame | None = None,
+    launched: pl.DataFrame | None = None,
 ) -> RunStructure:
     """The run's kind, phases, requests and steps, with evidence (see the module docstring).
 
     ``kernels``/``api``/``memcpy``/``memset``/``nvtx``/``graph_launches`` are ``TraceFrames`` columns;
     ``capture_range`` is ``"cudaProfilerApi"`` when the trace was captured inside a cudaProfilerApi range;
-    ``ops`` is an op classification (columns ``name``, ``family``; the shipped rules when None)."""
-    b = _Builder(kernels, api, memcpy, nvtx, capture_range, ops, graph_launches)
+    ``ops`` is an op classification (columns ``name``, ``family``; the shipped rules when None); ``launched`` is
+    ``phases.launched_kernels(kernels, api)`` when the caller has it (its launch lookup is reused)."""
+    b = _Builder(kernels, api, memcpy, nvtx, capture_range, ops, graph_launches, launched)
     return b.run()
 
 
@@ -101,7 +103,7 @@ class _Builder(PassFinding, RequestCutting):
             )
         self.pid = pid
         self.api_index = Api(self.api, pid)
-        seq = kernel_sequence(k, self.api_index, pid)
+        seq = kernel_sequence(k, self.api_index, pid, self.launched)
         self.seq = seq
         self.sig = find_signals(seq, self.api_index, self.memcpy, pid)
         self.capture = self.capture or self.sig.profiler_starts.size > 0
@@ -232,6 +234,7 @@ class _Builder(PassFinding, RequestCutting):
                 "cudaProfilerApi" if self.capture else None,
                 self.ops,
                 self.graph_launches,
+                None if self.launched is None else self.launched.filter(pl.col("start") > setup_end),
             )
             if lead is None:  # the setup's phases (their evidence is the result's, not this analysis')
                 kept = len(self.evidence)

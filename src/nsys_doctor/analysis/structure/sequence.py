@@ -138,7 +138,27 @@ def _launch_times(k: pl.DataFrame, api: Api, start: np.ndarray) -> tuple[np.ndar
     return t, t_end, graph
 
 
-def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
+def _looked_up_times(
+    launched: pl.DataFrame, api: Api, pid: int, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_launch_times`` from the launch columns ``phases.launched_kernels`` found (``l_start``, ``l_end``) for the
+    kernels of process ``pid``: the same calls, found once for the whole report rather than twice. A kernel was
+    launched by a graph launch when its launch call is one of the process's graph launches (each launch call's
+    correlationId is its own: ``launched`` has one row per kernel)."""
+    own = rows_where(launched, "pid", pid).select("correlationId", "l_start", "l_end")
+    found = own["l_start"].is_not_null().to_numpy()
+    t = own["l_start"].fill_null(pl.Series(start)).to_numpy()
+    t_end = own["l_end"].fill_null(pl.Series(start)).to_numpy()
+    graphs = api.calls(GRAPH_LAUNCH_API)["correlationId"].drop_nulls()
+    if graphs.is_empty():
+        return t, t_end, np.zeros(own.height, dtype=bool)
+    graph = found & np.isin(own["correlationId"].fill_null(-1).to_numpy(), graphs.to_numpy())
+    return t, t_end, graph
+
+
+def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None, launched: pl.DataFrame | None = None) -> Seq:
+    """The kernels of process ``pid`` (all when None) in launch order. ``launched``: ``phases.launched_kernels``
+    of ``kernels`` (the same rows, with the launch calls' times), when the caller has it: its lookup is reused."""
     k = kernels if pid is None else rows_where(kernels, "pid", pid)
     if k["name"].null_count() or k["short"].null_count():
         k = k.with_columns(
@@ -149,7 +169,10 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None) -> Seq:
     end = k["end"].to_numpy()
     has_grid = all(c in k.columns for c in GRID)
     blocks = k.select(launch_blocks()).to_series().to_numpy() if has_grid else np.zeros(k.height, dtype=np.int64)
-    t, t_end, graph = _launch_times(k, api, start)
+    if launched is not None and pid is not None and launched.height == kernels.height:
+        t, t_end, graph = _looked_up_times(launched, api, pid, start)
+    else:
+        t, t_end, graph = _launch_times(k, api, start)
     names = k["name"].unique().sort().to_list()
     code = k["name"].cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
     shorts = k["short"].gather(first_positions(code, len(names))).to_list()

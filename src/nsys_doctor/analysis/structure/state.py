@@ -37,8 +37,10 @@ class BuilderState:
         capture_range: str | None,
         ops: pl.DataFrame | None,
         graph_launches: pl.DataFrame | None,
+        launched: pl.DataFrame | None = None,
     ) -> None:
         self.kernels = kernels
+        self.launched = launched  # phases.launched_kernels(kernels, api) when the caller has it
         self.api = api
         self.memcpy = memcpy
         self.nvtx = nvtx
