@@ -367,10 +367,26 @@ def test_call_frame_gives_process_and_thread_from_its_global_thread_id() -> None
     assert {"pid", "tid"} <= set(window.columns) and window["pid"].n_unique() == 1
 
 
+def _record_connections(monkeypatch) -> list[str]:
+    """The URIs of the stdlib connections the trace module opens from now on (a list that grows)."""
+    import sqlite3
+
+    from nsys_doctor.trace import open as trace_open
+
+    opened: list[str] = []
+    real = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        opened.append(str(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trace_open.sqlite3, "connect", connect)
+    return opened
+
+
 def test_stdlib_reads_in_parts_use_at_most_two_connections(monkeypatch) -> None:
     """``rows_in_parts`` (Python's sqlite3) opens at most STDLIB_MAX_PARTS connections, even where ``read_table``
     would use 8 (the SQLite it links against may serialize threads), and gives the rows of one query, in order."""
-    import sqlite3
 
     from nsys_doctor.trace import open as trace_open
 
@@ -380,14 +396,7 @@ def test_stdlib_reads_in_parts_use_at_most_two_connections(monkeypatch) -> None:
     with Trace.open(SAMPLE) as trace:
         lo, hi = trace.rowid_range(table) or (0, 0)
         assert len(trace_open._parts(lo, hi)) == 8  # what read_table would use
-        opened: list[str] = []
-        real = sqlite3.connect
-
-        def connect(*args, **kwargs):
-            opened.append(str(args[0]))
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(trace_open.sqlite3, "connect", connect)
+        opened = _record_connections(monkeypatch)
         sql = f"SELECT correlationId, start FROM {table} WHERE {{range}} AND correlationId % 3 = 0 ORDER BY rowid"
         rows = trace.rows_in_parts(table, sql)
         assert len(opened) == trace_open.STDLIB_MAX_PARTS == 2
@@ -398,22 +407,12 @@ def test_a_check_beside_a_read(monkeypatch) -> None:
     """``rows_beside`` runs its check on a connection of its own while the read runs on the trace's, and gives both
     results as the two queries give them one after the other; a failure of the check is the trace's one-line
     error, never lost behind the read's rows."""
-    import sqlite3
-
-    from nsys_doctor.trace import open as trace_open
 
     table = "CUPTI_ACTIVITY_KIND_KERNEL"
     check = f'SELECT EXISTS (SELECT 1 FROM {table} WHERE "end" < "start")'
     read = f'SELECT "demangledName", "end" - "start" FROM {table} ORDER BY rowid'
     with Trace.open(SAMPLE) as trace:
-        opened: list[str] = []
-        real = sqlite3.connect
-
-        def connect(*args, **kwargs):
-            opened.append(str(args[0]))
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(trace_open.sqlite3, "connect", connect)
+        opened = _record_connections(monkeypatch)
         found, rows = trace.rows_beside(check, read)
         assert len(opened) == 1 and opened[0].endswith("?mode=ro")
         assert found == trace.rows(check) == [(0,)]
