@@ -293,13 +293,39 @@ def test_a_throughput_beyond_64_bits_is_an_empty_cell_on_both_paths(
     huge = sql(f'UPDATE {MS} SET bytes = 9000000000000, "end" = start + 1 WHERE rowid = 1')
     path = mutated_copy(SAMPLE, tmp_path / "thru.sqlite", huge)
     small = small_trace_rows(ReportContext(open_trace(path), EventFilter()))
-    monkeypatch.setattr(gputrace, "SMALL_TRACE_VALUES", 0)
-    streamed = list(StreamedRows(ReportContext(open_trace(path), EventFilter())))
-    assert small is not None and small == streamed
+    assert small is not None and small == _streamed_rows(path, monkeypatch)
     at = OUT.index("thru")
     memsets = [r for r in small if r[-1] == "[CUDA memset]"]
     assert [r[at] for r in memsets if r[OUT.index("bytes")] == 9_000_000_000_000] == [None]
     assert all(r[at] is not None and r[at] >= 0 for r in memsets if r[OUT.index("bytes")] != 9_000_000_000_000)
+
+
+def _streamed_rows(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    with monkeypatch.context() as m:
+        m.setattr(gputrace, "SMALL_TRACE_VALUES", 0)
+        return list(StreamedRows(ReportContext(open_trace(path), EventFilter())))
+
+
+def test_exports_without_green_contexts_take_the_small_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nsys 2023.3 and older write no greenContextId column: its cells are empty on both paths, and such a small
+    # trace is read with the stdlib driver too
+    drop = sql(*(f'ALTER TABLE {t} DROP COLUMN "greenContextId"' for t in (K, MC, MS)))
+    path = mutated_copy(SAMPLE, tmp_path / "old.sqlite", drop)
+    small = small_trace_rows(ReportContext(open_trace(path), EventFilter()))
+    assert small is not None and len(small) > 12_086
+    assert small == _streamed_rows(path, monkeypatch)
+    assert {r[OUT.index("green")] for r in small} == {None}
+    with_green = small_trace_rows(ReportContext(open_trace(SAMPLE), EventFilter()))
+    assert with_green is not None
+    assert [r[: OUT.index("green")] for r in small] == [r[: OUT.index("green")] for r in with_green]
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["public/rodinia_gaussian_report2", "public/sc23omp_report3", "public/gpu4_report2"])
+def test_old_public_exports_take_the_small_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = TRACES / f"{name}.sqlite"
+    small = small_trace_rows(ReportContext(open_trace(path), EventFilter()))
+    assert small is not None and small == _streamed_rows(path, monkeypatch) and small
 
 
 def test_small_trace_rows_leave_damage_and_big_tables_to_the_streamed_path(

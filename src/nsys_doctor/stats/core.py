@@ -283,6 +283,7 @@ def small_rows(
     where: str = "",
     checks: Sequence[str] = (),
     values: int | None = None,
+    optional: tuple[str, ...] = (),
 ) -> list[tuple] | None:
     """``columns`` of ``table`` (the rows passing the context's filter, in table order) read with sqlite3 alone,
     when that gives exactly what the polars loader (``tables.load``) would: [] for an absent table; None (the
@@ -292,7 +293,8 @@ def small_rows(
     them: an unusable StringIds is its own error).
 
     ``values``: what ``is_small`` allows (None: its default; a report of many columns may read more values than a
-    summary of two).
+    summary of two). ``optional``: columns an older export may lack (``greenContextId``, in nsys 2023.3 and
+    before): NULL where absent, as the polars loader reads them.
     A column is a column name, ``DURATION`` (end - start) or an SQL expression over the columns named in ``reads``
     (e.g. ``coalesce("mangledName", "demangledName")``). ``where``: an SQL condition the rows must pass too (as
     ``tables.load``'s). With ``where``, a big table whose kept rows are few is small too: its rows are read (on
@@ -311,6 +313,10 @@ def small_rows(
         return []
     trace.require_columns(table)
     present = trace.schema.columns(table)
+    absent = {c: f'NULL AS "{c}"' for c in optional if c not in present}
+    if absent:  # read as NULL, which only they may hold
+        columns = [absent.get(c, c) for c in columns]
+        nullable = (*nullable, *absent.values())
     plain = [c for c in columns if c.isidentifier()]
     needed = {*plain, *reads, *(("start", "end") if DURATION in columns else ())}
     if table not in ROW_KEYS or not needed <= set(present):
@@ -369,14 +375,16 @@ def small_rows(
     return rows
 
 
-def small_kernel_rows(ctx: ReportContext, columns: list[str], values: int | None = None) -> list[tuple] | None:
+def small_kernel_rows(
+    ctx: ReportContext, columns: list[str], values: int | None = None, optional: tuple[str, ...] = ()
+) -> list[tuple] | None:
     """Rows ``(name_id, *columns)`` of a small, clean kernel table read with sqlite3 alone, in table order:
-    ``load_kernels``' ``name_id`` and integer ``columns`` (or ``DURATION``); None when the polars path must decide
-    (see ``small_rows``)."""
+    ``load_kernels``' ``name_id`` and integer ``columns`` (or ``DURATION``; ``optional`` ones NULL where an older
+    export lacks them); None when the polars path must decide (see ``small_rows``)."""
     from ..trace.schema import KERNEL
 
     name_col = kernel_name_column(ctx)
     mangled = name_col == "mangledName"  # the mangled name where recorded, else the demangled one
     name = 'coalesce("mangledName", "demangledName")' if mangled else name_col
     reads = ("mangledName", "demangledName") if mangled else ()
-    return small_rows(ctx, KERNEL, [name, *columns], reads=reads, values=values)
+    return small_rows(ctx, KERNEL, [name, *columns], reads=reads, values=values, optional=optional)

@@ -40,6 +40,8 @@ OUT = [
     "name",
 ]
 COMMON = ["start", "end", "deviceId", "contextId", "greenContextId", "streamId", "correlationId"]
+OPTIONAL = ("greenContextId",)
+"""Columns of ``COMMON`` that older exports lack (nsys 2023.3 and before): empty cells, as the loader reads them."""
 
 
 SOURCES: tuple[tuple[int, str], ...] = ((0, S.KERNEL), (1, S.MEMCPY), (2, S.MEMSET))
@@ -102,11 +104,11 @@ def small_trace_rows(ctx: ReportContext) -> list[tuple] | None:
     spans = _spans(ctx)  # rowids an nsys export never has are refused on either path
     if sum(hi - lo + 1 for _, _, (lo, hi) in spans) * len(OUT) > SMALL_TRACE_VALUES:
         return None  # more rows than the stdlib path takes (before reading any)
-    kernels = small_kernel_rows(ctx, [*COMMON, *GEOMETRY], SMALL_TRACE_VALUES)
+    kernels = small_kernel_rows(ctx, [*COMMON, *GEOMETRY], SMALL_TRACE_VALUES, OPTIONAL)
     if kernels is None:
         return None
-    copies = small_rows(ctx, S.MEMCPY, COLUMNS[S.MEMCPY], names=False, values=SMALL_TRACE_VALUES)
-    sets = small_rows(ctx, S.MEMSET, COLUMNS[S.MEMSET], names=False, values=SMALL_TRACE_VALUES)
+    copies = small_rows(ctx, S.MEMCPY, COLUMNS[S.MEMCPY], names=False, values=SMALL_TRACE_VALUES, optional=OPTIONAL)
+    sets = small_rows(ctx, S.MEMSET, COLUMNS[S.MEMSET], names=False, values=SMALL_TRACE_VALUES, optional=OPTIONAL)
     if copies is None or sets is None:
         return None
     if (len(kernels) + len(copies) + len(sets)) * len(OUT) > SMALL_TRACE_VALUES:
