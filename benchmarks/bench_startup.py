@@ -18,7 +18,8 @@ installed package has its .pyc files; the source tree is left alone); ``--no-byt
 compiles every module at every start (PYTHONDONTWRITEBYTECODE=1, as in some sandboxes).
 
 With ``--before OLD_SRC`` (a directory holding an earlier ``nsys_doctor`` package) every command also runs from
-there; both trees then run as ``python -m nsys_doctor.cli.main`` with PYTHONPATH pointing at each.
+there; both trees then run as ``python -m nsys_doctor.cli.main`` with each first on PYTHONPATH (before what it
+held: the dependencies may be there).
 
 Timed: ``--help``, ``<command> --help`` for every command of the command table, ``info`` and ``stats -r
 cuda_gpu_kern_sum`` on TRACE. Then each command runs once more under ``-X importtime`` to say whether it imported
@@ -100,9 +101,14 @@ def main() -> None:
     trees = [("", base, env)]
     if a.before is not None:  # both trees run as python -m, each from its own source directory
         module = [a.python, "-m", "nsys_doctor.cli.main"]
+        rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]  # where the dependencies may be
+
+        def first(tree: Path) -> str:
+            return os.pathsep.join([str(tree), *rest])
+
         trees = [
-            (" [after]", module, dict(env, PYTHONPATH=str(ROOT / "src"))),
-            (" [before]", module, dict(env, PYTHONPATH=str(a.before.resolve()))),
+            (" [after]", module, dict(env, PYTHONPATH=first(ROOT / "src"))),
+            (" [before]", module, dict(env, PYTHONPATH=first(a.before.resolve()))),
         ]
     for tag, cli, tree_env in trees:
         runs[f"--help{tag}"] = ([*cli, "--help"], tree_env)
