@@ -69,6 +69,44 @@ def test_rare_names_counts_a_name_once_per_pass(monkeypatch: pytest.MonkeyPatch,
     assert after.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]  # the "x" after the second pass's "b"
 
 
+def _naive_positions(n: int, first: np.ndarray, last: np.ndarray) -> tuple[list[int], list[int]]:
+    """Each position's pass, one position at a time: the last pass starting at or before it, if it ends after it."""
+    pos, pid = [], []
+    for i in range(n):
+        starting = [p for p in range(first.size) if first[p] <= i]
+        if starting and i < last[starting[-1]]:
+            pos.append(i)
+            pid.append(starting[-1])
+    return pos, pid
+
+
+def test_pass_positions_of_tiled_gapped_and_overlapping_passes() -> None:
+    # passes that tile the kernels, passes with kernels between them, empty passes and overlapping ones (the last
+    # pass starting at or before a kernel takes it)
+    rng = np.random.default_rng(7)
+    shapes = {"tiled": 0, "gapped": 0, "overlapping": 0}
+    for trial in range(600):
+        n = int(rng.integers(1, 40))
+        p = int(rng.integers(1, 7))
+        if trial % 3 == 0:
+            cuts = np.sort(rng.integers(0, n + 1, size=p + 1))
+            first, last = cuts[:-1], cuts[1:]
+        elif trial % 3 == 1:
+            ends = np.sort(rng.integers(0, n + 1, size=2 * p))
+            first, last = ends[0::2], ends[1::2]
+        else:
+            first = np.sort(rng.integers(0, n, size=p))
+            last = np.minimum(first + rng.integers(0, 12, size=p), n)
+        first, last = first.astype(np.int64), last.astype(np.int64)
+        lay = (
+            "tiled" if (first[1:] == last[:-1]).all() else "gapped" if (first[1:] >= last[:-1]).all() else "overlapping"
+        )
+        shapes[lay] += 1
+        pos, pid = passes._pass_positions(n, first, last)
+        assert (pos.tolist(), pid.tolist()) == _naive_positions(n, first, last), (n, first, last)
+    assert min(shapes.values()) >= 50, shapes
+
+
 def _calls(tids: list[int]) -> pl.DataFrame:
     return pl.DataFrame({"start": list(range(len(tids))), "globalTid": tids, "name": ["cudaLaunchKernel"] * len(tids)})
 

@@ -172,14 +172,7 @@ def _rare_names(
     """Per pass [first, last): how many of its kernels, and how many distinct names, are of names that run in few
     passes (prefill-only kernels, autotuning, lazy initialisation), and how many of those kernels run after its
     last once-per-pass kernel (at ``mark_last``)."""
-    n = len(seq)
-    # each kernel's pass: the last one starting at or before it (``first`` is sorted), counted by a running sum
-    starts = np.bincount(first[first < n], minlength=n) if n else np.zeros(0, dtype=np.int64)
-    pid = np.cumsum(starts) - 1
-    inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
-    pos = np.nonzero(inside)[0]
-    del inside
-    pid = pid[pos]
+    pos, pid = _pass_positions(len(seq), first, last)
     code = seq.code[pos]
     ncodes = len(seq.names)
     table = first.size * ncodes <= SEEN_TABLE_MAX
@@ -200,6 +193,25 @@ def _rare_names(
     after = rare & (pos > mark_last[pid])
     rare_after = np.bincount(pid, weights=after.astype(np.float64), minlength=first.size)
     return rare_k, rare_n, rare_after
+
+
+def _pass_positions(n: int, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions (of a sequence of ``n`` kernels) inside the passes [first, last), and each one's pass: the last
+    pass starting at or before it (``first`` is sorted). Passes that do not overlap (the usual case: each ends
+    where or before the next starts) are laid out directly, in two passes over their kernels; others by a running
+    count of pass starts over the whole sequence."""
+    lengths = last - first
+    if first.size and first[0] >= 0 and last[-1] <= n and (lengths >= 0).all() and (first[1:] >= last[:-1]).all():
+        pid = np.repeat(np.arange(first.size, dtype=np.int64), lengths)
+        if (first[1:] == last[:-1]).all():  # one stretch of kernels
+            return np.arange(first[0], last[-1], dtype=np.int64), pid
+        return np.arange(pid.size, dtype=np.int64) + np.repeat(first - (np.cumsum(lengths) - lengths), lengths), pid
+    starts = np.bincount(first[first < n], minlength=n) if n else np.zeros(0, dtype=np.int64)
+    pid = np.cumsum(starts) - 1
+    inside = (pid >= 0) & (np.arange(n) < last[np.maximum(pid, 0)])
+    pos = np.nonzero(inside)[0]
+    del inside
+    return pos, pid[pos]
 
 
 def wide_kernels(seq: Seq) -> np.ndarray:
