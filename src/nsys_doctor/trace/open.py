@@ -302,6 +302,7 @@ class Trace:
             try:
                 con = sqlite3.connect(_uri(self.name), uri=True, timeout=0.5, check_same_thread=False)
                 try:
+                    con.text_factory = self.con.text_factory  # texts decoded as the trace's own connection does
                     got.append(con.execute(aside).fetchall())
                 finally:
                     con.close()
