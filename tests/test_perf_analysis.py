@@ -643,3 +643,25 @@ def test_profile_rows_are_the_groups_of_the_texts() -> None:
                 assert (row.count, row.total, row.per_step) == (len(durs), sum(durs), per_step), (key, k)
                 assert row.sample == downsample(np.array(durs), SAMPLE_MAX), (key, k)
                 assert row.family == (str(members[0]["family"]) if key == "name" else str(k)), (key, k)
+
+
+def test_where_time_attributes_the_report_to_its_analyses() -> None:
+    # benchmarks/where_time.py, the wall-clock profile of the report's analyses, runs on the sample: every stage is
+    # timed and the structure and diagnosis are among the functions it timed, each called once
+    import subprocess
+    import sys
+
+    from .conftest import SAMPLE
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "where_time.py"), str(SAMPLE), "--top", "200"],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert {"read", "diagnose"} <= set(rows) and "launched + structure" in out
+    assert rows["structure.builder.find_structure"][0] == "1"
+    assert rows["diagnosis.diagnose"][0] == "1"
+    assert float(rows["diagnosis.diagnose"][1]) <= float(rows["diagnose"][0])
