@@ -91,6 +91,45 @@ def test_tail_table_matches_its_definition(seed: int) -> None:
         assert _same_frame(table, _tail_table_reference(df, keys), keys), keys
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_tails_of_one_key_sorted_as_one_packed_column_are_those_of_the_frame_sort(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one key: the values and the key codes are sorted as one 63-bit column (ties of a group in any order); the
+    # tables are those of the frame sorted by value, and of the definition
+    rng = random.Random(seed)
+    n = rng.choice([1, 50, 5000, 60_000])
+    names = [f"k{i}" for i in range(rng.choice([1, 3, 300]))]
+    df = pl.DataFrame(
+        {
+            "name": [rng.choice(names) for _ in range(n)],
+            "dur": [rng.choice([0, 7, 7, 1000, rng.randint(0, 2**40)]) for _ in range(n)],
+        }
+    )
+    from nsys_doctor.analysis import distribution
+
+    packed = tail_table(df, ["name"])
+    codes, _ = text_codes(df["name"])
+    assert distribution._sorted_by_value(codes, df["dur"]) is not None  # the packed path was taken
+    monkeypatch.setattr(distribution, "_sorted_by_value", lambda key, values: None)
+    assert _same_frame(packed, tail_table(df, ["name"]), ["name"])
+    assert _same_frame(packed, _tail_table_reference(df, ["name"]), ["name"])
+
+
+def test_values_that_cannot_be_packed_with_their_key_sort_the_frame() -> None:
+    from nsys_doctor.analysis.distribution import _sorted_by_value
+
+    key = pl.Series("k", [3, 1, 2], dtype=pl.UInt32)
+    ok = _sorted_by_value(key, pl.Series("v", [5, 5, 1]))
+    assert ok is not None and ok.rows() == [(2, 1), (1, 5), (3, 5)] and ok.schema == {"k": pl.UInt32, "v": pl.Int64}
+    assert _sorted_by_value(key, pl.Series("v", [5, -1, 1])) is None  # a negative value
+    assert _sorted_by_value(key, pl.Series("v", [5, None, 1])) is None  # a null value
+    assert _sorted_by_value(pl.Series("k", [3, None, 2]), pl.Series("v", [5, 5, 1])) is None  # a null key
+    assert _sorted_by_value(key, pl.Series("v", [5.0, 1.0, 2.0])) is None  # not integers
+    assert _sorted_by_value(key, pl.Series("v", [2**61, 1, 2])) is None  # 61 bits and a 2-bit key: 63 bits
+    assert _sorted_by_value(key, pl.Series("v", [2**60, 1, 2])) is not None
+
+
 @pytest.mark.parametrize("seed", range(24))
 def test_tail_tables_by_launch_grid_match_the_definition_packed_or_not(seed: int) -> None:
     # a grid within 21 bits a dimension is grouped as one packed key; one beyond it, or unknown, as three columns
