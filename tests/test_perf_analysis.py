@@ -704,3 +704,27 @@ def test_where_time_attributes_the_report_to_its_analyses() -> None:
     assert rows["structure.builder.find_structure"][0] == "1"
     assert rows["diagnosis.diagnose"][0] == "1"
     assert float(rows["diagnosis.diagnose"][1]) <= float(rows["diagnose"][0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distinct_name_step_grid_rows_packed_are_those_of_the_three_columns(seed: int) -> None:
+    # the dynamic-shape signatures' distinct (name, step, grid) rows, packed into one column where they fit (the grid
+    # as its rank among the distinct grids), are the rows unique() and a three-column sort give
+    from nsys_doctor.analysis.diagnosis import _distinct_sorted
+
+    rng = random.Random(seed)
+    for _ in range(40):
+        n = rng.choice([1, 5, 100, 3000])
+        grids = [rng.choice([0, 1, 2**40, 2**62, rng.randint(0, 2**62)]) for _ in range(rng.choice([1, 3, 50]))]
+        rows = pl.DataFrame(
+            {
+                "name": pl.Series([rng.randint(0, rng.choice([3, 1000])) for _ in range(n)], dtype=pl.UInt32),
+                "idx": pl.Series(
+                    [rng.randint(0, rng.choice([2, 10**6, 2**40, 2**60])) for _ in range(n)], dtype=pl.Int64
+                ),
+                "g": pl.Series([rng.choice(grids) for _ in range(n)], dtype=pl.Int64),
+            }
+        )
+        got = _distinct_sorted(rows)
+        want = rows.unique(["name", "idx", "g"]).sort("name", "idx", "g")
+        assert got.equals(want) and got.schema == want.schema

@@ -553,7 +553,8 @@ def _dynamic_shapes(
     inside = inside.select(codes, "idx", grid.alias("g"))
     # a step's signature for a name is its grids, distinct and sorted: one sort of the distinct (name, step, grid)
     # rows makes each signature a run of rows in order (sorting inside every group is twice as slow)
-    runs = inside.unique(["name", "idx", "g"]).sort("name", "idx", "g")
+    runs = _distinct_sorted(inside)
+    del inside
     per_step = runs.group_by("name", "idx", maintain_order=True).agg(pl.col("g").alias("sig"))
     out = per_step.group_by("name").agg(
         pl.col("sig").n_unique().cast(pl.UInt32).alias("signatures"), pl.len().cast(pl.UInt32).alias("steps")
@@ -561,11 +562,8 @@ def _dynamic_shapes(
     out = out.filter(pl.col("signatures") >= 2)
     if out.is_empty():
         return empty
-    grids = (
-        inside.join(out.select("name"), on="name", how="semi")
-        .group_by("name")
-        .agg(pl.col("g").n_unique().cast(pl.UInt32).alias("grids"))
-    )
+    # a name's grids: those of its distinct (step, grid) rows
+    grids = runs.group_by("name").agg(pl.col("g").n_unique().cast(pl.UInt32).alias("grids"))
     out = out.join(grids, on="name")
     return (
         out.with_columns(decode_texts(out["name"], texts))
@@ -573,6 +571,30 @@ def _dynamic_shapes(
         .sort(["signatures", "name"], descending=[True, False])
         .select("label", "name", "signatures", "grids", "steps")
     )
+
+
+def _distinct_sorted(rows: pl.DataFrame) -> pl.DataFrame:
+    """The distinct rows of (name, idx, g) sorted by all three. Where they fit, the three are packed into one
+    integer column (the grid as its rank among the distinct grids, which keeps their order), which polars makes
+    distinct and sorts several times faster than the three columns (and in less memory); else the three columns."""
+    name, idx, g = rows["name"], rows["idx"], rows["g"]
+    if rows.height and not (name.null_count() or idx.null_count() or g.null_count()):
+        grids = g.unique().sort()
+        lows = (scalar_int(name.min()), scalar_int(idx.min()))
+        name_bits, idx_bits = (max(scalar_int(c.max()), 1).bit_length() for c in (name, idx))
+        g_bits = max(grids.len() - 1, 1).bit_length()
+        if min(lows) >= 0 and name_bits + idx_bits + g_bits <= 63:
+            rank = grids.search_sorted(g).cast(pl.Int64)
+            key = (name.cast(pl.Int64) * (1 << idx_bits) + idx.cast(pl.Int64)) * (1 << g_bits) + rank
+            key = key.unique().sort()
+            return pl.DataFrame(
+                [
+                    (key // (1 << (idx_bits + g_bits))).cast(name.dtype).alias("name"),
+                    ((key // (1 << g_bits)) % (1 << idx_bits)).cast(idx.dtype).alias("idx"),
+                    grids.gather(key % (1 << g_bits)).alias("g"),
+                ]
+            )
+    return rows.unique(["name", "idx", "g"]).sort("name", "idx", "g")
 
 
 # advice in words that fit runs that are not LLM decode (CNNs, ViTs, encoders, HPC): no RMSNorm/RoPE/decode talk
