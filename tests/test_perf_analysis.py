@@ -728,3 +728,18 @@ def test_distinct_name_step_grid_rows_packed_are_those_of_the_three_columns(seed
         got = _distinct_sorted(rows)
         want = rows.unique(["name", "idx", "g"]).sort("name", "idx", "g")
         assert got.equals(want) and got.schema == want.schema
+
+
+def test_null_columns_are_made_by_polars() -> None:
+    # a column of nulls of any length and type (a trace with no launch calls gives every kernel three of them)
+    from nsys_doctor.trace.tables import null_column
+
+    for n, dtype in ((0, pl.Int64()), (3, pl.String()), (200_000, pl.Int64())):
+        col = null_column("x", n, dtype)
+        assert col.name == "x" and col.dtype == dtype and col.len() == n and col.null_count() == n
+    k = pl.DataFrame({"correlationId": [1, 2], "pid": [7, 7], "start": [10, 20]})
+    none = pl.DataFrame(schema={"correlationId": pl.Int64, "pid": pl.Int64, "tid": pl.Int64, "l_start": pl.Int64,
+                                "l_end": pl.Int64})  # fmt: skip
+    found = _lookup_launches(k, none)
+    assert found is not None and [s.name for s in found] == ["tid", "l_start", "l_end"]
+    assert all(s.len() == 2 and s.null_count() == 2 and s.dtype == pl.Int64 for s in found)

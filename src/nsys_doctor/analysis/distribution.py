@@ -88,7 +88,9 @@ def text_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
 def decode_texts(codes: pl.Series, texts: pl.Series) -> pl.Series:
     """The texts of ``text_codes``' codes (null stays null), named as ``codes``."""
     if texts.is_empty():
-        return pl.Series(codes.name, [None] * codes.len(), dtype=pl.String)
+        from ..trace.tables import null_column
+
+        return null_column(codes.name, codes.len(), pl.String())
     return texts.gather(codes).rename(codes.name)
 
 

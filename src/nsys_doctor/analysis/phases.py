@@ -443,7 +443,9 @@ def _lookup_launches(kernels: pl.DataFrame, launches: pl.DataFrame) -> list[pl.S
         keep = lkey.is_not_null()
         launches, lkey = launches.filter(keep), lkey.filter(keep)
     if launches.is_empty():  # nothing to find (no launch, or none with a key)
-        return [pl.Series(c, [None] * kernels.height, dtype=launches.schema[c]) for c in cols]
+        from ..trace.tables import null_column
+
+        return [null_column(c, kernels.height, launches.schema[c]) for c in cols]
     order = lkey.arg_sort()
     srt = lkey.gather(order)
     if srt.len() > 1 and (srt.slice(1) == srt.slice(0, srt.len() - 1)).any():

@@ -91,9 +91,14 @@ def load(
         df = (
             df.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in missing)
             if read
-            else pl.DataFrame({c: pl.Series(c, [None] * height, dtype=types[c]) for c in missing})
+            else pl.DataFrame([null_column(c, height, types[c]) for c in missing])
         )
     return df.select("_rid" if c == ROWID else c for c in columns)
+
+
+def null_column(name: str, n: int, dtype: pl.DataType) -> pl.Series:
+    """A column of ``n`` nulls of ``dtype``, made by polars (from a Python list, 20M Nones take 0.4 s and 160 MB)."""
+    return pl.repeat(None, n, dtype=dtype, eager=True).alias(name)
 
 
 def strings(trace: Trace) -> pl.DataFrame:
