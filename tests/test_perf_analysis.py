@@ -128,6 +128,11 @@ def test_values_that_cannot_be_packed_with_their_key_sort_the_frame() -> None:
     assert _sorted_by_value(key, pl.Series("v", [5.0, 1.0, 2.0])) is None  # not integers
     assert _sorted_by_value(key, pl.Series("v", [2**61, 1, 2])) is None  # 61 bits and a 2-bit key: 63 bits
     assert _sorted_by_value(key, pl.Series("v", [2**60, 1, 2])) is not None
+    # keys of 63 and 64 bits: no room for the values, whatever they are
+    assert _sorted_by_value(pl.Series("k", [2**63], dtype=pl.UInt64), pl.Series("v", [1])) is None
+    assert _sorted_by_value(pl.Series("k", [2**62], dtype=pl.Int64), pl.Series("v", [0])) is None
+    wide = pl.DataFrame({"id": pl.Series([2**63, 5], dtype=pl.UInt64), "dur": [0, 7]})
+    assert tail_table(wide, ["id"]).sort("id")["count"].to_list() == [1, 1]  # the frame is sorted instead
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -713,15 +718,15 @@ def test_distinct_name_step_grid_rows_packed_are_those_of_the_three_columns(seed
     from nsys_doctor.analysis.diagnosis import _distinct_sorted
 
     rng = random.Random(seed)
-    for _ in range(40):
+    for case in range(40):
         n = rng.choice([1, 5, 100, 3000])
+        # a quarter of the frames with steps numbered up to 2**60: too wide to pack with the names and grids
+        top = 2**60 if case % 4 == 0 else rng.choice([2, 10**6, 2**40])
         grids = [rng.choice([0, 1, 2**40, 2**62, rng.randint(0, 2**62)]) for _ in range(rng.choice([1, 3, 50]))]
         rows = pl.DataFrame(
             {
                 "name": pl.Series([rng.randint(0, rng.choice([3, 1000])) for _ in range(n)], dtype=pl.UInt32),
-                "idx": pl.Series(
-                    [rng.randint(0, rng.choice([2, 10**6, 2**40, 2**60])) for _ in range(n)], dtype=pl.Int64
-                ),
+                "idx": pl.Series([top] + [rng.randint(0, top) for _ in range(n - 1)], dtype=pl.Int64),
                 "g": pl.Series([rng.choice(grids) for _ in range(n)], dtype=pl.Int64),
             }
         )

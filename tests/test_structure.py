@@ -1423,6 +1423,17 @@ def test_launch_times_of_the_report_lookup_are_those_of_the_api_rows(name, graph
     assert (a.t != a.start).mean() > 0.9  # nearly every kernel has its launch call's time, not its GPU start
 
 
+def test_a_launch_lookup_of_the_kernels_in_another_order_is_not_used():
+    # the lookup is reused only for the same rows in the same order; else the launches are matched again
+    f, _ = frames(RUNS / "hf_llama_generate_whole.sqlite")
+    k = f.kernels
+    pid = int(k["pid"][0])
+    api = Api(f.api, pid)
+    reordered = launched_kernels(k.sort("dur"), f.api)
+    assert reordered.height == k.height
+    _same_sequence(kernel_sequence(k, api, pid), kernel_sequence(k, api, pid, reordered))
+
+
 @needs_shared
 def test_launch_times_of_two_processes():
     # two processes whose correlation ids overlap: the analyzed process's kernels get their own launches

@@ -19,6 +19,7 @@ from .distribution import (
     decode_texts,
     pack_grid,
     packable_grid,
+    packed_widths,
     percentile,
     ratio,
     scalar_int,
@@ -581,9 +582,9 @@ def _distinct_sorted(rows: pl.DataFrame) -> pl.DataFrame:
     if rows.height and not (name.null_count() or idx.null_count() or g.null_count()):
         grids = g.unique().sort()
         lows = (scalar_int(name.min()), scalar_int(idx.min()))
-        name_bits, idx_bits = (max(scalar_int(c.max()), 1).bit_length() for c in (name, idx))
-        g_bits = max(grids.len() - 1, 1).bit_length()
-        if min(lows) >= 0 and name_bits + idx_bits + g_bits <= 63:
+        widths = packed_widths(scalar_int(name.max()), scalar_int(idx.max()), grids.len() - 1)
+        if min(lows) >= 0 and widths is not None:
+            _, idx_bits, g_bits = widths
             rank = grids.search_sorted(g).cast(pl.Int64)
             key = (name.cast(pl.Int64) * (1 << idx_bits) + idx.cast(pl.Int64)) * (1 << g_bits) + rank
             key = key.unique().sort()

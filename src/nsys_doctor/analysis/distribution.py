@@ -189,6 +189,13 @@ def _tails_of(
     return [_tails(ordered, keys, v, at50, at99, texts, grid_types) for keys in key_sets]
 
 
+def packed_widths(*tops: int) -> list[int] | None:
+    """The bits of each of several non-negative integers at most ``tops`` (in order, the first the most
+    significant) packed side by side into one Int64 that stays positive: None when they need more than 63 bits."""
+    widths = [max(top, 1).bit_length() for top in tops]
+    return widths if sum(widths) <= 63 else None
+
+
 def _sorted_by_value(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     """``DataFrame([key, values]).sort(values)`` (ties in any order: tied rows of a group are alike) by sorting one
     integer column, the value and the key packed into 63 bits: polars sorts a column several times faster than it
@@ -199,9 +206,10 @@ def _sorted_by_value(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     if key.is_empty():
         return None
     lo_key, hi_key, lo, hi = (scalar_int(x) for x in (key.min(), key.max(), values.min(), values.max()))
-    bits = max(hi_key, 1).bit_length()
-    if lo_key < 0 or lo < 0 or hi >= 1 << (63 - bits):
+    widths = packed_widths(hi, hi_key)
+    if lo_key < 0 or lo < 0 or widths is None:
         return None
+    bits = widths[1]
     ordered = (values.cast(pl.Int64) * (1 << bits) + key.cast(pl.Int64)).sort()
     return pl.DataFrame(
         [

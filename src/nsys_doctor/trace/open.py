@@ -300,12 +300,7 @@ class Trace:
 
         def run() -> None:
             try:
-                con = sqlite3.connect(_uri(self.name), uri=True, timeout=0.5, check_same_thread=False)
-                try:
-                    con.text_factory = self.con.text_factory  # texts decoded as the trace's own connection does
-                    got.append(con.execute(aside).fetchall())
-                finally:
-                    con.close()
+                got.append(self._rows_aside(aside))
             except BaseException as exc:  # raised in the caller's thread, below
                 got.append(exc)
             finally:
@@ -317,11 +312,25 @@ class Trace:
         finally:
             done.acquire()  # the thread has ended its work (and closed its connection)
         result = got[0]
-        if isinstance(result, sqlite3.Error):
-            raise db_error(self.name, result) from result
         if isinstance(result, BaseException):
             raise result
         return result, rows
+
+    def _rows_aside(self, sql: str) -> list[tuple]:
+        """The rows of ``sql`` on a connection of its own, opened and closed here (for another thread: SQLite runs
+        each connection's query without the interpreter's lock), its texts decoded as the trace's own connection
+        decodes them; a failure is the trace's one-line error."""
+        try:
+            con = sqlite3.connect(_uri(self.name), uri=True, timeout=0.5, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise db_error(self.name, exc) from exc
+        try:
+            con.text_factory = self.con.text_factory
+            return con.execute(sql).fetchall()
+        except sqlite3.Error as exc:
+            raise db_error(self.name, exc) from exc
+        finally:
+            con.close()
 
     def rowid_range(self, table: str) -> tuple[int, int] | None:
         """The table's smallest and largest rowid (None when it has no rows): two subqueries, which SQLite answers
@@ -344,18 +353,7 @@ class Trace:
             return self.rows(sql.format(range="1"))
 
         def part(b: tuple[int, int]) -> list[tuple]:
-            query = sql.format(range=f"rowid BETWEEN {int(b[0])} AND {int(b[1])}")
-            try:
-                con = sqlite3.connect(_uri(self.name), uri=True, timeout=0.5, check_same_thread=False)
-            except sqlite3.Error as exc:
-                raise db_error(self.name, exc) from exc
-            try:
-                con.text_factory = self.con.text_factory
-                return con.execute(query).fetchall()
-            except sqlite3.Error as exc:
-                raise db_error(self.name, exc) from exc
-            finally:
-                con.close()
+            return self._rows_aside(sql.format(range=f"rowid BETWEEN {int(b[0])} AND {int(b[1])}"))
 
         from concurrent.futures import ThreadPoolExecutor
 

@@ -169,7 +169,12 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None, launched: 
     end = k["end"].to_numpy()
     has_grid = all(c in k.columns for c in GRID)
     blocks = k.select(launch_blocks()).to_series().to_numpy() if has_grid else np.zeros(k.height, dtype=np.int64)
-    if launched is not None and pid is not None and launched.height == kernels.height:
+    if (  # the lookup of these very kernels: the same rows in the same order
+        launched is not None
+        and pid is not None
+        and launched.height == kernels.height
+        and launched["start"].equals(kernels["start"])
+    ):
         t, t_end, graph = _looked_up_times(launched, api, pid, start)
     else:
         t, t_end, graph = _launch_times(k, api, start)
