@@ -201,9 +201,9 @@ def _sorted_by_value(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     integer column, the value and the key packed into 63 bits: polars sorts a column several times faster than it
     reorders a frame by one of its columns (5M API calls: 45 ms against 313 ms). None (sort the frame) when a key or
     a value is null or negative, the key is not an integer, or the two do not fit together."""
-    if not (key.dtype.is_integer() and values.dtype.is_integer()) or key.null_count() or values.null_count():
+    if not (key.dtype.is_integer() and values.dtype.is_integer()) or key.is_empty():
         return None
-    if key.is_empty():
+    if key.null_count() or values.null_count():
         return None
     lo_key, hi_key, lo, hi = (scalar_int(x) for x in (key.min(), key.max(), values.min(), values.max()))
     widths = packed_widths(hi, hi_key)

@@ -324,7 +324,8 @@ def small_rows(
     span = trace.rowid_range(table)
     if span is None:
         return []
-    capped = not is_small(span[1] - span[0] + 1, len(columns), values)
+    most_values = 2 * SMALL_ROWS if values is None else values
+    capped = not is_small(span[1] - span[0] + 1, len(columns), most_values)
     if capped and not where:
         return None
     if names:
@@ -341,7 +342,7 @@ def small_rows(
     # small one, one EXISTS query run beside the read (cheaper than a flag on every row; on another core, it costs
     # no time)
     if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
-        most = (2 * SMALL_ROWS if values is None else values) // max(2, len(columns))
+        most = most_values // max(2, len(columns))
         usable = valid_sql(keys, read, strings) or "1"
         sql = f"SELECT {cols}, {usable} FROM {table} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {most + 1}"
         flagged = trace.rows_in_parts(table, sql)
