@@ -172,7 +172,18 @@ def test_bad_traces_are_one_line_both_ways(tmp_path: Path) -> None:
         assert fast[0] == 2 and fast[1] == "" and len(fast[2].splitlines()) == 1, fast
 
 
-LIGHT_FORBIDDEN = ("click", "dataclasses", "inspect", "pathlib", "typing", "re", "json", "decimal", "polars")
+LIGHT_FORBIDDEN = (
+    "click",
+    "dataclasses",
+    "inspect",
+    "pathlib",
+    "typing",
+    "re",
+    "json",
+    "decimal",
+    "polars",
+    "importlib",
+)
 
 
 @pytest.mark.parametrize(
@@ -192,6 +203,24 @@ def test_light_commands_load_only_what_they_use(args: list[str]) -> None:
     seen = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "nsys_doctor.cli.quick" in seen  # the list is real
     assert sorted(m for m in LIGHT_FORBIDDEN if m in seen) == []
+
+
+def test_quick_commands_collect_again_after_they_run(capsys: pytest.CaptureFixture[str]) -> None:
+    import gc
+
+    seen: list[bool] = []
+    gc.callbacks.append(lambda phase, info: seen.append(phase == "start"))
+    try:
+        assert gc.isenabled()
+        assert quick.run(["stats", "-r", "cuda_gpu_kern_sum", S], 0.0) == 0
+        assert gc.isenabled()  # a command run in a process that goes on leaves the collector as it found it
+        during = len(seen)
+        gc.collect()
+        assert len(seen) > during
+    finally:
+        gc.callbacks.pop()
+    assert during == 0  # nothing collected while the rows were read
+    assert "nvjet_sm90" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

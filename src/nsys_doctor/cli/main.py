@@ -205,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    finally:
+        # the interpreter's last collection at exit walks every object the command imported or made, to find
+        # cycles nothing needs freed (the files are closed): a tenth of a small report's time
+        import gc
+
+        gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
