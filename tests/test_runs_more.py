@@ -105,13 +105,15 @@ STRUCTURE = [
     pytest.param(CNN_NVTX, "all_iterations", 30),
     pytest.param(CNN_NVTX, "period_kernels", 165),
     # 4. an LSTM language model (2 layers, hidden 1024), 1 warm-up + 3 measured requests of a prompt pass over 64
-    # tokens (cuDNN loops over them: 280 kernels) then 31 decode steps of 9 kernels (README section 11): the kernel
-    # sequence's only regular level is the request (the decode steps' sampling kernels are spaced regularly only
-    # across half of it), so the passes found are the requests
+    # tokens (cuDNN loops over them: 280 kernels) then 31 decode steps of 9 kernels (README section 11): the argmax
+    # runs every 9 kernels but once a request, across the prompt's loop (the same distance each time), and the
+    # prompt's loop falls between two passes until the request's start moves to its sync
     pytest.param(RNN_LM, "kind", "llm-decode"),
-    pytest.param(RNN_LM, "requests", 3, marks=xfail(1, 3, "one pass per request: the request level is the pass")),
-    pytest.param(RNN_LM, "decode_steps", 93, marks=xfail(4, 93, "one pass per request: the request level is the pass")),
-    pytest.param(RNN_LM, "prefill_steps", 3, marks=xfail(0, 3, "one pass per request: the request level is the pass")),
+    pytest.param(RNN_LM, "requests", 3),
+    pytest.param(RNN_LM, "warmup_requests", 1),
+    pytest.param(RNN_LM, "decode_steps", 93),
+    pytest.param(RNN_LM, "prefill_steps", 3),
+    pytest.param(RNN_LM, "period_kernels", 9),
     # 5. ResNet-50 fp16, each pass one replay of a CUDA graph the program captured after 3 eager passes on a side
     # stream: those 3 passes, then 2 warm-up + 6 measured requests of 3 replays; warm-up request 1 runs like the
     # measured ones (as in 1), so the eager passes and request 0 are the 2 warm-up requests left out

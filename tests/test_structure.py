@@ -1440,3 +1440,45 @@ def test_launch_times_of_two_processes():
     a, b = _launch_sequences(MULTI / "tp2_allranks.sqlite")
     _same_sequence(a, b)
     assert (a.t != a.start).mean() > 0.9
+
+
+def _cover(pos: list[int]) -> tuple[float, float]:
+    """(plain coverage, coverage with one recurring break) of a token sampler at ``pos``."""
+    from nsys_doctor.analysis.structure.sequence import broken_cover, regularity
+
+    p = np.array(pos, dtype=np.int64)
+    med, reg, cov, _, _ = regularity(p)
+    return cov, broken_cover(p, med, reg, cov)
+
+
+def _runs(lengths: list[int], step: int, breaks: list[int]) -> list[int]:
+    """Positions of ``lengths[i]`` samplers ``step`` apart, the runs ``breaks[i]`` apart."""
+    pos, at = [], 0
+    for i, n in enumerate(lengths):
+        pos += [at + step * j for j in range(n)]
+        at = pos[-1] + (breaks[i] if i < len(breaks) else 0)
+    return pos
+
+
+def test_a_recurring_break_between_runs_of_tokens_is_covered() -> None:
+    # 4 requests of 32 tokens 9 kernels apart, a prompt's loop of 271 kernels between them (the LSTM language model)
+    cov, broken = _cover(_runs([32] * 4, 9, [271] * 3))
+    assert cov < 0.6 and broken == 1.0
+    # breaks of different lengths are parts of the run the sampler leaves: not covered
+    cov, broken = _cover(_runs([32] * 4, 9, [271, 900, 40]))
+    assert broken == cov < 0.6
+    # one break recurs nowhere
+    cov, broken = _cover(_runs([64, 64], 9, [2000]))
+    assert broken == cov < 0.6
+    # runs of 3 tokens (an encoder-decoder's short outputs): fewer than 90% of the distances regular
+    cov, broken = _cover(_runs([3] * 10, 9, [271] * 9))
+    assert broken == cov
+
+
+def test_a_recurrent_lm_prompt_loop_is_its_requests_prefill() -> None:
+    s = structure(RUNS / "rnn_generate_whole.sqlite")
+    # rnn_generate.py --warmup 1 --iters 3 --new-tokens 32: a prompt pass and 31 decode steps a request
+    assert (s.kind, len(s.measured_requests), s.period) == ("llm-decode", 3, 9)
+    measured = [st for st in s.steps if not s.requests[st.request].warmup]
+    assert sum(st.kind == "prefill" for st in measured) == 3
+    assert sum(st.kind == "decode" for st in measured) == 93

@@ -24,21 +24,24 @@ Method. The core signal is the repeating structure of the kernel-name sequence (
 launch order). A kernel that runs once per forward pass (LM head, argmax/sampling, embedding, a classifier head)
 occurs exactly P times and regularly, one period apart; kernels of every layer occur L x P times with a period L
 times shorter; a once-per-request kernel occurs R times. Every count shared by kernels whose occurrences are evenly
-spaced is a candidate level; levels with the same period are one cluster (P, P - R decode-only and P + R names). The
-forward-pass level is the cluster the other signals agree with: host round trips (token reads: stream, event and
-device syncs, synchronous and device-to-host copies, graph launches) about one to four per period and far fewer per
-layer; sampling/argmax or embedding kernels among its names; a finer level (layers) inside; autograd's backward
-kernels in most of its units, in a run with an optimizer (a training step); then the coarser of equal candidates. A
-level whose units each end in a token's sampling (an argmax or a draw) wins over a coarser one that groups them even
-when only the coarser has host round trips (tokens kept on the GPU, read back once per request). A level whose unit
-is k >= 2 repeats of a finer level plus a few extra kernels is a group of passes (a request), not a pass, when those
-extra kernels are at most 5% of one finer unit in kernels and in GPU time (an argmax over a request's outputs once
-per 5 CNN passes); the finer level is then the pass. Layers never qualify: a pass adds to them an embedding, a final
-norm, an LM head and sampling, a sizeable share of one layer (the LM head alone, in GPU time). A repeating unit with
-none of layers, sampling kernels, graph launches or backward kernels is not a forward pass (an HPC time step, a test
-looping over one kernel): such runs are ``unstructured``. When the repeating unit has no sampling kernels but
-sampling/embedding kernels run a few times around many of its repeats (a prefill-only run), those kernels mark the
-passes and the unit is a layer.
+spaced is a candidate level (most distances one period, and those distances cover most of the span between the first
+and the last occurrence; a token's sampler whose other distances, two or more, are all one distance too covers its
+span: a prompt's pass run by other kernels than a token's, as a recurrent model loops its cells over the prompt,
+between the runs of decode steps of its requests); levels with the same period are one cluster (P, P - R decode-only
+and P + R names). The forward-pass level is the cluster the other signals agree with: host round trips (token reads:
+stream, event and device syncs, synchronous and device-to-host copies, graph launches) about one to four per period
+and far fewer per layer; sampling/argmax or embedding kernels among its names; a finer level (layers) inside;
+autograd's backward kernels in most of its units, in a run with an optimizer (a training step); then the coarser of
+equal candidates. A level whose units each end in a token's sampling (an argmax or a draw) wins over a coarser one
+that groups them even when only the coarser has host round trips (tokens kept on the GPU, read back once per
+request). A level whose unit is k >= 2 repeats of a finer level plus a few extra kernels is a group of passes (a
+request), not a pass, when those extra kernels are at most 5% of one finer unit in kernels and in GPU time (an
+argmax over a request's outputs once per 5 CNN passes); the finer level is then the pass. Layers never qualify: a
+pass adds to them an embedding, a final norm, an LM head and sampling, a sizeable share of one layer (the LM head
+alone, in GPU time). A repeating unit with none of layers, sampling kernels, graph launches or backward kernels is
+not a forward pass (an HPC time step, a test looping over one kernel): such runs are ``unstructured``. When the
+repeating unit has no sampling kernels but sampling/embedding kernels run a few times around many of its repeats (a
+prefill-only run), those kernels mark the passes and the unit is a layer.
 A repeating unit with autotuning kernels in most of its repeats is a loop over candidates (XLA's autotuner), not a
 forward pass; a CNN's pass has at least 16 kernels. When the whole sequence repeats no forward pass, the kernels
 after the run's setup are analysed alone: the setup ends at a module load, an autotuning kernel or the end of the
@@ -52,7 +55,8 @@ The once-per-pass names keep one order inside a pass; a pass boundary lies betwe
 and the first in the next, at the largest host launch gap there (where the host waited for the token).
 Each pass is measured (kernels, GPU time, names that run in few passes, share of graph-launched kernels). A pass
 whose kernel mix differs (names rare elsewhere, or far heavier with such names, or eager among graphed passes)
-leads a request as its prefill, and so does a pass most of whose kernels are launched over more than 3x the
+leads a request as its prefill (also once a request's start moved to its sync: the kernels before its first pass
+are then that pass's own), and so does a pass most of whose kernels are launched over more than 3x the
 thread blocks their name usually gets (a prompt's rows, where a hand-written engine runs the same kernels for a
 prompt and a token); an eager prefill without the once-per-pass kernels of compiled or graphed decode
 steps (kernels with matrix products and sampling/embedding kernels before a pass's once-per-pass kernels, or just

@@ -395,6 +395,12 @@ class _Builder(PassFinding, RequestCutting):
                 last[i] = q
                 first[i + 1] = q
             ps = pass_stats(seq, first, last, self.markers)
+            if p >= 3 and not plain and nv_prefill is None and grows is None:
+                # a request now starts at its sync: the kernels between that sync and its first pass are its own,
+                # and a loop over its prompt outside the repeating passes (a recurrent model's prompt pass, which
+                # runs its cells once per prompt token) makes that pass heavy with rare kernels: its prefill
+                moved_heavy = ps.gpu_time >= HEAVY_FACTOR * max(float(np.median(ps.gpu_time)), 1.0)
+                distinct = distinct | (moved_heavy & (ps.rare_names >= 2))
         split = self.split_heads(ps) if p else None
         if split is not None and again:
             # a request's first pass holds a prefill without the once-per-pass kernels (eager prefill before

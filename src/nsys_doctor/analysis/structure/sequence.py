@@ -242,6 +242,22 @@ def regularity(pos: np.ndarray) -> tuple[float, float, float, float, float]:
     return med, float(ok.mean()), cov, width, float(d.min()) / med if med > 0 else 0.0
 
 
+def broken_cover(pos: np.ndarray, med: float, reg: float, cov: float) -> float:
+    """The coverage of a token sampler's occurrences at ``pos`` (``regularity``'s ``med``, ``reg`` and ``cov``)
+    with one recurring break counted as covered: when at least 90% of the distances are regular and the others,
+    two or more, are one distance again (within tolerance of their median), each is a request's prompt pass between
+    two runs of decode steps (a prompt run by other kernels than a token's, as cuDNN's recurrent layers loop over
+    a prompt), not a part of the run the sampler leaves. Else ``cov``."""
+    if reg < 0.9:
+        return cov
+    d = np.diff(pos)
+    rest = d[np.abs(d - med) > REGULAR_TOL * med + 0.5]
+    if rest.size < 2:
+        return cov
+    rmed = float(np.median(rest))
+    return 1.0 if bool(np.all(np.abs(rest - rmed) <= REGULAR_TOL * rmed + 0.5)) else cov
+
+
 def find_levels(seq: Seq) -> list[Level]:
     """Counts shared by names whose occurrences are evenly spaced (a level of the run's hierarchy)."""
     n = len(seq)
@@ -256,7 +272,10 @@ def find_levels(seq: Seq) -> list[Level]:
         codes = by_count[cnt]
         scored = []
         for c in codes:
-            med, reg, cov, width, mr = regularity(seq.positions(c))
+            pos = seq.positions(c)
+            med, reg, cov, width, mr = regularity(pos)
+            if reg * cov < 0.6 and PASS_END.search(seq.names[c]):
+                cov = broken_cover(pos, med, reg, cov)
             if med >= 1 and reg * cov >= 0.6:
                 scored.append((reg * cov, width, -c, c, med, reg, cov, mr))
         if not scored:
