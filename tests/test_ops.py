@@ -860,6 +860,39 @@ def test_ggml_kernels(name, family):
     assert classify([name], load_rules())["family"].to_list() == [family]
 
 
+@pytest.mark.parametrize(
+    ("name", "short", "family"),
+    [
+        # names from the captures of tests/data/runs (gnn_spmm_requests_whole, rnn_generate_whole)
+        (
+            "void cusparse::csrmm_alg2_kernel<(bool)0, (bool)0, (bool)0, long, long, float, float, float>(T4, T4)",
+            "csrmm_alg2_kernel",
+            "gemm",
+        ),
+        (
+            "void elemWiseRNNcell<__half, __half, float, (cudnnRNNMode_t)2, (cudnnRNNBiasMode_t)2>(int, int)",
+            "elemWiseRNNcell",
+            "rnn-cell",
+        ),
+        (
+            "void elemWiseRNNcell<__half, __half, float, (cudnnRNNMode_t)3, (cudnnRNNBiasMode_t)2>(int, int)",
+            "elemWiseRNNcell",
+            "rnn-cell",
+        ),
+        # cuSPARSE's other kernels are not products
+        (
+            "void cusparse::matrix_scalar_multiply_kernel<cusparse::MatrixWiseMulPolicy, long, float>(long)",
+            "matrix_scalar_multiply_kernel",
+            "other",
+        ),
+        ("void cusparse::csr_partition_kernel<long>(long)", "csr_partition_kernel", "other"),
+    ],
+)
+def test_sparse_products_and_recurrent_cells(name: str, short: str, family: str) -> None:
+    for names, shorts in (([name], [short]), ([short], [short])):  # the demangled name, or the short one alone
+        assert classify(names, load_rules(), shorts)["family"].to_list() == [family]
+
+
 # ------------------------------------------------------------------ engines' own names, XLA, convolution, CNN
 
 MEANING_CASES = [
