@@ -66,6 +66,7 @@ EXTRA[triton_mlp_whole]="";                        ARGS[triton_mlp_whole]="trito
 EXTRA[rnn_requests_whole]="";                      ARGS[rnn_requests_whole]="rnn_requests.py --layers 2 --hidden 512 --batch 16 --seq 100 --warmup 2 --iters 8"
 EXTRA[train_llama_fp16scaler_whole]="";            ARGS[train_llama_fp16scaler_whole]="train_steps.py --model llama --layers 2 --batch 4 --seq 128 --fp16-scaler 1 --warmup 2 --iters 6"
 EXTRA[rnn_generate_whole]="";                      ARGS[rnn_generate_whole]="rnn_generate.py --layers 2 --hidden 1024 --batch 4 --prompt-len 64 --new-tokens 32 --warmup 1 --iters 3"
+EXTRA[gru_generate_whole]="";                      ARGS[gru_generate_whole]="rnn_generate.py --cell gru --layers 3 --hidden 768 --batch 2 --prompt-len 100 --new-tokens 20 --warmup 1 --iters 4"
 EXTRA[gru_requests_whole]="";                      ARGS[gru_requests_whole]="rnn_requests.py --cell gru --layers 3 --hidden 1024 --batch 64 --seq 50 --warmup 2 --iters 8"
 EXTRA[resnet50_graph_requests_whole]="";           ARGS[resnet50_graph_requests_whole]="cnn_requests.py --arch resnet50 --dtype fp16 --batch 16 --warmup 2 --iters 6 --passes 3 --graph 1"
 EXTRA[hf_manual_decode_whole]="";                  ARGS[hf_manual_decode_whole]="hf_manual_decode.py --layers 2 --batch 2 --prompt-len 48 --new-tokens 24 --warmup 1 --iters 3"

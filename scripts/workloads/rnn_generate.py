@@ -1,5 +1,5 @@
-"""Token-by-token generation with a recurrent language model: embedding, a multi-layer LSTM (cuDNN) and a linear
-head over the vocabulary, random weights, fp16.
+"""Token-by-token generation with a recurrent language model: embedding, a multi-layer LSTM or GRU (cuDNN,
+--cell) and a linear head over the vocabulary, random weights, fp16.
 
 Each request feeds a prompt of --prompt-len tokens (--batch sequences) through the LSTM in one call (cuDNN loops
 over its time steps), then generates --new-tokens tokens one at a time: each step feeds the last token and the
@@ -18,6 +18,7 @@ import torch
 from _common import result, setup, sync
 
 p = argparse.ArgumentParser()
+p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
 p.add_argument("--layers", type=int, default=2)
 p.add_argument("--hidden", type=int, default=1024)
 p.add_argument("--vocab", type=int, default=32000)
@@ -30,7 +31,8 @@ a = p.parse_args()
 
 dev = setup()
 embed = torch.nn.Embedding(a.vocab, a.hidden).to(dev, torch.float16)
-rnn = torch.nn.LSTM(a.hidden, a.hidden, num_layers=a.layers, batch_first=True).to(dev, torch.float16)
+cell = torch.nn.LSTM if a.cell == "lstm" else torch.nn.GRU
+rnn = cell(a.hidden, a.hidden, num_layers=a.layers, batch_first=True).to(dev, torch.float16)
 head = torch.nn.Linear(a.hidden, a.vocab).to(dev, torch.float16)
 g = torch.Generator().manual_seed(0)
 times = []
@@ -51,6 +53,7 @@ with torch.inference_mode():
         time.sleep(0.02)
 result(
     workload="rnn_generate",
+    cell=a.cell,
     requests=a.warmup + a.iters,
     warmup_requests=a.warmup,
     prefill_steps_per_request=1,
