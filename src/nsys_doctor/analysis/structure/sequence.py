@@ -231,12 +231,17 @@ class Cluster:
         return sum(len(lv.codes) for lv in self.levels)
 
 
+def near_period(d: np.ndarray, period: float) -> np.ndarray:
+    """Which distances ``d`` are one ``period`` (within ``REGULAR_TOL`` of it, and half a kernel)."""
+    return np.abs(d - period) <= REGULAR_TOL * period + 0.5
+
+
 def regularity(pos: np.ndarray) -> tuple[float, float, float, float, float]:
     d = np.diff(pos)
     if d.size == 0:
         return 0.0, 0.0, 0.0, 0.0, 0.0
     med = float(np.median(d))
-    ok = np.abs(d - med) <= REGULAR_TOL * med + 0.5
+    ok = near_period(d, med)
     width = float(pos[-1] - pos[0])
     cov = float(d[ok].sum()) / width if width > 0 else 0.0
     return med, float(ok.mean()), cov, width, float(d.min()) / med if med > 0 else 0.0
@@ -251,11 +256,11 @@ def broken_cover(pos: np.ndarray, med: float, reg: float, cov: float) -> float:
     if reg < 0.9:
         return cov
     d = np.diff(pos)
-    rest = d[np.abs(d - med) > REGULAR_TOL * med + 0.5]
+    rest = d[~near_period(d, med)]
     if rest.size < 2:
         return cov
     rmed = float(np.median(rest))
-    return 1.0 if bool(np.all(np.abs(rest - rmed) <= REGULAR_TOL * rmed + 0.5)) else cov
+    return 1.0 if bool(near_period(rest, rmed).all()) else cov
 
 
 def find_levels(seq: Seq) -> list[Level]:
