@@ -18,6 +18,7 @@ from .distribution import (
     PACKED_GRID,
     decode_texts,
     pack_grid,
+    pack_ints,
     packable_grid,
     packed_widths,
     percentile,
@@ -26,6 +27,7 @@ from .distribution import (
     tail_table,
     tail_tables,
     text_codes,
+    unpack_ints,
 )
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
 from .host import HostSummary, busy_intervals, summarize_host
@@ -584,16 +586,10 @@ def _distinct_sorted(rows: pl.DataFrame) -> pl.DataFrame:
         lows = (scalar_int(name.min()), scalar_int(idx.min()))
         widths = packed_widths(scalar_int(name.max()), scalar_int(idx.max()), grids.len() - 1)
         if min(lows) >= 0 and widths is not None:
-            _, idx_bits, g_bits = widths
-            rank = grids.search_sorted(g).cast(pl.Int64)
-            key = (name.cast(pl.Int64) * (1 << idx_bits) + idx.cast(pl.Int64)) * (1 << g_bits) + rank
-            key = key.unique().sort()
+            key = pack_ints([name, idx, grids.search_sorted(g)], widths).unique().sort()
+            n, i, rank = unpack_ints(key, widths)
             return pl.DataFrame(
-                [
-                    (key // (1 << (idx_bits + g_bits))).cast(name.dtype).alias("name"),
-                    ((key // (1 << g_bits)) % (1 << idx_bits)).cast(idx.dtype).alias("idx"),
-                    grids.gather(key % (1 << g_bits)).alias("g"),
-                ]
+                [n.cast(name.dtype).alias("name"), i.cast(idx.dtype).alias("idx"), grids.gather(rank).alias("g")]
             )
     return rows.unique(["name", "idx", "g"]).sort("name", "idx", "g")
 

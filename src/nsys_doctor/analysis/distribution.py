@@ -196,6 +196,26 @@ def packed_widths(*tops: int) -> list[int] | None:
     return widths if sum(widths) <= 63 else None
 
 
+def pack_ints(cols: Sequence[pl.Series], widths: Sequence[int]) -> pl.Series:
+    """Non-negative integer columns side by side in one Int64 column, the first the most significant, each in its
+    ``packed_widths`` bits: sorting it sorts by the columns in order."""
+    key = cols[0].cast(pl.Int64)
+    for col, bits in zip(cols[1:], widths[1:], strict=True):
+        key = key * (1 << bits) + col.cast(pl.Int64)
+    return key
+
+
+def unpack_ints(key: pl.Series, widths: Sequence[int]) -> list[pl.Series]:
+    """``pack_ints``' columns back out of ``key`` (Int64, in the order packed)."""
+    out = []
+    below = sum(widths)
+    for i, bits in enumerate(widths):
+        below -= bits
+        field = key // (1 << below) if below else key
+        out.append(field if i == 0 else field % (1 << bits))  # the first field is all the bits above the others
+    return out
+
+
 def _sorted_by_value(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     """``DataFrame([key, values]).sort(values)`` (ties in any order: tied rows of a group are alike) by sorting one
     integer column, the value and the key packed into 63 bits: polars sorts a column several times faster than it
@@ -209,14 +229,8 @@ def _sorted_by_value(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     widths = packed_widths(hi, hi_key)
     if lo_key < 0 or lo < 0 or widths is None:
         return None
-    bits = widths[1]
-    ordered = (values.cast(pl.Int64) * (1 << bits) + key.cast(pl.Int64)).sort()
-    return pl.DataFrame(
-        [
-            (ordered % (1 << bits)).cast(key.dtype).rename(key.name),
-            (ordered // (1 << bits)).cast(values.dtype).rename(values.name),
-        ]
-    )
+    by_value, code = unpack_ints(pack_ints([values, key], widths).sort(), widths)
+    return pl.DataFrame([code.cast(key.dtype).rename(key.name), by_value.cast(values.dtype).rename(values.name)])
 
 
 GRID_BITS = 21

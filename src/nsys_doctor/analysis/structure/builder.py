@@ -52,6 +52,12 @@ def _requests_of(cut: np.ndarray, p: int) -> tuple[np.ndarray, int, np.ndarray, 
     return req_of, nreq, req_first, req_last
 
 
+def _heavy(ps: PassStats) -> np.ndarray:
+    """Per pass: at least ``HEAVY_FACTOR`` times the median pass's GPU time (a prompt's pass among tokens')."""
+    med = float(np.median(ps.gpu_time)) if ps.first.size else 0.0
+    return ps.gpu_time >= HEAVY_FACTOR * max(med, 1.0)
+
+
 def _leading(distinct: np.ndarray, req_first: np.ndarray, req_last: np.ndarray) -> np.ndarray:
     """Per pass: whether it is one of the distinct passes a request starts with (its prefill)."""
     lead = np.zeros(distinct.size, dtype=bool)
@@ -265,8 +271,7 @@ class _Builder(PassFinding, RequestCutting):
         seq = self.seq
         p = ps.first.size
         n_evidence, n_notes = len(self.evidence), len(self.notes)
-        med_gpu = float(np.median(ps.gpu_time)) if p else 0.0
-        heavy = ps.gpu_time >= HEAVY_FACTOR * max(med_gpu, 1.0)
+        heavy = _heavy(ps)
         mode = float(np.median(ps.graph_share)) if p else 0.0
         wide = ps.wide_share >= 0.5  # most of its kernels launched over far more thread blocks than usual
         distinct = (
@@ -399,8 +404,7 @@ class _Builder(PassFinding, RequestCutting):
                 # a request now starts at its sync: the kernels between that sync and its first pass are its own,
                 # and a loop over its prompt outside the repeating passes (a recurrent model's prompt pass, which
                 # runs its cells once per prompt token) makes that pass heavy with rare kernels: its prefill
-                moved_heavy = ps.gpu_time >= HEAVY_FACTOR * max(float(np.median(ps.gpu_time)), 1.0)
-                distinct = distinct | (moved_heavy & (ps.rare_names >= 2))
+                distinct = distinct | (_heavy(ps) & (ps.rare_names >= 2))
         split = self.split_heads(ps) if p else None
         if split is not None and again:
             # a request's first pass holds a prefill without the once-per-pass kernels (eager prefill before
