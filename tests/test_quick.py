@@ -255,3 +255,35 @@ def test_values_compare_hash_show_and_replace_by_their_fields() -> None:
     assert changed == _Pair(3, "x") and one.a == 1
     with pytest.raises(TypeError):
         one.replace(c=1)
+
+
+@pytest.mark.parametrize(
+    "args", [["info", S], ["stats", "-r", "cuda_gpu_kern_sum,cuda_api_sum", "-f", "csv", S]], ids=" ".join
+)
+def test_a_quick_command_ends_its_process_after_its_whole_output(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A quick command's process ends without the interpreter's teardown (``os._exit``), after flushing: what a
+    pipe receives is the whole output, as the same command run in this process writes it, and the exit code."""
+    assert quick.run(args, 0.0) == 0
+    expected = capsys.readouterr().out
+    at_exit = "import atexit, sys; atexit.register(lambda: sys.stderr.write('teardown ran'))"
+    entry = f"{at_exit}; from nsys_doctor.cli.main import entry; entry()"
+    proc = subprocess.run([sys.executable, "-c", entry, *args], capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stderr) == (0, "")  # no teardown: the exit handler never ran
+    assert proc.stdout == expected
+    assert len(expected) > 1000
+
+
+def test_a_quick_command_whose_reader_leaves_exits_within_the_contract() -> None:
+    """A reader that closes the pipe early (``| head -c 1``) gets no traceback: the fast exit's flush fails over to
+    the ordinary exit, which the error contract governs."""
+    entry = "from nsys_doctor.cli.main import entry; entry()"
+    cmd = [sys.executable, "-c", entry, "stats", "-r", "cuda_gpu_trace", "-f", "csv", S]  # megabytes: past the pipe
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(1)
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        code = proc.wait()
+    assert (code, err) == (0, "")

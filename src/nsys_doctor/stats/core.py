@@ -259,8 +259,9 @@ SMALL_ROWS = 100_000
 summarized with the stdlib driver alone (``small_rows`` and ``aggregate.small_grouped_stats``): a small trace's
 summary reports then start as fast as ``info``, without loading polars, whose import costs more than their work."""
 BESIDE_ROWS = 4_000
-"""Tables of at least this many rows are checked for damaged rows beside their read (``Trace.rows_beside``); below
-it the check (about 0.25 us a row) costs less than the second connection and thread (about 0.5 ms)."""
+"""Tables of at least this many rows, read in part (a ``where``), are checked for damaged rows beside their read
+(``Trace.rows_beside``); below it the check (about 0.25 us a row) costs less than the second connection and thread
+(about 0.5 ms). A table read whole leaves its damaged rows out of the read itself and counts them."""
 DURATION = '"end" - "start"'
 """A column of ``small_rows``: the duration, computed by SQLite (``start`` and ``end`` are integers in a table
 without damaged rows)."""
@@ -339,8 +340,9 @@ def small_rows(
     read = [c for c in present if c in needed or c in ("start", "end") or c in checks]
     strings = trace.string_span() if any(c in keys.names for c in read) else None
     # damage: a flag on each row read from a big table (another scan of it would cost as much as the read); on a
-    # small one, one EXISTS query run beside the read (cheaper than a flag on every row; on another core, it costs
-    # no time)
+    # small one read whole, the clean rows alone are read and the table's count (a walk of its pages, no row
+    # decoded) says whether any was left out; on a small one read in part (``where``), one EXISTS query run beside
+    # the read (cheaper than a flag on every row; on another core, it costs no time)
     if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
         most = most_values // max(2, len(columns))
         usable = valid_sql(keys, read, strings) or "1"
@@ -354,7 +356,11 @@ def small_rows(
         seek = " AND ".join(f"({c})" for c in (where, damaged) if c)
         sql = f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
         check = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {seek})"
-        if damaged and span[1] - span[0] + 1 >= BESIDE_ROWS:
+        if damaged and not where:
+            rows = trace.rows(f"SELECT {cols} FROM {table} WHERE NOT coalesce(({damaged}), 0) ORDER BY rowid")
+            if len(rows) != trace.rows(f"SELECT count(*) FROM {table}")[0][0]:
+                return None
+        elif damaged and span[1] - span[0] + 1 >= BESIDE_ROWS:
             damage, rows = trace.rows_beside(check, sql)
             if damage[0][0]:
                 return None
