@@ -81,6 +81,23 @@ def random_causal_lm(config_class, device, args, **config):
         return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 
 
+def generate_requests(model, prompt, mask, gen, warmup, iters, pause_ms=0.0):
+    """``model.generate`` once per request: ``warmup`` warm-up requests, then ``iters`` measured ones, each timed
+    (``Timer``), checked to add exactly ``gen["max_new_tokens"]`` tokens to every sequence, and followed by a pause
+    of ``pause_ms``; returns the requests' times (ms)."""
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + iters):
+            with Timer() as t:
+                out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
+            assert out.shape == (prompt.shape[0], prompt.shape[1] + gen["max_new_tokens"]), out.shape
+            times.append(t.ms)
+            print(f"request {i} ({'warmup' if i < warmup else 'measured'}): {t.ms:.1f} ms", flush=True)
+            if pause_ms:
+                time.sleep(pause_ms / 1000)
+    return times
+
+
 def result(**kw):
     kw.setdefault("torch", torch.__version__)
     try:

@@ -4,7 +4,8 @@
 # NAME is one of the cases below; each is captured under nsys (with an empty torch.compile cache), then run once
 # more without nsys (unprofiled timings; the compile cache is then warm). Cases with WARM=1 run unprofiled first
 # (warming the compile cache) and are then captured with that warm cache. The scripts are run from a copy in /tmp/wl with cwd /tmp so that no checkout path enters the trace.
-# Results land in $OUT (traces and logs packed as traces.tgz.part-*). DEADLINE_S bounds the whole run.
+# Results land in $OUT (traces and logs packed as traces.tgz.part-*). DEADLINE_S bounds the whole run; NO_UNPROFILED=1
+# skips the runs without nsys.
 set -u
 OUT=${OUT:-/tmp/out}; T=/tmp/traces; L=/tmp/wlogs; mkdir -p "$T" "$L" "$OUT" /tmp/wl
 cp scripts/workloads/*.py scripts/workloads/*.cu /tmp/wl/
@@ -124,6 +125,17 @@ EXTRA[bart_b4_short_whole]="";                    ARGS[bart_b4_short_whole]="hf_
 EXTRA[bart_long_out_whole]="";                    ARGS[bart_long_out_whole]="hf_encdec_generate.py --model bart --layers 3 --input-len 64 --new-tokens 40 --pause-ms 20 --warmup 1 --iters 3"
 EXTRA[whisper_nopause_whole]="";                  ARGS[whisper_nopause_whole]="hf_whisper_generate.py --layers 2 --new-tokens 6 --pause-ms 0 --warmup 1 --iters 6"
 EXTRA[hf_assisted_nopause_whole]="";              ARGS[hf_assisted_nopause_whole]="hf_assisted_generate.py --layers 4 --prompt-len 64 --new-tokens 24 --draft 4 --pause-ms 0 --warmup 1 --iters 3"
+# other model families' own modelling code, other sizes, never analyzed before capture (held-out checks)
+EXTRA[opt_generate_whole]="";                     ARGS[opt_generate_whole]="hf_family_generate.py --family opt --layers 4 --prompt-len 64 --new-tokens 24 --warmup 1 --iters 3"
+EXTRA[neox_generate_b2_whole]="";                 ARGS[neox_generate_b2_whole]="hf_family_generate.py --family gpt_neox --layers 3 --batch 2 --prompt-len 100 --new-tokens 16 --warmup 1 --iters 3"
+EXTRA[falcon_generate_nopause_whole]="";          ARGS[falcon_generate_nopause_whole]="hf_family_generate.py --family falcon --layers 4 --prompt-len 40 --new-tokens 32 --pause-ms 0 --warmup 1 --iters 3"
+EXTRA[phi_generate_whole]="";                     ARGS[phi_generate_whole]="hf_family_generate.py --family phi --layers 2 --prompt-len 128 --new-tokens 20 --warmup 2 --iters 3"
+EXTRA[gemma_generate_b4_whole]="";                ARGS[gemma_generate_b4_whole]="hf_family_generate.py --family gemma --layers 4 --batch 4 --prompt-len 48 --new-tokens 28 --warmup 1 --iters 2"
+EXTRA[bloom_generate_whole]="";                   ARGS[bloom_generate_whole]="hf_family_generate.py --family bloom --layers 4 --prompt-len 64 --new-tokens 24 --warmup 1 --iters 3"
+EXTRA[gptj_generate_whole]="";                    ARGS[gptj_generate_whole]="hf_family_generate.py --family gptj --layers 3 --prompt-len 80 --new-tokens 20 --warmup 1 --iters 3"
+EXTRA[convnext_requests_whole]="";                ARGS[convnext_requests_whole]="cnn_requests.py --arch convnext_tiny --dtype fp16 --batch 4 --warmup 2 --iters 4 --passes 3"
+EXTRA[jax_decode_short_prompt_whole]="";          ARGS[jax_decode_short_prompt_whole]="jax_decode_scan.py --layers 3 --prompt-len 16 --new-tokens 64 --max-len 96 --warmup 1 --iters 3"
+EXTRA[lstm_generate_b1_whole]="";                 ARGS[lstm_generate_b1_whole]="rnn_generate.py --cell lstm --layers 1 --hidden 512 --batch 1 --prompt-len 32 --new-tokens 48 --warmup 2 --iters 3"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }
@@ -141,7 +153,7 @@ for name in "$@"; do
   echo "nsys profile $FLAGS ${EXTRA[$name]} -o $name ${RUN//\/tmp\/wl\//}" > "$L/$name.COMMAND"
   echo "$name: profile rc=$rc $(( $(date +%s) - t0 )) s; $(ls -la $T/$name.sqlite 2>/dev/null | awk '{print $5}') bytes; $(grep RESULT $L/$name.profile.log | cut -c1-300)"
   [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ] && tail -15 "$L/$name.profile.log"
-  [ "$(left)" -lt 45 ] || [ "${WARM[$name]:-0}" = 1 ] && continue
+  [ "$(left)" -lt 45 ] || [ "${WARM[$name]:-0}" = 1 ] || [ "${NO_UNPROFILED:-0}" = 1 ] && continue
   t0=$(date +%s)
   ( cd /tmp && timeout $(( $(left) - 15 )) $RUN ) > "$L/$name.unprofiled.log" 2>&1
   echo "$name: unprofiled rc=$? $(( $(date +%s) - t0 )) s; $(grep RESULT $L/$name.unprofiled.log | cut -c1-400)"

@@ -13,7 +13,7 @@ decode forward passes per request.
 import argparse
 
 import torch
-from _common import Timer, random_causal_lm, result, setup
+from _common import generate_requests, random_causal_lm, result, setup
 from transformers import Qwen2Config
 
 p = argparse.ArgumentParser()
@@ -55,15 +55,7 @@ if a.no_cache:
 prompt = torch.randint(3, a.vocab, (a.batch, a.prompt_len), device=dev)
 mask = torch.ones_like(prompt)
 
-times = []
-with torch.inference_mode():
-    for i in range(a.warmup + a.iters):
-        with Timer() as t:
-            out = model.generate(input_ids=prompt, attention_mask=mask, **gen)
-        assert out.shape == (a.batch, a.prompt_len + a.new_tokens), out.shape
-        times.append(t.ms)
-        phase = "warmup" if i < a.warmup else "measured"
-        print(f"request {i} ({phase}): {t.ms:.1f} ms, {out.shape[1] - a.prompt_len} new tokens", flush=True)
+times = generate_requests(model, prompt, mask, gen, a.warmup, a.iters)
 meas = times[a.warmup :]
 result(
     workload="hf_sample_generate",
