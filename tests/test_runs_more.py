@@ -532,6 +532,41 @@ def test_few_launches_a_step_with_the_idle_spread_over_them_are_launch_bound(nam
     assert lb["summary"].startswith(f"{launches} kernel launches per ")
 
 
+def _decode_idle_from_kernels(path: Path, first: str, last: str, skip: int) -> int:
+    """The GPU's idle time inside the decode steps, from the kernel table alone: each step from a ``first`` kernel
+    (the token's embedding) to the next ``last`` one (its argmax), less the kernels' time between; the first
+    ``skip`` steps (the warm-up request's) left out."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            'SELECT k.start, k."end", s.value FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName '
+            "ORDER BY k.start"
+        ).fetchall()
+    idle = 0
+    for i in [i for i, r in enumerate(rows) if r[2] == first][skip:]:
+        j = next(j for j in range(i, len(rows)) if rows[j][2] == last)
+        idle += rows[j][1] - rows[i][0] - sum(e - s for s, e, _ in rows[i : j + 1])  # serial kernels: no overlap
+    return idle
+
+
+def test_few_launches_a_decode_step_whose_gpu_waits_on_the_host_alone_are_launch_bound() -> None:
+    # the LSTM language model: 9 launches a decode step, the GPU busy about 55 us of a 600 us step, half a step's
+    # idle in one interval (cuDNN's and the framework's host work per step), no sync or pageable copy in the steps
+    path = _path(RNN_LM)
+    if not path.is_file():
+        pytest.skip(f"tests/data/runs/{RNN_LM}.sqlite is not present")
+    found = _findings(path)
+    host = found["host"]
+    assert host["launches_per_step"] == 9 and host["step_largest_gap_share"] > 0.2
+    assert host["sync_idle_in_steps_ns"] == 0 and host["pageable_in_steps"] == 0
+    lb = found["launch-bound"]
+    assert lb["summary"].startswith("9 kernel launches per decode step") and "host's own work" in lb["summary"]
+    # its cost is idle time inside the 93 measured decode steps: within what the kernels alone show (46 ms from each
+    # token's embedding to its argmax: the steps' cut may fall elsewhere in the period, as here, after the embedding)
+    truth = _decode_idle_from_kernels(path, "indexSelectSmallIndex", "reduce_kernel", skip=31)
+    assert 40_000_000 < truth < 52_000_000
+    assert 0.5 * truth < lb["cost_ns"] <= truth
+
+
 def test_idle_in_one_stall_a_step_or_after_syncs_is_not_launch_bound() -> None:
     # an embedding service: 87 launches a step, its idle one stall (a pageable input copy and a read back)
     embed = _path("hf_embed_requests_whole")

@@ -450,7 +450,14 @@ a 2-layer Whisper decoder of 84 launches 0.04, a recommender's 20-launch request
 stall (a read back, a copy from pageable memory: 0.8 in an embedding service) is not launch-bound. Nor is a step
 whose idle time follows host syncs for at least half of it (the syncs' refill intervals inside the decode steps,
 ``HostSummary.sync_idle_in_steps_ns``: a sync after each of a few operations spreads the idle as well, and those
-have their own finding), nor a step of an unstructured run (steps between host syncs, not passes)."""
+have their own finding), nor a step of an unstructured run (steps between host syncs, not passes).
+
+A decode step of fewer launches is launch-bound as well when nothing but the host's own work can hold its GPU idle
+(``_host_work_only``): no sync's refill and no pageable copy inside the steps, whatever the largest interval's share.
+A recurrent language model's decode step (cuDNN's cells: 9 launches, the GPU busy 55 us of a 600 us step, half the
+idle in one interval of the framework's work per step) is the case; a few launches of a few microseconds each cannot
+take that long to queue, so the host is doing something else between them, which is this finding's remedy as well
+(fewer host operations per step, a captured graph)."""
 
 
 def _less_load_gaps(d: pl.DataFrame, gaps: pl.DataFrame) -> pl.Series:
@@ -532,13 +539,15 @@ def _launch_bound_steps(f: Facts) -> list[Finding]:
     # many launches a step; or fewer, when the GPU waits a little before each of them (no one stall holds more than
     # a fifth of a step's idle time: Python's per-operation work between small kernels, not a sync or a copy)
     spread = h.step_largest_gap_share
-    waits = launches >= LAUNCH_BOUND_MIN or (
+    spread_out = (
         launches >= SPREAD_LAUNCH_MIN
         and spread is not None
         and spread <= SPREAD_GAP_SHARE
         and 2 * h.sync_idle_in_steps_ns < h.step_idle_ns  # syncs inside the steps do not explain its idle
         and f.run_kind != "unstructured"  # steps between host syncs are no passes: their idle may be anything
     )
+    few = launches < SPREAD_LAUNCH_MIN and _host_work_only(f)
+    waits = launches >= LAUNCH_BOUND_MIN or spread_out or few
     if waits and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
         return [
             f.window_finding(
@@ -549,7 +558,12 @@ def _launch_bound_steps(f: Facts) -> list[Finding]:
                 f"({format_ns(f.host.step_idle_ns)} in all steps"
                 + (f"; {format_ns(others)} of it module loads' and long idle gaps' time" if others else "")
                 + (f"; {slow[0].height} slow steps aside" if slow is not None else "")
-                + (f": {format_ns(cost)} launch-bound)" if others or slow is not None else ")"),
+                + (f": {format_ns(cost)} launch-bound)" if others or slow is not None else ")")
+                + (
+                    ": the host's own work between the step's few kernels (no sync or pageable copy inside the steps)"
+                    if few
+                    else ""
+                ),
                 {
                     "launches_per_step": launches,
                     "gpu_time_per_step_ns": gpu,
@@ -564,6 +578,13 @@ def _launch_bound_steps(f: Facts) -> list[Finding]:
             )
         ]
     return []
+
+
+def _host_work_only(f: Facts) -> bool:
+    """Whether only the host's own work can hold the GPU idle inside an LLM run's decode steps: no host sync's
+    refill and no copy from pageable memory inside them (each has its own finding)."""
+    h = f.host
+    return f.run_kind == "llm-decode" and h.sync_idle_in_steps_ns == 0 and h.pageable_in_steps == 0
 
 
 # slow steps: at least SLOW_STEP_MIN of the judged steps that run the typical GPU work (SLOW_STEP_MIN_STEPS or more,
