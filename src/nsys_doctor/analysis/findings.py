@@ -452,12 +452,12 @@ whose idle time follows host syncs for at least half of it (the syncs' refill in
 ``HostSummary.sync_idle_in_steps_ns``: a sync after each of a few operations spreads the idle as well, and those
 have their own finding), nor a step of an unstructured run (steps between host syncs, not passes).
 
-A decode step of fewer launches is launch-bound as well when nothing but the host's own work can hold its GPU idle
-(``_host_work_only``): no sync's refill and no pageable copy inside the steps, whatever the largest interval's share.
-A recurrent language model's decode step (cuDNN's cells: 9 launches, the GPU busy 55 us of a 600 us step, half the
-idle in one interval of the framework's work per step) is the case; a few launches of a few microseconds each cannot
-take that long to queue, so the host is doing something else between them, which is this finding's remedy as well
-(fewer host operations per step, a captured graph)."""
+An LLM's decode step is launch-bound as well, whatever its launches and the largest interval's share, when nothing
+but the host's own work can hold its GPU idle (``_host_work_only``): no sync's refill and no pageable copy inside the
+steps. A recurrent language model's decode step (cuDNN's cells: 9 launches, the GPU busy 55 us of a 600 us step,
+half the idle in one interval of the framework's work per step) is the case; a few launches of a few microseconds
+each cannot take that long to queue, so the host is doing something else between them, which is this finding's
+remedy as well (fewer host operations per step, a captured graph)."""
 
 
 def _less_load_gaps(d: pl.DataFrame, gaps: pl.DataFrame) -> pl.Series:
@@ -546,8 +546,8 @@ def _launch_bound_steps(f: Facts) -> list[Finding]:
         and 2 * h.sync_idle_in_steps_ns < h.step_idle_ns  # syncs inside the steps do not explain its idle
         and f.run_kind != "unstructured"  # steps between host syncs are no passes: their idle may be anything
     )
-    few = launches < SPREAD_LAUNCH_MIN and _host_work_only(f)
-    waits = launches >= LAUNCH_BOUND_MIN or spread_out or few
+    host_only = not spread_out and launches < LAUNCH_BOUND_MIN and _host_work_only(f)
+    waits = launches >= LAUNCH_BOUND_MIN or spread_out or host_only
     if waits and wall > 0 and gpu / wall < 0.5 and (idle is None or idle >= 0.3):
         return [
             f.window_finding(
@@ -560,8 +560,8 @@ def _launch_bound_steps(f: Facts) -> list[Finding]:
                 + (f"; {slow[0].height} slow steps aside" if slow is not None else "")
                 + (f": {format_ns(cost)} launch-bound)" if others or slow is not None else ")")
                 + (
-                    ": the host's own work between the step's few kernels (no sync or pageable copy inside the steps)"
-                    if few
+                    ": the host's own work between the step's kernels (no sync or pageable copy inside the steps)"
+                    if host_only
                     else ""
                 ),
                 {
