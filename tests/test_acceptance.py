@@ -162,7 +162,7 @@ CASES = [
     # an LSTM language model: each request's prompt loops cuDNN's cells over 64 tokens (262 kernels), then 31 decode
     # steps of 9 kernels; the host spends about 600 us a step around 55 us of kernels, and pauses between requests
     Truth(RUNS / "rnn_generate_whole.sqlite", "llm-decode", 3, 93, 0, 3, 1, None,
-          ("low-gpu-utilization", "launch-bound"), frozenset({"low-gpu-utilization", "launch-bound", "gpu-idle-gap"})),
+          ("gpu-idle-gap", "launch-bound"), frozenset({"low-gpu-utilization", "launch-bound", "gpu-idle-gap"})),
     # the hand-written C++ engine sampling on the host (logits copied back, the token copied in, per pass) and
     # keeping its tokens on the GPU (one read back per request)
     Truth(RUNS / "cuda_cpp_host_sample_whole.sqlite", "llm-decode", 4, 80, 0, 4, 1, "attention-decode",

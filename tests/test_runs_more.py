@@ -548,13 +548,19 @@ def _decode_idle_from_kernels(path: Path, first: str, last: str, skip: int) -> i
     return idle
 
 
-def test_few_launches_a_decode_step_whose_gpu_waits_on_the_host_alone_are_launch_bound() -> None:
-    # the LSTM language model: 9 launches a decode step, the GPU busy about 55 us of a 600 us step, half a step's
-    # idle in one interval (cuDNN's and the framework's host work per step), no sync or pageable copy in the steps
+@cache
+def _lstm_lm() -> tuple[Path, dict[str, dict]]:
+    """The LSTM language model's trace and its report's findings (skipped where the trace is absent)."""
     path = _path(RNN_LM)
     if not path.is_file():
         pytest.skip(f"tests/data/runs/{RNN_LM}.sqlite is not present")
-    found = _findings(path)
+    return path, _findings(path)
+
+
+def test_few_launches_a_decode_step_whose_gpu_waits_on_the_host_alone_are_launch_bound() -> None:
+    # the LSTM language model: 9 launches a decode step, the GPU busy about 55 us of a 600 us step, half a step's
+    # idle in one interval (cuDNN's and the framework's host work per step), no sync or pageable copy in the steps
+    path, found = _lstm_lm()
     host = found["host"]
     assert host["launches_per_step"] == 9 and host["step_largest_gap_share"] > 0.2
     assert host["sync_idle_in_steps_ns"] == 0 and host["pageable_in_steps"] == 0
@@ -565,6 +571,17 @@ def test_few_launches_a_decode_step_whose_gpu_waits_on_the_host_alone_are_launch
     truth = _decode_idle_from_kernels(path, "indexSelectSmallIndex", "reduce_kernel", skip=31)
     assert 40_000_000 < truth < 52_000_000
     assert 0.5 * truth < lb["cost_ns"] <= truth
+
+
+def test_low_utilization_gives_way_to_causes_that_explain_half_its_idle_together() -> None:
+    # the LSTM language model: neither the pauses between requests nor the host-bound steps explain half of the GPU's
+    # idle time alone, together they do; low utilization then sums them up (info, no cost) and they come first
+    _, found = _lstm_lm()
+    util = found["low-gpu-utilization"]
+    assert util["severity"] == "info" and util["cost_ns"] is None
+    idle = util["evidence"]["idle_ns"]
+    causes = [found[k]["cost_ns"] for k in ("gpu-idle-gap", "launch-bound")]
+    assert max(causes) < 0.5 * idle <= sum(causes) <= idle
 
 
 def test_idle_in_one_stall_a_step_or_after_syncs_is_not_launch_bound() -> None:

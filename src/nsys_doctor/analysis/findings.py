@@ -745,8 +745,9 @@ HOST_CAUSES = frozenset(
 
 @rule
 def low_util(f: Facts) -> list[Finding]:
-    """Low utilization is the sum of the idle time, not a cause: it carries the idle time as its cost only when no
-    host finding names a cause (else it would outrank the causes it sums up)."""
+    """Low utilization is the sum of the idle time, not a cause: it carries the idle time as its cost only while the
+    host findings' costs add up to less than half of it (``run_rules``; else it would outrank the causes it sums
+    up)."""
     share = f.host.gpu_busy_share
     if share is not None and f.kernels_in_window and share < 0.5:
         idle = max(0, f.window.duration - f.host.gpu_busy_ns)
@@ -1071,9 +1072,10 @@ def run_rules(facts: Facts) -> list[Finding]:
         # nothing ran on the GPU: idle-time costs and step findings have nothing to measure
         found = [x for x in found if x.id not in HOST_CAUSES and x.id != "low-gpu-utilization"]
     util = next((x for x in found if x.id == "low-gpu-utilization"), None)
-    causes = max((x.cost_ns or 0 for x in found if x.id in HOST_CAUSES), default=0)
+    causes = sum(x.cost_ns or 0 for x in found if x.id in HOST_CAUSES)
     if util is not None and causes >= 0.5 * (util.cost_ns or 0):
-        # low utilization sums up the idle time the causes explain: it keeps no cost of its own beside them
+        # low utilization sums up the idle time the causes explain (their costs are idle intervals of their own, no
+        # two counting one interval): once together they explain half of it, it keeps no cost of its own beside them
         found = [
             Finding(x.id, "info", x.summary + "; its causes are the findings above", x.evidence)
             if x.id == "low-gpu-utilization"
