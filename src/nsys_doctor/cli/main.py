@@ -179,10 +179,15 @@ def quick_text(args: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure is one line on standard error and an exit code: 2 for bad input or usage, 3 for
     an internal error (``--debug`` anywhere on the command line shows its traceback instead), 130 on Ctrl-C."""
+    return _dispatch(list(sys.argv[1:] if argv is None else argv))[0]
+
+
+def _dispatch(args: list[str]) -> tuple[int, bool]:
+    """``main``'s exit code, and whether the command ran without click (``quick.run``: one that made no thread,
+    process or file, whose process may end without the interpreter's teardown)."""
     import time
 
     origin = time.monotonic()
-    args = list(sys.argv[1:] if argv is None else argv)
     text = quick_text(args) if sys.stdout is not None else None
     if text is not None:
         try:
@@ -192,33 +197,28 @@ def main(argv: list[str] | None = None) -> int:
             from .contract import silence_stdout
 
             silence_stdout()
-        return 0
+        return 0, False
     if args and args[0] in QUICK_COMMANDS:
         from .quick import run as run_quick
 
         code = run_quick(args, origin)
         if code is not None:
-            QUICK_RAN.append(code)
-            return code
+            return code, True
     from .app import run
 
-    return run(args, origin)
-
-
-QUICK_RAN: list[int] = []
-"""The exit code of a command ``quick.run`` ran (``main`` appends it): one that made no thread, process or file."""
+    return run(args, origin), False
 
 
 def entry() -> None:
     try:
-        code = main()
+        code, quick = _dispatch(sys.argv[1:])
     finally:
         # the interpreter's last collection at exit walks every object the command imported or made, to find
         # cycles nothing needs freed (the files are closed): a tenth of a small report's time
         import gc
 
         gc.freeze()
-    if QUICK_RAN:
+    if quick:
         # a quick command's output is written and its trace closed: once the output is flushed, the interpreter's
         # teardown (every module's dictionary emptied, then freed) would only cost time, a tenth of a small
         # report's. A flush that fails leaves the ordinary exit to report it.

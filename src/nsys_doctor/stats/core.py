@@ -353,21 +353,21 @@ def small_rows(
         rows = [row[:-1] for row in flagged]
     else:
         damaged = damaged_sql(keys, read, strings)
-        seek = " AND ".join(f"({c})" for c in (where, damaged) if c)
-        sql = f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
-        check = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {seek})"
         if damaged and not where:
             rows = trace.rows(f"SELECT {cols} FROM {table} WHERE NOT coalesce(({damaged}), 0) ORDER BY rowid")
             if len(rows) != trace.rows(f"SELECT count(*) FROM {table}")[0][0]:
                 return None
-        elif damaged and span[1] - span[0] + 1 >= BESIDE_ROWS:
-            damage, rows = trace.rows_beside(check, sql)
-            if damage[0][0]:
-                return None
         else:
-            if damaged and trace.rows(check)[0][0]:
-                return None
-            rows = trace.rows(sql)
+            sql = f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
+            check = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE ({where}) AND ({damaged}))"
+            if damaged and span[1] - span[0] + 1 >= BESIDE_ROWS:
+                damage, rows = trace.rows_beside(check, sql)
+                if damage[0][0]:
+                    return None
+            else:
+                if damaged and trace.rows(check)[0][0]:
+                    return None
+                rows = trace.rows(sql)
     if set(map(type, chain.from_iterable(rows))) <= {int}:
         return rows
     for i, c in enumerate(columns):
