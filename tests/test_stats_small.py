@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -287,11 +287,25 @@ def test_memory_groups_by_kind_are_the_groups_by_name(
 
 
 # ------------------------------------------------------------------------------------------- damaged or odd tables
+def _no_affinity(table: str, column: str) -> Callable[[sqlite3.Connection], None]:
+    """``column`` moved to a column of no type (no affinity: a REAL 5.0 stays a REAL), the last of the most
+    frequent value's rows made that REAL: a group of integer 5s with one REAL 5.0 among them, which SQLite's
+    grouping names by an integer (the value of its first row)."""
+    return sql(
+        f'ALTER TABLE {table} RENAME COLUMN "{column}" TO "_old"',
+        f'ALTER TABLE {table} ADD COLUMN "{column}"',
+        f'UPDATE {table} SET "{column}" = "_old"',
+        f'UPDATE {table} SET "{column}" = "{column}" * 1.0 WHERE rowid = (SELECT max(rowid) FROM {table} WHERE '
+        f'"{column}" = (SELECT "{column}" FROM {table} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1))',
+    )
+
+
 DECLINED = {
-    # (mutation, what declines): damaged rows, NULL or mistyped values, values not exact in a double
-    "kernel end < start": (set_values(K, "end", '"start" - 5'), "kernels"),
-    "kernel NULL name": (set_values(K, "demangledName", "NULL"), "kernels"),
-    "kernel name with no string": (set_values(K, "demangledName", "987654321"), "kernels"),
+    # (mutation, what declines: one path or several): damaged rows, NULL or mistyped values, values not exact in a
+    # double
+    "kernel end < start": (set_values(K, "end", '"start" - 5'), ("kernels", "kern_groups")),
+    "kernel NULL name": (set_values(K, "demangledName", "NULL"), ("kernels", "kern_groups")),
+    "kernel name with no string": (set_values(K, "demangledName", "987654321"), ("kernels", "kern_groups")),
     "kernel huge duration": (set_values(K, "end", '"start" + 4503599627370496'), "kern_sum"),
     "kernel NULL grid": (set_values(K, "gridX", "NULL"), "kern_gb"),
     "kernel text grid": (set_values(K, "blockY", "'x'"), "kern_gb"),
@@ -302,8 +316,8 @@ DECLINED = {
         ),
         "kernels",
     ),
-    "api NULL nameId": (set_values(R, "nameId", "NULL"), "api"),
-    "api text start": (set_values(R, "start", "'soon'"), "api"),
+    "api NULL nameId": (set_values(R, "nameId", "NULL"), ("api", "api_groups")),
+    "api text start": (set_values(R, "start", "'soon'"), ("api", "api_groups")),
     "memcpy NULL bytes": (set_values(MC, "bytes", "NULL", every=3), "mem_bytes"),
     "memset text bytes": (set_values(MS, "bytes", "'many'", every=3), "mem_bytes"),
     "memcpy huge bytes": (set_values(MC, "bytes", "4503599627370496", every=3), "mem_bytes"),
@@ -316,6 +330,27 @@ DECLINED = {
     "api NULL correlationId": (set_values(R, "correlationId", "NULL", every=7), "launches"),
     "kernel NULL deviceId": (set_values(K, "deviceId", "NULL", every=7), "gpu_ops"),
     "memcpy negative globalPid": (set_values(MC, "globalPid", '-"globalPid"', every=3), "gpu_ops"),
+    # the damage that ``small_groups`` tests on the groups, not on the rows (and the cases above marked so)
+    "kernel REAL start": (set_values(K, "start", '"start" + 0.5'), "kern_groups"),
+    "kernel TEXT end": (set_values(K, "end", "'later'"), "kern_groups"),
+    "kernel BLOB start": (set_values(K, "start", "x'00ff'"), "kern_groups"),
+    "kernel NULL end": (set_values(K, "end", "NULL"), "kern_groups"),
+    "kernel NULL end, a whole group": (
+        both(
+            set_values(K, "end", '"end"'),
+            sql(
+                f'UPDATE {K} SET "end" = NULL WHERE demangledName = '
+                f"(SELECT demangledName FROM {K} ORDER BY rowid LIMIT 1)"
+            ),
+        ),
+        "kern_groups",
+    ),
+    "kernel REAL name": (set_values(K, "demangledName", '"demangledName" + 0.5'), "kern_groups"),
+    "kernel REAL name equal to an integer": (_no_affinity(K, "demangledName"), "kern_groups"),
+    "kernel TEXT name": (set_values(K, "demangledName", "'k'"), "kern_groups"),
+    "kernel name below the strings": (set_values(K, "demangledName", "-1"), "kern_groups"),
+    "api REAL end": (set_values(R, "end", '"end" + 0.25'), "api_groups"),
+    "api REAL nameId equal to an integer": (_no_affinity(R, "nameId"), "api_groups"),
 }
 SMALL_PATHS = {
     "kernels": lambda ctx: small_kernels(ctx),
@@ -327,6 +362,8 @@ SMALL_PATHS = {
     "nvtx": lambda ctx: _small_ranges(ctx),
     "launches": lambda ctx: _small_launch_stats(ctx),
     "gpu_ops": lambda ctx: _small_sources(ctx),
+    "kern_groups": lambda ctx: core.small_kernel_groups(ctx),
+    "api_groups": lambda ctx: core.small_groups(ctx, R, "nameId"),
 }
 
 
@@ -342,26 +379,59 @@ def _grouped(rows: list[tuple] | None) -> object:
     return None if rows is None else aggregate.small_grouped_stats(rows, ["name"])
 
 
+def _as_the_polars_path(trace: Trace, reports: Iterable[str], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each report gives what the polars path gives (its rows, or its error)."""
+    for report in reports:
+        req = parse_report_arg(report)
+        fast = _outcome(lambda r=req: run_report(ReportContext(trace, EventFilter()), r).rows)
+        with monkeypatch.context() as m:
+            m.setattr(core, "SMALL_ROWS", 0)
+            slow = _outcome(lambda r=req: run_report(ReportContext(trace, EventFilter()), r).rows)
+        if isinstance(slow, list) and isinstance(fast, list):
+            _same(fast, slow, f"{name}: {report}")
+        else:
+            assert fast == slow, f"{name}: {report}"
+
+
 @pytest.mark.parametrize("name", DECLINED)
 def test_guards_decline_damaged_or_odd_tables(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    mutation, path = DECLINED[name]
+    mutation, paths = DECLINED[name]
     trace = Trace.open(mutated_copy(SAMPLE, tmp_path / "damaged.sqlite", mutation))
     try:
         ctx = ReportContext(trace, EventFilter())
-        assert SMALL_PATHS[path](ctx) is None, name
-        # and the reports still give what the polars path gives (its rows, or its error)
-        for report in REPORTS:
-            req = parse_report_arg(report)
-            fast = _outcome(lambda r=req: run_report(ReportContext(trace, EventFilter()), r).rows)
-            with monkeypatch.context() as m:
-                m.setattr(core, "SMALL_ROWS", 0)
-                slow = _outcome(lambda r=req: run_report(ReportContext(trace, EventFilter()), r).rows)
-            if isinstance(slow, list) and isinstance(fast, list):
-                _same(fast, slow, f"{name}: {report}")
-            else:
-                assert fast == slow, f"{name}: {report}"
+        for path in (paths,) if isinstance(paths, str) else paths:
+            assert SMALL_PATHS[path](ctx) is None, (name, path)
+        _as_the_polars_path(trace, REPORTS, name, monkeypatch)
     finally:
         trace.close()
+
+
+def _grouped_in_python(rows: list[tuple] | None) -> list[tuple[int, list[int]]] | None:
+    """Rows ``(key, value)`` grouped here: (key, values in table order) in order of each key's first row."""
+    if rows is None:
+        return None
+    groups: dict[int, list[int]] = {}
+    for key, value in rows:
+        groups.setdefault(key, []).append(value)
+    return list(groups.items())
+
+
+@pytest.mark.parametrize("variant", ["", "base"])
+def test_summaries_grouped_by_sqlite_are_the_rows_grouped_here(variant: str) -> None:
+    """The sample's kernels and calls grouped by SQLite (``small_groups``): the groups of the rows read one by one
+    (``small_rows``), grouped here: the same groups in the same order, their durations in table order."""
+    ctx = ReportContext(open_trace(SAMPLE), EventFilter(), frozenset({variant} - {""}))
+    kernels = core.small_kernel_groups(ctx)
+    assert kernels is not None and len(kernels) > 10
+    assert kernels == _grouped_in_python(core.small_kernel_rows(ctx, [core.DURATION]))
+    calls = core.small_groups(ctx, R, "nameId")
+    assert calls is not None and len(calls) > 3
+    assert calls == _grouped_in_python(core.small_rows(ctx, R, ["nameId", core.DURATION]))
+    # the mangled name (a coalesce of two columns) and a filter are read row by row
+    assert core.small_kernel_groups(ReportContext(ctx.trace, EventFilter(), frozenset({"mangled"}))) is None
+    lo, hi = ctx.trace.rows(f'SELECT min(start), max("end") FROM {K}')[0]
+    window = event_filter(ctx.trace, f"{lo}ns/{(lo + hi) // 2}ns", None)
+    assert core.small_kernel_groups(ReportContext(ctx.trace, window)) is None
 
 
 REPRODUCED = {

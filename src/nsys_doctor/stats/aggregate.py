@@ -126,6 +126,18 @@ def small_grouped_stats(
                 values = groups[key] = []
                 heads[key] = tuple(row[nk : nk + nf])
             values.append(row[-1])
+    return stats_of_groups(groups, keys, first, heads, count)
+
+
+def stats_of_groups(
+    groups: dict[tuple[Any, ...], list[Any]],
+    keys: Sequence[str],
+    first: Sequence[str] = (),
+    heads: dict[tuple[Any, ...], tuple[Any, ...]] | None = None,
+    count: str = "",
+) -> list[dict[str, Any]] | None:
+    """``small_grouped_stats``' rows of groups already made: per key tuple (in the dict's order) its values in
+    table order (None for NULL), with the ``first`` columns' values in ``heads``; None when not exact."""
     out: list[dict[str, Any]] = []
     names = (*keys, *first, *STAT_COLUMNS)
     no_head = ()
@@ -133,7 +145,7 @@ def small_grouped_stats(
         stats = value_stats([v for v in values if v is not None] if None in values else values)
         if stats is None:
             return None
-        group = dict(zip(names, (*key, *heads.get(key, no_head), *stats), strict=True))
+        group = dict(zip(names, (*key, *(heads or {}).get(key, no_head), *stats), strict=True))
         if count:
             group[count] = len(values)
         out.append(group)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..trace import schema as S
 from ..trace.schema import nsys_api_name
-from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
-from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
+from .aggregate import Groups, grouped_stats, small_grouped_stats, stats_of_groups, summary_rows
+from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_groups, small_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +48,12 @@ def small_api_calls(ctx: ReportContext) -> list[tuple] | None:
 def _api_groups(ctx: ReportContext) -> Groups:
     """Call time per (nameId, api): the stdlib engine groups a small clean table's calls by nameId alone and names
     the groups (the name is the id's: the same groups in the same order), else polars."""
-    rows = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
-    groups = None if rows is None else small_grouped_stats(rows, ["nameId"])
+    pairs = small_groups(ctx, S.RUNTIME, "nameId")  # grouped by SQLite: no Python object a call
+    if pairs is not None:
+        groups = stats_of_groups({(g,): durations for g, durations in pairs}, ["nameId"])
+    else:
+        rows = small_rows(ctx, S.RUNTIME, ["nameId", DURATION])
+        groups = None if rows is None else small_grouped_stats(rows, ["nameId"])
     if groups is None:
         return grouped_stats(api_calls(ctx), ["nameId", "api"], "dur")
     strings = ctx.trace.strings

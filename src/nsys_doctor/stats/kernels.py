@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..trace import schema as S
-from .aggregate import Groups, grouped, grouped_stats, small_grouped_stats, summary_rows
+from .aggregate import Groups, grouped, grouped_stats, small_grouped_stats, stats_of_groups, summary_rows
 from .core import (
     DURATION,
     Column,
@@ -12,6 +12,7 @@ from .core import (
     duration_columns,
     load_kernels,
     report,
+    small_kernel_groups,
     small_kernel_rows,
 )
 
@@ -53,16 +54,27 @@ def kernel_groups(ctx: ReportContext, keys: list[str], extra: tuple[str, ...] = 
     table, else polars. The stdlib engine groups the rows by name id, then names the groups: the same groups, in
     the same order, as grouping by the names, unless two ids hold one name (then it groups by the names). What it
     declines by id (a value it cannot reproduce exactly, a NULL key) it would decline by name too."""
+    pairs = None if extra else small_kernel_groups(ctx)  # grouped by SQLite: no Python object a kernel
+    if pairs is not None:
+        by_id = stats_of_groups({(g,): values for g, values in pairs}, keys)
+        if by_id is not None and _name_groups(ctx, by_id, keys):
+            return by_id
     rows = small_kernel_rows(ctx, [*extra, DURATION])
     by_id = None if rows is None else small_grouped_stats(rows, keys)
     if rows is None or by_id is None:
         return grouped_stats(kernels_with_names(ctx, list(extra)), keys, "dur")
+    if _name_groups(ctx, by_id, keys):
+        return by_id
+    return grouped(_named(ctx, rows), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
+
+
+def _name_groups(ctx: ReportContext, by_id: list[dict], keys: list[str]) -> bool:
+    """Name the groups of name ids (in place); whether they are the groups of names too (no two ids hold one
+    name with the same other keys)."""
     strings = ctx.trace.strings
     for group in by_id:
         group["name"] = strings.get(group["name"], "")
-    if len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id):
-        return by_id
-    return grouped(_named(ctx, rows), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
+    return len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id)
 
 
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))
