@@ -287,16 +287,30 @@ def test_memory_groups_by_kind_are_the_groups_by_name(
 
 
 # ------------------------------------------------------------------------------------------- damaged or odd tables
-def _no_affinity(table: str, column: str) -> Callable[[sqlite3.Connection], None]:
-    """``column`` moved to a column of no type (no affinity: a REAL 5.0 stays a REAL), the last of the most
-    frequent value's rows made that REAL: a group of integer 5s with one REAL 5.0 among them, which SQLite's
-    grouping names by an integer (the value of its first row)."""
+def test_groups_read_in_parts_are_the_groups_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table grouped in rowid ranges on parallel connections (``GROUP_PART_ROWS``): the same groups in the same
+    order with their values in table order, as grouped in one query."""
+    ctx = ReportContext(open_trace(SAMPLE), EventFilter())
+    whole = core.small_kernel_groups(ctx), core.small_groups(ctx, MS, None)
+    monkeypatch.setattr(core, "GROUP_PART_ROWS", 8)  # 17 memsets: two parts too
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    parts = ctx.trace.rows_in_parts(K, "SELECT count(*) FROM " + K + " WHERE {range}", core.GROUP_PART_ROWS)
+    assert len(parts) == 2  # two parts, one row each
+    assert (core.small_kernel_groups(ctx), core.small_groups(ctx, MS, None)) == whole
+
+
+def _no_affinity(table: str, column: str, to: str = "{c} * 1.0") -> Callable[[sqlite3.Connection], None]:
+    """``column`` moved to a column of no type (no affinity: a REAL 5.0 or a TEXT '5' stays what it is), the last
+    of its most frequent value's rows set to ``to`` (of ``{c}``, the column; default: that value as a REAL): a group
+    of integer 5s with one REAL 5.0 among them, which SQLite's grouping names by an integer (the value of its first
+    row)."""
+    c = f'"{column}"'
     return sql(
-        f'ALTER TABLE {table} RENAME COLUMN "{column}" TO "_old"',
-        f'ALTER TABLE {table} ADD COLUMN "{column}"',
-        f'UPDATE {table} SET "{column}" = "_old"',
-        f'UPDATE {table} SET "{column}" = "{column}" * 1.0 WHERE rowid = (SELECT max(rowid) FROM {table} WHERE '
-        f'"{column}" = (SELECT "{column}" FROM {table} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1))',
+        f'ALTER TABLE {table} RENAME COLUMN {c} TO "_old"',
+        f"ALTER TABLE {table} ADD COLUMN {c}",
+        f'UPDATE {table} SET {c} = "_old"',
+        f"UPDATE {table} SET {c} = {to.format(c=c)} WHERE rowid = (SELECT max(rowid) FROM {table} WHERE "
+        f"{c} = (SELECT {c} FROM {table} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1))",
     )
 
 
@@ -318,8 +332,8 @@ DECLINED = {
     ),
     "api NULL nameId": (set_values(R, "nameId", "NULL"), ("api", "api_groups")),
     "api text start": (set_values(R, "start", "'soon'"), ("api", "api_groups")),
-    "memcpy NULL bytes": (set_values(MC, "bytes", "NULL", every=3), "mem_bytes"),
-    "memset text bytes": (set_values(MS, "bytes", "'many'", every=3), "mem_bytes"),
+    "memcpy NULL bytes": (set_values(MC, "bytes", "NULL", every=3), ("mem_bytes", "copy_groups")),
+    "memset text bytes": (set_values(MS, "bytes", "'many'", every=3), ("mem_bytes", "set_groups")),
     "memcpy huge bytes": (set_values(MC, "bytes", "4503599627370496", every=3), "mem_bytes"),
     "memcpy real copyKind": (set_values(MC, "copyKind", "1.5", every=3), "mem_dur"),
     "nvtx text domain": (set_values(N, "domainId", "'d'", every=3), "nvtx"),
@@ -351,6 +365,11 @@ DECLINED = {
     "kernel name below the strings": (set_values(K, "demangledName", "-1"), "kern_groups"),
     "api REAL end": (set_values(R, "end", '"end" + 0.25'), "api_groups"),
     "api REAL nameId equal to an integer": (_no_affinity(R, "nameId"), "api_groups"),
+    "memcpy REAL bytes": (set_values(MC, "bytes", '"bytes" + 0.5', every=3), "copy_groups"),
+    "memcpy TEXT bytes of digits": (_no_affinity(MC, "bytes", "CAST({c} AS TEXT)"), "copy_groups"),
+    "memcpy REAL copyKind equal to an integer": (_no_affinity(MC, "copyKind"), "copy_groups"),
+    "memcpy end < start": (set_values(MC, "end", '"start" - 1', every=3), ("copy_groups", "copy_time_groups")),
+    "memset REAL start": (set_values(MS, "start", '"start" + 0.5', every=3), "set_groups"),
 }
 SMALL_PATHS = {
     "kernels": lambda ctx: small_kernels(ctx),
@@ -364,6 +383,9 @@ SMALL_PATHS = {
     "gpu_ops": lambda ctx: _small_sources(ctx),
     "kern_groups": lambda ctx: core.small_kernel_groups(ctx),
     "api_groups": lambda ctx: core.small_groups(ctx, R, "nameId"),
+    "copy_groups": lambda ctx: core.small_groups(ctx, MC, "copyKind", "bytes"),
+    "copy_time_groups": lambda ctx: core.small_groups(ctx, MC, "copyKind"),
+    "set_groups": lambda ctx: core.small_groups(ctx, MS, None, "bytes"),
 }
 
 
@@ -418,8 +440,9 @@ def _grouped_in_python(rows: list[tuple] | None) -> list[tuple[int, list[int]]] 
 
 @pytest.mark.parametrize("variant", ["", "base"])
 def test_summaries_grouped_by_sqlite_are_the_rows_grouped_here(variant: str) -> None:
-    """The sample's kernels and calls grouped by SQLite (``small_groups``): the groups of the rows read one by one
-    (``small_rows``), grouped here: the same groups in the same order, their durations in table order."""
+    """The sample's kernels, calls, copies and memsets grouped by SQLite (``small_groups``): the groups of the rows
+    read one by one (``small_rows``), grouped here: the same groups in the same order, their values in table
+    order."""
     ctx = ReportContext(open_trace(SAMPLE), EventFilter(), frozenset({variant} - {""}))
     kernels = core.small_kernel_groups(ctx)
     assert kernels is not None and len(kernels) > 10
@@ -427,6 +450,10 @@ def test_summaries_grouped_by_sqlite_are_the_rows_grouped_here(variant: str) -> 
     calls = core.small_groups(ctx, R, "nameId")
     assert calls is not None and len(calls) > 3
     assert calls == _grouped_in_python(core.small_rows(ctx, R, ["nameId", core.DURATION]))
+    copies = core.small_groups(ctx, MC, "copyKind", "bytes")
+    assert copies and copies == _grouped_in_python(core.small_rows(ctx, MC, ["copyKind", "bytes"], names=False))
+    sets = core.small_groups(ctx, MS, None)
+    assert sets and sets == _grouped_in_python([(0, d) for (d,) in core.small_rows(ctx, MS, [core.DURATION]) or []])
     # the mangled name (a coalesce of two columns) and a filter are read row by row
     assert core.small_kernel_groups(ReportContext(ctx.trace, EventFilter(), frozenset({"mangled"}))) is None
     lo, hi = ctx.trace.rows(f'SELECT min(start), max("end") FROM {K}')[0]

@@ -262,6 +262,9 @@ BESIDE_ROWS = 4_000
 """Tables of at least this many rows, read in part (a ``where``), are checked for damaged rows beside their read
 (``Trace.rows_beside``); below it the check (about 0.25 us a row) costs less than the second connection and thread
 (about 0.5 ms). A table read whole leaves its damaged rows out of the read itself and counts them."""
+GROUP_PART_ROWS = 20_000
+"""``small_groups`` reads a table of at least twice this many rows in parts on parallel connections (a grouping
+costs about 1 us a row, a second connection and thread about 1 ms)."""
 DURATION = '"end" - "start"'
 """A column of ``small_rows``: the duration, computed by SQLite (``start`` and ``end`` are integers in a table
 without damaged rows)."""
@@ -397,55 +400,78 @@ def small_kernel_rows(
     return small_rows(ctx, KERNEL, [name, *columns], reads=reads, values=values, optional=optional)
 
 
-def small_groups(ctx: ReportContext, table: str, key: str) -> list[tuple[int, list[int]]] | None:
-    """The durations of a small table's rows grouped by its name column ``key`` in SQLite: ``(name id,
-    durations)`` per group, the groups in order of their first row, the durations in the order SQLite's grouping
-    meets them (that of the table's scan). What ``small_rows(ctx, table, [key, DURATION])`` gives, grouped, with
-    one Python object a group and one text of its values instead of a tuple a row: a summary of a small trace
-    then reads in about half the time. (An order that SQLite does not promise could move a standard deviation by
-    its last bits, as polars' order does.)
+def small_groups(
+    ctx: ReportContext, table: str, key: str | None, value: str = DURATION
+) -> list[tuple[int, list[int]]] | None:
+    """The values of a small table's rows grouped by its integer column ``key`` in SQLite (``key`` None: all rows
+    in one group, keyed 0): ``(key, values)`` per group, the groups in order of their first row, the values in the
+    order SQLite's grouping meets them (that of the table's scan). ``value``: ``DURATION`` or an integer column.
+    What ``small_rows(ctx, table, [key, value])`` gives, grouped, with one Python object a group and one text of
+    its values instead of a tuple a row: a summary of a small trace then reads in about half the time. (An order
+    that SQLite does not promise could move a standard deviation by its last bits, as polars' order does.)
 
-    None (the caller reads the rows with ``small_rows``, which decides) unless the table is small and read whole
-    (no filter), its damage has not been counted and no row is damaged. The damage tests are ``damaged_sql``'s for
-    these columns, made on the groups instead of on each row (a test per row costs more than the grouping): a
-    ``start`` or ``end`` that is NULL leaves its duration out of the group's text (fewer values than rows), a
-    REAL makes the duration a REAL (not an integer's digits), a TEXT or BLOB is the column's ``max`` (they sort
-    after every number); ``end < start`` is a negative duration; a key that is NULL, not an integer (a REAL
-    among a group's integers makes its ``sum`` a REAL) or out of the StringIds span is seen on the group."""
+    [] for an absent or empty table. None (the caller reads the rows with ``small_rows``, which decides) unless the
+    table is small and read whole (no filter), its damage has not been counted, no row is damaged and every key
+    and value is an integer. The damage tests are ``damaged_sql``'s for the columns read, made on the groups
+    instead of on each row (a test per row costs more than the grouping): a ``start`` or ``end`` (or value) that
+    is NULL leaves its value out of the group's text (fewer values than rows), a REAL writes a REAL's digits (not
+    an integer's), a TEXT or BLOB is the column's ``max`` (they sort after every number); ``end < start`` is a
+    negative duration; a key that is NULL, not an integer (a REAL among a group's integers makes its ``sum`` a
+    REAL) or, for a name, out of the StringIds span is seen on the group. Values other than the durations add
+    tests of the durations: a REAL among them makes their ``sum`` a REAL, ``end < start`` their ``min`` negative."""
     from ..trace.schema import ROW_KEYS
 
     trace = ctx.trace
     keys = ROW_KEYS.get(table)
-    if keys is None or key not in keys.required_names or keys.end_optional or not trace.schema.has(table):
+    if keys is None or keys.end_optional:
         return None
+    if not trace.schema.has(table):
+        return []
     trace.require_columns(table)
     present = trace.schema.columns(table)
+    if not {"start", "end", *(c for c in (key, value) if c and c != DURATION)} <= set(present):
+        return None
     span = trace.rowid_range(table)
-    if not {key, "start", "end"} <= set(present) or ctx.flt.sql_where(present) or span is None:
+    if ctx.flt.sql_where(present) or (span is not None and not is_small(span[1] - span[0] + 1, 2)):
         return None
-    if not is_small(span[1] - span[0] + 1, 2):
+    if span is None:
+        return []
+    named = key in keys.names
+    if named:
+        trace.strings  # noqa: B018 - read first, as the polars path does
+    strings = trace.string_span() if named else None
+    if trace.damage_found(table) or (named and strings is None):
         return None
-    trace.strings  # noqa: B018 - read first, as the polars path does
-    strings = trace.string_span()
-    if trace.damage_found(table) or strings is None:
-        return None
-    k = f'"{key}"'
-    sql = (
-        f'SELECT {k}, count(*), group_concat({DURATION}), typeof(max(start)), typeof(max("end")), '
-        f"typeof(sum({k})) FROM {table} GROUP BY 1 ORDER BY min(rowid)"
-    )
-    out = []
-    for name, n, durations, *kinds in trace.rows(sql):
-        if type(name) is not int or not strings[0] <= name <= strings[1] or kinds != ["integer"] * 3:
+    k = f'"{key}"' if key else "0"
+    # each test gives "integer" on a sound group (a product with 0 sums without overflow and is REAL for a REAL)
+    tests = ["typeof(max(start))", 'typeof(max("end"))', f"typeof(sum({k} * 0))"]
+    if value != DURATION:  # the durations are not read: their tests here
+        tests += [
+            f'typeof(max("{value}"))',
+            f"typeof(sum(({DURATION}) * 0))",
+            f"CASE WHEN min({DURATION}) >= 0 THEN 'integer' END",
+        ]
+    v = value if value == DURATION else f'"{value}"'
+    grouping = " GROUP BY 1 ORDER BY min(rowid)" if key else ""
+    sql = f"SELECT {k}, count(*), group_concat({v}), {', '.join(tests)} FROM {table} WHERE {{range}}{grouping}"
+    # parts of the table's rowids on parallel connections: a part's groups come after the earlier parts', so the
+    # groups keep the order of their first rows and their values the order of the table
+    out: dict[int, list[int]] = {}
+    for group, n, text, *kinds in trace.rows_in_parts(table, sql, GROUP_PART_ROWS):
+        if not n:  # a part without rows (no grouping: one row of count 0)
+            continue
+        if type(group) is not int or kinds != ["integer"] * len(tests):
+            return None
+        if strings is not None and not strings[0] <= group <= strings[1]:
             return None
         try:  # a REAL's digits ("1.5") fail here
-            values = list(map(int, durations.split(",")))
+            values = list(map(int, text.split(",")))
         except ValueError:
             return None
-        if len(values) != n or min(values) < 0:
+        if len(values) != n or (value == DURATION and min(values) < 0):
             return None
-        out.append((name, values))
-    return out
+        out.setdefault(group, []).extend(values)
+    return list(out.items())
 
 
 def small_kernel_groups(ctx: ReportContext) -> list[tuple[int, list[int]]] | None:

@@ -5,8 +5,17 @@ from __future__ import annotations
 from ..trace import Trace
 from ..trace import schema as S
 from ..trace.window import EventFilter
-from .aggregate import Groups, grouped_stats, small_grouped_stats, sort_groups, stdev, summary_rows, totals_fit
-from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_rows
+from .aggregate import (
+    Groups,
+    grouped_stats,
+    small_grouped_stats,
+    sort_groups,
+    stats_of_groups,
+    stdev,
+    summary_rows,
+    totals_fit,
+)
+from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_groups, small_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,15 +78,24 @@ def small_memory_groups(ctx: ReportContext, value: str) -> Groups | None:
     """``memory_groups`` of small, clean memcpy and memset tables read with sqlite3 alone: the copies grouped by
     their kind's number, named once per group (no name is made per row); grouped by name where that cannot be (a
     NULL kind, two numbers of one label); None when the polars path must decide."""
-    found = _small_tables(ctx, value)
-    if found is None:
-        return None
-    copies, sets, labels = found
-    by_kind = small_grouped_stats(copies, ["name"])
-    by_set = small_grouped_stats(sets, [])
+    column = "bytes" if value == "bytes" else DURATION
+    kinds = small_groups(ctx, S.MEMCPY, "copyKind", column)  # grouped by SQLite (no Python object a copy) where
+    once = None if kinds is None else small_groups(ctx, S.MEMSET, None, column)  # it can, else row by row
+    if kinds is not None and once is not None:
+        by_kind = stats_of_groups({(k,): values for k, values in kinds}, ["name"])
+        by_set = stats_of_groups({(): once[0][1]} if once else {}, [])
+        labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+    else:
+        found = _small_tables(ctx, value)
+        if found is None:
+            return None
+        copies, sets, labels = found
+        by_kind = small_grouped_stats(copies, ["name"])
+        by_set = small_grouped_stats(sets, [])
     names = [] if by_kind is None else [f"[CUDA memcpy {labels.get(g['name'], 'Unknown')}]" for g in by_kind]
     if by_kind is None or by_set is None or len(set(names)) < len(names):
-        return small_grouped_stats(_named(copies, sets, labels), ["name"])
+        found = _small_tables(ctx, value)
+        return None if found is None else small_grouped_stats(_named(*found), ["name"])
     if not totals_fit(by_kind + by_set):
         return None
     return [g | {"name": n} for g, n in zip(by_kind, names, strict=True)] + [g | {"name": MEMSET_NAME} for g in by_set]
