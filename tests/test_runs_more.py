@@ -573,6 +573,27 @@ def test_few_launches_a_decode_step_whose_gpu_waits_on_the_host_alone_are_launch
     assert 0.5 * truth < lb["cost_ns"] <= truth
 
 
+def test_a_gpu_that_waits_for_the_host_between_steps_is_launch_bound() -> None:
+    # a JAX training step (jax_train.py: one jitted step, a graph launch and 3 more launches, 267 us of GPU work):
+    # the GPU idles between the steps while the host dispatches the next, not inside them
+    path = _path("jax_train_mlp_whole")
+    if not path.is_file():
+        pytest.skip("tests/data/runs/jax_train_mlp_whole.sqlite is not present")
+    found = _findings(path)
+    lb = found["launch-bound"]
+    assert lb["severity"] == "critical" and "before each iteration on average" in lb["summary"]
+    assert found["low-gpu-utilization"]["severity"] == "info"  # its causes explain its idle time
+    assert found["host"]["step_idle_ns"] == 0
+    # the cost: at most the window's idle time from the kernel table alone (the union of the kernels inside the
+    # window; the copies the tool counts as busy as well only lower its own idle), and most of it
+    lo, hi = found["window"]["start_ns"], found["window"]["end_ns"]
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute('SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_KERNEL').fetchall()
+    busy = sum(min(b, hi) - max(a, lo) for a, b in merged_intervals(rows) if b > lo and a < hi)
+    idle = (hi - lo) - busy
+    assert 0.9 * idle <= lb["cost_ns"] <= idle
+
+
 def test_low_utilization_gives_way_to_causes_that_explain_half_its_idle_together() -> None:
     # the LSTM language model: neither the pauses between requests nor the host-bound steps explain half of the GPU's
     # idle time alone, together they do; low utilization then sums them up (info, no cost) and they come first

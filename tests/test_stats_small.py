@@ -10,17 +10,19 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nsys_doctor.stats import ReportContext, aggregate, core, parse_report_arg, run_report
-from nsys_doctor.stats.api import small_api_calls
+from nsys_doctor.stats.api import small_api_calls, small_api_named
 from nsys_doctor.stats.exec import _small_launch_stats
 from nsys_doctor.stats.gpu_rules import _small_sources
-from nsys_doctor.stats.kernels import small_kernels
-from nsys_doctor.stats.memops import small_memory_groups, small_memory_ops
+from nsys_doctor.stats.kernels import small_kernels, small_kernels_named
+from nsys_doctor.stats.memops import small_memory_groups, small_memory_named, small_memory_ops
 from nsys_doctor.stats.nvtx import _small_ranges
 from nsys_doctor.trace import Trace
+from nsys_doctor.trace.schema import nsys_api_name
 from nsys_doctor.trace.window import EventFilter, event_filter, parse_filter_nvtx
 
 from .conftest import DATA, SAMPLE, TRACES, needs_shared, open_trace
@@ -428,11 +430,11 @@ def test_guards_decline_damaged_or_odd_tables(name: str, tmp_path: Path, monkeyp
         trace.close()
 
 
-def _grouped_in_python(rows: list[tuple] | None) -> list[tuple[int, list[int]]] | None:
+def _grouped_in_python(rows: list[tuple] | None) -> list[tuple[Any, list[int]]] | None:
     """Rows ``(key, value)`` grouped here: (key, values in table order) in order of each key's first row."""
     if rows is None:
         return None
-    groups: dict[int, list[int]] = {}
+    groups: dict[Any, list[int]] = {}
     for key, value in rows:
         groups.setdefault(key, []).append(value)
     return list(groups.items())
@@ -454,6 +456,11 @@ def test_summaries_grouped_by_sqlite_are_the_rows_grouped_here(variant: str) -> 
     assert copies and copies == _grouped_in_python(core.small_rows(ctx, MC, ["copyKind", "bytes"], names=False))
     sets = core.small_groups(ctx, MS, None)
     assert sets and sets == _grouped_in_python([(0, d) for (d,) in core.small_rows(ctx, MS, [core.DURATION]) or []])
+    # and per name: kernels (their names), calls (as nsys shows them), copies and memsets (their operation names)
+    assert small_kernels_named(ctx) == _grouped_in_python(small_kernels(ctx))
+    shown = [(nsys_api_name(name), dur) for _, name, dur in small_api_calls(ctx) or []]
+    assert small_api_named(ctx) == _grouped_in_python(shown)
+    assert small_memory_named(ctx, "bytes") == _grouped_in_python(small_memory_ops(ctx, "bytes"))
     # the mangled name (a coalesce of two columns) and a filter are read row by row
     assert core.small_kernel_groups(ReportContext(ctx.trace, EventFilter(), frozenset({"mangled"}))) is None
     lo, hi = ctx.trace.rows(f'SELECT min(start), max("end") FROM {K}')[0]
@@ -510,6 +517,11 @@ REPRODUCED = {
             f"UPDATE {K} SET demangledName = 900000 + demangledName WHERE rowid % 2 = 0",
         ),
         ["cuda_gpu_kern_sum", "cuda_gpu_kern_gb_sum"],
+    ),
+    # a kernel named as nsys names memsets: one group in cuda_gpu_sum, its kernels' values then the memsets'
+    "a kernel named [CUDA memset]": (
+        sql(f"UPDATE StringIds SET value = '[CUDA memset]' WHERE id = (SELECT demangledName FROM {K} LIMIT 1)"),
+        ["cuda_gpu_sum", "cuda_api_gpu_sum"],
     ),
     "api names shared by two ids": (
         sql(

@@ -1475,6 +1475,29 @@ def test_a_recurring_break_between_runs_of_tokens_is_covered() -> None:
     assert broken == cov
 
 
+def test_a_host_stall_at_another_place_in_a_few_passes_does_not_cut_them() -> None:
+    """A 3-layer GRU language model (rnn_generate.py --cell gru --warmup 1 --iters 4 --new-tokens 20): every token's
+    pass is 12 kernels (3 layers of 2 GEMMs and a cell, the head's GEMM, its argmax and one more). In 7 of its 99
+    passes the longest launch gap lay before the head's GEMM, not after the pass's last kernel: those boundaries cut
+    a pass 9 kernels late (a pass of 21, then one of 3), and the requests holding them were taken for warm-up (2
+    measured + 3 warm-up). A boundary at an offset that few boundaries have (a tenth) moves to the usual one."""
+    s = structure(RUNS / "gru_generate_whole.sqlite")
+    assert (s.kind, len(s.measured_requests), sum(r.warmup for r in s.requests)) == ("llm-decode", 4, 1)
+    measured = [st for st in s.steps if not s.requests[st.request].warmup]
+    assert sum(st.kind == "prefill" for st in measured) == 4
+    assert [st.kernels for st in measured if st.kind == "decode"] == [12] * 4 * 19
+
+
+def test_a_stall_of_a_third_of_a_pass_is_no_pause_between_requests() -> None:
+    """A double-buffered inference loop (stream_pipeline.py --arch resnet50 --batch 8 --warmup 1 --iters 15): 16
+    passes of 6-20 ms back to back, the GPU idle 0.2-0.6 ms between them but 2.66 ms once, before pass 11. That gap
+    (9x the typical one) was taken for a pause between requests: 11 passes (the first loading modules, so all
+    warm-up) and 5 measured. A request gap must also be half a typical pass (``REQUEST_GAP_SPAN_SHARE``)."""
+    s = structure(RUNS / "stream_pipeline_r50_whole.sqlite")
+    assert s.kind == "iterations"
+    assert sum(st.kind == "iteration" and not s.requests[st.request].warmup for st in s.steps) == 15
+
+
 def test_a_recurrent_lm_prompt_loop_is_its_requests_prefill() -> None:
     s = structure(RUNS / "rnn_generate_whole.sqlite")
     # rnn_generate.py --warmup 1 --iters 3 --new-tokens 32: a prompt pass and 31 decode steps a request

@@ -136,6 +136,29 @@ EXTRA[gptj_generate_whole]="";                    ARGS[gptj_generate_whole]="hf_
 EXTRA[convnext_requests_whole]="";                ARGS[convnext_requests_whole]="cnn_requests.py --arch convnext_tiny --dtype fp16 --batch 4 --warmup 2 --iters 4 --passes 3"
 EXTRA[jax_decode_short_prompt_whole]="";          ARGS[jax_decode_short_prompt_whole]="jax_decode_scan.py --layers 3 --prompt-len 16 --new-tokens 64 --max-len 96 --warmup 1 --iters 3"
 EXTRA[lstm_generate_b1_whole]="";                 ARGS[lstm_generate_b1_whole]="rnn_generate.py --cell lstm --layers 1 --hidden 512 --batch 1 --prompt-len 32 --new-tokens 48 --warmup 2 --iters 3"
+# held out, second round (configurations never analyzed; one warm-up request each, the truth in the RESULT line)
+EXTRA[gemma_long_nopause_whole]="";               ARGS[gemma_long_nopause_whole]="hf_family_generate.py --family gemma --layers 6 --prompt-len 256 --new-tokens 40 --pause-ms 0 --warmup 1 --iters 3"
+EXTRA[bloom_b8_whole]="";                         ARGS[bloom_b8_whole]="hf_family_generate.py --family bloom --batch 8 --prompt-len 32 --new-tokens 12 --warmup 1 --iters 4"
+EXTRA[falcon_long_out_whole]="";                  ARGS[falcon_long_out_whole]="hf_family_generate.py --family falcon --layers 2 --prompt-len 16 --new-tokens 64 --warmup 1 --iters 2"
+EXTRA[graph_decode_b8_whole]="";                  ARGS[graph_decode_b8_whole]="graph_decode.py --layers 6 --batch 8 --prompt-len 128 --new-tokens 48 --warmup 1 --iters 3"
+EXTRA[stream_pipeline_r50_whole]="";              ARGS[stream_pipeline_r50_whole]="stream_pipeline.py --arch resnet50 --batch 8 --warmup 1 --iters 15"
+EXTRA[clip_small_whole]="";                       ARGS[clip_small_whole]="clip_requests.py --images 4 --texts 8 --warmup 1 --iters 10"
+EXTRA[gpt2_beam2_whole]="";                       ARGS[gpt2_beam2_whole]="hf_beam_generate.py --layers 6 --beams 2 --prompt-len 96 --new-tokens 24 --warmup 1 --iters 2"
+EXTRA[qwen2_sample_long_whole]="";                ARGS[qwen2_sample_long_whole]="hf_sample_generate.py --layers 4 --batch 1 --prompt-len 200 --new-tokens 30 --warmup 1 --iters 3"
+EXTRA[lstm2_b4_whole]="";                         ARGS[lstm2_b4_whole]="rnn_generate.py --cell lstm --layers 2 --hidden 1024 --batch 4 --prompt-len 64 --new-tokens 32 --warmup 1 --iters 3"
+EXTRA[jax_decode_l2_whole]="";                    ARGS[jax_decode_l2_whole]="jax_decode_scan.py --layers 2 --prompt-len 64 --new-tokens 24 --max-len 96 --warmup 1 --iters 4"
+# held out, third round
+EXTRA[opt_b4_nopause_whole]="";                   ARGS[opt_b4_nopause_whole]="hf_family_generate.py --family opt --batch 4 --prompt-len 200 --new-tokens 16 --pause-ms 0 --warmup 1 --iters 3"
+EXTRA[gptj_long_out_whole]="";                    ARGS[gptj_long_out_whole]="hf_family_generate.py --family gptj --layers 2 --prompt-len 32 --new-tokens 48 --pause-ms 100 --warmup 1 --iters 3"
+EXTRA[phi_b2_long_prompt_whole]="";               ARGS[phi_b2_long_prompt_whole]="hf_family_generate.py --family phi --layers 4 --batch 2 --prompt-len 300 --new-tokens 12 --warmup 1 --iters 4"
+EXTRA[graph_decode_b1_long_whole]="";             ARGS[graph_decode_b1_long_whole]="graph_decode.py --layers 2 --batch 1 --prompt-len 16 --new-tokens 96 --max-len 128 --warmup 1 --iters 2"
+EXTRA[resnet50_b16_requests_whole]="";            ARGS[resnet50_b16_requests_whole]="cnn_requests.py --arch resnet50 --dtype fp16 --batch 16 --warmup 1 --iters 5 --passes 2"
+EXTRA[mobilenet_b1_requests_whole]="";            ARGS[mobilenet_b1_requests_whole]="cnn_requests.py --arch mobilenet_v3_large --dtype fp16 --batch 1 --warmup 1 --iters 6 --passes 4"
+EXTRA[gru_small_b1_whole]="";                     ARGS[gru_small_b1_whole]="rnn_generate.py --cell gru --layers 1 --hidden 256 --batch 1 --prompt-len 16 --new-tokens 64 --warmup 1 --iters 3"
+EXTRA[jax_decode_l4_whole]="";                    ARGS[jax_decode_l4_whole]="jax_decode_scan.py --layers 4 --d 1024 --prompt-len 128 --new-tokens 16 --max-len 160 --warmup 1 --iters 3"
+EXTRA[qwen2_sample_b8_whole]="";                  ARGS[qwen2_sample_b8_whole]="hf_sample_generate.py --layers 2 --batch 8 --prompt-len 64 --new-tokens 24 --top-k 20 --warmup 1 --iters 3"
+EXTRA[two_tower_small_whole]="";                  ARGS[two_tower_small_whole]="two_tower_requests.py --candidates 512 --warmup 1 --iters 15"
+EXTRA[gpt2_beam8_whole]="";                       ARGS[gpt2_beam8_whole]="hf_beam_generate.py --layers 2 --beams 8 --new-tokens 12 --warmup 1 --iters 3"
 left() { echo $(( DEADLINE_S - ($(date +%s) - t_start) )); }
 for name in "$@"; do
   [ "$(left)" -lt 60 ] && { echo "$name: skipped, $(left) s left"; continue; }

@@ -478,12 +478,58 @@ generating 3 tokens a request (about 1,500 kernels a request, a host sync after 
 of the idle in intervals under 200 us."""
 
 
+BETWEEN_STEPS_SHARE = 0.05
+"""A run whose steps are not launch-bound inside (``_launch_bound_steps``) is launch-bound between them when the GPU
+idles between its steps (``HostSummary.between_steps_idle_ns``: from a step's last kernel to the next step's first,
+in intervals shorter than the long idle gaps, less the syncs' refills and the intervals that hold a module load) for
+at least this share of the window: the host's work for each step, finishing one and launching the next, takes
+longer than the step's GPU work. That time is its cost (less the idle while the host copies from pageable memory:
+pageable-memcpy's). A JAX decoder whose decode step is one graph launch and
+whose host reads every token (no sync call: XLA waits on its own events): 96 us of GPU work a step, the GPU idle 65
+us before each (39% of the window); two more JAX runs, 77-78%."""
+
+
 @rule
 def launch_bound(f: Facts) -> list[Finding]:
     found = _launch_bound_steps(f)
-    if found or f.run_kind != "unstructured":
+    if found:
         return found
+    if f.run_kind != "unstructured":
+        return _launch_bound_between(f)
     return _launch_bound_window(f)
+
+
+def _launch_bound_between(f: Facts) -> list[Finding]:
+    """launch-bound between the steps (``BETWEEN_STEPS_SHARE``)."""
+    d = f.decode_steps
+    # (the idle while the host copies from pageable memory is pageable-memcpy's: not counted twice)
+    between = max(0, f.host.between_steps_idle_ns - f.host.pageable_idle_ns)
+    steps = f.steps.table.height
+    if d.height < 2 or between < BETWEEN_STEPS_SHARE * f.window.duration:
+        return []
+    before = between / max(1, steps - 1)
+    launches = float(d["launches"].median())  # type: ignore[arg-type]
+    gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
+    word = f.step_word
+    return [
+        f.window_finding(
+            "launch-bound",
+            f"the GPU idles {format_ns(before)} before each {word} on average ({format_ns(between)} between "
+            f"{steps} steps, {100 * between / f.window.duration:.0f}% of the window) while the host finishes one "
+            f"{word} and launches the next ({launches:.0f} launch{'' if launches == 1 else 'es'} and "
+            f"{format_ns(gpu)} of GPU work per {word}): "
+            "the host's work per step takes longer than the step's GPU work; run several steps per launch (a loop "
+            "on the device, one graph of several steps) or keep the host ahead of the GPU (no read back each step)",
+            {
+                "between_steps_idle_ns": between,
+                "idle_before_step_ns": before,
+                "launches_per_step": launches,
+                "gpu_time_per_step_ns": gpu,
+                "launch_api_ns_per_step": f.host.launch_api_ns / steps,
+            },
+            between,
+        )
+    ]
 
 
 def _launch_bound_window(f: Facts) -> list[Finding]:

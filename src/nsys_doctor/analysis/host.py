@@ -88,6 +88,10 @@ class HostSummary:
     # the intervals that hold a module load: the GPU waiting a little before each of many kernels (launch-bound,
     # judged over the window when the run has no passes)
     short_gap_idle_ns: int = 0
+    # the GPU idle between consecutive steps (from a step's last kernel to the next step's first), in intervals
+    # shorter than ``gap_threshold_ns``, less the syncs' refills and the intervals that hold a module load: the host
+    # preparing and launching the next step while the GPU waits
+    between_steps_idle_ns: int = 0
 
     @property
     def costed_gaps(self) -> pl.DataFrame:
@@ -125,6 +129,7 @@ class HostSummary:
             "load_gap_ns": self.load_gap_ns,
             "load_gap_in_steps_ns": self.load_gap_in_steps_ns,
             "sync_idle_in_steps_ns": self.sync_idle_in_steps_ns,
+            "between_steps_idle_ns": self.between_steps_idle_ns,
             "short_gap_idle_ns": self.short_gap_idle_ns,
             "after_loads": self.after_loads,
             "pageable_idle_ns": self.pageable_idle_ns,
@@ -305,6 +310,21 @@ class GpuIdle:
             inner = skip[(skip >= 1) & (skip < self.bs.size)]
             short[inner - 1] = False
         return int(dur[short].sum())
+
+    def inside(self, starts: np.ndarray, ends: np.ndarray, shorter_than: int, skip: np.ndarray) -> int:
+        """The idle time of the intervals between two busy ones that lie inside one of the disjoint spans [starts,
+        ends], shorter than ``shorter_than``, less the intervals numbered ``skip``."""
+        if self.bs.size < 2 or not starts.size:
+            return 0
+        gs, ge = self.be[:-1], self.bs[1:]  # interval k (1 <= k < number of busy intervals) is [gs, ge][k - 1]
+        dur = ge - gs
+        usable = (dur > 0) & (dur < shorter_than)
+        inner = skip[(skip >= 1) & (skip < self.bs.size)]
+        usable[inner - 1] = False
+        total = np.concatenate([[0], np.cumsum(np.where(usable, dur, 0))])
+        first = np.searchsorted(gs, starts, side="left")  # the first one starting at or after the span's start
+        stop = np.searchsorted(ge, ends, side="right")  # past the last one ending by its end
+        return int((total[np.maximum(stop, first)] - total[first]).sum())
 
     def frame(self) -> pl.DataFrame:
         """The idle intervals as rows gid, start, end (gid: their order)."""
@@ -541,6 +561,14 @@ def summarize_host(
     refills = np.unique(np.concatenate(charged)) if charged else np.zeros(0, dtype=np.int64)
     s0, s1 = idle.bounds(refills) if refills.size else (np.zeros(0), np.zeros(0))
     sync_in_steps = time_inside(dec, pl.DataFrame({"start": s0, "dur": s1 - s0}, schema=LOAD_GAPS_SCHEMA))
+    skip = np.concatenate([refills, loaded]).astype(np.int64)
+    between_steps = 0
+    if spans.height >= 2:  # from each step's last kernel to the next step's first
+        order = spans.sort("gpu_start")
+        # (the latest end so far: a step that ends after the next one leaves no span between them)
+        a, b = np.maximum.accumulate(order["gpu_end"].to_numpy())[:-1], order["gpu_start"].to_numpy()[1:]
+        keep = b > a
+        between_steps = idle.inside(a[keep], b[keep], threshold, skip)
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
@@ -589,7 +617,8 @@ def summarize_host(
         after_loads=after_loads,
         load_gaps=load_gaps,
         decode_step_loads=decode_step_loads,
-        short_gap_idle_ns=idle.short_idle(SHORT_GAP_NS, skip=np.concatenate([refills, loaded])),
+        short_gap_idle_ns=idle.short_idle(SHORT_GAP_NS, skip=skip),
+        between_steps_idle_ns=between_steps,
     )
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from ..trace import schema as S
 from ..trace.schema import nsys_api_name
 from .aggregate import Groups, grouped_stats, small_grouped_stats, stats_of_groups, summary_rows
-from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_groups, small_rows
+from .core import (
+    DURATION,
+    Column,
+    ReportContext,
+    StatsTable,
+    duration_columns,
+    named_groups,
+    report,
+    small_groups,
+    small_rows,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,6 +53,13 @@ def small_api_calls(ctx: ReportContext) -> list[tuple] | None:
         return None
     strings = ctx.trace.strings
     return [(i, strings.get(i, ""), dur) for i, dur in rows]
+
+
+def small_api_named(ctx: ReportContext) -> list[tuple[str, list[int]]] | None:
+    """The durations of a small, clean API table grouped by SQLite per call name as nsys shows it
+    (``nsys_api_name``), in order of each name's first call; None when the rows must decide (see
+    ``small_groups``; two ids of one shown name)."""
+    return named_groups(small_groups(ctx, S.RUNTIME, "nameId"), lambda k: nsys_api_name(ctx.trace.strings.get(k, "")))
 
 
 def _api_groups(ctx: ReportContext) -> Groups:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from operator import itemgetter
 
-from .aggregate import Groups, grouped_stats, small_grouped_stats, summary_rows
-from .api import api_calls, api_name_expr, nsys_api_name, small_api_calls
+from .aggregate import Groups, grouped_stats, small_grouped_stats, stats_of_groups, summary_rows
+from .api import api_calls, api_name_expr, nsys_api_name, small_api_calls, small_api_named
 from .core import Column, ReportContext, StatsTable, duration_columns, report
-from .kernels import kernels_with_names, small_kernels
-from .memops import memory_ops, small_memory_ops
+from .kernels import kernels_with_names, small_kernels, small_kernels_named
+from .memops import memory_ops, small_memory_named, small_memory_ops
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,6 +44,31 @@ def _small(parts: list[Part]) -> list[dict[str, Any]] | None:
     return groups
 
 
+Named = tuple[str, Callable[[], "list[tuple[str, list[int]]] | None"]]
+"""A category and what groups its values per name in SQLite (``core.small_groups``; None: it cannot)."""
+
+
+def _grouped(parts: list[Named]) -> list[dict[str, Any]] | None:
+    """``_small``'s groups from the parts' groups made by SQLite: the same groups in the same order (the parts in
+    order, each part's names in order of their first row); None when a part cannot be grouped so or a name is in
+    two parts (the rows then decide)."""
+    named: dict[str, list[int]] = {}
+    category: dict[str, str] = {}
+    for cat, read in parts:
+        groups = read()
+        if groups is None:
+            return None
+        for name, values in groups:
+            if name in named:
+                return None
+            named[name] = values
+            category[name] = cat
+    out = stats_of_groups({(name,): values for name, values in named.items()}, ["name"])
+    for g in out or ():
+        g["category"] = category[g["name"]]
+    return out
+
+
 def _summary(small: list[dict[str, Any]] | None, parts: Callable[[], list[pl.DataFrame]]) -> list[tuple]:
     """Group by display name only (category: the first seen), Time% over everything, Total desc: the groups of the
     stdlib engine (``small``), else polars on the frames ``parts()``."""
@@ -61,6 +86,10 @@ def _summary(small: list[dict[str, Any]] | None, parts: Callable[[], list[pl.Dat
         category = {g["name"]: g["category"] for g in small}
     # nsys orders these combined summaries by Total, then by name (not by count as the per-kind summaries)
     return [(*r[:-1], category[r[-1]], r[-1]) for r in summary_rows(groups, ["name"], by_count=False)]
+
+
+def _grouped_gpu(ctx: ReportContext) -> list[Named]:
+    return [("CUDA_KERNEL", lambda: small_kernels_named(ctx)), ("MEMORY_OPER", lambda: small_memory_named(ctx, "dur"))]
 
 
 def _small_gpu(ctx: ReportContext) -> list[Part]:
@@ -98,7 +127,8 @@ def cuda_api_gpu_sum(ctx: ReportContext) -> StatsTable:
         api = api_calls(ctx).with_columns(api_name_expr("api").alias("name"), pl.lit("CUDA_API").alias("category"))
         return [api, _kernels(ctx), _memops(ctx)]
 
-    rows = _summary(_small([("CUDA_API", lambda: _small_api(ctx)), *_small_gpu(ctx)]), frames)
+    named = _grouped([("CUDA_API", lambda: small_api_named(ctx)), *_grouped_gpu(ctx)])
+    rows = _summary(named or _small([("CUDA_API", lambda: _small_api(ctx)), *_small_gpu(ctx)]), frames)
     return StatsTable(
         "cuda_api_gpu_sum",
         "CUDA Summary (API/Kernels/MemOps)",
@@ -111,7 +141,7 @@ def cuda_api_gpu_sum(ctx: ReportContext) -> StatsTable:
 @report("cuda_gpu_sum", "GPU Summary (Kernels/MemOps)", flags=("base", "mangled"))
 def cuda_gpu_sum(ctx: ReportContext) -> StatsTable:
     """Kernels and memory operations in one table, grouped by name."""
-    rows = _summary(_small(_small_gpu(ctx)), lambda: [_kernels(ctx), _memops(ctx)])
+    rows = _summary(_grouped(_grouped_gpu(ctx)) or _small(_small_gpu(ctx)), lambda: [_kernels(ctx), _memops(ctx)])
     return StatsTable(
         "cuda_gpu_sum",
         "GPU Summary (Kernels/MemOps)",

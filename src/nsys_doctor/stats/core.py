@@ -474,6 +474,17 @@ def small_groups(
     return list(out.items())
 
 
+def named_groups(
+    groups: list[tuple[int, list[int]]] | None, name_of: Callable[[int], str]
+) -> list[tuple[str, list[int]]] | None:
+    """``small_groups``' groups keyed by their names (``name_of`` of each key) instead; None when ``groups`` is None
+    or two groups have one name (the rows then decide: a name's values interleave in table order)."""
+    if groups is None:
+        return None
+    out = [(name_of(key), values) for key, values in groups]
+    return out if len({name for name, _ in out}) == len(out) else None
+
+
 def small_kernel_groups(ctx: ReportContext) -> list[tuple[int, list[int]]] | None:
     """``small_groups`` of the kernel table by the name variant ``load_kernels`` reads (its demangled or short
     name; None for the mangled one, a coalesce of two columns: the caller reads rows)."""

@@ -11,6 +11,7 @@ from .core import (
     StatsTable,
     duration_columns,
     load_kernels,
+    named_groups,
     report,
     small_kernel_groups,
     small_kernel_rows,
@@ -43,6 +44,12 @@ def small_kernels(ctx: ReportContext, extra: tuple[str, ...] = ()) -> list[tuple
     return None if rows is None else _named(ctx, rows)
 
 
+def small_kernels_named(ctx: ReportContext) -> list[tuple[str, list[int]]] | None:
+    """The durations of a small, clean kernel table grouped by SQLite per kernel name (the variant the report asks
+    for), in order of each name's first kernel; None when the rows must decide (see ``small_groups``)."""
+    return named_groups(small_kernel_groups(ctx), lambda k: ctx.trace.strings.get(k, ""))
+
+
 def _named(ctx: ReportContext, rows: list[tuple]) -> list[tuple]:
     """``small_kernel_rows``' rows with the name of each name id."""
     strings = ctx.trace.strings
@@ -51,30 +58,24 @@ def _named(ctx: ReportContext, rows: list[tuple]) -> list[tuple]:
 
 def kernel_groups(ctx: ReportContext, keys: list[str], extra: tuple[str, ...] = ()) -> Groups:
     """Kernel time per group of ``keys`` (``name`` and the ``extra`` columns): the stdlib engine on a small clean
-    table, else polars. The stdlib engine groups the rows by name id, then names the groups: the same groups, in
+    table, else polars. Grouped by name alone, SQLite groups the durations (``small_kernels_named``); otherwise
+    the stdlib engine groups the rows by name id, then names the groups: the same groups, in
     the same order, as grouping by the names, unless two ids hold one name (then it groups by the names). What it
     declines by id (a value it cannot reproduce exactly, a NULL key) it would decline by name too."""
-    pairs = None if extra else small_kernel_groups(ctx)  # grouped by SQLite: no Python object a kernel
-    if pairs is not None:
-        by_id = stats_of_groups({(g,): values for g, values in pairs}, keys)
-        if by_id is not None and _name_groups(ctx, by_id, keys):
-            return by_id
+    named = None if extra else small_kernels_named(ctx)  # grouped by SQLite: no Python object a kernel
+    by_name = None if named is None else stats_of_groups({(name,): values for name, values in named}, keys)
+    if by_name is not None:
+        return by_name
     rows = small_kernel_rows(ctx, [*extra, DURATION])
     by_id = None if rows is None else small_grouped_stats(rows, keys)
     if rows is None or by_id is None:
         return grouped_stats(kernels_with_names(ctx, list(extra)), keys, "dur")
-    if _name_groups(ctx, by_id, keys):
-        return by_id
-    return grouped(_named(ctx, rows), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
-
-
-def _name_groups(ctx: ReportContext, by_id: list[dict], keys: list[str]) -> bool:
-    """Name the groups of name ids (in place); whether they are the groups of names too (no two ids hold one
-    name with the same other keys)."""
     strings = ctx.trace.strings
     for group in by_id:
         group["name"] = strings.get(group["name"], "")
-    return len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id)
+    if len({tuple(g[k] for k in keys) for g in by_id}) == len(by_id):
+        return by_id
+    return grouped(_named(ctx, rows), keys, lambda: kernels_with_names(ctx, list(extra)), "dur")
 
 
 @report("cuda_gpu_kern_sum", "CUDA GPU Kernel Summary", flags=("base", "mangled"))

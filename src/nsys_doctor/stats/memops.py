@@ -13,9 +13,18 @@ from .aggregate import (
     stats_of_groups,
     stdev,
     summary_rows,
-    totals_fit,
 )
-from .core import DURATION, Column, ReportContext, StatsTable, duration_columns, report, small_groups, small_rows
+from .core import (
+    DURATION,
+    Column,
+    ReportContext,
+    StatsTable,
+    duration_columns,
+    named_groups,
+    report,
+    small_groups,
+    small_rows,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,31 +83,31 @@ def small_memory_ops(ctx: ReportContext, value: str) -> list[tuple] | None:
     return None if found is None else _named(*found)
 
 
-def small_memory_groups(ctx: ReportContext, value: str) -> Groups | None:
-    """``memory_groups`` of small, clean memcpy and memset tables read with sqlite3 alone: the copies grouped by
-    their kind's number, named once per group (no name is made per row); grouped by name where that cannot be (a
-    NULL kind, two numbers of one label); None when the polars path must decide."""
+def small_memory_named(ctx: ReportContext, value: str) -> list[tuple[str, list[int]]] | None:
+    """The values (``dur`` or ``bytes``) of small, clean memcpy and memset tables grouped by SQLite
+    (``small_groups``), per operation name, copies first (by kind), then memsets; None when the rows must decide
+    (see ``small_groups``; two copy kinds of one label)."""
     column = "bytes" if value == "bytes" else DURATION
-    kinds = small_groups(ctx, S.MEMCPY, "copyKind", column)  # grouped by SQLite (no Python object a copy) where
-    once = None if kinds is None else small_groups(ctx, S.MEMSET, None, column)  # it can, else row by row
-    if kinds is not None and once is not None:
-        by_kind = stats_of_groups({(k,): values for k, values in kinds}, ["name"])
-        by_set = stats_of_groups({(): once[0][1]} if once else {}, [])
-        labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
-    else:
-        found = _small_tables(ctx, value)
-        if found is None:
-            return None
-        copies, sets, labels = found
-        by_kind = small_grouped_stats(copies, ["name"])
-        by_set = small_grouped_stats(sets, [])
-    names = [] if by_kind is None else [f"[CUDA memcpy {labels.get(g['name'], 'Unknown')}]" for g in by_kind]
-    if by_kind is None or by_set is None or len(set(names)) < len(names):
-        found = _small_tables(ctx, value)
-        return None if found is None else small_grouped_stats(_named(*found), ["name"])
-    if not totals_fit(by_kind + by_set):
+    kinds = small_groups(ctx, S.MEMCPY, "copyKind", column)
+    once = None if kinds is None else small_groups(ctx, S.MEMSET, None, column)
+    if once is None:
         return None
-    return [g | {"name": n} for g, n in zip(by_kind, names, strict=True)] + [g | {"name": MEMSET_NAME} for g in by_set]
+    labels = ctx.trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")
+    copies = named_groups(kinds, lambda k: f"[CUDA memcpy {labels.get(k, 'Unknown')}]")
+    if copies is None or any(name == MEMSET_NAME for name, _ in copies):
+        return None
+    return copies + [(MEMSET_NAME, values) for _, values in once]
+
+
+def small_memory_groups(ctx: ReportContext, value: str) -> Groups | None:
+    """``memory_groups`` of small, clean memcpy and memset tables read with sqlite3 alone: grouped by SQLite per
+    operation name (``small_memory_named``) where it can, else row by row (a NULL kind, two kinds of one label);
+    None when the polars path must decide."""
+    named = small_memory_named(ctx, value)
+    if named is not None:
+        return stats_of_groups({(name,): values for name, values in named}, ["name"])
+    found = _small_tables(ctx, value)
+    return None if found is None else small_grouped_stats(_named(*found), ["name"])
 
 
 def memory_groups(ctx: ReportContext, value: str) -> Groups:

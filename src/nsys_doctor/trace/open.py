@@ -60,9 +60,10 @@ PIECE_ROWS = 1 << 20
 STDLIB_MAX_PARTS = 2
 
 
-def _parts(lo: int, hi: int, most: int = PARALLEL_MAX_PARTS, least: int = PARALLEL_MIN_ROWS) -> list[tuple[int, int]]:
-    """The rowid range lo..hi cut in ranges read on parallel connections (one per ``least`` rows, at most one per
-    core and ``most``)."""
+def _parts(lo: int, hi: int, most: int = PARALLEL_MAX_PARTS, least: int | None = None) -> list[tuple[int, int]]:
+    """The rowid range lo..hi cut in ranges read on parallel connections (one per ``least`` rows, by default
+    PARALLEL_MIN_ROWS; at most one per core and ``most``)."""
+    least = PARALLEL_MIN_ROWS if least is None else least
     n_parts = max(1, min(os.cpu_count() or 1, most, (hi - lo + 1) // least))
     step = (hi - lo + 1 + n_parts - 1) // n_parts
     return [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(n_parts)]
@@ -341,11 +342,11 @@ class Trace:
             self._spans[table] = None if lo is None else (int(lo), int(hi))
         return self._spans[table]
 
-    def rows_in_parts(self, table: str, sql: str, least: int = PARALLEL_MIN_ROWS) -> list[tuple]:
+    def rows_in_parts(self, table: str, sql: str, least: int | None = None) -> list[tuple]:
         """The rows of ``sql`` (which reads ``table`` and holds ``{range}``, a rowid condition) run over rowid ranges
-        of the table on parallel connections (at most ``STDLIB_MAX_PARTS``, one per ``least`` rows); smaller tables
-        are one query. The parts' rows are concatenated in rowid-range order (for queries whose parts combine, e.g.
-        DISTINCT)."""
+        of the table on parallel connections (at most ``STDLIB_MAX_PARTS``, one per ``least`` rows, as ``_parts``);
+        smaller tables are one query. The parts' rows are concatenated in rowid-range order (for queries whose parts
+        combine, e.g. DISTINCT)."""
         span = self.rowid_range(table)
         if span is None:
             return self.rows(sql.format(range="1"))

@@ -16,6 +16,7 @@ from .patterns import (
     HEAVY_FACTOR,
     MIN_REQUEST_GAP_NS,
     ONE_PASS_TAIL_SHARE,
+    REQUEST_GAP_SPAN_SHARE,
     SETUP_TAIL_KERNELS,
     SETUP_TAIL_TRIES,
 )
@@ -310,7 +311,9 @@ class _Builder(PassFinding, RequestCutting):
         reasons: list[str] = []
         if p > 1:
             med_gap = float(np.median(gap))
-            thr = max(GAP_FACTOR * med_gap, MIN_REQUEST_GAP_NS)
+            # and a sizable part of a pass: a stall of a third of a pass is no pause between requests
+            med_span = float(np.median(ps.gpu_end - ps.gpu_start))
+            thr = max(GAP_FACTOR * med_gap, MIN_REQUEST_GAP_NS, REQUEST_GAP_SPAN_SHARE * med_span)
             by_gap = gap >= thr
             led = distinct[1:] & ~distinct[:-1]
             # modules loaded between two steps: set-up work inside a request (compilation, lazy loading), not its end

@@ -61,11 +61,12 @@ def _realigned(seq: Seq, bounds: np.ndarray, firsts: np.ndarray, lasts: np.ndarr
     """Boundaries between passes moved to the passes' usual first kernel where the largest launch gap put them
     elsewhere. Each boundary is first the largest gap between one pass's last once-per-pass kernel and the next
     one's first; when most boundaries lie the same number of kernels before the next once-per-pass kernel, at a
-    kernel of one name (the pass's first kernel), a boundary at an offset no other boundary has is moved to the
-    usual offset when the kernel there has that name and the two passes beside it come nearer the median pass
-    length in sum (their two distances from it added; left to right: a boundary moved is the next one's
-    neighbour). A host stall inside a pass (a garbage collection, a page fault) is then no pass boundary, and a
-    kernel launched just before a pass's first kernel stays with it."""
+    kernel of one name (the pass's first kernel), a boundary at a rare offset (one that at most a tenth of the
+    boundaries have, or no other) is moved to the usual offset when the kernel there has that name and the two
+    passes beside it come nearer the median pass length in sum (their two distances from it added; left to right:
+    a boundary moved is the next one's neighbour). A host stall inside a pass (a garbage collection, a page fault,
+    or one that recurs in a few passes: a GRU language model's 7 of 99) is then no pass boundary, and a kernel
+    launched just before a pass's first kernel stays with it."""
     if bounds.size < 4:
         return bounds
     off = firsts[1:] - bounds
@@ -78,9 +79,10 @@ def _realigned(seq: Seq, bounds: np.ndarray, firsts: np.ndarray, lasts: np.ndarr
         return bounds  # the usual boundaries start with kernels of several names
     head = int(codes[int(np.argmax(at))])
     cand = firsts[1:] - usual
-    # a boundary at an offset of its own (an offset that recurs is a kind of boundary: a request's start, or a pass
+    # a boundary at a rare offset (an offset that recurs often is a kind of boundary: a request's start, or a pass
     # of two phases whose largest gap lies now here, now there)
-    move = (counts[np.searchsorted(vals, off)] == 1) & (cand > lasts[:-1])  # (cand <= firsts[1:]: off >= 0)
+    rare = counts[np.searchsorted(vals, off)] <= max(1, off.size // 10)
+    move = rare & (cand > lasts[:-1])  # (cand <= firsts[1:]: off >= 0)
     move &= seq.code[np.minimum(cand, len(seq) - 1)] == head
     if not move.any():
         return bounds

@@ -37,6 +37,7 @@ REGULAR_TOL = 0.1  # occurrences one period (within 10%) apart are regular
 MAX_ROUND_TRIPS_PER_PASS = 4.0
 GAP_FACTOR = 8.0  # an idle gap this many times the typical gap between steps separates requests
 MIN_REQUEST_GAP_NS = 2_000_000
+REQUEST_GAP_SPAN_SHARE = 0.5  # and at least this share of a typical pass's GPU span
 ONE_PASS_TAIL_SHARE = 0.1  # kernels after a run's only pass, at least this share of all, belong to it
 WIDE_FACTOR = 3.0  # a kernel launched over this many times its name's usual thread blocks (a prompt's rows)
 # LLM decode without a KV cache: each pass runs the model over the whole sequence so far, so pass after pass most of
