@@ -61,6 +61,19 @@ def test_a_sync_is_not_charged_a_long_gap_but_the_refill_before_it():
     assert gpu_idle_caused(idle, _calls((150, 250)), sync=True, shorter_than=100) == 0
 
 
+def test_idle_between_steps_is_the_short_intervals_inside_the_spans_less_those_skipped():
+    # busy 0-100, 110-200, 230-300, 700-800, 820-900: idle intervals 1-4 are 100-110, 200-230, 300-700, 800-820
+    idle = gpu_idle(_busy((0, 100), (110, 200), (230, 300), (700, 800), (820, 900)), 0, 900)
+    none = np.zeros(0, dtype=np.int64)
+    spans = np.array([100, 300]), np.array([230, 820])  # [100, 230] holds intervals 1-2, [300, 820] 3-4
+    assert idle.inside(*spans, 1000, none) == 10 + 30 + 400 + 20
+    assert idle.inside(*spans, 100, none) == 10 + 30 + 20  # the long interval (400) is an idle gap of its own
+    assert idle.inside(*spans, 100, np.array([2])) == 10 + 20  # interval 2, a sync's refill, is that sync's
+    # an interval only partly inside a span is not counted; no span, nothing
+    assert idle.inside(np.array([105]), np.array([230]), 1000, none) == 30
+    assert idle.inside(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1000, none) == 0
+
+
 def _oracle(busy: list[tuple[int, int]], lo: int, hi: int, calls: list[tuple[int, int]], sync: bool, short):
     """The costs by their definitions, on plain lists: the idle intervals are the complement of the busy ones in
     [lo, hi]; a sync is charged the last (short enough) interval to start by its return, when it started inside
