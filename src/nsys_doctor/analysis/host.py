@@ -302,29 +302,26 @@ class GpuIdle:
         """The idle time of the intervals between two busy ones shorter than ``shorter_than``, less the intervals
         numbered ``skip`` (a sync's refills, costed by its finding): the GPU waiting a little before each of many
         kernels (the host's per-operation work), not a stall."""
-        if self.bs.size < 2:
+        return int(self._short(shorter_than, skip).sum()) if self.bs.size >= 2 else 0
+
+    def inside(self, starts: np.ndarray, ends: np.ndarray, shorter_than: int, skip: np.ndarray) -> int:
+        """``short_idle`` of the intervals that lie inside one of the disjoint spans [starts, ends]."""
+        if self.bs.size < 2 or not starts.size:
             return 0
-        dur = self.bs[1:] - self.be[:-1]  # interval k (1 <= k < number of busy intervals) is dur[k - 1]
+        total = np.concatenate([[0], np.cumsum(self._short(shorter_than, skip))])
+        first = np.searchsorted(self.be[:-1], starts, side="left")  # the first one starting at or after the start
+        stop = np.searchsorted(self.bs[1:], ends, side="right")  # past the last one ending by the span's end
+        return int((total[np.maximum(stop, first)] - total[first]).sum())
+
+    def _short(self, shorter_than: int, skip: np.ndarray | None) -> np.ndarray:
+        """Per interval between two busy ones (interval k, 1 <= k < number of busy intervals, at k - 1): its
+        duration where it is shorter than ``shorter_than`` and not numbered in ``skip``, else 0."""
+        dur = self.bs[1:] - self.be[:-1]
         short = (dur > 0) & (dur < shorter_than)
         if skip is not None and skip.size:
             inner = skip[(skip >= 1) & (skip < self.bs.size)]
             short[inner - 1] = False
-        return int(dur[short].sum())
-
-    def inside(self, starts: np.ndarray, ends: np.ndarray, shorter_than: int, skip: np.ndarray) -> int:
-        """The idle time of the intervals between two busy ones that lie inside one of the disjoint spans [starts,
-        ends], shorter than ``shorter_than``, less the intervals numbered ``skip``."""
-        if self.bs.size < 2 or not starts.size:
-            return 0
-        gs, ge = self.be[:-1], self.bs[1:]  # interval k (1 <= k < number of busy intervals) is [gs, ge][k - 1]
-        dur = ge - gs
-        usable = (dur > 0) & (dur < shorter_than)
-        inner = skip[(skip >= 1) & (skip < self.bs.size)]
-        usable[inner - 1] = False
-        total = np.concatenate([[0], np.cumsum(np.where(usable, dur, 0))])
-        first = np.searchsorted(gs, starts, side="left")  # the first one starting at or after the span's start
-        stop = np.searchsorted(ge, ends, side="right")  # past the last one ending by its end
-        return int((total[np.maximum(stop, first)] - total[first]).sum())
+        return np.where(short, dur, 0)
 
     def frame(self) -> pl.DataFrame:
         """The idle intervals as rows gid, start, end (gid: their order)."""
