@@ -73,6 +73,9 @@ def test_csv_quotes_text_and_never_numbers() -> None:
         render_csv(bad, Units())
 
 
+NAN = float("nan")
+
+
 def test_csv_by_column_is_csv_by_cell() -> None:
     """The CSV is written a column at a time (one ``str``/``repr`` over a column of ints or floats, texts as they
     are when none needs quotes): the same text as each cell's own formatter, for every mix of cell types."""
@@ -83,6 +86,13 @@ def test_csv_by_column_is_csv_by_cell() -> None:
         "plain text": ["a", "b<int>", "", "x y"],
         "text to quote": ["a,b", 'say "hi"', "two\nlines", "plain"],
         "texts and NULL": ["a", None, "b", "c"],
+        # NULL beside numbers (a copy's grid), and values repeated (each one's text is made once)
+        "ints and NULL": [5, None, 5, None],
+        "floats and NULL": [2.5, None, 1e17, 0.1],
+        "repeated to quote": ["a,b", "a,b", None, "a,b"],
+        "repeated sizes": [4096, 4096, 4096, 0],
+        "repeated NaN": [NAN, NAN, 1.0, None],
+        "ints and floats alike": [1, 1.0, 1, 2.5],
     }
     rng = random.Random(7)
     for units in (Units(), Units(time="us"), Units(mem="KiB")):

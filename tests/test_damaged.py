@@ -415,3 +415,33 @@ def test_info_tests_each_table_at_both_ends(tmp_path):
     code, out, err = run_cli(["info", str(first)])
     warnings = [line for line in err.splitlines() if line.startswith("nsys-doctor: warning: ")]
     assert code == 0 and "kernels" in out and len(warnings) == 1 and K in warnings[0] and "1 " in warnings[0], err
+
+
+@pytest.mark.parametrize("mutation", ["sound", "hole", "blob value"])
+def test_strings_read_in_one_pass_agree_with_sqlites_counts(tmp_path: Path, mutation: str) -> None:
+    # a sound StringIds is read once, its damage (none) and its span of ids taken from the rows read; a damaged
+    # one is counted in SQL first. Either way, what is found must be what SQLite's own queries find when asked
+    # before any string is read (the span) or afterwards (the damage)
+    con = sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True)
+    mid = con.execute("SELECT id FROM StringIds ORDER BY id LIMIT 1 OFFSET 5").fetchone()[0]
+    con.close()
+    path = SAMPLE
+    if mutation == "hole":
+        path = mutated_copy(SAMPLE, tmp_path / "hole.sqlite", sql(f"DELETE FROM StringIds WHERE id = {mid}"))
+    elif mutation == "blob value":
+        blob = sql(f"UPDATE StringIds SET value = CAST(value AS BLOB) WHERE id = {mid}")
+        path = mutated_copy(SAMPLE, tmp_path / "blob.sqlite", blob)
+    with Trace.open(path) as first_span:
+        span = first_span.string_span()
+        strings = first_span.strings
+        damage = first_span.damaged
+    with Trace.open(path) as first_strings:
+        assert first_strings.strings == strings and list(first_strings.strings) == list(strings)
+        assert first_strings.string_span() == span
+        assert first_strings.damaged == damage
+    ids = sorted(strings)
+    assert (span is None) == (mutation != "sound")
+    assert span is None or span == (ids[0], ids[-1])
+    assert (mid in strings) == (mutation == "sound")
+    described = [t for t in damage.tables if t.table == "StringIds"]
+    assert [dict(t.reasons) for t in described] == ([{"blob value": 1}] if mutation == "blob value" else [])

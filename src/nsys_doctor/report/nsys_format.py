@@ -8,6 +8,7 @@ Column and table formats add thousands separators and clip text at 100 character
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ..stats.core import CHUNK_ROWS, ChunkedRows, Column, StatsTable
 from ..units import DISPLAY_MEM_UNITS, DISPLAY_TIME_UNITS
@@ -148,17 +149,47 @@ def csv_column(values: Sequence[object], col: Column, units: Units) -> list[str]
     column shown as it is, of ints alone or floats alone, is one ``str`` or ``repr`` over all of it, and a column
     of texts that need no quotes is itself."""
     kinds = set(map(type, values))
-    if not _scaled(col, units):
+    nulls = _NONE in kinds  # a NULL is an empty field (a copy's grid in a trace of kernels and copies)
+    kinds.discard(_NONE)
+    if _scaled(col, units):
+        if kinds <= {int, float}:  # ``_convert``'s product and ``plain_cell``'s digits, the unit looked up once
+            timed = col.unit in ("dur_ns", "ts_ns")
+            div, dec = DISPLAY_TIME_UNITS[units.time] if timed else DISPLAY_MEM_UNITS[units.mem]
+            scale, digits = 1.0 / div, f"{{:.{dec}f}}".format
+            return _by_value(values, lambda v: "" if v is None else digits(float(v) * scale))
+    else:
+        fmt: Callable[[Any], str] | None = None
         if kinds <= {int}:
-            return list(map(str, values))
-        if kinds <= {float}:
-            return list(map(repr, values))
-        if kinds <= {str}:
-            text = "".join(values)  # type: ignore[arg-type]
-            if "," not in text and '"' not in text and "\n" not in text:
-                return list(values)  # type: ignore[arg-type]
-            return list(map(_csv_field, values))  # type: ignore[arg-type]
+            fmt = str
+        elif kinds <= {float}:
+            fmt = repr
+        elif kinds <= {str}:
+            text = "".join(v for v in values if v is not None)  # type: ignore[misc]
+            if "," in text or '"' in text or "\n" in text:  # names quoted once each (kernels repeat them)
+                return _by_value(values, lambda v: "" if v is None else _csv_field(v))
+            fmt = _same
+        if fmt is not None:
+            if nulls:
+                return _by_value(values, lambda v: "" if v is None else fmt(v))
+            return list(values) if fmt is _same else list(map(fmt, values))  # type: ignore[arg-type]
     return list(map(csv_formatter(col, units), values))
+
+
+_NONE = type(None)
+
+
+def _by_value(values: Sequence[Any], text: Callable[[Any], str]) -> list[str]:
+    """``text`` of each value, made once per distinct value when they repeat (a kernel's name, a copy's size)."""
+    distinct = dict.fromkeys(values)
+    if 2 * len(distinct) > len(values):
+        return list(map(text, values))
+    for v in distinct:
+        distinct[v] = text(v)
+    return list(map(distinct.__getitem__, values))  # type: ignore[arg-type]
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def render_csv(table: StatsTable, units: Units) -> str:

@@ -142,7 +142,10 @@ def stats_of_groups(
     names = (*keys, *first, *STAT_COLUMNS)
     no_head = ()
     for key, values in groups.items():
-        stats = value_stats([v for v in values if v is not None] if None in values else values)
+        if len(values) == 1 and type(one := values[0]) is int and -EXACT < one < EXACT:  # ``value_stats``, inline
+            stats: tuple[Any, ...] | None = (1, one, float(one), one, one, None)
+        else:
+            stats = value_stats([v for v in values if v is not None] if None in values else values)
         if stats is None:
             return None
         group = dict(zip(names, (*key, *(heads or {}).get(key, no_head), *stats), strict=True))
@@ -169,9 +172,9 @@ def value_stats(values: list[Any]) -> tuple[int, int, float | None, int | None, 
         return None
     std = None
     if n > 1:  # nsys's stdev (SQLite extension): Welford's update over the values in order, in doubles
-        mean = m2 = 0.0
-        for i, v in enumerate(values, 1):
-            x = float(v)
+        mean = m2 = i = 0.0  # i counts in doubles: d / i divides by the same double as by an int below 2**53
+        for x in map(float, values):
+            i += 1.0
             d = x - mean
             mean += d / i
             m2 += d * (x - mean)
@@ -233,6 +236,9 @@ def stat_cells(
     n: int, total: int | None, med: float | None, mn: int | None, mx: int | None, std: float | None
 ) -> tuple[float | None, float | None, int | None, int | None, float]:
     """(Avg, Med, Min, Max, StdDev) cells as nsys prints them."""
+    if n == 1 and type(total) is int and -EXACT < total < EXACT:  # one value (most groups of a range summary)
+        x = float(total)  # its own average; a whole number of ns is its own round(x, 1); no deviation
+        return (x, x if med == x else r1(med), mn, mx, 0.0)
     return (r1(avg(total, n)), r1(med) if n else None, mn, mx, r1(stdev(std, n)))  # type: ignore[return-value]
 
 

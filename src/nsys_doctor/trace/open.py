@@ -15,6 +15,7 @@ import sys
 from _thread import allocate_lock
 from collections.abc import Iterable, Mapping
 from functools import cached_property
+from operator import itemgetter
 
 from ..errors import TraceError
 from .damage import (
@@ -623,6 +624,18 @@ class Trace:
                 f"{self.name}: table {STRINGS} has no id or value column, so no name can be read",
                 "the file was edited or cut short; " + REEXPORT_HINT,
             )
+        # one read of every row: where every id is an integer and every value a text (a sound export), that is the
+        # table, its damage (none) and its span of ids; else the damage is counted in SQL and the usable rows read
+        every = self.rows(f"SELECT id, value FROM {STRINGS}")
+        ids = set(map(type, map(itemgetter(0), every)))
+        if ids <= {int} and set(map(type, map(itemgetter(1), every))) <= {str}:
+            with self._damage_lock:
+                self._damage[STRINGS] = TableDamage(STRINGS, len(every), ())
+            if every and "_string_span" not in self.__dict__:
+                lo, hi = min(map(itemgetter(0), every)), max(map(itemgetter(0), every))
+                self.__dict__["_string_span"] = (lo, hi) if hi - lo + 1 == len(every) else None
+            return dict(every)
+        del every
         why = (
             "CASE WHEN typeof(id) != 'integer' THEN (CASE WHEN id IS NULL THEN 'NULL' ELSE typeof(id) END) || ' id' "
             "WHEN typeof(value) != 'text' THEN (CASE WHEN value IS NULL THEN 'NULL' ELSE typeof(value) END) "
