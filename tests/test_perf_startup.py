@@ -239,7 +239,7 @@ SMALL_REPORTS = sorted(MODULES)  # every report and rule (the per-kernel trace o
 @pytest.mark.parametrize("report", SMALL_REPORTS)
 def test_a_small_report_imports_no_slow_standard_module(report: str) -> None:
     """A report of the sample loads neither polars nor the standard modules whose import costs more than its
-    work: dataclasses (with inspect and ast) and typing."""
+    work: dataclasses (with inspect and ast), typing and contextlib."""
     code = (
         "import sys; from nsys_doctor.cli.main import main; rc = main(sys.argv[1:]); "
         "print('LOADED', ' '.join(sorted(sys.modules)), file=sys.stderr); sys.exit(rc)"
@@ -253,7 +253,7 @@ def test_a_small_report_imports_no_slow_standard_module(report: str) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = set(proc.stderr.rsplit("LOADED ", 1)[1].split())
     assert "nsys_doctor.stats.core" in loaded  # the list is real
-    assert sorted(loaded & {"dataclasses", "inspect", "ast", "typing", *HEAVY}) == []
+    assert sorted(loaded & {"dataclasses", "inspect", "ast", "typing", "contextlib", *HEAVY}) == []
 
 
 # ---- polars' allocator: bounded for the analysis commands, never for capture, never over the user's setting

@@ -22,8 +22,7 @@ import os
 import sys
 import time
 from _thread import RLock
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -146,18 +145,20 @@ class Progress:
 
     # ------------------------------------------------------------------------------------------ the public API
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[Progress]:
-        """Work of the stage ``name``. Stages nest: the inner one is shown, then the outer one again; after the
-        outermost one, its name stays until the next stage (what follows it is still its work: writing, closing)."""
+    def stage(self, name: str) -> _Stage:
+        """Work of the stage ``name`` (``with p.stage(name):``). Stages nest: the inner one is shown, then the outer
+        one again; after the outermost one, its name stays until the next stage (what follows it is still its
+        work: writing, closing)."""
+        return _Stage(self, name)
+
+    def _enter(self, name: str) -> None:
         self._stack.append((self._stage, self._detail))
         self._set(name, "")
-        try:
-            yield self
-        finally:
-            outer = self._stack.pop()
-            if self._stack:
-                self._set(*outer)
+
+    def _leave(self) -> None:
+        outer = self._stack.pop()
+        if self._stack:
+            self._set(*outer)
 
     def count(self, done: int, total: int) -> None:
         """How far the stage is, e.g. ranks read: shown as ``done/total``."""
@@ -238,30 +239,68 @@ class Progress:
         self._shown = 0
 
 
-@contextmanager
-def task(stream: IO[str] | None = None, delay: float | None = None) -> Iterator[Progress]:
+# The context managers are classes, not contextlib's decorator: importing contextlib costs a quick command
+# (``stats`` of a small trace) about 1 ms.
+
+
+class _Stage:
+    """``Progress.stage``'s block."""
+
+    def __init__(self, progress: Progress, name: str) -> None:
+        self.progress = progress
+        self.name = name
+
+    def __enter__(self) -> Progress:
+        self.progress._enter(self.name)
+        return self.progress
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress._leave()
+
+
+class task:  # used as a function: ``with progress.task():``
     """A command's work: stages inside it share one line and one clock; the line is cleared on exit (before the
     command writes its output). Tasks do not nest: an inner one is the outer one."""
-    global _current
-    if _current is not None:
-        yield _current
-        return
-    p = Progress(stream, delay)
-    _current = p
-    p.start()
-    try:
-        yield p
-    finally:
+
+    def __init__(self, stream: IO[str] | None = None, delay: float | None = None) -> None:
+        self.stream = stream
+        self.delay = delay
+        self.own: Progress | None = None  # the progress this block started (None inside another task)
+
+    def __enter__(self) -> Progress:
+        global _current
+        if _current is not None:
+            return _current
+        p = self.own = _current = Progress(self.stream, self.delay)
+        p.start()
+        return p
+
+    def __exit__(self, *exc: object) -> None:
+        global _current
+        if self.own is None:
+            return
         _current = None
         set_origin(None)  # a later task in this process (the Python API, tests) counts from its own start
-        p.close()
+        self.own.close()
 
 
-@contextmanager
-def stage(name: str) -> Iterator[Progress]:
+class stage:  # used as a function: ``with progress.stage("reading"):``
     """The running task's stage ``name`` (outside a task: a task of its own, cleared at its end)."""
-    with task() as p, p.stage(name):
-        yield p
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.task = task()
+
+    def __enter__(self) -> Progress:
+        p = self.progress = self.task.__enter__()
+        p._enter(self.name)
+        return p
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.progress._leave()
+        finally:
+            self.task.__exit__(*exc)
 
 
 def counter() -> Callable[[int, int], None]:
@@ -275,14 +314,21 @@ def counter() -> Callable[[int, int], None]:
     return show
 
 
-@contextmanager
-def hidden() -> Iterator[None]:
+class hidden:  # used as a function: ``with progress.hidden():``
     """The line is off the terminal while the block runs (it writes to standard output); the next redraw puts
     it back."""
-    p = _current
-    if p is None:
-        yield
-        return
-    with p._lock:
-        p._clear_line()
-        yield
+
+    def __enter__(self) -> None:
+        p = self.progress = _current
+        if p is None:
+            return
+        p._lock.acquire()
+        try:
+            p._clear_line()
+        except BaseException:
+            p._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress._lock.release()

@@ -15,7 +15,6 @@ Rules (tested in ``tests/test_outputs.py``):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -26,6 +25,7 @@ from .errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import IO
 
@@ -139,15 +139,21 @@ def write_stdout(text: str) -> None:
 GZIP_LEVEL = 3  # 200 MB/s and a tenth of the size on a trace-event JSON; level 6 halves the speed for 1.4x
 
 
-@contextlib.contextmanager
 def open_atomic(
     path: Path, inputs: Iterable[Path | str] = (), compress: bool = False, refuse_symlink: bool = False
-) -> Iterator[IO[bytes]]:
+) -> AbstractContextManager[IO[bytes]]:
     """A binary stream that becomes ``path`` only once the ``with`` body finishes (the one writer of every output
     file; ``write_atomic`` writes whole texts through it): refused when ``path`` is an input or a trace (or, with
     ``refuse_symlink``, a symlink); written to a temporary file beside it, flushed, then renamed over it; special
     files (``/dev/stdout``) written in place. ``compress``: gzip, with no time or name in its header, so the bytes
     are the same every time."""
+    import contextlib  # here: a command writing to standard output (a small trace's report) never imports it
+
+    return contextlib.contextmanager(_open_atomic)(path, inputs, compress, refuse_symlink)
+
+
+def _open_atomic(path: Path, inputs: Iterable[Path | str], compress: bool, refuse_symlink: bool) -> Iterator[IO[bytes]]:
+    import contextlib
     from pathlib import Path
 
     path = Path(path)
@@ -194,8 +200,13 @@ def open_atomic(
                 os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def _maybe_gzip(raw: IO[bytes], compress: bool) -> Iterator[IO[bytes]]:
+def _maybe_gzip(raw: IO[bytes], compress: bool) -> AbstractContextManager[IO[bytes]]:
+    import contextlib
+
+    return contextlib.contextmanager(_gzipped)(raw, compress)
+
+
+def _gzipped(raw: IO[bytes], compress: bool) -> Iterator[IO[bytes]]:
     if not compress:
         yield raw
         return

@@ -7,7 +7,6 @@ Big activity tables are read as Arrow columns through ADBC's SQLite driver, in p
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sqlite3
@@ -184,8 +183,10 @@ def _rep_to_sqlite(rep: Path) -> Path:
         raise TraceError(f"nsys export failed on {rep}: {exc}", f"run it by hand: {command}") from exc
     finally:
         if tmp.exists():
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib.suppress: importing contextlib costs a quick command about 1 ms
                 tmp.unlink()
+            except OSError:
+                pass
     return out
 
 
@@ -255,8 +256,10 @@ class Trace:
         announce(DamageSummary(found.path, tuple(t for t in found.tables if not t.mostly_damaged)))
         self.con.close()
         if self._adbc_db is not None:
-            with contextlib.suppress(Exception):  # a connection that cannot close cleanly holds nothing of ours
+            try:  # noqa: SIM105 - (not contextlib.suppress: see above)
                 self._adbc_db.close()
+            except Exception:  # a connection that cannot close cleanly holds nothing of ours
+                pass
             self._adbc_db = None
 
     @property
