@@ -325,3 +325,32 @@ def test_the_triton_model_is_analyzed_after_its_jit_and_the_nvfuser_test_whole()
     if fuser.is_file():  # 19 kernels: fewer than the 50 a steady part needs after the compilation
         g = TraceFrames(open_trace(fuser))
         assert "first-call" not in choose_window(g.kernels, g.api, g.memcpy, g.nvtx, None).reason
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_step_ranges_hold_the_times_assign_to_steps_gives_each_step(seed: int) -> None:
+    """A step's times are a range of the sorted times (``step_ranges``), the same times ``assign_to_steps`` gives
+    it: with steps that touch, overlap, share a start, end before they start, and times on their bounds."""
+    import random
+
+    import numpy as np
+
+    from nsys_doctor.analysis.phases import assign_to_steps, step_ranges
+
+    rng = random.Random(seed)
+    n_steps = rng.randint(1, 12)
+    starts = [rng.randint(0, 100) for _ in range(n_steps)]
+    ends = [s + rng.randint(-5, 30) for s in starts]
+    if seed % 3 == 0:  # a start shared, a step's end another's start
+        starts[-1] = starts[0]
+        ends[0] = starts[-1] + 1
+    steps = pl.DataFrame({"idx": list(range(n_steps)), "start": starts, "end": ends}, schema={
+        "idx": pl.Int64, "start": pl.Int64, "end": pl.Int64})  # fmt: skip
+    times = sorted(rng.choice([*starts, *ends, rng.randint(-10, 140)]) for _ in range(rng.randint(0, 60)))
+    given = assign_to_steps(pl.DataFrame({"t": times}, schema={"t": pl.Int64}), steps, "t")
+    want = {i: sorted(given.filter(pl.col("idx") == i)["t"].to_list()) for i in range(n_steps)}
+    st = steps.sort("start", maintain_order=True)
+    lo, hi = step_ranges(np.array(times, dtype=np.int64), st["start"].to_numpy(), st["end"].to_numpy())
+    got = {idx: times[a:b] for idx, a, b in zip(st["idx"].to_list(), lo.tolist(), hi.tolist(), strict=True)}
+    assert got == want
+    assert all(b >= a for a, b in zip(lo.tolist(), hi.tolist(), strict=True))
