@@ -328,9 +328,10 @@ def test_the_triton_model_is_analyzed_after_its_jit_and_the_nvfuser_test_whole()
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_step_ranges_hold_the_times_assign_to_steps_gives_each_step(seed: int) -> None:
-    """A step's times are a range of the sorted times (``step_ranges``), the same times ``assign_to_steps`` gives
-    it: with steps that touch, overlap, share a start, end before they start, and times on their bounds."""
+def test_steps_hold_the_times_their_rule_gives_them(seed: int) -> None:
+    """A step's times are a range of the sorted times (``step_ranges``), and ``assign_to_steps`` gives each time
+    its step: both as the rule, applied time by time, gives them, with steps that touch, overlap, share a start,
+    end before they start, and times on their bounds."""
     import random
 
     import numpy as np
@@ -347,10 +348,22 @@ def test_step_ranges_hold_the_times_assign_to_steps_gives_each_step(seed: int) -
     steps = pl.DataFrame({"idx": list(range(n_steps)), "start": starts, "end": ends}, schema={
         "idx": pl.Int64, "start": pl.Int64, "end": pl.Int64})  # fmt: skip
     times = sorted(rng.choice([*starts, *ends, rng.randint(-10, 140)]) for _ in range(rng.randint(0, 60)))
-    given = assign_to_steps(pl.DataFrame({"t": times}, schema={"t": pl.Int64}), steps, "t")
-    want = {i: sorted(given.filter(pl.col("idx") == i)["t"].to_list()) for i in range(n_steps)}
+    # the rule, time by time: the latest-starting step (the last of those sharing a start) that starts at or before
+    # the time, if the time is not past its end
+    order = sorted(range(n_steps), key=lambda i: starts[i])
+    rule: list[int | None] = []
+    for t in times:
+        before = [i for i in order if starts[i] <= t]
+        rule.append(before[-1] if before and t <= ends[before[-1]] else None)
+    want = {i: [t for t, j in zip(times, rule, strict=True) if j == i] for i in range(n_steps)}
     st = steps.sort("start", maintain_order=True)
     lo, hi = step_ranges(np.array(times, dtype=np.int64), st["start"].to_numpy(), st["end"].to_numpy())
     got = {idx: times[a:b] for idx, a, b in zip(st["idx"].to_list(), lo.tolist(), hi.tolist(), strict=True)}
     assert got == want
     assert all(b >= a for a, b in zip(lo.tolist(), hi.tolist(), strict=True))
+    # assign_to_steps gives each time its step by the same rule (events out of time order: sorted first)
+    shuffled = list(times)
+    rng.shuffle(shuffled)
+    given = assign_to_steps(pl.DataFrame({"t": shuffled}, schema={"t": pl.Int64}), steps, "t")
+    assert given["t"].to_list() == times
+    assert given["idx"].to_list() == rule

@@ -462,21 +462,27 @@ def assign_to_steps(events: pl.DataFrame, steps: pl.DataFrame, time_col: str) ->
     """``events`` with a non-null ``time_col``, in ``time_col`` order (ties as they come), with the index (``idx``)
     of the step whose [start, end] holds that time (the latest-starting such step; null when none).
 
-    The step is found by a binary search of the sorted step starts, so only the time column is sorted, never the
-    whole frame (unless its rows are out of time order, when they are reordered once)."""
+    Each step's events are a range of the time-ordered events (``step_ranges``: the step bounds are searched
+    among the times, not each time among the steps), so only the time column is sorted, never the whole frame
+    (unless its rows are out of time order, when they are reordered once)."""
     if events.is_empty() or steps.is_empty():
         return events.with_columns(pl.lit(None, pl.Int64).alias("idx"))
     ev = events.filter(pl.col(time_col).is_not_null()) if events[time_col].null_count() else events
     if not ev[time_col].is_sorted():
         ev = ev.sort(time_col, maintain_order=True)
     st = steps.select("idx", "start", "end").sort("start", maintain_order=True)
-    starts = st["start"]
-    pos = starts.search_sorted(ev[time_col], side="right").cast(pl.Int64) - 1
-    found = pos >= 0
-    at = pos.clip(lower_bound=0)
-    idx = st["idx"].gather(at)
-    inside = found & (ev[time_col] <= st["end"].gather(at))
-    return ev.with_columns(pl.when(inside).then(idx).otherwise(None).cast(pl.Int64).alias("idx"))
+    lo, hi = step_ranges(ev[time_col].to_numpy(), st["start"].to_numpy(), st["end"].to_numpy())
+    # the events as runs: before each step's range (none of its own), the range; then those after the last
+    lengths = np.empty(2 * lo.size + 1, dtype=np.int64)
+    lengths[0:-1:2] = lo - np.concatenate([[0], hi[:-1]])
+    lengths[1::2] = hi - lo
+    lengths[-1] = ev.height - (hi[-1] if hi.size else 0)
+    values = np.zeros(lengths.size, dtype=np.int64)
+    values[1::2] = st["idx"].cast(pl.Int64).to_numpy()
+    held = np.zeros(lengths.size, dtype=bool)
+    held[1::2] = True
+    idx = pl.Series("idx", np.repeat(values, lengths), dtype=pl.Int64)
+    return ev.with_columns(pl.when(pl.Series(np.repeat(held, lengths))).then(idx).otherwise(None).alias("idx"))
 
 
 def step_ranges(times: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
