@@ -92,7 +92,7 @@ def test_tail_table_matches_its_definition(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_tails_of_one_key_sorted_as_one_packed_column_are_those_of_the_frame_sort(
+def test_tails_of_one_key_by_ranges_or_packed_are_those_of_the_frame_sort(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one key: the values and the key codes are sorted as one 63-bit column (ties of a group in any order); the
@@ -108,12 +108,17 @@ def test_tails_of_one_key_sorted_as_one_packed_column_are_those_of_the_frame_sor
     )
     from nsys_doctor.analysis import distribution
 
-    packed = tail_table(df, ["name"])
+    ranged = tail_table(df, ["name"])  # each group a range of one sort by key and value (numpy's)
     codes, _ = text_codes(df["name"])
+    assert distribution._ranged_tails(codes, df["dur"]) is not None  # the ranged path was taken
+    assert _same_frame(ranged, _tail_table_reference(df, ["name"]), ["name"])
+    monkeypatch.setattr(distribution, "_ranged_tails", lambda key, values: None)
+    packed = tail_table(df, ["name"])  # sorted by value as one packed column, grouped by polars
     assert distribution._sorted_by_value(codes, df["dur"]) is not None  # the packed path was taken
     monkeypatch.setattr(distribution, "_sorted_by_value", lambda key, values: None)
     assert _same_frame(packed, tail_table(df, ["name"]), ["name"])
     assert _same_frame(packed, _tail_table_reference(df, ["name"]), ["name"])
+    assert _same_frame(ranged, packed, ["name"])
 
 
 def test_values_that_cannot_be_packed_with_their_key_sort_the_frame() -> None:

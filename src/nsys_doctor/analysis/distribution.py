@@ -180,6 +180,10 @@ def _tails_of(
         elif col.dtype in (pl.String, pl.Categorical):  # the tables show texts
             col, texts[k] = text_codes(col)
         cols.append(col)
+    if len(cols) == 1 and len(key_sets) == 1:  # one key column: each group a range of one sort by key and value
+        ranged = _ranged_tails(cols[0], df[value])
+        if ranged is not None:
+            return [_finish_tails(ranged, key_sets[0], texts, grid_types)]
     # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the
     # instances above p99 (the tail excess) are summed in the same pass
     packed = _sorted_by_value(cols[0], df[value]) if len(cols) == 1 else None
@@ -187,6 +191,53 @@ def _tails_of(
     del cols, packed
     at50, at99 = v.get(_rank(50)), v.get(_rank(99))
     return [_tails(ordered, keys, v, at50, at99, texts, grid_types) for keys in key_sets]
+
+
+def _ranged_tails(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
+    """``_tails``' aggregates (before ``_finish_tails``) of the groups of one integer key column, from one sort of
+    the key and the value packed into 63 bits (numpy's): each group is then a range of the sorted values, its
+    count, total, ranks, maximum and tail excess read off the range (cumulative sums, a search for the values
+    above p99), with no hashing of millions of rows into groups (5M API calls: a third of the time). None (the
+    frame's path decides) when a key or a value is null or negative, or the two do not fit together. The mean is
+    the total over the count, as polars divides an integer column's exact sum (the groups come in key order)."""
+    if not (key.dtype.is_integer() and values.dtype == pl.Int64) or key.is_empty():
+        return None
+    if key.null_count() or values.null_count():
+        return None
+    lo_key, hi_key, lo, hi = (scalar_int(x) for x in (key.min(), key.max(), values.min(), values.max()))
+    widths = packed_widths(hi_key, hi)
+    if lo_key < 0 or lo < 0 or widths is None or hi * values.len() >= 1 << 63:  # (the sums fit 64 bits)
+        return None
+    bits = widths[1]
+    packed = np.sort(key.cast(pl.Int64).to_numpy() * (1 << bits) + values.cast(pl.Int64).to_numpy())
+    v = packed & ((1 << bits) - 1)
+    k = packed >> bits
+    first = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    last = np.append(first[1:], k.size)  # each group's range [first, last)
+    count = last - first
+    sums = np.concatenate([[0], np.cumsum(v)])
+    total = sums[last] - sums[first]
+
+    def rank(pct: int) -> np.ndarray:  # the nearest-rank percentile's value in each range
+        return v[first + np.maximum((count * pct + 99) // 100, 1) - 1]
+
+    p50, p99 = rank(50), rank(99)
+    # the instances above p99 (a range's values are sorted: those after the last value equal to p99)
+    above = np.searchsorted(packed, (k[first] << bits) + p99, side="right")
+    excess = (sums[last] - sums[above]) - (last - above) * p50
+    return pl.DataFrame(
+        [
+            pl.Series(key.name, k[first]).cast(key.dtype),
+            pl.Series("count", count, dtype=pl.UInt32),
+            pl.Series("total", total, dtype=pl.Int64),
+            pl.Series("mean", [t / n for t, n in zip(total.tolist(), count.tolist(), strict=True)], dtype=pl.Float64),
+            pl.Series("p50", p50, dtype=pl.Int64),
+            pl.Series("p95", rank(95), dtype=pl.Int64),
+            pl.Series("p99", p99, dtype=pl.Int64),
+            pl.Series("max", v[last - 1], dtype=pl.Int64),
+            pl.Series("tail_excess", excess, dtype=pl.Int64),
+        ]
+    )
 
 
 def packed_widths(*tops: int) -> list[int] | None:
@@ -229,7 +280,9 @@ def _sorted_by_value(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     widths = packed_widths(hi, hi_key)
     if lo_key < 0 or lo < 0 or widths is None:
         return None
-    by_value, code = unpack_ints(pack_ints([values, key], widths).sort(), widths)
+    packed = pack_ints([values, key], widths)
+    # numpy's sort of one integer column (vectorized where the CPU allows) is 3x polars' here: 5M calls 67 ms
+    by_value, code = unpack_ints(pl.Series(packed.name, np.sort(packed.to_numpy())), widths)
     return pl.DataFrame([code.cast(key.dtype).rename(key.name), by_value.cast(values.dtype).rename(values.name)])
 
 
@@ -288,6 +341,17 @@ def _tails(
         v.last().alias("max"),
         (v.filter(v > at99) - at50).sum().alias("tail_excess"),
     )
+    return _finish_tails(out, keys, texts, grid_types)
+
+
+def _finish_tails(
+    out: pl.DataFrame, keys: list[str], texts: dict[str, pl.Series], grid_types: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """A tail table from its groups' aggregates (key columns as grouped: text keys as codes, a packed grid): the
+    keys shown (texts, grid dimensions), the ratios and the tail score added."""
+    group_keys = keys
+    if grid_types and GRID[0] in keys:
+        group_keys = list(dict.fromkeys(PACKED_GRID if k in GRID else k for k in keys))
     for k in keys:
         if k in texts:
             out = out.with_columns(decode_texts(out[k], texts[k]))
