@@ -521,3 +521,24 @@ def test_the_refills_a_sync_is_charged_are_kept_when_asked():
     assert gpu_idle_caused(idle, _calls((90, 101), (190, 201)), sync=True, charged=charged) == 90
     (ids,) = charged
     assert list(zip(*(a.tolist() for a in idle.bounds(ids)), strict=True)) == [(100, 130), (200, 260)]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_points_within_any_interval_as_tested_one_by_one(seed: int) -> None:
+    # the pauses between requests: closed intervals, maybe touching, overlapping, inverted or repeated
+    import random
+
+    import numpy as np
+
+    from nsys_doctor.analysis.host import within_any
+
+    rng = random.Random(seed)
+    intervals = []
+    for _ in range(rng.randint(0, 8)):
+        a = rng.randint(0, 60)
+        intervals.append((a, a + rng.randint(-3, 15)))
+    if intervals and seed % 2:
+        intervals.append(intervals[0])
+    points = [rng.randint(-5, 80) for _ in range(50)]
+    want = [any(a <= p <= b for a, b in intervals) for p in points]
+    assert within_any(np.array(points, dtype=np.int64), intervals).tolist() == want

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -413,6 +414,24 @@ def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> GpuIdle:
     return GpuIdle(busy, lo, hi)
 
 
+def within_any(points: np.ndarray, intervals: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Whether each point lies in one of the closed ``intervals`` ``[a, b]`` (an interval with ``b < a`` holds
+    none): one search among the merged intervals, not a test of every interval (a run of thousands of requests
+    has thousands of pauses between them)."""
+    merged: list[list[int]] = []
+    for a, b in sorted((a, b) for a, b in intervals if a <= b):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    if not merged:
+        return np.zeros(len(points), dtype=bool)
+    starts = np.array([a for a, _ in merged], dtype=np.int64)
+    ends = np.array([b for _, b in merged], dtype=np.int64)
+    j = np.searchsorted(starts, points, side="right") - 1
+    return (j >= 0) & (points <= ends[np.maximum(j, 0)])
+
+
 def overlapping(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
     """The intervals of ``busy`` that overlap [lo, hi] (end >= lo, start <= hi): a slice, not a copy, when they are
     one device's disjoint intervals in order (their ends then rise with their starts)."""
@@ -523,8 +542,8 @@ def summarize_host(
     threshold = max(5 * int(step_wall_p50 or 0), 5_000_000)
     gaps = idle_gaps(busy, w0, w1, threshold)
     if window.pauses and gaps.height:  # the gaps between two measured requests: the host paused between them
-        mid = (pl.col("start") + pl.col("end")) // 2
-        pause_gaps = gaps.filter(pl.any_horizontal([(mid >= a) & (mid <= b) for a, b in window.pauses]))
+        mid = gaps.select((pl.col("start") + pl.col("end")) // 2).to_series().to_numpy()
+        pause_gaps = gaps.filter(pl.Series(within_any(mid, window.pauses)))
     else:
         pause_gaps = gaps.clear()
     loading = idle_gaps(
@@ -569,16 +588,18 @@ def summarize_host(
     mc_w = memcpy.filter((pl.col("start") >= w0) & (pl.col("start") <= w1))
     pageable = mc_w.filter((pl.col("srcKind") == MEM_PAGEABLE) | (pl.col("dstKind") == MEM_PAGEABLE))
     pageable_in_steps = 0
+    # the calls of the pageable copies (one semi join of millions of calls, for both measures below)
+    copy_calls = (
+        api.join(pageable.select("correlationId").unique(), on="correlationId", how="semi") if pageable.height else api
+    )
     if pageable.height and st.height:
-        copy_calls = api.join(pageable.select("correlationId").unique(), on="correlationId", how="semi")
         pc = pageable.join(
             copy_calls.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
         ).with_columns(pl.coalesce("l_start", "start").alias("t"))
         pageable_in_steps = assign_to_steps(pc, st, "t").filter(pl.col("idx").is_not_null()).height
     pageable_idle = 0
     if pageable.height:
-        pcalls = api.join(pageable.select("correlationId").unique(), on="correlationId", how="semi")
-        pageable_idle = gpu_idle_caused(idle, pcalls.select("start", "end"), sync=False)
+        pageable_idle = gpu_idle_caused(idle, copy_calls.select("start", "end"), sync=False)
     return HostSummary(
         launches=launches.height,
         launches_per_step=(scalar_float(st["launches"].median()) if st.height else None),
