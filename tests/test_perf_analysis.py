@@ -753,3 +753,18 @@ def test_null_columns_are_made_by_polars() -> None:
     found = _lookup_launches(k, none)
     assert found is not None and [s.name for s in found] == ["tid", "l_start", "l_end"]
     assert all(s.len() == 2 and s.null_count() == 2 and s.dtype == pl.Int64 for s in found)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint32", "float64"])
+def test_sorted_unique_is_numpys_unique(dtype: str) -> None:
+    import numpy as np
+
+    from nsys_doctor.analysis.distribution import sorted_unique
+
+    rng = np.random.default_rng(3)
+    for a in (rng.integers(0, 50, 1000), rng.integers(0, 2**30, 1000), np.array([7]), np.array([], dtype=np.int64)):
+        x = a.astype(dtype)
+        if dtype == "float64" and x.size > 2:
+            x[::7] = np.nan  # NaNs are one value, as np.unique counts them
+        got, want = sorted_unique(x), np.unique(x)
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=dtype == "float64")

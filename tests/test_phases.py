@@ -367,3 +367,33 @@ def test_steps_hold_the_times_their_rule_gives_them(seed: int) -> None:
     given = assign_to_steps(pl.DataFrame({"t": shuffled}, schema={"t": pl.Int64}), steps, "t")
     assert given["t"].to_list() == times
     assert given["idx"].to_list() == rule
+
+
+@pytest.mark.parametrize("order", ["in order", "nearly", "shuffled", "with nulls"])
+def test_launch_keys_are_found_where_polars_finds_them(order: str) -> None:
+    # numpy's search for keys in order (each from the last one's place), polars' otherwise: the same places
+    import random
+
+    from nsys_doctor.analysis.phases import _search
+
+    rng = random.Random(len(order))
+    srt = pl.Series("key", sorted(rng.sample(range(10_000), 3000)), dtype=pl.Int64)
+    keys = sorted(rng.choice([*srt.to_list(), rng.randint(-5, 10_005)]) for _ in range(5000))
+    if order == "nearly":
+        for i in range(0, len(keys) - 3, 97):
+            keys[i], keys[i + 3] = keys[i + 3], keys[i]
+    elif order in ("shuffled", "with nulls"):
+        rng.shuffle(keys)
+    series = pl.Series("key", [None if order == "with nulls" and i % 50 == 0 else k for i, k in enumerate(keys)])
+    want = srt.search_sorted(series, side="left").to_list()
+    assert _search(srt, series).to_list() == want
+
+
+@pytest.mark.parametrize("dtype", [pl.Categorical, pl.String])
+def test_kernel_names_ranked_as_an_enum_of_the_sorted_names(dtype: pl.DataType) -> None:
+    from nsys_doctor.analysis.structure.sequence import _rank_codes
+
+    col = pl.Series("name", ["b<int>", "a", "é", "b<int>", "A", "a", "z,y"]).cast(dtype)
+    names = col.unique().sort().to_list()
+    want = col.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_list()
+    assert _rank_codes(col, names).tolist() == want == [names.index(n) for n in col.cast(pl.String).to_list()]

@@ -24,6 +24,7 @@ from .distribution import (
     percentile,
     ratio,
     scalar_int,
+    sorted_unique,
     tail_table,
     tail_tables,
     text_codes,
@@ -586,7 +587,8 @@ def _distinct_sorted(rows: pl.DataFrame) -> pl.DataFrame:
         lows = (scalar_int(name.min()), scalar_int(idx.min()))
         widths = packed_widths(scalar_int(name.max()), scalar_int(idx.max()), grids.len() - 1)
         if min(lows) >= 0 and widths is not None:
-            key = pack_ints([name, idx, grids.search_sorted(g)], widths).unique().sort()
+            packed = pack_ints([name, idx, grids.search_sorted(g)], widths)
+            key = pl.Series(packed.name, sorted_unique(packed.to_numpy()))  # numpy's sort: 3x polars' here
             n, i, rank = unpack_ints(key, widths)
             return pl.DataFrame(
                 [n.cast(name.dtype).alias("name"), i.cast(idx.dtype).alias("idx"), grids.gather(rank).alias("g")]

@@ -44,6 +44,21 @@ def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | flo
     return ordered[rank - 1]
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` (the distinct values, sorted) by a sort: numpy 2's unique hashes, which on integers is
+    4x slower at a million values of 300 kinds and 40x at a million distinct ones (numpy 2.4). Floats go to
+    ``np.unique`` (its NaNs are one value)."""
+    if a.dtype.kind == "f":
+        return np.unique(a)
+    s = np.sort(a)
+    if s.size < 2:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 def downsample(values: np.ndarray, k: int) -> list[int]:
     """At most ``k`` values, sorted, evenly spaced in rank from the smallest to the largest (all when fewer): the
     sample a profile keeps of a row's durations."""

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from ..trace.schema import MEM_PAGEABLE
-from .distribution import percentile, scalar_float, scalar_int
+from .distribution import percentile, scalar_float, scalar_int, sorted_unique
 from .phases import LAUNCH_API, MODULE_LOAD_API, SYNC_API, Steps, Window, calls, launched_kernels
 
 ALLOC_API = re.compile(
@@ -267,7 +267,7 @@ class GpuIdle:
         k = self._last_starting_by(times)
         s, e = self._bounds(np.maximum(k, 0))
         hit = (k >= 0) & (times >= s) & (times < e) & self._usable(s, e, shorter_than)
-        return np.unique(k[hit])
+        return sorted_unique(k[hit])
 
     def holding(self, times: np.ndarray, shorter_than: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The idle intervals (starts, ends, in order) that ``holding_ids`` numbers."""
@@ -574,7 +574,7 @@ def summarize_host(
         _group(api_w, pattern, st, exclude, idle, True, threshold, loaded, charged)
         for pattern, exclude in ((SYNC_API, None), (SYNC_MEMCPY_API, ASYNC), (SYNC_MEMSET_API, ASYNC))
     )
-    refills = np.unique(np.concatenate(charged)) if charged else np.zeros(0, dtype=np.int64)
+    refills = sorted_unique(np.concatenate(charged)) if charged else np.zeros(0, dtype=np.int64)
     s0, s1 = idle.bounds(refills) if refills.size else (np.zeros(0), np.zeros(0))
     sync_in_steps = time_inside(dec, pl.DataFrame({"start": s0, "dur": s1 - s0}, schema=LOAD_GAPS_SCHEMA))
     skip = np.concatenate([refills, loaded]).astype(np.int64)

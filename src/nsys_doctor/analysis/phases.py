@@ -451,11 +451,23 @@ def _lookup_launches(kernels: pl.DataFrame, launches: pl.DataFrame) -> list[pl.S
     if srt.len() > 1 and (srt.slice(1) == srt.slice(0, srt.len() - 1)).any():
         return None  # a launch recorded twice
     kkey = key(kernels)
-    pos = srt.search_sorted(kkey, side="left")
+    pos = _search(srt, kkey)
     at = pos.clip(upper_bound=max(srt.len() - 1, 0))
     hit = ((srt.gather(at) == kkey) & (pos < srt.len())).fill_null(False)
     row = order.gather(at)
     return [pl.select(pl.when(pl.lit(hit)).then(pl.lit(launches[c].gather(row)))).to_series().alias(c) for c in cols]
+
+
+def _search(srt: pl.Series, keys: pl.Series) -> pl.Series:
+    """``srt.search_sorted(keys, side="left")``. Kernels' launch keys come nearly in order, and numpy's binary search
+    starts each search from the last one's place: 2x polars' on two million kernels in order, half its speed on
+    keys in no order (then polars searches; a key that is null too)."""
+    if keys.null_count() or srt.null_count() or keys.len() < 2:
+        return srt.search_sorted(keys, side="left")
+    k = keys.to_numpy()
+    if np.count_nonzero(k[1:] < k[:-1]) > k.size // 8:
+        return srt.search_sorted(keys, side="left")
+    return pl.Series(keys.name, np.searchsorted(srt.to_numpy(), k, side="left"))
 
 
 def assign_to_steps(events: pl.DataFrame, steps: pl.DataFrame, time_col: str) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from .patterns import (
 )
 from .requests import RequestCutting
 from .result import CONFIDENCE, Evidence, Phase, Request, RunStructure, Step
-from .sequence import Api, Cluster, find_clusters, find_levels, kernel_sequence
+from .sequence import Api, Cluster, find_clusters, find_levels, kernel_sequence, sorted_unique
 from .signals import cut_level, families, find_signals, score_clusters
 from .speculative import speculative_rounds
 
@@ -219,7 +219,7 @@ class _Builder(PassFinding, RequestCutting):
         comp = self._compile_ranges()
         if comp is not None:
             signals.append(np.array([comp[1]], dtype=np.int64))
-        at = np.unique(np.concatenate(signals))
+        at = sorted_unique(np.concatenate(signals))
         if at.size == 0:
             return None
         t = np.sort(seq.t)

@@ -19,7 +19,7 @@ from .patterns import (
     REQUEST_NAMES,
     STEP_NAMES,
 )
-from .sequence import Cluster, Level, regularity
+from .sequence import Cluster, Level, regularity, sorted_unique
 from .signals import cut_level, is_anchor
 from .state import BuilderState
 
@@ -43,7 +43,7 @@ class PassFinding(BuilderState):
             return False
         # units (from one marker to the next) with autotuning kernels inside: most of them in a loop over candidates
         hit = count_inside(tune, pos[:-1], pos[1:] - 1) > 0
-        tuning = sorted({seq.shorts[c] for c in np.unique(seq.code[tune]).tolist()})
+        tuning = sorted({seq.shorts[c] for c in sorted_unique(seq.code[tune]).tolist()})
         if float(hit.mean()) >= 0.5:
             self.notes.append(
                 f"a loop of {round(cl.period)} kernel(s) repeats {cl.count} times with autotuning kernels "
@@ -216,7 +216,7 @@ class PassFinding(BuilderState):
             if b - s < max(4, 0.25 * med_k) or (s == a and i > 0 and big.size == 0 and a > 0):
                 continue
             codes = seq.code[s:b]
-            anchor = any(is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in np.unique(codes).tolist())
+            anchor = any(is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in sorted_unique(codes).tolist())
             init = all(INIT_KERNELS.search(seq.names[c]) or AUTOTUNE_KERNELS.search(seq.names[c]) for c in codes[:64])
             loads = self.sig.module_loads
             compiling = loads.size > 0 and count_inside(loads, seq.t[s : s + 1], seq.t[b - 1 : b])[0] > 0

@@ -50,7 +50,7 @@ from .patterns import (
     XLA_BACKWARD,
 )
 from .result import Phase, RunStructure
-from .sequence import Seq, first_positions, is_empty_frame
+from .sequence import Seq, first_positions, is_empty_frame, sorted_unique
 from .signals import is_anchor
 from .state import BuilderState
 
@@ -70,7 +70,7 @@ class RequestCutting(BuilderState):
         if sampling < 0.5 * p:
             return None
         # decided on at most GROWING_SAMPLE pairs spread over the run (2 million kernels: 0.28 s for all of them)
-        sample = np.unique(np.linspace(1, p - 1, min(p - 1, GROWING_SAMPLE)).astype(np.int64)) if p > 1 else None
+        sample = sorted_unique(np.linspace(1, p - 1, min(p - 1, GROWING_SAMPLE)).astype(np.int64)) if p > 1 else None
         if sample is None:
             return None
         matched, grew, fell, step = pass_growth(seq, ps.first, ps.last, sample)
@@ -267,7 +267,7 @@ class RequestCutting(BuilderState):
                 continue
             if usual[codes].mean() > 1 - HEAD_OWN_SHARE:
                 continue  # the passes' own kernels, more of them: the pass's prompt work (a scan over its tokens)
-            if any(is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in np.unique(codes).tolist()):
+            if any(is_anchor(seq.names[c], seq.shorts[c], self.fams[c]) for c in sorted_unique(codes).tolist()):
                 cuts.append(i)
         if not cuts:
             return None
@@ -793,7 +793,7 @@ class RequestCutting(BuilderState):
             return set()
         seq = self.seq
         first_at = first_positions(seq.code, len(seq.names))
-        names = [np.unique(seq.code[int(ps.first[req_first[q]]) : int(ps.last[req_last[q]])]) for q in range(nreq)]
+        names = [sorted_unique(seq.code[int(ps.first[req_first[q]]) : int(ps.last[req_last[q]])]) for q in range(nreq)]
         # every (name, request) that runs it, as one sorted key: the requests after r that run a name are counted
         # by two binary searches (no loop over the later requests for each request that loads)
         keys = np.sort(np.concatenate([c.astype(np.int64) * nreq + q for q, c in enumerate(names)]))
@@ -835,7 +835,7 @@ class RequestCutting(BuilderState):
             found.append(f"{nw} host-to-device copies of 1 MiB or more (weights)")
             self.ev("phase", "weight-copies", "high", f"{nw} large host-to-device copies before the first step")
         head = seq.code[seq.t < end]
-        init = [c for c in np.unique(head).tolist() if INIT_KERNELS.search(seq.names[c])]
+        init = [c for c in sorted_unique(head).tolist() if INIT_KERNELS.search(seq.names[c])]
         n_init = int(np.isin(head, init).sum()) if init else 0
         if n_init >= 4:  # one random prompt is not weight initialisation
             found.append(

@@ -27,7 +27,7 @@ from .patterns import (
     SOFTMAX,
     TOKEN_ANCHORS,
 )
-from .sequence import Api, Cluster, Level, Seq, is_empty_frame
+from .sequence import Api, Cluster, Level, Seq, is_empty_frame, sorted_unique
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ def find_signals(seq: Seq, api: Api, memcpy: pl.DataFrame | None, pid: int | Non
         big = mc.filter((pl.col("copyKind") == COPY_HTOD) & (pl.col("bytes") >= WEIGHT_COPY_BYTES))
         copies_h2d = np.sort(big["end"].to_numpy())
     rt = np.concatenate(times) if times else np.zeros(0, dtype=np.int64)
-    pos = np.unique(np.searchsorted(seq.t, rt, side="left")) if rt.size and len(seq) else np.zeros(0, dtype=np.int64)
+    pos = (
+        sorted_unique(np.searchsorted(seq.t, rt, side="left")) if rt.size and len(seq) else np.zeros(0, dtype=np.int64)
+    )
     loads = api.calls(LOAD_ONLY_API)
     return Signals(
         pos,
