@@ -397,3 +397,7 @@ def test_kernel_names_ranked_as_an_enum_of_the_sorted_names(dtype: pl.DataType) 
     names = col.unique().sort().to_list()
     want = col.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_list()
     assert _rank_codes(col, names).tolist() == want == [names.index(n) for n in col.cast(pl.String).to_list()]
+    # a null name (a call whose name has no string): the code asked for, after the names
+    with_null = pl.Series("name", ["b", None, "a", None]).cast(dtype)
+    names = with_null.drop_nulls().unique().sort().to_list()
+    assert _rank_codes(with_null, names, null=len(names)).tolist() == [1, 2, 0, 2]

@@ -26,9 +26,8 @@ class Api:
         own = api if pid is None else rows_where(api, call_column(api, "pid"), pid)
         self.frame = own
         self.names: list[str] = own["name"].drop_nulls().unique().sort().to_list() if own.height else []
-        if own.height:
-            phys = own["name"].cast(pl.Enum(self.names)).to_physical().cast(pl.UInt32)
-            self.codes = phys.fill_null(len(self.names)).to_numpy()
+        if own.height:  # a null name: one past the names (no pattern matches it)
+            self.codes = _rank_codes(own["name"], self.names, null=len(self.names))
         else:
             self.codes = np.zeros(0, dtype=np.int64)
 
@@ -182,18 +181,19 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None, launched: 
     return Seq(names, shorts, code, t, t_end, start, end, end - start, graph, counts, pos_order, offsets, blocks)
 
 
-def _rank_codes(col: pl.Series, names: list[str]) -> np.ndarray:
-    """Each row's position in ``names`` (its distinct texts, sorted), as an Int64 array. A categorical column's ids
-    are ranked once per distinct name and each row looked up in that table (two million kernels: about half the
-    time of casting the texts to an enum of the names, which finds each row's text among them)."""
-    if col.dtype != pl.Categorical or col.null_count():
-        return col.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+def _rank_codes(col: pl.Series, names: list[str], null: int = -1) -> np.ndarray:
+    """Each row's position in ``names`` (its distinct texts, sorted), as an Int64 array (``null`` for a null). A
+    categorical column's ids are ranked once per distinct name and each row looked up in that table (two million
+    kernels: about half the time of casting the texts to an enum of the names, which finds each row's text among
+    them; 5M calls: 0.12 -> 0.05 s)."""
+    if col.dtype != pl.Categorical:
+        return col.cast(pl.Enum(names)).to_physical().cast(pl.Int64).fill_null(null).to_numpy()
     from ..distribution import text_codes
 
     ids, texts = text_codes(col)
     rank = {name: i for i, name in enumerate(names)}
-    table = np.array([-1 if t is None else rank.get(t, -1) for t in texts.to_list()], dtype=np.int64)
-    return table[ids.to_numpy()]
+    table = np.array([-1 if t is None else rank.get(t, -1) for t in texts.to_list()] + [null], dtype=np.int64)
+    return table[ids.fill_null(texts.len()).to_numpy()]
 
 
 # ------------------------------------------------------------------------------------------------ levels
