@@ -224,32 +224,40 @@ def _ranged_tails(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
     if lo_key < 0 or lo < 0 or widths is None or hi * values.len() >= 1 << 63:  # (the sums fit 64 bits)
         return None
     bits = widths[1]
-    packed = np.sort(key.cast(pl.Int64).to_numpy() * (1 << bits) + values.cast(pl.Int64).to_numpy())
-    v = packed & ((1 << bits) - 1)
+    mask = (1 << bits) - 1
+    packed = key.cast(pl.Int64).to_numpy() << bits  # a new array: packed and sorted in place (millions of rows)
+    packed += values.to_numpy()
+    packed.sort()
     k = packed >> bits
     first = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
-    last = np.append(first[1:], k.size)  # each group's range [first, last)
+    keys = k[first]
+    del k
+    last = np.append(first[1:], packed.size)  # each group's range [first, last)
     count = last - first
-    sums = np.concatenate([[0], np.cumsum(v)])
+    sums = np.zeros(packed.size + 1, dtype=np.int64)
+    np.cumsum(packed & mask, out=sums[1:])
     total = sums[last] - sums[first]
 
+    def value(at: np.ndarray) -> np.ndarray:
+        return packed[at] & mask
+
     def rank(pct: int) -> np.ndarray:  # the nearest-rank percentile's value in each range
-        return v[first + np.maximum((count * pct + 99) // 100, 1) - 1]
+        return value(first + np.maximum((count * pct + 99) // 100, 1) - 1)
 
     p50, p99 = rank(50), rank(99)
     # the instances above p99 (a range's values are sorted: those after the last value equal to p99)
-    above = np.searchsorted(packed, (k[first] << bits) + p99, side="right")
+    above = np.searchsorted(packed, (keys << bits) + p99, side="right")
     excess = (sums[last] - sums[above]) - (last - above) * p50
     return pl.DataFrame(
         [
-            pl.Series(key.name, k[first]).cast(key.dtype),
+            pl.Series(key.name, keys).cast(key.dtype),
             pl.Series("count", count, dtype=pl.UInt32),
             pl.Series("total", total, dtype=pl.Int64),
             pl.Series("mean", [t / n for t, n in zip(total.tolist(), count.tolist(), strict=True)], dtype=pl.Float64),
             pl.Series("p50", p50, dtype=pl.Int64),
             pl.Series("p95", rank(95), dtype=pl.Int64),
             pl.Series("p99", p99, dtype=pl.Int64),
-            pl.Series("max", v[last - 1], dtype=pl.Int64),
+            pl.Series("max", value(last - 1), dtype=pl.Int64),
             pl.Series("tail_excess", excess, dtype=pl.Int64),
         ]
     )
