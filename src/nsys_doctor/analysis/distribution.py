@@ -195,10 +195,13 @@ def _tails_of(
         elif col.dtype in (pl.String, pl.Categorical):  # the tables show texts
             col, texts[k] = text_codes(col)
         cols.append(col)
-    if len(cols) == 1 and len(key_sets) == 1:  # one key column: each group a range of one sort by key and value
-        ranged = _ranged_tails(cols[0], df[value])
-        if ranged is not None:
-            return [_finish_tails(ranged, key_sets[0], texts, grid_types)]
+    # each key set as one integer key (its columns' codes combined): each group a range of one sort by key and value
+    by_name = {c.name: c for c in cols}
+    ranged = [_combined_tails([by_name[k] for k in _group_keys(keys, grid_types)], df[value]) for keys in key_sets]
+    if all(r is not None for r in ranged):
+        return [
+            _finish_tails(r, keys, texts, grid_types) for r, keys in zip(ranged, key_sets, strict=True) if r is not None
+        ]
     # sort once: group_by keeps the row order inside each group, so ranks are read without sorting again, and the
     # instances above p99 (the tail excess) are summed in the same pass
     packed = _sorted_by_value(cols[0], df[value]) if len(cols) == 1 else None
@@ -206,6 +209,39 @@ def _tails_of(
     del cols, packed
     at50, at99 = v.get(_rank(50)), v.get(_rank(99))
     return [_tails(ordered, keys, v, at50, at99, texts, grid_types) for keys in key_sets]
+
+
+def _group_keys(keys: list[str], grid_types: Mapping[str, pl.DataType]) -> list[str]:
+    """The columns a key set is grouped by: the grid as its packed key where ``grid_types`` says it is packed."""
+    if grid_types and GRID[0] in keys:
+        return list(dict.fromkeys(PACKED_GRID if k in GRID else k for k in keys))
+    return keys
+
+
+def _combined_tails(cols: list[pl.Series], values: pl.Series) -> pl.DataFrame | None:
+    """``_ranged_tails`` of the groups of several integer key columns (a kernel name's code and its packed grid):
+    the columns after the first are ranked among their distinct values (few: a trace's grids) and combined with
+    the first into one key, then taken apart again; None (the frame's path decides) where a column is not an
+    integer, holds a null, or the combined key and the values do not fit 63 bits."""
+    if len(cols) == 1:
+        return _ranged_tails(cols[0], values)
+    if any(not c.dtype.is_integer() or c.null_count() for c in cols) or cols[0].is_empty():
+        return None
+    distinct = [c.unique().sort() for c in cols[1:]]
+    key = cols[0].cast(pl.Int64)
+    if scalar_int(key.min()) < 0 or packed_widths(scalar_int(key.max()), *(d.len() - 1 for d in distinct)) is None:
+        return None
+    for c, d in zip(cols[1:], distinct, strict=True):
+        key = key * d.len() + d.search_sorted(c).cast(pl.Int64)
+    out = _ranged_tails(key.rename("_key"), values)
+    if out is None:
+        return None
+    combined = out["_key"]
+    parts = []
+    for c, d in zip(reversed(cols[1:]), reversed(distinct), strict=True):
+        parts.append(d.gather(combined % d.len()).rename(c.name))
+        combined = combined // d.len()
+    return out.select(combined.cast(cols[0].dtype).rename(cols[0].name), *reversed(parts), pl.exclude("_key"))
 
 
 def _ranged_tails(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
