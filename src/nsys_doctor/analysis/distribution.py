@@ -389,9 +389,7 @@ def _tails(
 ) -> pl.DataFrame:
     """One tail table of the value-sorted frame (text keys as codes, their texts in ``texts``; with ``grid_types``,
     the grid as one packed key, unpacked into columns of those types)."""
-    group_keys = keys
-    if grid_types and GRID[0] in keys:
-        group_keys = list(dict.fromkeys(PACKED_GRID if k in GRID else k for k in keys))
+    group_keys = _group_keys(keys, grid_types)
     out = ordered.group_by(group_keys).agg(
         pl.len().alias("count"),
         v.sum().alias("total"),
@@ -408,9 +406,7 @@ def _finish_tails(
 ) -> pl.DataFrame:
     """A tail table from its groups' aggregates (key columns as grouped: text keys as codes, a packed grid): the
     keys shown (texts, grid dimensions), the ratios and the tail score added."""
-    group_keys = keys
-    if grid_types and GRID[0] in keys:
-        group_keys = list(dict.fromkeys(PACKED_GRID if k in GRID else k for k in keys))
+    group_keys = _group_keys(keys, grid_types)
     for k in keys:
         if k in texts:
             out = out.with_columns(decode_texts(out[k], texts[k]))
