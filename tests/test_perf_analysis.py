@@ -569,6 +569,8 @@ def _api_rows(corr: list[int | None], pid: list[int | None]) -> pl.DataFrame:
         ([], [], [1, 2], [7, 7]),  # no kernels
         ([1, 2, 2**33], [7, 7, 7], [1, 2, 2**33, 4], [7, 7, 7, 7]),  # ids beyond 32 bits: the join decides
         ([3, 1, 2], [2**23, 5, 5], [2, 3, 1, 0], [5, 2**23, 5, 5]),  # out of order, a large pid
+        ([5, 1, 6, 3, 2], [7, 7, 7, 7, 7], [1, 2, 3, 4, 5], [7, 7, 7, 7, 7]),  # launches in order (not reordered)
+        ([1, 2, 3], [7, 7, 8], [1, 2, 3, 1], [7, 7, 7, 8]),  # in order by process, then id
     ],
 )
 def test_launched_kernels_is_the_left_join(

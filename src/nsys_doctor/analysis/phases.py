@@ -446,15 +446,16 @@ def _lookup_launches(kernels: pl.DataFrame, launches: pl.DataFrame) -> list[pl.S
         from ..trace.tables import null_column
 
         return [null_column(c, kernels.height, launches.schema[c]) for c in cols]
-    order = lkey.arg_sort()
-    srt = lkey.gather(order)
+    # launch calls in table order usually have rising keys (one process, ids given in call order): not reordered
+    order = None if lkey.is_sorted() else lkey.arg_sort()
+    srt = lkey if order is None else lkey.gather(order)
     if srt.len() > 1 and (srt.slice(1) == srt.slice(0, srt.len() - 1)).any():
         return None  # a launch recorded twice
     kkey = key(kernels)
     pos = _search(srt, kkey)
     at = pos.clip(upper_bound=max(srt.len() - 1, 0))
     hit = ((srt.gather(at) == kkey) & (pos < srt.len())).fill_null(False)
-    row = order.gather(at)
+    row = at if order is None else order.gather(at)
     return [pl.select(pl.when(pl.lit(hit)).then(pl.lit(launches[c].gather(row)))).to_series().alias(c) for c in cols]
 
 
