@@ -530,7 +530,7 @@ def test_points_within_any_interval_as_tested_one_by_one(seed: int) -> None:
 
     import numpy as np
 
-    from nsys_doctor.analysis.host import within_any
+    from nsys_doctor.analysis.distribution import inside
 
     rng = random.Random(seed)
     intervals = []
@@ -541,4 +541,7 @@ def test_points_within_any_interval_as_tested_one_by_one(seed: int) -> None:
         intervals.append(intervals[0])
     points = [rng.randint(-5, 80) for _ in range(50)]
     want = [any(a <= p <= b for a, b in intervals) for p in points]
-    assert within_any(np.array(points, dtype=np.int64), intervals).tolist() == want
+    # as the host summary asks: a pause [a, b] holds the whole numbers of [a, b + 1)
+    a = np.array([i[0] for i in intervals], dtype=np.int64)
+    b = np.array([i[1] for i in intervals], dtype=np.int64)
+    assert inside(np.array(points, dtype=np.int64), a, b + 1).tolist() == want

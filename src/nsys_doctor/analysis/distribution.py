@@ -59,6 +59,20 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
+def inside(ts: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether each time falls inside one of the intervals [starts, ends) (overlapping or not; one that ends
+    before it starts holds none): one search among the starts, the ends carried forward."""
+    if ts.size == 0 or starts.size == 0:
+        return np.zeros(ts.size, dtype=bool)
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], np.maximum.accumulate(ends[order])
+    i = np.searchsorted(s, ts, side="right") - 1
+    ok = i >= 0
+    hit = np.zeros(ts.size, dtype=bool)
+    hit[ok] = ts[ok] < e[i[ok]]
+    return hit
+
+
 def downsample(values: np.ndarray, k: int) -> list[int]:
     """At most ``k`` values, sorted, evenly spaced in rank from the smallest to the largest (all when fewer): the
     sample a profile keeps of a row's durations."""

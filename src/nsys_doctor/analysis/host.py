@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from ..trace.schema import MEM_PAGEABLE
+from .distribution import inside as inside_intervals
 from .distribution import percentile, scalar_float, scalar_int, sorted_unique
 from .phases import LAUNCH_API, MODULE_LOAD_API, SYNC_API, Steps, Window, calls, launched_kernels
 
@@ -414,24 +414,6 @@ def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> GpuIdle:
     return GpuIdle(busy, lo, hi)
 
 
-def within_any(points: np.ndarray, intervals: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Whether each point lies in one of the closed ``intervals`` ``[a, b]`` (an interval with ``b < a`` holds
-    none): one search among the merged intervals, not a test of every interval (a run of thousands of requests
-    has thousands of pauses between them)."""
-    merged: list[list[int]] = []
-    for a, b in sorted((a, b) for a, b in intervals if a <= b):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    if not merged:
-        return np.zeros(len(points), dtype=bool)
-    starts = np.array([a for a, _ in merged], dtype=np.int64)
-    ends = np.array([b for _, b in merged], dtype=np.int64)
-    j = np.searchsorted(starts, points, side="right") - 1
-    return (j >= 0) & (points <= ends[np.maximum(j, 0)])
-
-
 def overlapping(busy: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
     """The intervals of ``busy`` that overlap [lo, hi] (end >= lo, start <= hi): a slice, not a copy, when they are
     one device's disjoint intervals in order (their ends then rise with their starts)."""
@@ -542,8 +524,11 @@ def summarize_host(
     threshold = max(5 * int(step_wall_p50 or 0), 5_000_000)
     gaps = idle_gaps(busy, w0, w1, threshold)
     if window.pauses and gaps.height:  # the gaps between two measured requests: the host paused between them
+        # one search among the pauses (a run of thousands of requests has thousands), not a test of each;
+        # a pause [a, b] holds the whole numbers of [a, b + 1)
         mid = gaps.select((pl.col("start") + pl.col("end")) // 2).to_series().to_numpy()
-        pause_gaps = gaps.filter(pl.Series(within_any(mid, window.pauses)))
+        a, b = (np.array([p[i] for p in window.pauses], dtype=np.int64) for i in (0, 1))
+        pause_gaps = gaps.filter(pl.Series(inside_intervals(mid, a, b + 1)))
     else:
         pause_gaps = gaps.clear()
     loading = idle_gaps(

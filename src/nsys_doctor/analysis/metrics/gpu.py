@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
+from ..distribution import inside as inside  # the metrics' name for it (samples inside kernels)
 from ..phases import Window
 
 METRIC_KEYS = ("sm_active", "dram_read", "dram_write", "tensor_active")
@@ -58,19 +59,6 @@ def coverage(ts: np.ndarray, te: np.ndarray, starts: np.ndarray, ends: np.ndarra
     idx = first + offset
     ov = np.minimum(np.repeat(ends, counts), te[idx]) - np.maximum(np.repeat(starts, counts), ts[idx])
     return np.bincount(idx, weights=np.clip(ov, 0, None).astype(np.float64), minlength=ts.size)
-
-
-def inside(ts: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Whether each sample time falls inside one of the intervals [starts, ends)."""
-    if ts.size == 0 or starts.size == 0:
-        return np.zeros(ts.size, dtype=bool)
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], np.maximum.accumulate(ends[order])
-    i = np.searchsorted(s, ts, side="right") - 1
-    ok = i >= 0
-    hit = np.zeros(ts.size, dtype=bool)
-    hit[ok] = ts[ok] < e[i[ok]]
-    return hit
 
 
 def fit_rates(shares: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
