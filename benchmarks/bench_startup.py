@@ -18,8 +18,8 @@ installed package has its .pyc files; the source tree is left alone); ``--no-byt
 compiles every module at every start (PYTHONDONTWRITEBYTECODE=1, as in some sandboxes).
 
 With ``--before OLD_SRC`` (a directory holding an earlier ``nsys_doctor`` package) every command also runs from
-there; both trees then run as ``python -m nsys_doctor.cli.main`` with each first on PYTHONPATH (before what it
-held: the dependencies may be there).
+there; both trees then run the console script's lines (``python -c``, as a user's ``nsys-doctor`` starts it;
+``-m`` would add runpy's imports) with each first on PYTHONPATH (before what it held: the dependencies may be there).
 
 Timed: ``--help``, ``<command> --help`` for every command of the command table, ``info`` and ``stats -r
 cuda_gpu_kern_sum`` on TRACE. Then each command runs once more under ``-X importtime`` to say whether it imported
@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from child_env import bytecode_env, entry_script  # beside this script
+from child_env import ENTRY, bytecode_env, entry_script  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "nsys_doctor" / "data" / "sample_decode.sqlite"
@@ -99,8 +99,8 @@ def main() -> None:
         'python -c "import sqlite3, pathlib, ..."': ([a.python, "-c", STDLIB_FLOOR], env),
     }
     trees = [("", base, env)]
-    if a.before is not None:  # both trees run as python -m, each from its own source directory
-        module = [a.python, "-m", "nsys_doctor.cli.main"]
+    if a.before is not None:  # both trees run the console script's lines, each from its own source directory
+        module = [a.python, "-c", ENTRY]
         rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]  # where the dependencies may be
 
         def first(tree: Path) -> str:

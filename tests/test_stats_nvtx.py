@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from nsys_doctor.stats import ReportContext, parse_report_arg, run_report
-from nsys_doctor.stats.nvtx import _levels, _parents, containing
+from nsys_doctor.stats.nvtx import SmallRange, _levels, _parents, _small_containing, containing
 from nsys_doctor.trace import Trace
 from nsys_doctor.trace.window import EventFilter
 
@@ -109,6 +109,33 @@ def test_containing_matches_brute_force() -> None:
     got = set(containing(queries, ranges).iter_rows())
     want = {(q, r) for q, qt, s, e in qs for r, rt, rs, re in rng if qt == rt and rs <= s and re >= e}
     assert got == want
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stdlib_containing_matches_brute_force(seed: int) -> None:
+    """The stdlib sweep (``_small_containing``: the open ranges filtered only when one may have ended, one list
+    shared by the queries inside all of them) against the definition: long ranges nested in each other (many
+    queries inside all the open ones), short ones, ties of starts and ends, open ranges (no end), threads without
+    ranges and queries of a single instant."""
+    rnd = random.Random(seed)
+    ranges = []
+    for rid in range(rnd.choice([1, 5, 60])):
+        s = rnd.randint(0, 1000)
+        end = None if rnd.random() < 0.05 else s + rnd.choice([0, 1, 5, 50, 400, 2000])
+        ranges.append(SmallRange(rid, rnd.choice([0, 1, 2, None]), s, end, f"r{rid}", "PushPop"))
+    queries = []
+    for qid in range(800):
+        s = rnd.randint(-10, 1500)
+        queries.append((qid, rnd.randint(0, 3), s, s + rnd.choice([0, 0, 1, 3, 30, 300])))
+    found = _small_containing(queries, ranges)
+    assert found is not None
+    for qid, tid, s, e in queries:
+        want = [
+            r.rid
+            for r in sorted(ranges, key=lambda r: r.rs)
+            if r.tid == tid and r.re is not None and r.rs <= s and r.re >= e
+        ]
+        assert sorted(found.get(qid, [])) == sorted(want), (seed, qid)
 
 
 def test_levels_roots_chains_and_cycles() -> None:

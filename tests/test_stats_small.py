@@ -684,3 +684,27 @@ def test_damage_among_the_kept_rows_declines(kept: bool, tmp_path: Path, monkeyp
         assert len(rows) == _sync_calls(base) - kept
     finally:
         trace.close()
+
+
+@pytest.mark.parametrize("read", [True, False])
+def test_damage_among_calls_not_read_declines(read: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvtx_gpu_proj_sum's stdlib path reads only the calls whose correlation id is a GPU operation's (the others
+    match none), but seeks damage in all of them, as the polars path, which reads them all: a damaged call of
+    either kind sends the report to the polars path, which leaves it out and counts it."""
+    ops = " UNION ALL ".join(f"SELECT correlationId FROM {t}" for t in (K, MC, MS))
+    test = f"correlationId {'' if read else 'NOT '}IN ({ops})"
+    path = mutated_copy(
+        SAMPLE,
+        tmp_path / "damaged.sqlite",
+        sql(f'UPDATE {R} SET "end" = start - 5 WHERE rowid = (SELECT min(rowid) FROM {R} WHERE {test})'),
+    )
+    trace = Trace.open(path)
+    try:
+        req = parse_report_arg("nvtx_gpu_proj_sum")
+        with monkeypatch.context() as m, pytest.raises(AssertionError, match="polars loader"):
+            m.setattr(Trace, "read_table", _refuse_polars_reads)
+            run_report(ReportContext(trace, EventFilter()), req)
+        rows = run_report(ReportContext(trace, EventFilter()), req).rows
+        assert rows and trace.damaged.damaged == 1
+    finally:
+        trace.close()

@@ -77,7 +77,12 @@ def grouped(small: list[tuple] | None, keys: list[str], frame: Callable[[], pl.D
 def totals_fit(groups: Sequence[dict[str, Any]]) -> bool:
     """Whether the groups' totals add up within 64 bits, as SQLite's integer sum must (beyond it the polars path
     decides)."""
-    return abs(sum(g["total"] for g in groups)) < _INT64
+    return sum_fits(sum(g["total"] for g in groups))
+
+
+def sum_fits(total: int) -> bool:
+    """Whether a sum of durations lies within 64 bits, as SQLite's integer sum must."""
+    return abs(total) < _INT64
 
 
 def small_grouped_stats(

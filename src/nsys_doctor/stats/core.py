@@ -8,8 +8,6 @@ as nsys does; rows hold plain Python values (int ns, float, str, None for an emp
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
-from operator import itemgetter
 
 from ..errors import UsageError
 from ..trace import Trace
@@ -259,9 +257,8 @@ SMALL_ROWS = 100_000
 summarized with the stdlib driver alone (``small_rows`` and ``aggregate.small_grouped_stats``): a small trace's
 summary reports then start as fast as ``info``, without loading polars, whose import costs more than their work."""
 BESIDE_ROWS = 4_000
-"""Tables of at least this many rows, read in part (a ``where``), are checked for damaged rows beside their read
-(``Trace.rows_beside``); below it the check (about 0.25 us a row) costs less than the second connection and thread
-(about 0.5 ms). A table read whole leaves its damaged rows out of the read itself and counts them."""
+"""Small tables of at least this many rows are checked for damaged rows beside their read (``Trace.rows_beside``);
+below it the check (about 0.25 us a row) costs less than the second connection and thread (about 0.5 ms)."""
 GROUP_PART_ROWS = 20_000
 """``small_groups`` reads a table of at least twice this many rows in parts on parallel connections (a grouping
 costs about 1 us a row, a second connection and thread about 1 ms)."""
@@ -288,6 +285,7 @@ def small_rows(
     checks: Sequence[str] = (),
     values: int | None = None,
     optional: tuple[str, ...] = (),
+    narrow: str = "",
 ) -> list[tuple] | None:
     """``columns`` of ``table`` (the rows passing the context's filter, in table order) read with sqlite3 alone,
     when that gives exactly what the polars loader (``tables.load``) would: [] for an absent table; None (the
@@ -303,13 +301,15 @@ def small_rows(
     (e.g. ``coalesce("mangledName", "demangledName")``). ``where``: an SQL condition the rows must pass too (as
     ``tables.load``'s). With ``where``, a big table whose kept rows are few is small too: its rows are read (on
     parallel connections, as ``Trace.rows_in_parts``) up to one more than ``is_small`` allows, and None when they
-    reach that (a rule's few API calls among millions need no polars).
+    reach that (a rule's few API calls among millions need no polars). ``narrow``: an SQL condition keeping only the
+    rows the caller would use of those the polars path reads (it reads them all, then drops the others): the rows
+    read pass it, the damage is sought in all (a table of many rows, not ``where``-read: None).
 
     Damage is sought as the polars loader seeks it: in the rows it reads (those passing the filter and ``where``)
     and by the tests of the columns it reads (``damage.damaged_sql``): these, ``start`` and ``end`` (every loader
     reads them) and ``checks`` (what else the caller's polars path reads). None when a row is damaged (the polars
     path then counts the table's damage and leaves those rows out) or the table's damage was counted already."""
-    from ..trace.damage import damaged_sql, valid_sql
+    from ..trace.damage import damaged_sql
     from ..trace.schema import ROW_KEYS
 
     trace = ctx.trace
@@ -330,7 +330,7 @@ def small_rows(
         return []
     most_values = 2 * SMALL_ROWS if values is None else values
     capped = not is_small(span[1] - span[0] + 1, len(columns), most_values)
-    if capped and not where:
+    if capped and (narrow or not where):
         return None
     if names:
         trace.strings  # noqa: B018 - read first, as the polars path does
@@ -342,47 +342,44 @@ def small_rows(
     # the columns the polars path reads: these, the times (every loader reads them) and ``checks``
     read = [c for c in present if c in needed or c in ("start", "end") or c in checks]
     strings = trace.string_span() if any(c in keys.names for c in read) else None
-    # damage: a flag on each row read from a big table (another scan of it would cost as much as the read); on a
-    # small one read whole, the clean rows alone are read and the table's count (a walk of its pages, no row
-    # decoded) says whether any was left out; on a small one read in part (``where``), one EXISTS query run beside
-    # the read (cheaper than a flag on every row; on another core, it costs no time)
+    # damage: a flag on each row read from a big table (another scan of it would cost as much as the read); in a
+    # small one of at least ``BESIDE_ROWS`` rows, one EXISTS query run beside the read (cheaper than a flag on every
+    # row; on another core, it costs no time); in a smaller one read whole, the clean rows alone are read and the
+    # table's count (a walk of its pages, no row decoded) says whether any was left out, and in a smaller one read
+    # in part (``where``) the EXISTS query runs first. A value of another type than its column's is sought by
+    # SQLite with the damage (``typeof`` of each column read; a test in Python of every value read costs as much)
+    typed = [c for c in columns if c not in absent.values()]  # an absent column is a NULL
+    damaged = " OR ".join(c for c in (damaged_sql(keys, read, strings), _mistyped(typed, nullable, text)) if c)
     if capped:  # the kept rows, up to one more than a small table holds (per part: the parts come in rowid order)
         most = most_values // max(2, len(columns))
-        usable = valid_sql(keys, read, strings) or "1"
+        usable = f"NOT coalesce({damaged}, 0)"
         sql = f"SELECT {cols}, {usable} FROM {table} WHERE {{range}} AND {where} ORDER BY rowid LIMIT {most + 1}"
         flagged = trace.rows_in_parts(table, sql)
         if len(flagged) > most or not all(row[-1] for row in flagged):
             return None
-        rows = [row[:-1] for row in flagged]
-    else:
-        damaged = damaged_sql(keys, read, strings)
-        if damaged and not where:
-            rows = trace.rows(f"SELECT {cols} FROM {table} WHERE NOT coalesce(({damaged}), 0) ORDER BY rowid")
-            if len(rows) != trace.rows(f"SELECT count(*) FROM {table}")[0][0]:
-                return None
-        else:
-            sql = f"SELECT {cols} FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
-            check = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE ({where}) AND ({damaged}))"
-            if damaged and span[1] - span[0] + 1 >= BESIDE_ROWS:
-                damage, rows = trace.rows_beside(check, sql)
-                if damage[0][0]:
-                    return None
-            else:
-                if damaged and trace.rows(check)[0][0]:
-                    return None
-                rows = trace.rows(sql)
-    if set(map(type, chain.from_iterable(rows))) <= {int}:
-        return rows
-    for i, c in enumerate(columns):
-        found = set(map(type, map(itemgetter(i), rows)))
-        found.discard(int)
-        if c in nullable or c in text:
-            found.discard(type(None))
-        if c in text:
-            found.discard(str)
-        if found:
-            return None
-    return rows
+        return [row[:-1] for row in flagged]
+    kept = " AND ".join(f"({c})" for c in (where, narrow) if c)
+    sql = f"SELECT {cols} FROM {table}" + (f" WHERE {kept}" if kept else "") + " ORDER BY rowid"
+    check = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE " + (f"({where}) AND " if where else "") + f"({damaged}))"
+    if span[1] - span[0] + 1 >= BESIDE_ROWS:
+        damage, rows = trace.rows_beside(check, sql)
+        return None if damage[0][0] else rows
+    if not kept:
+        rows = trace.rows(f"SELECT {cols} FROM {table} WHERE NOT coalesce({damaged}, 0) ORDER BY rowid")
+        return rows if len(rows) == trace.rows(f"SELECT count(*) FROM {table}")[0][0] else None
+    return None if trace.rows(check)[0][0] else trace.rows(sql)
+
+
+def _mistyped(columns: Sequence[str], nullable: Sequence[str], text: Sequence[str]) -> str:
+    """An SQL condition true on a row holding, in one of ``columns`` (names or expressions), a value other than an
+    integer, a NULL where ``nullable`` or ``text`` allows it, or a text where ``text`` allows it: what sqlite3
+    gives as a Python ``int``, ``None`` and ``str``."""
+    tests = []
+    for c in columns:
+        allowed = "'integer'" + (", 'null'" if c in nullable or c in text else "") + (", 'text'" if c in text else "")
+        expr = f'"{c}"' if c.isidentifier() else f"({c})"
+        tests.append(f"typeof({expr}) NOT IN ({allowed})")
+    return " OR ".join(tests)
 
 
 def small_kernel_rows(

@@ -13,22 +13,23 @@ from ..trace import schema as S
 from ..trace.schema import LAUNCH_NAMES_SQL, global_pid, global_tid
 from ..values import Value
 from .aggregate import (
+    EXACT,
     STAT_COLUMNS,
     Groups,
     grouped_stats,
     groups_total,
     r1,
     share,
-    small_grouped_stats,
     sort_groups,
     stat_cells,
+    sum_fits,
     value_stats,
 )
 from .core import Column, ReportContext, StatsTable, load_kernels, report, small_kernel_rows, small_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
     import polars as pl
@@ -209,11 +210,12 @@ def _small_domains(
     return domains
 
 
-def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
-    """``nvtx_sum``'s ranges as rows ``(name, style, dur)`` (dur None for an open range when no event has an end),
-    from a small, clean NVTX table read with sqlite3 alone: the rows ``_named_ranges`` gives, with domains named
-    and joined as there (a domain created on several threads of a process duplicates its ranges); None when the
-    polars path must decide (see ``small_rows``)."""
+def _small_ranges(ctx: ReportContext) -> dict[tuple[str, str], list[int | None]] | None:
+    """``nvtx_sum``'s ranges grouped by ``(name, style)`` (in order of each group's first range): their durations in
+    table order (None for an open range when no event has an end), from a small, clean NVTX table read with
+    sqlite3 alone: the rows ``_named_ranges`` gives, with domains named and joined as there (a domain created on
+    several threads of a process duplicates its ranges); None when the polars path must decide (see
+    ``small_rows``)."""
     cols = ["start", "end", "eventType", "globalTid", "textId", "text", "domainId"]
     events = small_rows(ctx, S.NVTX, cols, nullable=tuple(cols[1:]), text=("text",))
     if events is None:
@@ -224,8 +226,7 @@ def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
     domains = _small_domains(((e[0], *e[3:]) for e in events if e[2] == DOMAIN_CREATE), label)
     styles = {t: "PushPop" if t in PUSHPOP_TYPES else "StartEnd" for t in RANGE_TYPES}
     strings = ctx.trace.strings
-    rows: list[tuple] = []
-    add = rows.append
+    groups: dict[tuple[str, str], list[int | None]] = {}
     for start, end, event_type, tid, text_id, text, domain in events:
         style = styles.get(event_type)
         if style is None:
@@ -235,11 +236,17 @@ def _small_ranges(ctx: ReportContext) -> list[tuple] | None:
         value = None if text_id is None else strings.get(text_id)  # label(text_id, text), inline
         text_label = (text if value is None else value) or ""
         if domain is None or tid is None or not domains:
-            add((":" + text_label, style, dur))
-            continue
-        for d in domains.get((domain, global_pid(tid)), (None,)):
-            add(((d or "") + ":" + text_label, style, dur))
-    return rows
+            names: Iterable[str | None] = ("",)
+        else:
+            names = domains.get((domain, global_pid(tid)), ("",))
+        for d in names:
+            key = ((d or "") + ":" + text_label, style)
+            durations = groups.get(key)
+            if durations is None:
+                groups[key] = [dur]
+            else:
+                durations.append(dur)
+    return groups
 
 
 class SmallRange(Value):
@@ -307,26 +314,48 @@ def _small_containing(
     found: dict[int, list[int]] = {}
     work = 0
     for tid, group in asked.items():
-        pending = by_tid.get(tid, [])
-        i = 0
+        pending = by_tid.get(tid)
+        if not pending:  # a thread without ranges: no query of it is in one
+            for _s, _e, qid in group:
+                found[qid] = []
+            continue
+        i, n = 0, len(pending)
         active: list[SmallRange] = []
+        first_end = None  # the earliest end among the open ranges (None: none open)
+        every: list[int] = []  # the rids of all the open ranges, in order of start
         for s, e, qid in sorted(group):
-            while i < len(pending) and pending[i].rs <= s:
-                active.append(pending[i])
-                i += 1
-            active = [r for r in active if r.re >= s]  # type: ignore[operator]
-            found[qid] = [r.rid for r in active if r.re >= e]  # type: ignore[operator]
+            if (i < n and pending[i].rs <= s) or (first_end is not None and first_end < s):
+                while i < n and pending[i].rs <= s:
+                    active.append(pending[i])
+                    i += 1
+                active = [r for r in active if r.re >= s]  # type: ignore[operator]
+                first_end = min([r.re for r in active]) if active else None  # type: ignore[type-var]
+                every = [r.rid for r in active]
+            # a query ending before any open range ends is in all of them (the list shared, read only)
+            if first_end is None or e <= first_end:
+                found[qid] = every
+            else:
+                found[qid] = [r.rid for r in active if r.re >= e]  # type: ignore[operator]
             work += len(active)
             if work > SMALL_SWEEP:
                 return None
     return found
 
 
-def _small_launches(ctx: ReportContext, where: str) -> dict[tuple[int, int], list[tuple[int, int, int, int]]] | None:
+def _small_launches(
+    ctx: ReportContext, where: str, op_tables: Sequence[str] | None = None
+) -> dict[tuple[int, int], list[tuple[int, int, int, int]]] | None:
     """API calls (``_api_calls``) with sqlite3 alone: ``(correlationId, globalPid) -> [(qid, globalTid, r_start,
-    r_end)]``, qid the call's index in table order; None (the polars path decides) when the table is not small and
-    clean, or a call ends before it starts or has a negative thread id."""
-    calls = small_rows(ctx, S.RUNTIME, ["start", "end", "globalTid", "correlationId"], names=False, where=where)
+    r_end)]``, qid an id of the call; None (the polars path decides) when the table is not small and clean, or a
+    call ends before it starts or has a negative thread id. With ``op_tables``, only calls whose correlation id is
+    one of the GPU operations' there are read (the others match none: all calls but launches, read when ``where``
+    does not keep launches alone, are most of a table)."""
+    narrow = ""
+    if op_tables is not None:
+        ops = " UNION ALL ".join(f"SELECT correlationId FROM {t}" for t in op_tables if ctx.trace.schema.has(t))
+        narrow = f"correlationId IN ({ops})" if ops else "0"
+    columns = ["start", "end", "globalTid", "correlationId"]
+    calls = small_rows(ctx, S.RUNTIME, columns, names=False, where=where, narrow=narrow)
     if calls is None:
         return None
     out: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
@@ -349,23 +378,23 @@ def _small_kernel_groups(ctx: ReportContext) -> list[dict[str, Any]] | None:
     hits = _small_containing([(q, tid, s, e) for q, tid, s, e in used], ranges)
     if hits is None:
         return None
-    by_rid = {r.rid: r for r in ranges}
+    named: dict[int | None, tuple[str | None, str | None]] = {r.rid: (r.name, r.style) for r in ranges}
+    named[None] = (None, None)
+    # a kernel without its launching call, or a call in no range, counts once with NULL for what is missing
+    no_call: list[tuple[int | None, int | None, int, int]] = [(None, None, 0, 0)]
+    no_range: list[int | None] = [None]
     groups: dict[tuple, tuple[list[int], set[int], set[int]]] = {}
     for kid, (kname, start, end, corr, gpid) in enumerate(kernels):
-        matched = calls.get((corr, gpid))
-        # a kernel without its launching call, or a call in no range, counts once with NULL for what is missing
-        sites: list[tuple[int | None, int | None]] = [(q, t) for q, t, _, _ in matched] if matched else [(None, None)]
-        for qid, tid in sites:
+        dur = end - start
+        for qid, tid, _, _ in calls.get((corr, gpid)) or no_call:
             pid = None if tid is None else global_pid(tid)
             thread = None if tid is None else global_tid(tid)
-            rids: list[int | None] = list(hits.get(qid, ())) if qid is not None else []
-            for rid in rids or [None]:
-                r = None if rid is None else by_rid[rid]
-                key = (pid, thread, None if r is None else r.name, None if r is None else r.style, kname)
+            for rid in (None if qid is None else hits.get(qid)) or no_range:
+                key = (pid, thread, *named[rid], kname)
                 group = groups.get(key)
                 if group is None:
                     group = groups[key] = ([], set(), set())
-                group[0].append(end - start)
+                group[0].append(dur)
                 if rid is not None:
                     group[1].add(rid)
                 group[2].add(kid)
@@ -440,7 +469,7 @@ def _small_projection_groups(ctx: ReportContext, op_tables: list[str]) -> list[d
                 spans[(corr, gpid)] = [start, end]
             else:
                 span[0], span[1] = min(span[0], start), max(span[1], end)
-    calls = _small_launches(ctx, "")
+    calls = _small_launches(ctx, "", op_tables)
     if calls is None:
         return None
     used = {call for key in spans for call in calls.get(key, ())}
@@ -493,12 +522,32 @@ def _small_projection_groups(ctx: ReportContext, op_tables: list[str]) -> list[d
     return out
 
 
+def _small_sum_rows(groups: dict[tuple[str, str], list[int | None]]) -> list[tuple] | None:
+    """``nvtx_sum``'s rows from ``_small_ranges``' groups, in its order (total time descending, then name and
+    style): the cells ``stat_cells`` and ``share`` give from the groups' statistics (``value_stats``; a range seen
+    once, most groups of a range summary, inline); None when those would not be exact (the polars path decides)."""
+    stats: list[tuple[int, int, tuple, str, str]] = []
+    add = stats.append
+    for (name, style), values in groups.items():
+        if len(values) == 1 and type(one := values[0]) is int and -EXACT < one < EXACT:
+            x = float(one)
+            add((one, 1, (x, x, one, one, 0.0), style, name))
+            continue
+        found = value_stats([v for v in values if v is not None] if None in values else values)
+        if found is None:
+            return None
+        n, total, med, mn, mx, std = found
+        add((total, len(values), stat_cells(n, total, med, mn, mx, std), style, name))
+    grand = sum(s[0] for s in stats)
+    if not sum_fits(grand):
+        return None
+    stats.sort(key=lambda s: (-s[0], s[4], s[3]))
+    return [(share(total, grand), total, inst, *cells, style, name) for total, inst, cells, style, name in stats]
+
+
 def _range_groups(ctx: ReportContext) -> Groups:
-    """Range time per (name, style), with ``inst``: the ranges (open ones included); stdlib engine or polars."""
-    ranges = _small_ranges(ctx)
-    groups = None if ranges is None else small_grouped_stats(ranges, ["name", "style"], count="inst")
-    if groups is not None:
-        return groups
+    """Range time per (name, style), with ``inst``: the ranges (open ones included), by polars (the stdlib
+    engine's rows are ``_small_sum_rows``)."""
     import polars as pl
 
     events = _nvtx_events(ctx)
@@ -529,6 +578,10 @@ def nvtx_sum(ctx: ReportContext) -> StatsTable:
     )
     if not ctx.trace.schema.has(S.NVTX):
         return StatsTable("nvtx_sum", "NVTX Range Summary", cols, [], NO_NVTX)
+    ranges = _small_ranges(ctx)
+    rows = None if ranges is None else _small_sum_rows(ranges)
+    if rows is not None:
+        return StatsTable("nvtx_sum", "NVTX Range Summary", cols, rows, "" if rows else "no NVTX ranges")
     stats = _range_groups(ctx)
     grand = groups_total(stats)
     rows = []

@@ -93,6 +93,16 @@ def path_text(path: str | os.PathLike[str]) -> str:
     return root + "/".join(parts) if root or parts else "."
 
 
+def _lenient_text(raw: bytes) -> str:
+    """A text as UTF-8, a byte that is not UTF-8 replaced (exports made on Windows carry other encodings)."""
+    return raw.decode("utf-8", "replace")
+
+
+def _undecodable(exc: sqlite3.OperationalError) -> bool:
+    """Whether sqlite3 failed to decode a text as UTF-8 (the query is then read again with ``_lenient_text``)."""
+    return str(exc).startswith("Could not decode to UTF-8")
+
+
 def _check_file(path: str) -> None:
     """Reject what is not a complete SQLite file, with the fix, before SQLite sees it."""
     try:
@@ -228,12 +238,13 @@ class Trace:
             con = sqlite3.connect(_uri(p), uri=True, timeout=0.5, check_same_thread=False)
         except sqlite3.Error as exc:
             raise db_error(p, exc) from exc
-        con.text_factory = lambda b: b.decode("utf-8", "replace")  # Windows exports carry other encodings
+        con.text_factory = _lenient_text
         try:
             schema = Schema.detect(con, p)
         except TraceError:
             con.close()
             raise
+        con.text_factory = str  # decoded in C; a text that is not UTF-8 is read again by ``_lenient_text``
         if not schema.is_nsys_export():
             con.close()
             if schema.is_cut_short_export():
@@ -287,7 +298,13 @@ class Trace:
         """Run a small query with the stdlib driver (metadata, strings, enums)."""
         try:
             with self._lock:
-                return self.con.execute(sql, tuple(params)).fetchall()
+                try:
+                    return self.con.execute(sql, tuple(params)).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not _undecodable(exc):
+                        raise
+                    self.con.text_factory = _lenient_text
+                    return self.con.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise db_error(self.name, exc) from exc
 
@@ -331,7 +348,13 @@ class Trace:
             raise db_error(self.name, exc) from exc
         try:
             con.text_factory = self.con.text_factory
-            return con.execute(sql).fetchall()
+            try:
+                return con.execute(sql).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _undecodable(exc):
+                    raise
+                con.text_factory = _lenient_text
+                return con.execute(sql).fetchall()
         except sqlite3.Error as exc:
             raise db_error(self.name, exc) from exc
         finally:
