@@ -75,9 +75,10 @@ CASES = [
     # GPU idle 85% of it between them
     Truth(RUNS / "compile_decode_default_warmcache.sqlite", "llm-decode", 0, 64, 0, 2, 1, "gemv", ("launch-bound",),
           frozenset({"launch-bound"})),
-    # graphed decode plus ~30 eager kernels of generate per token: the GPU is busy 14% of the window
+    # graphed decode plus ~30 eager kernels of generate per token: the GPU is busy 14% of the window, idle inside
+    # the steps (the eager kernels launched one by one) and between them (generate's own code from token to token)
     Truth(RUNS / "hf_mistral_static_compile_whole.sqlite", "llm-decode", 2, 38, 0, 2, 2, None, (),
-          frozenset({"low-gpu-utilization", "launch-bound"})),
+          frozenset({"low-gpu-utilization", "launch-bound", "host-between-steps"})),
     Truth(RUNS / "bert_base_nvtx_whole.sqlite", "iterations", 0, 0, 10, None, None, "gemm", ("launch-bound",),
           frozenset({"launch-bound"}), words=False),
     Truth(RUNS / "resnet50_fp16_cl_whole.sqlite", "iterations", 0, 0, 10, 1, 1, None, ("launch-bound",),
@@ -109,9 +110,10 @@ CASES = [
     # Whisper's encoder pass and first decoder pass per request; 50 ms sleeps between requests
     Truth(RUNS / "whisper_tiny_generate_whole.sqlite", "llm-decode", 4, 62, 0, 2, 1, None, ("launch-bound",),
           frozenset({"launch-bound"})),
-    # XLA's compilation and autotuning (10 s, a 17-kernel candidate loop 232 times) before 12 jitted calls
-    Truth(RUNS / "jax_lax_cnn_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv", ("low-gpu-utilization",),
-          frozenset({"low-gpu-utilization"}), words=False),
+    # XLA's compilation and autotuning (10 s, a 17-kernel candidate loop 232 times) before 12 jitted calls, each
+    # followed by block_until_ready(): the GPU waits between the calls while the host waits, then dispatches the next
+    Truth(RUNS / "jax_lax_cnn_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv", ("host-between-steps",),
+          frozenset({"host-between-steps", "low-gpu-utilization"}), words=False),
     # torch.compile: Triton benchmarks its candidates inside the first call (7,791 kernels), then 11 calls
     Truth(RUNS / "compile_resnet18_default_whole.sqlite", "iterations", 0, 0, 11, 1, 1, "conv",
           ("launch-bound",), frozenset({"launch-bound"}), words=False),
@@ -193,8 +195,9 @@ CASES = [
     # captured before the rules they drove. A recommender and a GNN serving one batch or graph a request (their
     # argmax or embedding lookups looked like an LLM's); their second (and third) warm-up requests run like the
     # measured ones, so the request counts are not checked here (tests/test_structure.py checks the passes)
-    Truth(RUNS / "recsys_requests_whole.sqlite", "iterations", 0, 0, critical_ok=frozenset({"low-gpu-utilization"}),
-          words=False),
+    # (the recommender draws each request's candidates and ids on the host, between its passes: the GPU waits)
+    Truth(RUNS / "recsys_requests_whole.sqlite", "iterations", 0, 0,
+          critical_ok=frozenset({"low-gpu-utilization", "host-between-steps"}), words=False),
     Truth(RUNS / "gnn_requests_whole.sqlite", "iterations", 0, 0, critical_ok=frozenset({"gpu-idle-gap"}),
           words=False),
     # a VLM (LLaVA) and retrieval then generation: the vision tower's and the encoder's pass count as a prefill step

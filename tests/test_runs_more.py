@@ -511,7 +511,8 @@ def _findings(path: Path) -> dict[str, dict]:
         rc = main(["report", str(path), "--format", "json", "--no-cache"])
     assert rc == 0
     doc = json.loads(out.getvalue())
-    return {"host": doc["host"], "window": doc["window"], **{f["id"]: f for f in doc["findings"]}}
+    found = {f["id"]: f for f in doc["findings"]}
+    return {"host": doc["host"], "window": doc["window"], "steps": doc["steps"]["per_step"], **found}
 
 
 @pytest.mark.parametrize(
@@ -594,6 +595,46 @@ def test_a_gpu_that_waits_for_the_host_between_steps_is_launch_bound() -> None:
     assert 0.9 * idle <= lb["cost_ns"] <= idle
 
 
+@pytest.mark.finding("host-between-steps")
+def test_a_request_loop_whose_host_makes_each_input_waits_between_its_passes() -> None:
+    # resnet18_requests_whole (cnn_requests.py): each request makes a fresh batch on the host (torch.randn), copies
+    # it from pageable memory, runs 5 passes back to back and reads the predictions back; the GPU waits at each
+    # request's start. Launch-bound's cost is the idle inside the passes; the idle between them is its own finding
+    path = _path(CNN)
+    found = _findings(path)
+    between = found["host-between-steps"]
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        kernels = db.execute('SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_KERNEL ORDER BY start').fetchall()
+        copies = db.execute('SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_MEMCPY WHERE bytes = 2408448').fetchall()
+    lo, hi = found["window"]["start_ns"], found["window"]["end_ns"]
+    steps = found["steps"]
+    # each input copy in the window: the GPU idle from the kernel before it to the kernel after it, less the copy
+    at_starts = []
+    for start, end in copies:
+        if not lo < start < hi:
+            continue
+        before = max(e for _, e in kernels if e <= start)
+        after = min(s for s, _ in kernels if s >= end)
+        inside_a_step = any(s["gpu_start"] <= before and after <= s["gpu_end"] for s in steps)
+        if not inside_a_step:  # (the window's first request start falls inside its first step)
+            at_starts.append((after - before, after - before - (end - start)))
+    assert len(at_starts) == 4
+    idle_at_starts = sum(idle for _, idle in at_starts)
+    # its cost: the idle at the requests' starts (less the host's staging of the pageable copies, pageable-memcpy's
+    # time), and the little between one pass and the next (under 0.2 ms each)
+    assert 0.9 * idle_at_starts <= between["cost_ns"] <= idle_at_starts + 20 * 200_000
+    assert between["evidence"]["span_between_steps_max_ns"] == max(span for span, _ in at_starts)
+    assert between["evidence"]["span_between_steps_p50_ns"] < 200_000
+    # no interval counted twice: the two costs together are within the window's idle time (kernels and copies)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            'SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_KERNEL UNION ALL SELECT start, "end" FROM '
+            'CUPTI_ACTIVITY_KIND_MEMCPY UNION ALL SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_MEMSET'
+        ).fetchall()
+    busy = sum(min(b, hi) - max(a, lo) for a, b in merged_intervals(rows) if b > lo and a < hi)
+    assert found["launch-bound"]["cost_ns"] + between["cost_ns"] <= (hi - lo) - busy
+
+
 def test_low_utilization_gives_way_to_causes_that_explain_half_its_idle_together() -> None:
     # the LSTM language model: neither the pauses between requests nor the host-bound steps explain half of the GPU's
     # idle time alone, together they do; low utilization then sums them up (info, no cost) and they come first
@@ -667,7 +708,7 @@ def test_a_run_without_passes_is_launch_bound_over_its_window() -> None:
     path = _path(name)
     found = _findings(path)
     lb = found["launch-bound"]
-    ids = [k for k in found if k not in ("host", "window")]
+    ids = [k for k in found if k not in ("host", "window", "steps")]
     assert ids[0] == "launch-bound" and lb["severity"] == "critical"
     # the cost, from the trace's own tables: the idle intervals shorter than 200 us between two busy intervals (any
     # kernel, copy or memset) that reach into the window; the tool leaves out those a sync is charged or a module
@@ -718,7 +759,7 @@ def test_a_module_load_in_every_decode_step_costs_the_gaps_that_hold_it() -> Non
         pytest.skip(f"tests/data/runs/{name}.sqlite is not present")
     found = _findings(_path(name))
     host, loads = found["host"], found["module-loading-in-window"]
-    ids = [k for k in found if k not in ("host", "window")]
+    ids = [k for k in found if k not in ("host", "window", "steps")]
     assert ids[0] == "module-loading-in-window" and loads["severity"] == "critical"
     # the truth of the run: every decode step reaches a KV length no request ran before (prompts 24, 96, 48, 160
     # with 8, 24, 16, 32 tokens), so each of the 69 loads one

@@ -14,7 +14,7 @@ from statistics import median
 import polars as pl
 
 from ..units import format_bytes, format_ns
-from .distribution import scalar_int, tail_score
+from .distribution import percentile, scalar_int, tail_score
 from .host import SHORT_GAP_NS, ApiGroup, HostSummary, span_overlaps, time_inside
 from .phases import Steps, Window
 
@@ -59,6 +59,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Launch-bound: the GPU waits for the host between kernels",
         'capture the step in a CUDA graph (torch.compile mode="reduce-overhead", cudaGraphLaunch, XLA\'s command '
         "buffers) or fuse small kernels, so one launch replaces many",
+    ),
+    "host-between-steps": (
+        "The GPU waits between steps while the host works",
+        "find what the host does between the steps (py-spy, or nsys with --sample=cpu / --python-sampling=true): "
+        "the next input made or copied, results read back, the loop's own code; overlap it with the GPU's work "
+        "(prepare the next batch while this one runs: pinned memory and non_blocking copies, a DataLoader with "
+        "workers; keep results on the GPU and read them back less often) or move it out of the serving loop",
     ),
     "slow-steps": (
         "Some steps take far longer than the typical step, with no more GPU work",
@@ -420,10 +427,14 @@ def sync_copies(f: Facts) -> list[Finding]:
     return out
 
 
+ALLOC_CHURN_MIN = 2
+"""Allocation calls in the window from which alloc-churn is raised (its cost: the GPU idle while they run)."""
+
+
 @rule
 def alloc_churn(f: Facts) -> list[Finding]:
     a = f.host.allocations
-    if a.count >= 2:
+    if a.count >= ALLOC_CHURN_MIN:
         n = _decode_count(f)
         return [
             f.window_finding(
@@ -493,10 +504,51 @@ us before each (39% of the window); two more JAX runs, 77-78%."""
 def launch_bound(f: Facts) -> list[Finding]:
     found = _launch_bound_steps(f)
     if found:
-        return found
+        return found + (_host_between_steps(f) if f.run_kind != "unstructured" else [])
     if f.run_kind != "unstructured":
         return _launch_bound_between(f)
     return _launch_bound_window(f)
+
+
+def _host_between_steps(f: Facts) -> list[Finding]:
+    """host-between-steps: a run whose steps are launch-bound inside that also idles between them for at least
+    ``BETWEEN_STEPS_SHARE`` of the window (``HostSummary.between_steps_idle_ns``, less the idle while the host copies
+    from pageable memory or allocates, pageable-memcpy's and alloc-churn's): launch-bound's cost is the idle inside
+    the steps, this one the idle between them (neither interval is the other's, nor a long gap's, a sync's refill or
+    a module load's). A request loop of ResNet-50 at batch 16 (two passes a request, each input made on the host and
+    copied from pageable memory): 87 ms idle inside its 10 passes, 107 ms between them (49% of the window), mostly
+    at the requests' starts."""
+    # (the idle while the host copies from pageable memory or allocates is those findings': not counted twice)
+    churn = f.host.allocations.idle_ns if f.host.allocations.count >= ALLOC_CHURN_MIN else 0
+    between = max(0, f.host.between_steps_idle_ns - f.host.pageable_idle_ns - churn)
+    t = f.steps.table
+    if t.height < 2 or between < BETWEEN_STEPS_SHARE * f.window.duration:
+        return []
+    # the spans between consecutive steps (from the latest end so far to the next start), to say where the idle lies
+    order = t.sort("gpu_start")
+    ends = order["gpu_end"].cum_max().to_list()[:-1]
+    spans = sorted(b - a for a, b in zip(ends, order["gpu_start"].to_list()[1:], strict=True) if b > a)
+    if not spans:
+        return []
+    typical, longest = percentile(spans, 50), spans[-1]
+    word = f.step_word
+    share = 100 * between / f.window.duration
+    return [
+        f.window_finding(
+            "host-between-steps",
+            f"the GPU idles {format_ns(between)} between the {t.height} steps ({share:.0f}% "
+            f"of the window; {format_ns(between / (t.height - 1))} before each {word} on average), beside the idle "
+            f"inside them: the host's work from one {word} to the next (the spans between steps: median "
+            f"{format_ns(typical)}, longest {format_ns(longest)})",
+            {
+                "between_steps_idle_ns": between,
+                "idle_before_step_ns": between / (t.height - 1),
+                "span_between_steps_p50_ns": typical,
+                "span_between_steps_max_ns": longest,
+            },
+            between,
+        )
+    ]
 
 
 def _launch_bound_between(f: Facts) -> list[Finding]:
@@ -777,6 +829,7 @@ def idle_gap(f: Facts) -> list[Finding]:
 HOST_CAUSES = frozenset(
     {
         "launch-bound",
+        "host-between-steps",
         "gpu-idle-gap",
         "host-sync-in-inference",
         "pageable-memcpy",
