@@ -3,8 +3,13 @@ the order of findings, and when the host goes before the kernels."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import math
+import sqlite3
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -12,10 +17,11 @@ import pytest
 
 from nsys_doctor.analysis.findings import severity_of
 from nsys_doctor.analysis.host import gpu_idle, gpu_idle_caused
+from nsys_doctor.cli.main import main
 from nsys_doctor.cli.report import diagnose_trace
 from nsys_doctor.loaders import load_rules
 
-from .conftest import TRACES, merged_intervals, needs_shared, open_trace
+from .conftest import DATA, TRACES, merged_intervals, needs_shared, open_trace
 
 PUBLIC = TRACES / "public"
 ENGINES = TRACES / "engines"
@@ -72,6 +78,44 @@ def test_idle_between_steps_is_the_short_intervals_inside_the_spans_less_those_s
     # an interval only partly inside a span is not counted; no span, nothing
     assert idle.inside(np.array([105]), np.array([230]), 1000, none) == 30
     assert idle.inside(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1000, none) == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # the weights streamed in from host memory inside each decode step: 30 ms of copies there, GPU work
+        DATA / "runs" / "hf_llama_offloaded_b16_whole.sqlite",
+        # kernels of one stream that overlap (launched early, programmatic dependent launch): 1,952 overlaps
+        TRACES / "decode_eager.sqlite",
+        DATA / "runs" / "jax_lax_cnn_whole.sqlite",
+    ],
+    ids=lambda p: p.stem,
+)
+def test_idle_inside_steps_is_the_time_no_kernel_copy_or_memset_runs(path: Path) -> None:
+    """``host.step_idle_ns`` (launch-bound's measure) against its definition on the trace's tables: over the
+    decode steps the report found, from each one's first kernel to its last, the time outside the union of every
+    kernel, copy and memset, to the nanosecond (a copy inside a step is no idle; two kernels that overlap are not
+    counted twice)."""
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["report", str(path), "--format", "json", "--no-cache"]) == 0
+    doc = json.loads(out.getvalue())
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        ops = [
+            row
+            for table in ("KERNEL", "MEMCPY", "MEMSET")
+            for row in db.execute(f'SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_{table}')
+        ]
+    busy = merged_intervals(ops)
+    steps = [s for s in doc["steps"]["per_step"] if s["kind"] != "prefill"]
+    assert steps
+    idle = 0
+    for s in steps:
+        lo, hi = s["gpu_start"], s["gpu_end"]
+        idle += (hi - lo) - sum(min(b, hi) - max(a, lo) for a, b in busy if b > lo and a < hi)
+    assert doc["host"]["step_idle_ns"] == idle
 
 
 def _oracle(busy: list[tuple[int, int]], lo: int, hi: int, calls: list[tuple[int, int]], sync: bool, short):

@@ -584,7 +584,7 @@ def test_a_gpu_that_waits_for_the_host_between_steps_is_launch_bound() -> None:
     lb = found["launch-bound"]
     assert lb["severity"] == "critical" and "before each iteration on average" in lb["summary"]
     assert found["low-gpu-utilization"]["severity"] == "info"  # its causes explain its idle time
-    assert found["host"]["step_idle_ns"] == 0
+    assert found["host"]["step_idle_ns"] < 0.01 * lb["cost_ns"]  # (25 us inside the 11 steps)
     # the cost: at most the window's idle time from the kernel table alone (the union of the kernels inside the
     # window; the copies the tool counts as busy as well only lower its own idle), and most of it
     lo, hi = found["window"]["start_ns"], found["window"]["end_ns"]

@@ -314,6 +314,11 @@ class GpuIdle:
         stop = np.searchsorted(self.bs[1:], ends, side="right")  # past the last one ending by the span's end
         return int((total[np.maximum(stop, first)] - total[first]).sum())
 
+    def within(self, starts: np.ndarray, ends: np.ndarray) -> int:
+        """The idle time of all the intervals that lie inside one of the disjoint spans [starts, ends] (each a step's,
+        from its first kernel's start to its last kernel's end)."""
+        return self.inside(starts, ends, np.iinfo(np.int64).max, np.zeros(0, dtype=np.int64))
+
     def _short(self, shorter_than: int, skip: np.ndarray | None) -> np.ndarray:
         """Per interval between two busy ones (interval k, 1 <= k < number of busy intervals, at k - 1): its
         duration where it is shorter than ``shorter_than`` and not numbered in ``skip``, else 0."""
@@ -538,13 +543,12 @@ def summarize_host(
         max(threshold, 100_000_000),
     )
     idle = gpu_idle(busy, w0, w1)
-    # idle inside decode steps: the span from a step's first to its last kernel minus the GPU work in it
+    # idle inside decode steps: from a step's first to its last kernel, the time the GPU works on nothing
     dec = spans.filter(pl.col("kind") != "prefill") if spans.height else spans
     if dec.is_empty() and st.height and st.filter(pl.col("kind") != "prefill").is_empty():
         dec = spans  # a prefill-only run: its passes are the steps
-    step_idle = (
-        int(((dec["gpu_end"] - dec["gpu_start"]) - dec["gpu_time"]).clip(lower_bound=0).sum()) if dec.height else 0
-    )
+    # (no kernel, copy or memset of any device runs: a copy inside a step is GPU work, as in gpu_busy_ns, not idle)
+    step_idle = idle.within(dec["gpu_start"].to_numpy(), dec["gpu_end"].to_numpy()) if dec.height else 0
     shares = (
         idle.largest_gap_shares(dec["gpu_start"].to_numpy(), dec["gpu_end"].to_numpy()) if dec.height else np.zeros(0)
     )
