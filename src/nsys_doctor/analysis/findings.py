@@ -518,9 +518,7 @@ def _host_between_steps(f: Facts) -> list[Finding]:
     a module load's). A request loop of ResNet-50 at batch 16 (two passes a request, each input made on the host and
     copied from pageable memory): 87 ms idle inside its 10 passes, 107 ms between them (49% of the window), mostly
     at the requests' starts."""
-    # (the idle while the host copies from pageable memory or allocates is those findings': not counted twice)
-    churn = f.host.allocations.idle_ns if f.host.allocations.count >= ALLOC_CHURN_MIN else 0
-    between = max(0, f.host.between_steps_idle_ns - f.host.pageable_idle_ns - churn)
+    between = max(0, f.host.between_steps_idle_ns - _copies_and_allocs_outside_steps(f.host))
     t = f.steps.table
     if t.height < 2 or between < BETWEEN_STEPS_SHARE * f.window.duration:
         return []
@@ -551,11 +549,18 @@ def _host_between_steps(f: Facts) -> list[Finding]:
     ]
 
 
+def _copies_and_allocs_outside_steps(h: HostSummary) -> int:
+    """The idle time outside the decode steps while the host copies from pageable memory or allocates (when
+    alloc-churn is raised): pageable-memcpy's and alloc-churn's, which the idle between steps is given up to."""
+    churn = h.allocations.idle_ns - h.alloc_idle_in_steps_ns if h.allocations.count >= ALLOC_CHURN_MIN else 0
+    return h.pageable_idle_ns - h.pageable_idle_in_steps_ns + churn
+
+
 def _launch_bound_between(f: Facts) -> list[Finding]:
     """launch-bound between the steps (``BETWEEN_STEPS_SHARE``)."""
     d = f.decode_steps
-    # (the idle while the host copies from pageable memory is pageable-memcpy's: not counted twice)
-    between = max(0, f.host.between_steps_idle_ns - f.host.pageable_idle_ns)
+    # (the idle while the host copies from pageable memory or allocates is those findings': not counted twice)
+    between = max(0, f.host.between_steps_idle_ns - _copies_and_allocs_outside_steps(f.host))
     steps = f.steps.table.height
     if d.height < 2 or between < BETWEEN_STEPS_SHARE * f.window.duration:
         return []
@@ -633,7 +638,11 @@ def _launch_bound_steps(f: Facts) -> list[Finding]:
     gpu = float(d["gpu_time"].median())  # type: ignore[arg-type]
     wall = float(_less_load_gaps(d, f.host.load_gaps).median())  # type: ignore[arg-type]
     idle = f.host.step_gpu_idle_share
-    cost = max(0, f.host.step_idle_ns - excess - others)
+    # (the syncs' refills, the pageable copies' and the allocations' idle inside the steps are those findings'
+    # time: not counted twice)
+    churn = h.alloc_idle_in_steps_ns if h.allocations.count >= ALLOC_CHURN_MIN else 0
+    charged = h.sync_idle_in_steps_ns + h.pageable_idle_in_steps_ns + churn
+    cost = max(0, h.step_idle_ns - excess - others - charged)
     # many launches a step; or fewer, when the GPU waits a little before each of them (no one stall holds more than
     # a fifth of a step's idle time: Python's per-operation work between small kernels, not a sync or a copy)
     spread = h.step_largest_gap_share

@@ -74,6 +74,8 @@ class HostSummary:
     pause_gaps: pl.DataFrame  # of ``gaps``, those between two measured requests (the host paused between them)
     step_idle_ns: int = 0  # GPU idle time inside decode steps (between a step's first and last kernel)
     pageable_idle_ns: int = 0  # GPU idle time while the host was inside pageable copies
+    pageable_idle_in_steps_ns: int = 0  # the part of it inside decode steps
+    alloc_idle_in_steps_ns: int = 0  # the allocations' idle time (``allocations.idle_ns``) inside decode steps
     # the median over decode steps of the largest idle interval's share of the step's idle time (None: no step
     # idles): small when the GPU waits before each of many kernels, near 1 when one stall explains a step's idle
     step_largest_gap_share: float | None = None
@@ -134,6 +136,8 @@ class HostSummary:
             "short_gap_idle_ns": self.short_gap_idle_ns,
             "after_loads": self.after_loads,
             "pageable_idle_ns": self.pageable_idle_ns,
+            "pageable_idle_in_steps_ns": self.pageable_idle_in_steps_ns,
+            "alloc_idle_in_steps_ns": self.alloc_idle_in_steps_ns,
             "idle_gaps": self.gaps.to_dicts(),
             "idle_gap_threshold_ns": self.gap_threshold_ns,
             "loading_gaps": self.loading_gaps.height,
@@ -352,17 +356,21 @@ class GpuIdle:
         shorter_than: int | None = None,
         skip: np.ndarray | None = None,
         charged: list[np.ndarray] | None = None,
+        within: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> int:
         """GPU idle time that host calls ``sel`` (start, end) explain, counting each idle interval once.
 
         A blocking call (allocation, module load, pageable copy) costs the idle time that overlaps it: the GPU had
-        nothing to do while the host was inside the call. A synchronization returns when the GPU has drained, so it
+        nothing to do while the host was inside the call (calls that overlap each other count their common time
+        once), in the intervals shorter than ``shorter_than`` that ``skip`` does not number (a long gap is an idle
+        gap of its own; a sync's refill is the sync's). A synchronization returns when the GPU has drained, so it
         costs the idle interval that begins while the host waits (its refill: the time until the next GPU work
         starts), the last one to begin by its return among those shorter than ``shorter_than`` (a long gap, a
         sleep or the next request, is an idle gap of its own). The time a sync spends blocked while the GPU works
         is the GPU's own work, not a cost. ``skip``: numbers of idle intervals a sync is not charged (those that
         hold a module load: the loading's, ``holding_ids``); ``charged``: a list the numbers of the intervals syncs
-        are charged are added to."""
+        are charged are added to. ``within``: for blocking calls, only the intervals that lie inside one of these
+        disjoint spans (the steps: the part of the cost inside them)."""
         sel = sel.drop_nulls(["start", "end"])  # a call without both times is nowhere on the timeline
         if self.none or sel.is_empty():
             return 0
@@ -395,23 +403,45 @@ class GpuIdle:
             if charged is not None:
                 charged.append(ids)
             return int((e[hit][first] - s[hit][first]).sum()) if ids.size else 0
-        # overlap of each call with the last nonempty interval to start by its start, and with the last one to
-        # start inside it (calls rarely span more than one interval)
-        total = 0
-        for at, inside in ((c0, False), (c1, True)):
-            k = self._last_starting_by(at)
-            s, e = self._bounds(np.maximum(k, 0))
-            empty = (k >= 0) & (e <= s)  # only the first and the last interval can be empty: one step back
-            k = np.where(empty, k - 1, k)
-            s, e = self._bounds(np.maximum(k, 0))
-            ok = k >= 0
-            if inside:
-                ok &= s > c0
-                ov = np.minimum(c1, e) - s
-            else:
-                ov = np.minimum(c1, e) - np.maximum(c0, s)
-            total += int(np.where(ok, ov.clip(min=0), 0).sum())
-        return min(self.total(), total)
+        # the idle time inside the union of the calls, each moment once (calls on several threads overlap), in the
+        # intervals shorter than ``shorter_than`` that ``skip`` does not number
+        order = np.argsort(c0, kind="stable")
+        a, b = c0[order], np.maximum.accumulate(c1[order])
+        first = np.flatnonzero(np.concatenate([[True], a[1:] > b[:-1]]))  # each piece of the union: its first call
+        us, ue = a[first], b[np.concatenate([first[1:] - 1, [a.size - 1]])]
+        done = np.concatenate([[0], np.cumsum(ue - us)])
+
+        def covered(t: np.ndarray) -> np.ndarray:
+            """The time of the union up to each of ``t``."""
+            j = np.searchsorted(us, t, side="right") - 1
+            jj = np.maximum(j, 0)
+            return np.where(j >= 0, done[jj] + np.clip(t - us[jj], 0, ue[jj] - us[jj]), 0)
+
+        # the intervals the pieces touch: from the last to start by a piece's start to the last to start by its end
+        lo_k = np.maximum(self._last_starting_by(us), 0)
+        n = np.maximum(self._last_starting_by(ue), 0) - lo_k + 1
+        k = sorted_unique(np.repeat(lo_k, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+        s, e = self._bounds(k)
+        ok = self._usable(s, e, shorter_than)
+        if skip is not None and skip.size:
+            ok &= ~np.isin(k, skip)
+        if within is not None:
+            ok &= self._inside_mask(*within)[k]
+        return int((covered(e[ok]) - covered(s[ok])).sum())
+
+    def _inside_mask(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Per idle interval (0 to the number of busy intervals): whether it lies between two busy intervals inside
+        one of the disjoint spans [starts, ends] (as ``inside`` counts them)."""
+        m = self.bs.size
+        if m < 2 or not starts.size:
+            return np.zeros(m + 1, dtype=bool)
+        first = np.searchsorted(self.be[:-1], starts, side="left")  # interval first + 1 is the first inside
+        stop = np.searchsorted(self.bs[1:], ends, side="right")  # interval stop + 1 is past the last inside
+        keep = stop > first
+        diff = np.zeros(m + 2, dtype=np.int64)
+        np.add.at(diff, first[keep] + 1, 1)
+        np.add.at(diff, stop[keep] + 1, -1)
+        return np.cumsum(diff)[: m + 1] > 0
 
 
 def gpu_idle(busy: pl.DataFrame, lo: int, hi: int) -> GpuIdle:
@@ -446,9 +476,10 @@ def gpu_idle_caused(
     shorter_than: int | None = None,
     skip: np.ndarray | None = None,
     charged: list[np.ndarray] | None = None,
+    within: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> int:
     """``GpuIdle.caused``: the GPU idle time host calls ``sel`` (start, end) explain."""
-    return idle.caused(sel, sync, shorter_than, skip, charged)
+    return idle.caused(sel, sync, shorter_than, skip, charged, within)
 
 
 def _group(
@@ -461,10 +492,12 @@ def _group(
     shorter_than: int | None = None,
     skip: np.ndarray | None = None,
     charged: list[np.ndarray] | None = None,
+    sel: pl.DataFrame | None = None,
 ) -> ApiGroup:
+    """The calls of ``api_w`` matching ``pattern`` (and not ``exclude``; ``sel``: those calls, selected already)."""
     from .phases import assign_to_steps
 
-    sel = calls(api_w, pattern, exclude)
+    sel = calls(api_w, pattern, exclude) if sel is None else sel
     if sel.is_empty():
         return ApiGroup()
     names = dict(sel.group_by("name").len().sort(["len", "name"], descending=[True, False]).iter_rows())
@@ -586,9 +619,19 @@ def summarize_host(
             copy_calls.select("correlationId", pl.col("start").alias("l_start")), on="correlationId", how="left"
         ).with_columns(pl.coalesce("l_start", "start").alias("t"))
         pageable_in_steps = assign_to_steps(pc, st, "t").filter(pl.col("idx").is_not_null()).height
-    pageable_idle = 0
+    pageable_idle = pageable_idle_in_steps = 0
+    steps_at = (dec["gpu_start"].to_numpy(), dec["gpu_end"].to_numpy()) if dec.height else None
     if pageable.height:
-        pageable_idle = gpu_idle_caused(idle, copy_calls.select("start", "end"), sync=False)
+        copy_at = copy_calls.select("start", "end")
+        pageable_idle = gpu_idle_caused(idle, copy_at, False, threshold, skip)
+        if steps_at is not None:
+            pageable_idle_in_steps = gpu_idle_caused(idle, copy_at, False, threshold, skip, within=steps_at)
+    alloc_calls = calls(api_w, ALLOC_API)  # (their group below: the same calls)
+    alloc_idle_in_steps = (
+        gpu_idle_caused(idle, alloc_calls, False, threshold, skip, within=steps_at)
+        if steps_at is not None and alloc_calls.height
+        else 0
+    )
     return HostSummary(
         launches=launches.height,
         launches_per_step=(scalar_float(st["launches"].median()) if st.height else None),
@@ -604,7 +647,7 @@ def summarize_host(
         sync_memcpy=sync_memcpy,
         sync_memset=sync_memset,
         sync_idle_in_steps_ns=sync_in_steps,
-        allocations=_group(api_w, ALLOC_API, st, idle=idle),
+        allocations=_group(api_w, ALLOC_API, st, idle=idle, shorter_than=threshold, skip=skip, sel=alloc_calls),
         module_loads=_group(api_w, MODULE_LOAD_API, st, idle=idle),
         pageable_copies=pageable.height,
         pageable_bytes=int(pageable["bytes"].sum()) if pageable.height else 0,
@@ -618,6 +661,8 @@ def summarize_host(
         loading_gaps=loading,
         step_idle_ns=step_idle,
         pageable_idle_ns=pageable_idle,
+        pageable_idle_in_steps_ns=pageable_idle_in_steps,
+        alloc_idle_in_steps_ns=alloc_idle_in_steps,
         step_largest_gap_share=None if largest_gap_share is None else float(largest_gap_share),
         load_gap_ns=int(load_gaps["dur"].sum()),
         load_gap_in_steps_ns=load_gap_in_steps,
