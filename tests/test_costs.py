@@ -80,6 +80,24 @@ def test_idle_between_steps_is_the_short_intervals_inside_the_spans_less_those_s
     assert idle.inside(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1000, none) == 0
 
 
+def _report_and_busy(path: Path) -> tuple[dict, list[list[int]]]:
+    """(``report --format json`` of the trace, the union of its kernels, copies and memsets from its tables)."""
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["report", str(path), "--format", "json", "--no-cache"]) == 0
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ops = [
+            row
+            for table in ("KERNEL", "MEMCPY", "MEMSET")
+            if f"CUPTI_ACTIVITY_KIND_{table}" in tables
+            for row in db.execute(f'SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_{table}')
+        ]
+    return json.loads(out.getvalue()), merged_intervals(ops)
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -96,21 +114,7 @@ def test_idle_inside_steps_is_the_time_no_kernel_copy_or_memset_runs(path: Path)
     decode steps the report found, from each one's first kernel to its last, the time outside the union of every
     kernel, copy and memset, to the nanosecond (a copy inside a step is no idle; two kernels that overlap are not
     counted twice)."""
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["report", str(path), "--format", "json", "--no-cache"]) == 0
-    doc = json.loads(out.getvalue())
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        ops = [
-            row
-            for table in ("KERNEL", "MEMCPY", "MEMSET")
-            if f"CUPTI_ACTIVITY_KIND_{table}" in tables
-            for row in db.execute(f'SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_{table}')
-        ]
-    busy = merged_intervals(ops)
+    doc, busy = _report_and_busy(path)
     steps = [s for s in doc["steps"]["per_step"] if s["kind"] != "prefill"]
     assert steps
     idle = 0
@@ -137,22 +141,9 @@ HOST_CAUSES_CASES = [
 def test_the_host_findings_costs_are_disjoint_parts_of_the_idle_time(path: Path) -> None:
     """The costs of the host findings are GPU idle intervals of their own, no two counting one moment: together
     they are at most the window's idle time, computed here from the kernel, copy and memset tables."""
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["report", str(path), "--format", "json", "--no-cache"]) == 0
-    doc = json.loads(out.getvalue())
+    doc, merged = _report_and_busy(path)
     lo, hi = doc["window"]["start_ns"], doc["window"]["end_ns"]
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        ops = [
-            row
-            for table in ("KERNEL", "MEMCPY", "MEMSET")
-            if f"CUPTI_ACTIVITY_KIND_{table}" in tables
-            for row in db.execute(f'SELECT start, "end" FROM CUPTI_ACTIVITY_KIND_{table}')
-        ]
-    busy = sum(min(b, hi) - max(a, lo) for a, b in merged_intervals(ops) if b > lo and a < hi)
+    busy = sum(min(b, hi) - max(a, lo) for a, b in merged if b > lo and a < hi)
     costs = {f["id"]: f["cost_ns"] for f in doc["findings"] if f["id"] in HOST_CAUSES and f.get("cost_ns")}
     assert costs
     assert sum(costs.values()) <= (hi - lo) - busy, costs
