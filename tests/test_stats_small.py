@@ -708,3 +708,28 @@ def test_damage_among_calls_not_read_declines(read: bool, tmp_path: Path, monkey
         assert rows and trace.damaged.damaged == 1
     finally:
         trace.close()
+
+
+def test_a_text_that_is_not_utf8_is_read_with_replacement(tmp_path: Path) -> None:
+    """sqlite3 decodes texts in C as UTF-8; an export whose texts carry another encoding (a label, a kernel name) is
+    read again with each such byte replaced, wherever the query runs (the schema's enum labels, the rows)."""
+    path = mutated_copy(
+        SAMPLE,
+        tmp_path / "latin.sqlite",
+        sql(
+            "UPDATE ENUM_CUDA_MEMCPY_OPER SET label = CAST(x'4465766963652d746fff446576696365' AS TEXT) WHERE id = 8",
+            "UPDATE StringIds SET value = CAST(x'6b65726e656cff' AS TEXT) WHERE id = "
+            "(SELECT demangledName FROM CUPTI_ACTIVITY_KIND_KERNEL LIMIT 1)",
+        ),
+    )
+    trace = Trace.open(path)
+    try:
+        assert trace.schema.enum_labels("ENUM_CUDA_MEMCPY_OPER")[8] == "Device-to\ufffdDevice"
+        rows = run_report(ReportContext(trace, EventFilter()), parse_report_arg("cuda_gpu_mem_time_sum")).rows
+        assert any(r[-1] == "[CUDA memcpy Device-to\ufffdDevice]" for r in rows)
+        names = [
+            r[-1] for r in run_report(ReportContext(trace, EventFilter()), parse_report_arg("cuda_gpu_kern_sum")).rows
+        ]
+        assert "kernel\ufffd" in names
+    finally:
+        trace.close()

@@ -6,6 +6,8 @@ the open, a page damaged on disk or a file removed under us reads the same which
 
 from __future__ import annotations
 
+import sqlite3
+
 from ..errors import TraceError
 
 TYPE_CHECKING = False
@@ -14,6 +16,23 @@ if TYPE_CHECKING:
 
 _LOCKED = ("database is locked", "database table is locked", "locked", "busy")
 _DAMAGED = ("malformed", "not a database", "disk image", "file is not", "corrupt")
+
+
+def lenient_text(raw: bytes) -> str:
+    """A text as UTF-8, a byte that is not UTF-8 replaced (exports made on Windows carry other encodings)."""
+    return raw.decode("utf-8", "replace")
+
+
+def fetch_all(con: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+    """The rows of ``sql`` on ``con``, its texts decoded by sqlite3 in C as UTF-8; when one is not UTF-8 the query is
+    read again with ``lenient_text``, which the connection keeps from then on."""
+    try:
+        return con.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if not str(exc).startswith("Could not decode to UTF-8"):
+            raise
+        con.text_factory = lenient_text
+        return con.execute(sql, params).fetchall()
 
 
 def db_error(path: str | os.PathLike[str], exc: BaseException) -> TraceError:

@@ -27,7 +27,7 @@ from .damage import (
     reasons_sql,
     valid_sql,
 )
-from .dberror import db_error, is_lock_or_damage
+from .dberror import db_error, fetch_all, is_lock_or_damage, lenient_text
 from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
 
 TYPE_CHECKING = False
@@ -91,16 +91,6 @@ def path_text(path: str | os.PathLike[str]) -> str:
     root = "//" if text.startswith("//") and not text.startswith("///") else "/" if text.startswith("/") else ""
     parts = [part for part in text.split("/") if part and part != "."]
     return root + "/".join(parts) if root or parts else "."
-
-
-def _lenient_text(raw: bytes) -> str:
-    """A text as UTF-8, a byte that is not UTF-8 replaced (exports made on Windows carry other encodings)."""
-    return raw.decode("utf-8", "replace")
-
-
-def _undecodable(exc: sqlite3.OperationalError) -> bool:
-    """Whether sqlite3 failed to decode a text as UTF-8 (the query is then read again with ``_lenient_text``)."""
-    return str(exc).startswith("Could not decode to UTF-8")
 
 
 def _check_file(path: str) -> None:
@@ -238,13 +228,13 @@ class Trace:
             con = sqlite3.connect(_uri(p), uri=True, timeout=0.5, check_same_thread=False)
         except sqlite3.Error as exc:
             raise db_error(p, exc) from exc
-        con.text_factory = _lenient_text
+        con.text_factory = lenient_text
         try:
             schema = Schema.detect(con, p)
         except TraceError:
             con.close()
             raise
-        con.text_factory = str  # decoded in C; a text that is not UTF-8 is read again by ``_lenient_text``
+        con.text_factory = str  # decoded in C; a text that is not UTF-8 is read again by ``lenient_text``
         if not schema.is_nsys_export():
             con.close()
             if schema.is_cut_short_export():
@@ -298,13 +288,7 @@ class Trace:
         """Run a small query with the stdlib driver (metadata, strings, enums)."""
         try:
             with self._lock:
-                try:
-                    return self.con.execute(sql, tuple(params)).fetchall()
-                except sqlite3.OperationalError as exc:
-                    if not _undecodable(exc):
-                        raise
-                    self.con.text_factory = _lenient_text
-                    return self.con.execute(sql, tuple(params)).fetchall()
+                return fetch_all(self.con, sql, tuple(params))
         except sqlite3.Error as exc:
             raise db_error(self.name, exc) from exc
 
@@ -348,13 +332,7 @@ class Trace:
             raise db_error(self.name, exc) from exc
         try:
             con.text_factory = self.con.text_factory
-            try:
-                return con.execute(sql).fetchall()
-            except sqlite3.OperationalError as exc:
-                if not _undecodable(exc):
-                    raise
-                con.text_factory = _lenient_text
-                return con.execute(sql).fetchall()
+            return fetch_all(con, sql)
         except sqlite3.Error as exc:
             raise db_error(self.name, exc) from exc
         finally:

@@ -11,7 +11,7 @@ import sqlite3
 from _thread import RLock
 
 from ..values import Value
-from .dberror import db_error
+from .dberror import db_error, fetch_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class Schema:
         assert self._con is not None
         try:
             with self.lock:
-                return self._con.execute(sql).fetchall()
+                return fetch_all(self._con, sql)
         except sqlite3.Error as exc:
             raise db_error(self._path, exc) from exc
 
