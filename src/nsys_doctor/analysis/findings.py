@@ -518,7 +518,7 @@ def _host_between_steps(f: Facts) -> list[Finding]:
     a module load's). A request loop of ResNet-50 at batch 16 (two passes a request, each input made on the host and
     copied from pageable memory): 87 ms idle inside its 10 passes, 107 ms between them (49% of the window), mostly
     at the requests' starts."""
-    between = max(0, f.host.between_steps_idle_ns - _copies_and_allocs_outside_steps(f.host))
+    between = _idle_between_steps(f)
     t = f.steps.table
     if t.height < 2 or between < BETWEEN_STEPS_SHARE * f.window.duration:
         return []
@@ -549,18 +549,19 @@ def _host_between_steps(f: Facts) -> list[Finding]:
     ]
 
 
-def _copies_and_allocs_outside_steps(h: HostSummary) -> int:
-    """The idle time outside the decode steps while the host copies from pageable memory or allocates (when
-    alloc-churn is raised): pageable-memcpy's and alloc-churn's, which the idle between steps is given up to."""
+def _idle_between_steps(f: Facts) -> int:
+    """The GPU idle between steps (``HostSummary.between_steps_idle_ns``) less the idle outside the decode steps
+    while the host copies from pageable memory or allocates (when alloc-churn is raised): pageable-memcpy's and
+    alloc-churn's time, not counted twice."""
+    h = f.host
     churn = h.allocations.idle_ns - h.alloc_idle_in_steps_ns if h.allocations.count >= ALLOC_CHURN_MIN else 0
-    return h.pageable_idle_ns - h.pageable_idle_in_steps_ns + churn
+    return max(0, h.between_steps_idle_ns - (h.pageable_idle_ns - h.pageable_idle_in_steps_ns + churn))
 
 
 def _launch_bound_between(f: Facts) -> list[Finding]:
     """launch-bound between the steps (``BETWEEN_STEPS_SHARE``)."""
     d = f.decode_steps
-    # (the idle while the host copies from pageable memory or allocates is those findings': not counted twice)
-    between = max(0, f.host.between_steps_idle_ns - _copies_and_allocs_outside_steps(f.host))
+    between = _idle_between_steps(f)
     steps = f.steps.table.height
     if d.height < 2 or between < BETWEEN_STEPS_SHARE * f.window.duration:
         return []

@@ -248,10 +248,8 @@ class GpuIdle:
         out = np.full(starts.size, np.nan)
         if self.bs.size < 2 or not starts.size:
             return out
-        gs, ge = self.be[:-1], self.bs[1:]  # the idle intervals between two busy ones (sorted, disjoint)
-        dur = ge - gs
-        first = np.searchsorted(gs, starts, side="left")  # the first one starting at or after the span's start
-        stop = np.searchsorted(ge, ends, side="right")  # past the last one ending by its end
+        dur = self.bs[1:] - self.be[:-1]  # the idle intervals between two busy ones (sorted, disjoint)
+        first, stop = self._spanned(starts, ends)
         ok = stop > first
         if not ok.any():
             return out
@@ -314,9 +312,17 @@ class GpuIdle:
         if self.bs.size < 2 or not starts.size:
             return 0
         total = np.concatenate([[0], np.cumsum(self._short(shorter_than, skip))])
-        first = np.searchsorted(self.be[:-1], starts, side="left")  # the first one starting at or after the start
-        stop = np.searchsorted(self.bs[1:], ends, side="right")  # past the last one ending by the span's end
+        first, stop = self._spanned(starts, ends)
         return int((total[np.maximum(stop, first)] - total[first]).sum())
+
+    def _spanned(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per span [start, end]: the intervals between two busy ones (interval k at k - 1) that lie inside it run
+        from ``first`` (the first to start at or after its start) to before ``stop`` (past the last to end by its
+        end); none where ``stop <= first``."""
+        return (
+            np.searchsorted(self.be[:-1], starts, side="left"),
+            np.searchsorted(self.bs[1:], ends, side="right"),
+        )
 
     def within(self, starts: np.ndarray, ends: np.ndarray) -> int:
         """The idle time of all the intervals that lie inside one of the disjoint spans [starts, ends] (each a step's,
@@ -435,8 +441,7 @@ class GpuIdle:
         m = self.bs.size
         if m < 2 or not starts.size:
             return np.zeros(m + 1, dtype=bool)
-        first = np.searchsorted(self.be[:-1], starts, side="left")  # interval first + 1 is the first inside
-        stop = np.searchsorted(self.bs[1:], ends, side="right")  # interval stop + 1 is past the last inside
+        first, stop = self._spanned(starts, ends)  # (interval k at k - 1)
         keep = stop > first
         diff = np.zeros(m + 2, dtype=np.int64)
         np.add.at(diff, first[keep] + 1, 1)

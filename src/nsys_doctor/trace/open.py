@@ -27,7 +27,7 @@ from .damage import (
     reasons_sql,
     valid_sql,
 )
-from .dberror import db_error, fetch_all, is_lock_or_damage, lenient_text
+from .dberror import db_error, fetch_all, is_lock_or_damage
 from .schema import ROW_KEYS, STRINGS, VALID_STRING_SQL, Schema
 
 TYPE_CHECKING = False
@@ -228,13 +228,11 @@ class Trace:
             con = sqlite3.connect(_uri(p), uri=True, timeout=0.5, check_same_thread=False)
         except sqlite3.Error as exc:
             raise db_error(p, exc) from exc
-        con.text_factory = lenient_text
-        try:
+        try:  # (texts decoded in C; a query meeting one that is not UTF-8 reads it again: ``dberror.fetch_all``)
             schema = Schema.detect(con, p)
         except TraceError:
             con.close()
             raise
-        con.text_factory = str  # decoded in C; a text that is not UTF-8 is read again by ``lenient_text``
         if not schema.is_nsys_export():
             con.close()
             if schema.is_cut_short_export():

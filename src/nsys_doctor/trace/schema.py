@@ -215,13 +215,15 @@ class Schema:
         """Tables and export metadata of the database behind ``con`` (errors come back as ``TraceError``)."""
         try:
             tables = frozenset(
-                str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
+                str(r[0]) for r in fetch_all(con, "SELECT name FROM sqlite_master WHERE type IN ('table','view')")
             )
             meta: dict[str, str] = {}
             for meta_table in ("META_DATA_EXPORT", "EXPORT_META_DATA"):
-                cols = {r[1] for r in con.execute(f"PRAGMA table_info('{meta_table}')")} if meta_table in tables else ()
+                cols = (
+                    {r[1] for r in fetch_all(con, f"PRAGMA table_info('{meta_table}')")} if meta_table in tables else ()
+                )
                 if "name" in cols and "value" in cols:
-                    meta = {str(k): str(v) for k, v in con.execute(f"SELECT name, value FROM {meta_table}")}
+                    meta = {str(k): str(v) for k, v in fetch_all(con, f"SELECT name, value FROM {meta_table}")}
                     break
         except sqlite3.Error as exc:
             raise db_error(path, exc) from exc
