@@ -22,7 +22,18 @@ from nsys_doctor.analysis.rankset import merge_profiles, pair_ranks
 from nsys_doctor.cli.main import main
 from nsys_doctor.errors import UsageError
 from nsys_doctor.parallel import map_ranks, rank_summary
-from nsys_doctor.trace.ranks import RankSpec, discover, expand_paths, file_rank, multi_rank
+from nsys_doctor.trace import Trace
+from nsys_doctor.trace.ranks import (
+    RankSpec,
+    discover,
+    expand_paths,
+    file_rank,
+    frame_units,
+    gpu_units,
+    multi_rank,
+    several_ranks,
+)
+from nsys_doctor.trace.tables import TraceFrames
 
 from .conftest import SAMPLE, TRACES, needs_shared
 
@@ -86,6 +97,19 @@ def test_discover_one_trace_with_two_processes():
     assert [(s.rank, s.pid, s.device) for s in specs] == [(0, 1130, None), (1, 1131, None)]
     assert all(s.offset_ns == 0 for s in specs)
     assert multi_rank([ALLRANKS]) and not multi_rank([RANK0])
+
+
+@needs_shared
+@needs_multi
+def test_the_ranks_of_one_trace_are_told_alike_from_its_frames():
+    # report tells them from the frames it reads (no scan of the kernel table before reading it)
+    for path, units in ((ALLRANKS, [(1130, 0), (1131, 1)]), (RANK0, None), (SAMPLE, None)):
+        with Trace.open(path) as trace:
+            from_sql = gpu_units(trace)
+            from_frames = frame_units(TraceFrames(trace))
+        assert from_frames == from_sql and (units is None or from_sql == units)
+        assert several_ranks(path, from_frames) == multi_rank([path])
+    assert several_ranks(ALLRANKS, [(1130, 0), (1131, 1)]) and not several_ranks(RANK0, [])
 
 
 @needs_shared

@@ -393,13 +393,36 @@ def long_os_calls(trace: Trace, spec: RankSpec, min_ns: int) -> pl.DataFrame:
     return o.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalTid"), tid_of("globalTid"))
 
 
+def frame_units(frames: TraceFrames) -> list[tuple[int, int]]:
+    """``gpu_units`` of frames already read: the (pid, deviceId) pairs of the kernels, else of the graph launches,
+    ordered by device then pid (the damaged rows, left out of the frames, are not counted)."""
+    import polars as pl
+
+    from .tables import pid_of
+
+    for df in (frames.kernels, frames.graph_launches):
+        if not df.height:
+            continue
+        pid = pl.col("pid") if "pid" in df.columns else pid_of("globalPid")
+        pairs = df.select(pid.alias("pid"), pl.col("deviceId")).drop_nulls().unique()
+        units = sorted(((int(p), int(d)) for p, d in pairs.iter_rows()), key=lambda u: (u[1], u[0]))
+        if units:
+            return units
+    return []
+
+
+def several_ranks(path: str | os.PathLike[str], units: list[tuple[int, int]]) -> bool:
+    """Whether one trace whose GPU work ran in ``units`` (``gpu_units``) holds several ranks' processes."""
+    return len(_split(_TraceFacts(Path(path), {}, None, None, units))) > 1
+
+
 def multi_rank(inputs: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]) -> bool:
     """True when the inputs are several traces, a directory, or one trace holding several ranks."""
     if len(inputs) != 1 or Path(inputs[0]).is_dir():
         return True
     p = Path(inputs[0])
     with Trace.open(p) as trace:
-        return len(_split(_TraceFacts(p, {}, None, None, gpu_units(trace)))) > 1
+        return several_ranks(p, gpu_units(trace))
 
 
 __all__ = [
@@ -409,10 +432,12 @@ __all__ = [
     "discover",
     "expand_paths",
     "file_rank",
+    "frame_units",
     "gpu_units",
     "long_os_calls",
     "multi_rank",
     "rank_filter",
     "rank_frames",
     "session_start_ns",
+    "several_ranks",
 ]
