@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import polars as pl
 
@@ -132,7 +133,7 @@ class RunStructure:
     def warmup_requests(self) -> tuple[Request, ...]:
         return tuple(r for r in self.requests if r.warmup)
 
-    @property
+    @cached_property  # asked for by many analyses; a run has up to hundreds of thousands of steps
     def measured_steps(self) -> tuple[Step, ...]:
         warm = {r.index for r in self.requests if r.warmup}
         return tuple(s for s in self.steps if s.request not in warm)
