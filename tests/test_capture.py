@@ -19,6 +19,7 @@ from nsys_doctor.capture.plan import CaptureArgs, plan
 from nsys_doctor.cli.main import main
 from nsys_doctor.config import Config
 from nsys_doctor.errors import UsageError
+from nsys_doctor.trace import Trace
 from nsys_doctor.trace.meta import describe
 from nsys_doctor.trace.nsysbin import NsysLocation
 
@@ -1002,3 +1003,22 @@ def test_workload_counts_are_checked(patch, named):
     data = {"workload": {**TEMPLATE["workload"], **patch}}  # type: ignore[dict-item]
     with pytest.raises(UsageError, match=named.replace(".", r"\.")):
         template(data)
+
+
+@needs_shared
+def test_the_counts_are_counted_only_when_asked_for():
+    # a report describes the trace without counting its tables (a count reads every page of a table); what the
+    # trace lacks is the same as from the counts, and the counts are the same when asked for
+    for path in (CAPTURE, TRACES / "decode_graph_graph.sqlite", TRACES / "public" / "weatherbench2_report1.sqlite"):
+        with Trace.open(path) as trace:
+            counted = describe(trace)
+            statements: list[str] = []
+            trace.con.set_trace_callback(statements.append)
+            lazy = describe(trace, counted=False)
+            assert lazy.missing == counted.missing and lazy.gpus == counted.gpus
+            assert not [s for s in statements if "count(" in s.lower()]
+            assert lazy.counts == counted.counts and any("count(" in s.lower() for s in statements)
+            trace.con.set_trace_callback(None)
+    with Trace.open(CAPTURE) as trace:
+        kernels = trace.rows("SELECT count(*) FROM CUPTI_ACTIVITY_KIND_KERNEL")[0][0]
+        assert kernels > 0 and describe(trace, counted=False).counts["CUPTI_ACTIVITY_KIND_KERNEL"] == kernels

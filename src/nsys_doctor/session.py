@@ -133,10 +133,11 @@ class TraceSession:
 
     @cached_property
     def info(self) -> TraceInfo:
-        """What the trace is: nsys version, GPUs, counts, capture settings, nsys's own diagnostics."""
+        """What the trace is: nsys version, GPUs, row counts (counted when first asked for, while the session is
+        open), capture settings, nsys's own diagnostics."""
         from .trace.meta import describe
 
-        return describe(self.trace)
+        return describe(self.trace, counted=False)  # counted when asked for: a report needs no count
 
     @cached_property
     def frames(self) -> TraceFrames:
