@@ -512,6 +512,26 @@ def test_diff_rank_sets(capsys):
     assert "tp2_straggler_rank1.sqlite (rank 1)" in capsys.readouterr().out
     assert main(["diff", pair, pair, "--gate", "5"]) == 0  # a rank set against itself passes the gate
     assert "gate: PASS on every rank" in capsys.readouterr().out
+    # one trace holding two ranks on each side: its ranks are found from the frames read for its profile
+    assert main(["diff", str(ALLRANKS), str(ALLRANKS), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == "diff-ranks" and [r["rank"] for r in data["ranks"]] == [0, 1]
+
+
+@needs_shared
+@needs_multi
+def test_a_diff_of_two_traces_scans_no_kernel_table_for_ranks(monkeypatch, capsys):
+    import nsys_doctor.trace.ranks as ranks
+
+    def scan(_trace: object) -> list[tuple[int, int]]:
+        raise AssertionError("a scan of the kernel table for its processes and devices")
+
+    monkeypatch.setattr(ranks, "gpu_units", scan)
+    monkeypatch.setenv("NSYS_DOCTOR_NO_CACHE", "1")  # each command reads its traces (no earlier output reused)
+    assert main(["diff", str(RANK0), str(RANK1), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "diff"
+    assert main(["report", str(RANK0), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "report"
 
 
 def test_merge_profiles_and_pairing():

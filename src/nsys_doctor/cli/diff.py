@@ -59,14 +59,33 @@ def _side_paths(arg: Path) -> list[str]:
     return [text]
 
 
-def rank_side(arg: Path, rank_from: str) -> list[RankSpec] | None:
-    """The ranks of one diff side, or None when it is one single-rank trace."""
+def rank_side(arg: Path, rank_from: str, exact: bool = False) -> list[RankSpec] | None:
+    """The ranks of one diff side, or None when it is one trace: whether that trace holds several ranks' processes
+    is told from the frames read for its profile (``one_side``), or with ``exact`` here, from a scan of its kernel
+    table."""
     from ..trace.ranks import discover, multi_rank
 
     paths: list[str | os.PathLike[str]] = list(_side_paths(arg))
-    if len(paths) == 1 and not multi_rank(paths):
+    if len(paths) == 1 and not (multi_rank(paths) if exact else Path(paths[0]).is_dir()):
         return None
     return discover(paths, rank_from)
+
+
+def one_side(arg: Path, ops_file: Path | None, rules: list[OpRule], jobs: int, rank_from: str) -> dict[int, Profile]:
+    """The profile of a side that is one trace ({0: profile}), or of each of its ranks when it holds several ranks'
+    processes (told from the frames read for the profile)."""
+    from ..session import TraceSession
+    from ..trace.ranks import discover, frame_units, several_ranks
+
+    with progress.task(), TraceSession.open(arg, project_rules(ops_file)) as session:
+        with progress.stage("reading"):
+            several = several_ranks(arg, frame_units(session.frames))
+        if not several:
+            with progress.stage("structure"):
+                _ = session.structure
+            with progress.stage("analyses"):
+                return {0: session.profile(str(arg), None, last=True)}
+    return side_profiles(discover([arg], rank_from), rules, jobs)
 
 
 def side_profiles(specs: list[RankSpec], rules: list[OpRule], jobs: int, only: int | None = None) -> dict[int, Profile]:
@@ -227,8 +246,10 @@ def diff(
         )
 
     rules = project_rules(ops_file)
-    side_a = None if baseline else rank_side(before, rank_from)  # type: ignore[arg-type]
-    side_b = rank_side(after, rank_from)
+    # with --rank, whether a side that is one trace holds several ranks must be known before any reading
+    exact = only_rank is not None
+    side_a = None if baseline else rank_side(before, rank_from, exact)  # type: ignore[arg-type]
+    side_b = rank_side(after, rank_from, exact)
     if side_a is None and side_b is None and only_rank is not None:
         raise UsageError("--rank applies to rank sets", "give directories, comma lists or multi-rank traces")
 
@@ -236,7 +257,7 @@ def diff(
         if arg is None:  # --baseline NAME
             return {0: load_baseline(str(baseline))}
         if side is None:
-            return {0: profile_of(arg, ops_file)}
+            return one_side(arg, ops_file, rules, jobs, rank_from)
         return side_profiles(side, rules, jobs, only_rank)
 
     def comparison() -> tuple[str, bool]:
@@ -244,7 +265,7 @@ def diff(
         from ..analysis.rankset import merge_profiles, pair_ranks
 
         pa, pb = profiles(side_a, before), profiles(side_b, after)
-        if side_a is None and side_b is None:
+        if side_a is None and side_b is None and len(pa) == 1 and len(pb) == 1:  # two traces of one rank each
             result, g = compare(pa[0], pb[0])
             return rendered(result, g, pa[0], pb[0]), g is not None and not g.passed
         if only_rank is None and (rank_mode == "aggregate" or baseline or len(pa) == 1 or len(pb) == 1):
