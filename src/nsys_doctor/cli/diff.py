@@ -75,14 +75,10 @@ def one_side(arg: Path, ops_file: Path | None, rules: list[OpRule], jobs: int, r
     """The profile of a side that is one trace ({0: profile}), or of each of its ranks when it holds several ranks'
     processes (told from the frames read for the profile)."""
     from ..session import TraceSession
-    from ..trace.ranks import discover, frame_units, several_ranks
+    from ..trace.ranks import discover
 
     with progress.task(), TraceSession.open(arg, project_rules(ops_file)) as session:
-        with progress.stage("reading"):
-            several = several_ranks(arg, frame_units(session.frames))
-        if not several:
-            with progress.stage("structure"):
-                _ = session.structure
+        if not read_in_stages(session, split=True):
             with progress.stage("analyses"):
                 return {0: session.profile(str(arg), None, last=True)}
     return side_profiles(discover([arg], rank_from), rules, jobs)

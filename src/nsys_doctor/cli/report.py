@@ -77,12 +77,19 @@ def render_output(fmt: str, html_page: Callable[[ModuleType], str], text: Callab
         return text(fmt)
 
 
-def read_in_stages(session: TraceSession) -> None:
-    """Read the trace, then find the run's structure, each in its progress stage (the session keeps both)."""
+def read_in_stages(session: TraceSession, split: bool = False) -> bool:
+    """Read the trace, then find the run's structure, each in its progress stage (the session keeps both). With
+    ``split``, a trace whose frames hold several ranks' processes is only read: says whether it is one (one trace
+    may hold several ranks; the frames tell it, where a scan of the kernel table for its distinct processes and
+    devices before reading it cost 3% of a report)."""
+    from ..trace.ranks import frame_units, several_ranks
+
     with progress.stage("reading"):
-        _ = session.frames
+        if split and several_ranks(session.path, frame_units(session.frames)):
+            return True
     with progress.stage("structure"):
         _ = session.structure
+    return False
 
 
 def project_rules(ops_file: Path | None) -> list[OpRule]:
@@ -260,7 +267,7 @@ def report(
     (see also: nsys-doctor nccl). Time options apply to each rank's own timeline.
     """
     from ..session import TraceSession
-    from ..trace.ranks import discover, frame_units, several_ranks
+    from ..trace.ranks import discover
 
     check_html_output(fmt, output)
     if no_split and len(trace_paths) > 1:
@@ -289,11 +296,7 @@ def report(
     text = None
     if len(trace_paths) == 1 and (no_split or not trace_paths[0].is_dir()):
         with progress.task(), TraceSession.open(trace_paths[0], rules, choice) as session:
-            # one trace may hold several ranks' processes: told from the frames read for the report (a scan of
-            # the kernel table for its distinct processes and devices, before reading it, cost 3% of the report)
-            with progress.stage("reading"):
-                several = not no_split and several_ranks(trace_paths[0], frame_units(session.frames))
-            if not several:
+            if not read_in_stages(session, split=not no_split):
                 text = _one_report(session, fmt, color, top, model, bw, trace_paths[0])
     if text is None:
         if choice.request is not None:
@@ -386,11 +389,9 @@ def _one_report(
     bw: float | None,
     path: Path,
 ) -> str:
-    """The report on the one trace of ``session`` (its frames read), rendered in ``fmt``."""
+    """The report on the one trace of ``session`` (read, its structure found), rendered in ``fmt``."""
     roof = None
     plots = None
-    with progress.stage("structure"):
-        _ = session.structure
     with progress.stage("analyses"):
         d = session.diagnose(top)
         if model is not None:
