@@ -217,7 +217,7 @@ def driver_text(value: str) -> str:
 
 def describe(trace: Trace, counted: bool = True) -> TraceInfo:
     """What ``trace`` holds. ``counted=False``: its tables' rows are counted only when ``TraceInfo.counts`` is first
-    asked for (a ``count(*)`` reads every page of a table: 60 ms for 2M kernels and 5M calls, before an analysis
+    asked for (a ``count(*)`` reads every page of a table: 61 ms for 2M kernels and 5M calls, before an analysis
     that needs no count); what the trace lacks is told from whether a table has a row at all."""
     sch = trace.schema
     tables = [t for t in COUNTED_TABLES if sch.has(t)]
