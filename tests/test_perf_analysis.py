@@ -22,7 +22,14 @@ from nsys_doctor.analysis.distribution import (
     tail_tables,
     text_codes,
 )
-from nsys_doctor.analysis.host import _busy_intervals_grouped, _merged, busy_intervals, gpu_idle, overlapping
+from nsys_doctor.analysis.host import (
+    _busy_intervals_grouped,
+    _merged,
+    busy_intervals,
+    busy_intervals_of,
+    gpu_idle,
+    overlapping,
+)
 from nsys_doctor.analysis.phases import LAUNCH_API, SYNC_API, _lookup_launches, calls, launched_kernels
 from nsys_doctor.analysis.structure.sequence import first_positions, launch_order, sorted_unique, stable_order
 from nsys_doctor.trace import Trace
@@ -119,6 +126,31 @@ def test_tails_of_one_key_by_ranges_or_packed_are_those_of_the_frame_sort(
     assert _same_frame(packed, tail_table(df, ["name"]), ["name"])
     assert _same_frame(packed, _tail_table_reference(df, ["name"]), ["name"])
     assert _same_frame(ranged, packed, ["name"])
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 1 << 20])
+def test_tails_by_ranges_read_their_groups_a_chunk_at_a_time(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the sorted keys change is found a chunk of rows at a time: a group that spans chunks, or starts at
+    a chunk's first row, is one group; the tables are the definition's at any chunk size."""
+    from nsys_doctor.analysis import distribution
+
+    monkeypatch.setattr(distribution, "KEY_CHUNK", chunk)
+    rng = random.Random(chunk)
+    n = 500
+    df = pl.DataFrame(
+        {
+            "name": [rng.choice(["a", "b", "c", "d", "e"]) for _ in range(n)],
+            "gridX": [rng.choice([1, 4, 9]) for _ in range(n)],
+            "dur": [rng.choice([0, 3, 3, rng.randint(0, 10**6)]) for _ in range(n)],
+        }
+    )
+    codes, _ = text_codes(df["name"])
+    assert distribution._ranged_tails(codes, df["dur"]) is not None  # the ranged path is the one tested
+    for keys in (["name"], ["name", "gridX"]):
+        assert _same_frame(tail_table(df, keys), _tail_table_reference(df, keys), keys), keys
+    changes = distribution._key_changes(np.array([0, 1, 4, 5, 6, 12], dtype=np.int64), 2)
+    assert changes.tolist() == [0, 2, 5]  # keys 0, 0, 1, 1, 1, 3
+    assert distribution._key_changes(np.zeros(0, dtype=np.int64), 2).tolist() == []
 
 
 def test_values_that_cannot_be_packed_with_their_key_sort_the_frame() -> None:
@@ -403,6 +435,39 @@ def test_busy_intervals_with_nulls_or_reversed_rows_keeps_the_grouped_definition
     )
     assert busy_intervals(ops).equals(_busy_intervals_grouped(ops))
     assert busy_intervals(ops.head(0)).is_empty()
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_busy_intervals_of_parts_is_the_union_of_them_all(seed: int) -> None:
+    """The union of several frames (a kernel frame in time order or not, copies and memsets among its kernels, one
+    device or several) equals the union of their concatenation, and the hand-made reference."""
+    rng = random.Random(seed)
+    schema = {"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64}
+    parts = []
+    all_rows: list[tuple[int, int, int]] = []
+    for size in (rng.choice([1, 50, 3000]), rng.choice([0, 1, 7]), rng.choice([0, 3]), rng.choice([0, 2])):
+        rows = []
+        for _ in range(size):
+            s = rng.randint(0, rng.choice([50, 10**5]))
+            rows.append((rng.choice([0, 0, 0, 1] if seed % 3 else [2]), s, s + rng.choice([0, 1, rng.randint(0, 500)])))
+        if seed % 2 and not parts:
+            rows.sort(key=lambda r: r[1])  # the kernels in time order, as a table nearly always has them
+        parts.append(pl.DataFrame(rows, schema=schema, orient="row").select("start", "end", "deviceId"))
+        all_rows += rows
+    got = busy_intervals_of(parts)
+    assert got.equals(busy_intervals(pl.concat(parts)))
+    assert got.schema == schema
+    assert got.rows() == _union_reference(all_rows)
+
+
+def test_busy_intervals_of_parts_with_nulls_or_nothing() -> None:
+    schema = {"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64}
+    a = pl.DataFrame({"deviceId": [0, 0], "start": [1, 20], "end": [10, 30]}, schema=schema)
+    b = pl.DataFrame({"deviceId": [None, 0], "start": [5, 9], "end": [7, 21]}, schema=schema)
+    assert busy_intervals_of([a, b]).equals(busy_intervals(pl.concat([a, b])))
+    assert busy_intervals_of([a, b]).rows() != busy_intervals_of([a]).rows()
+    assert busy_intervals_of([a.head(0), b.head(0)]).equals(busy_intervals(a.head(0)))
+    assert busy_intervals_of([a, a.head(0)]).rows() == [(0, 1, 10), (0, 20, 30)]
 
 
 def _idle_reference(rows: list[tuple[int, int, int]], lo: int, hi: int) -> list[tuple[int, int]]:

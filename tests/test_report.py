@@ -231,7 +231,7 @@ def test_systematic_tail_on_a_stretched_kernel():
             kernels,
             frames.api,
             frames.memcpy,
-            frames.gpu_ops,
+            frames.gpu_parts,
             frames.nvtx,
             0,
             info.capture,

@@ -249,7 +249,7 @@ class TraceSession:
                 f.kernels,
                 f.api,
                 f.memcpy,
-                f.gpu_ops,
+                f.gpu_parts,
                 f.nvtx,
                 f.graph_launches.height,
                 info.capture,
@@ -284,6 +284,7 @@ class TraceSession:
 
         from .analysis import metrics as am
         from .trace import metrics as tm
+        from .trace.tables import GPU_OP_KINDS
 
         f, w, trace = self.frames, self.window, self.trace
         gpu_metrics = memory = callchains = None
@@ -299,7 +300,12 @@ class TraceSession:
 
             k = f.kernels.filter(in_window & on_device)
             k = k.join(keyed_like(d.kernel_families, k), on="name", how="left")
-            ops = f.gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & in_window & on_device)
+            kind = pl.Enum(GPU_OP_KINDS)
+            parts = f.gpu_parts
+            ops = pl.concat(  # the copies and memsets alone: never a sorted copy of every kernel
+                [parts[k].with_columns(pl.lit(k, kind).alias("kind")) for k in ("memcpy", "memset")]
+            ).sort("start")
+            ops = ops.filter(in_window & on_device)
             top = d.kernels.select("name", "label", "family") if d.kernels.height else d.kernels
             gpu_metrics = am.gpu_metrics_summary(
                 samples.frame, samples.names, samples.gpu, w, k, ops, steps, top, d.target

@@ -6,7 +6,7 @@ Pure function: in-memory tables in, a ``Diagnosis`` out (renderers turn it into 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
@@ -31,7 +31,7 @@ from .distribution import (
     unpack_ints,
 )
 from .findings import HOST_CAUSES, Facts, Finding, run_rules
-from .host import HostSummary, busy_intervals, summarize_host
+from .host import HostSummary, busy_intervals_of, summarize_host
 from .ops import OpRule, classify, label_frame
 from .phases import (
     GRAPH_LAUNCH_API,
@@ -247,7 +247,7 @@ def diagnose(
     kernels: pl.DataFrame,
     api: pl.DataFrame,
     memcpy: pl.DataFrame,
-    gpu_ops: pl.DataFrame,
+    gpu_parts: Mapping[str, pl.DataFrame],
     nvtx: pl.DataFrame,
     graph_launch_rows: int,
     capture: dict[str, object],
@@ -312,13 +312,28 @@ def diagnose(
         ratio(fam["total"], max(total, 1), "share"), ratio(fam["total"], max(n_steps, 1), "per_step_ns")
     ).sort(["total", "family", "category"], descending=[True, False, False])
     # GPU time is kernels plus copies plus memsets: a copy-bound run must lead with its copies
-    mem = gpu_ops.filter(pl.col("kind").is_in(["memcpy", "memset"]) & (pl.col("start") >= w.start))
-    mem = mem.filter(pl.col("start") <= w.end).with_columns((pl.col("end") - pl.col("start")).alias("dur"))
-    if mem.height:
-        mem_rows = (
-            mem.group_by(pl.col("kind").cast(pl.String).alias("family"))
-            .agg(pl.col("dur").sum().alias("total"), pl.len().alias("count"))
-            .with_columns(pl.lit("memcpy / memset").alias("category"), pl.lit(0, pl.UInt32).alias("kernels"))
+    in_w = [
+        (kind, f.filter((pl.col("start") >= w.start) & (pl.col("start") <= w.end)))
+        for kind in ("memcpy", "memset")
+        if (f := gpu_parts.get(kind)) is not None
+    ]
+    mem = [(kind, int((f["end"] - f["start"]).sum()), f.height) for kind, f in in_w if f.height]
+    if mem:
+        mem_rows = pl.DataFrame(
+            {
+                "family": [kind for kind, _, _ in mem],
+                "total": [t for _, t, _ in mem],
+                "count": [n for _, _, n in mem],
+                "category": ["memcpy / memset"] * len(mem),
+                "kernels": [0] * len(mem),
+            },
+            schema={
+                "family": pl.String,
+                "total": pl.Int64,
+                "count": pl.UInt32,
+                "category": pl.String,
+                "kernels": pl.UInt32,
+            },
         )
         gpu_total = total + int(mem_rows["total"].sum())
         fam = pl.concat(
@@ -340,9 +355,10 @@ def diagnose(
     # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
     # memory at the same time as the decode steps' kernels below; every GPU operation of the trace (millions of
     # rows) is freed once its busy time is known, before those passes run
-    all_busy = busy_intervals(gpu_ops)
-    first_op = scalar_int(gpu_ops["start"].min() or 0) if gpu_ops.height else 0
-    del gpu_ops
+    all_busy = busy_intervals_of(list(gpu_parts.values()))
+    firsts = [scalar_int(f["start"].min()) for f in gpu_parts.values() if f.height]
+    first_op = min(firsts) if firsts else 0
+    del gpu_parts
     host = summarize_host(kernels, api, memcpy, all_busy, first_op, w, steps, lk)
     del all_busy
     # unmapped kernels, the most GPU time first (per_kernel is sorted by total, then name)

@@ -242,12 +242,16 @@ def _combined_tails(cols: list[pl.Series], values: pl.Series) -> pl.DataFrame | 
     if any(not c.dtype.is_integer() or c.null_count() for c in cols) or cols[0].is_empty():
         return None
     distinct = [c.unique().sort() for c in cols[1:]]
-    key = cols[0].cast(pl.Int64)
-    if scalar_int(key.min()) < 0 or packed_widths(scalar_int(key.max()), *(d.len() - 1 for d in distinct)) is None:
+    first = cols[0]
+    if scalar_int(first.min()) < 0 or packed_widths(scalar_int(first.max()), *(d.len() - 1 for d in distinct)) is None:
         return None
+    # combined in one array of its own (millions of rows: no column made per step)
+    key = first.to_numpy().astype(np.int64, copy=True)
     for c, d in zip(cols[1:], distinct, strict=True):
-        key = key * d.len() + d.search_sorted(c).cast(pl.Int64)
-    out = _ranged_tails(key.rename("_key"), values)
+        key *= d.len()
+        key += d.search_sorted(c).to_numpy()
+    out = _ranged_tails(pl.Series("_key", key, dtype=pl.Int64), values, owned=key)
+    del key
     if out is None:
         return None
     combined = out["_key"]
@@ -258,13 +262,14 @@ def _combined_tails(cols: list[pl.Series], values: pl.Series) -> pl.DataFrame | 
     return out.select(combined.cast(cols[0].dtype).rename(cols[0].name), *reversed(parts), pl.exclude("_key"))
 
 
-def _ranged_tails(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
+def _ranged_tails(key: pl.Series, values: pl.Series, owned: np.ndarray | None = None) -> pl.DataFrame | None:
     """``_tails``' aggregates (before ``_finish_tails``) of the groups of one integer key column, from one sort of
     the key and the value packed into 63 bits (numpy's): each group is then a range of the sorted values, its
     count, total, ranks, maximum and tail excess read off the range (cumulative sums, a search for the values
     above p99), with no hashing of millions of rows into groups (5M API calls: a third of the time). None (the
     frame's path decides) when a key or a value is null or negative, or the two do not fit together. The mean is
-    the total over the count, as polars divides an integer column's exact sum (the groups come in key order)."""
+    the total over the count, as polars divides an integer column's exact sum (the groups come in key order).
+    ``owned``: the key's values as an Int64 array the caller gives up (packed in place, not copied)."""
     if not (key.dtype.is_integer() and values.dtype == pl.Int64) or key.is_empty():
         return None
     if key.null_count() or values.null_count():
@@ -275,17 +280,18 @@ def _ranged_tails(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
         return None
     bits = widths[1]
     mask = (1 << bits) - 1
-    packed = key.cast(pl.Int64).to_numpy() << bits  # a new array: packed and sorted in place (millions of rows)
+    # one array of millions of rows, packed and sorted in place (every step below writes into it or into ``sums``)
+    packed = owned if owned is not None else key.to_numpy().astype(np.int64, copy=True)
+    np.left_shift(packed, bits, out=packed)
     packed += values.to_numpy()
     packed.sort()
-    k = packed >> bits
-    first = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
-    keys = k[first]
-    del k
+    first = _key_changes(packed, bits)
+    keys = packed[first] >> bits
     last = np.append(first[1:], packed.size)  # each group's range [first, last)
     count = last - first
     sums = np.zeros(packed.size + 1, dtype=np.int64)
-    np.cumsum(packed & mask, out=sums[1:])
+    np.bitwise_and(packed, mask, out=sums[1:])
+    np.cumsum(sums[1:], out=sums[1:])
     total = sums[last] - sums[first]
 
     def value(at: np.ndarray) -> np.ndarray:
@@ -311,6 +317,19 @@ def _ranged_tails(key: pl.Series, values: pl.Series) -> pl.DataFrame | None:
             pl.Series("tail_excess", excess, dtype=pl.Int64),
         ]
     )
+
+
+KEY_CHUNK = 1 << 20  # rows compared at a time by ``_key_changes``
+
+
+def _key_changes(packed: np.ndarray, bits: int) -> np.ndarray:
+    """The positions of a sorted packed array where its key (``packed >> bits``) changes, 0 included (none when it
+    is empty): a chunk of rows at a time, never an array of every row's key."""
+    found = [np.zeros(min(packed.size, 1), dtype=np.intp)]
+    for lo in range(1, packed.size, KEY_CHUNK):
+        k = packed[lo - 1 : lo + KEY_CHUNK] >> bits
+        found.append(np.flatnonzero(k[1:] != k[:-1]) + lo)
+    return np.concatenate(found)
 
 
 def packed_widths(*tops: int) -> list[int] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -173,6 +174,65 @@ def busy_intervals(ops: pl.DataFrame) -> pl.DataFrame:
             )
         )
     return pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def busy_intervals_of(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """``busy_intervals`` of the operations of ``parts`` together (frames of start, end and deviceId, such as
+    ``TraceFrames.gpu_parts``), without a concatenated, sorted frame of them all (at 20M kernels that frame and its
+    sort held a gigabyte): each device's largest part, nearly always in time order already, is read in place and
+    the others (copies, memsets: a few thousand) are merged into it by position."""
+    frames = [p.select("deviceId", "start", "end") for p in parts if p.height]
+    if not frames:
+        return busy_intervals(pl.DataFrame())
+    if any(f.null_count().sum_horizontal().item() or (f["end"] < f["start"]).any() for f in frames):
+        return busy_intervals(pl.concat(frames, how="vertical_relaxed"))
+    per_device: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for f in frames:
+        devices = f["deviceId"].unique().to_list()
+        for dev in devices:
+            d = f if len(devices) == 1 else f.filter(pl.col("deviceId") == dev)
+            per_device.setdefault(int(dev), []).append((d["start"].to_numpy(), d["end"].to_numpy()))
+    out = []
+    for dev in sorted(per_device):
+        s, e = _by_start(per_device[dev])
+        reach = np.maximum.accumulate(e)
+        opens = np.empty(s.size, dtype=bool)
+        opens[0] = True
+        np.greater(s[1:], reach[:-1], out=opens[1:])  # starts after every earlier interval ended
+        closes = np.empty_like(opens)
+        closes[:-1] = opens[1:]
+        closes[-1] = True
+        starts, ends = s[opens], reach[closes]
+        del s, e, reach, opens, closes
+        out.append(
+            pl.DataFrame(
+                [
+                    pl.repeat(dev, starts.size, dtype=pl.Int64, eager=True).alias("deviceId"),
+                    pl.Series("start", starts, dtype=pl.Int64),
+                    pl.Series("end", ends, dtype=pl.Int64),
+                ]
+            )
+        )
+    return pl.concat(out) if len(out) > 1 else out[0]
+
+
+def _by_start(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The (start, end) arrays of ``parts`` as one pair in order of start (ties in any order: a union does not
+    depend on it). The largest part in time order is not copied when it is alone, and else the others are
+    inserted into it (one copy), not sorted with it."""
+    parts = sorted(parts, key=lambda p: -p[0].size)
+    big_s, big_e = parts[0]
+    if big_s.size > 1 and not bool(np.all(big_s[1:] >= big_s[:-1])):
+        s, e = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        o = np.argsort(s, kind="stable")
+        return s[o], e[o]
+    if len(parts) == 1:
+        return big_s, big_e
+    o_s, o_e = np.concatenate([p[0] for p in parts[1:]]), np.concatenate([p[1] for p in parts[1:]])
+    o = np.argsort(o_s, kind="stable")
+    o_s, o_e = o_s[o], o_e[o]
+    at = np.searchsorted(big_s, o_s, side="right")
+    return np.insert(big_s, at, o_s), np.insert(big_e, at, o_e)
 
 
 def _busy_intervals_grouped(s: pl.DataFrame) -> pl.DataFrame:

@@ -340,15 +340,17 @@ class TraceFrames:
         return self.trace.damaged
 
     @property
+    def gpu_parts(self) -> dict[str, pl.DataFrame]:
+        """The operations of ``gpu_ops``, a frame per kind (``GPU_OP_KINDS``: start, end, deviceId, in table order):
+        the columns of the frames themselves, not a copy of millions of kernels."""
+        cols = ["start", "end", "deviceId"]
+        frames = (self.kernels, self.memcpy, self.memset, self.graph_launches)
+        return {kind: f.select(cols) for kind, f in zip(GPU_OP_KINDS, frames, strict=True)}
+
+    @property
     def gpu_ops(self) -> pl.DataFrame:
         """Kernels, memcpys, memsets (and graph-level launches) as start, end, deviceId, kind (``GPU_OP_KINDS``, an
-        enum: a byte a row where a text would take sixteen)."""
-        cols = ["start", "end", "deviceId"]
+        enum: a byte a row where a text would take sixteen), sorted by start."""
         kind = pl.Enum(GPU_OP_KINDS)
-        parts = [
-            self.kernels.select(cols).with_columns(pl.lit("kernel", kind).alias("kind")),
-            self.memcpy.select(cols).with_columns(pl.lit("memcpy", kind).alias("kind")),
-            self.memset.select(cols).with_columns(pl.lit("memset", kind).alias("kind")),
-            self.graph_launches.select(cols).with_columns(pl.lit("graph", kind).alias("kind")),
-        ]
+        parts = [f.with_columns(pl.lit(k, kind).alias("kind")) for k, f in self.gpu_parts.items()]
         return pl.concat(parts, how="vertical").sort("start")
