@@ -11,6 +11,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from nsys_doctor.errors import TraceError
@@ -445,3 +446,23 @@ def test_strings_read_in_one_pass_agree_with_sqlites_counts(tmp_path: Path, muta
     assert (mid in strings) == (mutation == "sound")
     described = [t for t in damage.tables if t.table == "StringIds"]
     assert [dict(t.reasons) for t in described] == ([{"blob value": 1}] if mutation == "blob value" else [])
+
+
+def test_kernel_grid_is_int32_unless_a_value_does_not_fit(tmp_path):
+    """The kernel frame keeps the launch grid in 32 bits (12 bytes a kernel less); a dimension with a value past
+    32 bits (not a real launch) stays 64 bits with that value, and the other dimensions are still narrowed."""
+    want = _count(SAMPLE, f"SELECT count(*) FROM {K}")
+    with Trace.open(SAMPLE) as trace:
+        k = TraceFrames(trace).kernels
+    assert [k.schema[g] for g in ("gridX", "gridY", "gridZ")] == [pl.Int32] * 3
+    raw = sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True)
+    try:
+        grids = raw.execute(f"SELECT gridX, gridY, gridZ FROM {K} ORDER BY rowid").fetchall()
+    finally:
+        raw.close()
+    assert k.height == want and k.select("gridX", "gridY", "gridZ").rows() == grids
+    wide = mutated_copy(SAMPLE, tmp_path / "wide.sqlite", set_where(K, "gridY", str(1 << 40), "rowid = 5"))
+    with Trace.open(wide) as trace:
+        k = TraceFrames(trace).kernels
+    assert (k.schema["gridX"], k.schema["gridY"], k.schema["gridZ"]) == (pl.Int32, pl.Int64, pl.Int32)
+    assert k.height == want and int(k["gridY"].max()) == 1 << 40  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from nsys_doctor.analysis.diagnosis import _slow_instances
 from nsys_doctor.analysis.distribution import (
     PERCENTILES,
     decode_texts,
@@ -197,20 +198,25 @@ def test_tail_tables_by_launch_grid_match_the_definition_packed_or_not(seed: int
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_tails_of_coded_names_are_those_of_the_names(seed: int) -> None:
+def test_tails_of_coded_names_are_those_of_the_names(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The report's decode-step kernels carry their names as codes (``coded``): the tail tables, the slow-step
-    shares and the dynamic shapes are the same as from the names themselves."""
+    shares (compared a chunk of instances at a time where no name is null) and the dynamic shapes are the same as
+    from the names themselves."""
+    from nsys_doctor.analysis import diagnosis
     from nsys_doctor.analysis.diagnosis import _dynamic_shapes, _slow_step_share
 
+    monkeypatch.setattr(diagnosis, "SLOW_CHUNK", 7)
+    chunked = []
+    monkeypatch.setattr(diagnosis, "_slow_instances", lambda *a: chunked.append(1) or _slow_instances(*a))
     rng = random.Random(seed)
     n = rng.choice([1, 6, 300, 2000])
     pl.Series([f"other{seed}", "k3"]).cast(pl.Categorical)  # codes need not start at 0 or follow the names
     df = pl.DataFrame(
         {
-            "name": [rng.choice(["k1", "k2", "k3", None]) for _ in range(n)],
+            "name": [rng.choice(["k1", "k2", "k3", None] if seed % 2 else ["k1", "k2", "k3"]) for _ in range(n)],
             "short": [rng.choice(["s1", "s2"]) for _ in range(n)],
             **{g: [rng.choice([1, 2, 2**22]) for _ in range(n)] for g in GRID},
-            "dur": [rng.randint(0, 10**6) for _ in range(n)],
+            "dur": [rng.randint(0, 10**6 if rng.random() < 0.1 else 1000) for _ in range(n)],  # some slow
             "t": sorted(rng.randint(0, 10**7) for _ in range(n)),
         },
         schema={"name": pl.String, "short": pl.String, **dict.fromkeys(GRID, pl.Int64), "dur": pl.Int64, "t": pl.Int64},
@@ -225,8 +231,16 @@ def test_tails_of_coded_names_are_those_of_the_names(seed: int) -> None:
         assert _same_frame(a, b, keys), keys
     tails = plain_tables[0]
     a = _slow_step_share(tails, df, 10)
+    assert not chunked
     b = _slow_step_share(tails, coded, 10, names)
     assert _same_frame(a, b, ["name"])
+    assert len(chunked) == (0 if seed % 2 and df["name"].null_count() else 1)
+    assert n < 300 or a["slow_step_share"].max() > 0  # type: ignore[operator]
+    # exactly twice the p50 is not slower; a name without a p50 has no slow instance
+    kt = pl.DataFrame({"name": [0, 0, 0, 1, 0], "idx": [0, 1, 2, 0, 3], "dur": [10, 20, 21, 99, 40]})
+    kt = kt.with_columns(pl.col("name").cast(pl.UInt32))
+    got = _slow_instances(kt, pl.Series([0, 2], dtype=pl.UInt32), pl.Series([10, None], dtype=pl.Int64))
+    assert got.rows() == [(0, 2), (0, 3)] and got.schema == {"name": pl.UInt32, "idx": pl.Int64}
     steps = pl.DataFrame({"idx": list(range(10)), "start": [i * 1_000_000 for i in range(10)]}).with_columns(
         (pl.col("start") + 999_999).alias("end")
     )
@@ -678,6 +692,66 @@ def test_launch_order_by_hand() -> None:
     code = np.array([0, 1, 2, 3, 3, 0])
     assert launch_order(t, start, end, code).tolist() == [5, 3, 4, 2, 1, 0]
     assert launch_order(*(np.zeros(0, dtype=np.int64),) * 4).tolist() == []
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_in_launch_order_is_whether_the_sort_keeps_every_row(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows found in launch order are exactly those the stable sort leaves in place (ties on every key, a row out
+    of place at a chunk's edge); the thread blocks are ``launch_blocks``' products."""
+    from nsys_doctor.analysis.phases import launch_blocks
+    from nsys_doctor.analysis.structure import sequence
+
+    monkeypatch.setattr(sequence, "ORDER_CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    kept = moved = 0
+    for case in range(300):
+        n = int(rng.integers(0, 30))
+        keys = [rng.integers(0, 3, n) for _ in range(4)]
+        if case % 2:  # sorted: in order, or one neighbour pair swapped
+            o = np.lexsort(keys[::-1])
+            keys = [k[o] for k in keys]
+            if case % 4 == 1 and n > 1:
+                i = int(rng.integers(0, n - 1))
+                for k in keys:
+                    k[[i, i + 1]] = k[[i + 1, i]]
+        identity = launch_order(*keys).tolist() == list(range(n))
+        assert sequence.in_launch_order(*keys) == identity, [k.tolist() for k in keys]
+        kept, moved = kept + identity, moved + (not identity)
+    assert kept > 50 and moved > 50
+    k = pl.DataFrame(
+        {"gridX": [1, 2**31 - 1, None, 3], "gridY": [1, 65535, 2, None], "gridZ": [4, 2, 1, 1]},
+        schema=dict.fromkeys(GRID, pl.Int32),
+    )
+    assert sequence._blocks(k).tolist() == k.select(launch_blocks()).to_series().to_list()
+    assert sequence._blocks(k).tolist() == [4, (2**31 - 1) * 65535 * 2, 0, 0]
+    assert sequence._blocks(k.drop("gridZ")).tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pass_measures_over_spans_without_a_padded_copy(seed: int) -> None:
+    """Each span's minimum, maximum and sum are those of the padded array's ``reduceat`` and of the cumulative
+    sums they replace: empty spans, spans reaching the end or starting at it, overlapping and unordered spans."""
+    from nsys_doctor.analysis.structure.passes import _span_reduce, span_sums
+
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        values = rng.integers(-50, 50, n)
+        p = int(rng.integers(1, 8))
+        first = rng.integers(0, n + 1, p)
+        last = np.minimum(first + rng.integers(0, 6, p), n)
+        if rng.random() < 0.3:
+            last[-1] = n
+        idx = np.empty(2 * p, dtype=np.int64)
+        idx[0::2], idx[1::2] = first, last
+        padded = np.concatenate([values, values[-1:]])
+        for ufunc in (np.minimum, np.maximum):
+            assert _span_reduce(ufunc, values, idx).tolist() == ufunc.reduceat(padded, idx)[0::2].tolist()
+        ok = last >= first
+        f, lst = first[ok], last[ok]
+        for v in (values, values > 0, values * 0.5):
+            want = np.concatenate([[0], np.cumsum(v)])
+            assert span_sums(v, f, lst).tolist() == (want[lst] - want[f]).tolist()
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
+import numpy as np
 import polars as pl
 
 from ..trace.schema import GRID
@@ -18,13 +19,11 @@ from .distribution import (
     PACKED_GRID,
     decode_texts,
     pack_grid,
-    pack_ints,
     packable_grid,
     packed_widths,
     percentile,
     ratio,
     scalar_int,
-    sorted_unique,
     tail_table,
     tail_tables,
     text_codes,
@@ -528,16 +527,41 @@ def _slow_step_share(
     if texts is not None:  # the names' codes
         code_of = {t: c for c, t in enumerate(texts.to_list()) if t is not None}
         keys = pl.Series([code_of[n] for n in keys.to_list()], dtype=kt.schema["name"])
-    p50 = kt["name"].replace_strict(keys, known["p50"], default=None, return_dtype=pl.Float64)
-    slow = (
-        kt.select("name", "idx")
-        .filter((kt["dur"] > 2 * p50).fill_null(False))
-        .group_by("name")
-        .agg((pl.col("idx").n_unique() / n_steps).alias("slow_step_share"))
-    )
+    if texts is not None and kt.schema["name"].is_integer() and not kt["name"].null_count():
+        slow = _slow_instances(kt, keys, known["p50"])
+    else:
+        p50 = kt["name"].replace_strict(keys, known["p50"], default=None, return_dtype=pl.Float64)
+        slow = kt.select("name", "idx").filter((kt["dur"] > 2 * p50).fill_null(False))
+    slow = slow.group_by("name").agg((pl.col("idx").n_unique() / n_steps).alias("slow_step_share"))
     if texts is not None:
         slow = slow.with_columns(decode_texts(slow["name"], texts))
     return tails.join(slow, on="name", how="left").with_columns(pl.col("slow_step_share").fill_null(0.0))
+
+
+SLOW_CHUNK = 1 << 20  # instances compared at a time by ``_slow_instances``
+
+
+def _slow_instances(kt: pl.DataFrame, codes: pl.Series, p50: pl.Series) -> pl.DataFrame:
+    """The name and step (``idx``) of each instance of ``kt`` (names as codes, none null) slower than twice its
+    name's p50 (``p50`` of the names ``codes``; a name without one has no slow instance), compared a chunk of
+    instances at a time: no column of millions of thresholds, nor a copy of the frame's names and steps."""
+    twice = np.full(max(scalar_int(kt["name"].max() or 0), scalar_int(codes.max() or 0)) + 1, np.inf)
+    for code, value in zip(codes.to_list(), p50.to_list(), strict=True):
+        if value is not None:
+            twice[code] = 2.0 * value
+    names, steps, durs = (kt[c].to_numpy() for c in ("name", "idx", "dur"))
+    found_names, found_steps = [names[:0]], [steps[:0]]
+    for lo in range(0, kt.height, SLOW_CHUNK):
+        at = slice(lo, lo + SLOW_CHUNK)
+        slow = durs[at] > twice[names[at]]  # as polars compares an integer with a float
+        found_names.append(names[at][slow])
+        found_steps.append(steps[at][slow])
+    return pl.DataFrame(
+        [
+            pl.Series("name", np.concatenate(found_names), dtype=kt.schema["name"]),
+            pl.Series("idx", np.concatenate(found_steps), dtype=kt.schema["idx"]),
+        ]
+    )
 
 
 def _dynamic_shapes(
@@ -603,8 +627,19 @@ def _distinct_sorted(rows: pl.DataFrame) -> pl.DataFrame:
         lows = (scalar_int(name.min()), scalar_int(idx.min()))
         widths = packed_widths(scalar_int(name.max()), scalar_int(idx.max()), grids.len() - 1)
         if min(lows) >= 0 and widths is not None:
-            packed = pack_ints([name, idx, grids.search_sorted(g)], widths)
-            key = pl.Series(packed.name, sorted_unique(packed.to_numpy()))  # numpy's sort: 3x polars' here
+            # ``pack_ints`` of the three, made and sorted inside one array (millions of rows: no column per step);
+            # numpy's sort is 3x polars' here
+            packed = name.to_numpy().astype(np.int64, copy=True)
+            np.left_shift(packed, widths[1], out=packed)
+            packed += idx.to_numpy()
+            np.left_shift(packed, widths[2], out=packed)
+            packed += grids.search_sorted(g).to_numpy()
+            packed.sort()
+            keep = np.empty(packed.size, dtype=bool)
+            keep[0] = True
+            np.not_equal(packed[1:], packed[:-1], out=keep[1:])
+            key = pl.Series(name.name, packed[keep])
+            del packed, keep
             n, i, rank = unpack_ints(key, widths)
             return pl.DataFrame(
                 [n.cast(name.dtype).alias("name"), i.cast(idx.dtype).alias("idx"), grids.gather(rank).alias("g")]

@@ -57,7 +57,7 @@ def _linear_instances(
     ops = classify(names["name"], rules, names["short"]).select("name", "family", "op").unique("name")
     ks = label_frame(ks.join(keyed_like(ops, ks), on="name", how="left")).with_columns(
         pl.concat_str([pl.col("gridX"), pl.col("gridY"), pl.col("gridZ")], separator="x").alias("grid"),
-        (pl.col("gridX") * pl.col("gridY") * pl.col("gridZ")).alias("tiles"),
+        (pl.col("gridX").cast(pl.Int64) * pl.col("gridY") * pl.col("gridZ")).alias("tiles"),  # past 32 bits
     )
     mapped = pl.lit(None, pl.Utf8)
     if mapping:

@@ -133,10 +133,9 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     idx = np.empty(2 * first.size, dtype=np.int64)
     idx[0::2] = first
     idx[1::2] = last
-    pad = np.concatenate  # a sentinel element lets an interval end at n
-    gs = np.minimum.reduceat(pad([seq.start, seq.start[-1:]]), idx)[0::2]
-    ge = np.maximum.reduceat(pad([seq.end, seq.end[-1:]]), idx)[0::2]
-    te = np.maximum.reduceat(pad([seq.t_end, seq.t_end[-1:]]), idx)[0::2]
+    gs = _span_reduce(np.minimum, seq.start, idx)
+    ge = _span_reduce(np.maximum, seq.end, idx)
+    te = _span_reduce(np.maximum, seq.t_end, idx)
     kernels = last - first
     # each measure in a function of its own: the per-kernel arrays it needs (millions of rows each) are freed
     # before the next is computed
@@ -153,7 +152,7 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
         kernels,
         rare_k / np.maximum(kernels, 1),
         rare_n,
-        span_sums(seq.graph.astype(np.int64), first, last) / np.maximum(kernels, 1),
+        span_sums(seq.graph, first, last) / np.maximum(kernels, 1),
         seq.t[(first + last - 1) // 2],
         mark_first,
         mark_last,
@@ -163,9 +162,27 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
 
 
 def span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """The sum of ``values`` over each span [first, last) (integers, exact)."""
-    c = np.concatenate([[0], np.cumsum(values)])
+    """The sum of ``values`` over each span [first, last) (integers, exact; booleans counted as integers)."""
+    c = np.empty(values.size + 1, dtype=np.result_type(values.dtype, np.int64))
+    c[0] = 0
+    np.cumsum(values, dtype=c.dtype, out=c[1:])  # (into one array: no second copy of millions of sums)
     return c[last] - c[first]
+
+
+def _span_reduce(ufunc: np.ufunc, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``ufunc.reduceat(values + [values[-1]], idx)[0::2]`` (``idx``: each span's first and last position, side by
+    side, a last position at most ``values.size``): each span's reduction, an empty span's value at its first
+    position, without a padded copy of the whole array. Spans that reach the end (or start past it) are reduced
+    one by one."""
+    n = values.size
+    at_end = (idx[0::2] >= n) | (idx[1::2] >= n)
+    safe = idx.copy()
+    safe[np.repeat(at_end, 2)] = 0
+    out = ufunc.reduceat(values, safe)[0::2]
+    for i in np.flatnonzero(at_end):
+        lo, hi = int(idx[2 * i]), int(idx[2 * i + 1])
+        out[i] = ufunc.reduce(values[lo:hi]) if lo < hi else values[min(lo, n - 1)]
+    return out
 
 
 def _rare_names(
@@ -220,8 +237,14 @@ def wide_kernels(seq: Seq) -> np.ndarray:
     """Per kernel of the sequence: launched over more than ``WIDE_FACTOR`` times the thread blocks its name usually
     gets (the median of its launches). A prompt's pass runs the same kernels as a token's over the prompt's rows;
     one kernel given a bigger grid now and then is not that."""
-    typical = seq.typical_blocks[seq.code]
-    return ((typical > 0) & (seq.blocks > WIDE_FACTOR * typical)).astype(np.int64)
+    out = np.empty(len(seq), dtype=bool)
+    for lo in range(0, len(seq), WIDE_CHUNK):  # a chunk at a time: no float array of millions of medians
+        typical = seq.typical_blocks[seq.code[lo : lo + WIDE_CHUNK]]
+        out[lo : lo + WIDE_CHUNK] = (typical > 0) & (seq.blocks[lo : lo + WIDE_CHUNK] > WIDE_FACTOR * typical)
+    return out
+
+
+WIDE_CHUNK = 1 << 20
 
 
 def pass_growth(

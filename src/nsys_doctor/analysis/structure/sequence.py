@@ -12,7 +12,7 @@ import polars as pl
 from ...trace.schema import GRID
 from ...trace.tables import call_column
 from ..distribution import sorted_unique as sorted_unique  # the structure's name for it
-from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, launch_blocks, rows_where
+from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, rows_where
 from .patterns import MIN_SEGMENTS, PASS_END, REGULAR_TOL
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -136,8 +136,11 @@ def _looked_up_times(
     correlationId is its own: ``launched`` has one row per kernel)."""
     own = rows_where(launched, "pid", pid).select("correlationId", "l_start", "l_end")
     found = own["l_start"].is_not_null().to_numpy()
-    t = own["l_start"].fill_null(pl.Series(start)).to_numpy()
-    t_end = own["l_end"].fill_null(pl.Series(start)).to_numpy()
+    # (the columns themselves where every kernel has its launch: no copy of millions of rows)
+    t, t_end = (
+        own[c].to_numpy() if not own[c].null_count() else own[c].fill_null(pl.Series(start)).to_numpy()
+        for c in ("l_start", "l_end")
+    )
     graphs = api.calls(GRAPH_LAUNCH_API)["correlationId"].drop_nulls()
     if graphs.is_empty():
         return t, t_end, np.zeros(own.height, dtype=bool)
@@ -156,8 +159,7 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None, launched: 
         )
     start = k["start"].to_numpy()
     end = k["end"].to_numpy()
-    has_grid = all(c in k.columns for c in GRID)
-    blocks = k.select(launch_blocks()).to_series().to_numpy() if has_grid else np.zeros(k.height, dtype=np.int64)
+    blocks = _blocks(k)
     if (  # the lookup of these very kernels: the same rows in the same order
         launched is not None
         and pid is not None
@@ -170,15 +172,47 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None, launched: 
     names = k["name"].unique().sort().to_list()
     code = _rank_codes(k["name"], names)
     shorts = k["short"].gather(first_positions(code, len(names))).to_list()
-    o = launch_order(t, start, end, code)  # launch order; ties by GPU start, end, name: deterministic
-    # kernels already in launch order (the table's order, in nearly every trace) are not copied
-    if o.size > 1 and not bool(np.all(o[1:] > o[:-1])):
-        code, t, t_end, start, end, graph, blocks = code[o], t[o], t_end[o], start[o], end[o], graph[o], blocks[o]
-    del o
+    # launch order; ties by GPU start, end, name: deterministic. Kernels already in launch order (the table's order,
+    # in nearly every trace) are neither sorted nor copied, and their durations are the frame's own
+    dur = k["dur"].to_numpy() if "dur" in k.columns and not k["dur"].null_count() else end - start
+    if not in_launch_order(t, start, end, code):
+        o = launch_order(t, start, end, code)
+        if o.size > 1 and not bool(np.all(o[1:] > o[:-1])):
+            code, t, t_end, start, end, graph, blocks = code[o], t[o], t_end[o], start[o], end[o], graph[o], blocks[o]
+            dur = end - start
+        del o
     counts = np.bincount(code, minlength=len(names)) if code.size else np.zeros(len(names), dtype=np.int64)
     pos_order = stable_order(code, len(names))
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return Seq(names, shorts, code, t, t_end, start, end, end - start, graph, counts, pos_order, offsets, blocks)
+    return Seq(names, shorts, code, t, t_end, start, end, dur, graph, counts, pos_order, offsets, blocks)
+
+
+ORDER_CHUNK = 1 << 20  # neighbours compared at a time by ``in_launch_order``
+
+
+def in_launch_order(t: np.ndarray, start: np.ndarray, end: np.ndarray, code: np.ndarray) -> bool:
+    """Whether the rows are already sorted by (t, start, end, code), so that ``launch_order`` (a stable sort) would
+    keep them where they are: each row against the next, a chunk at a time (no sort, no array of every row)."""
+    n = t.size
+    for lo in range(0, n - 1, ORDER_CHUNK):
+        a, b = slice(lo, min(n - 1, lo + ORDER_CHUNK)), slice(lo + 1, min(n, lo + ORDER_CHUNK + 1))
+        ok = code[b] >= code[a]
+        for x in (end, start, t):  # from the last key to the first: a later key decides only where earlier ones tie
+            ok = (x[b] > x[a]) | ((x[b] == x[a]) & ok)
+        if not bool(ok.all()):
+            return False
+    return True
+
+
+def _blocks(k: pl.DataFrame) -> np.ndarray:
+    """``launch_blocks`` of each kernel, made in one Int64 array (no column per step of the product)."""
+    if not all(c in k.columns for c in GRID):
+        return np.zeros(k.height, dtype=np.int64)
+    out = np.ones(k.height, dtype=np.int64)
+    for g in GRID:
+        col = k[g]
+        out *= (col.fill_null(0) if col.null_count() else col).to_numpy()
+    return out
 
 
 def _rank_codes(col: pl.Series, names: list[str], null: int = -1) -> np.ndarray:
