@@ -352,8 +352,8 @@ def diagnose(
         )
         fam = fam.sort(["total", "family", "category"], descending=[True, False, False])
     # the host's side before the tails: its passes over the launched kernels and the GPU's busy time never hold
-    # memory at the same time as the decode steps' kernels below; every GPU operation of the trace (millions of
-    # rows) is freed once its busy time is known, before those passes run
+    # memory at the same time as the decode steps' kernels below; the busy time is read from each kind of GPU
+    # operation in place (never a sorted copy of millions of kernels) and freed before the tails
     all_busy = busy_intervals_of(list(gpu_parts.values()))
     firsts = [scalar_int(f["start"].min()) for f in gpu_parts.values() if f.height]
     first_op = min(firsts) if firsts else 0
@@ -527,7 +527,11 @@ def _slow_step_share(
     if texts is not None:  # the names' codes
         code_of = {t: c for c, t in enumerate(texts.to_list()) if t is not None}
         keys = pl.Series([code_of[n] for n in keys.to_list()], dtype=kt.schema["name"])
-    if texts is not None and kt.schema["name"].is_integer() and not kt["name"].null_count():
+    if (
+        texts is not None
+        and kt.schema["name"].is_integer()
+        and not kt.select("name", "idx", "dur").null_count().sum_horizontal().item()
+    ):
         slow = _slow_instances(kt, keys, known["p50"])
     else:
         p50 = kt["name"].replace_strict(keys, known["p50"], default=None, return_dtype=pl.Float64)
@@ -542,9 +546,10 @@ SLOW_CHUNK = 1 << 20  # instances compared at a time by ``_slow_instances``
 
 
 def _slow_instances(kt: pl.DataFrame, codes: pl.Series, p50: pl.Series) -> pl.DataFrame:
-    """The name and step (``idx``) of each instance of ``kt`` (names as codes, none null) slower than twice its
-    name's p50 (``p50`` of the names ``codes``; a name without one has no slow instance), compared a chunk of
-    instances at a time: no column of millions of thresholds, nor a copy of the frame's names and steps."""
+    """The name and step (``idx``) of each instance of ``kt`` (names as codes; no null name, step or duration)
+    slower than twice its name's p50 (``p50`` of the names ``codes``; a name without one has no slow instance),
+    compared a chunk of instances at a time: no column of millions of thresholds, nor a copy of the frame's names
+    and steps."""
     twice = np.full(max(scalar_int(kt["name"].max() or 0), scalar_int(codes.max() or 0)) + 1, np.inf)
     for code, value in zip(codes.to_list(), p50.to_list(), strict=True):
         if value is not None:
