@@ -80,6 +80,21 @@ def _naive_positions(n: int, first: np.ndarray, last: np.ndarray) -> tuple[list[
     return pos, pid
 
 
+def _random_passes(rng: np.random.Generator, n: int, p: int, shape: int) -> tuple[np.ndarray, np.ndarray]:
+    """``p`` passes [first, last) over ``n`` kernels: tiling them (shape 0), with kernels between them (1), or
+    overlapping, some starting together (2)."""
+    if shape == 0:
+        cuts = np.sort(rng.integers(0, n + 1, size=p + 1))
+        first, last = cuts[:-1], cuts[1:]
+    elif shape == 1:
+        ends = np.sort(rng.integers(0, n + 1, size=2 * p))
+        first, last = ends[0::2], ends[1::2]
+    else:
+        first = np.sort(rng.integers(0, n, size=p))
+        last = np.minimum(first + rng.integers(0, 12, size=p), n)
+    return first.astype(np.int64), last.astype(np.int64)
+
+
 def test_pass_positions_of_tiled_gapped_and_overlapping_passes() -> None:
     # passes that tile the kernels, passes with kernels between them, empty passes and overlapping ones (the last
     # pass starting at or before a kernel takes it)
@@ -87,17 +102,7 @@ def test_pass_positions_of_tiled_gapped_and_overlapping_passes() -> None:
     shapes = {"tiled": 0, "gapped": 0, "overlapping": 0}
     for trial in range(600):
         n = int(rng.integers(1, 40))
-        p = int(rng.integers(1, 7))
-        if trial % 3 == 0:
-            cuts = np.sort(rng.integers(0, n + 1, size=p + 1))
-            first, last = cuts[:-1], cuts[1:]
-        elif trial % 3 == 1:
-            ends = np.sort(rng.integers(0, n + 1, size=2 * p))
-            first, last = ends[0::2], ends[1::2]
-        else:
-            first = np.sort(rng.integers(0, n, size=p))
-            last = np.minimum(first + rng.integers(0, 12, size=p), n)
-        first, last = first.astype(np.int64), last.astype(np.int64)
+        first, last = _random_passes(rng, n, int(rng.integers(1, 7)), trial % 3)
         lay = (
             "tiled" if (first[1:] == last[:-1]).all() else "gapped" if (first[1:] >= last[:-1]).all() else "overlapping"
         )
@@ -105,6 +110,60 @@ def test_pass_positions_of_tiled_gapped_and_overlapping_passes() -> None:
         pos, pid = passes._pass_positions(n, first, last)
         assert (pos.tolist(), pid.tolist()) == _naive_positions(n, first, last), (n, first, last)
     assert min(shapes.values()) >= 50, shapes
+
+
+class _Codes:
+    """The part of a ``Seq`` that ``_rare_names`` reads: the kernels' name codes and the names."""
+
+    def __init__(self, code: np.ndarray, ncodes: int) -> None:
+        self.code = code
+        self.names = [f"k{i}" for i in range(ncodes)]
+
+    def __len__(self) -> int:
+        return int(self.code.size)
+
+
+def _naive_rare(
+    code: np.ndarray, ncodes: int, first: np.ndarray, last: np.ndarray, mark_last: np.ndarray
+) -> tuple[list[float], list[float], list[float]]:
+    """``_rare_names`` one kernel at a time, from ``_naive_positions``."""
+    pos, pid = _naive_positions(code.size, first, last)
+    runs: list[set[int]] = [set() for _ in range(first.size)]
+    for j, i in zip(pos, pid, strict=True):
+        runs[i].add(int(code[j]))
+    rare = [sum(c in r for r in runs) < max(2.0, 0.25 * first.size) for c in range(ncodes)]
+    rare_k, after = [0.0] * first.size, [0.0] * first.size
+    for j, i in zip(pos, pid, strict=True):
+        if rare[code[j]]:
+            rare_k[i] += 1
+            after[i] += j > mark_last[i]
+    return rare_k, [float(sum(rare[c] for c in r)) for r in runs], after
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8, 1 << 22])
+@pytest.mark.parametrize("table", [True, False], ids=["table", "sort"])
+def test_rare_names_by_groups_of_passes_are_those_of_each_kernel(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, table: bool
+) -> None:
+    """The passes' kernels read a group of passes at a time (tiled, gapped, overlapping passes; passes starting
+    together) give the counts of a walk over every kernel."""
+    monkeypatch.setattr(passes, "RARE_CHUNK", chunk)
+    if not table:
+        monkeypatch.setattr(passes, "SEEN_TABLE_MAX", 0)
+    rng = np.random.default_rng(chunk)
+    some_rare = 0
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        p = int(rng.integers(1, 9))
+        first, last = _random_passes(rng, n, p, trial % 3)
+        ncodes = int(rng.integers(1, 6))
+        code = rng.integers(0, ncodes, n)
+        mark_last = first + rng.integers(-1, 4, size=p)
+        got = passes._rare_names(_Codes(code, ncodes), first, last, mark_last)  # type: ignore[arg-type]
+        want = _naive_rare(code, ncodes, first, last, mark_last)
+        assert [g.tolist() for g in got] == list(want), (n, first, last, code)
+        some_rare += sum(want[0]) > 0
+    assert some_rare > 50
 
 
 def _calls(tids: list[int]) -> pl.DataFrame:

@@ -731,7 +731,8 @@ def test_in_launch_order_is_whether_the_sort_keeps_every_row(chunk: int, monkeyp
 def test_pass_measures_over_spans_without_a_padded_copy(seed: int) -> None:
     """Each span's minimum, maximum and sum are those of the padded array's ``reduceat`` and of the cumulative
     sums they replace: empty spans, spans reaching the end or starting at it, overlapping and unordered spans."""
-    from nsys_doctor.analysis.structure.passes import _span_reduce, span_sums
+    from nsys_doctor.analysis.distribution import span_reduce
+    from nsys_doctor.analysis.structure.passes import span_sums
 
     rng = np.random.default_rng(seed)
     for _ in range(200):
@@ -746,7 +747,7 @@ def test_pass_measures_over_spans_without_a_padded_copy(seed: int) -> None:
         idx[0::2], idx[1::2] = first, last
         padded = np.concatenate([values, values[-1:]])
         for ufunc in (np.minimum, np.maximum):
-            assert _span_reduce(ufunc, values, idx).tolist() == ufunc.reduceat(padded, idx)[0::2].tolist()
+            assert span_reduce(ufunc, values, idx).tolist() == ufunc.reduceat(padded, idx)[0::2].tolist()
         ok = last >= first
         f, lst = first[ok], last[ok]
         for v in (values, values > 0, values * 0.5):

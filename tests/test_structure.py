@@ -723,6 +723,20 @@ def test_same_result_twice_on_a_real_trace():
     assert a == b and a.to_dict() == b.to_dict()
 
 
+@pytest.mark.parametrize("name", ["resnet18_requests_whole", "diffusion_unet_whole"])
+def test_groups_of_passes_counted_a_chunk_of_kernels_at_a_time(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels of a level found to group whole passes (requests of passes; denoising steps) are counted into
+    its units a chunk at a time: the same structure, with its reason, at any chunk size."""
+    from nsys_doctor.analysis.structure import pass_finding
+
+    f, cap = frames(RUNS / f"{name}.sqlite")
+    whole = structure_of(f, cap)
+    assert any("whole forward passes" in r for e in whole.to_dict()["evidence"] for r in [str(e)])
+    monkeypatch.setattr(pass_finding, "UNIT_CHUNK", 7)
+    chunked = structure_of(f, cap)
+    assert chunked == whole and chunked.to_dict() == whole.to_dict()
+
+
 # ------------------------------------------------------------------------------------------ passes vs groups of passes
 CONV = "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize64x192x64_execute_kernel__5x_cudnn"
 STEM = "sm90_xmma_fprop_implicit_gemm_f16f16_f32_f16_nhwckrsc_nhwc_hmma_k64c4r7s7_stride2x2_execute_kernel__5x_cudnn"

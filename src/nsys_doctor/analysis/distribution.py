@@ -59,6 +59,22 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
+def span_reduce(ufunc: np.ufunc, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``ufunc.reduceat(values + [values[-1]], idx)[0::2]`` (``idx``: each span's first and last position, side by
+    side, a last position at most ``values.size``): each span's reduction, an empty span's value at its first
+    position, without a padded copy of the whole array. Spans that reach the end (or start past it) are reduced
+    one by one."""
+    n = values.size
+    at_end = (idx[0::2] >= n) | (idx[1::2] >= n)
+    safe = idx.copy()
+    safe[np.repeat(at_end, 2)] = 0
+    out = ufunc.reduceat(values, safe)[0::2]
+    for i in np.flatnonzero(at_end):
+        lo, hi = int(idx[2 * i]), int(idx[2 * i + 1])
+        out[i] = ufunc.reduce(values[lo:hi]) if lo < hi else values[min(lo, n - 1)]
+    return out
+
+
 def inside(ts: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Whether each time falls inside one of the intervals [starts, ends) (overlapping or not; one that ends
     before it starts holds none): one search among the starts, the ends carried forward."""

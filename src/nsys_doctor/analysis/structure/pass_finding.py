@@ -23,6 +23,8 @@ from .sequence import Cluster, Level, regularity, sorted_unique
 from .signals import cut_level, is_anchor
 from .state import BuilderState
 
+UNIT_CHUNK = 1 << 20  # kernels counted into their outer units at a time by ``passes_inside``
+
 
 class PassFinding(BuilderState):
     def forward_like(self, cl: Cluster) -> bool:
@@ -97,14 +99,22 @@ class PassFinding(BuilderState):
         index = {x: i for i, x in enumerate(shorts)}
         short_of = np.array([index[x] for x in seq.shorts], dtype=np.int64)
         nc = len(shorts)
-        code = short_of[seq.code]
-        n = len(seq)
-        unit = np.searchsorted(pos, np.arange(n), side="right") - 1
-        ok = (unit >= 0) & (unit < nper)
-        per = np.bincount(unit[ok] * nc + code[ok], minlength=nper * nc).reshape(nper, nc)
-        m = np.sort(per, axis=0)[(nper - 1) // 2]
-        counts = np.bincount(code, minlength=nc)
-        dur = np.bincount(code, weights=seq.dur.astype(np.float64), minlength=nc) / np.maximum(counts, 1)
+        per = np.zeros(nper * nc, dtype=np.int64)
+        counts = np.zeros(nc, dtype=np.int64)
+        total = np.zeros(nc)  # (whole nanoseconds in float64: exact in any order)
+        for lo in range(0, len(seq), UNIT_CHUNK):  # a chunk of kernels at a time: no array of every kernel's unit
+            at = slice(lo, lo + UNIT_CHUNK)
+            code = short_of[seq.code[at]]
+            unit = np.searchsorted(pos, np.arange(lo, lo + code.size), side="right") - 1
+            ok = (unit >= 0) & (unit < nper)
+            if ok.any():  # the chunk's units are consecutive: counted into their rows only
+                u0, u1 = int(unit[ok][0]), int(unit[ok][-1]) + 1
+                cells = (unit[ok] - u0) * nc + code[ok]
+                per[u0 * nc : u1 * nc] += np.bincount(cells, minlength=(u1 - u0) * nc)
+            counts += np.bincount(code, minlength=nc)
+            total += np.bincount(code, weights=seq.dur[at].astype(np.float64), minlength=nc)
+        m = np.sort(per.reshape(nper, nc), axis=0)[(nper - 1) // 2]
+        dur = total / np.maximum(counts, 1)
         for inner in sorted(inners, key=lambda c: (-c.period, c.count)):
             k = round(outer.period / inner.period)
             icut = cut_level(inner)

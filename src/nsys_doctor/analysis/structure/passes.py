@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..distribution import span_reduce
 from .patterns import WIDE_FACTOR
 from .sequence import Level, Seq, sorted_unique
 
@@ -133,9 +134,9 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     idx = np.empty(2 * first.size, dtype=np.int64)
     idx[0::2] = first
     idx[1::2] = last
-    gs = _span_reduce(np.minimum, seq.start, idx)
-    ge = _span_reduce(np.maximum, seq.end, idx)
-    te = _span_reduce(np.maximum, seq.t_end, idx)
+    gs = span_reduce(np.minimum, seq.start, idx)
+    ge = span_reduce(np.maximum, seq.end, idx)
+    te = span_reduce(np.maximum, seq.t_end, idx)
     kernels = last - first
     # each measure in a function of its own: the per-kernel arrays it needs (millions of rows each) are freed
     # before the next is computed
@@ -169,49 +170,71 @@ def span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.nda
     return c[last] - c[first]
 
 
-def _span_reduce(ufunc: np.ufunc, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``ufunc.reduceat(values + [values[-1]], idx)[0::2]`` (``idx``: each span's first and last position, side by
-    side, a last position at most ``values.size``): each span's reduction, an empty span's value at its first
-    position, without a padded copy of the whole array. Spans that reach the end (or start past it) are reduced
-    one by one."""
-    n = values.size
-    at_end = (idx[0::2] >= n) | (idx[1::2] >= n)
-    safe = idx.copy()
-    safe[np.repeat(at_end, 2)] = 0
-    out = ufunc.reduceat(values, safe)[0::2]
-    for i in np.flatnonzero(at_end):
-        lo, hi = int(idx[2 * i]), int(idx[2 * i + 1])
-        out[i] = ufunc.reduce(values[lo:hi]) if lo < hi else values[min(lo, n - 1)]
-    return out
-
-
 def _rare_names(
     seq: Seq, first: np.ndarray, last: np.ndarray, mark_last: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pass [first, last): how many of its kernels, and how many distinct names, are of names that run in few
     passes (prefill-only kernels, autotuning, lazy initialisation), and how many of those kernels run after its
-    last once-per-pass kernel (at ``mark_last``)."""
-    pos, pid = _pass_positions(len(seq), first, last)
-    code = seq.code[pos]
-    ncodes = len(seq.names)
+    last once-per-pass kernel (at ``mark_last``). The passes' kernels are visited a group of passes at a time
+    (about ``RARE_CHUNK`` kernels): no array of every kernel's position, pass and name."""
+    n, ncodes = len(seq), len(seq.names)
+    groups = _pass_groups(first, last)
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def positions(g: int) -> tuple[np.ndarray, np.ndarray]:
+        if g in kept:
+            return kept[g]
+        a, b = groups[g]
+        own = last[a:b]
+        if b < first.size:  # a kernel from the next group's first start on is that group's
+            own = own.copy()
+            own[-1] = min(int(own[-1]), int(first[b]))
+        pos, pid = _pass_positions(n, first[a:b], own)
+        if len(groups) == 1:
+            kept[g] = (pos, pid + a)
+        return pos, pid + a
+
     table = first.size * ncodes <= SEEN_TABLE_MAX
-    if table:  # which names each pass runs, as a table of passes x names
-        seen = np.zeros((first.size, ncodes), dtype=bool)
-        seen[pid, code] = True
-        passes_per_code = seen.sum(axis=0)
-    else:  # the distinct (pass, name) pairs, by a sort
-        key = sorted_unique(pid.astype(np.int64) * ncodes + code)
-        passes_per_code = np.bincount(key % ncodes, minlength=ncodes)
+    seen = np.zeros((first.size, ncodes), dtype=bool) if table else None  # which names each pass runs
+    keys = []  # else the distinct (pass, name) pairs, by a sort
+    for g in range(len(groups)):
+        pos, pid = positions(g)
+        code = seq.code[pos]
+        if seen is not None:
+            seen[pid, code] = True
+        else:
+            keys.append(sorted_unique(pid.astype(np.int64) * ncodes + code))  # (the groups' passes do not mix)
+    key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    passes_per_code = seen.sum(axis=0) if seen is not None else np.bincount(key % ncodes, minlength=ncodes)
     rare_code = passes_per_code < max(2.0, 0.25 * first.size)
-    if table:
+    if seen is not None:
         rare_n = seen[:, rare_code].sum(axis=1).astype(np.float64)
     else:
         rare_n = np.bincount(key // ncodes, weights=rare_code[key % ncodes].astype(np.float64), minlength=first.size)
-    rare = rare_code[code]
-    rare_k = np.bincount(pid, weights=rare.astype(np.float64), minlength=first.size)
-    after = rare & (pos > mark_last[pid])
-    rare_after = np.bincount(pid, weights=after.astype(np.float64), minlength=first.size)
+    rare_k, rare_after = np.zeros(first.size), np.zeros(first.size)
+    for g, (a, b) in enumerate(groups):
+        pos, pid = positions(g)
+        rare = rare_code[seq.code[pos]]
+        rare_k[a:b] = np.bincount(pid - a, weights=rare.astype(np.float64), minlength=b - a)
+        after = rare & (pos > mark_last[pid])
+        rare_after[a:b] = np.bincount(pid - a, weights=after.astype(np.float64), minlength=b - a)
     return rare_k, rare_n, rare_after
+
+
+RARE_CHUNK = 1 << 22  # kernels of passes visited at a time by ``_rare_names``
+
+
+def _pass_groups(first: np.ndarray, last: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive passes [a, b) of about ``RARE_CHUNK`` kernels together (a longer pass is a group of its own);
+    none when there is no pass."""
+    ends = np.cumsum(np.maximum(last - first, 0))
+    groups = []
+    a = 0
+    while a < first.size:
+        b = max(a + 1, int(np.searchsorted(ends, (int(ends[a - 1]) if a else 0) + RARE_CHUNK, side="right")))
+        groups.append((a, b))
+        a = b
+    return groups
 
 
 def _pass_positions(n: int, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
