@@ -303,7 +303,7 @@ class TraceSession:
             kind = pl.Enum(GPU_OP_KINDS)
             parts = f.gpu_parts
             ops = pl.concat(  # the copies and memsets alone: never a sorted copy of every kernel
-                [parts[k].with_columns(pl.lit(k, kind).alias("kind")) for k in ("memcpy", "memset")]
+                [parts[op].with_columns(pl.lit(op, kind).alias("kind")) for op in ("memcpy", "memset")]
             ).sort("start")
             ops = ops.filter(in_window & on_device)
             top = d.kernels.select("name", "label", "family") if d.kernels.height else d.kernels
