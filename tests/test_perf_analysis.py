@@ -135,7 +135,7 @@ def test_tails_by_ranges_read_their_groups_a_chunk_at_a_time(chunk: int, monkeyp
     a chunk's first row, is one group; the tables are the definition's at any chunk size."""
     from nsys_doctor.analysis import distribution
 
-    monkeypatch.setattr(distribution, "KEY_CHUNK", chunk)
+    monkeypatch.setattr(distribution, "ROW_CHUNK", chunk)
     rng = random.Random(chunk)
     n = 500
     df = pl.DataFrame(
@@ -202,10 +202,10 @@ def test_tails_of_coded_names_are_those_of_the_names(seed: int, monkeypatch: pyt
     """The report's decode-step kernels carry their names as codes (``coded``): the tail tables, the slow-step
     shares (compared a chunk of instances at a time where no name is null) and the dynamic shapes are the same as
     from the names themselves."""
-    from nsys_doctor.analysis import diagnosis
+    from nsys_doctor.analysis import diagnosis, distribution
     from nsys_doctor.analysis.diagnosis import _dynamic_shapes, _slow_step_share
 
-    monkeypatch.setattr(diagnosis, "SLOW_CHUNK", 7)
+    monkeypatch.setattr(distribution, "ROW_CHUNK", 7)
     chunked = []
     monkeypatch.setattr(diagnosis, "_slow_instances", lambda *a: chunked.append(1) or _slow_instances(*a))
     rng = random.Random(seed)
@@ -698,10 +698,11 @@ def test_launch_order_by_hand() -> None:
 def test_in_launch_order_is_whether_the_sort_keeps_every_row(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows found in launch order are exactly those the stable sort leaves in place (ties on every key, a row out
     of place at a chunk's edge); the thread blocks are ``launch_blocks``' products."""
+    from nsys_doctor.analysis import distribution
     from nsys_doctor.analysis.phases import launch_blocks
     from nsys_doctor.analysis.structure import sequence
 
-    monkeypatch.setattr(sequence, "ORDER_CHUNK", chunk)
+    monkeypatch.setattr(distribution, "ROW_CHUNK", chunk)
     rng = np.random.default_rng(chunk)
     kept = moved = 0
     for case in range(300):
@@ -731,8 +732,7 @@ def test_in_launch_order_is_whether_the_sort_keeps_every_row(chunk: int, monkeyp
 def test_pass_measures_over_spans_without_a_padded_copy(seed: int) -> None:
     """Each span's minimum, maximum and sum are those of the padded array's ``reduceat`` and of the cumulative
     sums they replace: empty spans, spans reaching the end or starting at it, overlapping and unordered spans."""
-    from nsys_doctor.analysis.distribution import span_reduce
-    from nsys_doctor.analysis.structure.passes import span_sums
+    from nsys_doctor.analysis.distribution import span_reduce, span_sums
 
     rng = np.random.default_rng(seed)
     for _ in range(200):

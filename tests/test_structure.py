@@ -727,12 +727,12 @@ def test_same_result_twice_on_a_real_trace():
 def test_groups_of_passes_counted_a_chunk_of_kernels_at_a_time(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernels of a level found to group whole passes (requests of passes; denoising steps) are counted into
     its units a chunk at a time: the same structure, with its reason, at any chunk size."""
-    from nsys_doctor.analysis.structure import pass_finding
+    from nsys_doctor.analysis import distribution
 
     f, cap = frames(RUNS / f"{name}.sqlite")
     whole = structure_of(f, cap)
     assert any("whole forward passes" in r for e in whole.to_dict()["evidence"] for r in [str(e)])
-    monkeypatch.setattr(pass_finding, "UNIT_CHUNK", 7)
+    monkeypatch.setattr(distribution, "ROW_CHUNK", 7)
     chunked = structure_of(f, cap)
     assert chunked == whole and chunked.to_dict() == whole.to_dict()
 

@@ -23,7 +23,9 @@ from .distribution import (
     packed_widths,
     percentile,
     ratio,
+    row_chunks,
     scalar_int,
+    sorted_unique,
     tail_table,
     tail_tables,
     text_codes,
@@ -542,9 +544,6 @@ def _slow_step_share(
     return tails.join(slow, on="name", how="left").with_columns(pl.col("slow_step_share").fill_null(0.0))
 
 
-SLOW_CHUNK = 1 << 20  # instances compared at a time by ``_slow_instances``
-
-
 def _slow_instances(kt: pl.DataFrame, codes: pl.Series, p50: pl.Series) -> pl.DataFrame:
     """The name and step (``idx``) of each instance of ``kt`` (names as codes; no null name, step or duration)
     slower than twice its name's p50 (``p50`` of the names ``codes``; a name without one has no slow instance),
@@ -556,8 +555,7 @@ def _slow_instances(kt: pl.DataFrame, codes: pl.Series, p50: pl.Series) -> pl.Da
             twice[code] = 2.0 * value
     names, steps, durs = (kt[c].to_numpy() for c in ("name", "idx", "dur"))
     found_names, found_steps = [names[:0]], [steps[:0]]
-    for lo in range(0, kt.height, SLOW_CHUNK):
-        at = slice(lo, lo + SLOW_CHUNK)
+    for at in row_chunks(kt.height):
         slow = durs[at] > twice[names[at]]  # as polars compares an integer with a float
         found_names.append(names[at][slow])
         found_steps.append(steps[at][slow])
@@ -639,12 +637,8 @@ def _distinct_sorted(rows: pl.DataFrame) -> pl.DataFrame:
             packed += idx.to_numpy()
             np.left_shift(packed, widths[2], out=packed)
             packed += grids.search_sorted(g).to_numpy()
-            packed.sort()
-            keep = np.empty(packed.size, dtype=bool)
-            keep[0] = True
-            np.not_equal(packed[1:], packed[:-1], out=keep[1:])
-            key = pl.Series(name.name, packed[keep])
-            del packed, keep
+            key = pl.Series(name.name, sorted_unique(packed, owned=True))
+            del packed
             n, i, rank = unpack_ints(key, widths)
             return pl.DataFrame(
                 [n.cast(name.dtype).alias("name"), i.cast(idx.dtype).alias("idx"), grids.gather(rank).alias("g")]

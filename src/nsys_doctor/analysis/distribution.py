@@ -13,7 +13,7 @@ Derived figures:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -44,19 +44,40 @@ def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | flo
     return ordered[rank - 1]
 
 
-def sorted_unique(a: np.ndarray) -> np.ndarray:
+def sorted_unique(a: np.ndarray, owned: bool = False) -> np.ndarray:
     """``np.unique(a)`` (the distinct values, sorted) by a sort: numpy 2's unique hashes, which on integers is
     4x slower at a million values of 300 kinds and 40x at a million distinct ones (numpy 2.4). Floats go to
-    ``np.unique`` (its NaNs are one value)."""
+    ``np.unique`` (its NaNs are one value). ``owned``: the caller gives ``a`` up, and it is sorted in place (no
+    copy of millions of values)."""
     if a.dtype.kind == "f":
         return np.unique(a)
-    s = np.sort(a)
+    s = a if owned else np.sort(a)
+    if owned:
+        s.sort()
     if s.size < 2:
         return s
     keep = np.empty(s.size, dtype=bool)
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+ROW_CHUNK = 1 << 20
+"""Rows that a pass over millions of rows (a comparison, a lookup, a count) takes at a time: its temporary arrays
+stay a few MB, where whole columns of 20M kernels would be hundreds."""
+
+
+def row_chunks(n: int, first: int = 0) -> Iterator[slice]:
+    """Consecutive slices of at most ``ROW_CHUNK`` rows covering [first, n)."""
+    return (slice(lo, min(n, lo + ROW_CHUNK)) for lo in range(first, n, ROW_CHUNK))
+
+
+def span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The sum of ``values`` over each span [first, last) (integers, exact; booleans counted as integers)."""
+    c = np.empty(values.size + 1, dtype=np.result_type(values.dtype, np.int64))
+    c[0] = 0
+    np.cumsum(values, dtype=c.dtype, out=c[1:])  # (into one array: no second copy of millions of sums)
+    return c[last] - c[first]
 
 
 def span_reduce(ufunc: np.ufunc, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -335,16 +356,13 @@ def _ranged_tails(key: pl.Series, values: pl.Series, owned: np.ndarray | None = 
     )
 
 
-KEY_CHUNK = 1 << 20  # rows compared at a time by ``_key_changes``
-
-
 def _key_changes(packed: np.ndarray, bits: int) -> np.ndarray:
     """The positions of a sorted packed array where its key (``packed >> bits``) changes, 0 included (none when it
     is empty): a chunk of rows at a time, never an array of every row's key."""
     found = [np.zeros(min(packed.size, 1), dtype=np.intp)]
-    for lo in range(1, packed.size, KEY_CHUNK):
-        k = packed[lo - 1 : lo + KEY_CHUNK] >> bits
-        found.append(np.flatnonzero(k[1:] != k[:-1]) + lo)
+    for at in row_chunks(packed.size, 1):
+        k = packed[at.start - 1 : at.stop] >> bits
+        found.append(np.flatnonzero(k[1:] != k[:-1]) + at.start)
     return np.concatenate(found)
 
 

@@ -13,7 +13,7 @@ import polars as pl
 
 from ..trace.schema import MEM_PAGEABLE
 from .distribution import inside as inside_intervals
-from .distribution import percentile, scalar_float, scalar_int, sorted_unique, span_reduce
+from .distribution import percentile, scalar_float, scalar_int, sorted_unique, span_reduce, span_sums
 from .phases import LAUNCH_API, MODULE_LOAD_API, SYNC_API, Steps, Window, calls, launched_kernels
 
 ALLOC_API = re.compile(
@@ -313,13 +313,10 @@ class GpuIdle:
         ok = stop > first
         if not ok.any():
             return out
-        total = np.empty(dur.size + 1, dtype=dur.dtype)  # (each made in one array: millions of intervals)
-        total[0] = 0
-        np.cumsum(dur, out=total[1:])
         idx = np.empty(2 * int(ok.sum()), dtype=np.int64)
         idx[0::2], idx[1::2] = first[ok], stop[ok]
         largest = span_reduce(np.maximum, dur, idx)
-        held = total[stop[ok]] - total[first[ok]]
+        held = span_sums(dur, first[ok], stop[ok])
         out[ok] = np.where(held > 0, largest / np.maximum(held, 1), np.nan)
         return out
 

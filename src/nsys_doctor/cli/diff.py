@@ -31,10 +31,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 def profile_of(path: Path, ops_file: Path | None = None, context: int | None = None) -> Profile:
     """The per-step profile of one trace (read, structure and profile each in its progress stage)."""
+    profile = _profile(path, ops_file, context, split=False)
+    assert profile is not None  # (only a split read declines)
+    return profile
+
+
+def _profile(path: Path, ops_file: Path | None, context: int | None, split: bool) -> Profile | None:
+    """``profile_of``; with ``split``, None for a trace whose frames hold several ranks' processes (only read)."""
     from ..session import TraceSession
 
     with progress.task(), TraceSession.open(path, project_rules(ops_file)) as session:
-        read_in_stages(session)
+        if read_in_stages(session, split=split):
+            return None
         with progress.stage("analyses"):
             return session.profile(str(path), context, last=True)
 
@@ -74,14 +82,10 @@ def rank_side(arg: Path, rank_from: str, exact: bool = False) -> list[RankSpec] 
 def one_side(arg: Path, ops_file: Path | None, rules: list[OpRule], jobs: int, rank_from: str) -> dict[int, Profile]:
     """The profile of a side that is one trace ({0: profile}), or of each of its ranks when it holds several ranks'
     processes (told from the frames read for the profile)."""
-    from ..session import TraceSession
     from ..trace.ranks import discover
 
-    with progress.task(), TraceSession.open(arg, project_rules(ops_file)) as session:
-        if not read_in_stages(session, split=True):
-            with progress.stage("analyses"):
-                return {0: session.profile(str(arg), None, last=True)}
-    return side_profiles(discover([arg], rank_from), rules, jobs)
+    profile = _profile(arg, ops_file, None, split=True)
+    return {0: profile} if profile is not None else side_profiles(discover([arg], rank_from), rules, jobs)
 
 
 def side_profiles(specs: list[RankSpec], rules: list[OpRule], jobs: int, only: int | None = None) -> dict[int, Profile]:

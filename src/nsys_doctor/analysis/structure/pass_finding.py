@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..distribution import row_chunks
 from ..phases import GRAPH_LAUNCH_API
 from .nvtx import count_inside
 from .patterns import (
@@ -22,8 +23,6 @@ from .patterns import (
 from .sequence import Cluster, Level, regularity, sorted_unique
 from .signals import cut_level, is_anchor
 from .state import BuilderState
-
-UNIT_CHUNK = 1 << 20  # kernels counted into their outer units at a time by ``passes_inside``
 
 
 class PassFinding(BuilderState):
@@ -102,10 +101,9 @@ class PassFinding(BuilderState):
         per = np.zeros(nper * nc, dtype=np.int64)
         counts = np.zeros(nc, dtype=np.int64)
         total = np.zeros(nc)  # (whole nanoseconds in float64: exact in any order)
-        for lo in range(0, len(seq), UNIT_CHUNK):  # a chunk of kernels at a time: no array of every kernel's unit
-            at = slice(lo, lo + UNIT_CHUNK)
+        for at in row_chunks(len(seq)):  # a chunk of kernels at a time: no array of every kernel's unit
             code = short_of[seq.code[at]]
-            unit = np.searchsorted(pos, np.arange(lo, lo + code.size), side="right") - 1
+            unit = np.searchsorted(pos, np.arange(at.start, at.stop), side="right") - 1
             ok = (unit >= 0) & (unit < nper)
             if ok.any():  # the chunk's units are consecutive: counted into their rows only
                 u0, u1 = int(unit[ok][0]), int(unit[ok][-1]) + 1

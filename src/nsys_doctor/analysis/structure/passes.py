@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..distribution import span_reduce
+from ..distribution import row_chunks, span_reduce, span_sums
 from .patterns import WIDE_FACTOR
 from .sequence import Level, Seq, sorted_unique
 
@@ -162,14 +162,6 @@ def pass_stats(seq: Seq, first: np.ndarray, last: np.ndarray, markers: np.ndarra
     )
 
 
-def span_sums(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """The sum of ``values`` over each span [first, last) (integers, exact; booleans counted as integers)."""
-    c = np.empty(values.size + 1, dtype=np.result_type(values.dtype, np.int64))
-    c[0] = 0
-    np.cumsum(values, dtype=c.dtype, out=c[1:])  # (into one array: no second copy of millions of sums)
-    return c[last] - c[first]
-
-
 def _rare_names(
     seq: Seq, first: np.ndarray, last: np.ndarray, mark_last: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,13 +253,10 @@ def wide_kernels(seq: Seq) -> np.ndarray:
     gets (the median of its launches). A prompt's pass runs the same kernels as a token's over the prompt's rows;
     one kernel given a bigger grid now and then is not that."""
     out = np.empty(len(seq), dtype=bool)
-    for lo in range(0, len(seq), WIDE_CHUNK):  # a chunk at a time: no float array of millions of medians
-        typical = seq.typical_blocks[seq.code[lo : lo + WIDE_CHUNK]]
-        out[lo : lo + WIDE_CHUNK] = (typical > 0) & (seq.blocks[lo : lo + WIDE_CHUNK] > WIDE_FACTOR * typical)
+    for at in row_chunks(len(seq)):  # a chunk at a time: no float array of millions of medians
+        typical = seq.typical_blocks[seq.code[at]]
+        out[at] = (typical > 0) & (seq.blocks[at] > WIDE_FACTOR * typical)
     return out
-
-
-WIDE_CHUNK = 1 << 20
 
 
 def pass_growth(

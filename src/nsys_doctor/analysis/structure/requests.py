@@ -9,9 +9,9 @@ import polars as pl
 
 from ...trace.schema import COPY_HTOD
 from ...trace.tables import pid_of
-from ..distribution import scalar_int
+from ..distribution import scalar_int, span_sums
 from .nvtx import count_inside, regular_stride
-from .passes import PassStats, pass_growth, span_sums
+from .passes import PassStats, pass_growth
 from .patterns import (
     ATTENTION_FAMILIES,
     BACKWARD_KERNELS,

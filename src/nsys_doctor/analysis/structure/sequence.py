@@ -11,6 +11,7 @@ import polars as pl
 
 from ...trace.schema import GRID
 from ...trace.tables import call_column
+from ..distribution import row_chunks
 from ..distribution import sorted_unique as sorted_unique  # the structure's name for it
 from ..phases import GRAPH_LAUNCH_API, LAUNCH_API, rows_where
 from .patterns import MIN_SEGMENTS, PASS_END, REGULAR_TOL
@@ -187,15 +188,11 @@ def kernel_sequence(kernels: pl.DataFrame, api: Api, pid: int | None, launched: 
     return Seq(names, shorts, code, t, t_end, start, end, dur, graph, counts, pos_order, offsets, blocks)
 
 
-ORDER_CHUNK = 1 << 20  # neighbours compared at a time by ``in_launch_order``
-
-
 def in_launch_order(t: np.ndarray, start: np.ndarray, end: np.ndarray, code: np.ndarray) -> bool:
     """Whether the rows are already sorted by (t, start, end, code), so that ``launch_order`` (a stable sort) would
     keep them where they are: each row against the next, a chunk at a time (no sort, no array of every row)."""
-    n = t.size
-    for lo in range(0, n - 1, ORDER_CHUNK):
-        a, b = slice(lo, min(n - 1, lo + ORDER_CHUNK)), slice(lo + 1, min(n, lo + ORDER_CHUNK + 1))
+    for a in row_chunks(t.size - 1):  # each row of ``a`` against the next
+        b = slice(a.start + 1, a.stop + 1)
         ok = code[b] >= code[a]
         for x in (end, start, t):  # from the last key to the first: a later key decides only where earlier ones tie
             ok = (x[b] > x[a]) | ((x[b] == x[a]) & ok)
