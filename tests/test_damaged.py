@@ -466,3 +466,38 @@ def test_kernel_grid_is_int32_unless_a_value_does_not_fit(tmp_path):
         k = TraceFrames(trace).kernels
     assert (k.schema["gridX"], k.schema["gridY"], k.schema["gridZ"]) == (pl.Int32, pl.Int64, pl.Int32)
     assert k.height == want and int(k["gridY"].max()) == 1 << 40  # type: ignore[arg-type]
+
+
+IDS = ("deviceId", "streamId", "correlationId", "pid")
+
+
+def _kernel_ids(path):
+    """The kernels' ids as SQLite gives them (the pid out of globalPid by hand: bits 24-47; null for a non-integer)."""
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return raw.execute(
+            f"SELECT deviceId, streamId, correlationId, CASE WHEN typeof(globalPid) = 'integer' "
+            f"THEN (globalPid / 16777216) % 16777216 END FROM {K} ORDER BY rowid"
+        ).fetchall()
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("piece", [100, 1 << 20])
+def test_kernel_ids_are_int32_per_piece_unless_a_value_does_not_fit(tmp_path, monkeypatch, piece):
+    """The kernel frame holds its ids in 32 bits and no globalPid (its pid is read); each piece of the table is
+    narrowed as it is read: a value past 32 bits in one piece makes the whole column 64 bits, values unchanged."""
+    from nsys_doctor.trace import open as trace_open
+
+    monkeypatch.setattr(trace_open, "PIECE_ROWS", piece)  # pieces of 100 rows, or one piece
+    with Trace.open(SAMPLE) as trace:
+        k = TraceFrames(trace).kernels
+    assert "globalPid" not in k.columns and [k.schema[c] for c in IDS] == [pl.Int32] * 4
+    assert k.select(IDS).rows() == _kernel_ids(SAMPLE)
+    wide = mutated_copy(SAMPLE, tmp_path / "wide.sqlite", set_where(K, "correlationId", str(1 << 40), "rowid = 150"))
+    text = mutated_copy(wide, tmp_path / "text.sqlite", set_where(K, "globalPid", "'x'", "rowid = 3"))
+    with Trace.open(text) as trace:
+        k = TraceFrames(trace).kernels
+    assert [k.schema[c] for c in IDS] == [pl.Int32, pl.Int32, pl.Int64, pl.Int32]
+    rows = k.select(IDS).rows()
+    assert rows == _kernel_ids(text) and rows[149][2] == 1 << 40 and rows[2][3] is None

@@ -469,3 +469,20 @@ def test_block_sizes_are_the_kernel_table_s() -> None:
     con.close()
     got = sorted(with_blocks.select("start", "correlationId", "blockX", "blockY", "blockZ").iter_rows())
     assert got == want and len({r[2:] for r in want}) > 1  # several block shapes, each on its own kernel
+
+
+def test_block_sizes_of_other_rows_are_joined_by_the_kernel_s_keys() -> None:
+    """Kernels that are not the table's rows in order (here: every other one, reversed) get their block sizes by
+    their start, process, device, stream and correlation id: the same as the table's rows in order give them,
+    with the frame's column types kept."""
+    from nsys_doctor.trace import Trace
+    from nsys_doctor.trace.extras import with_block_sizes
+    from nsys_doctor.trace.tables import TraceFrames
+
+    with Trace.open(SAMPLE) as trace:
+        k = TraceFrames(trace).kernels
+        aligned = with_block_sizes(trace, k)
+        some = k.gather(list(range(k.height - 1, -1, -2)))
+        joined = with_block_sizes(trace, some)
+    assert joined.schema == aligned.schema and joined.height == some.height
+    assert joined.equals(aligned.gather(list(range(k.height - 1, -1, -2))))

@@ -18,6 +18,7 @@ from nsys_doctor.analysis.distribution import (
     PERCENTILES,
     decode_texts,
     percentile,
+    percentiles_in_place,
     ratio,
     tail_table,
     tail_tables,
@@ -28,6 +29,7 @@ from nsys_doctor.analysis.host import (
     _merged,
     busy_intervals,
     busy_intervals_of,
+    clipped_total,
     gpu_idle,
     overlapping,
 )
@@ -400,6 +402,21 @@ def test_percentile_of_a_series_is_the_percentile_of_its_list(seed: int) -> None
             assert percentile(ordered, pct) == want and percentile(s.reverse(), pct) == want, (n, pct)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_percentiles_in_place_are_the_percentiles_of_the_list(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 2, 3, 10, 99, 100, 101, 5000])
+    pcts = (0, 1, 50, 95, 99, 100)
+    for dtype, make in ((np.int64, lambda: rng.randint(-5, 10**6)), (np.float64, lambda: rng.random() * 100)):
+        values = [make() for _ in range(n)]
+        got = percentiles_in_place(np.array(values, dtype=dtype), pcts)
+        # the definition: the value at rank ceil(n * pct / 100) (at least 1) of the sorted list
+        by_hand = [sorted(values)[max(1, -(-n * p // 100)) - 1] if n else None for p in pcts]
+        assert got == by_hand and got == [percentile(values, p) for p in pcts], (n, dtype)
+        assert all(type(g) is type(w) for g, w in zip(got, by_hand, strict=True))
+    assert percentiles_in_place(np.array([7, 1, 4]), (50, 50)) == [4, 4]
+
+
 def test_percentile_of_a_series_with_nulls_behaves_as_its_list() -> None:
     with pytest.raises(TypeError):
         percentile([3, None, 1], 50)  # type: ignore[list-item]
@@ -408,6 +425,23 @@ def test_percentile_of_a_series_with_nulls_behaves_as_its_list() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- busy time
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_clipped_total_is_the_sum_of_the_clipped_intervals(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsys_doctor.analysis import distribution
+
+    monkeypatch.setattr(distribution, "ROW_CHUNK", chunk)
+    rng = random.Random(chunk)
+    rows = [(s, s + rng.randint(0, 50)) for s in (rng.randint(0, 500) for _ in range(200))]
+    df = pl.DataFrame(rows, schema={"start": pl.Int64, "end": pl.Int64}, orient="row")
+    for w0, w1 in ((0, 600), (100, 300), (250, 250), (700, 900)):
+        want = sum(max(0, min(e, w1) - max(s, w0)) for s, e in rows)
+        assert clipped_total(df, w0, w1) == want, (w0, w1)
+    # by hand: [0, 10] and [5, 30] in [8, 20] hold 2 + 12; a null span counts nothing
+    by_hand = pl.DataFrame({"start": [0, 5, None], "end": [10, 30, 9]}, schema={"start": pl.Int64, "end": pl.Int64})
+    assert clipped_total(by_hand, 8, 20) == 14
+    assert clipped_total(by_hand.clear(), 8, 20) == 0
 
 
 def _union_reference(rows: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -452,9 +486,16 @@ def test_busy_intervals_with_nulls_or_reversed_rows_keeps_the_grouped_definition
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_busy_intervals_of_parts_is_the_union_of_them_all(seed: int) -> None:
+@pytest.mark.parametrize("chunk", [1, 4, 1 << 20])
+def test_busy_intervals_of_parts_is_the_union_of_them_all(
+    seed: int, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The union of several frames (a kernel frame in time order or not, copies and memsets among its kernels, one
-    device or several) equals the union of their concatenation, and the hand-made reference."""
+    device or several) equals the union of their concatenation, and the hand-made reference, whatever the chunks
+    the kernels are read by."""
+    from nsys_doctor.analysis import distribution
+
+    monkeypatch.setattr(distribution, "ROW_CHUNK", chunk)
     rng = random.Random(seed)
     schema = {"deviceId": pl.Int64, "start": pl.Int64, "end": pl.Int64}
     parts = []
@@ -610,9 +651,12 @@ def test_tail_score_is_the_tail_table_s() -> None:
 def _launched_reference(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
     """The definition: a left join of the kernels to their launch calls on (correlationId, pid)."""
     a = calls(api, LAUNCH_API, columns=["correlationId", "pid", "tid", "start", "end"])
-    return kernels.join(
-        a.rename({"start": "l_start", "end": "l_end"}), on=["correlationId", "pid"], how="left", maintain_order="left"
+    on = ["correlationId", "pid"]
+    wide = [pl.col(c).cast(pl.Int64) for c in on]  # a frame's ids may be Int32; the join compares values
+    joined = kernels.with_columns(wide).join(
+        a.rename({"start": "l_start", "end": "l_end"}).with_columns(wide), on=on, how="left", maintain_order="left"
     )
+    return joined.with_columns(pl.col(c).cast(kernels.schema[c]) for c in on)
 
 
 def _api_rows(corr: list[int | None], pid: list[int | None]) -> pl.DataFrame:
@@ -652,12 +696,22 @@ def _api_rows(corr: list[int | None], pid: list[int | None]) -> pl.DataFrame:
         ([1, 2, 3], [7, 7, 8], [1, 2, 3, 1], [7, 7, 7, 8]),  # in order by process, then id
     ],
 )
+@pytest.mark.parametrize("chunk", [2, 1 << 20])
 def test_launched_kernels_is_the_left_join(
-    kcorr: list[int | None], kpid: list[int | None], acorr: list[int | None], apid: list[int | None]
+    kcorr: list[int | None],
+    kpid: list[int | None],
+    acorr: list[int | None],
+    apid: list[int | None],
+    chunk: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from nsys_doctor.analysis import distribution
+
+    monkeypatch.setattr(distribution, "ROW_CHUNK", chunk)  # kernels looked up a few at a time, or all at once
+    ids = pl.Int32 if all(abs(v) < 2**31 for v in (*kcorr, *kpid) if v is not None) else pl.Int64
     kernels = pl.DataFrame(
         {"correlationId": kcorr, "pid": kpid, "start": list(range(len(kcorr)))},
-        schema={"correlationId": pl.Int64, "pid": pl.Int64, "start": pl.Int64},
+        schema={"correlationId": ids, "pid": ids, "start": pl.Int64},  # the frame's ids: Int32 where they fit
     )
     api = _api_rows(acorr, apid)
     got, want = launched_kernels(kernels, api), _launched_reference(kernels, api)

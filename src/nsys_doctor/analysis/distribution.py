@@ -34,14 +34,28 @@ def percentile(values: Sequence[int | float] | pl.Series, pct: int) -> int | flo
             return percentile(values.to_list(), pct)
         if values.is_empty():
             return None
-        rank = max(1, (len(values) * pct + 99) // 100)
         by_size = values if values.flags["SORTED_ASC"] else values.sort()
-        return by_size[rank - 1]
+        return by_size[nearest_rank(len(values), pct) - 1]
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, (len(ordered) * pct + 99) // 100)
-    return ordered[rank - 1]
+    return ordered[nearest_rank(len(ordered), pct) - 1]
+
+
+def nearest_rank(n: int, pct: int) -> int:
+    """The 1-based rank of the nearest-rank ``pct`` percentile among ``n`` values: ceil(n * pct / 100), at least 1."""
+    return max(1, (n * pct + 99) // 100)
+
+
+def percentiles_in_place(values: np.ndarray, pcts: Sequence[int]) -> list[int | float | None]:
+    """``percentile`` of ``values`` (integers or floats without NaN) at each of ``pcts``, by one partition of the
+    array in place (the caller gives it up; its order is lost): millions of values are neither copied nor fully
+    sorted. None for each when it is empty."""
+    if not values.size:
+        return [None] * len(pcts)
+    at = sorted({nearest_rank(values.size, p) - 1 for p in pcts})
+    values.partition(at)
+    return [values[nearest_rank(values.size, p) - 1].item() for p in pcts]
 
 
 def sorted_unique(a: np.ndarray, owned: bool = False) -> np.ndarray:

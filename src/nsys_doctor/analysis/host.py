@@ -13,7 +13,16 @@ import polars as pl
 
 from ..trace.schema import MEM_PAGEABLE
 from .distribution import inside as inside_intervals
-from .distribution import percentile, scalar_float, scalar_int, sorted_unique, span_reduce, span_sums
+from .distribution import (
+    percentile,
+    percentiles_in_place,
+    row_chunks,
+    scalar_float,
+    scalar_int,
+    sorted_unique,
+    span_reduce,
+    span_sums,
+)
 from .phases import LAUNCH_API, MODULE_LOAD_API, SYNC_API, Steps, Window, calls, launched_kernels
 
 ALLOC_API = re.compile(
@@ -176,6 +185,23 @@ def busy_intervals(ops: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts) if len(parts) > 1 else parts[0]
 
 
+def clipped_total(intervals: pl.DataFrame, w0: int, w1: int) -> int:
+    """The time of ``intervals`` (start, end) inside [w0, w1]: each clipped to the window, summed (a negative
+    clipped length counts 0). A chunk of rows at a time: millions of busy intervals make no whole-column copies."""
+    if not intervals.height:
+        return 0
+    if intervals.select(pl.col("start", "end").null_count().sum()).row(0) != (0, 0):  # (a null span counts 0)
+        clipped = (pl.col("end").clip(upper_bound=w1) - pl.col("start").clip(lower_bound=w0)).clip(lower_bound=0)
+        return int(intervals.select(clipped.sum()).item())
+    s, e = intervals["start"].to_numpy(), intervals["end"].to_numpy()
+    total = 0
+    for at in row_chunks(s.size):
+        span = np.minimum(e[at], w1)
+        span -= np.maximum(s[at], w0)
+        total += int(span.clip(min=0).sum())
+    return total
+
+
 def busy_intervals_of(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """``busy_intervals`` of the operations of ``parts`` together (frames of start, end and deviceId, such as
     ``TraceFrames.gpu_parts``), without a concatenated, sorted frame of them all (at 20M kernels that frame and its
@@ -194,16 +220,7 @@ def busy_intervals_of(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
             per_device.setdefault(int(dev), []).append((d["start"].to_numpy(), d["end"].to_numpy()))
     out = []
     for dev in sorted(per_device):
-        s, e = _by_start(per_device[dev])
-        reach = np.maximum.accumulate(e)
-        opens = np.empty(s.size, dtype=bool)
-        opens[0] = True
-        np.greater(s[1:], reach[:-1], out=opens[1:])  # starts after every earlier interval ended
-        closes = np.empty_like(opens)
-        closes[:-1] = opens[1:]
-        closes[-1] = True
-        starts, ends = s[opens], reach[closes]
-        del s, e, reach, opens, closes
+        starts, ends = _union_by_chunks(per_device[dev])
         out.append(
             pl.DataFrame(
                 [
@@ -213,26 +230,60 @@ def busy_intervals_of(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
                 ]
             )
         )
+        del starts, ends
     return pl.concat(out) if len(out) > 1 else out[0]
 
 
-def _by_start(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The (start, end) arrays of ``parts`` as one pair in order of start (ties in any order: a union does not
-    depend on it). The largest part in time order is not copied when it is alone, and else the others are
-    inserted into it (one copy), not sorted with it."""
+def _union_by_chunks(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the (start, end) intervals of ``parts`` (no end before its start) as its disjoint stretches in
+    order: their starts and ends. The largest part, when in order of start (a device's kernels nearly always
+    are), is read in place a chunk at a time, the others (copies, memsets: few) merged into the chunk they fall
+    in; only the stretches found are new arrays (at 20M kernels, a sorted copy of the intervals and its running
+    maximum held 500 MB). Otherwise every interval is sorted by start first."""
     parts = sorted(parts, key=lambda p: -p[0].size)
     big_s, big_e = parts[0]
     if big_s.size > 1 and not bool(np.all(big_s[1:] >= big_s[:-1])):
         s, e = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         o = np.argsort(s, kind="stable")
-        return s[o], e[o]
-    if len(parts) == 1:
-        return big_s, big_e
-    o_s, o_e = np.concatenate([p[0] for p in parts[1:]]), np.concatenate([p[1] for p in parts[1:]])
-    o = np.argsort(o_s, kind="stable")
-    o_s, o_e = o_s[o], o_e[o]
-    at = np.searchsorted(big_s, o_s, side="right")
-    return np.insert(big_s, at, o_s), np.insert(big_e, at, o_e)
+        big_s, big_e, parts = s[o], e[o], parts[:1]
+        del s, e, o
+    o_s, o_e = (np.concatenate([p[i] for p in parts[1:]]) if len(parts) > 1 else big_s[:0] for i in (0, 1))
+    if o_s.size:
+        o = np.argsort(o_s, kind="stable")
+        o_s, o_e = o_s[o], o_e[o]
+    # the stretches, written in order into arrays as long as the intervals (untouched pages hold no memory, and
+    # the frame is made on the written part of them without a copy)
+    starts = np.empty(big_s.size + o_s.size, dtype=np.int64)
+    ends = np.empty_like(starts)
+    found = 0
+    carry: tuple[int, int] | None = None  # the stretch still open at the end of the chunk before: start, reach
+    taken = 0  # the others merged so far
+    n = big_s.size
+    for at in row_chunks(n):
+        # the others that start before the next chunk's first interval (at the last chunk, all that are left)
+        upto = o_s.size if at.stop >= n else int(np.searchsorted(o_s, big_s[at.stop], side="left"))
+        cs, ce = big_s[at], big_e[at]
+        if upto > taken:
+            cs, ce = np.concatenate([cs, o_s[taken:upto]]), np.concatenate([ce, o_e[taken:upto]])
+            o = np.argsort(cs, kind="stable")
+            cs, ce = cs[o], ce[o]
+            taken = upto
+        if carry is not None:
+            cs, ce = np.concatenate([[carry[0]], cs]), np.concatenate([[carry[1]], ce])
+        reach = np.maximum.accumulate(ce)
+        opens = np.empty(cs.size, dtype=bool)
+        opens[0] = True
+        np.greater(cs[1:], reach[:-1], out=opens[1:])  # starts after every earlier interval ended
+        first = np.flatnonzero(opens)
+        closed = first.size - 1  # the stretches closed inside the chunk
+        starts[found : found + closed] = cs[first[:-1]]
+        ends[found : found + closed] = reach[first[1:] - 1]
+        found += closed
+        carry = (int(cs[first[-1]]), int(reach[-1]))
+    if carry is not None:
+        starts[found], ends[found] = carry
+        found += 1
+    return starts[:found], ends[:found]
 
 
 def _busy_intervals_grouped(s: pl.DataFrame) -> pl.DataFrame:
@@ -601,15 +652,13 @@ def summarize_host(
         )
         .to_series()
     )
-    # a Series: percentile() sorts it without a Python list
-    # sorted once for both percentiles (``percentile`` sorts a Series unless polars knows it is sorted)
-    q: pl.Series | list[int] = wait.filter(wait >= 0).sort() if wait.len() else []
+    # the waits of at least 0 as an array of their own, partitioned in place for both percentiles (no sorted copy)
+    waits = wait.drop_nulls().to_numpy()
+    del wait
+    queue_p50, queue_p95 = percentiles_in_place(waits[waits >= 0], (50, 95))
+    del waits
     busy = overlapping(all_busy, w0, w1)
-    busy_ns = (
-        int((busy["end"].clip(upper_bound=w1) - busy["start"].clip(lower_bound=w0)).clip(lower_bound=0).sum())
-        if busy.height
-        else 0
-    )
+    busy_ns = clipped_total(busy, w0, w1)
     # idle share inside steps: 1 - (GPU time of the step's kernels) / (span from its first to its last kernel)
     idle_share = None
     st = steps.table
@@ -700,8 +749,8 @@ def summarize_host(
         launches=launches.height,
         launches_per_step=(scalar_float(st["launches"].median()) if st.height else None),
         launch_api_ns=int(launches["dur"].sum()) if launches.height else 0,
-        queue_p50_ns=percentile(q, 50),
-        queue_p95_ns=percentile(q, 95),
+        queue_p50_ns=queue_p50,
+        queue_p95_ns=queue_p95,
         gpu_busy_ns=busy_ns,
         window_ns=window.duration,
         step_gpu_idle_share=idle_share,

@@ -19,7 +19,7 @@ import polars as pl
 
 from ..trace.schema import COPY_HTOD, GRID
 from ..units import format_names
-from .distribution import scalar_float, scalar_int
+from .distribution import row_chunks, scalar_float, scalar_int
 
 if TYPE_CHECKING:
     from .ops import OpRule
@@ -408,9 +408,12 @@ def launched_kernels(kernels: pl.DataFrame, api: pl.DataFrame) -> pl.DataFrame:
     looked_up = _lookup_launches(kernels, a)
     if looked_up is not None:
         return kernels.with_columns(looked_up)
-    keys = kernels.select(on).join(a, on=on, how="left", maintain_order="left")
+    wide = [pl.col(c).cast(pl.Int64) for c in on]  # the kernels' ids may be Int32 (see ``TraceFrames``)
+    a = a.with_columns(wide)
+    keys = kernels.select(wide).join(a, on=on, how="left", maintain_order="left")
     if keys.height != kernels.height:  # a launch recorded twice: the kernel's row repeats, as a join makes it
-        return kernels.join(a, on=on, how="left", maintain_order="left")
+        joined = kernels.with_columns(wide).join(a, on=on, how="left", maintain_order="left")
+        return joined.with_columns(pl.col(c).cast(kernels.schema[c]) for c in on)
     # the kernel columns are shared with ``kernels``, not copied: only the launch's columns are new
     return kernels.with_columns(keys.drop(on))
 
@@ -451,12 +454,21 @@ def _lookup_launches(kernels: pl.DataFrame, launches: pl.DataFrame) -> list[pl.S
     srt = lkey if order is None else lkey.gather(order)
     if srt.len() > 1 and (srt.slice(1) == srt.slice(0, srt.len() - 1)).any():
         return None  # a launch recorded twice
-    kkey = key(kernels)
-    pos = _search(srt, kkey)
-    at = pos.clip(upper_bound=max(srt.len() - 1, 0))
-    hit = ((srt.gather(at) == kkey) & (pos < srt.len())).fill_null(False)
-    row = at if order is None else order.gather(at)
-    return [pl.select(pl.when(pl.lit(hit)).then(pl.lit(launches[c].gather(row)))).to_series().alias(c) for c in cols]
+    # each kernel's launch row (null: none), found a chunk of kernels at a time: the keys and positions of
+    # millions of kernels are never held at once, only the launch rows (4 bytes a kernel)
+    index = pl.UInt32 if launches.height < (1 << 32) else pl.UInt64
+    rows = []
+    for part in row_chunks(kernels.height):
+        kkey = key(kernels[part])
+        pos = _search(srt, kkey)
+        at = pos.clip(upper_bound=srt.len() - 1)
+        hit = ((srt.gather(at) == kkey) & (pos < srt.len())).fill_null(False)
+        row = (at if order is None else order.gather(at)).cast(index)
+        rows.append(pl.select(pl.when(pl.lit(hit)).then(pl.lit(row))).to_series())
+        del kkey, pos, at, hit, row
+    found = pl.concat(rows, rechunk=True) if len(rows) > 1 else rows[0] if rows else pl.Series([], dtype=index)
+    del rows
+    return [launches[c].gather(found).alias(c) for c in cols]
 
 
 def _search(srt: pl.Series, keys: pl.Series) -> pl.Series:

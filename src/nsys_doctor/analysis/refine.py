@@ -61,6 +61,7 @@ _PHASE = {
 _NAMED_PHASE = {"attention-decode": "decode", "attention-prefill": "prefill"}
 
 _ROLE = "_role"  # topk, sort, softmax: sampling-family candidates for the per-layer rule; attention; scan; None
+ROLES = pl.Enum(["topk", "sort", "softmax", "attention", "scan"])  # (a byte a kernel, not a text)
 SCAN_NAMES = r"tensor_kernel_scan|(?i:cumsum)|DeviceScan(?:Init)?Kernel"
 """Scan (cumulative sum) kernels, by name (cub's scan-by-key is the top-k's, already sampling by name)."""
 SAMPLER_SCAN_MAX_PER_STEP = 2
@@ -117,24 +118,29 @@ def _refine_by_steps(ops: pl.DataFrame, lk: pl.DataFrame, steps_table: pl.DataFr
     if ops.is_empty() or lk.is_empty() or steps_table.is_empty() or not set(_COLUMNS) <= set(ops.columns):
         return ops
     kinds = ops.select("name", "family", "op").unique("name", keep="first", maintain_order=True)
-    kinds = kinds.with_columns(_role_expr().alias(_ROLE), pl.col("family").is_in(LAYER_FAMILIES).alias("_layer"))
+    kinds = kinds.with_columns(
+        _role_expr().cast(ROLES).alias(_ROLE), pl.col("family").is_in(LAYER_FAMILIES).alias("_layer")
+    )
     kinds = kinds.filter(pl.col(_ROLE).is_not_null() | pl.col("_layer"))
     if kinds.filter(pl.col(_ROLE).is_not_null()).is_empty():
         return ops
     dur = pl.col("dur") if "dur" in lk.columns else pl.col("end") - pl.col("start")
     launch = pl.coalesce("l_start", "start") if "l_start" in lk.columns else pl.col("start")
     events = lk.select("name", "start", dur.alias("_dur"), launch.alias("_t"))
-    events = events.join(keyed_like(kinds, events), on="name", how="inner")  # names as the trace's frames hold them
-    steps = steps_table.select("idx", "kind", "start", "end")
+    # each kernel carries its role and whether it is a layer's (a byte each); what a name is (family, operation)
+    # is joined onto the per-name results, not onto millions of kernels as texts
+    events = events.join(keyed_like(kinds.select("name", _ROLE, "_layer"), events), on="name", how="inner")
+    steps = steps_table.select("idx", pl.col("kind").cast(pl.Categorical), "start", "end")
     events = assign_to_steps(events, steps.select("idx", "start", "end"), "_t").join(
         steps.select("idx", pl.col("kind").alias("_kind")), on="idx", how="left"
     )
+    names = kinds.select("name", "family", "op")
     has_moe = bool((ops["family"] == "moe").any())
     # the kernels inside steps, in order, with their layer segment (how many layer kernels ran before each in its
     # step): rules 1 and 3 read both
     inside = events.filter(pl.col("idx").is_not_null()).sort("idx", "start", "name")
     inside = inside.with_columns(pl.col("_layer").cast(pl.Int64).cum_sum().over("idx").alias("_seg"))
-    parts = [_per_layer_updates(inside, has_moe), _phase_updates(events), _sampler_scan_updates(inside)]
+    parts = [_per_layer_updates(inside, has_moe, names), _phase_updates(events, names), _sampler_scan_updates(inside)]
     parts = [p.with_columns(pl.col("name").cast(pl.String)) for p in parts]  # small: per name (and step)
     updates = pl.concat(parts, how="vertical_relaxed").unique("name", keep="first", maintain_order=True)
     if updates.is_empty():
@@ -166,21 +172,20 @@ def _empty_updates() -> pl.DataFrame:
     return pl.DataFrame(schema={"name": pl.String, **dict.fromkeys(_COLUMNS, pl.String)})
 
 
-def _per_layer_updates(inside: pl.DataFrame, has_moe: bool) -> pl.DataFrame:
+def _per_layer_updates(inside: pl.DataFrame, has_moe: bool, names: pl.DataFrame) -> pl.DataFrame:
     """Sampling-family top-k, sort and softmax kernels that run in several layers of a step (rule 1); ``inside``:
-    the kernels inside steps with their layer segment (``_seg``)."""
+    the kernels inside steps with their layer segment (``_seg``); ``names``: each name's family and op."""
     if inside.is_empty():
         return _empty_updates()
     per_step = (
         inside.filter(pl.col(_ROLE).is_in(["topk", "sort", "softmax"]))
         .group_by("name", "idx")
-        .agg(
-            pl.len().alias("_n"), pl.col("_seg").n_unique().alias("_segs"), pl.col(_ROLE).first(), pl.col("op").first()
-        )
+        .agg(pl.len().alias("_n"), pl.col("_seg").n_unique().alias("_segs"), pl.col(_ROLE).first())
     )
     per_name = per_step.group_by("name").agg(
-        pl.col("_n").median().alias("_n"), pl.col("_segs").median().alias("_segs"), pl.col(_ROLE, "op").first()
+        pl.col("_n").median().alias("_n"), pl.col("_segs").median().alias("_segs"), pl.col(_ROLE).first()
     )
+    per_name = per_name.join(keyed_like(names.select("name", "op"), per_name), on="name", how="left")
     layer = per_name.filter((pl.col("_n") >= PER_LAYER_MIN_PER_STEP) & (pl.col("_segs") >= PER_LAYER_MIN_SEGMENTS))
     if layer.is_empty():
         return _empty_updates()
@@ -238,7 +243,7 @@ def _sampler_scan_updates(inside: pl.DataFrame) -> pl.DataFrame:
     per_step = (
         inside.filter(pl.col(_ROLE) == "scan")
         .group_by("name", "idx")
-        .agg(pl.len().alias("_n"), pl.col("_tail").all(), pl.col("op").first())
+        .agg(pl.len().alias("_n"), pl.col("_tail").all())
         .with_columns(
             (
                 pl.col("_tail")
@@ -247,9 +252,7 @@ def _sampler_scan_updates(inside: pl.DataFrame) -> pl.DataFrame:
             ).alias("_with_sampler")
         )
     )
-    per_name = per_step.group_by("name").agg(
-        pl.len().alias("_steps"), pl.col("_with_sampler").sum().alias("_good"), pl.col("op").first()
-    )
+    per_name = per_step.group_by("name").agg(pl.len().alias("_steps"), pl.col("_with_sampler").sum().alias("_good"))
     found = per_name.filter((pl.col("_good") >= 2) & (pl.col("_good") >= SAMPLER_SCAN_SHARE * pl.col("_steps")))
     if found.is_empty():
         return _empty_updates()
@@ -263,18 +266,18 @@ def _sampler_scan_updates(inside: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _phase_updates(events: pl.DataFrame) -> pl.DataFrame:
-    """Attention kernels that run (>= PHASE_SHARE of their time) in steps of one phase only (rule 2)."""
+def _phase_updates(events: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
+    """Attention kernels that run (>= PHASE_SHARE of their time) in steps of one phase only (rule 2); ``names``:
+    each name's family and op."""
     att = events.filter(pl.col(_ROLE) == "attention")
     if att.is_empty():
         return _empty_updates()
     per = att.group_by("name").agg(
-        pl.col("family").first(),
-        pl.col("op").first(),
         pl.col("_dur").sum().alias("_total"),
         pl.col("_dur").filter(pl.col("_kind") == "decode").sum().alias("_decode"),
         pl.col("_dur").filter(pl.col("_kind") == "prefill").sum().alias("_prefill"),
     )
+    per = per.join(keyed_like(names, per), on="name", how="left")
     total = pl.max_horizontal(pl.col("_total"), pl.lit(1))
     per = per.with_columns(
         pl.when(pl.col("_decode") >= PHASE_SHARE * total)

@@ -47,9 +47,9 @@ if TYPE_CHECKING:
 
     from .open import Trace
 
-FORMAT_VERSION = 5  # 2: the frames' pid and tid are Int32, texts are stored as a dictionary; 3: kernel and call
+FORMAT_VERSION = 6  # 2: the frames' pid and tid are Int32, texts are stored as a dictionary; 3: kernel and call
 # names are categoricals in the frames (and stay so); 4: the API frame has no pid and tid columns; 5: the kernels'
-# grid is Int32
+# grid is Int32; 6: the kernels' ids are Int32 and they hold no globalPid
 ENV_DIR = "NSYS_DOCTOR_CACHE_DIR"
 ENV_OFF = "NSYS_DOCTOR_NO_CACHE"
 ENV_MAX_BYTES = "NSYS_DOCTOR_CACHE_MAX_BYTES"

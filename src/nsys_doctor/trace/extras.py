@@ -24,7 +24,7 @@ def with_block_sizes(trace: Trace, kernels: pl.DataFrame) -> pl.DataFrame:
     correlation id instead)."""
     import polars as pl
 
-    from .tables import load
+    from .tables import PID, load
 
     have = all(trace.schema.has_column(S.KERNEL, c) for c in BLOCK)
     if not have or kernels.is_empty():
@@ -42,9 +42,12 @@ def with_block_sizes(trace: Trace, kernels: pl.DataFrame) -> pl.DataFrame:
             )
             .drop("_block")
         )
-    key = ["start", "globalPid", "deviceId", "streamId", "correlationId"]
-    block = load(trace, S.KERNEL, [*key, *BLOCK]).unique(subset=key, keep="first", maintain_order=True)
-    return kernels.join(block, on=key, how="left", maintain_order="left")
+    key = ["start", "pid", "deviceId", "streamId", "correlationId"]
+    wide = [pl.col(c).cast(pl.Int64) for c in key]  # the frame's ids may be Int32 (see ``TraceFrames``)
+    block = load(trace, S.KERNEL, ["start", PID, *key[2:], *BLOCK]).with_columns(wide)
+    block = block.unique(subset=key, keep="first", maintain_order=True)
+    joined = kernels.with_columns(wide).join(block, on=key, how="left", maintain_order="left")
+    return joined.with_columns(pl.col(c).cast(kernels.schema[c]) for c in key)
 
 
 def process_names(trace: Trace) -> dict[int, str]:

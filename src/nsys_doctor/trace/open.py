@@ -402,10 +402,17 @@ class Trace:
             )
 
     def read_table(
-        self, table: str, columns: ColumnTypes, where: str = "", rowids: tuple[int, int] | None = None
+        self,
+        table: str,
+        columns: ColumnTypes,
+        where: str = "",
+        rowids: tuple[int, int] | None = None,
+        narrow: tuple[str, ...] = (),
     ) -> pl.DataFrame:
         """Columns of an activity table (``name -> dtype``; a name may be ``expr AS alias``), read as Arrow;
         ``rowids``: only the rows of that inclusive rowid range (a part of a table read a block at a time).
+        ``narrow``: integer columns made Int32 where every value fits 32 bits (``narrow_ints``), as each piece of
+        the table is read: millions of rows are never held at 8 bytes a value for these columns.
 
         Large tables are split in rowid ranges read on parallel connections; the result keeps table order.
         Damaged rows (see damage.py) are left out, and counted the first time they are met.
@@ -421,7 +428,7 @@ class Trace:
         with self._damage_lock:
             valid = self._valid.get(table, "")
         cond = " AND ".join(f"({c})" for c in (where, valid) if c)
-        df, coerced = self._read_rows(table, exprs, names, dtypes, cond, rowids)
+        df, coerced = self._read_rows(table, exprs, names, dtypes, cond, rowids, narrow)
         keys = ROW_KEYS.get(table)
         if keys is None or not df.height:
             return df
@@ -433,7 +440,7 @@ class Trace:
         with self._damage_lock:
             counted = table in self._damage
         if not counted and self.count_damage(table).damaged:
-            return self.read_table(table, columns, where, rowids)
+            return self.read_table(table, columns, where, rowids, narrow)
         return df if mask is None else df.filter(~mask)
 
     def restore_damage(self, damage: Iterable[TableDamage]) -> None:
@@ -498,8 +505,10 @@ class Trace:
         dtypes: dict[str, DType],
         where: str,
         rowids: tuple[int, int] | None = None,
+        narrow: tuple[str, ...] = (),
     ) -> tuple[pl.DataFrame, bool]:
-        """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``)."""
+        """The rows, and whether some values had to be coerced to their column's type (see ``_read_part``); the
+        ``narrow`` columns Int32 where they fit (each piece as it is read; see ``read_table``)."""
         import polars as pl
 
         span = self.rowid_range(table)
@@ -525,11 +534,13 @@ class Trace:
 
         def read(b: tuple[int, int]) -> list[tuple[pl.DataFrame, bool]]:
             if b[1] - b[0] < PIECE_ROWS:
-                return [self._read_part(base, b, names, dtypes, strict)]
+                df, coerced = self._read_part(base, b, names, dtypes, strict)
+                return [(narrow_ints(df, narrow), coerced)]
             pieces = []
             for p_lo in range(b[0], b[1] + 1, PIECE_ROWS):
                 df, coerced = self._read_part(base, (p_lo, min(b[1], p_lo + PIECE_ROWS - 1)), names, dtypes, strict)
-                pieces.append((df.rechunk(), coerced))  # polars' own memory: the driver's batches are freed here
+                # polars' own memory, narrowed: the driver's batches are freed here
+                pieces.append((narrow_ints(df.rechunk(), narrow), coerced))
                 del df
             return pieces
 
@@ -696,9 +707,31 @@ def _contiguous(frames: list[pl.DataFrame], names: list[str]) -> pl.DataFrame:
     columns = []
     for name in names:
         parts = [f.drop_in_place(name) for f in frames]
+        if len({p.dtype for p in parts}) > 1:  # a narrowed column that did not fit 32 bits in some piece
+            parts = [p.cast(pl.Int64) for p in parts]
         columns.append(pl.concat(parts, rechunk=True) if len(parts) > 1 else parts[0].rechunk())
         del parts
     return pl.DataFrame(columns)
+
+
+def narrow_ints(df: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """``df`` with those of ``columns`` whose every value fits 32 bits as Int32 (4 bytes a row, not 8: a launch
+    grid's dimensions, 12 bytes a kernel); a column holding a value that does not fit (a damaged export) stays
+    Int64, its values unchanged."""
+    import polars as pl
+
+    at = [c for c in columns if c in df.columns and df.schema[c] == pl.Int64]
+    if not at or df.is_empty():
+        return df.with_columns(pl.col(c).cast(pl.Int32) for c in at)
+    bounds = df.select(*(pl.col(c).min().alias(f"{c}<") for c in at), *(pl.col(c).max().alias(f"{c}>") for c in at))
+    low, high = -(1 << 31), (1 << 31) - 1
+    row = bounds.row(0, named=True)
+    fit = [
+        c
+        for c in at
+        if (row[f"{c}<"] is None or row[f"{c}<"] >= low) and (row[f"{c}>"] is None or row[f"{c}>"] <= high)
+    ]
+    return df.with_columns(pl.col(c).cast(pl.Int32) for c in fit)
 
 
 def _typed_expr(expr: str, name: str, dtype: DType, strict: bool = False) -> str:

@@ -66,6 +66,11 @@ COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
 
 ROWID = "rowid AS _rid"
 """A column ``load`` reads from any table: the row's rowid, named ``_rid``."""
+PID = "CASE WHEN typeof(globalPid) = 'integer' THEN (globalPid >> 24) & 16777215 END AS pid"
+"""A column ``load`` reads from a table with a ``globalPid``: the process id in it (``pid_of``, computed by SQLite:
+the 8-byte globalPid of millions of kernels is never held), named ``pid``; null for a value that is not an
+integer, as ``pid_of`` of the read globalPid is."""
+_DERIVED = {ROWID: ("_rid", None), PID: ("pid", "globalPid")}  # a derived column's name, and what it needs
 
 
 def load(
@@ -75,43 +80,27 @@ def load(
     flt: EventFilter | None = None,
     where: str = "",
     rowids: tuple[int, int] | None = None,
+    narrow: tuple[str, ...] = (),
 ) -> pl.DataFrame:
     """The named columns of ``table`` (rows passing ``flt`` and the SQL condition ``where``; with ``rowids``, only
-    that inclusive rowid range), in table order; absent columns are nulls. ``ROWID`` is the rowid, as ``_rid``."""
-    types: dict[str, pl.DataType] = {**COLUMN_TYPES[table], ROWID: pl.Int64()}
+    that inclusive rowid range), in table order; absent columns are nulls. ``ROWID`` is the rowid, as ``_rid``;
+    ``PID`` the process id of the globalPid, as ``pid``. The ``narrow`` columns (by their names) are Int32 where
+    every value fits 32 bits (see ``Trace.read_table``)."""
+    types: dict[str, pl.DataType] = {**COLUMN_TYPES[table], ROWID: pl.Int64(), PID: pl.Int64()}
     trace.require_columns(table)
-    present = (*trace.schema.columns(table), ROWID)
+    own = trace.schema.columns(table)
+    present = (*own, *(c for c, (_, need) in _DERIVED.items() if need is None or need in own))
     read = {c: types[c] for c in columns if c in present}
     conds = [c for c in ((flt.sql_where(present) if flt is not None else ""), where) if c]
     where = " AND ".join(f"({c})" for c in conds)
-    df = trace.read_table(table, read, where, rowids) if read else pl.DataFrame()
+    df = trace.read_table(table, read, where, rowids, narrow) if read else pl.DataFrame()
+    names = {c: _DERIVED[c][0] if c in _DERIVED else c for c in columns}
     missing = [c for c in columns if c not in read]
     if missing:
         height = df.height if read else (trace.count(table) if not where else 0)
-        df = (
-            df.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in missing)
-            if read
-            else pl.DataFrame([null_column(c, height, types[c]) for c in missing])
-        )
-    return df.select("_rid" if c == ROWID else c for c in columns)
-
-
-def narrow_ints(df: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
-    """``df`` with those of ``columns`` whose every value fits 32 bits as Int32 (4 bytes a row, not 8: a launch
-    grid's dimensions, 12 bytes a kernel); a column holding a value that does not fit (a damaged export) stays
-    Int64, its values unchanged."""
-    at = [c for c in columns if c in df.columns and df.schema[c] == pl.Int64]
-    if not at or df.is_empty():
-        return df.with_columns(pl.col(c).cast(pl.Int32) for c in at)
-    bounds = df.select(*(pl.col(c).min().alias(f"{c}<") for c in at), *(pl.col(c).max().alias(f"{c}>") for c in at))
-    low, high = -(1 << 31), (1 << 31) - 1
-    row = bounds.row(0, named=True)
-    fit = [
-        c
-        for c in at
-        if (row[f"{c}<"] is None or row[f"{c}<"] >= low) and (row[f"{c}>"] is None or row[f"{c}>"] <= high)
-    ]
-    return df.with_columns(pl.col(c).cast(pl.Int32) for c in fit)
+        nulls = [null_column(names[c], height, types[c]) for c in missing]
+        df = df.with_columns(nulls) if read else pl.DataFrame(nulls)
+    return df.select(names[c] for c in columns)
 
 
 def null_column(name: str, n: int, dtype: pl.DataType) -> pl.Series:
@@ -203,6 +192,9 @@ def gpus(trace: Trace) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------
 # The frames an analysis needs, loaded once.
 
+# the kernel frame's integer columns held at 4 bytes a row where they fit (ids, the launch grid, the string ids
+# until their names are resolved): 20 bytes a kernel less than Int64
+KERNEL_NARROW = ("deviceId", "streamId", "correlationId", "pid", "demangledName", "shortName", *S.GRID)
 LAUNCH_API_PREFIXES = ("cudaLaunch", "cuLaunch", "cudaGraphLaunch", "cuGraphLaunch")
 # the frames of a TraceFrames, and the tables they are read from (their columns are part of the cache key)
 FRAME_NAMES = ("kernels", "api", "memcpy", "memset", "graph_launches", "nvtx", "overhead")
@@ -235,8 +227,9 @@ GPU_OP_KINDS = ("kernel", "memcpy", "memset", "graph")
 class TraceFrames:
     """Columns of one trace that analyses use, read once (optionally through an EventFilter).
 
-    kernels: start, end, dur, deviceId, streamId, correlationId, globalPid, pid (Int32), name (demangled), short,
-             gridX, gridY, gridZ (Int32, unless a damaged value does not fit 32 bits)
+    kernels: start, end, dur, deviceId, streamId, correlationId, pid, name (demangled), short, gridX, gridY, gridZ
+             (the ids and the grid Int32, unless a damaged value does not fit 32 bits; no globalPid: 8 bytes a
+             kernel; ``tables.PID`` reads the pid)
     api:     start, end, dur, globalTid, correlationId, name (as recorded: cudaLaunchKernel_v7000); the process and
              thread ids are ``pid_of``/``tid_of`` of globalTid (``phases.calls`` gives them as columns on request)
     (the names of kernels and calls are categoricals: 4 bytes a row where a text view takes 16, and casting them
@@ -326,7 +319,7 @@ class TraceFrames:
                 "deviceId",
                 "streamId",
                 "correlationId",
-                "globalPid",
+                PID,
                 "demangledName",
                 "shortName",
                 "gridX",
@@ -334,11 +327,11 @@ class TraceFrames:
                 "gridZ",
             ],
             flt,
+            narrow=KERNEL_NARROW,
         )
         k = resolve_names(k, trace, "demangledName", "name", categorical=True)
         k = resolve_names(k, trace, "shortName", "short", categorical=True).drop("demangledName", "shortName")
-        k = narrow_ints(k, S.GRID)
-        return k.with_columns((pl.col("end") - pl.col("start")).alias("dur"), pid_of("globalPid"))
+        return k.with_columns((pl.col("end") - pl.col("start")).alias("dur"))
 
     @staticmethod
     def _api(trace: Trace, flt: EventFilter | None) -> pl.DataFrame:
@@ -372,4 +365,4 @@ class TraceFrames:
         enum: a byte a row where a text would take sixteen), sorted by start."""
         kind = pl.Enum(GPU_OP_KINDS)
         parts = [f.with_columns(pl.lit(k, kind).alias("kind")) for k, f in self.gpu_parts.items()]
-        return pl.concat(parts, how="vertical").sort("start")
+        return pl.concat(parts, how="vertical_relaxed").sort("start")
