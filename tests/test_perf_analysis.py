@@ -564,17 +564,28 @@ def test_overlapping_and_gpu_idle_give_the_filter_and_the_union_with_or_without_
 # ---------------------------------------------------------------------------------------------------- API calls
 
 
-def test_calls_filters_by_the_distinct_names_and_reuses_them() -> None:
+@pytest.mark.parametrize("dtype", [pl.String, pl.Categorical])
+def test_calls_filters_by_the_distinct_names_and_reuses_them(dtype: pl.DataType) -> None:
     api = pl.DataFrame(
         {
             "name": ["cudaLaunchKernel_v7000", "cudaMalloc", None, "cuLaunchKernel", "cudaStreamSynchronize"] * 3,
             "start": list(range(15)),
-        }
+        },
+        schema={"name": dtype, "start": pl.Int64},  # the trace's frames hold the names as categoricals
     )
-    want = api.filter(pl.col("name").str.contains(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)"))
-    assert calls(api, LAUNCH_API).equals(want)
+    want = api.filter(
+        pl.col("name").cast(pl.String).str.contains(r"^(cudaLaunch|cuLaunch|cudaGraphLaunch|cuGraphLaunch)")
+    )
+    assert want.height == 6 and calls(api, LAUNCH_API).equals(want)
     assert sorted(distinct_values(api, "name"), key=str) == sorted(set(api["name"].to_list()), key=str)
     assert distinct_values(api, "name") is distinct_values(api, "name")  # remembered for this frame
+    ids = distinct_values(api, "name")
+    if dtype == pl.Categorical:  # each name with its categorical id (the filter compares those)
+        assert {n: ids[n] for n in ids if n is not None} == {
+            n: i for n, i in zip(api["name"].to_list(), api["name"].to_physical().to_list(), strict=True) if n
+        }
+    else:
+        assert set(ids.values()) == {None}
     none = calls(api.filter(pl.col("name") != "cudaStreamSynchronize"), SYNC_API)
     assert none.is_empty() and none.schema == api.schema
     other = api.with_columns(pl.lit("cudaDeviceSynchronize").alias("name"))

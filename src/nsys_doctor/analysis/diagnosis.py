@@ -379,15 +379,14 @@ def diagnose(
         (name_codes, name_texts), (short_codes, short_texts) = text_codes(lkw["name"]), text_codes(lkw["short"])
         # the grid as one packed key (8 bytes a row, not 24), and the step's time left out once the step is found
         grid = [pack_grid()] if packable_grid(lkw) else GRID
-        in_decode = (
-            assign_to_steps(
-                lkw.select(name_codes, short_codes, *grid, "dur", pl.coalesce("l_start", "start").alias("t")),
-                decode_ids,
-                "t",
-            )
-            .select(pl.exclude("t"))
-            .filter(pl.col("idx").is_not_null())
-        )
+        in_decode = assign_to_steps(
+            lkw.select(name_codes, short_codes, *grid, "dur", pl.coalesce("l_start", "start").alias("t")),
+            decode_ids,
+            "t",
+        ).drop("t")
+        # the step as 4 bytes a kernel before the copy of the kernels in decode steps (held through the tails below)
+        in_decode = in_decode.with_columns(pl.col("idx").cast(pl.Int32))
+        in_decode = in_decode.filter(pl.col("idx").is_not_null())
         del name_codes, short_codes
         if in_decode.height:
             kt, coded = in_decode, {"name": name_texts, "short": short_texts}

@@ -84,14 +84,14 @@ def calls(
     """API rows whose name matches ``pattern`` (and not ``exclude``); ``columns``: only those columns (the others
     are not copied; ``pid`` and ``tid``, when the frame has none, from its globalTid). Names are matched once per
     distinct name, not once per call: traces have millions of calls but a few dozen API names."""
-    from ..trace.tables import call_column, distinct_values  # the distinct names of a frame are listed once
+    from ..trace.tables import call_column, distinct_values, rows_of_values  # (distinct names listed once)
 
-    names = [
+    names: list[object] = [
         n
         for n in distinct_values(api, "name")
         if isinstance(n, str) and pattern.search(n) and not (exclude is not None and exclude.search(n))
     ]
-    api = api.filter(api["name"].is_in(names)) if names else api.clear()
+    api = rows_of_values(api, "name", names)
     return api if columns is None else api.select(call_column(api, c) for c in columns)
 
 

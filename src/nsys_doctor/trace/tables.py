@@ -128,24 +128,45 @@ def resolve_names(df: pl.DataFrame, trace: Trace, id_col: str, out: str, categor
 
 
 # distinct values of a frame's column, remembered per frame object (frames are never changed in place here):
-# id(frame) -> (a weak reference to it, column, height, values)
-_DISTINCT: dict[int, tuple[weakref.ref[pl.DataFrame], str, int, list[object]]] = {}
+# id(frame) -> (a weak reference to it, column, height, {value: its categorical id, or None})
+_DISTINCT: dict[int, tuple[weakref.ref[pl.DataFrame], str, int, dict[object, int | None]]] = {}
 _DISTINCT_MAX = 16
 
 
-def distinct_values(df: pl.DataFrame, column: str) -> list[object]:
-    """The distinct values of ``df[column]`` (nulls included, in no particular order). Asked again for the same
-    frame, the answer is reused: the API frame has millions of rows but a few dozen names, asked for by every
-    ``calls`` filter."""
+def distinct_values(df: pl.DataFrame, column: str) -> dict[object, int | None]:
+    """The distinct values of ``df[column]`` (nulls included, in no particular order), each with its categorical
+    id when the column is a categorical (the id of a null, and every id of another column, is None): a filter on
+    the ids (``rows_of_values``) compares 4-byte integers, not texts. Asked again for the same frame, the answer
+    is reused: the API frame has millions of rows but a few dozen names, asked for by every ``calls`` filter."""
     key = id(df)
     hit = _DISTINCT.get(key)
     if hit is not None and hit[0]() is df and hit[1] == column and hit[2] == df.height:
         return hit[3]
-    values = df[column].unique().to_list()
+    col = df[column]
+    values: dict[object, int | None]
+    if col.dtype == pl.Categorical:
+        ids = col.to_physical()
+        first = ids.arg_unique()
+        values = dict(zip(col.gather(first).cast(pl.String).to_list(), ids.gather(first).to_list(), strict=True))
+    else:
+        values = dict.fromkeys(col.unique().to_list())
     if len(_DISTINCT) >= _DISTINCT_MAX:
         _DISTINCT.clear()
     _DISTINCT[key] = (weakref.ref(df), column, df.height, values)
     return values
+
+
+def rows_of_values(df: pl.DataFrame, column: str, values: list[object]) -> pl.DataFrame:
+    """The rows of ``df`` whose ``column`` holds one of ``values`` (some of ``distinct_values(df, column)``): by
+    their categorical ids where the column is a categorical (five million calls: 2 ms, not 13)."""
+    if not values:
+        return df.clear()
+    ids = distinct_values(df, column)
+    codes = [ids[v] for v in values]
+    col = df[column]
+    if col.dtype == pl.Categorical and all(c is not None for c in codes):
+        return df.filter(col.to_physical().is_in(pl.Series(codes, dtype=col.to_physical().dtype).implode()))
+    return df.filter(col.is_in(pl.Series(values, dtype=col.dtype).implode()))
 
 
 NVTX_RANGE_TYPES = (59, 60, 70, 71)
