@@ -151,6 +151,11 @@ def test_tails_by_ranges_read_their_groups_a_chunk_at_a_time(chunk: int, monkeyp
     assert distribution._ranged_tails(codes, df["dur"]) is not None  # the ranged path is the one tested
     for keys in (["name"], ["name", "gridX"]):
         assert _same_frame(tail_table(df, keys), _tail_table_reference(df, keys), keys), keys
+    # the running sums of the masked values at chosen positions, by hand: values 0, 1, 0, 1, 2, 0 (masked by 3)
+    packed = np.array([0, 1, 4, 5, 6, 12], dtype=np.int64)
+    at = np.array([6, 0, 2, 2, 5, 1, 4])
+    assert distribution._prefix_sums_at(packed, 3, at).tolist() == [4, 0, 1, 1, 4, 0, 2]
+    assert distribution._prefix_sums_at(packed[:0], 3, np.array([0, 0])).tolist() == [0, 0]
     changes = distribution._key_changes(np.array([0, 1, 4, 5, 6, 12], dtype=np.int64), 2)
     assert changes.tolist() == [0, 2, 5]  # keys 0, 0, 1, 1, 1, 3
     assert distribution._key_changes(np.zeros(0, dtype=np.int64), 2).tolist() == []

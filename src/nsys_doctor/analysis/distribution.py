@@ -340,10 +340,6 @@ def _ranged_tails(key: pl.Series, values: pl.Series, owned: np.ndarray | None = 
     keys = packed[first] >> bits
     last = np.append(first[1:], packed.size)  # each group's range [first, last)
     count = last - first
-    sums = np.zeros(packed.size + 1, dtype=np.int64)
-    np.bitwise_and(packed, mask, out=sums[1:])
-    np.cumsum(sums[1:], out=sums[1:])
-    total = sums[last] - sums[first]
 
     def value(at: np.ndarray) -> np.ndarray:
         return packed[at] & mask
@@ -354,7 +350,12 @@ def _ranged_tails(key: pl.Series, values: pl.Series, owned: np.ndarray | None = 
     p50, p99 = rank(50), rank(99)
     # the instances above p99 (a range's values are sorted: those after the last value equal to p99)
     above = np.searchsorted(packed, (keys << bits) + p99, side="right")
-    excess = (sums[last] - sums[above]) - (last - above) * p50
+    # the values' sums before each range's first row, its last, and its first above p99 (no array of every row's
+    # running sum)
+    before = _prefix_sums_at(packed, mask, np.concatenate([first, last, above]))
+    at_first, at_last, at_above = np.split(before, 3)
+    total = at_last - at_first
+    excess = (at_last - at_above) - (last - above) * p50
     return pl.DataFrame(
         [
             pl.Series(key.name, keys).cast(key.dtype),
@@ -368,6 +369,23 @@ def _ranged_tails(key: pl.Series, values: pl.Series, owned: np.ndarray | None = 
             pl.Series("tail_excess", excess, dtype=pl.Int64),
         ]
     )
+
+
+def _prefix_sums_at(packed: np.ndarray, mask: int, at: np.ndarray) -> np.ndarray:
+    """Per position ``p`` of ``at`` (0 <= p <= len(packed)): the sum of ``packed & mask`` over rows [0, p). A
+    chunk of rows at a time: the running sum of millions of rows is never one array."""
+    order = np.argsort(at, kind="stable")
+    where = at[order]
+    out = np.zeros(at.size, dtype=np.int64)  # (position 0: nothing before it)
+    done = 0  # the sum of the chunks before
+    for chunk in row_chunks(packed.size):
+        run = np.bitwise_and(packed[chunk], mask)
+        np.cumsum(run, out=run)
+        # positions chunk.start < p <= chunk.stop end inside this chunk
+        lo, hi = np.searchsorted(where, [chunk.start, chunk.stop], side="right")
+        out[order[lo:hi]] = done + run[where[lo:hi] - chunk.start - 1]
+        done += int(run[-1])
+    return out
 
 
 def _key_changes(packed: np.ndarray, bits: int) -> np.ndarray:

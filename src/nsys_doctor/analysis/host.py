@@ -193,7 +193,11 @@ def clipped_total(intervals: pl.DataFrame, w0: int, w1: int) -> int:
     if intervals.select(pl.col("start", "end").null_count().sum()).row(0) != (0, 0):  # (a null span counts 0)
         clipped = (pl.col("end").clip(upper_bound=w1) - pl.col("start").clip(lower_bound=w0)).clip(lower_bound=0)
         return int(intervals.select(clipped.sum()).item())
-    s, e = intervals["start"].to_numpy(), intervals["end"].to_numpy()
+    return _clipped_sum(intervals["start"].to_numpy(), intervals["end"].to_numpy(), w0, w1)
+
+
+def _clipped_sum(s: np.ndarray, e: np.ndarray, w0: int, w1: int) -> int:
+    """``clipped_total`` of the intervals [s, e) (no nulls), a chunk of them at a time."""
     total = 0
     for at in row_chunks(s.size):
         span = np.minimum(e[at], w1)
@@ -408,8 +412,7 @@ class GpuIdle:
         """The idle time inside [lo, hi]: the window less the busy time in it (the busy intervals are disjoint)."""
         if self.none:
             return 0
-        covered = int((np.minimum(self.be, self.hi) - np.maximum(self.bs, self.lo)).clip(min=0).sum())
-        return (self.hi - self.lo) - covered
+        return (self.hi - self.lo) - _clipped_sum(self.bs, self.be, self.lo, self.hi)
 
     def short_idle(self, shorter_than: int, skip: np.ndarray | None = None) -> int:
         """The idle time of the intervals between two busy ones shorter than ``shorter_than``, less the intervals
@@ -421,9 +424,16 @@ class GpuIdle:
         """``short_idle`` of the intervals that lie inside one of the disjoint spans [starts, ends]."""
         if self.bs.size < 2 or not starts.size:
             return 0
-        total = np.concatenate([[0], np.cumsum(self._short(shorter_than, skip))])
+        # the short intervals' running total, made in the array of their durations (no second array of millions)
+        running = self._short(shorter_than, skip)
+        np.cumsum(running, out=running)
         first, stop = self._spanned(starts, ends)
-        return int((total[np.maximum(stop, first)] - total[first]).sum())
+        stop = np.maximum(stop, first)
+
+        def before(at: np.ndarray) -> np.ndarray:  # the total of the intervals before ``at``
+            return np.where(at > 0, running[np.maximum(at - 1, 0)], 0)
+
+        return int((before(stop) - before(first)).sum())
 
     def _spanned(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per span [start, end]: the intervals between two busy ones (interval k at k - 1) that lie inside it run
@@ -443,11 +453,12 @@ class GpuIdle:
         """Per interval between two busy ones (interval k, 1 <= k < number of busy intervals, at k - 1): its
         duration where it is shorter than ``shorter_than`` and not numbered in ``skip``, else 0."""
         dur = self.bs[1:] - self.be[:-1]
-        short = (dur > 0) & (dur < shorter_than)
+        other = (dur <= 0) | (dur >= shorter_than)
         if skip is not None and skip.size:
             inner = skip[(skip >= 1) & (skip < self.bs.size)]
-            short[inner - 1] = False
-        return np.where(short, dur, 0)
+            other[inner - 1] = True
+        dur[other] = 0  # (in place: one array of millions of intervals, not two)
+        return dur
 
     def frame(self) -> pl.DataFrame:
         """The idle intervals as rows gid, start, end (gid: their order)."""
