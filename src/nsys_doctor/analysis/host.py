@@ -163,26 +163,7 @@ def busy_intervals(ops: pl.DataFrame) -> pl.DataFrame:
     s = ops.select("deviceId", "start", "end")
     if s.null_count().sum_horizontal().item() or (s["end"] < s["start"]).any():
         return _busy_intervals_grouped(s)
-    # one device at a time, sorted by start: an interval opens a new busy stretch when it starts after every
-    # earlier one ended; a stretch ends at the running maximum of the ends at its last interval
-    devices = s["deviceId"].unique().sort()
-    parts = []
-    for dev in devices.to_list():
-        d = (s.filter(pl.col("deviceId") == dev) if len(devices) > 1 else s).sort("start")
-        reach = d["end"].cum_max()
-        before = reach.shift(1)
-        opens = before.is_null() | (d["start"] > before)
-        closes = opens.shift(-1, fill_value=True)
-        parts.append(
-            pl.DataFrame(
-                {
-                    "deviceId": d["deviceId"].filter(opens),
-                    "start": d["start"].filter(opens),
-                    "end": reach.filter(closes),
-                }
-            )
-        )
-    return pl.concat(parts) if len(parts) > 1 else parts[0]
+    return _union_per_device([s]).cast(s.schema)  # (the input's column types)
 
 
 def clipped_total(intervals: pl.DataFrame, w0: int, w1: int) -> int:
@@ -216,6 +197,12 @@ def busy_intervals_of(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
         return busy_intervals(pl.DataFrame())
     if any(f.null_count().sum_horizontal().item() or (f["end"] < f["start"]).any() for f in frames):
         return busy_intervals(pl.concat(frames, how="vertical_relaxed"))
+    return _union_per_device(frames)
+
+
+def _union_per_device(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The union of the intervals of ``frames`` (deviceId, start, end; no nulls, no end before its start) per
+    device, devices in order, as deviceId, start, end (Int64): ``_union_by_chunks`` of each device's parts."""
     per_device: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     for f in frames:
         devices = f["deviceId"].unique().to_list()

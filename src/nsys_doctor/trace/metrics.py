@@ -122,7 +122,7 @@ def memory_usage_events(trace: Trace) -> pl.DataFrame | None:
         return None
     corr = "correlationId" if trace.schema.has_column(t, "correlationId") else "NULL"
     return trace.frame(
-        f"SELECT rowid, start, deviceId, (globalPid >> 24) & 16777215, bytes, memKind, memoryOperationType, {corr} "
+        f"SELECT rowid, start, deviceId, {S.pid_sql('globalPid')}, bytes, memKind, memoryOperationType, {corr} "
         f"FROM {t} WHERE typeof(start) = 'integer' AND typeof(bytes) = 'integer' ORDER BY start, rowid",
         MEMORY_SCHEMA,
     )
@@ -134,7 +134,7 @@ def allocation_failures(trace: Trace) -> pl.DataFrame:
     if not all(trace.schema.has_column(S.RUNTIME, c) for c in ("start", "nameId", "returnValue", "globalTid")):
         return pl.DataFrame(schema=schema)
     return trace.frame(
-        f"SELECT r.start, s.value, (r.globalTid >> 24) & 16777215 FROM {S.RUNTIME} r JOIN {S.STRINGS} s "
+        f"SELECT r.start, s.value, {S.pid_sql('r.globalTid')} FROM {S.RUNTIME} r JOIN {S.STRINGS} s "
         f"ON s.id = r.nameId WHERE r.returnValue = {ALLOC_FAILED} AND (s.value LIKE 'cudaMalloc%' OR "
         "s.value LIKE 'cuMemAlloc%' OR s.value LIKE 'cuMemCreate%' OR s.value LIKE 'cudaMallocAsync%') "
         "ORDER BY r.start",

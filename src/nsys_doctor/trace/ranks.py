@@ -202,7 +202,7 @@ def gpu_units(trace: Trace) -> list[tuple[int, int]]:
                 rows = [((g >> 24) & MASK24, d) for g, d in raw]
             else:
                 rows = trace.rows(
-                    f"SELECT DISTINCT (globalPid >> 24) & {MASK24}, deviceId FROM {table} "
+                    f"SELECT DISTINCT {S.pid_sql('globalPid')}, deviceId FROM {table} "
                     "WHERE typeof(globalPid) = 'integer' AND typeof(deviceId) = 'integer'"
                 )
             units = sorted({(int(p), int(d)) for p, d in rows}, key=lambda u: (u[1], u[0]))

@@ -118,6 +118,16 @@ def global_pid(global_id: int) -> int:
     return (global_id >> 24) & 0xFFFFFF
 
 
+def pid_sql(column: str) -> str:
+    """``global_pid`` of the ``globalTid``/``globalPid`` column ``column`` as an SQL expression."""
+    return f"(({column} >> 24) & 16777215)"
+
+
+def tid_sql(column: str) -> str:
+    """``global_tid`` of the ``globalTid`` column ``column`` as an SQL expression."""
+    return f"({column} & 16777215)"
+
+
 def global_tid(global_id: int) -> int:
     """The thread id held in a ``globalTid`` value (bits 0-23): ``tables.tid_of`` for one integer."""
     return global_id & 0xFFFFFF

@@ -66,7 +66,7 @@ COLUMN_TYPES: dict[str, dict[str, pl.DataType]] = {
 
 ROWID = "rowid AS _rid"
 """A column ``load`` reads from any table: the row's rowid, named ``_rid``."""
-PID = "CASE WHEN typeof(globalPid) = 'integer' THEN (globalPid >> 24) & 16777215 END AS pid"
+PID = f"CASE WHEN typeof(globalPid) = 'integer' THEN {S.pid_sql('globalPid')} END AS pid"
 """A column ``load`` reads from a table with a ``globalPid``: the process id in it (``pid_of``, computed by SQLite:
 the 8-byte globalPid of millions of kernels is never held), named ``pid``; null for a value that is not an
 integer, as ``pid_of`` of the read globalPid is."""

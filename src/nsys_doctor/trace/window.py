@@ -56,11 +56,11 @@ class EventFilter(Value):
         if self.pid is not None:
             if "globalTid" in columns:
                 if self.tid is not None:
-                    parts.append(f"(globalTid & 16777215) = {self.tid} AND ((globalTid >> 24) & 16777215) = {self.pid}")
+                    parts.append(f"{S.tid_sql('globalTid')} = {self.tid} AND {S.pid_sql('globalTid')} = {self.pid}")
                 else:
-                    parts.append(f"((globalTid >> 24) & 16777215) = {self.pid}")
+                    parts.append(f"{S.pid_sql('globalTid')} = {self.pid}")
             elif "globalPid" in columns:
-                parts.append(f"((globalPid >> 24) & 16777215) = {self.pid}")
+                parts.append(f"{S.pid_sql('globalPid')} = {self.pid}")
         return " AND ".join(parts)
 
 
